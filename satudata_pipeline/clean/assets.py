@@ -1,0 +1,181 @@
+"""Clean assets (one per source), the quarantine, and the checks that prove no row was lost."""
+
+from __future__ import annotations
+
+import dagster as dg
+from dagster_duckdb import DuckDBResource
+
+from satudata_pipeline.clean.transform import CLEAN_COLUMNS, clean_frame
+from satudata_pipeline.contract.sources import Delivery, SourceSpec
+from satudata_pipeline.sources.assets import raw_key
+
+DATE_COLUMNS = {"tanggal_lahir", "tanggal_pemutakhiran", "tanggal_meninggal", "tanggal_pindah", "tanggal_mulai"}
+COLUMN_TYPES = {
+    "row_number": "BIGINT", "nik_valid": "BOOLEAN", "nik_dki": "BOOLEAN", "rt": "INTEGER", "rw": "INTEGER",
+    "pindah_keluar_dki": "BOOLEAN", "desil": "INTEGER", "disabilitas": "BOOLEAN", "punya_mobil": "BOOLEAN",
+    "njop_di_atas_1m": "BOOLEAN", "nominal_bulanan": "BIGINT", **{c: "DATE" for c in DATE_COLUMNS},
+}
+QUARANTINE_KEY = dg.AssetKey("quarantine")
+
+
+def clean_key(source: SourceSpec) -> dg.AssetKey:
+    return dg.AssetKey(f"clean_{source.name}")
+
+
+def quarantine_table(source_name: str) -> str:
+    return f'clean."{source_name}__quarantine"'
+
+
+def _select_clean(flag_names: list[str]) -> str:
+    cols = [f"CAST({c} AS {COLUMN_TYPES.get(c, 'VARCHAR')}) AS {c}" for c in CLEAN_COLUMNS]
+    if flag_names:
+        items = ", ".join(f"CASE WHEN \"_flag_{f}\" THEN '{f}' END" for f in flag_names)
+        cols.append(f"list_filter([{items}], x -> x IS NOT NULL) AS quality_flags")
+    else:
+        cols.append("CAST([] AS VARCHAR[]) AS quality_flags")
+    return ",\n  ".join(cols)
+
+
+def _clean_asset(delivery: Delivery, source: SourceSpec) -> dg.AssetsDefinition:
+    @dg.asset(
+        key=clean_key(source),
+        deps=[raw_key(source)],
+        group_name="clean",
+        kinds={"duckdb", "pandas"},
+        description=(
+            f"`{source.name}` in the one canonical person schema: NIK checked (structure, region, "
+            "birth date, sex), names without titles and old spelling, dates parsed, addresses and "
+            "region codes standardised, a quality flag per problem. Unusable rows go to quarantine."
+        ),
+        tags={"satudata/source_kind": source.kind},
+    )
+    def clean_asset(context: dg.AssetExecutionContext, warehouse: DuckDBResource) -> dg.MaterializeResult:
+        with warehouse.get_connection() as conn:
+            raw = conn.execute(f'SELECT * FROM raw."{source.name}" ORDER BY _row_number').df()
+            clean, quarantine = clean_frame(raw, source, delivery.snapshot_date)
+            flag_names = [c.removeprefix("_flag_") for c in clean.columns if c.startswith("_flag_")]
+            conn.execute("CREATE SCHEMA IF NOT EXISTS clean")
+            conn.register("_clean", clean)
+            conn.execute(
+                f'CREATE OR REPLACE TABLE clean."{source.name}" AS SELECT\n  {_select_clean(flag_names)}\n'
+                "FROM _clean ORDER BY row_number"
+            )
+            conn.unregister("_clean")
+            conn.register("_quarantine", quarantine)
+            conn.execute(
+                f"CREATE OR REPLACE TABLE {quarantine_table(source.name)} AS SELECT "
+                "CAST(source AS VARCHAR) AS source, CAST(record_id AS VARCHAR) AS record_id, "
+                "CAST(row_number AS BIGINT) AS row_number, CAST(reason AS VARCHAR) AS reason, "
+                "CAST(raw_values AS VARCHAR) AS raw_values FROM _quarantine ORDER BY row_number"
+            )
+            conn.unregister("_quarantine")
+            flag_counts = dict(conn.execute(
+                f'SELECT f, count(*) FROM (SELECT unnest(quality_flags) AS f FROM clean."{source.name}") '
+                "GROUP BY f ORDER BY f"
+            ).fetchall())
+            nik_valid = conn.execute(f'SELECT count(*) FILTER (WHERE nik_valid) FROM clean."{source.name}"').fetchall()[0][0]
+        reasons = quarantine["reason"].value_counts().sort_index().to_dict()
+        context.log.info(f"{source.name}: {len(clean)} clean rows, {len(quarantine)} quarantined")
+        return dg.MaterializeResult(
+            metadata={
+                "dagster/row_count": len(clean),
+                "raw_rows": len(raw),
+                "quarantined_rows": len(quarantine),
+                "quarantine_reasons": dg.MetadataValue.json({k: int(v) for k, v in reasons.items()}),
+                "quality_flags": dg.MetadataValue.json({k: int(v) for k, v in flag_counts.items()}),
+                "nik_valid_share": round(nik_valid / len(clean), 4) if len(clean) else 0.0,
+                "dagster/column_schema": dg.TableSchema(
+                    columns=[dg.TableColumn(c, COLUMN_TYPES.get(c, "VARCHAR")) for c in CLEAN_COLUMNS]
+                    + [dg.TableColumn("quality_flags", "VARCHAR[]")]
+                ),
+                "table": f'clean."{source.name}"',
+            }
+        )
+
+    return clean_asset
+
+
+def _conservation_check(source: SourceSpec) -> dg.AssetChecksDefinition:
+    @dg.asset_check(
+        asset=clean_key(source),
+        name="no_row_lost",
+        blocking=True,
+        description="Conservation: every delivered row is either cleaned or quarantined (raw = clean + quarantine).",
+    )
+    def no_row_lost(warehouse: DuckDBResource) -> dg.AssetCheckResult:
+        with warehouse.get_connection() as conn:
+            raw_n, clean_n, q_n, q_ids = conn.execute(
+                f'SELECT (SELECT count(*) FROM raw."{source.name}"), (SELECT count(*) FROM clean."{source.name}"), '
+                f"(SELECT count(*) FROM {quarantine_table(source.name)}), "
+                f'(SELECT count(*) FROM (SELECT row_number FROM clean."{source.name}" UNION ALL '
+                f"SELECT row_number FROM {quarantine_table(source.name)}) GROUP BY ALL HAVING count(*) > 1)"
+            ).fetchall()[0]
+        return dg.AssetCheckResult(
+            passed=raw_n == clean_n + q_n and not q_ids,
+            metadata={"raw_rows": raw_n, "clean_rows": clean_n, "quarantined_rows": q_n},
+        )
+
+    return no_row_lost
+
+
+def _nik_validity_check(source: SourceSpec, min_share: float) -> dg.AssetChecksDefinition:
+    @dg.asset_check(
+        asset=clean_key(source),
+        name="nik_validity_share",
+        description=(
+            f"At least {min_share:.0%} of the rows carry a structurally valid NIK; fewer means the extract "
+            "or its column mapping is probably broken (WARN)."
+        ),
+    )
+    def nik_validity(warehouse: DuckDBResource) -> dg.AssetCheckResult:
+        with warehouse.get_connection() as conn:
+            total, valid = conn.execute(
+                f'SELECT count(*), count(*) FILTER (WHERE nik_valid) FROM clean."{source.name}"'
+            ).fetchall()[0]
+        share = valid / total if total else 0.0
+        return dg.AssetCheckResult(
+            passed=share >= min_share,
+            severity=dg.AssetCheckSeverity.WARN,
+            metadata={"rows": total, "valid_nik": valid, "share": round(share, 4)},
+        )
+
+    return nik_validity
+
+
+def _quarantine_asset(delivery: Delivery) -> dg.AssetsDefinition:
+    @dg.asset(
+        key=QUARANTINE_KEY,
+        deps=[clean_key(s) for s in delivery.sources],
+        group_name="clean",
+        kinds={"duckdb"},
+        description=(
+            "Every delivered row that could not be used (no name, no id, a repeated id, an unreadable "
+            "line), from all sources, with the reason and the raw values, for the provider to fix."
+        ),
+    )
+    def quarantine(warehouse: DuckDBResource) -> dg.MaterializeResult:
+        union = " UNION ALL ".join(f"SELECT * FROM {quarantine_table(s.name)}" for s in delivery.sources)
+        with warehouse.get_connection() as conn:
+            conn.execute(f"CREATE OR REPLACE TABLE clean.quarantine AS {union} ORDER BY source, row_number")
+            counts = conn.execute(
+                "SELECT source, reason, count(*) FROM clean.quarantine GROUP BY ALL ORDER BY ALL"
+            ).fetchall()
+        total = sum(c for _, _, c in counts)
+        return dg.MaterializeResult(
+            metadata={
+                "dagster/row_count": total,
+                "by_source_and_reason": dg.MetadataValue.json(
+                    {f"{s}/{r}": int(c) for s, r, c in counts}
+                ),
+                "table": "clean.quarantine",
+            }
+        )
+
+    return quarantine
+
+
+def build_clean_assets(delivery: Delivery, min_nik_share: float = 0.5) -> tuple[list, list]:
+    assets = [_clean_asset(delivery, s) for s in delivery.sources] + [_quarantine_asset(delivery)]
+    checks = [_conservation_check(s) for s in delivery.sources]
+    checks += [_nik_validity_check(s, min_nik_share) for s in delivery.sources]
+    return assets, checks

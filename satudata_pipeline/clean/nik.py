@@ -1,0 +1,230 @@
+"""NIK (Nomor Induk Kependudukan): cleaning and structural validation.
+
+A NIK is 16 digits: PP KK CC DDMMYY SSSS
+  PP   province (Kemendagri code, 31 = DKI Jakarta)
+  KK   regency/city within the province (01-69 kabupaten, 71-79 kota)
+  CC   kecamatan within the regency
+  DD   day of birth, +40 for women
+  MM   month of birth
+  YY   two-digit year of birth
+  SSSS serial, never 0000
+
+`clean_nik` only repairs what is certain (separators, quotes, `.0` float text, scientific notation
+that still carries all 16 digits). It never invents digits: `3.17101E+15` lost ten digits and is
+rejected. `validate_nik` accepts raw or cleaned values; pass the *raw* column to get
+`not_16_digits` rather than `missing` for values that `clean_nik` turned into None.
+
+Values are never echoed in exceptions or logs.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+import numpy as np
+import pandas as pd
+
+from satudata_pipeline.clean.values import as_text
+
+__all__ = [
+    "NIK_REASONS",
+    "PROVINCE_CODES",
+    "clean_nik",
+    "dki_kecamatan_prefixes",
+    "validate_nik",
+]
+
+NIK_REASONS = (
+    "missing",
+    "not_16_digits",
+    "unknown_region",
+    "bad_birth_date",
+    "birth_date_mismatch",
+    "sex_mismatch",
+    "zero_serial",
+)
+
+# Province codes in use (Kemendagri), including the Papua provinces created in 2022
+# (93 Papua Selatan, 94 Papua Tengah, 95 Papua Pegunungan, 96 Papua Barat Daya) and the
+# older 97 seen on some NIKs.
+PROVINCE_CODES = frozenset(
+    [str(c) for c in range(11, 20)]
+    + ["21"]
+    + [str(c) for c in range(31, 37)]
+    + ["51", "52", "53"]
+    + [str(c) for c in range(61, 66)]
+    + [str(c) for c in range(71, 77)]
+    + ["81", "82"]
+    + [str(c) for c in range(91, 98)]
+)
+
+_SCI_RE = r"^([0-9])(?:[.,]([0-9]*))?[eE]\+?([0-9]{1,2})$"
+_DAYS_IN_MONTH = np.array([0, 31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31])
+
+
+@lru_cache(maxsize=1)
+def dki_kecamatan_prefixes() -> frozenset[str]:
+    """The 6-digit NIK prefixes of the DKI kecamatan in the reference list (e.g. '317101')."""
+    from satudata_pipeline.clean.wilayah import load_reference
+
+    ref = load_reference()
+    kec = ref.loc[ref["tingkat"] == "kecamatan", "kode"]
+    return frozenset(kec.str.replace(".", "", regex=False))
+
+
+def _digits(raw: pd.Series) -> pd.Series:
+    """Raw NIK -> 'string' Series: NA when blank, else the repaired digit string (any length) or
+    the marker 'X' when the value is not a plain number / not exactly recoverable."""
+    text = as_text(raw)
+    # Surrounding quotes, Excel's leading apostrophe, inner separators.
+    text = text.str.replace(r"[\s'\"`\u2018\u2019\u201c\u201d\u00a0]+", "", regex=True)
+    text = text.mask(text == "")
+    out = pd.Series(pd.NA, index=text.index, dtype="string")
+
+    # 1. Scientific notation: only when the mantissa carries every digit (extra digits must be 0).
+    sci = text.str.extract(_SCI_RE)
+    is_sci = sci[0].notna()
+    if is_sci.any():
+        mant = (sci.loc[is_sci, 0] + sci.loc[is_sci, 1].fillna("")).astype("string")
+        exp = sci.loc[is_sci, 2].astype(int)
+        need = exp + 1
+        # rare: a short Python loop over the scientific-notation rows only
+        repaired = pd.Series(
+            [
+                m[:k] if len(m) >= k and m[k:].strip("0") == "" else "X"
+                for m, k in zip(mant.tolist(), need.tolist())
+            ],
+            index=mant.index,
+            dtype="string",
+        )
+        out[is_sci] = repaired
+
+    # 2. Float written as text: 3171014501900001.0 / 3171014501900001,00
+    rest = text.notna() & ~is_sci
+    flt = text.str.extract(r"^(\d+)[.,]0+$", expand=False)
+    is_flt = rest & flt.notna()
+    out[is_flt] = flt[is_flt]
+
+    # 3. Anything else: drop dots and dashes used as group separators, must then be all digits.
+    rest = rest & ~is_flt
+    plain = text.str.replace(r"[.\-_/]", "", regex=True)
+    plain = plain.where(plain.str.fullmatch(r"\d+").fillna(False), "X")
+    out[rest] = plain[rest]
+    return out
+
+
+def clean_nik(raw: pd.Series) -> pd.Series:
+    """Raw NIK values -> 16-digit strings (object dtype) or None.
+
+    Strips spaces, dots, dashes, quotes and Excel's leading apostrophe; repairs `...0001.0` float
+    text and scientific notation only when no digit was lost. Everything else that is not exactly
+    16 digits becomes None (see `validate_nik` for the reason).
+    """
+    raw = pd.Series(raw)
+    digits = _digits(raw)
+    ok = digits.str.fullmatch(r"\d{16}").fillna(False).astype(bool)
+    out = digits.astype(object).where(ok, None)
+    out.name = raw.name
+    return out
+
+
+def _birth_parts(nik: pd.Series):
+    """Day (women already -40), month, 2-digit year and derived sex from 16-digit NIK strings."""
+    dd = pd.to_numeric(nik.str.slice(6, 8), errors="coerce").to_numpy(dtype=float)
+    mm = pd.to_numeric(nik.str.slice(8, 10), errors="coerce").to_numpy(dtype=float)
+    yy = pd.to_numeric(nik.str.slice(10, 12), errors="coerce").to_numpy(dtype=float)
+    female = dd > 40
+    day = np.where(female, dd - 40, dd)
+    return day, mm, yy, female
+
+
+def validate_nik(
+    nik: pd.Series,
+    tanggal_lahir: pd.Series | None = None,
+    jenis_kelamin: pd.Series | None = None,
+) -> pd.DataFrame:
+    """Validate NIKs (raw or cleaned) against structure, region, the encoded birth date and sex.
+
+    Returns a DataFrame on `nik`'s index with
+      nik_valid  (bool)
+      nik_reason (object: None when valid, else the first failing of NIK_REASONS)
+      nik_dki    (bool: the first six digits are a DKI kecamatan of the reference list)
+
+    `tanggal_lahir` (datetime64/date/None) is compared on day, month and two-digit year;
+    `jenis_kelamin` ('L'/'P') with the +40 day rule. Missing values skip that comparison.
+    Province 31 must be a DKI kecamatan from the reference; other provinces pass when the
+    province code is real, the regency is 01-79 and the kecamatan is not 00.
+    """
+    nik = pd.Series(nik)
+    idx = nik.index
+    n = len(nik)
+    digits = _digits(nik)
+    present = digits.notna().to_numpy()
+    is16 = digits.str.fullmatch(r"\d{16}").fillna(False).to_numpy(dtype=bool)
+    d16 = digits.where(is16, "0000000000000000").astype("string")
+
+    prefix6 = d16.str.slice(0, 6)
+    prov = d16.str.slice(0, 2)
+    kab = pd.to_numeric(d16.str.slice(2, 4), errors="coerce").to_numpy()
+    kec = d16.str.slice(4, 6).to_numpy(dtype=object)
+    dki = prefix6.isin(dki_kecamatan_prefixes()).to_numpy(dtype=bool) & is16
+    is31 = (prov == "31").to_numpy(dtype=bool)
+    national = (
+        prov.isin(PROVINCE_CODES).to_numpy(dtype=bool)
+        & (kab >= 1)
+        & (kab <= 79)
+        & (kec != "00")
+    )
+    region_ok = np.where(is31, dki, national)
+
+    day, mm, yy, female = _birth_parts(d16)
+    mm_i = np.nan_to_num(mm, nan=0).astype(int)
+    mm_i = np.where((mm_i >= 1) & (mm_i <= 12), mm_i, 0)
+    max_day = _DAYS_IN_MONTH[mm_i]
+    # 29 Feb: the century is unknown; 00 is a leap year as 2000, so yy % 4 decides.
+    leap = (np.nan_to_num(yy, nan=1).astype(int) % 4) == 0
+    max_day = np.where((mm_i == 2) & ~leap, 28, max_day)
+    # men 01-31, women 41-71; 32-40 and 72+ fail the day range
+    date_ok = (mm_i >= 1) & (day >= 1) & (day <= max_day)
+
+    if tanggal_lahir is None:
+        tl = pd.Series(pd.NaT, index=idx, dtype="datetime64[ns]")
+    else:
+        tl = pd.to_datetime(pd.Series(tanggal_lahir, index=idx), errors="coerce")
+    has_tl = tl.notna().to_numpy()
+    t_day = tl.dt.day.to_numpy(dtype=float, na_value=np.nan)
+    t_mon = tl.dt.month.to_numpy(dtype=float, na_value=np.nan)
+    t_yy = (tl.dt.year % 100).to_numpy(dtype=float, na_value=np.nan)
+    date_match = ~has_tl | ((t_day == day) & (t_mon == mm) & (t_yy == yy))
+
+    if jenis_kelamin is None:
+        sex = np.full(n, None, dtype=object)
+    else:
+        sex = (
+            pd.Series(jenis_kelamin, index=idx).astype("string").str.strip().str.upper()
+            .to_numpy(dtype=object, na_value=None)
+        )
+    sex_known = np.isin(sex, ["L", "P"])
+    sex_match = ~sex_known | ((sex == "P") == female)
+
+    zero_serial = d16.str.slice(12, 16).eq("0000").to_numpy(dtype=bool)
+
+    conditions = [
+        ~present,
+        ~is16,
+        ~region_ok,
+        ~date_ok,
+        ~date_match,
+        ~sex_match,
+        zero_serial,
+    ]
+    reason = np.select(conditions, list(NIK_REASONS), default="")
+    reason = np.where(reason == "", None, reason).astype(object)
+    return pd.DataFrame(
+        {
+            "nik_valid": pd.Series(reason == None, index=idx, dtype=bool),  # noqa: E711
+            "nik_reason": pd.Series(reason, index=idx, dtype=object),
+            "nik_dki": pd.Series(dki, index=idx, dtype=bool),
+        },
+        index=idx,
+    )

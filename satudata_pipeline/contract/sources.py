@@ -1,0 +1,354 @@
+"""The data directory contract: `sources.yaml` parsed into typed models and checked against the files.
+
+Everything here runs before the warehouse is touched, so a broken delivery fails the run (or the code
+location load) with an error that names the source, the file and the column, and never a person's
+data. See docs/data-contract.md for the user's view of the same rules.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import io
+from functools import cached_property
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+KINDS = (
+    "civil_registry",
+    "death_registry",
+    "migration_registry",
+    "welfare_registry",
+    "program_roster",
+)
+Kind = Literal[
+    "civil_registry", "death_registry", "migration_registry", "welfare_registry", "program_roster"
+]
+
+PERSON_FIELDS = (
+    "record_id",
+    "nik",
+    "no_kk",
+    "nama",
+    "jenis_kelamin",
+    "tempat_lahir",
+    "tanggal_lahir",
+    "alamat",
+    "rt",
+    "rw",
+    "kelurahan",
+    "kecamatan",
+    "kota",
+    "kode_kelurahan",
+    "tanggal_pemutakhiran",
+)
+KIND_FIELDS: dict[str, tuple[str, ...]] = {
+    "civil_registry": (),
+    "death_registry": ("tanggal_meninggal",),
+    "migration_registry": ("tanggal_pindah", "kode_wilayah_tujuan"),
+    "welfare_registry": ("desil", "disabilitas", "punya_mobil", "njop_di_atas_1m"),
+    "program_roster": ("jenjang", "nominal_bulanan", "tanggal_mulai"),
+}
+REQUIRED_FIELDS: dict[str, tuple[str, ...]] = {
+    "civil_registry": ("record_id", "nama"),
+    "death_registry": ("record_id", "nama", "tanggal_meninggal"),
+    "migration_registry": ("record_id", "nama", "tanggal_pindah", "kode_wilayah_tujuan"),
+    "welfare_registry": ("record_id", "nama"),
+    "program_roster": ("record_id", "nama"),
+}
+DATE_FIELDS = (
+    "tanggal_lahir",
+    "tanggal_pemutakhiran",
+    "tanggal_meninggal",
+    "tanggal_pindah",
+    "tanggal_mulai",
+)
+FORMATS = {".csv": "csv", ".txt": "csv", ".tsv": "csv", ".parquet": "parquet", ".pq": "parquet", ".xlsx": "xlsx"}
+
+
+class ContractError(ValueError):
+    """A delivery that does not meet the data contract. The message names where, never what."""
+
+    def __init__(self, message: str, *, source: str | None = None, file: str | None = None,
+                 column: str | None = None, row: int | None = None):
+        where = []
+        if source:
+            where.append(f"source '{source}'")
+        if file:
+            where.append(f"file '{file}'")
+        if column:
+            where.append(f"column '{column}'")
+        if row is not None:
+            where.append(f"row {row}")
+        super().__init__(f"{', '.join(where)}: {message}" if where else message)
+        self.source, self.file, self.column, self.row = source, file, column, row
+
+
+class SourceSpec(BaseModel):
+    """One entry of `sources:` in sources.yaml."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(pattern=r"^[a-z0-9_]+$")
+    kind: Kind
+    program: str | None = None
+    path: str
+    format: Literal["csv", "parquet", "xlsx"] | None = None
+    extracted_at: dt.date
+    freshness_days: int = Field(default=35, ge=0)
+    date_format: str | None = None
+    encoding: str = "utf-8"
+    delimiter: str | None = None
+    sheet: str | None = None
+    description: str | None = None
+    columns: dict[str, str]
+    values: dict[str, dict[str, str]] = Field(default_factory=dict)
+
+    @field_validator("encoding")
+    @classmethod
+    def _known_codec(cls, value: str) -> str:
+        import codecs
+
+        try:
+            codecs.lookup(value)
+        except LookupError as exc:
+            raise ValueError(f"unknown encoding '{value}'") from exc
+        return value
+
+    @field_validator("values", mode="before")
+    @classmethod
+    def _values_as_text(cls, value: Any) -> Any:
+        # YAML reads `1: L` or `Ya: true` as int/bool keys and values; the contract means the text.
+        if not isinstance(value, dict):
+            return value
+        return {
+            field: {_yaml_text(k): _yaml_text(v) for k, v in (mapping or {}).items()}
+            if isinstance(mapping, dict) else mapping
+            for field, mapping in value.items()
+        }
+
+    @model_validator(mode="after")
+    def _fields_fit_kind(self) -> "SourceSpec":
+        allowed = set(PERSON_FIELDS) | set(KIND_FIELDS[self.kind])
+        unknown = sorted(set(self.columns) - allowed)
+        if unknown:
+            raise ValueError(
+                f"columns maps unknown canonical field(s) {unknown} for kind {self.kind}; "
+                f"allowed: {sorted(allowed)}"
+            )
+        missing = [f for f in REQUIRED_FIELDS[self.kind] if f not in self.columns]
+        if missing:
+            raise ValueError(f"required field(s) {missing} are not mapped in columns")
+        if self.kind == "program_roster" and not self.program:
+            raise ValueError("a program_roster needs `program:` (a program code of the rules)")
+        if self.kind != "program_roster" and self.program:
+            raise ValueError("`program:` is only for kind program_roster")
+        unknown_values = sorted(set(self.values) - set(self.columns))
+        if unknown_values:
+            raise ValueError(f"values given for unmapped field(s) {unknown_values}")
+        return self
+
+    @property
+    def file_format(self) -> str:
+        if self.format:
+            return self.format
+        suffix = Path(self.path).suffix.lower()
+        if suffix not in FORMATS:
+            raise ContractError(
+                f"cannot tell the format from extension '{suffix}'; set `format:` (csv, parquet, xlsx)",
+                source=self.name, file=self.path,
+            )
+        return FORMATS[suffix]
+
+
+def _yaml_text(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+class Delivery(BaseModel):
+    """A whole data directory: its snapshot date and its sources."""
+
+    model_config = ConfigDict(extra="forbid", arbitrary_types_allowed=True)
+
+    snapshot_date: dt.date
+    sources: list[SourceSpec] = Field(min_length=1)
+    data_dir: Path
+    description: str | None = None
+
+    @model_validator(mode="after")
+    def _unique_names(self) -> "Delivery":
+        seen: set[str] = set()
+        for s in self.sources:
+            if s.name in seen:
+                raise ValueError(f"duplicate source name '{s.name}'")
+            seen.add(s.name)
+        return self
+
+    def source(self, name: str) -> SourceSpec:
+        for s in self.sources:
+            if s.name == name:
+                return s
+        raise KeyError(name)
+
+    def file_path(self, source: SourceSpec) -> Path:
+        return (self.data_dir / source.path).resolve()
+
+    def days_old(self, source: SourceSpec) -> int:
+        return (self.snapshot_date - source.extracted_at).days
+
+    @cached_property
+    def yaml_path(self) -> Path:
+        return self.data_dir / "sources.yaml"
+
+
+def parse_delivery(data_dir: Path, program_codes: set[str] | None = None) -> Delivery:
+    """Parse and validate sources.yaml (structure only; see `check_files` for the files)."""
+    data_dir = Path(data_dir)
+    yaml_path = data_dir / "sources.yaml"
+    if not yaml_path.is_file():
+        raise ContractError(f"no sources.yaml in data directory {data_dir}")
+    try:
+        raw = yaml.safe_load(yaml_path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = f" at line {mark.line + 1}" if mark else ""
+        raise ContractError(f"sources.yaml is not valid YAML{line}", file=str(yaml_path)) from None
+    if not isinstance(raw, dict):
+        raise ContractError("sources.yaml must be a mapping with snapshot_date and sources", file=str(yaml_path))
+    try:
+        delivery = Delivery(**raw, data_dir=data_dir)
+    except ValidationError as exc:
+        raise ContractError(_explain(exc, raw), file=str(yaml_path)) from None
+    if program_codes is not None:
+        for s in delivery.sources:
+            if s.kind == "program_roster" and s.program not in program_codes:
+                raise ContractError(
+                    f"unknown program '{s.program}'; the program rules define {sorted(program_codes)}",
+                    source=s.name, file=s.path, column="program",
+                )
+    return delivery
+
+
+def _explain(exc: ValidationError, raw: dict) -> str:
+    """Turn pydantic errors into lines that name the source (by name, not index) and the field."""
+    lines = []
+    sources = raw.get("sources") or []
+    for err in exc.errors():
+        loc = list(err["loc"])
+        where = ".".join(str(p) for p in loc)
+        if len(loc) >= 2 and loc[0] == "sources" and isinstance(loc[1], int):
+            idx = loc[1]
+            name = sources[idx].get("name", f"#{idx + 1}") if idx < len(sources) and isinstance(sources[idx], dict) else f"#{idx + 1}"
+            field = ".".join(str(p) for p in loc[2:]) or "(entry)"
+            where = f"source '{name}', field '{field}'"
+        msg = err["msg"].removeprefix("Value error, ")
+        if err["type"] == "extra_forbidden":
+            msg = "unknown field (not part of the data contract)"
+        elif err["type"] == "literal_error" and loc[-1] == "kind":
+            msg = f"unknown kind '{err.get('input')}'; expected one of {list(KINDS)}"
+        lines.append(f"{where}: {msg}")
+    return "sources.yaml is invalid:\n  " + "\n  ".join(lines)
+
+
+# --- the files themselves -------------------------------------------------------------------------
+
+
+def read_header(delivery: Delivery, source: SourceSpec) -> list[str]:
+    """The column names of a source's file, read with its encoding, delimiter and format."""
+    path = delivery.file_path(source)
+    if not path.is_file():
+        raise ContractError(f"file not found in the data directory ({path})", source=source.name, file=source.path)
+    fmt = source.file_format
+    if fmt == "csv":
+        with open_text(path, source) as fh:
+            try:
+                first = fh.readline()
+            except UnicodeDecodeError as exc:
+                raise ContractError(
+                    f"cannot decode the header as {source.encoding} ({exc.reason} at byte {exc.start}); "
+                    "set `encoding:` (e.g. latin-1, cp1252, utf-8-sig)",
+                    source=source.name, file=source.path,
+                ) from None
+        if not first.strip():
+            raise ContractError("file is empty (no header line)", source=source.name, file=source.path)
+        return next(csv.reader([first], delimiter=csv_delimiter(source, first)))
+    if fmt == "parquet":
+        import pyarrow.parquet as pq
+
+        try:
+            return list(pq.read_schema(path).names)
+        except Exception as exc:  # pyarrow raises several types for broken files
+            raise ContractError(f"unreadable parquet file ({type(exc).__name__})", source=source.name, file=source.path) from None
+    if fmt == "xlsx":
+        from openpyxl import load_workbook
+
+        try:
+            wb = load_workbook(path, read_only=True, data_only=True)
+        except Exception as exc:
+            raise ContractError(f"unreadable xlsx file ({type(exc).__name__})", source=source.name, file=source.path) from None
+        try:
+            ws = wb[source.sheet] if source.sheet else wb.worksheets[0]
+            row = next(ws.iter_rows(min_row=1, max_row=1, values_only=True), None)
+        except KeyError:
+            raise ContractError(f"no sheet named '{source.sheet}'", source=source.name, file=source.path) from None
+        finally:
+            wb.close()
+        if not row or all(v is None for v in row):
+            raise ContractError("file is empty (no header row)", source=source.name, file=source.path)
+        return ["" if v is None else str(v).strip() for v in row]
+    raise ContractError(f"unsupported format {fmt}", source=source.name, file=source.path)
+
+
+def open_text(path: Path, source: SourceSpec) -> io.TextIOWrapper:
+    # A BOM in a file declared utf-8 is what Excel writes; read it as utf-8-sig instead of a
+    # header name starting with \ufeff.
+    encoding = "utf-8-sig" if source.encoding.lower().replace("_", "-") in ("utf-8", "utf8") else source.encoding
+    return open(path, encoding=encoding, newline="")
+
+
+def csv_delimiter(source: SourceSpec, header_line: str) -> str:
+    """The declared delimiter, else the one of `, ; | TAB` that splits the header most."""
+    if source.delimiter:
+        return "\t" if source.delimiter in ("\\t", "tab", "TAB") else source.delimiter
+    counts = {d: header_line.count(d) for d in (",", ";", "|", "\t")}
+    best = max(counts, key=counts.get)
+    return best if counts[best] > 0 else ","
+
+
+def check_files(delivery: Delivery) -> dict[str, list[str]]:
+    """Every file exists and carries every mapped column exactly once. Returns headers by source."""
+    headers: dict[str, list[str]] = {}
+    for source in delivery.sources:
+        header = read_header(delivery, source)
+        stripped = [h.strip() for h in header]
+        for field, column in source.columns.items():
+            n = stripped.count(column.strip())
+            if n == 0:
+                raise ContractError(
+                    f"mapped column for field '{field}' is missing from the file "
+                    f"(the file has {len(header)} columns)",
+                    source=source.name, file=source.path, column=column,
+                )
+            if n > 1:
+                raise ContractError(
+                    f"the header holds this column {n} times; cannot tell which one is '{field}'",
+                    source=source.name, file=source.path, column=column,
+                )
+        headers[source.name] = header
+    return headers
+
+
+def load_delivery(data_dir: Path | None = None, *, check: bool = True) -> Delivery:
+    """The delivery of the configured data directory, validated against the program rules and files."""
+    from satudata_pipeline.config import data_dir as configured_data_dir
+    from satudata_pipeline.contract.program_rules import load_rules
+
+    delivery = parse_delivery(data_dir or configured_data_dir(), program_codes=load_rules().codes())
+    if check:
+        check_files(delivery)
+    return delivery

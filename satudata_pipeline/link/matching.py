@@ -1,0 +1,249 @@
+"""Person records, the deterministic NIK pass and Splink's probabilistic pairs (DuckDB SQL)."""
+
+from __future__ import annotations
+
+import logging
+import re
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Iterator
+
+import duckdb
+
+log = logging.getLogger(__name__)
+
+# Columns of `link.person_records` taken from `clean.<source>` (missing ones become typed NULLs).
+CLEAN_COLUMNS: list[tuple[str, str]] = [
+    ("source", "VARCHAR"),
+    ("kind", "VARCHAR"),
+    ("program", "VARCHAR"),
+    ("record_id", "VARCHAR"),
+    ("nik", "VARCHAR"),
+    ("nik_valid", "BOOLEAN"),
+    ("no_kk", "VARCHAR"),
+    ("nama", "VARCHAR"),
+    ("jenis_kelamin", "VARCHAR"),
+    ("tempat_lahir", "VARCHAR"),
+    ("tanggal_lahir", "DATE"),
+    ("alamat", "VARCHAR"),
+    ("rt", "INTEGER"),
+    ("rw", "INTEGER"),
+    ("kelurahan", "VARCHAR"),
+    ("kecamatan", "VARCHAR"),
+    ("kota", "VARCHAR"),
+    ("kode_kelurahan", "VARCHAR"),
+    ("kode_kecamatan", "VARCHAR"),
+    ("kode_kota", "VARCHAR"),
+    ("tanggal_pemutakhiran", "DATE"),
+    ("tanggal_meninggal", "DATE"),
+    ("tanggal_pindah", "DATE"),
+    ("kode_wilayah_tujuan", "VARCHAR"),
+    ("pindah_keluar_dki", "BOOLEAN"),
+    ("desil", "INTEGER"),
+    ("disabilitas", "BOOLEAN"),
+    ("punya_mobil", "BOOLEAN"),
+    ("njop_di_atas_1m", "BOOLEAN"),
+]
+
+_NAME_RE = re.compile(r"^[a-z0-9_]+$")
+
+
+def _table_columns(conn: duckdb.DuckDBPyConnection, schema: str, table: str) -> set[str]:
+    rows = conn.execute(
+        "SELECT column_name FROM information_schema.columns "
+        "WHERE table_schema = ? AND table_name = ?",
+        [schema, table],
+    ).fetchall()
+    return {r[0] for r in rows}
+
+
+def build_person_records(conn: duckdb.DuckDBPyConnection, source_names: list[str]) -> int:
+    """(Re)create `link.person_records`: every row of every `clean.<source>`, one schema,
+    `unique_id = source || ':' || record_id`, plus the derived columns the model compares."""
+    if not source_names:
+        raise ValueError("person_records needs at least one clean source")
+    selects = []
+    for name in source_names:
+        if not _NAME_RE.match(name):
+            raise ValueError(f"invalid source name {name!r}")
+        present = _table_columns(conn, "clean", name)
+        if not present:
+            raise ValueError(f"table clean.{name} does not exist (source {name!r})")
+        cols = []
+        for col, typ in CLEAN_COLUMNS:
+            if col == "source":
+                cols.append(f"'{name}'::VARCHAR AS source")
+            elif col in present:
+                cols.append(f'TRY_CAST("{col}" AS {typ}) AS "{col}"')
+            else:
+                cols.append(f'NULL::{typ} AS "{col}"')
+        selects.append(f"SELECT {', '.join(cols)} FROM clean.\"{name}\"")
+    union = "\nUNION ALL\n".join(selects)
+    conn.execute("CREATE SCHEMA IF NOT EXISTS link")
+    conn.execute(
+        f"""
+        CREATE OR REPLACE TABLE link.person_records AS
+        WITH u AS ({union}),
+        n AS (
+            SELECT *,
+                NULLIF(trim(regexp_replace(upper(coalesce(nama, '')), '\\s+', ' ', 'g')), '')
+                    AS nama_norm
+            FROM u
+        )
+        SELECT
+            source || ':' || record_id AS unique_id,
+            * EXCLUDE (nama, nama_norm, nik, no_kk, nik_valid, jenis_kelamin, alamat),
+            nama_norm AS nama,
+            CASE WHEN regexp_full_match(nik, '[0-9]{{16}}') THEN nik END AS nik,
+            coalesce(nik_valid, false) AND regexp_full_match(coalesce(nik, ''), '[0-9]{{16}}')
+                AS nik_valid,
+            CASE WHEN regexp_full_match(no_kk, '[0-9]{{16}}') THEN no_kk END AS no_kk,
+            CASE WHEN jenis_kelamin IN ('L', 'P') THEN jenis_kelamin END AS jenis_kelamin,
+            NULLIF(trim(upper(alamat)), '') AS alamat,
+            list_sort(list_distinct(string_split(nama_norm, ' '))) AS nama_tokens,
+            array_to_string(list_sort(list_distinct(string_split(nama_norm, ' '))), ' ')
+                AS nama_sorted,
+            string_split(nama_norm, ' ')[1] AS nama_depan,
+            CASE WHEN len(string_split(nama_norm, ' ')) > 1
+                 THEN string_split(nama_norm, ' ')[-1] END AS nama_belakang,
+            year(tanggal_lahir) AS tahun_lahir,
+            CASE WHEN regexp_full_match(nik, '[0-9]{{16}}') THEN substr(nik, 7, 6) END AS nik_dob
+        FROM n
+        ORDER BY unique_id
+        """
+    )
+    return conn.execute("SELECT count(*) FROM link.person_records").fetchall()[0][0]
+
+
+# --------------------------------------------------------------------------------------------
+# Deterministic pass
+
+NAMES_AGREE_SQL = """(
+    jaro_winkler_similarity(l.nama, r.nama) >= {jw}
+    OR l.nama_sorted = r.nama_sorted
+    OR len(list_intersect(l.nama_tokens, r.nama_tokens))
+       = least(len(l.nama_tokens), len(r.nama_tokens))
+)"""
+
+
+def deterministic_pairs_sql(name_jw: float = 0.9) -> str:
+    """Conclusive evidence: the same valid NIK, the same birth date and agreeing names
+    (Jaro-Winkler >= name_jw, the same words reordered, or one name's words within the other).
+    A NIK borrowed by a family member fails the name/birth-date condition and is left to Splink."""
+    return f"""
+        SELECT l.unique_id AS unique_id_l, r.unique_id AS unique_id_r
+        FROM link.person_records l
+        JOIN link.person_records r ON l.nik = r.nik AND l.unique_id < r.unique_id
+        WHERE l.nik_valid AND r.nik_valid
+          AND l.tanggal_lahir = r.tanggal_lahir
+          AND {NAMES_AGREE_SQL.format(jw=name_jw)}
+    """
+
+
+# --------------------------------------------------------------------------------------------
+# Splink on the warehouse connection
+
+SPLINK_SCHEMA = "splink_work"
+
+
+@contextmanager
+def splink_session(conn: duckdb.DuckDBPyConnection) -> Iterator["object"]:
+    """A DuckDBAPI on the warehouse connection whose scratch tables live in schema splink_work,
+    dropped afterwards (the connection's default schema is restored to main)."""
+    from splink import DuckDBAPI
+
+    conn.execute(f"DROP SCHEMA IF EXISTS {SPLINK_SCHEMA} CASCADE")
+    db_api = DuckDBAPI(connection=conn, output_schema=SPLINK_SCHEMA)
+    try:
+        yield db_api
+    finally:
+        try:
+            conn.execute("SET schema = 'main'")
+            conn.execute(f"DROP SCHEMA IF EXISTS {SPLINK_SCHEMA} CASCADE")
+        except Exception:  # pragma: no cover - best effort cleanup
+            log.exception("could not drop splink scratch schema")
+
+
+@dataclass
+class PredictionResult:
+    n_deterministic: int
+    n_probabilistic: int
+    n_vetoed: int
+    predictions_table: str | None  # table with Splink's full output (inside the session)
+
+
+def write_match_pairs(
+    conn: duckdb.DuckDBPyConnection,
+    predictions_table: str | None,
+    match_threshold: float,
+    name_jw: float = 0.9,
+) -> PredictionResult:
+    """(Re)create `link.match_pairs` from the deterministic pass and a Splink prediction table.
+
+    Probabilistic pairs whose names AND birth dates both disagree are vetoed (a record linked by
+    address and family card alone is a family member, not the same person)."""
+    conn.execute("CREATE SCHEMA IF NOT EXISTS link")
+    conn.execute(
+        f"CREATE OR REPLACE TEMP TABLE _det_pairs AS {deterministic_pairs_sql(name_jw)}"
+    )
+    if predictions_table is None:
+        prob_sql = """SELECT NULL::VARCHAR unique_id_l, NULL::VARCHAR unique_id_r,
+                      NULL::DOUBLE match_probability, NULL::DOUBLE match_weight,
+                      NULL::BOOLEAN vetoed WHERE false"""
+    else:
+        prob_sql = f"""
+            SELECT least(p.unique_id_l, p.unique_id_r) AS unique_id_l,
+                   greatest(p.unique_id_l, p.unique_id_r) AS unique_id_r,
+                   p.match_probability, p.match_weight,
+                   (len(list_intersect(l.nama_tokens, r.nama_tokens)) = 0
+                    AND jaro_winkler_similarity(l.nama, r.nama) < 0.85
+                    AND l.tanggal_lahir IS NOT NULL AND r.tanggal_lahir IS NOT NULL
+                    AND l.tanggal_lahir <> r.tanggal_lahir) AS vetoed
+            FROM {predictions_table} p
+            JOIN link.person_records l ON l.unique_id = p.unique_id_l
+            JOIN link.person_records r ON r.unique_id = p.unique_id_r
+            WHERE p.match_probability >= {float(match_threshold)}
+        """
+    conn.execute(f"CREATE OR REPLACE TEMP TABLE _prob_pairs AS {prob_sql}")
+    conn.execute(
+        """
+        CREATE OR REPLACE TABLE link.match_pairs AS
+        SELECT d.unique_id_l, d.unique_id_r,
+               coalesce(p.match_probability, 1.0) AS match_probability,
+               p.match_weight,
+               'exact_nik' AS link_method
+        FROM _det_pairs d
+        LEFT JOIN _prob_pairs p USING (unique_id_l, unique_id_r)
+        UNION ALL
+        SELECT p.unique_id_l, p.unique_id_r, p.match_probability, p.match_weight,
+               'probabilistic' AS link_method
+        FROM _prob_pairs p
+        ANTI JOIN _det_pairs d USING (unique_id_l, unique_id_r)
+        WHERE NOT p.vetoed
+        ORDER BY unique_id_l, unique_id_r
+        """
+    )
+    n_det = conn.execute("SELECT count(*) FROM _det_pairs").fetchall()[0][0]
+    n_prob = conn.execute(
+        "SELECT count(*) FROM link.match_pairs WHERE link_method = 'probabilistic'"
+    ).fetchall()[0][0]
+    n_veto = conn.execute(
+        "SELECT count(*) FROM _prob_pairs p ANTI JOIN _det_pairs d USING (unique_id_l, unique_id_r)"
+        " WHERE p.vetoed"
+    ).fetchall()[0][0]
+    conn.execute("DROP TABLE IF EXISTS _det_pairs")
+    conn.execute("DROP TABLE IF EXISTS _prob_pairs")
+    return PredictionResult(n_det, n_prob, n_veto, predictions_table)
+
+
+def predict(db_api, model_settings: dict, match_threshold: float):
+    """Score candidate pairs of `link.person_records` with the trained model.
+    Returns (linker, SplinkDataFrame of predictions above `match_threshold`)."""
+    from splink import Linker
+
+    sdf = db_api.register("link.person_records", table_name="person_records_input")
+    linker = Linker(sdf, model_settings, log_level=logging.WARNING)
+    df_pred = linker.inference.predict(
+        threshold_match_probability=match_threshold, warning_mode="never"
+    )
+    return linker, df_pred

@@ -1,0 +1,169 @@
+"""Read a delivered file as text, row by row, without losing or guessing anything.
+
+Every cell comes back as a string exactly as delivered (None for an empty cell). Rows that cannot be
+read as a whole (a truncated last line, too many fields) are kept with `_parse_error` set, so the
+clean stage can quarantine them with a reason instead of dropping them.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import hashlib
+from pathlib import Path
+
+import pyarrow as pa
+
+from satudata_pipeline.contract.sources import ContractError, Delivery, SourceSpec, csv_delimiter, open_text
+
+csv.field_size_limit(64 * 1024 * 1024)
+ROW_NUMBER = "_row_number"
+PARSE_ERROR = "_parse_error"
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def unique_headers(header: list[str]) -> list[str]:
+    """Header names made unique and non-empty (unmapped duplicates happen in real extracts)."""
+    out: list[str] = []
+    seen: dict[str, int] = {}
+    for i, name in enumerate(h.strip() for h in header):
+        name = name or f"column_{i + 1}"
+        if name in seen:
+            seen[name] += 1
+            name = f"{name}__{seen[name]}"
+        else:
+            seen[name] = 1
+        out.append(name)
+    return out
+
+
+def read_source(delivery: Delivery, source: SourceSpec) -> pa.Table:
+    """The file of `source` as a table of strings plus `_row_number` and `_parse_error`."""
+    path = delivery.file_path(source)
+    fmt = source.file_format
+    if fmt == "csv":
+        return _read_csv(path, source)
+    if fmt == "parquet":
+        return _read_parquet(path, source)
+    return _read_xlsx(path, source)
+
+
+def _table(header: list[str], columns: list[list], errors: list, n: int) -> pa.Table:
+    names = unique_headers(header)
+    arrays = [pa.array(col, type=pa.string()) for col in columns]
+    arrays.append(pa.array(range(1, n + 1), type=pa.int64()))
+    arrays.append(pa.array(errors, type=pa.string()))
+    return pa.table(arrays, names=[*names, ROW_NUMBER, PARSE_ERROR])
+
+
+def _read_csv(path: Path, source: SourceSpec) -> pa.Table:
+    n = 0
+    with open_text(path, source) as fh:
+        try:
+            first = fh.readline()
+            delimiter = csv_delimiter(source, first)
+            header = next(csv.reader([first], delimiter=delimiter))
+            width = len(header)
+            columns: list[list] = [[] for _ in range(width)]
+            errors: list = []
+            line_no = 1
+            for row in csv.reader(fh, delimiter=delimiter, strict=False):
+                line_no += 1
+                if not row or (len(row) == 1 and not row[0].strip()):
+                    continue  # blank line: not a row
+                n += 1
+                if len(row) == width:
+                    errors.append(None)
+                else:
+                    errors.append(f"expected {width} fields, found {len(row)} (line {line_no})")
+                    row = (row + [None] * width)[:width]
+                for i, value in enumerate(row):
+                    columns[i].append(value if value not in ("",) else None)
+        except UnicodeDecodeError as exc:
+            raise ContractError(
+                f"cannot decode the file as {source.encoding} ({exc.reason} near data row {n + 1}); "
+                "set `encoding:` to the file's real encoding (e.g. latin-1, cp1252, utf-8-sig)",
+                source=source.name, file=source.path,
+            ) from None
+        except csv.Error as exc:
+            raise ContractError(f"unreadable CSV ({exc})", source=source.name, file=source.path, row=n + 1) from None
+    return _table(header, columns, errors, n)
+
+
+def _cell_text(value) -> str | None:
+    """Text of a parquet/xlsx cell: dates as ISO, integral floats without `.0`."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return value if value.strip() else None
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, dt.datetime):
+        return value.date().isoformat() if value.time() == dt.time(0) else value.isoformat(sep=" ")
+    if isinstance(value, dt.date):
+        return value.isoformat()
+    if isinstance(value, float):
+        if value != value:  # NaN
+            return None
+        if value.is_integer() and abs(value) < 2**63:
+            return str(int(value))
+        return repr(value)
+    return str(value)
+
+
+def _read_parquet(path: Path, source: SourceSpec) -> pa.Table:
+    import pyarrow.parquet as pq
+
+    try:
+        table = pq.read_table(path)
+    except Exception as exc:
+        raise ContractError(f"unreadable parquet file ({type(exc).__name__})", source=source.name, file=source.path) from None
+    header = list(table.column_names)
+    columns = []
+    for name in header:
+        col = table.column(name)
+        if pa.types.is_string(col.type) or pa.types.is_large_string(col.type):
+            columns.append(col.to_pylist())
+        elif pa.types.is_integer(col.type):
+            columns.append(col.cast(pa.string()).to_pylist())
+        else:
+            columns.append([_cell_text(v) for v in col.to_pylist()])
+    columns = [[v if (v is None or v.strip()) else None for v in c] for c in columns]
+    n = table.num_rows
+    return _table(header, columns, [None] * n, n)
+
+
+def _read_xlsx(path: Path, source: SourceSpec) -> pa.Table:
+    from openpyxl import load_workbook
+
+    wb = load_workbook(path, read_only=True, data_only=True)
+    try:
+        ws = wb[source.sheet] if source.sheet else wb.worksheets[0]
+        rows = ws.iter_rows(values_only=True)
+        header = ["" if v is None else str(v).strip() for v in next(rows)]
+        width = len(header)
+        columns: list[list] = [[] for _ in range(width)]
+        errors: list = []
+        n = 0
+        for row in rows:
+            if row is None or all(v is None or (isinstance(v, str) and not v.strip()) for v in row):
+                continue
+            n += 1
+            extra = [v for v in row[width:] if v is not None]
+            errors.append(f"{len(extra)} value(s) beyond the header" if extra else None)
+            row = (tuple(row) + (None,) * width)[:width]
+            for i, value in enumerate(row):
+                columns[i].append(_cell_text(value))
+    finally:
+        wb.close()
+    while header and header[-1] == "" and all(v is None for v in columns[len(header) - 1]):
+        header.pop()
+        columns.pop()
+    return _table(header, columns, errors, n)
