@@ -1,0 +1,1 @@
+"""Golden person records: survivorship, stable person ids, person_source_link."""

@@ -1,0 +1,125 @@
+"""Dagster assets of the golden stage: golden_person and person_source_link."""
+
+from __future__ import annotations
+
+import dagster as dg
+from dagster_duckdb import DuckDBResource
+
+from satudata_pipeline.golden import stable_ids, survivorship
+
+GROUP = "golden"
+
+
+def build_golden_assets() -> list:
+    """golden_person, person_source_link and their checks."""
+
+    @dg.asset(
+        name="golden_person",
+        group_name=GROUP,
+        deps=["person_clusters", "person_records", "match_pairs"],
+        kinds={"duckdb"},
+        description="One record per real person (main.golden_person) with a stable person_id: "
+        "identity from the civil registry where present, latest address, death and move-out "
+        "status, welfare attributes from the latest DTKS/P3KE record, last verification date.",
+    )
+    def golden_person(context: dg.AssetExecutionContext, warehouse: DuckDBResource):
+        with warehouse.get_connection() as conn:
+            changes = stable_ids.assign_person_ids(conn, context.run_id)
+            n = survivorship.build_golden_person(conn)
+            stats = conn.execute("""
+                SELECT count(*) FILTER (WHERE NOT is_alive),
+                       count(*) FILTER (WHERE NOT tinggal_di_dki),
+                       count(*) FILTER (WHERE in_civil_registry),
+                       count(*) FILTER (WHERE in_welfare_registry),
+                       count(*) FILTER (WHERE list_contains(conflict_flags, 'multiple_valid_nik')),
+                       count(*) FILTER (WHERE list_contains(conflict_flags, 'multiple_birth_dates'))
+                FROM main.golden_person
+            """).fetchall()[0]
+        return dg.MaterializeResult(metadata={
+            "dagster/row_count": n,
+            "deceased": stats[0],
+            "moved_out_of_dki": stats[1],
+            "in_civil_registry": stats[2],
+            "in_welfare_registry": stats[3],
+            "conflict_multiple_valid_nik": stats[4],
+            "conflict_multiple_birth_dates": stats[5],
+            "person_id_changes": dg.MetadataValue.json(changes),
+        })
+
+    @dg.asset(
+        name="person_source_link",
+        group_name=GROUP,
+        deps=["golden_person", "person_clusters", "match_pairs"],
+        kinds={"duckdb"},
+        description="Which golden person each delivered row belongs to (main.person_source_link), "
+        "and how it was placed: exact NIK, probabilistic, singleton, or quarantined.",
+    )
+    def person_source_link(context: dg.AssetExecutionContext, warehouse: DuckDBResource):
+        with warehouse.get_connection() as conn:
+            n = survivorship.build_person_source_link(conn)
+            by_method = conn.execute(
+                "SELECT link_method, count(*) FROM main.person_source_link GROUP BY 1 ORDER BY 1"
+            ).fetchall()
+        md = {"dagster/row_count": n}
+        md.update({f"rows_{m}": c for m, c in by_method})
+        return dg.MaterializeResult(metadata=md)
+
+    @dg.asset_check(asset="golden_person", blocking=True,
+                    description="person_id is unique and every golden person has records.")
+    def golden_person_unique(warehouse: DuckDBResource):
+        with warehouse.get_connection() as conn:
+            dup_id, empty = conn.execute("""
+                SELECT count(*) - count(DISTINCT person_id),
+                       count(*) FILTER (WHERE coalesce(n_records, 0) < 1)
+                FROM main.golden_person
+            """).fetchall()[0]
+        return dg.AssetCheckResult(
+            passed=dup_id == 0 and empty == 0,
+            metadata={"duplicate_person_ids": dup_id, "persons_without_records": empty},
+        )
+
+    @dg.asset_check(asset="golden_person", blocking=False,
+                    description="Informational: golden persons sharing the same surviving valid "
+                    "NIK (possible missed links, or a borrowed NIK).")
+    def golden_person_duplicate_valid_nik(warehouse: DuckDBResource):
+        with warehouse.get_connection() as conn:
+            n = conn.execute("""
+                SELECT count(*) FROM (SELECT g.nik FROM main.golden_person g
+                    JOIN link.person_records r ON r.nik = g.nik AND r.nik_valid
+                    GROUP BY g.nik HAVING count(DISTINCT g.person_id) > 1)
+            """).fetchall()[0][0]
+            total = conn.execute("SELECT count(*) FROM main.golden_person").fetchall()[0][0]
+        share = n / total if total else 0.0
+        return dg.AssetCheckResult(
+            passed=share <= 0.01,
+            severity=dg.AssetCheckSeverity.WARN,
+            metadata={"niks_in_several_persons": n, "share_of_persons": round(share, 5)},
+        )
+
+    @dg.asset_check(asset="person_source_link", blocking=True,
+                    description="Conservation: one row per clean row and per quarantined row, "
+                    "none lost or duplicated; person_id NULL only for quarantined rows.")
+    def person_source_link_conservation(warehouse: DuckDBResource):
+        with warehouse.get_connection() as conn:
+            has_q = bool(conn.execute(
+                "SELECT count(*) FROM information_schema.tables "
+                "WHERE table_schema='clean' AND table_name='quarantine'").fetchall()[0][0])
+            expected = conn.execute("SELECT count(*) FROM link.person_records").fetchall()[0][0]
+            if has_q:
+                expected += conn.execute("SELECT count(*) FROM clean.quarantine").fetchall()[0][0]
+            actual, null_ids, unknown_ids = conn.execute("""
+                SELECT count(*),
+                       count(*) FILTER (WHERE person_id IS NULL AND link_method <> 'quarantined'),
+                       count(*) FILTER (WHERE person_id IS NOT NULL AND person_id NOT IN
+                                        (SELECT person_id FROM main.golden_person))
+                FROM main.person_source_link
+            """).fetchall()[0]
+        return dg.AssetCheckResult(
+            passed=actual == expected and null_ids == 0 and unknown_ids == 0,
+            metadata={"expected_rows": expected, "rows": actual,
+                      "unresolved_non_quarantined": null_ids,
+                      "person_id_not_in_golden_person": unknown_ids},
+        )
+
+    return [golden_person, person_source_link, golden_person_unique,
+            golden_person_duplicate_valid_nik, person_source_link_conservation]

@@ -1,0 +1,1 @@
+"""Record linkage: person records, the Splink model, match pairs and person clusters."""

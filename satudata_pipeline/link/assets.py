@@ -1,0 +1,262 @@
+"""Dagster assets of the link stage: person_records, linkage_model, match_pairs, person_clusters."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import dagster as dg
+from dagster_duckdb import DuckDBResource
+from pydantic import Field
+
+from satudata_pipeline.link import clusters as clusters_mod
+from satudata_pipeline.link import matching, model, reports
+from satudata_pipeline.link import splink_settings as ss
+
+GROUP = "link"
+
+
+class LinkageModelConfig(dg.Config):
+    retrain: bool = Field(
+        default=False,
+        description="Train the Splink model again even if a saved model exists "
+        "(also: environment variable SATUDATA_RETRAIN=1).",
+    )
+
+
+class MatchPairsConfig(dg.Config):
+    match_threshold: float = Field(
+        default=0.5,
+        description="Splink pairs with match_probability at or above this are kept in "
+        "link.match_pairs (clustering applies its own, higher threshold).",
+    )
+    deterministic_name_jaro_winkler: float = Field(
+        default=0.9,
+        description="Deterministic pass: same valid NIK + same birth date + names at least this "
+        "similar (or the same words) link without the model.",
+    )
+    report_sample_size: int = Field(
+        default=50, description="Pairs nearest the cluster threshold shown in the HTML reports."
+    )
+    report_threshold: float = Field(
+        default=0.95, description="Probability around which report sample pairs are chosen."
+    )
+
+
+class PersonClustersConfig(dg.Config):
+    cluster_threshold: float = Field(
+        default=0.95,
+        description="Records are the same person when joined by a chain of links at or above "
+        "this match probability (deterministic NIK links always count).",
+    )
+    max_cluster_size: int = Field(
+        default=30,
+        description="Clusters larger than this are re-clustered with stronger links only.",
+    )
+
+
+def _md_table(rows: list[dict]) -> str:
+    if not rows:
+        return "(empty)"
+    cols = list(rows[0])
+    out = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    for r in rows:
+        out.append("| " + " | ".join("" if r[c] is None else str(r[c]) for c in cols) + " |")
+    return "\n".join(out)
+
+
+def _current_model(conn) -> tuple[dict, dict]:
+    rows = conn.execute(
+        "SELECT model_json, meta_json FROM link.linkage_model ORDER BY loaded_at DESC LIMIT 1"
+    ).fetchall()
+    if not rows:
+        raise dg.Failure("link.linkage_model is empty: materialize linkage_model first")
+    return json.loads(rows[0][0]), json.loads(rows[0][1])
+
+
+def build_link_assets(clean_asset_keys: list[dg.AssetKey], source_names: list[str]) -> list:
+    """Assets + checks of the link stage for the given clean assets / source names."""
+    source_names = list(source_names)
+
+    @dg.asset(
+        name="person_records",
+        group_name=GROUP,
+        deps=list(clean_asset_keys),
+        kinds={"duckdb"},
+        description="Every cleaned row of every source in one table (link.person_records), "
+        "with the fields used to recognise the same person: name words, birth date parts, NIK.",
+    )
+    def person_records(context: dg.AssetExecutionContext, warehouse: DuckDBResource):
+        with warehouse.get_connection() as conn:
+            n = matching.build_person_records(conn, source_names)
+            by_source = conn.execute(
+                "SELECT source, count(*), count(*) FILTER (WHERE nik_valid) "
+                "FROM link.person_records GROUP BY 1 ORDER BY 1"
+            ).fetchall()
+        return dg.MaterializeResult(metadata={
+            "dagster/row_count": n,
+            "records_by_source": dg.MetadataValue.md(_md_table(
+                [{"source": s, "records": c, "with_valid_nik": v} for s, c, v in by_source])),
+            "share_with_valid_nik": round(sum(v for _, _, v in by_source) / n, 4) if n else 0.0,
+        })
+
+    @dg.asset(
+        name="linkage_model",
+        group_name=GROUP,
+        deps=["person_records"],
+        kinds={"splink", "duckdb"},
+        description="The probabilistic matching model (Splink): how much agreement on name, birth "
+        "date, NIK, sex, family card, address and kelurahan says two records are one person. "
+        "Trained once and reused; retrain with the `retrain` option or SATUDATA_RETRAIN=1.",
+    )
+    def linkage_model(context: dg.AssetExecutionContext, config: LinkageModelConfig,
+                      warehouse: DuckDBResource):
+        from splink import Linker
+
+        path = model.latest_model_path()
+        trained = False
+        with warehouse.get_connection() as conn:
+            if config.retrain or model.retrain_requested_by_env() or path is None:
+                t0 = time.time()
+                summary = model.train_model(conn)
+                path = model.save_model(summary, run_id=context.run_id)
+                trained = True
+                context.log.info(f"trained Splink model in {time.time() - t0:.1f}s -> {path}")
+            settings, meta = model.load_model(path)
+            conn.execute("CREATE SCHEMA IF NOT EXISTS link")
+            conn.execute("""CREATE TABLE IF NOT EXISTS link.linkage_model (
+                model_path VARCHAR, fingerprint VARCHAR, trained_at VARCHAR,
+                loaded_at TIMESTAMP, model_json VARCHAR, meta_json VARCHAR)""")
+            conn.execute("DELETE FROM link.linkage_model")
+            conn.execute(
+                "INSERT INTO link.linkage_model VALUES (?, ?, ?, now(), ?, ?)",
+                [str(path), meta.get("fingerprint"), meta.get("trained_at"),
+                 json.dumps(settings), json.dumps(meta)],
+            )
+            out_dir = reports.run_report_dir(context.run_id)
+            with matching.splink_session(conn) as db_api:
+                sdf = db_api.register("link.person_records", table_name="person_records_model")
+                linker = Linker(sdf, settings, log_level=None)
+                charts = reports.write_model_charts(linker, out_dir)
+        params = model.parameters_table(settings)
+        md = {
+            "model_path": dg.MetadataValue.path(str(path)),
+            "trained_this_run": trained,
+            "fingerprint": meta.get("fingerprint"),
+            "trained_at": meta.get("trained_at"),
+            "probability_two_random_records_match":
+                float(settings.get("probability_two_random_records_match") or 0),
+            "m_u_parameters": dg.MetadataValue.md(_md_table(params)),
+            "training_pairs": dg.MetadataValue.json(meta.get("training_pairs", {})),
+        }
+        for name, p in charts.items():
+            md[name] = dg.MetadataValue.path(str(p))
+        return dg.MaterializeResult(metadata=md)
+
+    @dg.asset(
+        name="match_pairs",
+        group_name=GROUP,
+        deps=["linkage_model", "person_records"],
+        kinds={"splink", "duckdb"},
+        description="Pairs of records judged to be the same person: conclusive NIK matches "
+        "(same valid NIK, same birth date, agreeing name) and the model's scored pairs.",
+    )
+    def match_pairs(context: dg.AssetExecutionContext, config: MatchPairsConfig,
+                    warehouse: DuckDBResource):
+        with warehouse.get_connection() as conn:
+            settings, _meta = _current_model(conn)
+            out_dir = reports.run_report_dir(context.run_id)
+            charts: dict = {}
+            with matching.splink_session(conn) as db_api:
+                linker, df_pred = matching.predict(db_api, settings, config.match_threshold)
+                result = matching.write_match_pairs(
+                    conn, df_pred.physical_name, config.match_threshold,
+                    config.deterministic_name_jaro_winkler)
+                charts.update(reports.write_pair_reports(
+                    linker, db_api, df_pred.physical_name, config.report_threshold, out_dir,
+                    config.report_sample_size))
+                charts.update(reports.write_histogram(linker, df_pred, out_dir))
+            hist = conn.execute("""
+                SELECT floor(match_weight)::INTEGER AS w, count(*) FROM link.match_pairs
+                WHERE match_weight IS NOT NULL GROUP BY 1 ORDER BY 1
+            """).fetchall()
+            n = conn.execute("SELECT count(*) FROM link.match_pairs").fetchall()[0][0]
+        md = {
+            "dagster/row_count": n,
+            "pairs_exact_nik": result.n_deterministic,
+            "pairs_probabilistic": result.n_probabilistic,
+            "pairs_vetoed_names_and_birth_dates_disagree": result.n_vetoed,
+            "match_weight_histogram": dg.MetadataValue.md(_md_table(
+                [{"match_weight_from": w, "pairs": c} for w, c in hist])),
+            "reports_dir": dg.MetadataValue.path(str(out_dir)),
+        }
+        for name, p in charts.items():
+            md[name] = dg.MetadataValue.path(str(p))
+        return dg.MaterializeResult(metadata=md)
+
+    @dg.asset(
+        name="person_clusters",
+        group_name=GROUP,
+        deps=["match_pairs"],
+        kinds={"duckdb"},
+        description="Groups of records that are one person (link.person_clusters): records "
+        "joined by links above the cluster threshold, oversized groups split again.",
+    )
+    def person_clusters(context: dg.AssetExecutionContext, config: PersonClustersConfig,
+                        warehouse: DuckDBResource):
+        with warehouse.get_connection() as conn:
+            res = clusters_mod.build_person_clusters(
+                conn, config.cluster_threshold, config.max_cluster_size)
+        return dg.MaterializeResult(metadata={
+            "dagster/row_count": res.n_records,
+            "clusters": res.n_clusters,
+            "largest_cluster": res.max_size,
+            "oversized_clusters_reclustered": res.reclustered,
+            "cluster_size_distribution": dg.MetadataValue.md(_md_table(
+                [{"records_per_person": k, "persons": v}
+                 for k, v in res.size_distribution.items()])),
+            "cluster_threshold": config.cluster_threshold,
+        })
+
+    @dg.asset_check(asset="person_clusters", blocking=True,
+                    description="Every person record is in exactly one cluster.")
+    def person_clusters_cover_every_record(warehouse: DuckDBResource):
+        with warehouse.get_connection() as conn:
+            missing, dup = conn.execute("""
+                SELECT (SELECT count(*) FROM link.person_records r
+                        ANTI JOIN link.person_clusters c USING (unique_id)),
+                       (SELECT count(*) FROM (SELECT unique_id FROM link.person_clusters
+                                              GROUP BY 1 HAVING count(*) > 1))
+            """).fetchall()[0]
+        return dg.AssetCheckResult(passed=missing == 0 and dup == 0,
+                                   metadata={"records_missing": missing,
+                                             "records_in_several_clusters": dup})
+
+    @dg.asset_check(asset="person_clusters", blocking=True,
+                    description="No giant cluster: the largest cluster stays within a sane size "
+                    "(a family card or a repeated NIK must not glue many people together).")
+    def person_clusters_size_sane(warehouse: DuckDBResource):
+        limit = PersonClustersConfig().max_cluster_size * 2
+        with warehouse.get_connection() as conn:
+            largest = conn.execute("""
+                SELECT coalesce(max(n), 0) FROM (SELECT count(*) n FROM link.person_clusters
+                                                 GROUP BY cluster_id)
+            """).fetchall()[0][0]
+        return dg.AssetCheckResult(passed=largest <= limit,
+                                   metadata={"largest_cluster": largest, "limit": limit})
+
+    @dg.asset_check(asset="match_pairs", blocking=False,
+                    description="Each pair appears once, with unique_id_l < unique_id_r.")
+    def match_pairs_well_formed(warehouse: DuckDBResource):
+        with warehouse.get_connection() as conn:
+            bad, dup = conn.execute("""
+                SELECT count(*) FILTER (WHERE unique_id_l >= unique_id_r),
+                       count(*) - count(DISTINCT (unique_id_l, unique_id_r))
+                FROM link.match_pairs
+            """).fetchall()[0]
+        return dg.AssetCheckResult(passed=bad == 0 and dup == 0,
+                                   metadata={"misordered": bad, "duplicates": dup})
+
+    return [person_records, linkage_model, match_pairs, person_clusters,
+            person_clusters_cover_every_record, person_clusters_size_sane,
+            match_pairs_well_formed]

@@ -1,0 +1,83 @@
+"""Splink explainability charts, written as HTML under `config.reports_dir()/<run_id>/`.
+
+The model charts (match weights, m/u parameters) hold no personal data. The comparison viewer and
+the waterfall chart show the compared values of sample pairs: they hold PII and stay local files
+(never metadata values). Charts are written with their JavaScript libraries inlined so they open
+offline; the comparison viewer dashboard is Splink's own template (its libraries are bundled too).
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from satudata_pipeline import config
+
+log = logging.getLogger(__name__)
+
+
+def run_report_dir(run_id: str) -> Path:
+    safe = "".join(ch for ch in (run_id or "adhoc") if ch.isalnum() or ch in "-_") or "adhoc"
+    path = config.reports_dir() / safe
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def _save_chart(chart, path: Path) -> Path:
+    try:
+        path.write_text(chart.to_html(inline=True), encoding="utf-8")
+    except Exception:  # fall back to the CDN version (needs network to view)
+        log.warning("inline chart failed, writing CDN version", exc_info=True)
+        path.write_text(chart.to_html(inline=False), encoding="utf-8")
+    return path
+
+
+def write_model_charts(linker, out_dir: Path) -> dict[str, Path]:
+    """Match weights chart and m/u parameters chart of the model (no PII)."""
+    out: dict[str, Path] = {}
+    for name, make in (
+        ("match_weights_chart", linker.visualisations.match_weights_chart),
+        ("m_u_parameters_chart", linker.visualisations.m_u_parameters_chart),
+    ):
+        try:
+            out[name] = _save_chart(make(), out_dir / f"{name}.html")
+        except Exception:
+            log.warning("could not write %s", name, exc_info=True)
+    return out
+
+
+def write_pair_reports(linker, db_api, predictions_table: str, threshold: float,
+                       out_dir: Path, sample_size: int = 50) -> dict[str, Path]:
+    """Comparison viewer and waterfall chart for the pairs nearest the threshold (PII: local only)."""
+    out: dict[str, Path] = {}
+    conn = db_api.duckdb_con
+    try:
+        conn.execute(f"""
+            CREATE OR REPLACE TABLE splink_work.near_threshold AS
+            SELECT * FROM {predictions_table}
+            ORDER BY abs(match_probability - {float(threshold)}), unique_id_l, unique_id_r
+            LIMIT {int(sample_size)}
+        """)
+        n = conn.execute("SELECT count(*) FROM splink_work.near_threshold").fetchall()[0][0]
+        if n == 0:
+            return out
+        sdf = db_api.register("splink_work.near_threshold", table_name="near_threshold_pairs")
+        path = out_dir / "comparison_viewer.html"
+        linker.visualisations.comparison_viewer_dashboard(sdf, str(path), overwrite=True,
+                                                          num_example_rows=2)
+        out["comparison_viewer"] = path
+        records = sdf.as_record_list(limit=sample_size)
+        chart = linker.visualisations.waterfall_chart(records, filter_nulls=False)
+        out["waterfall_chart"] = _save_chart(chart, out_dir / "waterfall_near_threshold.html")
+    except Exception:
+        log.warning("could not write pair reports", exc_info=True)
+    return out
+
+
+def write_histogram(linker, df_predict, out_dir: Path) -> dict[str, Path]:
+    try:
+        chart = linker.visualisations.match_weights_histogram(df_predict)
+        return {"match_weights_histogram": _save_chart(chart, out_dir / "match_weights_histogram.html")}
+    except Exception:
+        log.warning("could not write histogram", exc_info=True)
+        return {}
