@@ -28,7 +28,7 @@ def build_defs(delivery: Delivery, warehouse: str | None = None) -> dg.Definitio
         *build_golden_assets(),
         *build_program_assets(),
     ]
-    assets = [*source_assets, *clean_assets] + [d for d in stage_defs if isinstance(d, dg.AssetsDefinition)]
+    assets = [*source_assets, *clean_assets] + [d for d in stage_defs if not isinstance(d, dg.AssetChecksDefinition)]
     checks = [*source_checks, *clean_checks] + [d for d in stage_defs if isinstance(d, dg.AssetChecksDefinition)]
     jobs, schedules, sensors = build_automation(delivery)
     return dg.Definitions(

@@ -46,7 +46,8 @@ ID,NIK,NAMA_LGKP,JK,TGL_LHR,KEL,KEC,KOTA,EXTRA
 2,3171010101850002,H. Moh. Djoko,LAKI-LAKI,01-01-1985,Cideng,Gambir,Jakarta Pusat,y
 3,,Budi,LAKI-LAKI,31-02-2001,Kelurahan Entah,Gambir,Jakarta Pusat,z
 4,3171010101850003,,LAKI-LAKI,01-01-1985,Cideng,Gambir,Jakarta Pusat,
-2,3171010101850004,Dup Id,LAKI-LAKI,01-01-1985,Cideng,Gambir,Jakarta Pusat,
+5,3171010101850004,Dup Id,LAKI-LAKI,01-01-1985,Cideng,Gambir,Jakarta Pusat,
+5,3171010101850005,Dup Id Kedua,LAKI-LAKI,01-01-1985,Cideng,Gambir,Jakarta Pusat,
 """
 
 

@@ -35,11 +35,11 @@ def landed(tiny_delivery, tmp_path):
 
 def test_rows_are_cleaned_or_quarantined(landed):
     result, conn = landed
-    assert conn.execute('SELECT count(*) FROM raw."penduduk"').fetchall()[0][0] == 5
+    assert conn.execute('SELECT count(*) FROM raw."penduduk"').fetchall()[0][0] == 6
     clean_ids = [r[0] for r in conn.execute("SELECT record_id FROM clean.penduduk ORDER BY row_number").fetchall()]
     assert clean_ids == ["1", "2", "3"]
     quarantine = conn.execute("SELECT record_id, row_number, reason FROM clean.quarantine ORDER BY row_number").fetchall()
-    assert quarantine == [("4", 4, "blank_name"), ("2", 5, "duplicate_record_id")]
+    assert quarantine == [("4", 4, "blank_name"), ("5", 5, "duplicate_record_id"), ("5", 6, "duplicate_record_id")]
     checks = {e.check_name: e.passed for e in result.get_asset_check_evaluations()}
     assert checks["no_row_lost"] is True
     assert checks["extract_is_fresh"] is True
@@ -63,7 +63,7 @@ def test_canonical_values(landed):
 
 def test_quarantine_keeps_raw_values_without_leaking_to_metadata(landed):
     result, conn = landed
-    raw_values = conn.execute("SELECT raw_values FROM clean.quarantine WHERE reason = 'duplicate_record_id'").fetchall()[0][0]
+    raw_values = conn.execute("SELECT raw_values FROM clean.quarantine WHERE reason = 'duplicate_record_id' ORDER BY row_number").fetchall()[0][0]
     assert "Dup Id" in raw_values  # the provider needs to see the row to fix it
     for event in result.get_asset_materialization_events():
         text = str(event.event_specific_data.materialization.metadata)

@@ -1,7 +1,5 @@
 """Clean assets (one per source), the quarantine, and the checks that prove no row was lost."""
 
-from __future__ import annotations
-
 import dagster as dg
 from dagster_duckdb import DuckDBResource
 
@@ -30,7 +28,7 @@ def _select_clean(flag_names: list[str]) -> str:
     cols = [f"CAST({c} AS {COLUMN_TYPES.get(c, 'VARCHAR')}) AS {c}" for c in CLEAN_COLUMNS]
     if flag_names:
         items = ", ".join(f"CASE WHEN \"_flag_{f}\" THEN '{f}' END" for f in flag_names)
-        cols.append(f"list_filter([{items}], x -> x IS NOT NULL) AS quality_flags")
+        cols.append(f"list_filter([{items}], lambda x: x IS NOT NULL) AS quality_flags")
     else:
         cols.append("CAST([] AS VARCHAR[]) AS quality_flags")
     return ",\n  ".join(cols)
@@ -107,8 +105,8 @@ def _conservation_check(source: SourceSpec) -> dg.AssetChecksDefinition:
             raw_n, clean_n, q_n, q_ids = conn.execute(
                 f'SELECT (SELECT count(*) FROM raw."{source.name}"), (SELECT count(*) FROM clean."{source.name}"), '
                 f"(SELECT count(*) FROM {quarantine_table(source.name)}), "
-                f'(SELECT count(*) FROM (SELECT row_number FROM clean."{source.name}" UNION ALL '
-                f"SELECT row_number FROM {quarantine_table(source.name)}) GROUP BY ALL HAVING count(*) > 1)"
+                f'(SELECT count(*) FROM (SELECT row_number FROM (SELECT row_number FROM clean."{source.name}" UNION ALL '
+                f"SELECT row_number FROM {quarantine_table(source.name)}) GROUP BY row_number HAVING count(*) > 1))"
             ).fetchall()[0]
         return dg.AssetCheckResult(
             passed=raw_n == clean_n + q_n and not q_ids,

@@ -60,6 +60,10 @@ def load_name_rules() -> dict:
     bins = _alternation(rules["bin_tokens"])
     rules["_bin_re"] = rf"^(\S+(?: \S+)*?) (?:{bins}) (\S.*)$"
     rules["_spelling"] = [(str(a), str(b)) for a, b in rules["spelling"]]
+    # One alternation; each rule's match text maps to its replacement (rules must be literal
+    # apart from a leading word boundary `\b`).
+    rules["_spelling_map"] = {a.replace("\\b", ""): b for a, b in rules["_spelling"]}
+    rules["_spelling_re"] = re.compile("|".join(a for a, _ in rules["_spelling"]))
     return rules
 
 
@@ -68,12 +72,23 @@ def _squeeze(t: pd.Series) -> pd.Series:
 
 
 def _spelling(t: pd.Series, rules: dict) -> pd.Series:
+    """Apply the spelling rules in one regex pass per round; repeat only on changed values."""
+    pattern, table = rules["_spelling_re"], rules["_spelling_map"]
+
+    def repl(m: re.Match) -> str:
+        return table[m.group(0)]
+
+    todo = t.notna()
     for _ in range(_MAX_PASSES):
-        before = t
-        for pat, rep in rules["_spelling"]:
-            t = t.str.replace(pat, rep, regex=True)
-        if (t.fillna("") == before.fillna("")).all():
+        if not todo.any():
             break
+        cur = t[todo]
+        new = cur.str.replace(pattern, repl, regex=True)
+        changed = (new != cur).fillna(False)
+        t = t.copy()
+        t[todo] = new
+        todo = pd.Series(False, index=t.index)
+        todo[changed[changed].index] = True
     return t
 
 

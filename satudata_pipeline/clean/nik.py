@@ -24,7 +24,7 @@ from functools import lru_cache
 import numpy as np
 import pandas as pd
 
-from satudata_pipeline.clean.values import as_text
+from satudata_pipeline.clean.values import aligned, as_text
 
 __all__ = [
     "NIK_REASONS",
@@ -58,6 +58,13 @@ PROVINCE_CODES = frozenset(
     + [str(c) for c in range(91, 98)]
 )
 
+try:
+    import pyarrow  # noqa: F401
+
+    _STR = "string[pyarrow]"
+except ImportError:  # pragma: no cover
+    _STR = "string"
+
 _SCI_RE = r"^([0-9])(?:[.,]([0-9]*))?[eE]\+?([0-9]{1,2})$"
 _DAYS_IN_MONTH = np.array([0, 31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31])
 
@@ -75,11 +82,17 @@ def dki_kecamatan_prefixes() -> frozenset[str]:
 def _digits(raw: pd.Series) -> pd.Series:
     """Raw NIK -> 'string' Series: NA when blank, else the repaired digit string (any length) or
     the marker 'X' when the value is not a plain number / not exactly recoverable."""
-    text = as_text(raw)
+    orig_index = raw.index
+    text = as_text(raw.reset_index(drop=True)).astype(_STR)  # pyarrow: RE2 regexes in C++
     # Surrounding quotes, Excel's leading apostrophe, inner separators.
-    text = text.str.replace(r"[\s'\"`\u2018\u2019\u201c\u201d\u00a0]+", "", regex=True)
+    text = text.str.replace("[\\s'\"`\u2018\u2019\u201c\u201d\u00a0]+", "", regex=True)
     text = text.mask(text == "")
-    out = pd.Series(pd.NA, index=text.index, dtype="string")
+    # Fast path: most values are already 16 plain digits; the repairs below run on the rest.
+    plain16 = text.str.fullmatch(r"\d{16}").fillna(False).to_numpy(dtype=bool)
+    if plain16.all():
+        return text.set_axis(orig_index)
+    out = text.where(plain16, pd.NA)
+    text = text[~plain16 & text.notna().to_numpy(dtype=bool)]  # the few rows needing repair
 
     # 1. Scientific notation: only when the mantissa carries every digit (extra digits must be 0).
     sci = text.str.extract(_SCI_RE)
@@ -95,22 +108,22 @@ def _digits(raw: pd.Series) -> pd.Series:
                 for m, k in zip(mant.tolist(), need.tolist())
             ],
             index=mant.index,
-            dtype="string",
+            dtype=_STR,
         )
-        out[is_sci] = repaired
+        out.loc[repaired.index] = repaired
 
     # 2. Float written as text: 3171014501900001.0 / 3171014501900001,00
     rest = text.notna() & ~is_sci
     flt = text.str.extract(r"^(\d+)[.,]0+$", expand=False)
     is_flt = rest & flt.notna()
-    out[is_flt] = flt[is_flt]
+    out.loc[is_flt[is_flt].index] = flt[is_flt]
 
     # 3. Anything else: drop dots and dashes used as group separators, must then be all digits.
     rest = rest & ~is_flt
     plain = text.str.replace(r"[.\-_/]", "", regex=True)
     plain = plain.where(plain.str.fullmatch(r"\d+").fillna(False), "X")
-    out[rest] = plain[rest]
-    return out
+    out.loc[rest[rest].index] = plain[rest]
+    return out.set_axis(orig_index)
 
 
 def clean_nik(raw: pd.Series) -> pd.Series:
@@ -161,7 +174,7 @@ def validate_nik(
     digits = _digits(nik)
     present = digits.notna().to_numpy()
     is16 = digits.str.fullmatch(r"\d{16}").fillna(False).to_numpy(dtype=bool)
-    d16 = digits.where(is16, "0000000000000000").astype("string")
+    d16 = digits.where(is16, "0000000000000000").astype(_STR)
 
     prefix6 = d16.str.slice(0, 6)
     prov = d16.str.slice(0, 2)
@@ -190,7 +203,7 @@ def validate_nik(
     if tanggal_lahir is None:
         tl = pd.Series(pd.NaT, index=idx, dtype="datetime64[ns]")
     else:
-        tl = pd.to_datetime(pd.Series(tanggal_lahir, index=idx), errors="coerce")
+        tl = pd.to_datetime(aligned(tanggal_lahir, idx, "tanggal_lahir"), errors="coerce")
     has_tl = tl.notna().to_numpy()
     t_day = tl.dt.day.to_numpy(dtype=float, na_value=np.nan)
     t_mon = tl.dt.month.to_numpy(dtype=float, na_value=np.nan)
@@ -201,7 +214,7 @@ def validate_nik(
         sex = np.full(n, None, dtype=object)
     else:
         sex = (
-            pd.Series(jenis_kelamin, index=idx).astype("string").str.strip().str.upper()
+            aligned(jenis_kelamin, idx, "jenis_kelamin").astype("string").str.strip().str.upper()
             .to_numpy(dtype=object, na_value=None)
         )
     sex_known = np.isin(sex, ["L", "P"])

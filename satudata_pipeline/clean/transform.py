@@ -110,7 +110,7 @@ def clean_frame(raw: pd.DataFrame, source: SourceSpec, snapshot: dt.date) -> tup
     # NIK and KK
     out["nik_raw"] = get("nik")
     out["nik"] = clean_nik(get("nik"))
-    nik_check = validate_nik(out["nik"], out["tanggal_lahir"], out["jenis_kelamin"])
+    nik_check = validate_nik(get("nik"), out["tanggal_lahir"], out["jenis_kelamin"])
     out["nik_valid"] = nik_check["nik_valid"].astype(bool)
     out["nik_reason"] = nik_check["nik_reason"]
     out["nik_dki"] = nik_check["nik_dki"].astype(bool)
@@ -165,8 +165,9 @@ def clean_frame(raw: pd.DataFrame, source: SourceSpec, snapshot: dt.date) -> tup
     reason = reason.mask(parse_error.notna() & reason.isna(), "unreadable_row")
     reason = reason.mask(out["record_id"].isna() & reason.isna(), "blank_record_id")
     reason = reason.mask((out["nama"].isna() | out["nama"].eq("")) & reason.isna(), "blank_name")
-    dup = out["record_id"].notna() & out["record_id"].duplicated(keep="first")
-    # a later copy of an id whose first copy was quarantined for another reason is still a duplicate
+    # Every row of a repeated id: we cannot tell which copy is right, and (source, record_id) must
+    # name one row downstream, so the provider corrects it.
+    dup = out["record_id"].notna() & out["record_id"].duplicated(keep=False)
     reason = reason.mask(dup & reason.isna(), "duplicate_record_id")
 
     bad = reason.notna()

@@ -19,6 +19,7 @@ __all__ = [
     "BOOL_FALSE",
     "BOOL_TRUE",
     "as_text",
+    "aligned",
     "ascii_upper",
     "on_uniques",
     "parse_amount",
@@ -83,8 +84,11 @@ def as_text(values: pd.Series) -> pd.Series:
     else:
         text = values.map(_one, na_action="ignore").astype("string")
     text = text.str.strip()
-    blank = text.str.upper().isin(BLANK_TOKENS)
-    return text.mask(blank.fillna(True))
+    short = (text.str.len() <= 5).fillna(True)
+    blank = pd.Series(False, index=text.index)
+    if short.any():
+        blank[short] = text[short].str.upper().isin(BLANK_TOKENS).fillna(True).to_numpy(bool)
+    return text.mask(blank | text.isna())
 
 
 def parse_bool(
@@ -200,3 +204,17 @@ def ascii_upper(text: pd.Series) -> pd.Series:
     text = text.str.normalize("NFKD").str.encode("ascii", errors="ignore").str.decode("ascii")
     text = text.astype("string").str.upper()
     return text.str.replace(r"['`]", "", regex=True)
+
+
+def aligned(values, index: pd.Index, what: str) -> pd.Series:
+    """`values` (Series, array, list) as a Series on `index`, matched by position, not by label.
+
+    Raises ValueError (naming only the argument, never a value) on a length mismatch."""
+    if isinstance(values, pd.Series):
+        if len(values) != len(index):
+            raise ValueError(f"{what} has {len(values)} rows, expected {len(index)}")
+        return pd.Series(values.array, index=index, name=values.name)
+    arr = pd.array(values) if not isinstance(values, np.ndarray) else values
+    if len(arr) != len(index):
+        raise ValueError(f"{what} has {len(arr)} rows, expected {len(index)}")
+    return pd.Series(arr, index=index)

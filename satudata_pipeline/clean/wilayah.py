@@ -24,7 +24,7 @@ from functools import lru_cache
 import numpy as np
 import pandas as pd
 
-from satudata_pipeline.clean.values import as_text, ascii_upper, on_uniques
+from satudata_pipeline.clean.values import aligned, as_text, ascii_upper, on_uniques
 from satudata_pipeline.config import REFERENCE_WILAYAH
 
 __all__ = [
@@ -252,8 +252,8 @@ def match_wilayah(
     kel_s = pd.Series(kelurahan)
     idx = kel_s.index
     kel = normalize_wilayah_name(kel_s, "kelurahan").to_numpy(dtype=object)
-    kec = normalize_wilayah_name(pd.Series(kecamatan, index=idx), "kecamatan").to_numpy(dtype=object)
-    kot = normalize_wilayah_name(pd.Series(kota, index=idx), "kota").to_numpy(dtype=object)
+    kec = normalize_wilayah_name(aligned(kecamatan, idx, "kecamatan"), "kecamatan").to_numpy(dtype=object)
+    kot = normalize_wilayah_name(aligned(kota, idx, "kota"), "kota").to_numpy(dtype=object)
     combo = pd.Series(
         [f"{a}\x1f{b}\x1f{c}" for a, b, c in zip(kel, kec, kot)], index=idx, dtype=object
     ) if len(idx) else pd.Series([], dtype=object)
@@ -329,7 +329,9 @@ def kode_from_kode_or_names(
     idx = kode_s.index
     kode = normalize_kode(kode_s)
     names = match_wilayah(
-        pd.Series(kelurahan, index=idx), pd.Series(kecamatan, index=idx), pd.Series(kota, index=idx)
+        aligned(kelurahan, idx, "kelurahan"),
+        aligned(kecamatan, idx, "kecamatan"),
+        aligned(kota, idx, "kota"),
     )
     ref_names = _lookups()[1]
     klen = kode.str.len()

@@ -1,8 +1,8 @@
 """Dagster assets of the golden stage: golden_person and person_source_link."""
 
-from __future__ import annotations
 
 import dagster as dg
+from dagster import AssetExecutionContext
 from dagster_duckdb import DuckDBResource
 
 from satudata_pipeline.golden import stable_ids, survivorship
@@ -22,9 +22,9 @@ def build_golden_assets() -> list:
         "identity from the civil registry where present, latest address, death and move-out "
         "status, welfare attributes from the latest DTKS/P3KE record, last verification date.",
     )
-    def golden_person(context: dg.AssetExecutionContext, warehouse: DuckDBResource):
+    def golden_person(context: AssetExecutionContext, warehouse: DuckDBResource):
         with warehouse.get_connection() as conn:
-            changes = stable_ids.assign_person_ids(conn, context.run_id)
+            changes = stable_ids.assign_person_ids(conn, context.run.run_id)
             n = survivorship.build_golden_person(conn)
             stats = conn.execute("""
                 SELECT count(*) FILTER (WHERE NOT is_alive),
@@ -54,7 +54,7 @@ def build_golden_assets() -> list:
         description="Which golden person each delivered row belongs to (main.person_source_link), "
         "and how it was placed: exact NIK, probabilistic, singleton, or quarantined.",
     )
-    def person_source_link(context: dg.AssetExecutionContext, warehouse: DuckDBResource):
+    def person_source_link(context: AssetExecutionContext, warehouse: DuckDBResource):
         with warehouse.get_connection() as conn:
             n = survivorship.build_person_source_link(conn)
             by_method = conn.execute(

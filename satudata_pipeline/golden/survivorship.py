@@ -107,7 +107,7 @@ SELECT i.person_id,
        i.n_records,
        list_filter([CASE WHEN i.n_valid_nik > 1 THEN 'multiple_valid_nik' END,
                     CASE WHEN i.n_birth_dates > 1 THEN 'multiple_birth_dates' END],
-                   x -> x IS NOT NULL)::VARCHAR[] AS conflict_flags
+                   lambda x: x IS NOT NULL)::VARCHAR[] AS conflict_flags
 FROM identity i
 LEFT JOIN address a USING (person_id)
 LEFT JOIN death d USING (person_id)

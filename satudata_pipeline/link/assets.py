@@ -1,11 +1,11 @@
 """Dagster assets of the link stage: person_records, linkage_model, match_pairs, person_clusters."""
 
-from __future__ import annotations
 
 import json
 import time
 
 import dagster as dg
+from dagster import AssetExecutionContext
 from dagster_duckdb import DuckDBResource
 from pydantic import Field
 
@@ -86,7 +86,7 @@ def build_link_assets(clean_asset_keys: list[dg.AssetKey], source_names: list[st
         description="Every cleaned row of every source in one table (link.person_records), "
         "with the fields used to recognise the same person: name words, birth date parts, NIK.",
     )
-    def person_records(context: dg.AssetExecutionContext, warehouse: DuckDBResource):
+    def person_records(context: AssetExecutionContext, warehouse: DuckDBResource):
         with warehouse.get_connection() as conn:
             n = matching.build_person_records(conn, source_names)
             by_source = conn.execute(
@@ -109,7 +109,7 @@ def build_link_assets(clean_asset_keys: list[dg.AssetKey], source_names: list[st
         "date, NIK, sex, family card, address and kelurahan says two records are one person. "
         "Trained once and reused; retrain with the `retrain` option or SATUDATA_RETRAIN=1.",
     )
-    def linkage_model(context: dg.AssetExecutionContext, config: LinkageModelConfig,
+    def linkage_model(context: AssetExecutionContext, config: LinkageModelConfig,
                       warehouse: DuckDBResource):
         from splink import Linker
 
@@ -119,7 +119,7 @@ def build_link_assets(clean_asset_keys: list[dg.AssetKey], source_names: list[st
             if config.retrain or model.retrain_requested_by_env() or path is None:
                 t0 = time.time()
                 summary = model.train_model(conn)
-                path = model.save_model(summary, run_id=context.run_id)
+                path = model.save_model(summary, run_id=context.run.run_id)
                 trained = True
                 context.log.info(f"trained Splink model in {time.time() - t0:.1f}s -> {path}")
             settings, meta = model.load_model(path)
@@ -133,9 +133,9 @@ def build_link_assets(clean_asset_keys: list[dg.AssetKey], source_names: list[st
                 [str(path), meta.get("fingerprint"), meta.get("trained_at"),
                  json.dumps(settings), json.dumps(meta)],
             )
-            out_dir = reports.run_report_dir(context.run_id)
+            out_dir = reports.run_report_dir(context.run.run_id)
             with matching.splink_session(conn) as db_api:
-                sdf = db_api.register("link.person_records", table_name="person_records_model")
+                sdf = matching.register_person_records(db_api)
                 linker = Linker(sdf, settings, log_level=None)
                 charts = reports.write_model_charts(linker, out_dir)
         params = model.parameters_table(settings)
@@ -161,11 +161,11 @@ def build_link_assets(clean_asset_keys: list[dg.AssetKey], source_names: list[st
         description="Pairs of records judged to be the same person: conclusive NIK matches "
         "(same valid NIK, same birth date, agreeing name) and the model's scored pairs.",
     )
-    def match_pairs(context: dg.AssetExecutionContext, config: MatchPairsConfig,
+    def match_pairs(context: AssetExecutionContext, config: MatchPairsConfig,
                     warehouse: DuckDBResource):
         with warehouse.get_connection() as conn:
             settings, _meta = _current_model(conn)
-            out_dir = reports.run_report_dir(context.run_id)
+            out_dir = reports.run_report_dir(context.run.run_id)
             charts: dict = {}
             with matching.splink_session(conn) as db_api:
                 linker, df_pred = matching.predict(db_api, settings, config.match_threshold)
@@ -202,7 +202,7 @@ def build_link_assets(clean_asset_keys: list[dg.AssetKey], source_names: list[st
         description="Groups of records that are one person (link.person_clusters): records "
         "joined by links above the cluster threshold, oversized groups split again.",
     )
-    def person_clusters(context: dg.AssetExecutionContext, config: PersonClustersConfig,
+    def person_clusters(context: AssetExecutionContext, config: PersonClustersConfig,
                         warehouse: DuckDBResource):
         with warehouse.get_connection() as conn:
             res = clusters_mod.build_person_clusters(

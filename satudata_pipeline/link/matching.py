@@ -10,6 +10,8 @@ from typing import Iterator
 
 import duckdb
 
+from satudata_pipeline.link import splink_settings as ss
+
 log = logging.getLogger(__name__)
 
 # Columns of `link.person_records` taken from `clean.<source>` (missing ones become typed NULLs).
@@ -120,6 +122,7 @@ def build_person_records(conn: duckdb.DuckDBPyConnection, source_names: list[str
 
 NAMES_AGREE_SQL = """(
     jaro_winkler_similarity(l.nama, r.nama) >= {jw}
+    OR damerau_levenshtein(l.nama, r.nama) <= 2
     OR l.nama_sorted = r.nama_sorted
     OR len(list_intersect(l.nama_tokens, r.nama_tokens))
        = least(len(l.nama_tokens), len(r.nama_tokens))
@@ -138,6 +141,16 @@ def deterministic_pairs_sql(name_jw: float = 0.9) -> str:
           AND l.tanggal_lahir = r.tanggal_lahir
           AND {NAMES_AGREE_SQL.format(jw=name_jw)}
     """
+
+
+def _lr(sql: str) -> str:
+    """`col_l` / `col_r` (Splink's pair naming) -> `l.col` / `r.col`."""
+    return re.sub(r"\b([a-z_]+?)_([lr])\b", r"\2.\1", sql)
+
+
+# A scored pair is vetoed when names are not similar AND birth dates are not close (far apart or
+# unknown): whatever the household fields / a shared NIK say, that is another person.
+VETO_SQL = _lr(ss.VETO)
 
 
 # --------------------------------------------------------------------------------------------
@@ -195,10 +208,7 @@ def write_match_pairs(
             SELECT least(p.unique_id_l, p.unique_id_r) AS unique_id_l,
                    greatest(p.unique_id_l, p.unique_id_r) AS unique_id_r,
                    p.match_probability, p.match_weight,
-                   (len(list_intersect(l.nama_tokens, r.nama_tokens)) = 0
-                    AND jaro_winkler_similarity(l.nama, r.nama) < 0.85
-                    AND l.tanggal_lahir IS NOT NULL AND r.tanggal_lahir IS NOT NULL
-                    AND l.tanggal_lahir <> r.tanggal_lahir) AS vetoed
+                   ({VETO_SQL}) AS vetoed
             FROM {predictions_table} p
             JOIN link.person_records l ON l.unique_id = p.unique_id_l
             JOIN link.person_records r ON r.unique_id = p.unique_id_r
@@ -236,12 +246,20 @@ def write_match_pairs(
     return PredictionResult(n_det, n_prob, n_veto, predictions_table)
 
 
+def register_person_records(db_api, name: str = "sd_person_records"):
+    """Copy `link.person_records` into the scratch schema and register it with Splink (Splink
+    looks columns up by unqualified table name)."""
+    db_api.duckdb_con.execute(
+        f"CREATE OR REPLACE TABLE {SPLINK_SCHEMA}.{name} AS SELECT * FROM link.person_records")
+    return db_api.register(name, table_name=name)
+
+
 def predict(db_api, model_settings: dict, match_threshold: float):
     """Score candidate pairs of `link.person_records` with the trained model.
     Returns (linker, SplinkDataFrame of predictions above `match_threshold`)."""
     from splink import Linker
 
-    sdf = db_api.register("link.person_records", table_name="person_records_input")
+    sdf = register_person_records(db_api)
     linker = Linker(sdf, model_settings, log_level=logging.WARNING)
     df_pred = linker.inference.predict(
         threshold_match_probability=match_threshold, warning_mode="never"

@@ -13,7 +13,7 @@ import duckdb
 
 from satudata_pipeline import config
 from satudata_pipeline.link import splink_settings as ss
-from satudata_pipeline.link.matching import splink_session
+from satudata_pipeline.link.matching import register_person_records, splink_session
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +39,7 @@ def train_model(conn: duckdb.DuckDBPyConnection, *, u_max_pairs: float | None = 
 
     n = conn.execute("SELECT count(*) FROM link.person_records").fetchall()[0][0]
     with splink_session(conn) as db_api:
-        sdf = db_api.register("link.person_records", table_name="person_records_train")
+        sdf = register_person_records(db_api)
         linker = Linker(sdf, ss.settings_creator(), log_level=logging.WARNING)
         try:
             linker.training.estimate_probability_two_random_records_match(

@@ -61,7 +61,8 @@ def write_pair_reports(linker, db_api, predictions_table: str, threshold: float,
         n = conn.execute("SELECT count(*) FROM splink_work.near_threshold").fetchall()[0][0]
         if n == 0:
             return out
-        sdf = db_api.register("splink_work.near_threshold", table_name="near_threshold_pairs")
+        # the comparison viewer SQL refers to its input by the templated name __splink__df_predict
+        sdf = db_api.register("near_threshold", table_name="__splink__df_predict")
         path = out_dir / "comparison_viewer.html"
         linker.visualisations.comparison_viewer_dashboard(sdf, str(path), overwrite=True,
                                                           num_example_rows=2)

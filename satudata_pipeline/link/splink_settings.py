@@ -3,24 +3,24 @@
 What the model compares for every candidate pair of person records (columns of
 `link.person_records`, see docs/linkage.md):
 
-| comparison      | levels (most to least similar)                                                 |
-|-----------------|--------------------------------------------------------------------------------|
-| nama            | exact (term-frequency adjusted) / same words reordered / Jaro-Winkler >= 0.94 / |
-|                 | one name's words contained in the other / JW >= 0.85 / shares a word / else    |
-| tanggal_lahir   | exact / one typed digit (Damerau-Levenshtein 1) / day-month swapped /          |
-|                 | same year / else                                                               |
-| jenis_kelamin   | exact / else                                                                   |
-| nik             | exact but contradicted (borrowed NIK: names AND birth dates disagree; weight  |
-|                 | fixed at 0) / exact / one typo (only where names do not disagree) / else      |
-| no_kk           | exact / else                                                                   |
-| alamat          | exact / Jaro-Winkler >= 0.90 / else                                            |
-| kode_kelurahan  | exact / same kecamatan / else                                                  |
+| comparison     | levels (most to least similar)                                                   |
+|----------------|----------------------------------------------------------------------------------|
+| nama           | exact (term-frequency adjusted) / same words reordered / one typo or JW >= 0.94 / |
+|                | words of one name within the other / two typos or JW >= 0.85 / shares a word /   |
+|                | else                                                                             |
+| tanggal_lahir  | exact / one digit typed differently / day-month swapped / same year / else       |
+| jenis_kelamin  | exact / else                                                                     |
+| nik            | same NIK but borrowed (names not close AND birth dates not close: weight fixed  |
+|                | at 0, not trained) / exact / one typo apart (only with close names) /            |
+|                | two different valid NIKs / else                                                  |
+| rumah_tangga   | family card (no_kk), street address and kelurahan code as ONE comparison: same   |
+|                | KK + address / same KK / same address in the same kelurahan / same kelurahan /    |
+|                | same kecamatan / else                                                            |
 
-The NIK is the strongest single piece of evidence, but the registries hold NIKs borrowed from a
-family member (same family card, different name and birth date) and mistyped NIKs. Both NIK levels
-below therefore carry a guard in their SQL: an identical NIK whose names and birth dates both disagree
-falls into a neutral level (weight 0, not trained) and a NIK one keystroke away only counts when the
-names do not disagree. Names and birth dates then decide, as they should.
+Why household fields are one comparison: a family shares KK, address and kelurahan; scored as three
+independent comparisons they add up and glue family members together.
+Why the NIK levels carry guards: registries hold NIKs borrowed from a family member and mistyped NIKs;
+an identical or one-typo NIK must not override names and birth dates that say "another person".
 """
 
 from __future__ import annotations
@@ -39,10 +39,35 @@ NAMES_DISAGREE = (
     "(len(list_intersect(nama_tokens_l, nama_tokens_r)) = 0 "
     "AND jaro_winkler_similarity(nama_l, nama_r) < 0.85)"
 )
-BIRTH_DATES_DISAGREE = (
-    "(tanggal_lahir_l IS NOT NULL AND tanggal_lahir_r IS NOT NULL "
-    "AND tanggal_lahir_l <> tanggal_lahir_r)"
+# Names are "close" when nearly identical, reordered, or one is the other minus some words.
+NAMES_CLOSE = (
+    "(jaro_winkler_similarity(nama_l, nama_r) >= 0.92 "
+    "OR damerau_levenshtein(nama_l, nama_r) <= 1 "
+    "OR nama_sorted_l = nama_sorted_r "
+    "OR len(list_intersect(nama_tokens_l, nama_tokens_r)) "
+    "= least(len(nama_tokens_l), len(nama_tokens_r)) "
+    "OR len(list_intersect(nama_tokens_l, nama_tokens_r)) >= 2)"
 )
+# Birth dates are "far" apart: both known and not equal, one typo, or day/month swapped.
+BIRTH_DATES_FAR = (
+    "(tanggal_lahir_l IS NOT NULL AND tanggal_lahir_r IS NOT NULL "
+    "AND damerau_levenshtein(CAST(tanggal_lahir_l AS VARCHAR), "
+    "CAST(tanggal_lahir_r AS VARCHAR)) > 1 "
+    "AND NOT (month(tanggal_lahir_l) = day(tanggal_lahir_r) "
+    "AND day(tanggal_lahir_l) = month(tanggal_lahir_r) "
+    "AND year(tanggal_lahir_l) = year(tanggal_lahir_r)))"
+)
+# An identical NIK carried by someone else (typically a family member's NIK used on a roster).
+BIRTH_DATES_CLOSE = (
+    "(tanggal_lahir_l IS NOT NULL AND tanggal_lahir_r IS NOT NULL AND NOT "
+    + BIRTH_DATES_FAR + ")"
+)
+BORROWED_NIK = f"(nik_l = nik_r AND NOT {NAMES_CLOSE} AND NOT {BIRTH_DATES_CLOSE})"
+# Names at least similar (close, or Jaro-Winkler >= 0.85).
+NAMES_SIMILAR = f"({NAMES_CLOSE} OR jaro_winkler_similarity(nama_l, nama_r) >= 0.85)"
+# Post-model veto: neither similar names nor close birth dates -> another person, whatever the
+# household fields say (family members share family card, address and often a surname).
+VETO = f"(NOT {NAMES_SIMILAR} AND NOT {BIRTH_DATES_CLOSE})"
 
 
 def name_comparison() -> cl.CustomComparison:
@@ -56,8 +81,9 @@ def name_comparison() -> cl.CustomComparison:
                 "nama_sorted_l = nama_sorted_r", label_for_charts="Same words, other order"
             ),
             cll.CustomLevel(
-                "jaro_winkler_similarity(nama_l, nama_r) >= 0.94",
-                label_for_charts="Jaro-Winkler >= 0.94",
+                "damerau_levenshtein(nama_l, nama_r) <= 1 "
+                "OR jaro_winkler_similarity(nama_l, nama_r) >= 0.94",
+                label_for_charts="One typo (Damerau-Levenshtein 1) or Jaro-Winkler >= 0.94",
             ),
             cll.CustomLevel(
                 "len(list_intersect(nama_tokens_l, nama_tokens_r)) "
@@ -65,8 +91,9 @@ def name_comparison() -> cl.CustomComparison:
                 label_for_charts="Words of one name contained in the other",
             ),
             cll.CustomLevel(
-                "jaro_winkler_similarity(nama_l, nama_r) >= 0.85",
-                label_for_charts="Jaro-Winkler >= 0.85",
+                "damerau_levenshtein(nama_l, nama_r) <= 2 "
+                "OR jaro_winkler_similarity(nama_l, nama_r) >= 0.85",
+                label_for_charts="Two typos or Jaro-Winkler >= 0.85",
             ),
             cll.CustomLevel(
                 "len(list_intersect(nama_tokens_l, nama_tokens_r)) >= 1",
@@ -113,17 +140,53 @@ def nik_comparison() -> cl.CustomComparison:
         comparison_levels=[
             cll.NullLevel("nik"),
             cll.CustomLevel(
-                f"nik_l = nik_r AND {NAMES_DISAGREE} AND {BIRTH_DATES_DISAGREE}",
-                label_for_charts="Same NIK, but names and birth dates disagree (borrowed)",
+                BORROWED_NIK,
+                label_for_charts="Same NIK, but name and birth date say another person (borrowed)",
             ).configure(
                 m_probability=0.5, u_probability=0.5,
                 fix_m_probability=True, fix_u_probability=True,
             ),
             cll.ExactMatchLevel("nik").configure(label_for_charts="Exact NIK"),
             cll.CustomLevel(
-                f"damerau_levenshtein(nik_l, nik_r) <= 1 AND NOT {NAMES_DISAGREE}",
-                label_for_charts="NIK one typo apart (names agree)",
+                f"damerau_levenshtein(nik_l, nik_r) <= 1 AND {NAMES_CLOSE}",
+                label_for_charts="NIK one typo apart (names close)",
             ),
+            cll.CustomLevel(
+                "nik_valid_l AND nik_valid_r",
+                label_for_charts="Two different valid NIKs",
+            ),
+            cll.ElseLevel(),
+        ],
+    )
+
+
+def household_comparison() -> cl.CustomComparison:
+    """Family card, street address and kelurahan as ONE comparison: they are strongly correlated
+    (a family shares all three), so adding them up as independent evidence would glue family
+    members together."""
+    return cl.CustomComparison(
+        output_column_name="rumah_tangga",
+        comparison_description="Household: no_kk, alamat, kode_kelurahan",
+        comparison_levels=[
+            cll.CustomLevel(
+                "(no_kk_l IS NULL OR no_kk_r IS NULL) AND (alamat_l IS NULL OR alamat_r IS NULL) "
+                "AND (kode_kelurahan_l IS NULL OR kode_kelurahan_r IS NULL)",
+                label_for_charts="Household unknown",
+            ).configure(is_null_level=True),
+            cll.CustomLevel(
+                "no_kk_l = no_kk_r AND jaro_winkler_similarity(alamat_l, alamat_r) >= 0.9",
+                label_for_charts="Same family card and address",
+            ),
+            cll.CustomLevel("no_kk_l = no_kk_r", label_for_charts="Same family card"),
+            cll.CustomLevel(
+                "jaro_winkler_similarity(alamat_l, alamat_r) >= 0.9 "
+                "AND kode_kelurahan_l = kode_kelurahan_r",
+                label_for_charts="Same address in the same kelurahan",
+            ),
+            cll.CustomLevel("kode_kelurahan_l = kode_kelurahan_r",
+                            label_for_charts="Same kelurahan"),
+            cll.CustomLevel("kode_kecamatan_l = kode_kecamatan_r",
+                            label_for_charts="Same kecamatan"),
             cll.ElseLevel(),
         ],
     )
@@ -140,29 +203,7 @@ def settings_creator(probability_two_random_records_match: float = 1e-5) -> Sett
             birth_date_comparison(),
             cl.ExactMatch("jenis_kelamin"),
             nik_comparison(),
-            cl.ExactMatch("no_kk"),
-            cl.CustomComparison(
-                output_column_name="alamat",
-                comparison_description="Street address line",
-                comparison_levels=[
-                    cll.NullLevel("alamat"),
-                    cll.ExactMatchLevel("alamat"),
-                    cll.JaroWinklerLevel("alamat", 0.90),
-                    cll.ElseLevel(),
-                ],
-            ),
-            cl.CustomComparison(
-                output_column_name="kode_kelurahan",
-                comparison_description="Kelurahan code",
-                comparison_levels=[
-                    cll.NullLevel("kode_kelurahan"),
-                    cll.ExactMatchLevel("kode_kelurahan"),
-                    cll.ExactMatchLevel("kode_kecamatan").configure(
-                        label_for_charts="Same kecamatan"
-                    ),
-                    cll.ElseLevel(),
-                ],
-            ),
+            household_comparison(),
         ],
         blocking_rules_to_generate_predictions=PREDICTION_BLOCKING_RULES,
         retain_matching_columns=True,
@@ -188,10 +229,11 @@ PREDICTION_BLOCKING_RULES = [
     block_on("alamat", "nama_depan"),
 ]
 
-# Expectation-maximisation passes (each estimates every comparison not in its rule).
+# Expectation-maximisation passes. Each estimates the comparisons that use none of its columns
+# (the NIK comparison reads names and birth dates too, so only the family-card pass trains it).
 EM_BLOCKING_RULES = [
     block_on("nik"),
-    block_on("tanggal_lahir", "nama_depan"),
+    block_on("no_kk"),
     block_on("nama_sorted", "kode_kecamatan"),
 ]
 

@@ -28,7 +28,7 @@ JS = ("31.74.01.1001", "31.74.01", "31.74")  # Jakarta Selatan
 
 
 def _person(pid, born, *, wil=JP, civil=True, welfare=True, alive=True, died=None, dki=True, moved=None,
-            desil=2, disab=False, car=False, njop=False, verified="2026-09-01", kk=None, sex="L"):
+            desil=2, disab=False, car=False, njop=False, verified="2026-09-01", kk=None, sex="L", dest="3273010001"):
     n = int(pid[1:])
     return {
         "person_id": pid, "nik": f"3171{n:012d}", "nama": f"ORANG {pid}", "jenis_kelamin": sex,
@@ -38,7 +38,7 @@ def _person(pid, born, *, wil=JP, civil=True, welfare=True, alive=True, died=Non
         "tanggal_meninggal": date.fromisoformat(died) if died else None,
         "death_evidence": f"dukcapil_kematian/K{n:06d}" if died else None,
         "tinggal_di_dki": dki, "tanggal_pindah": date.fromisoformat(moved) if moved else None,
-        "kode_wilayah_tujuan": "3273010001" if moved else None,
+        "kode_wilayah_tujuan": dest if moved else None,
         "move_evidence": f"dukcapil_pindah/M{n:06d}" if moved else None,
         "desil": desil if welfare else None, "disabilitas": disab if welfare else None,
         "punya_mobil": car if welfare else None, "njop_di_atas_1m": njop if welfare else None,
@@ -74,6 +74,20 @@ PEOPLE = [
     _person("P23", "1966-11-01"),                                   # turns 60 on the snapshot: keep
     _person("P24", "1950-01-01", verified="2025-11-01"),            # verified exactly 12 months ago: keep
     _person("P25", "1950-01-01", alive=False, died="2025-01-01", dki=False, moved="2024-01-01"),
+    # left DKI before the snapshot, came back after it: golden ("latest move wins") says in DKI
+    _person("P26", "1950-01-01", dki=True, moved="2026-12-01", dest="3174050001"),
+    _person("P27", "1950-01-01", dki=True, moved="2025-01-01", dest="3171010001"),  # left, came back
+]
+
+# death and migration registry rows behind the golden facts: (person_id, date, destination)
+DEATHS = [(p["person_id"], p["tanggal_meninggal"]) for p in PEOPLE if p["tanggal_meninggal"]]
+MOVES = [
+    ("P03", date(2026, 2, 1), "3273010001"),
+    ("P25", date(2024, 1, 1), "3273010001"),
+    ("P26", date(2025, 3, 1), "3273010001"),
+    ("P26", date(2026, 12, 1), "3174050001"),
+    ("P27", date(2024, 1, 1), "3273010001"),
+    ("P27", date(2025, 1, 1), "3171010001"),
 ]  # fmt: skip
 
 # (source, program, record_id, person_id, jenjang, nominal, tanggal_mulai)
@@ -99,6 +113,8 @@ ROSTER = [
     ("klj_2026", "KLJ", "KLJ-023", "P23", None, 300000, "2026-01-01"),
     ("klj_2026", "KLJ", "KLJ-024", "P24", None, None, "2019-01-01"),
     ("klj_2026", "KLJ", "KLJ-025", "P25", None, 300000, "2019-01-01"),
+    ("klj_2026", "KLJ", "KLJ-026", "P26", None, 300000, "2019-01-01"),
+    ("klj_2026", "KLJ", "KLJ-027", "P27", None, 300000, "2019-01-01"),
 ]
 
 QUARANTINED = [("kjp_2026", "KJP-Q01")]
@@ -125,12 +141,18 @@ EXPECTED: dict[tuple[str, str], tuple[str, list[str]]] = {
     ("klj_2026", "KLJ-023"): ("keep", []),
     ("klj_2026", "KLJ-024"): ("keep", []),
     ("klj_2026", "KLJ-025"): ("remove", ["deceased", "moved_out"]),
+    ("klj_2026", "KLJ-026"): ("remove", ["moved_out"]),
+    ("klj_2026", "KLJ-027"): ("keep", []),
     ("kjp_2026", "KJP-Q01"): ("review", ["identity_unresolved"]),
 }
 
 
-def build_fixture_warehouse(conn: duckdb.DuckDBPyConnection) -> None:
-    """Create the three input tables of the programs stage with the fixture people."""
+def build_fixture_warehouse(conn: duckdb.DuckDBPyConnection, *, registry_rows: bool = True) -> None:
+    """Create the three input tables of the programs stage with the fixture people.
+
+    `registry_rows=False` leaves the death/migration rows (and their columns) out of
+    `link.person_records`, so the verdicts fall back to the golden person's death/domicile columns.
+    """
     golden = pd.DataFrame(PEOPLE, columns=_GOLDEN_COLUMNS)
     golden["conflict_flags"] = [[] for _ in range(len(golden))]
     nik_of = dict(zip(golden.person_id, golden.nik))
@@ -156,9 +178,26 @@ def build_fixture_warehouse(conn: duckdb.DuckDBPyConnection) -> None:
                  "tanggal_pemutakhiran": person["last_verified"]}
             )  # fmt: skip
             links.append(("dukcapil_penduduk", rid, f"dukcapil_penduduk:{rid}", person["person_id"], "exact_nik", 1.0))
+    if registry_rows:
+        for i, (pid, died) in enumerate(DEATHS):
+            rid = f"K{int(pid[1:]):06d}"
+            records.append({"unique_id": f"dukcapil_kematian:{rid}", "source": "dukcapil_kematian",
+                            "kind": "death_registry", "record_id": rid, "nik": nik_of[pid], "nama": f"ORANG {pid}",
+                            "tanggal_pemutakhiran": died, "tanggal_meninggal": died})
+            links.append(("dukcapil_kematian", rid, f"dukcapil_kematian:{rid}", pid, "exact_nik", 1.0))
+        for i, (pid, moved, dest) in enumerate(MOVES):
+            rid = f"M{int(pid[1:]):06d}" + ("" if i == 0 or MOVES[i - 1][0] != pid else "B")
+            records.append({"unique_id": f"dukcapil_pindah:{rid}", "source": "dukcapil_pindah",
+                            "kind": "migration_registry", "record_id": rid, "nik": nik_of[pid], "nama": f"ORANG {pid}",
+                            "tanggal_pemutakhiran": moved, "tanggal_pindah": moved, "kode_wilayah_tujuan": dest,
+                            "pindah_keluar_dki": not dest.startswith("31")})
+            links.append(("dukcapil_pindah", rid, f"dukcapil_pindah:{rid}", pid, "exact_nik", 1.0))
     for source, rid in QUARANTINED:
         links.append((source, rid, None, None, "quarantined", None))
     recs = pd.DataFrame(records)
+    for col in ("tanggal_meninggal", "tanggal_pindah", "kode_wilayah_tujuan", "pindah_keluar_dki"):
+        if registry_rows and col not in recs:
+            recs[col] = None
     link = pd.DataFrame(
         links, columns=["source", "record_id", "unique_id", "person_id", "link_method", "match_probability"]
     )
@@ -180,6 +219,14 @@ def build_fixture_warehouse(conn: duckdb.DuckDBPyConnection) -> None:
                CAST(nominal_bulanan AS BIGINT) AS nominal_bulanan, CAST(tanggal_mulai AS DATE) AS tanggal_mulai,
                CAST(tanggal_pemutakhiran AS DATE) AS tanggal_pemutakhiran)
            FROM _records_df"""
+    )
+    if registry_rows:
+        conn.execute(
+            """CREATE OR REPLACE TABLE link.person_records AS SELECT * REPLACE (
+                   CAST(tanggal_meninggal AS DATE) AS tanggal_meninggal, CAST(tanggal_pindah AS DATE) AS tanggal_pindah,
+                   CAST(kode_wilayah_tujuan AS VARCHAR) AS kode_wilayah_tujuan,
+                   CAST(pindah_keluar_dki AS BOOLEAN) AS pindah_keluar_dki)
+               FROM link.person_records"""
     )
     conn.execute(
         """CREATE OR REPLACE TABLE main.person_source_link AS SELECT source, record_id,

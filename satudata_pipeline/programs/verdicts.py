@@ -201,6 +201,63 @@ def _roster_rows_sql(conn: duckdb.DuckDBPyConnection) -> str:
     return f"{clean}\nUNION ALL\n{quarantined}"
 
 
+def _life_facts_sql(conn: duckdb.DuckDBPyConnection, gp: set[str], snap: str) -> tuple[str, str, str]:
+    """Death and domicile *at the snapshot*.
+
+    From the death / civil / migration rows of `link.person_records` when it carries the columns (so a
+    move or death dated after the snapshot is ignored and the latest move on or before it wins),
+    otherwise from the golden person's columns (which apply "latest move wins" over all dates).
+    """
+    pr = table_columns(conn, "link.person_records")
+    psl = table_columns(conn, "main.person_source_link")
+
+    def g(name: str, cast: str) -> str:
+        return f"CAST({'g.' + name if name in gp else 'NULL'} AS {cast})"
+
+    linked = "coalesce(link_method, '') <> 'quarantined' AND person_id IS NOT NULL" if "link_method" in psl else "person_id IS NOT NULL"
+    plink = f"""(SELECT source, CAST(record_id AS VARCHAR) AS record_id, any_value(person_id) AS person_id
+                 FROM main.person_source_link WHERE {linked} GROUP BY ALL)"""
+    ctes, cols, joins = [], [], []
+    if "tanggal_meninggal" in pr:
+        ctes.append(f"""
+death_at_snap AS (
+    SELECT l.person_id, CAST(r.tanggal_meninggal AS DATE) AS tanggal_meninggal,
+           r.source || '/' || r.record_id AS death_evidence
+    FROM link.person_records r JOIN {plink} l ON l.source = r.source AND l.record_id = CAST(r.record_id AS VARCHAR)
+    WHERE (r.kind = 'death_registry' OR (r.kind = 'civil_registry' AND r.tanggal_meninggal IS NOT NULL))
+      AND (r.tanggal_meninggal IS NULL OR CAST(r.tanggal_meninggal AS DATE) <= {snap})
+    QUALIFY row_number() OVER (PARTITION BY l.person_id ORDER BY (r.kind = 'death_registry') DESC,
+                               r.tanggal_meninggal NULLS LAST, r.source, r.record_id) = 1
+)""")
+        cols += ["(d_.person_id IS NULL) AS is_alive", "d_.tanggal_meninggal", "d_.death_evidence"]
+        joins.append("LEFT JOIN death_at_snap d_ ON d_.person_id = ro.person_id")
+    else:
+        cols += [f"{g('is_alive', 'BOOLEAN')} AS is_alive", f"{g('tanggal_meninggal', 'DATE')} AS tanggal_meninggal",
+                 f"{g('death_evidence', 'VARCHAR')} AS death_evidence"]
+    if "tanggal_pindah" in pr and ("kode_wilayah_tujuan" in pr or "pindah_keluar_dki" in pr):
+        dest = "CAST(r.kode_wilayah_tujuan AS VARCHAR)" if "kode_wilayah_tujuan" in pr else "NULL"
+        keluar = "r.pindah_keluar_dki" if "pindah_keluar_dki" in pr else "NULL"
+        ctes.append(f"""
+move_at_snap AS (
+    SELECT l.person_id, CAST(r.tanggal_pindah AS DATE) AS tanggal_pindah, {dest} AS kode_wilayah_tujuan,
+           coalesce({keluar}, NOT starts_with(regexp_replace({dest}, '[^0-9]', '', 'g'), '31')) AS keluar,
+           r.source || '/' || r.record_id AS move_evidence
+    FROM link.person_records r JOIN {plink} l ON l.source = r.source AND l.record_id = CAST(r.record_id AS VARCHAR)
+    WHERE r.kind = 'migration_registry' AND coalesce(CAST(r.tanggal_pindah AS DATE), DATE '1900-01-01') <= {snap}
+    QUALIFY row_number() OVER (PARTITION BY l.person_id
+                               ORDER BY coalesce(CAST(r.tanggal_pindah AS DATE), DATE '1900-01-01') DESC,
+                                        r.source DESC, r.record_id DESC) = 1
+)""")
+        cols += ["NOT coalesce(m_.keluar, FALSE) AS tinggal_di_dki", "m_.tanggal_pindah", "m_.kode_wilayah_tujuan",
+                 "m_.move_evidence"]
+        joins.append("LEFT JOIN move_at_snap m_ ON m_.person_id = ro.person_id")
+    else:
+        cols += [f"{g('tinggal_di_dki', 'BOOLEAN')} AS tinggal_di_dki", f"{g('tanggal_pindah', 'DATE')} AS tanggal_pindah",
+                 f"{g('kode_wilayah_tujuan', 'VARCHAR')} AS kode_wilayah_tujuan",
+                 f"{g('move_evidence', 'VARCHAR')} AS move_evidence"]
+    return ("," .join(ctes) + ("," if ctes else ""), ",\n           ".join(cols) + ",", "\n    ".join(joins))
+
+
 def verdicts_sql(conn: duckdb.DuckDBPyConnection, snapshot_date: date) -> str:
     """The SELECT producing beneficiary_review rows for every roster row (needs `register_rules` first)."""
     gp = table_columns(conn, "main.golden_person")
@@ -215,21 +272,16 @@ def verdicts_sql(conn: duckdb.DuckDBPyConnection, snapshot_date: date) -> str:
     in_civil = g("in_civil_registry", "BOOLEAN", fallback="FALSE")
     in_welfare = g("in_welfare_registry", "BOOLEAN", fallback=f"({g('desil')} IS NOT NULL)")
 
+    life_ctes, life_cols, life_joins = _life_facts_sql(conn, gp, snap)
     return f"""
-WITH roster AS ({_roster_rows_sql(conn)}),
+WITH roster AS ({_roster_rows_sql(conn)}),{life_ctes}
 base AS (
     SELECT ro.*, p.age_min, p.age_max, p.age_label, p.desil_max, p.staleness_months, p.excl_car, p.excl_njop,
            p.requires_disability, p.excludes,
            coalesce(p.amount_flat, a.amount) AS nominal_aturan,
            g.person_id AS g_person_id,
            {g('tanggal_lahir', 'DATE')} AS tanggal_lahir,
-           {g('is_alive', 'BOOLEAN')} AS is_alive,
-           {g('tanggal_meninggal', 'DATE')} AS tanggal_meninggal,
-           {g('death_evidence', 'VARCHAR')} AS death_evidence,
-           {g('tinggal_di_dki', 'BOOLEAN')} AS tinggal_di_dki,
-           {g('tanggal_pindah', 'DATE')} AS tanggal_pindah,
-           {g('kode_wilayah_tujuan', 'VARCHAR')} AS kode_wilayah_tujuan,
-           {g('move_evidence', 'VARCHAR')} AS move_evidence,
+           {life_cols}
            {in_civil} AS in_civil, {in_welfare} AS in_welfare,
            {g('desil', 'INTEGER')} AS desil,
            {g('punya_mobil', 'BOOLEAN')} AS punya_mobil,
@@ -246,6 +298,7 @@ base AS (
     LEFT JOIN _prog_params p ON p.program = ro.program
     LEFT JOIN _prog_amounts a ON a.program = ro.program AND a.jenjang = ro.jenjang
     LEFT JOIN main.golden_person g ON g.person_id = ro.person_id
+    {life_joins}
 ),
 flagged AS (
     SELECT *,

@@ -4,8 +4,6 @@ Adding a source is a YAML edit: the factory below turns every entry into an asse
 lands the file as delivered (all text) in `raw.<name>` plus provenance.
 """
 
-from __future__ import annotations
-
 import dagster as dg
 import pyarrow as pa
 from dagster_duckdb import DuckDBResource

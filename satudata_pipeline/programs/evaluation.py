@@ -1,0 +1,100 @@
+"""Accuracy of `main.beneficiary_review` against ground-truth verdicts (e.g. the synthetic generator's).
+
+    verdict_accuracy(conn, truth) -> {
+        "n_truth": ..., "n_matched": ..., "n_missing": ..., "n_extra": ...,
+        "verdict_accuracy" (alias "accuracy"): share of truth rows whose predicted verdict equals the true one
+                            (a truth row without a prediction counts as wrong),
+        "exact_match": share with the same verdict AND the same set of reasons,
+        "confusion": {true_verdict: {predicted_verdict: n}},
+        "per_reason": {reason: {"tp", "fp", "fn", "precision", "recall", "f1", "support"}},
+    }
+
+`truth` columns: program, source, record_id, verdict, reasons. `reasons` may be a list/array or a
+string separated by `,`, `;`, `|` or spaces (empty / None = no reason).
+"""
+
+from __future__ import annotations
+
+import re
+
+import duckdb
+import pandas as pd
+
+from satudata_pipeline.programs.verdicts import REASON_CODES, REVIEW_TABLE
+
+
+def _as_reason_set(value: object) -> frozenset[str]:
+    if value is None:
+        return frozenset()
+    if isinstance(value, float) and pd.isna(value):
+        return frozenset()
+    if isinstance(value, str):
+        text = value.strip().strip("[]{}")
+        return frozenset(p.strip().strip("'\"") for p in re.split(r"[,;|\s]+", text) if p.strip().strip("'\""))
+    try:
+        return frozenset(str(v) for v in value if v is not None and str(v) != "")  # type: ignore[union-attr]
+    except TypeError:
+        return frozenset({str(value)})
+
+
+def _ratio(num: int, den: int) -> float | None:
+    return num / den if den else None
+
+
+def verdict_accuracy(conn: duckdb.DuckDBPyConnection, truth_verdicts: pd.DataFrame) -> dict:
+    missing = {"program", "source", "record_id", "verdict", "reasons"} - set(truth_verdicts.columns)
+    if missing:
+        raise ValueError(f"truth_verdicts lacks column(s): {', '.join(sorted(missing))}")
+    truth = truth_verdicts[["program", "source", "record_id", "verdict", "reasons"]].copy()
+    for col in ("program", "source", "record_id", "verdict"):
+        truth[col] = truth[col].astype(str).str.strip()
+    truth["verdict"] = truth["verdict"].str.lower()
+    truth["reasons"] = truth["reasons"].map(_as_reason_set)
+    truth = truth.drop_duplicates(["program", "source", "record_id"], keep="last")
+
+    pred = conn.execute(
+        f"SELECT program, source, CAST(record_id AS VARCHAR) AS record_id, verdict, reasons FROM {REVIEW_TABLE}"
+    ).df()
+    pred["reasons"] = pred["reasons"].map(_as_reason_set)
+    pred = pred.drop_duplicates(["program", "source", "record_id"], keep="first")
+
+    merged = truth.merge(pred, on=["program", "source", "record_id"], how="left", suffixes=("_true", "_pred"))
+    n_truth = len(merged)
+    has_pred = merged["verdict_pred"].notna()
+    n_matched = int(has_pred.sum())
+    keys_truth = set(zip(truth.program, truth.source, truth.record_id))
+    n_extra = sum(1 for k in zip(pred.program, pred.source, pred.record_id) if k not in keys_truth)
+
+    correct = (merged["verdict_true"] == merged["verdict_pred"]) & has_pred
+    pred_reasons = merged["reasons_pred"].map(lambda v: v if isinstance(v, frozenset) else frozenset())
+    exact = correct & (merged["reasons_true"] == pred_reasons)
+
+    confusion: dict[str, dict[str, int]] = {}
+    for t, p in zip(merged["verdict_true"], merged["verdict_pred"].fillna("<missing>")):
+        confusion.setdefault(t, {}).setdefault(p, 0)
+        confusion[t][p] += 1
+
+    reasons = sorted(set(REASON_CODES) | {r for s in merged["reasons_true"] for r in s} | {r for s in pred_reasons for r in s})
+    per_reason = {}
+    for reason in reasons:
+        t = merged["reasons_true"].map(lambda s, r=reason: r in s)
+        p = pred_reasons.map(lambda s, r=reason: r in s)
+        tp, fp, fn = int((t & p).sum()), int((~t & p).sum()), int((t & ~p).sum())
+        precision, recall = _ratio(tp, tp + fp), _ratio(tp, tp + fn)
+        f1 = (2 * precision * recall / (precision + recall)) if precision and recall else (0.0 if tp == 0 and (fp or fn) else None)
+        per_reason[reason] = {
+            "tp": tp, "fp": fp, "fn": fn, "support": tp + fn,
+            "precision": precision, "recall": recall, "f1": f1,
+        }  # fmt: skip
+
+    return {
+        "n_truth": n_truth,
+        "n_matched": n_matched,
+        "n_missing": n_truth - n_matched,
+        "n_extra": n_extra,
+        "verdict_accuracy": _ratio(int(correct.sum()), n_truth),
+        "accuracy": _ratio(int(correct.sum()), n_truth),  # alias of verdict_accuracy
+        "exact_match": _ratio(int(exact.sum()), n_truth),
+        "confusion": confusion,
+        "per_reason": per_reason,
+    }

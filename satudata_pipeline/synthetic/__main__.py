@@ -1,0 +1,28 @@
+"""python -m satudata_pipeline.synthetic --persons N --seed S --out DIR [--snapshot-date YYYY-MM-DD]"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+from pathlib import Path
+
+from .generate import generate
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m satudata_pipeline.synthetic",
+                                 description="Generate a synthetic satudata data directory with ground truth.")
+    ap.add_argument("--persons", type=int, default=4000, help="number of persons in DKI (default 4000)")
+    ap.add_argument("--seed", type=int, default=20261101, help="random seed (default 20261101)")
+    ap.add_argument("--out", type=Path, required=True, help="output data directory")
+    ap.add_argument("--snapshot-date", type=dt.date.fromisoformat, default=dt.date(2026, 11, 1),
+                    help="delivery snapshot date (default 2026-11-01)")
+    args = ap.parse_args(argv)
+    summary = generate(args.persons, args.seed, args.out, args.snapshot_date)
+    print(json.dumps(summary, indent=2, default=str))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,417 @@
+"""The true population: households (KK), persons, NIKs, and life events up to the snapshot.
+
+Everything is vectorised over persons/households; the only Python loops run over name groups,
+programs or a handful of constants.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date
+from functools import lru_cache
+
+import numpy as np
+import pandas as pd
+
+from satudata_pipeline.config import REFERENCE_WILAYAH
+
+from . import names as N
+
+DAY = np.timedelta64(1, "D")
+
+# --- households --------------------------------------------------------------------------------
+HOUSEHOLD_SIZE_P = (0.12, 0.18, 0.22, 0.23, 0.14, 0.07, 0.03, 0.01)  # sizes 1..8
+SPOUSE_RATE = 0.85            # households of 2+ with a couple at the head
+ELDER_PARENT_RATE = 0.25      # households of 4+ whose last member is a parent of the head
+KEPULAUAN_SERIBU_WEIGHT = 0.05
+
+# --- births outside DKI -------------------------------------------------------------------------
+BORN_OUTSIDE_RATE_CHILD = 0.08
+BORN_OUTSIDE_RATE_ADULT = 0.35
+# kab/kota code -> birthplace name; kecamatan suffix 01..12 is appended.
+OUTSIDE_REGIONS = {
+    "3273": "BANDUNG", "3201": "BOGOR", "3216": "BEKASI", "3205": "GARUT", "3206": "TASIKMALAYA",
+    "3209": "CIREBON", "3374": "SEMARANG", "3372": "SURAKARTA", "3328": "TEGAL", "3329": "BREBES",
+    "3471": "YOGYAKARTA", "3578": "SURABAYA", "1271": "MEDAN", "1202": "TARUTUNG", "1371": "PADANG",
+    "1375": "BUKITTINGGI", "3671": "TANGERANG",
+}
+OUTSIDE_BY_GROUP = {
+    "jawa": ["3374", "3372", "3328", "3329", "3471", "3578", "3216"],
+    "betawi": ["3216", "3201", "3671"],
+    "sunda": ["3273", "3201", "3205", "3206", "3209"],
+    "arab": ["3273", "3374", "3578", "3201"],
+    "minang": ["1371", "1375"],
+    "batak": ["1271", "1202"],
+    "tionghoa": ["1271", "3273", "3578", "3374"],
+}
+
+# --- life events (window = years before the snapshot) -----------------------------------------
+EVENT_WINDOW_YEARS = 4
+# annual death probability by age band upper bounds
+MORTALITY = ((1, 0.015), (40, 0.0008), (50, 0.003), (60, 0.007), (70, 0.018), (80, 0.045),
+             (200, 0.11))
+DEATH_REGISTERED_RATE = 0.85
+MOVE_OUT_HH_RATE = 0.035          # whole households that left DKI in the window
+MOVE_OUT_INDIV_RATE = 0.012       # young adults (18-40) leaving alone
+MOVE_OUT_REGISTERED_RATE = 0.80
+MOVE_BACK_RATE = 0.06             # of registered leavers, came back (second registered move)
+MOVE_WITHIN_HH_RATE = 0.045
+MOVE_WITHIN_REGISTERED_RATE = 0.85
+# destination kab/kota codes outside DKI (Bodetabek first, then big cities); 40% get a kecamatan suffix
+DEST_CODES = ("3201", "3275", "3603", "3671", "3674", "3276", "3216", "3271", "3273", "3374",
+              "3578", "1271")
+
+# --- welfare -----------------------------------------------------------------------------------
+DISABILITY_RATE = 0.025
+CAR_RATE_BY_DESIL = (0.02, 0.03, 0.04, 0.05, 0.12, 0.18, 0.30, 0.40, 0.55, 0.70)
+NJOP_RATE_BY_DESIL = (0.002, 0.004, 0.006, 0.01, 0.02, 0.04, 0.08, 0.12, 0.18, 0.30)
+
+GHOST_RATE = 0.01
+GHOST_MIN = 60
+
+RELIGIONS = np.array(["ISLAM", "KRISTEN", "KATHOLIK", "BUDHA", "HINDU", "KONGHUCU"], dtype=object)
+
+
+@dataclass(frozen=True)
+class Wilayah:
+    kel: pd.DataFrame   # code (dotted), digits, name, kec_code, kec_name, kota_code, kota_name
+    kec: pd.DataFrame   # code, digits, name, kota_code
+
+
+@lru_cache(maxsize=1)
+def wilayah() -> Wilayah:
+    ref = pd.read_csv(REFERENCE_WILAYAH, dtype=str)
+    kota = ref[ref.tingkat == "kabupaten_kota"].set_index("kode")["nama"]
+    kec = ref[ref.tingkat == "kecamatan"].rename(columns={"kode": "code", "nama": "name"})
+    kec = kec[["code", "name"]].reset_index(drop=True)
+    kec["digits"] = kec.code.str.replace(".", "", regex=False)
+    kec["kota_code"] = kec.code.str[:5]
+    kel = ref[ref.tingkat == "kelurahan"].rename(columns={"kode": "code", "nama": "name"})
+    kel = kel[["code", "name"]].reset_index(drop=True)
+    kel["digits"] = kel.code.str.replace(".", "", regex=False)
+    kel["kec_code"] = kel.code.str[:8]
+    kel["kota_code"] = kel.code.str[:5]
+    kel = kel.merge(kec[["code", "name"]].rename(columns={"code": "kec_code", "name": "kec_name"}),
+                    on="kec_code", how="left")
+    kel["kota_name"] = kel.kota_code.map(kota)
+    kel["kec_idx"] = kel.kec_code.map({c: i for i, c in enumerate(kec.code)}).astype(int)
+    return Wilayah(kel=kel, kec=kec)
+
+
+def _to_date(d: date) -> np.datetime64:
+    return np.datetime64(d, "D")
+
+
+def _households(n: int, rng: np.random.Generator) -> np.ndarray:
+    p = np.asarray(HOUSEHOLD_SIZE_P) / sum(HOUSEHOLD_SIZE_P)
+    est = int(n / 3.2) + 20
+    sizes = rng.choice(np.arange(1, len(p) + 1), size=est, p=p)
+    while sizes.sum() < n:
+        sizes = np.concatenate([sizes, rng.choice(np.arange(1, len(p) + 1), size=est, p=p)])
+    cs = np.cumsum(sizes)
+    k = int(np.searchsorted(cs, n)) + 1
+    sizes = sizes[:k].copy()
+    sizes[-1] -= cs[k - 1] - n
+    return sizes[sizes > 0]
+
+
+def _names(rng: np.random.Generator, group: np.ndarray, sex: np.ndarray, fam_name: np.ndarray,
+           old_mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Official (civil) name and an alternative spelling (old<->new) per person."""
+    n = len(group)
+    out = np.empty(n, dtype=object)
+    for g in N.GROUPS:
+        for s in ("L", "P"):
+            idx = np.flatnonzero((group == g) & (sex == s))
+            if not len(idx):
+                continue
+            m = len(idx)
+            pool = N.FIRST[(g, s)]
+            first = pool[N.draw_zipf(rng, len(pool), m)]
+            borrow = rng.random(m) < N.ARABIC_BORROW_RATE[g]
+            if g != "arab" and borrow.any():
+                apool = N.FIRST[("arab", s)]
+                first[borrow] = apool[N.draw_zipf(rng, len(apool), int(borrow.sum()))]
+            if g in ("batak", "tionghoa"):
+                fam = fam_name[idx]
+                third = rng.random(m) < N.THIRD_NAME_RATE[g]
+                if g == "batak":
+                    mid = N.BATAK_MIDDLE[rng.integers(0, len(N.BATAK_MIDDLE), m)]
+                else:
+                    sp = N.FIRST[(g, s)]
+                    mid = sp[rng.integers(0, len(sp), m)]
+                name = np.where(third, first + " " + mid + " " + fam, first + " " + fam)
+            else:
+                spool = N.SECOND.get((g, s), N.SECOND[("arab", s)])
+                second = spool[N.draw_zipf(rng, len(spool), m, 0.6)]
+                single = (rng.random(m) < N.SINGLE_NAME_RATE[g]) & ~np.isin(first, N.PREFIX_ONLY)
+                third = rng.random(m) < N.THIRD_NAME_RATE[g]
+                tpool = N.SECOND[("arab", s)]
+                t3 = tpool[rng.integers(0, len(tpool), m)]
+                third &= (t3 != second) & (t3 != first)
+                name = np.where(single, first,
+                                np.where(third, first + " " + second + " " + t3, first + " " + second))
+                # avoid "SITI SITI" style repeats
+                rep = first == second
+                name[rep & ~single] = first[rep & ~single]
+            out[idx] = name
+    alt = out.copy()
+    oi = np.flatnonzero(old_mask)
+    if len(oi):
+        old = np.array([N.to_old_spelling(x) for x in out[oi]], dtype=object)
+        alt[oi] = out[oi]          # modern spelling becomes the alternative
+        out[oi] = old              # registered in the old spelling
+    return out, alt
+
+
+def _age_band_rate(age: np.ndarray) -> np.ndarray:
+    bounds = np.array([b for b, _ in MORTALITY])
+    rates = np.array([r for _, r in MORTALITY])
+    return rates[np.searchsorted(bounds, age, side="right").clip(0, len(rates) - 1)]
+
+
+def _people(n: int, rng: np.random.Generator, snap: np.datetime64, kel: pd.DataFrame) -> pd.DataFrame:
+    sizes = _households(n, rng)
+    n_hh = len(sizes)
+    hh = np.repeat(np.arange(n_hh), sizes)
+    start = np.concatenate([[0], np.cumsum(sizes)[:-1]])
+    member = np.arange(len(hh)) - start[hh]
+    size = sizes[hh]
+
+    has_spouse = (sizes >= 2) & (rng.random(n_hh) < SPOUSE_RATE)
+    has_elder = (sizes >= 4) & (rng.random(n_hh) < ELDER_PARENT_RATE)
+    role = np.full(len(hh), "ANAK", dtype=object)
+    role[member == 0] = "KEPALA KELUARGA"
+    role[(member == 1) & has_spouse[hh]] = "PASANGAN"
+    role[(member == size - 1) & has_elder[hh] & (member >= 2)] = "ORANG TUA"
+
+    # head age: singles are young workers or widowed elderly
+    head_age = np.clip(rng.normal(47, 13, n_hh), 20, 90)
+    single = sizes == 1
+    head_age[single] = np.where(rng.random(single.sum()) < 0.6, rng.uniform(19, 40, single.sum()),
+                                rng.uniform(40, 90, single.sum()))
+    head_male = rng.random(n_hh) < np.where(has_spouse, 0.93, np.where(single, 0.55, 0.35))
+
+    age = np.empty(len(hh))
+    sex = np.empty(len(hh), dtype=object)
+    r = role == "KEPALA KELUARGA"
+    age[r] = head_age[hh[r]]
+    sex[r] = np.where(head_male[hh[r]], "L", "P")
+    r = role == "PASANGAN"
+    age[r] = np.clip(head_age[hh[r]] + np.where(head_male[hh[r]], -1, 1) * rng.normal(3, 3, r.sum()),
+                     18, 95)
+    sex[r] = np.where(head_male[hh[r]], "P", "L")
+    r = role == "ANAK"
+    mother_age = head_age[hh[r]] - np.where(has_spouse[hh[r]] & head_male[hh[r]], 3, 0)
+    span = np.clip(mother_age - 19, 0.5, 30)
+    age[r] = np.clip(rng.beta(1.5, 1.1, r.sum()) * span, 0, None)
+    sex[r] = np.where(rng.random(r.sum()) < 0.51, "L", "P")
+    r = role == "ORANG TUA"
+    age[r] = np.clip(head_age[hh[r]] + rng.uniform(22, 34, r.sum()), 55, 101)
+    sex[r] = np.where(rng.random(r.sum()) < 0.35, "L", "P")
+
+    days = (age * 365.2425).astype(np.int64) + rng.integers(0, 365, len(hh))
+    dob = snap - days * DAY
+
+    # household attributes
+    gshare = np.asarray(N.GROUP_SHARE) / sum(N.GROUP_SHARE)
+    hh_group = np.asarray(N.GROUPS, dtype=object)[rng.choice(len(N.GROUPS), n_hh, p=gshare)]
+    group = hh_group[hh]
+    fam_idx = np.where(hh_group == "batak", rng.integers(0, len(N.BATAK_MARGA), n_hh),
+                       rng.integers(0, len(N.CHINESE_FAMILY), n_hh))
+    fam = np.where(hh_group == "batak", N.BATAK_MARGA[fam_idx % len(N.BATAK_MARGA)],
+                   N.CHINESE_FAMILY[fam_idx % len(N.CHINESE_FAMILY)])
+    fam_name = fam[hh]
+    # a spouse keeps her own family name
+    sp = role == "PASANGAN"
+    own = np.where(group[sp] == "batak", N.BATAK_MARGA[rng.integers(0, len(N.BATAK_MARGA), sp.sum())],
+                   N.CHINESE_FAMILY[rng.integers(0, len(N.CHINESE_FAMILY), sp.sum())])
+    fam_name = fam_name.copy()
+    fam_name[sp] = own
+    born_year = (dob.astype("datetime64[Y]").astype(int) + 1970)
+    old_mask = (born_year < 1972) & np.isin(group, ["jawa", "sunda"]) & (rng.random(len(hh)) < 0.35)
+    nama, nama_alt = _names(rng, group, sex, fam_name, old_mask)
+
+    w = rng.lognormal(0, 0.5, len(kel))
+    w[kel.kota_code.values == "31.01"] *= KEPULAUAN_SERIBU_WEIGHT
+    hh_kel = rng.choice(len(kel), n_hh, p=w / w.sum())
+    streets = N.STREETS
+    prefix = np.where(rng.random(n_hh) < 0.6, "JL. ", "GG. ")
+    no = rng.integers(1, 150, n_hh).astype(str).astype(object)
+    blok = np.where(rng.random(n_hh) < 0.12,
+                    " BLOK " + np.asarray(list("ABCDEFGH"), dtype=object)[rng.integers(0, 8, n_hh)],
+                    "")
+    hh_alamat = prefix + streets[rng.integers(0, len(streets), n_hh)] + " NO. " + no + blok
+    hh_rt = rng.integers(1, 19, n_hh)
+    hh_rw = rng.integers(1, 14, n_hh)
+
+    # welfare latent: desil 1..10, poorer households a bit larger (bias by size)
+    score = rng.random(n_hh) - 0.03 * (sizes - 3.5) + rng.normal(0, 0.05, n_hh)
+    desil = (np.argsort(np.argsort(score)) * 10 // n_hh + 1).astype(np.int8)
+    car = rng.random(n_hh) < np.asarray(CAR_RATE_BY_DESIL)[desil - 1]
+    njop = rng.random(n_hh) < np.asarray(NJOP_RATE_BY_DESIL)[desil - 1]
+
+    religion = np.where(np.isin(hh_group, ["batak"]), np.where(rng.random(n_hh) < 0.8, "KRISTEN", "ISLAM"),
+                        np.where(hh_group == "tionghoa",
+                                 RELIGIONS[rng.choice([1, 2, 3, 5], n_hh)], "ISLAM"))
+    religion = np.where((religion == "ISLAM") & (rng.random(n_hh) < 0.04), "KRISTEN", religion)
+
+    df = pd.DataFrame({
+        "hh": hh, "member": member, "hh_size": size, "role": role, "group": group,
+        "jenis_kelamin": sex, "tanggal_lahir": dob, "nama": nama, "nama_alt": nama_alt,
+        "agama": religion[hh],
+        "kel_idx": hh_kel[hh], "alamat": hh_alamat[hh], "rt": hh_rt[hh], "rw": hh_rw[hh],
+        "desil": desil[hh], "punya_mobil": car[hh], "njop_di_atas_1m": njop[hh],
+        "disabilitas": rng.random(len(hh)) < DISABILITY_RATE * (1 + (age > 60)),
+    })
+    df["hh_start"] = start[hh]
+    return df
+
+
+def _nik_and_kk(df: pd.DataFrame, rng: np.random.Generator, kel: pd.DataFrame, kec: pd.DataFrame,
+                snap: np.datetime64) -> None:
+    n = len(df)
+    dob = df.tanggal_lahir.values.astype("datetime64[D]")
+    age = (snap - dob).astype(int) / 365.2425
+    group = df.group.values
+    outside = rng.random(n) < np.where(age < 18, BORN_OUTSIDE_RATE_CHILD, BORN_OUTSIDE_RATE_ADULT)
+    kel_kec = kel.kec_idx.values[df.kel_idx.values]
+    own = rng.random(n) < 0.7
+    kec_digits = kec.digits.values.astype(object)
+    dki_w = np.where(kec.code.str.startswith("31.01").values, 0.05, 1.0)
+    region = np.where(own, kec_digits[kel_kec], kec_digits[rng.choice(len(kec), n, p=dki_w / dki_w.sum())])
+    place = np.full(n, "JAKARTA", dtype=object)
+    oi = np.flatnonzero(outside)
+    if len(oi):
+        codes = np.empty(len(oi), dtype=object)
+        for g, lst in OUTSIDE_BY_GROUP.items():
+            m = group[oi] == g
+            codes[m] = np.asarray(lst, dtype=object)[rng.integers(0, len(lst), m.sum())]
+        sfx = np.char.zfill(rng.integers(1, 13, len(oi)).astype(str), 2).astype(object)
+        region[oi] = codes + sfx
+        place[oi] = np.array([OUTSIDE_REGIONS[c] for c in codes], dtype=object)
+    df["nik_region"] = region
+    df["tempat_lahir"] = place
+
+    ts = pd.DatetimeIndex(dob)
+    dd = ts.day.values + np.where(df.jenis_kelamin.values == "P", 40, 0)
+    ddmmyy = dd * 10000 + ts.month.values * 100 + ts.year.values % 100
+    key = region.astype(np.int64) * 1_000_000 + ddmmyy
+    order = np.lexsort((rng.random(n), key))
+    ks = key[order]
+    first = np.r_[True, ks[1:] != ks[:-1]]
+    grp_start = np.maximum.accumulate(np.where(first, np.arange(n), 0))
+    rank = np.arange(n) - grp_start
+    offset = rng.integers(0, 30, n)[np.cumsum(first) - 1]
+    serial = np.empty(n, dtype=np.int64)
+    serial[order] = rank + 1 + offset
+    assert serial.max() <= 9999
+    nik = key * 10_000 + serial
+    df["nik"] = nik.astype(str).astype(object)
+
+    # KK: kecamatan of the household + issue date DDMMYY + 4-digit serial
+    hh_first = df.member.values == 0
+    hh_kec = kec_digits[kel_kec[hh_first]].astype(np.int64)
+    n_hh = int(hh_first.sum())
+    issue = snap - rng.integers(30, 20 * 365, n_hh) * DAY
+    its = pd.DatetimeIndex(issue)
+    kkey = hh_kec * 1_000_000 + its.day.values * 10000 + its.month.values * 100 + its.year.values % 100
+    order = np.lexsort((rng.random(n_hh), kkey))
+    ks = kkey[order]
+    first = np.r_[True, ks[1:] != ks[:-1]]
+    grp_start = np.maximum.accumulate(np.where(first, np.arange(n_hh), 0))
+    kser = np.empty(n_hh, dtype=np.int64)
+    kser[order] = np.arange(n_hh) - grp_start + 1
+    kk = (kkey * 10_000 + kser).astype(str).astype(object)
+    df["no_kk"] = kk[df.hh.values]
+
+
+def _events(df: pd.DataFrame, rng: np.random.Generator, snap: np.datetime64, kel: pd.DataFrame) -> None:
+    n = len(df)
+    window = EVENT_WINDOW_YEARS * 365
+    dob = df.tanggal_lahir.values.astype("datetime64[D]")
+    age = (snap - dob).astype(int) / 365.2425
+    ghost = df.is_ghost.values
+
+    # deaths
+    p_die = 1 - (1 - _age_band_rate(age)) ** EVENT_WINDOW_YEARS
+    dies = (rng.random(n) < p_die) & ~ghost
+    ddays = rng.integers(3, window, n)
+    ddays = np.minimum(ddays, (snap - dob).astype(int) - 1)
+    death = np.where(dies & (ddays > 0), snap - ddays * DAY, np.datetime64("NaT"))
+    dies = ~np.isnat(death)
+    df["tanggal_meninggal"] = death
+    df["death_registered"] = dies & (rng.random(n) < DEATH_REGISTERED_RATE)
+
+    hh = df.hh.values
+    n_hh = hh.max() + 1
+    # moves out of DKI: whole households, plus young adults alone
+    hh_out = rng.random(n_hh) < MOVE_OUT_HH_RATE
+    hh_out_date = snap - rng.integers(10, window, n_hh) * DAY
+    indiv = (age >= 18) & (age <= 40) & (rng.random(n) < MOVE_OUT_INDIV_RATE)
+    out = (hh_out[hh] | indiv) & ~ghost
+    out_date = np.where(hh_out[hh], hh_out_date[hh], snap - rng.integers(10, window, n) * DAY)
+    out &= (dob < out_date)
+    out &= np.isnat(death) | (death > out_date)   # the dead do not move
+    dest4 = np.array(DEST_CODES, dtype=object)
+    hh_dest = dest4[rng.integers(0, len(dest4), n_hh)]
+    dest = np.where(hh_out[hh], hh_dest[hh], dest4[rng.integers(0, len(dest4), n)])
+    six = rng.random(n) < 0.4
+    dest = np.where(six, dest + np.char.zfill(rng.integers(1, 13, n).astype(str), 2).astype(object), dest)
+    hh_reg = rng.random(n_hh) < MOVE_OUT_REGISTERED_RATE
+    reg = np.where(hh_out[hh], hh_reg[hh], rng.random(n) < MOVE_OUT_REGISTERED_RATE) & out
+    back = reg & (rng.random(n) < MOVE_BACK_RATE)
+    gap = (snap - out_date).astype(int)
+    back &= gap > 60
+    back_date = np.where(back, out_date + (rng.random(n) * (gap - 30)).astype(int).clip(20) * DAY,
+                         np.datetime64("NaT"))
+    back &= np.isnat(death) | (death > back_date)
+    back_date = np.where(back, back_date, np.datetime64("NaT"))
+    df["tanggal_pindah_keluar"] = np.where(out, out_date, np.datetime64("NaT"))
+    df["kode_wilayah_tujuan"] = np.where(out, dest, None)
+    df["move_out_registered"] = reg
+    df["tanggal_kembali"] = back_date
+    df["moved_out"] = out & ~back           # truly lives outside DKI at the snapshot
+
+    # moves within DKI (whole households): the registered address changes
+    hh_in = (rng.random(n_hh) < MOVE_WITHIN_HH_RATE) & ~hh_out
+    hh_in_date = snap - rng.integers(10, window, n_hh) * DAY
+    hh_in_reg = rng.random(n_hh) < MOVE_WITHIN_REGISTERED_RATE
+    new_kel = rng.integers(0, len(kel), n_hh)
+    new_kel = np.where(new_kel == df.kel_idx.values[df.member.values == 0], (new_kel + 1) % len(kel), new_kel)
+    streets = N.STREETS
+    new_alamat = ("JL. " + streets[rng.integers(0, len(streets), n_hh)] + " NO. "
+                  + rng.integers(1, 150, n_hh).astype(str).astype(object))
+    within = hh_in[hh] & ~ghost & (dob < hh_in_date[hh]) & (np.isnat(death) | (death > hh_in_date[hh]))
+    df["tanggal_pindah_dalam"] = np.where(within, hh_in_date[hh], np.datetime64("NaT"))
+    df["move_within_registered"] = within & hh_in_reg[hh]
+    for c in ("kel_idx", "alamat", "rt", "rw"):
+        df["prev_" + c] = df[c].values
+    df.loc[within, "kel_idx"] = new_kel[hh][within]
+    df.loc[within, "alamat"] = new_alamat[hh][within]
+    df.loc[within, "rt"] = rng.integers(1, 19, n)[within]
+    df.loc[within, "rw"] = rng.integers(1, 14, n)[within]
+
+
+def build_population(n: int, rng: np.random.Generator, snapshot: date) -> pd.DataFrame:
+    """n persons of DKI (plus a few ghosts, people in no registry) with all true attributes."""
+    snap = _to_date(snapshot)
+    w = wilayah()
+    pop = _people(n, rng, snap, w.kel)
+    pop["is_ghost"] = False
+    g = max(GHOST_MIN, int(round(n * GHOST_RATE)))
+    gh = _people(g, rng, snap, w.kel)
+    gh["is_ghost"] = True
+    gh["hh"] += pop.hh.max() + 1
+    gh["hh_start"] += len(pop)
+    df = pd.concat([pop, gh], ignore_index=True)
+    _nik_and_kk(df, rng, w.kel, w.kec, snap)
+    _events(df, rng, snap, w.kel)
+    width = max(7, len(str(n)))
+    key = pd.Series(np.arange(len(df)))
+    pk = np.where(df.is_ghost.values, "G", "P").astype(object) + \
+        np.where(df.is_ghost.values, key - len(pop) + 1, key + 1).astype(str).astype(object)
+    df.insert(0, "person_key", pk)
+    df["person_key"] = df.person_key.str[0] + df.person_key.str[1:].str.zfill(width)
+    df["tanggal_lahir"] = df.tanggal_lahir.values.astype("datetime64[D]")
+    return df

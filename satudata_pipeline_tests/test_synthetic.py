@@ -1,0 +1,218 @@
+"""The synthetic generator: valid NIKs, plausible proportions, determinism, and truth that matches
+the delivered files exactly."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from satudata_pipeline.synthetic import generate
+from satudata_pipeline.synthetic.population import OUTSIDE_REGIONS, wilayah
+from satudata_pipeline.synthetic.truth import PROGRAMS, REASON_CODES, REMOVE_REASONS
+
+N = 1500
+SEED = 424242
+SNAPSHOT = dt.date(2026, 11, 1)
+REQUIRED = {
+    "civil_registry": {"record_id", "nama"},
+    "death_registry": {"record_id", "nama", "tanggal_meninggal"},
+    "migration_registry": {"record_id", "nama", "tanggal_pindah", "kode_wilayah_tujuan"},
+    "welfare_registry": {"record_id", "nama"},
+    "program_roster": {"record_id", "nama"},
+}
+
+
+@pytest.fixture(scope="module")
+def out(tmp_path_factory) -> Path:
+    d = tmp_path_factory.mktemp("synth") / "data"
+    summary = generate(N, SEED, d, SNAPSHOT)
+    assert summary["persons"] == N
+    return d
+
+
+@pytest.fixture(scope="module")
+def cfg(out) -> dict:
+    return yaml.safe_load((out / "sources.yaml").read_text(encoding="utf-8"))
+
+
+def read_source(out: Path, s: dict) -> pd.DataFrame:
+    path = out / s["path"]
+    if path.suffix == ".csv":
+        return pd.read_csv(path, dtype=str, keep_default_na=False, sep=s.get("delimiter", ","),
+                           encoding=s.get("encoding", "utf-8"))
+    if path.suffix == ".parquet":
+        return pd.read_parquet(path)
+    return pd.read_excel(path, dtype=object)
+
+
+@pytest.fixture(scope="module")
+def files(out, cfg) -> dict:
+    return {s["name"]: read_source(out, s) for s in cfg["sources"]}
+
+
+@pytest.fixture(scope="module")
+def persons(out) -> pd.DataFrame:
+    return pd.read_parquet(out / "truth" / "persons.parquet")
+
+
+def test_sources_yaml_maps_only_existing_columns(cfg, files):
+    assert cfg["snapshot_date"] == SNAPSHOT
+    names = [s["name"] for s in cfg["sources"]]
+    assert len(names) == len(set(names))
+    kinds = {s["kind"] for s in cfg["sources"]}
+    assert kinds == set(REQUIRED)
+    for s in cfg["sources"]:
+        df = files[s["name"]]
+        assert REQUIRED[s["kind"]] <= set(s["columns"]), s["name"]
+        for field, col in s["columns"].items():
+            assert col in df.columns, (s["name"], field, col)
+        assert (SNAPSHOT - s["extracted_at"]).days <= s["freshness_days"]
+        if s["kind"] == "program_roster":
+            assert s["program"] in PROGRAMS
+        for field, mapping in s.get("values", {}).items():
+            delivered = set(df[s["columns"][field]].astype(str))
+            assert delivered <= set(map(str, mapping)), (s["name"], field)
+        # every text date parses with the declared format
+        for field in ("tanggal_lahir", "tanggal_meninggal", "tanggal_pindah", "tanggal_mulai", "tanggal_pemutakhiran"):
+            col = s["columns"].get(field)
+            if col is None:
+                continue
+            v = df[col]
+            if v.dtype == object:
+                txt = v.dropna().astype(str)
+                txt = txt[(txt != "") & ~txt.str.contains(":")]
+                if len(txt):
+                    pd.to_datetime(txt, format=s["date_format"])   # raises on a bad one
+    fmts = {Path(s["path"]).suffix for s in cfg["sources"]}
+    assert {".csv", ".parquet", ".xlsx"} <= fmts
+    encs = {s.get("encoding") for s in cfg["sources"]}
+    assert "utf-8-sig" in encs and ({"cp1252", "latin-1"} & encs)
+    assert ";" in {s.get("delimiter") for s in cfg["sources"]}
+
+
+def test_encodings_are_real(out, cfg):
+    for s in cfg["sources"]:
+        raw = (out / s["path"]).read_bytes()
+        if s.get("encoding") == "utf-8-sig":
+            assert raw.startswith(b"\xef\xbb\xbf")
+        if s.get("encoding") in ("cp1252", "latin-1"):
+            assert any(b > 127 for b in raw), "a legacy-encoded file should carry non-ASCII characters"
+            raw.decode(s["encoding"])
+
+
+def test_nik_structure(persons):
+    kec = set(wilayah().kec.digits)
+    nik = persons.nik.astype(str)
+    assert nik.str.fullmatch(r"\d{16}").all()
+    assert nik.is_unique
+    region = nik.str[:6]
+    outside = region.str[:4].isin(list(OUTSIDE_REGIONS)) & region.str[4:].astype(int).between(1, 99)
+    assert (region.isin(kec) | outside).all()
+    assert outside.mean() > 0.05 and region.isin(kec).mean() > 0.6
+    dob = pd.to_datetime(persons.tanggal_lahir)
+    dd = nik.str[6:8].astype(int)
+    female = persons.jenis_kelamin == "P"
+    assert (dd[female] - 40 == dob.dt.day[female]).all()
+    assert (dd[~female] == dob.dt.day[~female]).all()
+    assert (nik.str[8:10].astype(int) == dob.dt.month).all()
+    assert (nik.str[10:12].astype(int) == dob.dt.year % 100).all()
+    assert (nik.str[12:] != "0000").all()
+    kk = persons.no_kk.astype(str)
+    assert kk.str.fullmatch(r"\d{16}").all()
+    assert (persons.groupby("household").no_kk.nunique() == 1).all()
+
+
+def test_proportions(persons, files):
+    p = persons[~persons.is_ghost]
+    assert len(p) == N
+    assert 0.45 <= (p.jenis_kelamin == "L").mean() <= 0.55
+    age = p.age_at_snapshot
+    assert 0.18 <= (age < 15).mean() <= 0.34
+    assert 0.05 <= (age >= 60).mean() <= 0.17
+    assert 0.05 <= (age < 7).mean() <= 0.16
+    assert 0.33 <= len(files["dtks"]) / N <= 0.48
+    assert 0.005 <= p.tanggal_meninggal.notna().mean() <= 0.05      # deaths over the 4-year window
+    # very common first names repeat a lot, many single names
+    first = p.nama.str.split().str[0]
+    assert first.value_counts().iloc[0] >= 0.02 * len(p)
+    assert (~p.nama.str.contains(" ")).mean() > 0.08
+
+
+def test_truth_matches_files(out, cfg, files):
+    rec = pd.read_csv(out / "truth" / "records.csv", dtype=str, keep_default_na=False)
+    for s in cfg["sources"]:
+        df = files[s["name"]]
+        r = rec[rec.source == s["name"]]
+        assert len(r) == len(df), s["name"]
+        assert (r.row_number.astype(int).values == np.arange(1, len(df) + 1)).all()
+        assert (r.record_id.values == df[s["columns"]["record_id"]].astype(str).values).all(), s["name"]
+        q = r.expected_quarantine
+        assert set(q) <= {"", "blank_name", "duplicate_record_id"}
+        assert (r.person_key[q != ""] == "").all() and (r.person_key[q == ""] != "").all()
+        name = df[s["columns"]["nama"]].fillna("").astype(str).str.strip().values
+        assert (name[(q == "blank_name").values] == "").all()
+        assert (name[(q != "blank_name").values] != "").all()
+        ids = df[s["columns"]["record_id"]].astype(str)
+        dup = ids.duplicated(keep=False).values
+        assert (dup == (q == "duplicate_record_id").values).all(), s["name"]
+    assert set(rec.source) == {s["name"] for s in cfg["sources"]}
+    assert (rec.expected_quarantine != "").sum() >= 4
+
+
+def test_verdicts_follow_the_rules(out, cfg, files, persons):
+    ver = pd.read_csv(out / "truth" / "verdicts.csv", dtype=str, keep_default_na=False)
+    rosters = [s for s in cfg["sources"] if s["kind"] == "program_roster"]
+    assert len(ver) == sum(len(files[s["name"]]) for s in rosters)
+    for s in rosters:
+        v = ver[ver.source == s["name"]]
+        assert (v.program == s["program"]).all()
+        assert (v.record_id.values == files[s["name"]][s["columns"]["record_id"]].astype(str).values).all()
+    codes = ver.reasons.str.split(";").explode()
+    assert set(codes[codes != ""]) <= set(REASON_CODES)
+    assert set(codes[codes != ""]) == set(REASON_CODES), "every reason code should occur"
+    for reasons, verdict in zip(ver.reasons, ver.verdict):
+        lst = reasons.split(";") if reasons else []
+        assert lst == sorted(lst)
+        if any(c in REMOVE_REASONS for c in lst):
+            assert verdict == "remove"
+        elif lst:
+            assert verdict == "review"
+        else:
+            assert verdict == "keep"
+        if "identity_unresolved" in lst:
+            assert lst == ["identity_unresolved"]
+    assert (ver.verdict == "keep").mean() > 0.5
+    ghosts = set(persons.person_key[persons.is_ghost])
+    assert (ver.person_key.isin(ghosts) == (ver.reasons == "identity_unresolved")).all()
+    # KJP amounts by jenjang
+    kjp = next(s for s in rosters if s["program"] == "KJP")
+    f = files[kjp["name"]]
+    amount = {"SD": 250000, "SMP": 300000, "SMA": 420000, "SMK": 450000, "PKBM": 300000}
+    assert (f[kjp["columns"]["jenjang"]].map(amount) == f[kjp["columns"]["nominal_bulanan"]].astype(int)).all()
+
+
+def test_eligible_not_enrolled(out):
+    ene = pd.read_csv(out / "truth" / "eligible_not_enrolled.csv", dtype=str, keep_default_na=False)
+    ver = pd.read_csv(out / "truth" / "verdicts.csv", dtype=str, keep_default_na=False)
+    assert len(ene) > 0
+    for prog, par in PROGRAMS.items():
+        blocked = set(ver.person_key[ver.program.isin([prog, *par["excludes"]])])
+        assert not (set(ene.person_key[ene.program == prog]) & blocked)
+    assert ene.desil.astype(int).between(1, 4).all()
+
+
+def test_deterministic(out, tmp_path):
+    other = tmp_path / "again"
+    generate(N, SEED, other, SNAPSHOT)
+    a = sorted(p.relative_to(out) for p in out.rglob("*") if p.is_file())
+    b = sorted(p.relative_to(other) for p in other.rglob("*") if p.is_file())
+    assert a == b
+    for rel in a:
+        assert hashlib.sha256((out / rel).read_bytes()).digest() == \
+            hashlib.sha256((other / rel).read_bytes()).digest(), rel
