@@ -94,7 +94,7 @@ def stage_pipeline(args) -> None:
 
     defs = build_defs(load_delivery(Path(args.data_dir)), warehouse=args.warehouse)
     with dg.DagsterInstance.ephemeral() as instance:
-        result = defs.get_job_def(FULL_JOB).execute_in_process(instance=instance, raise_on_error=False)
+        result = defs.resolve_job_def(FULL_JOB).execute_in_process(instance=instance, raise_on_error=False)
         steps: dict[str, dict] = {}
         for event in result.all_events:
             if event.step_key is None:

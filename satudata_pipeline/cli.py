@@ -91,7 +91,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         return 2
     started = time.monotonic()
     with dg.DagsterInstance.get() as instance:
-        result = defs.get_job_def(FULL_JOB).execute_in_process(instance=instance, raise_on_error=False)
+        result = defs.resolve_job_def(FULL_JOB).execute_in_process(instance=instance, raise_on_error=False)
     seconds = time.monotonic() - started
     failed = failed_error_checks(result)
     print()
