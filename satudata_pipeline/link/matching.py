@@ -45,6 +45,14 @@ CLEAN_COLUMNS: list[tuple[str, str]] = [
     ("disabilitas", "BOOLEAN"),
     ("punya_mobil", "BOOLEAN"),
     ("njop_di_atas_1m", "BOOLEAN"),
+    ("jenjang", "VARCHAR"),
+    ("nominal_bulanan", "BIGINT"),
+    ("tanggal_mulai", "DATE"),
+    ("row_number", "BIGINT"),
+    ("nik_reason", "VARCHAR"),
+    ("nik_dki", "BOOLEAN"),
+    ("nama_orang_tua", "VARCHAR"),
+    ("quality_flags", "VARCHAR[]"),
 ]
 
 _NAME_RE = re.compile(r"^[a-z0-9_]+$")
