@@ -91,7 +91,11 @@ def cmd_run(args: argparse.Namespace) -> int:
         return 2
     started = time.monotonic()
     with dg.DagsterInstance.get() as instance:
-        result = defs.resolve_job_def(FULL_JOB).execute_in_process(instance=instance, raise_on_error=False)
+        result = defs.resolve_job_def(FULL_JOB).execute_in_process(
+            instance=instance,
+            raise_on_error=False,
+            run_config={"loggers": {"console": {"config": {"log_level": args.log_level}}}},
+        )
     seconds = time.monotonic() - started
     failed = failed_error_checks(result)
     print()
@@ -100,7 +104,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         print("checks failed with ERROR severity: " + ", ".join(failed))
     print(f"warehouse (DuckDB): {config.warehouse_path()}")
     print("  published tables: main.golden_person, main.person_source_link, main.beneficiary_review")
-    print(f"  e.g. python -m duckdb {config.warehouse_path()} -c 'SELECT program, verdict, count(*) FROM beneficiary_review GROUP BY ALL'")
+    query = "SELECT program, verdict, count(*) AS n FROM beneficiary_review GROUP BY ALL ORDER BY ALL"
+    print(f"  e.g. .venv/bin/python -c \"import duckdb; duckdb.connect('{config.warehouse_path()}', read_only=True).sql('{query}').show()\"")
     print(f"exports per program: {config.exports_dir()}")
     print(f"reports (linkage charts, run summary): {config.reports_dir()}")
     print("open the UI (lineage, runs, checks): ./scripts/ui.sh  ->  http://127.0.0.1:3000")
@@ -131,6 +136,7 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("run", help="materialize every asset (the full determination) with its checks")
     p.add_argument("--data-dir", help="default: SATUDATA_DATA_DIR or the shipped sample")
     p.add_argument("--retrain", action="store_true", help="retrain the linkage model")
+    p.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("ui", help="start the Dagster UI (binds to 127.0.0.1)")

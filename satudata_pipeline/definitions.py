@@ -7,6 +7,8 @@ load error naming the source, file and column, before anything runs.
 
 from __future__ import annotations
 
+import datetime as dt
+
 import dagster as dg
 from dagster_duckdb import DuckDBResource
 
@@ -20,6 +22,28 @@ from satudata_pipeline.programs.assets import build_program_assets
 from satudata_pipeline.sources.assets import build_source_assets
 
 
+# The determination follows the monthly payment cycle: by 09:00 WIB on the 2nd, the published
+# results must have been rebuilt within the past 28 days, or the UI shows them overdue.
+MONTHLY = dg.FreshnessPolicy.cron(
+    deadline_cron="0 9 2 * *", lower_bound_delta=dt.timedelta(days=28), timezone="Asia/Jakarta"
+)
+PUBLISHED_GROUPS = {"golden", "programs"}
+OWNERS = {
+    "sources": ["team:data-intake"],
+    "clean": ["team:data-intake"],
+    "link": ["team:linkage"],
+    "golden": ["team:linkage"],
+    "programs": ["team:dinsos-programs"],
+}
+
+
+def _with_ownership_and_freshness(spec: dg.AssetSpec) -> dg.AssetSpec:
+    return spec.replace_attributes(
+        owners=spec.owners or OWNERS.get(spec.group_name or "", []),
+        freshness_policy=MONTHLY if spec.group_name in PUBLISHED_GROUPS else spec.freshness_policy,
+    )
+
+
 def build_defs(delivery: Delivery, warehouse: str | None = None) -> dg.Definitions:
     source_assets, source_checks = build_source_assets(delivery)
     clean_assets, clean_checks = build_clean_assets(delivery)
@@ -29,6 +53,7 @@ def build_defs(delivery: Delivery, warehouse: str | None = None) -> dg.Definitio
         *build_program_assets(),
     ]
     assets = [*source_assets, *clean_assets] + [d for d in stage_defs if not isinstance(d, dg.AssetChecksDefinition)]
+    assets = dg.map_asset_specs(_with_ownership_and_freshness, assets)
     checks = [*source_checks, *clean_checks] + [d for d in stage_defs if isinstance(d, dg.AssetChecksDefinition)]
     jobs, schedules, sensors = build_automation(delivery)
     return dg.Definitions(

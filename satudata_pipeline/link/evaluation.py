@@ -21,17 +21,25 @@ def _f1(p: float, r: float) -> float:
     return 2 * p * r / (p + r) if (p + r) else 0.0
 
 
-def pairwise_scores(conn: duckdb.DuckDBPyConnection, truth: pd.DataFrame) -> dict:
+def pairwise_scores(
+    conn: duckdb.DuckDBPyConnection,
+    truth: pd.DataFrame,
+    clusters_table: str = "link.person_clusters",
+) -> dict:
     """truth: DataFrame[source, record_id, person_key]. Only records present in both the truth and
-    `link.person_clusters` are scored."""
+    `clusters_table` are scored.
+
+    clusters_table: any table or view with columns (unique_id, cluster_id), e.g. another linker's
+    clusters (the benchmark scores a bare-Splink baseline this way); `nik_valid` is still taken
+    from `link.person_records`."""
     t = truth[["source", "record_id", "person_key"]].astype(str)
     conn.register("_truth_df", t)
     try:
-        rows = conn.execute("""
+        rows = conn.execute(f"""
             WITH j AS (
                 SELECT c.cluster_id, t.person_key,
                        coalesce(r.nik_valid, false) AS nik_valid
-                FROM link.person_clusters c
+                FROM {clusters_table} c
                 JOIN _truth_df t ON c.unique_id = t.source || ':' || t.record_id
                 LEFT JOIN link.person_records r ON r.unique_id = c.unique_id
             ),
@@ -51,8 +59,8 @@ def pairwise_scores(conn: duckdb.DuckDBPyConnection, truth: pd.DataFrame) -> dic
                    sum(n * (n - 1) / 2 - v * (v - 1) / 2)::DOUBLE AS pairs_no_nik
             FROM g GROUP BY kind
         """).fetchall()
-        n_records = conn.execute("""
-            SELECT count(*) FROM link.person_clusters c
+        n_records = conn.execute(f"""
+            SELECT count(*) FROM {clusters_table} c
             JOIN _truth_df t ON c.unique_id = t.source || ':' || t.record_id
         """).fetchall()[0][0]
     finally:
