@@ -1,23 +1,40 @@
-"""Speed, memory and accuracy of the whole pipeline at scale, side by side with bare Splink.
+"""Speed, memory and accuracy of the whole pipeline at scale, side by side with bare Splink (issue #7).
 
     .venv/bin/python benchmarks/run_benchmark.py --persons 100000 --seed 7
-    .venv/bin/python benchmarks/run_benchmark.py --persons 1000000 --seed 11
+    .venv/bin/python benchmarks/run_benchmark.py --persons 1000000 --seed 11 --profile
 
-For one size and seed it: generates the delivery (timed, in its own process), runs the published
-Dagster job exactly as `satudata run` does (in its own process, sampling its memory, timing every
-step from the run's events), scores links and verdicts against the ground truth, then runs a bare
-Splink 5 deduplication of the same person rows with a standard model (names, birth date, address;
-u by random sampling, m by EM), timed and scored the same way. Results go to
-benchmarks/results/<date>-<persons>-<seed>.{json,md}.
+For one size and seed, in one invocation, on the same data:
+
+1. generate: `satudata_pipeline.synthetic.generate` (timed, in its own process; `--reuse-data` skips
+   it when the delivery already exists);
+2. pipeline: `satudata run --data-dir <data> --retrain`, the CLI a user runs, which executes the
+   published Dagster job `satudata_full_determination` in a fresh state folder (warehouse, models,
+   Dagster instance). Its process tree's RSS is sampled every 0.2 s; each step's wall time comes from
+   the run's STEP_START / STEP_SUCCESS events in the run's own Dagster instance, rows out from the
+   `dagster/row_count` metadata and rows in from the upstream assets' row counts. `--profile`
+   attaches py-spy (if installed) to the run for a sampled profile (the profile's own CPU use shows
+   in the times: the 2-core machine gives it part of a core);
+3. baseline: a bare Splink 5 `dedupe_only` of the same person rows (`link.person_records`, copied
+   into a separate DuckDB file) with a standard model: first and last name, birth date, street
+   address, kelurahan; prior from deterministic rules, u by random sampling, m by EM; predict,
+   cluster at 0.95. Timed and memory-sampled the same way;
+4. scores against the ground truth in `<data>/truth/`: pairwise P/R/F1 of both (overall and for
+   pairs involving a record without a valid NIK, `link.evaluation.pairwise_scores`) and the verdict
+   accuracy with per-reason precision/recall (`programs.evaluation.verdict_accuracy`).
+
+Results: benchmarks/results/<date>-<persons>-<seed>.{json,md}; benchmarks/results/LATEST.md is the
+newest run's markdown. Work files (data, warehouse) go to benchmarks/work/ (git-ignored).
 """
 
 from __future__ import annotations
 
 import argparse
+import collections
 import datetime as dt
 import json
 import os
 import platform
+import shutil
 import subprocess
 import sys
 import threading
@@ -28,26 +45,38 @@ import psutil
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
+VENV_BIN = Path(sys.executable).parent
+TARGET_REMOVE_REASONS = ("deceased", "moved_out")  # remove recall 1.0, precision >= 0.995
 
 
-class PeakMemory:
-    """Samples the RSS of a process tree every 0.2 s; keeps the series for per-step peaks."""
+class Sampler:
+    """Samples the RSS of a process tree (and the machine's load) every 0.2 s."""
 
     def __init__(self, pid: int):
         self.proc = psutil.Process(pid)
         self.samples: list[tuple[float, int]] = []
+        self.load: list[float] = []
+        self.cpu_other: list[float] = []
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
     def _run(self):
+        tick = 0
         while not self._stop.is_set():
             try:
-                rss = self.proc.memory_info().rss + sum(
-                    c.memory_info().rss for c in self.proc.children(recursive=True)
-                )
+                procs = [self.proc, *self.proc.children(recursive=True)]
+                rss = 0
+                for p in procs:
+                    try:
+                        rss += p.memory_info().rss
+                    except psutil.Error:
+                        pass
                 self.samples.append((time.time(), rss))
             except psutil.Error:
                 break
+            if tick % 25 == 0:  # every 5 s
+                self.load.append(os.getloadavg()[0])
+            tick += 1
             self._stop.wait(0.2)
 
     def __enter__(self):
@@ -63,17 +92,38 @@ class PeakMemory:
         return max((r for _, r in self.samples), default=0)
 
     def peak_between(self, start: float, end: float) -> int:
-        return max((r for t, r in self.samples if start <= t <= end + 0.2), default=0)
+        return max((r for t, r in self.samples if start - 0.2 <= t <= end + 0.2), default=0)
+
+    def load_summary(self) -> dict:
+        if not self.load:
+            return {}
+        return {"mean": round(sum(self.load) / len(self.load), 2), "max": round(max(self.load), 2)}
 
 
-def run_measured(cmd: list[str], env: dict) -> tuple[float, int, PeakMemory]:
+def run_measured(cmd: list[str], env: dict, *, profile_to: Path | None = None, ok_codes=(0,)):
+    """Run cmd, sample its memory; returns (seconds, peak bytes, sampler, exit code)."""
     started = time.monotonic()
     proc = subprocess.Popen(cmd, env=env, cwd=ROOT)
-    with PeakMemory(proc.pid) as mem:
+    spy = None
+    if profile_to is not None:
+        py_spy = shutil.which("py-spy", path=str(VENV_BIN)) or shutil.which("py-spy")
+        if py_spy:
+            spy = subprocess.Popen(
+                [py_spy, "record", "--pid", str(proc.pid), "--rate", "20", "--nonblocking",
+                 "--format", "raw", "--output", str(profile_to)],
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        else:
+            print("  (py-spy not installed: no profile)", flush=True)
+    with Sampler(proc.pid) as mem:
         code = proc.wait()
-    if code != 0:
-        raise SystemExit(f"{' '.join(cmd[:3])}... failed with exit code {code}")
-    return time.monotonic() - started, mem.peak, mem
+    if spy is not None:
+        try:
+            spy.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            spy.terminate()
+    if code not in ok_codes:
+        raise SystemExit(f"{' '.join(map(str, cmd[:4]))}... failed with exit code {code}")
+    return time.monotonic() - started, mem.peak, mem, code
 
 
 # ---- stages run in their own process -------------------------------------------------------------
@@ -81,91 +131,186 @@ def run_measured(cmd: list[str], env: dict) -> tuple[float, int, PeakMemory]:
 def stage_generate(args) -> None:
     from satudata_pipeline.synthetic import generate
 
-    generate(args.persons, seed=args.seed, out=Path(args.data_dir))
+    summary = generate(args.persons, seed=args.seed, out=Path(args.data_dir))
+    Path(args.out).write_text(json.dumps(summary, default=str))
 
 
-def stage_pipeline(args) -> None:
-    """The published job, as `satudata run` runs it; writes step timings to --out."""
-    import dagster as dg
-
-    from satudata_pipeline.automation import FULL_JOB
-    from satudata_pipeline.contract.sources import load_delivery
-    from satudata_pipeline.definitions import build_defs
-
-    defs = build_defs(load_delivery(Path(args.data_dir)), warehouse=args.warehouse)
-    with dg.DagsterInstance.ephemeral() as instance:
-        result = defs.resolve_job_def(FULL_JOB).execute_in_process(instance=instance, raise_on_error=False)
-        steps: dict[str, dict] = {}
-        for event in result.all_events:
-            if event.step_key is None:
-                continue
-            record = steps.setdefault(event.step_key, {})
-            ts = event.timestamp if hasattr(event, "timestamp") else None
-            if event.event_type_value == "STEP_START":
-                record["start"] = ts
-            elif event.event_type_value in ("STEP_SUCCESS", "STEP_FAILURE"):
-                record["end"] = ts
-                record["status"] = event.event_type_value
-            elif event.event_type_value == "ASSET_MATERIALIZATION":
-                md = event.event_specific_data.materialization.metadata
-                rc = md.get("dagster/row_count")
-                if rc is not None:
-                    record["rows_out"] = int(rc.value)
-    Path(args.out).write_text(json.dumps({"success": result.success, "steps": steps}))
+BASELINE_COLUMNS = """
+    unique_id,
+    nama_depan AS first_name,
+    nama_belakang AS last_name,
+    nama AS full_name,
+    tanggal_lahir,
+    alamat,
+    kode_kelurahan
+"""
 
 
 def stage_baseline(args) -> None:
-    """Bare Splink 5: dedupe every person row with a standard model, cluster at 0.95."""
+    """Bare Splink 5: dedupe every person row with a standard model, cluster at 0.95.
+
+    Input: the cleaned person rows (`link.person_records` of the pipeline's warehouse), copied into
+    a separate DuckDB file, so Splink gets the same rows the pipeline links (and the cleaning for
+    free). No NIK, no family card: names, birth date and address, as issue #7 defines the baseline.
+    """
     import duckdb
     import splink.comparison_library as cl
     from splink import DuckDBAPI, Linker, SettingsCreator, block_on
 
-    conn = duckdb.connect(args.warehouse)
-    conn.execute("""
-        CREATE OR REPLACE TABLE bench_baseline_input AS
-        SELECT unique_id, nama AS full_name, first_name, last_name,
-               tanggal_lahir, alamat, kode_kelurahan
-        FROM link.person_records
-    """)
     timings = {}
     t0 = time.monotonic()
+    Path(args.baseline_db).unlink(missing_ok=True)
+    conn = duckdb.connect(args.baseline_db)
+    conn.execute(f"ATTACH '{args.warehouse}' AS wh (READ_ONLY)")
+    conn.execute(f"CREATE TABLE bench_input AS SELECT {BASELINE_COLUMNS} FROM wh.link.person_records")
+    conn.execute("DETACH wh")
+    n = conn.execute("SELECT count(*) FROM bench_input").fetchall()[0][0]
+    timings["load_s"] = time.monotonic() - t0
+
+    t1 = time.monotonic()
     db_api = DuckDBAPI(connection=conn)
     settings = SettingsCreator(
         link_type="dedupe_only",
+        unique_id_column_name="unique_id",
         comparisons=[
             cl.NameComparison("first_name").configure(term_frequency_adjustments=True),
             cl.NameComparison("last_name").configure(term_frequency_adjustments=True),
             cl.DateOfBirthComparison("tanggal_lahir", input_is_string=False),
-            cl.LevenshteinAtThresholds("alamat", 2),
-            cl.ExactMatch("kode_kelurahan"),
+            cl.JaroWinklerAtThresholds("alamat", [0.95, 0.88]),
+            cl.ExactMatch("kode_kelurahan").configure(term_frequency_adjustments=True),
         ],
         blocking_rules_to_generate_predictions=[
             block_on("first_name", "tanggal_lahir"),
             block_on("last_name", "tanggal_lahir"),
             block_on("full_name", "kode_kelurahan"),
+            block_on("alamat", "first_name"),
         ],
         retain_intermediate_calculation_columns=False,
     )
-    linker = Linker(db_api.register("bench_baseline_input"), settings)
+    linker = Linker(db_api.register("bench_input", table_name="bench_input"), settings, log_level=30)
     linker.training.estimate_probability_two_random_records_match(
-        [block_on("first_name", "last_name", "tanggal_lahir")], recall=0.8
+        [block_on("first_name", "last_name", "tanggal_lahir"), block_on("full_name", "tanggal_lahir", "alamat")],
+        recall=0.8,
     )
     linker.training.estimate_u_using_random_sampling(max_pairs=2e6, seed=1)
-    linker.training.estimate_parameters_using_expectation_maximisation(block_on("tanggal_lahir"))
     linker.training.estimate_parameters_using_expectation_maximisation(block_on("first_name", "last_name"))
-    timings["train_s"] = time.monotonic() - t0
-    t1 = time.monotonic()
+    linker.training.estimate_parameters_using_expectation_maximisation(block_on("tanggal_lahir", "kode_kelurahan"))
+    timings["train_s"] = time.monotonic() - t1
+
+    t2 = time.monotonic()
     predictions = linker.inference.predict(threshold_match_probability=0.5)
+    timings["predict_s"] = time.monotonic() - t2
+    t3 = time.monotonic()
     clusters = linker.clustering.cluster_pairwise_predictions_at_threshold(predictions, 0.95)
-    conn.execute(f"CREATE OR REPLACE TABLE bench_baseline_clusters AS SELECT unique_id, cluster_id FROM {clusters.physical_name}")
-    timings["predict_cluster_s"] = time.monotonic() - t1
+    conn.execute(
+        f"CREATE OR REPLACE TABLE bench_clusters AS SELECT unique_id, cluster_id FROM {clusters.physical_name}")
+    timings["cluster_s"] = time.monotonic() - t3
+    timings["rows_in"] = n
+    timings["pairs"] = conn.execute(f"SELECT count(*) FROM {predictions.physical_name}").fetchall()[0][0]
+    timings["clusters"] = conn.execute("SELECT count(DISTINCT cluster_id) FROM bench_clusters").fetchall()[0][0]
     timings["total_s"] = time.monotonic() - t0
+    conn.close()
     Path(args.out).write_text(json.dumps(timings))
+
+
+# ---- the run's events ------------------------------------------------------------------------------
+
+def step_records(dagster_home: Path, data_dir: Path) -> tuple[dict, dict]:
+    """Per step of the (only) run in the benchmark's Dagster instance: start, end, status, rows."""
+    os.environ["DAGSTER_HOME"] = str(dagster_home)
+    os.environ["SATUDATA_DATA_DIR"] = str(data_dir)
+    import dagster as dg
+
+    from satudata_pipeline.contract.sources import load_delivery
+    from satudata_pipeline.definitions import build_defs
+
+    graph = build_defs(load_delivery(data_dir)).resolve_asset_graph()
+    with dg.DagsterInstance.get() as instance:
+        run = instance.get_runs(limit=1)[0]
+        events = instance.all_logs(run.run_id)
+        run_info = {"run_id": run.run_id, "status": str(run.status.value)}
+    steps: dict[str, dict] = {}
+    rows_by_asset: dict[dg.AssetKey, int] = {}
+    assets_by_step: dict[str, list] = collections.defaultdict(list)
+    failed_checks = []
+    for ev in events:
+        if ev.step_key is None or ev.dagster_event is None:
+            continue
+        rec = steps.setdefault(ev.step_key, {})
+        kind = ev.dagster_event.event_type_value
+        if kind == "STEP_START":
+            rec["start"] = ev.timestamp
+        elif kind in ("STEP_SUCCESS", "STEP_FAILURE", "STEP_SKIPPED"):
+            rec["end"] = ev.timestamp
+            rec["status"] = kind
+        elif kind == "ASSET_MATERIALIZATION":
+            mat = ev.dagster_event.event_specific_data.materialization
+            assets_by_step[ev.step_key].append(mat.asset_key)
+            rc = mat.metadata.get("dagster/row_count")
+            if rc is not None:
+                rows_by_asset[mat.asset_key] = int(rc.value)
+        elif kind == "ASSET_CHECK_EVALUATION":
+            data = ev.dagster_event.event_specific_data
+            evaluation = getattr(data, "asset_check_evaluation", data)
+            if not evaluation.passed:
+                failed_checks.append(
+                    f"{evaluation.asset_key.to_user_string()}:{evaluation.check_name} ({evaluation.severity.value})")
+    for key, rec in steps.items():
+        mine = assets_by_step.get(key, [])
+        rec["assets"] = [a.to_user_string() for a in mine]
+        if mine:
+            if all(a in rows_by_asset for a in mine):
+                rec["rows_out"] = sum(rows_by_asset[a] for a in mine)
+            parents = {p for a in mine for p in graph.get(a).parent_keys} - set(mine)
+            known = [rows_by_asset[p] for p in parents if p in rows_by_asset]
+            rec["rows_in"] = sum(known) if parents and len(known) == len(parents) else None
+            rec["inputs"] = sorted(p.to_user_string() for p in parents)
+    run_info["failed_checks"] = failed_checks
+    return steps, run_info
+
+
+# ---- profile -----------------------------------------------------------------------------------------
+
+def summarise_profile(raw: Path, steps: dict) -> dict:
+    """py-spy raw (collapsed) stacks -> samples per step (by the asset function on the stack) and the
+    top frames, inclusive, of the heaviest step."""
+    if not raw.exists():
+        return {}
+    step_names = set(steps)
+    per_step: collections.Counter = collections.Counter()
+    inclusive: dict[str, collections.Counter] = collections.defaultdict(collections.Counter)
+    leaf: dict[str, collections.Counter] = collections.defaultdict(collections.Counter)
+    total = 0
+    for line in raw.read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        if not count.isdigit():
+            continue
+        n = int(count)
+        total += n
+        frames = stack.split(";")
+        funcs = [f.split(" (")[0] for f in frames]
+        step = next((f for f in funcs if f in step_names), "<outside steps>")
+        per_step[step] += n
+        seen = set()
+        for f in frames:
+            short = f.replace(str(ROOT) + "/", "").replace(str(ROOT / ".venv/lib"), "venv")
+            if short not in seen:
+                inclusive[step][short] += n
+                seen.add(short)
+        leaf[step][frames[-1].replace(str(ROOT) + "/", "")] += n
+    heaviest = max((s for s in per_step if s != "<outside steps>"), key=per_step.get, default=None)
+    out = {"samples": total, "rate_hz": 20, "per_step_samples": dict(per_step.most_common())}
+    if heaviest:
+        project = [(f, n) for f, n in inclusive[heaviest].most_common() if "satudata_pipeline/" in f]
+        out["heaviest_step"] = heaviest
+        out["heaviest_project_frames_inclusive"] = project[:25]
+        out["heaviest_leaf_frames"] = leaf[heaviest].most_common(15)
+    return out
 
 
 # ---- scoring -----------------------------------------------------------------------------------
 
-def score(warehouse: str, truth_dir: Path) -> dict:
+def score(warehouse: Path, baseline_db: Path, truth_dir: Path) -> dict:
     import duckdb
     import pandas as pd
 
@@ -175,69 +320,151 @@ def score(warehouse: str, truth_dir: Path) -> dict:
     records = pd.read_csv(truth_dir / "records.csv", dtype=str, keep_default_na=False)
     records = records[records["person_key"] != ""]
     verdicts = pd.read_csv(truth_dir / "verdicts.csv", dtype=str, keep_default_na=False)
-    conn = duckdb.connect(warehouse)
-    ours = pairwise_scores(conn, records)
-    verdict = verdict_accuracy(conn, verdicts)
-    conn.execute("CREATE SCHEMA IF NOT EXISTS bench")
-    conn.execute("CREATE OR REPLACE VIEW link.person_clusters_ours AS SELECT * FROM link.person_clusters")
-    # score the baseline with the same function by pointing it at the baseline clusters
-    conn.execute("ALTER TABLE link.person_clusters RENAME TO person_clusters_saved")
+    conn = duckdb.connect(str(warehouse), read_only=True)
     try:
-        conn.execute("CREATE TABLE link.person_clusters AS SELECT unique_id, cluster_id::VARCHAR AS cluster_id FROM bench_baseline_clusters")
-        baseline = pairwise_scores(conn, records)
+        ours = pairwise_scores(conn, records)
+        verdict = verdict_accuracy(conn, verdicts)
+        baseline = None
+        if baseline_db.exists():
+            conn.execute(f"ATTACH '{baseline_db}' AS bl (READ_ONLY)")
+            baseline = pairwise_scores(conn, records, clusters_table="bl.main.bench_clusters")
     finally:
-        conn.execute("DROP TABLE IF EXISTS link.person_clusters")
-        conn.execute("ALTER TABLE link.person_clusters_saved RENAME TO person_clusters")
-        conn.execute("DROP VIEW IF EXISTS link.person_clusters_ours")
+        conn.close()
     return {"linkage": ours, "baseline_linkage": baseline, "verdicts": verdict}
 
 
+# ---- report ------------------------------------------------------------------------------------
+
 def machine() -> dict:
+    model = ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
     return {
         "cpu_count": os.cpu_count(),
+        "cpu_model": model or platform.processor() or platform.machine(),
         "memory_gb": round(psutil.virtual_memory().total / 2**30, 1),
         "platform": platform.platform(),
         "python": platform.python_version(),
-        "processor": platform.processor() or platform.machine(),
+        "versions": _versions(),
     }
+
+
+def _versions() -> dict:
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {}
+    for pkg in ("dagster", "duckdb", "splink", "pandas"):
+        try:
+            out[pkg] = version(pkg)
+        except PackageNotFoundError:
+            pass
+    return out
 
 
 def commit() -> str:
     try:
-        return subprocess.check_output(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, text=True).strip()
+        sha = subprocess.check_output(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, text=True).strip()
+        dirty = subprocess.run(["git", "diff", "--quiet", "HEAD", "--", "satudata_pipeline"], cwd=ROOT).returncode
+        return sha + ("+dirty" if dirty else "")
     except Exception:
         return "unknown"
 
 
+def _f(x, digits=4):
+    return "n/a" if x is None else f"{x:.{digits}f}"
+
+
 def write_markdown(result: dict, path: Path) -> None:
+    m, p, b = result["machine"], result["pipeline"], result["baseline"]
+    gen = result["generate"]
     lines = [
         f"# Benchmark: {result['persons']:,} persons, seed {result['seed']}",
         "",
-        f"Date {result['date']}, commit `{result['commit']}`, machine: {result['machine']['cpu_count']} cores, "
-        f"{result['machine']['memory_gb']} GB, {result['machine']['platform']}, Python {result['machine']['python']}.",
+        f"{result['date']} ({result['started_utc']} UTC), commit `{result['commit']}`. Machine: {m['cpu_count']} cores "
+        f"({m['cpu_model']}), {m['memory_gb']} GB RAM, {m['platform']}, Python {m['python']}, "
+        + ", ".join(f"{k} {v}" for k, v in m["versions"].items()) + ".",
+        "",
+        f"Load (1-min load average, sampled every 5 s) during the pipeline: mean {p['load'].get('mean')}, "
+        f"max {p['load'].get('max')}; during the baseline: mean {b.get('load', {}).get('mean')}, "
+        f"max {b.get('load', {}).get('max')}. On 2 cores a load above ~1.2 means other work (e.g. other "
+        "engineers' test runs) competed with the benchmark."
+        + (" The pipeline ran under py-spy (20 Hz, non-blocking)." if result.get("profiled") else ""),
+        "",
+        f"Person rows linked: {p.get('person_records', 'n/a'):,}" if isinstance(p.get("person_records"), int) else "",
         "",
         "| stage | wall s | peak RSS MB |",
         "|---|---:|---:|",
-        f"| generate (synthetic delivery) | {result['generate']['seconds']:.1f} | {result['generate']['peak_mb']:.0f} |",
-        f"| pipeline end to end (published job) | {result['pipeline']['seconds']:.1f} | {result['pipeline']['peak_mb']:.0f} |",
-        f"| bare Splink baseline | {result['baseline']['seconds']:.1f} | {result['baseline']['peak_mb']:.0f} |",
+        f"| generate (synthetic delivery) | {_f(gen.get('seconds'), 1)} | {_f(gen.get('peak_mb'), 0)} |",
+        f"| **pipeline end to end** (`satudata run --retrain`, published job) | **{p['seconds']:.1f}** | **{p['peak_mb']:.0f}** |",
+        f"| **bare Splink baseline** (load + train + predict + cluster) | **{b['seconds']:.1f}** | **{b['peak_mb']:.0f}** |",
+        f"| baseline: load / train / predict / cluster | {b.get('load_s', 0):.1f} / {b.get('train_s', 0):.1f} / "
+        f"{b.get('predict_s', 0):.1f} / {b.get('cluster_s', 0):.1f} | |",
         "",
-        f"**Ratio** pipeline end to end / bare Splink: **{result['ratio']:.2f}x**",
+        f"Pipeline run: {p['run'].get('status')}; exit code {p['exit_code']}; failed checks: "
+        f"{', '.join(p['run'].get('failed_checks') or []) or 'none'}.",
         "",
-        "| linkage | precision | recall | F1 | F1 without valid NIK |",
-        "|---|---:|---:|---:|---:|",
+        f"**Ratio** pipeline end to end / bare Splink: **{_f(result['ratio'], 2)}x** (goal at 1M: <= 1.5x at equal or "
+        f"better F1). Peak memory of the pipeline: **{p['peak_mb'] / 1024:.2f} GB** (goal at 1M: <= 8 GB).",
+        "",
+        "## Linkage accuracy (pairwise, against the truth)",
+        "",
+        "| linker | precision | recall | F1 | P no valid NIK | R no valid NIK | F1 no valid NIK | predicted pairs | true pairs |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for label, key in (("satudata", "linkage"), ("bare Splink", "baseline_linkage")):
-        s = result["scores"][key]
-        lines.append(f"| {label} | {s['precision']:.4f} | {s['recall']:.4f} | {s['f1']:.4f} | {s['f1_no_valid_nik']:.4f} |")
+        s = result["scores"].get(key)
+        if s:
+            lines.append(
+                f"| {label} | {_f(s['precision'])} | {_f(s['recall'])} | **{_f(s['f1'])}** | "
+                f"{_f(s['precision_no_valid_nik'])} | {_f(s['recall_no_valid_nik'])} | {_f(s['f1_no_valid_nik'])} | "
+                f"{s['predicted_pairs']:,} | {s['true_pairs']:,} |")
     v = result["scores"]["verdicts"]
-    lines += ["", f"Verdict accuracy: **{v['accuracy']:.4f}** over {v.get('rows', 'all')} roster rows.", "",
-              "| reason | precision | recall | support |", "|---|---:|---:|---:|"]
+    lines += [
+        "",
+        "## Verdicts",
+        "",
+        f"Verdict accuracy **{_f(v['accuracy'])}**, exact (verdict and reasons) {_f(v['exact_match'])}, over "
+        f"{v['n_truth']:,} roster rows ({v['n_missing']} without a prediction, {v['n_extra']} extra).",
+        "",
+        "Confusion (true -> predicted): " + "; ".join(
+            f"{t}: " + ", ".join(f"{pv} {n:,}" for pv, n in sorted(row.items())) for t, row in sorted(v["confusion"].items())),
+        "",
+        "| reason | support | tp | fp | fn | precision | recall | target |",
+        "|---|---:|---:|---:|---:|---:|---:|---|",
+    ]
     for reason, s in sorted(v["per_reason"].items()):
-        lines.append(f"| {reason} | {s['precision']:.4f} | {s['recall']:.4f} | {s.get('support', '')} |")
-    lines += ["", "## Where the time goes (per step of the published job)", "", "| step | wall s | peak RSS MB | rows out |", "|---|---:|---:|---:|"]
-    for step, s in sorted(result["pipeline"]["steps"].items(), key=lambda kv: -kv[1].get("seconds", 0)):
-        lines.append(f"| {step} | {s.get('seconds', 0):.1f} | {s.get('peak_mb', 0):.0f} | {s.get('rows_out', '')} |")
+        target = ""
+        if reason in TARGET_REMOVE_REASONS:
+            met = (s["recall"] == 1.0 and (s["precision"] or 0) >= 0.995) if s["support"] else None
+            target = "R 1.0, P >= 0.995: " + ("met" if met else "n/a" if met is None else "**missed**")
+        lines.append(f"| {reason} | {s['support']:,} | {s['tp']:,} | {s['fp']:,} | {s['fn']:,} | "
+                     f"{_f(s['precision'])} | {_f(s['recall'])} | {target} |")
+    lines += ["", "## Where the time goes (steps of the published job, slowest first)", "",
+              "| step | wall s | share | peak RSS MB | rows in | rows out |", "|---|---:|---:|---:|---:|---:|"]
+    total = sum(s.get("seconds", 0) for s in p["steps"].values()) or 1
+    for step, s in sorted(p["steps"].items(), key=lambda kv: -kv[1].get("seconds", 0)):
+        rin = "" if s.get("rows_in") is None else f"{s['rows_in']:,}"
+        rout = "" if s.get("rows_out") is None else f"{s['rows_out']:,}"
+        lines.append(f"| {step} | {s.get('seconds', 0):.1f} | {100 * s.get('seconds', 0) / total:.1f}% | "
+                     f"{s.get('peak_mb', 0):.0f} | {rin} | {rout} |")
+    overhead = p["seconds"] - total
+    lines.append(f"| (process start, definitions load, Dagster bookkeeping between steps) | {overhead:.1f} | | | | |")
+    prof = result.get("profile") or {}
+    if prof.get("heaviest_step"):
+        h = prof["heaviest_step"]
+        lines += ["", f"## Profile of the heaviest step `{h}` (py-spy, {prof['samples']:,} samples at {prof['rate_hz']} Hz)", "",
+                  "Samples per step: " + ", ".join(f"{k} {v}" for k, v in list(prof["per_step_samples"].items())[:12]), "",
+                  "| project frame (inclusive) | samples |", "|---|---:|"]
+        for frame, n in prof["heaviest_project_frames_inclusive"]:
+            lines.append(f"| `{frame}` | {n} |")
+        lines += ["", "| leaf frame (self) | samples |", "|---|---:|"]
+        for frame, n in prof["heaviest_leaf_frames"]:
+            lines.append(f"| `{frame}` | {n} |")
     path.write_text("\n".join(lines) + "\n")
 
 
@@ -246,61 +473,90 @@ def main() -> int:
     parser.add_argument("--persons", type=int, default=100_000)
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--work", default=str(ROOT / "benchmarks" / "work"))
-    parser.add_argument("--stage", choices=["generate", "pipeline", "baseline"], help=argparse.SUPPRESS)
+    parser.add_argument("--reuse-data", action="store_true", help="skip generation if the delivery exists")
+    parser.add_argument("--profile", action="store_true", help="attach py-spy to the pipeline run")
+    parser.add_argument("--no-baseline", action="store_true", help="skip the bare Splink baseline")
+    parser.add_argument("--stage", choices=["generate", "baseline"], help=argparse.SUPPRESS)
     parser.add_argument("--data-dir", help=argparse.SUPPRESS)
     parser.add_argument("--warehouse", help=argparse.SUPPRESS)
+    parser.add_argument("--baseline-db", help=argparse.SUPPRESS)
     parser.add_argument("--out", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.stage:
-        {"generate": stage_generate, "pipeline": stage_pipeline, "baseline": stage_baseline}[args.stage](args)
+        {"generate": stage_generate, "baseline": stage_baseline}[args.stage](args)
         return 0
 
+    started_utc = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M")
     work = Path(args.work) / f"{args.persons}-{args.seed}"
     data_dir, state = work / "data", work / "state"
-    state.mkdir(parents=True, exist_ok=True)
-    warehouse = state / "warehouse.duckdb"
-    for stale in (warehouse, Path(str(warehouse) + ".wal")):
-        stale.unlink(missing_ok=True)
+    if state.exists():
+        shutil.rmtree(state)  # a fresh warehouse, model folder and Dagster instance every time
+    state.mkdir(parents=True)
+    warehouse, baseline_db = state / "warehouse.duckdb", state / "baseline.duckdb"
     env = {**os.environ, "SATUDATA_STATE_DIR": str(state), "SATUDATA_DATA_DIR": str(data_dir),
-           "SATUDATA_WAREHOUSE": str(warehouse), "SATUDATA_RETRAIN": "1"}
+           "SATUDATA_WAREHOUSE": str(warehouse), "DAGSTER_HOME": str(state / "dagster_home")}
+    env.pop("SATUDATA_RETRAIN", None)
     me = [sys.executable, str(Path(__file__).resolve())]
-    common = ["--persons", str(args.persons), "--seed", str(args.seed), "--data-dir", str(data_dir), "--warehouse", str(warehouse)]
+    common = ["--persons", str(args.persons), "--seed", str(args.seed), "--data-dir", str(data_dir),
+              "--warehouse", str(warehouse), "--baseline-db", str(baseline_db)]
 
-    print(f"generating {args.persons:,} persons (seed {args.seed}) ...", flush=True)
-    gen_s, gen_peak, _ = run_measured([*me, "--stage", "generate", *common], env)
-    print(f"  {gen_s:.1f} s, peak {gen_peak / 2**20:.0f} MB", flush=True)
+    if args.reuse_data and (data_dir / "sources.yaml").exists() and (data_dir / "truth" / "records.csv").exists():
+        print(f"reusing the delivery in {data_dir}", flush=True)
+        gen = {"seconds": None, "peak_mb": None, "reused": True}
+    else:
+        print(f"generating {args.persons:,} persons (seed {args.seed}) ...", flush=True)
+        if data_dir.exists():
+            shutil.rmtree(data_dir)
+        gen_file = state / "generate.json"
+        gen_s, gen_peak, _, _ = run_measured([*me, "--stage", "generate", *common, "--out", str(gen_file)], env)
+        gen = {"seconds": gen_s, "peak_mb": gen_peak / 2**20, "summary": json.loads(gen_file.read_text())}
+        print(f"  {gen_s:.1f} s, peak {gen_peak / 2**20:.0f} MB", flush=True)
 
-    print("running the published job ...", flush=True)
-    steps_file = state / "steps.json"
-    pipe_s, pipe_peak, pipe_mem = run_measured([*me, "--stage", "pipeline", *common, "--out", str(steps_file)], env)
-    run = json.loads(steps_file.read_text())
+    print("running the published job: satudata run --retrain ...", flush=True)
+    satudata = str(VENV_BIN / "satudata")
+    profile_raw = state / "pipeline.pyspy.txt" if args.profile else None
+    pipe_s, pipe_peak, pipe_mem, code = run_measured(
+        [satudata, "run", "--data-dir", str(data_dir), "--retrain"], env, profile_to=profile_raw, ok_codes=(0, 1))
+    steps_raw, run_info = step_records(state / "dagster_home", data_dir)
     steps = {}
-    for key, s in run["steps"].items():
+    for key, s in steps_raw.items():
+        rec = {k: s.get(k) for k in ("status", "rows_in", "rows_out", "inputs", "assets")}
         if "start" in s and "end" in s:
-            steps[key] = {"seconds": s["end"] - s["start"], "peak_mb": pipe_mem.peak_between(s["start"], s["end"]) / 2**20,
-                          "rows_out": s.get("rows_out")}
-    print(f"  {pipe_s:.1f} s, peak {pipe_peak / 2**20:.0f} MB, success={run['success']}", flush=True)
+            rec["seconds"] = s["end"] - s["start"]
+            rec["peak_mb"] = pipe_mem.peak_between(s["start"], s["end"]) / 2**20
+        steps[key] = rec
+    person_records = steps.get("person_records", {}).get("rows_out")
+    print(f"  {pipe_s:.1f} s, peak {pipe_peak / 2**20:.0f} MB, run {run_info['status']}, exit code {code}", flush=True)
+    pipeline = {"seconds": pipe_s, "peak_mb": pipe_peak / 2**20, "exit_code": code, "run": run_info,
+                "load": pipe_mem.load_summary(), "person_records": person_records, "steps": steps}
 
-    print("running bare Splink on the same rows ...", flush=True)
-    base_file = state / "baseline.json"
-    base_s, base_peak, _ = run_measured([*me, "--stage", "baseline", *common, "--out", str(base_file)], env)
-    print(f"  {base_s:.1f} s, peak {base_peak / 2**20:.0f} MB", flush=True)
+    baseline: dict = {"seconds": 0.0, "peak_mb": 0.0}
+    if not args.no_baseline:
+        print("running bare Splink on the same rows ...", flush=True)
+        base_file = state / "baseline.json"
+        base_s, base_peak, base_mem, _ = run_measured([*me, "--stage", "baseline", *common, "--out", str(base_file)], env)
+        baseline = {"seconds": base_s, "peak_mb": base_peak / 2**20, "load": base_mem.load_summary(),
+                    **json.loads(base_file.read_text())}
+        print(f"  {base_s:.1f} s, peak {base_peak / 2**20:.0f} MB", flush=True)
 
-    scores = score(str(warehouse), data_dir / "truth")
+    print("scoring ...", flush=True)
+    scores = score(warehouse, baseline_db, data_dir / "truth")
     result = {
-        "persons": args.persons, "seed": args.seed, "date": dt.date.today().isoformat(), "commit": commit(),
-        "machine": machine(),
-        "generate": {"seconds": gen_s, "peak_mb": gen_peak / 2**20},
-        "pipeline": {"seconds": pipe_s, "peak_mb": pipe_peak / 2**20, "success": run["success"], "steps": steps},
-        "baseline": {"seconds": base_s, "peak_mb": base_peak / 2**20, **json.loads(base_file.read_text())},
-        "ratio": pipe_s / base_s if base_s else None,
+        "persons": args.persons, "seed": args.seed, "date": dt.date.today().isoformat(), "started_utc": started_utc,
+        "commit": commit(), "machine": machine(), "profiled": bool(args.profile),
+        "generate": gen, "pipeline": pipeline, "baseline": baseline,
+        "ratio": pipe_s / baseline["seconds"] if baseline.get("seconds") else None,
         "scores": scores,
+        "profile": summarise_profile(profile_raw, steps) if profile_raw else None,
     }
     RESULTS.mkdir(parents=True, exist_ok=True)
     stem = RESULTS / f"{result['date']}-{args.persons}-{args.seed}"
     stem.with_suffix(".json").write_text(json.dumps(result, indent=2, default=str))
     write_markdown(result, stem.with_suffix(".md"))
+    shutil.copyfile(stem.with_suffix(".md"), RESULTS / "LATEST.md")
     print(stem.with_suffix(".md").read_text())
+    s, bs = scores["linkage"], scores.get("baseline_linkage") or {}
+    print(f"ratio {_f(result['ratio'], 2)}x; F1 satudata {_f(s['f1'])}, bare Splink {_f(bs.get('f1'))}")
     return 0
 
 

@@ -14,6 +14,7 @@ from dagster_duckdb import DuckDBResource
 
 from satudata_pipeline import config
 from satudata_pipeline.automation import build_automation
+from satudata_pipeline.checks.staleness import build_staleness_checks
 from satudata_pipeline.clean.assets import QUARANTINE_KEY, build_clean_assets, clean_key
 from satudata_pipeline.contract.sources import Delivery, load_delivery
 from satudata_pipeline.golden.assets import build_golden_assets
@@ -55,6 +56,7 @@ def build_defs(delivery: Delivery, warehouse: str | None = None) -> dg.Definitio
     assets = [*source_assets, *clean_assets] + [d for d in stage_defs if not isinstance(d, dg.AssetChecksDefinition)]
     assets = dg.map_asset_specs(_with_ownership_and_freshness, assets)
     checks = [*source_checks, *clean_checks] + [d for d in stage_defs if isinstance(d, dg.AssetChecksDefinition)]
+    checks += build_staleness_checks(delivery)
     jobs, schedules, sensors = build_automation(delivery)
     return dg.Definitions(
         assets=assets,

@@ -31,7 +31,7 @@ WITH r AS (
            ) AS identity_rank
     FROM link.person_records p
     JOIN link.person_clusters c USING (unique_id)
-    JOIN golden.person_ids ids USING (cluster_id)
+    JOIN {ids_table} ids USING (cluster_id)
 ),
 identity AS (
     SELECT person_id,
@@ -117,10 +117,13 @@ ORDER BY i.person_id
 """
 
 
-def build_golden_person(conn: duckdb.DuckDBPyConnection) -> int:
-    """(Re)create `main.golden_person` from person records, clusters and `golden.person_ids`."""
-    conn.execute(f"CREATE OR REPLACE TABLE main.golden_person AS {GOLDEN_SQL}")
-    return conn.execute("SELECT count(*) FROM main.golden_person").fetchall()[0][0]
+def build_golden_person(conn: duckdb.DuckDBPyConnection, target: str = "main.golden_person",
+                        ids_table: str = "golden.person_ids") -> int:
+    """(Re)create `target` from person records, clusters and `ids_table` (the pipeline writes
+    `staging.golden_person` from `staging.person_ids`; the publish step copies it to main)."""
+    conn.execute(f"CREATE SCHEMA IF NOT EXISTS {target.split('.')[0]}")
+    conn.execute(f"CREATE OR REPLACE TABLE {target} AS {GOLDEN_SQL.format(ids_table=ids_table)}")
+    return conn.execute(f"SELECT count(*) FROM {target}").fetchall()[0][0]
 
 
 def _table_exists(conn: duckdb.DuckDBPyConnection, schema: str, table: str) -> bool:
@@ -130,8 +133,9 @@ def _table_exists(conn: duckdb.DuckDBPyConnection, schema: str, table: str) -> b
     ).fetchall()[0][0])
 
 
-def build_person_source_link(conn: duckdb.DuckDBPyConnection) -> int:
-    """(Re)create `main.person_source_link`: every person record + every quarantined row."""
+def build_person_source_link(conn: duckdb.DuckDBPyConnection, target: str = "main.person_source_link",
+                             ids_table: str = "golden.person_ids") -> int:
+    """(Re)create `target`: every person record + every quarantined row."""
     quarantine = ""
     if _table_exists(conn, "clean", "quarantine"):
         quarantine = """
@@ -142,11 +146,11 @@ def build_person_source_link(conn: duckdb.DuckDBPyConnection) -> int:
         FROM clean.quarantine q
         """
     conn.execute(f"""
-        CREATE OR REPLACE TABLE main.person_source_link AS
+        CREATE OR REPLACE TABLE {target} AS
         WITH c AS (
             SELECT c.unique_id, c.cluster_id, ids.person_id,
                    count(*) OVER (PARTITION BY c.cluster_id) AS cluster_size
-            FROM link.person_clusters c JOIN golden.person_ids ids USING (cluster_id)
+            FROM link.person_clusters c JOIN {ids_table} ids USING (cluster_id)
         ),
         e AS (   -- links inside the final cluster, seen from both ends
             SELECT p.unique_id_l AS unique_id, p.link_method, p.match_probability
@@ -173,6 +177,6 @@ def build_person_source_link(conn: duckdb.DuckDBPyConnection) -> int:
         FROM link.person_records r JOIN c USING (unique_id)
         LEFT JOIN best b USING (unique_id)
         {quarantine}
-        ORDER BY 1, 2
+        ORDER BY 1, 2, 3
     """)
-    return conn.execute("SELECT count(*) FROM main.person_source_link").fetchall()[0][0]
+    return conn.execute(f"SELECT count(*) FROM {target}").fetchall()[0][0]

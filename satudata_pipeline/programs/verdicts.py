@@ -1,8 +1,10 @@
 """Verdicts: keep / remove / review for every program roster row, in DuckDB SQL.
 
 Inputs (see docs/internal-tables.md): `link.person_records` (roster rows: kind = 'program_roster'),
-`main.person_source_link` and `main.golden_person`. Output: `main.beneficiary_review`, one row per
-roster row (including roster rows quarantined by cleaning, which become `identity_unresolved`).
+`<schema>.person_source_link` and `<schema>.golden_person`. Output: `<schema>.beneficiary_review`, one
+row per roster row (including roster rows quarantined by cleaning, which become `identity_unresolved`).
+`schema` is `main` (the published tables) by default; the pipeline passes `staging` (write, audit,
+then publish: `satudata_pipeline.golden.publish`).
 
 The semantics of every reason code are those of docs/verdict-rules.md; parameters come from the
 program rules (`satudata_pipeline.contract.program_rules`). All work is one vectorised SQL statement
@@ -31,7 +33,19 @@ REVIEW_REASONS = (
 REASON_CODES = tuple(sorted(REMOVE_REASONS + REVIEW_REASONS))
 VERDICTS = ("keep", "remove", "review")
 
-REVIEW_TABLE = "main.beneficiary_review"
+REVIEW_TABLE = "main.beneficiary_review"  # the published table (exports read it)
+
+
+def golden_table(schema: str = "main") -> str:
+    return f"{schema}.golden_person"
+
+
+def link_table(schema: str = "main") -> str:
+    return f"{schema}.person_source_link"
+
+
+def review_table(schema: str = "main") -> str:
+    return f"{schema}.beneficiary_review"
 
 BENEFICIARY_REVIEW_COLUMNS: dict[str, str] = {
     "program": "VARCHAR",
@@ -152,13 +166,13 @@ def register_rules(conn: duckdb.DuckDBPyConnection, rules: ProgramRules) -> None
 # --------------------------------------------------------------------------------------------
 # the verdict query
 # --------------------------------------------------------------------------------------------
-def _roster_rows_sql(conn: duckdb.DuckDBPyConnection) -> str:
+def _roster_rows_sql(conn: duckdb.DuckDBPyConnection, schema: str = "main") -> str:
     """Every roster row: clean rows from link.person_records + roster rows quarantined by cleaning."""
     pr = table_columns(conn, "link.person_records")
     missing = {"source", "kind", "program", "record_id"} - pr
     if missing:
         raise ValueError(f"link.person_records lacks required column(s): {', '.join(sorted(missing))}")
-    psl = table_columns(conn, "main.person_source_link")
+    psl = table_columns(conn, link_table(schema))
     nama = "r.nama_asli" if "nama_asli" in pr else _col(pr, "nama", "r")
     nik = "coalesce(r.nik, r.nik_raw)" if {"nik", "nik_raw"} <= pr else _col(pr, "nik", "r", fallback=_col(pr, "nik_raw", "r"))
     has_lm = "link_method" in psl
@@ -178,7 +192,7 @@ def _roster_rows_sql(conn: duckdb.DuckDBPyConnection) -> str:
         LEFT JOIN (
             SELECT source, CAST(record_id AS VARCHAR) AS record_id, any_value(person_id) AS person_id,
                    any_value({'link_method' if has_lm else 'NULL'}) AS link_method
-            FROM main.person_source_link WHERE {linked_filter}
+            FROM {link_table(schema)} WHERE {linked_filter}
             GROUP BY source, CAST(record_id AS VARCHAR)
         ) l ON l.source = r.source AND l.record_id = CAST(r.record_id AS VARCHAR)
         WHERE r.kind = 'program_roster'
@@ -193,7 +207,7 @@ def _roster_rows_sql(conn: duckdb.DuckDBPyConnection) -> str:
     quarantined = f"""
         SELECT l.source, rs.program, CAST(l.record_id AS VARCHAR), NULL, NULL, NULL, NULL, NULL,
                NULL, NULL, NULL, NULL, {'l.link_method' if has_lm else "'quarantined'"}
-        FROM main.person_source_link l
+        FROM {link_table(schema)} l
         JOIN (SELECT source, any_value(program) AS program FROM link.person_records
               WHERE kind = 'program_roster' GROUP BY source) rs ON rs.source = l.source
         WHERE {quarantined_cond}
@@ -201,7 +215,8 @@ def _roster_rows_sql(conn: duckdb.DuckDBPyConnection) -> str:
     return f"{clean}\nUNION ALL\n{quarantined}"
 
 
-def _life_facts_sql(conn: duckdb.DuckDBPyConnection, gp: set[str], snap: str) -> tuple[str, str, str]:
+def _life_facts_sql(conn: duckdb.DuckDBPyConnection, gp: set[str], snap: str,
+                    schema: str = "main") -> tuple[str, str, str]:
     """Death and domicile *at the snapshot*.
 
     From the death / civil / migration rows of `link.person_records` when it carries the columns (so a
@@ -209,14 +224,14 @@ def _life_facts_sql(conn: duckdb.DuckDBPyConnection, gp: set[str], snap: str) ->
     otherwise from the golden person's columns (which apply "latest move wins" over all dates).
     """
     pr = table_columns(conn, "link.person_records")
-    psl = table_columns(conn, "main.person_source_link")
+    psl = table_columns(conn, link_table(schema))
 
     def g(name: str, cast: str) -> str:
         return f"CAST({'g.' + name if name in gp else 'NULL'} AS {cast})"
 
     linked = "coalesce(link_method, '') <> 'quarantined' AND person_id IS NOT NULL" if "link_method" in psl else "person_id IS NOT NULL"
     plink = f"""(SELECT source, CAST(record_id AS VARCHAR) AS record_id, any_value(person_id) AS person_id
-                 FROM main.person_source_link WHERE {linked} GROUP BY ALL)"""
+                 FROM {link_table(schema)} WHERE {linked} GROUP BY ALL)"""
     ctes, cols, joins = [], [], []
     if "tanggal_meninggal" in pr:
         ctes.append(f"""
@@ -258,11 +273,11 @@ move_at_snap AS (
     return ("," .join(ctes) + ("," if ctes else ""), ",\n           ".join(cols) + ",", "\n    ".join(joins))
 
 
-def verdicts_sql(conn: duckdb.DuckDBPyConnection, snapshot_date: date) -> str:
+def verdicts_sql(conn: duckdb.DuckDBPyConnection, snapshot_date: date, schema: str = "main") -> str:
     """The SELECT producing beneficiary_review rows for every roster row (needs `register_rules` first)."""
-    gp = table_columns(conn, "main.golden_person")
+    gp = table_columns(conn, golden_table(schema))
     if "person_id" not in gp:
-        raise ValueError("main.golden_person has no person_id column")
+        raise ValueError(f"{golden_table(schema)} has no person_id column")
 
     def g(name: str, cast: str | None = None, fallback: str = "NULL") -> str:
         return _col(gp, name, "g", cast, fallback)
@@ -272,9 +287,9 @@ def verdicts_sql(conn: duckdb.DuckDBPyConnection, snapshot_date: date) -> str:
     in_civil = g("in_civil_registry", "BOOLEAN", fallback="FALSE")
     in_welfare = g("in_welfare_registry", "BOOLEAN", fallback=f"({g('desil')} IS NOT NULL)")
 
-    life_ctes, life_cols, life_joins = _life_facts_sql(conn, gp, snap)
+    life_ctes, life_cols, life_joins = _life_facts_sql(conn, gp, snap, schema)
     return f"""
-WITH roster AS ({_roster_rows_sql(conn)}),{life_ctes}
+WITH roster AS ({_roster_rows_sql(conn, schema)}),{life_ctes}
 base AS (
     SELECT ro.*, p.age_min, p.age_max, p.age_label, p.desil_max, p.staleness_months, p.excl_car, p.excl_njop,
            p.requires_disability, p.excludes,
@@ -297,7 +312,7 @@ base AS (
     FROM roster ro
     LEFT JOIN _prog_params p ON p.program = ro.program
     LEFT JOIN _prog_amounts a ON a.program = ro.program AND a.jenjang = ro.jenjang
-    LEFT JOIN main.golden_person g ON g.person_id = ro.person_id
+    LEFT JOIN {golden_table(schema)} g ON g.person_id = ro.person_id
     {life_joins}
 ),
 flagged AS (
@@ -406,9 +421,10 @@ def _check_programs(conn: duckdb.DuckDBPyConnection, rules: ProgramRules) -> Non
         )
 
 
-def ensure_review_table(conn: duckdb.DuckDBPyConnection) -> None:
+def ensure_review_table(conn: duckdb.DuckDBPyConnection, schema: str = "main") -> None:
     cols = ", ".join(f"{c} {t}" for c, t in BENEFICIARY_REVIEW_COLUMNS.items())
-    conn.execute(f"CREATE TABLE IF NOT EXISTS {REVIEW_TABLE} ({cols})")
+    conn.execute(f"CREATE SCHEMA IF NOT EXISTS {schema}")
+    conn.execute(f"CREATE TABLE IF NOT EXISTS {review_table(schema)} ({cols})")
 
 
 def build_beneficiary_review(
@@ -416,8 +432,10 @@ def build_beneficiary_review(
     rules: ProgramRules,
     snapshot_date: date,
     programs: Sequence[str] | None = None,
+    schema: str = "main",
 ) -> int:
-    """(Re)write `main.beneficiary_review`; returns the number of rows written.
+    """(Re)write `<schema>.beneficiary_review` from `<schema>.golden_person` and
+    `<schema>.person_source_link`; returns the number of rows written.
 
     `programs` limits the rewrite to those programs (delete + insert of their rows, in one
     transaction); duplicates and exclusions are still evaluated against every roster, so a partial
@@ -429,12 +447,13 @@ def build_beneficiary_review(
             raise ProgramRulesError(f"unknown program(s) {bad}; known: {', '.join(sorted(rules.codes()))}")
     _check_programs(conn, rules)
     register_rules(conn, rules)
-    select = verdicts_sql(conn, snapshot_date)
+    select = verdicts_sql(conn, snapshot_date, schema)
     columns = ", ".join(BENEFICIARY_REVIEW_COLUMNS)
+    REVIEW_TABLE = review_table(schema)  # noqa: N806 (shadows the published name on purpose)
     conn.execute("BEGIN TRANSACTION")
     try:
         if programs:
-            ensure_review_table(conn)
+            ensure_review_table(conn, schema)
             plist = sql_list(programs)
             conn.execute(f"DELETE FROM {REVIEW_TABLE} WHERE list_contains({plist}, program)")
             conn.execute(
@@ -458,8 +477,10 @@ def build_beneficiary_review(
 # --------------------------------------------------------------------------------------------
 # statistics and checks (used by the assets' metadata and asset checks)
 # --------------------------------------------------------------------------------------------
-def review_stats(conn: duckdb.DuckDBPyConnection, programs: Sequence[str] | None = None) -> dict:
+def review_stats(conn: duckdb.DuckDBPyConnection, programs: Sequence[str] | None = None,
+                 schema: str = "main") -> dict:
     """Counts by verdict and reason, and monthly rupiah at stake; no personal data."""
+    REVIEW_TABLE = review_table(schema)  # noqa: N806
     where = f"WHERE list_contains({sql_list(programs)}, program)" if programs else ""
     by_verdict = dict(
         conn.execute(f"SELECT verdict, count(*) FROM {REVIEW_TABLE} {where} GROUP BY 1 ORDER BY 1").fetchall()
@@ -493,13 +514,13 @@ def review_stats(conn: duckdb.DuckDBPyConnection, programs: Sequence[str] | None
     }
 
 
-def check_no_deceased_or_moved_keep(conn: duckdb.DuckDBPyConnection) -> tuple[int, pd.DataFrame]:
+def check_no_deceased_or_moved_keep(conn: duckdb.DuckDBPyConnection, schema: str = "main") -> tuple[int, pd.DataFrame]:
     """Keep rows whose golden person is dead or moved out of DKI at the snapshot (must be none).
 
     Re-derived from `main.golden_person` independently of the reason flags. Returns the count and a
     sample of (program, source, record_id) keys - never names or NIKs.
     """
-    gp = table_columns(conn, "main.golden_person")
+    gp = table_columns(conn, golden_table(schema))
     death = []
     if "tanggal_meninggal" in gp:
         death.append("(g.tanggal_meninggal IS NOT NULL AND g.tanggal_meninggal <= b.snapshot_date)")
@@ -517,17 +538,18 @@ def check_no_deceased_or_moved_keep(conn: duckdb.DuckDBPyConnection) -> tuple[in
         )
     if not death:
         return 0, pd.DataFrame(columns=["program", "source", "record_id"])
-    sql = f"""SELECT b.program, b.source, b.record_id FROM {REVIEW_TABLE} b
-              JOIN main.golden_person g ON g.person_id = b.person_id
+    sql = f"""SELECT b.program, b.source, b.record_id FROM {review_table(schema)} b
+              JOIN {golden_table(schema)} g ON g.person_id = b.person_id
               WHERE b.verdict = 'keep' AND ({' OR '.join(death)})"""
     n = conn.execute(f"SELECT count(*) FROM ({sql})").fetchall()[0][0]
     return n, conn.execute(sql + " ORDER BY 1, 2, 3 LIMIT 20").df()
 
 
 def check_no_double_enrollment_keep(
-    conn: duckdb.DuckDBPyConnection, rules: ProgramRules | None = None
+    conn: duckdb.DuckDBPyConnection, rules: ProgramRules | None = None, schema: str = "main"
 ) -> tuple[int, pd.DataFrame]:
     """Persons with two keep rows in one program (or in two mutually exclusive programs)."""
+    REVIEW_TABLE = review_table(schema)  # noqa: N806
     pairs = sorted(rules.exclusion_pairs()) if rules else []
     excl = " OR ".join(f"(a.program = {sql_str(x)} AND b.program = {sql_str(y)})" for x, y in pairs)
     sql = f"""SELECT DISTINCT a.program, a.source, a.record_id FROM {REVIEW_TABLE} a

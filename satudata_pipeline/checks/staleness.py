@@ -1,0 +1,92 @@
+"""Record-level staleness: how many persons, and how many paid recipients, nobody has verified lately.
+
+A source can be freshly extracted and still full of rows nobody has looked at for years (DTKS rows of
+people who died or moved). These checks count, at the snapshot date, persons whose latest
+verification over all sources is older than the rules' window, per source and per program, and warn
+when the share passes a limit. The roster rows themselves get `stale_record` in beneficiary_review.
+"""
+
+from __future__ import annotations
+
+import os
+
+import dagster as dg
+from dagster_duckdb import DuckDBResource
+
+from satudata_pipeline.contract.program_rules import load_rules
+from satudata_pipeline.contract.sources import Delivery
+
+DEFAULT_MAX_STALE_SHARE = 0.25
+
+
+def max_stale_share() -> float:
+    """The share of stale persons / recipients above which the checks warn (SATUDATA_MAX_STALE_SHARE)."""
+    return float(os.environ.get("SATUDATA_MAX_STALE_SHARE", DEFAULT_MAX_STALE_SHARE))
+
+
+def build_staleness_checks(
+    delivery: Delivery, golden_table: str = "main.golden_person", review_table: str = "main.beneficiary_review"
+) -> list[dg.AssetChecksDefinition]:
+    months = load_rules().common.staleness_months
+    snapshot = delivery.snapshot_date.isoformat()
+    limit = max_stale_share()
+
+    @dg.asset_check(
+        asset="golden_person",
+        additional_deps=["person_source_link"],
+        name="stale_persons",
+        description=(
+            f"Persons whose latest verification over all sources is more than {months} months before the "
+            f"snapshot, counted per source; warns when more than {limit:.0%} of all persons are stale."
+        ),
+    )
+    def stale_persons(warehouse: DuckDBResource) -> dg.AssetCheckResult:
+        stale_sql = f"(last_verified IS NULL OR last_verified < DATE '{snapshot}' - to_months({months}))"
+        with warehouse.get_connection() as conn:
+            total, stale = conn.execute(
+                f"SELECT count(*), count(*) FILTER (WHERE {stale_sql}) FROM {golden_table}"
+            ).fetchall()[0]
+            per_source = conn.execute(
+                f"""SELECT l.source, count(DISTINCT g.person_id), count(DISTINCT g.person_id) FILTER (WHERE {stale_sql})
+                FROM {golden_table} g JOIN main.person_source_link l USING (person_id)
+                GROUP BY l.source ORDER BY l.source"""
+            ).fetchall()
+        share = stale / total if total else 0.0
+        return dg.AssetCheckResult(
+            passed=share <= limit,
+            severity=dg.AssetCheckSeverity.WARN,
+            metadata={
+                "persons": total,
+                "stale_persons": stale,
+                "stale_share": round(share, 4),
+                "limit": limit,
+                "stale_by_source": dg.MetadataValue.json(
+                    {s: {"persons": int(n), "stale": int(k)} for s, n, k in per_source}
+                ),
+            },
+        )
+
+    @dg.asset_check(
+        asset="beneficiary_review",
+        name="stale_recipients",
+        description=(
+            f"Roster rows whose person was not verified within {months} months (reason stale_record), per "
+            f"program; warns when a program's share passes {limit:.0%}."
+        ),
+    )
+    def stale_recipients(warehouse: DuckDBResource) -> dg.AssetCheckResult:
+        with warehouse.get_connection() as conn:
+            rows = conn.execute(
+                f"""SELECT program, count(*), count(*) FILTER (WHERE list_contains(reasons, 'stale_record'))
+                FROM {review_table} GROUP BY program ORDER BY program"""
+            ).fetchall()
+        per_program = {p: {"rows": int(n), "stale": int(k), "share": round(k / n, 4) if n else 0.0} for p, n, k in rows}
+        over = sorted(p for p, v in per_program.items() if v["share"] > limit)
+        return dg.AssetCheckResult(
+            passed=not over,
+            severity=dg.AssetCheckSeverity.WARN,
+            description=f"stale share above {limit:.0%} in: {', '.join(over)}" if over else None,
+            metadata={"by_program": dg.MetadataValue.json(per_program), "limit": limit},
+        )
+
+    return [stale_persons, stale_recipients]
