@@ -34,6 +34,7 @@ import datetime as dt
 import json
 import os
 import platform
+import resource
 import shutil
 import subprocess
 import sys
@@ -103,6 +104,8 @@ class Sampler:
 def run_measured(cmd: list[str], env: dict, *, profile_to: Path | None = None, ok_codes=(0,)):
     """Run cmd, sample its memory; returns (seconds, peak bytes, sampler, exit code)."""
     started = time.monotonic()
+    sys_before = psutil.cpu_times()
+    ru_before = resource.getrusage(resource.RUSAGE_CHILDREN)
     proc = subprocess.Popen(cmd, env=env, cwd=ROOT)
     spy = None
     if profile_to is not None:
@@ -116,6 +119,14 @@ def run_measured(cmd: list[str], env: dict, *, profile_to: Path | None = None, o
             print("  (py-spy not installed: no profile)", flush=True)
     with Sampler(proc.pid) as mem:
         code = proc.wait()
+    wall = time.monotonic() - started
+    ru_after, sys_after = resource.getrusage(resource.RUSAGE_CHILDREN), psutil.cpu_times()
+    own = (ru_after.ru_utime - ru_before.ru_utime) + (ru_after.ru_stime - ru_before.ru_stime)
+    busy = sum(sys_after) - sum(sys_before) - (sys_after.idle - sys_before.idle) - (
+        getattr(sys_after, "iowait", 0) - getattr(sys_before, "iowait", 0))
+    # CPU seconds used per wall second: by the measured process, and by everything else (incl. py-spy)
+    mem.cpu = {"own_cpu_s": round(own, 1), "own_cores": round(own / wall, 2) if wall else None,
+               "other_cores": round(max(busy - own, 0) / wall, 2) if wall else None}
     if spy is not None:
         try:
             spy.wait(timeout=60)
@@ -215,9 +226,10 @@ def stage_baseline(args) -> None:
 
 # ---- the run's events ------------------------------------------------------------------------------
 
-def step_records(dagster_home: Path, data_dir: Path) -> tuple[dict, dict]:
+def step_records(dagster_home: Path, data_dir: Path, warehouse: Path) -> tuple[dict, dict]:
     """Per step of the (only) run in the benchmark's Dagster instance: start, end, status, rows."""
     os.environ["DAGSTER_HOME"] = str(dagster_home)
+    os.environ["SATUDATA_WAREHOUSE"] = str(warehouse)
     os.environ["SATUDATA_DATA_DIR"] = str(data_dir)
     import dagster as dg
 
@@ -255,6 +267,7 @@ def step_records(dagster_home: Path, data_dir: Path) -> tuple[dict, dict]:
             if not evaluation.passed:
                 failed_checks.append(
                     f"{evaluation.asset_key.to_user_string()}:{evaluation.check_name} ({evaluation.severity.value})")
+    _rows_from_tables(rows_by_asset, [a for keys in assets_by_step.values() for a in keys])
     for key, rec in steps.items():
         mine = assets_by_step.get(key, [])
         rec["assets"] = [a.to_user_string() for a in mine]
@@ -263,17 +276,42 @@ def step_records(dagster_home: Path, data_dir: Path) -> tuple[dict, dict]:
                 rec["rows_out"] = sum(rows_by_asset[a] for a in mine)
             parents = {p for a in mine for p in graph.get(a).parent_keys} - set(mine)
             known = [rows_by_asset[p] for p in parents if p in rows_by_asset]
-            rec["rows_in"] = sum(known) if parents and len(known) == len(parents) else None
+            rec["rows_in"] = sum(known) if known else None  # parents without rows (e.g. the model) add nothing
             rec["inputs"] = sorted(p.to_user_string() for p in parents)
     run_info["failed_checks"] = failed_checks
     return steps, run_info
 
 
+def _rows_from_tables(rows_by_asset: dict, assets: list) -> None:
+    """Assets without `dagster/row_count`: count the warehouse table of the same name, if any."""
+    import duckdb
+
+    missing = [a for a in dict.fromkeys(assets) if a not in rows_by_asset]
+    if not missing:
+        return
+    conn = duckdb.connect(os.environ["SATUDATA_WAREHOUSE"], read_only=True)
+    try:
+        tables = conn.execute(
+            "SELECT table_schema, table_name FROM information_schema.tables WHERE table_catalog = current_database()"
+        ).fetchall()
+        by_name: dict[str, list[str]] = collections.defaultdict(list)
+        for schema, name in tables:
+            by_name[name].append(schema)
+        for a in missing:
+            name = a.path[-1]
+            schemas = by_name.get(name, [])
+            if schemas:
+                schema = "main" if "main" in schemas else schemas[0]
+                rows_by_asset[a] = conn.execute(f'SELECT count(*) FROM "{schema}"."{name}"').fetchall()[0][0]
+    finally:
+        conn.close()
+
+
 # ---- profile -----------------------------------------------------------------------------------------
 
 def summarise_profile(raw: Path, steps: dict) -> dict:
-    """py-spy raw (collapsed) stacks -> samples per step (by the asset function on the stack) and the
-    top frames, inclusive, of the heaviest step."""
+    """py-spy raw (collapsed) stacks -> samples per step (by the asset or check function Dagster
+    calls) and the top frames, inclusive, of the heaviest step. Idle samples are not recorded."""
     if not raw.exists():
         return {}
     step_names = set(steps)
@@ -281,6 +319,10 @@ def summarise_profile(raw: Path, steps: dict) -> dict:
     inclusive: dict[str, collections.Counter] = collections.defaultdict(collections.Counter)
     leaf: dict[str, collections.Counter] = collections.defaultdict(collections.Counter)
     total = 0
+
+    def short(frame: str) -> str:
+        return frame.replace(str(ROOT) + "/", "")
+
     for line in raw.read_text().splitlines():
         stack, _, count = line.rpartition(" ")
         if not count.isdigit():
@@ -288,23 +330,29 @@ def summarise_profile(raw: Path, steps: dict) -> dict:
         n = int(count)
         total += n
         frames = stack.split(";")
-        funcs = [f.split(" (")[0] for f in frames]
-        step = next((f for f in funcs if f in step_names), "<outside steps>")
+        # the user function Dagster calls for the step: the frame after `invoke_compute_fn`
+        funcs = [f.split(" (")[0].rsplit(".", 1)[-1] for f in frames]
+        step, below = "<outside steps>", []
+        if "invoke_compute_fn" in funcs:
+            i = funcs.index("invoke_compute_fn")
+            if i + 1 < len(funcs):
+                step = funcs[i + 1]
+                below = frames[i + 2:]
+                if step not in step_names:  # a factory's function (one per source)
+                    step = f"{step} (all steps built by it)"
         per_step[step] += n
-        seen = set()
-        for f in frames:
-            short = f.replace(str(ROOT) + "/", "").replace(str(ROOT / ".venv/lib"), "venv")
-            if short not in seen:
-                inclusive[step][short] += n
-                seen.add(short)
-        leaf[step][frames[-1].replace(str(ROOT) + "/", "")] += n
-    heaviest = max((s for s in per_step if s != "<outside steps>"), key=per_step.get, default=None)
-    out = {"samples": total, "rate_hz": 20, "per_step_samples": dict(per_step.most_common())}
-    if heaviest:
-        project = [(f, n) for f, n in inclusive[heaviest].most_common() if "satudata_pipeline/" in f]
-        out["heaviest_step"] = heaviest
-        out["heaviest_project_frames_inclusive"] = project[:25]
-        out["heaviest_leaf_frames"] = leaf[heaviest].most_common(15)
+        for f in dict.fromkeys(short(f).rsplit(":", 1)[0] + ")" if ":" in f else short(f) for f in below):
+            inclusive[step][f] += n  # by function (line numbers dropped), once per sample
+        leaf[step][short(frames[-1])] += n
+    out = {"samples": total, "rate_hz": 20, "per_step_samples": dict(per_step.most_common()), "top_steps": {}}
+    for step, n in per_step.most_common():
+        if step == "<outside steps>" or len(out["top_steps"]) >= 3:
+            continue
+        out["top_steps"][step] = {
+            "samples": n,
+            "inclusive": inclusive[step].most_common(20),
+            "leaf": leaf[step].most_common(10),
+        }
     return out
 
 
@@ -391,8 +439,10 @@ def write_markdown(result: dict, path: Path) -> None:
         "",
         f"Load (1-min load average, sampled every 5 s) during the pipeline: mean {p['load'].get('mean')}, "
         f"max {p['load'].get('max')}; during the baseline: mean {b.get('load', {}).get('mean')}, "
-        f"max {b.get('load', {}).get('max')}. On 2 cores a load above ~1.2 means other work (e.g. other "
-        "engineers' test runs) competed with the benchmark."
+        f"max {b.get('load', {}).get('max')}. CPU cores used per wall second by the pipeline "
+        f"{p['cpu']['own_cores']} and by all other processes {p['cpu']['other_cores']}; by the baseline "
+        f"{b.get('cpu', {}).get('own_cores')}, others {b.get('cpu', {}).get('other_cores')} (2 cores in all: "
+        "'others' above ~0.1 means other work, e.g. other engineers' test runs or py-spy, competed with the benchmark)."
         + (" The pipeline ran under py-spy (20 Hz, non-blocking)." if result.get("profiled") else ""),
         "",
         f"Person rows linked: {p.get('person_records', 'n/a'):,}" if isinstance(p.get("person_records"), int) else "",
@@ -455,16 +505,16 @@ def write_markdown(result: dict, path: Path) -> None:
     overhead = p["seconds"] - total
     lines.append(f"| (process start, definitions load, Dagster bookkeeping between steps) | {overhead:.1f} | | | | |")
     prof = result.get("profile") or {}
-    if prof.get("heaviest_step"):
-        h = prof["heaviest_step"]
-        lines += ["", f"## Profile of the heaviest step `{h}` (py-spy, {prof['samples']:,} samples at {prof['rate_hz']} Hz)", "",
-                  "Samples per step: " + ", ".join(f"{k} {v}" for k, v in list(prof["per_step_samples"].items())[:12]), "",
-                  "| project frame (inclusive) | samples |", "|---|---:|"]
-        for frame, n in prof["heaviest_project_frames_inclusive"]:
-            lines.append(f"| `{frame}` | {n} |")
-        lines += ["", "| leaf frame (self) | samples |", "|---|---:|"]
-        for frame, n in prof["heaviest_leaf_frames"]:
-            lines.append(f"| `{frame}` | {n} |")
+    if prof.get("top_steps"):
+        lines += ["", f"## Profile (py-spy, {prof['samples']:,} non-idle samples at {prof['rate_hz']} Hz)", "",
+                  "Samples per step (CPU-active time of the main thread; DuckDB's worker threads are not sampled): "
+                  + ", ".join(f"{k} {v}" for k, v in list(prof["per_step_samples"].items())[:14]) + "."]
+        for step, d in prof["top_steps"].items():
+            lines += ["", f"### `{step}`: {d['samples']:,} samples", "",
+                      "| function under the step (inclusive) | samples |", "|---|---:|"]
+            lines += [f"| `{f}` | {n} |" for f, n in d["inclusive"]]
+            lines += ["", "| leaf frame (self) | samples |", "|---|---:|"]
+            lines += [f"| `{f}` | {n} |" for f, n in d["leaf"]]
     path.write_text("\n".join(lines) + "\n")
 
 
@@ -517,7 +567,7 @@ def main() -> int:
     profile_raw = state / "pipeline.pyspy.txt" if args.profile else None
     pipe_s, pipe_peak, pipe_mem, code = run_measured(
         [satudata, "run", "--data-dir", str(data_dir), "--retrain"], env, profile_to=profile_raw, ok_codes=(0, 1))
-    steps_raw, run_info = step_records(state / "dagster_home", data_dir)
+    steps_raw, run_info = step_records(state / "dagster_home", data_dir, warehouse)
     steps = {}
     for key, s in steps_raw.items():
         rec = {k: s.get(k) for k in ("status", "rows_in", "rows_out", "inputs", "assets")}
@@ -528,14 +578,14 @@ def main() -> int:
     person_records = steps.get("person_records", {}).get("rows_out")
     print(f"  {pipe_s:.1f} s, peak {pipe_peak / 2**20:.0f} MB, run {run_info['status']}, exit code {code}", flush=True)
     pipeline = {"seconds": pipe_s, "peak_mb": pipe_peak / 2**20, "exit_code": code, "run": run_info,
-                "load": pipe_mem.load_summary(), "person_records": person_records, "steps": steps}
+                "load": pipe_mem.load_summary(), "cpu": pipe_mem.cpu, "person_records": person_records, "steps": steps}
 
     baseline: dict = {"seconds": 0.0, "peak_mb": 0.0}
     if not args.no_baseline:
         print("running bare Splink on the same rows ...", flush=True)
         base_file = state / "baseline.json"
         base_s, base_peak, base_mem, _ = run_measured([*me, "--stage", "baseline", *common, "--out", str(base_file)], env)
-        baseline = {"seconds": base_s, "peak_mb": base_peak / 2**20, "load": base_mem.load_summary(),
+        baseline = {"seconds": base_s, "peak_mb": base_peak / 2**20, "load": base_mem.load_summary(), "cpu": base_mem.cpu,
                     **json.loads(base_file.read_text())}
         print(f"  {base_s:.1f} s, peak {base_peak / 2**20:.0f} MB", flush=True)
 

@@ -206,6 +206,7 @@ def test_lineage_page_screenshot(sample_run, webserver, tmp_path):
     if not chromium:
         pytest.skip("chromium is not installed (Debian package `chromium`): no screenshot of the lineage page")
     out = config.state_dir() / "lineage.png"
+    _graphql(webserver, "mutation { setNuxSeen }")  # no first-visit newsletter dialog over the graph
     subprocess.run(
         [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
          "--disable-background-networking", "--disable-component-update", "--disable-sync",

@@ -67,11 +67,11 @@ def test_materialize_link_and_golden(tmp_path, isolated_state):
 
     with duckdb.connect(str(db)) as conn:
         n_rows = sum(len(f) for f in frames.values())
-        assert conn.execute("SELECT count(*) FROM main.person_source_link").fetchall()[0][0] == n_rows + 1
+        assert conn.execute("SELECT count(*) FROM staging.person_source_link").fetchall()[0][0] == n_rows + 1
         scores = evaluation.pairwise_scores(conn, truth)
         assert scores["f1"] > 0.95
         ids_before = dict(conn.execute(
-            "SELECT unique_id, person_id FROM main.person_source_link WHERE person_id IS NOT NULL"
+            "SELECT unique_id, person_id FROM staging.person_source_link WHERE person_id IS NOT NULL"
         ).fetchall())
 
     # second run: the saved model is reused, ids do not move
@@ -80,10 +80,10 @@ def test_materialize_link_and_golden(tmp_path, isolated_state):
     assert _meta(result2, "linkage_model")["trained_this_run"].value is False
     with duckdb.connect(str(db)) as conn:
         ids_after = dict(conn.execute(
-            "SELECT unique_id, person_id FROM main.person_source_link WHERE person_id IS NOT NULL"
+            "SELECT unique_id, person_id FROM staging.person_source_link WHERE person_id IS NOT NULL"
         ).fetchall())
         assert ids_after == ids_before
-        assert conn.execute("SELECT count(*) FROM golden.person_id_changes WHERE reason <> 'created'"
+        assert conn.execute("SELECT count(*) FROM staging.person_id_changes WHERE reason <> 'created'"
                             ).fetchall()[0][0] == 0
 
     # retrain on request (Config flag)

@@ -262,7 +262,8 @@ def test_build_program_assets_shape():
 
     assets = build_program_assets()
     keys = {k.to_user_string() for a in assets for k in a.keys}
-    assert keys == {"beneficiary_review", "eligible_not_enrolled", "program_summary", "program_exports"}
+    assert keys == {"beneficiary_review", "eligible_not_enrolled", "program_summary", "published_lists",
+                    "program_exports"}
     review = next(a for a in assets if dg.AssetKey("beneficiary_review") in a.keys)
     assert {d.asset_key for d in review.specs_by_key[dg.AssetKey("beneficiary_review")].deps} == {
         dg.AssetKey("golden_person"), dg.AssetKey("person_source_link"),
@@ -318,10 +319,12 @@ def test_rematerialize_one_program(warehouse_file, tmp_path):
 def test_blocking_check_stops_downstream(warehouse_file, monkeypatch):
     import satudata_pipeline.programs.verdicts as v
 
-    monkeypatch.setattr(v, "check_no_deceased_or_moved_keep", lambda conn: (1, pd.DataFrame([{"program": "KLJ"}])))
+    monkeypatch.setattr(v, "check_no_deceased_or_moved_keep",
+                        lambda conn, **kw: (1, pd.DataFrame([{"program": "KLJ"}])))
     result = _materialize(warehouse_file, raise_on_error=False)
     assert not result.success
     checks = {e.check_name: e.passed for e in result.get_asset_check_evaluations()}
     assert checks["no_deceased_or_moved_keep"] is False
     done = {e.asset_key.to_user_string() for e in result.get_asset_materialization_events()}
     assert "program_exports" not in done and "eligible_not_enrolled" not in done
+    assert "published_lists" not in done

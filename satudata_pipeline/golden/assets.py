@@ -1,13 +1,21 @@
-"""Dagster assets of the golden stage: golden_person and person_source_link."""
+"""Dagster assets of the golden stage: golden_person and person_source_link.
+
+Both write *staging* tables (`staging.golden_person`, `staging.person_source_link`, ids assigned on a
+staging copy of the id registry); their blocking checks audit those, and the `published_lists` asset
+publishes them to `main` together with the program lists (`satudata_pipeline.golden.publish`).
+"""
 
 
 import dagster as dg
 from dagster import AssetExecutionContext
 from dagster_duckdb import DuckDBResource
 
-from satudata_pipeline.golden import stable_ids, survivorship
+from satudata_pipeline.golden import publish, stable_ids, survivorship
 
 GROUP = "golden"
+GOLDEN = publish.staged("golden_person")
+LINK = publish.staged("person_source_link")
+IDS = f"{publish.STAGING}.person_ids"
 
 
 def build_golden_assets() -> list:
@@ -18,22 +26,26 @@ def build_golden_assets() -> list:
         group_name=GROUP,
         deps=["person_clusters", "person_records", "match_pairs"],
         kinds={"duckdb"},
-        description="One record per real person (main.golden_person) with a stable person_id: "
+        description="One record per real person (staging.golden_person, published to main.golden_person) "
+        "with a stable person_id: "
         "identity from the civil registry where present, latest address, death and move-out "
         "status, welfare attributes from the latest DTKS/P3KE record, last verification date.",
     )
     def golden_person(context: AssetExecutionContext, warehouse: DuckDBResource):
         with warehouse.get_connection() as conn:
-            changes = stable_ids.assign_person_ids(conn, context.run.run_id)
-            n = survivorship.build_golden_person(conn)
-            stats = conn.execute("""
+            # ids are assigned on a staging copy of the published id state: the registry only
+            # advances when this run is published
+            publish.stage_id_state(conn)
+            changes = stable_ids.assign_person_ids(conn, context.run.run_id, schema=publish.STAGING)
+            n = survivorship.build_golden_person(conn, target=GOLDEN, ids_table=IDS)
+            stats = conn.execute(f"""
                 SELECT count(*) FILTER (WHERE NOT is_alive),
                        count(*) FILTER (WHERE NOT tinggal_di_dki),
                        count(*) FILTER (WHERE in_civil_registry),
                        count(*) FILTER (WHERE in_welfare_registry),
                        count(*) FILTER (WHERE list_contains(conflict_flags, 'multiple_valid_nik')),
                        count(*) FILTER (WHERE list_contains(conflict_flags, 'multiple_birth_dates'))
-                FROM main.golden_person
+                FROM {GOLDEN}
             """).fetchall()[0]
         return dg.MaterializeResult(metadata={
             "dagster/row_count": n,
@@ -51,14 +63,15 @@ def build_golden_assets() -> list:
         group_name=GROUP,
         deps=["golden_person", "person_clusters", "match_pairs"],
         kinds={"duckdb"},
-        description="Which golden person each delivered row belongs to (main.person_source_link), "
+        description="Which golden person each delivered row belongs to (staging.person_source_link, "
+        "published to main.person_source_link), "
         "and how it was placed: exact NIK, probabilistic, singleton, or quarantined.",
     )
     def person_source_link(context: AssetExecutionContext, warehouse: DuckDBResource):
         with warehouse.get_connection() as conn:
-            n = survivorship.build_person_source_link(conn)
+            n = survivorship.build_person_source_link(conn, target=LINK, ids_table=IDS)
             by_method = conn.execute(
-                "SELECT link_method, count(*) FROM main.person_source_link GROUP BY 1 ORDER BY 1"
+                f"SELECT link_method, count(*) FROM {LINK} GROUP BY 1 ORDER BY 1"
             ).fetchall()
         md = {"dagster/row_count": n}
         md.update({f"rows_{m}": c for m, c in by_method})
@@ -68,10 +81,10 @@ def build_golden_assets() -> list:
                     description="person_id is unique and every golden person has records.")
     def golden_person_unique(warehouse: DuckDBResource):
         with warehouse.get_connection() as conn:
-            dup_id, empty = conn.execute("""
+            dup_id, empty = conn.execute(f"""
                 SELECT count(*) - count(DISTINCT person_id),
                        count(*) FILTER (WHERE coalesce(n_records, 0) < 1)
-                FROM main.golden_person
+                FROM {GOLDEN}
             """).fetchall()[0]
         return dg.AssetCheckResult(
             passed=dup_id == 0 and empty == 0,
@@ -83,12 +96,12 @@ def build_golden_assets() -> list:
                     "NIK (possible missed links, or a borrowed NIK).")
     def golden_person_duplicate_valid_nik(warehouse: DuckDBResource):
         with warehouse.get_connection() as conn:
-            n = conn.execute("""
-                SELECT count(*) FROM (SELECT g.nik FROM main.golden_person g
+            n = conn.execute(f"""
+                SELECT count(*) FROM (SELECT g.nik FROM {GOLDEN} g
                     JOIN link.person_records r ON r.nik = g.nik AND r.nik_valid
                     GROUP BY g.nik HAVING count(DISTINCT g.person_id) > 1)
             """).fetchall()[0][0]
-            total = conn.execute("SELECT count(*) FROM main.golden_person").fetchall()[0][0]
+            total = conn.execute(f"SELECT count(*) FROM {GOLDEN}").fetchall()[0][0]
         share = n / total if total else 0.0
         return dg.AssetCheckResult(
             passed=share <= 0.01,
@@ -107,12 +120,12 @@ def build_golden_assets() -> list:
             expected = conn.execute("SELECT count(*) FROM link.person_records").fetchall()[0][0]
             if has_q:
                 expected += conn.execute("SELECT count(*) FROM clean.quarantine").fetchall()[0][0]
-            actual, null_ids, unknown_ids = conn.execute("""
+            actual, null_ids, unknown_ids = conn.execute(f"""
                 SELECT count(*),
                        count(*) FILTER (WHERE person_id IS NULL AND link_method <> 'quarantined'),
                        count(*) FILTER (WHERE person_id IS NOT NULL AND person_id NOT IN
-                                        (SELECT person_id FROM main.golden_person))
-                FROM main.person_source_link
+                                        (SELECT person_id FROM {GOLDEN}))
+                FROM {LINK}
             """).fetchall()[0]
         return dg.AssetCheckResult(
             passed=actual == expected and null_ids == 0 and unknown_ids == 0,

@@ -1,16 +1,25 @@
 """Dagster assets of the programs stage (group `programs`).
 
-    beneficiary_review      main.beneficiary_review            (+ blocking checks)
-    eligible_not_enrolled   programs.eligible_not_enrolled
-    program_summary         programs.program_summary + reports/programs/run_summary.{html,md}
-    program_exports         exports/<PROGRAM>/*.xlsx|*.csv
+    beneficiary_review      staging.beneficiary_review         (+ blocking checks)
+    eligible_not_enrolled   staging.eligible_not_enrolled
+    program_summary         staging.program_summary + reports/programs/run_summary.{html,md}
+    published_lists         one transaction: staging.* -> main.golden_person, main.person_source_link,
+                            main.beneficiary_review, programs.eligible_not_enrolled,
+                            programs.program_summary, golden.person_id_* ; main.publication_log
+    program_exports         exports/<PROGRAM>/*.xlsx|*.csv     (from the published tables)
+
+Write, audit, publish (docs/reliability.md): the stages write staging tables, the blocking checks
+audit them, and only `published_lists` touches the published tables, in one DuckDB transaction.
+Exports are written after the publish, from the published tables, into a temporary folder that is
+renamed into place per program.
 
 Re-running one program: the assets are *not* partitioned (a partitioned asset cannot share an
 ordinary one-shot `materialize()` run with the unpartitioned upstream graph, and duplicate
 enrollment across mutually exclusive programs needs every roster anyway). Instead
 `beneficiary_review` and `program_exports` take a run config `programs: [KJP]`: the verdicts of every
 roster are computed (cheap, vectorised) but only the listed programs' rows are deleted and
-re-inserted, and only their export folders rewritten. Empty list (the default) = all programs.
+re-inserted (in staging.beneficiary_review, then published), and only their export folders
+rewritten. Empty list (the default) = all programs.
 
 The snapshot date comes from the delivery (`satudata_pipeline.contract.sources.load_delivery()`)
 through `current_snapshot_date()`, which tests replace with monkeypatch; a run config
@@ -18,7 +27,10 @@ through `current_snapshot_date()`, which tests replace with monkeypatch; a run c
 """
 
 
+import os
+import shutil
 from datetime import date
+from pathlib import Path
 
 import dagster as dg
 from dagster_duckdb import DuckDBResource
@@ -26,11 +38,17 @@ from pydantic import Field
 
 from satudata_pipeline import config as paths
 from satudata_pipeline.contract.program_rules import ProgramRules, load_rules
+from satudata_pipeline.golden import publish
 from satudata_pipeline.programs import eligibility, exports, summary, verdicts
 
 GROUP = "programs"
 UPSTREAM_GOLDEN = dg.AssetKey("golden_person")
 UPSTREAM_LINK = dg.AssetKey("person_source_link")
+
+STAGING = publish.STAGING
+STAGED_REVIEW = publish.staged("beneficiary_review")
+STAGED_ELIGIBLE = publish.staged("eligible_not_enrolled")
+STAGED_SUMMARY = publish.staged("program_summary")
 
 CHECK_DECEASED = "no_deceased_or_moved_keep"
 CHECK_DOUBLE = "no_double_enrollment_keep"
@@ -77,7 +95,8 @@ def build_program_assets() -> list:
         deps=[UPSTREAM_GOLDEN, UPSTREAM_LINK],
         description=(
             "One row per program roster row: verdict keep/remove/review, every reason code that applies "
-            "with its evidence, and the monthly amount (main.beneficiary_review; see docs/verdict-rules.md)."
+            "with its evidence, and the monthly amount (staging.beneficiary_review, published to "
+            "main.beneficiary_review; see docs/verdict-rules.md)."
         ),
         check_specs=[
             dg.AssetCheckSpec(
@@ -86,7 +105,7 @@ def build_program_assets() -> list:
                 blocking=True,
                 description=(
                     "No roster row is kept whose golden person is recorded dead, or moved out of DKI, on or "
-                    "before the snapshot date (re-derived from main.golden_person, independently of the reasons)."
+                    "before the snapshot date (re-derived from staging.golden_person, independently of the reasons)."
                 ),
             ),
             dg.AssetCheckSpec(
@@ -108,10 +127,12 @@ def build_program_assets() -> list:
         snapshot = _snapshot(config)
         programs = list(config.programs) or None
         with warehouse.get_connection() as conn:
-            written = verdicts.build_beneficiary_review(conn, rules, snapshot, programs)
-            stats = verdicts.review_stats(conn, programs)
-            n_dead, dead_sample = verdicts.check_no_deceased_or_moved_keep(conn)
-            n_double, double_sample = verdicts.check_no_double_enrollment_keep(conn, rules)
+            # a warehouse published before staging existed: start from its published tables
+            publish.ensure_staging(conn, ("golden_person", "person_source_link", "beneficiary_review"))
+            written = verdicts.build_beneficiary_review(conn, rules, snapshot, programs, schema=STAGING)
+            stats = verdicts.review_stats(conn, programs, schema=STAGING)
+            n_dead, dead_sample = verdicts.check_no_deceased_or_moved_keep(conn, schema=STAGING)
+            n_double, double_sample = verdicts.check_no_double_enrollment_keep(conn, rules, schema=STAGING)
         context.log.info(f"beneficiary_review: {written} rows for {programs or 'all programs'}")
         checks = [
             dg.AssetCheckResult(
@@ -155,7 +176,8 @@ def build_program_assets() -> list:
         deps=["beneficiary_review", UPSTREAM_GOLDEN],
         description=(
             "Per program, people who meet its rules but hold no row in its roster (nor in an excluding "
-            "program), ranked lowest desil first (programs.eligible_not_enrolled)."
+            "program), ranked lowest desil first (staging.eligible_not_enrolled, published to "
+            "programs.eligible_not_enrolled)."
         ),
         kinds={"duckdb", "sql"},
     )
@@ -163,8 +185,9 @@ def build_program_assets() -> list:
         rules = current_rules()
         snapshot = _snapshot(config)
         with warehouse.get_connection() as conn:
-            n = eligibility.build_eligible_not_enrolled(conn, rules, snapshot)
-            per_program = eligibility.eligible_stats(conn)
+            n = eligibility.build_eligible_not_enrolled(conn, rules, snapshot, schema=STAGING,
+                                                        target=STAGED_ELIGIBLE)
+            per_program = eligibility.eligible_stats(conn, STAGED_ELIGIBLE)
         return dg.MaterializeResult(
             metadata={
                 "rows": n,
@@ -179,20 +202,22 @@ def build_program_assets() -> list:
         deps=["beneficiary_review", "eligible_not_enrolled"],
         description=(
             "Money at stake: rows, monthly and annual rupiah of remove and review rows per program, kota, "
-            "kecamatan and reason (programs.program_summary), and the run summary report."
+            "kecamatan and reason (staging.program_summary, published to programs.program_summary), "
+            "and the run summary report."
         ),
         kinds={"duckdb", "sql", "html"},
     )
     def program_summary(warehouse: DuckDBResource) -> dg.MaterializeResult:
         with warehouse.get_connection() as conn:
-            n = summary.build_program_summary(conn)
-            money = summary.money_at_stake(conn)
+            n = summary.build_program_summary(conn, review=STAGED_REVIEW, target=STAGED_SUMMARY)
+            money = summary.money_at_stake(conn, STAGED_SUMMARY)
             eligible_counts = (
-                eligibility.eligible_stats(conn)
-                if verdicts.table_exists(conn, eligibility.ELIGIBLE_TABLE)
+                eligibility.eligible_stats(conn, STAGED_ELIGIBLE)
+                if verdicts.table_exists(conn, STAGED_ELIGIBLE)
                 else None
             )
-            report = summary.write_run_summary(conn, paths.reports_dir() / "programs", eligible_counts)
+            report = summary.write_run_summary(conn, paths.reports_dir() / "programs", eligible_counts,
+                                               review=STAGED_REVIEW)
         return dg.MaterializeResult(
             metadata={
                 "rows": n,
@@ -207,19 +232,47 @@ def build_program_assets() -> list:
         )
 
     @dg.asset(
+        name="published_lists",
+        group_name=GROUP,
+        deps=[UPSTREAM_GOLDEN, UPSTREAM_LINK, "beneficiary_review", "eligible_not_enrolled", "program_summary"],
+        description=(
+            "Publishes the audited staging tables in ONE DuckDB transaction: main.golden_person, "
+            "main.person_source_link, main.beneficiary_review, programs.eligible_not_enrolled, "
+            "programs.program_summary and the stable-id registry (golden.person_id_*), with a row in "
+            "main.publication_log. Runs only when every blocking check upstream passed; a failed or killed "
+            "run leaves the previous publication intact (docs/reliability.md)."
+        ),
+        kinds={"duckdb"},
+    )
+    def published_lists(context: dg.AssetExecutionContext, warehouse: DuckDBResource) -> dg.MaterializeResult:
+        with warehouse.get_connection() as conn:
+            counts = publish.publish(conn, context.run.run_id)
+        context.log.info("published: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
+        return dg.MaterializeResult(
+            metadata={
+                "publication_run_id": context.run.run_id,
+                "rows_by_table": dg.MetadataValue.json(counts),
+                "dagster/row_count": counts.get("beneficiary_review", 0),
+            }
+        )
+
+    @dg.asset(
         name="program_exports",
         group_name=GROUP,
-        deps=["beneficiary_review"],
+        deps=["published_lists"],
         description=(
             "Per program, an xlsx (summary sheet + one sheet per kota) and one csv per kota for the program "
-            "office: masked NIK, name, verdict, reasons, amount; no welfare attributes."
+            "office: masked NIK, name, verdict, reasons, amount; no welfare attributes. Written from the "
+            "published main.beneficiary_review, into a temporary folder renamed into place per program."
         ),
         kinds={"xlsx", "csv"},
     )
-    def program_exports(config: ProgramsConfig, warehouse: DuckDBResource) -> dg.MaterializeResult:
+    def program_exports(
+        context: dg.AssetExecutionContext, config: ProgramsConfig, warehouse: DuckDBResource
+    ) -> dg.MaterializeResult:
         out_root = _exports_root()
         with warehouse.get_connection() as conn:
-            written = exports.export_programs(conn, out_root, list(config.programs) or None)
+            written = export_atomically(conn, out_root, list(config.programs) or None, context.run.run_id)
         return dg.MaterializeResult(
             metadata={
                 "exports_dir": dg.MetadataValue.path(str(out_root)),
@@ -229,8 +282,40 @@ def build_program_assets() -> list:
             }
         )
 
-    return [beneficiary_review, eligible_not_enrolled, program_summary, program_exports]
+    return [beneficiary_review, eligible_not_enrolled, program_summary, published_lists, program_exports]
 
 
 def _exports_root():
     return paths.exports_dir()
+
+
+INCOMING_PREFIX = ".incoming-"
+OLD_PREFIX = ".old-"
+
+
+def export_atomically(conn, out_root: Path, programs: list[str] | None, run_id: str) -> dict[str, dict]:
+    """Write the exports into `<exports>/.incoming-<run>/` and move each program folder into place.
+
+    A program office never sees a half-written folder: a folder is either the previous complete
+    export or the new complete one (the swap is two renames on the same file system; a crash between
+    them leaves `.old-<PROGRAM>`, which the next export removes). Leftovers of killed runs are
+    cleaned up first."""
+    out_root.mkdir(parents=True, exist_ok=True)
+    for leftover in out_root.iterdir():
+        if leftover.is_dir() and leftover.name.startswith((INCOMING_PREFIX, OLD_PREFIX)):
+            shutil.rmtree(leftover, ignore_errors=True)
+    incoming = out_root / f"{INCOMING_PREFIX}{run_id[:8]}-{os.getpid()}"
+    written = exports.export_programs(conn, incoming, programs)
+    for program in written:
+        final, old = out_root / program, out_root / f"{OLD_PREFIX}{program}"
+        if final.exists():
+            final.rename(old)
+        (incoming / program).rename(final)
+        shutil.rmtree(old, ignore_errors=True)
+        written[program] = {
+            **written[program],
+            "xlsx": final / written[program]["xlsx"].name,
+            "csv": [final / c.name for c in written[program]["csv"]],
+        }
+    shutil.rmtree(incoming, ignore_errors=True)
+    return written

@@ -22,10 +22,11 @@ import duckdb
 
 from satudata_pipeline.contract.program_rules import AgeRange, ProgramRules
 from satudata_pipeline.programs.verdicts import (
-    REVIEW_TABLE,
     age_sql,
+    golden_table,
     mask_nik_sql,
     register_rules,
+    review_table,
     sql_list,
     sql_str,
     table_columns,
@@ -112,8 +113,9 @@ def _program_select(rules: ProgramRules, code: str) -> str:
     """
 
 
-def eligible_sql(conn: duckdb.DuckDBPyConnection, rules: ProgramRules, snapshot_date: date) -> str:
-    gp = table_columns(conn, "main.golden_person")
+def eligible_sql(conn: duckdb.DuckDBPyConnection, rules: ProgramRules, snapshot_date: date,
+                 schema: str = "main") -> str:
+    gp = table_columns(conn, golden_table(schema))
 
     def g(name: str, cast: str, fallback: str = "NULL") -> str:
         return f"CAST({'g.' + name if name in gp else fallback} AS {cast})"
@@ -131,17 +133,17 @@ WITH candidates AS (
            {g('kode_kota', 'VARCHAR')} AS kode_kota, {g('kode_kecamatan', 'VARCHAR')} AS kode_kecamatan,
            {g('kode_kelurahan', 'VARCHAR')} AS kode_kelurahan,
            {mask_nik_sql(g('nik', 'VARCHAR'))} AS nik_masked, {g('nama', 'VARCHAR')} AS nama, {snap} AS snap
-    FROM main.golden_person g
+    FROM {golden_table(schema)} g
     WHERE coalesce({in_welfare}, FALSE)
       AND NOT coalesce({g('tanggal_meninggal', 'DATE')} <= {snap}, FALSE)
       AND NOT ({g('is_alive', 'BOOLEAN')} = FALSE AND {g('tanggal_meninggal', 'DATE')} IS NULL)
       AND NOT coalesce({g('tinggal_di_dki', 'BOOLEAN')} = FALSE
                        AND coalesce({g('tanggal_pindah', 'DATE')} <= {snap}, TRUE), FALSE)
 ),
-enrolled AS (SELECT DISTINCT program, person_id FROM {REVIEW_TABLE} WHERE person_id IS NOT NULL),
+enrolled AS (SELECT DISTINCT program, person_id FROM {review_table(schema)} WHERE person_id IS NOT NULL),
 kept AS (
     SELECT DISTINCT b.program, b.person_id, {g('no_kk', 'VARCHAR')} AS no_kk
-    FROM {REVIEW_TABLE} b JOIN main.golden_person g ON g.person_id = b.person_id
+    FROM {review_table(schema)} b JOIN {golden_table(schema)} g ON g.person_id = b.person_id
     WHERE b.verdict = 'keep'
 ),
 eligible AS ({selects})
@@ -153,17 +155,20 @@ FROM eligible
 """
 
 
-def build_eligible_not_enrolled(conn: duckdb.DuckDBPyConnection, rules: ProgramRules, snapshot_date: date) -> int:
-    """(Re)write `programs.eligible_not_enrolled` (needs `main.beneficiary_review`); returns its row count."""
+def build_eligible_not_enrolled(conn: duckdb.DuckDBPyConnection, rules: ProgramRules, snapshot_date: date,
+                                schema: str = "main", target: str = ELIGIBLE_TABLE) -> int:
+    """(Re)write `target` (default `programs.eligible_not_enrolled`) from `<schema>.golden_person` and
+    `<schema>.beneficiary_review`; returns its row count. The pipeline writes `staging.eligible_not_enrolled`
+    from the staging tables and publishes it with them."""
     register_rules(conn, rules)
-    conn.execute("CREATE SCHEMA IF NOT EXISTS programs")
+    conn.execute(f"CREATE SCHEMA IF NOT EXISTS {target.split('.')[0]}")
     cols = ", ".join(f"CAST({c} AS {t}) AS {c}" for c, t in ELIGIBLE_COLUMNS.items())
     conn.execute(
-        f"CREATE OR REPLACE TABLE {ELIGIBLE_TABLE} AS SELECT {cols} FROM ({eligible_sql(conn, rules, snapshot_date)}) "
+        f"CREATE OR REPLACE TABLE {target} AS SELECT {cols} FROM ({eligible_sql(conn, rules, snapshot_date, schema)}) "
         "ORDER BY program, peringkat"
     )
-    return conn.execute(f"SELECT count(*) FROM {ELIGIBLE_TABLE}").fetchall()[0][0]
+    return conn.execute(f"SELECT count(*) FROM {target}").fetchall()[0][0]
 
 
-def eligible_stats(conn: duckdb.DuckDBPyConnection) -> dict[str, int]:
-    return dict(conn.execute(f"SELECT program, count(*) FROM {ELIGIBLE_TABLE} GROUP BY 1 ORDER BY 1").fetchall())
+def eligible_stats(conn: duckdb.DuckDBPyConnection, table: str = ELIGIBLE_TABLE) -> dict[str, int]:
+    return dict(conn.execute(f"SELECT program, count(*) FROM {table} GROUP BY 1 ORDER BY 1").fetchall())

@@ -48,15 +48,17 @@ def load_wilayah(conn: duckdb.DuckDBPyConnection) -> None:
     )
 
 
-def build_program_summary(conn: duckdb.DuckDBPyConnection) -> int:
+def build_program_summary(conn: duckdb.DuckDBPyConnection, review: str = REVIEW_TABLE,
+                          target: str = SUMMARY_TABLE) -> int:
+    """(Re)write `target` (default `programs.program_summary`) from the review table `review`."""
     load_wilayah(conn)
-    conn.execute("CREATE SCHEMA IF NOT EXISTS programs")
+    conn.execute(f"CREATE SCHEMA IF NOT EXISTS {target.split('.')[0]}")
     cols = ", ".join(f"CAST({c} AS {t}) AS {c}" for c, t in SUMMARY_COLUMNS.items())
     conn.execute(
-        f"""CREATE OR REPLACE TABLE {SUMMARY_TABLE} AS
+        f"""CREATE OR REPLACE TABLE {target} AS
         WITH rows AS (
             SELECT program, kode_kota, kode_kecamatan, verdict, coalesce(nominal_bulanan, 0) AS nominal, reasons
-            FROM {REVIEW_TABLE} WHERE verdict IN ('remove', 'review')
+            FROM {review} WHERE verdict IN ('remove', 'review')
         ),
         by_reason AS (
             SELECT program, kode_kota, kode_kecamatan, verdict, unnest(reasons) AS reason, nominal FROM rows
@@ -75,14 +77,14 @@ def build_program_summary(conn: duckdb.DuckDBPyConnection) -> int:
             LEFT JOIN _wilayah kc ON kc.kode = a.kode_kecamatan
         ) ORDER BY program, kode_kota NULLS LAST, kode_kecamatan NULLS LAST, verdict, reason"""
     )
-    return conn.execute(f"SELECT count(*) FROM {SUMMARY_TABLE}").fetchall()[0][0]
+    return conn.execute(f"SELECT count(*) FROM {target}").fetchall()[0][0]
 
 
-def money_at_stake(conn: duckdb.DuckDBPyConnection) -> dict[str, dict[str, int]]:
+def money_at_stake(conn: duckdb.DuckDBPyConnection, table: str = SUMMARY_TABLE) -> dict[str, dict[str, int]]:
     """Per program: monthly and annual rupiah of remove and review rows (each row counted once)."""
     rows = conn.execute(
         f"""SELECT program, verdict, sum(n_rows), sum(nominal_bulanan), sum(nominal_tahunan)
-            FROM {SUMMARY_TABLE} WHERE reason = '{ALL_REASONS}' GROUP BY 1, 2 ORDER BY 1, 2"""
+            FROM {table} WHERE reason = '{ALL_REASONS}' GROUP BY 1, 2 ORDER BY 1, 2"""
     ).fetchall()
     out: dict[str, dict[str, int]] = {}
     for program, verdict, n, monthly, annual in rows:
@@ -135,16 +137,17 @@ def _svg_chart(program: str, counts: dict[str, dict[str, int]], keep: int) -> st
     return "".join(parts)
 
 
-def write_run_summary(conn: duckdb.DuckDBPyConnection, out_dir: Path, eligible_counts: dict | None = None) -> dict:
+def write_run_summary(conn: duckdb.DuckDBPyConnection, out_dir: Path, eligible_counts: dict | None = None,
+                      review: str = REVIEW_TABLE) -> dict:
     """Write run_summary.html and run_summary.md under `out_dir`; returns their paths and the markdown."""
     out_dir.mkdir(parents=True, exist_ok=True)
     totals = conn.execute(
         f"""SELECT program, verdict, count(*), coalesce(sum(nominal_bulanan), 0), any_value(snapshot_date)
-            FROM {REVIEW_TABLE} GROUP BY 1, 2 ORDER BY 1, 2"""
+            FROM {review} GROUP BY 1, 2 ORDER BY 1, 2"""
     ).fetchall()
     reason_rows = conn.execute(
         f"""SELECT program, reason, verdict, count(*) FROM
-            (SELECT program, verdict, unnest(reasons) AS reason FROM {REVIEW_TABLE}) GROUP BY ALL ORDER BY ALL"""
+            (SELECT program, verdict, unnest(reasons) AS reason FROM {review}) GROUP BY ALL ORDER BY ALL"""
     ).fetchall()
     snapshot = next((t[4] for t in totals if t[4] is not None), None)
     programs = sorted({t[0] for t in totals})
