@@ -228,7 +228,7 @@ def stage_baseline(args) -> None:
 
 def step_records(dagster_home: Path, data_dir: Path, warehouse: Path) -> tuple[dict, dict]:
     """Per step of the (only) run in the benchmark's Dagster instance: start, end, status, rows."""
-    os.environ["DAGSTER_HOME"] = str(dagster_home)
+    os.environ["DAGSTER_HOME"] = str(Path(dagster_home).resolve())
     os.environ["SATUDATA_WAREHOUSE"] = str(warehouse)
     os.environ["SATUDATA_DATA_DIR"] = str(data_dir)
     import dagster as dg

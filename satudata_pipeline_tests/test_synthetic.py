@@ -216,3 +216,20 @@ def test_deterministic(out, tmp_path):
     for rel in a:
         assert hashlib.sha256((out / rel).read_bytes()).digest() == \
             hashlib.sha256((other / rel).read_bytes()).digest(), rel
+
+
+def test_truth_uses_the_parameters_of_the_program_rules():
+    """The generator computes its expected verdicts on its own (an independent oracle), but from the
+    same parameters as rules.yaml: a change to the rules must be made in both places."""
+    from satudata_pipeline.contract.program_rules import load_rules
+    from satudata_pipeline.synthetic.truth import PROGRAMS, STALE_MONTHS
+
+    rules = load_rules()
+    assert STALE_MONTHS == rules.common.staleness_months
+    for code, par in PROGRAMS.items():
+        rule = rules.program(code)
+        assert par["min_age"] == (rule.age.min if rule.age and rule.age.min is not None else 0), code
+        assert par["max_age"] == (rule.age.max if rule.age else None), code
+        assert par["desil_max"] == rules.effective(code)["desil_max"], code
+        assert set(par["excludes"]) == set(rule.excludes), code
+        assert par["disability"] == bool(rule.requires_disability), code

@@ -25,8 +25,13 @@ def max_stale_share() -> float:
 
 
 def build_staleness_checks(
-    delivery: Delivery, golden_table: str = "main.golden_person", review_table: str = "main.beneficiary_review"
+    delivery: Delivery,
+    golden_table: str = "staging.golden_person",
+    review_table: str = "staging.beneficiary_review",
+    link_table: str = "staging.person_source_link",
 ) -> list[dg.AssetChecksDefinition]:
+    # the assets write staging tables and `published_lists` publishes them (docs/reliability.md):
+    # checks on an asset audit what that asset just wrote, i.e. the staging tables
     months = load_rules().common.staleness_months
     snapshot = delivery.snapshot_date.isoformat()
     limit = max_stale_share()
@@ -48,7 +53,7 @@ def build_staleness_checks(
             ).fetchall()[0]
             per_source = conn.execute(
                 f"""SELECT l.source, count(DISTINCT g.person_id), count(DISTINCT g.person_id) FILTER (WHERE {stale_sql})
-                FROM {golden_table} g JOIN main.person_source_link l USING (person_id)
+                FROM {golden_table} g JOIN {link_table} l USING (person_id)
                 GROUP BY l.source ORDER BY l.source"""
             ).fetchall()
         share = stale / total if total else 0.0

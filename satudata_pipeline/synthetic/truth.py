@@ -8,6 +8,7 @@ the canonical fields of the data contract (dates as datetime64).
 
 from __future__ import annotations
 
+import calendar
 from dataclasses import dataclass
 from datetime import date
 
@@ -36,7 +37,7 @@ def stale_boundary(snapshot: date) -> np.datetime64:
     while m <= 0:
         m += 12
         y -= 1
-    day = min(snapshot.day, 28)
+    day = min(snapshot.day, calendar.monthrange(y, m)[1])  # 31 March - 1 month = 28/29 February
     return np.datetime64(date(y, m, day), "D")
 
 
