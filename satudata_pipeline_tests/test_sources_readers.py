@@ -111,3 +111,11 @@ def test_unmapped_duplicate_headers_are_renamed_not_fatal(tmp_path):
 def test_blank_lines_are_not_rows(tmp_path, blank):
     d, s = delivery_with(tmp_path, "a.csv", b"ID,NAMA\n1,Siti\n" + blank + b"\n2,Budi\n")
     assert as_rows(read_source(d, s))["ID"].tolist() == ["1", "2"]
+
+
+def test_headers_differing_only_in_case_keep_the_mapped_one(tmp_path):
+    d, s = delivery_with(tmp_path, "a.csv", b"ID,Nama,NAMA\n1,x,Siti\n")
+    s = s.model_copy(update={"columns": {"record_id": "ID", "nama": "NAMA"}})
+    df = as_rows(read_source(d, s))
+    assert df["NAMA"].tolist() == ["Siti"]
+    assert df["Nama__2"].tolist() == ["x"]

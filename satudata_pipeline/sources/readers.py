@@ -29,19 +29,30 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def unique_headers(header: list[str]) -> list[str]:
-    """Header names made unique and non-empty (unmapped duplicates happen in real extracts)."""
+def unique_headers(header: list[str], keep: set[str] = frozenset()) -> list[str]:
+    """Header names made unique and non-empty, ignoring case as DuckDB does.
+
+    Unmapped duplicates (`NIK` beside `nik`, two `KETERANGAN`) happen in merged spreadsheets: the
+    mapped names in `keep` stay as they are, any other colliding name gets a `__N` suffix.
+    """
+    names = [h.strip() or f"column_{i + 1}" for i, h in enumerate(header)]
+    taken = {n.lower() for n in names if n in keep}
     out: list[str] = []
-    seen: dict[str, int] = {}
-    for i, name in enumerate(h.strip() for h in header):
-        name = name or f"column_{i + 1}"
-        if name in seen:
-            seen[name] += 1
-            name = f"{name}__{seen[name]}"
-        else:
-            seen[name] = 1
-        out.append(name)
+    for name in names:
+        if name in keep and name.lower() in taken and name not in out:
+            out.append(name)
+            continue
+        candidate, n = name, 1
+        while candidate.lower() in taken:
+            n += 1
+            candidate = f"{name}__{n}"
+        taken.add(candidate.lower())
+        out.append(candidate)
     return out
+
+
+def _mapped(source: SourceSpec) -> set[str]:
+    return {c.strip() for c in source.columns.values()}
 
 
 def read_source(delivery: Delivery, source: SourceSpec) -> pa.Table:
@@ -55,8 +66,8 @@ def read_source(delivery: Delivery, source: SourceSpec) -> pa.Table:
     return _read_xlsx(path, source)
 
 
-def _table(header: list[str], columns: list[list], errors: list, n: int) -> pa.Table:
-    names = unique_headers(header)
+def _table(header: list[str], columns: list[list], errors: list, n: int, keep: set[str]) -> pa.Table:
+    names = unique_headers(header, keep)
     arrays = [pa.array(col, type=pa.string()) for col in columns]
     arrays.append(pa.array(range(1, n + 1), type=pa.int64()))
     arrays.append(pa.array(errors, type=pa.string()))
@@ -94,7 +105,7 @@ def _read_csv(path: Path, source: SourceSpec) -> pa.Table:
             ) from None
         except csv.Error as exc:
             raise ContractError(f"unreadable CSV ({exc})", source=source.name, file=source.path, row=n + 1) from None
-    return _table(header, columns, errors, n)
+    return _table(header, columns, errors, n, _mapped(source))
 
 
 def _cell_text(value) -> str | None:
@@ -137,7 +148,7 @@ def _read_parquet(path: Path, source: SourceSpec) -> pa.Table:
             columns.append([_cell_text(v) for v in col.to_pylist()])
     columns = [[v if (v is None or v.strip()) else None for v in c] for c in columns]
     n = table.num_rows
-    return _table(header, columns, [None] * n, n)
+    return _table(header, columns, [None] * n, n, _mapped(source))
 
 
 def _read_xlsx(path: Path, source: SourceSpec) -> pa.Table:
@@ -166,4 +177,4 @@ def _read_xlsx(path: Path, source: SourceSpec) -> pa.Table:
     while header and header[-1] == "" and all(v is None for v in columns[len(header) - 1]):
         header.pop()
         columns.pop()
-    return _table(header, columns, errors, n)
+    return _table(header, columns, errors, n, _mapped(source))

@@ -1,10 +1,11 @@
-"""python -m satudata_pipeline.synthetic --persons N --seed S --out DIR [--snapshot-date YYYY-MM-DD]"""
+"""python -m satudata_pipeline.synthetic --persons N --seed S --out DIR [--snapshot-date YYYY-MM-DD] [--reshape SEED]"""
 
 from __future__ import annotations
 
 import argparse
 import datetime as dt
 import json
+import tempfile
 from pathlib import Path
 
 from .generate import generate
@@ -18,8 +19,18 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, required=True, help="output data directory")
     ap.add_argument("--snapshot-date", type=dt.date.fromisoformat, default=dt.date(2026, 11, 1),
                     help="delivery snapshot date (default 2026-11-01)")
+    ap.add_argument("--reshape", type=int, default=None, metavar="SEED",
+                    help="write the delivery in another provider's shape (column names, file types, "
+                         "encodings, date formats, codes) chosen with this seed; see docs/synthetic-data.md")
     args = ap.parse_args(argv)
-    summary = generate(args.persons, args.seed, args.out, args.snapshot_date)
+    if args.reshape is None:
+        summary = generate(args.persons, args.seed, args.out, args.snapshot_date)
+    else:
+        from .reshape import reshape
+
+        with tempfile.TemporaryDirectory(prefix="satudata-synthetic-") as tmp:
+            summary = generate(args.persons, args.seed, Path(tmp), args.snapshot_date)
+            summary["reshape"] = reshape(Path(tmp), args.out, args.reshape)
     print(json.dumps(summary, indent=2, default=str))
     return 0
 

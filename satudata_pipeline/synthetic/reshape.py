@@ -114,6 +114,7 @@ TRANSFORMS = {
     "codes": "kode_kelurahan dotted / undotted / numeric cell; kode_wilayah_tujuan dotted or not; RT/RW "
              "padded to 1-3 digits or numeric cells; desil number / text / `Desil N` with a map; jenjang as "
              "is, numeric codes or words with a map; nominal as number, text, float cell or `Rp 300.000`",
+    "record_id": "kept as text, or a number cell when every id is all digits without a leading zero",
     "nik/no_kk": "text; in csv sometimes with Excel's leading apostrophe; in parquet sometimes int64 "
                  "(or float64 when every value is exact in a double)",
 }
@@ -260,9 +261,8 @@ def _style(words: tuple[str, ...], style: str) -> str:
         return " ".join(w.upper() for w in words)
     if style == "CamelCase":
         return "".join(w[:1].upper() + w[1:].lower() for w in words)
-    small = {"di", "per"}
-    return " ".join(w if w in small else (w.upper() if len(w) <= 3 and w in ("nik", "kk", "rt", "rw", "tmt", "njop", "l/p")
-                                          else w[:1].upper() + w[1:]) for w in words)
+    small, acronyms = {"di", "per"}, {"nik", "kk", "rt", "rw", "tmt", "njop", "l/p", "id", "skpwni"}
+    return " ".join(w if w in small else w.upper() if w in acronyms else w[:1].upper() + w[1:] for w in words)
 
 
 def _words(name: str) -> tuple[str, ...]:
@@ -392,6 +392,10 @@ def _encode_source(spec: dict, header: list[str], cols: list[list[Any]], n_rows:
                 cell = Cell([None if v is None else float(int(v)) for v in vals], "float")
             else:
                 cell = Cell(vals)
+        elif f == "record_id" and fmt != "csv" and rng.random() < 0.5 and all(
+                isinstance(v, str) and re.fullmatch(r"[1-9]\d{0,14}", v) for v in vals):
+            shape[f] = "number"  # an all-digit id without leading zeros, as a spreadsheet stores it
+            cell = Cell([int(v) for v in vals], "int")
         elif f == "kode_kelurahan":
             rep = rng.choice(["dotted", "undotted"] + (["number"] if fmt != "csv" else []))
             shape[f] = rep
@@ -477,8 +481,10 @@ def _encode_source(spec: dict, header: list[str], cols: list[list[Any]], n_rows:
                                            for _ in range(n_rows)])))
         else:
             junk_cells.append((stem, Cell([None] * n_rows)))
-    dup_stem, dup_cell = junk_cells[0]
-    junk_cells.append((dup_stem, Cell([rng.choice(JUNK_TEXT) or None for _ in range(n_rows)])))
+    # the same header twice (csv and xlsx only: pandas, Spark and pyarrow refuse to write such parquet)
+    dup_stem = junk_cells[0][0]
+    if fmt != "parquet":
+        junk_cells.append((dup_stem, Cell([rng.choice(JUNK_TEXT) or None for _ in range(n_rows)])))
     index_col = fmt != "parquet" and rng.random() < 0.25
     shape["junk_columns"] = len(junk_cells) + int(index_col)
 
@@ -495,7 +501,7 @@ def _encode_source(spec: dict, header: list[str], cols: list[list[Any]], n_rows:
         named.append((nm, cell))
     dup_name = None
     for i, (stem, cell) in enumerate(junk_cells):
-        if i == len(junk_cells) - 1:
+        if fmt != "parquet" and i == len(junk_cells) - 1:
             nm = dup_name
         else:
             nm = names.take(_style(stem, style))
@@ -505,7 +511,7 @@ def _encode_source(spec: dict, header: list[str], cols: list[list[Any]], n_rows:
     if index_col:
         named.insert(0, ("", Cell(list(range(n_rows)) if fmt == "xlsx" else [str(i) for i in range(n_rows)],
                                   "int" if fmt == "xlsx" else "str")))
-    shape["duplicate_header"] = dup_name
+    shape["duplicate_header"] = dup_name if fmt != "parquet" else None
     entry["columns"] = {f: columns[f] for f in spec["columns"]}
     if values:
         entry["values"] = values
@@ -555,8 +561,8 @@ def _write_csv(path: Path, header: list[str], cells: list[Cell], rng: random.Ran
         declared = "windows-1252"
     if declared != "utf-8" or rng.random() < 0.5:
         spec_entry["encoding"] = declared
-    if rng.random() < 0.7 or delim in ("|",) and False:
-        spec_entry["delimiter"] = delim
+    if rng.random() < 0.7:
+        spec_entry["delimiter"] = delim  # else the pipeline detects it from the header
     shape.update(encoding=enc, declared_encoding=spec_entry.get("encoding"), delimiter=delim,
                  delimiter_declared="delimiter" in spec_entry, crlf=crlf, quote_all=quote_all)
 
@@ -669,8 +675,6 @@ def reshape(src: Path, dst: Path, seed: int) -> dict:
         entry, new_header, cells, shape = _encode_source(spec, header, cols, n_rows, srng)
         fmt = shape["format"]
         path = _file_name(spec["name"], fmt, srng, entry)
-        if fmt == "csv" and path.lower().endswith((".txt", ".tsv")):
-            pass
         (dst / path).parent.mkdir(parents=True, exist_ok=True)
         shape["path"] = path
         extra: dict[str, Any] = {}
