@@ -104,7 +104,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         print("checks failed with ERROR severity: " + ", ".join(failed))
     print(f"warehouse (DuckDB): {config.warehouse_path()}")
     print("  published tables: main.golden_person, main.person_source_link, main.beneficiary_review,")
-    print("    main.eligible_not_enrolled, main.program_summary (each publication logged in main.publication_log)")
+    print("    programs.eligible_not_enrolled, programs.program_summary (each publication logged in main.publication_log)")
     query = "SELECT program, verdict, count(*) AS n FROM beneficiary_review GROUP BY ALL ORDER BY ALL"
     print(f"  e.g. .venv/bin/python -c \"import duckdb; duckdb.connect('{config.warehouse_path()}', read_only=True).sql('{query}').show()\"")
     print(f"exports per program: {config.exports_dir()}")
