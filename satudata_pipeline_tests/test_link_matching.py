@@ -138,7 +138,8 @@ def test_giant_cluster_is_split():
     conn = duckdb.connect()
     conn.execute("CREATE SCHEMA link")
     ids = [f"s:{i:03d}" for i in range(40)]
-    conn.execute("CREATE TABLE link.person_records AS SELECT unnest(?) AS unique_id", [ids])
+    conn.execute("CREATE TABLE link.person_records AS SELECT unnest(?) AS unique_id, "
+                 "'welfare_registry' AS kind, NULL::VARCHAR AS nik, false AS nik_valid", [ids])
     # a chain of weak links glues 40 records; strong links only inside pairs
     rows = [(ids[i], ids[i + 1], 0.999999 if i % 2 == 0 else 0.96, "probabilistic")
             for i in range(39)]
@@ -170,3 +171,21 @@ def test_pairwise_scores_combinatorics():
     # true: A 0, C 3-1=2 -> 2; TP: (c1,A) 0, (c4,C) 1 -> 1
     assert s["precision_no_valid_nik"] == pytest.approx(1 / 3)
     assert s["recall_no_valid_nik"] == pytest.approx(1 / 2)
+
+
+def test_two_civil_registry_persons_are_not_glued_by_a_weak_link():
+    """Father and son of the same name: two population-register rows with different valid NIKs,
+    joined only through a middle-strength link, are split; the strong link of the son stays."""
+    conn = duckdb.connect()
+    conn.execute("CREATE SCHEMA link")
+    conn.execute("""CREATE TABLE link.person_records AS SELECT * FROM (VALUES
+        ('dukcapil:1', 'civil_registry', '3171010101700001', true),
+        ('dukcapil:2', 'civil_registry', '3171010101990002', true),
+        ('dtks:9', 'welfare_registry', NULL, false)) t(unique_id, kind, nik, nik_valid)""")
+    conn.execute("""CREATE TABLE link.match_pairs AS SELECT * FROM (VALUES
+        ('dtks:9', 'dukcapil:1', 0.96, 'probabilistic'),
+        ('dtks:9', 'dukcapil:2', 0.9995, 'probabilistic')) t(unique_id_l, unique_id_r, match_probability, link_method)""")
+    result = clusters.build_person_clusters(conn, cluster_threshold=0.95, max_cluster_size=30)
+    got = dict(conn.execute("SELECT unique_id, cluster_id FROM link.person_clusters").fetchall())
+    assert got["dtks:9"] == got["dukcapil:2"] != got["dukcapil:1"]
+    assert result.reclustered >= 1

@@ -1,9 +1,11 @@
 """Clusters of person records: connected components over the match pairs, in DuckDB SQL.
 
 `cluster_id` is the smallest `unique_id` of the cluster, so it is deterministic given the input.
-Giant-cluster guard: a component larger than `max_cluster_size` is re-clustered using only its
+Suspect-cluster guard: a component larger than `max_cluster_size`, or holding civil-registry rows
+with two different valid NIKs (the population register gives each person one NIK, so that is two
+people: a father and son of the same name, twins), is re-clustered using only its
 stronger edges (thresholds stepping up towards 1, finally deterministic NIK links only), so a chain
-of weak links cannot glue many people together.
+of weak links cannot glue different people together.
 """
 
 from __future__ import annotations
@@ -62,20 +64,22 @@ def build_person_clusters(
              f"WHERE link_method = 'exact_nik' OR match_probability >= {t}")
     _components(conn, "SELECT unique_id FROM link.person_records", edges, "_cc_main")
 
+    suspect = f"""
+        SELECT c.cluster_id FROM _cc_main c JOIN link.person_records r USING (unique_id)
+        GROUP BY c.cluster_id
+        HAVING count(*) > {int(max_cluster_size)}
+            OR count(DISTINCT r.nik) FILTER (WHERE r.kind = 'civil_registry' AND r.nik_valid) > 1
+    """
     reclustered = 0
     for level in [*[x for x in ESCALATION if x > t], None]:
-        big = conn.execute(f"""
-            SELECT count(*) FROM (SELECT cluster_id FROM _cc_main GROUP BY 1
-                                  HAVING count(*) > {int(max_cluster_size)})
-        """).fetchall()[0][0]
+        conn.execute(f"""
+            CREATE OR REPLACE TEMP TABLE _cc_big AS
+            SELECT unique_id FROM _cc_main WHERE cluster_id IN ({suspect})
+        """)
+        big = conn.execute("SELECT count(DISTINCT m.cluster_id) FROM _cc_main m SEMI JOIN _cc_big USING (unique_id)").fetchall()[0][0]
         if big == 0:
             break
         reclustered += big
-        conn.execute(f"""
-            CREATE OR REPLACE TEMP TABLE _cc_big AS
-            SELECT unique_id FROM _cc_main WHERE cluster_id IN (
-                SELECT cluster_id FROM _cc_main GROUP BY 1 HAVING count(*) > {int(max_cluster_size)})
-        """)
         cond = ("link_method = 'exact_nik'" if level is None
                 else f"(link_method = 'exact_nik' OR match_probability >= {level})")
         _components(
