@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import shutil
+from contextlib import contextmanager
 from pathlib import Path
 
 import dagster as dg
@@ -89,3 +91,23 @@ def changed_delivery(src: Path, dst: Path) -> Path:
 
 __all__ = ["SNAPSHOT_TABLES", "assert_consistent", "changed_delivery", "connect", "copy_state", "materialized",
            "run_job", "snapshot", "dg"]
+
+
+@contextmanager
+def generated_delivery(root: Path):
+    """A generated delivery (600 persons, seed 5) and an empty state folder used for the duration."""
+    from satudata_pipeline.synthetic import generate
+
+    delivery = root / "delivery"
+    generate(600, seed=5, out=delivery)
+    state = root / "state"
+    state.mkdir(parents=True)  # DuckDB does not create the folder of the warehouse file
+    saved = os.environ.get("SATUDATA_STATE_DIR")
+    os.environ["SATUDATA_STATE_DIR"] = str(state)
+    try:
+        yield delivery, state
+    finally:
+        if saved is None:
+            os.environ.pop("SATUDATA_STATE_DIR", None)
+        else:
+            os.environ["SATUDATA_STATE_DIR"] = saved

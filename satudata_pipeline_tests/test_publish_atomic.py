@@ -35,6 +35,7 @@ from publish_helpers import (
     changed_delivery,
     connect,
     copy_state,
+    generated_delivery,
     materialized,
     run_job,
     snapshot,
@@ -46,22 +47,8 @@ from satudata_pipeline.golden import publish
 @pytest.fixture(scope="module")
 def published(tmp_path_factory):
     """A delivery (600 persons, seed 5), a state folder with its published warehouse and trained model."""
-    from satudata_pipeline.synthetic import generate
-
-    root = tmp_path_factory.mktemp("publish_atomic")
-    delivery = root / "delivery"
-    generate(600, seed=5, out=delivery)
-    state = root / "state"
-    state.mkdir(parents=True)  # DuckDB does not create the folder of the warehouse file
-    saved = os.environ.get("SATUDATA_STATE_DIR")
-    os.environ["SATUDATA_STATE_DIR"] = str(state)
-    try:
+    with generated_delivery(tmp_path_factory.mktemp("publish_atomic")) as (delivery, state):
         result = run_job(delivery, state / "warehouse.duckdb")
-    finally:
-        if saved is None:
-            os.environ.pop("SATUDATA_STATE_DIR", None)
-        else:
-            os.environ["SATUDATA_STATE_DIR"] = saved
     assert result.success
     assert "published_lists" in materialized(result)
     assert_consistent(state / "warehouse.duckdb")

@@ -9,24 +9,13 @@ from __future__ import annotations
 
 import pytest
 
-from publish_helpers import SNAPSHOT_TABLES, assert_consistent, connect, run_job, snapshot
+from publish_helpers import SNAPSHOT_TABLES, assert_consistent, connect, generated_delivery, run_job, snapshot
 from satudata_pipeline.golden.publish import LOG_TABLE, PUBLISHED
 
 
 @pytest.fixture(scope="module")
 def two_runs(tmp_path_factory):
-    import os
-
-    from satudata_pipeline.synthetic import generate
-
-    root = tmp_path_factory.mktemp("rerun")
-    delivery = root / "delivery"
-    generate(600, seed=5, out=delivery)
-    state = root / "state"
-    state.mkdir(parents=True)  # DuckDB does not create the folder of the warehouse file
-    saved = os.environ.get("SATUDATA_STATE_DIR")
-    os.environ["SATUDATA_STATE_DIR"] = str(state)
-    try:
+    with generated_delivery(tmp_path_factory.mktemp("rerun")) as (delivery, state):
         warehouse = state / "warehouse.duckdb"
         assert run_job(delivery, warehouse).success
         first = snapshot(warehouse)
@@ -34,11 +23,6 @@ def two_runs(tmp_path_factory):
         assert run_job(delivery, warehouse).success
         second = snapshot(warehouse)
         second_exports = {p.relative_to(state): p.read_bytes() for p in sorted((state / "exports").rglob("*.csv"))}
-    finally:
-        if saved is None:
-            os.environ.pop("SATUDATA_STATE_DIR", None)
-        else:
-            os.environ["SATUDATA_STATE_DIR"] = saved
     return {"first": first, "second": second, "warehouse": warehouse,
             "exports": (first_exports, second_exports)}
 
