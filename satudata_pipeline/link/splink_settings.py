@@ -218,12 +218,15 @@ def settings_creator(probability_two_random_records_match: float = 1e-5) -> Sett
 PREDICTION_BLOCKING_RULES = [
     block_on("nik"),
     block_on("nama", "tanggal_lahir"),
-    block_on("nama_sorted", "tahun_lahir"),
+    # name-only rules carry a place too: a common name in one birth year is tens of thousands of
+    # people at city scale, and those blocks grew with the square of the population
+    block_on("nama_sorted", "tanggal_lahir"),
+    block_on("nama_sorted", "tahun_lahir", "kode_kecamatan"),
     block_on("tanggal_lahir", "kode_kelurahan"),
     block_on("tanggal_lahir", "nama_depan"),
     block_on("tanggal_lahir", "nama_belakang"),
-    block_on("nama_depan", "nama_belakang", "kode_kecamatan"),
-    block_on("nama_depan", "nama_belakang", "tahun_lahir"),
+    block_on("nama_depan", "nama_belakang", "kode_kelurahan"),
+    block_on("nama_depan", "nama_belakang", "tahun_lahir", "kode_kota"),
     block_on("no_kk", "nama_depan"),
     block_on("nik_dob", "nama_depan"),
     block_on("alamat", "nama_depan"),
@@ -234,7 +237,7 @@ PREDICTION_BLOCKING_RULES = [
 EM_BLOCKING_RULES = [
     block_on("nik"),
     block_on("no_kk"),
-    block_on("nama_sorted", "kode_kecamatan"),
+    block_on("nama_sorted", "kode_kelurahan"),
 ]
 
 # Rules that admit almost no false positives: used to estimate the prior match probability.
