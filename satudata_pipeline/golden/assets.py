@@ -61,7 +61,7 @@ def build_golden_assets() -> list:
     @dg.asset(
         name="person_source_link",
         group_name=GROUP,
-        deps=["golden_person", "person_clusters", "match_pairs"],
+        deps=["golden_person", "person_clusters", "match_pairs", "quarantine"],
         kinds={"duckdb"},
         description="Which golden person each delivered row belongs to (staging.person_source_link, "
         "published to main.person_source_link), "
