@@ -642,6 +642,10 @@ def main() -> int:
     }
     RESULTS.mkdir(parents=True, exist_ok=True)
     stem = RESULTS / f"{result['date']}-{args.persons}-{args.seed}"
+    for i in range(2, 100):  # a second run the same day gets its own file (-2, -3, ...)
+        if not stem.with_suffix(".json").exists():
+            break
+        stem = RESULTS / f"{result['date']}-{args.persons}-{args.seed}-{i}"
     stem.with_suffix(".json").write_text(json.dumps(result, indent=2, default=str))
     write_markdown(result, stem.with_suffix(".md"))
     shutil.copyfile(stem.with_suffix(".md"), RESULTS / "LATEST.md")

@@ -134,6 +134,20 @@ def test_model_parameters_and_save_load(linked, tmp_path):
     assert borrowed and borrowed[0]["match_weight"] == 0
 
 
+# columns the cluster step reads from link.person_records (the tests below build minimal tables)
+_RECORD_COLUMNS = {"kind": "VARCHAR", "nik": "VARCHAR", "nik_valid": "BOOLEAN", "nama": "VARCHAR",
+                   "nama_sorted": "VARCHAR", "tanggal_lahir": "DATE", "jenis_kelamin": "VARCHAR",
+                   "kode_kelurahan": "VARCHAR", "kode_kecamatan": "VARCHAR"}
+
+
+def _pad_person_records(conn):
+    have = {r[0] for r in conn.execute("SELECT column_name FROM information_schema.columns "
+                                        "WHERE table_schema = 'link' AND table_name = 'person_records'").fetchall()}
+    for col, typ in _RECORD_COLUMNS.items():
+        if col not in have:
+            conn.execute(f"ALTER TABLE link.person_records ADD COLUMN {col} {typ}")
+
+
 def test_giant_cluster_is_split():
     conn = duckdb.connect()
     conn.execute("CREATE SCHEMA link")
@@ -146,6 +160,7 @@ def test_giant_cluster_is_split():
     conn.execute("CREATE TABLE link.match_pairs (unique_id_l VARCHAR, unique_id_r VARCHAR, "
                  "match_probability DOUBLE, match_weight DOUBLE, link_method VARCHAR)")
     conn.executemany("INSERT INTO link.match_pairs VALUES (?, ?, ?, NULL, ?)", rows)
+    _pad_person_records(conn)
     res = clusters.build_person_clusters(conn, 0.95, max_cluster_size=10)
     assert res.max_size == 2 and res.n_clusters == 20 and res.reclustered == 1
     res = clusters.build_person_clusters(conn, 0.95, max_cluster_size=50)
@@ -185,7 +200,210 @@ def test_two_civil_registry_persons_are_not_glued_by_a_weak_link():
     conn.execute("""CREATE TABLE link.match_pairs AS SELECT * FROM (VALUES
         ('dtks:9', 'dukcapil:1', 0.96, 'probabilistic'),
         ('dtks:9', 'dukcapil:2', 0.9995, 'probabilistic')) t(unique_id_l, unique_id_r, match_probability, link_method)""")
+    _pad_person_records(conn)
     result = clusters.build_person_clusters(conn, cluster_threshold=0.95, max_cluster_size=30)
     got = dict(conn.execute("SELECT unique_id, cluster_id FROM link.person_clusters").fetchall())
     assert got["dtks:9"] == got["dukcapil:2"] != got["dukcapil:1"]
     assert result.reclustered >= 1
+
+
+def _event_case(residents: list[tuple], event: tuple, links: list[tuple] = ()):
+    """link.person_records of civil-registry residents and one death record, all with the columns
+    the event step reads; returns the connection after clustering."""
+    conn = duckdb.connect()
+    conn.execute("CREATE SCHEMA link")
+    conn.execute("""CREATE TABLE link.person_records (unique_id VARCHAR, kind VARCHAR, nama VARCHAR,
+        tanggal_lahir DATE, jenis_kelamin VARCHAR, nik VARCHAR, nik_valid BOOLEAN,
+        kode_kelurahan VARCHAR, kode_kecamatan VARCHAR)""")
+    for uid, nama, dob, sex, nik, kel in residents:
+        conn.execute("INSERT INTO link.person_records VALUES (?, 'civil_registry', ?, ?, ?, ?, ?, ?, ?)",
+                     [uid, nama, dob, sex, nik, nik is not None, kel, kel[:8]])
+    uid, kind, nama, dob, sex, nik, kel = event
+    conn.execute("INSERT INTO link.person_records VALUES (?, ?, ?, ?, ?, ?, false, ?, ?)",
+                 [uid, kind, nama, dob, sex, nik, kel, kel[:8]])
+    conn.execute("""CREATE TABLE link.person_records_x AS SELECT *,
+        array_to_string(list_sort(list_distinct(string_split(nama, ' '))), ' ') AS nama_sorted
+        FROM link.person_records""")
+    conn.execute("DROP TABLE link.person_records")
+    conn.execute("ALTER TABLE link.person_records_x RENAME TO person_records")
+    conn.execute("CREATE TABLE link.match_pairs (unique_id_l VARCHAR, unique_id_r VARCHAR, "
+                 "match_probability DOUBLE, match_weight DOUBLE, link_method VARCHAR)")
+    for a, b, p in links:
+        conn.execute("INSERT INTO link.match_pairs VALUES (?, ?, ?, NULL, 'probabilistic')", [a, b, p])
+    result = clusters.build_person_clusters(conn, 0.95, 30)
+    return conn, result
+
+
+def _same_cluster(conn, a, b) -> bool:
+    got = dict(conn.execute("SELECT unique_id, cluster_id FROM link.person_clusters").fetchall())
+    return got[a] == got[b]
+
+
+KEL, OTHER_KEL = "31.75.07.1002", "31.75.07.1003"
+
+
+def test_death_record_without_nik_joins_the_only_resident_of_that_name():
+    residents = [("pop:1", "NUR SAIPUL", "2021-12-10", "L", "3175071012210003", KEL),
+                 ("pop:2", "NUR SAIPUL", "1980-01-01", "L", "3175070101800004", OTHER_KEL),
+                 ("pop:3", "SITI AMINAH", "1990-05-05", "P", "3175074505900001", KEL)]
+    conn, result = _event_case(residents, ("mati:1", "death_registry", "NUR SAIPUL", None, "L", None, KEL))
+    assert result.events_assigned == 1 and _same_cluster(conn, "mati:1", "pop:1")
+    assert conn.execute("SELECT unique_id, resident_unique_id FROM link.event_assignments").fetchall() \
+        == [("mati:1", "pop:1")]
+    # one typo in a single name still points at one resident
+    conn, result = _event_case(residents, ("mati:1", "death_registry", "SITI AMINA", None, None, None, KEL))
+    assert result.events_assigned == 1 and _same_cluster(conn, "mati:1", "pop:3")
+
+
+@pytest.mark.parametrize("residents, event", [
+    # two residents of that name in the kelurahan: ambiguous
+    ([("pop:1", "NUR SAIPUL", "2021-12-10", "L", "3175071012210003", KEL),
+      ("pop:2", "NUR SAIPUL", "1980-01-01", "L", "3175070101800004", KEL)],
+     ("mati:1", "death_registry", "NUR SAIPUL", None, "L", None, KEL)),
+    # a name only contained in the resident's longer name is not enough
+    ([("pop:1", "MARYAM PUTRI", "1979-11-08", "P", "1375064811790026", KEL)],
+     ("mati:1", "death_registry", "MARYAM", None, "P", None, KEL)),
+    # birth dates one digit apart are not enough
+    ([("pop:1", "AGUS", "1975-05-27", "L", "3216122705750005", KEL)],
+     ("mati:1", "death_registry", "AGUS", "1972-05-27", "L", None, KEL)),
+    # a NIK two digits away (even one failing validation) says another person
+    ([("pop:1", "AISYAH", "2013-12-21", "P", "3171016112130025", KEL)],
+     ("mati:1", "death_registry", "AISYAH", "2013-12-21", "P", "3171016111130024", KEL)),
+    # other sex
+    ([("pop:1", "NUR SAIPUL", "2021-12-10", "L", "3175071012210003", KEL)],
+     ("mati:1", "death_registry", "NUR SAIPUL", None, "P", None, KEL)),
+    # the only namesake lives in another kelurahan
+    ([("pop:1", "NUR SAIPUL", "2021-12-10", "L", "3175071012210003", OTHER_KEL)],
+     ("mati:1", "death_registry", "NUR SAIPUL", None, "L", None, KEL)),
+])
+def test_death_record_is_not_assigned_on_weak_or_ambiguous_evidence(residents, event):
+    conn, result = _event_case(residents, event)
+    assert result.events_assigned == 0
+    assert all(not _same_cluster(conn, "mati:1", r[0]) for r in residents)
+
+
+def test_event_record_already_linked_or_resident_already_dead_is_left_alone():
+    residents = [("pop:1", "UJU", "1963-10-18", "L", "3175091810630018", KEL)]
+    # already linked to a resident by the model: nothing to assign
+    conn, result = _event_case(residents, ("mati:1", "death_registry", "UJU", None, "L", None, KEL),
+                               links=[("mati:1", "pop:1", 0.99)])
+    assert result.events_assigned == 0 and _same_cluster(conn, "mati:1", "pop:1")
+    # the only resident already has a death record: a second, unlinked one is not his
+    conn, result = _event_case(residents, ("mati:2", "death_registry", "UJU", None, "L", None, KEL))
+    conn.execute("INSERT INTO link.person_records (unique_id, kind, nama, nama_sorted, jenis_kelamin, "
+                 "kode_kelurahan, kode_kecamatan, nik_valid) VALUES "
+                 "('mati:1', 'death_registry', 'UJU', 'UJU', 'L', ?, ?, false)", [KEL, KEL[:8]])
+    conn.execute("INSERT INTO link.match_pairs VALUES ('mati:1', 'pop:1', 0.99, NULL, 'probabilistic')")
+    result = clusters.build_person_clusters(conn, 0.95, 30)
+    assert result.events_assigned == 0 and not _same_cluster(conn, "mati:2", "pop:1")
+
+
+def test_connected_components_cluster_id_is_smallest_member():
+    conn = duckdb.connect()
+    conn.execute("CREATE TABLE nodes AS SELECT unnest(['a', 'b', 'c', 'd', 'e', 'f']) AS unique_id")
+    conn.execute("CREATE TABLE edges AS SELECT * FROM (VALUES ('c', 'b'), ('b', 'a'), ('e', 'f'), "
+                 "('a', 'a')) t(x, y)")
+    clusters._components(conn, "SELECT unique_id FROM nodes", "SELECT x, y FROM edges", "out")
+    got = dict(conn.execute("SELECT unique_id, cluster_id FROM out").fetchall())
+    assert got == {"a": "a", "b": "a", "c": "a", "d": "d", "e": "e", "f": "e"}
+
+
+def test_levels_never_seen_in_random_pairs_get_the_rule_of_three_bound():
+    settings = {"comparisons": [{"output_column_name": "nik", "comparison_levels": [
+        {"sql_condition": "null", "is_null_level": True},
+        {"sql_condition": "a", "label_for_charts": "fixed", "m_probability": 0.5,
+         "u_probability": 0.5, "fix_u_probability": True},
+        {"sql_condition": "b", "label_for_charts": "seen", "u_probability": 0.01},
+        {"sql_condition": "c", "label_for_charts": "unseen"},
+        {"sql_condition": "d", "label_for_charts": "unseen text", "u_probability": "level not observed"},
+    ]}]}
+    changed = model.bound_unobserved_u(settings, 2e6)
+    levels = settings["comparisons"][0]["comparison_levels"]
+    assert changed == ["nik: unseen", "nik: unseen text"]
+    assert [lv.get("u_probability") for lv in levels] == [None, 0.5, 0.01, 1.5e-6, 1.5e-6]
+
+
+def test_trained_model_has_no_default_u(linked):
+    *_, summary, _r = linked
+    for comp in summary.settings["comparisons"]:
+        for level in comp["comparison_levels"]:
+            if not level.get("is_null_level"):
+                assert isinstance(level.get("u_probability"), float), (comp["output_column_name"], level)
+
+
+def test_em_rule_samples_whole_blocks_above_the_budget(monkeypatch):
+    conn = duckdb.connect()
+    conn.execute("CREATE SCHEMA link")
+    # 50 families of 4 (6 pairs each = 300 pairs) and 100 records without a family card
+    conn.execute("""CREATE TABLE link.person_records AS
+        SELECT i::VARCHAR AS unique_id, CASE WHEN i < 200 THEN 'KK' || (i // 4) END AS no_kk
+        FROM range(300) t(i)""")
+    rule, pairs, modulus, used = model.em_rule(conn, ("no_kk",))
+    assert (pairs, modulus, used) == (300, 1, 300)
+    monkeypatch.setattr(model.ss, "EM_MAX_PAIRS", 100)
+    rule, pairs, modulus, used = model.em_rule(conn, ("no_kk",))
+    assert (pairs, modulus) == (300, 3) and used % 6 == 0 and 0 < used < 300
+    joined = conn.execute(f"SELECT count(*) FROM link.person_records l JOIN link.person_records r "
+                          f"ON {rule} AND l.unique_id < r.unique_id").fetchall()[0][0]
+    assert joined == used
+
+
+def test_cheap_guards_never_change_a_string_distance_result():
+    """The guards put in front of Damerau-Levenshtein (lengths, NIK halves, date parts) are
+    necessary conditions: the guarded and the plain expression agree on every pair."""
+    import random
+
+    from satudata_pipeline.link import splink_settings as ss
+
+    rng = random.Random(5)
+
+    def mutate(s: str, alphabet: str) -> str:
+        s = list(s)
+        for _ in range(rng.choice([0, 1, 1, 2])):
+            op, i = rng.choice(["sub", "swap", "ins", "del"]), rng.randrange(len(s))
+            if op == "sub":
+                s[i] = rng.choice(alphabet)
+            elif op == "swap" and i + 1 < len(s):
+                s[i], s[i + 1] = s[i + 1], s[i]
+            elif op == "ins":
+                s.insert(i, rng.choice(alphabet))
+            elif op == "del" and len(s) > 1:
+                del s[i]
+        return "".join(s)
+
+    names = [("SITI AMINAH", mutate("SITI AMINAH", "AIUNS ")) for _ in range(300)]
+    niks = []
+    for _ in range(300):
+        a = "".join(rng.choice("0123456789") for _ in range(16))
+        b = list(a)
+        i = rng.randrange(15)
+        if rng.random() < 0.5:
+            b[i], b[i + 1] = b[i + 1], b[i]
+        else:
+            b[rng.randrange(16)] = rng.choice("0123456789")
+        if rng.random() < 0.3:
+            b[rng.randrange(16)] = rng.choice("0123456789")
+        niks.append((a, "".join(b)))
+    import datetime as dt
+    dates = []
+    for _ in range(400):
+        a = dt.date(1950, 1, 1) + dt.timedelta(days=rng.randrange(30000))
+        b = a + dt.timedelta(days=rng.choice([0, 1, 9, 10, 20, 30, 31, 365, 3650, rng.randrange(-5000, 5000)]))
+        dates.append((a, b))
+    conn = duckdb.connect()
+    conn.execute("CREATE TABLE p (nama_l VARCHAR, nama_r VARCHAR, nik_l VARCHAR, nik_r VARCHAR, "
+                 "tanggal_lahir_l DATE, tanggal_lahir_r DATE)")
+    rows = [(n[0], n[1], k[0], k[1], d[0], d[1]) for n, k, d in zip(names, niks, dates)]
+    conn.executemany("INSERT INTO p VALUES (?, ?, ?, ?, ?, ?)", rows)
+    disagree = conn.execute(f"""
+        SELECT count(*) FILTER (WHERE ({ss.NAME_DL1}) <> (damerau_levenshtein(nama_l, nama_r) <= 1)),
+               count(*) FILTER (WHERE ({ss.NAME_DL2}) <> (damerau_levenshtein(nama_l, nama_r) <= 2)),
+               count(*) FILTER (WHERE ({ss.NIK_ONE_TYPO}) <> (damerau_levenshtein(nik_l, nik_r) <= 1)),
+               count(*) FILTER (WHERE ({ss.BIRTH_DATE_ONE_DIGIT}) <> (damerau_levenshtein(
+                   CAST(tanggal_lahir_l AS VARCHAR), CAST(tanggal_lahir_r AS VARCHAR)) <= 1)),
+               count(*) FILTER (WHERE damerau_levenshtein(nik_l, nik_r) <= 1),
+               count(*) FILTER (WHERE damerau_levenshtein(CAST(tanggal_lahir_l AS VARCHAR),
+                                                          CAST(tanggal_lahir_r AS VARCHAR)) = 1)
+        FROM p""").fetchall()[0]
+    assert disagree[:4] == (0, 0, 0, 0)
+    assert disagree[4] > 50 and disagree[5] > 10  # the cases exercise both outcomes

@@ -135,7 +135,7 @@ def build_link_assets(clean_asset_keys: list[dg.AssetKey], source_names: list[st
             )
             out_dir = reports.run_report_dir(context.run.run_id)
             with matching.splink_session(conn) as db_api:
-                sdf = matching.register_person_records(db_api)
+                sdf = matching.register_person_records(db_api, limit=10)  # charts need no data
                 linker = Linker(sdf, settings, log_level=None)
                 charts = reports.write_model_charts(linker, out_dir)
         params = model.parameters_table(settings)
@@ -200,7 +200,9 @@ def build_link_assets(clean_asset_keys: list[dg.AssetKey], source_names: list[st
         deps=["match_pairs"],
         kinds={"duckdb"},
         description="Groups of records that are one person (link.person_clusters): records "
-        "joined by links above the cluster threshold, oversized groups split again.",
+        "joined by links above the cluster threshold, oversized groups split again; a death or "
+        "move record left without a resident joins the only resident it can be "
+        "(link.event_assignments).",
     )
     def person_clusters(context: AssetExecutionContext, config: PersonClustersConfig,
                         warehouse: DuckDBResource):
@@ -212,6 +214,7 @@ def build_link_assets(clean_asset_keys: list[dg.AssetKey], source_names: list[st
             "clusters": res.n_clusters,
             "largest_cluster": res.max_size,
             "oversized_clusters_reclustered": res.reclustered,
+            "event_records_assigned_to_only_candidate": res.events_assigned,
             "cluster_size_distribution": dg.MetadataValue.md(_md_table(
                 [{"records_per_person": k, "persons": v}
                  for k, v in res.size_distribution.items()])),

@@ -151,14 +151,7 @@ def deterministic_pairs_sql(name_jw: float = 0.9) -> str:
     """
 
 
-def _lr(sql: str) -> str:
-    """`col_l` / `col_r` (Splink's pair naming) -> `l.col` / `r.col`."""
-    return re.sub(r"\b([a-z_]+?)_([lr])\b", r"\2.\1", sql)
-
-
-# A scored pair is vetoed when names are not similar AND birth dates are not close (far apart or
-# unknown): whatever the household fields / a shared NIK say, that is another person.
-VETO_SQL = _lr(ss.VETO)
+VETO_SQL = ss.as_join_sql(ss.VETO)
 
 
 # --------------------------------------------------------------------------------------------
@@ -254,11 +247,13 @@ def write_match_pairs(
     return PredictionResult(n_det, n_prob, n_veto, predictions_table)
 
 
-def register_person_records(db_api, name: str = "sd_person_records"):
+def register_person_records(db_api, name: str = "sd_person_records", limit: int | None = None):
     """Copy `link.person_records` into the scratch schema and register it with Splink (Splink
-    looks columns up by unqualified table name)."""
+    looks columns up by unqualified table name). `limit`: a few rows are enough for a linker that
+    only draws the model's charts."""
+    tail = f" LIMIT {int(limit)}" if limit is not None else ""
     db_api.duckdb_con.execute(
-        f"CREATE OR REPLACE TABLE {SPLINK_SCHEMA}.{name} AS SELECT * FROM link.person_records")
+        f"CREATE OR REPLACE TABLE {SPLINK_SCHEMA}.{name} AS SELECT * FROM link.person_records{tail}")
     return db_api.register(name, table_name=name)
 
 

@@ -31,10 +31,53 @@ def retrain_requested_by_env() -> bool:
     return os.environ.get("SATUDATA_RETRAIN", "").strip().lower() in {"1", "true", "yes", "y"}
 
 
+def _pairs_sql(cols: tuple[str, ...], where: str = "") -> str:
+    """Pairs a block_on(cols) rule makes on link.person_records: sum of n(n-1)/2 over its blocks
+    (a GROUP BY, not a self-join)."""
+    keys = ", ".join(f'"{c}"' for c in cols)
+    not_null = " AND ".join(f'"{c}" IS NOT NULL' for c in cols)
+    return (f"SELECT coalesce(sum(n * (n - 1) / 2), 0)::BIGINT FROM (SELECT count(*) AS n "
+            f"FROM link.person_records WHERE {not_null} {where} GROUP BY {keys})")
+
+
+def em_rule(conn: duckdb.DuckDBPyConnection, cols: tuple[str, ...]) -> tuple[object, int, int, int]:
+    """The EM blocking rule for `cols`, sampled when it makes more than EM_MAX_PAIRS pairs.
+    Returns (rule, pairs of the full rule, sampling modulus, pairs used)."""
+    from splink import block_on
+
+    pairs = conn.execute(_pairs_sql(cols)).fetchall()[0][0]
+    modulus = max(1, -(-pairs // int(ss.EM_MAX_PAIRS)))
+    if modulus == 1:
+        return block_on(*cols), pairs, 1, pairs
+    sample = f"hash({' || '.join(f'l.{c}::VARCHAR' for c in cols)}) % {modulus} = 0"
+    used = conn.execute(_pairs_sql(cols, "AND " + sample.replace("l.", "") )).fetchall()[0][0]
+    sql = " AND ".join(f'l."{c}" = r."{c}"' for c in cols) + f" AND {sample}"
+    return sql, pairs, modulus, used
+
+
+def bound_unobserved_u(settings: dict, sampled_pairs: float) -> list[str]:
+    """Give every level that random sampling never observed the rule-of-three upper bound
+    u = 3 / pairs sampled (95% bound for an event seen 0 times) instead of Splink's default
+    (which, for a middle level such as "NIK one typo apart", is a weight near 0): a level no random
+    pair reaches is strong evidence, and the bound is still a conservative weight."""
+    bound = 3.0 / float(sampled_pairs)
+    changed = []
+    for comp in settings.get("comparisons", []):
+        for level in comp.get("comparison_levels", []):
+            if level.get("is_null_level") or level.get("fix_u_probability"):
+                continue
+            u = level.get("u_probability")
+            if u is None or isinstance(u, str):
+                level["u_probability"] = bound
+                changed.append(f"{comp.get('output_column_name')}: {level.get('label_for_charts')}")
+    return changed
+
+
 def train_model(conn: duckdb.DuckDBPyConnection, *, u_max_pairs: float | None = None,
                 seed: int | None = None) -> TrainingSummary:
     """Estimate the model on `link.person_records`: prior from near-certain rules, u by random
-    sampling (fixed seed), m by expectation maximisation over a few blocking rules."""
+    sampling (fixed seed; levels never seen get the rule-of-three bound), m by expectation
+    maximisation over a few blocking rules (each capped at EM_MAX_PAIRS pairs by sampling blocks)."""
     from splink import Linker
 
     n = conn.execute("SELECT count(*) FROM link.person_records").fetchall()[0][0]
@@ -51,18 +94,22 @@ def train_model(conn: duckdb.DuckDBPyConnection, *, u_max_pairs: float | None = 
         linker.training.estimate_u_using_random_sampling(
             max_pairs=max_pairs, seed=seed if seed is not None else ss.U_SAMPLING_SEED
         )
+        settings = linker.misc.save_model_to_json()
+        unobserved = bound_unobserved_u(settings, max_pairs)
+        linker = Linker(sdf, settings, log_level=logging.WARNING)
         training_pairs: dict[str, int] = {"u_random_sampling_max_pairs": int(max_pairs)}
-        for rule in ss.EM_BLOCKING_RULES:
-            sql = rule.get_blocking_rule("duckdb").blocking_rule_sql
-            cnt = conn.execute(
-                f"SELECT count(*) FROM link.person_records l JOIN link.person_records r "
-                f"ON {sql} AND l.unique_id < r.unique_id"
-            ).fetchall()[0][0]
-            training_pairs[f"em: {sql}"] = int(cnt)
+        for cols in ss.EM_BLOCKING_COLUMNS:
+            rule, pairs, modulus, used = em_rule(conn, cols)
+            name = "em: " + " + ".join(cols)
+            training_pairs[name] = int(pairs)
+            if modulus > 1:
+                training_pairs[f"{name} (1 block in {modulus} used)"] = int(used)
             linker.training.estimate_parameters_using_expectation_maximisation(
                 rule, estimate_without_term_frequencies=True
             )
         settings = linker.misc.save_model_to_json()
+        if unobserved:
+            log.info("u not observed in random sampling, bounded at 3/%d: %s", int(max_pairs), unobserved)
         prior = settings.get("probability_two_random_records_match")
     return TrainingSummary(settings, training_pairs, prior)
 

@@ -8,7 +8,7 @@ What the model compares for every candidate pair of person records (columns of
 | nama           | exact (term-frequency adjusted) / same words reordered / one typo or JW >= 0.94 / |
 |                | words of one name within the other / two typos or JW >= 0.85 / shares a word /   |
 |                | else                                                                             |
-| tanggal_lahir  | exact / one digit typed differently / day-month swapped / same year / else       |
+| tanggal_lahir  | exact / one digit typed differently / day-month swapped / within a year / else  |
 | jenis_kelamin  | exact / else                                                                     |
 | nik            | same NIK but borrowed (names not close AND birth dates not close: weight fixed  |
 |                | at 0, not trained) / exact / one typo apart (only with close names) /            |
@@ -27,12 +27,40 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 
 import splink.comparison_level_library as cll
 import splink.comparison_library as cl
 from splink import SettingsCreator, block_on
 
-SETTINGS_VERSION = "v1"
+SETTINGS_VERSION = "v2"
+
+# Cheap necessary conditions put in front of the costly string distances, so DuckDB (which stops
+# evaluating an AND / OR as soon as the outcome is known) skips most Damerau-Levenshtein calls.
+# They never change a result: Damerau-Levenshtein <= k needs lengths within k; two 16-digit NIKs
+# one substitution or adjacent swap apart agree on their first 7 or their last 7 digits; two dates
+# one digit apart (as YYYY-MM-DD) agree on at least two of year, month, day.
+def _dl_at_most(a: str, b: str, k: int) -> str:
+    return f"(abs(length({a}) - length({b})) <= {k} AND damerau_levenshtein({a}, {b}) <= {k})"
+
+
+NAME_DL1 = _dl_at_most("nama_l", "nama_r", 1)
+NAME_DL2 = _dl_at_most("nama_l", "nama_r", 2)
+NIK_ONE_TYPO = (
+    "((left(nik_l, 7) = left(nik_r, 7) OR right(nik_l, 7) = right(nik_r, 7)) "
+    "AND damerau_levenshtein(nik_l, nik_r) <= 1)"
+)
+BIRTH_DATE_ONE_DIGIT = (
+    "((year(tanggal_lahir_l) = year(tanggal_lahir_r))::INT "
+    "+ (month(tanggal_lahir_l) = month(tanggal_lahir_r))::INT "
+    "+ (day(tanggal_lahir_l) = day(tanggal_lahir_r))::INT >= 2 "
+    "AND damerau_levenshtein(CAST(tanggal_lahir_l AS VARCHAR), CAST(tanggal_lahir_r AS VARCHAR)) <= 1)"
+)
+BIRTH_DATES_SWAPPED = (
+    "(month(tanggal_lahir_l) = day(tanggal_lahir_r) "
+    "AND day(tanggal_lahir_l) = month(tanggal_lahir_r) "
+    "AND year(tanggal_lahir_l) = year(tanggal_lahir_r))"
+)
 
 # Names "disagree" when they share no word and are not close as strings.
 NAMES_DISAGREE = (
@@ -41,9 +69,9 @@ NAMES_DISAGREE = (
 )
 # Names are "close" when nearly identical, reordered, or one is the other minus some words.
 NAMES_CLOSE = (
-    "(jaro_winkler_similarity(nama_l, nama_r) >= 0.92 "
-    "OR damerau_levenshtein(nama_l, nama_r) <= 1 "
-    "OR nama_sorted_l = nama_sorted_r "
+    "(nama_sorted_l = nama_sorted_r "
+    "OR jaro_winkler_similarity(nama_l, nama_r) >= 0.92 "
+    f"OR {NAME_DL1} "
     "OR len(list_intersect(nama_tokens_l, nama_tokens_r)) "
     "= least(len(nama_tokens_l), len(nama_tokens_r)) "
     "OR len(list_intersect(nama_tokens_l, nama_tokens_r)) >= 2)"
@@ -51,11 +79,8 @@ NAMES_CLOSE = (
 # Birth dates are "far" apart: both known and not equal, one typo, or day/month swapped.
 BIRTH_DATES_FAR = (
     "(tanggal_lahir_l IS NOT NULL AND tanggal_lahir_r IS NOT NULL "
-    "AND damerau_levenshtein(CAST(tanggal_lahir_l AS VARCHAR), "
-    "CAST(tanggal_lahir_r AS VARCHAR)) > 1 "
-    "AND NOT (month(tanggal_lahir_l) = day(tanggal_lahir_r) "
-    "AND day(tanggal_lahir_l) = month(tanggal_lahir_r) "
-    "AND year(tanggal_lahir_l) = year(tanggal_lahir_r)))"
+    f"AND tanggal_lahir_l <> tanggal_lahir_r AND NOT {BIRTH_DATE_ONE_DIGIT} "
+    f"AND NOT {BIRTH_DATES_SWAPPED})"
 )
 # An identical NIK carried by someone else (typically a family member's NIK used on a roster).
 BIRTH_DATES_CLOSE = (
@@ -70,6 +95,27 @@ NAMES_SIMILAR = f"({NAMES_CLOSE} OR jaro_winkler_similarity(nama_l, nama_r) >= 0
 VETO = f"(NOT {NAMES_SIMILAR} AND NOT {BIRTH_DATES_CLOSE})"
 
 
+# Event records (deaths, moves) come from the civil registry itself, so each is about one
+# registered resident. One that no link joined to a population-register row (typically: no NIK and
+# no birth date) is assigned to the resident it can only be: the single person registered in the
+# record's kelurahan with the same name (or one typo apart, or the same words reordered), the same
+# birth date when both are known, no other sex, no NIK more than one typo away (valid or not), and
+# no record of this kind yet. Looser names (a name contained in a longer one) or a birth date one digit off are not enough:
+# at city scale they point at namesakes. Two or more such residents: left alone (reviewed downstream).
+EVENT_KINDS = ("death_registry", "migration_registry")
+EVENT_CANDIDATE = (
+    f"((nama_l = nama_r OR nama_sorted_l = nama_sorted_r OR {NAME_DL1}) "
+    "AND (tanggal_lahir_l IS NULL OR tanggal_lahir_r IS NULL OR tanggal_lahir_l = tanggal_lahir_r) "
+    "AND (jenis_kelamin_l IS NULL OR jenis_kelamin_r IS NULL OR jenis_kelamin_l = jenis_kelamin_r) "
+    f"AND (nik_l IS NULL OR nik_r IS NULL OR {NIK_ONE_TYPO}))"
+)
+
+
+def as_join_sql(sql: str) -> str:
+    """`col_l` / `col_r` (Splink's pair naming) -> `l.col` / `r.col`, for plain SQL joins."""
+    return re.sub(r"\b([a-z_]+?)_([lr])\b", r"\2.\1", sql)
+
+
 def name_comparison() -> cl.CustomComparison:
     return cl.CustomComparison(
         output_column_name="nama",
@@ -81,8 +127,7 @@ def name_comparison() -> cl.CustomComparison:
                 "nama_sorted_l = nama_sorted_r", label_for_charts="Same words, other order"
             ),
             cll.CustomLevel(
-                "damerau_levenshtein(nama_l, nama_r) <= 1 "
-                "OR jaro_winkler_similarity(nama_l, nama_r) >= 0.94",
+                f"jaro_winkler_similarity(nama_l, nama_r) >= 0.94 OR {NAME_DL1}",
                 label_for_charts="One typo (Damerau-Levenshtein 1) or Jaro-Winkler >= 0.94",
             ),
             cll.CustomLevel(
@@ -91,8 +136,7 @@ def name_comparison() -> cl.CustomComparison:
                 label_for_charts="Words of one name contained in the other",
             ),
             cll.CustomLevel(
-                "damerau_levenshtein(nama_l, nama_r) <= 2 "
-                "OR jaro_winkler_similarity(nama_l, nama_r) >= 0.85",
+                f"jaro_winkler_similarity(nama_l, nama_r) >= 0.85 OR {NAME_DL2}",
                 label_for_charts="Two typos or Jaro-Winkler >= 0.85",
             ),
             cll.CustomLevel(
@@ -113,20 +157,11 @@ def birth_date_comparison() -> cl.CustomComparison:
             cll.ExactMatchLevel("tanggal_lahir").configure(
                 label_for_charts="Exact date of birth"
             ),
+            cll.CustomLevel(BIRTH_DATE_ONE_DIGIT, label_for_charts="One digit typed differently"),
+            cll.CustomLevel(BIRTH_DATES_SWAPPED, label_for_charts="Day and month swapped"),
             cll.CustomLevel(
-                "damerau_levenshtein(CAST(tanggal_lahir_l AS VARCHAR), "
-                "CAST(tanggal_lahir_r AS VARCHAR)) <= 1",
-                label_for_charts="One digit typed differently",
-            ),
-            cll.CustomLevel(
-                "month(tanggal_lahir_l) = day(tanggal_lahir_r) "
-                "AND day(tanggal_lahir_l) = month(tanggal_lahir_r) "
-                "AND year(tanggal_lahir_l) = year(tanggal_lahir_r)",
-                label_for_charts="Day and month swapped",
-            ),
-            cll.CustomLevel(
-                "year(tanggal_lahir_l) = year(tanggal_lahir_r)",
-                label_for_charts="Same birth year",
+                "abs(date_diff('day', tanggal_lahir_l, tanggal_lahir_r)) <= 366",
+                label_for_charts="Within a year",
             ),
             cll.ElseLevel(),
         ],
@@ -148,7 +183,7 @@ def nik_comparison() -> cl.CustomComparison:
             ),
             cll.ExactMatchLevel("nik").configure(label_for_charts="Exact NIK"),
             cll.CustomLevel(
-                f"damerau_levenshtein(nik_l, nik_r) <= 1 AND {NAMES_CLOSE}",
+                f"{NIK_ONE_TYPO} AND {NAMES_CLOSE}",
                 label_for_charts="NIK one typo apart (names close)",
             ),
             cll.CustomLevel(
@@ -217,7 +252,7 @@ def settings_creator(probability_two_random_records_match: float = 1e-5) -> Sett
 # Candidate pairs scored by the model: a pair is scored when it agrees on any one of these.
 PREDICTION_BLOCKING_RULES = [
     block_on("nik"),
-    block_on("nama", "tanggal_lahir"),
+    # (exact name + birth date is inside the next rule: equal names have equal sorted words)
     # name-only rules carry a place too: a common name in one birth year is tens of thousands of
     # people at city scale, and those blocks grew with the square of the population
     block_on("nama_sorted", "tanggal_lahir"),
@@ -234,11 +269,15 @@ PREDICTION_BLOCKING_RULES = [
 
 # Expectation-maximisation passes. Each estimates the comparisons that use none of its columns
 # (the NIK comparison reads names and birth dates too, so only the family-card pass trains it).
-EM_BLOCKING_RULES = [
-    block_on("nik"),
-    block_on("no_kk"),
-    block_on("nama_sorted", "kode_kelurahan"),
+EM_BLOCKING_COLUMNS: list[tuple[str, ...]] = [
+    ("nik",),
+    ("no_kk",),
+    ("nama_sorted", "kode_kelurahan"),
 ]
+EM_BLOCKING_RULES = [block_on(*cols) for cols in EM_BLOCKING_COLUMNS]
+# EM needs a few hundred thousand pairs, not tens of millions: a pass whose rule makes more pairs
+# than this trains on a fixed hash-sample of its blocks (whole blocks, so families stay together).
+EM_MAX_PAIRS = 1_500_000
 
 # Rules that admit almost no false positives: used to estimate the prior match probability.
 DETERMINISTIC_RULES_FOR_PRIOR = [
