@@ -174,3 +174,14 @@ def test_kode_from_kode_or_names_prefers_valid_code():
     assert out["kelurahan"].tolist()[0] == "CIDENG"
     assert out["wilayah_flag"].tolist() == [None, None, None, "wilayah_unknown"]
     assert out["kode_kecamatan"].iloc[3] == "31.71.01" and out["kode_kota"].iloc[3] == "31.71"
+
+
+def test_kode_from_kode_or_names_repeated_rows_keep_index():
+    # Worked out once per distinct (code, kelurahan, kecamatan, kota); every row gets its answer.
+    kode = pd.Series(["3171011002", None, "3171011002", None, None], index=[40, 10, 30, 20, 50])
+    kel = pd.Series(["x", "Gambir", "x", "Gambir", None])
+    out = kode_from_kode_or_names(kode, kel, pd.Series([None] * 5), pd.Series([None] * 5))
+    assert list(out.index) == [40, 10, 30, 20, 50]
+    assert list(out.columns) == WILAYAH_COLUMNS
+    assert out["kode_kelurahan"].tolist() == ["31.71.01.1002", "31.71.01.1001", "31.71.01.1002", "31.71.01.1001", None]
+    assert out["wilayah_flag"].tolist() == [None, None, None, None, "wilayah_unknown"]

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from satudata_pipeline.clean.nik import NIK_REASONS, clean_nik, validate_nik
+from satudata_pipeline.clean.nik import NIK_REASONS, clean_and_validate_nik, clean_nik, validate_nik
 
 # Woman born 5 Jan 1990 in Gambir, Jakarta Pusat (31.71.01): day 05 + 40 = 45.
 WOMAN = "3171014501900001"
@@ -139,3 +139,19 @@ def test_no_nik_in_error_messages():
     with pytest.raises(Exception) as exc:
         validate_nik(pd.Series([WOMAN]), pd.Series(["x", "y"]), None)
     assert WOMAN not in str(exc.value)
+
+
+def test_clean_and_validate_nik_equals_the_two_functions():
+    raw = pd.Series(
+        [WOMAN, f" {MAN}.0", "3.17101E+15", None, "abc", 3171014501900001, "3171013102900001"],
+        index=[5, 3, 9, 1, 7, 2, 4],
+        dtype=object,
+    )
+    tl = pd.Series(pd.to_datetime(["1990-01-05", "1990-01-05", None, None, None, "1991-01-05", None]))
+    jk = pd.Series(["P", "p", None, "L", None, "P", "L"])
+    cleaned, check = clean_and_validate_nik(raw, tl, jk)
+    pd.testing.assert_series_equal(cleaned, clean_nik(raw))
+    pd.testing.assert_frame_equal(check, validate_nik(raw, tl, jk))
+    assert check["nik_reason"].tolist() == [
+        None, "sex_mismatch", "not_16_digits", "missing", "not_16_digits", "birth_date_mismatch", "bad_birth_date"
+    ]

@@ -11,39 +11,56 @@ non-numeric, combined ("03/05") or outside 1..max_value -> NA.
 
 from __future__ import annotations
 
+import re
+
 import pandas as pd
 
 from satudata_pipeline.clean.values import as_text, ascii_upper, on_uniques
 
 __all__ = ["normalize_address", "parse_rt_rw"]
 
-_ABBREV = [
-    (r"(?<!\S)(?:JALAN|JLN|JL)(?!\S)", "JL"),
-    (r"(?<!\S)(?:GANG|GG)(?!\S)", "GG"),
-    (r"(?<!\S)(?:NOMOR|NMR|NOMER|NO)(?!\S)", "NO"),
-]
-# On the punctuation-free text; digits groups of 1-3.
+# Whole tokens (after punctuation became spaces) and their standard abbreviation.
+_ABBREV = {
+    "JALAN": "JL", "JLN": "JL", "JL": "JL",
+    "GANG": "GG", "GG": "GG",
+    "NOMOR": "NO", "NMR": "NO", "NOMER": "NO", "NO": "NO",
+}
+# On the punctuation-free text; digits groups of 1-3. Applied in this order; each contains
+# the letters RT or RW.
 _N = r"\d{1,3}"
 _RT_RW = [
-    rf"(?<!\S)RT ?RW ?{_N} {_N}(?!\S)",
-    rf"(?<!\S)RT ?{_N} ?RW ?{_N}(?!\S)",
-    rf"(?<!\S)RT ?{_N} {_N}(?!\S)",
-    rf"(?<!\S)R[TW] ?{_N}(?!\S)",
+    re.compile(rf"(?<!\S)RT ?RW ?{_N} {_N}(?!\S)"),
+    re.compile(rf"(?<!\S)RT ?{_N} ?RW ?{_N}(?!\S)"),
+    re.compile(rf"(?<!\S)RT ?{_N} {_N}(?!\S)"),
+    re.compile(rf"(?<!\S)R[TW] ?{_N}(?!\S)"),
 ]
+_NOT_ALNUM = re.compile(r"[^A-Z0-9]+")
 _MAX_PASSES = 4
 
 
-def _squeeze(t: pd.Series) -> pd.Series:
-    return t.str.replace(r"\s+", " ", regex=True).str.strip()
+def _squeeze(text: str) -> str:
+    """Whitespace runs -> one space, trimmed."""
+    return " ".join(text.split())
 
 
-def _address_step(t: pd.Series) -> pd.Series:
-    for pat in _RT_RW:
-        t = t.str.replace(pat, " ", regex=True)
-    t = _squeeze(t)
-    for pat, rep in _ABBREV:
-        t = t.str.replace(pat, rep, regex=True)
-    return t
+def _address_step(text: str) -> str:
+    """RT/RW segments removed, abbreviations standardised (`text` is squeezed, and stays so)."""
+    if "RT" in text or "RW" in text:
+        for pattern in _RT_RW:
+            text = pattern.sub(" ", text)
+        text = _squeeze(text)
+    return " ".join(_ABBREV.get(token, token) for token in text.split(" "))
+
+
+def _normalize_one(text: str) -> str | None:
+    """One address line already folded to upper-case ASCII."""
+    text = _squeeze(_NOT_ALNUM.sub(" ", text))
+    for _ in range(_MAX_PASSES):
+        new = _address_step(text)
+        if new == text:
+            break
+        text = new
+    return text or None
 
 
 def normalize_address(raw: pd.Series) -> pd.Series:
@@ -51,18 +68,10 @@ def normalize_address(raw: pd.Series) -> pd.Series:
     raw = pd.Series(raw)
 
     def _norm(u: pd.Series) -> pd.Series:
-        t = ascii_upper(as_text(u))
-        t = _squeeze(t.str.replace(r"[^A-Z0-9]+", " ", regex=True))
-        for _ in range(_MAX_PASSES):
-            new = _address_step(t)
-            if (new.fillna("") == t.fillna("")).all():
-                break
-            t = new
-        t = t.mask(t == "")
-        return t.astype(object).where(t.notna(), None)
+        text = ascii_upper(as_text(u)).to_numpy(dtype=object, na_value=None)
+        return pd.Series([None if t is None else _normalize_one(t) for t in text], dtype=object)
 
-    out = on_uniques(raw, _norm).astype(object)
-    out = out.where(out.notna(), None)
+    out = on_uniques(raw, _norm)  # None for null lines
     out.name = raw.name
     return out
 

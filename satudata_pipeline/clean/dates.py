@@ -116,9 +116,11 @@ def _parse_uniques(u: pd.Series, date_format: str) -> pd.DataFrame:
     blank = u.isna() | (text.isna() & ~(is_native | is_number))
     unparseable = ~blank & value.isna() & ~impossible
     value = value.dt.normalize()
+    # Nullable booleans, so that taking them back to the rows (nulls: NA) stays boolean.
     return pd.DataFrame(
-        {"value": value.to_numpy(), "impossible": impossible.to_numpy(dtype=bool),
-         "unparseable": unparseable.to_numpy(dtype=bool)},
+        {"value": value.to_numpy(),
+         "impossible": pd.array(impossible.to_numpy(dtype=bool), dtype="boolean"),
+         "unparseable": pd.array(unparseable.to_numpy(dtype=bool), dtype="boolean")},
         index=range(n),
     )
 

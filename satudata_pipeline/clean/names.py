@@ -17,7 +17,7 @@ Decisions worth knowing:
 - old spelling: DJ->J, TJ->C, OE->U, SJ->SY, word-initial NJ->NY; no J->Y, no CH->KH.
 
 Normalisation is idempotent: normalize_name(nama) gives nama back.
-Everything runs on the distinct values with vectorised string methods.
+Everything runs once per distinct value, with the rule regexes compiled once.
 """
 
 from __future__ import annotations
@@ -26,7 +26,6 @@ import re
 from functools import lru_cache
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import yaml
 
@@ -44,9 +43,17 @@ def _alternation(words) -> str:
     return "|".join(re.escape(w) for w in words)
 
 
+def _tokens(words, what: str) -> frozenset[str]:
+    """Rule words that are matched as whole tokens of the name."""
+    tokens = frozenset(w.strip().upper() for w in words if str(w).strip())
+    if any(len(t.split()) != 1 for t in tokens):
+        raise ValueError(f"name_rules.yaml: every entry of {what} must be a single word")
+    return tokens
+
+
 @lru_cache(maxsize=1)
 def load_name_rules() -> dict:
-    """The parsed YAML plus compiled regex sources (cached)."""
+    """The parsed YAML plus the derived token sets and regexes (cached)."""
     with open(RULES_PATH, encoding="utf-8") as fh:
         rules = yaml.safe_load(fh)
     degrees = []
@@ -54,9 +61,9 @@ def load_name_rules() -> dict:
         parts = [re.escape(p) for p in d.upper().split(".")]
         degrees.append(r"\.\s*".join(parts) + r"\.?")
     rules["_degree_re"] = r"(?:(?<=,)|(?<=\s))(?:" + "|".join(degrees) + r")(?![A-Z])"
-    rules["_title_re"] = r"(?<!\S)(?:" + _alternation(rules["titles"]) + r")(?!\S)"
-    rules["_leading_re"] = r"^(?:(?:" + _alternation(rules["leading_titles"]) + r") )+(?=\S)"
-    rules["_muhammad_re"] = r"(?<!\S)(?:" + _alternation(rules["muhammad_variants"]) + r")(?!\S)"
+    rules["_titles"] = _tokens(rules["titles"], "titles")
+    rules["_leading"] = _tokens(rules["leading_titles"], "leading_titles")
+    rules["_muhammad"] = _tokens(rules["muhammad_variants"], "muhammad_variants")
     bins = _alternation(rules["bin_tokens"])
     rules["_bin_re"] = rf"^(\S+(?: \S+)*?) (?:{bins}) (\S.*)$"
     rules["_spelling"] = [(str(a), str(b)) for a, b in rules["spelling"]]
@@ -67,93 +74,88 @@ def load_name_rules() -> dict:
     return rules
 
 
-def _squeeze(t: pd.Series) -> pd.Series:
-    return t.str.replace(r"\s+", " ", regex=True).str.strip()
+@lru_cache(maxsize=1)
+def _patterns() -> dict[str, re.Pattern]:
+    """The rule regexes of `load_name_rules`, compiled."""
+    rules = load_name_rules()
+    return {
+        "degree": re.compile(rules["_degree_re"]),
+        "bin": re.compile(rules["_bin_re"]),
+        "spelling": rules["_spelling_re"],
+    }
 
 
-def _spelling(t: pd.Series, rules: dict) -> pd.Series:
-    """Apply the spelling rules in one regex pass per round; repeat only on changed values."""
-    pattern, table = rules["_spelling_re"], rules["_spelling_map"]
+# Bytes other than A-Z -> space (the text is ASCII after `ascii_upper`).
+_LETTERS_ONLY = bytes(c if ord("A") <= c <= ord("Z") else ord(" ") for c in range(256))
 
-    def repl(m: re.Match) -> str:
-        return table[m.group(0)]
 
-    todo = t.notna()
+def _squeeze(text: str) -> str:
+    """Whitespace runs -> one space, trimmed."""
+    return " ".join(text.split())
+
+
+def _spelling(text: str) -> str:
+    """The spelling rules in one regex pass, repeated until nothing changes."""
+    pattern, table = _patterns()["spelling"], load_name_rules()["_spelling_map"]
+    if pattern.search(text) is None:  # the common case: nothing to replace
+        return text
     for _ in range(_MAX_PASSES):
-        if not todo.any():
+        new = pattern.sub(lambda m: table[m.group(0)], text)
+        if new == text:
             break
-        cur = t[todo]
-        new = cur.str.replace(pattern, repl, regex=True)
-        changed = (new != cur).fillna(False)
-        t = t.copy()
-        t[todo] = new
-        todo = pd.Series(False, index=t.index)
-        todo[changed[changed].index] = True
-    return t
+        text = new
+    return text
 
 
-def _part_step(t: pd.Series, rules: dict) -> pd.Series:
-    """One pass of spelling, title removal and Muhammad normalisation on a name part."""
-    t = _spelling(t, rules)
-    t = t.str.replace(rules["_leading_re"], "", regex=True)
-    stripped = _squeeze(t.str.replace(rules["_title_re"], " ", regex=True))
-    t = stripped.mask(stripped == "", t)  # a name made only of titles is kept
-    t = t.str.replace(rules["_muhammad_re"], "MUHAMMAD", regex=True)
-    t = t.str.replace(r"^M (?=\S)", "MUHAMMAD ", regex=True)
-    return _squeeze(t)
+def _part_step(text: str) -> str:
+    """One pass of spelling, title removal and Muhammad normalisation on a name part (upper-case
+    letters in words separated by single spaces)."""
+    rules = load_name_rules()
+    tokens = _spelling(text).split(" ")
+    while len(tokens) > 1 and tokens[0] in rules["_leading"]:  # H / HJ followed by a token
+        del tokens[0]
+    tokens = [t for t in tokens if t not in rules["_titles"]] or tokens  # only titles: kept
+    tokens = ["MUHAMMAD" if t in rules["_muhammad"] else t for t in tokens]
+    if len(tokens) > 1 and tokens[0] == "M":
+        tokens[0] = "MUHAMMAD"
+    return " ".join(tokens)
 
 
-def _normalize_part(t: pd.Series, rules: dict) -> pd.Series:
-    """Repeat `_part_step` until stable (only on the values that still change)."""
-    t = t.copy()
-    todo = t.notna()
+def _normalize_part(text: str) -> str:
+    """Repeat `_part_step` until stable."""
     for _ in range(_MAX_PASSES):
-        if not todo.any():
+        new = _part_step(text)
+        if new == text:
             break
-        cur = t[todo]
-        new = _part_step(cur, rules)
-        changed = (new != cur).fillna(False)
-        t[todo] = new
-        todo = pd.Series(False, index=t.index)
-        todo[changed[changed].index] = True
-    return t
+        text = new
+    return text
+
+
+def _normalize_one(text: str) -> tuple[str | None, str | None]:
+    """(nama, nama_orang_tua) of one name already folded to upper-case ASCII."""
+    p = _patterns()
+    text = p["degree"].sub(" ", text)
+    text = text.encode("ascii").translate(_LETTERS_ONLY).decode("ascii")
+    text = _spelling(_squeeze(text))
+    if not text:
+        return None, None
+    split = p["bin"].search(text)
+    nama, parent = (split.group(1), split.group(2)) if split else (text, None)
+    nama = _normalize_part(nama)
+    parent = _normalize_part(parent) if parent is not None else None
+    return nama or None, parent or None
 
 
 def _normalize_uniques(u: pd.Series) -> pd.DataFrame:
-    rules = load_name_rules()
-    t = ascii_upper(as_text(u))
-    t = t.str.replace(rules["_degree_re"], " ", regex=True)
-    t = _squeeze(t.str.replace(r"[^A-Z]+", " ", regex=True))
-    t = _spelling(t, rules)
-    t = t.mask(t == "")
-
-    parts = t.str.extract(rules["_bin_re"])
-    has_bin = parts[0].notna()
-    nama = t.where(~has_bin, parts[0])
-    parent = parts[1].astype("string")
-
-    nama = _normalize_part(nama, rules)
-    parent = _normalize_part(parent, rules)
-    nama = nama.mask(nama == "")
-    parent = parent.mask(parent == "")
-
-    tokens = nama.str.split(" ")
-    first = nama.str.extract(r"^(\S+)", expand=False)
-    last = nama.str.extract(r"(\S+)$", expand=False)
-    sorted_ = tokens.map(lambda ts: " ".join(sorted(ts)), na_action="ignore")
-
-    def obj(s: pd.Series) -> np.ndarray:
-        return pd.Series(s).astype(object).where(pd.Series(s).notna(), None).to_numpy()
-
-    return pd.DataFrame(
-        {
-            "nama": obj(nama),
-            "nama_orang_tua": obj(parent),
-            "first_name": obj(first),
-            "last_name": obj(last),
-            "nama_sorted": obj(sorted_),
-        }
-    )
+    rows = []
+    for text in ascii_upper(as_text(u)).to_numpy(dtype=object, na_value=None):
+        nama, parent = _normalize_one(text) if text is not None else (None, None)
+        if nama is None:
+            rows.append((None, parent, None, None, None))
+        else:
+            tokens = nama.split(" ")  # nama is squeezed: single spaces, no padding
+            rows.append((nama, parent, tokens[0], tokens[-1], " ".join(sorted(tokens))))
+    return pd.DataFrame(rows, columns=NAME_COLUMNS, index=range(len(rows)), dtype=object)
 
 
 def normalize_name(raw: pd.Series) -> pd.DataFrame:
@@ -165,8 +167,4 @@ def normalize_name(raw: pd.Series) -> pd.DataFrame:
     last_name       last token of nama (equals first_name for one-token names)
     nama_sorted     the tokens of nama sorted alphabetically (for swapped name order)
     """
-    raw = pd.Series(raw)
-    out = on_uniques(raw, _normalize_uniques)
-    out = out.astype(object).where(out.notna(), None)
-    out.index = raw.index
-    return out
+    return on_uniques(pd.Series(raw), _normalize_uniques)  # None for null names

@@ -24,11 +24,12 @@ from functools import lru_cache
 import numpy as np
 import pandas as pd
 
-from satudata_pipeline.clean.values import aligned, as_text
+from satudata_pipeline.clean.values import aligned, as_text, on_uniques
 
 __all__ = [
     "NIK_REASONS",
     "PROVINCE_CODES",
+    "clean_and_validate_nik",
     "clean_nik",
     "dki_kecamatan_prefixes",
     "validate_nik",
@@ -79,15 +80,46 @@ def dki_kecamatan_prefixes() -> frozenset[str]:
     return frozenset(kec.str.replace(".", "", regex=False))
 
 
-def _digits(raw: pd.Series) -> pd.Series:
-    """Raw NIK -> 'string' Series: NA when blank, else the repaired digit string (any length) or
-    the marker 'X' when the value is not a plain number / not exactly recoverable."""
+@lru_cache(maxsize=1)
+def _dki_prefix_numbers() -> np.ndarray:
+    """`dki_kecamatan_prefixes` as integers (for comparing with a NIK's first six digits)."""
+    prefixes = [int(p) for p in dki_kecamatan_prefixes() if len(p) == 6 and p.isdigit()]
+    return np.array(sorted(prefixes), dtype=np.int64)
+
+
+_PROVINCE_NUMBERS = np.array(sorted(int(c) for c in PROVINCE_CODES), dtype=np.int64)
+
+
+def _is_plain16(value) -> bool:
+    """`value` is a string of exactly 16 ASCII digits."""
+    return isinstance(value, str) and len(value) == 16 and value.isascii() and value.isdigit()
+
+
+def _digits(raw: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+    """Raw NIK -> (digits, is16): object array with None when blank, else the repaired digit
+    string (any length) or the marker 'X' when the value is not a plain number / not exactly
+    recoverable; and a bool array that is True where that string is exactly 16 digits."""
+    values = raw.to_numpy(dtype=object)
+    # Fast path: most values are already 16 plain digits and pass as they are (one cheap check
+    # per value); the repairs run on the rest.
+    is16 = np.fromiter((_is_plain16(v) for v in values), dtype=bool, count=len(values))
+    digits = np.where(is16, values, None)
+    rest = ~is16
+    if rest.any():
+        repaired = _repair(raw[rest]).to_numpy(dtype=object, na_value=None)
+        digits[rest] = repaired
+        is16[rest] = [_is_plain16(v) for v in repaired]
+    return digits, is16
+
+
+def _repair(raw: pd.Series) -> pd.Series:
+    """`_digits` for values that are not plain 16-digit text, as a 'string' Series."""
     orig_index = raw.index
     text = as_text(raw.reset_index(drop=True)).astype(_STR)  # pyarrow: RE2 regexes in C++
     # Surrounding quotes, Excel's leading apostrophe, inner separators.
     text = text.str.replace("[\\s'\"`\u2018\u2019\u201c\u201d\u00a0]+", "", regex=True)
     text = text.mask(text == "")
-    # Fast path: most values are already 16 plain digits; the repairs below run on the rest.
+    # Values that are 16 digits once trimmed and unquoted are done; the repairs run on the rest.
     plain16 = text.str.fullmatch(r"\d{16}").fillna(False).to_numpy(dtype=bool)
     if plain16.all():
         return text.set_axis(orig_index)
@@ -134,21 +166,40 @@ def clean_nik(raw: pd.Series) -> pd.Series:
     16 digits becomes None (see `validate_nik` for the reason).
     """
     raw = pd.Series(raw)
-    digits = _digits(raw)
-    ok = digits.str.fullmatch(r"\d{16}").fillna(False).astype(bool)
-    out = digits.astype(object).where(ok, None)
-    out.name = raw.name
-    return out
+    return _clean_from_digits(raw, *_digits(raw))
 
 
-def _birth_parts(nik: pd.Series):
-    """Day (women already -40), month, 2-digit year and derived sex from 16-digit NIK strings."""
-    dd = pd.to_numeric(nik.str.slice(6, 8), errors="coerce").to_numpy(dtype=float)
-    mm = pd.to_numeric(nik.str.slice(8, 10), errors="coerce").to_numpy(dtype=float)
-    yy = pd.to_numeric(nik.str.slice(10, 12), errors="coerce").to_numpy(dtype=float)
-    female = dd > 40
-    day = np.where(female, dd - 40, dd)
-    return day, mm, yy, female
+def _clean_from_digits(raw: pd.Series, digits: np.ndarray, is16: np.ndarray) -> pd.Series:
+    return pd.Series(np.where(is16, digits, None), index=raw.index, dtype=object, name=raw.name)
+
+
+def clean_and_validate_nik(
+    raw: pd.Series,
+    tanggal_lahir: pd.Series | None = None,
+    jenis_kelamin: pd.Series | None = None,
+) -> tuple[pd.Series, pd.DataFrame]:
+    """(`clean_nik(raw)`, `validate_nik(raw, tanggal_lahir, jenis_kelamin)`), repairing the raw
+    values only once."""
+    raw = pd.Series(raw)
+    digits, is16 = _digits(raw)
+    return (
+        _clean_from_digits(raw, digits, is16),
+        _validate_digits(raw.index, digits, is16, tanggal_lahir, jenis_kelamin),
+    )
+
+
+def _part(nik: np.ndarray, start: int, stop: int) -> np.ndarray:
+    """Digits start..stop-1 (0-based, as in a string slice) of 16-digit NIKs held as int64."""
+    return (nik // 10 ** (16 - stop)) % 10 ** (stop - start)
+
+
+def _sex_codes(jenis_kelamin: pd.Series) -> np.ndarray:
+    """The values trimmed and upper-cased, None when null; computed once per distinct value."""
+
+    def norm(u: pd.Series) -> pd.Series:
+        return u.astype("string").str.strip().str.upper()
+
+    return on_uniques(jenis_kelamin, norm).to_numpy(dtype=object, na_value=None)
 
 
 def validate_nik(
@@ -169,33 +220,40 @@ def validate_nik(
     province code is real, the regency is 01-79 and the kecamatan is not 00.
     """
     nik = pd.Series(nik)
-    idx = nik.index
-    n = len(nik)
-    digits = _digits(nik)
-    present = digits.notna().to_numpy()
-    is16 = digits.str.fullmatch(r"\d{16}").fillna(False).to_numpy(dtype=bool)
-    d16 = digits.where(is16, "0000000000000000").astype(_STR)
+    return _validate_digits(nik.index, *_digits(nik), tanggal_lahir, jenis_kelamin)
 
-    prefix6 = d16.str.slice(0, 6)
-    prov = d16.str.slice(0, 2)
-    kab = pd.to_numeric(d16.str.slice(2, 4), errors="coerce").to_numpy()
-    kec = d16.str.slice(4, 6).to_numpy(dtype=object)
-    dki = prefix6.isin(dki_kecamatan_prefixes()).to_numpy(dtype=bool) & is16
-    is31 = (prov == "31").to_numpy(dtype=bool)
-    national = (
-        prov.isin(PROVINCE_CODES).to_numpy(dtype=bool)
-        & (kab >= 1)
-        & (kab <= 79)
-        & (kec != "00")
-    )
-    region_ok = np.where(is31, dki, national)
 
-    day, mm, yy, female = _birth_parts(d16)
-    mm_i = np.nan_to_num(mm, nan=0).astype(int)
+def _validate_digits(
+    idx: pd.Index,
+    digits: np.ndarray,
+    is16: np.ndarray,
+    tanggal_lahir: pd.Series | None,
+    jenis_kelamin: pd.Series | None,
+) -> pd.DataFrame:
+    """`validate_nik` on the output of `_digits`."""
+    n = len(digits)
+    present = pd.notna(digits)
+    # 16 digits fit in int64 (< 9.2e18); the fields are then integer arithmetic.
+    nik = np.where(is16, digits, "0000000000000000").astype(np.int64)
+
+    prov = _part(nik, 0, 2)
+    kab = _part(nik, 2, 4)
+    kec = _part(nik, 4, 6)
+    dki = np.isin(_part(nik, 0, 6), _dki_prefix_numbers()) & is16
+    national = np.isin(prov, _PROVINCE_NUMBERS) & (kab >= 1) & (kab <= 79) & (kec != 0)
+    region_ok = np.where(prov == 31, dki, national)
+
+    # Day (women already -40), month, two-digit year and derived sex.
+    dd = _part(nik, 6, 8).astype(float)
+    mm = _part(nik, 8, 10).astype(float)
+    yy = _part(nik, 10, 12).astype(float)
+    female = dd > 40
+    day = np.where(female, dd - 40, dd)
+    mm_i = mm.astype(int)
     mm_i = np.where((mm_i >= 1) & (mm_i <= 12), mm_i, 0)
     max_day = _DAYS_IN_MONTH[mm_i]
     # 29 Feb: the century is unknown; 00 is a leap year as 2000, so yy % 4 decides.
-    leap = (np.nan_to_num(yy, nan=1).astype(int) % 4) == 0
+    leap = (yy.astype(int) % 4) == 0
     max_day = np.where((mm_i == 2) & ~leap, 28, max_day)
     # men 01-31, women 41-71; 32-40 and 72+ fail the day range
     date_ok = (mm_i >= 1) & (day >= 1) & (day <= max_day)
@@ -213,16 +271,13 @@ def validate_nik(
     if jenis_kelamin is None:
         sex = np.full(n, None, dtype=object)
     else:
-        sex = (
-            aligned(jenis_kelamin, idx, "jenis_kelamin").astype("string").str.strip().str.upper()
-            .to_numpy(dtype=object, na_value=None)
-        )
+        sex = _sex_codes(aligned(jenis_kelamin, idx, "jenis_kelamin"))
     sex_known = np.isin(sex, ["L", "P"])
     sex_match = ~sex_known | ((sex == "P") == female)
 
-    zero_serial = d16.str.slice(12, 16).eq("0000").to_numpy(dtype=bool)
+    zero_serial = _part(nik, 12, 16) == 0
 
-    conditions = [
+    failed = [
         ~present,
         ~is16,
         ~region_ok,
@@ -231,11 +286,14 @@ def validate_nik(
         ~sex_match,
         zero_serial,
     ]
-    reason = np.select(conditions, list(NIK_REASONS), default="")
-    reason = np.where(reason == "", None, reason).astype(object)
+    # The first failing check names the reason (position len(NIK_REASONS) = valid, None).
+    first = np.full(n, len(NIK_REASONS))
+    for i in reversed(range(len(failed))):
+        first[failed[i]] = i
+    reason = np.array([*NIK_REASONS, None], dtype=object)[first]
     return pd.DataFrame(
         {
-            "nik_valid": pd.Series(reason == None, index=idx, dtype=bool),  # noqa: E711
+            "nik_valid": pd.Series(first == len(NIK_REASONS), index=idx, dtype=bool),
             "nik_reason": pd.Series(reason, index=idx, dtype=object),
             "nik_dki": pd.Series(dki, index=idx, dtype=bool),
         },

@@ -3,6 +3,9 @@
 The per-field cleaners (nik, names, dates, address, wilayah, values) are vectorised; this module only
 maps the source's columns onto canonical fields, applies its `values:` maps, calls the cleaners and
 collects quality flags. Nothing is dropped: every raw row ends up in `clean` or in `quarantine`.
+
+Large sources: repeated values are cleaned once (`on_uniques`), the rows to quarantine are decided
+first so that only the others are cleaned, and the clean frame is assembled once from its columns.
 """
 
 from __future__ import annotations
@@ -16,8 +19,8 @@ import pandas as pd
 from satudata_pipeline.clean.address import normalize_address, parse_rt_rw
 from satudata_pipeline.clean.dates import parse_dates
 from satudata_pipeline.clean.names import normalize_name
-from satudata_pipeline.clean.nik import clean_nik, validate_nik
-from satudata_pipeline.clean.values import parse_amount, parse_bool, parse_int
+from satudata_pipeline.clean.nik import clean_and_validate_nik, clean_nik
+from satudata_pipeline.clean.values import on_uniques, parse_amount, parse_bool, parse_int
 from satudata_pipeline.clean.wilayah import kode_from_kode_or_names
 from satudata_pipeline.contract.sources import DATE_FIELDS, SourceSpec
 
@@ -44,20 +47,44 @@ JENJANG_ALIASES = {"MI": "SD", "MTS": "SMP", "MA": "SMA", "SMALB": "SMA", "UNIVE
 BOOL_FIELDS = ("disabilitas", "punya_mobil", "njop_di_atas_1m")
 
 
+def _constant(value, index: pd.Index) -> pd.Series:
+    """`value` on every row of `index` (object dtype)."""
+    return pd.Series(np.full(len(index), value, dtype=object), index=index, dtype=object)
+
+
+def _per_value(series: pd.Series, func) -> pd.Series:
+    """`func` (vectorised) on the distinct non-null values of an object Series, taken back to
+    the rows; nulls stay None."""
+    out = on_uniques(series, func).astype(object)
+    out = out.where(out.notna(), None)
+    out.name = series.name
+    return out
+
+
 def _apply_values(series: pd.Series, mapping: dict[str, str]) -> pd.Series:
     """The source's `values:` map, exact first, then ignoring case and surrounding spaces."""
     if not mapping:
         return series
     folded = {k.strip().upper(): v for k, v in mapping.items()}
-    key = series.str.strip().str.upper()
-    mapped = key.map(folded)
-    exact = series.map(mapping)
-    return exact.fillna(mapped).where(exact.notna() | mapped.notna(), series)
+
+    def remap(u: pd.Series) -> pd.Series:
+        mapped = u.str.strip().str.upper().map(folded)
+        exact = u.map(mapping)
+        return exact.fillna(mapped).where(exact.notna() | mapped.notna(), u)
+
+    return _per_value(series, remap)
 
 
 def _text(series: pd.Series) -> pd.Series:
-    out = series.astype("object").str.strip()
-    return out.where(out.notna() & (out != ""), None)
+    """Trimmed text as object, None when blank (one pass in Python over the column)."""
+    if pd.api.types.infer_dtype(series, skipna=True) not in ("string", "empty"):
+        out = series.astype("object").str.strip()
+        return out.where(out.notna() & (out != ""), None)
+    values = series.to_numpy(dtype=object)
+    cells = np.fromiter(
+        ((v.strip() or None) if isinstance(v, str) else None for v in values), dtype=object, count=len(values)
+    )
+    return pd.Series(cells, index=series.index, dtype=object, name=series.name)
 
 
 def clean_frame(raw: pd.DataFrame, source: SourceSpec, snapshot: dt.date) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -66,29 +93,40 @@ def clean_frame(raw: pd.DataFrame, source: SourceSpec, snapshot: dt.date) -> tup
     `clean` holds CLEAN_COLUMNS plus boolean `_flag_*` columns (turned into the `quality_flags`
     list in SQL); `quarantine` holds QUARANTINE_COLUMNS.
     """
-    n = len(raw)
-    idx = raw.index
     field = {}
     for canonical, column in source.columns.items():
         values = _text(raw[column.strip()])
         field[canonical] = _apply_values(values, source.values.get(canonical, {}))
+    names = normalize_name(field["nama"] if "nama" in field else _constant(None, raw.index))
+    row_number = raw["_row_number"].astype("int64")
+
+    # Quarantine first: the rows nobody can use are set aside, only the others are cleaned.
+    record_id = field["record_id"] if "record_id" in field else _constant(None, raw.index)
+    quarantine, bad = _quarantine(raw, source, record_id, row_number, names["nama"])
+    if bad.any():
+        keep = ~bad.to_numpy(dtype=bool)
+        field = {name: values[keep] for name, values in field.items()}
+        names = names[keep]
+        row_number = row_number[keep]
+    idx = row_number.index
 
     def get(name: str) -> pd.Series:
-        return field[name] if name in field else pd.Series([None] * n, index=idx, dtype="object")
+        return field[name] if name in field else _constant(None, idx)
 
-    out = pd.DataFrame(index=idx)
+    # The clean columns as Series on the kept rows' index; one DataFrame is built at the end
+    # (assigning each column into a wide DataFrame would copy it).
+    out: dict[str, pd.Series] = {}
     flags: dict[str, pd.Series] = {}
-    out["source"] = source.name
-    out["kind"] = source.kind
-    out["program"] = source.program
+    out["source"] = _constant(source.name, idx)
+    out["kind"] = _constant(source.kind, idx)
+    out["program"] = _constant(source.program, idx)
     out["record_id"] = get("record_id")
-    out["row_number"] = raw["_row_number"].astype("int64")
+    out["row_number"] = row_number
 
     # Names
-    names = normalize_name(get("nama"))
     out["nama_asli"] = get("nama")
     for col in ("nama", "nama_orang_tua", "first_name", "last_name", "nama_sorted"):
-        out[col] = names[col] if col in names else None
+        out[col] = names[col] if col in names else _constant(None, idx)
 
     # Sex
     sex = get("jenis_kelamin").str.upper()
@@ -109,20 +147,20 @@ def clean_frame(raw: pd.DataFrame, source: SourceSpec, snapshot: dt.date) -> tup
 
     # NIK and KK
     out["nik_raw"] = get("nik")
-    out["nik"] = clean_nik(get("nik"))
-    nik_check = validate_nik(get("nik"), out["tanggal_lahir"], out["jenis_kelamin"])
+    out["nik"], nik_check = clean_and_validate_nik(get("nik"), out["tanggal_lahir"], out["jenis_kelamin"])
     out["nik_valid"] = nik_check["nik_valid"].astype(bool)
     out["nik_reason"] = nik_check["nik_reason"]
     out["nik_dki"] = nik_check["nik_dki"].astype(bool)
     flags["nik_missing"] = out["nik_reason"].eq("missing")
     flags["nik_invalid"] = ~out["nik_valid"] & ~flags["nik_missing"]
     flags["nik_non_dki"] = out["nik_valid"] & ~out["nik_dki"]
-    kk = clean_nik(get("no_kk"))
-    out["no_kk"] = kk.where(kk.str.len() == 16, None) if kk.notna().any() else kk
+    out["no_kk"] = clean_nik(get("no_kk"))  # 16 digits or None
     flags["no_kk_invalid"] = get("no_kk").notna() & out["no_kk"].isna()
 
     # Place of birth, address, region
-    out["tempat_lahir"] = get("tempat_lahir").str.upper().str.replace(r"\s+", " ", regex=True)
+    out["tempat_lahir"] = _per_value(
+        get("tempat_lahir"), lambda u: u.str.upper().str.replace(r"\s+", " ", regex=True)
+    )
     out["alamat"] = normalize_address(get("alamat"))
     out["rt"] = parse_rt_rw(get("rt"))
     out["rw"] = parse_rt_rw(get("rw"))
@@ -134,10 +172,14 @@ def clean_frame(raw: pd.DataFrame, source: SourceSpec, snapshot: dt.date) -> tup
     flags["wilayah_ambiguous"] = any_region & wil["wilayah_flag"].eq("wilayah_ambiguous")
 
     # Migration
-    tujuan = get("kode_wilayah_tujuan").str.replace(r"\D", "", regex=True)
+    tujuan = _per_value(get("kode_wilayah_tujuan"), lambda u: u.str.replace(r"\D", "", regex=True))
     out["kode_wilayah_tujuan"] = tujuan.where(tujuan.str.len() >= 2, None)
-    out["pindah_keluar_dki"] = np.where(
-        out["kode_wilayah_tujuan"].notna(), ~out["kode_wilayah_tujuan"].fillna("").str.startswith("31"), None
+    out["pindah_keluar_dki"] = pd.Series(
+        np.where(
+            out["kode_wilayah_tujuan"].notna(), ~out["kode_wilayah_tujuan"].fillna("").str.startswith("31"), None
+        ),
+        index=idx,
+        dtype=object,
     )
     if "kode_wilayah_tujuan" in field:
         flags["kode_tujuan_invalid"] = out["kode_wilayah_tujuan"].isna()
@@ -152,23 +194,39 @@ def clean_frame(raw: pd.DataFrame, source: SourceSpec, snapshot: dt.date) -> tup
         flags[f"value_unmapped:{name}"] = unknown.astype(bool)
 
     # Roster
-    jenjang = get("jenjang").str.upper().str.replace(r"[^A-Z]", "", regex=True)
-    jenjang = jenjang.map(lambda v: JENJANG_ALIASES.get(v, v) if isinstance(v, str) else v)
+    jenjang = _per_value(
+        get("jenjang"),
+        lambda u: u.str.upper().str.replace(r"[^A-Z]", "", regex=True).map(lambda v: JENJANG_ALIASES.get(v, v)),
+    )
     out["jenjang"] = jenjang.where(jenjang.isin(JENJANG), None)
     flags["value_unmapped:jenjang"] = jenjang.notna() & out["jenjang"].isna()
     out["nominal_bulanan"] = parse_amount(get("nominal_bulanan")).astype("Int64")
     flags["value_invalid:nominal_bulanan"] = get("nominal_bulanan").notna() & out["nominal_bulanan"].isna()
 
-    # Quarantine: rows nobody can use
-    reason = pd.Series([None] * n, index=idx, dtype="object")
-    parse_error = raw["_parse_error"]
-    reason = reason.mask(parse_error.notna() & reason.isna(), "unreadable_row")
-    reason = reason.mask(out["record_id"].isna() & reason.isna(), "blank_record_id")
-    reason = reason.mask((out["nama"].isna() | out["nama"].eq("")) & reason.isna(), "blank_name")
+    columns = {col: out[col] for col in CLEAN_COLUMNS}
+    for name, mask in flags.items():
+        columns[f"_flag_{name}"] = pd.Series(mask.fillna(False).astype(bool).to_numpy(), index=idx)
+    clean = pd.DataFrame(columns, copy=False)  # no copy, no consolidation of the wide frame
+    clean.index = pd.RangeIndex(len(clean))
+    return clean, quarantine
+
+
+def _quarantine(
+    raw: pd.DataFrame, source: SourceSpec, record_id: pd.Series, row_number: pd.Series, nama: pd.Series
+) -> tuple[pd.DataFrame, pd.Series]:
+    """The rows nobody can use, with the reason and the raw values, and the mask of those rows."""
     # Every row of a repeated id: we cannot tell which copy is right, and (source, record_id) must
     # name one row downstream, so the provider corrects it.
-    dup = out["record_id"].notna() & out["record_id"].duplicated(keep=False)
-    reason = reason.mask(dup & reason.isna(), "duplicate_record_id")
+    checks = [  # the first that applies is the reason
+        ("unreadable_row", raw["_parse_error"].notna()),
+        ("blank_record_id", record_id.isna()),
+        ("blank_name", nama.isna() | nama.eq("")),
+        ("duplicate_record_id", record_id.notna() & record_id.duplicated(keep=False)),
+    ]
+    reasons = np.full(len(raw), None, dtype=object)
+    for label, applies in reversed(checks):
+        reasons[applies.to_numpy(dtype=bool)] = label
+    reason = pd.Series(reasons, index=raw.index, dtype=object)
 
     bad = reason.notna()
     provenance = [c for c in raw.columns if c.startswith("_")]
@@ -178,14 +236,11 @@ def clean_frame(raw: pd.DataFrame, source: SourceSpec, snapshot: dt.date) -> tup
     quarantine = pd.DataFrame(
         {
             "source": source.name,
-            "record_id": out.loc[bad, "record_id"].to_numpy(dtype=object),
-            "row_number": out.loc[bad, "row_number"].to_numpy(),
+            "record_id": record_id[bad].to_numpy(dtype=object),
+            "row_number": row_number[bad].to_numpy(),
             "reason": reason[bad].to_numpy(dtype=object),
             "raw_values": [json.dumps(r, ensure_ascii=False, default=str) for r in raw_json],
         },
         columns=QUARANTINE_COLUMNS,
     )
-    clean = out.loc[~bad, CLEAN_COLUMNS].copy()
-    for name, mask in flags.items():
-        clean[f"_flag_{name}"] = mask.loc[~bad].fillna(False).astype(bool).to_numpy()
-    return clean.reset_index(drop=True), quarantine
+    return quarantine, bad

@@ -10,7 +10,8 @@ This module also holds the small helpers the other cleaning modules share (`on_u
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+import unicodedata
+from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -21,6 +22,7 @@ __all__ = [
     "as_text",
     "aligned",
     "ascii_upper",
+    "on_unique_rows",
     "on_uniques",
     "parse_amount",
     "parse_bool",
@@ -41,7 +43,8 @@ def on_uniques(raw: pd.Series, func: Callable[[pd.Series], pd.Series | pd.DataFr
     """Apply a vectorised `func` to the distinct non-null values of `raw` and broadcast back.
 
     `func` receives a Series of the uniques (object dtype, default RangeIndex) and must return a
-    Series or DataFrame of the same length in the same order. Rows whose value is null get NA.
+    Series or DataFrame of the same length in the same order. Rows whose value is null get NA
+    (None in the object columns of the result).
     """
     raw = pd.Series(raw)
     codes, uniques = pd.factorize(raw, use_na_sentinel=True)
@@ -52,9 +55,37 @@ def on_uniques(raw: pd.Series, func: Callable[[pd.Series], pd.Series | pd.DataFr
         out = func(pd.Series([], dtype=object))
     # One extra all-NA row at position len(out) serves the -1 sentinel (nulls).
     n = len(out)
+    object_columns = (out.dtypes == object).to_numpy() if isinstance(out, pd.DataFrame) else None
     out = out.reset_index(drop=True).reindex(range(n + 1))
+    if object_columns is not None:
+        out.iloc[n, np.flatnonzero(object_columns)] = None
+    elif out.dtype == object:
+        out.iloc[n] = None
     taken = out.take(np.where(codes < 0, n, codes))
     taken.index = raw.index
+    return taken
+
+
+def on_unique_rows(
+    columns: Sequence[pd.Series], func: Callable[..., pd.DataFrame]
+) -> pd.DataFrame:
+    """`on_uniques` for a row function of several columns (equal length, matched by position).
+
+    `func` receives one Series per column holding the distinct combinations of values (nulls
+    included, default RangeIndex) and must return a DataFrame with one row per combination in the
+    same order. The result is taken back to every row, on the first column's index.
+    """
+    columns = [pd.Series(c) for c in columns]
+    n = len(columns[0])
+    codes = np.zeros(n, dtype=np.int64)
+    for col in columns:
+        col_codes, col_uniques = pd.factorize(col, use_na_sentinel=True)
+        # Combine with the codes so far (both < n, so no overflow), then renumber densely.
+        codes, _ = pd.factorize(codes * (len(col_uniques) + 1) + (col_codes + 1))
+    first_rows = np.unique(codes, return_index=True)[1]  # codes count up in order of first appearance
+    out = func(*(col.iloc[first_rows].reset_index(drop=True) for col in columns))
+    taken = out.reset_index(drop=True).take(codes)
+    taken.index = columns[0].index
     return taken
 
 
@@ -79,16 +110,23 @@ def as_text(values: pd.Series) -> pd.Series:
             return "1" if v else "0"
         return str(v)
 
-    if pd.api.types.infer_dtype(values, skipna=True) in ("string", "empty"):
-        text = values.astype("string")
-    else:
-        text = values.map(_one, na_action="ignore").astype("string")
-    text = text.str.strip()
-    short = (text.str.len() <= 5).fillna(True)
-    blank = pd.Series(False, index=text.index)
-    if short.any():
-        blank[short] = text[short].str.upper().isin(BLANK_TOKENS).fillna(True).to_numpy(bool)
-    return text.mask(blank | text.isna())
+    if pd.api.types.infer_dtype(values, skipna=True) not in ("string", "empty"):
+        values = values.map(_one, na_action="ignore")
+    # One pass in Python over the cells (no per-step pandas passes): this runs on whole columns.
+    cells = np.fromiter(
+        (_trimmed(v) if isinstance(v, str) else None for v in values.to_numpy(dtype=object)),
+        dtype=object,
+        count=len(values),
+    )
+    return pd.Series(pd.array(cells, dtype="string"), index=values.index, name=values.name)
+
+
+def _trimmed(value: str) -> str | None:
+    """`value` trimmed, or None when it is blank or a null spelling."""
+    value = value.strip()
+    if len(value) <= 5 and value.upper() in BLANK_TOKENS:
+        return None
+    return value
 
 
 def parse_bool(
@@ -201,9 +239,18 @@ def ascii_upper(text: pd.Series) -> pd.Series:
     é -> E, ß -> nothing), then upper-case. Apostrophes are removed without a space (MA'RUF ->
     MARUF)."""
     text = pd.Series(text, dtype="string")
-    text = text.str.normalize("NFKD").str.encode("ascii", errors="ignore").str.decode("ascii")
-    text = text.astype("string").str.upper()
-    return text.str.replace(r"['`]", "", regex=True)
+    cells = np.fromiter(
+        (_ascii_upper_one(v) if isinstance(v, str) else None for v in text.to_numpy(dtype=object, na_value=None)),
+        dtype=object,
+        count=len(text),
+    )
+    return pd.Series(pd.array(cells, dtype="string"), index=text.index, name=text.name)
+
+
+def _ascii_upper_one(value: str) -> str:
+    if not value.isascii():  # NFKD leaves ASCII text as it is
+        value = unicodedata.normalize("NFKD", value).encode("ascii", errors="ignore").decode("ascii")
+    return value.upper().replace("'", "").replace("`", "")
 
 
 def aligned(values, index: pd.Index, what: str) -> pd.Series:

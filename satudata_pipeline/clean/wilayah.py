@@ -24,7 +24,7 @@ from functools import lru_cache
 import numpy as np
 import pandas as pd
 
-from satudata_pipeline.clean.values import aligned, as_text, ascii_upper, on_uniques
+from satudata_pipeline.clean.values import aligned, as_text, ascii_upper, on_unique_rows, on_uniques
 from satudata_pipeline.config import REFERENCE_WILAYAH
 
 __all__ = [
@@ -324,15 +324,24 @@ def kode_from_kode_or_names(
 ) -> pd.DataFrame:
     """WILAYAH_COLUMNS from a delivered kelurahan code when it is a valid reference kelurahan
     code (names then come from the reference, flag None), else from `match_wilayah` on the names.
-    A valid delivered kecamatan/kota code fills the levels the names could not resolve."""
+    A valid delivered kecamatan/kota code fills the levels the names could not resolve.
+    Runs once per distinct (code, kelurahan, kecamatan, kota) combination."""
     kode_s = pd.Series(kode_raw)
     idx = kode_s.index
-    kode = normalize_kode(kode_s)
-    names = match_wilayah(
+    columns = [
+        kode_s,
         aligned(kelurahan, idx, "kelurahan"),
         aligned(kecamatan, idx, "kecamatan"),
         aligned(kota, idx, "kota"),
-    )
+    ]
+    return on_unique_rows(columns, _kode_from_kode_or_names)
+
+
+def _kode_from_kode_or_names(
+    kode_raw: pd.Series, kelurahan: pd.Series, kecamatan: pd.Series, kota: pd.Series
+) -> pd.DataFrame:
+    kode = normalize_kode(kode_raw)
+    names = match_wilayah(kelurahan, kecamatan, kota)
     ref_names = _lookups()[1]
     klen = kode.str.len()
     is_kel = (klen == 13).fillna(False).to_numpy(dtype=bool)
