@@ -137,7 +137,8 @@ def test_model_parameters_and_save_load(linked, tmp_path):
 # columns the cluster step reads from link.person_records (the tests below build minimal tables)
 _RECORD_COLUMNS = {"kind": "VARCHAR", "nik": "VARCHAR", "nik_valid": "BOOLEAN", "nama": "VARCHAR",
                    "nama_sorted": "VARCHAR", "tanggal_lahir": "DATE", "jenis_kelamin": "VARCHAR",
-                   "kode_kelurahan": "VARCHAR", "kode_kecamatan": "VARCHAR"}
+                   "kode_kelurahan": "VARCHAR", "kode_kecamatan": "VARCHAR",
+                   "kode_wilayah_tujuan": "VARCHAR"}
 
 
 def _pad_person_records(conn):
@@ -214,13 +215,13 @@ def _event_case(residents: list[tuple], event: tuple, links: list[tuple] = ()):
     conn.execute("CREATE SCHEMA link")
     conn.execute("""CREATE TABLE link.person_records (unique_id VARCHAR, kind VARCHAR, nama VARCHAR,
         tanggal_lahir DATE, jenis_kelamin VARCHAR, nik VARCHAR, nik_valid BOOLEAN,
-        kode_kelurahan VARCHAR, kode_kecamatan VARCHAR)""")
+        kode_kelurahan VARCHAR, kode_kecamatan VARCHAR, kode_wilayah_tujuan VARCHAR)""")
     for uid, nama, dob, sex, nik, kel in residents:
-        conn.execute("INSERT INTO link.person_records VALUES (?, 'civil_registry', ?, ?, ?, ?, ?, ?, ?)",
+        conn.execute("INSERT INTO link.person_records VALUES (?, 'civil_registry', ?, ?, ?, ?, ?, ?, ?, NULL)",
                      [uid, nama, dob, sex, nik, nik is not None, kel, kel[:8]])
-    uid, kind, nama, dob, sex, nik, kel = event
-    conn.execute("INSERT INTO link.person_records VALUES (?, ?, ?, ?, ?, ?, false, ?, ?)",
-                 [uid, kind, nama, dob, sex, nik, kel, kel[:8]])
+    uid, kind, nama, dob, sex, nik, kel, *dest = event
+    conn.execute("INSERT INTO link.person_records VALUES (?, ?, ?, ?, ?, ?, false, ?, ?, ?)",
+                 [uid, kind, nama, dob, sex, nik, kel, kel[:8] if kel else None, dest[0] if dest else None])
     conn.execute("""CREATE TABLE link.person_records_x AS SELECT *,
         array_to_string(list_sort(list_distinct(string_split(nama, ' '))), ' ') AS nama_sorted
         FROM link.person_records""")
@@ -253,6 +254,17 @@ def test_death_record_without_nik_joins_the_only_resident_of_that_name():
     # one typo in a single name still points at one resident
     conn, result = _event_case(residents, ("mati:1", "death_registry", "SITI AMINA", None, None, None, KEL))
     assert result.events_assigned == 1 and _same_cluster(conn, "mati:1", "pop:3")
+
+
+def test_move_back_into_dki_is_looked_for_at_its_destination():
+    residents = [("pop:1", "DEWI", "2018-03-05", "P", "3175014503180015", "31.75.01.1004"),
+                 ("pop:2", "DEWI", "2018-03-05", "P", "3175014503180016", "31.75.01.1005")]
+    event = ("pindah:1", "migration_registry", "DEWI", "2018-03-05", "P", None, None, "3175011004")
+    conn, result = _event_case(residents, event)
+    assert result.events_assigned == 1 and _same_cluster(conn, "pindah:1", "pop:1")
+    # a destination outside DKI says nothing about where to look
+    conn, result = _event_case(residents, event[:-1] + ("3273070001",))
+    assert result.events_assigned == 0
 
 
 @pytest.mark.parametrize("residents, event", [

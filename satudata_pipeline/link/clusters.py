@@ -121,6 +121,14 @@ def build_person_clusters(
     return result
 
 
+# A move into a DKI kelurahan (a return, or a move from outside) carries no origin kelurahan; the
+# person then lives at the destination, so that is the kelurahan to look in.
+DKI_DESTINATION_KELURAHAN = """(CASE WHEN regexp_full_match(
+        regexp_replace(coalesce(l.kode_wilayah_tujuan, ''), '[^0-9]', '', 'g'), '31[0-9]{8}')
+    THEN regexp_replace(regexp_replace(coalesce(l.kode_wilayah_tujuan, ''), '[^0-9]', '', 'g'),
+                        '^(..)(..)(..)(....)$', '\\1.\\2.\\3.\\4') END)"""
+
+
 def _assign_event_records(conn: duckdb.DuckDBPyConnection) -> int:
     """Join each death / move record left without a population-register row to the only resident
     it can be (`splink_settings.EVENT_CANDIDATE`; why: see there). Rewrites `_cc_main` and writes
@@ -136,11 +144,13 @@ def _assign_event_records(conn: duckdb.DuckDBPyConnection) -> int:
     """)
     conn.execute(f"""
         CREATE OR REPLACE TEMP TABLE _ev_events AS
-        SELECT l.*, lm.cluster_id AS event_cluster
+        SELECT l.* REPLACE (coalesce(l.kode_kelurahan, {DKI_DESTINATION_KELURAHAN}) AS kode_kelurahan),
+               lm.cluster_id AS event_cluster
         FROM link.person_records l
         JOIN _cc_main lm ON lm.unique_id = l.unique_id
         JOIN _ev_clusters le ON le.cluster_id = lm.cluster_id AND NOT le.has_civil
-        WHERE l.kind IN ({kinds}) AND l.nama IS NOT NULL AND l.kode_kelurahan IS NOT NULL
+        WHERE l.kind IN ({kinds}) AND l.nama IS NOT NULL
+          AND coalesce(l.kode_kelurahan, {DKI_DESTINATION_KELURAHAN}) IS NOT NULL
     """)
     conn.execute(f"""
         CREATE OR REPLACE TEMP TABLE _ev_candidates AS
@@ -168,7 +178,9 @@ def _assign_event_records(conn: duckdb.DuckDBPyConnection) -> int:
         ok AS (
             SELECT p.* FROM per_event p
             JOIN _ev_clusters rc ON rc.cluster_id = p.resident_cluster
-            WHERE p.candidates = 1 AND NOT list_contains(rc.kinds, p.kind)
+            WHERE p.candidates = 1
+              -- a person dies once; moves can repeat (out, and back again)
+              AND NOT (p.kind = 'death_registry' AND list_contains(rc.kinds, p.kind))
         )
         -- an event cluster whose records point at two different residents is left alone
         SELECT * FROM ok WHERE event_cluster IN (

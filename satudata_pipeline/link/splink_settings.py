@@ -100,7 +100,8 @@ VETO = f"(NOT {NAMES_SIMILAR} AND NOT {BIRTH_DATES_CLOSE})"
 # no birth date) is assigned to the resident it can only be: the single person registered in the
 # record's kelurahan with the same name (or one typo apart, or the same words reordered), the same
 # birth date when both are known, no other sex, no NIK more than one typo away (valid or not), and
-# no record of this kind yet. Looser names (a name contained in a longer one) or a birth date one digit off are not enough:
+# (for a death) no death record yet. A move record with no origin kelurahan (a move into DKI) is
+# looked for at its destination kelurahan. Looser names (a name contained in a longer one) or a birth date one digit off are not enough:
 # at city scale they point at namesakes. Two or more such residents: left alone (reviewed downstream).
 EVENT_KINDS = ("death_registry", "migration_registry")
 EVENT_CANDIDATE = (
