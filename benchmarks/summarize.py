@@ -32,9 +32,13 @@ def main() -> int:
     parser.add_argument("--estimate", type=int, nargs="*", default=[3_000_000, 11_000_000])
     args = parser.parse_args()
     runs = {}
-    for path in sorted(RESULTS.glob("*.json")):
+    loaded = []
+    for path in RESULTS.glob("*.json"):
         r = json.loads(path.read_text())
-        runs[r["persons"]] = r  # sorted by date in the name: the newest per size wins
+        r["_file"] = path.with_suffix(".md").name
+        loaded.append(r)
+    for r in sorted(loaded, key=lambda r: (r["date"], r.get("started_utc") or "")):
+        runs[r["persons"]] = r  # the newest run per size wins
     if not runs:
         print("no results yet")
         return 1
@@ -49,7 +53,7 @@ def main() -> int:
         r = runs[n]
         s, b = r["scores"]["linkage"], r["scores"].get("baseline_linkage") or {}
         f = lambda v, d=4: "n/a" if v is None else f"{v:.{d}f}"  # noqa: E731
-        name = f"{r['date']}-{n}-{r['seed']}.md"
+        name = r["_file"]
         lines.append(
             f"| {n:,} | {r['seed']} | {r['date']} | `{r['commit']}` | {r['pipeline']['seconds']:.0f} | "
             f"{r['pipeline']['peak_mb'] / 1024:.2f} | {f(r['baseline'].get('seconds'), 0)} | {f(r.get('ratio'), 2)} | "
