@@ -122,11 +122,10 @@ def build_person_clusters(
 
 
 # A move into a DKI kelurahan (a return, or a move from outside) carries no origin kelurahan; the
-# person then lives at the destination, so that is the kelurahan to look in.
-DKI_DESTINATION_KELURAHAN = """(CASE WHEN regexp_full_match(
-        regexp_replace(coalesce(l.kode_wilayah_tujuan, ''), '[^0-9]', '', 'g'), '31[0-9]{8}')
-    THEN regexp_replace(regexp_replace(coalesce(l.kode_wilayah_tujuan, ''), '[^0-9]', '', 'g'),
-                        '^(..)(..)(..)(....)$', '\\1.\\2.\\3.\\4') END)"""
+# person then lives at the destination, so that is the kelurahan to look in (the clean stage keeps
+# kode_wilayah_tujuan as digits; a 10-digit DKI code is a kelurahan, written here in dotted form).
+DKI_DESTINATION_KELURAHAN = """(CASE WHEN regexp_full_match(l.kode_wilayah_tujuan, '31[0-9]{8}')
+    THEN regexp_replace(l.kode_wilayah_tujuan, '^(..)(..)(..)(....)$', '\\1.\\2.\\3.\\4') END)"""
 
 
 def _assign_event_records(conn: duckdb.DuckDBPyConnection) -> int:
@@ -134,7 +133,7 @@ def _assign_event_records(conn: duckdb.DuckDBPyConnection) -> int:
     it can be (`splink_settings.EVENT_CANDIDATE`; why: see there). Rewrites `_cc_main` and writes
     `link.event_assignments(unique_id, resident_unique_id, cluster_id)` for the audit trail."""
     kinds = ", ".join(f"'{k}'" for k in ss.EVENT_KINDS)
-    conn.execute(f"""
+    conn.execute("""
         CREATE OR REPLACE TEMP TABLE _ev_clusters AS
         SELECT m.cluster_id,
                bool_or(r.kind = 'civil_registry') AS has_civil,
@@ -144,13 +143,14 @@ def _assign_event_records(conn: duckdb.DuckDBPyConnection) -> int:
     """)
     conn.execute(f"""
         CREATE OR REPLACE TEMP TABLE _ev_events AS
-        SELECT l.* REPLACE (coalesce(l.kode_kelurahan, {DKI_DESTINATION_KELURAHAN}) AS kode_kelurahan),
-               lm.cluster_id AS event_cluster
-        FROM link.person_records l
-        JOIN _cc_main lm ON lm.unique_id = l.unique_id
-        JOIN _ev_clusters le ON le.cluster_id = lm.cluster_id AND NOT le.has_civil
-        WHERE l.kind IN ({kinds}) AND l.nama IS NOT NULL
-          AND coalesce(l.kode_kelurahan, {DKI_DESTINATION_KELURAHAN}) IS NOT NULL
+        SELECT * FROM (
+            SELECT l.* REPLACE (coalesce(l.kode_kelurahan, {DKI_DESTINATION_KELURAHAN}) AS kode_kelurahan),
+                   lm.cluster_id AS event_cluster
+            FROM link.person_records l
+            JOIN _cc_main lm ON lm.unique_id = l.unique_id
+            JOIN _ev_clusters le ON le.cluster_id = lm.cluster_id AND NOT le.has_civil
+            WHERE l.kind IN ({kinds}) AND l.nama IS NOT NULL
+        ) WHERE kode_kelurahan IS NOT NULL
     """)
     conn.execute(f"""
         CREATE OR REPLACE TEMP TABLE _ev_candidates AS

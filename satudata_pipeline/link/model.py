@@ -49,9 +49,12 @@ def em_rule(conn: duckdb.DuckDBPyConnection, cols: tuple[str, ...]) -> tuple[obj
     modulus = max(1, -(-pairs // int(ss.EM_MAX_PAIRS)))
     if modulus == 1:
         return block_on(*cols), pairs, 1, pairs
-    sample = f"hash({' || '.join(f'l.{c}::VARCHAR' for c in cols)}) % {modulus} = 0"
-    used = conn.execute(_pairs_sql(cols, "AND " + sample.replace("l.", "") )).fetchall()[0][0]
-    sql = " AND ".join(f'l."{c}" = r."{c}"' for c in cols) + f" AND {sample}"
+
+    def in_sample(prefix: str) -> str:  # whole blocks: the key's hash picks one block in `modulus`
+        return f"hash({' || '.join(f'{prefix}{c}::VARCHAR' for c in cols)}) % {modulus} = 0"
+
+    used = conn.execute(_pairs_sql(cols, "AND " + in_sample(""))).fetchall()[0][0]
+    sql = " AND ".join(f'l."{c}" = r."{c}"' for c in cols) + f" AND {in_sample('l.')}"
     return sql, pairs, modulus, used
 
 

@@ -62,11 +62,6 @@ BIRTH_DATES_SWAPPED = (
     "AND year(tanggal_lahir_l) = year(tanggal_lahir_r))"
 )
 
-# Names "disagree" when they share no word and are not close as strings.
-NAMES_DISAGREE = (
-    "(len(list_intersect(nama_tokens_l, nama_tokens_r)) = 0 "
-    "AND jaro_winkler_similarity(nama_l, nama_r) < 0.85)"
-)
 # Names are "close" when nearly identical, reordered, or one is the other minus some words.
 NAMES_CLOSE = (
     "(nama_sorted_l = nama_sorted_r "
@@ -101,8 +96,9 @@ VETO = f"(NOT {NAMES_SIMILAR} AND NOT {BIRTH_DATES_CLOSE})"
 # record's kelurahan with the same name (or one typo apart, or the same words reordered), the same
 # birth date when both are known, no other sex, no NIK more than one typo away (valid or not), and
 # (for a death) no death record yet. A move record with no origin kelurahan (a move into DKI) is
-# looked for at its destination kelurahan. Looser names (a name contained in a longer one) or a birth date one digit off are not enough:
-# at city scale they point at namesakes. Two or more such residents: left alone (reviewed downstream).
+# looked for at its destination kelurahan. Looser names (a name contained in a longer one) or a
+# birth date one digit off are not enough: at city scale they point at namesakes. Two or more such
+# residents: left alone (reviewed downstream).
 EVENT_KINDS = ("death_registry", "migration_registry")
 EVENT_CANDIDATE = (
     f"((nama_l = nama_r OR nama_sorted_l = nama_sorted_r OR {NAME_DL1}) "
