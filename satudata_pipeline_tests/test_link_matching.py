@@ -138,7 +138,8 @@ def test_model_parameters_and_save_load(linked, tmp_path):
 _RECORD_COLUMNS = {"kind": "VARCHAR", "nik": "VARCHAR", "nik_valid": "BOOLEAN", "nama": "VARCHAR",
                    "nama_sorted": "VARCHAR", "tanggal_lahir": "DATE", "jenis_kelamin": "VARCHAR",
                    "kode_kelurahan": "VARCHAR", "kode_kecamatan": "VARCHAR",
-                   "kode_wilayah_tujuan": "VARCHAR"}
+                   "kode_wilayah_tujuan": "VARCHAR", "alamat": "VARCHAR",
+                   "alamat_nomor": "VARCHAR"}
 
 
 def _pad_person_records(conn):
@@ -208,22 +209,27 @@ def test_two_civil_registry_persons_are_not_glued_by_a_weak_link():
     assert result.reclustered >= 1
 
 
-def _event_case(residents: list[tuple], event: tuple, links: list[tuple] = ()):
-    """link.person_records of civil-registry residents and one death record, all with the columns
-    the event step reads; returns the connection after clustering."""
+def _event_case(residents: list[tuple], event: tuple, links: list[tuple] = (),
+                address: dict[str, str] | None = None):
+    """link.person_records of civil-registry residents and one record left alone (a death record
+    unless the tuple says otherwise), with the columns the sole-candidate step reads; `address`:
+    street lines by unique_id. Returns the connection after clustering."""
     conn = duckdb.connect()
     conn.execute("CREATE SCHEMA link")
     conn.execute("""CREATE TABLE link.person_records (unique_id VARCHAR, kind VARCHAR, nama VARCHAR,
         tanggal_lahir DATE, jenis_kelamin VARCHAR, nik VARCHAR, nik_valid BOOLEAN,
-        kode_kelurahan VARCHAR, kode_kecamatan VARCHAR, kode_wilayah_tujuan VARCHAR)""")
+        kode_kelurahan VARCHAR, kode_kecamatan VARCHAR, kode_wilayah_tujuan VARCHAR, alamat VARCHAR)""")
+    address = address or {}
     for uid, nama, dob, sex, nik, kel in residents:
-        conn.execute("INSERT INTO link.person_records VALUES (?, 'civil_registry', ?, ?, ?, ?, ?, ?, ?, NULL)",
-                     [uid, nama, dob, sex, nik, nik is not None, kel, kel[:8]])
+        conn.execute("INSERT INTO link.person_records VALUES (?, 'civil_registry', ?, ?, ?, ?, ?, ?, ?, NULL, ?)",
+                     [uid, nama, dob, sex, nik, nik is not None, kel, kel[:8], address.get(uid)])
     uid, kind, nama, dob, sex, nik, kel, *dest = event
-    conn.execute("INSERT INTO link.person_records VALUES (?, ?, ?, ?, ?, ?, false, ?, ?, ?)",
-                 [uid, kind, nama, dob, sex, nik, kel, kel[:8] if kel else None, dest[0] if dest else None])
+    conn.execute("INSERT INTO link.person_records VALUES (?, ?, ?, ?, ?, ?, false, ?, ?, ?, ?)",
+                 [uid, kind, nama, dob, sex, nik, kel, kel[:8] if kel else None, dest[0] if dest else None,
+                  address.get(uid)])
     conn.execute("""CREATE TABLE link.person_records_x AS SELECT *,
-        array_to_string(list_sort(list_distinct(string_split(nama, ' '))), ' ') AS nama_sorted
+        array_to_string(list_sort(list_distinct(string_split(nama, ' '))), ' ') AS nama_sorted,
+        array_to_string(regexp_extract_all(upper(coalesce(alamat, '')), '[0-9]+'), ' ') AS alamat_nomor
         FROM link.person_records""")
     conn.execute("DROP TABLE link.person_records")
     conn.execute("ALTER TABLE link.person_records_x RENAME TO person_records")
@@ -248,12 +254,12 @@ def test_death_record_without_nik_joins_the_only_resident_of_that_name():
                  ("pop:2", "NUR SAIPUL", "1980-01-01", "L", "3175070101800004", OTHER_KEL),
                  ("pop:3", "SITI AMINAH", "1990-05-05", "P", "3175074505900001", KEL)]
     conn, result = _event_case(residents, ("mati:1", "death_registry", "NUR SAIPUL", None, "L", None, KEL))
-    assert result.events_assigned == 1 and _same_cluster(conn, "mati:1", "pop:1")
-    assert conn.execute("SELECT unique_id, resident_unique_id FROM link.event_assignments").fetchall() \
+    assert result.assigned == 1 and _same_cluster(conn, "mati:1", "pop:1")
+    assert conn.execute("SELECT unique_id, resident_unique_id FROM link.assignments").fetchall() \
         == [("mati:1", "pop:1")]
     # one typo in a single name still points at one resident
     conn, result = _event_case(residents, ("mati:1", "death_registry", "SITI AMINA", None, None, None, KEL))
-    assert result.events_assigned == 1 and _same_cluster(conn, "mati:1", "pop:3")
+    assert result.assigned == 1 and _same_cluster(conn, "mati:1", "pop:3")
 
 
 def test_move_back_into_dki_is_looked_for_at_its_destination():
@@ -261,10 +267,10 @@ def test_move_back_into_dki_is_looked_for_at_its_destination():
                  ("pop:2", "DEWI", "2018-03-05", "P", "3175014503180016", "31.75.01.1005")]
     event = ("pindah:1", "migration_registry", "DEWI", "2018-03-05", "P", None, None, "3175011004")
     conn, result = _event_case(residents, event)
-    assert result.events_assigned == 1 and _same_cluster(conn, "pindah:1", "pop:1")
+    assert result.assigned == 1 and _same_cluster(conn, "pindah:1", "pop:1")
     # a destination outside DKI says nothing about where to look
     conn, result = _event_case(residents, event[:-1] + ("3273070001",))
-    assert result.events_assigned == 0
+    assert result.assigned == 0
 
 
 @pytest.mark.parametrize("residents, event", [
@@ -275,9 +281,9 @@ def test_move_back_into_dki_is_looked_for_at_its_destination():
     # a name only contained in the resident's longer name is not enough
     ([("pop:1", "MARYAM PUTRI", "1979-11-08", "P", "1375064811790026", KEL)],
      ("mati:1", "death_registry", "MARYAM", None, "P", None, KEL)),
-    # birth dates one digit apart are not enough
+    # birth dates two digits apart say another person
     ([("pop:1", "AGUS", "1975-05-27", "L", "3216122705750005", KEL)],
-     ("mati:1", "death_registry", "AGUS", "1972-05-27", "L", None, KEL)),
+     ("mati:1", "death_registry", "AGUS", "1972-06-27", "L", None, KEL)),
     # a NIK two digits away (even one failing validation) says another person
     ([("pop:1", "AISYAH", "2013-12-21", "P", "3171016112130025", KEL)],
      ("mati:1", "death_registry", "AISYAH", "2013-12-21", "P", "3171016111130024", KEL)),
@@ -290,7 +296,7 @@ def test_move_back_into_dki_is_looked_for_at_its_destination():
 ])
 def test_death_record_is_not_assigned_on_weak_or_ambiguous_evidence(residents, event):
     conn, result = _event_case(residents, event)
-    assert result.events_assigned == 0
+    assert result.assigned == 0
     assert all(not _same_cluster(conn, "mati:1", r[0]) for r in residents)
 
 
@@ -299,7 +305,7 @@ def test_event_record_already_linked_or_resident_already_dead_is_left_alone():
     # already linked to a resident by the model: nothing to assign
     conn, result = _event_case(residents, ("mati:1", "death_registry", "UJU", None, "L", None, KEL),
                                links=[("mati:1", "pop:1", 0.99)])
-    assert result.events_assigned == 0 and _same_cluster(conn, "mati:1", "pop:1")
+    assert result.assigned == 0 and _same_cluster(conn, "mati:1", "pop:1")
     # the only resident already has a death record: a second, unlinked one is not his
     conn, result = _event_case(residents, ("mati:2", "death_registry", "UJU", None, "L", None, KEL))
     conn.execute("INSERT INTO link.person_records (unique_id, kind, nama, nama_sorted, jenis_kelamin, "
@@ -307,7 +313,102 @@ def test_event_record_already_linked_or_resident_already_dead_is_left_alone():
                  "('mati:1', 'death_registry', 'UJU', 'UJU', 'L', ?, ?, false)", [KEL, KEL[:8]])
     conn.execute("INSERT INTO link.match_pairs VALUES ('mati:1', 'pop:1', 0.99, NULL, 'probabilistic')")
     result = clusters.build_person_clusters(conn, 0.95, 30)
-    assert result.events_assigned == 0 and not _same_cluster(conn, "mati:2", "pop:1")
+    assert result.assigned == 0 and not _same_cluster(conn, "mati:2", "pop:1")
+
+
+@pytest.mark.parametrize("dob", ["1975-05-28", "1976-05-27"])
+def test_death_record_with_a_birth_date_typo_joins_the_only_resident_of_that_name(dob):
+    # one digit off (day, year) in the deceased's own kelurahan; the other namesake is far off
+    residents = [("pop:1", "AGUS", "1975-05-27", "L", "3216122705750005", KEL),
+                 ("pop:2", "AGUS", "1990-12-01", "L", "3216120112900001", KEL)]
+    conn, result = _event_case(residents, ("mati:1", "death_registry", "AGUS", dob, "L", None, KEL))
+    assert result.assigned == 1 and _same_cluster(conn, "mati:1", "pop:1")
+
+
+def test_death_record_with_swapped_day_and_month_joins_its_resident():
+    residents = [("pop:1", "ROSMAWATI TAMBUNAN", "2021-08-12", "P", "3173015208210022", KEL),
+                 ("pop:2", "ROSMAWATI TAMBUNAN", "2025-01-02", "P", "3173014201250003", KEL)]
+    conn, result = _event_case(residents, ("mati:1", "death_registry", "ROSMAWATI TAMBUNAN",
+                                           "2021-12-08", "P", None, KEL))
+    assert result.assigned == 1 and _same_cluster(conn, "mati:1", "pop:1")
+
+
+def test_move_record_needs_an_equal_birth_date():
+    # a move record's kelurahan is where the person lived before: a namesake born close by may
+    # still live there
+    residents = [("pop:1", "AGUS", "1975-05-27", "L", "3216122705750005", KEL)]
+    conn, result = _event_case(residents, ("pindah:1", "migration_registry", "AGUS", "1975-05-28", "L",
+                                           None, KEL))
+    assert result.assigned == 0 and not _same_cluster(conn, "pindah:1", "pop:1")
+
+
+HOME = {"pop:1": "JL BERINGIN NO 134", "pop:2": "JL BERINGIN NO 52"}
+ROSTER_ROW = ("kjp:1", "program_roster", "MUHAMMAD FIRMANSYAH", None, "L", None, KEL)
+NAMESAKES = [("pop:1", "MUHAMMAD FIRMANSYAH", "2014-05-28", "L", "3174012805140015", KEL),
+             ("pop:2", "MUHAMMAD FIRMANSYAH", "1990-01-11", "L", "3174011101900003", KEL)]
+
+
+def test_roster_row_with_one_link_to_a_resident_of_the_same_home_joins_them():
+    conn, result = _event_case(NAMESAKES, ROSTER_ROW, links=[("kjp:1", "pop:1", 0.71)],
+                               address={**HOME, "kjp:1": "JL BERINGIN NO 134"})
+    assert result.assigned == 1 and _same_cluster(conn, "kjp:1", "pop:1")
+    assert conn.execute("SELECT unique_id, resident_unique_id, basis, match_probability "
+                        "FROM link.assignments").fetchall() == [("kjp:1", "pop:1", "sole_link", 0.71)]
+
+
+@pytest.mark.parametrize("links, roster_address", [
+    # the only link goes to another house on the same street (a ghost using a real name)
+    ([("kjp:1", "pop:2", 0.71)], "JL BERINGIN NO 134"),
+    # links to two residents of the home: ambiguous
+    ([("kjp:1", "pop:1", 0.71), ("kjp:1", "pop:2", 0.6)], None),
+])
+def test_roster_row_is_not_joined_on_a_link_to_another_home_or_to_two_residents(links, roster_address):
+    address = {"pop:1": "JL BERINGIN NO 134", "pop:2": "JL BERINGIN NO 134",
+               "kjp:1": "JL BERINGIN NO 134"} if roster_address is None else {**HOME, "kjp:1": roster_address}
+    conn, result = _event_case(NAMESAKES, ROSTER_ROW, links=links, address=address)
+    assert result.assigned == 0
+    assert all(not _same_cluster(conn, "kjp:1", r[0]) for r in NAMESAKES)
+
+
+def test_event_record_with_one_link_joins_that_resident():
+    # the name differs too much for the name rule, the model still linked it (below the cluster
+    # threshold) to one resident only: a death record is about a registered resident
+    residents = [("pop:1", "JOGA WIJAJA", "1944-10-01", "L", "3173060110440016", KEL)]
+    conn, result = _event_case(residents, ("mati:1", "death_registry", "YOGA WIJAYA", "1944-10-01", "L",
+                                           None, KEL), links=[("mati:1", "pop:1", 0.8)])
+    assert result.assigned == 1 and _same_cluster(conn, "mati:1", "pop:1")
+
+
+def test_borrowed_nik_and_same_address_conditions():
+    """Same NIK with far-apart birth dates is a borrowed NIK even between namesakes (a parent and
+    child of one name); a typo or swap in the birth date is not. Two addresses on one street are
+    one home only with the same numbers."""
+    from satudata_pipeline.link import splink_settings as ss
+
+    conn = duckdb.connect()
+    rows = [  # nik_l, nik_r, nama_l, nama_r, dob_l, dob_r, expected borrowed
+        ("3175076402120027", "3175076402120027", "ROSLINA SITORUS", "ROSLINA SITORUS", "2005-04-23", "2012-02-24", True),
+        ("3175076402120027", "3175076402120027", "ROSLINA SITORUS", "ROSLINA SITORUS", "2012-02-24", "2012-02-25", False),
+        ("3175076402120027", "3175076402120027", "ROSLINA SITORUS", "ROSLINA SITORUS", "2012-02-24", None, False),
+        ("3175076402120027", "3175076402120027", "ROSLINA SITORUS", "BUDI SANTOSO", "2012-02-24", None, True),
+        ("3175076402120027", "3175076402120027", "ROSLINA SITORUS", "ROSLINA", "2012-02-24", "2012-02-24", False),
+    ]
+    for *vals, want in rows:
+        got = conn.execute(f"""SELECT {ss.BORROWED_NIK} FROM (SELECT ?::VARCHAR nik_l, ?::VARCHAR nik_r,
+            ?::VARCHAR nama_l, ?::VARCHAR nama_r, ?::DATE tanggal_lahir_l, ?::DATE tanggal_lahir_r,
+            list_sort(string_split(nama_l, ' ')) nama_tokens_l, list_sort(string_split(nama_r, ' ')) nama_tokens_r,
+            array_to_string(nama_tokens_l, ' ') nama_sorted_l, array_to_string(nama_tokens_r, ' ') nama_sorted_r)""",
+                           vals).fetchall()[0][0]
+        assert bool(got) is want, vals
+    conn.execute("CREATE SCHEMA clean")
+    conn.execute("""CREATE TABLE clean.a AS SELECT * FROM (VALUES ('r1', 'Jl. Beringin No. 134'),
+        ('r2', 'JL BERINGIN NO 52'), ('r3', 'JL BERINGIN NO 134'), ('r4', 'JL BERINGIN NO 134 BLOK B7'))
+        t(record_id, alamat)""")
+    matching.build_person_records(conn, ["a"])
+    got = dict(conn.execute(f"""SELECT l.record_id || '-' || r.record_id, {ss.as_join_sql(ss.SAME_ADDRESS)}
+        FROM link.person_records l, link.person_records r
+        WHERE l.record_id = 'r3' AND r.record_id <> 'r3'""").fetchall())
+    assert got == {"r3-r1": True, "r3-r2": False, "r3-r4": False}
 
 
 def test_connected_components_cluster_id_is_smallest_member():

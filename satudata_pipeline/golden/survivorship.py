@@ -145,6 +145,11 @@ def build_person_source_link(conn: duckdb.DuckDBPyConnection, target: str = "mai
                NULL::VARCHAR, 'quarantined', NULL::DOUBLE
         FROM clean.quarantine q
         """
+    # records joined to their sole candidate resident (link/clusters.py) say so
+    assigned = ("LEFT JOIN link.assignments a USING (unique_id)"
+                if _table_exists(conn, "link", "assignments") else
+                "LEFT JOIN (SELECT NULL::VARCHAR AS unique_id, NULL::DOUBLE AS match_probability "
+                "WHERE false) a USING (unique_id)")
     conn.execute(f"""
         CREATE OR REPLACE TABLE {target} AS
         WITH c AS (
@@ -170,12 +175,18 @@ def build_person_source_link(conn: duckdb.DuckDBPyConnection, target: str = "mai
             FROM e GROUP BY unique_id
         )
         SELECT r.source, r.record_id, r.unique_id, c.person_id,
-               CASE WHEN c.cluster_size = 1 OR b.unique_id IS NULL THEN 'singleton'
-                    WHEN b.has_exact THEN 'exact_nik' ELSE 'probabilistic' END AS link_method,
-               CASE WHEN c.cluster_size = 1 THEN NULL ELSE b.match_probability END
-                   AS match_probability
+               CASE WHEN c.cluster_size = 1 THEN 'singleton'
+                    WHEN b.has_exact THEN 'exact_nik'
+                    WHEN a.unique_id IS NOT NULL THEN 'sole_candidate'
+                    WHEN b.unique_id IS NULL THEN 'singleton'
+                    ELSE 'probabilistic' END AS link_method,
+               CASE WHEN c.cluster_size = 1 THEN NULL
+                    WHEN a.unique_id IS NOT NULL AND NOT coalesce(b.has_exact, false)
+                        THEN a.match_probability
+                    ELSE b.match_probability END AS match_probability
         FROM link.person_records r JOIN c USING (unique_id)
         LEFT JOIN best b USING (unique_id)
+        {assigned}
         {quarantine}
         ORDER BY 1, 2, 3
     """)

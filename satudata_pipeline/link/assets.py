@@ -200,9 +200,9 @@ def build_link_assets(clean_asset_keys: list[dg.AssetKey], source_names: list[st
         deps=["match_pairs"],
         kinds={"duckdb"},
         description="Groups of records that are one person (link.person_clusters): records "
-        "joined by links above the cluster threshold, oversized groups split again; a death or "
-        "move record left without a resident joins the only resident it can be "
-        "(link.event_assignments).",
+        "joined by links above the cluster threshold, oversized groups split again; records left "
+        "without a population-register row join their sole candidate resident, if there is "
+        "exactly one (link.assignments).",
     )
     def person_clusters(context: AssetExecutionContext, config: PersonClustersConfig,
                         warehouse: DuckDBResource):
@@ -214,7 +214,7 @@ def build_link_assets(clean_asset_keys: list[dg.AssetKey], source_names: list[st
             "clusters": res.n_clusters,
             "largest_cluster": res.max_size,
             "oversized_clusters_reclustered": res.reclustered,
-            "event_records_assigned_to_only_candidate": res.events_assigned,
+            "records_assigned_to_sole_candidate": res.assigned,
             "cluster_size_distribution": dg.MetadataValue.md(_md_table(
                 [{"records_per_person": k, "persons": v}
                  for k, v in res.size_distribution.items()])),

@@ -58,7 +58,7 @@ class ClusterResult:
     n_clusters: int
     max_size: int
     reclustered: int = 0
-    events_assigned: int = 0
+    assigned: int = 0
     size_distribution: dict[str, int] = field(default_factory=dict)
 
 
@@ -109,7 +109,7 @@ def build_person_clusters(
             FROM _cc_main m LEFT JOIN _cc_sub s USING (unique_id)
         """)
     conn.execute("CREATE SCHEMA IF NOT EXISTS link")
-    assigned = _assign_event_records(conn)
+    assigned = _assign_sole_candidates(conn)
     conn.execute("""
         CREATE OR REPLACE TABLE link.person_clusters AS
         SELECT unique_id, cluster_id FROM _cc_main ORDER BY cluster_id, unique_id
@@ -117,93 +117,100 @@ def build_person_clusters(
     for tmp in ("_cc_main", "_cc_sub", "_cc_big"):
         conn.execute(f"DROP TABLE IF EXISTS {tmp}")
     result = summarize_clusters(conn, reclustered)
-    result.events_assigned = assigned
+    result.assigned = assigned
     return result
 
 
 # A move into a DKI kelurahan (a return, or a move from outside) carries no origin kelurahan; the
 # person then lives at the destination, so that is the kelurahan to look in (the clean stage keeps
 # kode_wilayah_tujuan as digits; a 10-digit DKI code is a kelurahan, written here in dotted form).
-DKI_DESTINATION_KELURAHAN = """(CASE WHEN regexp_full_match(l.kode_wilayah_tujuan, '31[0-9]{8}')
-    THEN regexp_replace(l.kode_wilayah_tujuan, '^(..)(..)(..)(....)$', '\\1.\\2.\\3.\\4') END)"""
+DKI_DESTINATION_KELURAHAN = """(CASE WHEN regexp_full_match(kode_wilayah_tujuan, '31[0-9]{8}')
+    THEN regexp_replace(kode_wilayah_tujuan, '^(..)(..)(..)(....)$', '\\1.\\2.\\3.\\4') END)"""
 
 
-def _assign_event_records(conn: duckdb.DuckDBPyConnection) -> int:
-    """Join each death / move record left without a population-register row to the only resident
-    it can be (`splink_settings.EVENT_CANDIDATE`; why: see there). Rewrites `_cc_main` and writes
-    `link.event_assignments(unique_id, resident_unique_id, cluster_id)` for the audit trail."""
-    kinds = ", ".join(f"'{k}'" for k in ss.EVENT_KINDS)
+def _assign_sole_candidates(conn: duckdb.DuckDBPyConnection) -> int:
+    """Join each group of records left without a population-register row to its sole candidate
+    resident (`splink_settings`: EVENT_CANDIDATE, SOLE_LINK_SAME_HOME_KINDS; why: see there).
+    Rewrites `_cc_main` and writes `link.assignments(unique_id, resident_unique_id, basis,
+    match_probability, cluster_id)` for the audit trail; returns the number of records assigned."""
     conn.execute("""
-        CREATE OR REPLACE TEMP TABLE _ev_clusters AS
+        CREATE OR REPLACE TEMP TABLE _sc_clusters AS
         SELECT m.cluster_id,
                bool_or(r.kind = 'civil_registry') AS has_civil,
-               list(DISTINCT r.kind) AS kinds
+               bool_or(r.kind = 'death_registry') AS has_death
         FROM _cc_main m JOIN link.person_records r USING (unique_id)
         GROUP BY m.cluster_id
     """)
-    conn.execute(f"""
-        CREATE OR REPLACE TEMP TABLE _ev_events AS
-        SELECT * FROM (
-            SELECT l.* REPLACE (coalesce(l.kode_kelurahan, {DKI_DESTINATION_KELURAHAN}) AS kode_kelurahan),
-                   lm.cluster_id AS event_cluster
-            FROM link.person_records l
-            JOIN _cc_main lm ON lm.unique_id = l.unique_id
-            JOIN _ev_clusters le ON le.cluster_id = lm.cluster_id AND NOT le.has_civil
-            WHERE l.kind IN ({kinds}) AND l.nama IS NOT NULL
-        ) WHERE kode_kelurahan IS NOT NULL
+    conn.execute("""
+        CREATE OR REPLACE TEMP TABLE _sc_lone AS
+        SELECT m.unique_id, m.cluster_id AS lone_cluster
+        FROM _cc_main m SEMI JOIN _sc_clusters c ON c.cluster_id = m.cluster_id AND NOT c.has_civil
     """)
+    by_name = []
+    for kind, condition in ss.EVENT_CANDIDATE.items():
+        by_name.append(f"""
+            SELECT l.unique_id, l.kind, l.lone_cluster, r.unique_id AS resident_unique_id,
+                   'name_in_kelurahan' AS basis, NULL::DOUBLE AS match_probability
+            FROM (SELECT e.* REPLACE (coalesce(e.kode_kelurahan, {DKI_DESTINATION_KELURAHAN}) AS kode_kelurahan),
+                         s.lone_cluster
+                  FROM link.person_records e JOIN _sc_lone s USING (unique_id)
+                  WHERE e.kind = '{kind}' AND e.nama IS NOT NULL) l
+            JOIN link.person_records r ON r.kode_kelurahan = l.kode_kelurahan AND r.kind = 'civil_registry'
+            WHERE {ss.as_join_sql(condition)}""")
+    same_home_kinds = ", ".join(f"'{k}'" for k in ss.SOLE_LINK_SAME_HOME_KINDS)
+    by_link = [f"""
+            SELECT l.unique_id, l.kind, s.lone_cluster, r.unique_id AS resident_unique_id,
+                   'sole_link' AS basis, p.match_probability
+            FROM link.match_pairs p
+            JOIN _sc_lone s ON s.unique_id = p.{mine}
+            JOIN link.person_records l ON l.unique_id = p.{mine}
+            JOIN link.person_records r ON r.unique_id = p.{other}
+            WHERE l.kind NOT IN ({same_home_kinds}) OR ({ss.as_join_sql(ss.SAME_HOME)})"""
+               for mine, other in (("unique_id_l", "unique_id_r"), ("unique_id_r", "unique_id_l"))]
     conn.execute(f"""
-        CREATE OR REPLACE TEMP TABLE _ev_candidates AS
-        WITH residents AS (
-            SELECT r.* FROM link.person_records r
-            WHERE r.kind = 'civil_registry'
-              AND r.kode_kelurahan IN (SELECT kode_kelurahan FROM _ev_events)
-        )
-        SELECT l.unique_id, l.kind, l.event_cluster,
-               r.unique_id AS resident_unique_id, rm.cluster_id AS resident_cluster
-        FROM _ev_events l
-        JOIN residents r ON r.kode_kelurahan = l.kode_kelurahan
-        JOIN _cc_main rm ON rm.unique_id = r.unique_id
-        WHERE {ss.as_join_sql(ss.EVENT_CANDIDATE)}
+        CREATE OR REPLACE TEMP TABLE _sc_candidates AS
+        SELECT c.*, rm.cluster_id AS resident_cluster
+        FROM ({" UNION ALL ".join([*by_name, *by_link])}) c
+        JOIN _cc_main rm ON rm.unique_id = c.resident_unique_id
+        JOIN _sc_clusters rc ON rc.cluster_id = rm.cluster_id AND rc.has_civil
+        -- a person dies once: a resident with a death record is nobody's candidate for another
+        WHERE NOT (c.kind = 'death_registry' AND rc.has_death)
     """)
     conn.execute("""
-        CREATE OR REPLACE TEMP TABLE _ev_assign AS
-        WITH per_event AS (
-            SELECT unique_id, kind, event_cluster,
-                   count(DISTINCT resident_cluster) AS candidates,
-                   min(resident_cluster) AS resident_cluster,
-                   min(resident_unique_id) AS resident_unique_id
-            FROM _ev_candidates GROUP BY ALL
-        ),
-        ok AS (
-            SELECT p.* FROM per_event p
-            JOIN _ev_clusters rc ON rc.cluster_id = p.resident_cluster
-            WHERE p.candidates = 1
-              -- a person dies once; moves can repeat (out, and back again)
-              AND NOT (p.kind = 'death_registry' AND list_contains(rc.kinds, p.kind))
+        CREATE OR REPLACE TEMP TABLE _sc_assign AS
+        WITH sole AS (   -- groups whose records, all together, point at one resident
+            SELECT lone_cluster, min(resident_cluster) AS resident_cluster
+            FROM _sc_candidates GROUP BY lone_cluster
+            HAVING count(DISTINCT resident_cluster) = 1
         )
-        -- an event cluster whose records point at two different residents is left alone
-        SELECT * FROM ok WHERE event_cluster IN (
-            SELECT event_cluster FROM ok GROUP BY 1 HAVING count(DISTINCT resident_cluster) = 1)
+        SELECT c.unique_id, c.lone_cluster, c.resident_cluster,
+               arg_max(c.resident_unique_id, coalesce(c.match_probability, 2)) AS resident_unique_id,
+               arg_max(c.basis, coalesce(c.match_probability, 2)) AS basis,
+               max(c.match_probability) AS match_probability
+        FROM _sc_candidates c SEMI JOIN sole USING (lone_cluster)
+        GROUP BY ALL
     """)
     conn.execute("""
         CREATE OR REPLACE TEMP TABLE _cc_main AS
         WITH groups AS (
-            SELECT event_cluster AS cluster_id, resident_cluster AS grp FROM _ev_assign
-            UNION SELECT resident_cluster, resident_cluster FROM _ev_assign
+            SELECT DISTINCT lone_cluster AS cluster_id, resident_cluster AS grp FROM _sc_assign
+            UNION SELECT resident_cluster, resident_cluster FROM _sc_assign
         ),
         renamed AS (SELECT cluster_id, min(cluster_id) OVER (PARTITION BY grp) AS new_id FROM groups)
         SELECT m.unique_id, coalesce(n.new_id, m.cluster_id) AS cluster_id
         FROM _cc_main m LEFT JOIN renamed n USING (cluster_id)
     """)
     conn.execute("""
-        CREATE OR REPLACE TABLE link.event_assignments AS
-        SELECT a.unique_id, a.resident_unique_id, m.cluster_id
-        FROM _ev_assign a JOIN _cc_main m ON m.unique_id = a.unique_id
+        CREATE OR REPLACE TABLE link.assignments AS
+        SELECT a.unique_id, a.resident_unique_id, a.basis, a.match_probability, m.cluster_id
+        FROM _sc_assign a JOIN _cc_main m ON m.unique_id = a.unique_id
         ORDER BY a.unique_id
     """)
-    n = conn.execute("SELECT count(*) FROM _ev_assign").fetchall()[0][0]
-    for tmp in ("_ev_clusters", "_ev_events", "_ev_candidates", "_ev_assign"):
+    conn.execute("DROP TABLE IF EXISTS link.event_assignments")  # the table's name before v3
+    n = conn.execute("""
+        SELECT count(*) FROM _sc_lone SEMI JOIN (SELECT DISTINCT lone_cluster FROM _sc_assign) a
+        USING (lone_cluster)""").fetchall()[0][0]
+    for tmp in ("_sc_clusters", "_sc_lone", "_sc_candidates", "_sc_assign"):
         conn.execute(f"DROP TABLE IF EXISTS {tmp}")
     return int(n)
 

@@ -116,6 +116,10 @@ def build_person_records(conn: duckdb.DuckDBPyConnection, source_names: list[str
             string_split(nama_norm, ' ')[1] AS nama_depan,
             CASE WHEN len(string_split(nama_norm, ' ')) > 1
                  THEN string_split(nama_norm, ' ')[-1] END AS nama_belakang,
+            -- house, block and unit numbers: two addresses on one street are one home only when
+            -- these agree (JL BERINGIN NO 134 and JL BERINGIN NO 52 are two houses)
+            array_to_string(regexp_extract_all(upper(coalesce(alamat, '')), '[0-9]+'), ' ')
+                AS alamat_nomor,
             year(tanggal_lahir) AS tahun_lahir,
             CASE WHEN regexp_full_match(nik, '[0-9]{{16}}') THEN substr(nik, 7, 6) END AS nik_dob
         FROM n

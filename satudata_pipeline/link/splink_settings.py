@@ -33,7 +33,7 @@ import splink.comparison_level_library as cll
 import splink.comparison_library as cl
 from splink import SettingsCreator, block_on
 
-SETTINGS_VERSION = "v2"
+SETTINGS_VERSION = "v3"
 
 # Cheap necessary conditions put in front of the costly string distances, so DuckDB (which stops
 # evaluating an AND / OR as soon as the outcome is known) skips most Damerau-Levenshtein calls.
@@ -45,6 +45,11 @@ def _dl_at_most(a: str, b: str, k: int) -> str:
 
 
 NAME_DL1 = _dl_at_most("nama_l", "nama_r", 1)
+# One home: street lines nearly identical AND the same house / block numbers (Jaro-Winkler alone
+# calls JL BERINGIN NO 134 and JL BERINGIN NO 52 the same address).
+SAME_ADDRESS = (
+    "(jaro_winkler_similarity(alamat_l, alamat_r) >= 0.9 AND alamat_nomor_l = alamat_nomor_r)"
+)
 NAME_DL2 = _dl_at_most("nama_l", "nama_r", 2)
 NIK_ONE_TYPO = (
     "((left(nik_l, 7) = left(nik_r, 7) OR right(nik_l, 7) = right(nik_r, 7)) "
@@ -82,7 +87,12 @@ BIRTH_DATES_CLOSE = (
     "(tanggal_lahir_l IS NOT NULL AND tanggal_lahir_r IS NOT NULL AND NOT "
     + BIRTH_DATES_FAR + ")"
 )
-BORROWED_NIK = f"(nik_l = nik_r AND NOT {NAMES_CLOSE} AND NOT {BIRTH_DATES_CLOSE})"
+# Also borrowed: the same NIK on two records whose birth dates are far apart (not a typo, not a
+# day/month swap), whatever the names say: a NIK is issued once, and a parent and a child of the
+# same name share a family card, so the child's NIK turns up on the parent's roster row.
+BORROWED_NIK = (
+    f"(nik_l = nik_r AND ({BIRTH_DATES_FAR} OR (NOT {NAMES_CLOSE} AND NOT {BIRTH_DATES_CLOSE})))"
+)
 # Names at least similar (close, or Jaro-Winkler >= 0.85).
 NAMES_SIMILAR = f"({NAMES_CLOSE} OR jaro_winkler_similarity(nama_l, nama_r) >= 0.85)"
 # Post-model veto: neither similar names nor close birth dates -> another person, whatever the
@@ -90,22 +100,42 @@ NAMES_SIMILAR = f"({NAMES_CLOSE} OR jaro_winkler_similarity(nama_l, nama_r) >= 0
 VETO = f"(NOT {NAMES_SIMILAR} AND NOT {BIRTH_DATES_CLOSE})"
 
 
+# Records that no link joined to a population-register row are assigned to their sole candidate
+# resident, when there is exactly one (link/clusters.py; docs/linkage.md "Sole candidates"). The
+# scores are computed against the whole city's prior (two random records match about once in a
+# million); a record that must be somebody, with one plausible somebody, is that person.
+#
 # Event records (deaths, moves) come from the civil registry itself, so each is about one
-# registered resident. One that no link joined to a population-register row (typically: no NIK and
-# no birth date) is assigned to the resident it can only be: the single person registered in the
-# record's kelurahan with the same name (or one typo apart, or the same words reordered), the same
-# birth date when both are known, no other sex, no NIK more than one typo away (valid or not), and
-# (for a death) no death record yet. A move record with no origin kelurahan (a move into DKI) is
-# looked for at its destination kelurahan. Looser names (a name contained in a longer one) or a
-# birth date one digit off are not enough: at city scale they point at namesakes. Two or more such
-# residents: left alone (reviewed downstream).
+# registered resident. Candidates by name: residents of the record's kelurahan with the same name
+# (or one typo apart, or the same words reordered), no other sex, no NIK more than one typo away
+# (valid or not), and a birth date that agrees when both are known. For a death the kelurahan is
+# the deceased's own, so the birth date may carry a typo (one digit, day and month swapped); a move
+# record's kelurahan is where the person lived before (the register may now show them elsewhere,
+# and a namesake born close by can stay behind), so its birth date must be equal. A move with no
+# origin kelurahan (a move into DKI) is looked for at its destination. Looser names (a name
+# contained in a longer one) point at namesakes at city scale and are not used.
 EVENT_KINDS = ("death_registry", "migration_registry")
-EVENT_CANDIDATE = (
-    f"((nama_l = nama_r OR nama_sorted_l = nama_sorted_r OR {NAME_DL1}) "
-    "AND (tanggal_lahir_l IS NULL OR tanggal_lahir_r IS NULL OR tanggal_lahir_l = tanggal_lahir_r) "
+_EVENT_NAME_SEX_NIK = (
+    f"(nama_l = nama_r OR nama_sorted_l = nama_sorted_r OR {NAME_DL1}) "
     "AND (jenis_kelamin_l IS NULL OR jenis_kelamin_r IS NULL OR jenis_kelamin_l = jenis_kelamin_r) "
-    f"AND (nik_l IS NULL OR nik_r IS NULL OR {NIK_ONE_TYPO}))"
+    f"AND (nik_l IS NULL OR nik_r IS NULL OR {NIK_ONE_TYPO})"
 )
+EVENT_CANDIDATE = {
+    "death_registry": (
+        f"({_EVENT_NAME_SEX_NIK} AND (tanggal_lahir_l IS NULL OR tanggal_lahir_r IS NULL "
+        f"OR tanggal_lahir_l = tanggal_lahir_r OR {BIRTH_DATE_ONE_DIGIT} OR {BIRTH_DATES_SWAPPED}))"
+    ),
+    "migration_registry": (
+        f"({_EVENT_NAME_SEX_NIK} AND (tanggal_lahir_l IS NULL OR tanggal_lahir_r IS NULL "
+        "OR tanggal_lahir_l = tanggal_lahir_r))"
+    ),
+}
+# Candidates by link (any kind): the residents a record has a stored link to (link.match_pairs,
+# at or above match_threshold, not vetoed). A roster or welfare row may be a ghost using a real
+# person's name and birth date at another address, so for those kinds the link must also join
+# two records of one home (same address and numbers, same kelurahan).
+SOLE_LINK_SAME_HOME_KINDS = ("program_roster", "welfare_registry")
+SAME_HOME = f"({SAME_ADDRESS} AND kode_kelurahan_l = kode_kelurahan_r)"
 
 
 def as_join_sql(sql: str) -> str:
@@ -206,13 +236,12 @@ def household_comparison() -> cl.CustomComparison:
                 label_for_charts="Household unknown",
             ).configure(is_null_level=True),
             cll.CustomLevel(
-                "no_kk_l = no_kk_r AND jaro_winkler_similarity(alamat_l, alamat_r) >= 0.9",
+                f"no_kk_l = no_kk_r AND {SAME_ADDRESS}",
                 label_for_charts="Same family card and address",
             ),
             cll.CustomLevel("no_kk_l = no_kk_r", label_for_charts="Same family card"),
             cll.CustomLevel(
-                "jaro_winkler_similarity(alamat_l, alamat_r) >= 0.9 "
-                "AND kode_kelurahan_l = kode_kelurahan_r",
+                f"{SAME_ADDRESS} AND kode_kelurahan_l = kode_kelurahan_r",
                 label_for_charts="Same address in the same kelurahan",
             ),
             cll.CustomLevel("kode_kelurahan_l = kode_kelurahan_r",
