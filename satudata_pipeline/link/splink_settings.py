@@ -87,11 +87,15 @@ BIRTH_DATES_CLOSE = (
     "(tanggal_lahir_l IS NOT NULL AND tanggal_lahir_r IS NOT NULL AND NOT "
     + BIRTH_DATES_FAR + ")"
 )
-# Also borrowed: the same NIK on two records whose birth dates are far apart (not a typo, not a
-# day/month swap), whatever the names say: a NIK is issued once, and a parent and a child of the
-# same name share a family card, so the child's NIK turns up on the parent's roster row.
+# Also borrowed: the same NIK on two records born more than a year apart (and not a one-digit
+# typo or a day/month swap), whatever the names say: a NIK is issued once, and a parent and a child
+# of the same name share a family card, so the child's NIK turns up on the parent's roster row.
+# (A birth year off by one is a common registration error, not another person.)
+BIRTH_DATES_YEARS_APART = (
+    f"({BIRTH_DATES_FAR} AND abs(date_diff('day', tanggal_lahir_l, tanggal_lahir_r)) > 366)"
+)
 BORROWED_NIK = (
-    f"(nik_l = nik_r AND ({BIRTH_DATES_FAR} OR (NOT {NAMES_CLOSE} AND NOT {BIRTH_DATES_CLOSE})))"
+    f"(nik_l = nik_r AND ({BIRTH_DATES_YEARS_APART} OR (NOT {NAMES_CLOSE} AND NOT {BIRTH_DATES_CLOSE})))"
 )
 # Names at least similar (close, or Jaro-Winkler >= 0.85).
 NAMES_SIMILAR = f"({NAMES_CLOSE} OR jaro_winkler_similarity(nama_l, nama_r) >= 0.85)"
