@@ -10,12 +10,13 @@ What the model compares for every candidate pair of person records (columns of
 |                | else                                                                             |
 | tanggal_lahir  | exact / one digit typed differently / day-month swapped / within a year / else  |
 | jenis_kelamin  | exact / else                                                                     |
-| nik            | same NIK but borrowed (names not close AND birth dates not close: weight fixed  |
-|                | at 0, not trained) / exact / one typo apart (only with close names) /            |
-|                | two different valid NIKs / else                                                  |
+| nik            | same NIK but borrowed (born more than a year apart, or names not close AND      |
+|                | birth dates not close: weight fixed at 0, not trained) / exact / one typo apart  |
+|                | (only with close names) / two different valid NIKs / else                        |
 | rumah_tangga   | family card (no_kk), street address and kelurahan code as ONE comparison: same   |
 |                | KK + address / same KK / same address in the same kelurahan / same kelurahan /    |
-|                | same kecamatan / else                                                            |
+|                | same kecamatan / else ("same address": street lines nearly identical and the    |
+|                | same house and block numbers)                                                    |
 
 Why household fields are one comparison: a family shares KK, address and kelurahan; scored as three
 independent comparisons they add up and glue family members together.
@@ -207,7 +208,7 @@ def nik_comparison() -> cl.CustomComparison:
             cll.NullLevel("nik"),
             cll.CustomLevel(
                 BORROWED_NIK,
-                label_for_charts="Same NIK, but name and birth date say another person (borrowed)",
+                label_for_charts="Same NIK, but birth dates (or name and birth date) say another person (borrowed)",
             ).configure(
                 m_probability=0.5, u_probability=0.5,
                 fix_m_probability=True, fix_u_probability=True,
