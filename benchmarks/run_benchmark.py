@@ -495,16 +495,22 @@ def write_markdown(result: dict, path: Path) -> None:
         "Confusion (true -> predicted): " + "; ".join(
             f"{t}: " + ", ".join(f"{pv} {n:,}" for pv, n in sorted(row.items())) for t, row in sorted(v["confusion"].items())),
         "",
-        "| reason | support | tp | fp | fn | precision | recall | target |",
-        "|---|---:|---:|---:|---:|---:|---:|---|",
+        "Per reason: the reason listed (any verdict). For the remove reasons also the removal itself "
+        "(the reason with the verdict remove; a possible death is listed as deceased but only reviewed); "
+        "the target applies to the removal.",
+        "",
+        "| reason | support | tp | fp | fn | precision | recall | remove P | remove R | target |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
     for reason, s in sorted(v["per_reason"].items()):
         target = ""
+        rp, rr = s.get("remove_precision"), s.get("remove_recall")
         if reason in TARGET_REMOVE_REASONS:
-            met = (s["recall"] == 1.0 and (s["precision"] or 0) >= 0.995) if s["support"] else None
-            target = "R 1.0, P >= 0.995: " + ("met" if met else "n/a" if met is None else "**missed**")
+            met = (rr == 1.0 and (rp or 0) >= 0.995) if s["support"] else None
+            target = "removal R 1.0, P >= 0.995: " + ("met" if met else "n/a" if met is None else "**missed**")
         lines.append(f"| {reason} | {s['support']:,} | {s['tp']:,} | {s['fp']:,} | {s['fn']:,} | "
-                     f"{_f(s['precision'])} | {_f(s['recall'])} | {target} |")
+                     f"{_f(s['precision'])} | {_f(s['recall'])} | {_f(rp) if rp is not None else ''} | "
+                     f"{_f(rr) if rr is not None else ''} | {target} |")
     lines += ["", "## Where the time goes (steps of the published job, slowest first)", "",
               "| step | wall s | share | peak RSS MB | rows in | rows out |", "|---|---:|---:|---:|---:|---:|"]
     total = sum(s.get("seconds", 0) for s in p["steps"].values()) or 1

@@ -134,3 +134,24 @@ def test_person_source_link_rows_and_methods(golden):
     assert rows["dukcapil:c1"][1] == "exact_nik"
     assert rows["kematian:d1"][1:] == ("exact_nik", 1.0)
     assert golden.execute("SELECT count(*) FROM main.golden_person").fetchall()[0][0] == 3
+
+
+def test_possible_death_evidence_only_for_the_living(golden):
+    # a death record that could be SITI AMINAH (alive) or BUDI (already dead) or a namesake
+    golden.execute("""CREATE TABLE link.possible_deaths AS SELECT * FROM (VALUES
+        ('kematian2:x1', 'dukcapil:c1', 2), ('kematian2:x1', 'dukcapil:c2', 2))
+        t(unique_id, resident_unique_id, candidates)""")
+    survivorship.build_golden_person(golden)
+    assert _person(golden, "dukcapil:c1")["possible_death_evidence"] == \
+        "kematian2/x1 (one of 2 residents it can be)"
+    assert pd.isna(_person(golden, "dukcapil:c2")["possible_death_evidence"])
+
+
+def test_sole_candidate_rows_say_so(golden):
+    golden.execute("""CREATE TABLE link.assignments AS SELECT * FROM (VALUES
+        ('dtks:w2', 'dukcapil:c1', 'link', 0.7, 'dtks:w1'))
+        t(unique_id, resident_unique_id, basis, match_probability, cluster_id)""")
+    survivorship.build_person_source_link(golden)
+    got = golden.execute("SELECT link_method, match_probability FROM main.person_source_link "
+                         "WHERE unique_id = 'dtks:w2'").fetchall()
+    assert got == [("sole_candidate", 0.7)]

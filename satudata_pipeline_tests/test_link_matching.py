@@ -300,6 +300,22 @@ def test_death_record_is_not_assigned_on_weak_or_ambiguous_evidence(residents, e
     assert all(not _same_cluster(conn, "mati:1", r[0]) for r in residents)
 
 
+def test_death_record_of_two_namesakes_is_a_possible_death_of_each():
+    residents = [("pop:1", "SUKIRMAN SAPUTRA", "2026-02-11", "L", "3175051102260031", KEL),
+                 ("pop:2", "SUKIRMAN SAPUTRA", "2018-12-30", "L", "3471053012180006", KEL),
+                 ("pop:3", "SUKIRMAN", "2013-05-08", "L", "3175050805130016", KEL)]
+    conn, result = _event_case(residents, ("mati:1", "death_registry", "SUKIRMAN SAPUTRA", None, "L",
+                                           None, KEL))
+    assert result.assigned == 0
+    assert conn.execute("SELECT unique_id, resident_unique_id, candidates FROM link.possible_deaths "
+                        "ORDER BY 2").fetchall() == [("mati:1", "pop:1", 2), ("mati:1", "pop:2", 2)]
+    # a name that fits many residents says nothing about any one of them
+    many = [(f"pop:{i}", "BUDI", f"19{50 + i}-01-01", "L", None, KEL) for i in range(1, 5)]
+    conn, result = _event_case(many, ("mati:1", "death_registry", "BUDI", None, "L", None, KEL))
+    assert result.assigned == 0
+    assert conn.execute("SELECT count(*) FROM link.possible_deaths").fetchall()[0][0] == 0
+
+
 def test_event_record_already_linked_or_resident_already_dead_is_left_alone():
     residents = [("pop:1", "UJU", "1963-10-18", "L", "3175091810630018", KEL)]
     # already linked to a resident by the model: nothing to assign
@@ -353,7 +369,7 @@ def test_roster_row_with_one_link_to_a_resident_of_the_same_home_joins_them():
                                address={**HOME, "kjp:1": "JL BERINGIN NO 134"})
     assert result.assigned == 1 and _same_cluster(conn, "kjp:1", "pop:1")
     assert conn.execute("SELECT unique_id, resident_unique_id, basis, match_probability "
-                        "FROM link.assignments").fetchall() == [("kjp:1", "pop:1", "sole_link", 0.71)]
+                        "FROM link.assignments").fetchall() == [("kjp:1", "pop:1", "link", 0.71)]
 
 
 @pytest.mark.parametrize("links, roster_address", [
@@ -377,6 +393,20 @@ def test_event_record_with_one_link_joins_that_resident():
     conn, result = _event_case(residents, ("mati:1", "death_registry", "YOGA WIJAYA", "1944-10-01", "L",
                                            None, KEL), links=[("mati:1", "pop:1", 0.8)])
     assert result.assigned == 1 and _same_cluster(conn, "mati:1", "pop:1")
+
+
+def test_links_outrank_the_name_rule():
+    # the model linked the death record to the resident with its exact birth date; a namesake one
+    # digit off also passes the name rule but does not make the record ambiguous
+    residents = [("pop:1", "SITI RAHMAWATI", "2014-07-26", "P", "3173016607140012", KEL),
+                 ("pop:2", "SITI RAHMAWATI", "2014-07-25", "P", "3173016507140003", KEL)]
+    event = ("mati:1", "death_registry", "SITI RAHMAWATI", "2014-07-26", "P", None, KEL)
+    conn, result = _event_case(residents, event, links=[("mati:1", "pop:1", 0.9)])
+    assert result.assigned == 1 and _same_cluster(conn, "mati:1", "pop:1")
+    # without the link, the name rule alone finds two: a possible death of each
+    conn, result = _event_case(residents, event)
+    assert result.assigned == 0
+    assert conn.execute("SELECT count(*) FROM link.possible_deaths").fetchall()[0][0] == 2
 
 
 def test_borrowed_nik_and_same_address_conditions():

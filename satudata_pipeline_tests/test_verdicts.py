@@ -89,6 +89,29 @@ def test_death_and_moves_are_taken_at_the_snapshot(conn, rules):
     assert "moved_out" not in before[("klj_2026", "KLJ-026")].reasons.tolist()
 
 
+def test_possible_death_is_reviewed_never_removed(conn, rules):
+    """A death record that could be this person or a namesake: reason deceased, verdict review."""
+    pid = _review(conn, rules)[("kjp_2026", "KJP-001")].person_id
+    conn.execute("ALTER TABLE main.golden_person ADD COLUMN possible_death_evidence VARCHAR")
+    conn.execute("UPDATE main.golden_person SET possible_death_evidence = "
+                 "'dukcapil_kematian/K000099 (one of 2 residents it can be)' WHERE person_id = ?", [pid])
+    row = _review(conn, rules)[("kjp_2026", "KJP-001")]
+    assert (row.verdict, row.reasons.tolist()) == ("review", ["deceased"])
+    assert row.evidence == ("deceased (possible, to check): death record "
+                            "dukcapil_kematian/K000099 (one of 2 residents it can be)")
+    # a registered death of the same person still removes, and says only that
+    dead = _review(conn, rules)[("klj_2026", "KLJ-002")]
+    assert dead.verdict == "remove" and "possible" not in dead.evidence
+    # on a row removed for another reason it is named in the evidence, not listed: deceased with
+    # remove always means a registered death
+    aged = _review(conn, rules)[("kjp_2026", "KJP-004")]
+    conn.execute("UPDATE main.golden_person SET possible_death_evidence = 'dukcapil_kematian/K000098 "
+                 "(one of 2 residents it can be)' WHERE person_id = ?", [aged.person_id])
+    aged = _review(conn, rules)[("kjp_2026", "KJP-004")]
+    assert (aged.verdict, aged.reasons.tolist()) == ("remove", ["age_ineligible"])
+    assert "deceased (possible, to check)" in aged.evidence
+
+
 def test_falls_back_to_golden_life_facts_without_registry_columns(rules):
     conn = duckdb.connect()
     build_fixture_warehouse(conn, registry_rows=False)
@@ -233,7 +256,13 @@ def test_verdict_accuracy(conn, rules):
     result = verdict_accuracy(conn, truth)
     assert result["n_missing"] == 1 and result["verdict_accuracy"] == pytest.approx(23 / 25)
     assert result["per_reason"]["deceased"]["precision"] == pytest.approx(2 / 3)
+    assert result["per_reason"]["deceased"]["remove_precision"] == pytest.approx(2 / 3)
     assert result["confusion"]["keep"]["remove"] == 1
+    # a death listed but only reviewed counts for the reason, not for the removal
+    conn.execute("UPDATE main.beneficiary_review SET verdict = 'review' WHERE record_id = 'KLJ-021'")
+    d = verdict_accuracy(conn, truth)["per_reason"]["deceased"]
+    assert d["recall"] == 1.0 and d["remove_recall"] == pytest.approx(1 / 2)
+    assert "remove_recall" not in verdict_accuracy(conn, truth)["per_reason"]["stale_record"]
 
 
 # ---- Dagster -------------------------------------------------------------------------------

@@ -6,7 +6,9 @@ Source trust, per attribute group:
   (`tanggal_pemutakhiran`); each field falls back down that order when the preferred record
   lacks it. The NIK prefers a structurally valid NIK over an invalid one.
 - address (alamat .. kode_kota): the most recently verified record carrying an address.
-- life status: a death-registry record (else a civil record with a date of death) => not alive.
+- life status: a death-registry record (else a civil record with a date of death) => not alive;
+  a death record that could be this person or a namesake (link.possible_deaths) =>
+  `possible_death_evidence`, for a person to check.
 - domicile: the latest registered move (tanggal_pindah); destination not starting with 31 =>
   no longer in DKI. No move => in DKI.
 - welfare (desil, disabilitas, punya_mobil, njop_di_atas_1m): the welfare record with the latest
@@ -81,6 +83,13 @@ move AS (
                                ORDER BY coalesce(tanggal_pindah, DATE '1900-01-01') DESC,
                                         verified_key DESC, unique_id) = 1
 ),
+possible_death AS (   -- a death record that names this person or a namesake (link/clusters.py)
+    SELECT r.person_id,
+           string_agg(DISTINCT regexp_replace(pd.unique_id, ':', '/') || ' (one of '
+                      || pd.candidates || ' residents it can be)', '; ') AS possible_death_evidence
+    FROM {possible_deaths} pd JOIN r ON r.unique_id = pd.resident_unique_id
+    GROUP BY r.person_id
+),
 welfare AS (
     SELECT person_id, desil, disabilitas, punya_mobil, njop_di_atas_1m,
            source || '/' || record_id AS welfare_evidence,
@@ -98,6 +107,7 @@ SELECT i.person_id,
        coalesce(i.in_welfare_registry, false) AS in_welfare_registry,
        d.person_id IS NULL AS is_alive,
        d.tanggal_meninggal, d.death_evidence,
+       CASE WHEN d.person_id IS NULL THEN pd.possible_death_evidence END AS possible_death_evidence,
        NOT coalesce(m.keluar, false) AS tinggal_di_dki,
        m.tanggal_pindah, m.kode_wilayah_tujuan, m.move_evidence,
        w.desil, w.disabilitas, w.punya_mobil, w.njop_di_atas_1m,
@@ -111,6 +121,7 @@ SELECT i.person_id,
 FROM identity i
 LEFT JOIN address a USING (person_id)
 LEFT JOIN death d USING (person_id)
+LEFT JOIN possible_death pd USING (person_id)
 LEFT JOIN move m USING (person_id)
 LEFT JOIN welfare w USING (person_id)
 ORDER BY i.person_id
@@ -122,7 +133,11 @@ def build_golden_person(conn: duckdb.DuckDBPyConnection, target: str = "main.gol
     """(Re)create `target` from person records, clusters and `ids_table` (the pipeline writes
     `staging.golden_person` from `staging.person_ids`; the publish step copies it to main)."""
     conn.execute(f"CREATE SCHEMA IF NOT EXISTS {target.split('.')[0]}")
-    conn.execute(f"CREATE OR REPLACE TABLE {target} AS {GOLDEN_SQL.format(ids_table=ids_table)}")
+    possible_deaths = ("link.possible_deaths" if _table_exists(conn, "link", "possible_deaths") else
+                       "(SELECT NULL::VARCHAR AS unique_id, NULL::VARCHAR AS resident_unique_id, "
+                       "NULL::BIGINT AS candidates WHERE false)")
+    conn.execute(f"CREATE OR REPLACE TABLE {target} AS "
+                 f"{GOLDEN_SQL.format(ids_table=ids_table, possible_deaths=possible_deaths)}")
     return conn.execute(f"SELECT count(*) FROM {target}").fetchall()[0][0]
 
 

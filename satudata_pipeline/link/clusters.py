@@ -130,9 +130,10 @@ DKI_DESTINATION_KELURAHAN = """(CASE WHEN regexp_full_match(kode_wilayah_tujuan,
 
 def _assign_sole_candidates(conn: duckdb.DuckDBPyConnection) -> int:
     """Join each group of records left without a population-register row to its sole candidate
-    resident (`splink_settings`: EVENT_CANDIDATE, SOLE_LINK_SAME_HOME_KINDS; why: see there).
+    resident (candidates by link first, by name only when there is no link candidate) (`splink_settings`: EVENT_CANDIDATE, SOLE_LINK_SAME_HOME_KINDS; why: see there).
     Rewrites `_cc_main` and writes `link.assignments(unique_id, resident_unique_id, basis,
-    match_probability, cluster_id)` for the audit trail; returns the number of records assigned."""
+    match_probability, cluster_id)` for the audit trail and `link.possible_deaths(unique_id,
+    resident_unique_id, candidates)`; returns the number of records assigned."""
     conn.execute("""
         CREATE OR REPLACE TEMP TABLE _sc_clusters AS
         SELECT m.cluster_id,
@@ -160,7 +161,7 @@ def _assign_sole_candidates(conn: duckdb.DuckDBPyConnection) -> int:
     same_home_kinds = ", ".join(f"'{k}'" for k in ss.SOLE_LINK_SAME_HOME_KINDS)
     by_link = [f"""
             SELECT l.unique_id, l.kind, s.lone_cluster, r.unique_id AS resident_unique_id,
-                   'sole_link' AS basis, p.match_probability
+                   'link' AS basis, p.match_probability
             FROM link.match_pairs p
             JOIN _sc_lone s ON s.unique_id = p.{mine}
             JOIN link.person_records l ON l.unique_id = p.{mine}
@@ -175,6 +176,9 @@ def _assign_sole_candidates(conn: duckdb.DuckDBPyConnection) -> int:
         JOIN _sc_clusters rc ON rc.cluster_id = rm.cluster_id AND rc.has_civil
         -- a person dies once: a resident with a death record is nobody's candidate for another
         WHERE NOT (c.kind = 'death_registry' AND rc.has_death)
+        -- the model's links outrank the name rule: a group with any link candidate is decided
+        -- on its links alone (an exact-birth-date link beats a namesake one digit off)
+        QUALIFY c.basis = 'link' OR NOT bool_or(c.basis = 'link') OVER (PARTITION BY c.lone_cluster)
     """)
     conn.execute("""
         CREATE OR REPLACE TEMP TABLE _sc_assign AS
@@ -189,6 +193,22 @@ def _assign_sole_candidates(conn: duckdb.DuckDBPyConnection) -> int:
                max(c.match_probability) AS match_probability
         FROM _sc_candidates c SEMI JOIN sole USING (lone_cluster)
         GROUP BY ALL
+    """)
+    # A death record that points at two or more residents (namesakes, no NIK or birth date to tell
+    # them apart) is not assigned; with few of them, each is a possible death for a person to check.
+    conn.execute(f"""
+        CREATE OR REPLACE TABLE link.possible_deaths AS
+        WITH multi AS (
+            SELECT lone_cluster FROM _sc_candidates GROUP BY 1
+            HAVING count(DISTINCT resident_cluster) BETWEEN 2 AND {int(ss.POSSIBLE_DEATH_MAX_CANDIDATES)}
+        )
+        SELECT c.unique_id, c.resident_unique_id,
+               count(DISTINCT c.resident_cluster) OVER (PARTITION BY c.unique_id) AS candidates
+        FROM _sc_candidates c SEMI JOIN multi USING (lone_cluster)
+        WHERE c.kind = 'death_registry'
+        QUALIFY row_number() OVER (PARTITION BY c.unique_id, c.resident_cluster
+                                   ORDER BY c.resident_unique_id) = 1
+        ORDER BY c.unique_id, c.resident_unique_id
     """)
     conn.execute("""
         CREATE OR REPLACE TEMP TABLE _cc_main AS

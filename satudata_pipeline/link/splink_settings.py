@@ -135,11 +135,15 @@ EVENT_CANDIDATE = {
         "OR tanggal_lahir_l = tanggal_lahir_r))"
     ),
 }
-# Candidates by link (any kind): the residents a record has a stored link to (link.match_pairs,
-# at or above match_threshold, not vetoed). A roster or welfare row may be a ghost using a real
+# Candidates by link (any kind; they outrank candidates by name): the residents a record has a
+# stored link to (link.match_pairs, at or above match_threshold, not vetoed). A roster or welfare row may be a ghost using a real
 # person's name and birth date at another address, so for those kinds the link must also join
 # two records of one home (same address and numbers, same kelurahan).
 SOLE_LINK_SAME_HOME_KINDS = ("program_roster", "welfare_registry")
+# A death record with two or more candidates is assigned to none; with at most this many, each is a
+# possible death for a person to check (one in two or three is worth a visit; a single name such as
+# BUDI without a birth date fits a hundred residents of a kelurahan and says nothing about any one).
+POSSIBLE_DEATH_MAX_CANDIDATES = 3
 SAME_HOME = f"({SAME_ADDRESS} AND kode_kelurahan_l = kode_kelurahan_r)"
 
 

@@ -7,6 +7,8 @@
         "exact_match": share with the same verdict AND the same set of reasons,
         "confusion": {true_verdict: {predicted_verdict: n}},
         "per_reason": {reason: {"tp", "fp", "fn", "precision", "recall", "f1", "support"}},
+            (remove reasons also "remove_tp", "remove_fp", "remove_fn", "remove_precision",
+             "remove_recall": the reason together with the verdict remove)
     }
 
 `truth` columns: program, source, record_id, verdict, reasons. `reasons` may be a list/array or a
@@ -20,7 +22,7 @@ import re
 import duckdb
 import pandas as pd
 
-from satudata_pipeline.programs.verdicts import REASON_CODES, REVIEW_TABLE
+from satudata_pipeline.programs.verdicts import REASON_CODES, REMOVE_REASONS, REVIEW_TABLE
 
 
 def _as_reason_set(value: object) -> frozenset[str]:
@@ -86,6 +88,16 @@ def verdict_accuracy(conn: duckdb.DuckDBPyConnection, truth_verdicts: pd.DataFra
             "tp": tp, "fp": fp, "fn": fn, "support": tp + fn,
             "precision": precision, "recall": recall, "f1": f1,
         }  # fmt: skip
+        if reason in REMOVE_REASONS:
+            # the reason AND the verdict remove: a possible death is listed as deceased but only
+            # reviewed, which counts for the reason, not as a removal
+            t_rm = t & (merged["verdict_true"] == "remove")
+            p_rm = p & (merged["verdict_pred"] == "remove")
+            rtp, rfp, rfn = int((t_rm & p_rm).sum()), int((~t_rm & p_rm).sum()), int((t_rm & ~p_rm).sum())
+            per_reason[reason].update({
+                "remove_tp": rtp, "remove_fp": rfp, "remove_fn": rfn,
+                "remove_precision": _ratio(rtp, rtp + rfp), "remove_recall": _ratio(rtp, rtp + rfn),
+            })
 
     return {
         "n_truth": n_truth,

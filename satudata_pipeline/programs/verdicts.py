@@ -301,6 +301,7 @@ base AS (
            {g('desil', 'INTEGER')} AS desil,
            {g('punya_mobil', 'BOOLEAN')} AS punya_mobil,
            {g('njop_di_atas_1m', 'BOOLEAN')} AS njop_di_atas_1m,
+           {g('possible_death_evidence', 'VARCHAR')} AS possible_death_evidence,
            {g('welfare_evidence', 'VARCHAR')} AS welfare_evidence,
            {g('welfare_verified', 'DATE')} AS welfare_verified,
            {disab_any} AS disabilitas_any,
@@ -340,6 +341,9 @@ reasons AS (
         NOT f.f_unresolved AND (
             (f.tanggal_meninggal IS NOT NULL AND f.tanggal_meninggal <= f.snap)
             OR (f.is_alive = FALSE AND f.tanggal_meninggal IS NULL)) AS f_deceased,
+        -- a death record that is this person or a namesake: reviewed, never removed on that alone
+        NOT f.f_unresolved AND NOT coalesce(f.is_alive = FALSE OR f.tanggal_meninggal IS NOT NULL, FALSE)
+            AND f.possible_death_evidence IS NOT NULL AS f_maybe_dead,
         NOT f.f_unresolved AND f.tinggal_di_dki = FALSE
             AND (f.tanggal_pindah IS NULL OR f.tanggal_pindah <= f.snap) AS f_moved,
         NOT f.f_unresolved AND f.umur IS NOT NULL
@@ -359,12 +363,15 @@ reasons AS (
 SELECT
     program, source, record_id, person_id,
     CASE WHEN f_deceased OR f_moved OR f_age OR f_dup THEN 'remove'
-         WHEN f_unresolved OR f_no_welfare OR f_desil OR f_asset OR f_disab OR f_stale THEN 'review'
+         WHEN f_unresolved OR f_maybe_dead OR f_no_welfare OR f_desil OR f_asset OR f_disab OR f_stale
+             THEN 'review'
          ELSE 'keep' END AS verdict,
     list_filter([
         CASE WHEN f_age THEN 'age_ineligible' END,
         CASE WHEN f_asset THEN 'asset_exclusion' END,
-        CASE WHEN f_deceased THEN 'deceased' END,
+        -- a possible death is listed where it decides the verdict (review): deceased with remove
+        -- always means a registered death (the evidence names a possible death either way)
+        CASE WHEN f_deceased OR (f_maybe_dead AND NOT (f_moved OR f_age OR f_dup)) THEN 'deceased' END,
         CASE WHEN f_disab THEN 'disability_unconfirmed' END,
         CASE WHEN f_dup THEN 'duplicate_enrollment' END,
         CASE WHEN f_unresolved THEN 'identity_unresolved' END,
@@ -384,6 +391,8 @@ SELECT
                                    CASE WHEN excl_njop AND njop_di_atas_1m THEN 'NJOP above Rp1bn' END) END,
         CASE WHEN f_deceased THEN 'deceased: ' || coalesce(death_evidence, 'death recorded')
              || coalesce(' ' || strftime(tanggal_meninggal, '%Y-%m-%d'), '') END,
+        CASE WHEN f_maybe_dead THEN 'deceased (possible, to check): death record '
+             || possible_death_evidence END,
         CASE WHEN f_disab THEN 'disability_unconfirmed: no welfare record says disabled' END,
         CASE WHEN f_dup THEN 'duplicate_enrollment: earlier enrollment kept ' || kept_row END,
         CASE WHEN f_unresolved THEN 'identity_unresolved: ' ||
