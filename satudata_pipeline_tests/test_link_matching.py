@@ -306,7 +306,7 @@ def test_death_record_of_two_namesakes_is_a_possible_death_of_each():
                  ("pop:3", "SUKIRMAN", "2013-05-08", "L", "3175050805130016", KEL)]
     conn, result = _event_case(residents, ("mati:1", "death_registry", "SUKIRMAN SAPUTRA", None, "L",
                                            None, KEL))
-    assert result.assigned == 0
+    assert result.assigned == 0 and result.possible_deaths == 1
     assert conn.execute("SELECT unique_id, resident_unique_id, candidates FROM link.possible_deaths "
                         "ORDER BY 2").fetchall() == [("mati:1", "pop:1", 2), ("mati:1", "pop:2", 2)]
     # a name that fits many residents says nothing about any one of them

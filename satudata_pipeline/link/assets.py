@@ -215,6 +215,7 @@ def build_link_assets(clean_asset_keys: list[dg.AssetKey], source_names: list[st
             "largest_cluster": res.max_size,
             "oversized_clusters_reclustered": res.reclustered,
             "records_assigned_to_sole_candidate": res.assigned,
+            "death_records_left_as_possible_deaths": res.possible_deaths,
             "cluster_size_distribution": dg.MetadataValue.md(_md_table(
                 [{"records_per_person": k, "persons": v}
                  for k, v in res.size_distribution.items()])),

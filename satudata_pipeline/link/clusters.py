@@ -6,6 +6,8 @@ with two different valid NIKs (the population register gives each person one NIK
 people: a father and son of the same name, twins), is re-clustered using only its
 stronger edges (thresholds stepping up towards 1, finally deterministic NIK links only), so a chain
 of weak links cannot glue different people together.
+Sole candidates: records then left without a population-register row join the one resident they
+can be, if there is exactly one (`_assign_sole_candidates`; docs/linkage.md).
 """
 
 from __future__ import annotations
@@ -59,6 +61,7 @@ class ClusterResult:
     max_size: int
     reclustered: int = 0
     assigned: int = 0
+    possible_deaths: int = 0
     size_distribution: dict[str, int] = field(default_factory=dict)
 
 
@@ -109,7 +112,7 @@ def build_person_clusters(
             FROM _cc_main m LEFT JOIN _cc_sub s USING (unique_id)
         """)
     conn.execute("CREATE SCHEMA IF NOT EXISTS link")
-    assigned = _assign_sole_candidates(conn)
+    assigned, possible_deaths = _assign_sole_candidates(conn)
     conn.execute("""
         CREATE OR REPLACE TABLE link.person_clusters AS
         SELECT unique_id, cluster_id FROM _cc_main ORDER BY cluster_id, unique_id
@@ -118,6 +121,7 @@ def build_person_clusters(
         conn.execute(f"DROP TABLE IF EXISTS {tmp}")
     result = summarize_clusters(conn, reclustered)
     result.assigned = assigned
+    result.possible_deaths = possible_deaths
     return result
 
 
@@ -130,10 +134,11 @@ DKI_DESTINATION_KELURAHAN = """(CASE WHEN regexp_full_match(kode_wilayah_tujuan,
 
 def _assign_sole_candidates(conn: duckdb.DuckDBPyConnection) -> int:
     """Join each group of records left without a population-register row to its sole candidate
-    resident (candidates by link first, by name only when there is no link candidate) (`splink_settings`: EVENT_CANDIDATE, SOLE_LINK_SAME_HOME_KINDS; why: see there).
-    Rewrites `_cc_main` and writes `link.assignments(unique_id, resident_unique_id, basis,
-    match_probability, cluster_id)` for the audit trail and `link.possible_deaths(unique_id,
-    resident_unique_id, candidates)`; returns the number of records assigned."""
+    resident: candidates by link first, by name only when there is no link candidate (conditions
+    and why: `splink_settings`, EVENT_CANDIDATE and SOLE_LINK_SAME_HOME_KINDS). Rewrites
+    `_cc_main`; writes `link.assignments(unique_id, resident_unique_id, basis, match_probability,
+    cluster_id)` for the audit trail and `link.possible_deaths(unique_id, resident_unique_id,
+    candidates)`. Returns (records assigned, death records left as possible deaths)."""
     conn.execute("""
         CREATE OR REPLACE TEMP TABLE _sc_clusters AS
         SELECT m.cluster_id,
@@ -230,9 +235,10 @@ def _assign_sole_candidates(conn: duckdb.DuckDBPyConnection) -> int:
     n = conn.execute("""
         SELECT count(*) FROM _sc_lone SEMI JOIN (SELECT DISTINCT lone_cluster FROM _sc_assign) a
         USING (lone_cluster)""").fetchall()[0][0]
+    possible = conn.execute("SELECT count(DISTINCT unique_id) FROM link.possible_deaths").fetchall()[0][0]
     for tmp in ("_sc_clusters", "_sc_lone", "_sc_candidates", "_sc_assign"):
         conn.execute(f"DROP TABLE IF EXISTS {tmp}")
-    return int(n)
+    return int(n), int(possible)
 
 
 def summarize_clusters(conn: duckdb.DuckDBPyConnection, reclustered: int = 0) -> ClusterResult:
