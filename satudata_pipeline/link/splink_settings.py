@@ -46,12 +46,12 @@ def _dl_at_most(a: str, b: str, k: int) -> str:
 
 
 NAME_DL1 = _dl_at_most("nama_l", "nama_r", 1)
+NAME_DL2 = _dl_at_most("nama_l", "nama_r", 2)
 # One home: street lines nearly identical AND the same house / block numbers (Jaro-Winkler alone
 # calls JL BERINGIN NO 134 and JL BERINGIN NO 52 the same address).
 SAME_ADDRESS = (
     "(jaro_winkler_similarity(alamat_l, alamat_r) >= 0.9 AND alamat_nomor_l = alamat_nomor_r)"
 )
-NAME_DL2 = _dl_at_most("nama_l", "nama_r", 2)
 NIK_ONE_TYPO = (
     "((left(nik_l, 7) = left(nik_r, 7) OR right(nik_l, 7) = right(nik_r, 7)) "
     "AND damerau_levenshtein(nik_l, nik_r) <= 1)"
@@ -136,15 +136,15 @@ EVENT_CANDIDATE = {
     ),
 }
 # Candidates by link (any kind; they outrank candidates by name): the residents a record has a
-# stored link to (link.match_pairs, at or above match_threshold, not vetoed). A roster or welfare row may be a ghost using a real
-# person's name and birth date at another address, so for those kinds the link must also join
-# two records of one home (same address and numbers, same kelurahan).
+# stored link to (link.match_pairs, at or above match_threshold, not vetoed). A roster or welfare
+# row may be a ghost using a real person's name and birth date at another address, so for those
+# kinds the link must also join two records of one home (same address and numbers, same kelurahan).
 SOLE_LINK_SAME_HOME_KINDS = ("program_roster", "welfare_registry")
+SAME_HOME = f"({SAME_ADDRESS} AND kode_kelurahan_l = kode_kelurahan_r)"
 # A death record with two or more candidates is assigned to none; with at most this many, each is a
 # possible death for a person to check (one in two or three is worth a visit; a single name such as
 # BUDI without a birth date fits a hundred residents of a kelurahan and says nothing about any one).
 POSSIBLE_DEATH_MAX_CANDIDATES = 3
-SAME_HOME = f"({SAME_ADDRESS} AND kode_kelurahan_l = kode_kelurahan_r)"
 
 
 def as_join_sql(sql: str) -> str:
@@ -212,7 +212,9 @@ def nik_comparison() -> cl.CustomComparison:
             cll.NullLevel("nik"),
             cll.CustomLevel(
                 BORROWED_NIK,
-                label_for_charts="Same NIK, but birth dates (or name and birth date) say another person (borrowed)",
+                label_for_charts=(
+                    "Same NIK, but birth dates (or name and birth date) say another person (borrowed)"
+                ),
             ).configure(
                 m_probability=0.5, u_probability=0.5,
                 fix_m_probability=True, fix_u_probability=True,
