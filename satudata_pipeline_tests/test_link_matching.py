@@ -227,9 +227,9 @@ def _event_case(residents: list[tuple], event: tuple, links: list[tuple] = (),
     conn.execute("INSERT INTO link.person_records VALUES (?, ?, ?, ?, ?, ?, false, ?, ?, ?, ?)",
                  [uid, kind, nama, dob, sex, nik, kel, kel[:8] if kel else None, dest[0] if dest else None,
                   address.get(uid)])
-    conn.execute("""CREATE TABLE link.person_records_x AS SELECT *,
+    conn.execute(f"""CREATE TABLE link.person_records_x AS SELECT *,
         array_to_string(list_sort(list_distinct(string_split(nama, ' '))), ' ') AS nama_sorted,
-        array_to_string(regexp_extract_all(upper(coalesce(alamat, '')), '[0-9]+'), ' ') AS alamat_nomor
+        {matching.ALAMAT_NOMOR_SQL} AS alamat_nomor
         FROM link.person_records""")
     conn.execute("DROP TABLE link.person_records")
     conn.execute("ALTER TABLE link.person_records_x RENAME TO person_records")

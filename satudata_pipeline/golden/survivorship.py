@@ -133,9 +133,8 @@ def build_golden_person(conn: duckdb.DuckDBPyConnection, target: str = "main.gol
     """(Re)create `target` from person records, clusters and `ids_table` (the pipeline writes
     `staging.golden_person` from `staging.person_ids`; the publish step copies it to main)."""
     conn.execute(f"CREATE SCHEMA IF NOT EXISTS {target.split('.')[0]}")
-    possible_deaths = ("link.possible_deaths" if _table_exists(conn, "link", "possible_deaths") else
-                       "(SELECT NULL::VARCHAR AS unique_id, NULL::VARCHAR AS resident_unique_id, "
-                       "NULL::BIGINT AS candidates WHERE false)")
+    possible_deaths = _table_or_empty(conn, "link", "possible_deaths", {
+        "unique_id": "VARCHAR", "resident_unique_id": "VARCHAR", "candidates": "BIGINT"})
     conn.execute(f"CREATE OR REPLACE TABLE {target} AS "
                  f"{GOLDEN_SQL.format(ids_table=ids_table, possible_deaths=possible_deaths)}")
     return conn.execute(f"SELECT count(*) FROM {target}").fetchall()[0][0]
@@ -146,6 +145,16 @@ def _table_exists(conn: duckdb.DuckDBPyConnection, schema: str, table: str) -> b
         "SELECT count(*) FROM information_schema.tables WHERE table_schema = ? AND table_name = ?",
         [schema, table],
     ).fetchall()[0][0])
+
+
+def _table_or_empty(conn: duckdb.DuckDBPyConnection, schema: str, table: str,
+                    columns: dict[str, str]) -> str:
+    """`schema.table`, or an empty relation with `columns` where the table does not exist (a
+    warehouse built before that link table, or a hand-built one in tests)."""
+    if _table_exists(conn, schema, table):
+        return f"{schema}.{table}"
+    cols = ", ".join(f"NULL::{typ} AS {name}" for name, typ in columns.items())
+    return f"(SELECT {cols} WHERE false)"
 
 
 def build_person_source_link(conn: duckdb.DuckDBPyConnection, target: str = "main.person_source_link",
@@ -161,10 +170,8 @@ def build_person_source_link(conn: duckdb.DuckDBPyConnection, target: str = "mai
         FROM clean.quarantine q
         """
     # records joined to their sole candidate resident (link/clusters.py) say so
-    assigned = ("LEFT JOIN link.assignments a USING (unique_id)"
-                if _table_exists(conn, "link", "assignments") else
-                "LEFT JOIN (SELECT NULL::VARCHAR AS unique_id, NULL::DOUBLE AS match_probability "
-                "WHERE false) a USING (unique_id)")
+    assigned = _table_or_empty(conn, "link", "assignments",
+                               {"unique_id": "VARCHAR", "match_probability": "DOUBLE"})
     conn.execute(f"""
         CREATE OR REPLACE TABLE {target} AS
         WITH c AS (
@@ -201,7 +208,7 @@ def build_person_source_link(conn: duckdb.DuckDBPyConnection, target: str = "mai
                     ELSE b.match_probability END AS match_probability
         FROM link.person_records r JOIN c USING (unique_id)
         LEFT JOIN best b USING (unique_id)
-        {assigned}
+        LEFT JOIN {assigned} a USING (unique_id)
         {quarantine}
         ORDER BY 1, 2, 3
     """)

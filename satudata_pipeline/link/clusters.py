@@ -132,7 +132,7 @@ DKI_DESTINATION_KELURAHAN = """(CASE WHEN regexp_full_match(kode_wilayah_tujuan,
     THEN regexp_replace(kode_wilayah_tujuan, '^(..)(..)(..)(....)$', '\\1.\\2.\\3.\\4') END)"""
 
 
-def _assign_sole_candidates(conn: duckdb.DuckDBPyConnection) -> int:
+def _assign_sole_candidates(conn: duckdb.DuckDBPyConnection) -> tuple[int, int]:
     """Join each group of records left without a population-register row to its sole candidate
     resident: candidates by link first, by name only when there is no link candidate (conditions
     and why: `splink_settings`, EVENT_CANDIDATE and SOLE_LINK_SAME_HOME_KINDS). Rewrites
@@ -193,8 +193,10 @@ def _assign_sole_candidates(conn: duckdb.DuckDBPyConnection) -> int:
             HAVING count(DISTINCT resident_cluster) = 1
         )
         SELECT c.unique_id, c.lone_cluster, c.resident_cluster,
-               arg_max(c.resident_unique_id, coalesce(c.match_probability, 2)) AS resident_unique_id,
-               arg_max(c.basis, coalesce(c.match_probability, 2)) AS basis,
+               -- the strongest link's resident record (ties, and name candidates: smallest id)
+               arg_min(c.resident_unique_id, {'w': -coalesce(c.match_probability, 0),
+                                              'id': c.resident_unique_id}) AS resident_unique_id,
+               any_value(c.basis) AS basis,   -- one basis per group (links outrank names)
                max(c.match_probability) AS match_probability
         FROM _sc_candidates c SEMI JOIN sole USING (lone_cluster)
         GROUP BY ALL

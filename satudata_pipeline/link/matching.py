@@ -57,6 +57,10 @@ CLEAN_COLUMNS: list[tuple[str, str]] = [
 
 _NAME_RE = re.compile(r"^[a-z0-9_]+$")
 
+# House, block and unit numbers of a street line: two addresses on one street are one home only
+# when these agree (JL BERINGIN NO 134 and JL BERINGIN NO 52 are two houses).
+ALAMAT_NOMOR_SQL = "array_to_string(regexp_extract_all(upper(coalesce(alamat, '')), '[0-9]+'), ' ')"
+
 
 def _table_columns(conn: duckdb.DuckDBPyConnection, schema: str, table: str) -> set[str]:
     rows = conn.execute(
@@ -116,10 +120,7 @@ def build_person_records(conn: duckdb.DuckDBPyConnection, source_names: list[str
             string_split(nama_norm, ' ')[1] AS nama_depan,
             CASE WHEN len(string_split(nama_norm, ' ')) > 1
                  THEN string_split(nama_norm, ' ')[-1] END AS nama_belakang,
-            -- house, block and unit numbers: two addresses on one street are one home only when
-            -- these agree (JL BERINGIN NO 134 and JL BERINGIN NO 52 are two houses)
-            array_to_string(regexp_extract_all(upper(coalesce(alamat, '')), '[0-9]+'), ' ')
-                AS alamat_nomor,
+            {ALAMAT_NOMOR_SQL} AS alamat_nomor,
             year(tanggal_lahir) AS tahun_lahir,
             CASE WHEN regexp_full_match(nik, '[0-9]{{16}}') THEN substr(nik, 7, 6) END AS nik_dob
         FROM n
