@@ -88,6 +88,26 @@ SECOND = {
     ("minang", "P"): _p("""PUTRI YANTI SARI WATI NOVITA HAYATI MARLINA YULIANTI ANDRIANI"""),
 }
 
+# Names given to children born from about 2005 on (Muslim naming traditions draw from these with
+# YOUNG_MODERN_RATE): a few very popular first names (NAURA, MUHAMMAD, RIZKY...) and Arabic-derived
+# second names, some of two words (NAURA AI AZZAHRA, MUHAMMAD AL FATIH).
+MODERN_FROM_YEAR = 2005
+YOUNG_MODERN_RATE = 0.6
+MODERN_FIRST = {
+    "L": _p("""MUHAMMAD RIZKY FARHAN AHMAD RAFFI ALIF ARKAN DAFFA AZKA RAFA FATIR ZIDAN ARSYAD GIBRAN
+        ALVARO KENZO ABIZAR AQIL"""),
+    "P": _p("""NAURA AISYAH AZZAHRA KEISHA NAYLA ALIKA ZAHRA SALSABILA AQILA KHANZA ALYA NADHIFA
+        ARSYILA QUEENSHA HANIFA NABILA SYIFA ADZKIA"""),
+}
+MODERN_SECOND = {
+    "L": _p("""RIZKY ALFARIZI RAMADHAN PRATAMA SAPUTRA AL_FATIH FAUZAN HAFIZ ARDIANSYAH AKBAR
+        MAULANA"""),
+    "P": _p("""PUTRI AI_AZZAHRA AZZAHRA RAMADHANI KHAIRUNNISA NURHALIZA ZAHIRA APRILIA MAHARANI
+        AULIA"""),
+}
+MODERN_SECOND = {k: np.array([x.replace("_", " ") for x in v], dtype=object) for k, v in MODERN_SECOND.items()}
+MODERN_SINGLE_RATE = 0.1
+
 BATAK_MARGA = _p("""SIREGAR NASUTION SIMANJUNTAK HUTAPEA SITORUS HARAHAP LUBIS PANE SIMATUPANG
     SINAGA PANJAITAN SITUMORANG MANURUNG SIHOMBING HUTAGALUNG SIAHAAN PASARIBU GULTOM TAMBUNAN
     SIAGIAN NAPITUPULU MARPAUNG SILALAHI""")
@@ -107,7 +127,7 @@ STREETS = np.array([s.replace("_", " ") for s in STREETS_RAW], dtype=object)
 
 
 # first names that are (almost) never a whole name on their own
-PREFIX_ONLY = ("MUHAMMAD", "MOHAMMAD", "ABDUL", "NUR", "SITI", "TRI", "DWI")
+PREFIX_ONLY = ("MUHAMMAD", "MOHAMMAD", "ABDUL", "NUR", "TRI", "DWI")
 
 
 def draw_zipf(rng: np.random.Generator, n_pool: int, size: int, s: float = 0.9) -> np.ndarray:

@@ -66,6 +66,17 @@ DISABILITY_RATE = 0.025
 CAR_RATE_BY_DESIL = (0.02, 0.03, 0.04, 0.05, 0.12, 0.18, 0.30, 0.40, 0.55, 0.70)
 NJOP_RATE_BY_DESIL = (0.002, 0.004, 0.006, 0.01, 0.02, 0.04, 0.08, 0.12, 0.18, 0.30)
 
+# --- NIK density and namesakes (docs/synthetic-data.md, "NIKs and namesakes") --------------------
+DKI_RESIDENTS = 11_300_000        # residents of DKI Jakarta
+DKI_KECAMATAN = 44                # mainland kecamatan (Kepulauan Seribu's 2 hold ~0.2%)
+REGISTERED_OWN_KECAMATAN_RATE = 0.7   # DKI-born: NIK region = the kecamatan they lived in
+COHORT_CELLS = 2                  # birth cells of other kecamatan sharing one birth date (real: ~44)
+TWIN_RATE = 0.012                 # children who are one of twins (pairs)
+NAMESAKE_IN_COHORT_RATE = 0.10    # cohort members after the first with a compatible name
+DEAD_NAMESAKE_RATE = 0.003        # of persons: a registered dead person namesake of a living one
+MOVED_NAMESAKE_RATE = 0.003       # of persons: a registered leaver namesake of a living one
+NAMESAKE_MIN = 3
+
 GHOST_RATE = 0.01
 GHOST_MIN = 60
 
@@ -116,7 +127,7 @@ def _households(n: int, rng: np.random.Generator) -> np.ndarray:
 
 
 def _names(rng: np.random.Generator, group: np.ndarray, sex: np.ndarray, fam_name: np.ndarray,
-           old_mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+           old_mask: np.ndarray, young: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Official (civil) name and an alternative spelling (old<->new) per person."""
     n = len(group)
     out = np.empty(n, dtype=object)
@@ -155,6 +166,17 @@ def _names(rng: np.random.Generator, group: np.ndarray, sex: np.ndarray, fam_nam
                 rep = first == second
                 name[rep & ~single] = first[rep & ~single]
             out[idx] = name
+    # children of Muslim families born from about 2005 on: today's popular names
+    for s in ("L", "P"):
+        idx = np.flatnonzero(young & (sex == s) & ~np.isin(group, ["batak", "tionghoa"]))
+        idx = idx[rng.random(len(idx)) < N.YOUNG_MODERN_RATE]
+        if not len(idx):
+            continue
+        m = len(idx)
+        first = N.MODERN_FIRST[s][N.draw_zipf(rng, len(N.MODERN_FIRST[s]), m)]
+        second = N.MODERN_SECOND[s][N.draw_zipf(rng, len(N.MODERN_SECOND[s]), m, 0.6)]
+        single = (rng.random(m) < N.MODERN_SINGLE_RATE) & ~np.isin(first, N.PREFIX_ONLY)
+        out[idx] = np.where(single | (first == second), first, first + " " + second)
     alt = out.copy()
     oi = np.flatnonzero(old_mask)
     if len(oi):
@@ -230,7 +252,7 @@ def _people(n: int, rng: np.random.Generator, snap: np.datetime64, kel: pd.DataF
     fam_name[sp] = own
     born_year = (dob.astype("datetime64[Y]").astype(int) + 1970)
     old_mask = (born_year < 1972) & np.isin(group, ["jawa", "sunda"]) & (rng.random(len(hh)) < 0.35)
-    nama, nama_alt = _names(rng, group, sex, fam_name, old_mask)
+    nama, nama_alt = _names(rng, group, sex, fam_name, old_mask, born_year >= N.MODERN_FROM_YEAR)
 
     w = rng.lognormal(0, 0.5, len(kel))
     w[kel.kota_code.values == "31.01"] *= KEPULAUAN_SERIBU_WEIGHT
@@ -268,15 +290,19 @@ def _people(n: int, rng: np.random.Generator, snap: np.datetime64, kel: pd.DataF
     return df
 
 
-def _nik_and_kk(df: pd.DataFrame, rng: np.random.Generator, kel: pd.DataFrame, kec: pd.DataFrame,
-                snap: np.datetime64) -> None:
+def _registration(df: pd.DataFrame, rng: np.random.Generator, kel: pd.DataFrame, kec: pd.DataFrame,
+                  snap: np.datetime64) -> None:
+    """Region digits of the NIK: the kecamatan where the person was first registered. Most DKI-born
+    people were registered where they lived before the event window (`prev_kel_idx`: a move within
+    DKI in the window keeps the old kecamatan), the others in another DKI kecamatan (an earlier
+    move); people born outside DKI keep their home region's code."""
     n = len(df)
     dob = df.tanggal_lahir.values.astype("datetime64[D]")
     age = (snap - dob).astype(int) / 365.2425
     group = df.group.values
     outside = rng.random(n) < np.where(age < 18, BORN_OUTSIDE_RATE_CHILD, BORN_OUTSIDE_RATE_ADULT)
-    kel_kec = kel.kec_idx.values[df.kel_idx.values]
-    own = rng.random(n) < 0.7
+    kel_kec = kel.kec_idx.values[df.prev_kel_idx.values]
+    own = rng.random(n) < REGISTERED_OWN_KECAMATAN_RATE
     kec_digits = kec.digits.values.astype(object)
     dki_w = np.where(kec.code.str.startswith("31.01").values, 0.05, 1.0)
     region = np.where(own, kec_digits[kel_kec], kec_digits[rng.choice(len(kec), n, p=dki_w / dki_w.sum())])
@@ -293,7 +319,245 @@ def _nik_and_kk(df: pd.DataFrame, rng: np.random.Generator, kel: pd.DataFrame, k
     df["nik_region"] = region
     df["tempat_lahir"] = place
 
-    ts = pd.DatetimeIndex(dob)
+
+def _max_shift(age: np.ndarray) -> np.ndarray:
+    """How far (days) a birth date may move to join a birth cell: little for children (age limits
+    of the programs, siblings), up to a year for adults."""
+    return np.where(age < 6, 30, np.where(age < 25, 120, 365))
+
+
+def real_cell_density(df: pd.DataFrame, snap: np.datetime64) -> np.ndarray:
+    """Per person: how many *other* DKI residents share their NIK's region, birth date and sex in
+    the real province (11.3M residents over 44 kecamatan), from this population's own age pyramid
+    and share of DKI-registered NIKs by sex and birth year (docs/synthetic-data.md)."""
+    dob = df.tanggal_lahir.values.astype("datetime64[D]")
+    year = dob.astype("datetime64[Y]").astype(np.int64)
+    dki = df.nik_region.astype(str).str.startswith("31").values
+    key = year * 2 + (df.jenis_kelamin.values == "P")
+    uniq, inv = np.unique(key, return_inverse=True)
+    share = np.bincount(inv, weights=dki.astype(float), minlength=len(uniq)) / len(df)
+    return DKI_RESIDENTS * share[inv] / 365.2425 / DKI_KECAMATAN
+
+
+def _birth_cells(df: pd.DataFrame, rng: np.random.Generator, snap: np.datetime64) -> None:
+    """Give the generated population the real density of same-day births per kecamatan.
+
+    A NIK cell is (region, birth date, sex): its members get serials 0001, 0002, ... In the real
+    province a DKI-registered person shares the cell with `real_cell_density` others on average (3
+    to 5 for children). A sample of n persons has only n/11.3M of that by chance, so the rest is made
+    here: DKI-registered persons of one region and sex, sorted by birth date, are cut into runs whose
+    size gives on average real * (1 - n/11.3M) cell-mates (geometric run lengths with mean
+    1 + lambda/2), and each run takes its first member's birth date. Then consecutive cells of one
+    sex (any region) are joined COHORT_CELLS at a time into a day cohort with one birth date, so
+    people of other kecamatan born the same day carry NIKs that differ only in the region digits.
+    A birth date moves only within `_max_shift` and never past a life event; others stay alone."""
+    n = len(df)
+    dob = df.tanggal_lahir.values.astype("datetime64[D]").copy()
+    age = (snap - dob).astype(int) / 365.2425
+    region = df.nik_region.values.astype(str)
+    dki = np.char.startswith(region.astype("U6"), "31")
+    scale = max(0.0, 1.0 - n / DKI_RESIDENTS)
+    lam = real_cell_density(df, snap) * scale
+    sexc = (df.jenis_kelamin.values == "P").astype(np.int64)
+    reg_code = pd.factorize(region)[0].astype(np.int64)
+    idx = np.flatnonzero(dki)
+    d = dob[idx].astype(np.int64)
+    order = idx[np.lexsort((d, sexc[idx], reg_code[idx]))]
+    grp = reg_code[order] * 2 + sexc[order]
+    od = dob[order].astype(np.int64)
+    limit = _max_shift(age[order])
+    newgrp = np.r_[True, grp[1:] != grp[:-1]]
+    p_start = 1.0 / (1.0 + lam[order] / 2.0)
+    start = newgrp | (rng.random(len(order)) < p_start) | (np.r_[0, np.diff(od)] > limit)
+    cell = np.cumsum(start) - 1
+    anchor = np.flatnonzero(start)[cell]
+    target = od[anchor]
+    # day cohorts: cells of one sex in birth-date order, COHORT_CELLS at a time
+    c_first = np.flatnonzero(start)
+    c_sex, c_day = sexc[order][c_first], od[c_first]
+    corder = np.lexsort((c_day, c_sex))
+    cs = c_sex[corder]
+    cstart = np.r_[True, cs[1:] != cs[:-1]] | (rng.random(len(corder)) < 1.0 / COHORT_CELLS)
+    cstart |= np.r_[0, np.diff(c_day[corder])] > 365
+    coh = np.cumsum(cstart) - 1
+    coh_day = c_day[corder][np.flatnonzero(cstart)[coh]]
+    cell_day = np.empty(len(c_first), np.int64)
+    cell_day[corder] = coh_day
+    target = np.where(np.abs(cell_day[cell] - od) <= limit, cell_day[cell], target)
+    ok = np.abs(target - od) <= limit
+    # never past a life event (the dead are born before they die, movers before they move)
+    events = [df[c].values.astype("datetime64[D]")[order] for c in
+              ("tanggal_meninggal", "tanggal_pindah_keluar", "tanggal_kembali", "tanggal_pindah_dalam")]
+    t = target.astype("datetime64[D]")
+    for ev in events:
+        ok &= np.isnat(ev) | (t < ev - 30 * DAY)
+    dob[order[ok]] = t[ok]
+    df["tanggal_lahir"] = dob
+
+
+def _twins(df: pd.DataFrame, rng: np.random.Generator) -> None:
+    """Twins: a child takes the birth date, sex (mostly) and registration region of the sibling just
+    before it; half of them share the first name word too (NAURA AI AZZAHRA / NAURA AI ZAHIRA)."""
+    role = df.role.values
+    df["twin"] = False
+    nxt = np.flatnonzero((role[:-1] == "ANAK") & (role[1:] == "ANAK") & (df.hh.values[:-1] == df.hh.values[1:]))
+    k = max(1, int(round(TWIN_RATE * (role == "ANAK").sum() / 2)))
+    if not len(nxt):
+        return
+    a = np.sort(rng.choice(nxt, min(k, len(nxt)), replace=False))
+    a = a[np.r_[True, np.diff(a) > 1]]          # no triplets by accident
+    b = a + 1
+    for c in ("tanggal_lahir", "nik_region", "tempat_lahir"):
+        v = df[c].values.copy()
+        v[b] = v[a]
+        df[c] = v
+    same_sex = rng.random(len(a)) < 0.6
+    sex = df.jenis_kelamin.values.copy()
+    sex[b[same_sex]] = sex[a[same_sex]]
+    df["jenis_kelamin"] = sex
+    share = same_sex & (rng.random(len(a)) < 0.5)
+    nama, alt = df.nama.values.copy(), df.nama_alt.values.copy()
+    fa = pd.Series(nama[a[share]]).str.split(" ", n=1).str[0].values
+    rb = pd.Series(nama[b[share]]).str.split(" ", n=1).str[1].fillna("").values
+    nama[b[share]] = np.where(rb == "", fa, fa + " " + rb)
+    alt[b[share]] = nama[b[share]]
+    df["nama"], df["nama_alt"] = nama, alt
+    tw = np.zeros(len(df), bool)
+    tw[a] = tw[b] = True
+    df["twin"] = tw
+
+
+def compatible_name(anchor: np.ndarray, own: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """A name a clerk could take for `anchor`'s: the anchor's first word alone (AGUS SUSILO -> AGUS),
+    or with the person's own other words (SRI -> SRI MARYATI), or the anchor's whole name with one
+    more word (NAURA -> NAURA AI AZZAHRA)."""
+    a = pd.Series(anchor, dtype=object)
+    first = a.str.split(" ", n=1).str[0].values
+    own_rest = pd.Series(own, dtype=object).str.split(" ", n=1).str[1].fillna("").values
+    single = ~a.str.contains(" ").values
+    u = rng.random(len(anchor))
+    longer = np.where(own_rest != "", anchor + " " + pd.Series(own_rest).str.split(" ").str[-1].values,
+                      anchor)
+    out = np.where(single, np.where(own_rest != "", first + " " + own_rest, anchor),
+                   np.where(u < 0.5, first, np.where(own_rest != "", first + " " + own_rest, longer)))
+    same = out == anchor
+    out[same & ~single] = first[same & ~single]
+    return out.astype(object)
+
+
+def _one_digit_regions(regions: np.ndarray) -> dict[str, np.ndarray]:
+    """For each DKI kecamatan code, the other DKI kecamatan codes one digit away (317101 -> 317102,
+    317401...)."""
+    r = np.asarray(sorted(set(regions)), dtype=object)
+    mat = np.array([[ch for ch in x] for x in r])
+    diff = (mat[:, None, :] != mat[None, :, :]).sum(axis=2)
+    return {r[i]: r[np.flatnonzero(diff[i] == 1)] for i in range(len(r))}
+
+
+def _namesakes(df: pd.DataFrame, rng: np.random.Generator, kec: pd.DataFrame, snap: np.datetime64,
+               n_persons: int) -> None:
+    """Namesakes with near-identical NIKs.
+
+    1. In every birth cell and day cohort (same birth date and sex), each member after the first
+       carries a name compatible with the first member's with NAMESAKE_IN_COHORT_RATE.
+    2. Dead and departed namesakes of the living: for DEAD_NAMESAKE_RATE (MOVED_NAMESAKE_RATE) of
+       the persons, one with a registered death (registered move out of DKI) takes the birth date
+       and a compatible name of a living DKI resident of the same sex whose NIK region is one digit
+       away from theirs or the same (then the serials differ: 0001 / 0002). The living one is marked
+       `namesake_anchor`; rosters enrol eligible anchors (so small samples show the case)."""
+    n = len(df)
+    dob = df.tanggal_lahir.values.astype("datetime64[D]")
+    sex = df.jenis_kelamin.values
+    region = df.nik_region.values.astype(object)
+    nama, alt = df.nama.values.copy(), df.nama_alt.values.copy()
+    group = df.group.values
+    muslim = ~np.isin(group, ["batak", "tionghoa"])
+    of = np.full(n, -1, np.int64)
+    kind = np.full(n, "", dtype=object)
+    anchor_mark = np.zeros(n, bool)
+    # 1. within cohorts: same birth date and sex
+    key = dob.astype(np.int64) * 2 + (sex == "P")
+    order = np.lexsort((rng.random(n), key))
+    k = key[order]
+    first = np.r_[True, k[1:] != k[:-1]]
+    head = order[np.flatnonzero(first)[np.cumsum(first) - 1]]
+    sel = ~first & (rng.random(n) < NAMESAKE_IN_COHORT_RATE)
+    sel &= muslim[order] & muslim[head] & ~df.twin.values[order]
+    who, anc = order[sel], head[sel]
+    nama[who] = compatible_name(nama[anc], nama[who], rng)
+    alt[who] = nama[who]
+    of[who] = anc
+    kind[who] = np.where(region[who] == region[anc], "serial", "region")
+    # 2. dead / departed namesakes of living DKI residents
+    alive = (np.isnat(df.tanggal_meninggal.values) & ~df.moved_out.values & ~df.is_ghost.values
+             & np.char.startswith(region.astype("U6"), "31") & muslim)
+    near = _one_digit_regions(kec.digits.values)
+    age = (snap - dob).astype(int) / 365.2425
+    taken = alive & (of >= 0)
+    heads = np.zeros(n, bool)
+    heads[anc] = True
+    for label, pool, rate in (
+            ("dead", df.death_registered.values, DEAD_NAMESAKE_RATE),
+            ("moved", df.move_out_registered.values & df.moved_out.values, MOVED_NAMESAKE_RATE)):
+        cand = np.flatnonzero(pool & muslim & np.char.startswith(region.astype("U6"), "31") & (of < 0) & ~heads
+                              & ~df.twin.values)
+        want = max(NAMESAKE_MIN, int(round(rate * n_persons)))
+        cand = cand[rng.permutation(len(cand))]
+        # the living with the same sex, sorted by (sex, region, birth date)
+        liv = np.flatnonzero(alive & ~taken & ~anchor_mark)
+        lkey = (sex[liv] == "P").astype(np.int64) * 10**12 + region[liv].astype(np.int64) * 10**5 \
+            + dob[liv].astype(np.int64) + 40000
+        lo = np.argsort(lkey, kind="stable")
+        liv, lkey = liv[lo], lkey[lo]
+        done = 0
+        used = np.zeros(n, bool)
+        for p in cand:
+            if done >= want:
+                break
+            opts = near.get(region[p], np.zeros(0, dtype=object))
+            r = region[p] if (rng.random() < 0.3 or not len(opts)) else opts[rng.integers(0, len(opts))]
+            q = (sex[p] == "P") * 10**12 + int(r) * 10**5 + int(dob[p].astype(np.int64)) + 40000
+            j = int(np.searchsorted(lkey, q))
+            best = -1
+            for jj in (j - 1, j, j + 1, j - 2, j + 2):
+                if 0 <= jj < len(liv):
+                    c = liv[jj]
+                    if used[c] or lkey[jj] // 10**5 != q // 10**5:
+                        continue
+                    if abs(int((dob[c] - dob[p]).astype(int))) > _max_shift(np.array([age[p]]))[0]:
+                        continue
+                    best = c
+                    break
+            if best < 0:
+                continue
+            ev = [np.datetime64(x, "D") for x in (df.tanggal_meninggal.values[p], df.tanggal_pindah_keluar.values[p],
+                                                  df.tanggal_pindah_dalam.values[p]) if not np.isnat(x)]
+            if ev and not dob[best] < min(ev) - 30 * DAY:
+                continue
+            used[best] = True
+            anchor_mark[best] = True
+            dob[p] = dob[best]
+            region[p] = region[best] if r == region[best] else region[p]
+            nama[p] = compatible_name(nama[[best]], nama[[p]], rng)[0]
+            alt[p] = nama[p]
+            of[p] = best
+            kind[p] = label
+            done += 1
+    df["tanggal_lahir"] = dob
+    df["nik_region"] = region
+    df["nama"], df["nama_alt"] = nama, alt
+    df["namesake_of"] = of
+    df["namesake_kind"] = kind
+    df["namesake_anchor"] = anchor_mark
+
+
+def _nik_and_kk(df: pd.DataFrame, rng: np.random.Generator, kel: pd.DataFrame, kec: pd.DataFrame,
+                snap: np.datetime64) -> None:
+    """NIK = region + DDMMYY (day + 40 for women) + serial 0001, 0002, ... restarting for every
+    region and birth date (in a random order of registration)."""
+    n = len(df)
+    region = df.nik_region.values
+    ts = pd.DatetimeIndex(df.tanggal_lahir.values.astype("datetime64[D]"))
     dd = ts.day.values + np.where(df.jenis_kelamin.values == "P", 40, 0)
     ddmmyy = dd * 10000 + ts.month.values * 100 + ts.year.values % 100
     key = region.astype(np.int64) * 1_000_000 + ddmmyy
@@ -301,15 +565,15 @@ def _nik_and_kk(df: pd.DataFrame, rng: np.random.Generator, kel: pd.DataFrame, k
     ks = key[order]
     first = np.r_[True, ks[1:] != ks[:-1]]
     grp_start = np.maximum.accumulate(np.where(first, np.arange(n), 0))
-    rank = np.arange(n) - grp_start
-    offset = rng.integers(0, 30, n)[np.cumsum(first) - 1]
     serial = np.empty(n, dtype=np.int64)
-    serial[order] = rank + 1 + offset
+    serial[order] = np.arange(n) - grp_start + 1
     assert serial.max() <= 9999
     nik = key * 10_000 + serial
     df["nik"] = nik.astype(str).astype(object)
 
     # KK: kecamatan of the household + issue date DDMMYY + 4-digit serial
+    kec_digits = kec.digits.values.astype(object)
+    kel_kec = kel.kec_idx.values[df.prev_kel_idx.values]
     hh_first = df.member.values == 0
     hh_kec = kec_digits[kel_kec[hh_first]].astype(np.int64)
     n_hh = int(hh_first.sum())
@@ -405,8 +669,12 @@ def build_population(n: int, rng: np.random.Generator, snapshot: date) -> pd.Dat
     gh["hh"] += pop.hh.max() + 1
     gh["hh_start"] += len(pop)
     df = pd.concat([pop, gh], ignore_index=True)
-    _nik_and_kk(df, rng, w.kel, w.kec, snap)
     _events(df, rng, snap, w.kel)
+    _registration(df, rng, w.kel, w.kec, snap)
+    _birth_cells(df, rng, snap)
+    _twins(df, rng)
+    _namesakes(df, rng, w.kec, snap, n)
+    _nik_and_kk(df, rng, w.kel, w.kec, snap)
     width = max(7, len(str(n)))
     key = pd.Series(np.arange(len(df)))
     pk = np.where(df.is_ghost.values, "G", "P").astype(object) + \

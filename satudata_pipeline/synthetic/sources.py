@@ -536,7 +536,8 @@ def select_roster(P: People, facts: Facts, code: str, rng, taken_ghosts: np.ndar
     dis = a["disabilitas"] if par["disability"] else np.ones(P.n, bool)
     poor = facts.has_welfare & (facts.desil >= 1) & (facts.desil <= par["desil_max"])
     base_pool = real & age_ok & dis & poor & ~gone_long
-    base = base_pool & (rng.random(P.n) < rate["base"])
+    # living namesakes of a dead or departed person are enrolled when eligible (population._namesakes)
+    base = base_pool & ((rng.random(P.n) < rate["base"]) | a["namesake_anchor"])
     b = int(base.sum())
     chosen = [np.flatnonzero(base)]
     chosen.append(_choose(rng, real & age_ok & dis & facts.has_welfare & (facts.desil >= 5) & (facts.desil <= 8)
