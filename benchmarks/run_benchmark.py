@@ -48,6 +48,9 @@ ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
 VENV_BIN = Path(sys.executable).parent
 TARGET_REMOVE_REASONS = ("deceased", "moved_out")  # remove recall 1.0, precision >= 0.995
+# 2: Dukcapil NIKs at the real density of same-day births, twins, namesakes (issue 14); results
+# without the field were made by generator 1 (unique NIKs, no planted namesakes)
+GENERATOR_VERSION = 2
 
 
 class Sampler:
@@ -433,6 +436,32 @@ def _f(x, digits=4):
 LINK_STEPS = ("person_records", "linkage_model", "match_pairs", "person_clusters")
 
 
+def removals_of(v: dict) -> dict:
+    """The removal figures of a verdict score; derived from the confusion matrix and per-reason counts
+    for results written before `verdict_accuracy` reported them."""
+    if v.get("removals"):
+        return v["removals"]
+    conf = v.get("confusion", {})
+    removed = sum(row.get("remove", 0) for row in conf.values())
+    wrongful = sum(n for t, row in conf.items() if t != "remove" for p, n in row.items() if p == "remove")
+    missed = sum(n for p, n in conf.get("remove", {}).items() if p != "remove")
+    pr = v.get("per_reason", {})
+    return {"removals": removed, "wrongful_removals": wrongful,
+            "wrongful_share": wrongful / removed if removed else None, "wrongful_by_reason": {},
+            "true_removals_missed": missed, "missed_by_reason": {},
+            "deceased_precision": pr.get("deceased", {}).get("precision"),
+            "identity_unresolved_precision": pr.get("identity_unresolved", {}).get("precision")}
+
+
+def removals_row(v: dict) -> str:
+    r = removals_of(v)
+    share = "" if r["wrongful_share"] is None else f" ({100 * r['wrongful_share']:.1f}%)"
+    by = lambda d: ", ".join(f"{k} {n:,}" for k, n in sorted(d.items())) or "-"  # noqa: E731
+    return (f"| {r['removals']:,} | **{r['wrongful_removals']:,}**{share} | {by(r['wrongful_by_reason'])} | "
+            f"**{r['true_removals_missed']:,}** | {by(r['missed_by_reason'])} | {_f(r['deceased_precision'])} | "
+            f"{_f(r['identity_unresolved_precision'])} |")
+
+
 def write_markdown(result: dict, path: Path) -> None:
     m, p, b = result["machine"], result["pipeline"], result["baseline"]
     link_s = sum(p["steps"].get(k, {}).get("seconds") or 0 for k in LINK_STEPS)
@@ -494,6 +523,14 @@ def write_markdown(result: dict, path: Path) -> None:
         "",
         "Confusion (true -> predicted): " + "; ".join(
             f"{t}: " + ", ".join(f"{pv} {n:,}" for pv, n in sorted(row.items())) for t, row in sorted(v["confusion"].items())),
+        "",
+        "Removals (issue 14): a wrongful removal is a row removed whose true verdict is not remove (a "
+        "living, eligible person cut off); a missed removal is a true removal not removed.",
+        "",
+        "| removals | living, eligible people removed | by reason given | true removals missed | by true reason | "
+        "`deceased` flag precision | `identity_unresolved` precision |",
+        "|---:|---:|---|---:|---|---:|---:|",
+        removals_row(v),
         "",
         "Per reason: the reason listed (any verdict). For the remove reasons also the removal itself "
         "(the reason with the verdict remove; a possible death is listed as deceased but only reviewed); "
@@ -641,7 +678,7 @@ def main() -> int:
     result = {
         "persons": args.persons, "seed": args.seed, "date": dt.date.today().isoformat(), "started_utc": started_utc,
         "commit": pipeline.get("commit") or commit(), "baseline_commit": commit(), "machine": machine(), "profiled": bool(pipeline.get("profiled")),
-        "generate": gen, "pipeline": pipeline, "baseline": baseline,
+        "generate": gen, "generator": GENERATOR_VERSION, "pipeline": pipeline, "baseline": baseline,
         "ratio": pipe_s / baseline["seconds"] if baseline.get("seconds") else None,
         "scores": scores,
         "profile": summarise_profile(profile_raw, pipeline["steps"]) if profile_raw else None,

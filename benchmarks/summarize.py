@@ -15,9 +15,12 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import sys
 from pathlib import Path
 
 RESULTS = Path(__file__).resolve().parent / "results"
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from run_benchmark import removals_row  # noqa: E402
 
 
 def _fit(x1, y1, x2, y2):
@@ -60,6 +63,21 @@ def main() -> int:
             f"{f(s['f1'])} | {f(b.get('f1'))} | {f(s['f1_no_valid_nik'])} | {f(b.get('f1_no_valid_nik'))} | "
             f"{f(r['scores']['verdicts']['accuracy'])} | {r['pipeline'].get('cpu', {}).get('other_cores', 'n/a')} | "
             f"[{name}]({name}) |")
+    lines += ["", "## Removals by population (issue 14)", "",
+              "Newest run per generator and size. A wrongful removal is a living, eligible person removed (true "
+              "verdict not remove). Generator 1 (results without a `generator` field) made unique NIKs "
+              "without namesakes; generator 2 makes NIKs the way Dukcapil does, at the real density of "
+              "same-day births per kecamatan, with twins and dead or departed namesakes "
+              "(docs/synthetic-data.md), so only its rows show the collisions of a real province.", "",
+              "| persons | seed | generator | commit | removals | living, eligible people removed | by reason given | "
+              "true removals missed | by true reason | `deceased` precision | `identity_unresolved` precision | result |",
+              "|---:|---:|---:|---|---:|---:|---|---:|---|---:|---:|---|"]
+    newest = {}
+    for r in sorted(loaded, key=lambda r: (r["date"], r.get("started_utc") or "")):
+        newest[(r.get("generator", 1), r["persons"])] = r
+    for _, r in sorted(newest.items()):
+        lines.append(f"| {r['persons']:,} | {r['seed']} | {r.get('generator', 1)} | `{r['commit']}` "
+                     f"{removals_row(r['scores']['verdicts'])} [{r['_file']}]({r['_file']}) |")
     if len(sizes) >= 2 and args.estimate:
         x1, x2 = sizes[-2], sizes[-1]
         r1, r2 = runs[x1], runs[x2]

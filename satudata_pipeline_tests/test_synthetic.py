@@ -233,3 +233,90 @@ def test_truth_uses_the_parameters_of_the_program_rules():
         assert par["desil_max"] == rules.effective(code)["desil_max"], code
         assert set(par["excludes"]) == set(rule.excludes), code
         assert par["disability"] == bool(rule.requires_disability), code
+
+
+# --- NIKs made the way Dukcapil makes them, and the namesakes they bring (issue 14) ---------------
+
+def _dki(nik: pd.Series) -> pd.Series:
+    return nik.str[:2] == "31"
+
+
+def test_nik_region_is_the_kecamatan_of_registration(persons):
+    p = persons[~persons.is_ghost & _dki(persons.nik) & (persons.tempat_lahir == "JAKARTA")]
+    region = p.nik.str[:6]
+    now = p.kode_kelurahan.str.replace(".", "", regex=False).str[:6]
+    before = p.prev_kode_kelurahan.str.replace(".", "", regex=False).str[:6]
+    moved = p.tanggal_pindah_dalam.notna()
+    assert moved.sum() >= 20
+    # most are registered where they lived; a move within DKI keeps the old kecamatan's digits
+    assert 0.55 <= (region == now)[~moved].mean() <= 0.85
+    assert 0.55 <= (region == before)[moved].mean() <= 0.85
+    assert (region == now)[moved].mean() <= 0.2
+
+
+def test_nik_serial_restarts_per_region_and_birth_date(persons):
+    nik = persons.nik.astype(str)
+    cell = nik.str[:12]
+    serial = nik.str[12:].astype(int)
+    # serials of one (region, DDMMYY) cell are exactly 1..k
+    g = serial.groupby(cell)
+    assert (g.min() == 1).all() and (g.max() == g.size()).all() and (g.nunique() == g.size()).all()
+    counts = serial.value_counts()
+    assert counts.idxmax() == 1
+    assert counts.get(1) > 2 * counts.get(2, 0) > 0
+    assert (counts.sort_index().diff().dropna() <= 0).all()   # 0001 >= 0002 >= 0003 ...
+
+
+def test_the_three_collision_classes_are_present(persons):
+    p = persons[_dki(persons.nik)].copy()
+    p["rest"], p["region"], p["cell"] = p.nik.str[6:], p.nik.str[:6], p.nik.str[:12]
+    # (a) born the same day in different kecamatan: NIKs differ only in the region digits
+    a = p.groupby("rest").region.nunique()
+    assert (a > 1).sum() >= 5
+    # (b) serials 0001 / 0002 of one region and birth date, twins among them
+    b = p.groupby("cell").size()
+    assert (b > 1).sum() >= 5
+    twins = persons[persons.twin]
+    assert len(twins) >= 2
+    assert (twins.groupby("household").tanggal_lahir.nunique() == 1).all()
+    # (c) namesakes: one name contained in the other's (SRI / SRI MARYATI), same birth date and sex
+    ns = persons[persons.namesake_of != ""]
+    assert set(ns.namesake_kind) >= {"region", "serial", "dead", "moved"}
+    anchor = persons.set_index("person_key").loc[ns.namesake_of]
+    assert (anchor.tanggal_lahir.values == ns.tanggal_lahir.values).all()
+    assert (anchor.jenis_kelamin.values == ns.jenis_kelamin.values).all()
+    first = lambda s: s.str.split().str[0].values  # noqa: E731
+    assert (first(anchor.nama) == first(ns.nama)).all()
+    a_words, n_words = anchor.nama.str.split().map(set).values, ns.nama.str.split().map(set).values
+    contained = np.array([x <= y or y <= x for x, y in zip(a_words, n_words)])
+    assert contained.sum() >= 5
+    assert (ns.nik.values != anchor.nik.values).all()
+
+
+def _digits_apart(x: str, y: str) -> int:
+    return sum(a != b for a, b in zip(x, y))
+
+
+def test_dead_namesakes_of_living_recipients_do_not_remove_them(out, persons):
+    rec = pd.read_csv(out / "truth" / "records.csv", dtype=str, keep_default_na=False)
+    ver = pd.read_csv(out / "truth" / "verdicts.csv", dtype=str, keep_default_na=False)
+    by_key = persons.set_index("person_key")
+    dead = persons[persons.namesake_kind == "dead"]
+    assert len(dead) >= 3
+    deaths = rec[rec.source == "dukcapil_kematian"]
+    recipients = 0
+    for _, d in dead.iterrows():
+        living = by_key.loc[d.namesake_of]
+        assert pd.isna(living.tanggal_meninggal) and not living.moved_out
+        # its own valid NIK: same birth date digits, region one digit away or the serial differs
+        assert d.nik[6:12] == living.nik[6:12] and d.nik != living.nik
+        assert d.nik[:6] == living.nik[:6] or _digits_apart(d.nik[:6], living.nik[:6]) == 1
+        # the death record is the namesake's, never the living person's
+        assert (deaths.person_key == d.person_key).sum() == 1
+        assert (deaths.person_key == d.namesake_of).sum() == 0
+        rows = ver[ver.person_key == d.namesake_of]
+        recipients += len(rows) > 0
+        assert not rows.reasons.str.contains("deceased").any()
+        assert not rows.reasons.str.contains("moved_out").any()
+    assert recipients >= 1, "at least one living recipient has a dead namesake"
+    assert min(_digits_apart(d.nik, by_key.loc[d.namesake_of].nik) for _, d in dead.iterrows()) == 1

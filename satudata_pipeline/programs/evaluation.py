@@ -9,6 +9,15 @@
         "per_reason": {reason: {"tp", "fp", "fn", "precision", "recall", "f1", "support"}},
             (remove reasons also "remove_tp", "remove_fp", "remove_fn", "remove_precision",
              "remove_recall": the reason together with the verdict remove)
+        "removals": {                      (issue 14: the errors that cut off or keep paying someone)
+            "removals": rows predicted remove,
+            "wrongful_removals": rows predicted remove whose true verdict is not remove (a living,
+                                 eligible person cut off), "wrongful_share": of the removals,
+            "wrongful_by_reason": {reason the prediction gave: n} (a row counts once per reason),
+            "true_removals_missed": rows whose true verdict is remove, predicted otherwise,
+            "missed_by_reason": {true remove reason: n},
+            "deceased_precision", "identity_unresolved_precision": the flags' precision (any verdict),
+        }
     }
 
 `truth` columns: program, source, record_id, verdict, reasons. `reasons` may be a list/array or a
@@ -99,6 +108,21 @@ def verdict_accuracy(conn: duckdb.DuckDBPyConnection, truth_verdicts: pd.DataFra
                 "remove_precision": _ratio(rtp, rtp + rfp), "remove_recall": _ratio(rtp, rtp + rfn),
             })
 
+    pred_remove = merged["verdict_pred"] == "remove"
+    true_remove = merged["verdict_true"] == "remove"
+    wrongful = pred_remove & ~true_remove
+    missed = true_remove & ~pred_remove
+    removals = {
+        "removals": int(pred_remove.sum()),
+        "wrongful_removals": int(wrongful.sum()),
+        "wrongful_share": _ratio(int(wrongful.sum()), int(pred_remove.sum())),
+        "wrongful_by_reason": _count_reasons(pred_reasons[wrongful], REMOVE_REASONS),
+        "true_removals_missed": int(missed.sum()),
+        "missed_by_reason": _count_reasons(merged["reasons_true"][missed], REMOVE_REASONS),
+        "deceased_precision": per_reason.get("deceased", {}).get("precision"),
+        "identity_unresolved_precision": per_reason.get("identity_unresolved", {}).get("precision"),
+    }
+
     return {
         "n_truth": n_truth,
         "n_matched": n_matched,
@@ -109,4 +133,14 @@ def verdict_accuracy(conn: duckdb.DuckDBPyConnection, truth_verdicts: pd.DataFra
         "exact_match": _ratio(int(exact.sum()), n_truth),
         "confusion": confusion,
         "per_reason": per_reason,
+        "removals": removals,
     }
+
+
+def _count_reasons(sets: pd.Series, only: tuple[str, ...]) -> dict[str, int]:
+    out = {r: 0 for r in only}
+    for s in sets:
+        for r in s:
+            if r in out:
+                out[r] += 1
+    return {r: n for r, n in out.items() if n}

@@ -129,6 +129,11 @@ def _write_persons(pop: pd.DataFrame, P: S.People, facts: T.Facts, path: Path) -
         "tanggal_kembali": a["tanggal_kembali"], "moved_out": a["moved_out"],
         "tanggal_pindah_dalam": a["tanggal_pindah_dalam"], "move_within_registered": a["move_within_registered"],
         "prev_kode_kelurahan": kel.code.values[a["prev_kel_idx"]],
+        # near-identical NIKs (docs/synthetic-data.md): the person whose name this one was made
+        # compatible with, and how their NIKs differ (region, serial; dead / moved: a registered
+        # death or move of a namesake of the living `namesake_of`); twins
+        "namesake_of": np.where(a["namesake_of"] >= 0, a["person_key"][np.maximum(a["namesake_of"], 0)], ""),
+        "namesake_kind": a["namesake_kind"], "twin": a["twin"],
         # what the delivered sources say (perfect linkage)
         "age_at_snapshot": facts.age, "in_civil_registry": facts.has_civil, "in_welfare_registry": facts.has_welfare,
         "observed_deceased": facts.dead, "observed_moved_out": facts.moved_out,

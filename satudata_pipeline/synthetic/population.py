@@ -454,6 +454,51 @@ def _one_digit_regions(regions: np.ndarray) -> dict[str, np.ndarray]:
     return {r[i]: r[np.flatnonzero(diff[i] == 1)] for i in range(len(r))}
 
 
+_DAY_SPAN = 10**6   # days since 1970 + 400,000 fit in 6 digits
+
+
+def _sex_region_day(sex: np.ndarray, region: np.ndarray, dob: np.ndarray) -> np.ndarray:
+    return (((sex == "P").astype(np.int64) * 10**6 + region.astype(np.int64)) * _DAY_SPAN
+            + dob.astype("datetime64[D]").astype(np.int64) + 400_000)
+
+
+def _match_namesakes(df, cand, living, sex, region, dob, age, near, rng) -> tuple[np.ndarray, np.ndarray]:
+    """For each candidate (dead or departed), a living person of the same sex in its own region or a
+    region one digit away, born within `_max_shift` of it and before its own life events; each
+    living person at most once. Returns (candidates matched, their living namesakes)."""
+    liv = np.flatnonzero(living)
+    if not len(liv) or not len(cand):
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    lkey = _sex_region_day(sex[liv], region[liv], dob[liv])
+    lo = np.argsort(lkey, kind="stable")
+    liv, lkey = liv[lo], lkey[lo]
+    opts = [near.get(r, ()) for r in region[cand]]
+    cnt = np.array([len(o) for o in opts])
+    pick = (rng.random(len(cand)) * np.maximum(cnt, 1)).astype(np.int64)
+    other = np.array([o[i] if len(o) else r for o, i, r in zip(opts, pick, region[cand])], dtype=object)
+    r = np.where((rng.random(len(cand)) < 0.3) | (cnt == 0), region[cand], other)
+    q = _sex_region_day(sex[cand], r, dob[cand])
+    j = np.searchsorted(lkey, q)
+    best = np.full(len(cand), -1, np.int64)
+    gap = np.full(len(cand), np.iinfo(np.int64).max)
+    for jj in (j - 1, j):
+        jc = np.clip(jj, 0, len(liv) - 1)
+        same = (jj >= 0) & (jj < len(liv)) & (lkey[jc] // _DAY_SPAN == q // _DAY_SPAN)
+        g = np.abs(lkey[jc] - q)
+        better = same & (g < gap)
+        best = np.where(better, liv[jc], best)
+        gap = np.where(better, g, gap)
+    ok = (best >= 0) & (gap <= _max_shift(age[cand]))
+    newdob = dob[np.maximum(best, 0)]
+    for c in ("tanggal_meninggal", "tanggal_pindah_keluar", "tanggal_pindah_dalam"):
+        ev = df[c].values.astype("datetime64[D]")[cand]
+        ok &= np.isnat(ev) | (newdob < ev - 30 * DAY)
+    sel = np.flatnonzero(ok)
+    _, first_use = np.unique(best[sel], return_index=True)     # one namesake per living person
+    sel = np.sort(sel[first_use])
+    return cand[sel], best[sel]
+
+
 def _namesakes(df: pd.DataFrame, rng: np.random.Generator, kec: pd.DataFrame, snap: np.datetime64,
                n_persons: int) -> None:
     """Namesakes with near-identical NIKs.
@@ -463,8 +508,9 @@ def _namesakes(df: pd.DataFrame, rng: np.random.Generator, kec: pd.DataFrame, sn
     2. Dead and departed namesakes of the living: for DEAD_NAMESAKE_RATE (MOVED_NAMESAKE_RATE) of
        the persons, one with a registered death (registered move out of DKI) takes the birth date
        and a compatible name of a living DKI resident of the same sex whose NIK region is one digit
-       away from theirs or the same (then the serials differ: 0001 / 0002). The living one is marked
-       `namesake_anchor`; rosters enrol eligible anchors (so small samples show the case)."""
+       away from theirs or the same (then the serials differ: 0001 / 0002), in a household of desil
+       1-4 (whom the programs pay). The living one is marked `namesake_anchor`; rosters enrol
+       eligible anchors (so small samples show the case)."""
     n = len(df)
     dob = df.tanggal_lahir.values.astype("datetime64[D]")
     sex = df.jenis_kelamin.values
@@ -489,8 +535,9 @@ def _namesakes(df: pd.DataFrame, rng: np.random.Generator, kec: pd.DataFrame, sn
     of[who] = anc
     kind[who] = np.where(region[who] == region[anc], "serial", "region")
     # 2. dead / departed namesakes of living DKI residents
+    # the living namesakes: poor households (desil 1-4), the people the programs pay
     alive = (np.isnat(df.tanggal_meninggal.values) & ~df.moved_out.values & ~df.is_ghost.values
-             & np.char.startswith(region.astype("U6"), "31") & muslim)
+             & np.char.startswith(region.astype("U6"), "31") & muslim & (df.desil.values <= 4))
     near = _one_digit_regions(kec.digits.values)
     age = (snap - dob).astype(int) / 365.2425
     taken = alive & (of >= 0)
@@ -503,46 +550,20 @@ def _namesakes(df: pd.DataFrame, rng: np.random.Generator, kec: pd.DataFrame, sn
                               & ~df.twin.values)
         want = max(NAMESAKE_MIN, int(round(rate * n_persons)))
         cand = cand[rng.permutation(len(cand))]
-        # the living with the same sex, sorted by (sex, region, birth date)
-        liv = np.flatnonzero(alive & ~taken & ~anchor_mark)
-        lkey = (sex[liv] == "P").astype(np.int64) * 10**12 + region[liv].astype(np.int64) * 10**5 \
-            + dob[liv].astype(np.int64) + 40000
-        lo = np.argsort(lkey, kind="stable")
-        liv, lkey = liv[lo], lkey[lo]
         done = 0
-        used = np.zeros(n, bool)
-        for p in cand:
-            if done >= want:
+        for _attempt in range(4):        # a new choice of region for those not matched yet
+            if done >= want or not len(cand):
                 break
-            opts = near.get(region[p], np.zeros(0, dtype=object))
-            r = region[p] if (rng.random() < 0.3 or not len(opts)) else opts[rng.integers(0, len(opts))]
-            q = (sex[p] == "P") * 10**12 + int(r) * 10**5 + int(dob[p].astype(np.int64)) + 40000
-            j = int(np.searchsorted(lkey, q))
-            best = -1
-            for jj in (j - 1, j, j + 1, j - 2, j + 2):
-                if 0 <= jj < len(liv):
-                    c = liv[jj]
-                    if used[c] or lkey[jj] // 10**5 != q // 10**5:
-                        continue
-                    if abs(int((dob[c] - dob[p]).astype(int))) > _max_shift(np.array([age[p]]))[0]:
-                        continue
-                    best = c
-                    break
-            if best < 0:
-                continue
-            ev = [np.datetime64(x, "D") for x in (df.tanggal_meninggal.values[p], df.tanggal_pindah_keluar.values[p],
-                                                  df.tanggal_pindah_dalam.values[p]) if not np.isnat(x)]
-            if ev and not dob[best] < min(ev) - 30 * DAY:
-                continue
-            used[best] = True
-            anchor_mark[best] = True
-            dob[p] = dob[best]
-            region[p] = region[best] if r == region[best] else region[p]
-            nama[p] = compatible_name(nama[[best]], nama[[p]], rng)[0]
-            alt[p] = nama[p]
-            of[p] = best
-            kind[p] = label
-            done += 1
+            p_, b_ = _match_namesakes(df, cand, alive & ~taken & ~anchor_mark, sex, region, dob, age, near, rng)
+            p_, b_ = p_[: want - done], b_[: want - done]
+            anchor_mark[b_] = True
+            dob[p_] = dob[b_]
+            nama[p_] = compatible_name(nama[b_], nama[p_], rng)
+            alt[p_] = nama[p_]
+            of[p_] = b_
+            kind[p_] = label
+            done += len(p_)
+            cand = cand[of[cand] < 0]
     df["tanggal_lahir"] = dob
     df["nik_region"] = region
     df["nama"], df["nama_alt"] = nama, alt
