@@ -149,6 +149,25 @@ def neutralise(settings: dict, comparisons: set[str]) -> None:
                 level["m_probability"] = u
 
 
+def model_implied_recall(settings: dict, with_values: dict[str, int], n: int) -> float:
+    """Recall of splink_settings.PRIOR_RULE among true matches, from the trained model: m of the
+    first (exact) level of nama and of tanggal_lahir, times the share of pairs where both records
+    hold a birth date; bounded to PRIOR_RECALL_BOUNDS."""
+    def exact_m(name: str) -> float:
+        for comp in settings.get("comparisons", []):
+            if comp.get("output_column_name") == name:
+                for level in comp.get("comparison_levels", []):
+                    if not level.get("is_null_level"):
+                        m = level.get("m_probability")
+                        return float(m) if isinstance(m, (int, float)) else 0.0
+        return 0.0
+
+    share_dob = with_values.get("tanggal_lahir", 0) / n if n else 0.0
+    recall = exact_m("nama") * exact_m("tanggal_lahir") * share_dob ** 2
+    lo, hi = ss.PRIOR_RECALL_BOUNDS
+    return min(max(recall, lo), hi)
+
+
 def _comparison_columns(linker) -> dict[str, set[str]]:
     """comparison -> the input columns its levels read (Splink's own view, which decides what an
     EM pass can estimate: a pass estimates the comparisons that read none of its rule's columns)."""
@@ -247,6 +266,15 @@ def train_model(conn: duckdb.DuckDBPyConnection, *, u_max_pairs: float | None = 
                     seen = m * n_match if isinstance(m, (int, float)) else 0.0
                     observed.setdefault(c, {})[i] = max(observed.get(c, {}).get(i, 0.0), seen)
         settings = linker.misc.save_model_to_json()
+        prior_recall = model_implied_recall(settings, with_values, n)
+        linker = Linker(sdf, settings, log_level=logging.WARNING)
+        try:
+            linker.training.estimate_probability_two_random_records_match(
+                [ss.PRIOR_RULE], recall=prior_recall)
+            settings = linker.misc.save_model_to_json()
+            training_pairs["prior_rule_recall_per_mille"] = int(round(prior_recall * 1000))
+        except Exception:  # no pair with the same name and birth date: keep the first estimate
+            log.warning("prior re-estimate failed; keeping the first estimate", exc_info=True)
         no_values = {c for c, count in with_values.items() if count < 2}
         floored = [f for f in floor_m(settings, observed, matches)
                    if f["comparison"] not in no_values]
