@@ -239,7 +239,11 @@ def main() -> int:
                 raise SystemExit(f"{tag}: the pipeline wrote no warehouse (exit {code})")
             if code != 0:
                 print(f"{tag}: satudata run exited {code}\n{tail}", file=sys.stderr)
-            scores = pairwise(state / "warehouse.duckdb", truth)
+            try:
+                scores = pairwise(state / "warehouse.duckdb", truth)
+            except duckdb.CatalogException:  # the run stopped before publishing
+                print(f"{tag}: nothing published (exit {code})\n{tail}", file=sys.stderr)
+                raise SystemExit(1)
             results.append({"dataset": dataset, "with_ssid": with_ssid, "exit_code": code,
                             "seconds": seconds, "scores": scores})
             print(f"{tag}: precision {scores['precision']:.4f} recall {scores['recall']:.4f} "
