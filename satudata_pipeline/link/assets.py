@@ -172,8 +172,10 @@ def build_link_assets(clean_asset_keys: list[dg.AssetKey], source_names: list[st
             settings, _meta = _current_model(conn)
             out_dir = reports.run_report_dir(context.run.run_id)
             charts: dict = {}
+            extra_rules, sparse = matching.sparse_id_blocking(conn)
             with matching.splink_session(conn) as db_api:
-                linker, df_pred = matching.predict(db_api, settings, config.match_threshold)
+                linker, df_pred = matching.predict(db_api, settings, config.match_threshold,
+                                                   extra_rules)
                 result = matching.write_match_pairs(
                     conn, df_pred.physical_name, config.match_threshold,
                     config.deterministic_name_jaro_winkler)
@@ -191,6 +193,8 @@ def build_link_assets(clean_asset_keys: list[dg.AssetKey], source_names: list[st
             "pairs_exact_nik": result.n_deterministic,
             "pairs_probabilistic": result.n_probabilistic,
             "pairs_vetoed_names_and_birth_dates_disagree": result.n_vetoed,
+            # a delivery without NIK: the extra blocking rules used / skipped (pair counts only)
+            "sparse_id_blocking": dg.MetadataValue.json(sparse),
             "match_weight_histogram": dg.MetadataValue.md(_md_table(
                 [{"match_weight_from": w, "pairs": c} for w, c in hist])),
             "reports_dir": dg.MetadataValue.path(str(out_dir)),

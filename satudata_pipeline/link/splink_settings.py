@@ -333,6 +333,40 @@ PREDICTION_BLOCKING_RULES = [
     block_on("alamat", "nama_depan"),
 ]
 
+# Deliveries without a strong identifier. When fewer than SPARSE_ID_NIK_SHARE of the records carry
+# a valid NIK (a delivery with no NIK column, e.g. FEBRL), the rules above lose their most useful
+# key and a record with typos in its name AND its birth date (registries mis-key several fields of
+# one row) agrees with its twin on none of them. Such deliveries get further rules on cheap keys
+# that survive those typos: the house number with the birth date or the place, the birth day and
+# month (year mistyped) with the place, name skeletons (first letter + consonants: SITI / SITY,
+# HARYANTO / HARIYANTO) with the place. A rule is used only while it stays selective in the
+# delivery at hand: at most SPARSE_ID_MAX_PAIRS_PER_RECORD pairs per record (counted by GROUP BY
+# before prediction); a house number in a Jakarta kecamatan of 250,000 people is not. The
+# NIK-bearing path (the project's registries: 98% of records with a valid NIK) is unchanged.
+SPARSE_ID_NIK_SHARE = 0.5
+SPARSE_ID_MAX_PAIRS_PER_RECORD = 1.0
+ALAMAT_NOMOR_KEY = "nullif(alamat_nomor, '')"
+
+
+def name_skeleton(col: str) -> str:
+    """First letter + the consonants after it (vowels, H, W, Y dropped): a phonetic key that
+    tolerates vowel typos and spelling variants; NULL for a NULL name."""
+    return f"(left({col}, 1) || regexp_replace(substr({col}, 2), '[AEIOUHWY]', '', 'g'))"
+
+
+SPARSE_ID_BLOCKING_COLUMNS: list[tuple[str, ...]] = [
+    ("tanggal_lahir", ALAMAT_NOMOR_KEY),
+    (KELURAHAN_KEY, ALAMAT_NOMOR_KEY),
+    (KECAMATAN_KEY, ALAMAT_NOMOR_KEY),
+    ("nama_sorted", ALAMAT_NOMOR_KEY),
+    (KELURAHAN_KEY, "month(tanggal_lahir)", "day(tanggal_lahir)"),
+    (KECAMATAN_KEY, "month(tanggal_lahir)", "day(tanggal_lahir)"),
+    (name_skeleton("nama_depan"), name_skeleton("nama_belakang"), KECAMATAN_KEY),
+    (name_skeleton("nama_depan"), name_skeleton("nama_belakang"), "tahun_lahir"),
+    ("nama_belakang", KECAMATAN_KEY),
+    ("nama_depan", KECAMATAN_KEY),
+]
+
 # Expectation-maximisation passes. Each estimates the comparisons that use none of its columns
 # (the NIK comparison reads names and birth dates too, so only the family-card pass trains it).
 # A pass runs when its rule makes at least EM_MIN_PAIRS pairs (a delivery without NIK or family
