@@ -148,6 +148,11 @@ def build_link_assets(clean_asset_keys: list[dg.AssetKey], source_names: list[st
                 float(settings.get("probability_two_random_records_match") or 0),
             "m_u_parameters": dg.MetadataValue.md(_md_table(params)),
             "training_pairs": dg.MetadataValue.json(meta.get("training_pairs", {})),
+            # what this delivery could not train, and the levels given a floor (no data values)
+            "not_trained": dg.MetadataValue.md(_md_table(meta.get("not_trained", []))),
+            "floored_levels": dg.MetadataValue.md(_md_table(meta.get("floored_levels", []))),
+            "levels_floored": len(meta.get("floored_levels", [])),
+            "comparisons_not_trained": len(meta.get("not_trained", [])),
         }
         for name, p in charts.items():
             md[name] = dg.MetadataValue.path(str(p))
@@ -167,8 +172,10 @@ def build_link_assets(clean_asset_keys: list[dg.AssetKey], source_names: list[st
             settings, _meta = _current_model(conn)
             out_dir = reports.run_report_dir(context.run.run_id)
             charts: dict = {}
+            extra_rules, sparse = matching.sparse_id_blocking(conn)
             with matching.splink_session(conn) as db_api:
-                linker, df_pred = matching.predict(db_api, settings, config.match_threshold)
+                linker, df_pred = matching.predict(db_api, settings, config.match_threshold,
+                                                   extra_rules)
                 result = matching.write_match_pairs(
                     conn, df_pred.physical_name, config.match_threshold,
                     config.deterministic_name_jaro_winkler)
@@ -186,6 +193,8 @@ def build_link_assets(clean_asset_keys: list[dg.AssetKey], source_names: list[st
             "pairs_exact_nik": result.n_deterministic,
             "pairs_probabilistic": result.n_probabilistic,
             "pairs_vetoed_names_and_birth_dates_disagree": result.n_vetoed,
+            # a delivery without NIK: the extra blocking rules used / skipped (pair counts only)
+            "sparse_id_blocking": dg.MetadataValue.json(sparse),
             "match_weight_histogram": dg.MetadataValue.md(_md_table(
                 [{"match_weight_from": w, "pairs": c} for w, c in hist])),
             "reports_dir": dg.MetadataValue.path(str(out_dir)),
@@ -249,6 +258,25 @@ def build_link_assets(clean_asset_keys: list[dg.AssetKey], source_names: list[st
         return dg.AssetCheckResult(passed=largest <= limit,
                                    metadata={"largest_cluster": largest, "limit": limit})
 
+    @dg.asset_check(asset="linkage_model", blocking=False,
+                    description="Warns when the model has comparisons training could not estimate "
+                    "or levels it never observed (given a bounded floor weight instead): the "
+                    "links still run, but those weights are priors, not estimates.")
+    def linkage_model_fully_trained(warehouse: DuckDBResource):
+        with warehouse.get_connection() as conn:
+            _settings, meta = _current_model(conn)
+        not_trained = meta.get("not_trained", [])
+        floored = meta.get("floored_levels", [])
+        return dg.AssetCheckResult(
+            passed=not not_trained and not floored,
+            severity=dg.AssetCheckSeverity.WARN,
+            metadata={
+                "comparisons_not_trained": len(not_trained),
+                "levels_floored": len(floored),
+                "not_trained": dg.MetadataValue.md(_md_table(not_trained)),
+                "floored_levels": dg.MetadataValue.md(_md_table(floored)),
+            })
+
     @dg.asset_check(asset="match_pairs", blocking=False,
                     description="Each pair appears once, with unique_id_l < unique_id_r.")
     def match_pairs_well_formed(warehouse: DuckDBResource):
@@ -263,4 +291,4 @@ def build_link_assets(clean_asset_keys: list[dg.AssetKey], source_names: list[st
 
     return [person_records, linkage_model, match_pairs, person_clusters,
             person_clusters_cover_every_record, person_clusters_size_sane,
-            match_pairs_well_formed]
+            linkage_model_fully_trained, match_pairs_well_formed]

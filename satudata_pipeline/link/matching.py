@@ -262,12 +262,55 @@ def register_person_records(db_api, name: str = "sd_person_records", limit: int 
     return db_api.register(name, table_name=name)
 
 
-def predict(db_api, model_settings: dict, match_threshold: float):
-    """Score candidate pairs of `link.person_records` with the trained model.
+def block_pairs(conn: duckdb.DuckDBPyConnection, keys: tuple[str, ...]) -> int:
+    """Pairs a rule on `keys` (columns or SQL expressions of link.person_records) makes: the sum
+    of n(n-1)/2 over its blocks, by GROUP BY (no join)."""
+    not_null = " AND ".join(f"({k}) IS NOT NULL" for k in keys)
+    return conn.execute(
+        f"SELECT coalesce(sum(n * (n - 1) / 2), 0)::BIGINT FROM (SELECT count(*) AS n "
+        f"FROM link.person_records WHERE {not_null} GROUP BY {', '.join(keys)})"
+    ).fetchall()[0][0]
+
+
+def sparse_id_blocking(conn: duckdb.DuckDBPyConnection) -> tuple[list, dict]:
+    """The extra prediction rules for a delivery without a strong identifier
+    (splink_settings.SPARSE_ID_BLOCKING_COLUMNS): none when at least SPARSE_ID_NIK_SHARE of the
+    records carry a valid NIK; else each rule that makes at most SPARSE_ID_MAX_PAIRS_PER_RECORD
+    pairs per record. Returns (Splink rules, summary: counts only, for the asset metadata)."""
+    from splink import block_on
+
+    n, with_nik = conn.execute(
+        "SELECT count(*), count(*) FILTER (WHERE nik_valid) FROM link.person_records"
+    ).fetchall()[0]
+    share = with_nik / n if n else 1.0
+    summary: dict = {"share_with_valid_nik": round(share, 4), "rules_added": 0, "rules": []}
+    if share >= ss.SPARSE_ID_NIK_SHARE or n == 0:
+        return [], summary
+    budget = ss.SPARSE_ID_MAX_PAIRS_PER_RECORD * n
+    rules = []
+    for i, keys in enumerate(ss.SPARSE_ID_BLOCKING_COLUMNS):
+        pairs = block_pairs(conn, keys)
+        used = pairs <= budget
+        if used:
+            rules.append(block_on(*keys))
+        summary["rules"].append({"rule": i, "pairs": int(pairs), "used": used})
+    summary["rules_added"] = len(rules)
+    return rules, summary
+
+
+def predict(db_api, model_settings: dict, match_threshold: float, extra_blocking_rules=()):
+    """Score candidate pairs of `link.person_records` with the trained model (its prediction
+    blocking rules, plus `extra_blocking_rules`: see sparse_id_blocking).
     Returns (linker, SplinkDataFrame of predictions above `match_threshold`)."""
     from splink import Linker
 
     sdf = register_person_records(db_api)
+    if extra_blocking_rules:
+        model_settings = dict(model_settings)
+        model_settings["blocking_rules_to_generate_predictions"] = (
+            list(model_settings.get("blocking_rules_to_generate_predictions", []))
+            + [r.get_blocking_rule("duckdb").as_dict() for r in extra_blocking_rules]
+        )
     linker = Linker(sdf, model_settings, log_level=logging.WARNING)
     df_pred = linker.inference.predict(
         threshold_match_probability=match_threshold, warning_mode="never"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +26,10 @@ class TrainingSummary:
     settings: dict
     training_pairs: dict[str, int] = field(default_factory=dict)
     probability_two_random_records_match: float | None = None
+    # what training could not estimate, and the levels given a floor (counts only, no values)
+    not_trained: list[dict] = field(default_factory=list)
+    floored: list[dict] = field(default_factory=list)
+    u_rule_of_three: list[str] = field(default_factory=list)  # levels random pairs never reached
 
 
 def retrain_requested_by_env() -> bool:
@@ -62,7 +67,8 @@ def bound_unobserved_u(settings: dict, sampled_pairs: float) -> list[str]:
     """Give every level that random sampling never observed the rule-of-three upper bound
     u = 3 / pairs sampled (95% bound for an event seen 0 times) instead of Splink's default
     (which, for a middle level such as "NIK one typo apart", is a weight near 0): a level no random
-    pair reaches is strong evidence, and the bound is still a conservative weight."""
+    pair reaches is strong evidence, and the bound is still a conservative weight. A degenerate u
+    (0, or 1: every random pair in one level) is bounded the same way from either side."""
     bound = 3.0 / float(sampled_pairs)
     changed = []
     for comp in settings.get("comparisons", []):
@@ -70,20 +76,148 @@ def bound_unobserved_u(settings: dict, sampled_pairs: float) -> list[str]:
             if level.get("is_null_level") or level.get("fix_u_probability"):
                 continue
             u = level.get("u_probability")
-            if u is None or isinstance(u, str):
+            if u is None or isinstance(u, str) or u <= 0:
                 level["u_probability"] = bound
-                changed.append(f"{comp.get('output_column_name')}: {level.get('label_for_charts')}")
+            elif u >= 1:
+                level["u_probability"] = 1.0 - bound
+            else:
+                continue
+            changed.append(f"{comp.get('output_column_name')}: {level.get('label_for_charts')}")
     return changed
+
+
+def _weight(m, u) -> float | None:
+    if isinstance(m, (int, float)) and isinstance(u, (int, float)) and m > 0 and u > 0:
+        return round(math.log2(m / u), 2)
+    return None
+
+
+def floor_m(settings: dict, observed: dict[str, dict[int, float]],
+            matches: dict[str, float]) -> list[dict]:
+    """Bound the m of levels that EM could not estimate (see splink_settings.M_FLOOR_PRIOR).
+
+    observed: comparison -> {level index (non-null levels, in order): most expected matching pairs
+    any pass put in the level}; matches: comparison -> most expected matching pairs of a pass
+    that trained it. Only comparisons in `matches` are touched. A level not observed, or observed
+    at less than one expected pair, gets m = max(3 / matches, M_FLOOR_PRIOR), capped at its u (a
+    floor stops a veto; it never makes an unseen level positive evidence: weight at most 0), when
+    that is larger than its m; an m above 1 - M_FLOOR_PRIOR is lowered to it. One record per
+    change (comparison, level, reason, expected pairs, weight before and after)."""
+    out = []
+    for comp in settings.get("comparisons", []):
+        name = comp.get("output_column_name")
+        if name not in matches:
+            continue
+        floor = max(3.0 / max(matches[name], 1.0), ss.M_FLOOR_PRIOR)
+        levels = [lv for lv in comp.get("comparison_levels", []) if not lv.get("is_null_level")]
+        for i, level in enumerate(levels):
+            if level.get("fix_m_probability"):
+                continue
+            m, u = level.get("m_probability"), level.get("u_probability")
+            seen = observed.get(name, {}).get(i, 0.0)
+            numeric = isinstance(m, (int, float))
+            if not numeric or seen < 1.0:
+                target = min(floor, u) if isinstance(u, (int, float)) and u > 0 else floor
+                if numeric and m >= target:
+                    continue
+                reason = "not observed in training" if not numeric or seen == 0 else (
+                    "estimated from less than one expected matching pair")
+                new = target
+            elif m > 1.0 - ss.M_FLOOR_PRIOR:
+                reason, new = "m of 1 (every matching pair in this level)", 1.0 - ss.M_FLOOR_PRIOR
+            else:
+                continue
+            level["m_probability"] = new
+            out.append({"comparison": name, "level": level.get("label_for_charts"),
+                        "reason": reason, "expected_matching_pairs": round(seen, 2),
+                        "weight_before": _weight(m if numeric else 1e-6, u),
+                        "weight_after": _weight(new, u)})
+    return out
+
+
+def neutralise(settings: dict, comparisons: set[str]) -> None:
+    """Comparisons the delivery holds no values for: every level m = u (weight 0), so the saved
+    model has no untrained (Splink default) values; such pairs all fall in the null level anyway."""
+    for comp in settings.get("comparisons", []):
+        if comp.get("output_column_name") not in comparisons:
+            continue
+        for level in comp.get("comparison_levels", []):
+            if level.get("is_null_level") or level.get("fix_m_probability"):
+                continue
+            u = level.get("u_probability")
+            if isinstance(u, (int, float)) and 0 < u < 1:
+                level["m_probability"] = u
+
+
+def model_implied_recall(settings: dict, with_values: dict[str, int], n: int) -> float:
+    """Recall of splink_settings.PRIOR_RULE among true matches, from the trained model: m of the
+    first (exact) level of nama and of tanggal_lahir, times the share of pairs where both records
+    hold a birth date; bounded to PRIOR_RECALL_BOUNDS."""
+    def exact_m(name: str) -> float:
+        for comp in settings.get("comparisons", []):
+            if comp.get("output_column_name") == name:
+                for level in comp.get("comparison_levels", []):
+                    if not level.get("is_null_level"):
+                        m = level.get("m_probability")
+                        return float(m) if isinstance(m, (int, float)) else 0.0
+        return 0.0
+
+    share_dob = with_values.get("tanggal_lahir", 0) / n if n else 0.0
+    recall = exact_m("nama") * exact_m("tanggal_lahir") * share_dob ** 2
+    lo, hi = ss.PRIOR_RECALL_BOUNDS
+    return min(max(recall, lo), hi)
+
+
+def _comparison_columns(linker) -> dict[str, set[str]]:
+    """comparison -> the input columns its levels read (Splink's own view, which decides what an
+    EM pass can estimate: a pass estimates the comparisons that read none of its rule's columns)."""
+    return {cc.output_column_name: {c.input_name for c in cc._input_columns_used_by_case_statement}
+            for cc in linker._settings_obj.comparisons}
+
+
+def _records_with_values(conn: duckdb.DuckDBPyConnection) -> dict[str, int]:
+    cols = ", ".join(f"count({sql}) AS \"{name}\"" for name, sql in ss.COMPARISON_VALUES.items())
+    row = conn.execute(f"SELECT {cols} FROM link.person_records").fetchall()[0]
+    return dict(zip(ss.COMPARISON_VALUES, (int(v) for v in row)))
+
+
+def plan_em_passes(conn: duckdb.DuckDBPyConnection, comp_cols: dict[str, set[str]],
+                   with_values: dict[str, int]) -> tuple[list[tuple], list[dict]]:
+    """The EM passes this delivery supports: every rule of EM_BLOCKING_COLUMNS that makes at least
+    EM_MIN_PAIRS pairs, then fallbacks for comparisons with data that none of those estimates.
+    Returns ([(cols, rule, pairs, modulus, used)], [skipped rule records])."""
+    def trains(cols):
+        return {c for c, used in comp_cols.items() if not set(cols) & used}
+
+    passes, skipped, covered = [], [], set()
+    needed = {c for c, n in with_values.items() if n >= 2}
+    for fallback, candidates in ((False, ss.EM_BLOCKING_COLUMNS), (True, ss.EM_FALLBACK_COLUMNS)):
+        for cols in candidates:
+            if fallback and not (trains(cols) & (needed - covered)):
+                continue
+            rule, pairs, modulus, used = em_rule(conn, cols)
+            if used < ss.EM_MIN_PAIRS:
+                skipped.append({"em_rule": " + ".join(cols), "pairs": int(pairs),
+                                "reason": f"fewer than {ss.EM_MIN_PAIRS} pairs"})
+                continue
+            passes.append((cols, rule, pairs, modulus, used))
+            covered |= trains(cols)
+    return passes, skipped
 
 
 def train_model(conn: duckdb.DuckDBPyConnection, *, u_max_pairs: float | None = None,
                 seed: int | None = None) -> TrainingSummary:
     """Estimate the model on `link.person_records`: prior from near-certain rules, u by random
     sampling (fixed seed; levels never seen get the rule-of-three bound), m by expectation
-    maximisation over a few blocking rules (each capped at EM_MAX_PAIRS pairs by sampling blocks)."""
+    maximisation over the blocking rules this delivery supports (plan_em_passes; each capped at
+    EM_MAX_PAIRS pairs by sampling blocks); levels EM could not estimate get a floor (floor_m).
+    What could not be trained, and why, is in the summary (counts only)."""
     from splink import Linker
+    from splink.internals.exceptions import EMTrainingException
 
     n = conn.execute("SELECT count(*) FROM link.person_records").fetchall()[0][0]
+    with_values = _records_with_values(conn)
+    not_trained: list[dict] = []
     with splink_session(conn) as db_api:
         sdf = register_person_records(db_api)
         linker = Linker(sdf, ss.settings_creator(), log_level=logging.WARNING)
@@ -91,30 +225,74 @@ def train_model(conn: duckdb.DuckDBPyConnection, *, u_max_pairs: float | None = 
             linker.training.estimate_probability_two_random_records_match(
                 ss.DETERMINISTIC_RULES_FOR_PRIOR, recall=ss.PRIOR_RECALL
             )
-        except Exception:  # too few records for the estimate: keep the default prior
+        except Exception:  # no pair meets the rules (or too few records): keep the default prior
             log.warning("prior estimate failed; keeping the default", exc_info=True)
+            not_trained.append({"comparison": "(prior)", "level": None, "records_with_value": None,
+                                "reason": "no pair meets the deterministic rules: default kept"})
         max_pairs = u_max_pairs or min(ss.U_SAMPLING_MAX_PAIRS, max(1e4, n * (n - 1) / 2))
         linker.training.estimate_u_using_random_sampling(
             max_pairs=max_pairs, seed=seed if seed is not None else ss.U_SAMPLING_SEED
         )
         settings = linker.misc.save_model_to_json()
-        unobserved = bound_unobserved_u(settings, max_pairs)
+        u_bounded = bound_unobserved_u(settings, max_pairs)
         linker = Linker(sdf, settings, log_level=logging.WARNING)
+        comp_cols = _comparison_columns(linker)
+        passes, skipped = plan_em_passes(conn, comp_cols, with_values)
         training_pairs: dict[str, int] = {"u_random_sampling_max_pairs": int(max_pairs)}
-        for cols in ss.EM_BLOCKING_COLUMNS:
-            rule, pairs, modulus, used = em_rule(conn, cols)
+        for rec in skipped:
+            training_pairs[f"em: {rec['em_rule']} (skipped: {rec['reason']})"] = rec["pairs"]
+        observed: dict[str, dict[int, float]] = {}
+        matches: dict[str, float] = {}
+        for cols, rule, pairs, modulus, used in passes:
             name = "em: " + " + ".join(cols)
             training_pairs[name] = int(pairs)
             if modulus > 1:
                 training_pairs[f"{name} (1 block in {modulus} used)"] = int(used)
-            linker.training.estimate_parameters_using_expectation_maximisation(
-                rule, estimate_without_term_frequencies=True
-            )
+            try:
+                session = linker.training.estimate_parameters_using_expectation_maximisation(
+                    rule, estimate_without_term_frequencies=True
+                )
+            except EMTrainingException:
+                log.warning("EM pass %s failed", name, exc_info=True)
+                training_pairs[f"{name} (failed)"] = int(used)
+                continue
+            final = session._core_model_settings_history[-1]
+            n_match = float(final.probability_two_random_records_match or 0.0) * used
+            for cc in final.comparisons:
+                c = cc.output_column_name
+                matches[c] = max(matches.get(c, 0.0), n_match)
+                for i, cl in enumerate(cc._comparison_levels_excluding_null):
+                    m = cl._m_probability
+                    seen = m * n_match if isinstance(m, (int, float)) else 0.0
+                    observed.setdefault(c, {})[i] = max(observed.get(c, {}).get(i, 0.0), seen)
         settings = linker.misc.save_model_to_json()
-        if unobserved:
-            log.info("u not observed in random sampling, bounded at 3/%d: %s", int(max_pairs), unobserved)
+        prior_recall = model_implied_recall(settings, with_values, n)
+        linker = Linker(sdf, settings, log_level=logging.WARNING)
+        try:
+            linker.training.estimate_probability_two_random_records_match(
+                [ss.PRIOR_RULE], recall=prior_recall)
+            settings = linker.misc.save_model_to_json()
+            training_pairs["prior_rule_recall_per_mille"] = int(round(prior_recall * 1000))
+        except Exception:  # no pair with the same name and birth date: keep the first estimate
+            log.warning("prior re-estimate failed; keeping the first estimate", exc_info=True)
+        no_values = {c for c, count in with_values.items() if count < 2}
+        floored = [f for f in floor_m(settings, observed, matches)
+                   if f["comparison"] not in no_values]
+        neutralise(settings, no_values)
+        for c, count in with_values.items():
+            if c in matches and c not in no_values:
+                continue
+            reason = ("no values in the delivery" if c in no_values else
+                      "no EM pass could estimate it (every candidate rule reads its columns or "
+                      f"makes fewer than {ss.EM_MIN_PAIRS} pairs): Splink's starting values kept")
+            not_trained.append({"comparison": c, "level": None, "records_with_value": count,
+                                "reason": reason})
+        if u_bounded:
+            log.info("u not observed in random sampling, bounded at 3/%d: %s", int(max_pairs),
+                     u_bounded)
         prior = settings.get("probability_two_random_records_match")
-    return TrainingSummary(settings, training_pairs, prior)
+    u_bounded = [x for x in u_bounded if x.split(": ", 1)[0] not in no_values]
+    return TrainingSummary(settings, training_pairs, prior, not_trained, floored, u_bounded)
 
 
 def save_model(summary: TrainingSummary, run_id: str | None = None,
@@ -130,6 +308,9 @@ def save_model(summary: TrainingSummary, run_id: str | None = None,
             "trained_at": stamp,
             "run_id": run_id,
             "training_pairs": summary.training_pairs,
+            "not_trained": summary.not_trained,
+            "floored_levels": summary.floored,
+            "u_rule_of_three_levels": summary.u_rule_of_three,
         },
         **summary.settings,
     }
@@ -153,8 +334,6 @@ def load_model(path: Path) -> tuple[dict, dict]:
 
 def parameters_table(settings: dict) -> list[dict]:
     """m and u per comparison level, with the resulting match weight (for metadata/docs)."""
-    import math
-
     rows = []
     for comp in settings.get("comparisons", []):
         name = comp.get("output_column_name")
@@ -162,6 +341,8 @@ def parameters_table(settings: dict) -> list[dict]:
             if level.get("is_null_level"):
                 continue
             m, u = level.get("m_probability"), level.get("u_probability")
+            m = m if isinstance(m, (int, float)) else None
+            u = u if isinstance(u, (int, float)) else None
             weight = math.log2(m / u) if m and u else None
             rows.append({
                 "comparison": name,

@@ -13,15 +13,23 @@ What the model compares for every candidate pair of person records (columns of
 | nik            | same NIK but borrowed (born more than a year apart, or names not close AND      |
 |                | birth dates not close: weight fixed at 0, not trained) / exact / one typo apart  |
 |                | (only with close names) / two different valid NIKs / else                        |
-| rumah_tangga   | family card (no_kk), street address and kelurahan code as ONE comparison: same   |
-|                | KK + address / same KK / same address in the same kelurahan / same kelurahan /    |
-|                | same kecamatan / else ("same address": street lines nearly identical and the    |
-|                | same house and block numbers)                                                    |
+| rumah_tangga   | family card (no_kk), street address and kelurahan as ONE comparison: same KK +   |
+|                | address / same KK / same address in the same kelurahan / same address, another  |
+|                | or unknown kelurahan / same kelurahan / same kecamatan / else ("same address":  |
+|                | street lines nearly identical and the same house and block numbers; "same       |
+|                | kelurahan": the same code, or, where neither record has a code (a name outside  |
+|                | the reference list), the same delivered name; likewise kecamatan)               |
 
 Why household fields are one comparison: a family shares KK, address and kelurahan; scored as three
 independent comparisons they add up and glue family members together.
 Why the NIK levels carry guards: registries hold NIKs borrowed from a family member and mistyped NIKs;
 an identical or one-typo NIK must not override names and birth dates that say "another person".
+
+Training adapts to the delivery (link/model.py): expectation maximisation runs on the rules of
+EM_BLOCKING_COLUMNS that make pairs, plus fallbacks (EM_FALLBACK_COLUMNS) for any comparison those
+could not train (no NIK, no family card, no kelurahan code, one source); levels training never
+observed, or estimated from less than one expected pair, get a bounded weight (M_FLOOR_PRIOR,
+rule of three), never Splink's near-zero m that vetoes a real match.
 """
 
 from __future__ import annotations
@@ -34,7 +42,7 @@ import splink.comparison_level_library as cll
 import splink.comparison_library as cl
 from splink import SettingsCreator, block_on
 
-SETTINGS_VERSION = "v3"
+SETTINGS_VERSION = "v4"
 
 # Cheap necessary conditions put in front of the costly string distances, so DuckDB (which stops
 # evaluating an AND / OR as soon as the outcome is known) skips most Damerau-Levenshtein calls.
@@ -66,6 +74,21 @@ BIRTH_DATES_SWAPPED = (
     "(month(tanggal_lahir_l) = day(tanggal_lahir_r) "
     "AND day(tanggal_lahir_l) = month(tanggal_lahir_r) "
     "AND year(tanggal_lahir_l) = year(tanggal_lahir_r))"
+)
+
+# The same kelurahan (kecamatan): the same reference code, or, when neither record has a code (a
+# delivery outside the reference list, or names that did not resolve), the same delivered name.
+SAME_KELURAHAN = (
+    "(kode_kelurahan_l = kode_kelurahan_r OR (kode_kelurahan_l IS NULL AND kode_kelurahan_r IS NULL "
+    "AND kelurahan_l = kelurahan_r))"
+)
+SAME_KECAMATAN = (
+    "(kode_kecamatan_l = kode_kecamatan_r OR (kode_kecamatan_l IS NULL AND kode_kecamatan_r IS NULL "
+    "AND kecamatan_l = kecamatan_r))"
+)
+KELURAHAN_UNKNOWN = (
+    "((kode_kelurahan_l IS NULL AND kelurahan_l IS NULL) "
+    "OR (kode_kelurahan_r IS NULL AND kelurahan_r IS NULL))"
 )
 
 # Names are "close" when nearly identical, reordered, or one is the other minus some words.
@@ -239,11 +262,11 @@ def household_comparison() -> cl.CustomComparison:
     members together."""
     return cl.CustomComparison(
         output_column_name="rumah_tangga",
-        comparison_description="Household: no_kk, alamat, kode_kelurahan",
+        comparison_description="Household: no_kk, alamat, kelurahan",
         comparison_levels=[
             cll.CustomLevel(
                 "(no_kk_l IS NULL OR no_kk_r IS NULL) AND (alamat_l IS NULL OR alamat_r IS NULL) "
-                "AND (kode_kelurahan_l IS NULL OR kode_kelurahan_r IS NULL)",
+                f"AND {KELURAHAN_UNKNOWN}",
                 label_for_charts="Household unknown",
             ).configure(is_null_level=True),
             cll.CustomLevel(
@@ -252,13 +275,13 @@ def household_comparison() -> cl.CustomComparison:
             ),
             cll.CustomLevel("no_kk_l = no_kk_r", label_for_charts="Same family card"),
             cll.CustomLevel(
-                f"{SAME_ADDRESS} AND kode_kelurahan_l = kode_kelurahan_r",
+                f"{SAME_ADDRESS} AND {SAME_KELURAHAN}",
                 label_for_charts="Same address in the same kelurahan",
             ),
-            cll.CustomLevel("kode_kelurahan_l = kode_kelurahan_r",
-                            label_for_charts="Same kelurahan"),
-            cll.CustomLevel("kode_kecamatan_l = kode_kecamatan_r",
-                            label_for_charts="Same kecamatan"),
+            cll.CustomLevel(SAME_ADDRESS,
+                            label_for_charts="Same address, another or unknown kelurahan"),
+            cll.CustomLevel(SAME_KELURAHAN, label_for_charts="Same kelurahan"),
+            cll.CustomLevel(SAME_KECAMATAN, label_for_charts="Same kecamatan"),
             cll.ElseLevel(),
         ],
     )
@@ -286,6 +309,12 @@ def settings_creator(probability_two_random_records_match: float = 1e-5) -> Sett
     )
 
 
+# Places in blocking rules: the reference code, else (no code on the record: a delivery outside the
+# reference list) the delivered name, so such deliveries still block by place.
+KELURAHAN_KEY = "coalesce(kode_kelurahan, kelurahan)"
+KECAMATAN_KEY = "coalesce(kode_kecamatan, kecamatan)"
+KOTA_KEY = "coalesce(kode_kota, kota)"
+
 # Candidate pairs scored by the model: a pair is scored when it agrees on any one of these.
 PREDICTION_BLOCKING_RULES = [
     block_on("nik"),
@@ -293,35 +322,105 @@ PREDICTION_BLOCKING_RULES = [
     # name-only rules carry a place too: a common name in one birth year is tens of thousands of
     # people at city scale, and those blocks grew with the square of the population
     block_on("nama_sorted", "tanggal_lahir"),
-    block_on("nama_sorted", "tahun_lahir", "kode_kecamatan"),
-    block_on("tanggal_lahir", "kode_kelurahan"),
+    block_on("nama_sorted", "tahun_lahir", KECAMATAN_KEY),
+    block_on("tanggal_lahir", KELURAHAN_KEY),
     block_on("tanggal_lahir", "nama_depan"),
     block_on("tanggal_lahir", "nama_belakang"),
-    block_on("nama_depan", "nama_belakang", "kode_kelurahan"),
-    block_on("nama_depan", "nama_belakang", "tahun_lahir", "kode_kota"),
+    block_on("nama_depan", "nama_belakang", KELURAHAN_KEY),
+    block_on("nama_depan", "nama_belakang", "tahun_lahir", KOTA_KEY),
     block_on("no_kk", "nama_depan"),
     block_on("nik_dob", "nama_depan"),
     block_on("alamat", "nama_depan"),
 ]
 
+# Deliveries without a strong identifier. When fewer than SPARSE_ID_NIK_SHARE of the records carry
+# a valid NIK (a delivery with no NIK column, e.g. FEBRL), the rules above lose their most useful
+# key and a record with typos in its name AND its birth date (registries mis-key several fields of
+# one row) agrees with its twin on none of them. Such deliveries get further rules on cheap keys
+# that survive those typos: the house number with the birth date or the place, the birth day and
+# month (year mistyped) with the place, name skeletons (first letter + consonants: SITI / SITY,
+# HARYANTO / HARIYANTO) with the place. A rule is used only while it stays selective in the
+# delivery at hand: at most SPARSE_ID_MAX_PAIRS_PER_RECORD pairs per record (counted by GROUP BY
+# before prediction); a house number in a Jakarta kecamatan of 250,000 people is not. The
+# NIK-bearing path (the project's registries: 98% of records with a valid NIK) is unchanged.
+SPARSE_ID_NIK_SHARE = 0.5
+SPARSE_ID_MAX_PAIRS_PER_RECORD = 1.0
+ALAMAT_NOMOR_KEY = "nullif(alamat_nomor, '')"
+
+
+def name_skeleton(col: str) -> str:
+    """First letter + the consonants after it (vowels, H, W, Y dropped): a phonetic key that
+    tolerates vowel typos and spelling variants; NULL for a NULL name."""
+    return f"(left({col}, 1) || regexp_replace(substr({col}, 2), '[AEIOUHWY]', '', 'g'))"
+
+
+SPARSE_ID_BLOCKING_COLUMNS: list[tuple[str, ...]] = [
+    ("tanggal_lahir", ALAMAT_NOMOR_KEY),
+    (KELURAHAN_KEY, ALAMAT_NOMOR_KEY),
+    (KECAMATAN_KEY, ALAMAT_NOMOR_KEY),
+    ("nama_sorted", ALAMAT_NOMOR_KEY),
+    (KELURAHAN_KEY, "month(tanggal_lahir)", "day(tanggal_lahir)"),
+    (KECAMATAN_KEY, "month(tanggal_lahir)", "day(tanggal_lahir)"),
+    (name_skeleton("nama_depan"), name_skeleton("nama_belakang"), KECAMATAN_KEY),
+    (name_skeleton("nama_depan"), name_skeleton("nama_belakang"), "tahun_lahir"),
+    ("nama_belakang", KECAMATAN_KEY),
+    ("nama_depan", KECAMATAN_KEY),
+]
+
 # Expectation-maximisation passes. Each estimates the comparisons that use none of its columns
 # (the NIK comparison reads names and birth dates too, so only the family-card pass trains it).
+# A pass runs when its rule makes at least EM_MIN_PAIRS pairs (a delivery without NIK or family
+# card has none); a comparison that no pass could estimate, while the delivery holds its data, is
+# trained by the first fallback that does not use its columns and makes enough pairs.
 EM_BLOCKING_COLUMNS: list[tuple[str, ...]] = [
     ("nik",),
     ("no_kk",),
     ("nama_sorted", "kode_kelurahan"),
 ]
-EM_BLOCKING_RULES = [block_on(*cols) for cols in EM_BLOCKING_COLUMNS]
+EM_FALLBACK_COLUMNS: list[tuple[str, ...]] = [
+    ("tanggal_lahir",),
+    ("nama_sorted",),
+    ("alamat",),
+]
+EM_BLOCKING_RULES = [block_on(*cols) for cols in EM_BLOCKING_COLUMNS + EM_FALLBACK_COLUMNS]
+EM_MIN_PAIRS = 100
 # EM needs a few hundred thousand pairs, not tens of millions: a pass whose rule makes more pairs
 # than this trains on a fixed hash-sample of its blocks (whole blocks, so families stay together).
 EM_MAX_PAIRS = 1_500_000
 
-# Rules that admit almost no false positives: used to estimate the prior match probability.
+# Floors for levels training could not estimate. A level that no EM pass observed among its
+# matching pairs (or estimated at less than one expected matching pair) gets m = the larger of
+# the rule-of-three bound 3 / (expected matching pairs of the pass) and M_FLOOR_PRIOR: registries
+# mis-key every field, so no kind of disagreement is taken to be rarer than 1 in 1,000 true
+# matches just because one delivery did not show it. m above 1 - M_FLOOR_PRIOR is lowered to it.
+# u: a level random sampling never observed gets 3 / pairs sampled (rule of three); u of 0 or 1
+# the same bound from the other side. Fixed levels (the borrowed NIK) are left alone.
+M_FLOOR_PRIOR = 1e-3
+
+# The values each comparison reads (a comparison none of whose values the delivery holds cannot be
+# trained and is reported as such).
+COMPARISON_VALUES = {
+    "nama": "nama",
+    "tanggal_lahir": "tanggal_lahir",
+    "jenis_kelamin": "jenis_kelamin",
+    "nik": "nik",
+    "rumah_tangga": "coalesce(no_kk, alamat, kode_kelurahan, kelurahan)",
+}
+
+# Rules that admit almost no false positives: used to estimate the prior match probability
+# (the second needs no NIK).
 DETERMINISTIC_RULES_FOR_PRIOR = [
     "l.nik = r.nik AND l.nama = r.nama AND l.tanggal_lahir = r.tanggal_lahir",
     "l.nama = r.nama AND l.tanggal_lahir = r.tanggal_lahir AND l.alamat = r.alamat",
 ]
-PRIOR_RECALL = 0.7
+PRIOR_RECALL = 0.7  # a first guess, only the starting point of EM
+# The prior the model is saved with: pairs meeting PRIOR_RULE (the same name and birth date) over
+# all pairs, divided by the rule's recall among true matches as the trained model sees it:
+# m(exact name) x m(exact birth date) x (share of records with a birth date)^2. A recall guessed
+# once (0.7) fitted one generator; on FEBRL the true recall of the rules above is under 0.1, and
+# the prior came out 9x too low. Bounded to PRIOR_RECALL_BOUNDS.
+PRIOR_RULE = "l.nama = r.nama AND l.tanggal_lahir = r.tanggal_lahir"
+PRIOR_RECALL_BOUNDS = (0.05, 1.0)
 
 U_SAMPLING_MAX_PAIRS = 2e6
 U_SAMPLING_SEED = 20260101
@@ -338,8 +437,10 @@ def settings_fingerprint() -> str:
                 level.pop("m_probability", None)
             if not level.get("fix_u_probability"):
                 level.pop("u_probability", None)
+    em = [r.get_blocking_rule("duckdb").blocking_rule_sql for r in EM_BLOCKING_RULES]
     payload = json.dumps(
-        {"version": SETTINGS_VERSION, "spec": spec, "em": [r.get_blocking_rule("duckdb").blocking_rule_sql for r in EM_BLOCKING_RULES]},
+        {"version": SETTINGS_VERSION, "spec": spec, "em": em, "em_min_pairs": EM_MIN_PAIRS,
+         "m_floor": M_FLOOR_PRIOR},
         sort_keys=True,
         default=str,
     )

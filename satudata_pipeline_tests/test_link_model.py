@@ -1,0 +1,126 @@
+"""Training adapts to the delivery: no NIK, no family card, no kelurahan code, one source; levels
+training could not estimate get a bounded floor, never a veto."""
+
+from __future__ import annotations
+
+import math
+
+import duckdb
+import pytest
+
+from satudata_pipeline.link import clusters, evaluation, matching, model, testdata
+from satudata_pipeline.link import splink_settings as ss
+
+DROP_IDS = {"nik": None, "nik_raw": None, "nik_valid": False, "nik_reason": "missing",
+            "nik_dki": False, "no_kk": None, "kode_kelurahan": None, "kode_kecamatan": None,
+            "kode_kota": None}
+
+
+def _train(tmp_path, monkeypatch, frames):
+    monkeypatch.setenv("SATUDATA_STATE_DIR", str(tmp_path / "state"))
+    conn = duckdb.connect(str(tmp_path / "w.duckdb"))
+    testdata.load_clean_tables(conn, frames)
+    matching.build_person_records(conn, list(frames))
+    return conn, model.train_model(conn)
+
+
+def _weights(settings: dict) -> dict[tuple[str, str], float]:
+    return {(r["comparison"], r["level"]): r["match_weight"]
+            for r in model.parameters_table(settings)}
+
+
+def test_delivery_without_nik_family_card_or_kelurahan_code_trains_and_links(tmp_path, monkeypatch):
+    frames, truth = testdata.generate(300, seed=23)
+    for df in frames.values():
+        for col, value in DROP_IDS.items():
+            df[col] = value
+    conn, summary = _train(tmp_path, monkeypatch, frames)
+
+    pairs = summary.training_pairs
+    assert pairs["em: nik (skipped: fewer than 100 pairs)"] == 0
+    assert pairs["em: no_kk (skipped: fewer than 100 pairs)"] == 0
+    # fallbacks train names (blocked on birth date) and birth dates (blocked on name)
+    assert pairs["em: tanggal_lahir"] > 100 and pairs["em: nama_sorted"] > 100
+    untrained = {r["comparison"]: r for r in summary.not_trained}
+    assert untrained["nik"]["records_with_value"] == 0
+    assert untrained["nik"]["reason"] == "no values in the delivery"
+    assert "nama" not in untrained and "tanggal_lahir" not in untrained
+    # every weight is finite and none is a veto
+    weights = _weights(summary.settings)
+    assert all(w is not None and w > -15 for w in weights.values()), weights
+    assert all(w == 0 for (c, _), w in weights.items() if c == "nik")
+
+    with matching.splink_session(conn) as db_api:
+        _linker, pred = matching.predict(db_api, summary.settings, 0.5)
+        matching.write_match_pairs(conn, pred.physical_name, 0.5)
+    clusters.build_person_clusters(conn, 0.95, 30)
+    scores = evaluation.pairwise_scores(conn, truth)
+    assert scores["f1"] > 0.9 and scores["precision"] > 0.95, scores
+
+
+def test_one_source_delivery_trains(tmp_path, monkeypatch):
+    frames, _truth = testdata.generate(300, seed=29)
+    conn, summary = _train(tmp_path, monkeypatch, {"dukcapil": frames["dukcapil"]})
+    assert summary.probability_two_random_records_match > 0
+    assert any(k.startswith("em: ") and "skipped" not in k for k in summary.training_pairs)
+    weights = _weights(summary.settings)
+    assert all(w is None or w > -15 for w in weights.values()), weights
+
+
+def _settings(levels: list[dict]) -> dict:
+    return {"comparisons": [{"output_column_name": "c", "comparison_levels": [
+        {"sql_condition": "x IS NULL", "is_null_level": True}, *levels]}]}
+
+
+@pytest.mark.parametrize(
+    "m, u, seen, matches, want_m, reason",
+    [
+        # observed, ordinary: untouched
+        (0.2, 0.01, 500.0, 5000.0, 0.2, None),
+        # EM pushed m to ~0 (seen less than one pair): floored at M_FLOOR_PRIOR
+        (1e-22, 0.5, 5e-19, 5000.0, 1e-3, "estimated from less than one expected matching pair"),
+        # not observed at all (Splink's text marker)
+        ("level not observed in training dataset", 0.5, 0.0, 5000.0, 1e-3,
+         "not observed in training"),
+        # few matches: the rule-of-three bound 3/matches is the larger floor
+        (1e-9, 0.5, 6e-7, 600.0, 3 / 600, "estimated from less than one expected matching pair"),
+        # the floor never makes an unseen level positive evidence: capped at u (weight 0)
+        (1e-9, 1e-5, 5e-6, 5000.0, 1e-5, "estimated from less than one expected matching pair"),
+        # a small m that rests on real pairs is evidence, kept
+        (7e-6, 0.9, 3.5, 500000.0, 7e-6, None),
+        # m of 1 lowered to 1 - floor
+        (1.0, 0.3, 5000.0, 5000.0, 1 - 1e-3, "m of 1 (every matching pair in this level)"),
+    ],
+)
+def test_floor_of_unobserved_or_degenerate_levels(m, u, seen, matches, want_m, reason):
+    settings = _settings([{"sql_condition": "a", "label_for_charts": "L", "m_probability": m,
+                           "u_probability": u}])
+    changes = model.floor_m(settings, {"c": {0: seen}}, {"c": matches})
+    level = settings["comparisons"][0]["comparison_levels"][1]
+    assert level["m_probability"] == pytest.approx(want_m)
+    assert [c["reason"] for c in changes] == ([reason] if reason else [])
+    weight = math.log2(level["m_probability"] / u)
+    # bounded: never below log2(M_FLOOR_PRIOR / u), never above 0 when floored
+    assert weight >= math.log2(min(ss.M_FLOOR_PRIOR, u) / u) - 1e-9 or reason is None
+    if reason and reason.startswith(("not", "estimated")):
+        assert weight <= 1e-9
+
+
+def test_floor_leaves_fixed_levels_and_untrained_comparisons_alone():
+    settings = _settings([{"sql_condition": "a", "label_for_charts": "fixed", "m_probability": 0.5,
+                           "u_probability": 0.5, "fix_m_probability": True}])
+    assert model.floor_m(settings, {}, {"c": 100.0}) == []
+    settings = _settings([{"sql_condition": "a", "label_for_charts": "L", "m_probability": 1e-20,
+                           "u_probability": 0.5}])
+    assert model.floor_m(settings, {}, {}) == []  # no pass trained "c": reported elsewhere
+
+
+def test_degenerate_u_is_bounded_from_both_sides():
+    settings = _settings([
+        {"sql_condition": "a", "label_for_charts": "zero", "u_probability": 0.0},
+        {"sql_condition": "b", "label_for_charts": "one", "u_probability": 1.0},
+        {"sql_condition": "c", "label_for_charts": "fine", "u_probability": 0.3},
+    ])
+    assert model.bound_unobserved_u(settings, 3e6) == ["c: zero", "c: one"]
+    us = [lv.get("u_probability") for lv in settings["comparisons"][0]["comparison_levels"][1:]]
+    assert us == [pytest.approx(1e-6), pytest.approx(1 - 1e-6), 0.3]
