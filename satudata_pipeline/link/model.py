@@ -252,7 +252,10 @@ def train_model(conn: duckdb.DuckDBPyConnection, *, u_max_pairs: float | None = 
                 session = linker.training.estimate_parameters_using_expectation_maximisation(
                     rule, estimate_without_term_frequencies=True
                 )
-            except EMTrainingException:
+            except (EMTrainingException, ValueError):
+                # ValueError: Splink refuses an m or u that EM drove below 1e-300 (a level that only
+                # a handful of the pass's pairs reach, on a small delivery). The pass is dropped; its
+                # levels keep the estimates of the other passes or get the floor like any unobserved one.
                 log.warning("EM pass %s failed", name, exc_info=True)
                 training_pairs[f"{name} (failed)"] = int(used)
                 continue
