@@ -8,6 +8,9 @@ stronger edges (thresholds stepping up towards 1, finally deterministic NIK link
 of weak links cannot glue different people together.
 Sole candidates: records then left without a population-register row join the one resident they
 can be, if there is exactly one (`_assign_sole_candidates`; docs/linkage.md).
+Event evidence: for every death and move record, how it is tied to the rest of its person and
+whether that tie identifies the person conclusively (`build_event_evidence`, `link.event_evidence`):
+only a conclusive tie lets a death or move remove a roster row (programs/verdicts.py).
 """
 
 from __future__ import annotations
@@ -17,8 +20,14 @@ from dataclasses import dataclass, field
 import duckdb
 
 from satudata_pipeline.link import splink_settings as ss
+from satudata_pipeline.link.matching import NAMES_AGREE_SQL
 
 ESCALATION = (0.99, 0.999, 0.9999, 0.99999)
+# A link identifies the person in a death or move record only at this probability or above,
+# counted WITHOUT the NIK comparison's positive weight (two valid NIKs one digit apart are as often
+# two people as one typo: docs/verdict-rules.md). Not a tuned value: one wrong in a hundred at
+# the margin, and the margin is where namesakes sit.
+EVIDENCE_MIN_PROBABILITY = 0.99
 
 
 def _components(conn: duckdb.DuckDBPyConnection, nodes_sql: str, edges_sql: str, out: str) -> None:
@@ -62,6 +71,8 @@ class ClusterResult:
     reclustered: int = 0
     assigned: int = 0
     possible_deaths: int = 0
+    events_conclusive: int = 0
+    events_inconclusive: int = 0
     size_distribution: dict[str, int] = field(default_factory=dict)
 
 
@@ -119,10 +130,149 @@ def build_person_clusters(
     """)
     for tmp in ("_cc_main", "_cc_sub", "_cc_big"):
         conn.execute(f"DROP TABLE IF EXISTS {tmp}")
+    conclusive, inconclusive = build_event_evidence(conn)
     result = summarize_clusters(conn, reclustered)
     result.assigned = assigned
     result.possible_deaths = possible_deaths
+    result.events_conclusive = conclusive
+    result.events_inconclusive = inconclusive
     return result
+
+
+# Records that say a person died or left: they remove a roster row only through a conclusive tie.
+EVENT_RECORD_SQL = """(r.kind IN ('death_registry', 'migration_registry')
+    OR (r.kind = 'civil_registry' AND r.tanggal_meninggal IS NOT NULL))"""
+
+
+def build_event_evidence(conn: duckdb.DuckDBPyConnection,
+                         min_probability: float = EVIDENCE_MIN_PROBABILITY) -> tuple[int, int]:
+    """(Re)create `link.event_evidence(unique_id, cluster_id, conclusive, tie, via_unique_id,
+    probability_without_nik, evidence)`: for every death / move record (and civil record with a date
+    of death) in a cluster with other records, its strongest tie to them. Conclusive ties:
+    - `exact_nik`: the same valid NIK as another record of the person, birth dates not
+      contradicting (equal, or one unknown) and names agreeing (the deterministic pass's test);
+    - `link`: a stored link whose probability WITHOUT the NIK's positive weight is at least
+      `min_probability` (a NIK one digit apart is not evidence of identity);
+    - `name_in_kelurahan` (a sole-candidate assignment by name): the same name (or the same words
+      reordered) and the same known birth date as the one resident of the kelurahan it can be, and
+      no second valid NIK.
+    Anything else is a tie, not an identification: the record's death or move sends the roster row
+    to review. `evidence` says which record and why, by source/record_id only (no name or NIK).
+    Returns (conclusive, not conclusive) event records."""
+    t = float(min_probability)
+    # a match_pairs table written before the column existed: the probability with the NIK
+    p_wo = ("match_probability_without_nik" if "match_probability_without_nik" in {
+        r[0] for r in conn.execute("DESCRIBE link.match_pairs").fetchall()}
+        else "NULL::DOUBLE")
+    assignments = "link.assignments" if _link_table_exists(conn, "assignments") else (
+        "(SELECT NULL::VARCHAR AS unique_id, NULL::VARCHAR AS resident_unique_id, "
+        "NULL::VARCHAR AS basis WHERE false)")
+    conn.execute(f"""
+        CREATE OR REPLACE TABLE link.event_evidence AS
+        WITH ev AS (
+            SELECT r.*, c.cluster_id, count(*) OVER (PARTITION BY c.cluster_id) AS n_cluster
+            FROM link.person_clusters c
+            JOIN link.person_records r USING (unique_id)
+            QUALIFY {EVENT_RECORD_SQL}
+        ),
+        ev_m AS (SELECT * FROM ev WHERE n_cluster > 1),
+        same_nik AS (   -- the same valid NIK on another record of the person, identity agreeing
+            SELECT l.unique_id, r.unique_id AS via_unique_id, 'exact_nik' AS tie,
+                   1.0::DOUBLE AS probability_without_nik, true AS conclusive, false AS niks_differ
+            FROM ev_m l
+            JOIN link.person_records r ON r.nik = l.nik AND r.unique_id <> l.unique_id
+            JOIN link.person_clusters rc ON rc.unique_id = r.unique_id AND rc.cluster_id = l.cluster_id
+            WHERE l.nik_valid AND r.nik_valid
+              AND (l.tanggal_lahir IS NULL OR r.tanggal_lahir IS NULL
+                   OR l.tanggal_lahir = r.tanggal_lahir)
+              AND {NAMES_AGREE_SQL.format(jw=0.9)}
+        ),
+        pairs AS (
+            SELECT unique_id_l AS a, unique_id_r AS b, match_probability,
+                   {p_wo} AS match_probability_without_nik
+            FROM link.match_pairs
+            UNION ALL
+            SELECT unique_id_r, unique_id_l, match_probability, {p_wo} FROM link.match_pairs
+        ),
+        linked AS (     -- stored links to another record of the person, judged without the NIK
+            SELECT l.unique_id, r.unique_id AS via_unique_id,
+                   CASE WHEN a.unique_id IS NOT NULL THEN 'sole_candidate_link' ELSE 'link' END AS tie,
+                   coalesce(p.match_probability_without_nik, p.match_probability)
+                       AS probability_without_nik,
+                   coalesce(p.match_probability_without_nik, p.match_probability) >= {t}
+                       AS conclusive,
+                   coalesce(l.nik <> r.nik, false) AS niks_differ
+            FROM ev_m l
+            JOIN pairs p ON p.a = l.unique_id
+            JOIN link.person_clusters rc ON rc.unique_id = p.b AND rc.cluster_id = l.cluster_id
+            JOIN link.person_records r ON r.unique_id = p.b
+            LEFT JOIN {assignments} a ON a.unique_id = l.unique_id AND a.resident_unique_id = r.unique_id
+        ),
+        by_name AS (    -- joined as the sole resident of its kelurahan with that name
+            SELECT l.unique_id, r.unique_id AS via_unique_id, 'name_in_kelurahan' AS tie,
+                   NULL::DOUBLE AS probability_without_nik,
+                   (l.nama = r.nama OR l.nama_sorted = r.nama_sorted)
+                   AND l.tanggal_lahir IS NOT NULL AND l.tanggal_lahir = r.tanggal_lahir
+                   AND NOT coalesce(l.nik_valid AND r.nik_valid AND l.nik <> r.nik, false)
+                       AS conclusive,
+                   coalesce(l.nik <> r.nik, false) AS niks_differ
+            FROM ev_m l
+            JOIN {assignments} a ON a.unique_id = l.unique_id AND a.basis = 'name_in_kelurahan'
+            JOIN link.person_records r ON r.unique_id = a.resident_unique_id
+        ),
+        ties AS (SELECT * FROM same_nik UNION ALL SELECT * FROM linked UNION ALL SELECT * FROM by_name),
+        best AS (
+            SELECT unique_id,
+                   arg_max({{'tie': tie, 'via': via_unique_id, 'p': probability_without_nik,
+                             'conclusive': conclusive, 'niks_differ': niks_differ}},
+                           {{'c': conclusive, 'p': coalesce(probability_without_nik, 0),
+                             'v': via_unique_id}}) AS b
+            FROM ties GROUP BY unique_id
+        )
+        SELECT e.unique_id, e.cluster_id,
+               coalesce(b.b.conclusive, false) AS conclusive,
+               coalesce(b.b.tie, 'none') AS tie,
+               b.b.via AS via_unique_id,
+               b.b.p AS probability_without_nik,
+               regexp_replace(e.unique_id, ':', '/') || ' ' || CASE
+                   WHEN b.unique_id IS NULL
+                       THEN 'has no link of its own to this person''s records'
+                   WHEN b.b.tie = 'exact_nik'
+                       THEN 'has the same valid NIK, birth date and name as '
+                            || regexp_replace(b.b.via, ':', '/')
+                   WHEN b.b.tie = 'name_in_kelurahan' AND b.b.conclusive
+                       THEN 'has the same name and birth date as '
+                            || regexp_replace(b.b.via, ':', '/')
+                            || ', the only such resident of its kelurahan'
+                   WHEN b.b.tie = 'name_in_kelurahan'
+                       THEN 'was joined to ' || regexp_replace(b.b.via, ':', '/')
+                            || ' as the only resident of its kelurahan with a similar name, but '
+                            || 'name and birth date are not both the same'
+                   ELSE (CASE WHEN b.b.tie = 'sole_candidate_link'
+                              THEN 'was joined as the only candidate to '
+                              ELSE 'is linked to ' END)
+                        || regexp_replace(b.b.via, ':', '/') || ' with probability '
+                        || printf('%.3f', b.b.p) || ' without the NIK'
+                        || CASE WHEN b.b.conclusive THEN ''
+                                ELSE ' (below ' || printf('%.2f', {t}) || CASE WHEN b.b.niks_differ
+                                    THEN '; the NIKs differ, and two valid NIKs a digit apart can '
+                                         || 'be two people''s'
+                                    ELSE '' END || ')' END
+               END AS evidence
+        FROM ev e LEFT JOIN best b USING (unique_id)
+        WHERE e.n_cluster > 1
+        ORDER BY e.unique_id
+    """)
+    conclusive, total = conn.execute(
+        "SELECT count(*) FILTER (WHERE conclusive), count(*) FROM link.event_evidence"
+    ).fetchall()[0]
+    return int(conclusive), int(total - conclusive)
+
+
+def _link_table_exists(conn: duckdb.DuckDBPyConnection, table: str) -> bool:
+    return bool(conn.execute(
+        "SELECT count(*) FROM information_schema.tables WHERE table_schema = 'link' "
+        "AND table_name = ?", [table]).fetchall()[0][0])
 
 
 # A move into a DKI kelurahan (a return, or a move from outside) carries no origin kelurahan; the
