@@ -164,6 +164,13 @@ def build_event_evidence(conn: duckdb.DuckDBPyConnection,
     p_wo = ("match_probability_without_nik" if "match_probability_without_nik" in {
         r[0] for r in conn.execute("DESCRIBE link.match_pairs").fetchall()}
         else "NULL::DOUBLE")
+    # the columns read here (a hand-built link.person_records may lack some: typed NULLs)
+    have = {r[0] for r in conn.execute("DESCRIBE link.person_records").fetchall()}
+    need = {"unique_id": "VARCHAR", "kind": "VARCHAR", "nik": "VARCHAR", "nik_valid": "BOOLEAN",
+            "nama": "VARCHAR", "nama_sorted": "VARCHAR", "nama_tokens": "VARCHAR[]",
+            "tanggal_lahir": "DATE", "tanggal_meninggal": "DATE"}
+    records = "(SELECT {} FROM link.person_records)".format(", ".join(
+        c if c in have else f"NULL::{t} AS {c}" for c, t in need.items()))
     assignments = "link.assignments" if _link_table_exists(conn, "assignments") else (
         "(SELECT NULL::VARCHAR AS unique_id, NULL::VARCHAR AS resident_unique_id, "
         "NULL::VARCHAR AS basis WHERE false)")
@@ -172,7 +179,7 @@ def build_event_evidence(conn: duckdb.DuckDBPyConnection,
         WITH ev AS (
             SELECT r.*, c.cluster_id, count(*) OVER (PARTITION BY c.cluster_id) AS n_cluster
             FROM link.person_clusters c
-            JOIN link.person_records r USING (unique_id)
+            JOIN {records} r USING (unique_id)
             QUALIFY {EVENT_RECORD_SQL}
         ),
         ev_m AS (SELECT * FROM ev WHERE n_cluster > 1),
@@ -180,7 +187,7 @@ def build_event_evidence(conn: duckdb.DuckDBPyConnection,
             SELECT l.unique_id, r.unique_id AS via_unique_id, 'exact_nik' AS tie,
                    1.0::DOUBLE AS probability_without_nik, true AS conclusive, false AS niks_differ
             FROM ev_m l
-            JOIN link.person_records r ON r.nik = l.nik AND r.unique_id <> l.unique_id
+            JOIN {records} r ON r.nik = l.nik AND r.unique_id <> l.unique_id
             JOIN link.person_clusters rc ON rc.unique_id = r.unique_id AND rc.cluster_id = l.cluster_id
             WHERE l.nik_valid AND r.nik_valid
               AND (l.tanggal_lahir IS NULL OR r.tanggal_lahir IS NULL
@@ -205,7 +212,7 @@ def build_event_evidence(conn: duckdb.DuckDBPyConnection,
             FROM ev_m l
             JOIN pairs p ON p.a = l.unique_id
             JOIN link.person_clusters rc ON rc.unique_id = p.b AND rc.cluster_id = l.cluster_id
-            JOIN link.person_records r ON r.unique_id = p.b
+            JOIN {records} r ON r.unique_id = p.b
             LEFT JOIN {assignments} a ON a.unique_id = l.unique_id AND a.resident_unique_id = r.unique_id
         ),
         by_name AS (    -- joined as the sole resident of its kelurahan with that name
@@ -218,7 +225,7 @@ def build_event_evidence(conn: duckdb.DuckDBPyConnection,
                    coalesce(l.nik <> r.nik, false) AS niks_differ
             FROM ev_m l
             JOIN {assignments} a ON a.unique_id = l.unique_id AND a.basis = 'name_in_kelurahan'
-            JOIN link.person_records r ON r.unique_id = a.resident_unique_id
+            JOIN {records} r ON r.unique_id = a.resident_unique_id
         ),
         ties AS (SELECT * FROM same_nik UNION ALL SELECT * FROM linked UNION ALL SELECT * FROM by_name),
         best AS (
@@ -282,6 +289,22 @@ DKI_DESTINATION_KELURAHAN = """(CASE WHEN regexp_full_match(kode_wilayah_tujuan,
     THEN regexp_replace(kode_wilayah_tujuan, '^(..)(..)(..)(....)$', '\\1.\\2.\\3.\\4') END)"""
 
 
+# Roster and welfare rows left without a population-register row and without any stored link to one
+# (the blocking rules never paired them, or a borrowed NIK pulled the score down): the resident of their
+# own home (same street line and numbers, same kelurahan) with the same name or the same words
+# reordered, no other sex, a birth date that agrees or is one digit / a day-month swap away (or is
+# unknown), and a NIK that is absent, not valid, the resident's own, or borrowed (the NIK of
+# another person of that kelurahan with another name: a parent's NIK on a child's KJP row). A ghost
+# copying a real name and birth date at another address is no candidate: the home must be one.
+HOME_NAME_CANDIDATE = (
+    f"{ss.SAME_HOME} "
+    "AND (jenis_kelamin_l IS NULL OR jenis_kelamin_r IS NULL OR jenis_kelamin_l = jenis_kelamin_r) "
+    "AND (tanggal_lahir_l IS NULL OR tanggal_lahir_r IS NULL OR tanggal_lahir_l = tanggal_lahir_r "
+    f"OR {ss.BIRTH_DATE_ONE_DIGIT} OR {ss.BIRTH_DATES_SWAPPED}) "
+    "AND (nik_l IS NULL OR NOT nik_valid_l OR nik_l = nik_r OR borrowed_nik_l)"
+)
+
+
 def _assign_sole_candidates(conn: duckdb.DuckDBPyConnection) -> tuple[int, int]:
     """Join each group of records left without a population-register row to its sole candidate
     resident: candidates by link first, by name only when there is no link candidate (conditions
@@ -314,6 +337,41 @@ def _assign_sole_candidates(conn: duckdb.DuckDBPyConnection) -> tuple[int, int]:
             JOIN link.person_records r ON r.kode_kelurahan = l.kode_kelurahan AND r.kind = 'civil_registry'
             WHERE {ss.as_join_sql(condition)}""")
     same_home_kinds = ", ".join(f"'{k}'" for k in ss.SOLE_LINK_SAME_HOME_KINDS)
+    conn.execute(f"""
+        CREATE OR REPLACE TEMP TABLE _sc_home AS
+        WITH lone AS (
+            SELECT e.*, s.lone_cluster
+            FROM link.person_records e JOIN _sc_lone s USING (unique_id)
+            WHERE e.kind IN ({same_home_kinds}) AND e.nama IS NOT NULL
+        ),
+        linked AS (
+            SELECT p.unique_id_l AS unique_id, p.unique_id_r AS other
+            FROM link.match_pairs p SEMI JOIN lone k ON k.unique_id = p.unique_id_l
+            UNION ALL
+            SELECT p.unique_id_r, p.unique_id_l
+            FROM link.match_pairs p SEMI JOIN lone k ON k.unique_id = p.unique_id_r
+        ),
+        -- only rows the model linked to no resident at all (a link elsewhere decides: no)
+        to_civil AS (
+            SELECT DISTINCT l.unique_id FROM linked l
+            JOIN link.person_records o ON o.unique_id = l.other AND o.kind = 'civil_registry'
+        )
+        SELECT k.*,
+               -- a valid NIK that another person of the kelurahan carries under another name
+               k.nik_valid AND EXISTS (
+                   SELECT 1 FROM link.person_records f
+                   WHERE f.nik = k.nik AND f.kind = 'civil_registry'
+                     AND f.kode_kelurahan = k.kode_kelurahan AND f.nama_sorted <> k.nama_sorted
+               ) AS borrowed_nik
+        FROM lone k ANTI JOIN to_civil USING (unique_id)
+    """)
+    by_name.append(f"""
+            SELECT l.unique_id, l.kind, l.lone_cluster, r.unique_id AS resident_unique_id,
+                   'name_at_home' AS basis, NULL::DOUBLE AS match_probability
+            FROM _sc_home l
+            JOIN link.person_records r ON r.kode_kelurahan = l.kode_kelurahan
+             AND r.nama_sorted = l.nama_sorted AND r.kind = 'civil_registry'
+            WHERE {ss.as_join_sql(HOME_NAME_CANDIDATE)}""")
     by_link = [f"""
             SELECT l.unique_id, l.kind, s.lone_cluster, r.unique_id AS resident_unique_id,
                    'link' AS basis, p.match_probability
@@ -388,7 +446,7 @@ def _assign_sole_candidates(conn: duckdb.DuckDBPyConnection) -> tuple[int, int]:
         SELECT count(*) FROM _sc_lone SEMI JOIN (SELECT DISTINCT lone_cluster FROM _sc_assign) a
         USING (lone_cluster)""").fetchall()[0][0]
     possible = conn.execute("SELECT count(DISTINCT unique_id) FROM link.possible_deaths").fetchall()[0][0]
-    for tmp in ("_sc_clusters", "_sc_lone", "_sc_candidates", "_sc_assign"):
+    for tmp in ("_sc_clusters", "_sc_lone", "_sc_home", "_sc_candidates", "_sc_assign"):
         conn.execute(f"DROP TABLE IF EXISTS {tmp}")
     return int(n), int(possible)
 
