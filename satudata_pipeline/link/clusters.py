@@ -195,19 +195,23 @@ def build_event_evidence(conn: duckdb.DuckDBPyConnection,
               AND {NAMES_AGREE_SQL.format(jw=0.9)}
         ),
         pairs AS (
-            SELECT unique_id_l AS a, unique_id_r AS b, match_probability,
-                   {p_wo} AS match_probability_without_nik
-            FROM link.match_pairs
-            UNION ALL
-            SELECT unique_id_r, unique_id_l, match_probability, {p_wo} FROM link.match_pairs
+            -- a deterministic pair that Splink did not score has no probability of its own
+            -- (the same-NIK test above judges it)
+            SELECT a, b, coalesce(p_wo, CASE WHEN link_method <> 'exact_nik' THEN match_probability END)
+                       AS match_probability_without_nik
+            FROM (SELECT unique_id_l AS a, unique_id_r AS b, match_probability, link_method,
+                         {p_wo} AS p_wo FROM link.match_pairs
+                  UNION ALL
+                  SELECT unique_id_r, unique_id_l, match_probability, link_method, {p_wo}
+                  FROM link.match_pairs)
+            WHERE coalesce(p_wo, CASE WHEN link_method <> 'exact_nik' THEN match_probability END)
+                  IS NOT NULL
         ),
         linked AS (     -- stored links to another record of the person, judged without the NIK
             SELECT l.unique_id, r.unique_id AS via_unique_id,
                    CASE WHEN a.unique_id IS NOT NULL THEN 'sole_candidate_link' ELSE 'link' END AS tie,
-                   coalesce(p.match_probability_without_nik, p.match_probability)
-                       AS probability_without_nik,
-                   coalesce(p.match_probability_without_nik, p.match_probability) >= {t}
-                       AS conclusive,
+                   p.match_probability_without_nik AS probability_without_nik,
+                   p.match_probability_without_nik >= {t} AS conclusive,
                    coalesce(l.nik <> r.nik, false) AS niks_differ
             FROM ev_m l
             JOIN pairs p ON p.a = l.unique_id
@@ -232,8 +236,8 @@ def build_event_evidence(conn: duckdb.DuckDBPyConnection,
             SELECT unique_id,
                    arg_max({{'tie': tie, 'via': via_unique_id, 'p': probability_without_nik,
                              'conclusive': conclusive, 'niks_differ': niks_differ}},
-                           {{'c': conclusive, 'p': coalesce(probability_without_nik, 0),
-                             'v': via_unique_id}}) AS b
+                           {{'c': conclusive, 'e': tie = 'exact_nik',
+                             'p': coalesce(probability_without_nik, 0), 'v': via_unique_id}}) AS b
             FROM ties GROUP BY unique_id
         )
         SELECT e.unique_id, e.cluster_id,
