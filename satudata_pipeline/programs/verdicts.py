@@ -36,6 +36,11 @@ VERDICTS = ("keep", "remove", "review")
 
 REVIEW_TABLE = "main.beneficiary_review"  # the published table (exports read it)
 
+# Records whose verification date (tanggal_pemutakhiran) after a recorded death or move out
+# contradicts it: the person was verified by a welfare registry or a program (both in DKI) after
+# dying or leaving (docs/verdict-rules.md, "When a death or a move removes").
+CONTRADICTING_VERIFICATION_KINDS = ("welfare_registry", "program_roster")
+
 
 def golden_table(schema: str = "main") -> str:
     return f"{schema}.golden_person"
@@ -296,7 +301,7 @@ verified_at_snap AS (
                    {{'d': CAST(r.tanggal_pemutakhiran AS DATE), 's': r.source, 'r': CAST(r.record_id AS VARCHAR)}})
                AS verified_alive_by
     FROM link.person_records r JOIN {plink} l ON l.source = r.source AND l.record_id = CAST(r.record_id AS VARCHAR)
-    WHERE r.kind IN ('welfare_registry', 'program_roster')
+    WHERE r.kind IN ({", ".join(sql_str(k) for k in CONTRADICTING_VERIFICATION_KINDS)})
       AND CAST(r.tanggal_pemutakhiran AS DATE) <= {snap}
     GROUP BY l.person_id
 )""")
