@@ -300,9 +300,9 @@ def test_death_or_move_removes_only_when_conclusive_and_uncontradicted(
         assert "to check" in evidence
 
 
-def test_a_death_to_check_is_not_listed_on_a_row_removed_for_another_reason():
-    """deceased with remove always means a conclusive death: an age removal with a death to check
-    names the death in the evidence but does not list it."""
+def test_a_death_to_check_on_a_row_removed_for_another_reason_is_listed_and_marked():
+    """A recorded death is always listed; on a row removed for its age the evidence says the death
+    is only to check."""
     conn = duckdb.connect()
     build_fixture_warehouse(conn)
     _with_evidence(conn, [(DEATH_UID, False, "link", "weak link")])
@@ -312,5 +312,5 @@ def test_a_death_to_check_is_not_listed_on_a_row_removed_for_another_reason():
     conn.execute("INSERT INTO main.person_source_link VALUES ('kaj_2026', 'KAJ-X', 'kaj_2026:KAJ-X', 'P02', "
                  "'exact_nik', 1.0)")
     got_verdict, reasons, evidence = _verdict(conn, "KAJ-X")
-    assert got_verdict == "remove" and "deceased" not in list(reasons)
-    assert "deceased (to check, not conclusive)" in evidence
+    assert (got_verdict, list(reasons)) == ("remove", ["age_ineligible", "deceased"])
+    assert "deceased (to check, not conclusive)" in evidence and "deceased: " not in evidence

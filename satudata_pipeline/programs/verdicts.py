@@ -428,14 +428,13 @@ SELECT
     list_filter([
         CASE WHEN f_age THEN 'age_ineligible' END,
         CASE WHEN f_asset THEN 'asset_exclusion' END,
-        -- a death or move to check is listed where it decides the verdict (review): deceased or
-        -- moved_out with remove always means a record that identifies the person (the evidence
-        -- names one to check either way)
-        CASE WHEN f_dead_sure OR (f_dead_check AND NOT f_remove) THEN 'deceased' END,
+        -- a recorded death or move is always listed (the verdict and the evidence say whether
+        -- it is conclusive); a possible death (not joined) only where it decides the verdict
+        CASE WHEN f_deceased OR (f_maybe_dead AND NOT f_remove) THEN 'deceased' END,
         CASE WHEN f_disab THEN 'disability_unconfirmed' END,
         CASE WHEN f_dup THEN 'duplicate_enrollment' END,
         CASE WHEN f_unresolved THEN 'identity_unresolved' END,
-        CASE WHEN f_moved_sure OR (f_moved_check AND NOT f_remove) THEN 'moved_out' END,
+        CASE WHEN f_moved THEN 'moved_out' END,
         CASE WHEN f_no_welfare THEN 'not_in_welfare_registry' END,
         CASE WHEN f_stale THEN 'stale_record' END,
         CASE WHEN f_desil THEN 'welfare_too_high' END
