@@ -176,12 +176,16 @@ def build_event_evidence(conn: duckdb.DuckDBPyConnection,
         "NULL::VARCHAR AS basis WHERE false)")
     conn.execute(f"""
         CREATE OR REPLACE TABLE link.event_evidence AS
-        WITH ev AS (
-            SELECT r.*, c.cluster_id, count(*) OVER (PARTITION BY c.cluster_id) AS n_cluster
-            FROM link.person_clusters c
-            JOIN {records} r USING (unique_id)
-            QUALIFY {EVENT_RECORD_SQL}
+        WITH ev0 AS (
+            SELECT r.*, c.cluster_id
+            FROM {records} r JOIN link.person_clusters c USING (unique_id)
+            WHERE {EVENT_RECORD_SQL}
         ),
+        sizes AS (
+            SELECT cluster_id, count(*) AS n_cluster
+            FROM link.person_clusters SEMI JOIN ev0 USING (cluster_id) GROUP BY cluster_id
+        ),
+        ev AS (SELECT * FROM ev0 JOIN sizes USING (cluster_id)),
         ev_m AS (SELECT * FROM ev WHERE n_cluster > 1),
         same_nik AS (   -- the same valid NIK on another record of the person, identity agreeing
             SELECT l.unique_id, r.unique_id AS via_unique_id, 'exact_nik' AS tie,
@@ -200,10 +204,11 @@ def build_event_evidence(conn: duckdb.DuckDBPyConnection,
             SELECT a, b, coalesce(p_wo, CASE WHEN link_method <> 'exact_nik' THEN match_probability END)
                        AS match_probability_without_nik
             FROM (SELECT unique_id_l AS a, unique_id_r AS b, match_probability, link_method,
-                         {p_wo} AS p_wo FROM link.match_pairs
+                         {p_wo} AS p_wo
+                  FROM link.match_pairs SEMI JOIN ev_m ON ev_m.unique_id = unique_id_l
                   UNION ALL
                   SELECT unique_id_r, unique_id_l, match_probability, link_method, {p_wo}
-                  FROM link.match_pairs)
+                  FROM link.match_pairs SEMI JOIN ev_m ON ev_m.unique_id = unique_id_r)
             WHERE coalesce(p_wo, CASE WHEN link_method <> 'exact_nik' THEN match_probability END)
                   IS NOT NULL
         ),
