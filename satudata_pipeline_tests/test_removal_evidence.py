@@ -95,6 +95,9 @@ DEATH_CASES = [
     ("a strong link without any NIK",
      _record("mati:1", "death_registry", "SRI MARYATI", None, died="2025-03-01"),
      [("mati:1", "pop:1", 0.9995, 0.9995)], True, "link"),
+    ("a strong link, but another valid NIK (serial 0002: twins at one address)",
+     _record("mati:1", "death_registry", "SRI", NIK_SERIAL, died="2025-03-01"),
+     [("mati:1", "pop:1", 0.9954, 0.9954)], False, "link"),
     ("a link strong only thanks to a similar NIK",
      _record("mati:1", "death_registry", "SRI MARYATI", None, dob=None, died="2025-03-01"),
      [("mati:1", "pop:1", 0.999, 0.93)], False, "link"),
@@ -113,6 +116,8 @@ def test_a_death_record_identifies_the_person_only_by_exact_nik_or_a_strong_link
     assert not re.search(r"[0-9]{16}|SRI|MARYATI|AHMAD", evidence)
     if not conclusive and "NIK" in case:
         assert "without the NIK" in evidence
+    if not conclusive and "valid" in case:
+        assert "carries a valid NIK that none of this person's records carries" in evidence
 
 
 def test_sole_candidate_death_records_by_name_need_the_same_name_and_birth_date():

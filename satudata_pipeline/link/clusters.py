@@ -152,7 +152,9 @@ def build_event_evidence(conn: duckdb.DuckDBPyConnection,
     - `exact_nik`: the same valid NIK as another record of the person, birth dates not
       contradicting (equal, or one unknown) and names agreeing (the deterministic pass's test);
     - `link`: a stored link whose probability WITHOUT the NIK's positive weight is at least
-      `min_probability` (a NIK one digit apart is not evidence of identity);
+      `min_probability` (a NIK one digit apart is not evidence of identity), and the record does
+      not carry a valid NIK that none of the person's records carries while they carry another
+      (two valid NIKs one digit apart are as often two people: 0001 / 0002 born the same day);
     - `name_in_kelurahan` (a sole-candidate assignment by name): the same name (or the same words
       reordered) and the same known birth date as the one resident of the kelurahan it can be, and
       no second valid NIK.
@@ -212,13 +214,24 @@ def build_event_evidence(conn: duckdb.DuckDBPyConnection,
             WHERE coalesce(p_wo, CASE WHEN link_method <> 'exact_nik' THEN match_probability END)
                   IS NOT NULL
         ),
+        foreign_nik AS (   -- the record's valid NIK is on none of the person's other records,
+                           -- which carry another valid NIK: another person's NIK (or a typo)
+            SELECT l.unique_id
+            FROM ev_m l
+            JOIN link.person_clusters rc ON rc.cluster_id = l.cluster_id AND rc.unique_id <> l.unique_id
+            JOIN {records} r ON r.unique_id = rc.unique_id AND r.nik_valid
+            WHERE l.nik_valid
+            GROUP BY l.unique_id
+            HAVING bool_or(r.nik <> l.nik) AND NOT bool_or(r.nik = l.nik)
+        ),
         linked AS (     -- stored links to another record of the person, judged without the NIK
             SELECT l.unique_id, r.unique_id AS via_unique_id,
                    CASE WHEN a.unique_id IS NOT NULL THEN 'sole_candidate_link' ELSE 'link' END AS tie,
                    p.match_probability_without_nik AS probability_without_nik,
-                   p.match_probability_without_nik >= {t} AS conclusive,
-                   coalesce(l.nik <> r.nik, false) AS niks_differ
+                   p.match_probability_without_nik >= {t} AND f.unique_id IS NULL AS conclusive,
+                   f.unique_id IS NOT NULL AS niks_differ
             FROM ev_m l
+            LEFT JOIN foreign_nik f ON f.unique_id = l.unique_id
             JOIN pairs p ON p.a = l.unique_id
             JOIN link.person_clusters rc ON rc.unique_id = p.b AND rc.cluster_id = l.cluster_id
             JOIN {records} r ON r.unique_id = p.b
@@ -230,9 +243,11 @@ def build_event_evidence(conn: duckdb.DuckDBPyConnection,
                    (l.nama = r.nama OR l.nama_sorted = r.nama_sorted)
                    AND l.tanggal_lahir IS NOT NULL AND l.tanggal_lahir = r.tanggal_lahir
                    AND NOT coalesce(l.nik_valid AND r.nik_valid AND l.nik <> r.nik, false)
-                       AS conclusive,
-                   coalesce(l.nik <> r.nik, false) AS niks_differ
+                   AND f.unique_id IS NULL AS conclusive,
+                   f.unique_id IS NOT NULL
+                   OR coalesce(l.nik_valid AND r.nik_valid AND l.nik <> r.nik, false) AS niks_differ
             FROM ev_m l
+            LEFT JOIN foreign_nik f ON f.unique_id = l.unique_id
             JOIN {assignments} a ON a.unique_id = l.unique_id AND a.basis = 'name_in_kelurahan'
             JOIN {records} r ON r.unique_id = a.resident_unique_id
         ),
@@ -263,17 +278,20 @@ def build_event_evidence(conn: duckdb.DuckDBPyConnection,
                    WHEN b.b.tie = 'name_in_kelurahan'
                        THEN 'was joined to ' || regexp_replace(b.b.via, ':', '/')
                             || ' as the only resident of its kelurahan with a similar name, but '
-                            || 'name and birth date are not both the same'
+                            || CASE WHEN b.b.niks_differ
+                                    THEN 'it carries another valid NIK'
+                                    ELSE 'name and birth date are not both the same' END
                    ELSE (CASE WHEN b.b.tie = 'sole_candidate_link'
                               THEN 'was joined as the only candidate to '
                               ELSE 'is linked to ' END)
                         || regexp_replace(b.b.via, ':', '/') || ' with probability '
                         || printf('%.3f', b.b.p) || ' without the NIK'
                         || CASE WHEN b.b.conclusive THEN ''
-                                ELSE ' (below ' || printf('%.2f', {t}) || CASE WHEN b.b.niks_differ
-                                    THEN '; the NIKs differ, and two valid NIKs a digit apart can '
-                                         || 'be two people''s'
-                                    ELSE '' END || ')' END
+                                WHEN b.b.niks_differ
+                                    THEN ', but it carries a valid NIK that none of this person''s '
+                                         || 'records carries (two valid NIKs a digit apart are '
+                                         || 'often two people''s)'
+                                ELSE ' (below ' || printf('%.2f', {t}) || ')' END
                END AS evidence
         FROM ev e LEFT JOIN best b USING (unique_id)
         WHERE e.n_cluster > 1
