@@ -8,9 +8,12 @@ Source trust, per attribute group:
 - address (alamat .. kode_kota): the most recently verified record carrying an address.
 - life status: a death-registry record (else a civil record with a date of death) => not alive;
   a death record that could be this person or a namesake (link.possible_deaths) =>
-  `possible_death_evidence`, for a person to check.
+  `possible_death_evidence`, for a person to check. `death_conclusive`: the death record
+  identifies this person (link.event_evidence: same valid NIK and identity, or a strong link
+  without the NIK); a conclusive record is preferred over one that is not; `death_link` says how
+  it is tied, in words (source/record_id only).
 - domicile: the latest registered move (tanggal_pindah); destination not starting with 31 =>
-  no longer in DKI. No move => in DKI.
+  no longer in DKI. No move => in DKI. `move_conclusive` / `move_link` as for deaths.
 - welfare (desil, disabilitas, punya_mobil, njop_di_atas_1m): the welfare record with the latest
   tanggal_pemutakhiran; `disabilitas_any` over all welfare records.
 - last_verified: the latest tanggal_pemutakhiran over all records.
@@ -65,19 +68,24 @@ address AS (
                                unique_id) = 1
 ),
 death AS (
-    SELECT person_id, tanggal_meninggal, source || '/' || record_id AS death_evidence
-    FROM r
+    SELECT person_id, tanggal_meninggal, source || '/' || record_id AS death_evidence,
+           coalesce(ev.conclusive, {conclusive_default}) AS death_conclusive,
+           ev.evidence AS death_link
+    FROM r LEFT JOIN {event_evidence} ev USING (unique_id)
     WHERE kind = 'death_registry' OR (kind = 'civil_registry' AND tanggal_meninggal IS NOT NULL)
     QUALIFY row_number() OVER (PARTITION BY person_id
-                               ORDER BY (kind = 'death_registry') DESC,
+                               ORDER BY coalesce(ev.conclusive, {conclusive_default}) DESC,
+                                        (kind = 'death_registry') DESC,
                                         (tanggal_meninggal IS NOT NULL) DESC,
                                         verified_key DESC, unique_id) = 1
 ),
 move AS (
     SELECT person_id, tanggal_pindah, kode_wilayah_tujuan,
            coalesce(pindah_keluar_dki, NOT starts_with(kode_wilayah_tujuan, '31')) AS keluar,
-           source || '/' || record_id AS move_evidence
-    FROM r
+           source || '/' || record_id AS move_evidence,
+           coalesce(ev.conclusive, {conclusive_default}) AS move_conclusive,
+           ev.evidence AS move_link
+    FROM r LEFT JOIN {event_evidence} ev USING (unique_id)
     WHERE kind = 'migration_registry'
     QUALIFY row_number() OVER (PARTITION BY person_id
                                ORDER BY coalesce(tanggal_pindah, DATE '1900-01-01') DESC,
@@ -106,10 +114,10 @@ SELECT i.person_id,
        coalesce(i.in_civil_registry, false) AS in_civil_registry,
        coalesce(i.in_welfare_registry, false) AS in_welfare_registry,
        d.person_id IS NULL AS is_alive,
-       d.tanggal_meninggal, d.death_evidence,
+       d.tanggal_meninggal, d.death_evidence, d.death_conclusive, d.death_link,
        CASE WHEN d.person_id IS NULL THEN pd.possible_death_evidence END AS possible_death_evidence,
        NOT coalesce(m.keluar, false) AS tinggal_di_dki,
-       m.tanggal_pindah, m.kode_wilayah_tujuan, m.move_evidence,
+       m.tanggal_pindah, m.kode_wilayah_tujuan, m.move_evidence, m.move_conclusive, m.move_link,
        w.desil, w.disabilitas, w.punya_mobil, w.njop_di_atas_1m,
        w.welfare_evidence, w.welfare_verified,
        coalesce(w.disabilitas_any, false) AS disabilitas_any,
@@ -135,9 +143,21 @@ def build_golden_person(conn: duckdb.DuckDBPyConnection, target: str = "main.gol
     conn.execute(f"CREATE SCHEMA IF NOT EXISTS {target.split('.')[0]}")
     possible_deaths = _table_or_empty(conn, "link", "possible_deaths", {
         "unique_id": "VARCHAR", "resident_unique_id": "VARCHAR", "candidates": "BIGINT"})
-    conn.execute(f"CREATE OR REPLACE TABLE {target} AS "
-                 f"{GOLDEN_SQL.format(ids_table=ids_table, possible_deaths=possible_deaths)}")
+    event_evidence, conclusive_default = event_evidence_relation(conn)
+    conn.execute(f"CREATE OR REPLACE TABLE {target} AS " + GOLDEN_SQL.format(
+        ids_table=ids_table, possible_deaths=possible_deaths, event_evidence=event_evidence,
+        conclusive_default=conclusive_default))
     return conn.execute(f"SELECT count(*) FROM {target}").fetchall()[0][0]
+
+
+def event_evidence_relation(conn: duckdb.DuckDBPyConnection) -> tuple[str, str]:
+    """(`link.event_evidence` or an empty stand-in, the conclusiveness of a death or move record
+    that has no row there). A record without a row is alone in its cluster (it concerns nobody) or
+    comes from a warehouse built before the table, which trusted every death and move as before."""
+    if _table_exists(conn, "link", "event_evidence"):
+        return "link.event_evidence", "false"
+    return ("(SELECT NULL::VARCHAR AS unique_id, NULL::BOOLEAN AS conclusive, "
+            "NULL::VARCHAR AS evidence WHERE false)", "true")
 
 
 def _table_exists(conn: duckdb.DuckDBPyConnection, schema: str, table: str) -> bool:

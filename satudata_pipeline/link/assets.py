@@ -224,6 +224,9 @@ def build_link_assets(clean_asset_keys: list[dg.AssetKey], source_names: list[st
             "largest_cluster": res.max_size,
             "oversized_clusters_reclustered": res.reclustered,
             "records_assigned_to_sole_candidate": res.assigned,
+            # death / move records whose tie identifies the person (only these can remove)
+            "event_records_conclusive": res.events_conclusive,
+            "event_records_not_conclusive": res.events_inconclusive,
             "death_records_left_as_possible_deaths": res.possible_deaths,
             "cluster_size_distribution": dg.MetadataValue.md(_md_table(
                 [{"records_per_person": k, "persons": v}

@@ -8,6 +8,9 @@ stronger edges (thresholds stepping up towards 1, finally deterministic NIK link
 of weak links cannot glue different people together.
 Sole candidates: records then left without a population-register row join the one resident they
 can be, if there is exactly one (`_assign_sole_candidates`; docs/linkage.md).
+Event evidence: for every death and move record, how it is tied to the rest of its person and
+whether that tie identifies the person conclusively (`build_event_evidence`, `link.event_evidence`):
+only a conclusive tie lets a death or move remove a roster row (programs/verdicts.py).
 """
 
 from __future__ import annotations
@@ -17,8 +20,14 @@ from dataclasses import dataclass, field
 import duckdb
 
 from satudata_pipeline.link import splink_settings as ss
+from satudata_pipeline.link.matching import NAMES_AGREE_SQL
 
 ESCALATION = (0.99, 0.999, 0.9999, 0.99999)
+# A link identifies the person in a death or move record only at this probability or above,
+# counted WITHOUT the NIK comparison's positive weight (two valid NIKs one digit apart are as often
+# two people as one typo: docs/verdict-rules.md). Not a tuned value: one wrong in a hundred at
+# the margin, and the margin is where namesakes sit.
+EVIDENCE_MIN_PROBABILITY = 0.99
 
 
 def _components(conn: duckdb.DuckDBPyConnection, nodes_sql: str, edges_sql: str, out: str) -> None:
@@ -62,6 +71,8 @@ class ClusterResult:
     reclustered: int = 0
     assigned: int = 0
     possible_deaths: int = 0
+    events_conclusive: int = 0
+    events_inconclusive: int = 0
     size_distribution: dict[str, int] = field(default_factory=dict)
 
 
@@ -119,10 +130,183 @@ def build_person_clusters(
     """)
     for tmp in ("_cc_main", "_cc_sub", "_cc_big"):
         conn.execute(f"DROP TABLE IF EXISTS {tmp}")
+    conclusive, inconclusive = build_event_evidence(conn)
     result = summarize_clusters(conn, reclustered)
     result.assigned = assigned
     result.possible_deaths = possible_deaths
+    result.events_conclusive = conclusive
+    result.events_inconclusive = inconclusive
     return result
+
+
+# Records that say a person died or left: they remove a roster row only through a conclusive tie.
+EVENT_RECORD_SQL = """(r.kind IN ('death_registry', 'migration_registry')
+    OR (r.kind = 'civil_registry' AND r.tanggal_meninggal IS NOT NULL))"""
+
+
+def build_event_evidence(conn: duckdb.DuckDBPyConnection,
+                         min_probability: float = EVIDENCE_MIN_PROBABILITY) -> tuple[int, int]:
+    """(Re)create `link.event_evidence(unique_id, cluster_id, conclusive, tie, via_unique_id,
+    probability_without_nik, evidence)`: for every death / move record (and civil record with a date
+    of death) in a cluster with other records, its strongest tie to them. Conclusive ties:
+    - `exact_nik`: the same valid NIK as another record of the person, birth dates not
+      contradicting (equal, or one unknown) and names agreeing (the deterministic pass's test);
+    - `link`: a stored link whose probability WITHOUT the NIK's positive weight is at least
+      `min_probability` (a NIK one digit apart is not evidence of identity), and the record does
+      not carry a valid NIK that none of the person's records carries while they carry another
+      (two valid NIKs one digit apart are as often two people: 0001 / 0002 born the same day);
+    - `name_in_kelurahan` (a sole-candidate assignment by name): the same name (or the same words
+      reordered) and the same known birth date as the one resident of the kelurahan it can be, and
+      no second valid NIK.
+    Anything else is a tie, not an identification: the record's death or move sends the roster row
+    to review. `evidence` says which record and why, by source/record_id only (no name or NIK).
+    Returns (conclusive, not conclusive) event records."""
+    t = float(min_probability)
+    # a match_pairs table written before the column existed: the probability with the NIK
+    p_wo = ("match_probability_without_nik" if "match_probability_without_nik" in {
+        r[0] for r in conn.execute("DESCRIBE link.match_pairs").fetchall()}
+        else "NULL::DOUBLE")
+    # the columns read here (a hand-built link.person_records may lack some: typed NULLs)
+    have = {r[0] for r in conn.execute("DESCRIBE link.person_records").fetchall()}
+    need = {"unique_id": "VARCHAR", "kind": "VARCHAR", "nik": "VARCHAR", "nik_valid": "BOOLEAN",
+            "nama": "VARCHAR", "nama_sorted": "VARCHAR", "nama_tokens": "VARCHAR[]",
+            "tanggal_lahir": "DATE", "tanggal_meninggal": "DATE"}
+    records = "(SELECT {} FROM link.person_records)".format(", ".join(
+        c if c in have else f"NULL::{t} AS {c}" for c, t in need.items()))
+    assignments = "link.assignments" if _link_table_exists(conn, "assignments") else (
+        "(SELECT NULL::VARCHAR AS unique_id, NULL::VARCHAR AS resident_unique_id, "
+        "NULL::VARCHAR AS basis WHERE false)")
+    conn.execute(f"""
+        CREATE OR REPLACE TABLE link.event_evidence AS
+        WITH ev0 AS (
+            SELECT r.*, c.cluster_id
+            FROM {records} r JOIN link.person_clusters c USING (unique_id)
+            WHERE {EVENT_RECORD_SQL}
+        ),
+        sizes AS (
+            SELECT cluster_id, count(*) AS n_cluster
+            FROM link.person_clusters SEMI JOIN ev0 USING (cluster_id) GROUP BY cluster_id
+        ),
+        ev AS (SELECT * FROM ev0 JOIN sizes USING (cluster_id)),
+        ev_m AS (SELECT * FROM ev WHERE n_cluster > 1),
+        same_nik AS (   -- the same valid NIK on another record of the person, identity agreeing
+            SELECT l.unique_id, r.unique_id AS via_unique_id, 'exact_nik' AS tie,
+                   1.0::DOUBLE AS probability_without_nik, true AS conclusive, false AS niks_differ
+            FROM ev_m l
+            JOIN {records} r ON r.nik = l.nik AND r.unique_id <> l.unique_id
+            JOIN link.person_clusters rc ON rc.unique_id = r.unique_id AND rc.cluster_id = l.cluster_id
+            WHERE l.nik_valid AND r.nik_valid
+              AND (l.tanggal_lahir IS NULL OR r.tanggal_lahir IS NULL
+                   OR l.tanggal_lahir = r.tanggal_lahir)
+              AND {NAMES_AGREE_SQL.format(jw=0.9)}
+        ),
+        pairs AS (
+            -- a deterministic pair that Splink did not score has no probability of its own
+            -- (the same-NIK test above judges it)
+            SELECT a, b, coalesce(p_wo, CASE WHEN link_method <> 'exact_nik' THEN match_probability END)
+                       AS match_probability_without_nik
+            FROM (SELECT unique_id_l AS a, unique_id_r AS b, match_probability, link_method,
+                         {p_wo} AS p_wo
+                  FROM link.match_pairs SEMI JOIN ev_m ON ev_m.unique_id = unique_id_l
+                  UNION ALL
+                  SELECT unique_id_r, unique_id_l, match_probability, link_method, {p_wo}
+                  FROM link.match_pairs SEMI JOIN ev_m ON ev_m.unique_id = unique_id_r)
+            WHERE coalesce(p_wo, CASE WHEN link_method <> 'exact_nik' THEN match_probability END)
+                  IS NOT NULL
+        ),
+        foreign_nik AS (   -- the record's valid NIK is on none of the person's other records,
+                           -- which carry another valid NIK: another person's NIK (or a typo)
+            SELECT l.unique_id
+            FROM ev_m l
+            JOIN link.person_clusters rc ON rc.cluster_id = l.cluster_id AND rc.unique_id <> l.unique_id
+            JOIN {records} r ON r.unique_id = rc.unique_id AND r.nik_valid
+            WHERE l.nik_valid
+            GROUP BY l.unique_id
+            HAVING bool_or(r.nik <> l.nik) AND NOT bool_or(r.nik = l.nik)
+        ),
+        linked AS (     -- stored links to another record of the person, judged without the NIK
+            SELECT l.unique_id, r.unique_id AS via_unique_id,
+                   CASE WHEN a.unique_id IS NOT NULL THEN 'sole_candidate_link' ELSE 'link' END AS tie,
+                   p.match_probability_without_nik AS probability_without_nik,
+                   p.match_probability_without_nik >= {t} AND f.unique_id IS NULL AS conclusive,
+                   f.unique_id IS NOT NULL AS niks_differ
+            FROM ev_m l
+            LEFT JOIN foreign_nik f ON f.unique_id = l.unique_id
+            JOIN pairs p ON p.a = l.unique_id
+            JOIN link.person_clusters rc ON rc.unique_id = p.b AND rc.cluster_id = l.cluster_id
+            JOIN {records} r ON r.unique_id = p.b
+            LEFT JOIN {assignments} a ON a.unique_id = l.unique_id AND a.resident_unique_id = r.unique_id
+        ),
+        by_name AS (    -- joined as the sole resident of its kelurahan with that name
+            SELECT l.unique_id, r.unique_id AS via_unique_id, 'name_in_kelurahan' AS tie,
+                   NULL::DOUBLE AS probability_without_nik,
+                   (l.nama = r.nama OR l.nama_sorted = r.nama_sorted)
+                   AND l.tanggal_lahir IS NOT NULL AND l.tanggal_lahir = r.tanggal_lahir
+                   AND NOT coalesce(l.nik_valid AND r.nik_valid AND l.nik <> r.nik, false)
+                   AND f.unique_id IS NULL AS conclusive,
+                   f.unique_id IS NOT NULL
+                   OR coalesce(l.nik_valid AND r.nik_valid AND l.nik <> r.nik, false) AS niks_differ
+            FROM ev_m l
+            LEFT JOIN foreign_nik f ON f.unique_id = l.unique_id
+            JOIN {assignments} a ON a.unique_id = l.unique_id AND a.basis = 'name_in_kelurahan'
+            JOIN {records} r ON r.unique_id = a.resident_unique_id
+        ),
+        ties AS (SELECT * FROM same_nik UNION ALL SELECT * FROM linked UNION ALL SELECT * FROM by_name),
+        best AS (
+            SELECT unique_id,
+                   arg_max({{'tie': tie, 'via': via_unique_id, 'p': probability_without_nik,
+                             'conclusive': conclusive, 'niks_differ': niks_differ}},
+                           {{'c': conclusive, 'e': tie = 'exact_nik',
+                             'p': coalesce(probability_without_nik, 0), 'v': via_unique_id}}) AS b
+            FROM ties GROUP BY unique_id
+        )
+        SELECT e.unique_id, e.cluster_id,
+               coalesce(b.b.conclusive, false) AS conclusive,
+               coalesce(b.b.tie, 'none') AS tie,
+               b.b.via AS via_unique_id,
+               b.b.p AS probability_without_nik,
+               regexp_replace(e.unique_id, ':', '/') || ' ' || CASE
+                   WHEN b.unique_id IS NULL
+                       THEN 'has no link of its own to this person''s records'
+                   WHEN b.b.tie = 'exact_nik'
+                       THEN 'has the same valid NIK, birth date and name as '
+                            || regexp_replace(b.b.via, ':', '/')
+                   WHEN b.b.tie = 'name_in_kelurahan' AND b.b.conclusive
+                       THEN 'has the same name and birth date as '
+                            || regexp_replace(b.b.via, ':', '/')
+                            || ', the only such resident of its kelurahan'
+                   WHEN b.b.tie = 'name_in_kelurahan'
+                       THEN 'was joined to ' || regexp_replace(b.b.via, ':', '/')
+                            || ' as the only resident of its kelurahan with a similar name, but '
+                            || CASE WHEN b.b.niks_differ
+                                    THEN 'it carries another valid NIK'
+                                    ELSE 'name and birth date are not both the same' END
+                   ELSE (CASE WHEN b.b.tie = 'sole_candidate_link'
+                              THEN 'was joined as the only candidate to '
+                              ELSE 'is linked to ' END)
+                        || regexp_replace(b.b.via, ':', '/') || ' with probability '
+                        || printf('%.3f', b.b.p) || ' without the NIK'
+                        || CASE WHEN b.b.conclusive THEN ''
+                                WHEN b.b.niks_differ
+                                    THEN ', but it carries a valid NIK that none of this person''s '
+                                         || 'records carries (two valid NIKs a digit apart are '
+                                         || 'often two people''s)'
+                                ELSE ' (below ' || printf('%.2f', {t}) || ')' END
+               END AS evidence
+        FROM ev e LEFT JOIN best b USING (unique_id)
+        WHERE e.n_cluster > 1
+        ORDER BY e.unique_id
+    """)
+    conclusive, total = conn.execute(
+        "SELECT count(*) FILTER (WHERE conclusive), count(*) FROM link.event_evidence"
+    ).fetchall()[0]
+    return int(conclusive), int(total - conclusive)
+
+
+def _link_table_exists(conn: duckdb.DuckDBPyConnection, table: str) -> bool:
+    return bool(conn.execute(
+        "SELECT count(*) FROM information_schema.tables WHERE table_schema = 'link' "
+        "AND table_name = ?", [table]).fetchall()[0][0])
 
 
 # A move into a DKI kelurahan (a return, or a move from outside) carries no origin kelurahan; the
@@ -130,6 +314,22 @@ def build_person_clusters(
 # kode_wilayah_tujuan as digits; a 10-digit DKI code is a kelurahan, written here in dotted form).
 DKI_DESTINATION_KELURAHAN = """(CASE WHEN regexp_full_match(kode_wilayah_tujuan, '31[0-9]{8}')
     THEN regexp_replace(kode_wilayah_tujuan, '^(..)(..)(..)(....)$', '\\1.\\2.\\3.\\4') END)"""
+
+
+# Roster and welfare rows left without a population-register row and without any stored link to one
+# (the blocking rules never paired them, or a borrowed NIK pulled the score down): the resident of their
+# own home (same street line and numbers, same kelurahan) with the same name or the same words
+# reordered, no other sex, a birth date that agrees or is one digit / a day-month swap away (or is
+# unknown), and a NIK that is absent, not valid, the resident's own, or borrowed (the NIK of
+# another person of that kelurahan with another name: a parent's NIK on a child's KJP row). A ghost
+# copying a real name and birth date at another address is no candidate: the home must be one.
+HOME_NAME_CANDIDATE = (
+    f"{ss.SAME_HOME} "
+    "AND (jenis_kelamin_l IS NULL OR jenis_kelamin_r IS NULL OR jenis_kelamin_l = jenis_kelamin_r) "
+    "AND (tanggal_lahir_l IS NULL OR tanggal_lahir_r IS NULL OR tanggal_lahir_l = tanggal_lahir_r "
+    f"OR {ss.BIRTH_DATE_ONE_DIGIT} OR {ss.BIRTH_DATES_SWAPPED}) "
+    "AND (nik_l IS NULL OR NOT nik_valid_l OR nik_l = nik_r OR borrowed_nik_l)"
+)
 
 
 def _assign_sole_candidates(conn: duckdb.DuckDBPyConnection) -> tuple[int, int]:
@@ -164,6 +364,41 @@ def _assign_sole_candidates(conn: duckdb.DuckDBPyConnection) -> tuple[int, int]:
             JOIN link.person_records r ON r.kode_kelurahan = l.kode_kelurahan AND r.kind = 'civil_registry'
             WHERE {ss.as_join_sql(condition)}""")
     same_home_kinds = ", ".join(f"'{k}'" for k in ss.SOLE_LINK_SAME_HOME_KINDS)
+    conn.execute(f"""
+        CREATE OR REPLACE TEMP TABLE _sc_home AS
+        WITH lone AS (
+            SELECT e.*, s.lone_cluster
+            FROM link.person_records e JOIN _sc_lone s USING (unique_id)
+            WHERE e.kind IN ({same_home_kinds}) AND e.nama IS NOT NULL
+        ),
+        linked AS (
+            SELECT p.unique_id_l AS unique_id, p.unique_id_r AS other
+            FROM link.match_pairs p SEMI JOIN lone k ON k.unique_id = p.unique_id_l
+            UNION ALL
+            SELECT p.unique_id_r, p.unique_id_l
+            FROM link.match_pairs p SEMI JOIN lone k ON k.unique_id = p.unique_id_r
+        ),
+        -- only rows the model linked to no resident at all (a link elsewhere decides: no)
+        to_civil AS (
+            SELECT DISTINCT l.unique_id FROM linked l
+            JOIN link.person_records o ON o.unique_id = l.other AND o.kind = 'civil_registry'
+        )
+        SELECT k.*,
+               -- a valid NIK that another person of the kelurahan carries under another name
+               k.nik_valid AND EXISTS (
+                   SELECT 1 FROM link.person_records f
+                   WHERE f.nik = k.nik AND f.kind = 'civil_registry'
+                     AND f.kode_kelurahan = k.kode_kelurahan AND f.nama_sorted <> k.nama_sorted
+               ) AS borrowed_nik
+        FROM lone k ANTI JOIN to_civil USING (unique_id)
+    """)
+    by_name.append(f"""
+            SELECT l.unique_id, l.kind, l.lone_cluster, r.unique_id AS resident_unique_id,
+                   'name_at_home' AS basis, NULL::DOUBLE AS match_probability
+            FROM _sc_home l
+            JOIN link.person_records r ON r.kode_kelurahan = l.kode_kelurahan
+             AND r.nama_sorted = l.nama_sorted AND r.kind = 'civil_registry'
+            WHERE {ss.as_join_sql(HOME_NAME_CANDIDATE)}""")
     by_link = [f"""
             SELECT l.unique_id, l.kind, s.lone_cluster, r.unique_id AS resident_unique_id,
                    'link' AS basis, p.match_probability
@@ -238,7 +473,7 @@ def _assign_sole_candidates(conn: duckdb.DuckDBPyConnection) -> tuple[int, int]:
         SELECT count(*) FROM _sc_lone SEMI JOIN (SELECT DISTINCT lone_cluster FROM _sc_assign) a
         USING (lone_cluster)""").fetchall()[0][0]
     possible = conn.execute("SELECT count(DISTINCT unique_id) FROM link.possible_deaths").fetchall()[0][0]
-    for tmp in ("_sc_clusters", "_sc_lone", "_sc_candidates", "_sc_assign"):
+    for tmp in ("_sc_clusters", "_sc_lone", "_sc_home", "_sc_candidates", "_sc_assign"):
         conn.execute(f"DROP TABLE IF EXISTS {tmp}")
     return int(n), int(possible)
 

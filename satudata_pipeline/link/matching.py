@@ -159,6 +159,33 @@ def deterministic_pairs_sql(name_jw: float = 0.9) -> str:
 VETO_SQL = ss.as_join_sql(ss.VETO)
 
 
+def _kecamatan_digits(alias: str) -> str:
+    return f"regexp_replace(coalesce({alias}.kode_kecamatan, ''), '[^0-9]', '', 'g')"
+
+
+# Two valid NIKs that differ the way two people's NIKs differ (docs/linkage.md, "Two people's NIKs":
+# a NIK is region + DDMMYY(+40) + a serial restarting per kecamatan and birth date):
+# - only the region digits (3-6) differ and each record lives in its own NIK's kecamatan: two people
+#   born the same day in two kecamatan, not a typo that happens to land on the record's own address;
+# - only the serial differs and both serials are among the first ten of their day and kecamatan
+#   (0001 / 0002: two people born the same day in one kecamatan, twins included).
+# Validity already means each NIK fits its own record's birth date and sex (clean/nik.py). For such
+# a pair the NIK's similarity is no evidence: the pair must stand on the other comparisons.
+TWO_PEOPLE_NIKS_SQL = f"""(
+    l.nik_valid AND r.nik_valid AND l.nik <> r.nik AND (
+        (left(l.nik, 2) = left(r.nik, 2) AND substr(l.nik, 7) = substr(r.nik, 7)
+         AND {_kecamatan_digits('l')} = left(l.nik, 6) AND {_kecamatan_digits('r')} = left(r.nik, 6))
+        OR (left(l.nik, 12) = left(r.nik, 12)
+            AND right(l.nik, 4) < '0010' AND right(r.nik, 4) < '0010')
+    )
+)"""
+
+
+def probability_sql(weight: str) -> str:
+    """Splink's match probability for a match weight (log2 odds, prior included)."""
+    return f"(1.0 / (1.0 + pow(2.0, -({weight}))))"
+
+
 # --------------------------------------------------------------------------------------------
 # Splink on the warehouse connection
 
@@ -200,7 +227,11 @@ def write_match_pairs(
     """(Re)create `link.match_pairs` from the deterministic pass and a Splink prediction table.
 
     Probabilistic pairs whose names AND birth dates both disagree are vetoed (a record linked by
-    address and family card alone is a family member, not the same person)."""
+    address and family card alone is a family member, not the same person). Pairs of two people's
+    NIKs (`TWO_PEOPLE_NIKS_SQL`) are scored without the NIK comparison's positive weight (a
+    cannot-link unless the rest of the evidence alone reaches `match_threshold`).
+    `match_probability_without_nik` is every pair's probability without the NIK's positive weight:
+    how strongly the pair stands without a NIK (the removal rule's evidence, link/clusters.py)."""
     conn.execute("CREATE SCHEMA IF NOT EXISTS link")
     conn.execute(
         f"CREATE OR REPLACE TEMP TABLE _det_pairs AS {deterministic_pairs_sql(name_jw)}"
@@ -208,17 +239,35 @@ def write_match_pairs(
     if predictions_table is None:
         prob_sql = """SELECT NULL::VARCHAR unique_id_l, NULL::VARCHAR unique_id_r,
                       NULL::DOUBLE match_probability, NULL::DOUBLE match_weight,
+                      NULL::DOUBLE match_probability_without_nik,
                       NULL::BOOLEAN vetoed WHERE false"""
     else:
+        pred_cols = {r[0] for r in conn.execute(f"DESCRIBE {predictions_table}").fetchall()}
+        # the NIK comparison's weight (Bayes factor bf_nik: Splink keeps it with
+        # retain_intermediate_calculation_columns); without it, no NIK weight is known
+        nik_w = ("CASE WHEN p.bf_nik > 0 THEN greatest(log2(p.bf_nik), 0) ELSE 0 END"
+                 if "bf_nik" in pred_cols else "0")
         prob_sql = f"""
-            SELECT least(p.unique_id_l, p.unique_id_r) AS unique_id_l,
-                   greatest(p.unique_id_l, p.unique_id_r) AS unique_id_r,
-                   p.match_probability, p.match_weight,
-                   ({VETO_SQL}) AS vetoed
-            FROM {predictions_table} p
-            JOIN link.person_records l ON l.unique_id = p.unique_id_l
-            JOIN link.person_records r ON r.unique_id = p.unique_id_r
-            WHERE p.match_probability >= {float(match_threshold)}
+            SELECT unique_id_l, unique_id_r,
+                   CASE WHEN two_people THEN p_without_nik ELSE match_probability END
+                       AS match_probability,
+                   CASE WHEN two_people THEN w_without_nik ELSE match_weight END AS match_weight,
+                   p_without_nik AS match_probability_without_nik, vetoed
+            FROM (
+                SELECT least(p.unique_id_l, p.unique_id_r) AS unique_id_l,
+                       greatest(p.unique_id_l, p.unique_id_r) AS unique_id_r,
+                       p.match_probability, p.match_weight,
+                       p.match_weight - ({nik_w}) AS w_without_nik,
+                       {probability_sql(f"p.match_weight - ({nik_w})")} AS p_without_nik,
+                       coalesce({TWO_PEOPLE_NIKS_SQL}, false) AS two_people,
+                       ({VETO_SQL}) AS vetoed
+                FROM {predictions_table} p
+                JOIN link.person_records l ON l.unique_id = p.unique_id_l
+                JOIN link.person_records r ON r.unique_id = p.unique_id_r
+                WHERE p.match_probability >= {float(match_threshold)}
+            )
+            WHERE (CASE WHEN two_people THEN p_without_nik ELSE match_probability END)
+                  >= {float(match_threshold)}
         """
     conn.execute(f"CREATE OR REPLACE TEMP TABLE _prob_pairs AS {prob_sql}")
     conn.execute(
@@ -227,12 +276,13 @@ def write_match_pairs(
         SELECT d.unique_id_l, d.unique_id_r,
                coalesce(p.match_probability, 1.0) AS match_probability,
                p.match_weight,
-               'exact_nik' AS link_method
+               'exact_nik' AS link_method,
+               p.match_probability_without_nik
         FROM _det_pairs d
         LEFT JOIN _prob_pairs p USING (unique_id_l, unique_id_r)
         UNION ALL
         SELECT p.unique_id_l, p.unique_id_r, p.match_probability, p.match_weight,
-               'probabilistic' AS link_method
+               'probabilistic' AS link_method, p.match_probability_without_nik
         FROM _prob_pairs p
         ANTI JOIN _det_pairs d USING (unique_id_l, unique_id_r)
         WHERE NOT p.vetoed

@@ -164,7 +164,9 @@ def build_fixture_warehouse(conn: duckdb.DuckDBPyConnection, *, registry_rows: b
                 "unique_id": f"{source}:{rid}", "source": source, "kind": "program_roster", "program": program,
                 "record_id": rid, "nik": nik_of[pid], "nama": f"ORANG {pid}", "nama_asli": f"Orang {pid}",
                 "jenjang": jenjang, "nominal_bulanan": nominal, "tanggal_mulai": date.fromisoformat(mulai),
-                "tanggal_pemutakhiran": date(2026, 9, 1),
+                # a roster row is verified when it enrols (a later verification of a dead or
+                # departed person would contradict the death or move: docs/verdict-rules.md)
+                "tanggal_pemutakhiran": date.fromisoformat(mulai),
             }
         )  # fmt: skip
         links.append((source, rid, f"{source}:{rid}", pid, "exact_nik", 1.0))

@@ -20,6 +20,7 @@ import duckdb
 import pandas as pd
 
 from satudata_pipeline.contract.program_rules import ProgramRules, ProgramRulesError
+from satudata_pipeline.golden.survivorship import event_evidence_relation
 
 REMOVE_REASONS = ("deceased", "moved_out", "age_ineligible", "duplicate_enrollment")
 REVIEW_REASONS = (
@@ -34,6 +35,11 @@ REASON_CODES = tuple(sorted(REMOVE_REASONS + REVIEW_REASONS))
 VERDICTS = ("keep", "remove", "review")
 
 REVIEW_TABLE = "main.beneficiary_review"  # the published table (exports read it)
+
+# Records whose verification date (tanggal_pemutakhiran) after a recorded death or move out
+# contradicts it: the person was verified by a welfare registry or a program (both in DKI) after
+# dying or leaving (docs/verdict-rules.md, "When a death or a move removes").
+CONTRADICTING_VERIFICATION_KINDS = ("welfare_registry", "program_roster")
 
 
 def golden_table(schema: str = "main") -> str:
@@ -233,22 +239,33 @@ def _life_facts_sql(conn: duckdb.DuckDBPyConnection, gp: set[str], snap: str,
     plink = f"""(SELECT source, CAST(record_id AS VARCHAR) AS record_id, any_value(person_id) AS person_id
                  FROM {link_table(schema)} WHERE {linked} GROUP BY ALL)"""
     ctes, cols, joins = [], [], []
+    # how each death / move record is tied to the person (link.event_evidence): only a conclusive
+    # tie removes; records of a warehouse built before that table are trusted as before
+    ev_rel, ev_default = event_evidence_relation(conn)
+    ev_join = f"LEFT JOIN {ev_rel} ev_ ON ev_.unique_id = r.source || ':' || CAST(r.record_id AS VARCHAR)"
+    ev_cols = f"coalesce(ev_.conclusive, {ev_default})"
     if "tanggal_meninggal" in pr:
         ctes.append(f"""
 death_at_snap AS (
     SELECT l.person_id, CAST(r.tanggal_meninggal AS DATE) AS tanggal_meninggal,
-           r.source || '/' || r.record_id AS death_evidence
+           r.source || '/' || r.record_id AS death_evidence,
+           {ev_cols} AS death_conclusive, ev_.evidence AS death_link
     FROM link.person_records r JOIN {plink} l ON l.source = r.source AND l.record_id = CAST(r.record_id AS VARCHAR)
+    {ev_join}
     WHERE (r.kind = 'death_registry' OR (r.kind = 'civil_registry' AND r.tanggal_meninggal IS NOT NULL))
       AND (r.tanggal_meninggal IS NULL OR CAST(r.tanggal_meninggal AS DATE) <= {snap})
-    QUALIFY row_number() OVER (PARTITION BY l.person_id ORDER BY (r.kind = 'death_registry') DESC,
+    QUALIFY row_number() OVER (PARTITION BY l.person_id ORDER BY {ev_cols} DESC,
+                               (r.kind = 'death_registry') DESC,
                                r.tanggal_meninggal NULLS LAST, r.source, r.record_id) = 1
 )""")
-        cols += ["(d_.person_id IS NULL) AS is_alive", "d_.tanggal_meninggal", "d_.death_evidence"]
+        cols += ["(d_.person_id IS NULL) AS is_alive", "d_.tanggal_meninggal", "d_.death_evidence",
+                 "d_.death_conclusive", "d_.death_link"]
         joins.append("LEFT JOIN death_at_snap d_ ON d_.person_id = ro.person_id")
     else:
         cols += [f"{g('is_alive', 'BOOLEAN')} AS is_alive", f"{g('tanggal_meninggal', 'DATE')} AS tanggal_meninggal",
-                 f"{g('death_evidence', 'VARCHAR')} AS death_evidence"]
+                 f"{g('death_evidence', 'VARCHAR')} AS death_evidence",
+                 f"coalesce({g('death_conclusive', 'BOOLEAN')}, TRUE) AS death_conclusive",
+                 f"{g('death_link', 'VARCHAR')} AS death_link"]
     if "tanggal_pindah" in pr and ("kode_wilayah_tujuan" in pr or "pindah_keluar_dki" in pr):
         dest = "CAST(r.kode_wilayah_tujuan AS VARCHAR)" if "kode_wilayah_tujuan" in pr else "NULL"
         keluar = "r.pindah_keluar_dki" if "pindah_keluar_dki" in pr else "NULL"
@@ -256,20 +273,42 @@ death_at_snap AS (
 move_at_snap AS (
     SELECT l.person_id, CAST(r.tanggal_pindah AS DATE) AS tanggal_pindah, {dest} AS kode_wilayah_tujuan,
            coalesce({keluar}, NOT starts_with(regexp_replace({dest}, '[^0-9]', '', 'g'), '31')) AS keluar,
-           r.source || '/' || r.record_id AS move_evidence
+           r.source || '/' || r.record_id AS move_evidence,
+           {ev_cols} AS move_conclusive, ev_.evidence AS move_link
     FROM link.person_records r JOIN {plink} l ON l.source = r.source AND l.record_id = CAST(r.record_id AS VARCHAR)
+    {ev_join}
     WHERE r.kind = 'migration_registry' AND coalesce(CAST(r.tanggal_pindah AS DATE), DATE '1900-01-01') <= {snap}
     QUALIFY row_number() OVER (PARTITION BY l.person_id
                                ORDER BY coalesce(CAST(r.tanggal_pindah AS DATE), DATE '1900-01-01') DESC,
                                         r.source DESC, r.record_id DESC) = 1
 )""")
         cols += ["NOT coalesce(m_.keluar, FALSE) AS tinggal_di_dki", "m_.tanggal_pindah", "m_.kode_wilayah_tujuan",
-                 "m_.move_evidence"]
+                 "m_.move_evidence", "m_.move_conclusive", "m_.move_link"]
         joins.append("LEFT JOIN move_at_snap m_ ON m_.person_id = ro.person_id")
     else:
         cols += [f"{g('tinggal_di_dki', 'BOOLEAN')} AS tinggal_di_dki", f"{g('tanggal_pindah', 'DATE')} AS tanggal_pindah",
                  f"{g('kode_wilayah_tujuan', 'VARCHAR')} AS kode_wilayah_tujuan",
-                 f"{g('move_evidence', 'VARCHAR')} AS move_evidence"]
+                 f"{g('move_evidence', 'VARCHAR')} AS move_evidence",
+                 f"coalesce({g('move_conclusive', 'BOOLEAN')}, TRUE) AS move_conclusive",
+                 f"{g('move_link', 'VARCHAR')} AS move_link"]
+    # the latest verification of the person by a welfare registry or a program (both in DKI): a
+    # person verified after a recorded death or move out contradicts it
+    if "tanggal_pemutakhiran" in pr:
+        ctes.append(f"""
+verified_at_snap AS (
+    SELECT l.person_id, max(CAST(r.tanggal_pemutakhiran AS DATE)) AS verified_alive,
+           arg_max(r.source || '/' || r.record_id,
+                   {{'d': CAST(r.tanggal_pemutakhiran AS DATE), 's': r.source, 'r': CAST(r.record_id AS VARCHAR)}})
+               AS verified_alive_by
+    FROM link.person_records r JOIN {plink} l ON l.source = r.source AND l.record_id = CAST(r.record_id AS VARCHAR)
+    WHERE r.kind IN ({", ".join(sql_str(k) for k in CONTRADICTING_VERIFICATION_KINDS)})
+      AND CAST(r.tanggal_pemutakhiran AS DATE) <= {snap}
+    GROUP BY l.person_id
+)""")
+        cols += ["va_.verified_alive", "va_.verified_alive_by"]
+        joins.append("LEFT JOIN verified_at_snap va_ ON va_.person_id = ro.person_id")
+    else:
+        cols += ["NULL::DATE AS verified_alive", "NULL::VARCHAR AS verified_alive_by"]
     return ("," .join(ctes) + ("," if ctes else ""), ",\n           ".join(cols) + ",", "\n    ".join(joins))
 
 
@@ -346,6 +385,10 @@ reasons AS (
             AND f.possible_death_evidence IS NOT NULL AS f_maybe_dead,
         NOT f.f_unresolved AND f.tinggal_di_dki = FALSE
             AND (f.tanggal_pindah IS NULL OR f.tanggal_pindah <= f.snap) AS f_moved,
+        -- a death or move removes only when its record identifies the person and nothing later
+        -- contradicts it (enrolled, or verified by a welfare registry or program, after it)
+        {contradiction_sql('f.tanggal_meninggal')} AS death_contradiction,
+        {contradiction_sql('f.tanggal_pindah')} AS move_contradiction,
         NOT f.f_unresolved AND f.umur IS NOT NULL
             AND ((f.age_min IS NOT NULL AND f.umur < f.age_min) OR (f.age_max IS NOT NULL AND f.umur > f.age_max))
             AS f_age,
@@ -359,19 +402,35 @@ reasons AS (
             OR f.last_verified < f.snap - to_months(f.staleness_months)) AS f_stale
     FROM flagged f
     LEFT JOIN dup d ON d.source = f.source AND d.record_id = f.record_id AND d.program = f.program
+),
+decided AS (
+    SELECT *,
+        f_deceased AND coalesce(death_conclusive, FALSE) AND death_contradiction IS NULL AS f_dead_sure,
+        f_moved AND coalesce(move_conclusive, FALSE) AND move_contradiction IS NULL AS f_moved_sure
+    FROM reasons
+),
+final AS (
+    SELECT *,
+        f_dead_sure OR f_moved_sure OR f_age OR f_dup AS f_remove,
+        -- a death or move that does not identify the person (or is contradicted), or a possible
+        -- death: reviewed, with the record and why it is not conclusive in the evidence
+        (f_deceased AND NOT f_dead_sure) OR (f_maybe_dead AND NOT f_deceased) AS f_dead_check,
+        f_moved AND NOT f_moved_sure AS f_moved_check
+    FROM decided
 )
 SELECT
     program, source, record_id, person_id,
-    CASE WHEN f_deceased OR f_moved OR f_age OR f_dup THEN 'remove'
-         WHEN f_unresolved OR f_maybe_dead OR f_no_welfare OR f_desil OR f_asset OR f_disab OR f_stale
+    CASE WHEN f_remove THEN 'remove'
+         WHEN f_unresolved OR f_dead_check OR f_moved_check OR f_no_welfare OR f_desil OR f_asset
+              OR f_disab OR f_stale
              THEN 'review'
          ELSE 'keep' END AS verdict,
     list_filter([
         CASE WHEN f_age THEN 'age_ineligible' END,
         CASE WHEN f_asset THEN 'asset_exclusion' END,
-        -- a possible death is listed where it decides the verdict (review): deceased with remove
-        -- always means a registered death (the evidence names a possible death either way)
-        CASE WHEN f_deceased OR (f_maybe_dead AND NOT (f_moved OR f_age OR f_dup)) THEN 'deceased' END,
+        -- a recorded death or move is always listed (the verdict and the evidence say whether
+        -- it is conclusive); a possible death (not joined) only where it decides the verdict
+        CASE WHEN f_deceased OR (f_maybe_dead AND NOT f_remove) THEN 'deceased' END,
         CASE WHEN f_disab THEN 'disability_unconfirmed' END,
         CASE WHEN f_dup THEN 'duplicate_enrollment' END,
         CASE WHEN f_unresolved THEN 'identity_unresolved' END,
@@ -389,18 +448,32 @@ SELECT
              || coalesce(' ' || strftime(welfare_verified, '%Y-%m-%d'), '') || ' says '
              || concat_ws(' and ', CASE WHEN excl_car AND punya_mobil THEN 'car owner' END,
                                    CASE WHEN excl_njop AND njop_di_atas_1m THEN 'NJOP above Rp1bn' END) END,
-        CASE WHEN f_deceased THEN 'deceased: ' || coalesce(death_evidence, 'death recorded')
-             || coalesce(' ' || strftime(tanggal_meninggal, '%Y-%m-%d'), '') END,
-        CASE WHEN f_maybe_dead THEN 'deceased (possible, to check): death record '
+        CASE WHEN f_dead_sure THEN 'deceased: ' || coalesce(death_evidence, 'death recorded')
+             || coalesce(' ' || strftime(tanggal_meninggal, '%Y-%m-%d'), '')
+             || coalesce(' (' || death_link || ')', '') END,
+        CASE WHEN f_deceased AND NOT f_dead_sure THEN 'deceased (to check, not conclusive): '
+             || coalesce(death_evidence, 'death recorded')
+             || coalesce(' ' || strftime(tanggal_meninggal, '%Y-%m-%d'), '')
+             || coalesce(' ' || death_contradiction, '')
+             || CASE WHEN coalesce(death_conclusive, FALSE) THEN ''
+                     ELSE coalesce(' (' || death_link || ')', ' (not tied to this person''s records)') END END,
+        CASE WHEN f_maybe_dead AND NOT f_deceased THEN 'deceased (possible, to check): death record '
              || possible_death_evidence END,
         CASE WHEN f_disab THEN 'disability_unconfirmed: no welfare record says disabled' END,
         CASE WHEN f_dup THEN 'duplicate_enrollment: earlier enrollment kept ' || kept_row END,
         CASE WHEN f_unresolved THEN 'identity_unresolved: ' ||
              CASE WHEN person_id IS NULL THEN 'row not linked (quarantined by cleaning)'
                   ELSE 'linked to ' || person_id || ', who is in no civil or welfare registry' END END,
-        CASE WHEN f_moved THEN 'moved_out: ' || coalesce(move_evidence, 'move recorded')
+        CASE WHEN f_moved THEN 'moved_out' || CASE WHEN f_moved_sure THEN ': '
+                                                   ELSE ' (to check, not conclusive): ' END
+             || coalesce(move_evidence, 'move recorded')
              || coalesce(' ' || strftime(tanggal_pindah, '%Y-%m-%d'), '')
-             || coalesce(' to ' || kode_wilayah_tujuan, '') END,
+             || coalesce(' to ' || kode_wilayah_tujuan, '')
+             || CASE WHEN f_moved_sure THEN coalesce(' (' || move_link || ')', '')
+                     ELSE coalesce(' ' || move_contradiction, '')
+                          || CASE WHEN coalesce(move_conclusive, FALSE) THEN ''
+                                  ELSE coalesce(' (' || move_link || ')',
+                                                ' (not tied to this person''s records)') END END END,
         CASE WHEN f_no_welfare THEN 'not_in_welfare_registry: no welfare registry record linked' END,
         CASE WHEN f_stale THEN 'stale_record: last verified '
              || coalesce(strftime(last_verified, '%Y-%m-%d'), 'never')
@@ -413,8 +486,21 @@ SELECT
     CAST(umur AS INTEGER) AS umur,
     {mask_nik_sql('nik')} AS nik_masked,
     nama, link_method, snap AS snapshot_date
-FROM reasons
+FROM final
 """
+
+
+def contradiction_sql(event_date: str) -> str:
+    """Words for what contradicts a death or move dated `event_date` (NULL when nothing does):
+    the roster row enrolled after it, or the person verified by a welfare registry or a program
+    (`verified_alive`, `verified_alive_by`) after it. Columns of the verdict query's rows."""
+    return (f"CASE WHEN {event_date} IS NULL THEN NULL "
+            f"WHEN f.tanggal_mulai > {event_date} THEN 'contradicted: this row enrolled ' "
+            f"|| strftime(f.tanggal_mulai, '%Y-%m-%d') || ', after that date' "
+            f"WHEN f.verified_alive > {event_date} THEN 'contradicted: verified by ' "
+            f"|| f.verified_alive_by || ' on ' || strftime(f.verified_alive, '%Y-%m-%d') "
+            f"|| ', after that date' END")
+
 
 
 def _check_programs(conn: duckdb.DuckDBPyConnection, rules: ProgramRules) -> None:
