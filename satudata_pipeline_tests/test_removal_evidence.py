@@ -255,6 +255,11 @@ def _welfare_verified(conn, person_id: str, when: str) -> None:
                  [person_id])
 
 
+def _roster_verified(conn, record_id: str, when: str) -> None:
+    conn.execute("UPDATE link.person_records SET tanggal_pemutakhiran = ? WHERE record_id = ?",
+                 [when, record_id])
+
+
 def _enrolled(conn, record_id: str, when: str) -> None:
     conn.execute("UPDATE link.person_records SET tanggal_mulai = ?, tanggal_pemutakhiran = ? "
                  "WHERE record_id = ?", [when, when, record_id])
@@ -273,9 +278,13 @@ VERDICT_CASES = [
     ("enrolled after the death", "KLJ-002",
      [(DEATH_UID, True, "exact_nik", "same valid NIK")],
      lambda c: _enrolled(c, "KLJ-002", "2026-05-01"), "review", "deceased", "enrolled 2026-05-01"),
-    ("verified by a welfare registry after the death", "KLJ-002",
+    ("verified by the program after the death", "KLJ-002",
      [(DEATH_UID, True, "exact_nik", "same valid NIK")],
-     lambda c: _welfare_verified(c, "P02", "2026-06-01"), "review", "deceased", "verified by dtks/W1"),
+     lambda c: _roster_verified(c, "KLJ-002", "2026-06-01"), "review", "deceased", "verified by"),
+    # a welfare registry's household update keeps the dead with fresh dates: no sign of life
+    ("updated by a welfare registry after the death", "KLJ-002",
+     [(DEATH_UID, True, "exact_nik", "same valid NIK")],
+     lambda c: _welfare_verified(c, "P02", "2026-06-01"), "remove", "deceased", "same valid NIK"),
     ("verified before the death", "KLJ-002",
      [(DEATH_UID, True, "exact_nik", "same valid NIK")],
      lambda c: _welfare_verified(c, "P02", "2026-02-01"), "remove", "deceased", "same valid NIK"),
@@ -283,9 +292,9 @@ VERDICT_CASES = [
      [(MOVE_UID, True, "exact_nik", "same valid NIK")], None, "remove", "moved_out", "same valid NIK"),
     ("move record of a namesake", "KLJ-003",
      [(MOVE_UID, False, "link", "weak link")], None, "review", "moved_out", "not conclusive"),
-    ("verified in DKI after the move", "KLJ-003",
+    ("verified in DKI by the program after the move", "KLJ-003",
      [(MOVE_UID, True, "exact_nik", "same valid NIK")],
-     lambda c: _welfare_verified(c, "P03", "2026-04-01"), "review", "moved_out", "verified by dtks/W1"),
+     lambda c: _roster_verified(c, "KLJ-003", "2026-04-01"), "review", "moved_out", "verified by"),
 ]
 
 

@@ -179,8 +179,11 @@ def test_verdicts_follow_the_rules(out, cfg, files, persons):
     for reasons, verdict in zip(ver.reasons, ver.verdict):
         lst = reasons.split(";") if reasons else []
         assert lst == sorted(lst)
-        if any(c in REMOVE_REASONS for c in lst):
+        if any(c in ("age_ineligible", "duplicate_enrollment") for c in lst):
             assert verdict == "remove"
+        elif any(c in REMOVE_REASONS for c in lst):
+            # a death or move the roster contradicts (enrolled or verified after it) is reviewed
+            assert verdict in ("remove", "review")
         elif lst:
             assert verdict == "review"
         else:

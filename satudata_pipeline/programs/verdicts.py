@@ -37,9 +37,10 @@ VERDICTS = ("keep", "remove", "review")
 REVIEW_TABLE = "main.beneficiary_review"  # the published table (exports read it)
 
 # Records whose verification date (tanggal_pemutakhiran) after a recorded death or move out
-# contradicts it: the person was verified by a welfare registry or a program (both in DKI) after
-# dying or leaving (docs/verdict-rules.md, "When a death or a move removes").
-CONTRADICTING_VERIFICATION_KINDS = ("welfare_registry", "program_roster")
+# contradicts it (docs/verdict-rules.md, "When a death or a move removes"). Only a program's own verification of the recipient contradicts a death or a move: welfare
+# registries are updated per household and are known to carry the dead with fresh dates (the very
+# problem satudata exists for), so their tanggal_pemutakhiran is no sign of life.
+CONTRADICTING_VERIFICATION_KINDS = ("program_roster",)
 
 
 def golden_table(schema: str = "main") -> str:

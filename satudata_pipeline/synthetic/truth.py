@@ -68,6 +68,9 @@ class Facts:
     last_verified: np.ndarray  # datetime64[D], NaT where none
     age: np.ndarray            # completed years at the snapshot, from the civil (true) birth date
     stale: np.ndarray
+    death_date: np.ndarray     # datetime64[D] of the earliest registered death, NaT where none
+    move_date: np.ndarray      # datetime64[D] of the move out of DKI, NaT where none
+    roster_verified: np.ndarray  # latest tanggal_pemutakhiran of the person's roster rows, NaT where none
 
 
 def person_facts(frames: list[tuple], n: int, dob: np.ndarray, snapshot: date) -> Facts:
@@ -75,7 +78,7 @@ def person_facts(frames: list[tuple], n: int, dob: np.ndarray, snapshot: date) -
     has_civil = np.zeros(n, bool)
     has_welfare = np.zeros(n, bool)
     dead = np.zeros(n, bool)
-    wel, mig, ver = [], [], []
+    wel, mig, ver, deaths, rver = [], [], [], [], []
     for spec, df in frames:
         df = df[(df.quarantine.values == "") & (df.pidx.values >= 0)]
         p = df.pidx.values
@@ -87,10 +90,13 @@ def person_facts(frames: list[tuple], n: int, dob: np.ndarray, snapshot: date) -
                                      "dis": df.disabilitas.values, "asset": df.punya_mobil.values | df.njop_di_atas_1m.values}))
         elif spec.kind == "death_registry":
             dead[p[D(df.tanggal_meninggal) <= snap]] = True
+            deaths.append(pd.DataFrame({"pidx": p, "t": D(df.tanggal_meninggal)}))
         elif spec.kind == "migration_registry":
             mig.append(pd.DataFrame({"pidx": p, "t": D(df.tanggal_pindah), "dest": df.kode_wilayah_tujuan.values}))
         if spec.has("tanggal_pemutakhiran"):
             ver.append(pd.DataFrame({"pidx": p, "t": D(df.tanggal_pemutakhiran)}))
+            if spec.kind == "program_roster":
+                rver.append(ver[-1])
     desil = np.zeros(n, np.int64)
     asset = np.zeros(n, bool)
     disab = np.zeros(n, bool)
@@ -105,6 +111,12 @@ def person_facts(frames: list[tuple], n: int, dob: np.ndarray, snapshot: date) -
         m = pd.concat(mig, ignore_index=True)
         m = m[m.t.values <= snap].sort_values(["pidx", "t"], kind="stable").drop_duplicates("pidx", keep="last")
         moved[m.pidx.values] = ~m.dest.astype(str).str.startswith("31").values
+    move_date = np.full(n, np.datetime64("NaT"), dtype="datetime64[D]")
+    if mig:
+        out = ~m.dest.astype(str).str.startswith("31").values
+        move_date[m.pidx.values[out]] = m.t.values[out].astype("datetime64[D]")
+    death_date = _per_person(deaths, n, snap, "min")
+    roster_verified = _per_person(rver, n, snap, "max")
     lv = np.full(n, np.datetime64("NaT"), dtype="datetime64[D]")
     if ver:
         v = pd.concat(ver, ignore_index=True).dropna()
@@ -112,7 +124,18 @@ def person_facts(frames: list[tuple], n: int, dob: np.ndarray, snapshot: date) -
         lv[v.index.values] = v.values.astype("datetime64[D]")
     stale = np.isnat(lv) | (lv < stale_boundary(snapshot))
     return Facts(has_civil, has_welfare, dead, moved, desil, asset, disab, lv,
-                 completed_years(dob, snapshot), stale)
+                 completed_years(dob, snapshot), stale, death_date, move_date, roster_verified)
+
+
+def _per_person(parts: list[pd.DataFrame], n: int, snap: np.datetime64, how: str) -> np.ndarray:
+    """Per person, the min or max date (up to the snapshot) of `parts`; NaT where none."""
+    out = np.full(n, np.datetime64("NaT"), dtype="datetime64[D]")
+    if parts:
+        v = pd.concat(parts, ignore_index=True).dropna()
+        v = v[v.t.values <= snap]
+        v = getattr(v.groupby("pidx").t, how)()
+        out[v.index.values] = v.values.astype("datetime64[D]")
+    return out
 
 
 def verdicts(rosters: list[tuple], facts: Facts, person_keys: np.ndarray, truth_flags: dict) -> pd.DataFrame:
@@ -135,6 +158,14 @@ def verdicts(rosters: list[tuple], facts: Facts, person_keys: np.ndarray, truth_
     needs_dis = np.array([PROGRAMS[x]["disability"] for x in prog])
     reasons["deceased"] = facts.dead[p]
     reasons["moved_out"] = facts.moved_out[p]
+    # A death or move contradicted by the roster (this row enrolled after it, or a roster row of the
+    # person verified after it) is not conclusive: the reason stands, the verdict is review
+    # (docs/verdict-rules.md, "When a death or a move removes").
+    mulai = r.mulai.values
+    contradicted = {}
+    for code, when in (("deceased", facts.death_date[p]), ("moved_out", facts.move_date[p])):
+        contradicted[code] = reasons[code] & ~np.isnat(when) & (
+            (mulai > when) | (facts.roster_verified[p] > when))
     reasons["age_ineligible"] = (age < min_age) | (age > max_age)
     dup = np.zeros(len(r), bool)
     for code, par in PROGRAMS.items():
@@ -160,9 +191,9 @@ def verdicts(rosters: list[tuple], facts: Facts, person_keys: np.ndarray, truth_
         txt = np.where(m, np.where(txt == "", c, txt + ";" + c), txt)
     remove = np.zeros(len(r), bool)
     for c in REMOVE_REASONS:
-        remove |= reasons[c]
+        remove |= reasons[c] & ~contradicted.get(c, np.zeros(len(r), bool))
     review = np.zeros(len(r), bool)
-    for c in REVIEW_REASONS:
+    for c in REVIEW_REASONS + tuple(contradicted):
         review |= reasons[c]
     verdict = np.where(remove, "remove", np.where(review, "review", "keep"))
     state = np.full(len(r), "", dtype=object)
