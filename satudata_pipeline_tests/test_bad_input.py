@@ -60,7 +60,7 @@ def delivery_dir(tmp_path: Path, body: bytes | str, yaml: str | None = None, nam
     return data
 
 
-def materialize(data: Path, warehouse: Path, programs=("KJP",)):
+def materialize(data: Path, warehouse: Path, programs=("KJP",), run_config=None):
     """parse + file checks (what the code location does at load), then the raw and clean assets."""
     delivery = parse_delivery(data, set(programs))
     check_files(delivery)
@@ -70,6 +70,7 @@ def materialize(data: Path, warehouse: Path, programs=("KJP",)):
         [*raw_assets, *clean_assets, *raw_checks, *clean_checks],
         resources={"warehouse": DuckDBResource(database=str(warehouse))},
         raise_on_error=False,
+        run_config=run_config,
     )
 
 
@@ -138,18 +139,45 @@ def test_comma_file_with_declared_semicolon_is_refused_not_guessed(tmp_path):
     assert "source 'penduduk'" in message and "file 'penduduk.csv'" in message and "column '" in message
 
 
-def test_truncated_last_line_is_quarantined_as_unreadable_row(tmp_path):
+def gate_message(result) -> str:
+    """The completeness gate's explanation (its blocking check failed, nothing cleaned)."""
+    [gate] = [e for e in result.get_asset_check_evaluations() if e.check_name == "delivery_is_complete"]
+    assert gate.passed is False
+    assert "clean_penduduk" not in {e.asset_key.to_user_string() for e in result.get_asset_materialization_events()}
+    return gate.description
+
+
+def test_truncated_last_line_stops_the_run_at_the_completeness_gate(tmp_path):
+    """A file that ends in the middle of a row was cut in transfer: rows after it may be missing."""
     truncated = GOOD.replace("1,3171", "2,3172").split(",Jl.")[0]  # cut off mid-row, no newline
-    conn = run_ok(tmp_path, HEADER + "\n" + GOOD + "\n" + truncated)
-    assert clean_rows(conn, "record_id") == [("1",)]
+    result = materialize(delivery_dir(tmp_path, HEADER + "\n" + GOOD + "\n" + truncated), tmp_path / "w.duckdb")
+    assert not result.success
+    message = gate_message(result)
+    assert "penduduk (penduduk.csv): the file ends in the middle of row 2 (line 3)" in message
+    assert "Siti" not in message and "3172" not in message
+
+
+def test_short_row_inside_the_file_is_quarantined_as_unreadable_row(tmp_path):
+    short = GOOD.replace("1,3171", "2,3172").split(",Jl.")[0]  # too few fields, but the file goes on
+    conn = run_ok(tmp_path, HEADER + "\n" + GOOD + "\n" + short + "\n" + GOOD.replace("1,3171", "3,3173") + "\n")
+    assert clean_rows(conn, "record_id") == [("1",), ("3",)]
     q = conn.execute("SELECT source, record_id, row_number, reason FROM clean.quarantine").fetchall()
     assert q == [("penduduk", "2", 2, "unreadable_row")]
 
 
-def test_header_only_file_gives_zero_rows_and_the_run_succeeds(tmp_path):
-    conn = run_ok(tmp_path, HEADER + "\n")
+def test_header_only_file_stops_the_run_unless_accepted(tmp_path):
+    data = delivery_dir(tmp_path, HEADER + "\n")
+    result = materialize(data, tmp_path / "w.duckdb")
+    assert not result.success
+    assert "penduduk (penduduk.csv): holds no rows (only a header)" in gate_message(result)
+    accepted = materialize(data, tmp_path / "w.duckdb",
+                           run_config={"ops": {"delivery_completeness": {"config": {"accept": ["penduduk"]}}}})
+    assert accepted.success
+    conn = duckdb.connect(str(tmp_path / "w.duckdb"), read_only=True)
     assert clean_rows(conn) == []
     assert conn.execute('SELECT count(*) FROM raw."penduduk"').fetchall()[0][0] == 0
+    assert conn.execute("SELECT source, finding, accepted FROM staging.delivery_sources").fetchall() == [
+        ("penduduk", "empty", True)]
 
 
 def test_latin1_past_the_header_is_refused_by_the_raw_asset(tmp_path):

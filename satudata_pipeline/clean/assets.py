@@ -6,6 +6,7 @@ from dagster_duckdb import DuckDBResource
 from satudata_pipeline.clean.transform import CLEAN_COLUMNS, clean_frame
 from satudata_pipeline.contract.sources import Delivery, SourceSpec
 from satudata_pipeline.sources.assets import raw_key
+from satudata_pipeline.sources.completeness import COMPLETENESS_KEY
 
 DATE_COLUMNS = {"tanggal_lahir", "tanggal_pemutakhiran", "tanggal_meninggal", "tanggal_pindah", "tanggal_mulai"}
 COLUMN_TYPES = {
@@ -37,7 +38,9 @@ def _select_clean(flag_names: list[str]) -> str:
 def _clean_asset(delivery: Delivery, source: SourceSpec) -> dg.AssetsDefinition:
     @dg.asset(
         key=clean_key(source),
-        deps=[raw_key(source)],
+        # the completeness gate first: nothing is cleaned (so nothing linked or published) from an
+        # incomplete delivery
+        deps=[raw_key(source), COMPLETENESS_KEY],
         group_name="clean",
         kinds={"duckdb", "pandas"},
         description=(
