@@ -41,6 +41,7 @@ class RecordLimits(_Strict):
 
 class ValueLimits(_Strict):
     max_unparseable_share: float = Field(ge=0, le=1)
+    min_unparseable_rows: int = Field(ge=1)
 
 
 class FieldLimits(_Strict):

@@ -30,11 +30,12 @@ from pydantic import Field
 
 from satudata_pipeline.contract.intake import IntakeRules, load_intake_rules
 from satudata_pipeline.contract.sources import Delivery
+from satudata_pipeline.golden.publish import DELIVERY_SOURCES
+from satudata_pipeline.golden.publish import SOURCES_TABLE as PUBLICATION_SOURCES
+from satudata_pipeline.golden.publish import table_exists as _exists
 
 COMPLETENESS_KEY = dg.AssetKey("delivery_completeness")
 CHECK_NAME = "delivery_is_complete"
-DELIVERY_SOURCES = "staging.delivery_sources"
-PUBLICATION_SOURCES = "main.publication_sources"
 FILE_STATS = "intake.file_stats"
 KIND_WORDS = {
     "civil_registry": "civil registry (Dukcapil population)",
@@ -75,13 +76,6 @@ class Finding:
     @property
     def acceptable(self) -> bool:
         return self.code in ACCEPTABLE
-
-
-def _exists(conn: duckdb.DuckDBPyConnection, qualified: str) -> bool:
-    schema, table = qualified.split(".", 1)
-    return bool(conn.execute(
-        "SELECT count(*) FROM information_schema.tables WHERE table_schema = ? AND table_name = ?", [schema, table]
-    ).fetchall()[0][0])
 
 
 def previous_publication(conn: duckdb.DuckDBPyConnection) -> dict[str, tuple[str | None, int]] | None:
