@@ -139,16 +139,16 @@ def assess(
         prev = previous.get(s.name, (None, None))[1] if previous else None
         where = f"{s.name} ({s.path})"
         finding = None
-        if st["cut_row"] is not None:
-            finding = Finding(s.name, s.kind, "file_cut", (
-                f"{where}: the file ends in the middle of row {st['cut_row']} (line {st['cut_line']}): it was "
-                "cut off during export or transfer, so rows after it may be missing. Deliver the whole file."))
-        elif (st["longest_record_lines"] or 1) > max_lines:
+        if (st["longest_record_lines"] or 1) > max_lines:
             finding = Finding(s.name, s.kind, "merged_records", (
                 f"{where}: row {st['longest_record_row']}, starting on line {st['longest_record_line']}, spans "
                 f"{st['longest_record_lines']} lines (at most {max_lines} allowed): a stray or missing quote "
                 f"merged the rows after it into one ({st['physical_records']} lines read as {rows} rows). "
                 "Fix the quote and deliver again."))
+        elif st["cut_row"] is not None:
+            finding = Finding(s.name, s.kind, "file_cut", (
+                f"{where}: the file ends in the middle of row {st['cut_row']} (line {st['cut_line']}): it was "
+                "cut off during export or transfer, so rows after it may be missing. Deliver the whole file."))
         elif rows == 0:
             finding = Finding(s.name, s.kind, "empty", (
                 f"{where}: holds no rows (only a header)" + (f"; the last publication had {prev}" if prev else "")
