@@ -47,10 +47,27 @@ def published_hash(warehouse: Path) -> str:
     return digest.hexdigest()
 
 
+SHM = Path("/dev/shm")
+
+
 @pytest.fixture(scope="session")
-def sample_publication(tmp_path_factory):
+def fast_root(tmp_path_factory):
+    """Where the corpus keeps its state folders and Dagster instances: in memory when the machine has
+    /dev/shm (the Dagster instance's sqlite commits, not satudata, dominate a refused run's time)."""
+    if SHM.is_dir() and os.access(SHM, os.W_OK):
+        import tempfile
+
+        root = Path(tempfile.mkdtemp(prefix="satudata-corpus-", dir=SHM))
+        yield root
+        shutil.rmtree(root, ignore_errors=True)
+    else:
+        yield tmp_path_factory.mktemp("corpus")
+
+
+@pytest.fixture(scope="session")
+def sample_publication(fast_root):
     """The sample delivery published once by `satudata run`: its state folder and the published hash."""
-    root = tmp_path_factory.mktemp("corpus_base")
+    root = fast_root / "base"
     env = {"SATUDATA_STATE_DIR": str(root / "state"), "DAGSTER_HOME": str(root / "dagster_home")}
     saved = {k: os.environ.get(k) for k in (*env, "SATUDATA_DATA_DIR", "SATUDATA_WAREHOUSE")}
     os.environ.update(env)
@@ -74,15 +91,15 @@ def sample_publication(tmp_path_factory):
 class Case:
     """A copy of the published state and of the sample delivery, and the CLI run on them."""
 
-    def __init__(self, base: dict, tmp_path: Path, monkeypatch, capsys):
+    def __init__(self, base: dict, root: Path, tmp_path: Path, monkeypatch, capsys):
         self.base, self.capsys = base, capsys
-        self.state = tmp_path / "state"
+        self.state = root / "state"
         shutil.copytree(base["state"], self.state, ignore=shutil.ignore_patterns("dagster_home", "exports"))
         self.warehouse = self.state / "warehouse.duckdb"
         self.data = tmp_path / "delivery"
         shutil.copytree(SAMPLE, self.data, ignore=shutil.ignore_patterns("truth"))
         monkeypatch.setenv("SATUDATA_STATE_DIR", str(self.state))
-        monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "dagster_home"))
+        monkeypatch.setenv("DAGSTER_HOME", str(root / "dagster_home"))
         monkeypatch.setenv("SATUDATA_DATA_DIR", str(self.data))  # restored after the test (cmd_run sets it)
         monkeypatch.delenv("SATUDATA_WAREHOUSE", raising=False)
 
@@ -123,8 +140,10 @@ class Case:
 
 
 @pytest.fixture
-def case(sample_publication, tmp_path, monkeypatch, capsys) -> Case:
-    return Case(sample_publication, tmp_path, monkeypatch, capsys)
+def case(sample_publication, fast_root, tmp_path, monkeypatch, capsys):
+    root = fast_root / tmp_path.name
+    yield Case(sample_publication, root, tmp_path, monkeypatch, capsys)
+    shutil.rmtree(root, ignore_errors=True)
 
 
 def assert_no_personal_data(text: str, *values: str) -> None:
