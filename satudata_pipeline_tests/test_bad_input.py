@@ -242,15 +242,43 @@ def test_blank_names_and_duplicate_ids_in_a_larger_file(tmp_path):
 
 
 def test_huge_free_text_field(tmp_path):
-    """A 5 MB alamat (the reader's field limit is 64 MB): landed, normalised, nothing lost, and no
-    metadata of the run carries it."""
+    """A 5 MB alamat (the reader's field limit is 64 MB): landed in raw, quarantined as field_too_long
+    (fields.max_chars of the intake rules), nothing lost, and no metadata of the run carries it."""
     huge = "Jl. Kenari " + "x" * (5 * 1024 * 1024)
     body = HEADER + "\n" + GOOD + "\n" + GOOD.replace("1,3171", "2,3172").replace("Jl. Kenari No. 1", huge) + "\n"
     data = delivery_dir(tmp_path, body)
     result = materialize(data, tmp_path / "w.duckdb")
     assert result.success
     conn = duckdb.connect(str(tmp_path / "w.duckdb"), read_only=True)
-    got = dict(clean_rows(conn, "record_id, length(alamat)"))
-    assert set(got) == {"1", "2"} and got["2"] > 5 * 1024 * 1024
+    assert clean_rows(conn, "record_id") == [("1",)]
+    assert conn.execute("SELECT record_id, reason FROM clean.quarantine").fetchall() == [("2", "field_too_long")]
+    assert conn.execute('SELECT max(length("ALAMAT")) FROM raw."penduduk"').fetchall()[0][0] > 5 * 1024 * 1024
     for event in result.get_asset_materialization_events():
         assert "xxxxxxxxxx" not in str(event.event_specific_data.materialization.metadata).lower()
+
+
+def test_quoted_line_break_in_a_name_is_quarantined_not_merged(tmp_path):
+    """A legitimately quoted field over two lines is one record (not a merge that blocks), but a name
+    with a line break is not a valid name: quarantined with its own reason, never linked."""
+    split = GOOD.replace("1,3171", "2,3172").replace("Siti Aminah", '"Siti\nAminah"')
+    third = GOOD.replace("1,3171", "3,3173")
+    conn = run_ok(tmp_path, HEADER + "\n" + GOOD + "\n" + split + "\n" + third + "\n")
+    assert clean_rows(conn, "record_id") == [("1",), ("3",)]
+    assert conn.execute("SELECT record_id, row_number, reason FROM clean.quarantine").fetchall() == [
+        ("2", 2, "line_break_in_field")]
+    assert conn.execute("SELECT rows, physical_records, finding FROM staging.delivery_sources").fetchall() == [
+        (3, 4, None)]
+    assert conn.execute('SELECT _row_number, _line_number FROM raw."penduduk" ORDER BY 1').fetchall() == [
+        (1, 2), (2, 3), (3, 5)]
+
+
+def test_control_characters_and_over_long_values_are_quarantined(tmp_path):
+    nul = GOOD.replace("1,3171", "2,3172").replace("Siti Aminah", "Siti\x00Aminah")
+    esc = GOOD.replace("1,3171", "3,3173").replace("Jl. Kenari", "Jl.\x1b[31m Kenari")
+    long = GOOD.replace("1,3171", "4,3174").replace("Siti Aminah", "A" * 5000)
+    conn = run_ok(tmp_path, "\n".join([HEADER, GOOD, nul, esc, long]) + "\n")
+    assert clean_rows(conn, "record_id") == [("1",)]
+    q = conn.execute("SELECT record_id, reason, length(raw_values) FROM clean.quarantine ORDER BY row_number").fetchall()
+    assert [(r, reason) for r, reason, _ in q] == [
+        ("2", "control_character"), ("3", "control_character"), ("4", "field_too_long")]
+    assert q[2][2] < 1500  # the quarantine keeps the start of an over-long value, not all of it
