@@ -16,6 +16,8 @@ import re
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from satudata_pipeline.clean.address import normalize_address, parse_rt_rw
 from satudata_pipeline.clean.dates import parse_dates
@@ -219,9 +221,10 @@ def clean_frame(raw: pd.DataFrame, source: SourceSpec, snapshot: dt.date) -> tup
     return clean, quarantine
 
 
-# C0 controls and DEL except TAB, CR and LF (line breaks have their own reason)
+# C0 controls and DEL except TAB, CR and LF (line breaks have their own reason); RE2 syntax (pyarrow)
 CONTROL = r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]"
-LINE_BREAK = r"[\r\n\u2028\u2029\x85]"
+LINE_BREAK = r"[\r\n\x{85}\x{2028}\x{2029}]"
+SUSPICIOUS = r"[\x00-\x08\x0a-\x1f\x7f\x{85}\x{2028}\x{2029}]"  # CONTROL or LINE_BREAK
 HOSTILE_REASONS = ("field_too_long", "control_character", "line_break_in_field")
 
 
@@ -230,30 +233,32 @@ def _hostile_values(field: dict[str, pd.Series], max_chars: int) -> tuple[dict[s
     a control character (NUL, ESC...), a line break inside the value (a name or an id over two
     lines; also what a stray quote that merged rows leaves behind).
 
-    Returns the rows per reason, and per field the cells to blank (only fields that have any)."""
+    Returns the rows per reason, and per field the cells to blank (only fields that have any).
+    Vectorised with pyarrow (RE2 in C++): millions of cells per second."""
     index = next(iter(field.values())).index if field else pd.RangeIndex(0)
-    rows = {reason: pd.Series(False, index=index) for reason in HOSTILE_REASONS}
+    rows = {reason: np.zeros(len(index), dtype=bool) for reason in HOSTILE_REASONS}
     cells: dict[str, pd.Series] = {}
-    suspicious = re.compile(f"{CONTROL}|{LINE_BREAK}")
-    control, line_break = re.compile(CONTROL), re.compile(LINE_BREAK)
+
+    def mask(array) -> np.ndarray:
+        return pc.fill_null(array, False).to_numpy(zero_copy_only=False).astype(bool)
+
     for name, values in field.items():
-        texts = values.dropna()
-        texts = texts[texts.map(lambda v: isinstance(v, str))]
-        if texts.empty:
-            continue
-        long = texts.str.len() > max_chars
-        odd = texts[~long]
-        odd = odd[odd.map(lambda v: suspicious.search(v) is not None)]
-        if not long.any() and odd.empty:
-            continue
-        has_control = odd.map(lambda v: control.search(v) is not None)
-        has_break = odd.map(lambda v: line_break.search(v) is not None)
-        rows["field_too_long"] |= long.reindex(index, fill_value=False)
-        rows["control_character"] |= has_control.reindex(index, fill_value=False)
-        rows["line_break_in_field"] |= has_break.reindex(index, fill_value=False)
-        cells[name] = long.reindex(index, fill_value=False) | pd.Series(True, index=odd.index).reindex(
-            index, fill_value=False)
-    return rows, cells
+        cells_text = values.to_numpy(dtype=object)
+        cells_text = np.where([isinstance(v, str) for v in cells_text], cells_text, None) \
+            if not all(v is None or isinstance(v, str) for v in cells_text[:1000]) else cells_text
+        arr = pa.array(cells_text, type=pa.string(), from_pandas=True)
+        long = mask(pc.greater(pc.utf8_length(arr), max_chars))
+        odd = mask(pc.match_substring_regex(arr, SUSPICIOUS))
+        if not long.any() and not odd.any():
+            continue  # the usual case: one length pass and one regex pass per column
+        control = mask(pc.match_substring_regex(arr, CONTROL)) & ~long
+        line_break = mask(pc.match_substring_regex(arr, LINE_BREAK)) & ~long
+        bad = long | control | line_break
+        rows["field_too_long"] |= long
+        rows["control_character"] |= control
+        rows["line_break_in_field"] |= line_break
+        cells[name] = pd.Series(bad, index=index)
+    return {reason: pd.Series(m, index=index) for reason, m in rows.items()}, cells
 
 
 def _bounded(value, max_chars: int):
