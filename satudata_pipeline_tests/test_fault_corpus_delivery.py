@@ -411,3 +411,77 @@ def test_nul_byte_and_ten_megabyte_name_are_quarantined_and_never_reach_linkage(
     assert in_linkage == 0 and odd_names == 0
     assert sorted(v for _, v in verdicts) == ["review", "review"]  # never kept or removed blind
     assert "xxxxxxxxxx" not in out
+
+
+# ---- the gate's rules on their own (no run) -----------------------------------------------------
+def _gate_delivery(tmp_path: Path, kinds: list[str]):
+    from conftest import TINY_CSV, TINY_YAML
+
+    doc = yaml.safe_load(TINY_YAML)
+    base = doc["sources"][0]
+    doc["sources"] = []
+    for i, kind in enumerate(kinds):
+        entry = {**yaml.safe_load(yaml.safe_dump(base)), "name": f"s{i}_{kind}", "kind": kind}
+        if kind == "death_registry":
+            entry["columns"]["tanggal_meninggal"] = "TGL_LHR"
+        if kind == "migration_registry":
+            entry["columns"].update(tanggal_pindah="TGL_LHR", kode_wilayah_tujuan="KEL")
+        if kind == "program_roster":
+            entry["program"] = "KJP"
+        doc["sources"].append(entry)
+    data = tmp_path / "gate"
+    data.mkdir(parents=True)
+    (data / "sources.yaml").write_text(yaml.safe_dump(doc, sort_keys=False))
+    (data / "penduduk.csv").write_text(TINY_CSV)
+    from satudata_pipeline.contract.sources import parse_delivery
+
+    return parse_delivery(data, {"KJP"})
+
+
+def _assess(delivery, rows: dict[str, int], previous: dict[str, int] | None = None, accept=()):
+    import duckdb
+
+    from satudata_pipeline.sources.assets import record_file_stats
+    from satudata_pipeline.sources.completeness import assess
+    from satudata_pipeline.sources.readers import ReadStats
+
+    conn = duckdb.connect()
+    for s in delivery.sources:
+        record_file_stats(conn, s, "hash", ReadStats(rows=rows.get(s.name, 5), physical_records=rows.get(s.name, 5)))
+    if previous is not None:
+        conn.execute("CREATE TABLE main.publication_log (run_id VARCHAR, published_at TIMESTAMP)")
+        conn.execute("INSERT INTO main.publication_log VALUES ('r1', now())")
+        conn.execute("CREATE TABLE main.publication_sources (run_id VARCHAR, source VARCHAR, kind VARCHAR, "
+                     "rows BIGINT, finding VARCHAR)")
+        for name, n in previous.items():
+            conn.execute("INSERT INTO main.publication_sources VALUES ('r1', ?, 'civil_registry', ?, NULL)", [name, n])
+    frame = assess(conn, delivery, set(accept))
+    return {(r.source, r.kind): (r.finding, bool(r.blocks)) for r in frame.itertuples() if r.finding}
+
+
+def test_gate_linkage_only_delivery_needs_no_registries(tmp_path):
+    delivery = _gate_delivery(tmp_path, ["civil_registry"])
+    assert _assess(delivery, {}) == {}
+
+
+def test_gate_rosters_need_every_kind_a_verdict_depends_on(tmp_path):
+    delivery = _gate_delivery(tmp_path, ["civil_registry", "death_registry", "program_roster"])
+    assert _assess(delivery, {}) == {
+        (None, "migration_registry"): ("kind_missing", True), (None, "welfare_registry"): ("kind_missing", True)}
+    full = _gate_delivery(tmp_path / "full", ["civil_registry", "death_registry", "migration_registry",
+                                              "welfare_registry", "program_roster"])
+    assert _assess(full, {}) == {}
+    # an empty death registry: its own (acceptable) finding and the kind rule (not acceptable)
+    found = _assess(full, {"s1_death_registry": 0}, accept=["s1_death_registry"])
+    assert found == {("s1_death_registry", "death_registry"): ("empty", False),
+                     (None, "death_registry"): ("kind_missing", True)}
+
+
+def test_gate_drop_needs_both_the_share_and_the_minimum_rows(tmp_path):
+    delivery = _gate_delivery(tmp_path, ["civil_registry"])
+    name = delivery.sources[0].name
+    assert _assess(delivery, {name: 32}, {name: 40}) == {}            # 20% but only 8 rows fewer
+    assert _assess(delivery, {name: 81}, {name: 100}) == {}           # 19 fewer, 19%
+    assert _assess(delivery, {name: 79}, {name: 100}) == {(name, "civil_registry"): ("dropped", True)}
+    assert _assess(delivery, {name: 79}, {name: 100}, accept=[name]) == {(name, "civil_registry"): ("dropped", False)}
+    assert _assess(delivery, {name: 500}, {name: 100, "gone": 7}) == {("gone", "civil_registry"): ("missing", True)}
