@@ -53,9 +53,9 @@ def cmd_validate(args: argparse.Namespace) -> int:
         return 2
     print(f"{delivery.data_dir}: {len(delivery.sources)} sources, snapshot {delivery.snapshot_date}: valid")
     for s in delivery.sources:
-        age = delivery.days_old(s)
-        state = "stale" if age > s.freshness_days else "fresh"
-        print(f"  {s.name:<28} {s.kind:<20} {s.file_format:<8} {age:>4} days old ({state})")
+        age, limit = delivery.days_old(s), delivery.freshness_limit(s)
+        state = "fresh" if age <= limit else "STALE"
+        print(f"  {s.name:<28} {s.kind:<20} {s.file_format:<8} {age:>4} days old ({state}, limit {limit})")
     return 0
 
 
@@ -73,6 +73,18 @@ def failed_error_checks(result) -> list[str]:
     return failed
 
 
+def blocking_explanations(result) -> list[str]:
+    """What the failed ERROR checks say (the completeness gate, unreadable columns): source, file,
+    column and row, never a value."""
+    import dagster as dg
+
+    out = []
+    for evaluation in result.get_asset_check_evaluations():
+        if not evaluation.passed and evaluation.severity == dg.AssetCheckSeverity.ERROR and evaluation.description:
+            out.append(evaluation.description)
+    return out
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     if args.data_dir:
         os.environ["SATUDATA_DATA_DIR"] = str(Path(args.data_dir).resolve())
@@ -85,16 +97,25 @@ def cmd_run(args: argparse.Namespace) -> int:
     from satudata_pipeline.contract.sources import ContractError
 
     try:
-        from satudata_pipeline.definitions import defs
+        from satudata_pipeline.contract.sources import load_delivery
+        from satudata_pipeline.definitions import build_defs
+
+        # built for this data directory (the module's `defs` is built once per process)
+        defs = build_defs(load_delivery())
     except ContractError as exc:
         print(f"invalid delivery: {exc}", file=sys.stderr)
         return 2
+    run_config: dict = {"loggers": {"console": {"config": {"log_level": args.log_level}}}}
+    if args.accept:
+        # the operator accepts, for this run only, a missing / empty / shrunken source (recorded with
+        # the publication in main.publication_sources)
+        run_config["ops"] = {"delivery_completeness": {"config": {"accept": sorted(set(args.accept))}}}
     started = time.monotonic()
     with dg.DagsterInstance.get() as instance:
         result = defs.resolve_job_def(FULL_JOB).execute_in_process(
             instance=instance,
             raise_on_error=False,
-            run_config={"loggers": {"console": {"config": {"log_level": args.log_level}}}},
+            run_config=run_config,
         )
     seconds = time.monotonic() - started
     failed = failed_error_checks(result)
@@ -102,6 +123,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     print(f"run {result.run_id}: {'succeeded' if result.success else 'FAILED'} in {seconds:.1f} s")
     if failed:
         print("checks failed with ERROR severity: " + ", ".join(failed))
+        for text in blocking_explanations(result):
+            print(text)
     print(f"warehouse (DuckDB): {config.warehouse_path()}")
     print("  published tables: main.golden_person, main.person_source_link, main.beneficiary_review,")
     print("    programs.eligible_not_enrolled, programs.program_summary (each publication logged in main.publication_log)")
@@ -137,6 +160,9 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("run", help="materialize every asset (the full determination) with its checks")
     p.add_argument("--data-dir", help="default: SATUDATA_DATA_DIR or the shipped sample")
     p.add_argument("--retrain", action="store_true", help="retrain the linkage model")
+    p.add_argument("--accept", action="append", default=[], metavar="SOURCE",
+                   help="accept, for this run, that SOURCE is missing, empty or shrank beyond the limit since "
+                        "the last publication (repeatable; recorded in main.publication_sources)")
     p.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     p.set_defaults(func=cmd_run)
 

@@ -60,7 +60,7 @@ def delivery_dir(tmp_path: Path, body: bytes | str, yaml: str | None = None, nam
     return data
 
 
-def materialize(data: Path, warehouse: Path, programs=("KJP",)):
+def materialize(data: Path, warehouse: Path, programs=("KJP",), run_config=None):
     """parse + file checks (what the code location does at load), then the raw and clean assets."""
     delivery = parse_delivery(data, set(programs))
     check_files(delivery)
@@ -70,6 +70,7 @@ def materialize(data: Path, warehouse: Path, programs=("KJP",)):
         [*raw_assets, *clean_assets, *raw_checks, *clean_checks],
         resources={"warehouse": DuckDBResource(database=str(warehouse))},
         raise_on_error=False,
+        run_config=run_config,
     )
 
 
@@ -138,18 +139,45 @@ def test_comma_file_with_declared_semicolon_is_refused_not_guessed(tmp_path):
     assert "source 'penduduk'" in message and "file 'penduduk.csv'" in message and "column '" in message
 
 
-def test_truncated_last_line_is_quarantined_as_unreadable_row(tmp_path):
+def gate_message(result) -> str:
+    """The completeness gate's explanation (its blocking check failed, nothing cleaned)."""
+    [gate] = [e for e in result.get_asset_check_evaluations() if e.check_name == "delivery_is_complete"]
+    assert gate.passed is False
+    assert "clean_penduduk" not in {e.asset_key.to_user_string() for e in result.get_asset_materialization_events()}
+    return gate.description
+
+
+def test_truncated_last_line_stops_the_run_at_the_completeness_gate(tmp_path):
+    """A file that ends in the middle of a row was cut in transfer: rows after it may be missing."""
     truncated = GOOD.replace("1,3171", "2,3172").split(",Jl.")[0]  # cut off mid-row, no newline
-    conn = run_ok(tmp_path, HEADER + "\n" + GOOD + "\n" + truncated)
-    assert clean_rows(conn, "record_id") == [("1",)]
+    result = materialize(delivery_dir(tmp_path, HEADER + "\n" + GOOD + "\n" + truncated), tmp_path / "w.duckdb")
+    assert not result.success
+    message = gate_message(result)
+    assert "penduduk (penduduk.csv): the file ends in the middle of row 2 (line 3)" in message
+    assert "Siti" not in message and "3172" not in message
+
+
+def test_short_row_inside_the_file_is_quarantined_as_unreadable_row(tmp_path):
+    short = GOOD.replace("1,3171", "2,3172").split(",Jl.")[0]  # too few fields, but the file goes on
+    conn = run_ok(tmp_path, HEADER + "\n" + GOOD + "\n" + short + "\n" + GOOD.replace("1,3171", "3,3173") + "\n")
+    assert clean_rows(conn, "record_id") == [("1",), ("3",)]
     q = conn.execute("SELECT source, record_id, row_number, reason FROM clean.quarantine").fetchall()
     assert q == [("penduduk", "2", 2, "unreadable_row")]
 
 
-def test_header_only_file_gives_zero_rows_and_the_run_succeeds(tmp_path):
-    conn = run_ok(tmp_path, HEADER + "\n")
+def test_header_only_file_stops_the_run_unless_accepted(tmp_path):
+    data = delivery_dir(tmp_path, HEADER + "\n")
+    result = materialize(data, tmp_path / "w.duckdb")
+    assert not result.success
+    assert "penduduk (penduduk.csv): holds no rows (only a header)" in gate_message(result)
+    accepted = materialize(data, tmp_path / "w.duckdb",
+                           run_config={"ops": {"delivery_completeness": {"config": {"accept": ["penduduk"]}}}})
+    assert accepted.success
+    conn = duckdb.connect(str(tmp_path / "w.duckdb"), read_only=True)
     assert clean_rows(conn) == []
     assert conn.execute('SELECT count(*) FROM raw."penduduk"').fetchall()[0][0] == 0
+    assert conn.execute("SELECT source, finding, accepted FROM staging.delivery_sources").fetchall() == [
+        ("penduduk", "empty", True)]
 
 
 def test_latin1_past_the_header_is_refused_by_the_raw_asset(tmp_path):
@@ -214,15 +242,43 @@ def test_blank_names_and_duplicate_ids_in_a_larger_file(tmp_path):
 
 
 def test_huge_free_text_field(tmp_path):
-    """A 5 MB alamat (the reader's field limit is 64 MB): landed, normalised, nothing lost, and no
-    metadata of the run carries it."""
+    """A 5 MB alamat (the reader's field limit is 64 MB): landed in raw, quarantined as field_too_long
+    (fields.max_chars of the intake rules), nothing lost, and no metadata of the run carries it."""
     huge = "Jl. Kenari " + "x" * (5 * 1024 * 1024)
     body = HEADER + "\n" + GOOD + "\n" + GOOD.replace("1,3171", "2,3172").replace("Jl. Kenari No. 1", huge) + "\n"
     data = delivery_dir(tmp_path, body)
     result = materialize(data, tmp_path / "w.duckdb")
     assert result.success
     conn = duckdb.connect(str(tmp_path / "w.duckdb"), read_only=True)
-    got = dict(clean_rows(conn, "record_id, length(alamat)"))
-    assert set(got) == {"1", "2"} and got["2"] > 5 * 1024 * 1024
+    assert clean_rows(conn, "record_id") == [("1",)]
+    assert conn.execute("SELECT record_id, reason FROM clean.quarantine").fetchall() == [("2", "field_too_long")]
+    assert conn.execute('SELECT max(length("ALAMAT")) FROM raw."penduduk"').fetchall()[0][0] > 5 * 1024 * 1024
     for event in result.get_asset_materialization_events():
         assert "xxxxxxxxxx" not in str(event.event_specific_data.materialization.metadata).lower()
+
+
+def test_quoted_line_break_in_a_name_is_quarantined_not_merged(tmp_path):
+    """A legitimately quoted field over two lines is one record (not a merge that blocks), but a name
+    with a line break is not a valid name: quarantined with its own reason, never linked."""
+    split = GOOD.replace("1,3171", "2,3172").replace("Siti Aminah", '"Siti\nAminah"')
+    third = GOOD.replace("1,3171", "3,3173")
+    conn = run_ok(tmp_path, HEADER + "\n" + GOOD + "\n" + split + "\n" + third + "\n")
+    assert clean_rows(conn, "record_id") == [("1",), ("3",)]
+    assert conn.execute("SELECT record_id, row_number, reason FROM clean.quarantine").fetchall() == [
+        ("2", 2, "line_break_in_field")]
+    assert conn.execute("SELECT rows, physical_records, finding FROM staging.delivery_sources").fetchall() == [
+        (3, 4, None)]
+    assert conn.execute('SELECT _row_number, _line_number FROM raw."penduduk" ORDER BY 1').fetchall() == [
+        (1, 2), (2, 3), (3, 5)]
+
+
+def test_control_characters_and_over_long_values_are_quarantined(tmp_path):
+    nul = GOOD.replace("1,3171", "2,3172").replace("Siti Aminah", "Siti\x00Aminah")
+    esc = GOOD.replace("1,3171", "3,3173").replace("Jl. Kenari", "Jl.\x1b[31m Kenari")
+    long = GOOD.replace("1,3171", "4,3174").replace("Siti Aminah", "A" * 5000)
+    conn = run_ok(tmp_path, "\n".join([HEADER, GOOD, nul, esc, long]) + "\n")
+    assert clean_rows(conn, "record_id") == [("1",)]
+    q = conn.execute("SELECT record_id, reason, length(raw_values) FROM clean.quarantine ORDER BY row_number").fetchall()
+    assert [(r, reason) for r, reason, _ in q] == [
+        ("2", "control_character"), ("3", "control_character"), ("4", "field_too_long")]
+    assert q[2][2] < 1500  # the quarantine keeps the start of an over-long value, not all of it

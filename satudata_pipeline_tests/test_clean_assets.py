@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import dagster as dg
 import duckdb
 import pytest
@@ -74,7 +76,7 @@ def test_stale_death_registry_blocks_downstream(tiny_delivery, tmp_path):
     import yaml
 
     doc = yaml.safe_load((tiny_delivery / "sources.yaml").read_text())
-    src = doc["sources"][0]
+    src = copy.deepcopy(doc["sources"][0])  # shared sub-dicts would be dumped as YAML aliases (refused)
     doc["sources"].append({
         **src, "name": "kematian", "kind": "death_registry", "extracted_at": "2026-01-01",
         "columns": {**src["columns"], "tanggal_meninggal": "TGL_LHR"},
@@ -86,4 +88,6 @@ def test_stale_death_registry_blocks_downstream(tiny_delivery, tmp_path):
     assert stale and stale[0].passed is False and stale[0].severity == dg.AssetCheckSeverity.ERROR
     materialized = {e.asset_key for e in result.get_asset_materialization_events()}
     assert dg.AssetKey("clean_kematian") not in materialized
-    assert dg.AssetKey("clean_penduduk") in materialized
+    # the completeness gate waits for every raw asset and its blocking checks: nothing is cleaned
+    assert dg.AssetKey("delivery_completeness") not in materialized
+    assert dg.AssetKey("clean_penduduk") not in materialized

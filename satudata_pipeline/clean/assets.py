@@ -6,6 +6,7 @@ from dagster_duckdb import DuckDBResource
 from satudata_pipeline.clean.transform import CLEAN_COLUMNS, clean_frame
 from satudata_pipeline.contract.sources import Delivery, SourceSpec
 from satudata_pipeline.sources.assets import raw_key
+from satudata_pipeline.sources.completeness import COMPLETENESS_KEY
 
 DATE_COLUMNS = {"tanggal_lahir", "tanggal_pemutakhiran", "tanggal_meninggal", "tanggal_pindah", "tanggal_mulai"}
 COLUMN_TYPES = {
@@ -37,7 +38,9 @@ def _select_clean(flag_names: list[str]) -> str:
 def _clean_asset(delivery: Delivery, source: SourceSpec) -> dg.AssetsDefinition:
     @dg.asset(
         key=clean_key(source),
-        deps=[raw_key(source)],
+        # the completeness gate first: nothing is cleaned (so nothing linked or published) from an
+        # incomplete delivery
+        deps=[raw_key(source), COMPLETENESS_KEY],
         group_name="clean",
         kinds={"duckdb", "pandas"},
         description=(
@@ -116,6 +119,71 @@ def _conservation_check(source: SourceSpec) -> dg.AssetChecksDefinition:
     return no_row_lost
 
 
+def unparseable_columns(conn, source: SourceSpec, max_share: float, min_rows: int) -> list[dict]:
+    """Per mapped date or amount column: non-empty values, how many failed to parse, the share, the
+    first row number that failed, and whether that blocks (share above `max_share` and at least
+    `min_rows` rows: a handful of typos in a small source is not a wrong format)."""
+    table = f'clean."{source.name}"'
+    fields = [(f, f"date_unparseable:{f}", [f"date_impossible:{f}"]) for f in sorted(DATE_COLUMNS)
+              if f in source.columns]
+    if "nominal_bulanan" in source.columns:
+        fields.append(("nominal_bulanan", "value_invalid:nominal_bulanan", []))
+    out = []
+    for name, flag, other_flags in fields:
+        present = " OR ".join([f"{name} IS NOT NULL", f"list_contains(quality_flags, '{flag}')"]
+                              + [f"list_contains(quality_flags, '{o}')" for o in other_flags])
+        total, bad, first = conn.execute(
+            f"SELECT count(*) FILTER (WHERE {present}), count(*) FILTER (WHERE list_contains(quality_flags, '{flag}')), "
+            f"min(row_number) FILTER (WHERE list_contains(quality_flags, '{flag}')) FROM {table}"
+        ).fetchall()[0]
+        share = bad / total if total else 0.0
+        out.append({
+            "field": name, "column": source.columns[name], "values": int(total), "unparseable": int(bad),
+            "share": round(share, 4), "first_row": first, "blocks": bad >= min_rows and share > max_share,
+        })
+    return out
+
+
+def _parse_share_check(source: SourceSpec) -> dg.AssetChecksDefinition:
+    from satudata_pipeline.contract.intake import load_intake_rules
+
+    limits = load_intake_rules().values
+
+    @dg.asset_check(
+        asset=clean_key(source),
+        name="mapped_values_parse",
+        blocking=True,
+        description=(
+            f"Blocking: at most {limits.max_unparseable_share:.0%} of the non-empty values of each mapped date or "
+            "amount column fail to parse (intake_rules.yaml); more means the column's date_format or mapping "
+            "is wrong, and e.g. a death registry whose dates cannot be read decides nothing."
+        ),
+    )
+    def mapped_values_parse(warehouse: DuckDBResource) -> dg.AssetCheckResult:
+        with warehouse.get_connection() as conn:
+            columns = unparseable_columns(conn, source, limits.max_unparseable_share, limits.min_unparseable_rows)
+        blocking = [c for c in columns if c["blocks"]]
+        fmt = f"date_format '{source.date_format or '%Y-%m-%d'}'"
+        lines = [
+            f"{source.name} ({source.path}), column '{c['column']}' ({c['field']}): {c['unparseable']} of "
+            f"{c['values']} non-empty values ({c['share']:.0%}) cannot be read"
+            + (f" as {fmt}" if c["field"] in DATE_COLUMNS else " as an amount")
+            + f", the first at row {c['first_row']}; the limit is {limits.max_unparseable_share:.0%}. "
+            "Correct the column's date_format or mapping in sources.yaml, or the file."
+            for c in blocking
+        ]
+        return dg.AssetCheckResult(
+            passed=not blocking,
+            severity=dg.AssetCheckSeverity.ERROR,
+            description="\n".join(lines) if lines else None,
+            metadata={"columns": dg.MetadataValue.json(
+                {c["field"]: {k: c[k] for k in ("column", "values", "unparseable", "share", "first_row")}
+                 for c in columns})},
+        )
+
+    return mapped_values_parse
+
+
 def _nik_validity_check(source: SourceSpec, min_share: float) -> dg.AssetChecksDefinition:
     @dg.asset_check(
         asset=clean_key(source),
@@ -175,5 +243,6 @@ def _quarantine_asset(delivery: Delivery) -> dg.AssetsDefinition:
 def build_clean_assets(delivery: Delivery, min_nik_share: float = 0.5) -> tuple[list, list]:
     assets = [_clean_asset(delivery, s) for s in delivery.sources] + [_quarantine_asset(delivery)]
     checks = [_conservation_check(s) for s in delivery.sources]
+    checks += [_parse_share_check(s) for s in delivery.sources]
     checks += [_nik_validity_check(s, min_nik_share) for s in delivery.sources]
     return assets, checks

@@ -15,6 +15,8 @@ import json
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from satudata_pipeline.clean.address import normalize_address, parse_rt_rw
 from satudata_pipeline.clean.dates import parse_dates
@@ -93,16 +95,23 @@ def clean_frame(raw: pd.DataFrame, source: SourceSpec, snapshot: dt.date) -> tup
     `clean` holds CLEAN_COLUMNS plus boolean `_flag_*` columns (turned into the `quality_flags`
     list in SQL); `quarantine` holds QUARANTINE_COLUMNS.
     """
+    from satudata_pipeline.contract.intake import load_intake_rules
+
+    max_chars = load_intake_rules().fields.max_chars
     field = {}
     for canonical, column in source.columns.items():
         values = _text(raw[column.strip()])
         field[canonical] = _apply_values(values, source.values.get(canonical, {}))
+    # Hostile values (a control character, a line break, a 10 MB "name") are quarantined and blanked
+    # here, before any cleaner or the linkage sees them.
+    hostile, cells = _hostile_values(field, max_chars)
+    field = {name: values.where(~cells[name], None) if name in cells else values for name, values in field.items()}
     names = normalize_name(field["nama"] if "nama" in field else _constant(None, raw.index))
     row_number = raw["_row_number"].astype("int64")
 
     # Quarantine first: the rows nobody can use are set aside, only the others are cleaned.
     record_id = field["record_id"] if "record_id" in field else _constant(None, raw.index)
-    quarantine, bad = _quarantine(raw, source, record_id, row_number, names["nama"])
+    quarantine, bad = _quarantine(raw, source, record_id, row_number, names["nama"], hostile, max_chars)
     if bad.any():
         keep = ~bad.to_numpy(dtype=bool)
         field = {name: values[keep] for name, values in field.items()}
@@ -211,14 +220,65 @@ def clean_frame(raw: pd.DataFrame, source: SourceSpec, snapshot: dt.date) -> tup
     return clean, quarantine
 
 
+# C0 controls and DEL except TAB, CR and LF (line breaks have their own reason); RE2 syntax (pyarrow)
+CONTROL = r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]"
+LINE_BREAK = r"[\r\n\x{85}\x{2028}\x{2029}]"
+SUSPICIOUS = r"[\x00-\x08\x0a-\x1f\x7f\x{85}\x{2028}\x{2029}]"  # CONTROL or LINE_BREAK
+HOSTILE_REASONS = ("field_too_long", "control_character", "line_break_in_field")
+
+
+def _hostile_values(field: dict[str, pd.Series], max_chars: int) -> tuple[dict[str, pd.Series], dict[str, pd.Series]]:
+    """Mapped values that no register holds legitimately: longer than `max_chars` (intake_rules.yaml),
+    a control character (NUL, ESC...), a line break inside the value (a name or an id over two
+    lines; also what a stray quote that merged rows leaves behind).
+
+    Returns the rows per reason, and per field the cells to blank (only fields that have any).
+    Vectorised with pyarrow (RE2 in C++): millions of cells per second."""
+    index = next(iter(field.values())).index if field else pd.RangeIndex(0)
+    rows = {reason: np.zeros(len(index), dtype=bool) for reason in HOSTILE_REASONS}
+    cells: dict[str, pd.Series] = {}
+
+    def mask(array) -> np.ndarray:
+        return pc.fill_null(array, False).to_numpy(zero_copy_only=False).astype(bool)
+
+    for name, values in field.items():
+        cells_text = values.to_numpy(dtype=object)
+        cells_text = np.where([isinstance(v, str) for v in cells_text], cells_text, None) \
+            if not all(v is None or isinstance(v, str) for v in cells_text[:1000]) else cells_text
+        arr = pa.array(cells_text, type=pa.string(), from_pandas=True)
+        long = mask(pc.greater(pc.utf8_length(arr), max_chars))
+        odd = mask(pc.match_substring_regex(arr, SUSPICIOUS))
+        if not long.any() and not odd.any():
+            continue  # the usual case: one length pass and one regex pass per column
+        control = mask(pc.match_substring_regex(arr, CONTROL)) & ~long
+        line_break = mask(pc.match_substring_regex(arr, LINE_BREAK)) & ~long
+        bad = long | control | line_break
+        rows["field_too_long"] |= long
+        rows["control_character"] |= control
+        rows["line_break_in_field"] |= line_break
+        cells[name] = pd.Series(bad, index=index)
+    return {reason: pd.Series(m, index=index) for reason, m in rows.items()}, cells
+
+
+def _bounded(value, max_chars: int):
+    """A raw value as kept in the quarantine: at most `max_chars` characters, so a 10 MB cell is not
+    copied around; the provider still sees where it starts and how long it was."""
+    if isinstance(value, str) and len(value) > max_chars:
+        return value[:max_chars] + f"... [{len(value)} characters]"
+    return value
+
+
 def _quarantine(
-    raw: pd.DataFrame, source: SourceSpec, record_id: pd.Series, row_number: pd.Series, nama: pd.Series
+    raw: pd.DataFrame, source: SourceSpec, record_id: pd.Series, row_number: pd.Series, nama: pd.Series,
+    hostile: dict[str, pd.Series] | None = None, max_chars: int = 1000,
 ) -> tuple[pd.DataFrame, pd.Series]:
     """The rows nobody can use, with the reason and the raw values, and the mask of those rows."""
+    hostile = hostile or {}
     # Every row of a repeated id: we cannot tell which copy is right, and (source, record_id) must
     # name one row downstream, so the provider corrects it.
     checks = [  # the first that applies is the reason
         ("unreadable_row", raw["_parse_error"].notna()),
+        *((reason, hostile[reason]) for reason in HOSTILE_REASONS if reason in hostile),
         ("blank_record_id", record_id.isna()),
         ("blank_name", nama.isna() | nama.eq("")),
         ("duplicate_record_id", record_id.notna() & record_id.duplicated(keep=False)),
@@ -239,7 +299,10 @@ def _quarantine(
             "record_id": record_id[bad].to_numpy(dtype=object),
             "row_number": row_number[bad].to_numpy(),
             "reason": reason[bad].to_numpy(dtype=object),
-            "raw_values": [json.dumps(r, ensure_ascii=False, default=str) for r in raw_json],
+            "raw_values": [
+                json.dumps({k: _bounded(v, max_chars) for k, v in r.items()}, ensure_ascii=False, default=str)
+                for r in raw_json
+            ],
         },
         columns=QUARANTINE_COLUMNS,
     )

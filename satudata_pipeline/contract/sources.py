@@ -10,6 +10,9 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import io
+import os
+import re
+import stat
 from functools import cached_property
 from pathlib import Path
 from typing import Any, Literal
@@ -76,15 +79,33 @@ class ContractError(ValueError):
                  column: str | None = None, row: int | None = None):
         where = []
         if source:
-            where.append(f"source '{source}'")
+            where.append(f"source '{_short(source)}'")
         if file:
-            where.append(f"file '{file}'")
+            where.append(f"file '{_short(file)}'")
         if column:
-            where.append(f"column '{column}'")
+            where.append(f"column '{_short(column)}'")
         if row is not None:
             where.append(f"row {row}")
         super().__init__(f"{', '.join(where)}: {message}" if where else message)
         self.source, self.file, self.column, self.row = source, file, column, row
+
+
+def _short(text: str, limit: int = 200) -> str:
+    """A name from the delivery's YAML as it may appear in a message: bounded, one line."""
+    text = str(text).replace("\n", " ").replace("\r", " ")
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+_TOKEN = re.compile(r"^[A-Za-z0-9_.\- ]{1,64}$")
+
+
+def _safe_token(value: Any) -> str:
+    """A key or name from the YAML, shown only when it looks like an identifier (never a payload)."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    if isinstance(value, str) and _TOKEN.match(value):
+        return value
+    return "(a key not shown)"
 
 
 class SourceSpec(BaseModel):
@@ -92,7 +113,7 @@ class SourceSpec(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    name: str = Field(pattern=r"^[a-z0-9_]+$")
+    name: str = Field(pattern=r"^[a-z0-9_]+$", max_length=64)
     kind: Kind
     program: str | None = None
     path: str
@@ -114,8 +135,21 @@ class SourceSpec(BaseModel):
 
         try:
             codecs.lookup(value)
-        except LookupError as exc:
-            raise ValueError(f"unknown encoding '{value}'") from exc
+        except (LookupError, ValueError, TypeError):
+            raise ValueError("unknown encoding; use a Python codec name (utf-8, latin-1, cp1252, utf-8-sig)") from None
+        return value
+
+    @field_validator("path")
+    @classmethod
+    def _relative_inside(cls, value: str) -> str:
+        # Files stay inside the delivery: a relative path without `..` (symlinks and non-regular
+        # files are refused where the file is opened, see `Delivery.file_path`).
+        if not value or "\x00" in value:
+            raise ValueError("path is empty or holds a NUL byte")
+        if value.startswith(("/", "\\", "~")) or re.match(r"^[A-Za-z]:", value):
+            raise ValueError("path must be relative to the data directory (no absolute path, no ~)")
+        if ".." in re.split(r"[\\/]", value):
+            raise ValueError("path must stay inside the data directory (no '..')")
         return value
 
     @field_validator("values", mode="before")
@@ -136,8 +170,8 @@ class SourceSpec(BaseModel):
         unknown = sorted(set(self.columns) - allowed)
         if unknown:
             raise ValueError(
-                f"columns maps unknown canonical field(s) {unknown} for kind {self.kind}; "
-                f"allowed: {sorted(allowed)}"
+                f"columns maps unknown canonical field(s) {[_safe_token(u) for u in unknown]} for kind "
+                f"{self.kind}; allowed: {sorted(allowed)}"
             )
         missing = [f for f in REQUIRED_FIELDS[self.kind] if f not in self.columns]
         if missing:
@@ -148,7 +182,7 @@ class SourceSpec(BaseModel):
             raise ValueError("`program:` is only for kind program_roster")
         unknown_values = sorted(set(self.values) - set(self.columns))
         if unknown_values:
-            raise ValueError(f"values given for unmapped field(s) {unknown_values}")
+            raise ValueError(f"values given for unmapped field(s) {[_safe_token(u) for u in unknown_values]}")
         return self
 
     @property
@@ -189,6 +223,15 @@ class Delivery(BaseModel):
             seen.add(s.name)
         return self
 
+    def freshness_limit(self, source: SourceSpec) -> int:
+        """The operator's ceiling of the kind caps what the delivery asks for (intake_rules.yaml)."""
+        from satudata_pipeline.contract.intake import load_intake_rules
+
+        return min(source.freshness_days, load_intake_rules().ceiling(source.kind))
+
+    def is_fresh(self, source: SourceSpec) -> bool:
+        return self.days_old(source) <= self.freshness_limit(source)
+
     def source(self, name: str) -> SourceSpec:
         for s in self.sources:
             if s.name == name:
@@ -196,7 +239,28 @@ class Delivery(BaseModel):
         raise KeyError(name)
 
     def file_path(self, source: SourceSpec) -> Path:
-        return (self.data_dir / source.path).resolve()
+        """The source's file, resolved; a ContractError if it leaves the data directory (a symlink
+        out, a path that escaped the YAML checks) or is not a regular file (a folder, FIFO, device).
+        Never opens the file: a FIFO would block."""
+        root = Path(self.data_dir).resolve()
+        path = (root / source.path).resolve()
+        if not path.is_relative_to(root):
+            raise ContractError(
+                "the file lies outside the data directory (a symlink or path leading out); deliver "
+                "the file itself inside the data directory", source=source.name, file=source.path,
+            )
+        try:
+            mode = os.stat(path).st_mode
+        except FileNotFoundError:
+            raise ContractError("file not found in the data directory", source=source.name, file=source.path) from None
+        except OSError as exc:
+            raise ContractError(f"file cannot be read ({type(exc).__name__})", source=source.name, file=source.path) from None
+        if not stat.S_ISREG(mode):
+            raise ContractError(
+                "not a regular file (a folder, pipe or device); deliver a plain file",
+                source=source.name, file=source.path,
+            )
+        return path
 
     def days_old(self, source: SourceSpec) -> int:
         return (self.snapshot_date - source.extracted_at).days
@@ -208,50 +272,102 @@ class Delivery(BaseModel):
 
 def parse_delivery(data_dir: Path, program_codes: set[str] | None = None) -> Delivery:
     """Parse and validate sources.yaml (structure only; see `check_files` for the files)."""
+    from satudata_pipeline.contract.intake import load_intake_rules
+
     data_dir = Path(data_dir)
     yaml_path = data_dir / "sources.yaml"
     if not yaml_path.is_file():
         raise ContractError(f"no sources.yaml in data directory {data_dir}")
+    limit = load_intake_rules().sources_yaml.max_bytes
+    with open(yaml_path, "rb") as fh:
+        data = fh.read(limit + 1)
+    if len(data) > limit:
+        raise ContractError(
+            f"sources.yaml is larger than {limit} bytes (sources_yaml.max_bytes of the intake rules)",
+            file=str(yaml_path),
+        )
     try:
-        raw = yaml.safe_load(yaml_path.read_text(encoding="utf-8"))
+        raw = yaml.load(data.decode("utf-8"), Loader=_NoAliasLoader)  # noqa: S506 (a SafeLoader)
+    except UnicodeDecodeError as exc:
+        raise ContractError(f"sources.yaml is not UTF-8 (byte {exc.start})", file=str(yaml_path)) from None
+    except _AliasError as exc:
+        raise ContractError(str(exc), file=str(yaml_path)) from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = f" at line {mark.line + 1}" if mark else ""
         raise ContractError(f"sources.yaml is not valid YAML{line}", file=str(yaml_path)) from None
+    except RecursionError:
+        raise ContractError("sources.yaml is nested too deeply", file=str(yaml_path)) from None
     if not isinstance(raw, dict):
         raise ContractError("sources.yaml must be a mapping with snapshot_date and sources", file=str(yaml_path))
+    if "data_dir" in raw:
+        raise ContractError("sources.yaml is invalid:\n  data_dir: unknown field (not part of the data contract)",
+                            file=str(yaml_path))
     try:
-        delivery = Delivery(**raw, data_dir=data_dir)
+        delivery = Delivery.model_validate({**raw, "data_dir": data_dir})
     except ValidationError as exc:
         raise ContractError(_explain(exc, raw), file=str(yaml_path)) from None
     if program_codes is not None:
         for s in delivery.sources:
             if s.kind == "program_roster" and s.program not in program_codes:
                 raise ContractError(
-                    f"unknown program '{s.program}'; the program rules define {sorted(program_codes)}",
+                    f"unknown program '{_safe_token(s.program)}'; the program rules define {sorted(program_codes)}",
                     source=s.name, file=s.path, column="program",
                 )
+    for s in delivery.sources:
+        if s.extracted_at > delivery.snapshot_date:
+            raise ContractError(
+                f"extracted_at is {(s.extracted_at - delivery.snapshot_date).days} days after the "
+                "snapshot_date: an extract cannot be cut after the date it describes; correct one of the two",
+                source=s.name, file=s.path, column="extracted_at",
+            )
     return delivery
+
+
+class _AliasError(yaml.YAMLError):
+    pass
+
+
+class _NoAliasLoader(yaml.SafeLoader):
+    """A SafeLoader that refuses YAML anchors and aliases (`&a`, `*a`, `<<: *a`).
+
+    sources.yaml never needs them, and an alias bomb (a few lines that expand to gigabytes) must
+    fail at the first alias, not after it expanded."""
+
+    def compose_node(self, parent, index):  # noqa: D401 (PyYAML hook)
+        event = self.peek_event()
+        if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None) is not None:
+            raise _AliasError(
+                f"sources.yaml uses a YAML anchor or alias (& or *) at line {event.start_mark.line + 1}; "
+                "write each value out in full"
+            )
+        return super().compose_node(parent, index)
 
 
 def _explain(exc: ValidationError, raw: dict) -> str:
     """Turn pydantic errors into lines that name the source (by name, not index) and the field."""
     lines = []
-    sources = raw.get("sources") or []
-    for err in exc.errors():
+    sources = raw.get("sources") if isinstance(raw.get("sources"), list) else []
+    errors = exc.errors(include_input=False, include_context=False, include_url=False)
+    for err in errors[:20]:
         loc = list(err["loc"])
-        where = ".".join(str(p) for p in loc)
+        where = ".".join(_safe_token(p) for p in loc)
         if len(loc) >= 2 and loc[0] == "sources" and isinstance(loc[1], int):
             idx = loc[1]
-            name = sources[idx].get("name", f"#{idx + 1}") if idx < len(sources) and isinstance(sources[idx], dict) else f"#{idx + 1}"
-            field = ".".join(str(p) for p in loc[2:]) or "(entry)"
+            entry = sources[idx] if idx < len(sources) else None
+            name = entry.get("name") if isinstance(entry, dict) else None
+            name = name if isinstance(name, str) and re.fullmatch(r"[a-z0-9_]{1,64}", name) else f"#{idx + 1}"
+            field = ".".join(_safe_token(p) for p in loc[2:]) or "(entry)"
             where = f"source '{name}', field '{field}'"
-        msg = err["msg"].removeprefix("Value error, ")
+        # pydantic's messages say what was expected, not what was given; ours (ValueError) too
+        msg = _short(err["msg"].removeprefix("Value error, "), 400)
         if err["type"] == "extra_forbidden":
             msg = "unknown field (not part of the data contract)"
         elif err["type"] == "literal_error" and loc[-1] == "kind":
-            msg = f"unknown kind '{err.get('input')}'; expected one of {list(KINDS)}"
+            msg = f"unknown kind; expected one of {list(KINDS)}"
         lines.append(f"{where}: {msg}")
+    if len(errors) > 20:
+        lines.append(f"... and {len(errors) - 20} more")
     return "sources.yaml is invalid:\n  " + "\n  ".join(lines)
 
 
@@ -260,9 +376,7 @@ def _explain(exc: ValidationError, raw: dict) -> str:
 
 def read_header(delivery: Delivery, source: SourceSpec) -> list[str]:
     """The column names of a source's file, read with its encoding, delimiter and format."""
-    path = delivery.file_path(source)
-    if not path.is_file():
-        raise ContractError(f"file not found in the data directory ({path})", source=source.name, file=source.path)
+    path = delivery.file_path(source)  # inside the data directory, a regular file
     fmt = source.file_format
     if fmt == "csv":
         with open_text(path, source) as fh:

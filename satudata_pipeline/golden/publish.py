@@ -11,7 +11,9 @@ The golden and programs assets never write the published tables. They write *sta
    SELECT * FROM staging.x ORDER BY <key>`; the ORDER BY of each table is in `PUBLISHED`);
 3. advances the stable-id state (`golden.person_id_registry`, `person_id_members`, `person_ids`,
    and appends this run's `person_id_changes`) from its staging copy;
-4. appends a row to `main.publication_log`.
+4. appends a row to `main.publication_log`, and the sources it was made from (row counts, what the
+   operator accepted; from the completeness gate's `staging.delivery_sources`) to
+   `main.publication_sources`.
 
 DuckDB rolls back DDL with the rest of a transaction, so a run that fails, or a process that is
 killed, at any point before COMMIT leaves the previous publication (lists, golden person, links
@@ -159,6 +161,24 @@ def audit(conn: duckdb.DuckDBPyConnection) -> dict[str, int]:
 # --------------------------------------------------------------------------------------------
 # publish
 # --------------------------------------------------------------------------------------------
+DELIVERY_SOURCES = f"{STAGING}.delivery_sources"   # written by the completeness gate
+SOURCES_TABLE = "main.publication_sources"
+
+
+def record_sources(conn: duckdb.DuckDBPyConnection, run_id: str, now: dt.datetime) -> None:
+    """Inside the publish transaction: the sources this publication was made from, their row counts and
+    what the operator accepted (`satudata run --accept`), from the completeness gate's staging table."""
+    if not table_exists(conn, DELIVERY_SOURCES):
+        return
+    conn.execute(f"""CREATE TABLE IF NOT EXISTS {SOURCES_TABLE} (
+        run_id VARCHAR, published_at TIMESTAMP, source VARCHAR, kind VARCHAR, program VARCHAR, file VARCHAR,
+        rows BIGINT, previous_rows BIGINT, days_old INTEGER, freshness_limit_days INTEGER, finding VARCHAR,
+        accepted BOOLEAN)""")
+    conn.execute(
+        f"INSERT INTO {SOURCES_TABLE} SELECT ?, ?, source, kind, program, file, rows, previous_rows, days_old, "
+        f"freshness_limit_days, finding, accepted FROM {DELIVERY_SOURCES} ORDER BY source NULLS LAST, kind",
+        [run_id, now],
+    )
 def publish(conn: duckdb.DuckDBPyConnection, run_id: str) -> dict[str, int]:
     """Audit the staging tables and swap them into the published schemas in ONE transaction.
 
@@ -166,6 +186,11 @@ def publish(conn: duckdb.DuckDBPyConnection, run_id: str) -> dict[str, int]:
     `PublishError` (nothing published) when a required staging table is missing or the audit fails.
     """
     ensure_staging(conn)
+    if table_exists(conn, DELIVERY_SOURCES):
+        blocked = _count(conn, f"SELECT count(*) FROM {DELIVERY_SOURCES} WHERE blocks")
+        if blocked:
+            raise PublishError(f"nothing published: the delivery is incomplete ({blocked} problem(s) in "
+                               f"{DELIVERY_SOURCES}; see the check delivery_is_complete)")
     missing = [p.staged for p in PUBLISHED if p.required and not table_exists(conn, p.staged)]
     if missing:
         raise PublishError(f"nothing published: staging table(s) missing: {', '.join(missing)}")
@@ -199,6 +224,7 @@ def publish(conn: duckdb.DuckDBPyConnection, run_id: str) -> dict[str, int]:
             if table_exists(conn, f"{STAGING}.person_ids"):
                 conn.execute(f"CREATE OR REPLACE TABLE golden.person_ids AS "
                              f"SELECT * FROM {STAGING}.person_ids ORDER BY cluster_id")
+        record_sources(conn, run_id, now)
         conn.execute(f"""CREATE TABLE IF NOT EXISTS {LOG_TABLE} (
             run_id VARCHAR, published_at TIMESTAMP, golden_person BIGINT, person_source_link BIGINT,
             beneficiary_review BIGINT, eligible_not_enrolled BIGINT, program_summary BIGINT,

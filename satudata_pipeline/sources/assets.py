@@ -9,7 +9,8 @@ import pyarrow as pa
 from dagster_duckdb import DuckDBResource
 
 from satudata_pipeline.contract.sources import ContractError, Delivery, SourceSpec, check_files
-from satudata_pipeline.sources.readers import PARSE_ERROR, ROW_NUMBER, file_sha256, read_source
+from satudata_pipeline.sources.completeness import FILE_STATS, build_completeness_gate
+from satudata_pipeline.sources.readers import PARSE_ERROR, ROW_NUMBER, file_sha256, read_source_with_stats
 
 # Sources whose staleness makes every verdict unsafe: a stale death or move list keeps paying the
 # dead and the departed, so these block publishing.
@@ -47,7 +48,7 @@ def _raw_asset(delivery: Delivery, source: SourceSpec) -> dg.AssetsDefinition:
         # this source is written, even if the code location was loaded before the file changed.
         check_files(delivery)
         path = delivery.file_path(source)
-        table = read_source(delivery, source)
+        table, stats = read_source_with_stats(delivery, source)
         digest = file_sha256(path)
         n = table.num_rows
         table = (
@@ -62,11 +63,14 @@ def _raw_asset(delivery: Delivery, source: SourceSpec) -> dg.AssetsDefinition:
             conn.register("_incoming", table)
             conn.execute(f'CREATE OR REPLACE TABLE raw."{source.name}" AS SELECT * FROM _incoming ORDER BY {ROW_NUMBER}')
             conn.unregister("_incoming")
+            record_file_stats(conn, source, digest, stats)
         context.log.info(f"{source.name}: {n} rows landed ({unreadable} unreadable)")
         return dg.MaterializeResult(
             metadata={
                 "dagster/row_count": n,
                 "unreadable_rows": unreadable,
+                "physical_records": stats.physical_records if stats.physical_records is not None else n,
+                "multiline_records": stats.multiline_rows,
                 "file": source.path,
                 "file_sha256": digest,
                 "extracted_at": str(source.extracted_at),
@@ -91,21 +95,27 @@ def _freshness_check(delivery: Delivery, source: SourceSpec) -> dg.AssetChecksDe
         name="extract_is_fresh",
         blocking=blocking,
         description=(
-            f"The extract is fresh: snapshot date minus extract date is at most {source.freshness_days} days "
-            f"(freshness_days in sources.yaml). Severity {severity.value}"
+            f"The extract is fresh: snapshot date minus extract date is at most "
+            f"{delivery.freshness_limit(source)} days (freshness_days in sources.yaml, capped by the "
+            f"operator's ceiling for {source.kind} in intake_rules.yaml). Severity {severity.value}"
             + ("; blocking, because stale deaths or moves make every verdict unsafe." if blocking else ".")
         ),
     )
     def freshness() -> dg.AssetCheckResult:
         age = delivery.days_old(source)
+        limit = delivery.freshness_limit(source)
         return dg.AssetCheckResult(
-            passed=age <= source.freshness_days,
+            passed=age <= limit,
             severity=severity,
-            description=None if age <= source.freshness_days else (
-                f"{source.name} was extracted {age} days before the snapshot; limit {source.freshness_days}."
+            description=None if age <= limit else (
+                f"{source.name} was extracted {age} days before the snapshot; limit {limit} days"
+                + (" (the operator's ceiling for its kind in intake_rules.yaml)" if limit < source.freshness_days else "")
+                + (": nothing is published from a stale death or migration registry." if blocking
+                   else ": its rows may be out of date (published with this warning).")
             ),
             metadata={
                 "days_old": age,
+                "limit_days": limit,
                 "freshness_days": source.freshness_days,
                 "extracted_at": str(source.extracted_at),
                 "snapshot_date": str(delivery.snapshot_date),
@@ -115,10 +125,28 @@ def _freshness_check(delivery: Delivery, source: SourceSpec) -> dg.AssetChecksDe
     return freshness
 
 
+def record_file_stats(conn, source: SourceSpec, digest: str, stats) -> None:
+    """One row per source: what its file held (rows, physical records, merged or cut records), read
+    by the completeness gate (sources/completeness.py)."""
+    conn.execute("CREATE SCHEMA IF NOT EXISTS intake")
+    conn.execute(f"""CREATE TABLE IF NOT EXISTS {FILE_STATS} (
+        source VARCHAR, file VARCHAR, file_sha256 VARCHAR, rows BIGINT, physical_records BIGINT,
+        multiline_rows BIGINT, longest_record_lines BIGINT, longest_record_row BIGINT,
+        longest_record_line BIGINT, cut_row BIGINT, cut_line BIGINT)""")
+    conn.execute(f"DELETE FROM {FILE_STATS} WHERE source = ?", [source.name])
+    conn.execute(
+        f"INSERT INTO {FILE_STATS} VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        [source.name, source.path, digest, stats.rows, stats.physical_records, stats.multiline_rows,
+         stats.longest_record_lines, stats.longest_record_row, stats.longest_record_line,
+         stats.cut_row, stats.cut_line],
+    )
+
+
 def build_source_assets(delivery: Delivery) -> tuple[list[dg.AssetsDefinition], list[dg.AssetChecksDefinition]]:
+    """The raw asset and freshness check of every source, and the completeness gate after them."""
     assets = [_raw_asset(delivery, s) for s in delivery.sources]
     checks = [_freshness_check(delivery, s) for s in delivery.sources]
-    return assets, checks
+    return [*assets, build_completeness_gate(delivery)], checks
 
 
 __all__ = ["build_source_assets", "raw_key", "ContractError", "BLOCKING_FRESHNESS_KINDS"]

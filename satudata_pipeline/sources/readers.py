@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import hashlib
+from dataclasses import dataclass
 from pathlib import Path
 
 import pyarrow as pa
@@ -18,6 +19,7 @@ from satudata_pipeline.contract.sources import ContractError, Delivery, SourceSp
 
 csv.field_size_limit(64 * 1024 * 1024)
 ROW_NUMBER = "_row_number"
+LINE_NUMBER = "_line_number"  # CSV: the physical line where the record starts (header = line 1)
 PARSE_ERROR = "_parse_error"
 
 
@@ -55,27 +57,55 @@ def _mapped(source: SourceSpec) -> set[str]:
     return {c.strip() for c in source.columns.values()}
 
 
+@dataclass(frozen=True)
+class ReadStats:
+    """What the file held, counted while reading it, for the completeness gate.
+
+    For a CSV, `physical_records` are its non-blank lines after the header; every parsed row spans
+    at least one of them, so `physical_records - rows` lines were absorbed into records spanning
+    several lines (a quoted line break, or a stray quote that swallowed the rows after it)."""
+
+    rows: int
+    physical_records: int | None = None  # CSV only
+    multiline_rows: int = 0
+    longest_record_lines: int = 1
+    longest_record_row: int | None = None
+    longest_record_line: int | None = None
+    cut_row: int | None = None  # the file ends in the middle of this record (CSV only)
+    cut_line: int | None = None
+
+
 def read_source(delivery: Delivery, source: SourceSpec) -> pa.Table:
-    """The file of `source` as a table of strings plus `_row_number` and `_parse_error`."""
+    """The file of `source` as a table of strings plus `_row_number`, `_line_number`, `_parse_error`."""
+    return read_source_with_stats(delivery, source)[0]
+
+
+def read_source_with_stats(delivery: Delivery, source: SourceSpec) -> tuple[pa.Table, ReadStats]:
     path = delivery.file_path(source)
     fmt = source.file_format
     if fmt == "csv":
         return _read_csv(path, source)
     if fmt == "parquet":
-        return _read_parquet(path, source)
-    return _read_xlsx(path, source)
+        table = _read_parquet(path, source)
+    else:
+        table = _read_xlsx(path, source)
+    return table, ReadStats(rows=table.num_rows)
 
 
-def _table(header: list[str], columns: list[list], errors: list, n: int, keep: set[str]) -> pa.Table:
+def _table(header: list[str], columns: list[list], errors: list, n: int, keep: set[str],
+           lines: list | None = None) -> pa.Table:
     names = unique_headers(header, keep)
     arrays = [pa.array(col, type=pa.string()) for col in columns]
     arrays.append(pa.array(range(1, n + 1), type=pa.int64()))
+    arrays.append(pa.array(lines if lines is not None else [None] * n, type=pa.int64()))
     arrays.append(pa.array(errors, type=pa.string()))
-    return pa.table(arrays, names=[*names, ROW_NUMBER, PARSE_ERROR])
+    return pa.table(arrays, names=[*names, ROW_NUMBER, LINE_NUMBER, PARSE_ERROR])
 
 
-def _read_csv(path: Path, source: SourceSpec) -> pa.Table:
+def _read_csv(path: Path, source: SourceSpec) -> tuple[pa.Table, ReadStats]:
     n = 0
+    longest, longest_row, longest_line, multiline = 1, None, None, 0
+    cut_row = cut_line = None
     with open_text(path, source) as fh:
         try:
             first = fh.readline()
@@ -84,19 +114,40 @@ def _read_csv(path: Path, source: SourceSpec) -> pa.Table:
             width = len(header)
             columns: list[list] = [[] for _ in range(width)]
             errors: list = []
-            line_no = 1
-            for row in csv.reader(fh, delimiter=delimiter, strict=False):
-                line_no += 1
+            lines: list = []
+            reader = csv.reader(fh, delimiter=delimiter, strict=False)
+            blank = 0
+            consumed = 0  # physical lines after the header read so far (reader.line_num)
+            row: list = []
+            for row in reader:
+                start = consumed + 2  # line 1 is the header
+                span = reader.line_num - consumed
+                consumed = reader.line_num
                 if not row or (len(row) == 1 and not row[0].strip()):
+                    blank += span
                     continue  # blank line: not a row
                 n += 1
+                lines.append(start)
+                if span > 1:
+                    multiline += 1
+                    if span > longest:
+                        longest, longest_row, longest_line = span, n, start
                 if len(row) == width:
                     errors.append(None)
                 else:
-                    errors.append(f"expected {width} fields, found {len(row)} (line {line_no})")
+                    errors.append(f"expected {width} fields, found {len(row)} (line {start})")
                     row = (row + [None] * width)[:width]
                 for i, value in enumerate(row):
                     columns[i].append(value if value not in ("",) else None)
+            # The file ends in the middle of a record: an unclosed quote ran to the end of the file
+            # (its last field swallowed the final line break), or the last line has no line break
+            # and too few fields (the transfer was cut).
+            if n and lines and row:
+                last = [columns[i][-1] for i in range(width)]
+                tail = next((v for v in reversed(last) if v is not None), "")
+                no_newline = not _ends_with_newline(path)
+                if tail.endswith(("\n", "\r")) or (no_newline and errors[-1] is not None):
+                    cut_row, cut_line = n, lines[-1]
         except UnicodeDecodeError as exc:
             raise ContractError(
                 f"cannot decode the file as {source.encoding} ({exc.reason} near data row {n + 1}); "
@@ -105,7 +156,20 @@ def _read_csv(path: Path, source: SourceSpec) -> pa.Table:
             ) from None
         except csv.Error as exc:
             raise ContractError(f"unreadable CSV ({exc})", source=source.name, file=source.path, row=n + 1) from None
-    return _table(header, columns, errors, n, _mapped(source))
+    stats = ReadStats(
+        rows=n, physical_records=consumed - blank, multiline_rows=multiline, longest_record_lines=longest,
+        longest_record_row=longest_row, longest_record_line=longest_line, cut_row=cut_row, cut_line=cut_line,
+    )
+    return _table(header, columns, errors, n, _mapped(source), lines), stats
+
+
+def _ends_with_newline(path: Path) -> bool:
+    with open(path, "rb") as fh:
+        fh.seek(0, 2)
+        if fh.tell() == 0:
+            return True
+        fh.seek(-1, 2)
+        return fh.read(1) in (b"\n", b"\r")
 
 
 def _cell_text(value) -> str | None:
