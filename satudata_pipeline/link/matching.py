@@ -61,14 +61,6 @@ _NAME_RE = re.compile(r"^[a-z0-9_]+$")
 # when these agree (JL BERINGIN NO 134 and JL BERINGIN NO 52 are two houses).
 ALAMAT_NOMOR_SQL = "array_to_string(regexp_extract_all(upper(coalesce(alamat, '')), '[0-9]+'), ' ')"
 
-# The words of a street line without its numbers (compared as a set: address lines delivered in
-# another order, or one line missing, still agree word by word).
-ALAMAT_KATA_SQL = (
-    "list_distinct(list_filter(regexp_split_to_array(upper(coalesce(alamat, '')), '[^A-Z0-9]+'), "
-    "lambda w: w <> '' AND NOT regexp_full_match(w, '[0-9]+')))"
-)
-
-
 def _table_columns(conn: duckdb.DuckDBPyConnection, schema: str, table: str) -> set[str]:
     rows = conn.execute(
         "SELECT column_name FROM information_schema.columns "
@@ -128,7 +120,6 @@ def build_person_records(conn: duckdb.DuckDBPyConnection, source_names: list[str
             CASE WHEN len(string_split(nama_norm, ' ')) > 1
                  THEN string_split(nama_norm, ' ')[-1] END AS nama_belakang,
             {ALAMAT_NOMOR_SQL} AS alamat_nomor,
-            {ALAMAT_KATA_SQL} AS alamat_kata,
             year(tanggal_lahir) AS tahun_lahir,
             CASE WHEN regexp_full_match(nik, '[0-9]{{16}}') THEN substr(nik, 7, 6) END AS nik_dob
         FROM n

@@ -65,18 +65,24 @@ SAME_ADDRESS = (
 # near twin (Jaro-Winkler >= 0.9) in the other, on at least two words: the address lines were
 # delivered in another order, or one line is missing (101 MCCULLOCH STREET SARAJI MINE /
 # 101 SARAJI MINE MCCULLOCH STREET; JL MAWAR NO 5 PERUM GRIYA / PERUM GRIYA JL MAWAR NO 5).
+# (The words are taken from alamat when the pair is compared, not stored as a list column: a list
+# column is copied into every candidate pair and made scoring 15% slower at 200k.)
+def _address_words(col: str) -> str:
+    return ("list_distinct(list_filter(regexp_split_to_array(" + col + ", '[^A-Z0-9]+'), "
+            "lambda w: w <> '' AND NOT regexp_full_match(w, '[0-9]+')))")
+
+
 def _words_matched(a: str, b: str) -> str:
-    return (f"len(list_filter({a}, lambda x: list_bool_or(list_transform({b}, "
-            "lambda y: jaro_winkler_similarity(x, y) >= 0.9))))")
+    return (f"len(list_filter({_address_words(a)}, lambda x: list_bool_or(list_transform("
+            f"{_address_words(b)}, lambda y: jaro_winkler_similarity(x, y) >= 0.9))))")
 
 
+_FEWER_WORDS = f"least(len({_address_words('alamat_l')}), len({_address_words('alamat_r')}))"
 ADDRESS_WORDS_AGREE = (
     "(alamat_nomor_l = alamat_nomor_r AND alamat_nomor_l <> '' "
-    "AND least(len(alamat_kata_l), len(alamat_kata_r)) >= 2 "
-    f"AND {_words_matched('alamat_kata_l', 'alamat_kata_r')} "
-    ">= least(len(alamat_kata_l), len(alamat_kata_r)) "
-    f"AND {_words_matched('alamat_kata_r', 'alamat_kata_l')} "
-    ">= least(len(alamat_kata_l), len(alamat_kata_r)))"
+    f"AND {_FEWER_WORDS} >= 2 "
+    f"AND {_words_matched('alamat_l', 'alamat_r')} >= {_FEWER_WORDS} "
+    f"AND {_words_matched('alamat_r', 'alamat_l')} >= {_FEWER_WORDS})"
 )
 NIK_ONE_TYPO = (
     "((left(nik_l, 7) = left(nik_r, 7) OR right(nik_l, 7) = right(nik_r, 7)) "
