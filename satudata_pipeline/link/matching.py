@@ -61,6 +61,7 @@ _NAME_RE = re.compile(r"^[a-z0-9_]+$")
 # when these agree (JL BERINGIN NO 134 and JL BERINGIN NO 52 are two houses).
 ALAMAT_NOMOR_SQL = "array_to_string(regexp_extract_all(upper(coalesce(alamat, '')), '[0-9]+'), ' ')"
 
+
 def _table_columns(conn: duckdb.DuckDBPyConnection, schema: str, table: str) -> set[str]:
     rows = conn.execute(
         "SELECT column_name FROM information_schema.columns "
