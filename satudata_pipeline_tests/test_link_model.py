@@ -124,3 +124,85 @@ def test_degenerate_u_is_bounded_from_both_sides():
     assert model.bound_unobserved_u(settings, 3e6) == ["c: zero", "c: one"]
     us = [lv.get("u_probability") for lv in settings["comparisons"][0]["comparison_levels"][1:]]
     assert us == [pytest.approx(1e-6), pytest.approx(1 - 1e-6), 0.3]
+
+
+def test_extra_blocking_only_without_nik_and_only_selective_rules(tmp_path, monkeypatch):
+    """A delivery with NIKs keeps the standard blocking rules; one without NIK gets the extra rules
+    on cheap keys, each only while it makes at most SPARSE_ID_MAX_PAIRS_PER_RECORD pairs per
+    record, and they find pairs the standard rules miss."""
+    frames, truth = testdata.generate(300, seed=29)
+    conn = duckdb.connect(str(tmp_path / "a.duckdb"))
+    testdata.load_clean_tables(conn, frames)
+    n = matching.build_person_records(conn, list(frames))
+    rules, info = matching.sparse_id_blocking(conn)
+    assert rules == [] and info["rules_added"] == 0 and info["share_with_valid_nik"] >= 0.5
+
+    for df in frames.values():
+        for col, value in DROP_IDS.items():
+            df[col] = value
+    conn, summary = _train(tmp_path, monkeypatch, frames)
+    n = conn.execute("SELECT count(*) FROM link.person_records").fetchall()[0][0]
+    rules, info = matching.sparse_id_blocking(conn)
+    assert info["share_with_valid_nik"] == 0.0
+    assert len(info["rules"]) == len(ss.SPARSE_ID_BLOCKING_COLUMNS)
+    assert info["rules_added"] == len(rules) == sum(r["used"] for r in info["rules"]) > 0
+    for r in info["rules"]:
+        assert r["used"] is (r["pairs"] <= ss.SPARSE_ID_MAX_PAIRS_PER_RECORD * n)
+    # the pair count by GROUP BY is the self-join count
+    keys = ss.SPARSE_ID_BLOCKING_COLUMNS[0]
+    joined = conn.execute(
+        "SELECT count(*) FROM link.person_records l JOIN link.person_records r "
+        "ON l.unique_id < r.unique_id AND l.tanggal_lahir = r.tanggal_lahir "
+        "AND nullif(l.alamat_nomor, '') = nullif(r.alamat_nomor, '')").fetchall()[0][0]
+    assert info["rules"][0]["pairs"] == joined
+
+    found = {}
+    for label, extra in (("standard", []), ("extra", rules)):
+        with matching.splink_session(conn) as db_api:
+            _linker, pred = matching.predict(db_api, summary.settings, 0.001, extra)
+            found[label] = conn.execute(f"SELECT count(*) FROM {pred.physical_name}").fetchall()[0][0]
+    assert found["extra"] > found["standard"]
+
+    used_before = len(rules)
+    monkeypatch.setattr(ss, "SPARSE_ID_MAX_PAIRS_PER_RECORD", 1e-9)
+    rules, info = matching.sparse_id_blocking(conn)
+    assert len(rules) < used_before  # only rules that make no pair at all remain
+    assert all(r["used"] is (r["pairs"] == 0) for r in info["rules"])
+
+
+@pytest.mark.parametrize("a, b, want", [
+    ("101 MCCULLOCH STREET SARAJI MINE", "101 SARAJI IMNE MCCULLOCH STREET", True),  # lines swapped
+    ("JL MAWAR NO 5 PERUM GRIYA ASRI", "PERUM GRIYA ASRI JL MAWAR NO 5", True),
+    ("12 WOLFF CRESCENT MT DERRIWONG", "12 WOLFF CRSCENT", True),  # a line missing, a typo
+    ("JL MAWAR NO 5", "JL MELATI NO 5", False),  # another street, same number
+    ("JL MAWAR NO 5", "GG MAWAR NO 5", False),  # a lane (gang) is not the road (jalan)
+    ("JL MAWAR NO 5 PERUM GRIYA", "PERUM GRIYA JL MAWAR NO 15", False),  # another house
+    ("JL MAWAR PERUM GRIYA", "PERUM GRIYA JL MAWAR", False),  # no house number: a street, not a home
+    ("6 WEOWNER", "6 MADIGAN STREET WEOWNER", False),  # one word in common is too little
+])
+def test_address_words_in_another_order(a, b, want):
+    conn = duckdb.connect()
+    conn.execute("CREATE SCHEMA clean")
+    conn.execute("CREATE TABLE clean.a AS SELECT * FROM (VALUES ('l', ?), ('r', ?)) t(record_id, alamat)",
+                 [a, b])
+    matching.build_person_records(conn, ["a"])
+    got = conn.execute(f"""SELECT {ss.as_join_sql(ss.ADDRESS_WORDS_AGREE)}
+        FROM link.person_records l, link.person_records r
+        WHERE l.record_id = 'l' AND r.record_id = 'r'""").fetchall()[0][0]
+    assert bool(got) is want
+
+
+@pytest.mark.parametrize("kel_l, kode_l, kel_r, kode_r, want", [
+    ("ULVERSTONE", None, "ULVERTSONE", None, True),  # uncoded names one typo apart
+    ("ELERMORE VALE", None, "ELERMOR E VALE", None, True),
+    ("RYDE", None, "RYDD", None, False),  # short names: exact only
+    ("ULVERSTONE", None, "ULVERSTON EAST", None, False),
+    # coded kelurahan are compared by code only, however alike their names
+    ("CEMPAKA PUTIH TIMUR", "3171050001", "CEMPAKA PUTIH TIMUK", "3171050002", False),
+    ("CEMPAKA PUTIH TIMUR", "3171050001", "CEMPAKA PUTIH TIMUK", None, False),
+])
+def test_same_kelurahan_by_code_else_by_name_one_typo(kel_l, kode_l, kel_r, kode_r, want):
+    got = duckdb.connect().execute(f"""SELECT {ss.SAME_KELURAHAN} FROM (SELECT
+        ?::VARCHAR kelurahan_l, ?::VARCHAR kode_kelurahan_l, ?::VARCHAR kelurahan_r,
+        ?::VARCHAR kode_kelurahan_r)""", [kel_l, kode_l, kel_r, kode_r]).fetchall()[0][0]
+    assert bool(got) is want
