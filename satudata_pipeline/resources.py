@@ -43,7 +43,7 @@ class WarehouseResource(DuckDBResource):
                 yield resource
             return
         config.owner_only()
-        warehouse = Path(self.database)
+        warehouse = Path(self.database).expanduser().resolve()
         run_id = context.run_id or "no-run"
         log = context.log
         wait = self.lock_wait_seconds if self.lock_wait_seconds is not None else warehouse_lock.lock_wait_seconds()
