@@ -44,7 +44,7 @@ class WarehouseResource(DuckDBResource):
             return
         config.owner_only()
         warehouse = Path(self.database).expanduser().resolve()
-        run_id = context.run_id or "no-run"
+        run_id = context.run.run_id if context.run is not None else "no-run"
         log = context.log
         wait = self.lock_wait_seconds if self.lock_wait_seconds is not None else warehouse_lock.lock_wait_seconds()
 
@@ -58,7 +58,7 @@ class WarehouseResource(DuckDBResource):
             log.info(f"warehouse lock taken ({lock.path}) after {waited:.1f} s")
             config.restrict_file(warehouse)
             instance = context.instance
-            if instance is not None and context.run_id:
+            if instance is not None and context.run is not None:
                 instance.add_run_tags(run_id, {warehouse_lock.TAG_WAREHOUSE_FILE: str(warehouse),
                                                warehouse_lock.TAG_PID: str(os.getpid())})
                 for dead in warehouse_lock.recover_dead_runs(instance, warehouse, run_id):
