@@ -1,4 +1,10 @@
-"""The full determination job, its monthly schedule, and the sensor that runs a new delivery once."""
+"""The full determination job, its monthly schedule, and the sensor that runs a new delivery once.
+
+A run requested by the schedule or the sensor waits in the daemon's queue (one run at a time), and
+when it starts it takes the warehouse lock like every other run (satudata_pipeline/resources.py):
+if `satudata run` holds the warehouse, it waits up to SATUDATA_LOCK_WAIT_SECONDS, then fails with
+a message naming the holder, and the sensor's next new delivery starts a new one.
+"""
 
 from __future__ import annotations
 

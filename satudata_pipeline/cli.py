@@ -22,7 +22,8 @@ EXIT_FAILED, EXIT_INVALID, EXIT_BUSY = 1, 2, 3
 
 DAGSTER_YAML = """\
 # Written by `satudata`. One run at a time: the DuckDB warehouse allows a single writer, so a
-# scheduled run, a sensor run and a run launched from the UI queue behind each other.
+# scheduled run, a sensor run and a run launched from the UI queue behind each other. (Every run
+# also holds the warehouse lock, <warehouse>.lock, which keeps `satudata run` out as well.)
 concurrency:
   runs:
     max_concurrent_runs: 1
