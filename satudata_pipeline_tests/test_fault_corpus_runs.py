@@ -162,8 +162,10 @@ def next_start(state: Path, monkeypatch) -> tuple[dg.ExecuteInProcessResult, lis
 def run_status(state: Path, run_id: str) -> tuple[str, list[str]]:
     with dg.DagsterInstance.from_config(str(state / "dagster_home")) as instance:
         run = instance.get_run_by_id(run_id)
-        messages = [r.event_log_entry.user_message for r in instance.get_records_for_run(run_id, limit=100000).records
-                    if r.event_log_entry.dagster_event and r.event_log_entry.dagster_event.event_type_value == "PIPELINE_FAILURE"]
+        messages = [r.event_log_entry.dagster_event.message or "" for r in
+                    instance.get_records_for_run(run_id, limit=100000).records
+                    if r.event_log_entry.dagster_event
+                    and r.event_log_entry.dagster_event.event_type_value == "PIPELINE_FAILURE"]
         in_progress = instance.get_runs_count(dg.RunsFilter(statuses=[
             dg.DagsterRunStatus.STARTING, dg.DagsterRunStatus.STARTED, dg.DagsterRunStatus.CANCELING]))
     return run.status.value, messages + [f"in_progress={in_progress}"]
@@ -466,3 +468,31 @@ def test_satudata_ui_sigterm_leaves_no_children(tmp_path):
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def test_recovery_reports_only_runs_whose_process_is_gone():
+    """Unit level: of two STARTED runs on the warehouse, the one whose process is alive is left alone."""
+    from satudata_pipeline.warehouse_lock import TAG_PID, TAG_WAREHOUSE_FILE, recover_dead_runs
+
+    @dg.op
+    def noop():
+        return None
+
+    @dg.job
+    def job():
+        noop()
+
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    warehouse = "/tmp/some/warehouse.duckdb"
+    with dg.DagsterInstance.ephemeral() as instance:
+        runs = {}
+        for name, pid, where in (("alive", os.getpid(), warehouse), ("dead", gone.pid, warehouse),
+                                 ("elsewhere", gone.pid, "/tmp/other/warehouse.duckdb")):
+            run = instance.create_run_for_job(job_def=job, tags={TAG_WAREHOUSE_FILE: where, TAG_PID: str(pid)},
+                                              status=dg.DagsterRunStatus.STARTED)
+            runs[name] = run.run_id
+        assert recover_dead_runs(instance, warehouse, "current-run") == [runs["dead"]]
+        status = {k: instance.get_run_by_id(v).status for k, v in runs.items()}
+    assert status == {"alive": dg.DagsterRunStatus.STARTED, "dead": dg.DagsterRunStatus.FAILURE,
+                      "elsewhere": dg.DagsterRunStatus.STARTED}
