@@ -93,8 +93,7 @@ def warehouse_busy_message(result) -> str | None:
         seen = 0
         while error is not None and seen < 10:
             if error.cls_name == "WarehouseBusy":
-                return error.message.split(": ", 1)[-1].strip() if error.message.startswith(
-                    "satudata_pipeline.warehouse_lock.WarehouseBusy") else error.message.strip()
+                return error.message.split("WarehouseBusy: ", 1)[-1].strip()
             error = error.cause or error.context
             seen += 1
     return None
@@ -147,7 +146,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     if failed:
         print("checks failed with ERROR severity: " + ", ".join(failed))
     if warned:
-        print("checks failed with WARN severity (published, look at them): " + ", ".join(warned))
+        print("checks failed with WARN severity (not blocking; look at them): " + ", ".join(warned))
     print(f"warehouse (DuckDB): {config.warehouse_path()}")
     print("  published tables: main.golden_person, main.person_source_link, main.beneficiary_review,")
     print("    programs.eligible_not_enrolled, programs.program_summary (each publication logged in main.publication_log)")
