@@ -8,9 +8,9 @@ main.person_source_link and main.beneficiary_review equals the sample publicatio
 
 | case | expected |
 |---|---|
-| three `satudata run` at once (default wait / wait 0) | one writer at a time; the third fails at once (exit 3) naming the warehouse and the holder |
-| a run killed (SIGKILL) before the publish commit | publication byte-identical; the dead run is reported failed at the next start |
-| a run killed (SIGKILL) after the publish commit | its publication stands; the next start reports it failed and rebuilds the lagging exports |
+| three `satudata run` at once | one writer at a time; the third (wait 0) fails at once (exit 3), naming the holder |
+| a run killed (SIGKILL) before the publish commit | publication byte-identical; reported failed at the next start |
+| a run killed (SIGKILL) after the publish commit | it stays published; the next start fails it, rebuilds the exports |
 | a program no longer published | its export folder moves to `_arsip/<date>-<PROGRAM>/` |
 | file modes | state folder 0700, nothing under it readable by group or others |
 | nominal_bulanan 999,999,999,999 | review with `amount_above_rule`, never keep |
@@ -229,7 +229,7 @@ def three_at_once(published, delivery_999, tmp_path_factory) -> dict:
     b, log_b = _start(state, delivery_999, "B")
     c, log_c = _start(state, SAMPLE, "C", **{LOCK_WAIT_ENV: "0"})
     rcs = {name: p.wait(timeout=900) for name, p in (("A", a), ("B", b), ("C", c))}
-    return {"state": state, "rc": rcs, "log": {"A": log_a.read_text(), "B": log_b.read_text(), "C": log_c.read_text()},
+    return {"state": state, "rc": rcs, "pid_a": a.pid, "log": {"A": log_a.read_text(), "B": log_b.read_text(), "C": log_c.read_text()},
             "run_id": {"A": _run_id(log_a), "B": _run_id(log_b), "C": _run_id(log_c)}}
 
 
@@ -272,7 +272,8 @@ def test_two_runs_at_once_the_second_waits_and_publishes_after_the_first(publish
     state, ids, rc = three_at_once["state"], three_at_once["run_id"], three_at_once["rc"]
     warehouse = state / "warehouse.duckdb"
     assert rc["A"] == 0 and rc["B"] == 0, three_at_once["log"]
-    assert f"is in use by run {ids['A']}" in three_at_once["log"]["B"] and "waiting up to 300 s" in three_at_once["log"]["B"]
+    log_b = three_at_once["log"]["B"]
+    assert f"is in use by run {ids['A']}" in log_b and "waiting up to 300 s" in log_b
     # exactly one publication per run, in order: the sample's, A's, B's (never C's)
     log = publication_log(warehouse)
     assert [r[0] for r in log] == [published["run_id"], ids["A"], ids["B"]]
@@ -298,8 +299,10 @@ def test_a_run_that_finds_the_warehouse_busy_with_wait_0_fails_at_once_and_publi
     state, ids = three_at_once["state"], three_at_once["run_id"]
     assert three_at_once["rc"]["C"] == 3
     message = three_at_once["log"]["C"]
-    assert f"run {ids['C']}: not started: the warehouse {state / 'warehouse.duckdb'} is in use by run {ids['A']}" in message
-    assert "(SATUDATA_LOCK_WAIT_SECONDS=0)" in message and "pid " in message
+    warehouse = state / "warehouse.duckdb"
+    assert f"run {ids['C']}: not started: the warehouse {warehouse} is in use by run {ids['A']}" in message
+    assert f"(pid {three_at_once['pid_a']}, holding it since " in message
+    assert "waited 0 s (SATUDATA_LOCK_WAIT_SECONDS=0)" in message
     assert ids["C"] not in [r[0] for r in publication_log(state / "warehouse.duckdb")]
     status, _ = run_status(state, ids["C"])
     assert status == "FAILURE"
@@ -308,8 +311,9 @@ def test_a_run_that_finds_the_warehouse_busy_with_wait_0_fails_at_once_and_publi
 def test_a_roster_amount_of_999_999_999_999_goes_to_review_with_its_reason(published, three_at_once):
     """The row B changed (kept in the sample publication) is reviewed, with the reason and amounts in words."""
     with _connect(three_at_once["state"] / "warehouse.duckdb") as conn:
-        row = conn.execute("SELECT verdict, reasons, evidence, nominal_bulanan, nominal_aturan FROM main.beneficiary_review "
-                           "WHERE program = 'KJP' AND record_id = ?", [published["kjp_keep"]]).fetchall()
+        row = conn.execute("SELECT verdict, reasons, evidence, nominal_bulanan, nominal_aturan "
+                           "FROM main.beneficiary_review WHERE program = 'KJP' AND record_id = ?",
+                           [published["kjp_keep"]]).fetchall()
     assert len(row) == 1
     verdict, reasons, evidence, nominal, rule = row[0]
     assert (verdict, reasons, nominal) == ("review", ["amount_above_rule"], 999_999_999_999)

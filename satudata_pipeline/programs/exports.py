@@ -240,7 +240,8 @@ def is_program_folder(path: Path) -> bool:
     return path.is_dir() and not path.is_symlink() and not path.name.startswith((".", "_"))
 
 
-def retire_unpublished(out_root: Path, published_programs: Sequence[str], today: dt.date | None = None) -> dict[str, Path]:
+def retire_unpublished(out_root: Path, published_programs: Sequence[str],
+                       today: dt.date | None = None) -> dict[str, Path]:
     """Move the folder of every program that is no longer published to `_arsip/<date>-<PROGRAM>/`.
 
     An office must not keep working from a list that is no longer produced, and nothing is deleted
