@@ -1,4 +1,11 @@
-"""The full determination job, its monthly schedule, and the sensor that runs a new delivery once."""
+"""The full determination job, its monthly schedule, and the sensor that runs a new delivery once.
+
+A run requested by the schedule or the sensor waits in the daemon's queue (one run at a time; runs
+of `satudata run` are in the same instance, so it waits for them too), and when it starts it takes
+the warehouse lock like every other run (satudata_pipeline/resources.py). Should the warehouse still
+be held (a run of another Dagster instance), it waits up to SATUDATA_LOCK_WAIT_SECONDS and then fails
+naming the holder: re-execute it from the UI (the sensor runs each delivery once).
+"""
 
 from __future__ import annotations
 

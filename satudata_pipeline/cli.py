@@ -1,9 +1,16 @@
-"""`satudata`: generate a synthetic delivery, validate a delivery, run the determination, open the UI."""
+"""`satudata`: generate a synthetic delivery, validate a delivery, run the determination, open the UI.
+
+Exit codes of `satudata run`: 0 published with no check failing at ERROR; 1 the run failed or a
+check failed at ERROR; 2 the delivery or a setting is invalid; 3 another run holds the warehouse
+(after waiting `SATUDATA_LOCK_WAIT_SECONDS`). Every command works with umask 077 (owner-only files).
+"""
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -11,9 +18,12 @@ from pathlib import Path
 
 from satudata_pipeline import config
 
+EXIT_FAILED, EXIT_INVALID, EXIT_BUSY = 1, 2, 3
+
 DAGSTER_YAML = """\
 # Written by `satudata`. One run at a time: the DuckDB warehouse allows a single writer, so a
-# scheduled run, a sensor run and a run launched from the UI queue behind each other.
+# scheduled run, a sensor run and a run launched from the UI queue behind each other. (Every run
+# also holds the warehouse lock, <warehouse>.lock, which keeps `satudata run` out as well.)
 concurrency:
   runs:
     max_concurrent_runs: 1
@@ -25,7 +35,7 @@ telemetry:
 def dagster_home() -> Path:
     """A persistent Dagster instance in the state folder, so runs from the CLI show in the UI."""
     home = Path(os.environ.get("DAGSTER_HOME") or config.state_dir() / "dagster_home")
-    home.mkdir(parents=True, exist_ok=True)
+    home.mkdir(mode=0o700, parents=True, exist_ok=True)
     yaml_path = home / "dagster.yaml"
     if not yaml_path.exists():
         yaml_path.write_text(DAGSTER_YAML)
@@ -59,16 +69,14 @@ def cmd_validate(args: argparse.Namespace) -> int:
     return 0
 
 
-def failed_error_checks(result) -> list[str]:
-    """Names of checks that failed with ERROR severity in a run (blocking or not)."""
-    import dagster as dg
-
+def failed_checks(result, severity: str = "ERROR") -> list[str]:
+    """Names of checks that failed with this severity ("ERROR" or "WARN") in a run (blocking or not)."""
     failed = []
     for event in result.all_events:
         if event.event_type_value == "ASSET_CHECK_EVALUATION":
             data = event.event_specific_data
             evaluation = getattr(data, "asset_check_evaluation", data)
-            if not evaluation.passed and evaluation.severity == dg.AssetCheckSeverity.ERROR:
+            if not evaluation.passed and evaluation.severity.value == severity:
                 failed.append(f"{evaluation.asset_key.to_user_string()}:{evaluation.check_name}")
     return failed
 
@@ -85,16 +93,42 @@ def blocking_explanations(result) -> list[str]:
     return out
 
 
+def failed_error_checks(result) -> list[str]:
+    """Names of checks that failed with ERROR severity in a run (blocking or not)."""
+    return failed_checks(result, "ERROR")
+
+
+def warehouse_busy_message(result) -> str | None:
+    """The message of `WarehouseBusy` if the run failed because another run holds the warehouse."""
+    for event in result.all_events:
+        error = getattr(event.event_specific_data, "error", None)
+        seen = 0
+        while error is not None and seen < 10:
+            if error.cls_name == "WarehouseBusy":
+                return error.message.split("WarehouseBusy: ", 1)[-1].strip()
+            error = error.cause or error.context
+            seen += 1
+    return None
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     if args.data_dir:
         os.environ["SATUDATA_DATA_DIR"] = str(Path(args.data_dir).resolve())
     if args.retrain:
         os.environ["SATUDATA_RETRAIN"] = "1"
+    config.owner_only()
     dagster_home()
     import dagster as dg
 
+    from satudata_pipeline import warehouse_lock
     from satudata_pipeline.automation import FULL_JOB
     from satudata_pipeline.contract.sources import ContractError
+
+    try:
+        warehouse_lock.lock_wait_seconds()
+    except ValueError as exc:
+        print(f"invalid setting: {exc}", file=sys.stderr)
+        return EXIT_INVALID
 
     try:
         from satudata_pipeline.contract.sources import load_delivery
@@ -116,15 +150,26 @@ def cmd_run(args: argparse.Namespace) -> int:
             instance=instance,
             raise_on_error=False,
             run_config=run_config,
+            # which warehouse this run writes and which process runs it: a later run that finds this
+            # process gone while the run is still "started" reports it failed (warehouse_lock.py)
+            tags={warehouse_lock.TAG_WAREHOUSE_FILE: str(config.warehouse_path()),
+                  warehouse_lock.TAG_PID: str(os.getpid())},
         )
     seconds = time.monotonic() - started
-    failed = failed_error_checks(result)
+    busy = warehouse_busy_message(result)
+    if busy:
+        print(f"\nrun {result.run_id}: not started: {busy}", file=sys.stderr)
+        return EXIT_BUSY
+    failed = failed_checks(result, "ERROR")
+    warned = failed_checks(result, "WARN")
     print()
     print(f"run {result.run_id}: {'succeeded' if result.success else 'FAILED'} in {seconds:.1f} s")
     if failed:
         print("checks failed with ERROR severity: " + ", ".join(failed))
         for text in blocking_explanations(result):
             print(text)
+    if warned:
+        print("checks failed with WARN severity (not blocking; look at them): " + ", ".join(warned))
     print(f"warehouse (DuckDB): {config.warehouse_path()}")
     print("  published tables: main.golden_person, main.person_source_link, main.beneficiary_review,")
     print("    programs.eligible_not_enrolled, programs.program_summary (each publication logged in main.publication_log)")
@@ -133,14 +178,88 @@ def cmd_run(args: argparse.Namespace) -> int:
     print(f"exports per program: {config.exports_dir()}")
     print(f"reports (linkage charts, run summary): {config.reports_dir()}")
     print("open the UI (lineage, runs, checks): ./scripts/ui.sh  ->  http://127.0.0.1:3000")
-    return 0 if result.success and not failed else 1
+    return 0 if result.success and not failed else EXIT_FAILED
+
+
+UI_STOP_SECONDS = 30.0  # how long `dagster dev` gets to shut its services down before they are killed
+
+
+def group_members(pgid: int) -> list[int]:
+    """Live (non-zombie) processes of a process group, from /proc (Linux)."""
+    members = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError, IndexError, ValueError):
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            if int(fields[2]) == pgid and fields[0] != "Z":
+                members.append(int(stat.parent.name))
+    return members
+
+
+def _group_alive(pgid: int) -> bool:
+    if Path("/proc/self/stat").exists():
+        return bool(group_members(pgid))
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def stop_process_group(pgid: int, grace: float = UI_STOP_SECONDS) -> None:
+    """Terminate whatever is left of a process group (SIGTERM, then SIGKILL after `grace` seconds)."""
+    for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 5.0)):
+        if not _group_alive(pgid):
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(pgid, sig)
+        deadline = time.monotonic() + wait
+        while _group_alive(pgid) and time.monotonic() < deadline:
+            time.sleep(0.2)
+
+
+def supervise(cmd: list[str], cwd: Path, grace: float = UI_STOP_SECONDS) -> int:
+    """Run `cmd` in its own process group and take every process of that group down with us.
+
+    SIGTERM, SIGINT or SIGHUP to `satudata ui` is passed on to `dagster dev` as SIGINT (its orderly
+    shutdown of the webserver, the daemon and the code servers); whatever is still running after
+    `grace` seconds, or after `dagster dev` exited, gets SIGTERM and then SIGKILL. Runs launched from
+    the UI run in the same group and stop too (the next run recovers them, docs/reliability.md)."""
+    proc = subprocess.Popen(cmd, cwd=cwd, start_new_session=True)
+    received: list[int] = []
+
+    def forward(signum, _frame):
+        received.append(signum)
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(proc.pid, signal.SIGINT)
+
+    handled = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+    previous = {s: signal.signal(s, forward) for s in handled}
+    rc = None
+    try:
+        stop_by = None
+        while rc is None:
+            try:
+                rc = proc.wait(timeout=0.5)
+            except subprocess.TimeoutExpired:
+                if received and stop_by is None:
+                    stop_by = time.monotonic() + grace
+                if stop_by is not None and time.monotonic() > stop_by:
+                    break  # dagster dev did not finish its shutdown in time: the group is stopped below
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+        stop_process_group(proc.pid, grace=5.0)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(timeout=5)
+    return 128 + received[0] if received else (rc if rc is not None else EXIT_FAILED)
 
 
 def cmd_ui(args: argparse.Namespace) -> int:
+    config.owner_only()
     dagster_home()
     workspace = config.PROJECT_DIR / "workspace.yaml"
     cmd = [sys.executable, "-m", "dagster", "dev", "-w", str(workspace), "-h", args.host, "-p", str(args.port)]
-    return subprocess.call(cmd, cwd=config.PROJECT_DIR)
+    return supervise(cmd, cwd=config.PROJECT_DIR)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -172,6 +291,7 @@ def main(argv: list[str] | None = None) -> int:
     p.set_defaults(func=cmd_ui)
 
     args = parser.parse_args(argv)
+    os.umask(config.OWNER_ONLY_UMASK)  # everything satudata writes holds personal data: owner-only
     return args.func(args)
 
 

@@ -3,6 +3,10 @@
 Assets of the sources and clean stages are generated from the data directory's sources.yaml, so the
 delivery is parsed and validated here, when the code location loads: a broken delivery shows up as a
 load error naming the source, file and column, before anything runs.
+
+Loading the code location also sets umask 077 (`config.owner_only()`): every process that loads it
+(the webserver's code server, the daemon, a launched run) creates owner-only files. The `warehouse`
+resource holds the warehouse lock for the whole of every run (satudata_pipeline/resources.py).
 """
 
 from __future__ import annotations
@@ -10,7 +14,6 @@ from __future__ import annotations
 import datetime as dt
 
 import dagster as dg
-from dagster_duckdb import DuckDBResource
 
 from satudata_pipeline import config
 from satudata_pipeline.automation import build_automation
@@ -20,6 +23,7 @@ from satudata_pipeline.contract.sources import Delivery, load_delivery
 from satudata_pipeline.golden.assets import build_golden_assets
 from satudata_pipeline.link.assets import build_link_assets
 from satudata_pipeline.programs.assets import build_program_assets
+from satudata_pipeline.resources import WarehouseResource
 from satudata_pipeline.sources.assets import build_source_assets
 
 
@@ -64,13 +68,15 @@ def build_defs(delivery: Delivery, warehouse: str | None = None) -> dg.Definitio
         jobs=jobs,
         schedules=schedules,
         sensors=sensors,
-        resources={"warehouse": DuckDBResource(database=warehouse or str(config.warehouse_path()))},
+        resources={"warehouse": WarehouseResource(database=warehouse or str(config.warehouse_path()))},
         # DuckDB allows one writer per file: every step of a run executes in one process, one
-        # after another, so no two steps ever hold the file at once.
+        # after another, so no two steps ever hold the file at once; and the warehouse resource,
+        # initialised once per run, holds the warehouse lock so that no two runs interleave.
         executor=dg.in_process_executor,
     )
 
 
+config.owner_only()
 defs = build_defs(load_delivery())
 
 __all__ = ["defs", "build_defs", "QUARANTINE_KEY"]

@@ -18,6 +18,7 @@ the snapshot of the previous publication, and checked for consistency with each 
 from __future__ import annotations
 
 import glob
+import json
 import os
 import signal
 import sqlite3
@@ -240,5 +241,10 @@ def test_satudata_run_killed_mid_way_leaves_the_publication_intact_and_a_rerun_s
     # the exports were swapped in whole: no temporary folders left, every program folder complete
     exports = state / "exports"
     assert not [p for p in exports.iterdir() if p.name.startswith(".")]
-    for folder in exports.iterdir():
+    folders = [p for p in exports.iterdir() if p.is_dir()]
+    assert folders and not [p for p in folders if p.name.startswith("_")]  # no program was retired
+    for folder in folders:
         assert (folder / f"{folder.name}_review.xlsx").exists() and list(folder.glob("*.csv"))
+    # ...and they say which publication they follow: the rerun's
+    manifest = json.loads((exports / "_manifest.json").read_text())
+    assert manifest["publication_run_id"] == result.run_id == after["main.publication_log"][1][-1][0]

@@ -29,6 +29,7 @@ through `current_snapshot_date()`, which tests replace with monkeypatch; a run c
 
 import os
 import shutil
+from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 
@@ -263,7 +264,9 @@ def build_program_assets() -> list:
         description=(
             "Per program, an xlsx (summary sheet + one sheet per kota) and one csv per kota for the program "
             "office: masked NIK, name, verdict, reasons, amount; no welfare attributes. Written from the "
-            "published main.beneficiary_review, into a temporary folder renamed into place per program."
+            "published main.beneficiary_review, into a temporary folder renamed into place per program; "
+            "folders of programs no longer published move to _arsip/<date>-<PROGRAM>/, and _manifest.json "
+            "names the publication the exports follow."
         ),
         kinds={"xlsx", "csv"},
     )
@@ -272,10 +275,15 @@ def build_program_assets() -> list:
     ) -> dg.MaterializeResult:
         out_root = _exports_root()
         with warehouse.get_connection() as conn:
-            written = export_atomically(conn, out_root, list(config.programs) or None, context.run.run_id)
+            result = export_atomically(conn, out_root, list(config.programs) or None, context.run.run_id)
+        written = result.written
+        for program, target in result.retired.items():
+            context.log.warning(f"program {program} is no longer published: its export folder was moved to {target}")
         return dg.MaterializeResult(
             metadata={
                 "exports_dir": dg.MetadataValue.path(str(out_root)),
+                "publication_run_id": result.manifest["publication_run_id"] or "",
+                "retired_to_archive": ", ".join(sorted(result.retired)) or "none",
                 "programs": ", ".join(written) or "none",
                 "files": sum(1 + len(v["csv"]) for v in written.values()),
                 "rows_by_program": dg.MetadataValue.json({p: v["rows"] for p, v in written.items()}),
@@ -293,13 +301,22 @@ INCOMING_PREFIX = ".incoming-"
 OLD_PREFIX = ".old-"
 
 
-def export_atomically(conn, out_root: Path, programs: list[str] | None, run_id: str) -> dict[str, dict]:
+@dataclass
+class ExportResult:
+    written: dict[str, dict]   # {program: {"xlsx", "csv", "rows", "kota"}}
+    retired: dict[str, Path]   # {program: its folder in the archive}
+    manifest: dict
+
+
+def export_atomically(conn, out_root: Path, programs: list[str] | None, run_id: str) -> ExportResult:
     """Write the exports into `<exports>/.incoming-<run>/` and move each program folder into place.
 
     A program office never sees a half-written folder: a folder is either the previous complete
     export or the new complete one (the swap is two renames on the same file system; a crash between
     them leaves `.old-<PROGRAM>`, which the next export removes). Leftovers of killed runs are
-    cleaned up first."""
+    cleaned up first. Then the folder of every program that is no longer published is moved to
+    `_arsip/<date>-<PROGRAM>/`, and `_manifest.json` records the publication (run_id of
+    main.publication_log) the exports now follow."""
     out_root.mkdir(parents=True, exist_ok=True)
     for leftover in out_root.iterdir():
         if leftover.is_dir() and leftover.name.startswith((INCOMING_PREFIX, OLD_PREFIX)):
@@ -318,4 +335,6 @@ def export_atomically(conn, out_root: Path, programs: list[str] | None, run_id: 
             "csv": [final / c.name for c in written[program]["csv"]],
         }
     shutil.rmtree(incoming, ignore_errors=True)
-    return written
+    retired = exports.retire_unpublished(out_root, exports.published_programs(conn))
+    manifest = exports.write_manifest(out_root, exports.latest_publication(conn), written)
+    return ExportResult(written, retired, manifest)

@@ -6,10 +6,20 @@
 Only what an office needs to act on a row: the roster's record_id, masked NIK (`3171********0001`),
 name, jenjang, kota/kecamatan, verdict, reasons and amounts. No welfare attributes (desil, disability,
 assets), no evidence text, no person_id, no birth date.
+
+Next to the program folders (docs/reliability.md):
+
+    <exports>/_manifest.json                   which publication (run_id of main.publication_log) the
+                                               folders were written from, and when
+    <exports>/_arsip/<YYYY-MM-DD>-<PROGRAM>/   the folder of a program that is no longer published,
+                                               moved aside on that day (never deleted, never left in place)
 """
 
 from __future__ import annotations
 
+import datetime as dt
+import json
+import os
 import re
 import shutil
 from collections.abc import Sequence
@@ -163,12 +173,100 @@ def export_programs(
 ) -> dict[str, dict]:
     """Export every program present in beneficiary_review (or only `programs`)."""
     load_wilayah(conn)
-    present = [
-        r[0] for r in conn.execute(f"SELECT DISTINCT program FROM {REVIEW_TABLE} ORDER BY 1").fetchall()
-    ]
+    present = published_programs(conn)
     wanted = [p for p in present if not programs or p in set(programs)]
     out_root.mkdir(parents=True, exist_ok=True)
     return {p: export_program(conn, p, out_root) for p in wanted}
 
 
-__all__ = ["EXPORT_COLUMNS", "FORBIDDEN_COLUMNS", "export_program", "export_programs"]
+MANIFEST = "_manifest.json"
+ARCHIVE = "_arsip"
+PUBLICATION_LOG = "main.publication_log"
+
+
+def latest_publication(conn: duckdb.DuckDBPyConnection) -> tuple[str, str] | None:
+    """(run_id, published_at) of the latest row of main.publication_log; None before the first publish."""
+    n = conn.execute(
+        "SELECT count(*) FROM information_schema.tables WHERE table_schema = 'main' AND table_name = 'publication_log'"
+    ).fetchall()[0][0]
+    if not n:
+        return None
+    rows = conn.execute(
+        f"SELECT run_id, CAST(published_at AS VARCHAR) FROM {PUBLICATION_LOG} ORDER BY published_at DESC LIMIT 1"
+    ).fetchall()
+    return (rows[0][0], rows[0][1]) if rows else None
+
+
+def read_manifest(out_root: Path) -> dict:
+    """The exports manifest ({} when there is none or it cannot be read)."""
+    try:
+        data = json.loads((out_root / MANIFEST).read_text())
+        return data if isinstance(data, dict) else {}
+    except (OSError, ValueError):
+        return {}
+
+
+def write_manifest(out_root: Path, publication: tuple[str, str] | None, written: dict[str, dict]) -> dict:
+    """Record the publication the exports follow (replaced atomically: a reader never sees half a file)."""
+    previous = read_manifest(out_root)
+    now = dt.datetime.now().astimezone().isoformat(timespec="seconds")
+    programs = {p: v for p, v in (previous.get("programs") or {}).items() if (out_root / p).is_dir()}
+    for program, info in written.items():
+        programs[program] = {"rows": info["rows"], "files": 1 + len(info["csv"]), "written_at": now,
+                             "publication_run_id": publication[0] if publication else None}
+    manifest = {
+        "publication_run_id": publication[0] if publication else None,
+        "published_at": publication[1] if publication else None,
+        "written_at": now,
+        "programs": dict(sorted(programs.items())),
+    }
+    tmp = out_root / f".{MANIFEST}.{os.getpid()}.tmp"
+    tmp.write_text(json.dumps(manifest, indent=2) + "\n")
+    os.replace(tmp, out_root / MANIFEST)
+    return manifest
+
+
+def exports_behind(conn: duckdb.DuckDBPyConnection, out_root: Path) -> tuple[str, str | None] | None:
+    """(latest publication run_id, run_id the exports follow) when the exports lag the publication, else None."""
+    latest = latest_publication(conn)
+    if latest is None:
+        return None
+    follows = read_manifest(out_root).get("publication_run_id")
+    return None if follows == latest[0] else (latest[0], follows)
+
+
+def is_program_folder(path: Path) -> bool:
+    """A program's export folder (not the manifest, the archive or a temporary folder)."""
+    return path.is_dir() and not path.is_symlink() and not path.name.startswith((".", "_"))
+
+
+def retire_unpublished(out_root: Path, published_programs: Sequence[str],
+                       today: dt.date | None = None) -> dict[str, Path]:
+    """Move the folder of every program that is no longer published to `_arsip/<date>-<PROGRAM>/`.
+
+    An office must not keep working from a list that is no longer produced, and nothing is deleted
+    (a folder moved aside the same day twice gets a `-2`, `-3`... suffix). Returns {program: new path}."""
+    keep = set(published_programs)
+    day = (today or dt.date.today()).isoformat()
+    moved: dict[str, Path] = {}
+    for folder in sorted(out_root.iterdir()) if out_root.exists() else []:
+        if not is_program_folder(folder) or folder.name in keep:
+            continue
+        archive = out_root / ARCHIVE
+        archive.mkdir(exist_ok=True)
+        target, n = archive / f"{day}-{folder.name}", 1
+        while target.exists():
+            n += 1
+            target = archive / f"{day}-{folder.name}-{n}"
+        folder.rename(target)
+        moved[folder.name] = target
+    return moved
+
+
+def published_programs(conn: duckdb.DuckDBPyConnection) -> list[str]:
+    return [r[0] for r in conn.execute(f"SELECT DISTINCT program FROM {REVIEW_TABLE} ORDER BY 1").fetchall()]
+
+
+__all__ = ["ARCHIVE", "EXPORT_COLUMNS", "FORBIDDEN_COLUMNS", "MANIFEST", "export_program", "export_programs",
+           "exports_behind", "latest_publication", "published_programs", "read_manifest",
+           "retire_unpublished", "write_manifest"]

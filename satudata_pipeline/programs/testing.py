@@ -77,6 +77,7 @@ PEOPLE = [
     # left DKI before the snapshot, came back after it: golden ("latest move wins") says in DKI
     _person("P26", "1950-01-01", dki=True, moved="2026-12-01", dest="3174050001"),
     _person("P27", "1950-01-01", dki=True, moved="2025-01-01", dest="3171010001"),  # left, came back
+    _person("P40", "2016-01-01"),                                   # KJP SD pupil paid above the rule
 ]
 
 # death and migration registry rows behind the golden facts: (person_id, date, destination)
@@ -115,6 +116,7 @@ ROSTER = [
     ("klj_2026", "KLJ", "KLJ-025", "P25", None, 300000, "2019-01-01"),
     ("klj_2026", "KLJ", "KLJ-026", "P26", None, 300000, "2019-01-01"),
     ("klj_2026", "KLJ", "KLJ-027", "P27", None, 300000, "2019-01-01"),
+    ("kjp_2026", "KJP", "KJP-040", "P40", "SD", 999_999_999_999, "2023-07-01"),  # rule: SD 250,000
 ]
 
 QUARANTINED = [("kjp_2026", "KJP-Q01")]
@@ -143,6 +145,7 @@ EXPECTED: dict[tuple[str, str], tuple[str, list[str]]] = {
     ("klj_2026", "KLJ-025"): ("remove", ["deceased", "moved_out"]),
     ("klj_2026", "KLJ-026"): ("remove", ["moved_out"]),
     ("klj_2026", "KLJ-027"): ("keep", []),
+    ("kjp_2026", "KJP-040"): ("review", ["amount_above_rule"]),
     ("kjp_2026", "KJP-Q01"): ("review", ["identity_unresolved"]),
 }
 

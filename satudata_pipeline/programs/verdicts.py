@@ -30,6 +30,7 @@ REVIEW_REASONS = (
     "asset_exclusion",
     "disability_unconfirmed",
     "stale_record",
+    "amount_above_rule",
 )
 REASON_CODES = tuple(sorted(REMOVE_REASONS + REVIEW_REASONS))
 VERDICTS = ("keep", "remove", "review")
@@ -400,7 +401,10 @@ reasons AS (
                                 OR (f.excl_njop AND coalesce(f.njop_di_atas_1m, FALSE))) AS f_asset,
         NOT f.f_unresolved AND f.requires_disability AND NOT coalesce(f.disabilitas_any, FALSE) AS f_disab,
         NOT f.f_unresolved AND (f.last_verified IS NULL
-            OR f.last_verified < f.snap - to_months(f.staleness_months)) AS f_stale
+            OR f.last_verified < f.snap - to_months(f.staleness_months)) AS f_stale,
+        -- the roster pays more than the program's rule (for the row's jenjang): a fact of the row
+        -- itself, so it is checked even when the person is unresolved
+        coalesce(f.roster_nominal > f.nominal_aturan, FALSE) AS f_amount
     FROM flagged f
     LEFT JOIN dup d ON d.source = f.source AND d.record_id = f.record_id AND d.program = f.program
 ),
@@ -423,11 +427,12 @@ SELECT
     program, source, record_id, person_id,
     CASE WHEN f_remove THEN 'remove'
          WHEN f_unresolved OR f_dead_check OR f_moved_check OR f_no_welfare OR f_desil OR f_asset
-              OR f_disab OR f_stale
+              OR f_disab OR f_stale OR f_amount
              THEN 'review'
          ELSE 'keep' END AS verdict,
     list_filter([
         CASE WHEN f_age THEN 'age_ineligible' END,
+        CASE WHEN f_amount THEN 'amount_above_rule' END,
         CASE WHEN f_asset THEN 'asset_exclusion' END,
         -- a recorded death or move is always listed (the verdict and the evidence say whether
         -- it is conclusive); a possible death (not joined) only where it decides the verdict
@@ -445,6 +450,9 @@ SELECT
     nullif(concat_ws('; ',
         CASE WHEN f_age THEN 'age_ineligible: age ' || umur || ' at ' || strftime(snap, '%Y-%m-%d')
              || ', program range ' || age_label END,
+        CASE WHEN f_amount THEN 'amount_above_rule: roster pays Rp' || format('{{:,}}', roster_nominal)
+             || ' a month, the program rule says Rp' || format('{{:,}}', nominal_aturan)
+             || coalesce(' for jenjang ' || jenjang, '') END,
         CASE WHEN f_asset THEN 'asset_exclusion: ' || coalesce(welfare_evidence, 'welfare record')
              || coalesce(' ' || strftime(welfare_verified, '%Y-%m-%d'), '') || ' says '
              || concat_ws(' and ', CASE WHEN excl_car AND punya_mobil THEN 'car owner' END,

@@ -1,0 +1,99 @@
+"""The `warehouse` resource: DuckDB, plus what every run must do before and after its steps.
+
+Every run of the code location (the CLI's `satudata run`, a run launched from the UI, the schedule,
+the sensor) executes its steps in one process (in-process executor) and initialises this resource
+once, before its first step, and tears it down after its last. So the resource is where a run
+
+1. makes its files owner-only (umask 077, state folder 0700, warehouse file 0600);
+2. takes the warehouse lock (`warehouse_lock.WarehouseLock`), waiting at most
+   `SATUDATA_LOCK_WAIT_SECONDS`, and records the run's pid as a run tag;
+3. reports failed every run whose process died while it held the warehouse
+   (`warehouse_lock.recover_dead_runs`), so the daemon's queue moves on;
+4. rebuilds the exports when they lag the latest publication (a run killed after its publish commit);
+
+and releases the lock when the run ends, whatever the outcome. See docs/reliability.md.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+from dagster import InitResourceContext
+from dagster_duckdb import DuckDBResource
+from pydantic import Field
+
+from satudata_pipeline import config, warehouse_lock
+
+
+class WarehouseResource(DuckDBResource):
+    """DuckDB warehouse held by one run at a time (an exclusive lock on `<warehouse>.lock`)."""
+
+    lock_wait_seconds: float | None = Field(
+        default=None,
+        description="seconds a run waits for the warehouse lock; empty = SATUDATA_LOCK_WAIT_SECONDS (default 300)",
+    )
+
+    @contextlib.contextmanager
+    def yield_for_execution(self, context: InitResourceContext) -> Iterator[WarehouseResource]:
+        if self.database == ":memory:":
+            with super().yield_for_execution(context) as resource:
+                yield resource
+            return
+        config.owner_only()
+        warehouse = Path(self.database).expanduser().resolve()
+        run_id = context.run.run_id if context.run is not None else "no-run"
+        log = context.log
+        wait = self.lock_wait_seconds if self.lock_wait_seconds is not None else warehouse_lock.lock_wait_seconds()
+
+        def on_wait(holder):
+            who = holder.describe() if holder else "another run"
+            log.warning(f"the warehouse {warehouse} is in use by {who}: waiting up to {wait:g} s for it")
+
+        lock = warehouse_lock.WarehouseLock(warehouse)
+        waited = lock.acquire(run_id, wait, on_wait=on_wait)
+        try:
+            log.info(f"warehouse lock taken ({lock.path}) after {waited:.1f} s")
+            config.restrict_file(warehouse)
+            instance = context.instance
+            if instance is not None and context.run is not None:
+                instance.add_run_tags(run_id, {warehouse_lock.TAG_WAREHOUSE_FILE: str(warehouse),
+                                               warehouse_lock.TAG_PID: str(os.getpid())})
+                for dead in warehouse_lock.recover_dead_runs(instance, warehouse, run_id):
+                    log.warning(f"run {dead} died while it held this warehouse (its process is gone): "
+                                "reported failed")
+            self._catch_up_exports(run_id, log)
+            with super().yield_for_execution(context) as resource:
+                yield resource
+        finally:
+            lock.release()
+
+    def _catch_up_exports(self, run_id: str, log) -> None:
+        """Rebuild the exports from the latest publication when they lag it (never fails the run:
+        the run's own export step writes them again)."""
+        from satudata_pipeline.programs import exports
+        from satudata_pipeline.programs.assets import export_atomically
+
+        out_root = config.exports_dir()
+        try:
+            with self.get_connection() as conn:
+                behind = exports.exports_behind(conn, out_root)
+                if behind is None:
+                    return
+                latest, follows = behind
+                result = export_atomically(conn, out_root, None, run_id)
+        except Exception as exc:  # noqa: BLE001 (logged; the export step of this run retries)
+            log.warning(f"the exports lag the latest publication and could not be rebuilt now "
+                        f"({type(exc).__name__}); this run's export step writes them again")
+            return
+        why = (f"followed publication {follows}, but the latest is {latest} (a run ended after publishing, "
+               "before its exports)") if follows else f"recorded no publication (no {exports.MANIFEST})"
+        log.warning(
+            f"the exports {why}: rebuilt {len(result.written)} program folder(s) from publication {latest}"
+            + (f", archived {', '.join(sorted(result.retired))}" if result.retired else "")
+        )
+
+
+__all__ = ["WarehouseResource"]
