@@ -105,6 +105,8 @@ ROSTER = [
     ("kjp_2026", "KJP", "KJP-010A", "P10", "SMP", 300000, "2024-07-01"),
     ("kjp_2026", "KJP", "KJP-010B", "P10", "SMP", 300000, "2023-07-01"),
     ("kjp_2026", "KJP", "KJP-010C", "P10", "SMP", 300000, "2023-07-01"),
+    # linked to P10 but carrying another valid NIK (a namesake born the same day elsewhere?)
+    ("kjp_2026", "KJP", "KJP-010D", "P10", "SMP", 300000, "2024-08-01"),
     ("kjp_2026", "KJP", "KJP-011", "P11", "SMA", 420000, "2022-07-01"),
     ("kjmu_2026", "KJMU", "KJMU-011", "P11", "PT", 1500000, "2025-08-01"),
     ("kjp_2026", "KJP", "KJP-012", "P12", "SMA", 420000, "2022-07-01"),
@@ -134,6 +136,7 @@ EXPECTED: dict[tuple[str, str], tuple[str, list[str]]] = {
     ("kjp_2026", "KJP-010A"): ("remove", ["duplicate_enrollment"]),
     ("kjp_2026", "KJP-010B"): ("keep", []),
     ("kjp_2026", "KJP-010C"): ("remove", ["duplicate_enrollment"]),
+    ("kjp_2026", "KJP-010D"): ("review", ["duplicate_enrollment"]),  # not conclusive: two NIKs
     ("kjp_2026", "KJP-011"): ("keep", []),
     ("kjmu_2026", "KJMU-011"): ("remove", ["duplicate_enrollment"]),
     ("kjp_2026", "KJP-012"): ("review", ["identity_unresolved"]),
@@ -150,6 +153,10 @@ EXPECTED: dict[tuple[str, str], tuple[str, list[str]]] = {
 }
 
 
+# roster rows that carry a NIK other than their person's (linked to the person all the same)
+OTHER_NIK = {"KJP-010D": "3172010303100001"}
+
+
 def build_fixture_warehouse(conn: duckdb.DuckDBPyConnection, *, registry_rows: bool = True) -> None:
     """Create the three input tables of the programs stage with the fixture people.
 
@@ -162,10 +169,12 @@ def build_fixture_warehouse(conn: duckdb.DuckDBPyConnection, *, registry_rows: b
     records = []
     links = []
     for source, program, rid, pid, jenjang, nominal, mulai in ROSTER:
+        nik = OTHER_NIK.get(rid, nik_of[pid])
         records.append(
             {
                 "unique_id": f"{source}:{rid}", "source": source, "kind": "program_roster", "program": program,
-                "record_id": rid, "nik": nik_of[pid], "nama": f"ORANG {pid}", "nama_asli": f"Orang {pid}",
+                "record_id": rid, "nik": nik, "nik_valid": nik is not None and len(nik) == 16,
+                "nama": f"ORANG {pid}", "nama_asli": f"Orang {pid}",
                 "jenjang": jenjang, "nominal_bulanan": nominal, "tanggal_mulai": date.fromisoformat(mulai),
                 # a roster row is verified when it enrols (a later verification of a dead or
                 # departed person would contradict the death or move: docs/verdict-rules.md)

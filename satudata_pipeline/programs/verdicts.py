@@ -20,6 +20,7 @@ import duckdb
 import pandas as pd
 
 from satudata_pipeline.contract.program_rules import ProgramRules, ProgramRulesError
+from satudata_pipeline.link.clusters import EVIDENCE_MIN_PROBABILITY
 from satudata_pipeline.golden.survivorship import event_evidence_relation
 
 REMOVE_REASONS = ("deceased", "moved_out", "age_ineligible", "duplicate_enrollment")
@@ -42,6 +43,21 @@ REVIEW_TABLE = "main.beneficiary_review"  # the published table (exports read it
 # registries are updated per household and are known to carry the dead with fresh dates (the very
 # problem satudata exists for), so their tanggal_pemutakhiran is no sign of life.
 CONTRADICTING_VERIFICATION_KINDS = ("program_roster",)
+
+
+# A link between two enrollments that removes the later one must hold without the NIK, as for
+# deaths and moves.
+DUPLICATE_MIN_PROBABILITY = EVIDENCE_MIN_PROBABILITY
+
+
+def _pair_probabilities_sql(conn: duckdb.DuckDBPyConnection) -> str:
+    """The stored pairs' probability without the NIK (an empty relation where link.match_pairs has no
+    such column, e.g. a warehouse linked before it existed)."""
+    if "match_probability_without_nik" in table_columns(conn, "link.match_pairs"):
+        return ("(SELECT unique_id_l AS uid_l, unique_id_r AS uid_r, match_probability_without_nik "
+                "FROM link.match_pairs)")
+    return ("(SELECT NULL::VARCHAR AS uid_l, NULL::VARCHAR AS uid_r, "
+            "NULL::DOUBLE AS match_probability_without_nik WHERE FALSE)")
 
 
 def golden_table(schema: str = "main") -> str:
@@ -195,7 +211,10 @@ def _roster_rows_sql(conn: duckdb.DuckDBPyConnection, schema: str = "main") -> s
                {_col(pr, 'kode_kota', 'r', 'VARCHAR')} AS roster_kode_kota,
                {_col(pr, 'kode_kecamatan', 'r', 'VARCHAR')} AS roster_kode_kecamatan,
                {_col(pr, 'kode_kelurahan', 'r', 'VARCHAR')} AS roster_kode_kelurahan,
-               l.person_id, l.link_method
+               l.person_id, l.link_method,
+               {_col(pr, 'unique_id', 'r', 'VARCHAR')} AS roster_uid,
+               {_col(pr, 'nik_valid', 'r', 'BOOLEAN')} AS roster_nik_valid,
+               {_col(pr, 'tanggal_lahir', 'r', 'DATE')} AS roster_lahir
         FROM link.person_records r
         LEFT JOIN (
             SELECT source, CAST(record_id AS VARCHAR) AS record_id, any_value(person_id) AS person_id,
@@ -214,7 +233,8 @@ def _roster_rows_sql(conn: duckdb.DuckDBPyConnection, schema: str = "main") -> s
             WHERE r2.source = l.source AND CAST(r2.record_id AS VARCHAR) = CAST(l.record_id AS VARCHAR))"""
     quarantined = f"""
         SELECT l.source, rs.program, CAST(l.record_id AS VARCHAR), NULL, NULL, NULL, NULL, NULL,
-               NULL, NULL, NULL, NULL, {'l.link_method' if has_lm else "'quarantined'"}
+               NULL, NULL, NULL, NULL, {'l.link_method' if has_lm else "'quarantined'"},
+               NULL, NULL, NULL
         FROM {link_table(schema)} l
         JOIN (SELECT source, any_value(program) AS program FROM link.person_records
               WHERE kind = 'program_roster' GROUP BY source) rs ON rs.source = l.source
@@ -365,20 +385,36 @@ flagged AS (
                            ORDER BY tanggal_mulai ASC NULLS LAST, record_id, source, program) AS enroll_ord
     FROM base
 ),
-dup AS (
-    -- a later enrollment of the same person in the same program, or in a program excluding this one
-    SELECT a.source, a.record_id, a.program,
-           arg_min(b.program || ' ' || b.source || '/' || b.record_id
-                   || coalesce(' since ' || strftime(b.tanggal_mulai, '%Y-%m-%d'), ''), b.enroll_ord) AS kept_row
+dup_pairs AS (
+    -- a later enrollment of the same person in the same program, or in a program excluding this one;
+    -- conclusive (it removes) only when the two rows themselves identify one person: the same valid
+    -- NIK and no other birth date, or a link between them strong without the NIK. A ghost row that
+    -- copies a real child's name and birth date with a NIK a digit off is not proof that the real
+    -- child is enrolled twice (docs/verdict-rules.md, duplicate_enrollment).
+    SELECT a.source, a.record_id, a.program, b.enroll_ord,
+           b.program || ' ' || b.source || '/' || b.record_id
+               || coalesce(' since ' || strftime(b.tanggal_mulai, '%Y-%m-%d'), '') AS kept_row,
+           (coalesce(a.roster_nik_valid AND b.roster_nik_valid, FALSE) AND a.nik = b.nik
+               AND (a.roster_lahir IS NULL OR b.roster_lahir IS NULL OR a.roster_lahir = b.roster_lahir))
+           OR coalesce(mp.match_probability_without_nik >= {DUPLICATE_MIN_PROBABILITY}, FALSE) AS conclusive
     FROM flagged a
     JOIN flagged b
       ON a.person_id = b.person_id AND b.enroll_ord < a.enroll_ord
      AND (a.program = b.program OR list_contains(a.excludes, b.program))
+    LEFT JOIN {_pair_probabilities_sql(conn)} mp
+      ON (mp.uid_l = a.roster_uid AND mp.uid_r = b.roster_uid)
+      OR (mp.uid_l = b.roster_uid AND mp.uid_r = a.roster_uid)
     WHERE NOT a.f_unresolved AND NOT b.f_unresolved
-    GROUP BY a.source, a.record_id, a.program
+),
+dup AS (
+    SELECT source, record_id, program,
+           arg_min(kept_row, enroll_ord) AS kept_row,
+           bool_or(conclusive) AS dup_conclusive
+    FROM dup_pairs
+    GROUP BY source, record_id, program
 ),
 reasons AS (
-    SELECT f.*, d.kept_row,
+    SELECT f.*, d.kept_row, coalesce(d.dup_conclusive, FALSE) AS dup_conclusive,
         NOT f.f_unresolved AND (
             (f.tanggal_meninggal IS NOT NULL AND f.tanggal_meninggal <= f.snap)
             OR (f.is_alive = FALSE AND f.tanggal_meninggal IS NULL)) AS f_deceased,
@@ -416,7 +452,7 @@ decided AS (
 ),
 final AS (
     SELECT *,
-        f_dead_sure OR f_moved_sure OR f_age OR f_dup AS f_remove,
+        f_dead_sure OR f_moved_sure OR f_age OR (f_dup AND dup_conclusive) AS f_remove,
         -- a death or move that does not identify the person (or is contradicted), or a possible
         -- death: reviewed, with the record and why it is not conclusive in the evidence
         (f_deceased AND NOT f_dead_sure) OR (f_maybe_dead AND NOT f_deceased) AS f_dead_check,
@@ -426,8 +462,8 @@ final AS (
 SELECT
     program, source, record_id, person_id,
     CASE WHEN f_remove THEN 'remove'
-         WHEN f_unresolved OR f_dead_check OR f_moved_check OR f_no_welfare OR f_desil OR f_asset
-              OR f_disab OR f_stale OR f_amount
+         WHEN f_unresolved OR f_dead_check OR f_moved_check OR f_dup OR f_no_welfare OR f_desil
+              OR f_asset OR f_disab OR f_stale OR f_amount
              THEN 'review'
          ELSE 'keep' END AS verdict,
     list_filter([
@@ -469,7 +505,10 @@ SELECT
         CASE WHEN f_maybe_dead AND NOT f_deceased THEN 'deceased (possible, to check): death record '
              || possible_death_evidence END,
         CASE WHEN f_disab THEN 'disability_unconfirmed: no welfare record says disabled' END,
-        CASE WHEN f_dup THEN 'duplicate_enrollment: earlier enrollment kept ' || kept_row END,
+        CASE WHEN f_dup AND dup_conclusive THEN 'duplicate_enrollment: earlier enrollment kept ' || kept_row
+             WHEN f_dup THEN 'duplicate_enrollment (to check, not conclusive): earlier enrollment '
+                 || kept_row || ' is linked to the same person, but the two rows carry different NIKs '
+                 || 'and are not linked strongly without the NIK: they may be two children' END,
         CASE WHEN f_unresolved THEN 'identity_unresolved: ' ||
              CASE WHEN person_id IS NULL THEN 'row not linked (quarantined by cleaning)'
                   ELSE 'linked to ' || person_id || ', who is in no civil or welfare registry' END END,
