@@ -255,6 +255,18 @@ def _welfare_verified(conn, person_id: str, when: str) -> None:
                  [person_id])
 
 
+def _roster_linked_only_by(conn, record_id: str, person_id: str, p_without_nik: float) -> None:
+    """The roster row placed by a probabilistic link to the person's civil row (no shared NIK)."""
+    conn.execute("UPDATE main.person_source_link SET link_method = 'probabilistic' WHERE record_id = ?",
+                 [record_id])
+    uid = conn.execute("SELECT unique_id FROM link.person_records WHERE record_id = ?", [record_id]).fetchall()[0][0]
+    conn.execute("CREATE OR REPLACE TABLE link.match_pairs (unique_id_l VARCHAR, unique_id_r VARCHAR, "
+                 "match_probability DOUBLE, match_weight DOUBLE, link_method VARCHAR, "
+                 "match_probability_without_nik DOUBLE)")
+    conn.execute("INSERT INTO link.match_pairs VALUES (?, ?, 0.999, NULL, 'probabilistic', ?)",
+                 [f"dukcapil_penduduk:C{person_id}", uid, p_without_nik])
+
+
 def _roster_verified(conn, record_id: str, when: str) -> None:
     conn.execute("UPDATE link.person_records SET tanggal_pemutakhiran = ? WHERE record_id = ?",
                  [when, record_id])
@@ -288,6 +300,15 @@ VERDICT_CASES = [
     ("verified before the death", "KLJ-002",
      [(DEATH_UID, True, "exact_nik", "same valid NIK")],
      lambda c: _welfare_verified(c, "P02", "2026-02-01"), "remove", "deceased", "same valid NIK"),
+    # the death identifies the person, but is the roster row that person? (a ghost row copying a
+    # real person's name and birth date with a NIK a digit off links to them probabilistically)
+    ("roster row tied to the person only by a weak link", "KLJ-002",
+     [(DEATH_UID, True, "exact_nik", "same valid NIK")],
+     lambda c: _roster_linked_only_by(c, "KLJ-002", "P02", 0.9), "review", "deceased",
+     "linked to the person only with probability 0.900 without its NIK"),
+    ("roster row tied to the person by a strong link without the NIK", "KLJ-002",
+     [(DEATH_UID, True, "exact_nik", "same valid NIK")],
+     lambda c: _roster_linked_only_by(c, "KLJ-002", "P02", 0.995), "remove", "deceased", "same valid NIK"),
     ("move record identifies the person", "KLJ-003",
      [(MOVE_UID, True, "exact_nik", "same valid NIK")], None, "remove", "moved_out", "same valid NIK"),
     ("move record of a namesake", "KLJ-003",

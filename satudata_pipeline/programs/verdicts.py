@@ -351,8 +351,27 @@ def verdicts_sql(conn: duckdb.DuckDBPyConnection, snapshot_date: date, schema: s
     life_ctes, life_cols, life_joins = _life_facts_sql(conn, gp, snap, schema)
     return f"""
 WITH roster AS ({_roster_rows_sql(conn, schema)}),{life_ctes}
+row_tie AS (
+    -- how strongly each roster row itself is tied to its person without the NIK: the strongest
+    -- stored pair between the row and another record of the same person
+    SELECT t.roster_uid, max(t.p) AS row_p
+    FROM (
+        SELECT ro.roster_uid, ro.person_id, mp.uid_r AS other, mp.match_probability_without_nik AS p
+        FROM roster ro JOIN {_pair_probabilities_sql(conn)} mp ON mp.uid_l = ro.roster_uid
+        UNION ALL
+        SELECT ro.roster_uid, ro.person_id, mp.uid_l, mp.match_probability_without_nik
+        FROM roster ro JOIN {_pair_probabilities_sql(conn)} mp ON mp.uid_r = ro.roster_uid
+    ) t
+    JOIN {link_table(schema)} o ON o.unique_id = t.other AND o.person_id = t.person_id
+    GROUP BY t.roster_uid
+),
 base AS (
-    SELECT ro.*, p.age_min, p.age_max, p.age_label, p.desil_max, p.staleness_months, p.excl_car, p.excl_njop,
+    SELECT ro.*, rt.row_p,
+           -- the roster row identifies its person: by the same valid NIK, as the one resident of its
+           -- home with its name, or by a link strong without the NIK (a removal needs it)
+           coalesce(ro.link_method IN ('exact_nik', 'sole_candidate'), FALSE)
+               OR coalesce(rt.row_p >= {DUPLICATE_MIN_PROBABILITY}, FALSE) AS row_sure,
+           p.age_min, p.age_max, p.age_label, p.desil_max, p.staleness_months, p.excl_car, p.excl_njop,
            p.requires_disability, p.excludes,
            coalesce(p.amount_flat, a.amount) AS nominal_aturan,
            g.person_id AS g_person_id,
@@ -375,6 +394,7 @@ base AS (
     LEFT JOIN _prog_params p ON p.program = ro.program
     LEFT JOIN _prog_amounts a ON a.program = ro.program AND a.jenjang = ro.jenjang
     LEFT JOIN {golden_table(schema)} g ON g.person_id = ro.person_id
+    LEFT JOIN row_tie rt ON rt.roster_uid = ro.roster_uid
     {life_joins}
 ),
 flagged AS (
@@ -446,8 +466,10 @@ reasons AS (
 ),
 decided AS (
     SELECT *,
-        f_deceased AND coalesce(death_conclusive, FALSE) AND death_contradiction IS NULL AS f_dead_sure,
-        f_moved AND coalesce(move_conclusive, FALSE) AND move_contradiction IS NULL AS f_moved_sure
+        f_deceased AND coalesce(death_conclusive, FALSE) AND death_contradiction IS NULL AND row_sure
+            AS f_dead_sure,
+        f_moved AND coalesce(move_conclusive, FALSE) AND move_contradiction IS NULL AND row_sure
+            AS f_moved_sure
     FROM reasons
 ),
 final AS (
@@ -500,6 +522,8 @@ SELECT
              || coalesce(death_evidence, 'death recorded')
              || coalesce(' ' || strftime(tanggal_meninggal, '%Y-%m-%d'), '')
              || coalesce(' ' || death_contradiction, '')
+             || CASE WHEN row_sure THEN '' ELSE ' (this roster row is linked to the person only with probability '
+                 || printf('%.3f', coalesce(row_p, 0)) || ' without its NIK)' END
              || CASE WHEN coalesce(death_conclusive, FALSE) THEN ''
                      ELSE coalesce(' (' || death_link || ')', ' (not tied to this person''s records)') END END,
         CASE WHEN f_maybe_dead AND NOT f_deceased THEN 'deceased (possible, to check): death record '
@@ -519,6 +543,8 @@ SELECT
              || coalesce(' to ' || kode_wilayah_tujuan, '')
              || CASE WHEN f_moved_sure THEN coalesce(' (' || move_link || ')', '')
                      ELSE coalesce(' ' || move_contradiction, '')
+                          || CASE WHEN row_sure THEN '' ELSE ' (this roster row is linked to the person only with probability '
+                 || printf('%.3f', coalesce(row_p, 0)) || ' without its NIK)' END
                           || CASE WHEN coalesce(move_conclusive, FALSE) THEN ''
                                   ELSE coalesce(' (' || move_link || ')',
                                                 ' (not tied to this person''s records)') END END END,
