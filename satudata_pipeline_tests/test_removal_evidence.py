@@ -179,8 +179,11 @@ def _scored(pairs: list[tuple], records: list[dict]) -> dict:
     # each NIK's region is its own record's kecamatan: two people; without the NIK's +13 the rest
     # (name contained, same birth date: weight 12.5 - 13) is too weak -> no link
     ("region digits, each in its own kecamatan", NIK_REGION, (OTHER_KEL, OTHER_KEC), 12.5, None),
-    # ... unless the rest alone stands (weight 20 - 13 = 7)
-    ("region digits, the rest strong", NIK_REGION, (OTHER_KEL, OTHER_KEC), 20.0, 1 / (1 + 2 ** -7)),
+    # ... and counts as two different NIKs (TWO_PEOPLE_NIK_WEIGHT, about -10): 20 - 13 - 10 < 0
+    ("region digits, the rest fairly strong", NIK_REGION, (OTHER_KEL, OTHER_KEC), 20.0, None),
+    # ... unless the rest outweighs it (30 - 13 - 10 = 7)
+    ("region digits, the rest strong", NIK_REGION, (OTHER_KEL, OTHER_KEC), 30.0,
+     1 / (1 + 2 ** -(30.0 - 13.0 + matching.TWO_PEOPLE_NIK_WEIGHT))),
     ("serials 0001 and 0002", NIK_SERIAL, (KEL, KEC), 12.5, None),
     # a serial 0051 is no neighbour of 0001 on the register: a typo is as likely; kept as scored
     ("serials 0001 and 0051", "3174014501800051", (KEL, KEC), 14.0, 1 / (1 + 2 ** -14)),
@@ -196,7 +199,8 @@ def test_two_peoples_niks_are_no_evidence_of_identity(case, other_nik, other_kel
     else:
         p, p_without = got[("mati:1", "pop:1")]
         assert p == pytest.approx(kept_p), case
-        assert p_without == pytest.approx(1 / (1 + 2 ** -(weight - 13.0)))
+        two_people = "strong" in case
+        assert p_without == pytest.approx(p if two_people else 1 / (1 + 2 ** -(weight - 13.0)))
 
 
 # --------------------------------------------------------------------------------------------

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import re
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -170,7 +171,11 @@ def _kecamatan_digits(alias: str) -> str:
 # - only the serial differs and both serials are among the first ten of their day and kecamatan
 #   (0001 / 0002: two people born the same day in one kecamatan, twins included).
 # Validity already means each NIK fits its own record's birth date and sex (clean/nik.py). For such
-# a pair the NIK's similarity is no evidence: the pair must stand on the other comparisons.
+# a pair the NIK's similarity is no evidence, and the difference is evidence of two people: the pair
+# is weighed like two different valid NIKs at the model's floor (TWO_PEOPLE_NIK_WEIGHT, the
+# rule-of-three floor of link/model.py: log2(1/1000)), so a common name and a birth date alone
+# (MUHAMMAD, born 2011-07-18) no longer make one person of two.
+TWO_PEOPLE_NIK_WEIGHT = math.log2(1 / 1000)
 TWO_PEOPLE_NIKS_SQL = f"""(
     l.nik_valid AND r.nik_valid AND l.nik <> r.nik AND (
         (left(l.nik, 2) = left(r.nik, 2) AND substr(l.nik, 7) = substr(r.nik, 7)
@@ -228,8 +233,9 @@ def write_match_pairs(
 
     Probabilistic pairs whose names AND birth dates both disagree are vetoed (a record linked by
     address and family card alone is a family member, not the same person). Pairs of two people's
-    NIKs (`TWO_PEOPLE_NIKS_SQL`) are scored without the NIK comparison's positive weight (a
-    cannot-link unless the rest of the evidence alone reaches `match_threshold`).
+    NIKs (`TWO_PEOPLE_NIKS_SQL`) are scored without the NIK comparison's positive weight and with
+    `TWO_PEOPLE_NIK_WEIGHT` (a cannot-link unless the rest of the evidence outweighs two different
+    NIKs).
     `match_probability_without_nik` is every pair's probability without the NIK's positive weight:
     how strongly the pair stands without a NIK (the removal rule's evidence, link/clusters.py)."""
     conn.execute("CREATE SCHEMA IF NOT EXISTS link")
@@ -249,11 +255,15 @@ def write_match_pairs(
                  if "bf_nik" in pred_cols else "0")
         prob_sql = f"""
             SELECT unique_id_l, unique_id_r,
-                   CASE WHEN two_people THEN p_without_nik ELSE match_probability END
+                   CASE WHEN two_people THEN p_two_people ELSE match_probability END
                        AS match_probability,
-                   CASE WHEN two_people THEN w_without_nik ELSE match_weight END AS match_weight,
-                   p_without_nik AS match_probability_without_nik, vetoed
-            FROM (
+                   CASE WHEN two_people THEN w_without_nik + {TWO_PEOPLE_NIK_WEIGHT}
+                        ELSE match_weight END AS match_weight,
+                   CASE WHEN two_people THEN p_two_people ELSE p_without_nik END
+                       AS match_probability_without_nik, vetoed
+            FROM (SELECT *,
+                         {probability_sql(f"w_without_nik + {TWO_PEOPLE_NIK_WEIGHT}")} AS p_two_people
+                  FROM (
                 SELECT least(p.unique_id_l, p.unique_id_r) AS unique_id_l,
                        greatest(p.unique_id_l, p.unique_id_r) AS unique_id_r,
                        p.match_probability, p.match_weight,
@@ -265,8 +275,8 @@ def write_match_pairs(
                 JOIN link.person_records l ON l.unique_id = p.unique_id_l
                 JOIN link.person_records r ON r.unique_id = p.unique_id_r
                 WHERE p.match_probability >= {float(match_threshold)}
-            )
-            WHERE (CASE WHEN two_people THEN p_without_nik ELSE match_probability END)
+            ))
+            WHERE (CASE WHEN two_people THEN p_two_people ELSE match_probability END)
                   >= {float(match_threshold)}
         """
     conn.execute(f"CREATE OR REPLACE TEMP TABLE _prob_pairs AS {prob_sql}")
