@@ -353,3 +353,22 @@ def test_a_death_to_check_on_a_row_removed_for_another_reason_is_listed_and_mark
     got_verdict, reasons, evidence = _verdict(conn, "KAJ-X")
     assert (got_verdict, list(reasons)) == ("remove", ["age_ineligible", "deceased"])
     assert "deceased (to check, not conclusive)" in evidence and "deceased: " not in evidence
+
+
+@pytest.mark.parametrize("case, name_010a, verdict", [
+    ("the same words", "ORANG P10", "remove"),
+    ("a typo", "ORANG P01", "remove"),
+    ("one name inside the other (FATIMAH / FATIMAH YANTI)", "ORANG", "review"),
+])
+def test_duplicate_enrollment_by_nik_needs_the_same_name(case, name_010a, verdict):
+    """Two rows with one valid NIK and birth date remove the later as a duplicate only when their
+    names agree; a name inside another is as often a mistyped NIK of another child."""
+    conn = duckdb.connect()
+    build_fixture_warehouse(conn)
+    conn.execute("ALTER TABLE link.person_records ADD COLUMN nama_sorted VARCHAR")
+    conn.execute("UPDATE link.person_records SET nama_sorted = 'ORANG P10' WHERE record_id LIKE 'KJP-010%'")
+    conn.execute("UPDATE link.person_records SET nama_sorted = ? WHERE record_id = 'KJP-010A'", [name_010a])
+    got_verdict, reasons, evidence = _verdict(conn, "KJP-010A")
+    assert (got_verdict, list(reasons)) == (verdict, ["duplicate_enrollment"]), case
+    if verdict == "review":
+        assert "to check, not conclusive" in evidence

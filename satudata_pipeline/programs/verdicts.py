@@ -214,7 +214,8 @@ def _roster_rows_sql(conn: duckdb.DuckDBPyConnection, schema: str = "main") -> s
                l.person_id, l.link_method,
                {_col(pr, 'unique_id', 'r', 'VARCHAR')} AS roster_uid,
                {_col(pr, 'nik_valid', 'r', 'BOOLEAN')} AS roster_nik_valid,
-               {_col(pr, 'tanggal_lahir', 'r', 'DATE')} AS roster_lahir
+               {_col(pr, 'tanggal_lahir', 'r', 'DATE')} AS roster_lahir,
+               {_col(pr, 'nama_sorted', 'r', 'VARCHAR')} AS roster_nama_sorted
         FROM link.person_records r
         LEFT JOIN (
             SELECT source, CAST(record_id AS VARCHAR) AS record_id, any_value(person_id) AS person_id,
@@ -234,7 +235,7 @@ def _roster_rows_sql(conn: duckdb.DuckDBPyConnection, schema: str = "main") -> s
     quarantined = f"""
         SELECT l.source, rs.program, CAST(l.record_id AS VARCHAR), NULL, NULL, NULL, NULL, NULL,
                NULL, NULL, NULL, NULL, {'l.link_method' if has_lm else "'quarantined'"},
-               NULL, NULL, NULL
+               NULL, NULL, NULL, NULL
         FROM {link_table(schema)} l
         JOIN (SELECT source, any_value(program) AS program FROM link.person_records
               WHERE kind = 'program_roster' GROUP BY source) rs ON rs.source = l.source
@@ -415,7 +416,12 @@ dup_pairs AS (
            b.program || ' ' || b.source || '/' || b.record_id
                || coalesce(' since ' || strftime(b.tanggal_mulai, '%Y-%m-%d'), '') AS kept_row,
            (coalesce(a.roster_nik_valid AND b.roster_nik_valid, FALSE) AND a.nik = b.nik
-               AND (a.roster_lahir IS NULL OR b.roster_lahir IS NULL OR a.roster_lahir = b.roster_lahir))
+               AND (a.roster_lahir IS NULL OR b.roster_lahir IS NULL OR a.roster_lahir = b.roster_lahir)
+               -- the same words, or a typo or two: FATIMAH and FATIMAH YANTI with one NIK are a
+               -- mistyped NIK as often as one child (a name inside another is weak evidence)
+               AND coalesce(a.roster_nama_sorted = b.roster_nama_sorted
+                            OR damerau_levenshtein(a.roster_nama_sorted, b.roster_nama_sorted) <= 2,
+                            TRUE))
            OR coalesce(mp.match_probability_without_nik >= {DUPLICATE_MIN_PROBABILITY}, FALSE) AS conclusive
     FROM flagged a
     JOIN flagged b
