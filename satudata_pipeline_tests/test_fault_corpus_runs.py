@@ -321,8 +321,9 @@ def test_a_roster_amount_of_999_999_999_999_goes_to_review_with_its_reason(publi
     assert f"amount_above_rule: roster pays Rp999,999,999,999 a month, the program rule says Rp{rule:,}" in evidence
     # the KJP office sees it in its export, as review
     exported = [r for p in (three_at_once["state"] / "exports" / "KJP").glob("*.csv")
-                for r in csv.DictReader(open(p, encoding="utf-8")) if r["record_id"] == published["kjp_keep"]]
-    assert [(r["verdict"], r["reasons"]) for r in exported] == [("review", "amount_above_rule")]
+                for r in _export_rows(p) if r["id_baris"] == published["kjp_keep"]]
+    assert [(r["keputusan"], r["alasan"], r["kode_alasan"]) for r in exported] == [
+        ("tinjau", "nominal di atas aturan (amount_above_rule)", "amount_above_rule")]
 
 
 def test_run_killed_before_the_publish_commit_leaves_the_publication_and_does_not_block_the_queue(
@@ -364,9 +365,9 @@ def test_run_killed_after_the_publish_commit_is_recovered_and_its_exports_rebuil
     assert any(f"the exports followed publication {published['run_id']}, but the latest is {killed}" in m
                for m in messages)
     assert json.loads((exports / "_manifest.json").read_text())["publication_run_id"] == killed
-    exported = [r for p in (exports / "KJP").glob("*.csv") for r in csv.DictReader(open(p, encoding="utf-8"))
-                if r["record_id"] == published["kjp_keep"]]
-    assert [r["verdict"] for r in exported] == ["review"]
+    exported = [r for p in (exports / "KJP").glob("*.csv") for r in _export_rows(p)
+                if r["id_baris"] == published["kjp_keep"]]
+    assert [r["keputusan"] for r in exported] == ["tinjau"]
     assert not [p for p in exports.iterdir() if p.name.startswith(".")]
 
 
@@ -391,6 +392,12 @@ def test_a_program_no_longer_published_has_its_export_folder_archived(published,
     moved = retire_unpublished(exports, ["KJMU", "KJP", "KLJ", "KPDJ"])
     assert moved == {"KAJ": exports / "_arsip" / f"{dt.date.today().isoformat()}-KAJ-2"}
     assert (archived / "KAJ_review.xlsx").exists()
+
+
+def _export_rows(path: Path) -> list[dict]:
+    """The rows of an office CSV (`;`-separated, UTF-8 with BOM: docs/programs.md)."""
+    with open(path, encoding="utf-8-sig", newline="") as fh:
+        return list(csv.DictReader(fh, delimiter=";"))
 
 
 def _modes(root: Path) -> dict[str, int]:

@@ -1,4 +1,4 @@
-"""Exports for the program offices: masked NIKs, no welfare attributes, one file/sheet per kota."""
+"""Exports for the program offices: masked NIKs, no welfare attributes, one file/sheet per kota, in Indonesian."""
 
 from __future__ import annotations
 
@@ -10,12 +10,19 @@ import pandas as pd
 import pytest
 
 from satudata_pipeline.contract.program_rules import load_rules
-from satudata_pipeline.programs.exports import EXPORT_COLUMNS, FORBIDDEN_COLUMNS, export_programs
+from satudata_pipeline.programs.exports import (
+    EXPORT_COLUMNS, FORBIDDEN_COLUMNS, REASON_LEGEND, VERDICT_LABELS, export_programs,
+)
 from satudata_pipeline.programs.summary import build_program_summary, write_run_summary
 from satudata_pipeline.programs.testing import FIXTURE_SNAPSHOT, build_fixture_warehouse
 from satudata_pipeline.programs.verdicts import build_beneficiary_review
 
 MASKED = re.compile(r"^\d{4}\*{8}\d{4}$")
+
+
+def read_export_csv(path):
+    """How a machine reads an office CSV: `;`-separated, UTF-8 with BOM."""
+    return pd.read_csv(path, dtype=str, sep=";", encoding="utf-8-sig")
 
 
 @pytest.fixture()
@@ -35,39 +42,74 @@ def test_one_folder_per_program_with_xlsx_and_csv_per_kota(exported):
     assert klj["xlsx"] == root / "KLJ" / "KLJ_review.xlsx"
     assert sorted(p.name for p in klj["csv"]) == ["KLJ_31_71_jakarta_pusat.csv", "KLJ_31_74_jakarta_selatan.csv"]
     wb = openpyxl.load_workbook(klj["xlsx"], read_only=True)
-    assert wb.sheetnames == ["Ringkasan", "Jakarta Pusat", "Jakarta Selatan"]
-    total = sum(len(pd.read_csv(p)) for p in klj["csv"])
+    assert wb.sheetnames == ["Ringkasan", "Keterangan", "Jakarta Pusat", "Jakarta Selatan"]
+    total = sum(len(read_export_csv(p)) for p in klj["csv"])
     assert total == klj["rows"] == 12
 
 
 def test_no_welfare_columns_and_masked_nik(exported):
     conn, result, root = exported
-    welfare_values = {"desil", "dtks/", "njop", "punya_mobil", "disabilitas"}
+    welfare_values = {"desil", "dtks/", "njop", "punya_mobil", "disabilitas", "kematian/"}
+    labels = {reason for code in REASON_LEGEND for reason in (code, f"{REASON_LEGEND[code][0]} ({code})")}
     for program, info in result.items():
         for path in info["csv"]:
-            df = pd.read_csv(path, dtype=str)
+            df = read_export_csv(path)
             assert list(df.columns) == EXPORT_COLUMNS
             assert not FORBIDDEN_COLUMNS & set(df.columns)
-            assert df.nik.dropna().map(lambda v: bool(MASKED.match(v))).all(), path
-            blob = path.read_text(encoding="utf-8").lower()
-            assert not any(w in blob for w in welfare_values if w != "desil"), path
-            assert "desil " not in blob and "317100000000" not in blob  # no evidence text, no full NIK
+            assert df.nik_disamarkan.dropna().map(lambda v: bool(MASKED.match(v))).all(), path
+            # the reason columns hold only legend labels and codes; no other column holds welfare words
+            for col in ("alasan", "kode_alasan"):
+                assert set(df[col].dropna().str.split(", ").explode()) <= labels, (path, col)
+            blob = df.drop(columns=["alasan", "kode_alasan"]).to_csv(index=False).lower()
+            assert not any(w in blob for w in welfare_values), path
+            assert "317100000000" not in path.read_text(encoding="utf-8-sig")  # no full NIK
         sheets = pd.read_excel(info["xlsx"], sheet_name=None, dtype=str)
         for name, df in sheets.items():
-            if name == "Ringkasan":
+            if name in ("Ringkasan", "Keterangan"):
                 continue
             assert list(df.columns) == EXPORT_COLUMNS
-            assert df.nik.dropna().map(lambda v: bool(MASKED.match(v))).all()
+            assert df.nik_disamarkan.dropna().map(lambda v: bool(MASKED.match(v))).all()
 
 
-def test_row_content(exported):
+def test_row_content_in_indonesian_with_the_codes_kept(exported):
     conn, result, root = exported
-    df = pd.concat(pd.read_csv(p, dtype=str) for p in result["KLJ"]["csv"])
-    row = df[df.record_id == "KLJ-021"].iloc[0]
-    assert row.verdict == "remove" and row.reasons == "deceased, stale_record, welfare_too_high"
-    assert row.nik == "3171********0021" and row.nama == "Orang P21" and row.nominal_bulanan == "300000"
-    kjp = pd.concat(pd.read_csv(p, dtype=str) for p in result["KJP"]["csv"])
-    assert "KJP-Q01" in set(kjp.record_id)  # the unresolved quarantined row is listed (without a kota)
+    df = pd.concat(read_export_csv(p) for p in result["KLJ"]["csv"])
+    row = df[df.id_baris == "KLJ-021"].iloc[0]
+    assert row.keputusan == "hapus"
+    assert row.alasan == ("meninggal (deceased), data belum dimutakhirkan (stale_record), "
+                          "tingkat kesejahteraan di atas batas (welfare_too_high)")
+    assert row.kode_alasan == "deceased, stale_record, welfare_too_high"
+    assert row.nik_disamarkan == "3171********0021" and row.nama == "Orang P21" and row.nominal_bulanan == "300000"
+    assert row.kota == "Kota Administrasi Jakarta Pusat" and row.tanggal_mulai == "2019-01-01"
+    assert set(df.keputusan) == {"tetap", "hapus", "tinjau"}
+    assert df[df.keputusan == "tetap"].alasan.isna().all()
+    kjp = pd.concat(read_export_csv(p) for p in result["KJP"]["csv"])
+    assert "KJP-Q01" in set(kjp.id_baris)  # the unresolved quarantined row is listed (without a kota)
+    # the CSV rows agree with the published table row for row
+    n = conn.execute("SELECT count(*) FROM main.beneficiary_review WHERE program = 'KJP'").fetchall()[0][0]
+    assert len(kjp) == n == result["KJP"]["rows"]
+    by_verdict = dict(conn.execute("SELECT verdict, count(*) FROM main.beneficiary_review WHERE program = 'KJP' "
+                                   "GROUP BY 1").fetchall())
+    assert kjp.keputusan.value_counts().to_dict() == {VERDICT_LABELS[v]: c for v, c in by_verdict.items()}
+
+
+def test_csv_is_semicolon_separated_utf8_with_bom(exported):
+    _, result, _ = exported
+    raw = result["KLJ"]["csv"][0].read_bytes()
+    assert raw.startswith(b"\xef\xbb\xbfprogram;sumber;id_baris;nik_disamarkan;nama;")
+    assert raw.count(b"\r\n") == 1 + len(read_export_csv(result["KLJ"]["csv"][0]))
+
+
+def test_data_sheets_have_header_filter_frozen_row_and_fitted_widths(exported):
+    _, result, _ = exported
+    wb = openpyxl.load_workbook(result["KLJ"]["xlsx"])
+    ws = wb["Jakarta Pusat"]
+    assert [c.value for c in ws[1]] == EXPORT_COLUMNS
+    assert ws.freeze_panes == "A2"
+    assert ws.auto_filter.ref == f"A1:M{ws.max_row}" and ws.max_row == 11
+    widths = {k: d.width for k, d in ws.column_dimensions.items()}
+    assert widths["J"] > widths["A"] and all(8 <= w <= 61 for w in widths.values())  # alasan wide, program narrow
+    assert ws["L2"].number_format == '"Rp"#,##0' and isinstance(ws["L2"].value, int)
 
 
 def test_rerun_replaces_files_and_subset(exported):

@@ -262,8 +262,10 @@ def build_program_assets() -> list:
         group_name=GROUP,
         deps=["published_lists"],
         description=(
-            "Per program, an xlsx (summary sheet + one sheet per kota) and one csv per kota for the program "
-            "office: masked NIK, name, verdict, reasons, amount; no welfare attributes. Written from the "
+            "Per program, for the program office in Indonesian: an xlsx (Ringkasan cover, Keterangan legend of "
+            "the reason codes, one sheet per kota) and one csv per kota (`;`, UTF-8 with BOM): masked NIK, "
+            "name, keputusan (tetap/hapus/tinjau), alasan, amount; no welfare attributes; no cell can run as "
+            "a formula. Written from the "
             "published main.beneficiary_review, into a temporary folder renamed into place per program; "
             "folders of programs no longer published move to _arsip/<date>-<PROGRAM>/, and _manifest.json "
             "names the publication the exports follow."

@@ -1,11 +1,24 @@
 """Files for the program offices: one folder per program under `config.exports_dir()`.
 
-    <exports>/<PROGRAM>/<PROGRAM>_review.xlsx          sheet "Ringkasan" (summary) + one sheet per kota
-    <exports>/<PROGRAM>/<PROGRAM>_<kode_kota>_<kota>.csv   one file per kota (UTF-8, comma-separated, header row)
+    <exports>/<PROGRAM>/<PROGRAM>_review.xlsx          sheets "Ringkasan" (cover), "Keterangan" (legend),
+                                                       then one sheet per kota
+    <exports>/<PROGRAM>/<PROGRAM>_<kode_kota>_<kota>.csv   one file per kota (UTF-8 with BOM, `;`-separated)
+
+Written for an Indonesian program office (docs/programs.md, "Files for the program offices"):
+Indonesian headers (`EXPORT_COLUMNS`), verdicts as tetap / hapus / tinjau, every reason as an
+Indonesian label with its code (`meninggal (deceased)`) and the bare codes in `kode_alasan` for
+machines. The CSV is what Excel with Indonesian regional settings opens by double-click (`;` as
+separator, a BOM so it reads UTF-8).
+
+Safe by construction: no cell can run as a formula. In the CSV every text cell that starts with
+`= + - @`, TAB, CR or LF gets a leading `'` (OWASP, "CSV Injection"); in the xlsx every text cell is
+written with `write_string` (such cells also get Excel's quote prefix) and the workbook never
+converts strings to formulas, numbers or links.
 
 Only what an office needs to act on a row: the roster's record_id, masked NIK (`3171********0001`),
 name, jenjang, kota/kecamatan, verdict, reasons and amounts. No welfare attributes (desil, disability,
-assets), no evidence text, no person_id, no birth date.
+assets), no evidence text, no person_id, no birth date: `check_export_privacy` refuses (with
+`ExportPrivacyError`, before anything is written) a column list or an unmasked NIK that breaks that.
 
 Next to the program folders (docs/reliability.md):
 
@@ -17,43 +30,172 @@ Next to the program folders (docs/reliability.md):
 
 from __future__ import annotations
 
+import csv
 import datetime as dt
 import json
 import os
 import re
 import shutil
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import duckdb
 import xlsxwriter
 
 from satudata_pipeline.programs.summary import load_wilayah
-from satudata_pipeline.programs.verdicts import REVIEW_TABLE
+from satudata_pipeline.programs.verdicts import REASON_CODES, REMOVE_REASONS, REVIEW_TABLE, VERDICTS
 
-EXPORT_COLUMNS = [
-    "program",
-    "source",
-    "record_id",
-    "nik",
-    "nama",
-    "jenjang",
-    "kota",
-    "kecamatan",
-    "verdict",
-    "reasons",
-    "nominal_bulanan",
-    "tanggal_mulai",
+# (column of main.beneficiary_review or of the wilayah join, header in the files)
+_COLUMN_SOURCES = [
+    ("program", "program"),
+    ("source", "sumber"),
+    ("record_id", "id_baris"),
+    ("nik_masked", "nik_disamarkan"),
+    ("nama", "nama"),
+    ("jenjang", "jenjang"),
+    ("kota", "kota"),
+    ("kecamatan", "kecamatan"),
+    ("verdict", "keputusan"),
+    ("reasons", "alasan"),
+    ("reasons", "kode_alasan"),
+    ("nominal_bulanan", "nominal_bulanan"),
+    ("tanggal_mulai", "tanggal_mulai"),
 ]
-# columns that must never appear in an export (checked by the tests and at write time)
+EXPORT_COLUMNS = [header for _, header in _COLUMN_SOURCES]
+_SOURCE_COLUMNS = list(dict.fromkeys(src for src, _ in _COLUMN_SOURCES))
+# columns that must never appear in an export (checked at write time by check_export_privacy)
 FORBIDDEN_COLUMNS = {
     "desil", "disabilitas", "disabilitas_any", "punya_mobil", "njop_di_atas_1m", "welfare_evidence",
-    "evidence", "person_id", "tanggal_lahir", "umur", "no_kk", "alamat", "nik_raw",
+    "evidence", "bukti", "person_id", "tanggal_lahir", "umur", "no_kk", "alamat", "nik", "nik_raw",
 }  # fmt: skip
+# a masked NIK: first and last four characters kept, at least four starred; or (short) all starred
+MASKED_NIK = r"^(.{4}\*{4,}.{4}|\*+)$"
+
+VERDICT_LABELS = {"keep": "tetap", "remove": "hapus", "review": "tinjau"}
+VERDICT_MEANING = {
+    "keep": "Tidak ada temuan terhadap baris ini: lanjutkan pembayaran.",
+    "remove": "Bukti pasti (meninggal, pindah keluar DKI, usia, terdaftar ganda): hentikan pembayaran "
+              "setelah pemberitahuan biasa.",
+    "review": "Perlu diperiksa petugas (lapangan atau registri) sebelum memutuskan.",
+}
+# code: (Indonesian label, what it means, what the officer should do); docs/verdict-rules.md
+REASON_LEGEND: dict[str, tuple[str, str, str]] = {
+    "deceased": (
+        "meninggal",
+        "Dukcapil mencatat kematian orang ini pada atau sebelum tanggal data. Bila catatan kematian belum "
+        "pasti orang ini (tanpa NIK/tanggal lahir, atau ada data yang lebih baru), keputusannya tinjau.",
+        "Hapus: hentikan pembayaran setelah pemberitahuan. Tinjau: pastikan ke Dukcapil/kelurahan "
+        "apakah orang ini yang meninggal.",
+    ),
+    "moved_out": (
+        "pindah keluar DKI",
+        "Tercatat pindah ke luar DKI Jakarta pada atau sebelum tanggal data, tanpa catatan kembali.",
+        "Hentikan pembayaran setelah pemberitahuan; bila penerima masih tinggal di DKI, minta bukti "
+        "domisili dan laporkan ke tim data.",
+    ),
+    "age_ineligible": (
+        "usia di luar ketentuan",
+        "Usia pada tanggal data di luar batas usia program (dari tanggal lahir di Dukcapil).",
+        "Hentikan pembayaran setelah pemberitahuan; bila tanggal lahir salah, perbaiki lewat Dukcapil.",
+    ),
+    "duplicate_enrollment": (
+        "terdaftar ganda",
+        "Orang yang sama sudah punya baris lebih dulu di program ini, atau di program yang tidak boleh "
+        "bersamaan (KJP dan KJMU).",
+        "Hentikan baris ini; baris yang lebih dulu (tanggal_mulai) tetap berjalan.",
+    ),
+    "identity_unresolved": (
+        "identitas tidak ditemukan",
+        "Baris ini tidak cocok dengan siapa pun di Dukcapil atau DTKS/P3KE; alasan lain tentang orangnya "
+        "tidak diperiksa.",
+        "Cocokkan NIK dan nama di daftar program dengan KTP/KK penerima, lalu laporkan perbaikannya.",
+    ),
+    "not_in_welfare_registry": (
+        "tidak ada di DTKS/P3KE",
+        "Orang ini tidak terdaftar di data kesejahteraan (DTKS/P3KE).",
+        "Periksa kelayakan; usulkan pendaftaran ke DTKS bila memenuhi syarat.",
+    ),
+    "welfare_too_high": (
+        "tingkat kesejahteraan di atas batas",
+        "Desil kesejahteraan di atas batas program (bawaan: desil 1-4 layak).",
+        "Verifikasi kondisi ekonomi rumah tangga di lapangan sebelum memutuskan.",
+    ),
+    "asset_exclusion": (
+        "kepemilikan aset",
+        "Data kesejahteraan mencatat rumah tangga punya mobil atau properti dengan NJOP di atas Rp1 miliar.",
+        "Verifikasi kepemilikan aset di lapangan sebelum memutuskan.",
+    ),
+    "disability_unconfirmed": (
+        "disabilitas belum terkonfirmasi",
+        "Program mensyaratkan disabilitas, tetapi tidak ada data kesejahteraan yang mencatat orang ini "
+        "sebagai penyandang disabilitas.",
+        "Minta surat keterangan disabilitas atau verifikasi di lapangan.",
+    ),
+    "stale_record": (
+        "data belum dimutakhirkan",
+        "Tidak ada sumber yang memverifikasi orang ini dalam jangka waktu program (bawaan: 12 bulan).",
+        "Lakukan verifikasi ulang (pemutakhiran) data penerima.",
+    ),
+    "amount_above_rule": (
+        "nominal di atas aturan",
+        "Daftar program membayar per bulan lebih dari nominal aturan program (KJP: nominal jenjangnya).",
+        "Cocokkan nominal dengan aturan dan perbaiki di daftar program sebelum pembayaran berikutnya.",
+    ),
+}
 
 SUMMARY_SHEET = "Ringkasan"
+LEGEND_SHEET = "Keterangan"
 NO_KOTA = "Tanpa wilayah"
 EXCEL_MAX_ROWS = 1_048_575  # minus the header row
+CSV_DELIMITER = ";"
+CSV_ENCODING = "utf-8-sig"  # UTF-8 with a BOM: Excel reads the file as UTF-8
+# a text cell starting with one of these is a formula (or becomes one) in a spreadsheet
+FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r", "\n")
+MIN_WIDTH, MAX_WIDTH = 8, 60
+
+
+class ExportError(RuntimeError):
+    """The exports cannot be written as documented (raised before anything of the program is written)."""
+
+
+class ExportPrivacyError(ExportError):
+    """An export would carry data an office must not get (a forbidden column, an unmasked NIK)."""
+
+
+def neutralise(text: str) -> str:
+    """The CSV form of a text cell: a leading `'` when it starts like a formula (OWASP's advice)."""
+    return "'" + text if text.startswith(FORMULA_PREFIXES) else text
+
+
+def check_reason_legend(codes: Iterable[str] = REASON_CODES) -> None:
+    """Every reason code has an Indonesian label and legend line (else the legend would drift)."""
+    missing = sorted(set(codes) - set(REASON_LEGEND))
+    if missing:
+        raise ExportError(f"exports: no Indonesian label in exports.REASON_LEGEND for reason code(s) {missing}")
+
+
+def check_export_privacy(conn: duckdb.DuckDBPyConnection, program: str, select: str) -> None:
+    """Refuse an export that would carry more than an office needs (not an `assert`: it must hold under -O).
+
+    Checks the columns the query really returns (and those it reads) against EXPORT_COLUMNS and
+    FORBIDDEN_COLUMNS, and that every NIK is masked. The message names the program, columns and
+    counts, never a value."""
+    returned = [d[0] for d in conn.execute(f"SELECT * FROM ({select}) LIMIT 0").description]
+    forbidden = sorted(FORBIDDEN_COLUMNS & (set(returned) | set(EXPORT_COLUMNS)))
+    if forbidden:
+        raise ExportPrivacyError(f"exports of program {program}: refused, forbidden column(s) {forbidden}")
+    if returned != _SOURCE_COLUMNS:
+        raise ExportPrivacyError(
+            f"exports of program {program}: refused, the query returns columns {returned}, "
+            f"expected exactly {_SOURCE_COLUMNS}")
+    unmasked = conn.execute(
+        f"SELECT count(*) FROM ({select}) WHERE nik_masked IS NOT NULL "
+        f"AND NOT regexp_full_match(nik_masked, '{MASKED_NIK}')"
+    ).fetchall()[0][0]
+    if unmasked:
+        raise ExportPrivacyError(
+            f"exports of program {program}: refused, {unmasked} row(s) of column nik_masked of "
+            f"{REVIEW_TABLE} are not masked")
 
 
 def _short_kota(name: str | None) -> str:
@@ -67,11 +209,10 @@ def _slug(text: str) -> str:
 
 
 def _export_select(program: str) -> str:
-    assert not (FORBIDDEN_COLUMNS & set(EXPORT_COLUMNS))
     return f"""
-        SELECT b.program, b.source, b.record_id, b.nik_masked AS nik, b.nama, b.jenjang,
+        SELECT b.program, b.source, b.record_id, b.nik_masked, b.nama, b.jenjang,
                coalesce(k.nama, b.kode_kota) AS kota, coalesce(kc.nama, b.kode_kecamatan) AS kecamatan,
-               b.verdict, array_to_string(b.reasons, ', ') AS reasons, b.nominal_bulanan, b.tanggal_mulai
+               b.verdict, b.reasons, b.nominal_bulanan, b.tanggal_mulai
         FROM {REVIEW_TABLE} b
         LEFT JOIN _wilayah k ON k.kode = b.kode_kota
         LEFT JOIN _wilayah kc ON kc.kode = b.kode_kecamatan
@@ -79,13 +220,167 @@ def _export_select(program: str) -> str:
     """
 
 
-def export_program(conn: duckdb.DuckDBPyConnection, program: str, out_root: Path) -> dict:
-    """Write one program's xlsx and csv files (replacing the folder's previous files)."""
-    folder = out_root / program
-    if folder.exists():
-        shutil.rmtree(folder)
-    folder.mkdir(parents=True)
+def reason_label(code: str) -> str:
+    """`meninggal (deceased)`: the Indonesian label, with the code for whoever asks the data team."""
+    return f"{REASON_LEGEND[code][0]} ({code})"
+
+
+def _export_row(values: tuple) -> list:
+    """A row of the query (`_SOURCE_COLUMNS`) as the row of the files (`EXPORT_COLUMNS`), unneutralised."""
+    (program, source, record_id, nik, nama, jenjang, kota, kecamatan, verdict, reasons, nominal,
+     mulai) = values
+    reasons = list(reasons or [])
+    return [program, source, record_id, nik, nama, jenjang, kota, kecamatan, VERDICT_LABELS[verdict],
+            ", ".join(reason_label(r) for r in reasons), ", ".join(reasons), nominal, mulai]
+
+
+def _csv_cell(value: object) -> object:
+    if value is None:
+        return ""
+    if isinstance(value, str):
+        return neutralise(value)
+    return value.isoformat() if isinstance(value, dt.date) else value
+
+
+class _Sheet:
+    """One worksheet written row by row (constant memory), every text cell as a string, widths fitted."""
+
+    def __init__(self, wb: xlsxwriter.Workbook, name: str, formats: dict):
+        self.ws, self.formats, self.widths = wb.add_worksheet(name), formats, {}
+
+    def text(self, row: int, col: int, value: str, fmt: str | None = None) -> None:
+        if value.startswith(FORMULA_PREFIXES):
+            fmt = (fmt or "") + "quote"
+        self.ws.write_string(row, col, value, self.formats.get(fmt))
+        self._fit(col, len(value))
+
+    def number(self, row: int, col: int, value: int, fmt: str = "money") -> None:
+        self.ws.write_number(row, col, value, self.formats[fmt])
+        self._fit(col, len(f"{value:,}") + (2 if fmt == "money" else 0))
+
+    def date(self, row: int, col: int, value: dt.date) -> None:
+        self.ws.write_datetime(row, col, value, self.formats["date"])
+        self._fit(col, 10)
+
+    def cell(self, row: int, col: int, value: object, fmt: str | None = None) -> None:
+        if value is None:
+            return
+        if isinstance(value, bool) or not isinstance(value, int | dt.date):
+            self.text(row, col, str(value), fmt)
+        elif isinstance(value, dt.date):
+            self.date(row, col, value)
+        else:
+            self.number(row, col, value, fmt or "money")
+
+    def row(self, row: int, values: Sequence, fmt: str | None = None) -> None:
+        for col, value in enumerate(values):
+            self.cell(row, col, value, fmt)
+
+    def _fit(self, col: int, length: int) -> None:
+        self.widths[col] = max(self.widths.get(col, 0), length)
+
+    def fit_columns(self, fixed: dict[int, int] | None = None) -> None:
+        for col, length in self.widths.items():
+            width = (fixed or {}).get(col) or min(max(length + 2, MIN_WIDTH), MAX_WIDTH)
+            self.ws.set_column(col, col, width)
+
+
+def _legend_sheet(wb: xlsxwriter.Workbook, formats: dict) -> None:
+    """Sheet "Keterangan": what each verdict and each reason code means and what the officer does."""
+    s = _Sheet(wb, LEGEND_SHEET, formats)
+    s.text(0, 0, "Keterangan keputusan dan alasan", "bold")
+    s.row(2, ["keputusan", "kode", "arti"], "bold")
+    r = 3
+    for code in VERDICTS:
+        s.row(r, [VERDICT_LABELS[code], code, VERDICT_MEANING[code]])
+        r += 1
+    r += 1
+    s.row(r, ["alasan", "kode_alasan", "keputusan", "arti", "tindakan petugas"], "bold")
+    for code in REASON_CODES:
+        r += 1
+        label, meaning, action = REASON_LEGEND[code]
+        verdict = "hapus (tinjau bila belum pasti)" if code == "deceased" else (
+            "hapus" if code in REMOVE_REASONS else "tinjau")
+        s.row(r, [label, code, verdict, meaning, action], "wrap")
+    r += 2
+    s.text(r, 0, "Kolom nik_disamarkan: hanya 4 angka pertama dan 4 angka terakhir NIK; cari baris di daftar "
+                 "program Anda dengan id_baris. File tidak memuat data kesejahteraan (desil, aset, disabilitas) "
+                 "maupun tanggal lahir; bukti per baris dapat diminta ke tim data.")
+    s.text(r + 1, 0, "Di file CSV, teks yang diawali = + - @ diberi tanda ' di depannya agar tidak dijalankan "
+                     "sebagai rumus.")
+    s.fit_columns({0: 34, 3: 60, 4: 60})
+
+
+def _formats(wb: xlsxwriter.Workbook) -> dict:
+    return {
+        "bold": wb.add_format({"bold": True}),
+        "wrap": wb.add_format({"text_wrap": True, "valign": "top"}),
+        "quote": wb.add_format({"quote_prefix": True}),
+        "boldquote": wb.add_format({"bold": True, "quote_prefix": True}),
+        "wrapquote": wb.add_format({"text_wrap": True, "valign": "top", "quote_prefix": True}),
+        "money": wb.add_format({"num_format": '"Rp"#,##0'}),
+        "boldmoney": wb.add_format({"bold": True, "num_format": '"Rp"#,##0'}),
+        "count": wb.add_format({"num_format": "#,##0"}),
+        "boldcount": wb.add_format({"bold": True, "num_format": "#,##0"}),
+        "date": wb.add_format({"num_format": "yyyy-mm-dd"}),
+    }
+
+
+def _summary_sheet(wb, formats, program: str, about: dict, summary: list, reasons: list) -> None:
+    """Sheet "Ringkasan": which delivery, publication and run; rows and rupiah per kota and verdict; reasons."""
+    s = _Sheet(wb, SUMMARY_SHEET, formats)
+    s.text(0, 0, f"Ringkasan program {program}", "bold")
+    r = 2
+    for label, value in [
+        ("Program", program),
+        ("Tanggal data (snapshot kiriman)", about["snapshot"] or "tidak diketahui"),
+        ("Publikasi (run id)", about["run_id"] or "belum dipublikasikan"),
+        ("Tanggal publikasi", about["published_at"] or "belum dipublikasikan"),
+        ("Dibuat pada", about["written_at"]),
+        ("Jumlah baris", f"{about['rows']:,}".replace(",", ".")),
+    ]:
+        s.text(r, 0, label, "bold")
+        s.text(r, 1, str(value))
+        r += 1
+    s.text(r, 0, "Arti keputusan dan alasan: lembar Keterangan. Baris per kota: lembar masing-masing kota.")
+    r += 2
+    s.row(r, ["kota", "keputusan", "baris", "nominal bulanan", "nominal tahunan"], "bold")
+    totals: dict[str, list[int]] = {}
+    for kota, verdict, n, monthly in summary:
+        r += 1
+        s.text(r, 0, kota)
+        s.text(r, 1, VERDICT_LABELS[verdict])
+        s.number(r, 2, n, "count")
+        s.number(r, 3, int(monthly))
+        s.number(r, 4, int(monthly) * 12)
+        t = totals.setdefault(verdict, [0, 0])
+        t[0], t[1] = t[0] + n, t[1] + int(monthly)
+    for verdict, (n, monthly) in [*((v, totals[v]) for v in VERDICTS if v in totals),
+                                  ("", [sum(t[0] for t in totals.values()), sum(t[1] for t in totals.values())])]:
+        r += 1
+        s.text(r, 0, "Jumlah" + (f" {VERDICT_LABELS[verdict]}" if verdict else " semua"), "bold")
+        s.number(r, 2, n, "boldcount")
+        s.number(r, 3, monthly, "boldmoney")
+        s.number(r, 4, monthly * 12, "boldmoney")
+    r += 2
+    s.row(r, ["alasan", "kode_alasan", "baris"], "bold")
+    for reason, n in reasons:
+        r += 1
+        s.text(r, 0, REASON_LEGEND[reason][0])
+        s.text(r, 1, reason)
+        s.number(r, 2, n, "count")
+    s.fit_columns({0: 34})
+
+
+def export_program(conn: duckdb.DuckDBPyConnection, program: str, out_root: Path,
+                   publication: tuple[str, str] | None = None) -> dict:
+    """Write one program's xlsx and csv files (replacing the folder's previous files).
+
+    Everything that can refuse the export (privacy, unknown verdict or reason code) is checked
+    before the folder is touched."""
     select = _export_select(program)
+    check_reason_legend()
+    check_export_privacy(conn, program, select)
     kotas = conn.execute(
         f"""SELECT b.kode_kota, any_value(k.nama), count(*) FROM {REVIEW_TABLE} b
             LEFT JOIN _wilayah k ON k.kode = b.kode_kota WHERE b.program = ?
@@ -101,82 +396,93 @@ def export_program(conn: duckdb.DuckDBPyConnection, program: str, out_root: Path
             GROUP BY 1 ORDER BY 1""",
         [program],
     ).fetchall()
+    unknown_verdicts = sorted({v for _, v, _, _ in summary} - set(VERDICT_LABELS), key=str)
+    if unknown_verdicts:
+        raise ExportError(f"exports of program {program}: verdict(s) {unknown_verdicts} have no Indonesian label")
+    check_reason_legend(r for r, _ in reasons)
+    snapshot = conn.execute(f"SELECT CAST(max(snapshot_date) AS VARCHAR) FROM {REVIEW_TABLE} WHERE program = ?",
+                            [program]).fetchall()[0][0]
+    about = {"snapshot": snapshot, "run_id": publication[0] if publication else None,
+             "published_at": publication[1] if publication else None, "rows": sum(k[2] for k in kotas),
+             "written_at": dt.datetime.now().astimezone().isoformat(sep=" ", timespec="seconds")}
 
+    folder = out_root / program
+    if folder.exists():
+        shutil.rmtree(folder)
+    folder.mkdir(parents=True)
     xlsx_path = folder / f"{program}_review.xlsx"
-    wb = xlsxwriter.Workbook(str(xlsx_path), {"constant_memory": True, "strings_to_numbers": False})
-    bold = wb.add_format({"bold": True})
-    money = wb.add_format({"num_format": "#,##0"})
-    datefmt = wb.add_format({"num_format": "yyyy-mm-dd"})
-    ws = wb.add_worksheet(SUMMARY_SHEET)
-    ws.write_row(0, 0, ["Program", program], bold)
-    ws.write_row(2, 0, ["kota", "verdict", "baris", "nominal_bulanan", "nominal_tahunan"], bold)
-    row = 3
-    for kota, verdict, n, monthly in summary:
-        ws.write_row(row, 0, [kota, verdict, n])
-        ws.write_number(row, 3, int(monthly), money)
-        ws.write_number(row, 4, int(monthly) * 12, money)
-        row += 1
-    row += 1
-    ws.write_row(row, 0, ["alasan (reason)", "baris"], bold)
-    for reason, n in reasons:
-        row += 1
-        ws.write_row(row, 0, [reason, n])
-    ws.set_column(0, 0, 28)
-    ws.set_column(1, 4, 16)
+    wb = xlsxwriter.Workbook(str(xlsx_path), {
+        "constant_memory": True, "strings_to_numbers": False, "strings_to_formulas": False,
+        "strings_to_urls": False,
+    })
+    formats = _formats(wb)
+    _summary_sheet(wb, formats, program, about, summary, reasons)
+    _legend_sheet(wb, formats)
 
     csv_files = []
-    used_sheets = {SUMMARY_SHEET}
+    used_sheets = {SUMMARY_SHEET, LEGEND_SHEET}
+    money_col, date_col = EXPORT_COLUMNS.index("nominal_bulanan"), EXPORT_COLUMNS.index("tanggal_mulai")
     for kode, nama, n in kotas:
         short = _short_kota(nama or kode)
         where = "b.kode_kota IS NULL" if kode is None else f"b.kode_kota = '{kode.replace(chr(39), '')}'"
         query = f"SELECT * FROM ({select} AND {where}) ORDER BY kecamatan NULLS LAST, verdict, record_id"
         csv_path = folder / f"{program}_{_slug(kode or 'na')}_{_slug(short)}.csv"
-        conn.execute(f"COPY ({query}) TO '{str(csv_path).replace(chr(39), chr(39) * 2)}' (HEADER, DELIMITER ',')")
         csv_files.append(csv_path)
-        # xlsx: stream rows; split a kota over several sheets if it exceeds Excel's row limit
         cur = conn.execute(query)
-        if True:
-            part, written, sheet = 0, EXCEL_MAX_ROWS, None
-            while True:
-                batch = cur.fetchmany(10_000)
-                if not batch:
-                    break
+        # xlsx: stream rows; split a kota over several sheets if it exceeds Excel's row limit
+        sheets: list[tuple[_Sheet, int]] = []
+        written, sheet = EXCEL_MAX_ROWS, None
+        with open(csv_path, "w", encoding=CSV_ENCODING, newline="") as fh:
+            out = csv.writer(fh, delimiter=CSV_DELIMITER, lineterminator="\r\n")
+            out.writerow(EXPORT_COLUMNS)
+            while batch := cur.fetchmany(10_000):
                 for values in batch:
+                    row = _export_row(values)
+                    out.writerow([_csv_cell(v) for v in row])
                     if written >= EXCEL_MAX_ROWS:
-                        part += 1
+                        if sheet is not None:
+                            sheets.append((sheet, written))
+                        part = len(sheets) + 1
                         name = short[:31] if part == 1 else f"{short[:26]} ({part})"
                         while name in used_sheets:
                             name = name[:28] + f"~{len(used_sheets)}"
                         used_sheets.add(name)
-                        sheet = wb.add_worksheet(name)
-                        sheet.write_row(0, 0, EXPORT_COLUMNS, bold)
-                        sheet.set_column(0, len(EXPORT_COLUMNS) - 1, 16)
-                        sheet.freeze_panes(1, 0)
+                        sheet = _Sheet(wb, name, formats)
+                        sheet.row(0, EXPORT_COLUMNS, "bold")
+                        sheet.ws.freeze_panes(1, 0)
                         written = 0
                     written += 1
-                    for j, v in enumerate(values):
-                        if v is None:
+                    for j, v in enumerate(row):
+                        if v is None or v == "":
                             continue
-                        col = EXPORT_COLUMNS[j]
-                        if col == "nominal_bulanan":
-                            sheet.write_number(written, j, int(v), money)
-                        elif col == "tanggal_mulai":
-                            sheet.write_datetime(written, j, v, datefmt)
+                        if j == money_col:
+                            sheet.number(written, j, int(v))
+                        elif j == date_col:
+                            sheet.date(written, j, v)
                         else:
-                            sheet.write_string(written, j, str(v))
+                            sheet.text(written, j, str(v))
+        if sheet is not None:
+            sheets.append((sheet, written))
+        for s, last in sheets:
+            s.ws.autofilter(0, 0, last, len(EXPORT_COLUMNS) - 1)
+            s.fit_columns()
     wb.close()
-    return {"xlsx": xlsx_path, "csv": csv_files, "rows": sum(k[2] for k in kotas), "kota": len(kotas)}
+    return {"xlsx": xlsx_path, "csv": csv_files, "rows": about["rows"], "kota": len(kotas)}
 
 
 def export_programs(
     conn: duckdb.DuckDBPyConnection, out_root: Path, programs: Sequence[str] | None = None
 ) -> dict[str, dict]:
-    """Export every program present in beneficiary_review (or only `programs`)."""
+    """Export every program present in beneficiary_review (or only `programs`).
+
+    The Ringkasan sheet names the latest publication of main.publication_log (the one the files
+    are written from, see export_atomically)."""
     load_wilayah(conn)
     present = published_programs(conn)
     wanted = [p for p in present if not programs or p in set(programs)]
+    publication = latest_publication(conn)
     out_root.mkdir(parents=True, exist_ok=True)
-    return {p: export_program(conn, p, out_root) for p in wanted}
+    return {p: export_program(conn, p, out_root, publication) for p in wanted}
 
 
 MANIFEST = "_manifest.json"
@@ -267,6 +573,8 @@ def published_programs(conn: duckdb.DuckDBPyConnection) -> list[str]:
     return [r[0] for r in conn.execute(f"SELECT DISTINCT program FROM {REVIEW_TABLE} ORDER BY 1").fetchall()]
 
 
-__all__ = ["ARCHIVE", "EXPORT_COLUMNS", "FORBIDDEN_COLUMNS", "MANIFEST", "export_program", "export_programs",
-           "exports_behind", "latest_publication", "published_programs", "read_manifest",
-           "retire_unpublished", "write_manifest"]
+__all__ = ["ARCHIVE", "CSV_DELIMITER", "CSV_ENCODING", "EXPORT_COLUMNS", "ExportError", "ExportPrivacyError",
+           "FORBIDDEN_COLUMNS", "FORMULA_PREFIXES", "LEGEND_SHEET", "MANIFEST", "REASON_LEGEND", "SUMMARY_SHEET",
+           "VERDICT_LABELS", "check_export_privacy", "check_reason_legend", "export_program", "export_programs",
+           "exports_behind", "latest_publication", "neutralise", "published_programs",
+           "read_manifest", "reason_label", "retire_unpublished", "write_manifest"]
