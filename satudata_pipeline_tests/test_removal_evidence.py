@@ -372,3 +372,24 @@ def test_duplicate_enrollment_by_nik_needs_the_same_name(case, name_010a, verdic
     assert (got_verdict, list(reasons)) == (verdict, ["duplicate_enrollment"]), case
     if verdict == "review":
         assert "to check, not conclusive" in evidence
+
+
+@pytest.mark.parametrize("case, kel_010d, verdict", [
+    ("strong link without the NIK, one kelurahan", "31.71.01.1001", "remove"),
+    ("strong link without the NIK, another kelurahan (a namesake born the same day)", "31.75.02.1004", "review"),
+])
+def test_duplicate_enrollment_by_link_needs_one_kelurahan(case, kel_010d, verdict):
+    """Rows with two NIKs are one child's duplicate enrollment only when linked strongly without the
+    NIK within one kelurahan: a common name and a birth date reach 0.99 across the city."""
+    conn = duckdb.connect()
+    build_fixture_warehouse(conn)
+    conn.execute("ALTER TABLE link.person_records ADD COLUMN kode_kelurahan VARCHAR")
+    conn.execute("UPDATE link.person_records SET kode_kelurahan = '31.71.01.1001' WHERE record_id LIKE 'KJP-010%'")
+    conn.execute("UPDATE link.person_records SET kode_kelurahan = ? WHERE record_id = 'KJP-010D'", [kel_010d])
+    conn.execute("CREATE TABLE link.match_pairs (unique_id_l VARCHAR, unique_id_r VARCHAR, match_probability DOUBLE, "
+                 "match_weight DOUBLE, link_method VARCHAR, match_probability_without_nik DOUBLE)")
+    # KJP-010D carries another valid NIK; it is linked to the earliest row KJP-010B at 0.999 without it
+    conn.execute("INSERT INTO link.match_pairs VALUES ('kjp_2026:KJP-010B', 'kjp_2026:KJP-010D', 0.999, NULL, "
+                 "'probabilistic', 0.999)")
+    got_verdict, reasons, evidence = _verdict(conn, "KJP-010D")
+    assert (got_verdict, list(reasons)) == (verdict, ["duplicate_enrollment"]), case

@@ -215,7 +215,8 @@ def _roster_rows_sql(conn: duckdb.DuckDBPyConnection, schema: str = "main") -> s
                {_col(pr, 'unique_id', 'r', 'VARCHAR')} AS roster_uid,
                {_col(pr, 'nik_valid', 'r', 'BOOLEAN')} AS roster_nik_valid,
                {_col(pr, 'tanggal_lahir', 'r', 'DATE')} AS roster_lahir,
-               {_col(pr, 'nama_sorted', 'r', 'VARCHAR')} AS roster_nama_sorted
+               {_col(pr, 'nama_sorted', 'r', 'VARCHAR')} AS roster_nama_sorted,
+               {_col(pr, 'kode_kelurahan', 'r', 'VARCHAR')} AS roster_kelurahan
         FROM link.person_records r
         LEFT JOIN (
             SELECT source, CAST(record_id AS VARCHAR) AS record_id, any_value(person_id) AS person_id,
@@ -235,7 +236,7 @@ def _roster_rows_sql(conn: duckdb.DuckDBPyConnection, schema: str = "main") -> s
     quarantined = f"""
         SELECT l.source, rs.program, CAST(l.record_id AS VARCHAR), NULL, NULL, NULL, NULL, NULL,
                NULL, NULL, NULL, NULL, {'l.link_method' if has_lm else "'quarantined'"},
-               NULL, NULL, NULL, NULL
+               NULL, NULL, NULL, NULL, NULL
         FROM {link_table(schema)} l
         JOIN (SELECT source, any_value(program) AS program FROM link.person_records
               WHERE kind = 'program_roster' GROUP BY source) rs ON rs.source = l.source
@@ -422,7 +423,10 @@ dup_pairs AS (
                AND coalesce(a.roster_nama_sorted = b.roster_nama_sorted
                             OR damerau_levenshtein(a.roster_nama_sorted, b.roster_nama_sorted) <= 2,
                             TRUE))
-           OR coalesce(mp.match_probability_without_nik >= {DUPLICATE_MIN_PROBABILITY}, FALSE) AS conclusive
+           -- a strong link without the NIK counts only within one kelurahan: a common name and a
+           -- birth date alone reach it across the city (AI AZZAHRA, MUHAMMAD PRATAMA)
+           OR coalesce(mp.match_probability_without_nik >= {DUPLICATE_MIN_PROBABILITY}
+                       AND a.roster_kelurahan = b.roster_kelurahan, FALSE) AS conclusive
     FROM flagged a
     JOIN flagged b
       ON a.person_id = b.person_id AND b.enroll_ord < a.enroll_ord
