@@ -353,16 +353,17 @@ def verdicts_sql(conn: duckdb.DuckDBPyConnection, snapshot_date: date, schema: s
     life_ctes, life_cols, life_joins = _life_facts_sql(conn, gp, snap, schema)
     return f"""
 WITH roster AS ({_roster_rows_sql(conn, schema)}),{life_ctes}
+pairs AS {_pair_probabilities_sql(conn)},
 row_tie AS (
     -- how strongly each roster row itself is tied to its person without the NIK: the strongest
     -- stored pair between the row and another record of the same person
     SELECT t.roster_uid, max(t.p) AS row_p
     FROM (
         SELECT ro.roster_uid, ro.person_id, mp.uid_r AS other, mp.match_probability_without_nik AS p
-        FROM roster ro JOIN {_pair_probabilities_sql(conn)} mp ON mp.uid_l = ro.roster_uid
+        FROM roster ro JOIN pairs mp ON mp.uid_l = ro.roster_uid
         UNION ALL
         SELECT ro.roster_uid, ro.person_id, mp.uid_l, mp.match_probability_without_nik
-        FROM roster ro JOIN {_pair_probabilities_sql(conn)} mp ON mp.uid_r = ro.roster_uid
+        FROM roster ro JOIN pairs mp ON mp.uid_r = ro.roster_uid
     ) t
     JOIN {link_table(schema)} o ON o.unique_id = t.other AND o.person_id = t.person_id
     GROUP BY t.roster_uid
@@ -431,7 +432,7 @@ dup_pairs AS (
     JOIN flagged b
       ON a.person_id = b.person_id AND b.enroll_ord < a.enroll_ord
      AND (a.program = b.program OR list_contains(a.excludes, b.program))
-    LEFT JOIN {_pair_probabilities_sql(conn)} mp
+    LEFT JOIN pairs mp
       ON (mp.uid_l = a.roster_uid AND mp.uid_r = b.roster_uid)
       OR (mp.uid_l = b.roster_uid AND mp.uid_r = a.roster_uid)
     WHERE NOT a.f_unresolved AND NOT b.f_unresolved
