@@ -29,6 +29,13 @@ concurrency:
     max_concurrent_runs: 1
 telemetry:
   enabled: false
+# Splink's own messages (training passes, warnings) and satudata's progress logs go into each run's
+# log in the UI, not only to the terminal. Neither logs a NIK or a name (docs/privacy.md).
+python_logs:
+  python_log_level: INFO
+  managed_python_loggers:
+    - satudata_pipeline
+    - splink
 """
 
 
@@ -37,7 +44,9 @@ def dagster_home() -> Path:
     home = Path(os.environ.get("DAGSTER_HOME") or config.state_dir() / "dagster_home")
     home.mkdir(mode=0o700, parents=True, exist_ok=True)
     yaml_path = home / "dagster.yaml"
-    if not yaml_path.exists():
+    # an instance file satudata wrote earlier is brought up to date; one an operator wrote is theirs
+    if not yaml_path.exists() or (yaml_path.read_text().startswith("# Written by `satudata`")
+                                  and yaml_path.read_text() != DAGSTER_YAML):
         yaml_path.write_text(DAGSTER_YAML)
     os.environ["DAGSTER_HOME"] = str(home)
     return home
@@ -176,7 +185,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     query = "SELECT program, verdict, count(*) AS n FROM beneficiary_review GROUP BY ALL ORDER BY ALL"
     print(f"  e.g. .venv/bin/python -c \"import duckdb; duckdb.connect('{config.warehouse_path()}', read_only=True).sql('{query}').show()\"")
     print(f"exports per program: {config.exports_dir()}")
-    print(f"reports (linkage charts, run summary): {config.reports_dir()}")
+    print(f"reports of this run (linkage charts, run summary): {config.run_reports_dir(result.run_id)}")
     print("open the UI (lineage, runs, checks): ./scripts/ui.sh  ->  http://127.0.0.1:3000")
     return 0 if result.success and not failed else EXIT_FAILED
 

@@ -78,5 +78,58 @@ def reports_dir() -> Path:
     return private_dir(state_dir() / "reports")
 
 
+RUN_REPORTS = "runs"
+DEFAULT_REPORT_RETENTION = 12
+
+
+def run_reports_dir(run_id: str | None) -> Path:
+    """`<reports>/runs/<run id>/`: everything one run reports (linkage charts, run summary), kept together."""
+    safe = "".join(ch for ch in (run_id or "adhoc") if ch.isalnum() or ch in "-_") or "adhoc"
+    return private_dir(reports_dir() / RUN_REPORTS / safe)
+
+
+def report_retention() -> int:
+    """How many runs' report folders are kept (SATUDATA_REPORT_RETENTION, default 12: a year of months)."""
+    value = os.environ.get("SATUDATA_REPORT_RETENTION", "").strip()
+    if not value:
+        return DEFAULT_REPORT_RETENTION
+    try:
+        keep = int(value)
+    except ValueError:
+        raise ValueError(f"SATUDATA_REPORT_RETENTION must be a whole number of runs, got {value!r}") from None
+    if keep < 1:
+        raise ValueError("SATUDATA_REPORT_RETENTION must be at least 1 (the current run's reports)")
+    return keep
+
+
+def prune_run_reports(keep_run: str | None, keep: int | None = None) -> list[str]:
+    """Delete the oldest run report folders beyond the retention; never the folder of `keep_run`.
+
+    A Splink report set is about 5 MB a run; without pruning a monthly pipeline piles them up forever.
+    Returns the names of the folders removed."""
+    import shutil
+
+    keep = report_retention() if keep is None else keep
+    root = reports_dir() / RUN_REPORTS
+    if not root.is_dir():
+        return []
+    current = run_reports_dir(keep_run).name if keep_run else None
+    folders = sorted((p for p in root.iterdir() if p.is_dir() and p.name != current),
+                     key=lambda p: (p.stat().st_mtime, p.name), reverse=True)
+    removed = []
+    for old in folders[max(keep - (1 if current else 0), 0):]:
+        shutil.rmtree(old, ignore_errors=True)
+        removed.append(old.name)
+    return removed
+
+
+def shown_path(path: Path) -> str:
+    """A path as metadata shows it: relative to the state folder (no machine paths in the UI)."""
+    try:
+        return "<state>/" + str(Path(path).resolve().relative_to(state_dir()))
+    except ValueError:
+        return Path(path).name
+
+
 def exports_dir() -> Path:
     return private_dir(state_dir() / "exports")

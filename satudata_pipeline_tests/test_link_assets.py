@@ -19,7 +19,7 @@ def _defs(sources):
     return specs, build_link_assets(clean_keys, list(sources)) + build_golden_assets()
 
 
-def _materialize(db, sources, run_config=None):
+def _materialize(db, sources, run_config=None, instance=None):
     specs, defs = _defs(sources)
     assets = [d for d in defs if not isinstance(d, dg.AssetChecksDefinition)]
     checks = [d for d in defs if isinstance(d, dg.AssetChecksDefinition)]
@@ -27,6 +27,7 @@ def _materialize(db, sources, run_config=None):
         [*specs, *assets, *checks],
         resources={"warehouse": DuckDBResource(database=str(db))},
         run_config=run_config,
+        instance=instance,
         selection=dg.AssetSelection.assets(*[a.key for a in assets]),
     )
 
@@ -45,7 +46,8 @@ def test_materialize_link_and_golden(tmp_path, isolated_state):
                      "row_number BIGINT, reason VARCHAR, raw_values VARCHAR)")
         conn.execute("INSERT INTO clean.quarantine VALUES ('kjp', 'Q1', 9, 'blank_name', '{}')")
 
-    result = _materialize(db, list(frames))
+    instance = dg.DagsterInstance.ephemeral()
+    result = _materialize(db, list(frames), instance=instance)
     assert result.success
     checks = result.get_asset_check_evaluations()
     blocking_or_error = [c for c in checks if c.check_name != "linkage_model_fully_trained"]
@@ -68,10 +70,18 @@ def test_materialize_link_and_golden(tmp_path, isolated_state):
         assert name in model_meta
     for name in ("comparison_viewer", "waterfall_chart", "match_weights_histogram"):
         assert name in pairs_meta
-        assert Path(pairs_meta[name].value).stat().st_size > 1000
+        shown = pairs_meta[name].value  # relative to the state folder: no machine path in the UI
+        assert shown.startswith("<state>/reports/runs/")
+        assert (isolated_state / shown.removeprefix("<state>/")).stat().st_size > 1000
     # metadata never carries personal data
     text = " ".join(str(v.value) for m in (model_meta, pairs_meta) for v in m.values())
-    assert "SANTOSO" not in text and "3171" not in text
+    assert "SANTOSO" not in text and "3171" not in text and str(isolated_state) not in text
+    # the long steps log their phases into the run (counts and times only)
+    logs = [e.user_message for e in instance.all_logs(result.run_id)]
+    phases = [m for m in logs if m.startswith(("match_pairs: ", "person_clusters: ", "golden_person: "))]
+    assert any("Splink scored the candidate pairs" in m for m in phases)
+    assert any(m.startswith("person_clusters: clusters formed (records ") for m in phases)
+    assert all(" s (step so far " in m and "SANTOSO" not in m for m in phases)
 
     with duckdb.connect(str(db)) as conn:
         n_rows = sum(len(f) for f in frames.values())

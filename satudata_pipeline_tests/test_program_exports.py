@@ -129,3 +129,35 @@ def test_run_summary_has_no_personal_data(exported, tmp_path):
     assert html.count("<svg") == 5
     assert "Orang" not in html and "ORANG" not in html and "3171" not in html.replace("31.71", "")
     assert "| KLJ | 12 | 4 | 5 | 3 |" in report["markdown"]
+
+
+def test_run_summary_is_an_indonesian_page_with_html_tables(exported, tmp_path):
+    conn, _, _ = exported
+    build_program_summary(conn)
+    report = write_run_summary(conn, tmp_path / "runs" / "r1", {"KLJ": 2}, run_id="r1")
+    page = report["html"].read_text(encoding="utf-8")
+    assert 'lang="id"' in page and "<pre>" not in page and "Ringkasan penetapan" in page
+    assert "<th>Tetap</th>" in page and "<th>Hapus Rp/bulan</th>" in page and ">Jumlah<" in page
+    assert "meninggal" in page or "usia di luar ketentuan" in page  # reasons in words, codes beside them
+    assert report["html"].parent.name == "r1"
+
+
+def test_old_run_reports_are_pruned_by_the_retention_setting(tmp_path, monkeypatch):
+    import os
+
+    from satudata_pipeline import config
+
+    monkeypatch.setenv("SATUDATA_STATE_DIR", str(tmp_path / "state"))
+    monkeypatch.setenv("SATUDATA_REPORT_RETENTION", "3")
+    for i in range(6):
+        d = config.run_reports_dir(f"run-{i}")
+        (d / "chart.html").write_text("x")
+        os.utime(d, (1_000_000 + i, 1_000_000 + i))
+    os.utime(config.run_reports_dir("run-0"), (1_000_000, 1_000_000))
+    removed = config.prune_run_reports(keep_run="run-0")
+    left = sorted(p.name for p in (tmp_path / "state" / "reports" / "runs").iterdir())
+    # the current run's folder is never pruned, even when it is the oldest; two newest others stay
+    assert left == ["run-0", "run-4", "run-5"] and sorted(removed) == ["run-1", "run-2", "run-3"]
+    monkeypatch.setenv("SATUDATA_REPORT_RETENTION", "0")
+    with pytest.raises(ValueError, match="SATUDATA_REPORT_RETENTION"):
+        config.prune_run_reports(keep_run="run-0")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import collections
+import re
 from datetime import date
 
 import dagster as dg
@@ -313,14 +314,21 @@ def test_materialize_in_process(warehouse_file, tmp_path):
     meta = {
         e.asset_key.to_user_string(): e.materialization.metadata for e in result.get_asset_materialization_events()
     }
-    assert meta["beneficiary_review"]["rows"].value == len(EXPECTED)
+    assert meta["beneficiary_review"]["dagster/row_count"].value == len(EXPECTED)
     by_verdict = {v: sum(1 for verdict, _ in EXPECTED.values() if verdict == v) for v in ("keep", "remove", "review")}
     assert by_verdict == dict(collections.Counter(v for v, _ in EXPECTED.values()))
     assert meta["beneficiary_review"]["by_verdict"].value == by_verdict
     assert (tmp_path / "state" / "exports" / "KLJ" / "KLJ_review.xlsx").exists()
-    report = tmp_path / "state" / "reports" / "programs" / "run_summary.html"
-    assert report.exists() and "<svg" in report.read_text()
-    assert meta["program_summary"]["run_summary"].value == str(report)
+    run_id = result.run_id
+    report = tmp_path / "state" / "reports" / "runs" / run_id / "run_summary.html"
+    page = report.read_text()
+    assert "<svg" in page and 'lang="id"' in page and "<pre>" not in page and run_id in page
+    # metadata: the run's page relative to the state folder (no machine path), money as Rp1.234.567
+    assert meta["program_summary"]["run_summary"].value == f"<state>/reports/runs/{run_id}/run_summary.html"
+    assert meta["program_summary"]["dagster/row_count"].value > 0
+    assert re.fullmatch(r"Rp\d{1,3}(\.\d{3})*", meta["program_summary"]["annual_rupiah_at_stake"].value)
+    assert "| KLJ |" in meta["program_summary"]["money_at_stake"].value
+    assert str(tmp_path) not in repr({k: {m: v.value for m, v in md.items()} for k, md in meta.items()})
     # metadata never carries a NIK or a name
     text = repr({k: {m: v.value for m, v in md.items()} for k, md in meta.items()})
     assert "ORANG" not in text.upper() and "3171********" not in text and "317100000000" not in text

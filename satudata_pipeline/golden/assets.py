@@ -11,6 +11,7 @@ from dagster import AssetExecutionContext
 from dagster_duckdb import DuckDBResource
 
 from satudata_pipeline.golden import publish, stable_ids, survivorship
+from satudata_pipeline.progress import Progress
 
 GROUP = "golden"
 GOLDEN = publish.staged("golden_person")
@@ -32,12 +33,15 @@ def build_golden_assets() -> list:
         "status, welfare attributes from the latest DTKS/P3KE record, last verification date.",
     )
     def golden_person(context: AssetExecutionContext, warehouse: DuckDBResource):
+        progress = Progress(context.log, "golden_person")
         with warehouse.get_connection() as conn:
             # ids are assigned on a staging copy of the published id state: the registry only
             # advances when this run is published
             publish.stage_id_state(conn)
             changes = stable_ids.assign_person_ids(conn, context.run.run_id, schema=publish.STAGING)
+            progress("stable person ids assigned", **{k: v for k, v in changes.items() if isinstance(v, int)})
             n = survivorship.build_golden_person(conn, target=GOLDEN, ids_table=IDS)
+            progress("surviving identity, life status, domicile and welfare chosen", persons=n)
             stats = conn.execute(f"""
                 SELECT count(*) FILTER (WHERE NOT is_alive),
                        count(*) FILTER (WHERE NOT tinggal_di_dki),

@@ -9,9 +9,11 @@ from dagster import AssetExecutionContext
 from dagster_duckdb import DuckDBResource
 from pydantic import Field
 
+from satudata_pipeline import config as paths
 from satudata_pipeline.link import clusters as clusters_mod
 from satudata_pipeline.link import matching, model, reports
 from satudata_pipeline.link import splink_settings as ss
+from satudata_pipeline.progress import Progress
 
 GROUP = "link"
 
@@ -87,8 +89,10 @@ def build_link_assets(clean_asset_keys: list[dg.AssetKey], source_names: list[st
         "with the fields used to recognise the same person: name words, birth date parts, NIK.",
     )
     def person_records(context: AssetExecutionContext, warehouse: DuckDBResource):
+        progress = Progress(context.log, "person_records")
         with warehouse.get_connection() as conn:
             n = matching.build_person_records(conn, source_names)
+            progress("records of every person-bearing source in one table", records=n)
             by_source = conn.execute(
                 "SELECT source, count(*), count(*) FILTER (WHERE nik_valid) "
                 "FROM link.person_records GROUP BY 1 ORDER BY 1"
@@ -121,7 +125,7 @@ def build_link_assets(clean_asset_keys: list[dg.AssetKey], source_names: list[st
                 summary = model.train_model(conn)
                 path = model.save_model(summary, run_id=context.run.run_id)
                 trained = True
-                context.log.info(f"trained Splink model in {time.time() - t0:.1f}s -> {path}")
+                context.log.info(f"trained Splink model in {time.time() - t0:.1f}s -> {paths.shown_path(path)}")
             settings, meta = model.load_model(path)
             conn.execute("CREATE SCHEMA IF NOT EXISTS link")
             conn.execute("""CREATE TABLE IF NOT EXISTS link.linkage_model (
@@ -140,7 +144,7 @@ def build_link_assets(clean_asset_keys: list[dg.AssetKey], source_names: list[st
                 charts = reports.write_model_charts(linker, out_dir)
         params = model.parameters_table(settings)
         md = {
-            "model_path": dg.MetadataValue.path(str(path)),
+            "model_path": dg.MetadataValue.path(paths.shown_path(path)),
             "trained_this_run": trained,
             "fingerprint": meta.get("fingerprint"),
             "trained_at": meta.get("trained_at"),
@@ -155,7 +159,7 @@ def build_link_assets(clean_asset_keys: list[dg.AssetKey], source_names: list[st
             "comparisons_not_trained": len(meta.get("not_trained", [])),
         }
         for name, p in charts.items():
-            md[name] = dg.MetadataValue.path(str(p))
+            md[name] = dg.MetadataValue.path(paths.shown_path(p))
         return dg.MaterializeResult(metadata=md)
 
     @dg.asset(
@@ -168,21 +172,27 @@ def build_link_assets(clean_asset_keys: list[dg.AssetKey], source_names: list[st
     )
     def match_pairs(context: AssetExecutionContext, config: MatchPairsConfig,
                     warehouse: DuckDBResource):
+        progress = Progress(context.log, "match_pairs")
         with warehouse.get_connection() as conn:
             settings, _meta = _current_model(conn)
             out_dir = reports.run_report_dir(context.run.run_id)
             charts: dict = {}
             extra_rules, sparse = matching.sparse_id_blocking(conn)
             with matching.splink_session(conn) as db_api:
+                progress("blocking rules chosen", extra_rules=len(extra_rules))
                 linker, df_pred = matching.predict(db_api, settings, config.match_threshold,
                                                    extra_rules)
+                progress("Splink scored the candidate pairs")
                 result = matching.write_match_pairs(
                     conn, df_pred.physical_name, config.match_threshold,
                     config.deterministic_name_jaro_winkler)
+                progress("pairs written", exact_nik=result.n_deterministic,
+                         probabilistic=result.n_probabilistic)
                 charts.update(reports.write_pair_reports(
                     linker, db_api, df_pred.physical_name, config.report_threshold, out_dir,
                     config.report_sample_size))
                 charts.update(reports.write_histogram(linker, df_pred, out_dir))
+                progress("review charts written", charts=len(charts))
             hist = conn.execute("""
                 SELECT floor(match_weight)::INTEGER AS w, count(*) FROM link.match_pairs
                 WHERE match_weight IS NOT NULL GROUP BY 1 ORDER BY 1
@@ -197,10 +207,10 @@ def build_link_assets(clean_asset_keys: list[dg.AssetKey], source_names: list[st
             "sparse_id_blocking": dg.MetadataValue.json(sparse),
             "match_weight_histogram": dg.MetadataValue.md(_md_table(
                 [{"match_weight_from": w, "pairs": c} for w, c in hist])),
-            "reports_dir": dg.MetadataValue.path(str(out_dir)),
+            "reports_dir": dg.MetadataValue.path(paths.shown_path(out_dir)),
         }
         for name, p in charts.items():
-            md[name] = dg.MetadataValue.path(str(p))
+            md[name] = dg.MetadataValue.path(paths.shown_path(p))
         return dg.MaterializeResult(metadata=md)
 
     @dg.asset(
@@ -215,9 +225,12 @@ def build_link_assets(clean_asset_keys: list[dg.AssetKey], source_names: list[st
     )
     def person_clusters(context: AssetExecutionContext, config: PersonClustersConfig,
                         warehouse: DuckDBResource):
+        progress = Progress(context.log, "person_clusters")
         with warehouse.get_connection() as conn:
             res = clusters_mod.build_person_clusters(
                 conn, config.cluster_threshold, config.max_cluster_size)
+        progress("clusters formed", records=res.n_records, persons=res.n_clusters,
+                 reclustered=res.reclustered, assigned_to_sole_candidate=res.assigned)
         return dg.MaterializeResult(metadata={
             "dagster/row_count": res.n_records,
             "clusters": res.n_clusters,

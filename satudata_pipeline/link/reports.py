@@ -1,4 +1,4 @@
-"""Splink explainability charts, written as HTML under `config.reports_dir()/<run_id>/`.
+"""Splink explainability charts, written as HTML under `config.run_reports_dir(run_id)` (`<reports>/runs/<run_id>/`).
 
 The model charts (match weights, m/u parameters) hold no personal data. The comparison viewer and
 the waterfall chart show the compared values of sample pairs: they hold PII and stay local files
@@ -17,10 +17,7 @@ log = logging.getLogger(__name__)
 
 
 def run_report_dir(run_id: str) -> Path:
-    safe = "".join(ch for ch in (run_id or "adhoc") if ch.isalnum() or ch in "-_") or "adhoc"
-    path = config.reports_dir() / safe
-    path.mkdir(parents=True, exist_ok=True)
-    return path
+    return config.run_reports_dir(run_id)
 
 
 def _save_chart(chart, path: Path) -> Path:

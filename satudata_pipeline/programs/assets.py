@@ -157,16 +157,17 @@ def build_program_assets() -> list:
         ]
         return dg.MaterializeResult(
             metadata={
-                "rows": written,
+                "dagster/row_count": written,
                 "snapshot_date": snapshot.isoformat(),
                 "programs_recomputed": ", ".join(programs) if programs else "all",
                 "by_verdict": dg.MetadataValue.json(stats["by_verdict"]),
                 "by_reason": dg.MetadataValue.json(stats["by_reason"]),
-                "by_program": dg.MetadataValue.json(stats["by_program"]),
-                "monthly_rupiah_remove": stats["monthly_rupiah_remove"],
-                "monthly_rupiah_review": stats["monthly_rupiah_review"],
-                "annual_rupiah_at_stake": 12 * (stats["monthly_rupiah_remove"] + stats["monthly_rupiah_review"]),
-                "rules_file": str(rules.source_path),
+                "by_program": dg.MetadataValue.md(summary.verdicts_markdown(stats["by_program"])),
+                "monthly_rupiah_remove": summary.rupiah(stats["monthly_rupiah_remove"]),
+                "monthly_rupiah_review": summary.rupiah(stats["monthly_rupiah_review"]),
+                "annual_rupiah_at_stake": summary.rupiah(
+                    12 * (stats["monthly_rupiah_remove"] + stats["monthly_rupiah_review"])),
+                "rules_file": Path(str(rules.source_path)).name,
             },
             check_results=checks,
         )
@@ -191,7 +192,7 @@ def build_program_assets() -> list:
             per_program = eligibility.eligible_stats(conn, STAGED_ELIGIBLE)
         return dg.MaterializeResult(
             metadata={
-                "rows": n,
+                "dagster/row_count": n,
                 "snapshot_date": snapshot.isoformat(),
                 "by_program": dg.MetadataValue.json(per_program),
             }
@@ -208,7 +209,8 @@ def build_program_assets() -> list:
         ),
         kinds={"duckdb", "sql", "html"},
     )
-    def program_summary(warehouse: DuckDBResource) -> dg.MaterializeResult:
+    def program_summary(context: dg.AssetExecutionContext, warehouse: DuckDBResource) -> dg.MaterializeResult:
+        run_id = context.run.run_id
         with warehouse.get_connection() as conn:
             n = summary.build_program_summary(conn, review=STAGED_REVIEW, target=STAGED_SUMMARY)
             money = summary.money_at_stake(conn, STAGED_SUMMARY)
@@ -217,17 +219,22 @@ def build_program_assets() -> list:
                 if verdicts.table_exists(conn, STAGED_ELIGIBLE)
                 else None
             )
-            report = summary.write_run_summary(conn, paths.reports_dir() / "programs", eligible_counts,
-                                               review=STAGED_REVIEW)
+            report = summary.write_run_summary(conn, paths.run_reports_dir(run_id), eligible_counts,
+                                               review=STAGED_REVIEW, run_id=run_id)
+        pruned = paths.prune_run_reports(keep_run=run_id)
+        if pruned:
+            context.log.info(f"report retention ({paths.report_retention()} runs): removed {len(pruned)} "
+                             "older run report folder(s)")
         return dg.MaterializeResult(
             metadata={
-                "rows": n,
-                "money_at_stake": dg.MetadataValue.json(money),
-                "annual_rupiah_at_stake": sum(
+                "dagster/row_count": n,
+                "money_at_stake": dg.MetadataValue.md(summary.money_markdown(money)),
+                "annual_rupiah_at_stake": summary.rupiah(sum(
                     v for p in money.values() for k, v in p.items() if k.endswith("_annual_rupiah")
-                ),
-                "run_summary": dg.MetadataValue.path(str(report["html"])),
-                "run_summary_url": dg.MetadataValue.url(report["html"].as_uri()),
+                )),
+                # the page itself is a file in the run's report folder (no machine path in the UI);
+                # its tables are shown here
+                "run_summary": dg.MetadataValue.path(paths.shown_path(report["html"])),
                 "summary": dg.MetadataValue.md(report["markdown"]),
             }
         )
@@ -283,7 +290,7 @@ def build_program_assets() -> list:
             context.log.warning(f"program {program} is no longer published: its export folder was moved to {target}")
         return dg.MaterializeResult(
             metadata={
-                "exports_dir": dg.MetadataValue.path(str(out_root)),
+                "exports_dir": dg.MetadataValue.path(paths.shown_path(out_root)),
                 "publication_run_id": result.manifest["publication_run_id"] or "",
                 "retired_to_archive": ", ".join(sorted(result.retired)) or "none",
                 "programs": ", ".join(written) or "none",

@@ -5,8 +5,9 @@ of rows and the monthly and annual rupiah per program, kota, kecamatan, verdict 
 with two reasons counts under both reasons; the rows with `reason = 'ALL'` count every roster row
 once (use them for totals).
 
-`write_run_summary` writes `<reports>/programs/run_summary.html` (totals and one inline-SVG chart
-per program of verdicts by reason, no dependency on matplotlib) and `run_summary.md`. Neither
+`write_run_summary` writes `run_summary.html` (Indonesian; HTML tables of the totals and per program
+one inline-SVG chart of verdicts by reason, no dependency on matplotlib) and `run_summary.md` into the
+run's own report folder (`<reports>/runs/<run id>/`, kept with the run and pruned with it). Neither
 contains a NIK, a name or a welfare attribute.
 """
 
@@ -95,6 +96,29 @@ def money_at_stake(conn: duckdb.DuckDBPyConnection, table: str = SUMMARY_TABLE) 
     return out
 
 
+def verdicts_markdown(by_program: dict[str, dict[str, int]]) -> str:
+    """Rows per program and verdict as a Markdown table for the UI."""
+    lines = ["| program | tetap (keep) | hapus (remove) | tinjau (review) | jumlah |", "|---|---:|---:|---:|---:|"]
+    for program, d in sorted(by_program.items()):
+        k, rm, rv = d.get("keep", 0), d.get("remove", 0), d.get("review", 0)
+        lines.append(f"| {program} | {k:,} | {rm:,} | {rv:,} | {k + rm + rv:,} |".replace(",", "."))
+    return "\n".join(lines)
+
+
+def money_markdown(money: dict[str, dict[str, int]]) -> str:
+    """`money_at_stake` as a Markdown table for the UI, amounts as Rp1.234.567."""
+    lines = ["| program | hapus (baris) | hapus Rp/bulan | tinjau (baris) | tinjau Rp/bulan | dipertaruhkan Rp/tahun |",
+             "|---|---:|---:|---:|---:|---:|"]
+    for program, d in sorted(money.items()):
+        annual = d.get("remove_annual_rupiah", 0) + d.get("review_annual_rupiah", 0)
+        lines.append(
+            f"| {program} | {d.get('remove_rows', 0):,} | {rupiah(d.get('remove_monthly_rupiah'))} | "
+            f"{d.get('review_rows', 0):,} | {rupiah(d.get('review_monthly_rupiah'))} | {rupiah(annual)} |"
+            .replace(",", ".")
+        )
+    return "\n".join(lines)
+
+
 def rupiah(value: int | float | None) -> str:
     return "Rp" + f"{int(value or 0):,}".replace(",", ".")
 
@@ -137,10 +161,34 @@ def _svg_chart(program: str, counts: dict[str, dict[str, int]], keep: int) -> st
     return "".join(parts)
 
 
+_VERDICT_ID = {"keep": "tetap", "remove": "hapus", "review": "tinjau"}
+
+
+def _table(headers: list[str], rows: list[list], numeric_from: int = 1) -> str:
+    """An HTML table; cells escaped, columns from `numeric_from` right-aligned."""
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in headers)
+    body = "".join(
+        "<tr>" + "".join(
+            f'<td class="{"n" if i >= numeric_from else "t"}">{html.escape(str(c))}</td>' for i, c in enumerate(r)
+        ) + "</tr>"
+        for r in rows
+    )
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def _number(n: int) -> str:
+    return f"{int(n):,}".replace(",", ".")
+
+
 def write_run_summary(conn: duckdb.DuckDBPyConnection, out_dir: Path, eligible_counts: dict | None = None,
-                      review: str = REVIEW_TABLE) -> dict:
-    """Write run_summary.html and run_summary.md under `out_dir`; returns their paths and the markdown."""
+                      review: str = REVIEW_TABLE, run_id: str | None = None,
+                      generated_at: datetime | None = None) -> dict:
+    """Write run_summary.html (Indonesian, for people) and run_summary.md (the same totals, for the UI)
+    under `out_dir`, the run's own report folder; returns their paths and the markdown."""
+    from satudata_pipeline.programs.exports import REASON_LEGEND
+
     out_dir.mkdir(parents=True, exist_ok=True)
+    generated_at = generated_at or datetime.now()
     totals = conn.execute(
         f"""SELECT program, verdict, count(*), coalesce(sum(nominal_bulanan), 0), any_value(snapshot_date)
             FROM {review} GROUP BY 1, 2 ORDER BY 1, 2"""
@@ -158,13 +206,15 @@ def write_run_summary(conn: duckdb.DuckDBPyConnection, out_dir: Path, eligible_c
     for program, reason, verdict, n in reason_rows:
         reasons[program].setdefault(reason, {})[verdict] = int(n)
 
-    md = [f"# Program review - run summary", "", f"Snapshot date: {snapshot}  ", f"Generated: {datetime.now():%Y-%m-%d %H:%M}", ""]
+    md = [f"# Program review - run summary", "", f"Snapshot date: {snapshot}  ",
+          f"Generated: {generated_at:%Y-%m-%d %H:%M}" + (f"  \nRun: {run_id}" if run_id else ""), ""]
     md += [
         "| program | rows | keep | remove | review | remove Rp/month | review Rp/month | at stake Rp/year |"
         + (" eligible, not enrolled |" if eligible_counts is not None else ""),
         "|---|---:|---:|---:|---:|---:|---:|---:|" + ("---:|" if eligible_counts is not None else ""),
     ]
-    body = []
+    headline_rows, sections = [], []
+    grand = [0, 0, 0, 0, 0, 0]
     for p in programs:
         t = table[p]
         n_all = sum(v[0] for v in t.values())
@@ -173,35 +223,57 @@ def write_run_summary(conn: duckdb.DuckDBPyConnection, out_dir: Path, eligible_c
             f"| {p} | {n_all} | {kp[0]} | {rm[0]} | {rv[0]} | {rupiah(rm[1])} | {rupiah(rv[1])} | "
             f"{rupiah((rm[1] + rv[1]) * 12)} |"
         )
+        row = [p, _number(n_all), _number(kp[0]), _number(rm[0]), _number(rv[0]), rupiah(rm[1]), rupiah(rv[1]),
+               rupiah((rm[1] + rv[1]) * 12)]
+        for i, v in enumerate((n_all, kp[0], rm[0], rv[0], rm[1], rv[1])):
+            grand[i] += v
         if eligible_counts is not None:
             line += f" {eligible_counts.get(p, 0)} |"
+            row.append(_number(eligible_counts.get(p, 0)))
         md.append(line)
-        chart_rows = "".join(
-            f"<tr><td>{html.escape(r)}</td><td>{'remove' if r in REMOVE_REASONS else 'review'}</td>"
-            f"<td>{sum(v.values())}</td></tr>"
-            for r, v in sorted(reasons[p].items())
+        headline_rows.append(row)
+        reason_table = _table(
+            ["Alasan", "Kode", "Hapus", "Tinjau"],
+            [[REASON_LEGEND[r][0] if r in REASON_LEGEND else r, r, _number(v.get("remove", 0)),
+              _number(v.get("review", 0))] for r, v in sorted(reasons[p].items())],
+            numeric_from=2,
         )
-        body.append(
+        sections.append(
             f"<section><h2>{html.escape(p)}</h2>"
-            f"<p>{n_all} roster rows: {kp[0]} keep, {rm[0]} remove ({rupiah(rm[1])}/month), "
-            f"{rv[0]} review ({rupiah(rv[1])}/month).</p>"
-            f"{_svg_chart(p, reasons[p], kp[0])}"
-            f"<table><tr><th>reason</th><th>kind</th><th>rows</th></tr>{chart_rows}</table></section>"
+            f"<p>{_number(n_all)} baris daftar penerima: {_number(kp[0])} tetap, {_number(rm[0])} hapus "
+            f"({rupiah(rm[1])}/bulan), {_number(rv[0])} tinjau ({rupiah(rv[1])}/bulan).</p>"
+            f"{_svg_chart(p, reasons[p], kp[0])}{reason_table}</section>"
         )
+    total_row = ["Jumlah", _number(grand[0]), _number(grand[1]), _number(grand[2]), _number(grand[3]),
+                 rupiah(grand[4]), rupiah(grand[5]), rupiah((grand[4] + grand[5]) * 12)]
+    headers = ["Program", "Baris", "Tetap", "Hapus", "Tinjau", "Hapus Rp/bulan", "Tinjau Rp/bulan",
+               "Dipertaruhkan Rp/tahun"]
+    if eligible_counts is not None:
+        headers.append("Layak, belum terdaftar")
+        total_row.append(_number(sum(eligible_counts.get(p, 0) for p in programs)))
     md += ["", "Rows by reason (a row with several reasons counts under each):", ""]
     md += ["| program | reason | remove | review |", "|---|---|---:|---:|"]
     for p in programs:
         for r, v in sorted(reasons[p].items()):
             md.append(f"| {p} | {r} | {v.get('remove', 0)} | {v.get('review', 0)} |")
     markdown = "\n".join(md) + "\n"
-    md_table = "\n".join(md[5 : 7 + len(programs)])
-    doc = f"""<!doctype html><html lang="en"><head><meta charset="utf-8"><title>Program review - run summary</title>
-<style>body{{font-family:sans-serif;max-width:60em;margin:2em auto}} table{{border-collapse:collapse;margin:.5em 0}}
-td,th{{border:1px solid #ccc;padding:2px 8px;text-align:right}} td:first-child{{text-align:left}}</style></head><body>
-<h1>Program review - run summary</h1><p>Snapshot date: {snapshot}. Totals per program (money at stake = remove + review rows).</p>
-<pre>{html.escape(md_table)}</pre>
-{''.join(body)}
-<p>Reason codes are explained in docs/verdict-rules.md; lists per kota are in the exports folder.</p></body></html>"""
+    about = [["Tanggal data (snapshot)", str(snapshot)], ["Dibuat", f"{generated_at:%Y-%m-%d %H:%M}"]]
+    if run_id:
+        about.append(["Run", run_id])
+    doc = f"""<!doctype html><html lang="id"><head><meta charset="utf-8">
+<title>Ringkasan penetapan penerima bantuan - {html.escape(str(snapshot))}</title>
+<style>body{{font-family:sans-serif;max-width:64em;margin:2em auto;color:#222}}
+table{{border-collapse:collapse;margin:.5em 0 1.5em}} th{{background:#f0f0f0}}
+td,th{{border:1px solid #ccc;padding:3px 8px}} td.n{{text-align:right;font-variant-numeric:tabular-nums}}
+tbody tr:last-child td{{font-weight:{'bold' if programs else 'normal'}}}</style></head><body>
+<h1>Ringkasan penetapan penerima bantuan</h1>
+{_table(["", ""], about, numeric_from=2)}
+<p>Jumlah per program. Dana yang dipertaruhkan = baris hapus + tinjau, per tahun (12 x nominal bulanan).</p>
+{_table(headers, headline_rows + [total_row])}
+{''.join(sections)}
+<p>Arti setiap alasan ada di lembar <em>Keterangan</em> pada file ekspor tiap program dan di
+docs/verdict-rules.md. Laporan ini tidak memuat NIK, nama, atau data kesejahteraan perorangan.</p>
+</body></html>"""
     html_path = out_dir / "run_summary.html"
     md_path = out_dir / "run_summary.md"
     html_path.write_text(doc, encoding="utf-8")
