@@ -13,6 +13,7 @@ from satudata_pipeline.contract.program_rules import load_rules
 from satudata_pipeline.programs.exports import (
     EXPORT_COLUMNS, FORBIDDEN_COLUMNS, REASON_LEGEND, VERDICT_LABELS, export_programs,
 )
+from satudata_pipeline.programs.eligibility import build_eligible_not_enrolled
 from satudata_pipeline.programs.summary import build_program_summary, write_run_summary
 from satudata_pipeline.programs.testing import FIXTURE_SNAPSHOT, build_fixture_warehouse
 from satudata_pipeline.programs.verdicts import build_beneficiary_review
@@ -161,3 +162,55 @@ def test_old_run_reports_are_pruned_by_the_retention_setting(tmp_path, monkeypat
     monkeypatch.setenv("SATUDATA_REPORT_RETENTION", "0")
     with pytest.raises(ValueError, match="SATUDATA_REPORT_RETENTION"):
         config.prune_run_reports(keep_run="run-0")
+
+
+@pytest.fixture()
+def exported_with_candidates(tmp_path):
+    conn = duckdb.connect()
+    build_fixture_warehouse(conn)
+    build_beneficiary_review(conn, load_rules(), FIXTURE_SNAPSHOT)
+    n = build_eligible_not_enrolled(conn, load_rules(), FIXTURE_SNAPSHOT)
+    result = export_programs(conn, tmp_path / "exports")
+    yield conn, result, n
+    conn.close()
+
+
+def test_eligible_not_enrolled_exported_per_office(exported_with_candidates):
+    conn, result, n = exported_with_candidates
+    per_program = dict(conn.execute(
+        "SELECT program, count(*) FROM programs.eligible_not_enrolled GROUP BY 1").fetchall())
+    assert n > 0 and sum(per_program.values()) == n
+    for program, info in result.items():
+        folder = info["xlsx"].parent
+        df = read_export_csv(folder / f"{program}_calon_layak.csv")
+        assert len(df) == info["candidates"] == per_program.get(program, 0)
+        assert list(df.columns) == ["peringkat", "nik_disamarkan", "nama", "kelompok_sasaran", "kota",
+                                    "kecamatan", "kelurahan", "nominal_bulanan", "perlu_verifikasi"]
+        assert not FORBIDDEN_COLUMNS & set(df.columns)  # no desil, age or assets for the office
+        assert df.nik_disamarkan.dropna().map(lambda v: bool(MASKED.match(v))).all()
+        assert df.peringkat.astype(int).tolist() == sorted(df.peringkat.astype(int))
+        assert set(df.perlu_verifikasi) <= {"ya", "tidak"}
+        wb = openpyxl.load_workbook(folder / f"{program}_calon_layak.xlsx", read_only=True)
+        rows = list(wb["Calon layak"].iter_rows(values_only=True))
+        assert rows[0][0] == "peringkat"
+        assert len(rows) - 1 == (len(df) if len(df) else 1)  # an empty list says so in one line
+        assert info["files"] == 1 + len(info["csv"]) + 2
+
+
+def test_candidate_export_neutralises_formulas_and_refuses_unmasked_nik(exported_with_candidates, tmp_path):
+    from satudata_pipeline.programs.exports import ExportPrivacyError, export_candidates
+
+    conn, result, _ = exported_with_candidates
+    program = conn.execute("SELECT program FROM programs.eligible_not_enrolled LIMIT 1").fetchall()[0][0]
+    conn.execute("UPDATE programs.eligible_not_enrolled SET nama = '=HYPERLINK(\"http://x\")' WHERE program = ?",
+                 [program])
+    out = export_candidates(conn, program, tmp_path)
+    df = read_export_csv(out["csv"])
+    assert (df.nama == "'=HYPERLINK(\"http://x\")").all()
+    wb = openpyxl.load_workbook(out["xlsx"])
+    cell = wb["Calon layak"]["C2"]
+    assert cell.data_type == "s" and cell.value.startswith("=") and cell.quotePrefix
+    conn.execute("UPDATE programs.eligible_not_enrolled SET nik_masked = '3171010101900001' WHERE program = ?",
+                 [program])
+    with pytest.raises(ExportPrivacyError, match="not masked"):
+        export_candidates(conn, program, tmp_path)

@@ -294,7 +294,10 @@ def build_program_assets() -> list:
                 "publication_run_id": result.manifest["publication_run_id"] or "",
                 "retired_to_archive": ", ".join(sorted(result.retired)) or "none",
                 "programs": ", ".join(written) or "none",
-                "files": sum(1 + len(v["csv"]) for v in written.values()),
+                "files": sum(v["files"] for v in written.values()),
+                "eligible_not_enrolled_exported": dg.MetadataValue.md(
+                    "| program | calon layak (baris) |\n|---|---:|\n" + "\n".join(
+                        f"| {p} | {v['candidates']:,} |".replace(",", ".") for p, v in written.items())),
                 "rows_by_program": dg.MetadataValue.json({p: v["rows"] for p, v in written.items()}),
             }
         )
@@ -312,7 +315,7 @@ OLD_PREFIX = ".old-"
 
 @dataclass
 class ExportResult:
-    written: dict[str, dict]   # {program: {"xlsx", "csv", "rows", "kota"}}
+    written: dict[str, dict]   # {program: {"xlsx", "csv", "rows", "kota", "candidates", "files"}}
     retired: dict[str, Path]   # {program: its folder in the archive}
     manifest: dict
 

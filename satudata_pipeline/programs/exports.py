@@ -3,6 +3,7 @@
     <exports>/<PROGRAM>/<PROGRAM>_review.xlsx          sheets "Ringkasan" (cover), "Keterangan" (legend),
                                                        then one sheet per kota
     <exports>/<PROGRAM>/<PROGRAM>_<kode_kota>_<kota>.csv   one file per kota (UTF-8 with BOM, `;`-separated)
+    <exports>/<PROGRAM>/<PROGRAM>_calon_layak.{xlsx,csv}   eligible people not enrolled, best-ranked first
 
 Written for an Indonesian program office (docs/programs.md, "Files for the program offices"):
 Indonesian headers (`EXPORT_COLUMNS`), verdicts as tetap / hapus / tinjau, every reason as an
@@ -467,7 +468,106 @@ def export_program(conn: duckdb.DuckDBPyConnection, program: str, out_root: Path
             s.ws.autofilter(0, 0, last, len(EXPORT_COLUMNS) - 1)
             s.fit_columns()
     wb.close()
-    return {"xlsx": xlsx_path, "csv": csv_files, "rows": about["rows"], "kota": len(kotas)}
+    candidates = (export_candidates(conn, program, folder)
+                  if conn.execute("SELECT count(*) FROM information_schema.tables WHERE table_schema = "
+                                  "'programs' AND table_name = 'eligible_not_enrolled'").fetchall()[0][0]
+                  else None)
+    return {"xlsx": xlsx_path, "csv": csv_files, "rows": about["rows"], "kota": len(kotas),
+            "candidates": candidates["rows"] if candidates else 0,
+            "files": 1 + len(csv_files) + (2 if candidates else 0)}
+
+
+# The eligible people not enrolled, for the office to reach: where they live (down to kelurahan), who
+# they are (masked NIK, name), the group they qualify in and the amount. Their rank comes from the
+# welfare registry; the desil itself, the age and the assets stay in the warehouse.
+CANDIDATE_COLUMNS = [
+    ("peringkat", "peringkat"),
+    ("nik_masked", "nik_disamarkan"),
+    ("nama", "nama"),
+    ("target_group", "kelompok_sasaran"),
+    ("kota", "kota"),
+    ("kecamatan", "kecamatan"),
+    ("kelurahan", "kelurahan"),
+    ("nominal_bulanan", "nominal_bulanan"),
+    ("stale_record", "perlu_verifikasi"),
+]
+CANDIDATE_SHEET = "Calon layak"
+
+
+def _candidate_select(program: str, table: str) -> str:
+    return f"""
+        SELECT e.peringkat, e.nik_masked, e.nama, e.target_group,
+               coalesce(k.nama, e.kode_kota) AS kota, coalesce(kc.nama, e.kode_kecamatan) AS kecamatan,
+               coalesce(kl.nama, e.kode_kelurahan) AS kelurahan, e.nominal_bulanan, e.stale_record
+        FROM {table} e
+        LEFT JOIN _wilayah k ON k.kode = e.kode_kota
+        LEFT JOIN _wilayah kc ON kc.kode = e.kode_kecamatan
+        LEFT JOIN _wilayah kl ON kl.kode = e.kode_kelurahan
+        WHERE e.program = '{program.replace("'", "''")}'
+    """
+
+
+def export_candidates(conn: duckdb.DuckDBPyConnection, program: str, folder: Path,
+                      table: str = "programs.eligible_not_enrolled") -> dict:
+    """`<PROGRAM>_calon_layak.xlsx` and `.csv`: the people who meet the program's rules and hold no
+    row in its roster, best-ranked first; the same safety as the lists (no formula, NIK masked)."""
+    select = _candidate_select(program, table)
+    returned = [d[0] for d in conn.execute(f"SELECT * FROM ({select}) LIMIT 0").description]
+    if returned != [c for c, _ in CANDIDATE_COLUMNS] or FORBIDDEN_COLUMNS & set(returned):
+        raise ExportPrivacyError(f"candidate export of program {program}: refused, columns {returned}")
+    unmasked = conn.execute(
+        f"SELECT count(*) FROM ({select}) WHERE nik_masked IS NOT NULL "
+        f"AND NOT regexp_full_match(nik_masked, '{MASKED_NIK}')").fetchall()[0][0]
+    if unmasked:
+        raise ExportPrivacyError(f"candidate export of program {program}: refused, {unmasked} NIK(s) not masked")
+    headers = [h for _, h in CANDIDATE_COLUMNS]
+    xlsx_path, csv_path = folder / f"{program}_calon_layak.xlsx", folder / f"{program}_calon_layak.csv"
+    wb = xlsxwriter.Workbook(str(xlsx_path), {
+        "constant_memory": True, "strings_to_numbers": False, "strings_to_formulas": False,
+        "strings_to_urls": False,
+    })
+    formats = _formats(wb)
+    money_col, rank_col = headers.index("nominal_bulanan"), headers.index("peringkat")
+    flag_col = headers.index("perlu_verifikasi")
+    sheets: list[tuple[_Sheet, int]] = []
+    sheet, written, n = None, EXCEL_MAX_ROWS, 0
+    cur = conn.execute(f"SELECT * FROM ({select}) ORDER BY peringkat")
+    with open(csv_path, "w", encoding=CSV_ENCODING, newline="") as fh:
+        out = csv.writer(fh, delimiter=CSV_DELIMITER, lineterminator="\r\n")
+        out.writerow(headers)
+        while batch := cur.fetchmany(10_000):
+            for values in batch:
+                row = list(values)
+                row[flag_col] = "ya" if row[flag_col] else "tidak"
+                out.writerow([_csv_cell(v) for v in row])
+                n += 1
+                if written >= EXCEL_MAX_ROWS:
+                    if sheet is not None:
+                        sheets.append((sheet, written))
+                    sheet = _Sheet(wb, CANDIDATE_SHEET if not sheets else f"{CANDIDATE_SHEET} ({len(sheets) + 1})",
+                                   formats)
+                    sheet.row(0, headers, "bold")
+                    sheet.ws.freeze_panes(1, 0)
+                    written = 0
+                written += 1
+                for j, v in enumerate(row):
+                    if v is None or v == "":
+                        continue
+                    if j in (money_col, rank_col):
+                        sheet.number(written, j, int(v), "money" if j == money_col else "count")
+                    else:
+                        sheet.text(written, j, str(v))
+    if sheet is None:  # no candidates: say so rather than leave an empty workbook
+        sheet = _Sheet(wb, CANDIDATE_SHEET, formats)
+        sheet.row(0, headers, "bold")
+        sheet.text(1, 0, "Tidak ada calon yang memenuhi syarat dan belum terdaftar.")
+        written = 1
+    sheets.append((sheet, written))
+    for s_, last in sheets:
+        s_.ws.autofilter(0, 0, last, len(headers) - 1)
+        s_.fit_columns()
+    wb.close()
+    return {"xlsx": xlsx_path, "csv": csv_path, "rows": n}
 
 
 def export_programs(
@@ -518,7 +618,7 @@ def write_manifest(out_root: Path, publication: tuple[str, str] | None, written:
     now = dt.datetime.now().astimezone().isoformat(timespec="seconds")
     programs = {p: v for p, v in (previous.get("programs") or {}).items() if (out_root / p).is_dir()}
     for program, info in written.items():
-        programs[program] = {"rows": info["rows"], "files": 1 + len(info["csv"]), "written_at": now,
+        programs[program] = {"rows": info["rows"], "files": info.get("files", 1 + len(info["csv"])), "written_at": now,
                              "publication_run_id": publication[0] if publication else None}
     manifest = {
         "publication_run_id": publication[0] if publication else None,
