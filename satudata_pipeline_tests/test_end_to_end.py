@@ -101,6 +101,35 @@ def test_published_tables_follow_the_contract(sample_run):
     assert (review.loc[review.verdict == "keep", "reasons"].map(len) == 0).all()
 
 
+PUBLISHED_BY_ASSET = {
+    "golden_person": "main.golden_person",
+    "person_source_link": "main.person_source_link",
+    "beneficiary_review": "main.beneficiary_review",
+    "eligible_not_enrolled": "programs.eligible_not_enrolled",
+    "program_summary": "programs.program_summary",
+}
+
+
+def test_published_tables_carry_table_name_and_described_column_schema(sample_run):
+    """Every column of every published table is described (contract/published_columns.yaml) and
+    the asset shows the published table's name, schema and row count in the UI."""
+    conn = duckdb.connect(str(sample_run["warehouse"]), read_only=True)
+    meta = {e.asset_key.to_user_string(): e.materialization.metadata
+            for e in sample_run["result"].get_asset_materialization_events()}
+    for asset, table in PUBLISHED_BY_ASSET.items():
+        md = meta[asset]
+        assert md["dagster/table_name"].value == table
+        columns = {c.name: c for c in md["dagster/column_schema"].value.columns}
+        published = [r[0] for r in conn.execute(f"DESCRIBE {table}").fetchall()]
+        assert list(columns) == published, table
+        undescribed = [n for n, c in columns.items() if not c.description]
+        assert not undescribed, f"{table}: columns without a description {undescribed}"
+        assert md["dagster/row_count"].value == conn.execute(f"SELECT count(*) FROM {table}").fetchall()[0][0]
+    assert "dagster/row_count" not in meta["published_lists"]  # not a table: its rows per table instead
+    assert "| beneficiary_review |" in meta["published_lists"]["rows_by_table"].value
+    conn.close()
+
+
 def test_verdicts_match_ground_truth_on_the_sample(sample_run):
     from satudata_pipeline.programs.evaluation import verdict_accuracy
 

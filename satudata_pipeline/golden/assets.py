@@ -10,6 +10,7 @@ import dagster as dg
 from dagster import AssetExecutionContext
 from dagster_duckdb import DuckDBResource
 
+from satudata_pipeline.contract.published import table_metadata
 from satudata_pipeline.golden import publish, stable_ids, survivorship
 from satudata_pipeline.progress import Progress
 
@@ -51,6 +52,7 @@ def build_golden_assets() -> list:
                        count(*) FILTER (WHERE list_contains(conflict_flags, 'multiple_birth_dates'))
                 FROM {GOLDEN}
             """).fetchall()[0]
+            schema_md = table_metadata(conn, GOLDEN, "main.golden_person")
         return dg.MaterializeResult(metadata={
             "dagster/row_count": n,
             "deceased": stats[0],
@@ -60,6 +62,7 @@ def build_golden_assets() -> list:
             "conflict_multiple_valid_nik": stats[4],
             "conflict_multiple_birth_dates": stats[5],
             "person_id_changes": dg.MetadataValue.json(changes),
+            **schema_md,
         })
 
     @dg.asset(
@@ -77,7 +80,8 @@ def build_golden_assets() -> list:
             by_method = conn.execute(
                 f"SELECT link_method, count(*) FROM {LINK} GROUP BY 1 ORDER BY 1"
             ).fetchall()
-        md = {"dagster/row_count": n}
+            schema_md = table_metadata(conn, LINK, "main.person_source_link")
+        md = {"dagster/row_count": n, **schema_md}
         md.update({f"rows_{m}": c for m, c in by_method})
         return dg.MaterializeResult(metadata=md)
 

@@ -39,6 +39,7 @@ from pydantic import Field
 
 from satudata_pipeline import config as paths
 from satudata_pipeline.contract.program_rules import ProgramRules, load_rules
+from satudata_pipeline.contract.published import table_metadata
 from satudata_pipeline.golden import publish
 from satudata_pipeline.programs import eligibility, exports, summary, verdicts
 
@@ -134,6 +135,7 @@ def build_program_assets() -> list:
             stats = verdicts.review_stats(conn, programs, schema=STAGING)
             n_dead, dead_sample = verdicts.check_no_deceased_or_moved_keep(conn, schema=STAGING)
             n_double, double_sample = verdicts.check_no_double_enrollment_keep(conn, rules, schema=STAGING)
+            schema_md = table_metadata(conn, STAGED_REVIEW, "main.beneficiary_review")
         context.log.info(f"beneficiary_review: {written} rows for {programs or 'all programs'}")
         checks = [
             dg.AssetCheckResult(
@@ -168,6 +170,7 @@ def build_program_assets() -> list:
                 "annual_rupiah_at_stake": summary.rupiah(
                     12 * (stats["monthly_rupiah_remove"] + stats["monthly_rupiah_review"])),
                 "rules_file": Path(str(rules.source_path)).name,
+                **schema_md,
             },
             check_results=checks,
         )
@@ -190,8 +193,10 @@ def build_program_assets() -> list:
             n = eligibility.build_eligible_not_enrolled(conn, rules, snapshot, schema=STAGING,
                                                         target=STAGED_ELIGIBLE)
             per_program = eligibility.eligible_stats(conn, STAGED_ELIGIBLE)
+            schema_md = table_metadata(conn, STAGED_ELIGIBLE, "programs.eligible_not_enrolled")
         return dg.MaterializeResult(
             metadata={
+                **schema_md,
                 "dagster/row_count": n,
                 "snapshot_date": snapshot.isoformat(),
                 "by_program": dg.MetadataValue.json(per_program),
@@ -221,12 +226,14 @@ def build_program_assets() -> list:
             )
             report = summary.write_run_summary(conn, paths.run_reports_dir(run_id), eligible_counts,
                                                review=STAGED_REVIEW, run_id=run_id)
+            schema_md = table_metadata(conn, STAGED_SUMMARY, "programs.program_summary")
         pruned = paths.prune_run_reports(keep_run=run_id)
         if pruned:
             context.log.info(f"report retention ({paths.report_retention()} runs): removed {len(pruned)} "
                              "older run report folder(s)")
         return dg.MaterializeResult(
             metadata={
+                **schema_md,
                 "dagster/row_count": n,
                 "money_at_stake": dg.MetadataValue.md(summary.money_markdown(money)),
                 "annual_rupiah_at_stake": summary.rupiah(sum(
@@ -259,8 +266,10 @@ def build_program_assets() -> list:
         return dg.MaterializeResult(
             metadata={
                 "publication_run_id": context.run.run_id,
-                "rows_by_table": dg.MetadataValue.json(counts),
-                "dagster/row_count": counts.get("beneficiary_review", 0),
+                # not a table of its own: the rows it published, per table
+                "rows_by_table": dg.MetadataValue.md(
+                    "| table | rows |\n|---|---:|\n" + "\n".join(
+                        f"| {t} | {n:,} |".replace(",", ".") for t, n in counts.items())),
             }
         )
 
