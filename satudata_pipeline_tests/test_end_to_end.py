@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -230,17 +231,47 @@ def test_webserver_serves_every_asset_and_check_with_a_status(sample_run, webser
             assert status in {"SUCCEEDED", "FAILED", "SKIPPED"}, f"{key}:{check['name']} has status {status}"
 
 
-def test_lineage_page_screenshot(sample_run, webserver, tmp_path):
+CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                  "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                  "--window-size=1600,1000", "--virtual-time-budget=20000"]
+
+
+def _browser(chromium: str, profile: Path, url: str, screenshot: Path) -> str:
+    """Open `url` in headless Chromium: keep a screenshot, return the rendered page's visible text."""
+    common = [chromium, *CHROMIUM_FLAGS, f"--user-data-dir={profile}"]
+    subprocess.run([*common, f"--screenshot={screenshot}", url], check=True, timeout=120, capture_output=True)
+    dom = subprocess.run([*common, "--dump-dom", url], check=True, timeout=120, capture_output=True,
+                         text=True).stdout
+    dom = re.sub(r"<(script|style)\b.*?</\1>", " ", dom, flags=re.S)
+    return re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", dom))
+
+
+def test_ui_pages_render_in_a_browser(sample_run, webserver, tmp_path):
+    """The pages an operator opens after a run, rendered by a real browser (screenshots kept under
+    <state>/ui_screenshots/ for CI): the lineage with its five stages, an asset page with its row
+    count, and the asset's checks with their results."""
     chromium = shutil.which("chromium") or shutil.which("chromium-browser")
     if not chromium:
-        pytest.skip("chromium is not installed (Debian package `chromium`): no screenshot of the lineage page")
-    out = config.state_dir() / "lineage.png"
-    _graphql(webserver, "mutation { setNuxSeen }")  # no first-visit newsletter dialog over the graph
-    subprocess.run(
-        [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync",
-         f"--user-data-dir={tmp_path / 'chrome'}", "--window-size=1600,1000", "--virtual-time-budget=15000",
-         f"--screenshot={out}", f"http://127.0.0.1:{webserver}/asset-groups"],
-        check=True, timeout=120, capture_output=True,
-    )
-    assert out.exists() and out.stat().st_size > 10_000
+        pytest.skip("chromium is not installed (Debian package `chromium`): no browser test of the UI")
+    shots = config.state_dir() / "ui_screenshots"
+    shots.mkdir(exist_ok=True)
+    _graphql(webserver, "mutation { setNuxSeen }")  # no first-visit newsletter dialog over the pages
+    base = f"http://127.0.0.1:{webserver}"
+    profile = tmp_path / "chrome"
+
+    lineage = _browser(chromium, profile, f"{base}/asset-groups", shots / "lineage.png")
+    assert "Global asset lineage" in lineage
+    for group in ("sources", "clean", "link", "golden", "programs"):
+        assert f" {group} " in lineage, group
+
+    with duckdb.connect(str(sample_run["warehouse"]), read_only=True) as conn:
+        rows = conn.execute("SELECT count(*) FROM main.beneficiary_review").fetchall()[0][0]
+    asset = _browser(chromium, profile, f"{base}/assets/beneficiary_review", shots / "beneficiary_review.png")
+    assert re.search(rf"Row count {rows:,} ", asset), "the asset page does not show the table's row count"
+
+    checks = _browser(chromium, profile, f"{base}/assets/beneficiary_review?view=checks",
+                      shots / "beneficiary_review_checks.png")
+    for name in ("no_deceased_or_moved_keep", "no_double_enrollment_keep"):
+        assert re.search(rf"{name} {name} Succeeded", checks), name
+    for png in ("lineage.png", "beneficiary_review.png", "beneficiary_review_checks.png"):
+        assert (shots / png).stat().st_size > 10_000, png
