@@ -153,9 +153,14 @@ def cmd_run(args: argparse.Namespace) -> int:
         # the operator accepts, for this run only, a missing / empty / shrunken source (recorded with
         # the publication in main.publication_sources)
         run_config["ops"] = {"delivery_completeness": {"config": {"accept": sorted(set(args.accept))}}}
+    from satudata_pipeline.progress import step_progress_logger
+
+    job = defs.resolve_job_def(FULL_JOB)
+    job = job.with_logger_defs({**job.loggers, "satudata_steps": step_progress_logger(len(job.graph.node_dict))})
+    run_config["loggers"]["satudata_steps"] = {}
     started = time.monotonic()
     with dg.DagsterInstance.get() as instance:
-        result = defs.resolve_job_def(FULL_JOB).execute_in_process(
+        result = job.execute_in_process(
             instance=instance,
             raise_on_error=False,
             run_config=run_config,
