@@ -120,6 +120,58 @@ def warehouse_busy_message(result) -> str | None:
     return None
 
 
+CODE_LOCATION = "satudata"       # workspace.yaml's location_name
+DEFINITIONS_MODULE = "satudata_pipeline.definitions"
+
+
+def full_determination_job():
+    """The full job for the delivery in SATUDATA_DATA_DIR, built afresh (a module-level function, so
+    Dagster can reconstruct it; the module's own `defs` is built once per process)."""
+    from satudata_pipeline.automation import FULL_JOB
+    from satudata_pipeline.contract.sources import load_delivery
+    from satudata_pipeline.definitions import build_defs
+
+    return build_defs(load_delivery()).resolve_job_def(FULL_JOB)
+
+
+def launch_in_code_location(instance, run_config: dict, tags: dict):
+    """Execute the full job in this process as a run *of the code location* `satudata`.
+
+    The run carries the same origin as one launched from the UI (location `satudata`, repository
+    `__repository__`, the same job snapshot), so the Overview timeline, the job's Runs tab and
+    re-execution treat it like any other run; it still executes here, one step after another, so
+    the warehouse lock, exit codes and a killed CLI behave as before (docs/reliability.md)."""
+    import dagster as dg
+    from dagster._core.execution.api import execute_run
+    from dagster._core.remote_origin import (
+        ManagedGrpcPythonEnvCodeLocationOrigin,
+        RemoteJobOrigin,
+        RemoteRepositoryOrigin,
+    )
+    from dagster._core.types.loadable_target_origin import LoadableTargetOrigin
+
+    from satudata_pipeline.automation import FULL_JOB
+
+    from dagster._core.definitions.reconstruct import ReconstructableJob
+
+    # Dagster keeps the last reconstructed job per process; a second `run` in one process (tests, a
+    # notebook) may name another delivery, so build it afresh
+    ReconstructableJob.get_definition.cache_clear()
+    ReconstructableJob.get_repository_definition.cache_clear()
+    recon = dg.reconstructable(full_determination_job)
+    job_def = recon.get_definition()
+    target = LoadableTargetOrigin(executable_path=sys.executable, module_name=DEFINITIONS_MODULE,
+                                  working_directory=str(config.PROJECT_DIR))
+    origin = RemoteJobOrigin(
+        repository_origin=RemoteRepositoryOrigin(
+            code_location_origin=ManagedGrpcPythonEnvCodeLocationOrigin(target, CODE_LOCATION),
+            repository_name="__repository__"),
+        job_name=FULL_JOB)
+    run = instance.create_run_for_job(job_def=job_def, run_config=run_config, tags=tags,
+                                      remote_job_origin=origin, job_code_origin=recon.get_python_origin())
+    return execute_run(recon, run, instance)
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     if args.data_dir:
         os.environ["SATUDATA_DATA_DIR"] = str(Path(args.data_dir).resolve())
@@ -153,16 +205,10 @@ def cmd_run(args: argparse.Namespace) -> int:
         # the operator accepts, for this run only, a missing / empty / shrunken source (recorded with
         # the publication in main.publication_sources)
         run_config["ops"] = {"delivery_completeness": {"config": {"accept": sorted(set(args.accept))}}}
-    from satudata_pipeline.progress import step_progress_logger
-
-    job = defs.resolve_job_def(FULL_JOB)
-    job = job.with_logger_defs({**job.loggers, "satudata_steps": step_progress_logger(len(job.graph.node_dict))})
-    run_config["loggers"]["satudata_steps"] = {}
     started = time.monotonic()
     with dg.DagsterInstance.get() as instance:
-        result = job.execute_in_process(
-            instance=instance,
-            raise_on_error=False,
+        result = launch_in_code_location(
+            instance,
             run_config=run_config,
             # which warehouse this run writes and which process runs it: a later run that finds this
             # process gone while the run is still "started" reports it failed (warehouse_lock.py)

@@ -23,6 +23,7 @@ from satudata_pipeline.contract.sources import Delivery, load_delivery
 from satudata_pipeline.golden.assets import build_golden_assets
 from satudata_pipeline.link.assets import build_link_assets
 from satudata_pipeline.programs.assets import build_program_assets
+from satudata_pipeline.progress import step_progress_logger
 from satudata_pipeline.resources import WarehouseResource
 from satudata_pipeline.sources.assets import build_source_assets
 
@@ -69,6 +70,9 @@ def build_defs(delivery: Delivery, warehouse: str | None = None) -> dg.Definitio
         schedules=schedules,
         sensors=sensors,
         resources={"warehouse": WarehouseResource(database=warehouse or str(config.warehouse_path()))},
+        # `satudata_steps` prints "step n of N" on the terminal of `satudata run` (which turns it on in
+        # its run config); defined here so the CLI's job is the code location's job, snapshot and all
+        loggers={"console": dg.colored_console_logger, "satudata_steps": step_progress_logger()},
         # DuckDB allows one writer per file: every step of a run executes in one process, one
         # after another, so no two steps ever hold the file at once; and the warehouse resource,
         # initialised once per run, holds the warehouse lock so that no two runs interleave.

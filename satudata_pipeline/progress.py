@@ -22,7 +22,7 @@ class Progress:
         self.last = now
 
 
-def step_progress_logger(total_steps: int, out=None):
+def step_progress_logger(total_steps: int | None = None, out=None):
     """A Dagster logger for `satudata run`: `step n of N` as each step starts and ends, with the
     elapsed time of the step and of the run, printed to `out` (stdout). It reads only Dagster's own
     step events, never a message of the assets."""
@@ -34,8 +34,9 @@ def step_progress_logger(total_steps: int, out=None):
     stream = out or sys.stdout
 
     class _StepHandler(logging.Handler):
-        def __init__(self):
+        def __init__(self, total: int):
             super().__init__(logging.DEBUG)
+            self.total = total
             self.run_started = time.monotonic()
             self.started: dict[str, float] = {}
             self.finished = 0
@@ -50,18 +51,18 @@ def step_progress_logger(total_steps: int, out=None):
             run = f"{int(now - self.run_started) // 60}:{int(now - self.run_started) % 60:02d}"
             if kind == "STEP_START":
                 self.started[step] = now
-                stream.write(f"[{run}] step {self.finished + 1} of {total_steps}: {step} ...\n")
+                stream.write(f"[{run}] step {self.finished + 1} of {self.total}: {step} ...\n")
             else:
                 self.finished += 1
                 took = now - self.started.pop(step, now)
                 what = {"STEP_SUCCESS": "done", "STEP_FAILURE": "FAILED", "STEP_SKIPPED": "skipped"}[kind]
-                stream.write(f"[{run}] step {self.finished} of {total_steps}: {step} {what} in {took:.1f} s\n")
+                stream.write(f"[{run}] step {self.finished} of {self.total}: {step} {what} in {took:.1f} s\n")
             stream.flush()
 
     @dg.logger(description="satudata run: step n of N with elapsed times, on the terminal")
-    def _steps(_init_context):
+    def _steps(init_context):
         logger = logging.getLogger("satudata.cli.steps")
-        logger.handlers = [_StepHandler()]
+        logger.handlers = [_StepHandler(total_steps or len(init_context.job_def.graph.node_dict))]
         logger.setLevel(logging.DEBUG)
         logger.propagate = False
         return logger

@@ -38,14 +38,16 @@ def sample_run(tmp_path_factory):
     os.environ.pop("SATUDATA_WAREHOUSE", None)
     try:
         from satudata_pipeline.automation import FULL_JOB
-        from satudata_pipeline.cli import dagster_home, failed_error_checks
+        from satudata_pipeline.cli import dagster_home, failed_error_checks, launch_in_code_location
         from satudata_pipeline.contract.sources import load_delivery
         from satudata_pipeline.definitions import build_defs
 
         dagster_home()
         defs = build_defs(load_delivery(SAMPLE), warehouse=str(state / "warehouse.duckdb"))
         with dg.DagsterInstance.get() as instance:
-            result = defs.resolve_job_def(FULL_JOB).execute_in_process(instance=instance, raise_on_error=False)
+            # the way `satudata run` runs it: in this process, as a run of the code location
+            result = launch_in_code_location(instance, run_config={}, tags={})
+            assert result.dagster_run.job_name == FULL_JOB
             events = [
                 r.event_log_entry for r in instance.get_records_for_run(result.run_id, limit=100000).records
             ]
@@ -212,6 +214,16 @@ ASSET_QUERY = """
         executionForLatestMaterialization { status } } } }
 } }
 """
+
+
+def test_cli_run_is_a_run_of_the_code_location(sample_run, webserver):
+    """A run started by `satudata run` shows in the job's Runs tab and the timeline like a UI run."""
+    data = _graphql(webserver, """{ pipelineOrError(params: {repositoryLocationName: "satudata",
+        repositoryName: "__repository__", pipelineName: "satudata_full_determination"}) {
+        ... on Pipeline { runs { runId status repositoryOrigin { repositoryLocationName } } } } }""")
+    runs = {r["runId"]: r for r in data["data"]["pipelineOrError"]["runs"]}
+    run = runs[sample_run["result"].run_id]
+    assert run["status"] == "SUCCESS" and run["repositoryOrigin"]["repositoryLocationName"] == "satudata"
 
 
 def test_webserver_serves_every_asset_and_check_with_a_status(sample_run, webserver):

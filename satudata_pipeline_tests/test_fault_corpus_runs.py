@@ -320,7 +320,7 @@ def test_a_roster_amount_of_999_999_999_999_goes_to_review_with_its_reason(publi
     assert rule in (250_000, 300_000, 420_000, 450_000)  # KJP's amount for the row's jenjang
     assert f"amount_above_rule: roster pays Rp999,999,999,999 a month, the program rule says Rp{rule:,}" in evidence
     # the KJP office sees it in its export, as review
-    exported = [r for p in (three_at_once["state"] / "exports" / "KJP").glob("*.csv")
+    exported = [r for p in (three_at_once["state"] / "exports" / "KJP").glob("KJP_31_*.csv")
                 for r in _export_rows(p) if r["id_baris"] == published["kjp_keep"]]
     assert [(r["keputusan"], r["alasan"], r["kode_alasan"]) for r in exported] == [
         ("tinjau", "nominal di atas aturan (amount_above_rule)", "amount_above_rule")]
@@ -365,7 +365,7 @@ def test_run_killed_after_the_publish_commit_is_recovered_and_its_exports_rebuil
     assert any(f"the exports followed publication {published['run_id']}, but the latest is {killed}" in m
                for m in messages)
     assert json.loads((exports / "_manifest.json").read_text())["publication_run_id"] == killed
-    exported = [r for p in (exports / "KJP").glob("*.csv") for r in _export_rows(p)
+    exported = [r for p in (exports / "KJP").glob("KJP_31_*.csv") for r in _export_rows(p)
                 if r["id_baris"] == published["kjp_keep"]]
     assert [r["keputusan"] for r in exported] == ["tinjau"]
     assert not [p for p in exports.iterdir() if p.name.startswith(".")]

@@ -24,7 +24,7 @@ def test_cli_step_logger_counts_steps_and_marks_failures():
         second(first())
 
     out = io.StringIO()
-    job = two_steps.with_logger_defs({**two_steps.loggers, "steps": step_progress_logger(2, out)})
+    job = two_steps.with_logger_defs({**two_steps.loggers, "steps": step_progress_logger(out=out)})
     result = job.execute_in_process(run_config={"loggers": {"steps": {}}}, raise_on_error=False)
     assert not result.success
     lines = out.getvalue().splitlines()
