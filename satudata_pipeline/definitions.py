@@ -59,7 +59,7 @@ def build_defs(delivery: Delivery, warehouse: str | None = None) -> dg.Definitio
         *build_program_assets(),
     ]
     assets = [*source_assets, *clean_assets] + [d for d in stage_defs if not isinstance(d, dg.AssetChecksDefinition)]
-    assets = dg.map_asset_specs(_with_ownership_and_freshness, assets)
+    assets = list(dg.map_asset_specs(_with_ownership_and_freshness, assets))
     checks = [*source_checks, *clean_checks] + [d for d in stage_defs if isinstance(d, dg.AssetChecksDefinition)]
     checks += build_staleness_checks(delivery)
     jobs, schedules, sensors = build_automation(delivery)
