@@ -15,7 +15,7 @@ import datetime as dt
 
 import dagster as dg
 
-from satudata_pipeline import config
+from satudata_pipeline import config, dagster_patches
 from satudata_pipeline.automation import build_automation
 from satudata_pipeline.checks.staleness import build_staleness_checks
 from satudata_pipeline.clean.assets import QUARANTINE_KEY, build_clean_assets, clean_key
@@ -27,6 +27,8 @@ from satudata_pipeline.progress import step_progress_logger
 from satudata_pipeline.resources import WarehouseResource
 from satudata_pipeline.sources.assets import build_source_assets
 
+
+dagster_patches.apply()
 
 # The determination follows the monthly payment cycle: by 09:00 WIB on the 2nd, the published
 # results must have been rebuilt within the past 28 days, or the UI shows them overdue.
