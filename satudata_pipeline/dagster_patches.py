@@ -14,12 +14,16 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
+from dagster import AssetKey, AssetsDefinition
 from dagster._core.definitions.assets.job import asset_job as _asset_job
+from dagster._core.definitions.dependency import NodeHandle, NodeOutputHandle
 
 _original = _asset_job._get_blocking_asset_check_output_handles_by_asset_key
 
 
-def _blocking_check_outputs_in_stable_order(assets_defs_by_node_handle) -> Mapping[object, Sequence]:
+def _blocking_check_outputs_in_stable_order(
+    assets_defs_by_node_handle: Mapping[NodeHandle, AssetsDefinition],
+) -> Mapping[AssetKey, Sequence[NodeOutputHandle]]:
     return {
         key: sorted(handles, key=lambda h: (str(h.node_handle), h.output_name))
         for key, handles in _original(assets_defs_by_node_handle).items()
