@@ -176,8 +176,10 @@ def load_context(conn: duckdb.DuckDBPyConnection, delivery: Delivery, program_co
     published = conn.execute(
         "SELECT DISTINCT program, CAST(record_id AS VARCHAR) AS record_id FROM main.beneficiary_review"
     ).df() if _exists(conn, "main.beneficiary_review") else pd.DataFrame(columns=["program", "record_id"])
-    return Context(program_codes, rosters, published, {s.name for s in delivery.person_sources}, records,
-                   today or dt.date.today())
+    # the person-bearing sources: those declared in this delivery, and those whose records were linked
+    sources = {s.name for s in delivery.person_sources} | ({r[0] for r in conn.execute(
+        "SELECT DISTINCT source FROM link.person_records").fetchall()} if have else set())
+    return Context(program_codes, rosters, published, sources, records, today or dt.date.today())
 
 
 def check_review_rows(frame: pd.DataFrame, source: SourceSpec, ctx: Context) -> pd.DataFrame:
@@ -195,7 +197,7 @@ def check_review_rows(frame: pd.DataFrame, source: SourceSpec, ctx: Context) -> 
     f = f.merge(roster_n, how="left", on=["program", "record_id"])
     pub = ctx.published.assign(in_published=True).drop_duplicates(["program", "record_id"])
     f = f.merge(pub, how="left", on=["program", "record_id"])
-    f["in_published"] = f["in_published"].fillna(False).astype(bool)
+    f["in_published"] = f["in_published"].eq(True)
     reasons = review_reasons()
     f["set_aside"] = _first_reason(f, [
         ("unreadable_row", f["unreadable"]),
@@ -319,8 +321,8 @@ def take_in_decisions(conn: duckdb.DuckDBPyConnection, delivery: Delivery, progr
         conn.execute(f"CREATE OR REPLACE TABLE {REVIEW_IN_FORCE} AS {RESOLVE_REVIEW} ORDER BY program, record_id")
         conn.execute(f"CREATE OR REPLACE TABLE {LINK_IN_FORCE} AS {RESOLVE_LINK} ORDER BY unique_id_a, unique_id_b")
         # this delivery's valid rows that are not the decision in force: contradicted or superseded
-        conn.register("_review_new", review_new)
-        conn.register("_link_new", link_new)
+        _typed_temp(conn, "_review_new", review_new, REVIEW_COLUMNS)
+        _typed_temp(conn, "_link_new", link_new, LINK_COLUMNS)
         not_applied = conn.execute(f"""
             SELECT n.source, 'review_decision' AS kind, n.row_number,
                    CASE WHEN n.decided_at = m.latest THEN 'contradiction' ELSE 'superseded' END AS reason,
@@ -347,14 +349,13 @@ def take_in_decisions(conn: duckdb.DuckDBPyConnection, delivery: Delivery, progr
              AND f.decided_at = n.decided_at AND f.same_person = n.same_person
             WHERE f.unique_id_a IS NULL
         """).df()
-        conn.unregister("_review_new")
-        conn.unregister("_link_new")
-        aside = pd.concat([aside, not_applied], ignore_index=True) if len(not_applied) else aside
-        conn.register("_aside", aside)
-        conn.execute(f"""CREATE OR REPLACE TABLE {SET_ASIDE} AS SELECT
-            {', '.join(f'CAST({c} AS {t}) AS {c}' for c, t in SET_ASIDE_COLUMNS.items())}
-            FROM _aside ORDER BY source, row_number""")
-        conn.unregister("_aside")
+        conn.execute("DROP TABLE _review_new")
+        conn.execute("DROP TABLE _link_new")
+        parts = [f for f in (aside, not_applied) if len(f)]
+        aside = pd.concat(parts, ignore_index=True) if parts else _empty(SET_ASIDE_COLUMNS)
+        _typed_temp(conn, "_aside", aside, SET_ASIDE_COLUMNS)
+        conn.execute(f"CREATE OR REPLACE TABLE {SET_ASIDE} AS SELECT * FROM _aside ORDER BY source, row_number")
+        conn.execute("DROP TABLE _aside")
         conn.execute("COMMIT")
     except Exception:
         conn.execute("ROLLBACK")
@@ -364,6 +365,16 @@ def take_in_decisions(conn: duckdb.DuckDBPyConnection, delivery: Delivery, progr
     result.set_aside = dict(conn.execute(
         f"SELECT reason, count(*) FROM {SET_ASIDE} GROUP BY 1 ORDER BY 1").fetchall())
     return result
+
+
+def _typed_temp(conn: duckdb.DuckDBPyConnection, name: str, frame: pd.DataFrame, cols: dict[str, str]) -> None:
+    """`frame` as a temp table with the declared column types (an empty frame has no types)."""
+    conn.register("_frame", frame)
+    try:
+        conn.execute(f"CREATE OR REPLACE TEMP TABLE {name} AS SELECT "
+                     + ", ".join(f"CAST({c} AS {t}) AS {c}" for c, t in cols.items()) + " FROM _frame")
+    finally:
+        conn.unregister("_frame")
 
 
 def _empty(cols: dict[str, str]) -> pd.DataFrame:
