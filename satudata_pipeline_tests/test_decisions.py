@@ -327,14 +327,23 @@ def linked():
     conn.close()
 
 
+def _person_ids(conn) -> dict[str, str]:
+    return dict(conn.execute("SELECT c.unique_id, i.person_id FROM link.person_clusters c "
+                             "JOIN golden.person_ids i USING (cluster_id)").fetchall())
+
+
 def _clusters(conn) -> dict[str, str]:
     return dict(conn.execute("SELECT unique_id, cluster_id FROM link.person_clusters").fetchall())
 
 
 def test_link_decisions_split_a_wrong_merge_join_a_missed_link_and_change_nothing_else(linked, tmp_path):
+    from satudata_pipeline.golden.stable_ids import assign_person_ids
+
     clusters.build_person_clusters(linked, 0.95)
     before = _clusters(linked)
     assert before["dtks:2"] == before["dukcapil:1"] and before["kjp:3"] != before["dukcapil:3"]
+    assign_person_ids(linked, "run-1")
+    ids_before = _person_ids(linked)
     delivery = deliver(tmp_path, linked, link="""\
         dukcapil,1,dtks,2,Tidak,OFC-1,2026-10-20
         kjp,3,dukcapil,3,Ya,OFC-1,2026-10-20
@@ -357,6 +366,14 @@ def test_link_decisions_split_a_wrong_merge_join_a_missed_link_and_change_nothin
     # nothing else moved
     others = ["dukcapil:5", "dtks:5", "dukcapil:6"]
     assert {u: after[u] for u in others} == {u: before[u] for u in others}
+    # stable ids follow by the ordinary rule: the split-off record gets a new id, the joined
+    # persons keep the older id, everybody else keeps theirs
+    changes = assign_person_ids(linked, "run-2")
+    ids = _person_ids(linked)
+    assert changes.get("split_from") == 1 and changes.get("merged_into") == 1
+    assert ids["dukcapil:1"] == ids["dtks:1"] == ids_before["dukcapil:1"] != ids["dtks:2"]
+    assert ids["kjp:3"] == ids["dukcapil:3"] in {ids_before["kjp:3"], ids_before["dukcapil:3"]}
+    assert {u: ids[u] for u in others} == {u: ids_before[u] for u in others}
     # in every later run, without the file: the stored decisions still hold
     linked.execute('DROP TABLE raw."keputusan_tautan"')
     take_in(linked, deliver(tmp_path, linked, link="", tag="d2"))
@@ -371,3 +388,88 @@ def test_a_later_link_decision_replaces_an_earlier_one(linked, tmp_path):
     take_in(linked, deliver(tmp_path, linked, link="dtks,2,dukcapil,1,Ya,OFC-2,2026-10-25\n", tag="d2"))
     clusters.build_person_clusters(linked, 0.95)
     assert _clusters(linked)["dtks:2"] == _clusters(linked)["dukcapil:1"]
+
+
+# --- the whole graph on the sample, with decision files ----------------------------------------
+def test_sample_run_with_decision_files(tmp_path, monkeypatch):
+    """The delivery as an office hands it back: review and link decisions declared in sources.yaml
+    beside the sample's sources. One run of the full determination: decisions applied next to what
+    the pipeline said, the link decisions split and join, the bad rows set aside and reported back
+    to the office, nothing else changed by them."""
+    import shutil
+
+    from satudata_pipeline import config
+    from satudata_pipeline_tests.publish_helpers import connect, run_job
+
+    data = tmp_path / "delivery"
+    shutil.copytree(config.PROJECT_DIR / "data", data, ignore=shutil.ignore_patterns("truth"))
+    state = tmp_path / "state"
+    monkeypatch.setenv("SATUDATA_STATE_DIR", str(state))
+    monkeypatch.setenv("SATUDATA_DATA_DIR", str(data))
+    with open(data / "sources.yaml", "a") as fh:
+        fh.write(textwrap.dedent("""\
+            - name: keputusan_kantor
+              kind: review_decision
+              path: keputusan_kantor.csv
+              extracted_at: 2026-10-30
+              date_format: "%d/%m/%Y"
+              columns: {program: Program, record_id: ID Baris, decision: Keputusan, reason: Alasan,
+                        decided_by: Petugas, decided_at: Tanggal, note: Catatan}
+              values:
+                decision: {tetap: keep, hapus: remove}
+            - name: keputusan_tautan
+              kind: link_decision
+              path: keputusan_tautan.csv
+              extracted_at: 2026-10-30
+              columns: {source_a: sumber_a, record_id_a: id_a, source_b: sumber_b, record_id_b: id_b,
+                        same_person: sama, decided_by: petugas, decided_at: tanggal}
+            """))
+    # sample rows (data/truth): KAJ/2022/000003 is removed for age, KAJ/2025/000022 reviewed for
+    # its desil; KLJ2023-000041 and KLJ2024-000026 are two people, linked by NIK to two civil rows
+    (data / "keputusan_kantor.csv").write_text(textwrap.dedent("""\
+        Program,ID Baris,Keputusan,Alasan,Petugas,Tanggal,Catatan
+        KAJ,KAJ/2022/000003,tetap,appeal_upheld,DINSOS-017,20/10/2026,sanggah diterima
+        KAJ,KAJ/2025/000022,hapus,welfare_too_high,DINSOS-017,21/10/2026,
+        KAJ,KAJ/9999/000001,tetap,,DINSOS-018,21/10/2026,
+        KLJ,KLJ2023-000041,mungkin,,DINSOS-018,21/10/2026,
+        """))
+    (data / "keputusan_tautan.csv").write_text(textwrap.dedent("""\
+        sumber_a,id_a,sumber_b,id_b,sama,petugas,tanggal
+        klj,KLJ2023-000041,dukcapil_penduduk,3100000003,Tidak,DUKCAPIL-2,2026-10-22
+        klj,KLJ2024-000026,dukcapil_penduduk,3100000003,Ya,DUKCAPIL-2,2026-10-22
+        klj,KLJ0000-000000,dukcapil_penduduk,3100000003,Ya,DUKCAPIL-2,2026-10-22
+        """))
+    warehouse = state / "warehouse.duckdb"
+    result = run_job(data, warehouse)
+    assert result.success
+    checks = {(e.asset_check_key.name): e.passed for e in result.get_asset_check_evaluations()}
+    assert checks["no_decision_set_aside"] is False          # WARN: three rows set aside
+    assert checks["no_deceased_or_moved_keep"] and checks["delivery_is_complete"]
+    conn = connect(warehouse)
+    try:
+        rows = {r[0]: r[1:] for r in conn.execute(
+            "SELECT record_id, verdict, pipeline_verdict, decision, decision_status, decided_by "
+            "FROM main.beneficiary_review WHERE program IN ('KAJ', 'KLJ')").fetchall()}
+        assert rows["KAJ/2022/000003"] == ("keep", "remove", "keep", "applied", "DINSOS-017")
+        assert rows["KAJ/2025/000022"] == ("remove", "review", "remove", "applied", "DINSOS-017")
+        decided = conn.execute("SELECT count(*) FROM main.beneficiary_review WHERE decision IS NOT NULL"
+                               ).fetchall()[0][0]
+        assert decided == 2
+        assert conn.execute("SELECT count(*) FROM main.beneficiary_review WHERE verdict <> pipeline_verdict"
+                            ).fetchall()[0][0] == 2
+        assert dict(conn.execute("SELECT row_number, reason FROM decisions.set_aside "
+                                 "WHERE kind = 'review_decision'").fetchall()) == {3: "unknown_record",
+                                                                                   4: "malformed_decision"}
+        assert conn.execute("SELECT row_number, reason FROM decisions.set_aside WHERE kind = 'link_decision'"
+                            ).fetchall() == [(3, "unknown_record")]
+        person = dict(conn.execute(
+            "SELECT source || ':' || record_id, person_id FROM main.person_source_link WHERE record_id IN "
+            "('KLJ2023-000041', 'KLJ2024-000026', '3100000003')").fetchall())
+        assert person["klj:KLJ2023-000041"] != person["dukcapil_penduduk:3100000003"]
+        assert person["klj:KLJ2024-000026"] == person["dukcapil_penduduk:3100000003"]
+    finally:
+        conn.close()
+    report = (state / "exports" / "KAJ" / "keputusan_ditolak_KAJ.csv").read_text(encoding="utf-8-sig")
+    assert "KAJ/9999/000001" in report and "baris tidak ditemukan" in report
+    assert "DINSOS" not in report and "sanggah" not in report
+    assert "KLJ0000-000000" in (state / "exports" / "_keputusan_ditolak_tautan.csv").read_text(encoding="utf-8-sig")

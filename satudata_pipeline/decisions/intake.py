@@ -191,7 +191,8 @@ def check_review_rows(frame: pd.DataFrame, source: SourceSpec, ctx: Context) -> 
             f[opt] = None
     f["decision"] = f["decision"].map(lambda v: v.lower() if isinstance(v, str) else v)
     f["reason"] = f["reason"].map(lambda v: v.lower() if isinstance(v, str) else v)
-    f["program"] = f["program"].map(lambda v: v.upper() if isinstance(v, str) else v)
+    codes = {c.upper(): c for c in ctx.program_codes}     # program codes in any case
+    f["program"] = f["program"].map(lambda v: codes.get(v.upper(), v) if isinstance(v, str) else v)
     f["decided_at_date"] = _dates(f, source, ctx.today)
     roster_n = ctx.rosters.groupby(["program", "record_id"]).size().rename("n_rosters").reset_index()
     f = f.merge(roster_n, how="left", on=["program", "record_id"])
