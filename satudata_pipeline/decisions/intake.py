@@ -172,6 +172,15 @@ def load_context(conn: duckdb.DuckDBPyConnection, delivery: Delivery, program_co
     rosters = conn.execute(
         "SELECT program, source, CAST(record_id AS VARCHAR) AS record_id FROM link.person_records "
         "WHERE kind = 'program_roster'").df() if have else pd.DataFrame(columns=["program", "source", "record_id"])
+    # roster rows that cleaning quarantined are roster rows too (published in review as
+    # identity_unresolved): a person may decide on them
+    quarantined = [
+        conn.execute(f'SELECT DISTINCT ? AS program, ? AS source, CAST(record_id AS VARCHAR) AS record_id '
+                     f'FROM clean."{s.name}__quarantine" WHERE record_id IS NOT NULL', [s.program, s.name]).df()
+        for s in delivery.person_sources
+        if s.kind == "program_roster" and _exists(conn, f"clean.{s.name}__quarantine")]
+    if quarantined:
+        rosters = pd.concat([rosters, *quarantined], ignore_index=True).drop_duplicates()
     records = {r[0] for r in conn.execute("SELECT unique_id FROM link.person_records").fetchall()} if have else set()
     published = conn.execute(
         "SELECT DISTINCT program, CAST(record_id AS VARCHAR) AS record_id FROM main.beneficiary_review"
