@@ -244,6 +244,19 @@ def test_a_decision_answers_the_evidence_of_the_worklist_not_news_that_came_with
     assert determine(wh)["KLJ-007"][:4] == ("review", "remove", "keep", "reopened")
 
 
+def test_rows_sharing_a_record_id_are_not_multiplied_by_the_previous_publication(wh):
+    """Two roster rows quarantined for one repeated record_id share their key: comparing with the
+    last publication must not turn two rows into four."""
+    wh.execute("INSERT INTO main.person_source_link VALUES ('kjp_2026', 'KJP-Q01', NULL, NULL, 'quarantined', NULL)")
+    first = determine(wh)
+    n = wh.execute("SELECT count(*) FROM main.beneficiary_review").fetchall()[0][0]
+    assert wh.execute("SELECT count(*) FROM main.beneficiary_review WHERE record_id = 'KJP-Q01'"
+                      ).fetchall()[0][0] == 2
+    determine(wh)
+    assert wh.execute("SELECT count(*) FROM main.beneficiary_review").fetchall()[0][0] == n
+    assert first["KJP-Q01"][:2] == ("review", "review")
+
+
 def test_missing_mapped_column_is_a_clear_error_before_anything_is_written(wh, tmp_path):
     data = tmp_path / "bad"
     data.mkdir()

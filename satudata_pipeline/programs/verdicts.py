@@ -720,8 +720,11 @@ def decided_sql(conn: duckdb.DuckDBPyConnection, pipeline: str = "_br_pipeline",
                    "WHERE FALSE)")
     prev_cols = table_columns(conn, previous) if table_exists(conn, previous) else set()
     if {"evidence_fingerprint", "decision_fingerprint", "decision", "decided_at", "decided_by"} <= prev_cols:
+        # one row per roster row (rows quarantined for a repeated record_id share their key)
         prev = (f"(SELECT program, source, record_id, evidence_fingerprint, decision, decided_at, decided_by, "
-                f"decision_fingerprint FROM {previous})")
+                f"decision_fingerprint FROM {previous} QUALIFY row_number() OVER ("
+                f"PARTITION BY program, source, record_id ORDER BY decision_fingerprint NULLS LAST, "
+                f"evidence_fingerprint) = 1)")
     else:
         prev = ("(SELECT NULL::VARCHAR AS program, NULL::VARCHAR AS source, NULL::VARCHAR AS record_id, "
                 "NULL::VARCHAR AS evidence_fingerprint, NULL::VARCHAR AS decision, NULL::DATE AS decided_at, "
