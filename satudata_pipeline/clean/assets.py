@@ -211,7 +211,7 @@ def _nik_validity_check(source: SourceSpec, min_share: float) -> dg.AssetChecksD
 def _quarantine_asset(delivery: Delivery) -> dg.AssetsDefinition:
     @dg.asset(
         key=QUARANTINE_KEY,
-        deps=[clean_key(s) for s in delivery.sources],
+        deps=[clean_key(s) for s in delivery.person_sources],
         group_name="clean",
         kinds={"duckdb"},
         description=(
@@ -220,7 +220,7 @@ def _quarantine_asset(delivery: Delivery) -> dg.AssetsDefinition:
         ),
     )
     def quarantine(warehouse: DuckDBResource) -> dg.MaterializeResult:
-        union = " UNION ALL ".join(f"SELECT * FROM {quarantine_table(s.name)}" for s in delivery.sources)
+        union = " UNION ALL ".join(f"SELECT * FROM {quarantine_table(s.name)}" for s in delivery.person_sources)
         with warehouse.get_connection() as conn:
             conn.execute(f"CREATE OR REPLACE TABLE clean.quarantine AS {union} ORDER BY source, row_number")
             counts = conn.execute(
@@ -241,8 +241,10 @@ def _quarantine_asset(delivery: Delivery) -> dg.AssetsDefinition:
 
 
 def build_clean_assets(delivery: Delivery, min_nik_share: float = 0.5) -> tuple[list, list]:
-    assets = [_clean_asset(delivery, s) for s in delivery.sources] + [_quarantine_asset(delivery)]
-    checks = [_conservation_check(s) for s in delivery.sources]
-    checks += [_parse_share_check(s) for s in delivery.sources]
-    checks += [_nik_validity_check(s, min_nik_share) for s in delivery.sources]
+    # decisions handed back are cleaned and checked by the decisions stage (satudata_pipeline/decisions)
+    persons = delivery.person_sources
+    assets = [_clean_asset(delivery, s) for s in persons] + [_quarantine_asset(delivery)]
+    checks = [_conservation_check(s) for s in persons]
+    checks += [_parse_share_check(s) for s in persons]
+    checks += [_nik_validity_check(s, min_nik_share) for s in persons]
     return assets, checks

@@ -29,7 +29,7 @@ through `current_snapshot_date()`, which tests replace with monkeypatch; a run c
 
 import os
 import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
 
@@ -40,6 +40,7 @@ from pydantic import Field
 from satudata_pipeline import config as paths
 from satudata_pipeline.contract.program_rules import ProgramRules, load_rules
 from satudata_pipeline.contract.published import table_metadata
+from satudata_pipeline.decisions import report as decision_report
 from satudata_pipeline.golden import publish
 from satudata_pipeline.programs import eligibility, exports, summary, verdicts
 
@@ -136,6 +137,11 @@ def build_program_assets() -> list:
             n_dead, dead_sample = verdicts.check_no_deceased_or_moved_keep(conn, schema=STAGING)
             n_double, double_sample = verdicts.check_no_double_enrollment_keep(conn, rules, schema=STAGING)
             schema_md = table_metadata(conn, STAGED_REVIEW, "main.beneficiary_review")
+            decided = dict(conn.execute(
+                f"SELECT decision_status, count(*) FROM {STAGED_REVIEW} WHERE decision_status IS NOT NULL "
+                "GROUP BY 1").fetchall())
+            set_aside = conn.execute("SELECT count(*) FROM decisions.set_aside").fetchall()[0][0] \
+                if verdicts.table_exists(conn, "decisions.set_aside") else 0
         context.log.info(f"beneficiary_review: {written} rows for {programs or 'all programs'}")
         checks = [
             dg.AssetCheckResult(
@@ -170,6 +176,10 @@ def build_program_assets() -> list:
                 "annual_rupiah_at_stake": summary.rupiah(
                     12 * (stats["monthly_rupiah_remove"] + stats["monthly_rupiah_review"])),
                 "rules_file": Path(str(rules.source_path)).name,
+                # decisions handed back (docs/decisions.md)
+                "decisions_applied": int(decided.get("applied", 0)),
+                "decisions_reopened": int(decided.get("reopened", 0)),
+                "decisions_set_aside": int(set_aside),
                 **schema_md,
             },
             check_results=checks,
@@ -308,6 +318,8 @@ def build_program_assets() -> list:
                     "| program | calon layak (baris) |\n|---|---:|\n" + "\n".join(
                         f"| {p} | {v['candidates']:,} |".replace(",", ".") for p, v in written.items())),
                 "rows_by_program": dg.MetadataValue.json({p: v["rows"] for p, v in written.items()}),
+                # decision rows set aside, reported back per program (keputusan_ditolak_<PROGRAM>.csv)
+                "decisions_set_aside_reported": dg.MetadataValue.json(result.decisions_set_aside),
             }
         )
 
@@ -327,6 +339,7 @@ class ExportResult:
     written: dict[str, dict]   # {program: {"xlsx", "csv", "rows", "kota", "candidates", "files"}}
     retired: dict[str, Path]   # {program: its folder in the archive}
     manifest: dict
+    decisions_set_aside: dict = field(default_factory=dict)  # {program or root file: rows reported}
 
 
 def export_atomically(conn, out_root: Path, programs: list[str] | None, run_id: str) -> ExportResult:
@@ -344,6 +357,8 @@ def export_atomically(conn, out_root: Path, programs: list[str] | None, run_id: 
             shutil.rmtree(leftover, ignore_errors=True)
     incoming = out_root / f"{INCOMING_PREFIX}{run_id[:8]}-{os.getpid()}"
     written = exports.export_programs(conn, incoming, programs)
+    # decisions handed back that were set aside, back to the office that sent them (docs/decisions.md)
+    set_aside = decision_report.write_set_aside_reports(conn, incoming, out_root, list(written))
     for program in written:
         final, old = out_root / program, out_root / f"{OLD_PREFIX}{program}"
         if final.exists():
@@ -358,4 +373,4 @@ def export_atomically(conn, out_root: Path, programs: list[str] | None, run_id: 
     shutil.rmtree(incoming, ignore_errors=True)
     retired = exports.retire_unpublished(out_root, exports.published_programs(conn))
     manifest = exports.write_manifest(out_root, exports.latest_publication(conn), written)
-    return ExportResult(written, retired, manifest)
+    return ExportResult(written, retired, manifest, set_aside)
