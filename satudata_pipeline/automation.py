@@ -70,6 +70,10 @@ def build_automation(delivery: Delivery):
         if context.cursor == fingerprint:
             return dg.SkipReason("no new delivery")
         context.update_cursor(fingerprint)
-        return dg.RunRequest(run_key=f"delivery-{fingerprint}", tags={"satudata/delivery": fingerprint})
+        from satudata_pipeline.history.metadata import RUN_TAG_MONTH, RUN_TAG_SNAPSHOT, month_label
+
+        return dg.RunRequest(run_key=f"delivery-{fingerprint}", tags={
+            "satudata/delivery": fingerprint, RUN_TAG_SNAPSHOT: str(current.snapshot_date),
+            RUN_TAG_MONTH: month_label(current.snapshot_date)})
 
     return [job], [schedule], [new_delivery]
