@@ -301,4 +301,6 @@ def test_source_row_hash_ignores_what_does_not_matter():
     assert {k: second[k] for k in intake.CHANGES} == {"new": 1, "changed": 1, "unchanged": 1, "gone": 1}
     assert second["compared_with_determination"] == 1
     assert intake.changed_records(conn, "s") == {"b", "d"} and intake.gone_records(conn, "s") == {"c"}
+    assert sorted(conn.execute(intake.changed_unique_ids_sql(["s"])).fetchall()) == [
+        ("s:b", "s", "b", "changed"), ("s:d", "s", "d", "new")]
     assert intake.describe("s", second) == "s: 1 unchanged, 1 changed, 1 new, 1 gone"

@@ -143,6 +143,16 @@ def changed_records(conn: duckdb.DuckDBPyConnection, source: str) -> set[str]:
         [source]).fetchall()}
 
 
+def changed_unique_ids_sql(sources: list[str] | None = None) -> str:
+    """SELECT unique_id, source, record_id, change of every new or changed row (of `sources`, default
+    all), with link.person_records' `unique_id = source || ':' || record_id`: to join in SQL."""
+    where = "change IN ('new', 'changed')"
+    if sources:
+        where += " AND source IN (" + ", ".join("'" + s.replace("'", "''") + "'" for s in sources) + ")"
+    return (f"SELECT source || ':' || record_id AS unique_id, source, record_id, change "
+            f"FROM {SOURCE_CHANGES} WHERE {where}")
+
+
 def gone_records(conn: duckdb.DuckDBPyConnection, source: str) -> set[str]:
     """record_ids of `source` in the last published delivery and not in this one."""
     if not _exists(conn, SOURCE_CHANGES):
