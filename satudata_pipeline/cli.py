@@ -120,13 +120,6 @@ def warehouse_busy_message(result) -> str | None:
     return None
 
 
-def month_tags(delivery) -> dict[str, str]:
-    """Run tags naming the month a run determines: satudata/snapshot_date, satudata/determination_for."""
-    from satudata_pipeline.history.metadata import RUN_TAG_MONTH, RUN_TAG_SNAPSHOT, month_label
-
-    return {RUN_TAG_SNAPSHOT: str(delivery.snapshot_date), RUN_TAG_MONTH: month_label(delivery.snapshot_date)}
-
-
 CODE_LOCATION = "satudata"       # workspace.yaml's location_name
 DEFINITIONS_MODULE = "satudata_pipeline.definitions"
 
@@ -189,7 +182,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     import dagster as dg
 
     from satudata_pipeline import warehouse_lock
-    from satudata_pipeline.automation import FULL_JOB
+    from satudata_pipeline.automation import FULL_JOB, month_tags
     from satudata_pipeline.contract.sources import ContractError
 
     try:

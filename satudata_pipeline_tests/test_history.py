@@ -304,3 +304,25 @@ def test_source_row_hash_ignores_what_does_not_matter():
     assert sorted(conn.execute(intake.changed_unique_ids_sql(["s"])).fetchall()) == [
         ("s:b", "s", "b", "changed"), ("s:d", "s", "d", "new")]
     assert intake.describe("s", second) == "s: 1 unchanged, 1 changed, 1 new, 1 gone"
+
+
+def test_scheduled_and_sensor_runs_name_their_month(tmp_path):
+    import dagster as dg
+
+    from satudata_pipeline import config
+    from satudata_pipeline.contract.sources import load_delivery
+    from satudata_pipeline.definitions import build_defs
+
+    data = tmp_path / "data"
+    shutil.copytree(config.PROJECT_DIR / "data", data, ignore=shutil.ignore_patterns("truth"))
+    yaml_path = data / "sources.yaml"
+    yaml_path.write_text(yaml_path.read_text().replace("snapshot_date: 2026-11-01", "snapshot_date: 2026-12-01"))
+    defs = build_defs(load_delivery(data), warehouse=":memory:")
+    expected = {"satudata/snapshot_date": "2026-12-01", "satudata/determination_for": "2026-12"}
+    with dg.instance_for_test() as instance:
+        scheduled = defs.resolve_schedule_def("monthly_determination").evaluate_tick(
+            dg.build_schedule_context(instance=instance))
+        sensed = defs.resolve_sensor_def("new_delivery").evaluate_tick(dg.build_sensor_context(instance=instance))
+    for request in (*scheduled.run_requests, *sensed.run_requests):
+        assert expected.items() <= request.tags.items()
+    assert len(scheduled.run_requests) == len(sensed.run_requests) == 1
