@@ -55,6 +55,7 @@ def build_automation(delivery: Delivery):
         ),
         tags={"satudata/warehouse": "main"},
     )
+
     @dg.schedule(
         name="monthly_determination",
         job=job,

@@ -1,4 +1,5 @@
-"""`satudata`: generate a synthetic delivery, validate a delivery, run the determination, open the UI.
+"""`satudata`: generate a synthetic delivery, validate a delivery, run the determination, show a roster row's
+history, open the UI.
 
 Exit codes of `satudata run`: 0 published with no check failing at ERROR; 1 the run failed or a
 check failed at ERROR; 2 the delivery or a setting is invalid; 3 another run holds the warehouse

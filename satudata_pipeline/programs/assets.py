@@ -260,7 +260,8 @@ def build_program_assets() -> list:
             "Publishes the audited staging tables in ONE DuckDB transaction: main.golden_person, "
             "main.person_source_link, main.beneficiary_review, programs.eligible_not_enrolled, "
             "programs.program_summary and the stable-id registry (golden.person_id_*), with a row in "
-            "main.publication_log. Runs only when every blocking check upstream passed; a failed or killed "
+            "main.publication_log, and appends the determination to the history (history.*, "
+            "main.determination_changes; docs/monthly.md). Runs only when every blocking check upstream passed; a failed or killed "
             "run leaves the previous publication intact (docs/reliability.md)."
         ),
         kinds={"duckdb"},
