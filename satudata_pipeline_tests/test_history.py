@@ -344,3 +344,33 @@ def test_a_warehouse_published_before_the_history_keeps_its_publication(months, 
     assert [(d[0], d[1]) for d in dets] == [(1, months["second"].run_id), (2, "upgrade-run")]
     assert dets[0][2] is None and dets[1][2] is not None and dets[0][3] == dets[1][3] == published
     assert changes == 0
+
+
+def test_perubahan_sheet_lists_the_changes_and_refuses_an_unmasked_nik(tmp_path):
+    """On the hand-made fixture warehouse (no run): two determinations, one row turned remove."""
+    from satudata_pipeline.contract.program_rules import load_rules
+    from satudata_pipeline.programs.exports import ExportPrivacyError, export_programs
+    from satudata_pipeline.programs.testing import FIXTURE_SNAPSHOT, build_fixture_warehouse
+    from satudata_pipeline.programs.verdicts import build_beneficiary_review
+
+    conn = duckdb.connect()
+    build_fixture_warehouse(conn)
+    build_beneficiary_review(conn, load_rules(), FIXTURE_SNAPSHOT)
+    store.record_determination(conn, "run-1", dt.datetime(2026, 10, 2))
+    first = export_programs(conn, tmp_path / "first")
+    sheet = openpyxl.load_workbook(first["KLJ"]["xlsx"], read_only=True)["Perubahan"]
+    assert "penetapan pertama" in " ".join(str(c) for row in sheet.iter_rows(values_only=True) for c in row if c)
+    rid = conn.execute("SELECT min(record_id) FROM main.beneficiary_review WHERE program = 'KLJ' "
+                       "AND verdict <> 'remove' AND nik_masked IS NOT NULL").fetchall()[0][0]
+    conn.execute("UPDATE main.beneficiary_review SET verdict = 'remove', reasons = ['deceased'] "
+                 "WHERE program = 'KLJ' AND record_id = ?", [rid])
+    store.record_determination(conn, "run-2", dt.datetime(2026, 11, 2))
+    second = export_programs(conn, tmp_path / "second")
+    wb = openpyxl.load_workbook(second["KLJ"]["xlsx"], read_only=True)
+    assert wb.sheetnames[-1] == "Perubahan"
+    rows = [r for r in wb["Perubahan"].iter_rows(values_only=True) if r and r[0] == "baru dihapus" and r[2]]
+    assert [(r[2], r[5], r[6]) for r in rows] == [(rid, "hapus", "meninggal (deceased)")]
+    assert re.fullmatch(r"\d{4}\*{8}\d{4}", rows[0][3])
+    conn.execute("UPDATE main.determination_changes SET nik_masked = '3171010101850002'")
+    with pytest.raises(ExportPrivacyError, match="not masked"):
+        export_programs(conn, tmp_path / "third")
