@@ -266,7 +266,9 @@ def cmd_history(args: argparse.Namespace) -> int:
         return EXIT_BUSY
     with conn:
         if args.person_id:
-            rows, what = query.person_history(conn, args.person_id), f"person {args.person_id}"
+            earlier = query.earlier_ids(conn, args.person_id)
+            rows, what = query.person_history(conn, args.person_id), f"person {args.person_id}" + (
+                f" (earlier ids: {', '.join(earlier)})" if earlier else "")
         elif args.program:
             rows, what = query.row_history(conn, args.program, args.record_id), \
                 f"roster row {args.program} / {args.record_id}"

@@ -278,6 +278,14 @@ def test_every_verdict_transition_is_named():
     assert decisions == [(1, "3", None, None, None), (2, "3", "keep", "officer-7", None)]
     rows = query.row_history(conn, "P", "1")
     assert [(r["determination_id"], r["verdict"]) for r in rows] == [(1, "remove"), (2, "keep")]
+    # a person's history follows the ids merged into theirs
+    conn.execute("CREATE SCHEMA golden")
+    conn.execute("CREATE TABLE golden.person_id_changes (run_id VARCHAR, changed_at TIMESTAMP, "
+                 "old_person_id VARCHAR, new_person_id VARCHAR, reason VARCHAR)")
+    conn.execute("INSERT INTO golden.person_id_changes VALUES ('run-2', now(), 'F', 'H', 'merged'), "
+                 "('run-2', now(), 'Z', 'F', 'merged')")
+    assert query.earlier_ids(conn, "H") == ["F", "Z"]
+    assert [(r["determination_id"], r["record_id"]) for r in query.person_history(conn, "H")] == [(1, "6"), (2, "7")]
 
 
 def test_source_row_hash_ignores_what_does_not_matter():

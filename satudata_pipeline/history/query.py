@@ -32,9 +32,25 @@ def row_history(conn: duckdb.DuckDBPyConnection, program: str, record_id: str) -
     return _history(conn, "r.program = ? AND r.record_id = ?", [program, str(record_id)])
 
 
+def earlier_ids(conn: duckdb.DuckDBPyConnection, person_id: str) -> list[str]:
+    """Ids that became `person_id` (merges and splits logged in golden.person_id_changes), transitively."""
+    if not _exists(conn, "golden.person_id_changes"):
+        return []
+    found, frontier = {person_id}, [person_id]
+    while frontier:
+        rows = conn.execute(
+            "SELECT DISTINCT old_person_id FROM golden.person_id_changes WHERE new_person_id IN "
+            f"({', '.join('?' * len(frontier))}) AND old_person_id IS NOT NULL", frontier).fetchall()
+        frontier = [r[0] for r in rows if r[0] not in found]
+        found.update(frontier)
+    return sorted(found - {person_id})
+
+
 def person_history(conn: duckdb.DuckDBPyConnection, person_id: str) -> list[dict]:
-    """Every determination of every roster row of one person (stable person_id), oldest first."""
-    return _history(conn, "r.person_id = ?", [person_id])
+    """Every determination of every roster row of one person (stable person_id, and the ids that were
+    merged into it), oldest first."""
+    ids = [person_id, *earlier_ids(conn, person_id)]
+    return _history(conn, f"r.person_id IN ({', '.join('?' * len(ids))})", ids)
 
 
 def determinations(conn: duckdb.DuckDBPyConnection) -> list[dict]:
