@@ -382,3 +382,25 @@ def test_perubahan_sheet_lists_the_changes_and_refuses_an_unmasked_nik(tmp_path)
     conn.execute("UPDATE main.determination_changes SET nik_masked = '3171010101850002'")
     with pytest.raises(ExportPrivacyError, match="not masked"):
         export_programs(conn, tmp_path / "third")
+
+
+def test_satudata_run_tags_its_run_with_the_month(tmp_path, monkeypatch):
+    """`satudata run` launches its run with satudata/snapshot_date and satudata/determination_for (the
+    launch itself replaced: what is checked is what the CLI asks for)."""
+    from types import SimpleNamespace
+
+    from satudata_pipeline import config
+
+    launched = {}
+
+    def launch(instance, run_config, tags):
+        launched.update(tags)
+        return SimpleNamespace(run_id="fake-run", success=True, all_events=[])
+
+    monkeypatch.setattr(cli, "launch_in_code_location", launch)
+    # what `satudata run` sets in the environment is restored after the test
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "dagster_home"))
+    monkeypatch.setenv("SATUDATA_DATA_DIR", str(config.PROJECT_DIR / "data"))
+    assert cli.main(["run", "--data-dir", str(config.PROJECT_DIR / "data")]) == 0
+    assert launched["satudata/snapshot_date"] == "2026-11-01"
+    assert launched["satudata/determination_for"] == "2026-11"
