@@ -42,6 +42,8 @@ from satudata_pipeline.contract.program_rules import ProgramRules, load_rules
 from satudata_pipeline.contract.published import table_metadata
 from satudata_pipeline.decisions import report as decision_report
 from satudata_pipeline.golden import publish
+from satudata_pipeline.history import metadata as history_md
+from satudata_pipeline.history import store as history
 from satudata_pipeline.programs import eligibility, exports, summary, verdicts
 
 GROUP = "programs"
@@ -142,6 +144,7 @@ def build_program_assets() -> list:
                 "GROUP BY 1").fetchall())
             set_aside = conn.execute("SELECT count(*) FROM decisions.set_aside").fetchall()[0][0] \
                 if verdicts.table_exists(conn, "decisions.set_aside") else 0
+            previous, changes = history.preview_changes(conn, STAGED_REVIEW)
         context.log.info(f"beneficiary_review: {written} rows for {programs or 'all programs'}")
         checks = [
             dg.AssetCheckResult(
@@ -167,6 +170,9 @@ def build_program_assets() -> list:
             metadata={
                 "dagster/row_count": written,
                 "snapshot_date": snapshot.isoformat(),
+                "determination_for": history_md.month_label(snapshot),
+                "changes_since_last_determination": dg.MetadataValue.md(history_md.changes_markdown(changes, previous)),
+                **{f"rows_{k}": v for k, v in history_md.change_totals(changes).items()},
                 "programs_recomputed": ", ".join(programs) if programs else "all",
                 "by_verdict": dg.MetadataValue.json(stats["by_verdict"]),
                 "by_reason": dg.MetadataValue.json(stats["by_reason"]),
@@ -264,7 +270,8 @@ def build_program_assets() -> list:
             "Publishes the audited staging tables in ONE DuckDB transaction: main.golden_person, "
             "main.person_source_link, main.beneficiary_review, programs.eligible_not_enrolled, "
             "programs.program_summary and the stable-id registry (golden.person_id_*), with a row in "
-            "main.publication_log. Runs only when every blocking check upstream passed; a failed or killed "
+            "main.publication_log, and appends the determination to the history (history.*, "
+            "main.determination_changes; docs/monthly.md). Runs only when every blocking check upstream passed; a failed or killed "
             "run leaves the previous publication intact (docs/reliability.md)."
         ),
         kinds={"duckdb"},
@@ -272,10 +279,19 @@ def build_program_assets() -> list:
     def published_lists(context: dg.AssetExecutionContext, warehouse: DuckDBResource) -> dg.MaterializeResult:
         with warehouse.get_connection() as conn:
             counts = publish.publish(conn, context.run.run_id)
+            latest = history.latest_info(conn)
         context.log.info("published: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
+        context.log.info(history_md.determination_label(latest["snapshot_date"], latest["determination_id"]))
         return dg.MaterializeResult(
             metadata={
                 "publication_run_id": context.run.run_id,
+                "determination": history_md.determination_label(latest["snapshot_date"], latest["determination_id"]),
+                "determination_for": history_md.month_label(latest["snapshot_date"]),
+                "determination_id": latest["determination_id"],
+                "delivery_fingerprint": latest["delivery_fingerprint"] or "",
+                "changes_since_last_determination": dg.MetadataValue.md(
+                    history_md.changes_markdown(latest["changes"], latest["previous_determination_id"])),
+                **{f"rows_{k}": v for k, v in history_md.change_totals(latest["changes"]).items()},
                 # not a table of its own: the rows it published, per table
                 "rows_by_table": dg.MetadataValue.md(
                     "| table | rows |\n|---|---:|\n" + "\n".join(
