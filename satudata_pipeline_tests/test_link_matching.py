@@ -552,3 +552,20 @@ def test_cheap_guards_never_change_a_string_distance_result():
         FROM p""").fetchall()[0]
     assert disagree[:4] == (0, 0, 0, 0)
     assert disagree[4] > 50 and disagree[5] > 10  # the cases exercise both outcomes
+
+
+def test_probability_without_the_nik_takes_the_nik_weight_out_of_real_predictions(linked):
+    """The removal rules read `match_probability_without_nik`; on Splink's own predictions (not a
+    fake table) a pair that agrees on a valid NIK must stand weaker without it, or a link made by
+    the NIK alone would pass for one that holds without it."""
+    conn, *_ = linked
+    agree, weaker = conn.execute("""
+        SELECT count(*), count(*) FILTER (WHERE mp.match_weight IS NOT NULL AND
+               mp.match_probability_without_nik < mp.match_probability)
+        FROM link.match_pairs mp
+        JOIN link.person_records l ON l.unique_id = mp.unique_id_l
+        JOIN link.person_records r ON r.unique_id = mp.unique_id_r
+        WHERE l.nik_valid AND r.nik_valid AND l.nik = r.nik AND mp.match_weight IS NOT NULL
+    """).fetchall()[0]
+    assert agree > 50
+    assert weaker == agree

@@ -165,9 +165,9 @@ def _scored(pairs: list[tuple], records: list[dict]) -> dict:
                      f"AS tanggal_lahir) FROM _part")
         conn.unregister("_part")
     matching.build_person_records(conn, sorted(df.source.unique()))
-    rows = [(a, b, 1 / (1 + 2 ** -w), w, 2 ** nik_w) for a, b, w, nik_w in pairs]
+    rows = [(a, b, 1 / (1 + 2 ** -w), w, nik_w) for a, b, w, nik_w in pairs]
     conn.execute("CREATE TABLE pred (unique_id_l VARCHAR, unique_id_r VARCHAR, match_probability DOUBLE, "
-                 "match_weight DOUBLE, bf_nik DOUBLE)")
+                 "match_weight DOUBLE, mw_nik DOUBLE)")
     conn.executemany("INSERT INTO pred VALUES (?, ?, ?, ?, ?)", rows)
     matching.write_match_pairs(conn, "pred", 0.5)
     return {(a, b): (p, p_wo) for a, b, p, p_wo in conn.execute(

@@ -249,10 +249,15 @@ def write_match_pairs(
                       NULL::BOOLEAN vetoed WHERE false"""
     else:
         pred_cols = {r[0] for r in conn.execute(f"DESCRIBE {predictions_table}").fetchall()}
-        # the NIK comparison's weight (Bayes factor bf_nik: Splink keeps it with
-        # retain_intermediate_calculation_columns); without it, no NIK weight is known
-        nik_w = ("CASE WHEN p.bf_nik > 0 THEN greatest(log2(p.bf_nik), 0) ELSE 0 END"
-                 if "bf_nik" in pred_cols else "0")
+        # The NIK comparison's match weight: Splink 5 keeps it as mw_nik (log2 of its Bayes factor)
+        # with retain_intermediate_calculation_columns. Only its positive part is taken out: a NIK
+        # that disagrees keeps weighing against the pair. Without the column the probability
+        # "without the NIK" would silently equal the full one, and the removal rules that require a
+        # link to hold without the NIK would accept a link made by the NIK alone: fail instead.
+        if "mw_nik" not in pred_cols:
+            raise RuntimeError("Splink's predictions carry no mw_nik column (the NIK comparison's "
+                               "match weight): the probability without the NIK cannot be computed")
+        nik_w = "greatest(coalesce(p.mw_nik, 0), 0)"
         prob_sql = f"""
             SELECT unique_id_l, unique_id_r,
                    CASE WHEN two_people THEN p_two_people ELSE match_probability END
