@@ -3,17 +3,12 @@
 import dagster as dg
 from dagster_duckdb import DuckDBResource
 
-from satudata_pipeline.clean.transform import CLEAN_COLUMNS, clean_frame
+from satudata_pipeline.clean.transform import clean_frame
+from satudata_pipeline.contract.schema import CLEAN_COLUMNS, DATE_FIELDS, QUALITY_FLAGS, clean_select_sql, column_type
 from satudata_pipeline.contract.sources import Delivery, SourceSpec
 from satudata_pipeline.sources.assets import raw_key
 from satudata_pipeline.sources.completeness import COMPLETENESS_KEY
 
-DATE_COLUMNS = {"tanggal_lahir", "tanggal_pemutakhiran", "tanggal_meninggal", "tanggal_pindah", "tanggal_mulai"}
-COLUMN_TYPES = {
-    "row_number": "BIGINT", "nik_valid": "BOOLEAN", "nik_dki": "BOOLEAN", "rt": "INTEGER", "rw": "INTEGER",
-    "pindah_keluar_dki": "BOOLEAN", "desil": "INTEGER", "disabilitas": "BOOLEAN", "punya_mobil": "BOOLEAN",
-    "njop_di_atas_1m": "BOOLEAN", "nominal_bulanan": "BIGINT", **{c: "DATE" for c in DATE_COLUMNS},
-}
 QUARANTINE_KEY = dg.AssetKey("quarantine")
 
 
@@ -26,13 +21,11 @@ def quarantine_table(source_name: str) -> str:
 
 
 def _select_clean(flag_names: list[str]) -> str:
-    cols = [f"CAST({c} AS {COLUMN_TYPES.get(c, 'VARCHAR')}) AS {c}" for c in CLEAN_COLUMNS]
-    if flag_names:
-        items = ", ".join(f"CASE WHEN \"_flag_{f}\" THEN '{f}' END" for f in flag_names)
-        cols.append(f"list_filter([{items}], lambda x: x IS NOT NULL) AS quality_flags")
-    else:
-        cols.append("CAST([] AS VARCHAR[]) AS quality_flags")
-    return ",\n  ".join(cols)
+    """The clean schema's columns, and `quality_flags` from the frame's `_flag_*` columns."""
+    if not flag_names:
+        return clean_select_sql()
+    items = ", ".join(f"CASE WHEN \"_flag_{f}\" THEN '{f}' END" for f in flag_names)
+    return clean_select_sql(f"list_filter([{items}], lambda x: x IS NOT NULL)")
 
 
 def _clean_asset(delivery: Delivery, source: SourceSpec) -> dg.AssetsDefinition:
@@ -86,8 +79,8 @@ def _clean_asset(delivery: Delivery, source: SourceSpec) -> dg.AssetsDefinition:
                 "quality_flags": dg.MetadataValue.json({k: int(v) for k, v in flag_counts.items()}),
                 "nik_valid_share": round(nik_valid / len(clean), 4) if len(clean) else 0.0,
                 "dagster/column_schema": dg.TableSchema(
-                    columns=[dg.TableColumn(c, COLUMN_TYPES.get(c, "VARCHAR")) for c in CLEAN_COLUMNS]
-                    + [dg.TableColumn("quality_flags", "VARCHAR[]")]
+                    columns=[dg.TableColumn(c, column_type(c)) for c in CLEAN_COLUMNS]
+                    + [dg.TableColumn(*QUALITY_FLAGS)]
                 ),
                 "table": f'clean."{source.name}"',
             }
@@ -124,7 +117,7 @@ def unparseable_columns(conn, source: SourceSpec, max_share: float, min_rows: in
     first row number that failed, and whether that blocks (share above `max_share` and at least
     `min_rows` rows: a handful of typos in a small source is not a wrong format)."""
     table = f'clean."{source.name}"'
-    fields = [(f, f"date_unparseable:{f}", [f"date_impossible:{f}"]) for f in sorted(DATE_COLUMNS)
+    fields = [(f, f"date_unparseable:{f}", [f"date_impossible:{f}"]) for f in sorted(DATE_FIELDS)
               if f in source.columns]
     if "nominal_bulanan" in source.columns:
         fields.append(("nominal_bulanan", "value_invalid:nominal_bulanan", []))
@@ -167,7 +160,7 @@ def _parse_share_check(source: SourceSpec) -> dg.AssetChecksDefinition:
         lines = [
             f"{source.name} ({source.path}), column '{c['column']}' ({c['field']}): {c['unparseable']} of "
             f"{c['values']} non-empty values ({c['share']:.0%}) cannot be read"
-            + (f" as {fmt}" if c["field"] in DATE_COLUMNS else " as an amount")
+            + (f" as {fmt}" if c["field"] in DATE_FIELDS else " as an amount")
             + f", the first at row {c['first_row']}; the limit is {limits.max_unparseable_share:.0%}. "
             "Correct the column's date_format or mapping in sources.yaml, or the file."
             for c in blocking

@@ -62,13 +62,6 @@ REQUIRED_FIELDS: dict[str, tuple[str, ...]] = {
     "welfare_registry": ("record_id", "nama"),
     "program_roster": ("record_id", "nama"),
 }
-DATE_FIELDS = (
-    "tanggal_lahir",
-    "tanggal_pemutakhiran",
-    "tanggal_meninggal",
-    "tanggal_pindah",
-    "tanggal_mulai",
-)
 FORMATS = {".csv": "csv", ".txt": "csv", ".tsv": "csv", ".parquet": "parquet", ".pq": "parquet", ".xlsx": "xlsx"}
 
 

@@ -11,50 +11,13 @@ from typing import Iterator
 
 import duckdb
 
+from satudata_pipeline.contract.schema import LINKED_COLUMNS, column_type
 from satudata_pipeline.link import splink_settings as ss
 
 log = logging.getLogger(__name__)
 
 # Columns of `link.person_records` taken from `clean.<source>` (missing ones become typed NULLs).
-CLEAN_COLUMNS: list[tuple[str, str]] = [
-    ("source", "VARCHAR"),
-    ("kind", "VARCHAR"),
-    ("program", "VARCHAR"),
-    ("record_id", "VARCHAR"),
-    ("nik", "VARCHAR"),
-    ("nik_valid", "BOOLEAN"),
-    ("no_kk", "VARCHAR"),
-    ("nama", "VARCHAR"),
-    ("jenis_kelamin", "VARCHAR"),
-    ("tempat_lahir", "VARCHAR"),
-    ("tanggal_lahir", "DATE"),
-    ("alamat", "VARCHAR"),
-    ("rt", "INTEGER"),
-    ("rw", "INTEGER"),
-    ("kelurahan", "VARCHAR"),
-    ("kecamatan", "VARCHAR"),
-    ("kota", "VARCHAR"),
-    ("kode_kelurahan", "VARCHAR"),
-    ("kode_kecamatan", "VARCHAR"),
-    ("kode_kota", "VARCHAR"),
-    ("tanggal_pemutakhiran", "DATE"),
-    ("tanggal_meninggal", "DATE"),
-    ("tanggal_pindah", "DATE"),
-    ("kode_wilayah_tujuan", "VARCHAR"),
-    ("pindah_keluar_dki", "BOOLEAN"),
-    ("desil", "INTEGER"),
-    ("disabilitas", "BOOLEAN"),
-    ("punya_mobil", "BOOLEAN"),
-    ("njop_di_atas_1m", "BOOLEAN"),
-    ("jenjang", "VARCHAR"),
-    ("nominal_bulanan", "BIGINT"),
-    ("tanggal_mulai", "DATE"),
-    ("row_number", "BIGINT"),
-    ("nik_reason", "VARCHAR"),
-    ("nik_dki", "BOOLEAN"),
-    ("nama_orang_tua", "VARCHAR"),
-    ("quality_flags", "VARCHAR[]"),
-]
+CLEAN_COLUMNS: list[tuple[str, str]] = [(c, column_type(c)) for c in LINKED_COLUMNS]
 
 _NAME_RE = re.compile(r"^[a-z0-9_]+$")
 
