@@ -7,7 +7,8 @@ import duckdb
 import pandas as pd
 import pytest
 
-from satudata_pipeline.link import clusters, evaluation, matching, model, testdata
+from fixtures import linkage
+from satudata_pipeline.link import clusters, evaluation, matching, model
 
 
 @pytest.fixture(scope="module")
@@ -15,9 +16,9 @@ def linked(tmp_path_factory):
     state = tmp_path_factory.mktemp("state")
     mp = pytest.MonkeyPatch()
     mp.setenv("SATUDATA_STATE_DIR", str(state))
-    frames, truth = testdata.generate(400, seed=11)
+    frames, truth = linkage.generate(400, seed=11)
     conn = duckdb.connect(str(tmp_path_factory.mktemp("wh") / "w.duckdb"))
-    testdata.load_clean_tables(conn, frames)
+    linkage.load_clean_tables(conn, frames)
     n = matching.build_person_records(conn, list(frames))
     summary = model.train_model(conn)
     with matching.splink_session(conn) as db_api:

@@ -8,7 +8,8 @@ import math
 import duckdb
 import pytest
 
-from satudata_pipeline.link import clusters, evaluation, matching, model, testdata
+from fixtures import linkage
+from satudata_pipeline.link import clusters, evaluation, matching, model
 from satudata_pipeline.link import splink_settings as ss
 
 DROP_IDS = {"nik": None, "nik_raw": None, "nik_valid": False, "nik_reason": "missing",
@@ -19,7 +20,7 @@ DROP_IDS = {"nik": None, "nik_raw": None, "nik_valid": False, "nik_reason": "mis
 def _train(tmp_path, monkeypatch, frames):
     monkeypatch.setenv("SATUDATA_STATE_DIR", str(tmp_path / "state"))
     conn = duckdb.connect(str(tmp_path / "w.duckdb"))
-    testdata.load_clean_tables(conn, frames)
+    linkage.load_clean_tables(conn, frames)
     matching.build_person_records(conn, list(frames))
     return conn, model.train_model(conn)
 
@@ -30,7 +31,7 @@ def _weights(settings: dict) -> dict[tuple[str, str], float]:
 
 
 def test_delivery_without_nik_family_card_or_kelurahan_code_trains_and_links(tmp_path, monkeypatch):
-    frames, truth = testdata.generate(300, seed=23)
+    frames, truth = linkage.generate(300, seed=23)
     for df in frames.values():
         for col, value in DROP_IDS.items():
             df[col] = value
@@ -59,7 +60,7 @@ def test_delivery_without_nik_family_card_or_kelurahan_code_trains_and_links(tmp
 
 
 def test_one_source_delivery_trains(tmp_path, monkeypatch):
-    frames, _truth = testdata.generate(300, seed=29)
+    frames, _truth = linkage.generate(300, seed=29)
     conn, summary = _train(tmp_path, monkeypatch, {"dukcapil": frames["dukcapil"]})
     assert summary.probability_two_random_records_match > 0
     assert any(k.startswith("em: ") and "skipped" not in k for k in summary.training_pairs)
@@ -130,9 +131,9 @@ def test_extra_blocking_only_without_nik_and_only_selective_rules(tmp_path, monk
     """A delivery with NIKs keeps the standard blocking rules; one without NIK gets the extra rules
     on cheap keys, each only while it makes at most SPARSE_ID_MAX_PAIRS_PER_RECORD pairs per
     record, and they find pairs the standard rules miss."""
-    frames, truth = testdata.generate(300, seed=29)
+    frames, truth = linkage.generate(300, seed=29)
     conn = duckdb.connect(str(tmp_path / "a.duckdb"))
-    testdata.load_clean_tables(conn, frames)
+    linkage.load_clean_tables(conn, frames)
     n = matching.build_person_records(conn, list(frames))
     rules, info = matching.sparse_id_blocking(conn)
     assert rules == [] and info["rules_added"] == 0 and info["share_with_valid_nik"] >= 0.5

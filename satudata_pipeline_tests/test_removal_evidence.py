@@ -18,7 +18,7 @@ import pytest
 from satudata_pipeline.contract.program_rules import load_rules
 from satudata_pipeline.golden.survivorship import build_golden_person
 from satudata_pipeline.link import clusters, matching
-from satudata_pipeline.programs.testing import FIXTURE_SNAPSHOT, build_fixture_warehouse
+from fixtures.programs_warehouse import FIXTURE_SNAPSHOT, build_fixture_warehouse
 from satudata_pipeline.programs.verdicts import build_beneficiary_review
 
 KEL, KEC = "31.74.01.1001", "31.74.01"
@@ -365,7 +365,6 @@ def test_duplicate_enrollment_by_nik_needs_the_same_name(case, name_010a, verdic
     names agree; a name inside another is as often a mistyped NIK of another child."""
     conn = duckdb.connect()
     build_fixture_warehouse(conn)
-    conn.execute("ALTER TABLE link.person_records ADD COLUMN nama_sorted VARCHAR")
     conn.execute("UPDATE link.person_records SET nama_sorted = 'ORANG P10' WHERE record_id LIKE 'KJP-010%'")
     conn.execute("UPDATE link.person_records SET nama_sorted = ? WHERE record_id = 'KJP-010A'", [name_010a])
     got_verdict, reasons, evidence = _verdict(conn, "KJP-010A")
@@ -383,7 +382,6 @@ def test_duplicate_enrollment_by_link_needs_one_kelurahan(case, kel_010d, verdic
     NIK within one kelurahan: a common name and a birth date reach 0.99 across the city."""
     conn = duckdb.connect()
     build_fixture_warehouse(conn)
-    conn.execute("ALTER TABLE link.person_records ADD COLUMN kode_kelurahan VARCHAR")
     conn.execute("UPDATE link.person_records SET kode_kelurahan = '31.71.01.1001' WHERE record_id LIKE 'KJP-010%'")
     conn.execute("UPDATE link.person_records SET kode_kelurahan = ? WHERE record_id = 'KJP-010D'", [kel_010d])
     conn.execute("CREATE TABLE link.match_pairs (unique_id_l VARCHAR, unique_id_r VARCHAR, match_probability DOUBLE, "
