@@ -8,6 +8,7 @@ from satudata_pipeline.contract.schema import CLEAN_COLUMNS, DATE_FIELDS, QUALIT
 from satudata_pipeline.contract.sources import Delivery, SourceSpec
 from satudata_pipeline.sources.assets import raw_key
 from satudata_pipeline.sources.completeness import COMPLETENESS_KEY
+from satudata_pipeline.warehouse import one_row, scalar
 
 QUARANTINE_KEY = dg.AssetKey("quarantine")
 
@@ -67,7 +68,7 @@ def _clean_asset(delivery: Delivery, source: SourceSpec) -> dg.AssetsDefinition:
                 f'SELECT f, count(*) FROM (SELECT unnest(quality_flags) AS f FROM clean."{source.name}") '
                 "GROUP BY f ORDER BY f"
             ).fetchall())
-            nik_valid = conn.execute(f'SELECT count(*) FILTER (WHERE nik_valid) FROM clean."{source.name}"').fetchall()[0][0]
+            nik_valid = scalar(conn, f'SELECT count(*) FILTER (WHERE nik_valid) FROM clean."{source.name}"')
         reasons = quarantine["reason"].value_counts().sort_index().to_dict()
         context.log.info(f"{source.name}: {len(clean)} clean rows, {len(quarantine)} quarantined")
         return dg.MaterializeResult(
@@ -98,12 +99,12 @@ def _conservation_check(source: SourceSpec) -> dg.AssetChecksDefinition:
     )
     def no_row_lost(warehouse: DuckDBResource) -> dg.AssetCheckResult:
         with warehouse.get_connection() as conn:
-            raw_n, clean_n, q_n, q_ids = conn.execute(
+            raw_n, clean_n, q_n, q_ids = one_row(conn,
                 f'SELECT (SELECT count(*) FROM raw."{source.name}"), (SELECT count(*) FROM clean."{source.name}"), '
                 f"(SELECT count(*) FROM {quarantine_table(source.name)}), "
                 f'(SELECT count(*) FROM (SELECT row_number FROM (SELECT row_number FROM clean."{source.name}" UNION ALL '
                 f"SELECT row_number FROM {quarantine_table(source.name)}) GROUP BY row_number HAVING count(*) > 1))"
-            ).fetchall()[0]
+            )
         return dg.AssetCheckResult(
             passed=raw_n == clean_n + q_n and not q_ids,
             metadata={"raw_rows": raw_n, "clean_rows": clean_n, "quarantined_rows": q_n},
@@ -123,12 +124,14 @@ def unparseable_columns(conn, source: SourceSpec, max_share: float, min_rows: in
         fields.append(("nominal_bulanan", "value_invalid:nominal_bulanan", []))
     out = []
     for name, flag, other_flags in fields:
-        present = " OR ".join([f"{name} IS NOT NULL", f"list_contains(quality_flags, '{flag}')"]
-                              + [f"list_contains(quality_flags, '{o}')" for o in other_flags])
-        total, bad, first = conn.execute(
-            f"SELECT count(*) FILTER (WHERE {present}), count(*) FILTER (WHERE list_contains(quality_flags, '{flag}')), "
-            f"min(row_number) FILTER (WHERE list_contains(quality_flags, '{flag}')) FROM {table}"
-        ).fetchall()[0]
+        flagged = "list_contains(quality_flags, $flag)"
+        present = f"{name} IS NOT NULL OR {flagged} OR list_has_any(quality_flags, CAST($others AS VARCHAR[]))"
+        total, bad, first = one_row(
+            conn,
+            f"SELECT count(*) FILTER (WHERE {present}), count(*) FILTER (WHERE {flagged}), "
+            f"min(row_number) FILTER (WHERE {flagged}) FROM {table}",
+            {"flag": flag, "others": other_flags},
+        )
         share = bad / total if total else 0.0
         out.append({
             "field": name, "column": source.columns[name], "values": int(total), "unparseable": int(bad),
@@ -188,9 +191,9 @@ def _nik_validity_check(source: SourceSpec, min_share: float) -> dg.AssetChecksD
     )
     def nik_validity(warehouse: DuckDBResource) -> dg.AssetCheckResult:
         with warehouse.get_connection() as conn:
-            total, valid = conn.execute(
+            total, valid = one_row(conn,
                 f'SELECT count(*), count(*) FILTER (WHERE nik_valid) FROM clean."{source.name}"'
-            ).fetchall()[0]
+            )
         share = valid / total if total else 0.0
         return dg.AssetCheckResult(
             passed=share >= min_share,

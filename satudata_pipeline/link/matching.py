@@ -13,6 +13,7 @@ import duckdb
 
 from satudata_pipeline.contract.schema import LINKED_COLUMNS, column_type
 from satudata_pipeline.link import splink_settings as ss
+from satudata_pipeline.warehouse import columns, one_row, scalar
 
 log = logging.getLogger(__name__)
 
@@ -26,15 +27,6 @@ _NAME_RE = re.compile(r"^[a-z0-9_]+$")
 ALAMAT_NOMOR_SQL = "array_to_string(regexp_extract_all(upper(coalesce(alamat, '')), '[0-9]+'), ' ')"
 
 
-def _table_columns(conn: duckdb.DuckDBPyConnection, schema: str, table: str) -> set[str]:
-    rows = conn.execute(
-        "SELECT column_name FROM information_schema.columns "
-        "WHERE table_schema = ? AND table_name = ?",
-        [schema, table],
-    ).fetchall()
-    return {r[0] for r in rows}
-
-
 def build_person_records(conn: duckdb.DuckDBPyConnection, source_names: list[str]) -> int:
     """(Re)create `link.person_records`: every row of every `clean.<source>`, one schema,
     `unique_id = source || ':' || record_id`, plus the derived columns the model compares."""
@@ -44,7 +36,7 @@ def build_person_records(conn: duckdb.DuckDBPyConnection, source_names: list[str
     for name in source_names:
         if not _NAME_RE.match(name):
             raise ValueError(f"invalid source name {name!r}")
-        present = _table_columns(conn, "clean", name)
+        present = set(columns(conn, f"clean.{name}"))
         if not present:
             raise ValueError(f"table clean.{name} does not exist (source {name!r})")
         cols = []
@@ -91,7 +83,7 @@ def build_person_records(conn: duckdb.DuckDBPyConnection, source_names: list[str
         ORDER BY unique_id
         """
     )
-    return conn.execute("SELECT count(*) FROM link.person_records").fetchall()[0][0]
+    return scalar(conn, "SELECT count(*) FROM link.person_records")
 
 
 # --------------------------------------------------------------------------------------------
@@ -262,14 +254,14 @@ def write_match_pairs(
         ORDER BY unique_id_l, unique_id_r
         """
     )
-    n_det = conn.execute("SELECT count(*) FROM _det_pairs").fetchall()[0][0]
-    n_prob = conn.execute(
+    n_det = scalar(conn, "SELECT count(*) FROM _det_pairs")
+    n_prob = scalar(conn,
         "SELECT count(*) FROM link.match_pairs WHERE link_method = 'probabilistic'"
-    ).fetchall()[0][0]
-    n_veto = conn.execute(
+    )
+    n_veto = scalar(conn,
         "SELECT count(*) FROM _prob_pairs p ANTI JOIN _det_pairs d USING (unique_id_l, unique_id_r)"
         " WHERE p.vetoed"
-    ).fetchall()[0][0]
+    )
     conn.execute("DROP TABLE IF EXISTS _det_pairs")
     conn.execute("DROP TABLE IF EXISTS _prob_pairs")
     return PredictionResult(n_det, n_prob, n_veto, predictions_table)
@@ -289,10 +281,10 @@ def block_pairs(conn: duckdb.DuckDBPyConnection, keys: tuple[str, ...]) -> int:
     """Pairs a rule on `keys` (columns or SQL expressions of link.person_records) makes: the sum
     of n(n-1)/2 over its blocks, by GROUP BY (no join)."""
     not_null = " AND ".join(f"({k}) IS NOT NULL" for k in keys)
-    return conn.execute(
+    return scalar(conn,
         f"SELECT coalesce(sum(n * (n - 1) / 2), 0)::BIGINT FROM (SELECT count(*) AS n "
         f"FROM link.person_records WHERE {not_null} GROUP BY {', '.join(keys)})"
-    ).fetchall()[0][0]
+    )
 
 
 def sparse_id_blocking(conn: duckdb.DuckDBPyConnection) -> tuple[list, dict]:
@@ -302,9 +294,9 @@ def sparse_id_blocking(conn: duckdb.DuckDBPyConnection) -> tuple[list, dict]:
     pairs per record. Returns (Splink rules, summary: counts only, for the asset metadata)."""
     from splink import block_on
 
-    n, with_nik = conn.execute(
+    n, with_nik = one_row(conn,
         "SELECT count(*), count(*) FILTER (WHERE nik_valid) FROM link.person_records"
-    ).fetchall()[0]
+    )
     share = with_nik / n if n else 1.0
     summary: dict = {"share_with_valid_nik": round(share, 4), "rules_added": 0, "rules": []}
     if share >= ss.SPARSE_ID_NIK_SHARE or n == 0:
