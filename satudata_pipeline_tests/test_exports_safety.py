@@ -184,7 +184,7 @@ def test_a_forbidden_column_is_refused(warehouse, tmp_path, monkeypatch):
 
 def test_the_privacy_guard_holds_under_python_O(tmp_path):
     """An `assert` would vanish under -O; the guard must not."""
-    code = f"""
+    code = """
 import duckdb, sys
 from satudata_pipeline.contract.program_rules import load_rules
 from satudata_pipeline.programs.exports import ExportPrivacyError, export_programs

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import duckdb
 import dagster as dg
 from dagster_duckdb import DuckDBResource

@@ -150,7 +150,7 @@ def test_extra_blocking_only_without_nik_and_only_selective_rules(tmp_path, monk
     for r in info["rules"]:
         assert r["used"] is (r["pairs"] <= ss.SPARSE_ID_MAX_PAIRS_PER_RECORD * n)
     # the pair count by GROUP BY is the self-join count
-    keys = ss.SPARSE_ID_BLOCKING_COLUMNS[0]
+    assert ss.SPARSE_ID_BLOCKING_COLUMNS[0] == ("tanggal_lahir", ss.ALAMAT_NOMOR_KEY)
     joined = conn.execute(
         "SELECT count(*) FROM link.person_records l JOIN link.person_records r "
         "ON l.unique_id < r.unique_id AND l.tanggal_lahir = r.tanggal_lahir "

@@ -52,7 +52,7 @@ def test_no_welfare_columns_and_masked_nik(exported):
     conn, result, root = exported
     welfare_values = {"desil", "dtks/", "njop", "punya_mobil", "disabilitas", "kematian/"}
     labels = {reason for code in REASON_LEGEND for reason in (code, f"{REASON_LEGEND[code][0]} ({code})")}
-    for program, info in result.items():
+    for info in result.values():
         for path in info["csv"]:
             df = read_export_csv(path)
             assert list(df.columns) == EXPORT_COLUMNS
