@@ -99,7 +99,8 @@ def _conservation_check(source: SourceSpec) -> dg.AssetChecksDefinition:
     )
     def no_row_lost(warehouse: DuckDBResource) -> dg.AssetCheckResult:
         with warehouse.get_connection() as conn:
-            raw_n, clean_n, q_n, q_ids = one_row(conn,
+            raw_n, clean_n, q_n, q_ids = one_row(
+                conn,
                 f'SELECT (SELECT count(*) FROM raw."{source.name}"), (SELECT count(*) FROM clean."{source.name}"), '
                 f"(SELECT count(*) FROM {quarantine_table(source.name)}), "
                 f'(SELECT count(*) FROM (SELECT row_number FROM (SELECT row_number FROM clean."{source.name}" UNION ALL '
@@ -191,7 +192,8 @@ def _nik_validity_check(source: SourceSpec, min_share: float) -> dg.AssetChecksD
     )
     def nik_validity(warehouse: DuckDBResource) -> dg.AssetCheckResult:
         with warehouse.get_connection() as conn:
-            total, valid = one_row(conn,
+            total, valid = one_row(
+                conn,
                 f'SELECT count(*), count(*) FILTER (WHERE nik_valid) FROM clean."{source.name}"'
             )
         share = valid / total if total else 0.0

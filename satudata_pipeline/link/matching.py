@@ -255,10 +255,12 @@ def write_match_pairs(
         """
     )
     n_det = scalar(conn, "SELECT count(*) FROM _det_pairs")
-    n_prob = scalar(conn,
+    n_prob = scalar(
+        conn,
         "SELECT count(*) FROM link.match_pairs WHERE link_method = 'probabilistic'"
     )
-    n_veto = scalar(conn,
+    n_veto = scalar(
+        conn,
         "SELECT count(*) FROM _prob_pairs p ANTI JOIN _det_pairs d USING (unique_id_l, unique_id_r)"
         " WHERE p.vetoed"
     )
@@ -281,7 +283,8 @@ def block_pairs(conn: duckdb.DuckDBPyConnection, keys: tuple[str, ...]) -> int:
     """Pairs a rule on `keys` (columns or SQL expressions of link.person_records) makes: the sum
     of n(n-1)/2 over its blocks, by GROUP BY (no join)."""
     not_null = " AND ".join(f"({k}) IS NOT NULL" for k in keys)
-    return scalar(conn,
+    return scalar(
+        conn,
         f"SELECT coalesce(sum(n * (n - 1) / 2), 0)::BIGINT FROM (SELECT count(*) AS n "
         f"FROM link.person_records WHERE {not_null} GROUP BY {', '.join(keys)})"
     )
@@ -294,7 +297,8 @@ def sparse_id_blocking(conn: duckdb.DuckDBPyConnection) -> tuple[list, dict]:
     pairs per record. Returns (Splink rules, summary: counts only, for the asset metadata)."""
     from splink import block_on
 
-    n, with_nik = one_row(conn,
+    n, with_nik = one_row(
+        conn,
         "SELECT count(*), count(*) FILTER (WHERE nik_valid) FROM link.person_records"
     )
     share = with_nik / n if n else 1.0
