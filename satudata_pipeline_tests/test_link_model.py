@@ -9,6 +9,7 @@ import duckdb
 import pytest
 
 from fixtures import linkage
+from fixtures.clean_tables import write_clean_table
 from satudata_pipeline.link import clusters, evaluation, matching, model
 from satudata_pipeline.link import splink_settings as ss
 
@@ -183,9 +184,7 @@ def test_extra_blocking_only_without_nik_and_only_selective_rules(tmp_path, monk
 ])
 def test_address_words_in_another_order(a, b, want):
     conn = duckdb.connect()
-    conn.execute("CREATE SCHEMA clean")
-    conn.execute("CREATE TABLE clean.a AS SELECT * FROM (VALUES ('l', ?), ('r', ?)) t(record_id, alamat)",
-                 [a, b])
+    write_clean_table(conn, "a", [dict(record_id="l", alamat=a), dict(record_id="r", alamat=b)])
     matching.build_person_records(conn, ["a"])
     got = conn.execute(f"""SELECT {ss.as_join_sql(ss.ADDRESS_WORDS_AGREE)}
         FROM link.person_records l, link.person_records r

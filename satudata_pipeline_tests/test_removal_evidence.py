@@ -18,6 +18,7 @@ import pytest
 from satudata_pipeline.contract.program_rules import load_rules
 from satudata_pipeline.golden.survivorship import build_golden_person
 from satudata_pipeline.link import clusters, matching
+from fixtures.clean_tables import write_clean_table
 from fixtures.programs_warehouse import FIXTURE_SNAPSHOT, build_fixture_warehouse
 from satudata_pipeline.programs.verdicts import build_beneficiary_review
 
@@ -47,14 +48,9 @@ def _warehouse(records: list[dict], links: list[tuple] = ()) -> duckdb.DuckDBPyC
     """Clean tables of `records` -> link.person_records; `links` (a, b, probability, probability
     without the NIK) -> link.match_pairs (plus the deterministic same-NIK pairs); clusters."""
     conn = duckdb.connect()
-    conn.execute("CREATE SCHEMA clean")
     df = pd.DataFrame(records)
     for source, part in df.groupby("source"):
-        conn.register("_part", part.drop(columns="source").reset_index(drop=True))
-        conn.execute(f"""CREATE TABLE clean.{source} AS SELECT * REPLACE (
-            CAST(tanggal_lahir AS DATE) AS tanggal_lahir, CAST(tanggal_meninggal AS DATE)
-            AS tanggal_meninggal, CAST(tanggal_pindah AS DATE) AS tanggal_pindah) FROM _part""")
-        conn.unregister("_part")
+        write_clean_table(conn, source, part)
     matching.build_person_records(conn, sorted(df.source.unique()))
     conn.execute(f"""CREATE TABLE link.match_pairs AS
         SELECT unique_id_l, unique_id_r, 1.0::DOUBLE AS match_probability, NULL::DOUBLE AS match_weight,
@@ -157,13 +153,9 @@ def test_golden_person_prefers_a_conclusive_death_record_and_says_how_it_is_tied
 def _scored(pairs: list[tuple], records: list[dict]) -> dict:
     """write_match_pairs over a fake prediction table: (a, b, match_weight, NIK weight)."""
     conn = duckdb.connect()
-    conn.execute("CREATE SCHEMA clean")
     df = pd.DataFrame(records)
     for source, part in df.groupby("source"):
-        conn.register("_part", part.drop(columns="source").reset_index(drop=True))
-        conn.execute(f"CREATE TABLE clean.{source} AS SELECT * REPLACE (CAST(tanggal_lahir AS DATE) "
-                     f"AS tanggal_lahir) FROM _part")
-        conn.unregister("_part")
+        write_clean_table(conn, source, part)
     matching.build_person_records(conn, sorted(df.source.unique()))
     rows = [(a, b, 1 / (1 + 2 ** -w), w, 2 ** nik_w) for a, b, w, nik_w in pairs]
     conn.execute("CREATE TABLE pred (unique_id_l VARCHAR, unique_id_r VARCHAR, match_probability DOUBLE, "

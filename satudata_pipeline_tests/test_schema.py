@@ -7,6 +7,7 @@ import datetime as dt
 
 import duckdb
 import pandas as pd
+import pytest
 import yaml
 from fixtures import linkage
 from fixtures.programs_warehouse import build_fixture_warehouse
@@ -71,3 +72,12 @@ def test_fixtures_are_built_through_the_schema():
     assert _described(programs, "clean.dukcapil_penduduk") == SCHEMA
     # link.person_records of the programs fixture is the production table, no column added or left out
     assert _described(programs, "link.person_records") == production
+
+
+def test_person_records_refuse_a_clean_table_of_another_shape():
+    conn = duckdb.connect()
+    conn.execute("CREATE SCHEMA clean")
+    conn.execute("CREATE TABLE clean.a AS SELECT 'r1' AS record_id, 'SITI' AS nama")
+    with pytest.raises(ValueError, match=r"clean\.a lacks column\(s\) of the clean schema: source, kind, program, nik,"):
+        build_person_records(conn, ["a"])
+    assert conn.execute("SELECT count(*) FROM information_schema.tables WHERE table_schema = 'link'").fetchall() == [(0,)]

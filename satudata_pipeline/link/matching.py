@@ -17,7 +17,7 @@ from satudata_pipeline.warehouse import columns, one_row, scalar
 
 log = logging.getLogger(__name__)
 
-# Columns of `link.person_records` taken from `clean.<source>` (missing ones become typed NULLs).
+# Columns of `link.person_records` taken from `clean.<source>`.
 CLEAN_COLUMNS: list[tuple[str, str]] = [(c, column_type(c)) for c in LINKED_COLUMNS]
 
 _NAME_RE = re.compile(r"^[a-z0-9_]+$")
@@ -39,14 +39,15 @@ def build_person_records(conn: duckdb.DuckDBPyConnection, source_names: list[str
         present = set(columns(conn, f"clean.{name}"))
         if not present:
             raise ValueError(f"table clean.{name} does not exist (source {name!r})")
+        missing = [col for col, _ in CLEAN_COLUMNS if col not in present]
+        if missing:  # every clean table is created from contract/schema.py: another shape is a bug
+            raise ValueError(f"table clean.{name} lacks column(s) of the clean schema: {', '.join(missing)}")
         cols = []
         for col, typ in CLEAN_COLUMNS:
             if col == "source":
                 cols.append(f"'{name}'::VARCHAR AS source")
-            elif col in present:
-                cols.append(f'TRY_CAST("{col}" AS {typ}) AS "{col}"')
             else:
-                cols.append(f'NULL::{typ} AS "{col}"')
+                cols.append(f'TRY_CAST("{col}" AS {typ}) AS "{col}"')
         selects.append(f"SELECT {', '.join(cols)} FROM clean.\"{name}\"")
     union = "\nUNION ALL\n".join(selects)
     conn.execute("CREATE SCHEMA IF NOT EXISTS link")
