@@ -486,3 +486,71 @@ def test_sample_run_with_decision_files(tmp_path, monkeypatch):
     assert "KAJ/9999/000001" in report and "baris tidak ditemukan" in report
     assert "DINSOS" not in report and "sanggah" not in report
     assert "KLJ0000-000000" in (state / "exports" / "_keputusan_ditolak_tautan.csv").read_text(encoding="utf-8-sig")
+
+
+# --- review fixes (docs/decisions.md) ------------------------------------------------------------
+def _leave_roster(conn, record_id: str) -> None:
+    conn.execute(f"CREATE OR REPLACE TEMP TABLE _gone_psl AS SELECT * FROM main.person_source_link WHERE record_id = '{record_id}'")
+    conn.execute(f"CREATE OR REPLACE TEMP TABLE _gone_pr AS SELECT * FROM link.person_records WHERE record_id = '{record_id}'")
+    conn.execute(f"DELETE FROM main.person_source_link WHERE record_id = '{record_id}'")
+    conn.execute(f"DELETE FROM link.person_records WHERE record_id = '{record_id}'")
+
+
+def _come_back(conn) -> None:
+    conn.execute("INSERT INTO main.person_source_link SELECT * FROM _gone_psl")
+    conn.execute("INSERT INTO link.person_records SELECT * FROM _gone_pr")
+
+
+def _publish(conn, snapshot=FIXTURE_SNAPSHOT, when=dt.datetime(2026, 10, 5)):
+    from satudata_pipeline.history import store
+    rows = determine(conn, snapshot)
+    store.record_determination(conn, f"run-{when:%m%d}", when)
+    return rows
+
+
+def test_a_row_back_in_the_roster_without_known_evidence_is_reopened_not_applied(wh, tmp_path):
+    """A keep decided on a row that then left the roster: when it comes back after its person died
+    (and no history says what the keep answered), the keep is shown, reopened, never applied."""
+    take_in(wh, deliver(tmp_path, wh, "KLJ,KLJ-007,tetap,confirmed_alive,OFC-1,20-10-2026,\n"))
+    assert determine(wh)["KLJ-007"][:4] == ("keep", "review", "keep", "applied")
+    _leave_roster(wh, "KLJ-007")
+    assert "KLJ-007" not in determine(wh)
+    _come_back(wh)
+    _add_death(wh, "P07", "2026-11-15")
+    rows = determine(wh, dt.date(2026, 12, 1))
+    assert rows["KLJ-007"][:4] == ("review", "remove", "keep", "reopened")
+    # and it stays so: an unknown answer is carried as unknown, not as the new evidence
+    assert determine(wh, dt.date(2026, 12, 1))["KLJ-007"][:4] == ("review", "remove", "keep", "reopened")
+    assert verdicts.check_no_deceased_or_moved_keep(wh)[0] == 0
+
+
+def test_a_row_back_in_the_roster_takes_the_evidence_its_decision_answered_from_the_history(wh, tmp_path):
+    take_in(wh, deliver(tmp_path, wh, "KLJ,KLJ-007,tetap,confirmed_alive,OFC-1,20-10-2026,\n"))
+    assert _publish(wh, when=dt.datetime(2026, 10, 21))["KLJ-007"][:4] == ("keep", "review", "keep", "applied")
+    _leave_roster(wh, "KLJ-007")
+    assert "KLJ-007" not in _publish(wh, when=dt.datetime(2026, 11, 2))
+    _come_back(wh)
+    # back unchanged: the keep answered this very evidence (history), it applies
+    assert _publish(wh, when=dt.datetime(2026, 11, 3))["KLJ-007"][:4] == ("keep", "review", "keep", "applied")
+    _leave_roster(wh, "KLJ-007")
+    _publish(wh, when=dt.datetime(2026, 11, 4))
+    _come_back(wh)
+    _add_death(wh, "P07", "2026-11-15")
+    assert determine(wh, dt.date(2026, 12, 1))["KLJ-007"][:4] == ("review", "remove", "keep", "reopened")
+
+
+def test_a_second_roster_with_the_same_record_id_does_not_inherit_the_decision(wh, tmp_path):
+    take_in(wh, deliver(tmp_path, wh, "KLJ,KLJ-007,tetap,confirmed_alive,OFC-1,20-10-2026,\n"))
+    assert wh.execute(f"SELECT roster_source FROM {intake.REVIEW_STORE}").fetchall() == [("klj_2026",)]
+    # next month a second KLJ roster arrives carrying a row with the same record_id
+    wh.execute("INSERT INTO link.person_records SELECT * REPLACE ('klj_susulan' AS source, "
+               "'klj_susulan:KLJ-007' AS unique_id) FROM link.person_records WHERE record_id = 'KLJ-007'")
+    wh.execute("INSERT INTO main.person_source_link SELECT * REPLACE ('klj_susulan' AS source, "
+               "'klj_susulan:KLJ-007' AS unique_id) FROM main.person_source_link WHERE record_id = 'KLJ-007'")
+    determine(wh)
+    got = dict((s, r) for s, *r in wh.execute(
+        "SELECT source, verdict, decision, decision_status FROM main.beneficiary_review "
+        "WHERE record_id = 'KLJ-007'").fetchall())
+    assert got["klj_2026"] == ["keep", "keep", "applied"]
+    assert got["klj_susulan"][1:] == [None, None]
+    assert got["klj_susulan"][0] != "keep"

@@ -75,13 +75,16 @@ REVIEW_COLUMNS = {
     "program": "VARCHAR", "record_id": "VARCHAR", "decision": "VARCHAR", "reason": "VARCHAR",
     "decided_by": "VARCHAR", "decided_at": "DATE", "note": "VARCHAR", "source": "VARCHAR",
     "row_number": "BIGINT", "file_sha256": "VARCHAR", "snapshot_date": "DATE", "stored_at": "TIMESTAMP",
+    # the roster the decided row belongs to (one when stored, else the row is ambiguous_record): a
+    # second roster of the program with the same record_id does not inherit the decision
+    "roster_source": "VARCHAR",
 }
 LINK_COLUMNS = {
     "unique_id_a": "VARCHAR", "unique_id_b": "VARCHAR", "same_person": "BOOLEAN",
     "decided_by": "VARCHAR", "decided_at": "DATE", "note": "VARCHAR", "source": "VARCHAR",
     "row_number": "BIGINT", "file_sha256": "VARCHAR", "snapshot_date": "DATE", "stored_at": "TIMESTAMP",
 }
-REVIEW_KEY = ("program", "record_id", "decision", "reason", "decided_by", "decided_at", "note")
+REVIEW_KEY = ("program", "roster_source", "record_id", "decision", "reason", "decided_by", "decided_at", "note")
 LINK_KEY = ("unique_id_a", "unique_id_b", "same_person", "decided_by", "decided_at", "note")
 
 
@@ -205,6 +208,8 @@ def check_review_rows(frame: pd.DataFrame, source: SourceSpec, ctx: Context) -> 
     f["decided_at_date"] = _dates(f, source, ctx.today)
     roster_n = ctx.rosters.groupby(["program", "record_id"]).size().rename("n_rosters").reset_index()
     f = f.merge(roster_n, how="left", on=["program", "record_id"])
+    one = ctx.rosters.drop_duplicates(["program", "record_id"], keep=False).rename(columns={"source": "roster_source"})
+    f = f.merge(one[["program", "record_id", "roster_source"]], how="left", on=["program", "record_id"])
     pub = ctx.published.assign(in_published=True).drop_duplicates(["program", "record_id"])
     f = f.merge(pub, how="left", on=["program", "record_id"])
     f["in_published"] = f["in_published"].eq(True)
@@ -266,6 +271,8 @@ def ensure_tables(conn: duckdb.DuckDBPyConnection) -> None:
     conn.execute(f"CREATE SCHEMA IF NOT EXISTS {SCHEMA}")
     for table, cols in ((REVIEW_STORE, REVIEW_COLUMNS), (LINK_STORE, LINK_COLUMNS), (SET_ASIDE, SET_ASIDE_COLUMNS)):
         conn.execute(f"CREATE TABLE IF NOT EXISTS {table} ({', '.join(f'{c} {t}' for c, t in cols.items())})")
+        for c, t in cols.items():       # a store written before a column existed (its rows: NULL)
+            conn.execute(f"ALTER TABLE {table} ADD COLUMN IF NOT EXISTS {c} {t}")
 
 
 def _key_match(key: tuple[str, ...], a: str, b: str) -> str:
@@ -275,16 +282,19 @@ def _key_match(key: tuple[str, ...], a: str, b: str) -> str:
 RESOLVE_REVIEW = f"""
     WITH latest AS (
         SELECT * FROM {REVIEW_STORE}
-        QUALIFY decided_at = max(decided_at) OVER (PARTITION BY program, record_id)
+        WHERE roster_source IS NOT NULL
+        QUALIFY decided_at = max(decided_at) OVER (PARTITION BY program, roster_source, record_id)
     ),
     judged AS (
-        SELECT *, count(DISTINCT decision) OVER (PARTITION BY program, record_id) > 1 AS contradicted
+        SELECT *, count(DISTINCT decision) OVER (PARTITION BY program, roster_source, record_id) > 1
+                  AS contradicted
         FROM latest
     )
-    SELECT program, record_id, decision, reason AS decision_reason, decided_by, decided_at, note, source
+    SELECT program, roster_source, record_id, decision, reason AS decision_reason, decided_by, decided_at,
+           note, source
     FROM judged WHERE NOT contradicted
     -- the same outcome twice on one date: one row, deterministically
-    QUALIFY row_number() OVER (PARTITION BY program, record_id
+    QUALIFY row_number() OVER (PARTITION BY program, roster_source, record_id
                                ORDER BY decided_by, reason NULLS LAST, note NULLS LAST, source) = 1
 """
 RESOLVE_LINK = f"""
@@ -328,7 +338,8 @@ def take_in_decisions(conn: duckdb.DuckDBPyConnection, delivery: Delivery, progr
         ensure_tables(conn)
         result.stored_review = _store(conn, REVIEW_STORE, REVIEW_COLUMNS, REVIEW_KEY, review_new)
         result.stored_link = _store(conn, LINK_STORE, LINK_COLUMNS, LINK_KEY, link_new)
-        conn.execute(f"CREATE OR REPLACE TABLE {REVIEW_IN_FORCE} AS {RESOLVE_REVIEW} ORDER BY program, record_id")
+        conn.execute(f"CREATE OR REPLACE TABLE {REVIEW_IN_FORCE} AS {RESOLVE_REVIEW} "
+                     "ORDER BY program, roster_source, record_id")
         conn.execute(f"CREATE OR REPLACE TABLE {LINK_IN_FORCE} AS {RESOLVE_LINK} ORDER BY unique_id_a, unique_id_b")
         # this delivery's valid rows that are not the decision in force: contradicted or superseded
         _typed_temp(conn, "_review_new", review_new, REVIEW_COLUMNS)
@@ -339,10 +350,12 @@ def take_in_decisions(conn: duckdb.DuckDBPyConnection, delivery: Delivery, progr
                    n.program, n.record_id, NULL AS source_a, NULL AS record_id_a, NULL AS source_b,
                    NULL AS record_id_b, n.decided_at
             FROM _review_new n
-            JOIN (SELECT program, record_id, max(decided_at) AS latest FROM {REVIEW_STORE} GROUP BY ALL) m
-              USING (program, record_id)
+            JOIN (SELECT program, roster_source, record_id, max(decided_at) AS latest FROM {REVIEW_STORE}
+                  GROUP BY ALL) m
+              USING (program, roster_source, record_id)
             LEFT JOIN {REVIEW_IN_FORCE} f
-              ON f.program = n.program AND f.record_id = n.record_id AND f.decided_at = n.decided_at
+              ON f.program = n.program AND f.roster_source = n.roster_source AND f.record_id = n.record_id
+             AND f.decided_at = n.decided_at
              AND f.decision = n.decision
             WHERE f.program IS NULL
             UNION ALL
@@ -397,7 +410,7 @@ def _review_rows(source: SourceSpec, f: pd.DataFrame, digest: str | None, snapsh
         "program": ok["program"], "record_id": ok["record_id"], "decision": ok["decision"],
         "reason": ok["reason"], "decided_by": ok["decided_by"], "decided_at": ok["decided_at_date"],
         "note": ok["note"], "source": source.name, "row_number": ok["row_number"], "file_sha256": digest,
-        "snapshot_date": snapshot, "stored_at": pd.Timestamp.now(),
+        "snapshot_date": snapshot, "stored_at": pd.Timestamp.now(), "roster_source": ok["roster_source"],
     })
 
 
@@ -430,7 +443,7 @@ def _store(conn: duckdb.DuckDBPyConnection, table: str, cols: dict[str, str], ke
     typed = ", ".join(f"CAST({c} AS {t}) AS {c}" for c, t in cols.items())
     before = conn.execute(f"SELECT count(*) FROM {table}").fetchall()[0][0]
     conn.execute(f"""
-        INSERT INTO {table}
+        INSERT INTO {table} BY NAME
         SELECT * FROM (SELECT {typed} FROM _incoming) i
         WHERE NOT EXISTS (SELECT 1 FROM {table} s WHERE {_key_match(key, 's', 'i')})
         QUALIFY row_number() OVER (PARTITION BY {', '.join(key)} ORDER BY source, row_number) = 1

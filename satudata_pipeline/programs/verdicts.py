@@ -104,6 +104,8 @@ BENEFICIARY_REVIEW_COLUMNS: dict[str, str] = {
 DECISION_COLUMNS = ("pipeline_verdict", "decision", "decision_reason", "decided_by", "decided_at",
                     "decision_status", "decision_fingerprint")
 DECISIONS_IN_FORCE = "decisions.review_in_force"   # written by satudata_pipeline.decisions.intake
+HISTORY_ROWS = "history.review_rows"               # written by satudata_pipeline.history.store
+HISTORY_DETERMINATIONS = "history.determinations"
 
 # Reasons that come and go with the calendar alone, not with new evidence: left out of the evidence
 # fingerprint a decision is compared against (a stale record, a birthday, would otherwise reopen
@@ -706,16 +708,19 @@ def decided_sql(conn: duckdb.DuckDBPyConnection, pipeline: str = "_br_pipeline",
     (`decisions.review_in_force`, docs/decisions.md).
 
     A decision answers the evidence it was made on: the evidence fingerprint of the row in the last
-    publication (`previous`; the worklist the officer worked from) or, without one, the row's
-    evidence now. That fingerprint is carried from publication to publication with the decision. While
+    publication (`previous`; the worklist the officer worked from). That fingerprint is carried from
+    publication to publication with the decision, and kept in `history.review_rows`: a row missing
+    from the last publication takes it from the history (the same decision published before, else
+    the determination current at `decided_at`); when nothing says what the decision answered, the
+    row is 'reopened', never 'applied' (an old keep must not outlive a death it never saw). While
     the evidence is unchanged the decision is the verdict (`decision_status` 'applied'); when it
     changed (a death, a move, a new welfare record after a keep) the row goes back to `review`
     ('reopened') with the old decision shown, until a newer decision answers the new evidence."""
     if table_exists(conn, DECISIONS_IN_FORCE):
-        decided = (f"(SELECT program, record_id, decision, decision_reason, decided_by, decided_at "
-                   f"FROM {DECISIONS_IN_FORCE})")
+        decided = (f"(SELECT program, roster_source, record_id, decision, decision_reason, decided_by, "
+                   f"decided_at FROM {DECISIONS_IN_FORCE})")
     else:
-        decided = ("(SELECT NULL::VARCHAR AS program, NULL::VARCHAR AS record_id, NULL::VARCHAR AS decision, "
+        decided = ("(SELECT NULL::VARCHAR AS program, NULL::VARCHAR AS roster_source, NULL::VARCHAR AS record_id, NULL::VARCHAR AS decision, "
                    "NULL::VARCHAR AS decision_reason, NULL::VARCHAR AS decided_by, NULL::DATE AS decided_at "
                    "WHERE FALSE)")
     prev_cols = table_columns(conn, previous) if table_exists(conn, previous) else set()
@@ -729,19 +734,69 @@ def decided_sql(conn: duckdb.DuckDBPyConnection, pipeline: str = "_br_pipeline",
         prev = ("(SELECT NULL::VARCHAR AS program, NULL::VARCHAR AS source, NULL::VARCHAR AS record_id, "
                 "NULL::VARCHAR AS evidence_fingerprint, NULL::VARCHAR AS decision, NULL::DATE AS decided_at, "
                 "NULL::VARCHAR AS decided_by, NULL::VARCHAR AS decision_fingerprint WHERE FALSE)")
+    if table_exists(conn, HISTORY_ROWS) and table_exists(conn, HISTORY_DETERMINATIONS) and {
+            "evidence_fingerprint", "decision_fingerprint"} <= table_columns(conn, HISTORY_ROWS):
+        hist = (f"(SELECT r.program, r.source, r.record_id, r.decision, r.decided_at, r.decided_by, "
+                f"r.evidence_fingerprint, r.decision_fingerprint, r.determination_id, "
+                f"CAST(d.published_at AS DATE) AS published_on "
+                f"FROM {HISTORY_ROWS} r JOIN {HISTORY_DETERMINATIONS} d USING (determination_id))")
+    else:
+        hist = ("(SELECT NULL::VARCHAR AS program, NULL::VARCHAR AS source, NULL::VARCHAR AS record_id, "
+                "NULL::VARCHAR AS decision, NULL::DATE AS decided_at, NULL::VARCHAR AS decided_by, "
+                "NULL::VARCHAR AS evidence_fingerprint, NULL::VARCHAR AS decision_fingerprint, "
+                "NULL::BIGINT AS determination_id, NULL::DATE AS published_on WHERE FALSE)")
     return f"""
 WITH joined AS (
     SELECT v.* EXCLUDE (verdict), v.verdict AS pipeline_verdict,
            d.decision, d.decision_reason, d.decided_by, d.decided_at,
-           CASE WHEN d.decision IS NOT NULL THEN coalesce(
-               -- the same decision was published before: the evidence it answered then
-               CASE WHEN p.decision = d.decision AND p.decided_at = d.decided_at
-                         AND p.decided_by = d.decided_by THEN p.decision_fingerprint END,
-               -- a new decision: the evidence of the last publication, else of now
-               p.evidence_fingerprint, v.evidence_fingerprint) END AS decision_fingerprint
+           p.record_id IS NOT NULL AS in_previous,
+           coalesce(p.decision = d.decision AND p.decided_at = d.decided_at AND p.decided_by = d.decided_by,
+                    FALSE) AS previous_carries,
+           p.decision_fingerprint AS previous_decision_fingerprint,
+           p.evidence_fingerprint AS previous_evidence_fingerprint
     FROM {pipeline} v
-    LEFT JOIN {decided} d ON d.program = v.program AND d.record_id = v.record_id
+    LEFT JOIN {decided} d ON d.program = v.program AND d.roster_source = v.source AND d.record_id = v.record_id
     LEFT JOIN {prev} p ON p.program = v.program AND p.source = v.source AND p.record_id = v.record_id
+),
+-- a decided row missing from the last publication: what the history knows of its decision
+absent AS (
+    SELECT DISTINCT program, source, record_id, decision, decided_at, decided_by FROM joined
+    WHERE decision IS NOT NULL AND NOT in_previous
+),
+hist_carried AS (
+    -- the same decision published before (the row left the roster and came back)
+    SELECT a.program, a.source, a.record_id, h.decision_fingerprint
+    FROM absent a JOIN {hist} h
+      ON h.program = a.program AND h.source = a.source AND h.record_id = a.record_id
+     AND h.decision = a.decision AND h.decided_at = a.decided_at AND h.decided_by = a.decided_by
+    QUALIFY row_number() OVER (PARTITION BY a.program, a.source, a.record_id
+                               ORDER BY h.determination_id DESC, h.decision_fingerprint NULLS LAST) = 1
+),
+hist_at AS (
+    -- the determination current when the decision was made
+    SELECT a.program, a.source, a.record_id, h.evidence_fingerprint
+    FROM absent a JOIN {hist} h
+      ON h.program = a.program AND h.source = a.source AND h.record_id = a.record_id
+     AND h.published_on <= a.decided_at
+    QUALIFY row_number() OVER (PARTITION BY a.program, a.source, a.record_id
+                               ORDER BY h.determination_id DESC, h.evidence_fingerprint NULLS LAST) = 1
+),
+fingerprinted AS (
+    SELECT j.* EXCLUDE (in_previous, previous_carries, previous_decision_fingerprint,
+                        previous_evidence_fingerprint),
+           CASE WHEN j.decision IS NULL THEN NULL
+                -- the same decision was published before: the evidence it answered then (NULL, unknown,
+                -- stays unknown: a decision never becomes applied by being carried)
+                WHEN j.previous_carries THEN j.previous_decision_fingerprint
+                WHEN hc.record_id IS NOT NULL THEN hc.decision_fingerprint
+                -- a new decision on a published row: the evidence of the last publication (the worklist)
+                WHEN j.in_previous THEN j.previous_evidence_fingerprint
+                -- a row missing from the last publication: the evidence of the determination current
+                -- at decided_at, or unknown (NULL: reopened, never applied)
+                ELSE ha.evidence_fingerprint END AS decision_fingerprint
+    FROM joined j
+    LEFT JOIN hist_carried hc ON hc.program = j.program AND hc.source = j.source AND hc.record_id = j.record_id
+    LEFT JOIN hist_at ha ON ha.program = j.program AND ha.source = j.source AND ha.record_id = j.record_id
 )
 SELECT *,
        CASE WHEN decision IS NULL THEN pipeline_verdict
@@ -750,7 +805,7 @@ SELECT *,
        CASE WHEN decision IS NULL THEN NULL
             WHEN decision_fingerprint = evidence_fingerprint THEN 'applied'
             ELSE 'reopened' END AS decision_status
-FROM joined
+FROM fingerprinted
 """
 
 
