@@ -554,3 +554,30 @@ def test_a_second_roster_with_the_same_record_id_does_not_inherit_the_decision(w
     assert got["klj_2026"] == ["keep", "keep", "applied"]
     assert got["klj_susulan"][1:] == [None, None]
     assert got["klj_susulan"][0] != "keep"
+
+
+def _p11_rows(conn) -> dict[str, tuple]:
+    return {r[0]: r[1:] for r in conn.execute(
+        "SELECT record_id, verdict, reasons FROM main.beneficiary_review WHERE record_id IN ('KJP-011', 'KJMU-011')"
+    ).fetchall()}
+
+
+def test_a_duplicate_of_a_removed_row_is_not_removed_the_person_keeps_one(wh):
+    """P11 holds KJP-011 (earlier) and KJMU-011 (excluded with KJP). Born 2004 they are 22: too old for
+    KJP (age_ineligible, removed); the KJMU row is then not a duplicate of a removed row."""
+    assert _p11_rows(wh)["KJMU-011"][0] == "remove"      # the pipeline's dup while KJP-011 is kept
+    wh.execute("UPDATE main.golden_person SET tanggal_lahir = DATE '2004-01-01' WHERE person_id = 'P11'")
+    determine(wh)
+    rows = _p11_rows(wh)
+    assert rows["KJP-011"][0] == "remove" and "age_ineligible" in rows["KJP-011"][1]
+    assert rows["KJMU-011"][0] == "keep" and "duplicate_enrollment" not in rows["KJMU-011"][1]
+
+
+def test_a_duplicate_of_a_row_removed_by_decision_is_not_removed(wh, tmp_path):
+    take_in(wh, deliver(tmp_path, wh, "KJP,KJP-011,hapus,other,OFC-1,20-10-2026,\n"))
+    determine(wh)
+    rows = _p11_rows(wh)
+    assert rows["KJP-011"][0] == "remove"
+    assert rows["KJMU-011"][0] != "remove" and "duplicate_enrollment" not in rows["KJMU-011"][1]
+    # P10: KJP-010B (earliest) kept, the later A and C still removed as its duplicates
+    assert determine(wh)["KJP-010A"][0] == "remove"

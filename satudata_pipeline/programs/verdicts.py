@@ -387,8 +387,12 @@ FINGERPRINT_SQL = f"""md5(concat_ws('|',
         coalesce(kept_row, '-')))"""
 
 
-def verdicts_sql(conn: duckdb.DuckDBPyConnection, snapshot_date: date, schema: str = "main") -> str:
-    """The SELECT producing beneficiary_review rows for every roster row (needs `register_rules` first)."""
+def verdicts_sql(conn: duckdb.DuckDBPyConnection, snapshot_date: date, schema: str = "main",
+                 left_out: str | None = None) -> str:
+    """The SELECT producing beneficiary_review rows for every roster row (needs `register_rules` first).
+
+    `left_out`: a table of (program, source, record_id) whose final verdict is remove; they are not
+    the earlier enrollment a later one is a duplicate of (the person would lose both)."""
     gp = table_columns(conn, golden_table(schema))
     if "person_id" not in gp:
         raise ValueError(f"{golden_table(schema)} has no person_id column")
@@ -402,6 +406,9 @@ def verdicts_sql(conn: duckdb.DuckDBPyConnection, snapshot_date: date, schema: s
     in_welfare = g("in_welfare_registry", "BOOLEAN", fallback=f"({g('desil')} IS NOT NULL)")
 
     life_ctes, life_cols, life_joins = _life_facts_sql(conn, gp, snap, schema)
+    left_out_sql = "" if left_out is None else (
+        f"\n      AND NOT EXISTS (SELECT 1 FROM {left_out} lo WHERE lo.program = b.program "
+        f"AND lo.source = b.source AND lo.record_id = b.record_id)")
     return f"""
 WITH roster AS ({_roster_rows_sql(conn, schema)}),{life_ctes}
 pairs AS {_pair_probabilities_sql(conn)},
@@ -486,7 +493,7 @@ dup_pairs AS (
     LEFT JOIN pairs mp
       ON (mp.uid_l = a.roster_uid AND mp.uid_r = b.roster_uid)
       OR (mp.uid_l = b.roster_uid AND mp.uid_r = a.roster_uid)
-    WHERE NOT a.f_unresolved AND NOT b.f_unresolved
+    WHERE NOT a.f_unresolved AND NOT b.f_unresolved{left_out_sql}
 ),
 dup AS (
     SELECT source, record_id, program,
@@ -670,9 +677,7 @@ def build_beneficiary_review(
     register_rules(conn, rules)
     # the pipeline's verdicts first (a temp table: the decisions compare with the published table,
     # which may be the very table rewritten here)
-    conn.execute(f"CREATE OR REPLACE TEMP TABLE _br_pipeline AS {verdicts_sql(conn, snapshot_date, schema)}")
-    conn.execute(f"CREATE OR REPLACE TEMP TABLE _br_decided AS {decided_sql(conn)}")
-    conn.execute("DROP TABLE IF EXISTS _br_pipeline")
+    _decide_rows(conn, snapshot_date, schema)
     select = "SELECT * FROM _br_decided"
     columns = ", ".join(BENEFICIARY_REVIEW_COLUMNS)
     REVIEW_TABLE = review_table(schema)  # noqa: N806 (shadows the published name on purpose)
@@ -700,6 +705,45 @@ def build_beneficiary_review(
         conn.execute("DROP TABLE IF EXISTS _br_decided")
     where = f"WHERE list_contains({sql_list(programs)}, program)" if programs else ""
     return conn.execute(f"SELECT count(*) FROM {REVIEW_TABLE} {where}").fetchall()[0][0]
+
+
+MAX_LEFT_OUT_ROUNDS = 5
+
+
+def _decide_rows(conn: duckdb.DuckDBPyConnection, snapshot_date: date, schema: str) -> None:
+    """`_br_decided`: every roster row's final verdict (pipeline, then decisions).
+
+    A later enrollment is a duplicate only of an earlier row that is not itself removed (by a
+    conclusive reason or a decision): otherwise the person loses both (KJP age_ineligible and the
+    newer KJMU row removed as its duplicate). The final verdicts depend on which rows are left out,
+    so this repeats until the removed rows no longer change (a second round only when a removed row
+    is the earlier enrollment of a duplicate)."""
+    left_out = None
+    for _ in range(MAX_LEFT_OUT_ROUNDS):
+        conn.execute(f"CREATE OR REPLACE TEMP TABLE _br_pipeline AS "
+                     f"{verdicts_sql(conn, snapshot_date, schema, left_out)}")
+        conn.execute(f"CREATE OR REPLACE TEMP TABLE _br_decided AS {decided_sql(conn)}")
+        conn.execute("DROP TABLE IF EXISTS _br_pipeline")
+        conn.execute("CREATE OR REPLACE TEMP TABLE _br_removed AS SELECT DISTINCT program, source, record_id, "
+                     "person_id FROM _br_decided WHERE verdict = 'remove'")
+        if left_out is None:
+            # is any removed row a person's earlier enrollment that a duplicate may point at?
+            needed = conn.execute(
+                "SELECT count(*) FROM _br_decided d JOIN _br_removed r ON r.person_id = d.person_id "
+                "AND (r.program, r.source, r.record_id) <> (d.program, d.source, d.record_id) "
+                "WHERE list_contains(d.reasons, 'duplicate_enrollment')").fetchall()[0][0]
+        else:
+            needed = conn.execute(
+                "SELECT count(*) FROM ((SELECT program, source, record_id FROM _br_removed "
+                "EXCEPT SELECT program, source, record_id FROM _br_left_out) UNION ALL "
+                "(SELECT program, source, record_id FROM _br_left_out "
+                "EXCEPT SELECT program, source, record_id FROM _br_removed))").fetchall()[0][0]
+        if not needed:
+            break
+        conn.execute("CREATE OR REPLACE TEMP TABLE _br_left_out AS SELECT * FROM _br_removed")
+        left_out = "_br_left_out"
+    conn.execute("DROP TABLE IF EXISTS _br_removed")
+    conn.execute("DROP TABLE IF EXISTS _br_left_out")
 
 
 def decided_sql(conn: duckdb.DuckDBPyConnection, pipeline: str = "_br_pipeline",
