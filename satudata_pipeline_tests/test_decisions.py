@@ -138,7 +138,7 @@ def test_every_decision_row_applies_or_is_set_aside_with_its_reason(wh, tmp_path
     assert res.rows_read == len(CASES)
     # the other rows of the same file apply: three rows in force (KLJ-002, KJP-001, the later KLJ-009)
     in_force = {r[0]: r[1] for r in wh.execute(
-        f"SELECT record_id, decision FROM {intake.REVIEW_IN_FORCE}").fetchall()}
+        f"SELECT record_id, decision FROM {intake.REVIEW_IN_FORCE} WHERE NOT contradicted").fetchall()}
     assert in_force == {"KLJ-002": "keep", "KJP-001": "remove", "KLJ-009": "keep"}
     # the report carries only what the office sent as keys: no name, no NIK
     cols = {r[0] for r in wh.execute(f"DESCRIBE {intake.SET_ASIDE}").fetchall()}
@@ -182,7 +182,7 @@ def test_a_tie_is_a_contradiction_and_neither_applies(wh, tmp_path):
     take_in(wh, delivery)
     assert set_aside(wh) == {1: "contradiction", 2: "contradiction"}
     rows = determine(wh)
-    assert rows["KLJ-006"][:4] == ("review", "review", None, None)
+    assert rows["KLJ-006"][:4] == ("review", "review", None, "contradicted")
     assert rows["KLJ-007"][:4] == ("keep", "review", "keep", "applied")
 
 
@@ -581,3 +581,24 @@ def test_a_duplicate_of_a_row_removed_by_decision_is_not_removed(wh, tmp_path):
     assert rows["KJMU-011"][0] != "remove" and "duplicate_enrollment" not in rows["KJMU-011"][1]
     # P10: KJP-010B (earliest) kept, the later A and C still removed as its duplicates
     assert determine(wh)["KJP-010A"][0] == "remove"
+
+
+def test_a_contradiction_sends_the_row_to_review_with_the_decision_in_force_before(wh, tmp_path):
+    """KLJ-002 (pipeline: remove, a registered death): a keep confirmed_alive is in force; then two
+    officers disagree on a later date. The row must not fall back to remove with empty decision
+    columns: it is reviewed, the earlier keep shown."""
+    take_in(wh, deliver(tmp_path, wh, "KLJ,KLJ-002,tetap,confirmed_alive,OFC-1,15-10-2026,\n", tag="d1"))
+    assert determine(wh)["KLJ-002"] == ("keep", "remove", "keep", "applied", "confirmed_alive", "OFC-1")
+    wh.execute('DROP TABLE raw."keputusan_review"')
+    res = take_in(wh, deliver(tmp_path, wh, """\
+        KLJ,KLJ-002,tetap,other,OFC-2,20-10-2026,
+        KLJ,KLJ-002,hapus,deceased,OFC-3,20-10-2026,
+        """, tag="d2"))
+    assert set_aside(wh) == {1: "contradiction", 2: "contradiction"}
+    assert res.in_force_review == 0
+    rows = determine(wh)
+    assert rows["KLJ-002"] == ("review", "remove", "keep", "contradicted", "confirmed_alive", "OFC-1")
+    # a later decision settles it
+    wh.execute('DROP TABLE raw."keputusan_review"')
+    take_in(wh, deliver(tmp_path, wh, "KLJ,KLJ-002,hapus,deceased,OFC-3,25-10-2026,\n", tag="d3"))
+    assert determine(wh)["KLJ-002"][:4] == ("remove", "remove", "remove", "applied")

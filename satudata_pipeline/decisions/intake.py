@@ -9,7 +9,8 @@ where they go (the `decisions` schema) is in DuckDB.
   why a decision stays in force in later runs without its file.
 - `decisions.review_in_force` / `decisions.link_in_force`: per roster row / per pair of records the
   decision in force: the latest `decided_at`; two different outcomes on that date are a
-  contradiction and neither is in force.
+  contradiction and neither is in force (a roster row then has `contradicted` set, goes to review,
+  and shows the decision in force before, if any).
 - `decisions.set_aside`: this delivery's decision rows that were not applied, with the reason code,
   the source and row number, and only the keys the office sent (program, record ids; never a name).
 
@@ -280,22 +281,31 @@ def _key_match(key: tuple[str, ...], a: str, b: str) -> str:
 
 
 RESOLVE_REVIEW = f"""
-    WITH latest AS (
-        SELECT * FROM {REVIEW_STORE}
-        WHERE roster_source IS NOT NULL
+    WITH per_date AS (
+        SELECT program, roster_source, record_id, decided_at, count(DISTINCT decision) > 1 AS contradicted
+        FROM {REVIEW_STORE} WHERE roster_source IS NOT NULL GROUP BY ALL
+    ),
+    latest AS (
+        SELECT * FROM per_date
         QUALIFY decided_at = max(decided_at) OVER (PARTITION BY program, roster_source, record_id)
     ),
-    judged AS (
-        SELECT *, count(DISTINCT decision) OVER (PARTITION BY program, roster_source, record_id) > 1
-                  AS contradicted
-        FROM latest
+    -- the decision in force before a contradiction: the latest date with one outcome
+    settled AS (
+        SELECT s.* FROM {REVIEW_STORE} s
+        JOIN per_date d USING (program, roster_source, record_id, decided_at)
+        WHERE NOT d.contradicted
+        QUALIFY decided_at = max(decided_at) OVER (PARTITION BY program, roster_source, record_id)
+        -- the same outcome twice on one date: one row, deterministically
+            AND row_number() OVER (PARTITION BY program, roster_source, record_id
+                                   ORDER BY decided_at DESC, decided_by, reason NULLS LAST, note NULLS LAST,
+                                            source) = 1
     )
-    SELECT program, roster_source, record_id, decision, reason AS decision_reason, decided_by, decided_at,
-           note, source
-    FROM judged WHERE NOT contradicted
-    -- the same outcome twice on one date: one row, deterministically
-    QUALIFY row_number() OVER (PARTITION BY program, roster_source, record_id
-                               ORDER BY decided_by, reason NULLS LAST, note NULLS LAST, source) = 1
+    SELECT l.program, l.roster_source, l.record_id, s.decision, s.reason AS decision_reason, s.decided_by,
+           s.decided_at, s.note, s.source,
+           -- two outcomes on the latest date: the row goes to review with the previous decision shown
+           l.contradicted, CASE WHEN l.contradicted THEN l.decided_at END AS contradicted_at
+    FROM latest l
+    LEFT JOIN settled s USING (program, roster_source, record_id)
 """
 RESOLVE_LINK = f"""
     WITH latest AS (
@@ -383,7 +393,8 @@ def take_in_decisions(conn: duckdb.DuckDBPyConnection, delivery: Delivery, progr
     except Exception:
         conn.execute("ROLLBACK")
         raise
-    result.in_force_review = conn.execute(f"SELECT count(*) FROM {REVIEW_IN_FORCE}").fetchall()[0][0]
+    result.in_force_review = conn.execute(
+        f"SELECT count(*) FROM {REVIEW_IN_FORCE} WHERE NOT contradicted").fetchall()[0][0]
     result.in_force_link = conn.execute(f"SELECT count(*) FROM {LINK_IN_FORCE}").fetchall()[0][0]
     result.set_aside = dict(conn.execute(
         f"SELECT reason, count(*) FROM {SET_ASIDE} GROUP BY 1 ORDER BY 1").fetchall())

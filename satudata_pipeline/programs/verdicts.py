@@ -756,17 +756,21 @@ def decided_sql(conn: duckdb.DuckDBPyConnection, pipeline: str = "_br_pipeline",
     publication to publication with the decision, and kept in `history.review_rows`: a row missing
     from the last publication takes it from the history (the same decision published before, else
     the determination current at `decided_at`); when nothing says what the decision answered, the
-    row is 'reopened', never 'applied' (an old keep must not outlive a death it never saw). While
+    row is 'reopened', never 'applied' (an old keep must not outlive a death it never saw). Two
+    outcomes on the latest `decided_at` make the row 'contradicted' (review, the decision in force
+    before shown). While
     the evidence is unchanged the decision is the verdict (`decision_status` 'applied'); when it
     changed (a death, a move, a new welfare record after a keep) the row goes back to `review`
     ('reopened') with the old decision shown, until a newer decision answers the new evidence."""
     if table_exists(conn, DECISIONS_IN_FORCE):
+        contradicted = ("contradicted" if "contradicted" in table_columns(conn, DECISIONS_IN_FORCE)
+                        else "FALSE")
         decided = (f"(SELECT program, roster_source, record_id, decision, decision_reason, decided_by, "
-                   f"decided_at FROM {DECISIONS_IN_FORCE})")
+                   f"decided_at, {contradicted} AS contradicted FROM {DECISIONS_IN_FORCE})")
     else:
         decided = ("(SELECT NULL::VARCHAR AS program, NULL::VARCHAR AS roster_source, NULL::VARCHAR AS record_id, NULL::VARCHAR AS decision, "
-                   "NULL::VARCHAR AS decision_reason, NULL::VARCHAR AS decided_by, NULL::DATE AS decided_at "
-                   "WHERE FALSE)")
+                   "NULL::VARCHAR AS decision_reason, NULL::VARCHAR AS decided_by, NULL::DATE AS decided_at, "
+                   "NULL::BOOLEAN AS contradicted WHERE FALSE)")
     prev_cols = table_columns(conn, previous) if table_exists(conn, previous) else set()
     if {"evidence_fingerprint", "decision_fingerprint", "decision", "decided_at", "decided_by"} <= prev_cols:
         # one row per roster row (rows quarantined for a repeated record_id share their key)
@@ -793,6 +797,7 @@ def decided_sql(conn: duckdb.DuckDBPyConnection, pipeline: str = "_br_pipeline",
 WITH joined AS (
     SELECT v.* EXCLUDE (verdict), v.verdict AS pipeline_verdict,
            d.decision, d.decision_reason, d.decided_by, d.decided_at,
+           coalesce(d.contradicted, FALSE) AS decision_contradicted,
            p.record_id IS NOT NULL AS in_previous,
            coalesce(p.decision = d.decision AND p.decided_at = d.decided_at AND p.decided_by = d.decided_by,
                     FALSE) AS previous_carries,
@@ -842,11 +847,14 @@ fingerprinted AS (
     LEFT JOIN hist_carried hc ON hc.program = j.program AND hc.source = j.source AND hc.record_id = j.record_id
     LEFT JOIN hist_at ha ON ha.program = j.program AND ha.source = j.source AND ha.record_id = j.record_id
 )
-SELECT *,
-       CASE WHEN decision IS NULL THEN pipeline_verdict
+SELECT * EXCLUDE (decision_contradicted),
+       -- two outcomes on the latest decided_at: review, the decision in force before shown
+       CASE WHEN decision_contradicted THEN 'review'
+            WHEN decision IS NULL THEN pipeline_verdict
             WHEN decision_fingerprint = evidence_fingerprint THEN decision
             ELSE 'review' END AS verdict,
-       CASE WHEN decision IS NULL THEN NULL
+       CASE WHEN decision_contradicted THEN 'contradicted'
+            WHEN decision IS NULL THEN NULL
             WHEN decision_fingerprint = evidence_fingerprint THEN 'applied'
             ELSE 'reopened' END AS decision_status
 FROM fingerprinted
