@@ -602,3 +602,29 @@ def test_a_contradiction_sends_the_row_to_review_with_the_decision_in_force_befo
     wh.execute('DROP TABLE raw."keputusan_review"')
     take_in(wh, deliver(tmp_path, wh, "KLJ,KLJ-002,hapus,deceased,OFC-3,25-10-2026,\n", tag="d3"))
     assert determine(wh)["KLJ-002"][:4] == ("remove", "remove", "remove", "applied")
+
+
+def test_chained_contradicting_link_decisions_set_the_not_same_decision_aside(linked, tmp_path):
+    """dukcapil:5 = dtks:5 and dtks:5 = dukcapil:6 (same person, by decision) but dukcapil:5 != dukcapil:6:
+    the != cannot apply; it is set aside as a contradiction and reported back, not dropped silently."""
+    from satudata_pipeline.decisions import report
+
+    res = take_in(linked, deliver(tmp_path, linked, link="""\
+        dukcapil,5,dtks,5,Ya,OFC-1,2026-10-20
+        dtks,5,dukcapil,6,Ya,OFC-1,2026-10-20
+        dukcapil,6,dukcapil,5,Tidak,OFC-2,2026-10-21
+        """))
+    assert set_aside(linked) == {3: "contradiction"}
+    assert res.set_aside == {"contradiction": 1} and res.in_force_link == 2
+    result = clusters.build_person_clusters(linked, 0.95)
+    after = _clusters(linked)
+    assert after["dukcapil:5"] == after["dtks:5"] == after["dukcapil:6"]
+    assert result.decisions_conflicting == 0
+    counts = report.write_set_aside_reports(linked, tmp_path / "exp", tmp_path / "exp", [])
+    assert counts == {report.ROOT_LINK: 1}
+    text = (tmp_path / "exp" / report.ROOT_LINK).read_text(encoding="utf-8-sig")
+    assert "contradiction" in text and ";dukcapil;5;dukcapil;6;" in text.replace("\r", "")
+    # the next delivery without files: still set aside (the WARN check keeps counting it)
+    linked.execute('DROP TABLE raw."keputusan_tautan"')
+    again = take_in(linked, deliver(tmp_path, linked, link="", tag="d2"))
+    assert again.set_aside == {"contradiction": 1}

@@ -384,8 +384,10 @@ def take_in_decisions(conn: duckdb.DuckDBPyConnection, delivery: Delivery, progr
         """).df()
         conn.execute("DROP TABLE _review_new")
         conn.execute("DROP TABLE _link_new")
-        parts = [f for f in (aside, not_applied) if len(f)]
+        chained = _set_aside_chained_contradictions(conn)
+        parts = [f for f in (aside, not_applied, chained) if len(f)]
         aside = pd.concat(parts, ignore_index=True) if parts else _empty(SET_ASIDE_COLUMNS)
+        aside = aside.drop_duplicates(["source", "kind", "row_number"])
         _typed_temp(conn, "_aside", aside, SET_ASIDE_COLUMNS)
         conn.execute(f"CREATE OR REPLACE TABLE {SET_ASIDE} AS SELECT * FROM _aside ORDER BY source, row_number")
         conn.execute("DROP TABLE _aside")
@@ -399,6 +401,58 @@ def take_in_decisions(conn: duckdb.DuckDBPyConnection, delivery: Delivery, progr
     result.set_aside = dict(conn.execute(
         f"SELECT reason, count(*) FROM {SET_ASIDE} GROUP BY 1 ORDER BY 1").fetchall())
     return result
+
+
+def _set_aside_chained_contradictions(conn: duckdb.DuckDBPyConnection) -> pd.DataFrame:
+    """Not-same-person decisions in force whose two records same-person decisions join through a
+    chain (A=B, B=C, A!=C), both records in this delivery: such a decision cannot be applied (a
+    person's same-person decision is never cut), so it is taken out of `link_in_force` and set aside
+    as `contradiction` (reported back every run until a later decision settles it). Returns the
+    set-aside rows (the stored decision's source file and row)."""
+    if not _exists(conn, "link.person_records"):
+        return _empty(SET_ASIDE_COLUMNS)
+    rows = conn.execute(f"""
+        SELECT d.unique_id_a, d.unique_id_b, d.same_person FROM {LINK_IN_FORCE} d
+        SEMI JOIN link.person_records a ON a.unique_id = d.unique_id_a
+        SEMI JOIN link.person_records b ON b.unique_id = d.unique_id_b
+        ORDER BY 1, 2""").fetchall()
+    parent: dict[str, str] = {}
+
+    def find(x: str) -> str:
+        parent.setdefault(x, x)
+        while parent[x] != x:
+            parent[x] = parent[parent[x]]
+            x = parent[x]
+        return x
+
+    for a, b, same in rows:
+        if same:
+            parent[find(a)] = find(b)
+    bad = [(a, b) for a, b, same in rows if not same and find(a) == find(b)]
+    if not bad:
+        return _empty(SET_ASIDE_COLUMNS)
+    conn.register("_chained", pd.DataFrame(bad, columns=["unique_id_a", "unique_id_b"], dtype=object))
+    try:
+        out = conn.execute(f"""
+            SELECT s.source, 'link_decision' AS kind, min(s.row_number) AS row_number,
+                   'contradiction' AS reason, NULL AS program, NULL AS record_id,
+                   split_part(s.unique_id_a, ':', 1) AS source_a,
+                   substr(s.unique_id_a, length(split_part(s.unique_id_a, ':', 1)) + 2) AS record_id_a,
+                   split_part(s.unique_id_b, ':', 1) AS source_b,
+                   substr(s.unique_id_b, length(split_part(s.unique_id_b, ':', 1)) + 2) AS record_id_b,
+                   s.decided_at
+            FROM {LINK_STORE} s
+            JOIN {LINK_IN_FORCE} f ON f.unique_id_a = s.unique_id_a AND f.unique_id_b = s.unique_id_b
+             AND f.decided_at = s.decided_at AND f.same_person = s.same_person
+            SEMI JOIN _chained c ON c.unique_id_a = s.unique_id_a AND c.unique_id_b = s.unique_id_b
+            GROUP BY ALL""").df()
+        conn.execute(f"DELETE FROM {LINK_IN_FORCE} d USING _chained c "
+                     "WHERE d.unique_id_a = c.unique_id_a AND d.unique_id_b = c.unique_id_b")
+    finally:
+        conn.unregister("_chained")
+    for col in ("source_a", "record_id_a", "source_b", "record_id_b"):
+        out[col] = _bounded(out[col])
+    return out
 
 
 def _typed_temp(conn: duckdb.DuckDBPyConnection, name: str, frame: pd.DataFrame, cols: dict[str, str]) -> None:
