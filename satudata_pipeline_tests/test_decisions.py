@@ -628,3 +628,16 @@ def test_chained_contradicting_link_decisions_set_the_not_same_decision_aside(li
     linked.execute('DROP TABLE raw."keputusan_tautan"')
     again = take_in(linked, deliver(tmp_path, linked, link="", tag="d2"))
     assert again.set_aside == {"contradiction": 1}
+
+
+def test_deliveries_differing_only_by_a_decision_file_have_different_fingerprints(wh, tmp_path):
+    from satudata_pipeline.history import versions
+
+    take_in(wh, deliver(tmp_path, wh, "KLJ,KLJ-006,tetap,other,OFC-1,20-10-2026,\n", tag="a"))
+    first = versions.delivery_fingerprint(wh)
+    assert first is not None
+    wh.execute('DROP TABLE raw."keputusan_review"')
+    take_in(wh, deliver(tmp_path, wh, "KLJ,KLJ-006,hapus,other,OFC-1,21-10-2026,\n", tag="b"))
+    assert versions.delivery_fingerprint(wh) not in (None, first)
+    staged = {r[0] for r in wh.execute(f"SELECT source FROM {versions.DELIVERY_FILES}").fetchall()}
+    assert staged == {"keputusan_review"}

@@ -346,6 +346,7 @@ def take_in_decisions(conn: duckdb.DuckDBPyConnection, delivery: Delivery, progr
     conn.execute("BEGIN TRANSACTION")
     try:
         ensure_tables(conn)
+        stage_decision_files(conn, delivery, hashes)
         result.stored_review = _store(conn, REVIEW_STORE, REVIEW_COLUMNS, REVIEW_KEY, review_new)
         result.stored_link = _store(conn, LINK_STORE, LINK_COLUMNS, LINK_KEY, link_new)
         conn.execute(f"CREATE OR REPLACE TABLE {REVIEW_IN_FORCE} AS {RESOLVE_REVIEW} "
@@ -401,6 +402,22 @@ def take_in_decisions(conn: duckdb.DuckDBPyConnection, delivery: Delivery, progr
     result.set_aside = dict(conn.execute(
         f"SELECT reason, count(*) FROM {SET_ASIDE} GROUP BY 1 ORDER BY 1").fetchall())
     return result
+
+
+def stage_decision_files(conn: duckdb.DuckDBPyConnection, delivery: Delivery,
+                         hashes: dict[str, str] | None = None) -> None:
+    """Record each decision file in `staging.delivery_files` (history/versions.py) like the clean
+    stage records the person sources: the delivery fingerprint then covers the decisions, so two
+    deliveries that differ only by a decision file are not taken for a rerun of one another."""
+    from satudata_pipeline.history import versions
+
+    if not delivery.decision_sources:
+        return
+    yaml_sha = versions.sha256_file(delivery.yaml_path)
+    for source in delivery.decision_sources:
+        digest = ((hashes or {}).get(source.name) or versions.raw_file_hash(conn, source.name)
+                  or versions.sha256_file(delivery.file_path(source)))
+        versions.stage_delivery_file(conn, source.name, source.path, digest, yaml_sha)
 
 
 def _set_aside_chained_contradictions(conn: duckdb.DuckDBPyConnection) -> pd.DataFrame:
