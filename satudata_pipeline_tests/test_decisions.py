@@ -641,3 +641,30 @@ def test_deliveries_differing_only_by_a_decision_file_have_different_fingerprint
     assert versions.delivery_fingerprint(wh) not in (None, first)
     staged = {r[0] for r in wh.execute(f"SELECT source FROM {versions.DELIVERY_FILES}").fetchall()}
     assert staged == {"keputusan_review"}
+
+
+def test_decided_by_must_be_an_officer_id_and_a_nik_in_a_note_is_scrubbed(wh, tmp_path):
+    res = take_in(wh, deliver(tmp_path, wh, """\
+        KLJ,KLJ-006,tetap,other,Budi,20-10-2026,
+        KLJ,KLJ-007,tetap,other,OFC-1,20-10-2026,NIK 3171012345678901 dicek di rumah
+        KLJ,KLJ-009,tetap,other,budi.santoso,20-10-2026,
+        KLJ,KLJ-024,tetap,other,DINSOS_017,20-10-2026,x3171012345678901234 is not a NIK
+        """))
+    assert set_aside(wh) == {1: "malformed_decided_by", 3: "malformed_decided_by"}
+    assert res.stored_review == 2
+    notes = dict(wh.execute(f"SELECT record_id, note FROM {intake.REVIEW_STORE}").fetchall())
+    assert notes["KLJ-007"] == "NIK [NIK dihapus] dicek di rumah"
+    assert notes["KLJ-024"] == "x3171012345678901234 is not a NIK"
+    assert not any("3171012345678901" in (r[0] or "") for r in wh.execute(
+        f"SELECT note FROM {intake.REVIEW_STORE} WHERE record_id = 'KLJ-007'").fetchall())
+
+
+def test_the_officer_id_pattern_comes_from_the_intake_rules(tmp_path):
+    from satudata_pipeline.contract.intake import INTAKE_RULES, IntakeRulesError, load_intake_rules
+
+    assert load_intake_rules().decisions.officer_id_pattern
+    bad = tmp_path / "intake_rules.yaml"
+    bad.write_text(INTAKE_RULES.read_text().replace(
+        "officer_id_pattern: '^(?=[A-Za-z0-9_-]*[0-9])[A-Za-z0-9_-]{1,64}$'", "officer_id_pattern: '(['"))
+    with pytest.raises(IntakeRulesError, match="officer_id_pattern"):
+        load_intake_rules(bad)

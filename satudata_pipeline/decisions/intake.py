@@ -41,8 +41,24 @@ SET_ASIDE = f"{SCHEMA}.set_aside"
 DECISIONS = ("keep", "remove")
 # the pipeline's reason codes (docs/verdict-rules.md) and the outcomes only a person can establish
 PERSON_REASONS = ("appeal_upheld", "confirmed_alive", "confirmed_resident", "other")
-# an officer id, never a name: one token of letters, digits and . _ - / : (a space means a name)
-OFFICER_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/-]{0,63}$")
+# a 16-digit number in a note is most likely a NIK: scrubbed before the note is stored
+NIK_IN_TEXT = re.compile(r"(?<![0-9])[0-9]{16}(?![0-9])")
+NIK_SCRUBBED = "[NIK dihapus]"
+
+
+def officer_id() -> re.Pattern:
+    """decided_by's pattern: an officer id, never a name (contract/intake_rules.yaml decisions.officer_id_pattern;
+    default letters, digits, - and _ with at least one digit)."""
+    from satudata_pipeline.contract.intake import load_intake_rules
+
+    return re.compile(load_intake_rules().decisions.officer_id_pattern)
+
+
+def scrub_note(note: object) -> str | None:
+    """The note as stored: one line at most MAX_NOTE long, 16-digit numbers (a NIK) replaced."""
+    if note is None or (isinstance(note, float) and pd.isna(note)):
+        return None
+    return NIK_IN_TEXT.sub(NIK_SCRUBBED, str(note))[:MAX_NOTE]
 MAX_KEY = 64     # longest program code / record id / source name kept in the set-aside report
 MAX_NOTE = 500
 
@@ -53,7 +69,7 @@ SET_ASIDE_REASONS = {
     "malformed_record_id": "record_id is empty",
     "malformed_decision": "decision is neither keep nor remove (after the `values:` map)",
     "malformed_reason": "reason is not a reason code, appeal_upheld, confirmed_alive, confirmed_resident or other",
-    "malformed_decided_by": "decided_by is empty or not an officer id (one word: letters, digits, . _ - / :)",
+    "malformed_decided_by": "decided_by is empty or not an officer id (intake_rules.yaml decisions.officer_id_pattern)",
     "malformed_decided_at": "decided_at is empty, not a date in the source's date_format, or in the future",
     "malformed_source": "source_a or source_b is empty",
     "malformed_same_person": "same_person is not a yes/no value",
@@ -207,6 +223,7 @@ def check_review_rows(frame: pd.DataFrame, source: SourceSpec, ctx: Context) -> 
     codes = {c.upper(): c for c in ctx.program_codes}     # program codes in any case
     f["program"] = f["program"].map(lambda v: codes.get(v.upper(), v) if isinstance(v, str) else v)
     f["decided_at_date"] = _dates(f, source, ctx.today)
+    pattern = officer_id()
     roster_n = ctx.rosters.groupby(["program", "record_id"]).size().rename("n_rosters").reset_index()
     f = f.merge(roster_n, how="left", on=["program", "record_id"])
     one = ctx.rosters.drop_duplicates(["program", "record_id"], keep=False).rename(columns={"source": "roster_source"})
@@ -221,14 +238,14 @@ def check_review_rows(frame: pd.DataFrame, source: SourceSpec, ctx: Context) -> 
         ("malformed_record_id", f["record_id"].isna()),
         ("malformed_decision", ~f["decision"].isin(DECISIONS)),
         ("malformed_reason", f["reason"].notna() & ~f["reason"].isin(reasons)),
-        ("malformed_decided_by", ~f["decided_by"].map(lambda v: isinstance(v, str) and bool(OFFICER_ID.match(v)))),
+        ("malformed_decided_by", ~f["decided_by"].map(lambda v: isinstance(v, str) and bool(pattern.fullmatch(v)))),
         ("malformed_decided_at", f["decided_at_date"].isna()),
         ("unknown_program", ~f["program"].isin(ctx.program_codes)),
         ("not_in_roster", f["n_rosters"].isna() & f["in_published"]),
         ("unknown_record", f["n_rosters"].isna()),
         ("ambiguous_record", f["n_rosters"].fillna(0) > 1),
     ])
-    f["note"] = f["note"].map(lambda v: None if v is None else str(v)[:MAX_NOTE])
+    f["note"] = f["note"].map(scrub_note)
     return f
 
 
@@ -237,6 +254,7 @@ def check_link_rows(frame: pd.DataFrame, source: SourceSpec, ctx: Context) -> pd
     if "note" not in f:
         f["note"] = None
     same, unmapped = parse_bool(f["same_person"])
+    pattern = officer_id()
     f["same_person_value"] = same.astype(object).where(same.notna(), None)
     f["decided_at_date"] = _dates(f, source, ctx.today)
     uid_a = f["source_a"].astype(object) + ":" + f["record_id_a"].astype(object)
@@ -248,13 +266,13 @@ def check_link_rows(frame: pd.DataFrame, source: SourceSpec, ctx: Context) -> pd
         ("malformed_source", f["source_a"].isna() | f["source_b"].isna()),
         ("malformed_record_id", f["record_id_a"].isna() | f["record_id_b"].isna()),
         ("malformed_same_person", f["same_person_value"].isna() | unmapped),
-        ("malformed_decided_by", ~f["decided_by"].map(lambda v: isinstance(v, str) and bool(OFFICER_ID.match(v)))),
+        ("malformed_decided_by", ~f["decided_by"].map(lambda v: isinstance(v, str) and bool(pattern.fullmatch(v)))),
         ("malformed_decided_at", f["decided_at_date"].isna()),
         ("same_record", uid_a == uid_b),
         ("unknown_source", ~f["source_a"].isin(ctx.person_sources) | ~f["source_b"].isin(ctx.person_sources)),
         ("unknown_record", ~uid_a.isin(ctx.records) | ~uid_b.isin(ctx.records)),
     ])
-    f["note"] = f["note"].map(lambda v: None if v is None else str(v)[:MAX_NOTE])
+    f["note"] = f["note"].map(scrub_note)
     return f
 
 
