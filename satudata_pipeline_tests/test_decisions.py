@@ -406,9 +406,10 @@ def test_a_later_link_decision_replaces_an_earlier_one(linked, tmp_path):
 # --- the whole graph on the sample, with decision files ----------------------------------------
 def test_sample_run_with_decision_files(tmp_path, monkeypatch):
     """The delivery as an office hands it back: review and link decisions declared in sources.yaml
-    beside the sample's sources. One run of the full determination: decisions applied next to what
-    the pipeline said, the link decisions split and join, the bad rows set aside and reported back
-    to the office, nothing else changed by them."""
+    beside the sample's sources, after a first run published the worklist they answer. The next run
+    of the full determination: decisions applied next to what the pipeline said, the link decisions
+    split and join, the bad rows set aside and reported back to the office, nothing else changed by
+    them."""
     import shutil
 
     from satudata_pipeline import config
@@ -419,6 +420,8 @@ def test_sample_run_with_decision_files(tmp_path, monkeypatch):
     state = tmp_path / "state"
     monkeypatch.setenv("SATUDATA_STATE_DIR", str(state))
     monkeypatch.setenv("SATUDATA_DATA_DIR", str(data))
+    warehouse = state / "warehouse.duckdb"
+    assert run_job(data, warehouse).success       # the publication the office's worklist came from
     with open(data / "sources.yaml", "a") as fh:
         fh.write(textwrap.dedent("""\
             - name: keputusan_kantor
@@ -452,7 +455,6 @@ def test_sample_run_with_decision_files(tmp_path, monkeypatch):
         klj,KLJ2024-000026,dukcapil_penduduk,3100000003,Ya,DUKCAPIL-2,2026-10-22
         klj,KLJ0000-000000,dukcapil_penduduk,3100000003,Ya,DUKCAPIL-2,2026-10-22
         """))
-    warehouse = state / "warehouse.duckdb"
     result = run_job(data, warehouse)
     assert result.success
     checks = {(e.asset_check_key.name): e.passed for e in result.get_asset_check_evaluations()}
