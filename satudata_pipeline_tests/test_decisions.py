@@ -670,3 +670,12 @@ def test_the_officer_id_pattern_comes_from_the_intake_rules(tmp_path):
         "officer_id_pattern: '^(?=[A-Za-z0-9_-]*[0-9])[A-Za-z0-9_-]{1,64}$'", "officer_id_pattern: '(['"))
     with pytest.raises(IntakeRulesError, match="officer_id_pattern"):
         load_intake_rules(bad)
+
+
+def test_a_decision_stored_before_roster_source_existed_takes_the_published_roster(wh, tmp_path):
+    take_in(wh, deliver(tmp_path, wh, "KLJ,KLJ-006,tetap,other,OFC-1,20-10-2026,\n", tag="a"))
+    wh.execute(f"UPDATE {intake.REVIEW_STORE} SET roster_source = NULL")      # as an older store
+    wh.execute('DROP TABLE raw."keputusan_review"')
+    res = take_in(wh, deliver(tmp_path, wh, None, tag="b"))
+    assert res.in_force_review == 1
+    assert wh.execute(f"SELECT roster_source FROM {intake.REVIEW_STORE}").fetchall() == [("klj_2026",)]

@@ -364,6 +364,7 @@ def take_in_decisions(conn: duckdb.DuckDBPyConnection, delivery: Delivery, progr
     conn.execute("BEGIN TRANSACTION")
     try:
         ensure_tables(conn)
+        _backfill_roster_source(conn)
         stage_decision_files(conn, delivery, hashes)
         result.stored_review = _store(conn, REVIEW_STORE, REVIEW_COLUMNS, REVIEW_KEY, review_new)
         result.stored_link = _store(conn, LINK_STORE, LINK_COLUMNS, LINK_KEY, link_new)
@@ -420,6 +421,19 @@ def take_in_decisions(conn: duckdb.DuckDBPyConnection, delivery: Delivery, progr
     result.set_aside = dict(conn.execute(
         f"SELECT reason, count(*) FROM {SET_ASIDE} GROUP BY 1 ORDER BY 1").fetchall())
     return result
+
+
+def _backfill_roster_source(conn: duckdb.DuckDBPyConnection) -> None:
+    """Decisions stored before `roster_source` existed: the roster of the one published row they were
+    applied to (main.beneficiary_review). Where the publication holds none or two, the decision stays
+    without a roster and applies to no row (docs/decisions.md: hand it in again)."""
+    if not _exists(conn, "main.beneficiary_review"):
+        return
+    conn.execute(f"""
+        UPDATE {REVIEW_STORE} s SET roster_source = p.source
+        FROM (SELECT program, CAST(record_id AS VARCHAR) AS record_id, any_value(source) AS source
+              FROM main.beneficiary_review GROUP BY ALL HAVING count(DISTINCT source) = 1) p
+        WHERE s.roster_source IS NULL AND p.program = s.program AND p.record_id = s.record_id""")
 
 
 def stage_decision_files(conn: duckdb.DuckDBPyConnection, delivery: Delivery,
