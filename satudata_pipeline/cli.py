@@ -177,6 +177,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         os.environ["SATUDATA_DATA_DIR"] = str(Path(args.data_dir).resolve())
     if args.retrain:
         os.environ["SATUDATA_RETRAIN"] = "1"
+    if args.full:
+        os.environ["SATUDATA_FULL_RELINK"] = "1"
     config.owner_only()
     dagster_home()
     import dagster as dg
@@ -339,6 +341,8 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("run", help="materialize every asset (the full determination) with its checks")
     p.add_argument("--data-dir", help="default: SATUDATA_DATA_DIR or the shipped sample")
     p.add_argument("--retrain", action="store_true", help="retrain the linkage model")
+    p.add_argument("--full", action="store_true",
+                   help="relink every record (not only new and changed ones; SATUDATA_FULL_RELINK=1)")
     p.add_argument("--accept", action="append", default=[], metavar="SOURCE",
                    help="accept, for this run, that SOURCE is missing, empty or shrank beyond the limit since "
                         "the last publication (repeatable; recorded in main.publication_sources)")
