@@ -201,8 +201,9 @@ def build_link_assets(clean_asset_keys: list[dg.AssetKey], source_names: list[st
                          probabilistic=result.n_probabilistic)
                 state = incremental.write_state(conn, plan, context.run.run_id)
                 progress("linkage state kept for the next delivery", **state)
-                df_pred = db_api.register(scored.predictions_table.split(".")[-1],
-                                          table_name="sd_predictions_all")
+                # the histogram's SQL reads its input by Splink's templated name
+                df_pred = db_api.table_to_splink_dataframe("__splink__df_predict",
+                                                           scored.predictions_table)
                 charts.update(reports.write_pair_reports(
                     scored.linker, db_api, scored.predictions_table, config.report_threshold,
                     out_dir, config.report_sample_size))
