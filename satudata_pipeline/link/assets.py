@@ -226,6 +226,7 @@ def build_link_assets(clean_asset_keys: list[dg.AssetKey], source_names: list[st
             "linkage_mode_reason": plan.reason,
             **{k: v for k, v in plan.counts.items()},
             "scoring_seconds": round(scored.seconds, 2),
+            "scoring_seconds_by_part": dg.MetadataValue.json(scored.phases),
             "match_weight_histogram": dg.MetadataValue.md(_md_table(
                 [{"match_weight_from": w, "pairs": c} for w, c in hist])),
             "reports_dir": dg.MetadataValue.path(paths.shown_path(out_dir)),

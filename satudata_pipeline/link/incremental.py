@@ -44,7 +44,7 @@ from satudata_pipeline.link import splink_settings as ss
 log = logging.getLogger(__name__)
 
 STATE_SCHEMA = "link_state"
-STATE_VERSION = "1"
+STATE_VERSION = "2"
 # Pairs are stored down to this many bits (match weight) below the match threshold: 2 bits = a name
 # four times rarer than when the pair was scored before a stored pair could be missed (guarded).
 CARRY_MARGIN_BITS = 2.0
@@ -223,37 +223,87 @@ class Scored:
     pairs_scored: int               # pairs found by blocking and scored this run (>= CARRY)
     pairs_carried: int              # pairs of unchanged records carried over (re-scored as pairs)
     seconds: float
+    phases: dict = field(default_factory=dict)   # seconds per part of the scoring
+
+
+def _gamma_columns(conn, table: str) -> list[str]:
+    return [r[0] for r in conn.execute(f"DESCRIBE {table}").fetchall()
+            if r[0].startswith("gamma_")] + ["match_key"]
+
+
+def _keep_new_pairs(conn, table: str) -> None:
+    """TEMP _link_new_pairs: the pairs of `table` (ids in order, their comparison levels)."""
+    gammas = ", ".join(_gamma_columns(conn, table))
+    conn.execute(f"""CREATE OR REPLACE TEMP TABLE _link_new_pairs AS
+        SELECT least(unique_id_l, unique_id_r) AS unique_id_l,
+               greatest(unique_id_l, unique_id_r) AS unique_id_r, {gammas}
+        FROM {table}""")
 
 
 def score_full(db_api, model_settings: dict, match_threshold: float, extra_rules) -> Scored:
     """Every candidate pair of link.person_records (Splink predict), kept down to CARRY."""
     t0 = time.time()
     conn = db_api.duckdb_con
+    W = matching.SPLINK_SCHEMA
     linker, df_pred = matching.predict(db_api, model_settings, carry_threshold(match_threshold),
                                        extra_rules)
-    conn.execute(f"CREATE OR REPLACE TABLE {matching.SPLINK_SCHEMA}.sd_predictions AS "
-                 f"SELECT * FROM {df_pred.physical_name}")
-    n = conn.execute(f"SELECT count(*) FROM {matching.SPLINK_SCHEMA}.sd_predictions").fetchall()[0][0]
-    conn.execute("""CREATE OR REPLACE TEMP TABLE _link_new_pairs AS
-        SELECT least(unique_id_l, unique_id_r) AS unique_id_l,
-               greatest(unique_id_l, unique_id_r) AS unique_id_r
-        FROM splink_work.sd_predictions""")
-    conn.execute("CREATE OR REPLACE TEMP TABLE _link_carried AS "
-                 "SELECT NULL::VARCHAR unique_id_l, NULL::VARCHAR unique_id_r WHERE false")
-    return Scored(f"{matching.SPLINK_SCHEMA}.sd_predictions", linker, int(n), 0, time.time() - t0)
+    conn.execute(f"CREATE OR REPLACE TABLE {W}.sd_predictions AS SELECT * FROM {df_pred.physical_name}")
+    n = conn.execute(f"SELECT count(*) FROM {W}.sd_predictions").fetchall()[0][0]
+    _keep_new_pairs(conn, f"{W}.sd_predictions")
+    conn.execute(f"CREATE OR REPLACE TEMP TABLE _link_carried AS SELECT * FROM _link_new_pairs "
+                 "WHERE false")
+    return Scored(f"{W}.sd_predictions", linker, int(n), 0, time.time() - t0,
+                  {"all_pairs": round(time.time() - t0, 2)})
+
+
+def score_carried(db_api, linker, tf_table: str, out: str) -> int:
+    """Score the stored pairs of two unchanged records (TEMP _link_carried: ids and comparison
+    levels) with this delivery's name frequencies: their comparison levels cannot have changed (the
+    records' linkage fields and the model are the same), so Splink's own prediction SQL runs on the
+    stored levels, the records' values and the current frequencies, without comparing strings again:
+    the same numbers a full run computes."""
+    from splink.internals.pipeline import CTEPipeline
+    from splink.internals.predict import predict_from_comparison_vectors_sqls_using_settings
+
+    conn = db_api.duckdb_con
+    W = matching.SPLINK_SCHEMA
+    cols = [r[0] for r in conn.execute(f"DESCRIBE {W}.sd_person_records").fetchall()]
+    values = ", ".join(f'l."{c}" AS "{c}_l", r."{c}" AS "{c}_r"' for c in cols)
+    levels = ", ".join(f"c.{g}" for g in _gamma_columns(conn, "_link_carried"))
+    conn.execute(f"""CREATE OR REPLACE TABLE {W}.sd_carried_vectors AS
+        SELECT {levels}, {values}, tl.tf_nama AS tf_nama_l, tr.tf_nama AS tf_nama_r
+        FROM _link_carried c
+        JOIN {W}.sd_person_records l ON l.unique_id = c.unique_id_l
+        JOIN {W}.sd_person_records r ON r.unique_id = c.unique_id_r
+        LEFT JOIN {tf_table} tl ON tl.nama = l.nama
+        LEFT JOIN {tf_table} tr ON tr.nama = r.nama""")
+    vectors = db_api.table_to_splink_dataframe("__splink__df_comparison_vectors",
+                                               f"{W}.sd_carried_vectors")
+    pipeline = CTEPipeline([vectors])
+    pipeline.enqueue_list_of_sqls(predict_from_comparison_vectors_sqls_using_settings(
+        linker._settings_obj))
+    scored = db_api.sql_pipeline_to_splink_dataframe(pipeline)
+    conn.execute(f"CREATE OR REPLACE TABLE {out} AS SELECT * FROM {scored.physical_name}")
+    scored.drop_table_from_database_and_remove_from_cache()
+    return conn.execute(f"SELECT count(*) FROM {out}").fetchall()[0][0]
 
 
 def score_incremental(db_api, model_settings: dict, match_threshold: float,
                       extra_rules) -> Scored:
     """New/changed records against the others (predict_between) and among themselves
     (predict_within), with the name frequencies of the whole delivery; the stored pairs of unchanged
-    records re-scored as given pairs. Needs TEMP _link_class (classify)."""
-    from splink import Linker, block_on
+    records scored from their stored comparison levels (score_carried). Needs TEMP _link_class."""
+    from splink import Linker
 
     t0 = time.time()
+    phases: dict = {}
     conn = db_api.duckdb_con
     W = matching.SPLINK_SCHEMA
     carry = carry_threshold(match_threshold)
+
+    def lap(name: str) -> None:
+        phases[name] = round(time.time() - t0 - sum(phases.values()), 2)
+
     sdf_all = matching.register_person_records(db_api)
     if extra_rules:
         model_settings = dict(model_settings)
@@ -261,7 +311,9 @@ def score_incremental(db_api, model_settings: dict, match_threshold: float,
             list(model_settings.get("blocking_rules_to_generate_predictions", []))
             + [r.get_blocking_rule("duckdb").as_dict() for r in extra_rules])
     linker = Linker(sdf_all, model_settings, log_level=logging.WARNING)
-    linker.table_management.compute_tf_table("nama")   # this delivery's frequencies, as predict()
+    # this delivery's name frequencies, as predict() computes them
+    tf_table = linker.table_management.compute_tf_table("nama").physical_name
+    lap("records_and_name_frequencies")
     conn.execute(f"""CREATE OR REPLACE TABLE {W}.sd_rescore AS SELECT p.* FROM {W}.sd_person_records p
         SEMI JOIN (SELECT unique_id FROM _link_class WHERE status <> 'unchanged') c USING (unique_id)
         ORDER BY unique_id""")
@@ -283,37 +335,27 @@ def score_incremental(db_api, model_settings: dict, match_threshold: float,
             parts.append(between.physical_name)
     _union_predictions(conn, parts, f"{W}.sd_scored")
     scored = conn.execute(f"SELECT count(*) FROM {W}.sd_scored").fetchall()[0][0]
-    conn.execute(f"""CREATE OR REPLACE TEMP TABLE _link_new_pairs AS
-        SELECT least(unique_id_l, unique_id_r) AS unique_id_l,
-               greatest(unique_id_l, unique_id_r) AS unique_id_r FROM {W}.sd_scored""")
-    # the stored pairs whose two records are unchanged, re-scored as given pairs (blocking on a
-    # pair number: one row per pair side, so a record in several pairs is compared once per pair)
+    lap("new_and_changed_records")
+    # the stored pairs whose two records are unchanged
+    levels = ", ".join(f"s.{g}" for g in _gamma_columns(conn, f"{STATE_SCHEMA}.pairs"))
     conn.execute(f"""CREATE OR REPLACE TEMP TABLE _link_carried AS
-        SELECT s.unique_id_l, s.unique_id_r,
-               row_number() OVER (ORDER BY s.unique_id_l, s.unique_id_r) AS pair_no
+        SELECT s.unique_id_l, s.unique_id_r, {levels}
         FROM {STATE_SCHEMA}.pairs s
         JOIN _link_class a ON a.unique_id = s.unique_id_l AND a.status = 'unchanged'
         JOIN _link_class b ON b.unique_id = s.unique_id_r AND b.status = 'unchanged'""")
     carried = conn.execute("SELECT count(*) FROM _link_carried").fetchall()[0][0]
     if carried:
-        for side in ("l", "r"):
-            conn.execute(f"""CREATE OR REPLACE TABLE {W}.sd_carry_{side} AS
-                SELECT '{side.upper()}' || c.pair_no AS unique_id, c.pair_no,
-                       p.* EXCLUDE (unique_id)
-                FROM _link_carried c JOIN {W}.sd_person_records p
-                  ON p.unique_id = c.unique_id_{side}""")
-        rescored = linker.inference.predict_between(
-            _register(db_api, "sd_carry_l"), _register(db_api, "sd_carry_r"),
-            blocking_rules_to_generate_predictions=[block_on("pair_no")], warning_mode="never")
-        conn.execute(f"""CREATE OR REPLACE TABLE {W}.sd_carried AS
-            SELECT p.* REPLACE (c.unique_id_l AS unique_id_l, c.unique_id_r AS unique_id_r)
-            FROM {rescored.physical_name} p
-            JOIN _link_carried c ON c.pair_no = substr(p.unique_id_l, 2)::BIGINT""")
-        parts = [f"{W}.sd_scored", f"{W}.sd_carried"]
+        score_carried(db_api, linker, tf_table, f"{W}.sd_carried")
+    lap("carried_pairs")
+    _union_predictions(conn, [f"{W}.sd_scored"] + [f"{W}.sd_carried"] * bool(carried),
+                       f"{W}.sd_predictions")
+    if scored:
+        _keep_new_pairs(conn, f"{W}.sd_scored")
     else:
-        parts = [f"{W}.sd_scored"]
-    _union_predictions(conn, parts, f"{W}.sd_predictions")
-    return Scored(f"{W}.sd_predictions", linker, int(scored), int(carried), time.time() - t0)
+        conn.execute("CREATE OR REPLACE TEMP TABLE _link_new_pairs AS "
+                     "SELECT * FROM _link_carried WHERE false")
+    return Scored(f"{W}.sd_predictions", linker, int(scored), int(carried), time.time() - t0,
+                  phases)
 
 
 def write_state(conn, plan: Plan, run_id: str | None) -> dict:
@@ -333,9 +375,7 @@ def write_state(conn, plan: Plan, run_id: str | None) -> dict:
         conn.execute(f"CREATE OR REPLACE TABLE {STATE_SCHEMA}.records AS {records_sql} "
                      "ORDER BY unique_id")
         conn.execute(f"""CREATE OR REPLACE TABLE {STATE_SCHEMA}.pairs AS
-            SELECT DISTINCT unique_id_l, unique_id_r FROM (
-                SELECT unique_id_l, unique_id_r FROM _link_new_pairs
-                UNION ALL SELECT unique_id_l, unique_id_r FROM _link_carried)
+            SELECT * FROM (SELECT * FROM _link_new_pairs UNION ALL BY NAME SELECT * FROM _link_carried)
             ORDER BY unique_id_l, unique_id_r""")
         conn.execute(f"""CREATE OR REPLACE TABLE {STATE_SCHEMA}.meta (
             configuration VARCHAR, mode VARCHAR, reason VARCHAR, counts VARCHAR, run_id VARCHAR,
