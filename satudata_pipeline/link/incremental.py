@@ -2,8 +2,8 @@
 
 Most rows of a monthly full extract are the same as last month. A record whose cleaned linkage
 fields are unchanged (the same fingerprint) keeps its candidate pairs: they are carried over from
-the previous run and re-scored as pairs (cheap: no blocking), so their probabilities use this
-month's name frequencies exactly as a full run does. New and changed records are scored with the
+the previous run with their comparison levels and scored by Splink's prediction SQL with this
+month's name frequencies (no blocking, no string comparison), exactly as a full run scores them. New and changed records are scored with the
 saved model against the unchanged records (Splink `predict_between`) and among themselves
 (`predict_within`). The deterministic NIK pass, the post-model rules (veto, two people's NIKs) and
 clustering then run over the union, exactly as in a full run. docs/linkage.md, "Incremental
@@ -12,7 +12,8 @@ linkage", says why this gives the same links as a full run.
 State (schema link_state), written in one transaction at the end of match_pairs:
 - link_state.records: per record the fingerprint of its linkage fields and the frequency of its
   name when its pairs were last found by blocking (`ref_tf_nama`);
-- link_state.pairs: the candidate pairs found by blocking at or above CARRY probability (ids only);
+- link_state.pairs: the candidate pairs found by blocking at or above CARRY probability (ids and
+  comparison levels);
 - link_state.meta: what the state was computed under (model, settings, cleaning rules, blocking).
 The state is a cache keyed by content (record fingerprints + configuration), not a copy of the
 publication: a run that fails after writing it leaves a state that is still true of those records.
@@ -213,7 +214,7 @@ def _union_predictions(conn, tables: list[str], out: str) -> None:
             WHERE false""")
         return
     union = " UNION ALL BY NAME ".join(f"SELECT * FROM {t}" for t in tables)
-    conn.execute(f"CREATE OR REPLACE TABLE {out} AS {union}")
+    conn.execute(f"CREATE OR REPLACE VIEW {out} AS {union}")
 
 
 @dataclass
@@ -247,7 +248,7 @@ def score_full(db_api, model_settings: dict, match_threshold: float, extra_rules
     W = matching.SPLINK_SCHEMA
     linker, df_pred = matching.predict(db_api, model_settings, carry_threshold(match_threshold),
                                        extra_rules)
-    conn.execute(f"CREATE OR REPLACE TABLE {W}.sd_predictions AS SELECT * FROM {df_pred.physical_name}")
+    conn.execute(f"CREATE OR REPLACE VIEW {W}.sd_predictions AS SELECT * FROM {df_pred.physical_name}")
     n = conn.execute(f"SELECT count(*) FROM {W}.sd_predictions").fetchall()[0][0]
     _keep_new_pairs(conn, f"{W}.sd_predictions")
     conn.execute(f"CREATE OR REPLACE TEMP TABLE _link_carried AS SELECT * FROM _link_new_pairs "
@@ -267,7 +268,11 @@ def score_carried(db_api, linker, tf_table: str, out: str) -> int:
 
     conn = db_api.duckdb_con
     W = matching.SPLINK_SCHEMA
-    cols = [r[0] for r in conn.execute(f"DESCRIBE {W}.sd_person_records").fetchall()]
+    sqls = predict_from_comparison_vectors_sqls_using_settings(linker._settings_obj)
+    text = " ".join(q["sql"] for q in sqls)
+    # the records' values the prediction SQL keeps (matching and retained columns), nothing more
+    cols = [r[0] for r in conn.execute(f"DESCRIBE {W}.sd_person_records").fetchall()
+            if r[0] != "nama" and re.search(rf"\b{re.escape(r[0])}_l\b", text)] + ["nama"]
     values = ", ".join(f'l."{c}" AS "{c}_l", r."{c}" AS "{c}_r"' for c in cols)
     levels = ", ".join(f"c.{g}" for g in _gamma_columns(conn, "_link_carried"))
     conn.execute(f"""CREATE OR REPLACE TABLE {W}.sd_carried_vectors AS
@@ -280,11 +285,9 @@ def score_carried(db_api, linker, tf_table: str, out: str) -> int:
     vectors = db_api.table_to_splink_dataframe("__splink__df_comparison_vectors",
                                                f"{W}.sd_carried_vectors")
     pipeline = CTEPipeline([vectors])
-    pipeline.enqueue_list_of_sqls(predict_from_comparison_vectors_sqls_using_settings(
-        linker._settings_obj))
+    pipeline.enqueue_list_of_sqls(sqls)
     scored = db_api.sql_pipeline_to_splink_dataframe(pipeline)
-    conn.execute(f"CREATE OR REPLACE TABLE {out} AS SELECT * FROM {scored.physical_name}")
-    scored.drop_table_from_database_and_remove_from_cache()
+    conn.execute(f"CREATE OR REPLACE VIEW {out} AS SELECT * FROM {scored.physical_name}")
     return conn.execute(f"SELECT count(*) FROM {out}").fetchall()[0][0]
 
 
