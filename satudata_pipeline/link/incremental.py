@@ -320,18 +320,17 @@ def score_incremental(db_api, model_settings: dict, match_threshold: float,
     conn.execute(f"""CREATE OR REPLACE TABLE {W}.sd_rescore AS SELECT p.* FROM {W}.sd_person_records p
         SEMI JOIN (SELECT unique_id FROM _link_class WHERE status <> 'unchanged') c USING (unique_id)
         ORDER BY unique_id""")
-    conn.execute(f"""CREATE OR REPLACE TABLE {W}.sd_keep AS SELECT p.* FROM {W}.sd_person_records p
-        SEMI JOIN (SELECT unique_id FROM _link_class WHERE status = 'unchanged') c USING (unique_id)
-        ORDER BY unique_id""")
     n_rescore = conn.execute(f"SELECT count(*) FROM {W}.sd_rescore").fetchall()[0][0]
-    n_keep = conn.execute(f"SELECT count(*) FROM {W}.sd_keep").fetchall()[0][0]
+    # the unchanged records: a view (a copy of almost every record costs more than the scoring)
+    conn.execute(f"""CREATE OR REPLACE VIEW {W}.sd_keep AS SELECT p.* FROM {W}.sd_person_records p
+        ANTI JOIN {W}.sd_rescore r USING (unique_id)""")
     parts = []
     if n_rescore:
         sdf_rescore = _register(db_api, "sd_rescore")
         within = linker.inference.predict_within(
             sdf_rescore, threshold_match_probability=carry, warning_mode="never")
         parts.append(within.physical_name)
-        if n_keep:
+        if n_rescore < conn.execute(f"SELECT count(*) FROM {W}.sd_person_records").fetchall()[0][0]:
             between = linker.inference.predict_between(
                 sdf_rescore, _register(db_api, "sd_keep"),
                 threshold_match_probability=carry, warning_mode="never")
