@@ -41,7 +41,7 @@ from satudata_pipeline import config as paths
 from satudata_pipeline.contract.program_rules import ProgramRules, load_rules
 from satudata_pipeline.contract.published import table_metadata
 from satudata_pipeline.golden import publish
-from satudata_pipeline.programs import eligibility, exports, summary, verdicts
+from satudata_pipeline.programs import eligibility, exports, summary, verdicts, worklists
 
 GROUP = "programs"
 UPSTREAM_GOLDEN = dg.AssetKey("golden_person")
@@ -136,6 +136,7 @@ def build_program_assets() -> list:
             n_dead, dead_sample = verdicts.check_no_deceased_or_moved_keep(conn, schema=STAGING)
             n_double, double_sample = verdicts.check_no_double_enrollment_keep(conn, rules, schema=STAGING)
             schema_md = table_metadata(conn, STAGED_REVIEW, "main.beneficiary_review")
+            waiting = worklists.backlog(conn, STAGED_REVIEW)
         context.log.info(f"beneficiary_review: {written} rows for {programs or 'all programs'}")
         checks = [
             dg.AssetCheckResult(
@@ -170,6 +171,9 @@ def build_program_assets() -> list:
                 "annual_rupiah_at_stake": summary.rupiah(
                     12 * (stats["monthly_rupiah_remove"] + stats["monthly_rupiah_review"])),
                 "rules_file": Path(str(rules.source_path)).name,
+                # rows waiting for an officer's decision, and since which determination (docs/review-loop.md)
+                "review_backlog": dg.MetadataValue.md(worklists.backlog_markdown(waiting)),
+                "review_backlog_rows": sum(v["waiting"] for v in waiting.values()),
                 **schema_md,
             },
             check_results=checks,
@@ -308,6 +312,10 @@ def build_program_assets() -> list:
                     "| program | calon layak (baris) |\n|---|---:|\n" + "\n".join(
                         f"| {p} | {v['candidates']:,} |".replace(",", ".") for p, v in written.items())),
                 "rows_by_program": dg.MetadataValue.json({p: v["rows"] for p, v in written.items()}),
+                "worklist_rows_by_program": dg.MetadataValue.json(
+                    {p: v.get("worklist_rows", 0) for p, v in written.items()}),
+                "review_backlog": dg.MetadataValue.md(worklists.backlog_markdown(
+                    {p: v["backlog"] for p, v in written.items() if "backlog" in v})),
             }
         )
 
@@ -344,6 +352,11 @@ def export_atomically(conn, out_root: Path, programs: list[str] | None, run_id: 
             shutil.rmtree(leftover, ignore_errors=True)
     incoming = out_root / f"{INCOMING_PREFIX}{run_id[:8]}-{os.getpid()}"
     written = exports.export_programs(conn, incoming, programs)
+    # the office worklists (review and remove rows to decide) and their review_decision mapping
+    for program, info in worklists.write_worklists(conn, incoming, list(written),
+                                                   exports.latest_publication(conn)).items():
+        written[program] = {**written[program], "worklist_rows": info["rows"], "backlog": info["backlog"],
+                            "files": written[program]["files"] + 2}
     for program in written:
         final, old = out_root / program, out_root / f"{OLD_PREFIX}{program}"
         if final.exists():

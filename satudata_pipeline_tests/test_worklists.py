@@ -1,0 +1,332 @@
+"""Office worklists: what they hold, what is locked, the shipped mapping, `decisions add`, the officer."""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import re
+import shutil
+from pathlib import Path
+
+import duckdb
+import openpyxl
+import pytest
+import yaml
+
+from satudata_pipeline import cli
+from satudata_pipeline.contract.program_rules import load_rules
+from satudata_pipeline.programs import worklists as W
+from satudata_pipeline.programs.exports import REASON_LEGEND, ExportPrivacyError
+from satudata_pipeline.programs.testing import FIXTURE_SNAPSHOT, build_fixture_warehouse
+from satudata_pipeline.programs.verdicts import BENEFICIARY_REVIEW_COLUMNS, build_beneficiary_review
+from satudata_pipeline.synthetic import officer as O
+
+MASKED = re.compile(r"^\d{4}\*{8}\d{4}$")
+REPO_DATA = Path(__file__).resolve().parents[1] / "data"
+
+
+@pytest.fixture()
+def fixture_conn():
+    conn = duckdb.connect()
+    build_fixture_warehouse(conn)
+    build_beneficiary_review(conn, load_rules(), FIXTURE_SNAPSHOT)
+    yield conn
+    conn.close()
+
+
+def _rows(ws) -> list[dict]:
+    header = [c.value for c in ws[1]]
+    return [dict(zip(header, r)) for r in ws.iter_rows(min_row=2, values_only=True) if r[2] is not None]
+
+
+def test_worklist_holds_every_review_and_remove_row_in_indonesian(fixture_conn, tmp_path):
+    res = W.write_worklist(fixture_conn, "KLJ", tmp_path)
+    expected = {r[0]: r[1] for r in fixture_conn.execute(
+        "SELECT record_id, verdict FROM main.beneficiary_review WHERE program = 'KLJ' "
+        "AND verdict IN ('review', 'remove')").fetchall()}
+    wb = openpyxl.load_workbook(res["xlsx"])
+    assert wb.sheetnames == [W.COVER_SHEET, W.WORKLIST_SHEET, "Keterangan", W.CHOICES_SHEET]
+    ws = wb[W.WORKLIST_SHEET]
+    assert [c.value for c in ws[1]] == W.WORKLIST_COLUMNS
+    rows = _rows(ws)
+    assert res["rows"] == len(rows) == len(expected) == 8
+    assert {r["id_baris"]: r["hasil_sistem"] for r in rows} == {
+        k: {"review": "tinjau", "remove": "hapus"}[v] for k, v in expected.items()}
+    klj002 = next(r for r in rows if r["id_baris"] == "KLJ-002")
+    assert klj002["alasan_sistem"] == REASON_LEGEND["deceased"][0] and klj002["kode_alasan"] == "deceased"
+    assert klj002["kelurahan"] == "Gambir" and klj002["kota"] == "Jakarta Pusat"
+    assert all(MASKED.match(r["nik_disamarkan"]) for r in rows if r["nik_disamarkan"])
+    assert all(r[h] is None for r in rows for h in W.INPUT_COLUMNS)  # nothing pre-filled
+    assert res["backlog"]["waiting"] == 8 and res["backlog"]["oldest_since"] == FIXTURE_SNAPSHOT.isoformat()
+
+
+def test_dropdowns_validations_protection_and_unlocked_input_cells(fixture_conn, tmp_path):
+    res = W.write_worklist(fixture_conn, "KLJ", tmp_path)
+    wb = openpyxl.load_workbook(res["xlsx"])
+    ws = wb[W.WORKLIST_SHEET]
+    assert ws.protection.sheet is True
+    assert wb[W.CHOICES_SHEET].protection.sheet is True
+    col = {h: openpyxl.utils.get_column_letter(i + 1) for i, h in enumerate(W.WORKLIST_COLUMNS)}
+    last = 1 + res["rows"]
+    dvs = {str(dv.sqref): dv for dv in ws.data_validations.dataValidation}
+    keputusan = dvs[f"{col['keputusan']}2:{col['keputusan']}{last}"]
+    assert keputusan.type == "list" and keputusan.formula1 == '"tetap,hapus"'
+    alasan = dvs[f"{col['alasan']}2:{col['alasan']}{last}"]
+    assert alasan.type == "list" and alasan.formula1.startswith(f"'{W.CHOICES_SHEET}'!$A$2")
+    assert dvs[f"{col['tanggal']}2:{col['tanggal']}{last}"].type == "date"
+    assert dvs[f"{col['petugas']}2:{col['petugas']}{last}"].type == "textLength"
+    # the dropdown's list holds exactly the decision reasons, in Indonesian
+    choices = [r[0] for r in wb[W.CHOICES_SHEET].iter_rows(min_row=2, values_only=True)]
+    assert choices == list(W.decision_reason_labels().values())
+    assert "sanggah diterima" in choices and "dipastikan masih hidup" in choices
+    n_locked = len(W.WORKLIST_COLUMNS) - len(W.INPUT_COLUMNS)
+    for r in range(1, last + 1):
+        for j, header in enumerate(W.WORKLIST_COLUMNS, start=1):
+            cell = ws.cell(r, j)
+            if r == 1 or j <= n_locked:
+                assert cell.protection.locked, (r, header)
+            else:
+                assert not cell.protection.locked, (r, header)
+
+
+def test_worklist_is_formula_safe_and_refuses_an_unmasked_nik(fixture_conn, tmp_path):
+    fixture_conn.execute("UPDATE main.beneficiary_review SET nama = '=HYPERLINK(\"http://x\",\"y\")' "
+                         "WHERE record_id = 'KLJ-002'")
+    res = W.write_worklist(fixture_conn, "KLJ", tmp_path)
+    ws = openpyxl.load_workbook(res["xlsx"])[W.WORKLIST_SHEET]
+    cell = next(ws.cell(r, 5) for r in range(2, ws.max_row + 1) if ws.cell(r, 3).value == "KLJ-002")
+    assert cell.data_type == "s" and cell.value.startswith("=") and cell.quotePrefix
+    fixture_conn.execute("UPDATE main.beneficiary_review SET nik_masked = '3171000000000002' "
+                         "WHERE record_id = 'KLJ-002'")
+    with pytest.raises(ExportPrivacyError, match="not masked"):
+        W.write_worklist(fixture_conn, "KLJ", tmp_path / "again")
+    assert not (tmp_path / "again").exists()
+
+
+def _fill(path: Path, decisions: dict[str, tuple]) -> None:
+    wb = openpyxl.load_workbook(path)
+    ws = wb[W.WORKLIST_SHEET]
+    col = {c.value: c.column for c in ws[1]}
+    for r in range(2, ws.max_row + 1):
+        rid = ws.cell(r, col["id_baris"]).value
+        if rid in decisions:
+            for header, value in zip(W.INPUT_COLUMNS, decisions[rid]):
+                ws.cell(r, col[header]).value = value
+    wb.save(path)
+
+
+def read_canonical(data_dir: Path, entry: dict) -> list[dict]:
+    """Read a decision file as the pipeline reads a source: the contract's reader with the mapping's
+    columns, then its values (exact words) onto the canonical values."""
+    from satudata_pipeline.contract.sources import Delivery, SourceSpec
+    from satudata_pipeline.sources.readers import read_source
+
+    spec = SourceSpec.model_construct(**{**SourceSpec.model_construct().__dict__, "encoding": "utf-8",
+                                         "delimiter": None, "format": None, "values": {}, **entry})
+    delivery = Delivery.model_construct(snapshot_date=FIXTURE_SNAPSHOT, sources=[spec], data_dir=data_dir)
+    table = read_source(delivery, spec).to_pylist()
+    out = []
+    for row in table:
+        canon = {field: row.get(column) for field, column in entry["columns"].items()}
+        for field, words in entry["values"].items():
+            if canon.get(field) is not None:
+                canon[field] = words.get(canon[field], canon[field])
+        out.append(canon)
+    return out
+
+
+def test_filled_worklist_reads_back_as_canonical_review_decisions(fixture_conn, tmp_path):
+    res = W.write_worklist(fixture_conn, "KLJ", tmp_path)
+    labels = W.decision_reason_labels()
+    _fill(res["xlsx"], {
+        "KLJ-002": ("tetap", labels["confirmed_alive"], "PTG-07", dt.datetime(2026, 11, 5), "masih hidup"),
+        "KLJ-003": ("hapus", labels["moved_out"], "PTG-07", dt.datetime(2026, 11, 6), None),
+    })
+    fragment = yaml.safe_load(res["mapping"].read_text())
+    (entry,) = fragment["sources"]
+    assert entry["kind"] == "review_decision" and entry["sheet"] == W.WORKLIST_SHEET
+    assert set(entry["columns"]) == {"program", "record_id", "decision", "decided_by", "decided_at", "reason", "note"}
+    rows = read_canonical(tmp_path, entry)
+    assert len(rows) == res["rows"]  # every row comes back; undecided ones carry no decision
+    decided = {r["record_id"]: r for r in rows if r["decision"] is not None}
+    assert decided == {
+        "KLJ-002": {"program": "KLJ", "record_id": "KLJ-002", "decision": "keep", "decided_by": "PTG-07",
+                    "decided_at": "2026-11-05", "reason": "confirmed_alive", "note": "masih hidup"},
+        "KLJ-003": {"program": "KLJ", "record_id": "KLJ-003", "decision": "remove", "decided_by": "PTG-07",
+                    "decided_at": "2026-11-06", "reason": "moved_out", "note": None},
+    }
+    # every word the dropdowns offer maps onto a canonical value
+    allowed = set(REASON_LEGEND) | {"appeal_upheld", "confirmed_alive", "confirmed_resident", "other"}
+    assert set(entry["values"]["reason"].values()) == allowed
+    assert set(entry["values"]["reason"]) >= set(labels.values())
+    assert set(entry["values"]["decision"].values()) == {"keep", "remove"}
+
+
+def test_backlog_counts_waiting_rows_per_program(fixture_conn):
+    stats = W.backlog(fixture_conn)
+    expected = dict(fixture_conn.execute(
+        "SELECT program, count(*) FROM main.beneficiary_review WHERE verdict IN ('review', 'remove') "
+        "GROUP BY 1").fetchall())
+    assert {p: s["waiting"] for p, s in stats.items()} == expected
+    assert stats["KLJ"]["review"] == 3 and stats["KLJ"]["remove"] == 5
+    md = W.backlog_markdown(stats)
+    assert "| KLJ | 8 | 3 | 5 | 2026-11-01 |" in md
+
+
+def test_backlog_since_the_first_determination_of_the_current_review_streak(fixture_conn):
+    # a history of three determinations: KLJ-009 in review since September, left in October, back in
+    # November (waits since November); KLJ-002 in review since September
+    fixture_conn.execute("CREATE SCHEMA history")
+    fixture_conn.execute("CREATE TABLE history.determinations AS SELECT * FROM (VALUES "
+                         "(1, DATE '2026-09-01'), (2, DATE '2026-10-01'), (3, DATE '2026-11-01')) "
+                         "t(determination_id, snapshot_date)")
+    fixture_conn.execute("CREATE TABLE history.review_rows AS SELECT * FROM (VALUES "
+                         "(1, 'KLJ', 'KLJ-009', 'review'), (2, 'KLJ', 'KLJ-009', 'keep'), "
+                         "(3, 'KLJ', 'KLJ-009', 'review'), (1, 'KLJ', 'KLJ-002', 'review'), "
+                         "(2, 'KLJ', 'KLJ-002', 'review'), (3, 'KLJ', 'KLJ-002', 'remove')) "
+                         "t(determination_id, program, record_id, verdict)")
+    since = dict(((p, r), d) for p, r, d in fixture_conn.execute(W.waiting_since_sql(fixture_conn)).fetchall())
+    assert since[("KLJ", "KLJ-009")] == dt.date(2026, 11, 1)
+    assert since[("KLJ", "KLJ-002")] == dt.date(2026, 9, 1)
+    stats = W.backlog(fixture_conn, programs=["KLJ"])
+    assert stats["KLJ"]["oldest_since"] == "2026-09-01" and stats["KLJ"]["by_months_waiting"]["2"] == 1
+
+
+# ---------------------------------------------------------------------------------- decisions add
+def _delivery(tmp_path: Path) -> Path:
+    d = tmp_path / "delivery"
+    shutil.copytree(REPO_DATA, d, ignore=shutil.ignore_patterns("truth"))
+    return d
+
+
+def test_decisions_add_registers_copies_and_refuses_duplicates(fixture_conn, tmp_path, capsys):
+    res = W.write_worklist(fixture_conn, "KLJ", tmp_path / "exports" / "KLJ")
+    d = _delivery(tmp_path)
+    before = (d / "sources.yaml").read_text()
+    assert cli.main(["decisions", "add", str(res["xlsx"]), "--data-dir", str(d)]) == 0
+    text = (d / "sources.yaml").read_text()
+    assert text.startswith(before)  # appended: the delivery's own text and comments kept
+    raw = yaml.safe_load(text)
+    entry = raw["sources"][-1]
+    assert entry["name"] == "keputusan_klj_20261101" and entry["kind"] == "review_decision"
+    assert entry["path"] == "keputusan/keputusan_klj_20261101.xlsx"
+    assert (d / entry["path"]).read_bytes() == res["xlsx"].read_bytes()
+    assert entry["extracted_at"] <= raw["snapshot_date"]
+    assert entry["columns"] == W.DECISION_MAPPING
+    # the same file again: refused, nothing changed
+    assert cli.main(["decisions", "add", str(res["xlsx"]), "--data-dir", str(d)]) == 2
+    assert "already in sources.yaml" in capsys.readouterr().err
+    assert (d / "sources.yaml").read_text() == text
+    # the same content under another name: still refused
+    assert cli.main(["decisions", "add", str(res["xlsx"]), "--data-dir", str(d), "--name", "lagi"]) == 2
+    assert "already registered as source 'keputusan_klj_20261101'" in capsys.readouterr().err
+    # a second, different file of the same determination: with --name
+    _fill(res["xlsx"], {"KLJ-002": ("tetap", "lainnya (tulis di catatan)", "PTG-1", dt.datetime(2026, 11, 2), "")})
+    assert cli.main(["decisions", "add", str(res["xlsx"]), "--data-dir", str(d), "--name", "keputusan_klj_2"]) == 0
+    assert [s["name"] for s in yaml.safe_load((d / "sources.yaml").read_text())["sources"]][-2:] == [
+        "keputusan_klj_20261101", "keputusan_klj_2"]
+
+
+def test_decisions_add_needs_a_mapping_and_a_named_delivery(fixture_conn, tmp_path, capsys, monkeypatch):
+    res = W.write_worklist(fixture_conn, "KLJ", tmp_path / "x")
+    monkeypatch.delenv("SATUDATA_DATA_DIR", raising=False)
+    assert cli.main(["decisions", "add", str(res["xlsx"])]) == 2
+    assert "--data-dir" in capsys.readouterr().err
+    d = _delivery(tmp_path)
+    lone = tmp_path / "lone.xlsx"
+    shutil.copyfile(res["xlsx"], lone)
+    before = (d / "sources.yaml").read_text()
+    assert cli.main(["decisions", "add", str(lone), "--data-dir", str(d)]) == 2
+    assert "no mapping lone.sources.yaml" in capsys.readouterr().err
+    assert (d / "sources.yaml").read_text() == before and not (d / "keputusan").exists()
+
+
+# ---------------------------------------------------------------------------------- the officer
+def _big_review(conn: duckdb.DuckDBPyConnection, n: int = 60) -> None:
+    """A review table of `n` KJP rows (review and remove) with masked NIKs."""
+    cols = ", ".join(f"{c} {t}" for c, t in BENEFICIARY_REVIEW_COLUMNS.items())
+    conn.execute(f"CREATE OR REPLACE TABLE main.beneficiary_review ({cols})")
+    conn.execute(f"""
+        INSERT INTO main.beneficiary_review (program, source, record_id, verdict, reasons, nominal_bulanan,
+               kode_kota, kode_kecamatan, kode_kelurahan, nik_masked, nama, snapshot_date)
+        SELECT 'KJP', 'kjp', 'KJP-' || lpad(i::VARCHAR, 4, '0'),
+               CASE WHEN i % 3 = 0 THEN 'remove' ELSE 'review' END,
+               CASE WHEN i % 3 = 0 THEN ['deceased'] WHEN i % 3 = 1 THEN ['stale_record']
+                    ELSE ['welfare_too_high'] END,
+               250000, '31.71', '31.71.01', '31.71.01.1001', '3171********' || lpad(i::VARCHAR, 4, '0'),
+               'Orang ' || i, DATE '2026-11-01'
+        FROM range(1, {n + 1}) t(i)""")
+
+
+def _truth_dir(tmp_path: Path, n: int = 60) -> Path:
+    t = tmp_path / "truth"
+    t.mkdir()
+    with open(t / "verdicts.csv", "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["program", "source", "row_number", "record_id", "person_key", "verdict", "reasons",
+                    "true_state", "nominal_bulanan"])
+        for i in range(1, n + 1):
+            # truth: the deaths are real except every ninth; the welfare rows are confirmed too high
+            verdict, reasons = (("remove", "deceased") if i % 3 == 0 and i % 9 else
+                                ("keep", "") if i % 3 == 0 else
+                                ("review", "stale_record") if i % 3 == 1 else ("review", "welfare_too_high"))
+            w.writerow(["KJP", "kjp", i, f"KJP-{i:04d}", f"P{i}", verdict, reasons, "", 250000])
+    return t
+
+
+def test_correct_decision_rule():
+    assert O.correct_decision("remove", ["deceased"], "remove", ["deceased"], []) == ("remove", "deceased")
+    assert O.correct_decision("remove", ["deceased"], "keep", [], []) == ("keep", "confirmed_alive")
+    assert O.correct_decision("review", ["moved_out"], "keep", [], []) == ("keep", "confirmed_resident")
+    assert O.correct_decision("remove", ["age_ineligible"], "keep", [], []) == ("keep", "appeal_upheld")
+    assert O.correct_decision("review", ["stale_record"], "review", ["stale_record"], []) == ("keep", "other")
+    assert O.correct_decision("review", ["welfare_too_high"], "review", ["welfare_too_high"], []) == (
+        "remove", "welfare_too_high")
+    assert O.correct_decision("review", ["stale_record"], "review", ["stale_record"],
+                              ["not_in_any_registry"]) == ("remove", "identity_unresolved")
+
+
+def test_officer_fills_deterministically_with_a_few_wrong_and_malformed(tmp_path):
+    conn = duckdb.connect()
+    _big_review(conn)
+    W.write_worklists(conn, tmp_path / "exports", ["KJP"])
+    truth = _truth_dir(tmp_path)
+    a = O.play_officer(tmp_path / "exports", truth, tmp_path / "a", seed=5)
+    b = O.play_officer(tmp_path / "exports", truth, tmp_path / "b", seed=5)
+    c = O.play_officer(tmp_path / "exports", truth, tmp_path / "c", seed=6)
+    key_a = (tmp_path / "a" / O.KEY_FILE).read_text()
+    assert key_a == (tmp_path / "b" / O.KEY_FILE).read_text() and a == b
+    assert key_a != (tmp_path / "c" / O.KEY_FILE).read_text()
+    assert a == {"files": 1, "undecided": 6, "wrong": 2, "bad_decision_word": 1, "missing_officer": 1,
+                 "unknown_record": 1, "correct": 60 - 6 - 2 - 2}
+    assert (tmp_path / "a" / "KJP" / W.mapping_name("KJP")).is_file()
+    key = {r["record_id"]: r for r in csv.DictReader(open(tmp_path / "a" / O.KEY_FILE))}
+    rows = {r["id_baris"]: r for r in _rows(openpyxl.load_workbook(tmp_path / "a" / "KJP" / "KJP_keputusan.xlsx")
+                                             [W.WORKLIST_SHEET])}
+    labels = W.decision_reason_labels()
+    for rid, k in key.items():
+        row = rows[rid]
+        if k["action"] == "undecided":
+            assert row["keputusan"] is None and row["petugas"] is None
+        elif k["action"] == "bad_decision_word":
+            assert row["keputusan"] == O.BAD_DECISION_WORD
+        elif k["action"] == "missing_officer":
+            assert row["petugas"] is None and row["keputusan"] in ("tetap", "hapus")
+        elif k["action"] == "unknown_record":
+            assert rid.startswith(O.UNKNOWN_RECORD_PREFIX) and row["nama"] is None
+        else:
+            assert row["keputusan"] == {"keep": "tetap", "remove": "hapus"}[k["decision"]]
+            assert row["alasan"] == labels[k["reason"]] and row["petugas"].startswith("PTG-KJP-")
+            assert row["tanggal"] == dt.datetime(2026, 11, 1)
+    # correct rows follow the truth: a real death removed, a false one kept as confirmed alive
+    correct = {rid: k for rid, k in key.items() if k["action"] == "correct"}
+    for rid, k in correct.items():
+        i = int(rid.split("-")[1])
+        want = (("remove", "deceased") if i % 3 == 0 and i % 9 else ("keep", "confirmed_alive") if i % 3 == 0
+                else ("keep", "other") if i % 3 == 1 else ("remove", "welfare_too_high"))
+        assert (k["decision"], k["reason"]) == want, rid
+    for rid, k in key.items():
+        if k["action"] == "wrong":
+            i = int(rid.split("-")[1])
+            assert k["reason"] == "other"
+    conn.close()
