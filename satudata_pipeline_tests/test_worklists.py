@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import csv
+import json
+import math
 import datetime as dt
 import re
 import shutil
@@ -329,4 +331,128 @@ def test_officer_fills_deterministically_with_a_few_wrong_and_malformed(tmp_path
         if k["action"] == "wrong":
             i = int(rid.split("-")[1])
             assert k["reason"] == "other"
+    conn.close()
+
+
+# ---------------------------------------------------------------------------------- link review
+MODEL = {
+    "probability_two_random_records_match": 0.001,
+    "comparisons": [
+        {"output_column_name": "nama", "comparison_levels": [
+            {"sql_condition": '"nama_l" IS NULL OR "nama_r" IS NULL', "label_for_charts": "nama is NULL",
+             "is_null_level": True},
+            {"sql_condition": '"nama_l" = "nama_r"', "label_for_charts": "Exact match on nama",
+             "m_probability": 0.9, "u_probability": 0.001},
+            {"sql_condition": "ELSE", "label_for_charts": "All other comparisons", "m_probability": 0.1,
+             "u_probability": 0.999}]},
+        {"output_column_name": "tanggal_lahir", "comparison_levels": [
+            {"sql_condition": '"tanggal_lahir_l" IS NULL OR "tanggal_lahir_r" IS NULL',
+             "label_for_charts": "tanggal_lahir is NULL", "is_null_level": True},
+            {"sql_condition": '"tanggal_lahir_l" = "tanggal_lahir_r"', "label_for_charts": "Exact date of birth",
+             "m_probability": 0.8, "u_probability": 0.01},
+            {"sql_condition": "ELSE", "label_for_charts": "All other comparisons", "m_probability": 0.2,
+             "u_probability": 0.99}]},
+    ],
+}
+
+
+def _link_schema(conn: duckdb.DuckDBPyConnection) -> None:
+    """Thirteen records: a chain held by one 0.97 link (r2-r3), a triangle (no bridge), two joins in the
+    band, a pair below it, a pair above it, and an exact-NIK link."""
+    conn.execute("CREATE SCHEMA link")
+    conn.execute("""CREATE TABLE link.person_records AS SELECT 'src:' || i AS unique_id, 'src' AS source,
+        'R' || i AS record_id, CASE WHEN i IN (7, 8) THEN 'BUDI SANTOSO' ELSE 'ORANG ' || i END AS nama,
+        '3171' || lpad(i::VARCHAR, 12, '0') AS nik, DATE '1990-01-01' + i::INTEGER AS tanggal_lahir,
+        'GAMBIR' AS kelurahan, '31.71.01.1001' AS kode_kelurahan FROM range(1, 14) t(i)""")
+    clusters = {1: 1, 2: 1, 3: 1, 4: 4, 5: 4, 6: 4, 7: 7, 8: 8, 9: 9, 10: 10, 11: 11, 12: 12, 13: 12}
+    conn.execute("CREATE TABLE link.person_clusters (unique_id VARCHAR, cluster_id VARCHAR)")
+    conn.executemany("INSERT INTO link.person_clusters VALUES (?, ?)",
+                     [[f"src:{k}", f"src:{v}"] for k, v in clusters.items()])
+    conn.execute("CREATE TABLE link.match_pairs (unique_id_l VARCHAR, unique_id_r VARCHAR, match_probability "
+                 "DOUBLE, match_weight DOUBLE, link_method VARCHAR, match_probability_without_nik DOUBLE)")
+    pairs = [(1, 2, 1.0, "exact_nik"), (2, 3, 0.97, "probabilistic"), (4, 5, 0.96, "probabilistic"),
+             (5, 6, 0.9995, "probabilistic"), (4, 6, 0.98, "probabilistic"), (7, 8, 0.90, "probabilistic"),
+             (1, 9, 0.85, "probabilistic"), (10, 11, 0.70, "probabilistic"), (12, 13, 0.9995, "probabilistic")]
+    conn.executemany("INSERT INTO link.match_pairs VALUES (?, ?, ?, NULL, ?, NULL)",
+                     [[f"src:{a}", f"src:{b}", p, m] for a, b, p, m in pairs])
+    conn.execute("CREATE TABLE link.linkage_model (model_json VARCHAR, meta_json VARCHAR, loaded_at TIMESTAMP)")
+    conn.execute("INSERT INTO link.linkage_model VALUES (?, '{}', now())", [json.dumps(MODEL)])
+
+
+def test_link_review_offers_only_uncertain_links_that_change_a_person():
+    from satudata_pipeline.link import review_pairs as R
+
+    conn = duckdb.connect()
+    _link_schema(conn)
+    pairs = R.select_pairs(conn)
+    # r2-r3 is the only link holding r3 to its cluster (split?); r7-r8 and r1-r9 would merge two
+    # persons (join?); the triangle's links, the pair below 0.80, the pair above 0.999 and the NIK
+    # link are not offered
+    assert [(a, b, k) for a, b, _, k in pairs] == [
+        ("src:2", "src:3", "split"), ("src:7", "src:8", "join"), ("src:1", "src:9", "join")]
+    words = R.explain(conn, pairs)
+    text, p = words[("src:7", "src:8")]
+    assert "nama: Exact match on nama -> x900,0 (bobot +9.8)" in text
+    assert "tanggal lahir: All other comparisons -> x0,202 (bobot -2.3)" in text
+    assert "awal: dua catatan acak orang yang sama 1 banding 999" in text
+    prior = math.log2(0.001 / 0.999)
+    assert p == pytest.approx(1 / (1 + 2 ** -(prior + math.log2(900) + math.log2(0.2 / 0.99))))
+    assert "peluang yang dipakai 0.900" in text
+    conn.close()
+
+
+def test_link_review_workbook_is_locked_masked_and_maps_to_link_decisions(tmp_path):
+    from satudata_pipeline.link import review_pairs as R
+
+    conn = duckdb.connect()
+    _link_schema(conn)
+    res = R.write_link_review(conn, tmp_path, "2026-11-01")
+    assert (res["pairs"], res["join"], res["split"]) == (3, 2, 1)
+    wb = openpyxl.load_workbook(res["xlsx"])
+    ws = wb[R.SHEET]
+    assert ws.protection.sheet is True and [c.value for c in ws[1]] == R.COLUMNS
+    rows = [dict(zip(R.COLUMNS, r)) for r in ws.iter_rows(min_row=2, values_only=True)]
+    assert len(rows) == 3
+    assert all(MASKED.match(r[f"nik_disamarkan_{s}"]) for r in rows for s in "ab")
+    assert "3171000000000007" not in res["xlsx"].read_bytes().decode("latin-1")
+    col = {h: i + 1 for i, h in enumerate(R.COLUMNS)}
+    assert not ws.cell(2, col["orang_sama"]).protection.locked and ws.cell(2, col["penjelasan"]).protection.locked
+    dv = {str(d.sqref): d for d in ws.data_validations.dataValidation}
+    letter = openpyxl.utils.get_column_letter(col["orang_sama"])
+    assert dv[f"{letter}2:{letter}4"].formula1 == '"ya,tidak"'
+    # filled and read back through the contract's reader with the shipped mapping
+    ws.cell(3, col["orang_sama"]).value = "tidak"
+    ws.cell(3, col["petugas"]).value = "PTG-9"
+    ws.cell(3, col["tanggal"]).value = dt.datetime(2026, 11, 3)
+    wb.save(res["xlsx"])
+    (entry,) = yaml.safe_load(res["mapping"].read_text())["sources"]
+    assert entry["kind"] == "link_decision" and set(entry["columns"]) == {
+        "source_a", "record_id_a", "source_b", "record_id_b", "same_person", "decided_by", "decided_at", "note"}
+    decided = [r for r in read_canonical(res["xlsx"].parent, entry) if r["same_person"] is not None]
+    assert decided == [{"source_a": "src", "record_id_a": "R7", "source_b": "src", "record_id_b": "R8",
+                        "same_person": "false", "decided_by": "PTG-9", "decided_at": "2026-11-03", "note": None}]
+    conn.close()
+
+
+def test_officer_fills_link_review_from_the_truth(tmp_path):
+    from satudata_pipeline.link import review_pairs as R
+
+    conn = duckdb.connect()
+    _link_schema(conn)
+    R.write_link_review(conn, tmp_path / "exports", "2026-11-01")
+    truth = tmp_path / "truth"
+    truth.mkdir()
+    with open(truth / "verdicts.csv", "w") as fh:
+        fh.write("program,source,row_number,record_id,person_key,verdict,reasons,true_state,nominal_bulanan\n")
+    with open(truth / "records.csv", "w") as fh:  # r2 and r3 one person, r7 and r8 two, r1 and r9 one
+        fh.write("source,row_number,record_id,person_key,expected_quarantine,nik_noise\n")
+        for i, key in {1: "P1", 2: "P2", 3: "P2", 7: "P7", 8: "P8", 9: "P1"}.items():
+            fh.write(f"src,{i},R{i},{key},,ok\n")
+    counts = O.play_officer(tmp_path / "exports", truth, tmp_path / "out", seed=1)
+    assert counts == {"files": 1, "tautan_correct": 3}  # three pairs: too few for deliberate mistakes
+    ws = openpyxl.load_workbook(tmp_path / "out" / R.FOLDER / R.WORKBOOK)[R.SHEET]
+    got = {(r[R.COLUMNS.index("id_a")], r[R.COLUMNS.index("id_b")]): r[R.COLUMNS.index("orang_sama")]
+           for r in ws.iter_rows(min_row=2, values_only=True)}
+    assert got == {("R2", "R3"): "ya", ("R7", "R8"): "tidak", ("R1", "R9"): "ya"}
+    assert (tmp_path / "out" / R.FOLDER / R.MAPPING).is_file()
     conn.close()

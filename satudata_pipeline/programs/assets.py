@@ -314,6 +314,8 @@ def build_program_assets() -> list:
                 "rows_by_program": dg.MetadataValue.json({p: v["rows"] for p, v in written.items()}),
                 "worklist_rows_by_program": dg.MetadataValue.json(
                     {p: v.get("worklist_rows", 0) for p, v in written.items()}),
+                "link_review_pairs": dg.MetadataValue.json(
+                    {k: result.link_review[k] for k in ("pairs", "join", "split")} if result.link_review else {}),
                 "review_backlog": dg.MetadataValue.md(worklists.backlog_markdown(
                     {p: v["backlog"] for p, v in written.items() if "backlog" in v})),
             }
@@ -335,6 +337,7 @@ class ExportResult:
     written: dict[str, dict]   # {program: {"xlsx", "csv", "rows", "kota", "candidates", "files"}}
     retired: dict[str, Path]   # {program: its folder in the archive}
     manifest: dict
+    link_review: dict | None = None  # {"xlsx", "mapping", "pairs", "join", "split"} or None
 
 
 def export_atomically(conn, out_root: Path, programs: list[str] | None, run_id: str) -> ExportResult:
@@ -369,6 +372,22 @@ def export_atomically(conn, out_root: Path, programs: list[str] | None, run_id: 
             "csv": [final / c.name for c in written[program]["csv"]],
         }
     shutil.rmtree(incoming, ignore_errors=True)
+    link_review = write_link_review(conn, out_root)
     retired = exports.retire_unpublished(out_root, exports.published_programs(conn))
     manifest = exports.write_manifest(out_root, exports.latest_publication(conn), written)
-    return ExportResult(written, retired, manifest)
+    return ExportResult(written, retired, manifest, link_review)
+
+
+def write_link_review(conn, out_root: Path) -> dict | None:
+    """The link review workbook (link/review_pairs.py) when the warehouse holds a linkage."""
+    from satudata_pipeline.link import review_pairs
+
+    have = conn.execute("SELECT count(*) FROM information_schema.tables WHERE table_schema = 'link' AND "
+                        "table_name IN ('match_pairs', 'person_clusters', 'linkage_model', 'person_records')"
+                        ).fetchall()[0][0]
+    if have < 4:
+        return None
+    snapshot = conn.execute(f"SELECT CAST(max(snapshot_date) AS VARCHAR) FROM {verdicts.REVIEW_TABLE}").fetchall()[0][0]
+    return review_pairs.write_link_review(conn, out_root, snapshot)
+
+

@@ -156,6 +156,75 @@ def _snapshot_of(ws, col: dict, row: int) -> dt.date:
     return value if isinstance(value, dt.date) else dt.date.today()
 
 
+def _records_truth(truth_dir: Path) -> dict[tuple[str, str], str]:
+    with open(truth_dir / "records.csv", encoding="utf-8", newline="") as fh:
+        return {(r["source"], r["record_id"]): r["person_key"] for r in csv.DictReader(fh) if r["person_key"]}
+
+
+def fill_link_review(path: Path, out_path: Path, persons: dict[tuple[str, str], str], seed: int,
+                     decided_at: dt.date | None = None) -> list[dict]:
+    """Fill a link review workbook: orang_sama = ya when the truth says one person, with the same mix
+    of undecided, wrong and malformed rows as the worklists. Key rows carry `a|b` as record_id."""
+    from satudata_pipeline.link import review_pairs as R
+
+    wb = openpyxl.load_workbook(path)
+    ws = wb[R.SHEET]
+    col = {c.value: c.column for c in ws[1]}
+    rows = [r for r in range(2, ws.max_row + 1) if ws.cell(r, col["id_a"]).value]
+    rng = _rng(seed, "tautan")
+    order = rng.permutation(len(rows))
+    n = len(rows)
+    n_undecided = int(round(n * UNDECIDED_SHARE))
+    n_wrong = max(1, int(round(n * WRONG_SHARE))) if n >= 20 else 0
+    n_bad = 1 if n >= 10 else 0
+    picks = [rows[i] for i in order]
+    undecided = set(picks[:n_undecided])
+    wrong = set(picks[n_undecided:n_undecided + n_wrong])
+    bad_word = set(picks[n_undecided + n_wrong:n_undecided + n_wrong + n_bad])
+    no_officer = set(picks[n_undecided + n_wrong + n_bad:n_undecided + n_wrong + 2 * n_bad])
+    when = dt.datetime.combine(decided_at or dt.date.today(), dt.time())
+    key = []
+    for r in rows:
+        sa, ia = ws.cell(r, col["sumber_a"]).value, str(ws.cell(r, col["id_a"]).value)
+        sb, ib = ws.cell(r, col["sumber_b"]).value, str(ws.cell(r, col["id_b"]).value)
+        pair = f"{sa}:{ia}|{sb}:{ib}"
+        if r in undecided:
+            key.append({"program": "tautan", "record_id": pair, "action": "undecided", "decision": "", "reason": ""})
+            continue
+        pa, pb = persons.get((sa, ia)), persons.get((sb, ib))
+        same = pa is not None and pa == pb
+        action = "correct"
+        if r in wrong:
+            same, action = not same, "wrong"
+        word = "ya" if same else "tidak"
+        officer = f"PTG-DUKCAPIL-{int(rng.integers(1, 4)):02d}"
+        if r in bad_word:
+            word, action = "mungkin", "bad_decision_word"
+        if r in no_officer:
+            officer, action = None, "missing_officer"
+        ws.cell(r, col["orang_sama"]).value = word
+        ws.cell(r, col["petugas"]).value = officer
+        ws.cell(r, col["tanggal"]).value = when
+        key.append({"program": "tautan", "record_id": pair, "action": action,
+                    "decision": "same" if same else "different", "reason": ""})
+    if n_bad:
+        r = ws.max_row + 1
+        first = rows[0]
+        ws.cell(r, col["sumber_a"]).value = ws.cell(first, col["sumber_a"]).value
+        ws.cell(r, col["id_a"]).value = f"{UNKNOWN_RECORD_PREFIX}{int(rng.integers(10_000, 99_999))}"
+        ws.cell(r, col["sumber_b"]).value = ws.cell(first, col["sumber_b"]).value
+        ws.cell(r, col["id_b"]).value = ws.cell(first, col["id_b"]).value
+        ws.cell(r, col["orang_sama"]).value = "tidak"
+        ws.cell(r, col["petugas"]).value = "PTG-DUKCAPIL-01"
+        ws.cell(r, col["tanggal"]).value = when
+        key.append({"program": "tautan", "record_id": f"{ws.cell(r, col['sumber_a']).value}:"
+                    f"{ws.cell(r, col['id_a']).value}|{ws.cell(r, col['sumber_b']).value}:{ws.cell(r, col['id_b']).value}",
+                    "action": "unknown_record", "decision": "different", "reason": ""})
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    wb.save(out_path)
+    return key
+
+
 def play_officer(exports_dir: Path, truth_dir: Path, out_dir: Path, seed: int = 18,
                  decided_at: dt.date | None = None) -> dict:
     """Fill every `<PROGRAM>/<PROGRAM>_keputusan.xlsx` under `exports_dir` into `out_dir/<PROGRAM>/`
@@ -173,6 +242,20 @@ def play_officer(exports_dir: Path, truth_dir: Path, out_dir: Path, seed: int = 
         if (folder / mapping_name(program)).is_file():
             shutil.copyfile(folder / mapping_name(program), dest.parent / mapping_name(program))
         files += 1
+    from satudata_pipeline.link import review_pairs as R
+
+    link_file = Path(exports_dir) / R.FOLDER / R.WORKBOOK
+    if link_file.is_file() and (Path(truth_dir) / "records.csv").is_file():
+        dest = Path(out_dir) / R.FOLDER / R.WORKBOOK
+        when = decided_at
+        if when is None and (link_file.parent / R.MAPPING).is_file():  # the determination's snapshot date
+            import yaml
+
+            when = yaml.safe_load((link_file.parent / R.MAPPING).read_text())["sources"][0]["extracted_at"]
+        key += fill_link_review(link_file, dest, _records_truth(Path(truth_dir)), seed, when)
+        if (link_file.parent / R.MAPPING).is_file():
+            shutil.copyfile(link_file.parent / R.MAPPING, dest.parent / R.MAPPING)
+        files += 1
     Path(out_dir).mkdir(parents=True, exist_ok=True)
     with open(Path(out_dir) / KEY_FILE, "w", encoding="utf-8", newline="") as fh:
         w = csv.DictWriter(fh, fieldnames=KEY_COLUMNS)
@@ -180,7 +263,8 @@ def play_officer(exports_dir: Path, truth_dir: Path, out_dir: Path, seed: int = 
         w.writerows(key)
     counts: dict[str, int] = {"files": files}
     for k in key:
-        counts[k["action"]] = counts.get(k["action"], 0) + 1
+        name = ("tautan_" if k["program"] == "tautan" else "") + k["action"]
+        counts[name] = counts.get(name, 0) + 1
     return counts
 
 
