@@ -450,9 +450,9 @@ def test_officer_fills_link_review_from_the_truth(tmp_path):
             fh.write(f"src,{i},R{i},{key},,ok\n")
     counts = O.play_officer(tmp_path / "exports", truth, tmp_path / "out", seed=1)
     assert counts == {"files": 1, "tautan_correct": 3}  # three pairs: too few for deliberate mistakes
-    ws = openpyxl.load_workbook(tmp_path / "out" / R.FOLDER / R.WORKBOOK)[R.SHEET]
+    ws = openpyxl.load_workbook(tmp_path / "out" / R.WORKBOOK)[R.SHEET]
     got = {(r[R.COLUMNS.index("id_a")], r[R.COLUMNS.index("id_b")]): r[R.COLUMNS.index("orang_sama")]
            for r in ws.iter_rows(min_row=2, values_only=True)}
     assert got == {("R2", "R3"): "ya", ("R7", "R8"): "tidak", ("R1", "R9"): "ya"}
-    assert (tmp_path / "out" / R.FOLDER / R.MAPPING).is_file()
+    assert (tmp_path / "out" / R.MAPPING).is_file()
     conn.close()

@@ -1,8 +1,9 @@
 """Link review: the uncertain links that change who someone is, explained, for a person to decide.
 
-    <exports>/_tautan/tinjauan_tautan.xlsx            sheets "Petunjuk", "Pasangan" (one row per pair)
-    <exports>/_tautan/tinjauan_tautan.sources.yaml    the mapping that makes the returned file a
-                                                      `link_decision` source (data contract section 4)
+    <exports>/tinjauan_tautan.xlsx            sheets "Petunjuk", "Pasangan" (one row per pair)
+    <exports>/tinjauan_tautan.sources.yaml    the mapping that makes the returned file a
+                                              `link_decision` source (data contract section 4)
+(files in the exports root, beside the program folders: the link review is not any one program's)
 
 Which pairs (docs/review-loop.md, "Which links are reviewed"): probabilistic links of link.match_pairs
 in the band [LOWER, UPPER) around the clustering threshold (0.95), and only those whose decision
@@ -43,7 +44,6 @@ LOWER = 0.80
 UPPER = 0.999
 CLUSTER_THRESHOLD = 0.95  # link/assets.py PersonClustersConfig.cluster_threshold (default)
 MAX_PAIRS = 2000
-FOLDER = "_tautan"
 WORKBOOK = "tinjauan_tautan.xlsx"
 MAPPING = "tinjauan_tautan.sources.yaml"
 SHEET = "Pasangan"
@@ -216,7 +216,7 @@ def explain(conn: duckdb.DuckDBPyConnection, pairs: list[tuple[str, str, float, 
 
 def write_link_review(conn: duckdb.DuckDBPyConnection, out_root: Path, snapshot: str | None = None,
                       threshold: float = CLUSTER_THRESHOLD, limit: int = MAX_PAIRS) -> dict:
-    """Write `<out_root>/_tautan/tinjauan_tautan.xlsx` and its mapping; returns counts by kind."""
+    """Write `<out_root>/tinjauan_tautan.xlsx` and its mapping; returns counts by kind."""
     pairs = select_pairs(conn, threshold, limit=limit)
     words = explain(conn, pairs)
     conn.execute("CREATE OR REPLACE TEMP TABLE _rp_order (n INTEGER, unique_id_l VARCHAR, unique_id_r VARCHAR, "
@@ -236,7 +236,7 @@ def write_link_review(conn: duckdb.DuckDBPyConnection, out_root: Path, snapshot:
                             ).fetchall()[0][0]
     if unmasked:
         raise ExportPrivacyError(f"link review: refused, {unmasked} pair(s) with an unmasked NIK")
-    folder = out_root / FOLDER
+    folder = out_root
     folder.mkdir(parents=True, exist_ok=True)
     tmp = folder / f".{WORKBOOK}.tmp"
     wb = xlsxwriter.Workbook(str(tmp), {"constant_memory": True, "strings_to_numbers": False,

@@ -290,7 +290,7 @@ def build_program_assets() -> list:
             "folders of programs no longer published move to _arsip/<date>-<PROGRAM>/, and _manifest.json "
             "names the publication the exports follow. With them, the office worklist <PROGRAM>_keputusan.xlsx "
             "(review and remove rows to decide, returned as a review_decision source) and the link review "
-            "_tautan/tinjauan_tautan.xlsx (docs/review-loop.md)."
+            "tinjauan_tautan.xlsx (docs/review-loop.md)."
         ),
         kinds={"xlsx", "csv"},
     )

@@ -244,9 +244,9 @@ def play_officer(exports_dir: Path, truth_dir: Path, out_dir: Path, seed: int = 
         files += 1
     from satudata_pipeline.link import review_pairs as R
 
-    link_file = Path(exports_dir) / R.FOLDER / R.WORKBOOK
+    link_file = Path(exports_dir) / R.WORKBOOK
     if link_file.is_file() and (Path(truth_dir) / "records.csv").is_file():
-        dest = Path(out_dir) / R.FOLDER / R.WORKBOOK
+        dest = Path(out_dir) / R.WORKBOOK
         when = decided_at
         if when is None and (link_file.parent / R.MAPPING).is_file():  # the determination's snapshot date
             import yaml
