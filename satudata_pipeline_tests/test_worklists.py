@@ -164,6 +164,25 @@ def test_filled_worklist_reads_back_as_canonical_review_decisions(fixture_conn, 
     assert set(entry["values"]["decision"].values()) == {"keep", "remove"}
 
 
+def test_decided_rows_leave_the_worklist_and_reopened_ones_show_the_old_decision(fixture_conn, tmp_path):
+    for col, typ in (("decision", "VARCHAR"), ("decided_by", "VARCHAR"), ("decided_at", "DATE"),
+                     ("decision_status", "VARCHAR")):
+        fixture_conn.execute(f"ALTER TABLE main.beneficiary_review ADD COLUMN {col} {typ}")
+    fixture_conn.execute("UPDATE main.beneficiary_review SET decision = 'keep', decided_by = 'PTG-1', "
+                         "decided_at = DATE '2026-10-20', decision_status = 'applied', verdict = 'keep' "
+                         "WHERE record_id = 'KLJ-009'")
+    fixture_conn.execute("UPDATE main.beneficiary_review SET decision = 'keep', decided_by = 'PTG-2', "
+                         "decided_at = DATE '2026-10-21', decision_status = 'reopened' WHERE record_id = 'KLJ-002'")
+    fixture_conn.execute("UPDATE main.beneficiary_review SET decision = 'remove', decided_by = 'PTG-2', "
+                         "decided_at = DATE '2026-10-21', decision_status = 'applied' WHERE record_id = 'KLJ-003'")
+    res = W.write_worklist(fixture_conn, "KLJ", tmp_path)
+    rows = {r["id_baris"]: r for r in _rows(openpyxl.load_workbook(res["xlsx"])[W.WORKLIST_SHEET])}
+    assert "KLJ-009" not in rows and "KLJ-003" not in rows and len(rows) == 6  # settled by a person
+    assert rows["KLJ-002"]["keputusan_sebelumnya"] == "tetap oleh PTG-2, 2026-10-21; dibuka lagi: ada bukti baru"
+    assert all(r["keputusan_sebelumnya"] is None for k, r in rows.items() if k != "KLJ-002")
+    assert W.backlog(fixture_conn)["KLJ"]["waiting"] == 6
+
+
 def test_backlog_counts_waiting_rows_per_program(fixture_conn):
     stats = W.backlog(fixture_conn)
     expected = dict(fixture_conn.execute(
@@ -456,3 +475,66 @@ def test_officer_fills_link_review_from_the_truth(tmp_path):
     assert got == {("R2", "R3"): "ya", ("R7", "R8"): "tidak", ("R1", "R9"): "ya"}
     assert (tmp_path / "out" / R.MAPPING).is_file()
     conn.close()
+
+
+# ---------------------------------------------------------------------------------- the whole loop
+def _decisions_landed() -> bool:
+    from satudata_pipeline.contract.sources import KINDS
+
+    return "review_decision" in KINDS
+
+
+@pytest.mark.skipif(not _decisions_landed(), reason="needs the review_decision source kind (docs/decisions.md)")
+def test_loop_export_officer_decisions_add_rerun(tmp_path):
+    """Export the worklists, the officer fills them from the truth, `decisions add`, run again: decided rows
+    carry their decision, every other row is unchanged, the malformed ones are set aside and reported."""
+    from satudata_pipeline import config
+    from satudata_pipeline.link import review_pairs as R
+
+    from .publish_helpers import connect, generated_delivery, run_job
+
+    with generated_delivery(tmp_path) as (delivery, state):
+        truth = tmp_path / "truth"
+        shutil.move(delivery / "truth", truth)
+        warehouse = state / "warehouse.duckdb"
+        assert run_job(delivery, warehouse).success
+        with connect(warehouse) as conn:
+            before = {(p, r): (v, list(rs)) for p, r, v, rs in conn.execute(
+                "SELECT program, record_id, verdict, reasons FROM main.beneficiary_review").fetchall()}
+            backlog_before = sum(s["waiting"] for s in W.backlog(conn).values())
+        exports = config.exports_dir()
+        filled = tmp_path / "filled"
+        counts = O.play_officer(exports, truth, filled, seed=7)
+        assert counts["correct"] > 0 and counts["unknown_record"] >= 1
+        for folder in sorted(p for p in filled.iterdir() if p.is_dir()):
+            assert cli.main(["decisions", "add", str(folder / W.worklist_name(folder.name)),
+                             "--data-dir", str(delivery)]) == 0
+        if (filled / R.WORKBOOK).is_file():
+            assert cli.main(["decisions", "add", str(filled / R.WORKBOOK), "--data-dir", str(delivery)]) == 0
+        assert run_job(delivery, warehouse).success
+        key = list(csv.DictReader(open(filled / O.KEY_FILE)))
+        with connect(warehouse) as conn:
+            after = {(p, r): (v, list(rs), d, s) for p, r, v, rs, d, s in conn.execute(
+                "SELECT program, record_id, verdict, reasons, decision, decision_status "
+                "FROM main.beneficiary_review").fetchall()}
+            aside = conn.execute("SELECT program, record_id, reason FROM decisions.set_aside "
+                                 "WHERE kind = 'review_decision'").fetchall()
+            backlog_after = sum(s["waiting"] for s in W.backlog(conn).values())
+    rows = [k for k in key if k["program"] != "tautan"]
+    decided = {(k["program"], k["record_id"]): k["decision"] for k in rows if k["action"] in ("correct", "wrong")}
+    assert decided
+    for row, decision in decided.items():
+        verdict, _, applied, status = after[row]
+        assert (applied, status, verdict) == (decision, "applied", decision), row
+    untouched = set(before) - set(decided)
+    assert untouched and all(after[r][0] == before[r][0] and after[r][2] is None for r in untouched)
+    reasons = {(p, r): reason for p, r, reason in aside}
+    for k in rows:
+        want = {"bad_decision_word": "malformed_decision", "missing_officer": "malformed_decided_by",
+                "unknown_record": "unknown_record"}.get(k["action"])
+        if want:
+            assert reasons.get((k["program"], k["record_id"])) == want, k
+    # undecided rows are not decisions: never set aside, still waiting
+    undecided = {(k["program"], k["record_id"]) for k in rows if k["action"] == "undecided"}
+    assert not undecided & set(reasons)
+    assert backlog_after == backlog_before - len(decided)

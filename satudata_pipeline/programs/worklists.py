@@ -77,6 +77,7 @@ LOCKED_COLUMNS = [
     ("reasons", "kode_alasan"),
     ("nominal_bulanan", "nominal_bulanan"),
     ("waiting_since", "menunggu_sejak"),
+    ("previous_decision", "keputusan_sebelumnya"),
 ]
 INPUT_COLUMNS = ["keputusan", "alasan", "petugas", "tanggal", "catatan"]
 WORKLIST_COLUMNS = [h for _, h in LOCKED_COLUMNS] + INPUT_COLUMNS
@@ -253,6 +254,17 @@ def backlog_markdown(stats: dict[str, dict]) -> str:
 # --------------------------------------------------------------------------------------------------
 # the workbook
 # --------------------------------------------------------------------------------------------------
+def _previous_decision_sql(conn: duckdb.DuckDBPyConnection, review: str) -> str:
+    """A decision that new evidence reopened, in words (`tetap oleh PTG-1, 2026-11-05; dibuka lagi: ...`)."""
+    schema, name = review.split(".")
+    if not {"decision_status", "decision", "decided_by", "decided_at"} <= _columns(conn, schema, name):
+        return "NULL::VARCHAR"
+    return ("CASE WHEN b.decision_status = 'reopened' THEN "
+            "CASE b.decision WHEN 'keep' THEN 'tetap' WHEN 'remove' THEN 'hapus' ELSE b.decision END "
+            "|| ' oleh ' || coalesce(b.decided_by, '-') || ', ' || coalesce(CAST(b.decided_at AS VARCHAR), '-') "
+            "|| '; dibuka lagi: ada bukti baru' END")
+
+
 def _worklist_select(conn: duckdb.DuckDBPyConnection, program: str, review: str) -> str:
     since = waiting_since_sql(conn, review)
     decided = _decided_filter(conn, review)
@@ -260,7 +272,7 @@ def _worklist_select(conn: duckdb.DuckDBPyConnection, program: str, review: str)
         SELECT b.program, b.source, b.record_id, b.nik_masked, b.nama,
                coalesce(k.nama, b.kode_kota) AS kota, coalesce(kc.nama, b.kode_kecamatan) AS kecamatan,
                coalesce(kl.nama, b.kode_kelurahan) AS kelurahan, b.verdict, b.reasons, b.nominal_bulanan,
-               w.waiting_since
+               w.waiting_since, {_previous_decision_sql(conn, review)} AS previous_decision
         FROM {review} b
         LEFT JOIN ({since}) w USING (program, record_id)
         LEFT JOIN _wilayah k ON k.kode = b.kode_kota
@@ -370,13 +382,14 @@ def _worklist_sheet(conn, wb, formats, select, n_rows, labels) -> None:
     ws.freeze_panes(1, 3)
     money_col = WORKLIST_COLUMNS.index("nominal_bulanan")
     since_col = WORKLIST_COLUMNS.index("menunggu_sejak")
+    prev_col = WORKLIST_COLUMNS.index("keputusan_sebelumnya")
     date_col = WORKLIST_COLUMNS.index("tanggal")
     cur = conn.execute(f"SELECT * FROM ({select}) ORDER BY kota NULLS LAST, kecamatan NULLS LAST, "
                        "kelurahan NULLS LAST, verdict DESC, record_id")
     r = 0
     while batch := cur.fetchmany(10_000):
         for (program, source, record_id, nik, nama, kota, kecamatan, kelurahan, verdict, reasons, nominal,
-             since) in batch:
+             since, previous) in batch:
             r += 1
             label_text, codes = _labels(reasons)
             values = [program, source, record_id, nik, nama, _short_kota(kota), kecamatan, kelurahan,
@@ -384,6 +397,8 @@ def _worklist_sheet(conn, wb, formats, select, n_rows, labels) -> None:
             for j, v in enumerate(values):
                 if v not in (None, ""):
                     s.text(r, j, str(v))
+            if previous:
+                s.text(r, prev_col, previous)
             if nominal is not None:
                 s.number(r, money_col, int(nominal))
             if since is not None:
