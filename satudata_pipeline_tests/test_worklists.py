@@ -491,7 +491,7 @@ def test_loop_export_officer_decisions_add_rerun(tmp_path):
     from satudata_pipeline import config
     from satudata_pipeline.link import review_pairs as R
 
-    from .publish_helpers import connect, generated_delivery, run_job
+    from publish_helpers import connect, generated_delivery, run_job
 
     with generated_delivery(tmp_path) as (delivery, state):
         truth = tmp_path / "truth"
