@@ -303,10 +303,6 @@ def write_link_review(conn: duckdb.DuckDBPyConnection, out_root: Path, snapshot:
 
 
 def link_mapping(snapshot: str | None) -> dict:
-    same = {}
-    for word, value in SAME_PERSON_WORDS.items():
-        for form in (word, word.upper(), word.capitalize()):
-            same[form] = value
     return {
         "name": f"tautan_{(snapshot or '').replace('-', '')}".rstrip("_"),
         "kind": "link_decision",
@@ -318,7 +314,7 @@ def link_mapping(snapshot: str | None) -> dict:
         "date_format": "%Y-%m-%d",
         "description": f"keputusan tinjauan tautan, determinasi {snapshot or '-'}",
         "columns": dict(LINK_MAPPING),
-        "values": {"same_person": same},
+        "values": {"same_person": dict(SAME_PERSON_WORDS)},
     }
 
 

@@ -116,16 +116,10 @@ def source_name(program: str, snapshot: str | None) -> str:
 
 
 def decision_values() -> dict[str, dict[str, str]]:
-    """`values:` of the mapping: office words -> canonical values, as typed or as picked."""
-    decision: dict[str, str] = {}
-    for word, canonical in DECISION_WORDS.items():
-        for form in (word, word.upper(), word.capitalize()):
-            decision[form] = canonical
-    reason: dict[str, str] = {}
-    for code, label in decision_reason_labels().items():
-        reason[label] = code
-        reason[code] = code
-    return {"decision": decision, "reason": reason}
+    """`values:` of the mapping: the office's words -> canonical values (matched ignoring case and
+    surrounding spaces; a value not in the map, such as a bare reason code, passes as it is)."""
+    return {"decision": dict(DECISION_WORDS),
+            "reason": {label: code for code, label in decision_reason_labels().items()}}
 
 
 def mapping(program: str, snapshot: str | None) -> dict:
