@@ -188,11 +188,13 @@ def waiting_since_sql(conn: duckdb.DuckDBPyConnection, review: str = REVIEW_TABL
     key = next((k for k in ("determination_id", "run_id") if k in rr and k in dd), None)
     if key is None or "snapshot_date" not in dd or "verdict" not in rr:
         return f"SELECT program, record_id, snapshot_date AS waiting_since FROM ({base})"
-    # per row and determination: waiting or not; the current streak starts after the last non-waiting one
+    # per row and determination: waiting or not (a decision applied settles it); the current streak
+    # starts after the last determination in which it did not wait
+    settled = " AND coalesce(r.decision_status, '') <> 'applied'" if "decision_status" in rr else ""
     return f"""
         WITH h AS (
             SELECT r.program, r.record_id, d.snapshot_date,
-                   r.verdict IN ('review', 'remove') AS waiting
+                   r.verdict IN ('review', 'remove'){settled} AS waiting
             FROM history.review_rows r JOIN history.determinations d USING ({key})
         ), last_settled AS (
             SELECT program, record_id, max(snapshot_date) AS settled
