@@ -409,6 +409,11 @@ def test_link_review_offers_only_uncertain_links_that_change_a_person():
     # link are not offered
     assert [(a, b, k) for a, b, _, k in pairs] == [
         ("src:2", "src:3", "split"), ("src:7", "src:8", "join"), ("src:1", "src:9", "join")]
+    # a pair somebody answered is not asked again
+    conn.execute("CREATE SCHEMA decisions")
+    conn.execute("CREATE TABLE decisions.link_in_force AS SELECT 'src:7' AS unique_id_a, 'src:8' AS unique_id_b, "
+                 "FALSE AS same_person")
+    assert [(a, b) for a, b, *_ in R.select_pairs(conn)] == [("src:2", "src:3"), ("src:1", "src:9")]
     words = R.explain(conn, pairs)
     text, p = words[("src:7", "src:8")]
     assert "nama: Exact match on nama -> x900,0 (bobot +9.8)" in text

@@ -15,7 +15,8 @@ would change a person:
   without it): a `same_person: false` would split the person.
 Links at or above UPPER are left alone (one in a hundred wrong at most, and a bridge that strong is
 rarely the weak point), links below LOWER are mostly namesakes; exact NIK links are never offered.
-At most MAX_PAIRS pairs, nearest the threshold first.
+Pairs a person already answered (decisions.link_in_force) are not asked again. At most MAX_PAIRS
+pairs, nearest the threshold first.
 
 The explanation of each pair is Splink's waterfall in words: the prior (two random records are the
 same person), then per comparison the level the pair falls in and its Bayes factor m/u from the
@@ -84,6 +85,19 @@ def _bridges(edges: list[tuple[str, str]], candidates: list[tuple[str, str]]) ->
     return out
 
 
+LINK_IN_FORCE = "decisions.link_in_force"  # written by satudata_pipeline.decisions (docs/decisions.md)
+
+
+def _decided_pairs(conn: duckdb.DuckDBPyConnection) -> set[tuple[str, str]]:
+    """Pairs a person has already answered (a link decision in force): not asked again."""
+    n = conn.execute("SELECT count(*) FROM information_schema.tables WHERE table_schema = 'decisions' "
+                     "AND table_name = 'link_in_force'").fetchall()[0][0]
+    if not n:
+        return set()
+    return {(min(a, b), max(a, b)) for a, b in conn.execute(
+        f"SELECT unique_id_a, unique_id_b FROM {LINK_IN_FORCE}").fetchall()}
+
+
 def select_pairs(conn: duckdb.DuckDBPyConnection, threshold: float = CLUSTER_THRESHOLD, lower: float = LOWER,
                  upper: float = UPPER, limit: int = MAX_PAIRS) -> list[tuple[str, str, float, str]]:
     """(unique_id_l, unique_id_r, match_probability, 'join'|'split') of the pairs to review."""
@@ -123,6 +137,8 @@ def select_pairs(conn: duckdb.DuckDBPyConnection, threshold: float = CLUSTER_THR
             bridges = _bridges(by_cluster[c], [(a, b) for a, b, _ in items])
             split_rows += [(a, b, p, "split") for a, b, p in items if (a, b) in bridges]
     rows = joins + split_rows
+    decided = _decided_pairs(conn)
+    rows = [r for r in rows if (r[0], r[1]) not in decided]
     rows.sort(key=lambda r: (abs(r[2] - threshold), r[0], r[1]))
     return rows[:limit]
 
