@@ -15,7 +15,7 @@ import datetime as dt
 
 import dagster as dg
 
-from satudata_pipeline import config
+from satudata_pipeline import config, dagster_patches
 from satudata_pipeline.automation import build_automation
 from satudata_pipeline.checks.staleness import build_staleness_checks
 from satudata_pipeline.clean.assets import QUARANTINE_KEY, build_clean_assets, clean_key
@@ -27,6 +27,8 @@ from satudata_pipeline.progress import step_progress_logger
 from satudata_pipeline.resources import WarehouseResource
 from satudata_pipeline.sources.assets import build_source_assets
 
+
+dagster_patches.apply()
 
 # The determination follows the monthly payment cycle: by 09:00 WIB on the 2nd, the published
 # results must have been rebuilt within the past 28 days, or the UI shows them overdue.
@@ -59,7 +61,7 @@ def build_defs(delivery: Delivery, warehouse: str | None = None) -> dg.Definitio
         *build_program_assets(),
     ]
     assets = [*source_assets, *clean_assets] + [d for d in stage_defs if not isinstance(d, dg.AssetChecksDefinition)]
-    assets = dg.map_asset_specs(_with_ownership_and_freshness, assets)
+    assets = list(dg.map_asset_specs(_with_ownership_and_freshness, assets))
     checks = [*source_checks, *clean_checks] + [d for d in stage_defs if isinstance(d, dg.AssetChecksDefinition)]
     checks += build_staleness_checks(delivery)
     jobs, schedules, sensors = build_automation(delivery)

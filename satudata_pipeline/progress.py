@@ -59,7 +59,7 @@ def step_progress_logger(total_steps: int | None = None, out=None):
                 stream.write(f"[{run}] step {self.finished} of {self.total}: {step} {what} in {took:.1f} s\n")
             stream.flush()
 
-    @dg.logger(description="satudata run: step n of N with elapsed times, on the terminal")
+    @dg.logger(None, description="satudata run: step n of N with elapsed times, on the terminal")
     def _steps(init_context):
         logger = logging.getLogger("satudata.cli.steps")
         logger.handlers = [_StepHandler(total_steps or len(init_context.job_def.graph.node_dict))]

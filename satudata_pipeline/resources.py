@@ -46,6 +46,8 @@ class WarehouseResource(DuckDBResource):
         warehouse = Path(self.database).expanduser().resolve()
         run_id = context.run.run_id if context.run is not None else "no-run"
         log = context.log
+        if log is None:  # Dagster always gives a resource of a run its log manager
+            raise RuntimeError("the warehouse resource needs a Dagster run context")
         wait = self.lock_wait_seconds if self.lock_wait_seconds is not None else warehouse_lock.lock_wait_seconds()
 
         def on_wait(holder):

@@ -112,3 +112,25 @@ def test_only_one_run_at_a_time_in_the_cli_instance(tmp_path, monkeypatch):
     home = dagster_home()
     with dg.DagsterInstance.from_config(str(home)) as instance:
         assert instance.get_concurrency_config().run_queue_config.max_concurrent_runs == 1
+
+
+_SNAPSHOT_ID = (
+    "from satudata_pipeline.definitions import defs\n"
+    "from satudata_pipeline.automation import FULL_JOB\n"
+    "print(defs.resolve_job_def(FULL_JOB).get_job_snapshot().snapshot_id)\n"
+)
+
+
+def test_job_snapshot_is_the_same_in_every_process():
+    """A run stored by one process (CLI, schedule) and the code server's job must have one snapshot id,
+    or the UI calls every re-execution 'a different version of the job' (dagster_patches.py)."""
+    import subprocess
+    import sys
+
+    ids = set()
+    for seed in ("1", "2", "3"):
+        env = {**os.environ, "PYTHONHASHSEED": seed}
+        out = subprocess.run([sys.executable, "-c", _SNAPSHOT_ID], env=env, capture_output=True,
+                             text=True, check=True, timeout=300)
+        ids.add(out.stdout.strip().splitlines()[-1])
+    assert len(ids) == 1, ids

@@ -163,7 +163,7 @@ def parse_dates(
         value = pd.to_datetime(res["value"]).astype("datetime64[ns]")
         impossible = res["impossible"].astype("boolean").fillna(False).astype(bool)
         unparse = res["unparseable"].astype("boolean").fillna(False).astype(bool)
-        flag = pd.Series(np.where(unparse, "unparseable", None), index=raw.index, dtype=object)
+        flag = pd.Series(np.where(unparse, "unparseable", None), index=raw.index, dtype=object)  # type: ignore[call-overload]  # numpy stubs reject None
 
     too_early = (value < MIN_DATE).fillna(False)
     impossible = impossible | too_early

@@ -103,7 +103,7 @@ def _digits(raw: pd.Series) -> tuple[np.ndarray, np.ndarray]:
     # Fast path: most values are already 16 plain digits and pass as they are (one cheap check
     # per value); the repairs run on the rest.
     is16 = np.fromiter((_is_plain16(v) for v in values), dtype=bool, count=len(values))
-    digits = np.where(is16, values, None)
+    digits: np.ndarray = np.where(is16, values, None)  # type: ignore[assignment]  # numpy stubs reject None
     rest = ~is16
     if rest.any():
         repaired = _repair(raw[rest]).to_numpy(dtype=object, na_value=None)
@@ -170,7 +170,7 @@ def clean_nik(raw: pd.Series) -> pd.Series:
 
 
 def _clean_from_digits(raw: pd.Series, digits: np.ndarray, is16: np.ndarray) -> pd.Series:
-    return pd.Series(np.where(is16, digits, None), index=raw.index, dtype=object, name=raw.name)
+    return pd.Series(np.where(is16, digits, None), index=raw.index, dtype=object, name=raw.name)  # type: ignore[call-overload]
 
 
 def clean_and_validate_nik(

@@ -207,7 +207,8 @@ def _match_one(kel: str | None, kec: str | None, kota: str | None):
     if kec_code:
         kota_code = kec_code[:5]  # the kecamatan is more specific than the delivered kota
 
-    kel_code, flag = None, "wilayah_unknown"
+    kel_code: str | None = None
+    flag: str | None = "wilayah_unknown"
     if kel_k:
         exact = kel_by_key.get(kel_k, [])
         if kec_code:

@@ -347,7 +347,8 @@ class _NoAliasLoader(yaml.SafeLoader):
 def _explain(exc: ValidationError, raw: dict) -> str:
     """Turn pydantic errors into lines that name the source (by name, not index) and the field."""
     lines = []
-    sources = raw.get("sources") if isinstance(raw.get("sources"), list) else []
+    listed = raw.get("sources")
+    sources: list = listed if isinstance(listed, list) else []
     errors = exc.errors(include_input=False, include_context=False, include_url=False)
     for err in errors[:20]:
         loc = list(err["loc"])
@@ -430,7 +431,7 @@ def csv_delimiter(source: SourceSpec, header_line: str) -> str:
     if source.delimiter:
         return "\t" if source.delimiter in ("\\t", "tab", "TAB") else source.delimiter
     counts = {d: header_line.count(d) for d in (",", ";", "|", "\t")}
-    best = max(counts, key=counts.get)
+    best = max(counts, key=lambda d: counts[d])
     return best if counts[best] > 0 else ","
 
 

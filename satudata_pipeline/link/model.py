@@ -189,7 +189,8 @@ def plan_em_passes(conn: duckdb.DuckDBPyConnection, comp_cols: dict[str, set[str
     def trains(cols):
         return {c for c, used in comp_cols.items() if not set(cols) & used}
 
-    passes, skipped, covered = [], [], set()
+    passes, skipped = [], []
+    covered: set[str] = set()
     needed = {c for c, n in with_values.items() if n >= 2}
     for fallback, candidates in ((False, ss.EM_BLOCKING_COLUMNS), (True, ss.EM_FALLBACK_COLUMNS)):
         for cols in candidates:

@@ -38,10 +38,12 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from typing import Any
 
 import splink.comparison_level_library as cll
 import splink.comparison_library as cl
 from splink import SettingsCreator, block_on
+from splink.internals.blocking_rule_creator import BlockingRuleCreator
 
 SETTINGS_VERSION = "v4"
 
@@ -347,7 +349,7 @@ KECAMATAN_KEY = "coalesce(kode_kecamatan, kecamatan)"
 KOTA_KEY = "coalesce(kode_kota, kota)"
 
 # Candidate pairs scored by the model: a pair is scored when it agrees on any one of these.
-PREDICTION_BLOCKING_RULES = [
+PREDICTION_BLOCKING_RULES: list[BlockingRuleCreator | dict[str, Any]] = [
     block_on("nik"),
     # (exact name + birth date is inside the next rule: equal names have equal sorted words)
     # name-only rules carry a place too: a common name in one birth year is tens of thousands of
@@ -440,7 +442,7 @@ COMPARISON_VALUES = {
 
 # Rules that admit almost no false positives: used to estimate the prior match probability
 # (the second needs no NIK).
-DETERMINISTIC_RULES_FOR_PRIOR = [
+DETERMINISTIC_RULES_FOR_PRIOR: list[str | BlockingRuleCreator] = [
     "l.nik = r.nik AND l.nama = r.nama AND l.tanggal_lahir = r.tanggal_lahir",
     "l.nama = r.nama AND l.tanggal_lahir = r.tanggal_lahir AND l.alamat = r.alamat",
 ]

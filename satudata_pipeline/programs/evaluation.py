@@ -43,7 +43,7 @@ def _as_reason_set(value: object) -> frozenset[str]:
         text = value.strip().strip("[]{}")
         return frozenset(p.strip().strip("'\"") for p in re.split(r"[,;|\s]+", text) if p.strip().strip("'\""))
     try:
-        return frozenset(str(v) for v in value if v is not None and str(v) != "")  # type: ignore[union-attr]
+        return frozenset(str(v) for v in value if v is not None and str(v) != "")  # type: ignore[attr-defined]
     except TypeError:
         return frozenset({str(value)})
 

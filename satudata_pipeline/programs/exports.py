@@ -247,7 +247,8 @@ class _Sheet:
     """One worksheet written row by row (constant memory), every text cell as a string, widths fitted."""
 
     def __init__(self, wb: xlsxwriter.Workbook, name: str, formats: dict):
-        self.ws, self.formats, self.widths = wb.add_worksheet(name), formats, {}
+        self.ws, self.formats = wb.add_worksheet(name), formats
+        self.widths: dict[int, int] = {}
 
     def text(self, row: int, col: int, value: str, fmt: str | None = None) -> None:
         if value.startswith(FORMULA_PREFIXES):
@@ -466,6 +467,7 @@ def export_program(conn: duckdb.DuckDBPyConnection, program: str, out_root: Path
                         sheet.row(0, EXPORT_COLUMNS, "bold")
                         sheet.ws.freeze_panes(1, 0)
                         written = 0
+                    assert sheet is not None  # a sheet is opened before the first row (written starts full)
                     written += 1
                     for j, v in enumerate(row):
                         if v is None or v == "":
@@ -563,6 +565,7 @@ def export_candidates(conn: duckdb.DuckDBPyConnection, program: str, folder: Pat
                     sheet.row(0, headers, "bold")
                     sheet.ws.freeze_panes(1, 0)
                     written = 0
+                assert sheet is not None  # a sheet is opened before the first row (written starts full)
                 written += 1
                 for j, v in enumerate(row):
                     if v is None or v == "":

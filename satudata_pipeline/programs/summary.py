@@ -141,7 +141,7 @@ def _svg_chart(program: str, counts: dict[str, dict[str, int]], keep: int) -> st
     for i, (label, by_verdict) in enumerate(bars):
         y = 5 + i * (bar_h + gap)
         parts.append(f'<text x="{label_w - 6}" y="{y + 13}" text-anchor="end">{html.escape(label)}</text>')
-        x = label_w
+        x = float(label_w)
         for verdict in ("remove", "review", "keep"):
             n = by_verdict.get(verdict, 0)
             if n:
@@ -254,8 +254,8 @@ def write_run_summary(conn: duckdb.DuckDBPyConnection, out_dir: Path, eligible_c
     md += ["", "Rows by reason (a row with several reasons counts under each):", ""]
     md += ["| program | reason | remove | review |", "|---|---|---:|---:|"]
     for p in programs:
-        for r, v in sorted(reasons[p].items()):
-            md.append(f"| {p} | {r} | {v.get('remove', 0)} | {v.get('review', 0)} |")
+        for r, by_verdict in sorted(reasons[p].items()):
+            md.append(f"| {p} | {r} | {by_verdict.get('remove', 0)} | {by_verdict.get('review', 0)} |")
     markdown = "\n".join(md) + "\n"
     about = [["Tanggal data (snapshot)", str(snapshot)], ["Dibuat", f"{generated_at:%Y-%m-%d %H:%M}"]]
     if run_id:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import hashlib
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,7 +32,7 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def unique_headers(header: list[str], keep: set[str] = frozenset()) -> list[str]:
+def unique_headers(header: list[str], keep: AbstractSet[str] = frozenset()) -> list[str]:
     """Header names made unique and non-empty, ignoring case as DuckDB does.
 
     Unmapped duplicates (`NIK` beside `nik`, two `KETERANGAN`) happen in merged spreadsheets: the
