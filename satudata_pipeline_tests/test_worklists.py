@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import csv
+import datetime as dt
 import json
 import math
-import datetime as dt
 import re
 import shutil
 from pathlib import Path
@@ -314,7 +314,7 @@ def test_officer_fills_deterministically_with_a_few_wrong_and_malformed(tmp_path
     truth = _truth_dir(tmp_path)
     a = O.play_officer(tmp_path / "exports", truth, tmp_path / "a", seed=5)
     b = O.play_officer(tmp_path / "exports", truth, tmp_path / "b", seed=5)
-    c = O.play_officer(tmp_path / "exports", truth, tmp_path / "c", seed=6)
+    O.play_officer(tmp_path / "exports", truth, tmp_path / "c", seed=6)
     key_a = (tmp_path / "a" / O.KEY_FILE).read_text()
     assert key_a == (tmp_path / "b" / O.KEY_FILE).read_text() and a == b
     assert key_a != (tmp_path / "c" / O.KEY_FILE).read_text()
@@ -493,10 +493,10 @@ def _decisions_landed() -> bool:
 def test_loop_export_officer_decisions_add_rerun(tmp_path):
     """Export the worklists, the officer fills them from the truth, `decisions add`, run again: decided rows
     carry their decision, every other row is unchanged, the malformed ones are set aside and reported."""
+    from publish_helpers import connect, generated_delivery, run_job
+
     from satudata_pipeline import config
     from satudata_pipeline.link import review_pairs as R
-
-    from publish_helpers import connect, generated_delivery, run_job
 
     with generated_delivery(tmp_path) as (delivery, state):
         truth = tmp_path / "truth"

@@ -32,8 +32,18 @@ import xlsxwriter
 import yaml
 
 from satudata_pipeline.programs.exports import (
-    EXCEL_MAX_ROWS, FORBIDDEN_COLUMNS, MASKED_NIK, REASON_LEGEND, VERDICT_LABELS, ExportError,
-    ExportPrivacyError, _formats, _legend_sheet, _Sheet, _short_kota, check_reason_legend,
+    EXCEL_MAX_ROWS,
+    FORBIDDEN_COLUMNS,
+    MASKED_NIK,
+    REASON_LEGEND,
+    VERDICT_LABELS,
+    ExportError,
+    ExportPrivacyError,
+    _formats,
+    _legend_sheet,
+    _Sheet,
+    _short_kota,
+    check_reason_legend,
 )
 from satudata_pipeline.programs.verdicts import REVIEW_TABLE
 

@@ -29,7 +29,10 @@ import numpy as np
 import openpyxl
 
 from satudata_pipeline.programs.worklists import (
-    WORKLIST_SHEET, decision_reason_labels, mapping_name, worklist_name,
+    WORKLIST_SHEET,
+    decision_reason_labels,
+    mapping_name,
+    worklist_name,
 )
 
 REMOVE_FIRST = ("deceased", "moved_out", "age_ineligible", "duplicate_enrollment")
@@ -118,7 +121,7 @@ def fill_worklist(path: Path, out_path: Path, truth: dict[tuple[str, str], dict]
         if r in wrong:
             decision, reason, action = ("keep" if decision == "remove" else "remove"), "other", "wrong"
         word = words[decision]
-        officer = officers[int(rng.integers(len(officers)))]
+        officer: str | None = officers[int(rng.integers(len(officers)))]
         if r in bad_word:
             word, action = BAD_DECISION_WORD, "bad_decision_word"
         if r in no_officer:
@@ -197,7 +200,7 @@ def fill_link_review(path: Path, out_path: Path, persons: dict[tuple[str, str], 
         if r in wrong:
             same, action = not same, "wrong"
         word = "ya" if same else "tidak"
-        officer = f"PTG-DUKCAPIL-{int(rng.integers(1, 4)):02d}"
+        officer: str | None = f"PTG-DUKCAPIL-{int(rng.integers(1, 4)):02d}"
         if r in bad_word:
             word, action = "mungkin", "bad_decision_word"
         if r in no_officer:
