@@ -501,7 +501,7 @@ def register_decision_file(file: Path, data_dir: Path, mapping_path: Path | None
     validated against the data contract; if it fails, the delivery is restored as it was."""
     import shutil
 
-    from satudata_pipeline.contract.sources import KINDS, ContractError, parse_delivery
+    from satudata_pipeline.contract.sources import KINDS, ContractError, load_delivery
 
     file, data_dir = Path(file), Path(data_dir)
     if not file.is_file():
@@ -548,8 +548,8 @@ def register_decision_file(file: Path, data_dir: Path, mapping_path: Path | None
     shutil.copyfile(file, target)
     try:
         _append_source(yaml_path, entry)
-        if entry["kind"] in KINDS:  # the contract knows decision kinds: validate the whole delivery
-            parse_delivery(data_dir)
+        if entry["kind"] in KINDS:  # the contract knows decision kinds: the delivery and its files
+            load_delivery(data_dir)
     except (ContractError, ValueError, OSError) as exc:
         yaml_path.write_bytes(before)
         target.unlink(missing_ok=True)
