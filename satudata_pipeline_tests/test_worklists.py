@@ -490,6 +490,21 @@ def _decisions_landed() -> bool:
 
 
 @pytest.mark.skipif(not _decisions_landed(), reason="needs the review_decision source kind (docs/decisions.md)")
+def test_decisions_add_refuses_a_returned_file_without_a_mapped_column(fixture_conn, tmp_path, capsys):
+    res = W.write_worklist(fixture_conn, "KLJ", tmp_path / "x")
+    wb = openpyxl.load_workbook(res["xlsx"])
+    ws = wb[W.WORKLIST_SHEET]
+    next(c for c in ws[1] if c.value == "petugas").value = "nama_petugas"  # the office renamed a column
+    wb.save(res["xlsx"])
+    d = _delivery(tmp_path)
+    before = (d / "sources.yaml").read_text()
+    assert cli.main(["decisions", "add", str(res["xlsx"]), "--data-dir", str(d)]) == 2
+    err = capsys.readouterr().err
+    assert "column 'petugas'" in err and "decided_by" in err and "nothing changed" in err
+    assert (d / "sources.yaml").read_text() == before and not list((d / "keputusan").glob("*"))
+
+
+@pytest.mark.skipif(not _decisions_landed(), reason="needs the review_decision source kind (docs/decisions.md)")
 def test_loop_export_officer_decisions_add_rerun(tmp_path):
     """Export the worklists, the officer fills them from the truth, `decisions add`, run again: decided rows
     carry their decision, every other row is unchanged, the malformed ones are set aside and reported."""
