@@ -314,7 +314,8 @@ def test_officer_fills_deterministically_with_a_few_wrong_and_malformed(tmp_path
     truth = _truth_dir(tmp_path)
     a = O.play_officer(tmp_path / "exports", truth, tmp_path / "a", seed=5)
     b = O.play_officer(tmp_path / "exports", truth, tmp_path / "b", seed=5)
-    O.play_officer(tmp_path / "exports", truth, tmp_path / "c", seed=6)
+    assert cli.main(["decisions", "officer", "--exports", str(tmp_path / "exports"), "--truth", str(truth),
+                     "--out", str(tmp_path / "c"), "--seed", "6"]) == 0
     key_a = (tmp_path / "a" / O.KEY_FILE).read_text()
     assert key_a == (tmp_path / "b" / O.KEY_FILE).read_text() and a == b
     assert key_a != (tmp_path / "c" / O.KEY_FILE).read_text()
