@@ -30,6 +30,21 @@ def delivery_fingerprint(delivery: Delivery) -> str:
     return h.hexdigest()[:20]
 
 
+def month_tags(delivery: Delivery) -> dict[str, str]:
+    """Run tags naming the month a run determines: satudata/snapshot_date, satudata/determination_for.
+
+    Read afresh from the data directory (the delivery may have changed since the code location
+    loaded); empty when it cannot be read."""
+    from satudata_pipeline.contract.sources import ContractError, load_delivery
+    from satudata_pipeline.history.metadata import RUN_TAG_MONTH, RUN_TAG_SNAPSHOT, month_label
+
+    try:
+        snapshot = load_delivery(delivery.data_dir, check=False).snapshot_date
+    except (ContractError, OSError):
+        return {}
+    return {RUN_TAG_SNAPSHOT: str(snapshot), RUN_TAG_MONTH: month_label(snapshot)}
+
+
 def build_automation(delivery: Delivery):
     job = dg.define_asset_job(
         FULL_JOB,
@@ -40,7 +55,8 @@ def build_automation(delivery: Delivery):
         ),
         tags={"satudata/warehouse": "main"},
     )
-    schedule = dg.ScheduleDefinition(
+
+    @dg.schedule(
         name="monthly_determination",
         job=job,
         cron_schedule="0 2 1 * *",  # 02:00 on the 1st: after the month's extracts are cut
@@ -48,6 +64,10 @@ def build_automation(delivery: Delivery):
         description="Rebuild every list on the first of each month (the payment cycle).",
         default_status=dg.DefaultScheduleStatus.STOPPED,
     )
+    def schedule(context: dg.ScheduleEvaluationContext):
+        # the run names the month it determines (docs/monthly.md); an unreadable delivery still gets its
+        # run, which then fails naming the problem
+        return dg.RunRequest(tags=month_tags(delivery))
 
     @dg.sensor(
         name="new_delivery",
@@ -70,6 +90,7 @@ def build_automation(delivery: Delivery):
         if context.cursor == fingerprint:
             return dg.SkipReason("no new delivery")
         context.update_cursor(fingerprint)
-        return dg.RunRequest(run_key=f"delivery-{fingerprint}", tags={"satudata/delivery": fingerprint})
+        return dg.RunRequest(run_key=f"delivery-{fingerprint}",
+                             tags={"satudata/delivery": fingerprint, **month_tags(current)})
 
     return [job], [schedule], [new_delivery]

@@ -1,4 +1,5 @@
-"""`satudata`: generate a synthetic delivery, validate a delivery, run the determination, open the UI.
+"""`satudata`: generate a synthetic delivery, validate a delivery, run the determination, show a roster row's
+history, open the UI.
 
 Exit codes of `satudata run`: 0 published with no check failing at ERROR; 1 the run failed or a
 check failed at ERROR; 2 the delivery or a setting is invalid; 3 another run holds the warehouse
@@ -182,7 +183,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     import dagster as dg
 
     from satudata_pipeline import warehouse_lock
-    from satudata_pipeline.automation import FULL_JOB
+    from satudata_pipeline.automation import FULL_JOB, month_tags
     from satudata_pipeline.contract.sources import ContractError
 
     try:
@@ -196,7 +197,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         from satudata_pipeline.definitions import build_defs
 
         # built for this data directory (the module's `defs` is built once per process)
-        defs = build_defs(load_delivery())
+        defs_delivery = load_delivery()
+        defs = build_defs(defs_delivery)
     except ContractError as exc:
         print(f"invalid delivery: {exc}", file=sys.stderr)
         return 2
@@ -213,7 +215,9 @@ def cmd_run(args: argparse.Namespace) -> int:
             # which warehouse this run writes and which process runs it: a later run that finds this
             # process gone while the run is still "started" reports it failed (warehouse_lock.py)
             tags={warehouse_lock.TAG_WAREHOUSE_FILE: str(config.warehouse_path()),
-                  warehouse_lock.TAG_PID: str(os.getpid())},
+                  warehouse_lock.TAG_PID: str(os.getpid()),
+                  # which month this run determines, at a glance in the Runs list (docs/monthly.md)
+                  **month_tags(defs_delivery)},
         )
     seconds = time.monotonic() - started
     busy = warehouse_busy_message(result)
@@ -239,6 +243,50 @@ def cmd_run(args: argparse.Namespace) -> int:
     print(f"reports of this run (linkage charts, run summary): {config.run_reports_dir(result.run_id)}")
     print("open the UI (lineage, runs, checks): ./scripts/ui.sh  ->  http://127.0.0.1:3000")
     return 0 if result.success and not failed else EXIT_FAILED
+
+
+def cmd_history(args: argparse.Namespace) -> int:
+    """The determinations of one roster row or person over time (NIK masked, no name); without a row
+    or person, the list of determinations. Reads the warehouse read-only."""
+    import duckdb
+
+    from satudata_pipeline.history import query
+
+    path = config.warehouse_path()
+    if not path.exists():
+        print(f"no warehouse at {path}: nothing has been published yet", file=sys.stderr)
+        return EXIT_INVALID
+    if (args.program is None) != (args.record_id is None):
+        print("give --program and --record-id together (a roster row), or --person-id", file=sys.stderr)
+        return EXIT_INVALID
+    try:
+        conn = duckdb.connect(str(path), read_only=True)
+    except duckdb.Error as exc:
+        print(f"cannot read the warehouse {path} (a run may be writing it): {type(exc).__name__}", file=sys.stderr)
+        return EXIT_BUSY
+    with conn:
+        if args.person_id:
+            earlier = query.earlier_ids(conn, args.person_id)
+            rows, what = query.person_history(conn, args.person_id), f"person {args.person_id}" + (
+                f" (earlier ids: {', '.join(earlier)})" if earlier else "")
+        elif args.program:
+            rows, what = query.row_history(conn, args.program, args.record_id), \
+                f"roster row {args.program} / {args.record_id}"
+        else:
+            dets = query.determinations(conn)
+            print(f"{len(dets)} determination(s) in {path}")
+            for d in dets:
+                print(f"  #{d['determination_id']}  for {str(d['snapshot_date'])[:7]} (snapshot {d['snapshot_date']})"
+                      f"  published {str(d['published_at'])[:16]}  run {(d['run_id'] or '')[:8]}"
+                      f"  delivery {d['delivery_fingerprint']}  model {d['model_version']}"
+                      f"  rules {d['rules_version']}  rows {d['review_rows']}")
+            return 0
+    if not rows:
+        print(f"{what}: not in any published determination")
+        return EXIT_FAILED
+    print(f"{what}: {len(rows)} row(s) over {len({r['determination_id'] for r in rows})} determination(s)")
+    print(query.format_rows(rows))
+    return 0
 
 
 UI_STOP_SECONDS = 30.0  # how long `dagster dev` gets to shut its services down before they are killed
@@ -371,6 +419,12 @@ def main(argv: list[str] | None = None) -> int:
                         "the last publication (repeatable; recorded in main.publication_sources)")
     p.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("history", help="the determinations of a roster row or person over time (NIK masked)")
+    p.add_argument("--program", help="program code of the roster row (with --record-id)")
+    p.add_argument("--record-id", help="the roster row's record_id (with --program)")
+    p.add_argument("--person-id", help="a golden person's stable person_id: all their roster rows")
+    p.set_defaults(func=cmd_history)
 
     p = sub.add_parser("ui", help="start the Dagster UI (binds to 127.0.0.1)")
     p.add_argument("--host", default="127.0.0.1")

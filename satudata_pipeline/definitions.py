@@ -20,6 +20,7 @@ from satudata_pipeline.automation import build_automation
 from satudata_pipeline.checks.staleness import build_staleness_checks
 from satudata_pipeline.clean.assets import QUARANTINE_KEY, build_clean_assets, clean_key
 from satudata_pipeline.contract.sources import Delivery, load_delivery
+from satudata_pipeline.decisions.assets import build_decision_assets
 from satudata_pipeline.golden.assets import build_golden_assets
 from satudata_pipeline.link.assets import build_link_assets
 from satudata_pipeline.programs.assets import build_program_assets
@@ -56,7 +57,9 @@ def build_defs(delivery: Delivery, warehouse: str | None = None) -> dg.Definitio
     source_assets, source_checks = build_source_assets(delivery)
     clean_assets, clean_checks = build_clean_assets(delivery)
     stage_defs = [
-        *build_link_assets([clean_key(s) for s in delivery.sources], [s.name for s in delivery.sources]),
+        *build_link_assets([clean_key(s) for s in delivery.person_sources], [s.name for s in delivery.person_sources],
+                           cluster_deps=("decisions",)),
+        *build_decision_assets(delivery),
         *build_golden_assets(),
         *build_program_assets(),
     ]

@@ -12,12 +12,16 @@ import duckdb
 
 from satudata_pipeline.golden.publish import LOG_TABLE, PUBLISHED
 
-# everything a consumer of the warehouse sees: the published tables and the id registry
+# the history of determinations (docs/monthly.md): appended by every publication, untouched otherwise
+HISTORY_TABLES = ["history.determinations", "history.review_rows", "history.source_row_hashes",
+                  "main.determination_changes"]
+# everything a consumer of the warehouse sees: the published tables, the id registry and the history
 SNAPSHOT_TABLES = [p.published for p in PUBLISHED] + [
     "golden.person_id_registry",
     "golden.person_id_members",
     "golden.person_id_changes",
     LOG_TABLE,
+    *HISTORY_TABLES,
 ]
 
 
@@ -89,7 +93,7 @@ def changed_delivery(src: Path, dst: Path) -> Path:
     return dst
 
 
-__all__ = ["SNAPSHOT_TABLES", "assert_consistent", "changed_delivery", "connect", "copy_state", "materialized",
+__all__ = ["HISTORY_TABLES", "SNAPSHOT_TABLES", "assert_consistent", "changed_delivery", "connect", "copy_state", "materialized",
            "run_job", "snapshot", "dg"]
 
 

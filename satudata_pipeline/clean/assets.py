@@ -5,6 +5,8 @@ from dagster_duckdb import DuckDBResource
 
 from satudata_pipeline.clean.transform import CLEAN_COLUMNS, clean_frame
 from satudata_pipeline.contract.sources import Delivery, SourceSpec
+from satudata_pipeline.history import intake as history_intake
+from satudata_pipeline.history import versions as history_versions
 from satudata_pipeline.sources.assets import raw_key
 from satudata_pipeline.sources.completeness import COMPLETENESS_KEY
 
@@ -75,6 +77,12 @@ def _clean_asset(delivery: Delivery, source: SourceSpec) -> dg.AssetsDefinition:
                 "GROUP BY f ORDER BY f"
             ).fetchall())
             nik_valid = conn.execute(f'SELECT count(*) FILTER (WHERE nik_valid) FROM clean."{source.name}"').fetchall()[0][0]
+            # section 5: this delivery's rows against the last published one, before anything is linked
+            history_versions.stage_delivery_file(conn, source.name, source.path,
+                                                 history_versions.raw_file_hash(conn, source.name),
+                                                 history_versions.sha256_file(delivery.yaml_path))
+            changes = history_intake.detect_source_changes(conn, source.name)
+        context.log.info(history_intake.describe(source.name, changes))
         reasons = quarantine["reason"].value_counts().sort_index().to_dict()
         context.log.info(f"{source.name}: {len(clean)} clean rows, {len(quarantine)} quarantined")
         return dg.MaterializeResult(
@@ -85,6 +93,8 @@ def _clean_asset(delivery: Delivery, source: SourceSpec) -> dg.AssetsDefinition:
                 "quarantine_reasons": dg.MetadataValue.json({k: int(v) for k, v in reasons.items()}),
                 "quality_flags": dg.MetadataValue.json({k: int(v) for k, v in flag_counts.items()}),
                 "nik_valid_share": round(nik_valid / len(clean), 4) if len(clean) else 0.0,
+                "changes_since_last_publication": history_intake.describe(source.name, changes),
+                **{f"rows_{k}": changes[k] for k in history_intake.CHANGES},
                 "dagster/column_schema": dg.TableSchema(
                     columns=[dg.TableColumn(c, COLUMN_TYPES.get(c, "VARCHAR")) for c in CLEAN_COLUMNS]
                     + [dg.TableColumn("quality_flags", "VARCHAR[]")]
@@ -211,7 +221,7 @@ def _nik_validity_check(source: SourceSpec, min_share: float) -> dg.AssetChecksD
 def _quarantine_asset(delivery: Delivery) -> dg.AssetsDefinition:
     @dg.asset(
         key=QUARANTINE_KEY,
-        deps=[clean_key(s) for s in delivery.sources],
+        deps=[clean_key(s) for s in delivery.person_sources],
         group_name="clean",
         kinds={"duckdb"},
         description=(
@@ -220,7 +230,7 @@ def _quarantine_asset(delivery: Delivery) -> dg.AssetsDefinition:
         ),
     )
     def quarantine(warehouse: DuckDBResource) -> dg.MaterializeResult:
-        union = " UNION ALL ".join(f"SELECT * FROM {quarantine_table(s.name)}" for s in delivery.sources)
+        union = " UNION ALL ".join(f"SELECT * FROM {quarantine_table(s.name)}" for s in delivery.person_sources)
         with warehouse.get_connection() as conn:
             conn.execute(f"CREATE OR REPLACE TABLE clean.quarantine AS {union} ORDER BY source, row_number")
             counts = conn.execute(
@@ -241,8 +251,10 @@ def _quarantine_asset(delivery: Delivery) -> dg.AssetsDefinition:
 
 
 def build_clean_assets(delivery: Delivery, min_nik_share: float = 0.5) -> tuple[list, list]:
-    assets = [_clean_asset(delivery, s) for s in delivery.sources] + [_quarantine_asset(delivery)]
-    checks = [_conservation_check(s) for s in delivery.sources]
-    checks += [_parse_share_check(s) for s in delivery.sources]
-    checks += [_nik_validity_check(s, min_nik_share) for s in delivery.sources]
+    # decisions handed back are cleaned and checked by the decisions stage (satudata_pipeline/decisions)
+    persons = delivery.person_sources
+    assets = [_clean_asset(delivery, s) for s in persons] + [_quarantine_asset(delivery)]
+    checks = [_conservation_check(s) for s in persons]
+    checks += [_parse_share_check(s) for s in persons]
+    checks += [_nik_validity_check(s, min_nik_share) for s in persons]
     return assets, checks

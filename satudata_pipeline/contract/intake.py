@@ -14,7 +14,8 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 INTAKE_RULES = Path(__file__).resolve().parent / "intake_rules.yaml"
-KIND_NAMES = ("civil_registry", "death_registry", "migration_registry", "welfare_registry", "program_roster")
+KIND_NAMES = ("civil_registry", "death_registry", "migration_registry", "welfare_registry", "program_roster",
+              "review_decision", "link_decision")
 
 
 class IntakeRulesError(ValueError):

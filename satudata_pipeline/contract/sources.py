@@ -26,10 +26,17 @@ KINDS = (
     "migration_registry",
     "welfare_registry",
     "program_roster",
+    "review_decision",
+    "link_decision",
 )
 Kind = Literal[
-    "civil_registry", "death_registry", "migration_registry", "welfare_registry", "program_roster"
+    "civil_registry", "death_registry", "migration_registry", "welfare_registry", "program_roster",
+    "review_decision", "link_decision",
 ]
+# Decisions people hand back (contract section 4): not person-bearing, never linked or published as
+# persons; they carry no person fields (no name, no NIK), only what identifies the row or the pair.
+DECISION_KINDS = ("review_decision", "link_decision")
+PERSON_KINDS = tuple(k for k in KINDS if k not in DECISION_KINDS)
 
 PERSON_FIELDS = (
     "record_id",
@@ -54,6 +61,9 @@ KIND_FIELDS: dict[str, tuple[str, ...]] = {
     "migration_registry": ("tanggal_pindah", "kode_wilayah_tujuan"),
     "welfare_registry": ("desil", "disabilitas", "punya_mobil", "njop_di_atas_1m"),
     "program_roster": ("jenjang", "nominal_bulanan", "tanggal_mulai"),
+    "review_decision": ("program", "record_id", "decision", "decided_by", "decided_at", "reason", "note"),
+    "link_decision": ("source_a", "record_id_a", "source_b", "record_id_b", "same_person", "decided_by",
+                      "decided_at", "note"),
 }
 REQUIRED_FIELDS: dict[str, tuple[str, ...]] = {
     "civil_registry": ("record_id", "nama"),
@@ -61,6 +71,9 @@ REQUIRED_FIELDS: dict[str, tuple[str, ...]] = {
     "migration_registry": ("record_id", "nama", "tanggal_pindah", "kode_wilayah_tujuan"),
     "welfare_registry": ("record_id", "nama"),
     "program_roster": ("record_id", "nama"),
+    "review_decision": ("program", "record_id", "decision", "decided_by", "decided_at"),
+    "link_decision": ("source_a", "record_id_a", "source_b", "record_id_b", "same_person", "decided_by",
+                      "decided_at"),
 }
 DATE_FIELDS = (
     "tanggal_lahir",
@@ -166,7 +179,8 @@ class SourceSpec(BaseModel):
 
     @model_validator(mode="after")
     def _fields_fit_kind(self) -> "SourceSpec":
-        allowed = set(PERSON_FIELDS) | set(KIND_FIELDS[self.kind])
+        person = () if self.kind in DECISION_KINDS else PERSON_FIELDS
+        allowed = set(person) | set(KIND_FIELDS[self.kind])
         unknown = sorted(set(self.columns) - allowed)
         if unknown:
             raise ValueError(
@@ -179,11 +193,17 @@ class SourceSpec(BaseModel):
         if self.kind == "program_roster" and not self.program:
             raise ValueError("a program_roster needs `program:` (a program code of the rules)")
         if self.kind != "program_roster" and self.program:
-            raise ValueError("`program:` is only for kind program_roster")
+            raise ValueError("`program:` is only for kind program_roster (a review_decision maps its "
+                             "program column in `columns:`)")
         unknown_values = sorted(set(self.values) - set(self.columns))
         if unknown_values:
             raise ValueError(f"values given for unmapped field(s) {[_safe_token(u) for u in unknown_values]}")
         return self
+
+    @property
+    def is_decision(self) -> bool:
+        """Decisions handed back (review_decision, link_decision): no person records."""
+        return self.kind in DECISION_KINDS
 
     @property
     def file_format(self) -> str:
@@ -231,6 +251,15 @@ class Delivery(BaseModel):
 
     def is_fresh(self, source: SourceSpec) -> bool:
         return self.days_old(source) <= self.freshness_limit(source)
+
+    @property
+    def person_sources(self) -> list[SourceSpec]:
+        """The sources that carry person records (everything but the decisions handed back)."""
+        return [s for s in self.sources if not s.is_decision]
+
+    @property
+    def decision_sources(self) -> list[SourceSpec]:
+        return [s for s in self.sources if s.is_decision]
 
     def source(self, name: str) -> SourceSpec:
         for s in self.sources:

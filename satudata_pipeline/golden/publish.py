@@ -13,7 +13,11 @@ The golden and programs assets never write the published tables. They write *sta
    and appends this run's `person_id_changes`) from its staging copy;
 4. appends a row to `main.publication_log`, and the sources it was made from (row counts, what the
    operator accepted; from the completeness gate's `staging.delivery_sources`) to
-   `main.publication_sources`.
+   `main.publication_sources`;
+5. appends the determination to the history (`history.determinations`, `history.review_rows`, the
+   row hashes of the delivery) and replaces `main.determination_changes` (satudata_pipeline/history),
+   so the history holds exactly the published determinations (a warehouse published before the
+   history existed first gets its current publication recorded as determination 1).
 
 DuckDB rolls back DDL with the rest of a transaction, so a run that fails, or a process that is
 killed, at any point before COMMIT leaves the previous publication (lists, golden person, links
@@ -33,6 +37,7 @@ from dataclasses import dataclass
 import duckdb
 
 from satudata_pipeline.golden import stable_ids
+from satudata_pipeline.history import store as history
 
 STAGING = "staging"
 
@@ -205,6 +210,7 @@ def publish(conn: duckdb.DuckDBPyConnection, run_id: str) -> dict[str, int]:
                 "nothing published: the staging tables are inconsistent: "
                 + ", ".join(f"{k}={v}" for k, v in sorted(problems.items()))
             )
+        history.seed_from_published(conn)   # a warehouse published before the history existed
         counts: dict[str, int] = {}
         for p in tables:
             conn.execute(f"CREATE SCHEMA IF NOT EXISTS {p.schema}")
@@ -225,6 +231,7 @@ def publish(conn: duckdb.DuckDBPyConnection, run_id: str) -> dict[str, int]:
                 conn.execute(f"CREATE OR REPLACE TABLE golden.person_ids AS "
                              f"SELECT * FROM {STAGING}.person_ids ORDER BY cluster_id")
         record_sources(conn, run_id, now)
+        history.record_determination(conn, run_id, now)
         conn.execute(f"""CREATE TABLE IF NOT EXISTS {LOG_TABLE} (
             run_id VARCHAR, published_at TIMESTAMP, golden_person BIGINT, person_source_link BIGINT,
             beneficiary_review BIGINT, eligible_not_enrolled BIGINT, program_summary BIGINT,

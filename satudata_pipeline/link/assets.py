@@ -76,8 +76,10 @@ def _current_model(conn) -> tuple[dict, dict]:
     return json.loads(rows[0][0]), json.loads(rows[0][1])
 
 
-def build_link_assets(clean_asset_keys: list[dg.AssetKey], source_names: list[str]) -> list:
-    """Assets + checks of the link stage for the given clean assets / source names."""
+def build_link_assets(clean_asset_keys: list[dg.AssetKey], source_names: list[str],
+                      cluster_deps: tuple = ()) -> list:
+    """Assets + checks of the link stage for the given clean assets / source names; `cluster_deps`
+    adds upstream assets of person_clusters (the `decisions` asset, whose link decisions it obeys)."""
     source_names = list(source_names)
 
     @dg.asset(
@@ -216,12 +218,13 @@ def build_link_assets(clean_asset_keys: list[dg.AssetKey], source_names: list[st
     @dg.asset(
         name="person_clusters",
         group_name=GROUP,
-        deps=["match_pairs"],
+        deps=["match_pairs", *cluster_deps],
         kinds={"duckdb"},
         description="Groups of records that are one person (link.person_clusters): records "
         "joined by links above the cluster threshold, oversized groups split again; records left "
         "without a population-register row join their sole candidate resident, if there is "
-        "exactly one (link.assignments).",
+        "exactly one (link.assignments). Link decisions handed back are constraints: same person "
+        "joins, not the same person splits at the weakest links (docs/decisions.md).",
     )
     def person_clusters(context: AssetExecutionContext, config: PersonClustersConfig,
                         warehouse: DuckDBResource):
@@ -241,6 +244,9 @@ def build_link_assets(clean_asset_keys: list[dg.AssetKey], source_names: list[st
             "event_records_conclusive": res.events_conclusive,
             "event_records_not_conclusive": res.events_inconclusive,
             "death_records_left_as_possible_deaths": res.possible_deaths,
+            "link_decisions_joined": res.decisions_joined,
+            "link_decisions_split": res.decisions_split,
+            "link_decisions_in_conflict": res.decisions_conflicting,
             "cluster_size_distribution": dg.MetadataValue.md(_md_table(
                 [{"records_per_person": k, "persons": v}
                  for k, v in res.size_distribution.items()])),

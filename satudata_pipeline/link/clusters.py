@@ -11,6 +11,11 @@ can be, if there is exactly one (`_assign_sole_candidates`; docs/linkage.md).
 Event evidence: for every death and move record, how it is tied to the rest of its person and
 whether that tie identifies the person conclusively (`build_event_evidence`, `link.event_evidence`):
 only a conclusive tie lets a death or move remove a roster row (programs/verdicts.py).
+Link decisions handed back (`decisions.link_in_force`, docs/decisions.md) are constraints: a
+same-person decision joins the two records' clusters after the guard (so no threshold undoes it) and
+before the sole-candidate step; a not-the-same-person decision is applied last, by re-clustering the
+cluster holding both records with its links strongest first and skipping every link that would put
+the two together again: the weakest links between them are cut, nothing else changes.
 """
 
 from __future__ import annotations
@@ -73,6 +78,9 @@ class ClusterResult:
     possible_deaths: int = 0
     events_conclusive: int = 0
     events_inconclusive: int = 0
+    decisions_joined: int = 0        # same-person decisions that joined two clusters
+    decisions_split: int = 0         # not-same-person decisions that split a cluster
+    decisions_conflicting: int = 0   # not-same-person decisions undone by same-person ones
     size_distribution: dict[str, int] = field(default_factory=dict)
 
 
@@ -123,7 +131,10 @@ def build_person_clusters(
             FROM _cc_main m LEFT JOIN _cc_sub s USING (unique_id)
         """)
     conn.execute("CREATE SCHEMA IF NOT EXISTS link")
+    must, cannot = link_constraints(conn)
+    joined = _apply_must_links(conn, must)
     assigned, possible_deaths = _assign_sole_candidates(conn)
+    split, conflicting = _apply_cannot_links(conn, must, cannot, t)
     conn.execute("""
         CREATE OR REPLACE TABLE link.person_clusters AS
         SELECT unique_id, cluster_id FROM _cc_main ORDER BY cluster_id, unique_id
@@ -136,7 +147,155 @@ def build_person_clusters(
     result.possible_deaths = possible_deaths
     result.events_conclusive = conclusive
     result.events_inconclusive = inconclusive
+    result.decisions_joined, result.decisions_split, result.decisions_conflicting = joined, split, conflicting
     return result
+
+
+# --- link decisions handed back (docs/decisions.md) ------------------------------------------------
+LINK_IN_FORCE = "decisions.link_in_force"   # written by satudata_pipeline.decisions.intake
+
+
+def link_constraints(conn: duckdb.DuckDBPyConnection) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
+    """(must-link pairs, cannot-link pairs) of the link decisions in force whose two records are
+    both in this delivery (a decision on a record that is gone waits for it)."""
+    exists = conn.execute(
+        "SELECT count(*) FROM information_schema.tables WHERE table_schema = 'decisions' "
+        "AND table_name = 'link_in_force'").fetchall()[0][0]
+    if not exists:
+        return [], []
+    rows = conn.execute(f"""
+        SELECT d.unique_id_a, d.unique_id_b, d.same_person FROM {LINK_IN_FORCE} d
+        SEMI JOIN link.person_records a ON a.unique_id = d.unique_id_a
+        SEMI JOIN link.person_records b ON b.unique_id = d.unique_id_b
+        ORDER BY 1, 2""").fetchall()
+    return [(a, b) for a, b, s in rows if s], [(a, b) for a, b, s in rows if not s]
+
+
+class _UnionFind:
+    def __init__(self) -> None:
+        self.parent: dict[str, str] = {}
+
+    def find(self, x: str) -> str:
+        self.parent.setdefault(x, x)
+        root = x
+        while self.parent[root] != root:
+            root = self.parent[root]
+        while self.parent[x] != root:
+            self.parent[x], x = root, self.parent[x]
+        return root
+
+    def union(self, a: str, b: str) -> None:
+        ra, rb = self.find(a), self.find(b)
+        if ra != rb:
+            self.parent[max(ra, rb)] = min(ra, rb)
+
+
+def _cluster_of(conn: duckdb.DuckDBPyConnection, uids: set[str]) -> dict[str, str]:
+    import pandas as pd
+
+    conn.register("_lc_uids", pd.DataFrame({"unique_id": sorted(uids)}, dtype=object))
+    try:
+        return dict(conn.execute(
+            "SELECT m.unique_id, m.cluster_id FROM _cc_main m SEMI JOIN _lc_uids u USING (unique_id)"
+        ).fetchall())
+    finally:
+        conn.unregister("_lc_uids")
+
+
+def _relabel(conn: duckdb.DuckDBPyConnection, column: str, mapping: dict[str, str]) -> None:
+    """Rewrite `_cc_main`'s cluster_id by `mapping` ({cluster_id or unique_id: new cluster_id})."""
+    import pandas as pd
+
+    if not mapping:
+        return
+    conn.register("_lc_map", pd.DataFrame({"k": list(mapping), "new_id": list(mapping.values())}, dtype=object))
+    try:
+        conn.execute(f"""
+            CREATE OR REPLACE TEMP TABLE _cc_main AS
+            SELECT m.unique_id, coalesce(n.new_id, m.cluster_id) AS cluster_id
+            FROM _cc_main m LEFT JOIN _lc_map n ON n.k = m.{column}
+        """)
+    finally:
+        conn.unregister("_lc_map")
+
+
+def _apply_must_links(conn: duckdb.DuckDBPyConnection, must: list[tuple[str, str]]) -> int:
+    """Join the clusters of every same-person pair; returns how many pairs were apart before."""
+    if not must:
+        return 0
+    cluster = _cluster_of(conn, {u for pair in must for u in pair})
+    uf = _UnionFind()
+    joined = 0
+    for a, b in must:
+        if uf.find(cluster[a]) != uf.find(cluster[b]):
+            joined += 1
+        uf.union(cluster[a], cluster[b])
+    # a cluster_id is the smallest unique_id of its cluster, so the smallest id of merged clusters is too
+    _relabel(conn, "cluster_id", {c: uf.find(c) for c in set(cluster.values()) if uf.find(c) != c})
+    return joined
+
+
+def _apply_cannot_links(conn: duckdb.DuckDBPyConnection, must: list[tuple[str, str]],
+                        cannot: list[tuple[str, str]], threshold: float) -> tuple[int, int]:
+    """Split every cluster holding both records of a not-same-person decision: its links (same-person
+    decisions first, then stored links and sole-candidate assignments, strongest first) are added back
+    one by one, skipping any that would join the two sides. Returns (pairs split, pairs left together
+    because same-person decisions join them: a conflict between decisions)."""
+    import pandas as pd
+
+    if not cannot:
+        return 0, 0
+    cluster = _cluster_of(conn, {u for pair in cannot for u in pair})
+    violated = [(a, b) for a, b in cannot if cluster[a] == cluster[b]]
+    if not violated:
+        return 0, 0
+    affected = sorted({cluster[a] for a, _ in violated})
+    conn.register("_lc_clusters", pd.DataFrame({"cluster_id": affected}, dtype=object))
+    try:
+        conn.execute("CREATE OR REPLACE TEMP TABLE _lc_members AS "
+                     "SELECT unique_id, cluster_id FROM _cc_main SEMI JOIN _lc_clusters USING (cluster_id)")
+        members = conn.execute("SELECT unique_id, cluster_id FROM _lc_members ORDER BY 1").fetchall()
+        assignments = ("SELECT unique_id AS l, resident_unique_id AS r, coalesce(match_probability, 0.0) AS w "
+                       "FROM link.assignments")
+        edges = conn.execute(f"""
+            WITH e AS (
+                SELECT unique_id_l AS l, unique_id_r AS r,
+                       CASE WHEN link_method = 'exact_nik' THEN 1.0 ELSE match_probability END AS w
+                FROM link.match_pairs
+                WHERE link_method = 'exact_nik' OR match_probability >= {float(threshold)}
+                UNION ALL {assignments}
+            )
+            SELECT a.cluster_id, e.l, e.r, max(e.w) AS w
+            FROM e JOIN _lc_members a ON a.unique_id = e.l
+                   JOIN _lc_members b ON b.unique_id = e.r AND b.cluster_id = a.cluster_id
+            GROUP BY ALL ORDER BY w DESC, e.l, e.r
+        """).fetchall()
+    finally:
+        conn.unregister("_lc_clusters")
+        conn.execute("DROP TABLE IF EXISTS _lc_members")
+    in_scope = {u for u, _ in members}
+    uf = _UnionFind()
+    for u, _ in members:
+        uf.find(u)
+    for a, b in must:                       # people's decisions are never cut
+        if a in in_scope and b in in_scope:
+            uf.union(a, b)
+    conflicting = [(a, b) for a, b in violated if uf.find(a) == uf.find(b)]
+    apart = [(a, b) for a, b in violated if uf.find(a) != uf.find(b)]
+    for _c, l, r, _w in edges:
+        rl, rr = uf.find(l), uf.find(r)
+        if rl == rr:
+            continue
+        if any({uf.find(a), uf.find(b)} == {rl, rr} for a, b in apart):
+            continue                        # this link would put the two back together: cut
+        uf.union(l, r)
+    # new cluster ids: the smallest unique_id of each part
+    parts: dict[str, str] = {}
+    for u, _ in members:
+        root = uf.find(u)
+        parts[root] = min(parts.get(root, u), u)
+    _relabel(conn, "unique_id", {u: parts[uf.find(u)] for u, _ in members})
+    return len(apart), len(conflicting)
 
 
 # Records that say a person died or left: they remove a roster row only through a conclusive tie.

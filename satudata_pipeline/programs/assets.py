@@ -29,7 +29,7 @@ through `current_snapshot_date()`, which tests replace with monkeypatch; a run c
 
 import os
 import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
 
@@ -40,7 +40,10 @@ from pydantic import Field
 from satudata_pipeline import config as paths
 from satudata_pipeline.contract.program_rules import ProgramRules, load_rules
 from satudata_pipeline.contract.published import table_metadata
+from satudata_pipeline.decisions import report as decision_report
 from satudata_pipeline.golden import publish
+from satudata_pipeline.history import metadata as history_md
+from satudata_pipeline.history import store as history
 from satudata_pipeline.programs import eligibility, exports, summary, verdicts, worklists
 
 GROUP = "programs"
@@ -137,6 +140,12 @@ def build_program_assets() -> list:
             n_double, double_sample = verdicts.check_no_double_enrollment_keep(conn, rules, schema=STAGING)
             schema_md = table_metadata(conn, STAGED_REVIEW, "main.beneficiary_review")
             waiting = worklists.backlog(conn, STAGED_REVIEW)
+            decided = dict(conn.execute(
+                f"SELECT decision_status, count(*) FROM {STAGED_REVIEW} WHERE decision_status IS NOT NULL "
+                "GROUP BY 1").fetchall())
+            set_aside = conn.execute("SELECT count(*) FROM decisions.set_aside").fetchall()[0][0] \
+                if verdicts.table_exists(conn, "decisions.set_aside") else 0
+            previous, changes = history.preview_changes(conn, STAGED_REVIEW)
         context.log.info(f"beneficiary_review: {written} rows for {programs or 'all programs'}")
         checks = [
             dg.AssetCheckResult(
@@ -162,6 +171,9 @@ def build_program_assets() -> list:
             metadata={
                 "dagster/row_count": written,
                 "snapshot_date": snapshot.isoformat(),
+                "determination_for": history_md.month_label(snapshot),
+                "changes_since_last_determination": dg.MetadataValue.md(history_md.changes_markdown(changes, previous)),
+                **{f"rows_{k}": v for k, v in history_md.change_totals(changes).items()},
                 "programs_recomputed": ", ".join(programs) if programs else "all",
                 "by_verdict": dg.MetadataValue.json(stats["by_verdict"]),
                 "by_reason": dg.MetadataValue.json(stats["by_reason"]),
@@ -174,6 +186,10 @@ def build_program_assets() -> list:
                 # rows waiting for an officer's decision, and since which determination (docs/review-loop.md)
                 "review_backlog": dg.MetadataValue.md(worklists.backlog_markdown(waiting)),
                 "review_backlog_rows": sum(v["waiting"] for v in waiting.values()),
+                # decisions handed back (docs/decisions.md)
+                "decisions_applied": int(decided.get("applied", 0)),
+                "decisions_reopened": int(decided.get("reopened", 0)),
+                "decisions_set_aside": int(set_aside),
                 **schema_md,
             },
             check_results=checks,
@@ -258,7 +274,8 @@ def build_program_assets() -> list:
             "Publishes the audited staging tables in ONE DuckDB transaction: main.golden_person, "
             "main.person_source_link, main.beneficiary_review, programs.eligible_not_enrolled, "
             "programs.program_summary and the stable-id registry (golden.person_id_*), with a row in "
-            "main.publication_log. Runs only when every blocking check upstream passed; a failed or killed "
+            "main.publication_log, and appends the determination to the history (history.*, "
+            "main.determination_changes; docs/monthly.md). Runs only when every blocking check upstream passed; a failed or killed "
             "run leaves the previous publication intact (docs/reliability.md)."
         ),
         kinds={"duckdb"},
@@ -266,10 +283,19 @@ def build_program_assets() -> list:
     def published_lists(context: dg.AssetExecutionContext, warehouse: DuckDBResource) -> dg.MaterializeResult:
         with warehouse.get_connection() as conn:
             counts = publish.publish(conn, context.run.run_id)
+            latest = history.latest_info(conn)
         context.log.info("published: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
+        context.log.info(history_md.determination_label(latest["snapshot_date"], latest["determination_id"]))
         return dg.MaterializeResult(
             metadata={
                 "publication_run_id": context.run.run_id,
+                "determination": history_md.determination_label(latest["snapshot_date"], latest["determination_id"]),
+                "determination_for": history_md.month_label(latest["snapshot_date"]),
+                "determination_id": latest["determination_id"],
+                "delivery_fingerprint": latest["delivery_fingerprint"] or "",
+                "changes_since_last_determination": dg.MetadataValue.md(
+                    history_md.changes_markdown(latest["changes"], latest["previous_determination_id"])),
+                **{f"rows_{k}": v for k, v in history_md.change_totals(latest["changes"]).items()},
                 # not a table of its own: the rows it published, per table
                 "rows_by_table": dg.MetadataValue.md(
                     "| table | rows |\n|---|---:|\n" + "\n".join(
@@ -320,6 +346,8 @@ def build_program_assets() -> list:
                     {k: result.link_review[k] for k in ("pairs", "join", "split")} if result.link_review else {}),
                 "review_backlog": dg.MetadataValue.md(worklists.backlog_markdown(
                     {p: v["backlog"] for p, v in written.items() if "backlog" in v})),
+                # decision rows set aside, reported back per program (keputusan_ditolak_<PROGRAM>.csv)
+                "decisions_set_aside_reported": dg.MetadataValue.json(result.decisions_set_aside),
             }
         )
 
@@ -339,6 +367,7 @@ class ExportResult:
     written: dict[str, dict]   # {program: {"xlsx", "csv", "rows", "kota", "candidates", "files"}}
     retired: dict[str, Path]   # {program: its folder in the archive}
     manifest: dict
+    decisions_set_aside: dict = field(default_factory=dict)  # {program or root file: rows reported}
     link_review: dict | None = None  # {"xlsx", "mapping", "pairs", "join", "split"} or None
 
 
@@ -362,6 +391,8 @@ def export_atomically(conn, out_root: Path, programs: list[str] | None, run_id: 
                                                    exports.latest_publication(conn)).items():
         written[program] = {**written[program], "worklist_rows": info["rows"], "backlog": info["backlog"],
                             "files": written[program]["files"] + 2}
+    # decisions handed back that were set aside, back to the office that sent them (docs/decisions.md)
+    set_aside = decision_report.write_set_aside_reports(conn, incoming, out_root, list(written))
     for program in written:
         final, old = out_root / program, out_root / f"{OLD_PREFIX}{program}"
         if final.exists():
@@ -377,7 +408,7 @@ def export_atomically(conn, out_root: Path, programs: list[str] | None, run_id: 
     link_review = write_link_review(conn, out_root)
     retired = exports.retire_unpublished(out_root, exports.published_programs(conn))
     manifest = exports.write_manifest(out_root, exports.latest_publication(conn), written)
-    return ExportResult(written, retired, manifest, link_review)
+    return ExportResult(written, retired, manifest, set_aside, link_review=link_review)
 
 
 def write_link_review(conn, out_root: Path) -> dict | None:

@@ -483,6 +483,7 @@ def export_program(conn: duckdb.DuckDBPyConnection, program: str, out_root: Path
         for s, last in sheets:
             s.ws.autofilter(0, 0, last, len(EXPORT_COLUMNS) - 1)
             s.fit_columns()
+    _changes_sheet(conn, wb, formats, program)
     wb.close()
     candidates = (export_candidates(conn, program, folder)
                   if conn.execute("SELECT count(*) FROM information_schema.tables WHERE table_schema = "
@@ -491,6 +492,65 @@ def export_program(conn: duckdb.DuckDBPyConnection, program: str, out_root: Path
     return {"xlsx": xlsx_path, "csv": csv_files, "rows": about["rows"], "kota": len(kotas),
             "candidates": candidates["rows"] if candidates else 0,
             "files": 1 + len(csv_files) + (2 if candidates else 0)}
+
+
+CHANGES_SHEET = "Perubahan"
+CHANGE_LABELS = {  # satudata_pipeline/history/store.py CHANGES, for the office
+    "newly_removed": "baru dihapus", "reinstated": "dipulihkan (tetap lagi)",
+    "newly_in_review": "baru perlu ditinjau", "left_review": "selesai ditinjau",
+    "amount_changed": "nominal berubah", "new_row": "baris baru", "row_gone": "baris hilang",
+}
+CHANGE_HEADERS = ["perubahan", "sumber", "id_baris", "nik_disamarkan", "keputusan_sebelumnya",
+                  "keputusan_sekarang", "alasan_sekarang", "nominal_sebelumnya", "nominal_sekarang"]
+
+
+def _changes_sheet(conn: duckdb.DuckDBPyConnection, wb: xlsxwriter.Workbook, formats: dict, program: str) -> int | None:
+    """Sheet "Perubahan": the program's rows that changed since the previous determination (newly removed,
+    reinstated, newly in / out of review, amount, new and gone rows), from main.determination_changes.
+    Masked NIK only, no name. Not written for a warehouse without history; returns the rows written."""
+    from satudata_pipeline.history import store as history
+    from satudata_pipeline.history.versions import _exists as _history_exists
+
+    info = history.latest_info(conn)
+    if info["determination_id"] is None or not _history_exists(conn, history.CHANGES_TABLE):
+        return None
+    query = (f"SELECT change, source, record_id, nik_masked, verdict_before, verdict_after, reasons_after, "
+             f"nominal_before, nominal_after FROM {history.CHANGES_TABLE} WHERE program = ? "
+             "ORDER BY change, source, record_id")
+    unmasked = conn.execute(f"SELECT count(*) FROM ({query}) WHERE nik_masked IS NOT NULL AND NOT "
+                            f"regexp_full_match(nik_masked, '{MASKED_NIK}')", [program]).fetchall()[0][0]
+    if unmasked:
+        raise ExportPrivacyError(f"changes sheet of program {program}: refused, {unmasked} NIK(s) not masked")
+    rows = conn.execute(query, [program]).fetchall()
+    s = _Sheet(wb, CHANGES_SHEET, formats)
+    previous = info["previous_determination_id"]
+    s.text(0, 0, "Perubahan sejak penetapan sebelumnya", "bold")
+    s.text(1, 0, f"Penetapan no. {info['determination_id']} (data {info['snapshot_date']})" + (
+        f" dibandingkan dengan penetapan no. {previous}." if previous else
+        ": penetapan pertama, belum ada pembanding."))
+    counts = {c: 0 for c in CHANGE_LABELS}
+    for r in rows:
+        counts[r[0]] = counts.get(r[0], 0) + 1
+    for i, (code, label) in enumerate(CHANGE_LABELS.items()):
+        s.text(3 + i, 0, label)
+        s.number(3 + i, 1, counts[code], "count")
+    top = 4 + len(CHANGE_LABELS)
+    s.row(top, CHANGE_HEADERS, "bold")
+    limit = EXCEL_MAX_ROWS - top - 2
+    for i, (change, source, record_id, nik, before, after, reasons, nom_before, nom_after) in enumerate(rows[:limit]):
+        line = [CHANGE_LABELS.get(change, change), source, record_id, nik,
+                VERDICT_LABELS.get(before, before or ""), VERDICT_LABELS.get(after, after or ""),
+                ", ".join(reason_label(r) if r in REASON_LEGEND else r for r in (reasons or []))]
+        for j, v in enumerate(line):
+            if v:
+                s.text(top + 1 + i, j, str(v))
+        for j, v in ((7, nom_before), (8, nom_after)):
+            if v is not None:
+                s.number(top + 1 + i, j, int(v))
+    if len(rows) > limit:
+        s.text(top + 1 + limit, 0, f"... {len(rows) - limit} baris lagi di tabel {history.CHANGES_TABLE}")
+    s.fit_columns({0: 24})
+    return len(rows)
 
 
 # The eligible people not enrolled, for the office to reach: where they live (down to kelurahan), who

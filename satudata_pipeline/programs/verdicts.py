@@ -91,7 +91,24 @@ BENEFICIARY_REVIEW_COLUMNS: dict[str, str] = {
     "nama": "VARCHAR",
     "link_method": "VARCHAR",
     "snapshot_date": "DATE",
+    # a person's decision handed back (docs/decisions.md); the names are the contract's
+    "pipeline_verdict": "VARCHAR",
+    "decision": "VARCHAR",
+    "decision_reason": "VARCHAR",
+    "decided_by": "VARCHAR",
+    "decided_at": "DATE",
+    "decision_status": "VARCHAR",
+    "evidence_fingerprint": "VARCHAR",
+    "decision_fingerprint": "VARCHAR",
 }
+DECISION_COLUMNS = ("pipeline_verdict", "decision", "decision_reason", "decided_by", "decided_at",
+                    "decision_status", "decision_fingerprint")
+DECISIONS_IN_FORCE = "decisions.review_in_force"   # written by satudata_pipeline.decisions.intake
+
+# Reasons that come and go with the calendar alone, not with new evidence: left out of the evidence
+# fingerprint a decision is compared against (a stale record, a birthday, would otherwise reopen
+# every decision each month).
+DRIFTING_REASONS = ("stale_record",)
 
 
 # --------------------------------------------------------------------------------------------
@@ -336,6 +353,38 @@ verified_at_snap AS (
     return ("," .join(ctes) + ("," if ctes else ""), ",\n           ".join(cols) + ",", "\n    ".join(joins))
 
 
+REASONS_SQL = """list_filter([
+        CASE WHEN f_age THEN 'age_ineligible' END,
+        CASE WHEN f_amount THEN 'amount_above_rule' END,
+        CASE WHEN f_asset THEN 'asset_exclusion' END,
+        -- a recorded death or move is always listed (the verdict and the evidence say whether
+        -- it is conclusive); a possible death (not joined) only where it decides the verdict
+        CASE WHEN f_deceased OR (f_maybe_dead AND NOT f_remove) THEN 'deceased' END,
+        CASE WHEN f_disab THEN 'disability_unconfirmed' END,
+        CASE WHEN f_dup THEN 'duplicate_enrollment' END,
+        CASE WHEN f_unresolved THEN 'identity_unresolved' END,
+        CASE WHEN f_moved THEN 'moved_out' END,
+        CASE WHEN f_no_welfare THEN 'not_in_welfare_registry' END,
+        CASE WHEN f_stale THEN 'stale_record' END,
+        CASE WHEN f_desil THEN 'welfare_too_high' END
+    ], lambda x: x IS NOT NULL)::VARCHAR[]"""
+
+# The evidence a decision answers: the pipeline's reasons (except those drifting with the calendar)
+# and the person facts they rest on. Not the snapshot date, the age or the verification dates.
+FINGERPRINT_SQL = f"""md5(concat_ws('|',
+        coalesce(person_id, '-'),
+        list_sort(list_filter({REASONS_SQL}, lambda x: NOT list_contains({sql_list(DRIFTING_REASONS)}, x)))::VARCHAR,
+        coalesce(CAST(is_alive AS VARCHAR), '-'), coalesce(CAST(tanggal_meninggal AS VARCHAR), '-'),
+        coalesce(death_evidence, '-'), coalesce(CAST(death_conclusive AS VARCHAR), '-'),
+        coalesce(possible_death_evidence, '-'),
+        coalesce(CAST(tinggal_di_dki AS VARCHAR), '-'), coalesce(CAST(tanggal_pindah AS VARCHAR), '-'),
+        coalesce(kode_wilayah_tujuan, '-'), coalesce(move_evidence, '-'),
+        coalesce(CAST(in_civil AS VARCHAR), '-'), coalesce(CAST(in_welfare AS VARCHAR), '-'),
+        coalesce(CAST(desil AS VARCHAR), '-'), coalesce(CAST(disabilitas_any AS VARCHAR), '-'),
+        coalesce(CAST(punya_mobil AS VARCHAR), '-'), coalesce(CAST(njop_di_atas_1m AS VARCHAR), '-'),
+        coalesce(kept_row, '-')))"""
+
+
 def verdicts_sql(conn: duckdb.DuckDBPyConnection, snapshot_date: date, schema: str = "main") -> str:
     """The SELECT producing beneficiary_review rows for every roster row (needs `register_rules` first)."""
     gp = table_columns(conn, golden_table(schema))
@@ -499,21 +548,7 @@ SELECT
               OR f_asset OR f_disab OR f_stale OR f_amount
              THEN 'review'
          ELSE 'keep' END AS verdict,
-    list_filter([
-        CASE WHEN f_age THEN 'age_ineligible' END,
-        CASE WHEN f_amount THEN 'amount_above_rule' END,
-        CASE WHEN f_asset THEN 'asset_exclusion' END,
-        -- a recorded death or move is always listed (the verdict and the evidence say whether
-        -- it is conclusive); a possible death (not joined) only where it decides the verdict
-        CASE WHEN f_deceased OR (f_maybe_dead AND NOT f_remove) THEN 'deceased' END,
-        CASE WHEN f_disab THEN 'disability_unconfirmed' END,
-        CASE WHEN f_dup THEN 'duplicate_enrollment' END,
-        CASE WHEN f_unresolved THEN 'identity_unresolved' END,
-        CASE WHEN f_moved THEN 'moved_out' END,
-        CASE WHEN f_no_welfare THEN 'not_in_welfare_registry' END,
-        CASE WHEN f_stale THEN 'stale_record' END,
-        CASE WHEN f_desil THEN 'welfare_too_high' END
-    ], lambda x: x IS NOT NULL)::VARCHAR[] AS reasons,
+    {REASONS_SQL} AS reasons,
     CAST(coalesce(roster_nominal, nominal_aturan) AS BIGINT) AS nominal_bulanan,
     CAST(nominal_aturan AS BIGINT) AS nominal_aturan,
     nullif(concat_ws('; ',
@@ -570,7 +605,8 @@ SELECT
     kode_kota, kode_kecamatan, kode_kelurahan, jenjang, tanggal_mulai,
     CAST(umur AS INTEGER) AS umur,
     {mask_nik_sql('nik')} AS nik_masked,
-    nama, link_method, snap AS snapshot_date
+    nama, link_method, snap AS snapshot_date,
+    {FINGERPRINT_SQL} AS evidence_fingerprint
 FROM final
 """
 
@@ -605,6 +641,9 @@ def ensure_review_table(conn: duckdb.DuckDBPyConnection, schema: str = "main") -
     cols = ", ".join(f"{c} {t}" for c, t in BENEFICIARY_REVIEW_COLUMNS.items())
     conn.execute(f"CREATE SCHEMA IF NOT EXISTS {schema}")
     conn.execute(f"CREATE TABLE IF NOT EXISTS {review_table(schema)} ({cols})")
+    # a table written before the decision columns existed
+    for c, t in BENEFICIARY_REVIEW_COLUMNS.items():
+        conn.execute(f"ALTER TABLE {review_table(schema)} ADD COLUMN IF NOT EXISTS {c} {t}")
 
 
 def build_beneficiary_review(
@@ -627,7 +666,12 @@ def build_beneficiary_review(
             raise ProgramRulesError(f"unknown program(s) {bad}; known: {', '.join(sorted(rules.codes()))}")
     _check_programs(conn, rules)
     register_rules(conn, rules)
-    select = verdicts_sql(conn, snapshot_date, schema)
+    # the pipeline's verdicts first (a temp table: the decisions compare with the published table,
+    # which may be the very table rewritten here)
+    conn.execute(f"CREATE OR REPLACE TEMP TABLE _br_pipeline AS {verdicts_sql(conn, snapshot_date, schema)}")
+    conn.execute(f"CREATE OR REPLACE TEMP TABLE _br_decided AS {decided_sql(conn)}")
+    conn.execute("DROP TABLE IF EXISTS _br_pipeline")
+    select = "SELECT * FROM _br_decided"
     columns = ", ".join(BENEFICIARY_REVIEW_COLUMNS)
     REVIEW_TABLE = review_table(schema)  # noqa: N806 (shadows the published name on purpose)
     conn.execute("BEGIN TRANSACTION")
@@ -650,8 +694,64 @@ def build_beneficiary_review(
     except Exception:
         conn.execute("ROLLBACK")
         raise
+    finally:
+        conn.execute("DROP TABLE IF EXISTS _br_decided")
     where = f"WHERE list_contains({sql_list(programs)}, program)" if programs else ""
     return conn.execute(f"SELECT count(*) FROM {REVIEW_TABLE} {where}").fetchall()[0][0]
+
+
+def decided_sql(conn: duckdb.DuckDBPyConnection, pipeline: str = "_br_pipeline",
+                previous: str = REVIEW_TABLE) -> str:
+    """The pipeline's rows (`pipeline`) with the person's decision in force on each
+    (`decisions.review_in_force`, docs/decisions.md).
+
+    A decision answers the evidence it was made on: the evidence fingerprint of the row in the last
+    publication (`previous`; the worklist the officer worked from) or, without one, the row's
+    evidence now. That fingerprint is carried from publication to publication with the decision. While
+    the evidence is unchanged the decision is the verdict (`decision_status` 'applied'); when it
+    changed (a death, a move, a new welfare record after a keep) the row goes back to `review`
+    ('reopened') with the old decision shown, until a newer decision answers the new evidence."""
+    if table_exists(conn, DECISIONS_IN_FORCE):
+        decided = (f"(SELECT program, record_id, decision, decision_reason, decided_by, decided_at "
+                   f"FROM {DECISIONS_IN_FORCE})")
+    else:
+        decided = ("(SELECT NULL::VARCHAR AS program, NULL::VARCHAR AS record_id, NULL::VARCHAR AS decision, "
+                   "NULL::VARCHAR AS decision_reason, NULL::VARCHAR AS decided_by, NULL::DATE AS decided_at "
+                   "WHERE FALSE)")
+    prev_cols = table_columns(conn, previous) if table_exists(conn, previous) else set()
+    if {"evidence_fingerprint", "decision_fingerprint", "decision", "decided_at", "decided_by"} <= prev_cols:
+        # one row per roster row (rows quarantined for a repeated record_id share their key)
+        prev = (f"(SELECT program, source, record_id, evidence_fingerprint, decision, decided_at, decided_by, "
+                f"decision_fingerprint FROM {previous} QUALIFY row_number() OVER ("
+                f"PARTITION BY program, source, record_id ORDER BY decision_fingerprint NULLS LAST, "
+                f"evidence_fingerprint) = 1)")
+    else:
+        prev = ("(SELECT NULL::VARCHAR AS program, NULL::VARCHAR AS source, NULL::VARCHAR AS record_id, "
+                "NULL::VARCHAR AS evidence_fingerprint, NULL::VARCHAR AS decision, NULL::DATE AS decided_at, "
+                "NULL::VARCHAR AS decided_by, NULL::VARCHAR AS decision_fingerprint WHERE FALSE)")
+    return f"""
+WITH joined AS (
+    SELECT v.* EXCLUDE (verdict), v.verdict AS pipeline_verdict,
+           d.decision, d.decision_reason, d.decided_by, d.decided_at,
+           CASE WHEN d.decision IS NOT NULL THEN coalesce(
+               -- the same decision was published before: the evidence it answered then
+               CASE WHEN p.decision = d.decision AND p.decided_at = d.decided_at
+                         AND p.decided_by = d.decided_by THEN p.decision_fingerprint END,
+               -- a new decision: the evidence of the last publication, else of now
+               p.evidence_fingerprint, v.evidence_fingerprint) END AS decision_fingerprint
+    FROM {pipeline} v
+    LEFT JOIN {decided} d ON d.program = v.program AND d.record_id = v.record_id
+    LEFT JOIN {prev} p ON p.program = v.program AND p.source = v.source AND p.record_id = v.record_id
+)
+SELECT *,
+       CASE WHEN decision IS NULL THEN pipeline_verdict
+            WHEN decision_fingerprint = evidence_fingerprint THEN decision
+            ELSE 'review' END AS verdict,
+       CASE WHEN decision IS NULL THEN NULL
+            WHEN decision_fingerprint = evidence_fingerprint THEN 'applied'
+            ELSE 'reopened' END AS decision_status
+FROM joined
+"""
 
 
 # --------------------------------------------------------------------------------------------
@@ -694,6 +794,15 @@ def review_stats(conn: duckdb.DuckDBPyConnection, programs: Sequence[str] | None
     }
 
 
+def _kept_by_decision(conn: duckdb.DuckDBPyConnection, alias: str, schema: str) -> str:
+    """A keep that a person decided on this very evidence (docs/decisions.md): a person confirmed
+    the recipient alive or resident, or upheld an appeal. Such rows are not violations of the
+    checks below; they are published with who decided and when."""
+    if not {"decision_status", "decision"} <= table_columns(conn, review_table(schema)):
+        return "FALSE"
+    return f"coalesce({alias}.decision_status = 'applied' AND {alias}.decision = 'keep', FALSE)"
+
+
 def check_no_deceased_or_moved_keep(conn: duckdb.DuckDBPyConnection, schema: str = "main") -> tuple[int, pd.DataFrame]:
     """Keep rows whose golden person is dead or moved out of DKI at the snapshot (must be none).
 
@@ -720,7 +829,7 @@ def check_no_deceased_or_moved_keep(conn: duckdb.DuckDBPyConnection, schema: str
         return 0, pd.DataFrame(columns=["program", "source", "record_id"])
     sql = f"""SELECT b.program, b.source, b.record_id FROM {review_table(schema)} b
               JOIN {golden_table(schema)} g ON g.person_id = b.person_id
-              WHERE b.verdict = 'keep' AND ({' OR '.join(death)})"""
+              WHERE b.verdict = 'keep' AND ({' OR '.join(death)}) AND NOT {_kept_by_decision(conn, 'b', schema)}"""
     n = conn.execute(f"SELECT count(*) FROM ({sql})").fetchall()[0][0]
     return n, conn.execute(sql + " ORDER BY 1, 2, 3 LIMIT 20").df()
 
@@ -736,6 +845,7 @@ def check_no_double_enrollment_keep(
               JOIN {REVIEW_TABLE} b ON a.person_id = b.person_id
                AND (a.source, a.record_id, a.program) <> (b.source, b.record_id, b.program)
               WHERE a.verdict = 'keep' AND b.verdict = 'keep' AND a.person_id IS NOT NULL
+                AND NOT {_kept_by_decision(conn, 'a', schema)} AND NOT {_kept_by_decision(conn, 'b', schema)}
                 AND (a.program = b.program {('OR ' + excl) if excl else ''})"""
     n = conn.execute(f"SELECT count(*) FROM ({sql})").fetchall()[0][0]
     return n, conn.execute(sql + " ORDER BY 1, 2, 3 LIMIT 20").df()

@@ -22,6 +22,8 @@ KIND_LABELS = {
     "migration_registry": "migration registry (Dukcapil moves)",
     "welfare_registry": "welfare registry (DTKS / P3KE / DTSEN)",
     "program_roster": "program roster",
+    "review_decision": "review decisions handed back (keep / remove on roster rows)",
+    "link_decision": "link decisions handed back (same person or not, on two records)",
 }
 
 

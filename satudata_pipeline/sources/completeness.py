@@ -29,7 +29,7 @@ from dagster_duckdb import DuckDBResource
 from pydantic import Field
 
 from satudata_pipeline.contract.intake import IntakeRules, load_intake_rules
-from satudata_pipeline.contract.sources import Delivery
+from satudata_pipeline.contract.sources import DECISION_KINDS, Delivery
 from satudata_pipeline.golden.publish import DELIVERY_SOURCES
 from satudata_pipeline.golden.publish import SOURCES_TABLE as PUBLICATION_SOURCES
 from satudata_pipeline.golden.publish import table_exists as _exists
@@ -43,6 +43,8 @@ KIND_WORDS = {
     "migration_registry": "migration registry",
     "welfare_registry": "welfare registry (DTKS / P3KE / DTSEN)",
     "program_roster": "program roster",
+    "review_decision": "review decisions handed back",
+    "link_decision": "link decisions handed back",
 }
 KIND_WHY = {
     "civil_registry": "without it nobody can be confirmed a resident of DKI",
@@ -149,6 +151,10 @@ def assess(
             finding = Finding(s.name, s.kind, "file_cut", (
                 f"{where}: the file ends in the middle of row {st['cut_row']} (line {st['cut_line']}): it was "
                 "cut off during export or transfer, so rows after it may be missing. Deliver the whole file."))
+        elif s.is_decision:
+            # decisions handed back come when people decide: a delivery without them, or with fewer
+            # than last month, is normal (those already applied stay in force: docs/decisions.md)
+            finding = None
         elif rows == 0:
             finding = Finding(s.name, s.kind, "empty", (
                 f"{where}: holds no rows (only a header)" + (f"; the last publication had {prev}" if prev else "")
@@ -164,7 +170,7 @@ def assess(
 
     names = {s.name for s in delivery.sources}
     for name, (kind, prev) in sorted((previous or {}).items()):
-        if name not in names:
+        if name not in names and kind not in DECISION_KINDS:
             add(name, kind, None, None, 0, None, prev, Finding(name, kind or "", "missing", (
                 f"{name}: was in the last publication ({prev} rows) but is not in this delivery's sources.yaml. "
                 f"If it was dropped on purpose, accept it: satudata run --accept {name}")))
