@@ -167,7 +167,7 @@ def test_filled_worklist_reads_back_as_canonical_review_decisions(fixture_conn, 
 def test_decided_rows_leave_the_worklist_and_reopened_ones_show_the_old_decision(fixture_conn, tmp_path):
     for col, typ in (("decision", "VARCHAR"), ("decided_by", "VARCHAR"), ("decided_at", "DATE"),
                      ("decision_status", "VARCHAR")):
-        fixture_conn.execute(f"ALTER TABLE main.beneficiary_review ADD COLUMN {col} {typ}")
+        fixture_conn.execute(f"ALTER TABLE main.beneficiary_review ADD COLUMN IF NOT EXISTS {col} {typ}")
     fixture_conn.execute("UPDATE main.beneficiary_review SET decision = 'keep', decided_by = 'PTG-1', "
                          "decided_at = DATE '2026-10-20', decision_status = 'applied', verdict = 'keep' "
                          "WHERE record_id = 'KLJ-009'")
@@ -555,6 +555,13 @@ def test_loop_export_officer_decisions_add_rerun(tmp_path):
                 "unknown_record": "unknown_record"}.get(k["action"])
         if want:
             assert reasons.get((k["program"], k["record_id"])) == want, k
+    # ...and reported back to the office that sent them
+    from satudata_pipeline.decisions.report import program_file
+
+    for k in rows:
+        if k["action"] in ("bad_decision_word", "missing_officer", "unknown_record"):
+            report = (exports / k["program"] / program_file(k["program"])).read_text("utf-8-sig")
+            assert k["record_id"] in report, k
     # undecided rows are not decisions: never set aside, still waiting
     undecided = {(k["program"], k["record_id"]) for k in rows if k["action"] == "undecided"}
     assert not undecided & set(reasons)
