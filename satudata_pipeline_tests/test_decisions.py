@@ -1,7 +1,7 @@
 """Decisions handed back (contract section 4, docs/decisions.md): intake, set-aside reasons,
 review decisions on the verdicts, link decisions on the clusters, persistence across runs.
 
-Small and fast: the programs fixture warehouse (satudata_pipeline/programs/testing.py) stands in for
+Small and fast: the programs fixture warehouse (satudata_pipeline_tests/fixtures/programs_warehouse.py) stands in for
 a linked delivery, decision files are written to a temporary data directory and landed as the raw
 asset lands them, and the link tests build a few records and links by hand.
 """
@@ -20,7 +20,7 @@ from satudata_pipeline.contract.sources import ContractError, check_files, parse
 from satudata_pipeline.decisions import intake
 from satudata_pipeline.link import clusters
 from satudata_pipeline.programs import verdicts
-from satudata_pipeline.programs.testing import FIXTURE_SNAPSHOT, build_fixture_warehouse
+from fixtures.programs_warehouse import FIXTURE_SNAPSHOT, build_fixture_warehouse
 from satudata_pipeline.sources.readers import read_source
 
 TODAY = dt.date(2026, 11, 1)

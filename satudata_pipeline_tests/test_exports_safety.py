@@ -9,9 +9,11 @@ anything is written.
 from __future__ import annotations
 
 import csv
+import os
 import subprocess
 import sys
 import zipfile
+from pathlib import Path
 
 import duckdb
 import openpyxl
@@ -24,7 +26,7 @@ from satudata_pipeline.programs.exports import (
     EXPORT_COLUMNS, FORMULA_PREFIXES, REASON_LEGEND, ExportError, ExportPrivacyError, check_reason_legend,
     export_programs, neutralise,
 )
-from satudata_pipeline.programs.testing import FIXTURE_SNAPSHOT, build_fixture_warehouse
+from fixtures.programs_warehouse import FIXTURE_SNAPSHOT, build_fixture_warehouse
 from satudata_pipeline.programs.verdicts import REASON_CODES, build_beneficiary_review
 
 HOSTILE = {  # record_id -> (nama, kode_kecamatan)
@@ -86,7 +88,7 @@ def test_csv_cells_that_could_start_a_formula_get_a_quote(hostile):
     for row in _csv_rows(hostile["csv"]):
         assert not [k for k, v in row.items() if v.startswith(FORMULA_PREFIXES)], row["id_baris"]
     ordinary = next(r for r in rows.values() if r["id_baris"] == "KLJ-025")
-    assert ordinary["nama"] == "Orang P25" and ordinary["nik_disamarkan"] == "3171********0025"
+    assert ordinary["nama"] == "ORANG P25" and ordinary["nik_disamarkan"] == "3171********0025"
 
 
 def test_xlsx_cells_are_strings_never_formulas(hostile):
@@ -182,11 +184,11 @@ def test_a_forbidden_column_is_refused(warehouse, tmp_path, monkeypatch):
 
 def test_the_privacy_guard_holds_under_python_O(tmp_path):
     """An `assert` would vanish under -O; the guard must not."""
-    code = f"""
+    code = """
 import duckdb, sys
 from satudata_pipeline.contract.program_rules import load_rules
 from satudata_pipeline.programs.exports import ExportPrivacyError, export_programs
-from satudata_pipeline.programs.testing import FIXTURE_SNAPSHOT, build_fixture_warehouse
+from fixtures.programs_warehouse import FIXTURE_SNAPSHOT, build_fixture_warehouse
 from satudata_pipeline.programs.verdicts import build_beneficiary_review
 assert False  # proves asserts are off
 """
@@ -198,7 +200,9 @@ try:
 except ExportPrivacyError:
     sys.exit(7)
 """) + "\nassert False\n"
-    proc = subprocess.run([sys.executable, "-O", "-c", code, str(tmp_path / "x")], capture_output=True, text=True)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(__file__).parent), os.environ.get("PYTHONPATH", "")])}
+    proc = subprocess.run([sys.executable, "-O", "-c", code, str(tmp_path / "x")], capture_output=True, text=True,
+                          env=env)
     assert proc.returncode == 7, proc.stderr[-2000:]
 
 

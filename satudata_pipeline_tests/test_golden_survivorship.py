@@ -7,6 +7,7 @@ import datetime as dt
 import duckdb
 import pandas as pd
 import pytest
+from fixtures.clean_tables import write_clean_table
 
 from satudata_pipeline.golden import stable_ids, survivorship
 from satudata_pipeline.link import matching
@@ -15,12 +16,7 @@ D = dt.date
 
 
 def _clean(conn, name, kind, rows):
-    df = pd.DataFrame(rows)
-    df.insert(0, "kind", kind)
-    df.insert(0, "source", name)
-    conn.register("_df", df)
-    conn.execute(f"CREATE OR REPLACE TABLE clean.{name} AS SELECT * FROM _df")
-    conn.unregister("_df")
+    write_clean_table(conn, name, [dict(row, kind=kind) for row in rows])
 
 
 @pytest.fixture

@@ -358,7 +358,7 @@ def test_perubahan_sheet_lists_the_changes_and_refuses_an_unmasked_nik(tmp_path)
     """On the hand-made fixture warehouse (no run): two determinations, one row turned remove."""
     from satudata_pipeline.contract.program_rules import load_rules
     from satudata_pipeline.programs.exports import ExportPrivacyError, export_programs
-    from satudata_pipeline.programs.testing import FIXTURE_SNAPSHOT, build_fixture_warehouse
+    from fixtures.programs_warehouse import FIXTURE_SNAPSHOT, build_fixture_warehouse
     from satudata_pipeline.programs.verdicts import build_beneficiary_review
 
     conn = duckdb.connect()

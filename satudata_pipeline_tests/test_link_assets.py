@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import duckdb
 import dagster as dg
 from dagster_duckdb import DuckDBResource
 
 from satudata_pipeline.golden.assets import build_golden_assets
-from satudata_pipeline.link import evaluation, model, testdata
+from fixtures import linkage
+from satudata_pipeline.link import evaluation, model
 from satudata_pipeline.link.assets import build_link_assets
 
 
@@ -38,10 +37,10 @@ def _meta(result, key):
 
 
 def test_materialize_link_and_golden(tmp_path, isolated_state):
-    frames, truth = testdata.generate(200, seed=3)
+    frames, truth = linkage.generate(200, seed=3)
     db = tmp_path / "w.duckdb"
     with duckdb.connect(str(db)) as conn:
-        testdata.load_clean_tables(conn, frames)
+        linkage.load_clean_tables(conn, frames)
         conn.execute("CREATE TABLE clean.quarantine (source VARCHAR, record_id VARCHAR, "
                      "row_number BIGINT, reason VARCHAR, raw_values VARCHAR)")
         conn.execute("INSERT INTO clean.quarantine VALUES ('kjp', 'Q1', 9, 'blank_name', '{}')")

@@ -3,11 +3,15 @@ clusters and the pairwise evaluation."""
 
 from __future__ import annotations
 
+import datetime as dt
+
 import duckdb
 import pandas as pd
 import pytest
 
-from satudata_pipeline.link import clusters, evaluation, matching, model, testdata
+from fixtures import linkage
+from fixtures.clean_tables import write_clean_table
+from satudata_pipeline.link import clusters, evaluation, matching, model
 
 
 @pytest.fixture(scope="module")
@@ -15,9 +19,9 @@ def linked(tmp_path_factory):
     state = tmp_path_factory.mktemp("state")
     mp = pytest.MonkeyPatch()
     mp.setenv("SATUDATA_STATE_DIR", str(state))
-    frames, truth = testdata.generate(400, seed=11)
+    frames, truth = linkage.generate(400, seed=11)
     conn = duckdb.connect(str(tmp_path_factory.mktemp("wh") / "w.duckdb"))
-    testdata.load_clean_tables(conn, frames)
+    linkage.load_clean_tables(conn, frames)
     n = matching.build_person_records(conn, list(frames))
     summary = model.train_model(conn)
     with matching.splink_session(conn) as db_api:
@@ -43,9 +47,8 @@ def test_person_records_union_every_clean_row(linked):
 
 def test_derived_columns():
     conn = duckdb.connect()
-    conn.execute("CREATE SCHEMA clean")
-    conn.execute("""CREATE TABLE clean.a AS SELECT 'r1' record_id, 'SITI  aminah NUR' nama,
-                    '3171014501900001' nik, true nik_valid, DATE '1990-01-05' tanggal_lahir""")
+    write_clean_table(conn, "a", [dict(record_id="r1", nama="SITI  aminah NUR", nik="3171014501900001",
+                                       nik_valid=True, tanggal_lahir=dt.date(1990, 1, 5))])
     matching.build_person_records(conn, ["a"])
     got = conn.execute("""SELECT unique_id, source, nama, nama_depan, nama_belakang, nama_sorted,
                                  tahun_lahir, nik_dob, nik_valid, kind
@@ -432,10 +435,9 @@ def test_borrowed_nik_and_same_address_conditions():
             array_to_string(nama_tokens_l, ' ') nama_sorted_l, array_to_string(nama_tokens_r, ' ') nama_sorted_r)""",
                            vals).fetchall()[0][0]
         assert bool(got) is want, vals
-    conn.execute("CREATE SCHEMA clean")
-    conn.execute("""CREATE TABLE clean.a AS SELECT * FROM (VALUES ('r1', 'Jl. Beringin No. 134'),
-        ('r2', 'JL BERINGIN NO 52'), ('r3', 'JL BERINGIN NO 134'), ('r4', 'JL BERINGIN NO 134 BLOK B7'))
-        t(record_id, alamat)""")
+    write_clean_table(conn, "a", [dict(record_id=r, alamat=a) for r, a in [
+        ("r1", "Jl. Beringin No. 134"), ("r2", "JL BERINGIN NO 52"), ("r3", "JL BERINGIN NO 134"),
+        ("r4", "JL BERINGIN NO 134 BLOK B7")]])
     matching.build_person_records(conn, ["a"])
     got = dict(conn.execute(f"""SELECT l.record_id || '-' || r.record_id, {ss.as_join_sql(ss.SAME_ADDRESS)}
         FROM link.person_records l, link.person_records r
@@ -552,3 +554,20 @@ def test_cheap_guards_never_change_a_string_distance_result():
         FROM p""").fetchall()[0]
     assert disagree[:4] == (0, 0, 0, 0)
     assert disagree[4] > 50 and disagree[5] > 10  # the cases exercise both outcomes
+
+
+def test_probability_without_the_nik_takes_the_nik_weight_out_of_real_predictions(linked):
+    """The removal rules read `match_probability_without_nik`; on Splink's own predictions (not a
+    fake table) a pair that agrees on a valid NIK must stand weaker without it, or a link made by
+    the NIK alone would pass for one that holds without it."""
+    conn, *_ = linked
+    agree, weaker = conn.execute("""
+        SELECT count(*), count(*) FILTER (WHERE mp.match_weight IS NOT NULL AND
+               mp.match_probability_without_nik < mp.match_probability)
+        FROM link.match_pairs mp
+        JOIN link.person_records l ON l.unique_id = mp.unique_id_l
+        JOIN link.person_records r ON r.unique_id = mp.unique_id_r
+        WHERE l.nik_valid AND r.nik_valid AND l.nik = r.nik AND mp.match_weight IS NOT NULL
+    """).fetchall()[0]
+    assert agree > 50
+    assert weaker == agree

@@ -8,7 +8,9 @@ import math
 import duckdb
 import pytest
 
-from satudata_pipeline.link import clusters, evaluation, matching, model, testdata
+from fixtures import linkage
+from fixtures.clean_tables import write_clean_table
+from satudata_pipeline.link import clusters, evaluation, matching, model
 from satudata_pipeline.link import splink_settings as ss
 
 DROP_IDS = {"nik": None, "nik_raw": None, "nik_valid": False, "nik_reason": "missing",
@@ -19,7 +21,7 @@ DROP_IDS = {"nik": None, "nik_raw": None, "nik_valid": False, "nik_reason": "mis
 def _train(tmp_path, monkeypatch, frames):
     monkeypatch.setenv("SATUDATA_STATE_DIR", str(tmp_path / "state"))
     conn = duckdb.connect(str(tmp_path / "w.duckdb"))
-    testdata.load_clean_tables(conn, frames)
+    linkage.load_clean_tables(conn, frames)
     matching.build_person_records(conn, list(frames))
     return conn, model.train_model(conn)
 
@@ -30,7 +32,7 @@ def _weights(settings: dict) -> dict[tuple[str, str], float]:
 
 
 def test_delivery_without_nik_family_card_or_kelurahan_code_trains_and_links(tmp_path, monkeypatch):
-    frames, truth = testdata.generate(300, seed=23)
+    frames, truth = linkage.generate(300, seed=23)
     for df in frames.values():
         for col, value in DROP_IDS.items():
             df[col] = value
@@ -59,7 +61,7 @@ def test_delivery_without_nik_family_card_or_kelurahan_code_trains_and_links(tmp
 
 
 def test_one_source_delivery_trains(tmp_path, monkeypatch):
-    frames, _truth = testdata.generate(300, seed=29)
+    frames, _truth = linkage.generate(300, seed=29)
     conn, summary = _train(tmp_path, monkeypatch, {"dukcapil": frames["dukcapil"]})
     assert summary.probability_two_random_records_match > 0
     assert any(k.startswith("em: ") and "skipped" not in k for k in summary.training_pairs)
@@ -130,9 +132,9 @@ def test_extra_blocking_only_without_nik_and_only_selective_rules(tmp_path, monk
     """A delivery with NIKs keeps the standard blocking rules; one without NIK gets the extra rules
     on cheap keys, each only while it makes at most SPARSE_ID_MAX_PAIRS_PER_RECORD pairs per
     record, and they find pairs the standard rules miss."""
-    frames, truth = testdata.generate(300, seed=29)
+    frames, truth = linkage.generate(300, seed=29)
     conn = duckdb.connect(str(tmp_path / "a.duckdb"))
-    testdata.load_clean_tables(conn, frames)
+    linkage.load_clean_tables(conn, frames)
     n = matching.build_person_records(conn, list(frames))
     rules, info = matching.sparse_id_blocking(conn)
     assert rules == [] and info["rules_added"] == 0 and info["share_with_valid_nik"] >= 0.5
@@ -149,7 +151,7 @@ def test_extra_blocking_only_without_nik_and_only_selective_rules(tmp_path, monk
     for r in info["rules"]:
         assert r["used"] is (r["pairs"] <= ss.SPARSE_ID_MAX_PAIRS_PER_RECORD * n)
     # the pair count by GROUP BY is the self-join count
-    keys = ss.SPARSE_ID_BLOCKING_COLUMNS[0]
+    assert ss.SPARSE_ID_BLOCKING_COLUMNS[0] == ("tanggal_lahir", ss.ALAMAT_NOMOR_KEY)
     joined = conn.execute(
         "SELECT count(*) FROM link.person_records l JOIN link.person_records r "
         "ON l.unique_id < r.unique_id AND l.tanggal_lahir = r.tanggal_lahir "
@@ -182,9 +184,7 @@ def test_extra_blocking_only_without_nik_and_only_selective_rules(tmp_path, monk
 ])
 def test_address_words_in_another_order(a, b, want):
     conn = duckdb.connect()
-    conn.execute("CREATE SCHEMA clean")
-    conn.execute("CREATE TABLE clean.a AS SELECT * FROM (VALUES ('l', ?), ('r', ?)) t(record_id, alamat)",
-                 [a, b])
+    write_clean_table(conn, "a", [dict(record_id="l", alamat=a), dict(record_id="r", alamat=b)])
     matching.build_person_records(conn, ["a"])
     got = conn.execute(f"""SELECT {ss.as_join_sql(ss.ADDRESS_WORDS_AGREE)}
         FROM link.person_records l, link.person_records r

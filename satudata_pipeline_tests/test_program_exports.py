@@ -15,7 +15,7 @@ from satudata_pipeline.programs.exports import (
 )
 from satudata_pipeline.programs.eligibility import build_eligible_not_enrolled
 from satudata_pipeline.programs.summary import build_program_summary, write_run_summary
-from satudata_pipeline.programs.testing import FIXTURE_SNAPSHOT, build_fixture_warehouse
+from fixtures.programs_warehouse import FIXTURE_SNAPSHOT, build_fixture_warehouse
 from satudata_pipeline.programs.verdicts import build_beneficiary_review
 
 MASKED = re.compile(r"^\d{4}\*{8}\d{4}$")
@@ -52,7 +52,7 @@ def test_no_welfare_columns_and_masked_nik(exported):
     conn, result, root = exported
     welfare_values = {"desil", "dtks/", "njop", "punya_mobil", "disabilitas", "kematian/"}
     labels = {reason for code in REASON_LEGEND for reason in (code, f"{REASON_LEGEND[code][0]} ({code})")}
-    for program, info in result.items():
+    for info in result.values():
         for path in info["csv"]:
             df = read_export_csv(path)
             assert list(df.columns) == EXPORT_COLUMNS
@@ -80,7 +80,7 @@ def test_row_content_in_indonesian_with_the_codes_kept(exported):
     assert row.alasan == ("meninggal (deceased), data belum dimutakhirkan (stale_record), "
                           "tingkat kesejahteraan di atas batas (welfare_too_high)")
     assert row.kode_alasan == "deceased, stale_record, welfare_too_high"
-    assert row.nik_disamarkan == "3171********0021" and row.nama == "Orang P21" and row.nominal_bulanan == "300000"
+    assert row.nik_disamarkan == "3171********0021" and row.nama == "ORANG P21" and row.nominal_bulanan == "300000"
     assert row.kota == "Kota Administrasi Jakarta Pusat" and row.tanggal_mulai == "2019-01-01"
     assert set(df.keputusan) == {"tetap", "hapus", "tinjau"}
     assert df[df.keputusan == "tetap"].alasan.isna().all()

@@ -18,7 +18,8 @@ import pytest
 from satudata_pipeline.contract.program_rules import load_rules
 from satudata_pipeline.golden.survivorship import build_golden_person
 from satudata_pipeline.link import clusters, matching
-from satudata_pipeline.programs.testing import FIXTURE_SNAPSHOT, build_fixture_warehouse
+from fixtures.clean_tables import write_clean_table
+from fixtures.programs_warehouse import FIXTURE_SNAPSHOT, build_fixture_warehouse
 from satudata_pipeline.programs.verdicts import build_beneficiary_review
 
 KEL, KEC = "31.74.01.1001", "31.74.01"
@@ -47,14 +48,9 @@ def _warehouse(records: list[dict], links: list[tuple] = ()) -> duckdb.DuckDBPyC
     """Clean tables of `records` -> link.person_records; `links` (a, b, probability, probability
     without the NIK) -> link.match_pairs (plus the deterministic same-NIK pairs); clusters."""
     conn = duckdb.connect()
-    conn.execute("CREATE SCHEMA clean")
     df = pd.DataFrame(records)
     for source, part in df.groupby("source"):
-        conn.register("_part", part.drop(columns="source").reset_index(drop=True))
-        conn.execute(f"""CREATE TABLE clean.{source} AS SELECT * REPLACE (
-            CAST(tanggal_lahir AS DATE) AS tanggal_lahir, CAST(tanggal_meninggal AS DATE)
-            AS tanggal_meninggal, CAST(tanggal_pindah AS DATE) AS tanggal_pindah) FROM _part""")
-        conn.unregister("_part")
+        write_clean_table(conn, source, part)
     matching.build_person_records(conn, sorted(df.source.unique()))
     conn.execute(f"""CREATE TABLE link.match_pairs AS
         SELECT unique_id_l, unique_id_r, 1.0::DOUBLE AS match_probability, NULL::DOUBLE AS match_weight,
@@ -157,17 +153,13 @@ def test_golden_person_prefers_a_conclusive_death_record_and_says_how_it_is_tied
 def _scored(pairs: list[tuple], records: list[dict]) -> dict:
     """write_match_pairs over a fake prediction table: (a, b, match_weight, NIK weight)."""
     conn = duckdb.connect()
-    conn.execute("CREATE SCHEMA clean")
     df = pd.DataFrame(records)
     for source, part in df.groupby("source"):
-        conn.register("_part", part.drop(columns="source").reset_index(drop=True))
-        conn.execute(f"CREATE TABLE clean.{source} AS SELECT * REPLACE (CAST(tanggal_lahir AS DATE) "
-                     f"AS tanggal_lahir) FROM _part")
-        conn.unregister("_part")
+        write_clean_table(conn, source, part)
     matching.build_person_records(conn, sorted(df.source.unique()))
-    rows = [(a, b, 1 / (1 + 2 ** -w), w, 2 ** nik_w) for a, b, w, nik_w in pairs]
+    rows = [(a, b, 1 / (1 + 2 ** -w), w, nik_w) for a, b, w, nik_w in pairs]
     conn.execute("CREATE TABLE pred (unique_id_l VARCHAR, unique_id_r VARCHAR, match_probability DOUBLE, "
-                 "match_weight DOUBLE, bf_nik DOUBLE)")
+                 "match_weight DOUBLE, mw_nik DOUBLE)")
     conn.executemany("INSERT INTO pred VALUES (?, ?, ?, ?, ?)", rows)
     matching.write_match_pairs(conn, "pred", 0.5)
     return {(a, b): (p, p_wo) for a, b, p, p_wo in conn.execute(
@@ -365,7 +357,6 @@ def test_duplicate_enrollment_by_nik_needs_the_same_name(case, name_010a, verdic
     names agree; a name inside another is as often a mistyped NIK of another child."""
     conn = duckdb.connect()
     build_fixture_warehouse(conn)
-    conn.execute("ALTER TABLE link.person_records ADD COLUMN nama_sorted VARCHAR")
     conn.execute("UPDATE link.person_records SET nama_sorted = 'ORANG P10' WHERE record_id LIKE 'KJP-010%'")
     conn.execute("UPDATE link.person_records SET nama_sorted = ? WHERE record_id = 'KJP-010A'", [name_010a])
     got_verdict, reasons, evidence = _verdict(conn, "KJP-010A")
@@ -383,7 +374,6 @@ def test_duplicate_enrollment_by_link_needs_one_kelurahan(case, kel_010d, verdic
     NIK within one kelurahan: a common name and a birth date reach 0.99 across the city."""
     conn = duckdb.connect()
     build_fixture_warehouse(conn)
-    conn.execute("ALTER TABLE link.person_records ADD COLUMN kode_kelurahan VARCHAR")
     conn.execute("UPDATE link.person_records SET kode_kelurahan = '31.71.01.1001' WHERE record_id LIKE 'KJP-010%'")
     conn.execute("UPDATE link.person_records SET kode_kelurahan = ? WHERE record_id = 'KJP-010D'", [kel_010d])
     conn.execute("CREATE TABLE link.match_pairs (unique_id_l VARCHAR, unique_id_r VARCHAR, match_probability DOUBLE, "

@@ -15,6 +15,7 @@ from dagster_duckdb import DuckDBResource
 
 from satudata_pipeline.contract.program_rules import load_rules
 from satudata_pipeline.contract.sources import Delivery
+from satudata_pipeline.warehouse import all_rows, one_row
 
 DEFAULT_MAX_STALE_SHARE = 0.25
 
@@ -46,16 +47,19 @@ def build_staleness_checks(
         ),
     )
     def stale_persons(warehouse: DuckDBResource) -> dg.AssetCheckResult:
-        stale_sql = f"(last_verified IS NULL OR last_verified < DATE '{snapshot}' - to_months({months}))"
+        stale_sql = "(last_verified IS NULL OR last_verified < CAST($snapshot AS DATE) - to_months(CAST($months AS INTEGER)))"
+        params = {"snapshot": snapshot, "months": months}
         with warehouse.get_connection() as conn:
-            total, stale = conn.execute(
-                f"SELECT count(*), count(*) FILTER (WHERE {stale_sql}) FROM {golden_table}"
-            ).fetchall()[0]
-            per_source = conn.execute(
+            total, stale = one_row(
+                conn, f"SELECT count(*), count(*) FILTER (WHERE {stale_sql}) FROM {golden_table}", params
+            )
+            per_source = all_rows(
+                conn,
                 f"""SELECT l.source, count(DISTINCT g.person_id), count(DISTINCT g.person_id) FILTER (WHERE {stale_sql})
                 FROM {golden_table} g JOIN {link_table} l USING (person_id)
-                GROUP BY l.source ORDER BY l.source"""
-            ).fetchall()
+                GROUP BY l.source ORDER BY l.source""",
+                params,
+            )
         share = stale / total if total else 0.0
         return dg.AssetCheckResult(
             passed=share <= limit,

@@ -3,19 +3,15 @@
 import dagster as dg
 from dagster_duckdb import DuckDBResource
 
-from satudata_pipeline.clean.transform import CLEAN_COLUMNS, clean_frame
+from satudata_pipeline.clean.transform import clean_frame
+from satudata_pipeline.contract.schema import CLEAN_COLUMNS, DATE_FIELDS, QUALITY_FLAGS, clean_select_sql, column_type
 from satudata_pipeline.contract.sources import Delivery, SourceSpec
 from satudata_pipeline.history import intake as history_intake
 from satudata_pipeline.history import versions as history_versions
 from satudata_pipeline.sources.assets import raw_key
 from satudata_pipeline.sources.completeness import COMPLETENESS_KEY
+from satudata_pipeline.warehouse import one_row, scalar
 
-DATE_COLUMNS = {"tanggal_lahir", "tanggal_pemutakhiran", "tanggal_meninggal", "tanggal_pindah", "tanggal_mulai"}
-COLUMN_TYPES = {
-    "row_number": "BIGINT", "nik_valid": "BOOLEAN", "nik_dki": "BOOLEAN", "rt": "INTEGER", "rw": "INTEGER",
-    "pindah_keluar_dki": "BOOLEAN", "desil": "INTEGER", "disabilitas": "BOOLEAN", "punya_mobil": "BOOLEAN",
-    "njop_di_atas_1m": "BOOLEAN", "nominal_bulanan": "BIGINT", **{c: "DATE" for c in DATE_COLUMNS},
-}
 QUARANTINE_KEY = dg.AssetKey("quarantine")
 
 
@@ -28,13 +24,11 @@ def quarantine_table(source_name: str) -> str:
 
 
 def _select_clean(flag_names: list[str]) -> str:
-    cols = [f"CAST({c} AS {COLUMN_TYPES.get(c, 'VARCHAR')}) AS {c}" for c in CLEAN_COLUMNS]
-    if flag_names:
-        items = ", ".join(f"CASE WHEN \"_flag_{f}\" THEN '{f}' END" for f in flag_names)
-        cols.append(f"list_filter([{items}], lambda x: x IS NOT NULL) AS quality_flags")
-    else:
-        cols.append("CAST([] AS VARCHAR[]) AS quality_flags")
-    return ",\n  ".join(cols)
+    """The clean schema's columns, and `quality_flags` from the frame's `_flag_*` columns."""
+    if not flag_names:
+        return clean_select_sql()
+    items = ", ".join(f"CASE WHEN \"_flag_{f}\" THEN '{f}' END" for f in flag_names)
+    return clean_select_sql(f"list_filter([{items}], lambda x: x IS NOT NULL)")
 
 
 def _clean_asset(delivery: Delivery, source: SourceSpec) -> dg.AssetsDefinition:
@@ -76,7 +70,7 @@ def _clean_asset(delivery: Delivery, source: SourceSpec) -> dg.AssetsDefinition:
                 f'SELECT f, count(*) FROM (SELECT unnest(quality_flags) AS f FROM clean."{source.name}") '
                 "GROUP BY f ORDER BY f"
             ).fetchall())
-            nik_valid = conn.execute(f'SELECT count(*) FILTER (WHERE nik_valid) FROM clean."{source.name}"').fetchall()[0][0]
+            nik_valid = scalar(conn, f'SELECT count(*) FILTER (WHERE nik_valid) FROM clean."{source.name}"')
             # section 5: this delivery's rows against the last published one, before anything is linked
             history_versions.stage_delivery_file(conn, source.name, source.path,
                                                  history_versions.raw_file_hash(conn, source.name),
@@ -96,8 +90,8 @@ def _clean_asset(delivery: Delivery, source: SourceSpec) -> dg.AssetsDefinition:
                 "changes_since_last_publication": history_intake.describe(source.name, changes),
                 **{f"rows_{k}": changes[k] for k in history_intake.CHANGES},
                 "dagster/column_schema": dg.TableSchema(
-                    columns=[dg.TableColumn(c, COLUMN_TYPES.get(c, "VARCHAR")) for c in CLEAN_COLUMNS]
-                    + [dg.TableColumn("quality_flags", "VARCHAR[]")]
+                    columns=[dg.TableColumn(c, column_type(c)) for c in CLEAN_COLUMNS]
+                    + [dg.TableColumn(*QUALITY_FLAGS)]
                 ),
                 "table": f'clean."{source.name}"',
             }
@@ -115,12 +109,13 @@ def _conservation_check(source: SourceSpec) -> dg.AssetChecksDefinition:
     )
     def no_row_lost(warehouse: DuckDBResource) -> dg.AssetCheckResult:
         with warehouse.get_connection() as conn:
-            raw_n, clean_n, q_n, q_ids = conn.execute(
+            raw_n, clean_n, q_n, q_ids = one_row(
+                conn,
                 f'SELECT (SELECT count(*) FROM raw."{source.name}"), (SELECT count(*) FROM clean."{source.name}"), '
                 f"(SELECT count(*) FROM {quarantine_table(source.name)}), "
                 f'(SELECT count(*) FROM (SELECT row_number FROM (SELECT row_number FROM clean."{source.name}" UNION ALL '
                 f"SELECT row_number FROM {quarantine_table(source.name)}) GROUP BY row_number HAVING count(*) > 1))"
-            ).fetchall()[0]
+            )
         return dg.AssetCheckResult(
             passed=raw_n == clean_n + q_n and not q_ids,
             metadata={"raw_rows": raw_n, "clean_rows": clean_n, "quarantined_rows": q_n},
@@ -134,18 +129,20 @@ def unparseable_columns(conn, source: SourceSpec, max_share: float, min_rows: in
     first row number that failed, and whether that blocks (share above `max_share` and at least
     `min_rows` rows: a handful of typos in a small source is not a wrong format)."""
     table = f'clean."{source.name}"'
-    fields = [(f, f"date_unparseable:{f}", [f"date_impossible:{f}"]) for f in sorted(DATE_COLUMNS)
+    fields = [(f, f"date_unparseable:{f}", [f"date_impossible:{f}"]) for f in sorted(DATE_FIELDS)
               if f in source.columns]
     if "nominal_bulanan" in source.columns:
         fields.append(("nominal_bulanan", "value_invalid:nominal_bulanan", []))
     out = []
     for name, flag, other_flags in fields:
-        present = " OR ".join([f"{name} IS NOT NULL", f"list_contains(quality_flags, '{flag}')"]
-                              + [f"list_contains(quality_flags, '{o}')" for o in other_flags])
-        total, bad, first = conn.execute(
-            f"SELECT count(*) FILTER (WHERE {present}), count(*) FILTER (WHERE list_contains(quality_flags, '{flag}')), "
-            f"min(row_number) FILTER (WHERE list_contains(quality_flags, '{flag}')) FROM {table}"
-        ).fetchall()[0]
+        flagged = "list_contains(quality_flags, $flag)"
+        present = f"{name} IS NOT NULL OR {flagged} OR list_has_any(quality_flags, CAST($others AS VARCHAR[]))"
+        total, bad, first = one_row(
+            conn,
+            f"SELECT count(*) FILTER (WHERE {present}), count(*) FILTER (WHERE {flagged}), "
+            f"min(row_number) FILTER (WHERE {flagged}) FROM {table}",
+            {"flag": flag, "others": other_flags},
+        )
         share = bad / total if total else 0.0
         out.append({
             "field": name, "column": source.columns[name], "values": int(total), "unparseable": int(bad),
@@ -177,7 +174,7 @@ def _parse_share_check(source: SourceSpec) -> dg.AssetChecksDefinition:
         lines = [
             f"{source.name} ({source.path}), column '{c['column']}' ({c['field']}): {c['unparseable']} of "
             f"{c['values']} non-empty values ({c['share']:.0%}) cannot be read"
-            + (f" as {fmt}" if c["field"] in DATE_COLUMNS else " as an amount")
+            + (f" as {fmt}" if c["field"] in DATE_FIELDS else " as an amount")
             + f", the first at row {c['first_row']}; the limit is {limits.max_unparseable_share:.0%}. "
             "Correct the column's date_format or mapping in sources.yaml, or the file."
             for c in blocking
@@ -205,9 +202,10 @@ def _nik_validity_check(source: SourceSpec, min_share: float) -> dg.AssetChecksD
     )
     def nik_validity(warehouse: DuckDBResource) -> dg.AssetCheckResult:
         with warehouse.get_connection() as conn:
-            total, valid = conn.execute(
+            total, valid = one_row(
+                conn,
                 f'SELECT count(*), count(*) FILTER (WHERE nik_valid) FROM clean."{source.name}"'
-            ).fetchall()[0]
+            )
         share = valid / total if total else 0.0
         return dg.AssetCheckResult(
             passed=share >= min_share,

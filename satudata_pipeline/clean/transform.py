@@ -24,29 +24,15 @@ from satudata_pipeline.clean.names import normalize_name
 from satudata_pipeline.clean.nik import clean_and_validate_nik, clean_nik
 from satudata_pipeline.clean.values import on_uniques, parse_amount, parse_bool, parse_int
 from satudata_pipeline.clean.wilayah import kode_from_kode_or_names
-from satudata_pipeline.contract.sources import DATE_FIELDS, SourceSpec
+from satudata_pipeline.contract.schema import BOOL_FIELDS, CLEAN_COLUMNS, DATE_FIELDS, JENJANG, JENJANG_ALIASES
+from satudata_pipeline.contract.sources import SourceSpec
 
-CLEAN_COLUMNS = [
-    "source", "kind", "program", "record_id", "row_number",
-    "nik_raw", "nik", "nik_valid", "nik_reason", "nik_dki", "no_kk",
-    "nama_asli", "nama", "nama_orang_tua", "first_name", "last_name", "nama_sorted",
-    "jenis_kelamin", "tempat_lahir", "tanggal_lahir",
-    "alamat", "rt", "rw", "kelurahan", "kecamatan", "kota",
-    "kode_kelurahan", "kode_kecamatan", "kode_kota",
-    "tanggal_pemutakhiran", "tanggal_meninggal", "tanggal_pindah",
-    "kode_wilayah_tujuan", "pindah_keluar_dki",
-    "desil", "disabilitas", "punya_mobil", "njop_di_atas_1m",
-    "jenjang", "nominal_bulanan", "tanggal_mulai",
-]
 QUARANTINE_COLUMNS = ["source", "record_id", "row_number", "reason", "raw_values"]
 
 SEX_DEFAULTS = {
     "L": "L", "LK": "L", "LAKI": "L", "LAKI-LAKI": "L", "LAKI LAKI": "L", "PRIA": "L", "M": "L", "MALE": "L",
     "P": "P", "PR": "P", "PEREMPUAN": "P", "WANITA": "P", "F": "P", "FEMALE": "P", "W": "P",
 }
-JENJANG = {"SD", "SMP", "SMA", "SMK", "PKBM", "PT", "MI", "MTS", "MA", "SLB"}
-JENJANG_ALIASES = {"MI": "SD", "MTS": "SMP", "MA": "SMA", "SMALB": "SMA", "UNIVERSITAS": "PT", "KULIAH": "PT"}
-BOOL_FIELDS = ("disabilitas", "punya_mobil", "njop_di_atas_1m")
 
 
 def _constant(value, index: pd.Index) -> pd.Series:

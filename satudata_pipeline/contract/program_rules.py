@@ -21,8 +21,9 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from satudata_pipeline.contract.schema import JENJANG
+
 PROGRAM_CODE_PATTERN = r"^[A-Z][A-Z0-9_]{0,31}$"
-JENJANG = ("SD", "SMP", "SMA", "SMK", "PKBM", "PT")
 
 
 class ProgramRulesError(ValueError):

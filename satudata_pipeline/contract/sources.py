@@ -75,13 +75,6 @@ REQUIRED_FIELDS: dict[str, tuple[str, ...]] = {
     "link_decision": ("source_a", "record_id_a", "source_b", "record_id_b", "same_person", "decided_by",
                       "decided_at"),
 }
-DATE_FIELDS = (
-    "tanggal_lahir",
-    "tanggal_pemutakhiran",
-    "tanggal_meninggal",
-    "tanggal_pindah",
-    "tanggal_mulai",
-)
 FORMATS = {".csv": "csv", ".txt": "csv", ".tsv": "csv", ".parquet": "parquet", ".pq": "parquet", ".xlsx": "xlsx"}
 
 

@@ -25,6 +25,8 @@ from __future__ import annotations
 
 import duckdb
 
+from satudata_pipeline.warehouse import scalar, table_exists
+
 GOLDEN_SQL = """
 WITH r AS (
     SELECT p.*, ids.person_id,
@@ -147,31 +149,24 @@ def build_golden_person(conn: duckdb.DuckDBPyConnection, target: str = "main.gol
     conn.execute(f"CREATE OR REPLACE TABLE {target} AS " + GOLDEN_SQL.format(
         ids_table=ids_table, possible_deaths=possible_deaths, event_evidence=event_evidence,
         conclusive_default=conclusive_default))
-    return conn.execute(f"SELECT count(*) FROM {target}").fetchall()[0][0]
+    return scalar(conn, f"SELECT count(*) FROM {target}")
 
 
 def event_evidence_relation(conn: duckdb.DuckDBPyConnection) -> tuple[str, str]:
     """(`link.event_evidence` or an empty stand-in, the conclusiveness of a death or move record
     that has no row there). A record without a row is alone in its cluster (it concerns nobody) or
     comes from a warehouse built before the table, which trusted every death and move as before."""
-    if _table_exists(conn, "link", "event_evidence"):
+    if table_exists(conn, "link.event_evidence"):
         return "link.event_evidence", "false"
     return ("(SELECT NULL::VARCHAR AS unique_id, NULL::BOOLEAN AS conclusive, "
             "NULL::VARCHAR AS evidence WHERE false)", "true")
-
-
-def _table_exists(conn: duckdb.DuckDBPyConnection, schema: str, table: str) -> bool:
-    return bool(conn.execute(
-        "SELECT count(*) FROM information_schema.tables WHERE table_schema = ? AND table_name = ?",
-        [schema, table],
-    ).fetchall()[0][0])
 
 
 def _table_or_empty(conn: duckdb.DuckDBPyConnection, schema: str, table: str,
                     columns: dict[str, str]) -> str:
     """`schema.table`, or an empty relation with `columns` where the table does not exist (a
     warehouse built before that link table, or a hand-built one in tests)."""
-    if _table_exists(conn, schema, table):
+    if table_exists(conn, f"{schema}.{table}"):
         return f"{schema}.{table}"
     cols = ", ".join(f"NULL::{typ} AS {name}" for name, typ in columns.items())
     return f"(SELECT {cols} WHERE false)"
@@ -181,7 +176,7 @@ def build_person_source_link(conn: duckdb.DuckDBPyConnection, target: str = "mai
                              ids_table: str = "golden.person_ids") -> int:
     """(Re)create `target`: every person record + every quarantined row."""
     quarantine = ""
-    if _table_exists(conn, "clean", "quarantine"):
+    if table_exists(conn, "clean.quarantine"):
         quarantine = """
         UNION ALL
         SELECT CAST(q.source AS VARCHAR), CAST(q.record_id AS VARCHAR),
@@ -232,4 +227,4 @@ def build_person_source_link(conn: duckdb.DuckDBPyConnection, target: str = "mai
         {quarantine}
         ORDER BY 1, 2, 3
     """)
-    return conn.execute(f"SELECT count(*) FROM {target}").fetchall()[0][0]
+    return scalar(conn, f"SELECT count(*) FROM {target}")

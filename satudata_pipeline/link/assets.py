@@ -12,8 +12,8 @@ from pydantic import Field
 from satudata_pipeline import config as paths
 from satudata_pipeline.link import clusters as clusters_mod
 from satudata_pipeline.link import matching, model, reports
-from satudata_pipeline.link import splink_settings as ss
 from satudata_pipeline.progress import Progress
+from satudata_pipeline.warehouse import one_row, scalar
 
 GROUP = "link"
 
@@ -199,7 +199,7 @@ def build_link_assets(clean_asset_keys: list[dg.AssetKey], source_names: list[st
                 SELECT floor(match_weight)::INTEGER AS w, count(*) FROM link.match_pairs
                 WHERE match_weight IS NOT NULL GROUP BY 1 ORDER BY 1
             """).fetchall()
-            n = conn.execute("SELECT count(*) FROM link.match_pairs").fetchall()[0][0]
+            n = scalar(conn, "SELECT count(*) FROM link.match_pairs")
         md = {
             "dagster/row_count": n,
             "pairs_exact_nik": result.n_deterministic,
@@ -257,12 +257,12 @@ def build_link_assets(clean_asset_keys: list[dg.AssetKey], source_names: list[st
                     description="Every person record is in exactly one cluster.")
     def person_clusters_cover_every_record(warehouse: DuckDBResource):
         with warehouse.get_connection() as conn:
-            missing, dup = conn.execute("""
+            missing, dup = one_row(conn, """
                 SELECT (SELECT count(*) FROM link.person_records r
                         ANTI JOIN link.person_clusters c USING (unique_id)),
                        (SELECT count(*) FROM (SELECT unique_id FROM link.person_clusters
                                               GROUP BY 1 HAVING count(*) > 1))
-            """).fetchall()[0]
+            """)
         return dg.AssetCheckResult(passed=missing == 0 and dup == 0,
                                    metadata={"records_missing": missing,
                                              "records_in_several_clusters": dup})
@@ -273,10 +273,10 @@ def build_link_assets(clean_asset_keys: list[dg.AssetKey], source_names: list[st
     def person_clusters_size_sane(warehouse: DuckDBResource):
         limit = PersonClustersConfig().max_cluster_size * 2
         with warehouse.get_connection() as conn:
-            largest = conn.execute("""
+            largest = scalar(conn, """
                 SELECT coalesce(max(n), 0) FROM (SELECT count(*) n FROM link.person_clusters
                                                  GROUP BY cluster_id)
-            """).fetchall()[0][0]
+            """)
         return dg.AssetCheckResult(passed=largest <= limit,
                                    metadata={"largest_cluster": largest, "limit": limit})
 
@@ -303,11 +303,11 @@ def build_link_assets(clean_asset_keys: list[dg.AssetKey], source_names: list[st
                     description="Each pair appears once, with unique_id_l < unique_id_r.")
     def match_pairs_well_formed(warehouse: DuckDBResource):
         with warehouse.get_connection() as conn:
-            bad, dup = conn.execute("""
+            bad, dup = one_row(conn, """
                 SELECT count(*) FILTER (WHERE unique_id_l >= unique_id_r),
                        count(*) - count(DISTINCT (unique_id_l, unique_id_r))
                 FROM link.match_pairs
-            """).fetchall()[0]
+            """)
         return dg.AssetCheckResult(passed=bad == 0 and dup == 0,
                                    metadata={"misordered": bad, "duplicates": dup})
 

@@ -12,6 +12,8 @@ from __future__ import annotations
 import duckdb
 import pandas as pd
 
+from satudata_pipeline.warehouse import scalar
+
 
 def _ratio(a: float, b: float) -> float:
     return float(a) / float(b) if b else 1.0
@@ -59,10 +61,10 @@ def pairwise_scores(
                    sum(n * (n - 1) / 2 - v * (v - 1) / 2)::DOUBLE AS pairs_no_nik
             FROM g GROUP BY kind
         """).fetchall()
-        n_records = conn.execute(f"""
+        n_records = scalar(conn, f"""
             SELECT count(*) FROM {clusters_table} c
             JOIN _truth_df t ON c.unique_id = t.source || ':' || t.record_id
-        """).fetchall()[0][0]
+        """)
     finally:
         conn.unregister("_truth_df")
     d = {k: (p or 0.0, q or 0.0) for k, p, q in rows}

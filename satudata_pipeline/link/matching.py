@@ -11,65 +11,20 @@ from typing import Iterator
 
 import duckdb
 
+from satudata_pipeline.contract.schema import LINKED_COLUMNS, column_type
 from satudata_pipeline.link import splink_settings as ss
+from satudata_pipeline.warehouse import columns, one_row, scalar
 
 log = logging.getLogger(__name__)
 
-# Columns of `link.person_records` taken from `clean.<source>` (missing ones become typed NULLs).
-CLEAN_COLUMNS: list[tuple[str, str]] = [
-    ("source", "VARCHAR"),
-    ("kind", "VARCHAR"),
-    ("program", "VARCHAR"),
-    ("record_id", "VARCHAR"),
-    ("nik", "VARCHAR"),
-    ("nik_valid", "BOOLEAN"),
-    ("no_kk", "VARCHAR"),
-    ("nama", "VARCHAR"),
-    ("jenis_kelamin", "VARCHAR"),
-    ("tempat_lahir", "VARCHAR"),
-    ("tanggal_lahir", "DATE"),
-    ("alamat", "VARCHAR"),
-    ("rt", "INTEGER"),
-    ("rw", "INTEGER"),
-    ("kelurahan", "VARCHAR"),
-    ("kecamatan", "VARCHAR"),
-    ("kota", "VARCHAR"),
-    ("kode_kelurahan", "VARCHAR"),
-    ("kode_kecamatan", "VARCHAR"),
-    ("kode_kota", "VARCHAR"),
-    ("tanggal_pemutakhiran", "DATE"),
-    ("tanggal_meninggal", "DATE"),
-    ("tanggal_pindah", "DATE"),
-    ("kode_wilayah_tujuan", "VARCHAR"),
-    ("pindah_keluar_dki", "BOOLEAN"),
-    ("desil", "INTEGER"),
-    ("disabilitas", "BOOLEAN"),
-    ("punya_mobil", "BOOLEAN"),
-    ("njop_di_atas_1m", "BOOLEAN"),
-    ("jenjang", "VARCHAR"),
-    ("nominal_bulanan", "BIGINT"),
-    ("tanggal_mulai", "DATE"),
-    ("row_number", "BIGINT"),
-    ("nik_reason", "VARCHAR"),
-    ("nik_dki", "BOOLEAN"),
-    ("nama_orang_tua", "VARCHAR"),
-    ("quality_flags", "VARCHAR[]"),
-]
+# Columns of `link.person_records` taken from `clean.<source>`.
+CLEAN_COLUMNS: list[tuple[str, str]] = [(c, column_type(c)) for c in LINKED_COLUMNS]
 
 _NAME_RE = re.compile(r"^[a-z0-9_]+$")
 
 # House, block and unit numbers of a street line: two addresses on one street are one home only
 # when these agree (JL BERINGIN NO 134 and JL BERINGIN NO 52 are two houses).
 ALAMAT_NOMOR_SQL = "array_to_string(regexp_extract_all(upper(coalesce(alamat, '')), '[0-9]+'), ' ')"
-
-
-def _table_columns(conn: duckdb.DuckDBPyConnection, schema: str, table: str) -> set[str]:
-    rows = conn.execute(
-        "SELECT column_name FROM information_schema.columns "
-        "WHERE table_schema = ? AND table_name = ?",
-        [schema, table],
-    ).fetchall()
-    return {r[0] for r in rows}
 
 
 def build_person_records(conn: duckdb.DuckDBPyConnection, source_names: list[str]) -> int:
@@ -81,17 +36,18 @@ def build_person_records(conn: duckdb.DuckDBPyConnection, source_names: list[str
     for name in source_names:
         if not _NAME_RE.match(name):
             raise ValueError(f"invalid source name {name!r}")
-        present = _table_columns(conn, "clean", name)
+        present = set(columns(conn, f"clean.{name}"))
         if not present:
             raise ValueError(f"table clean.{name} does not exist (source {name!r})")
+        missing = [col for col, _ in CLEAN_COLUMNS if col not in present]
+        if missing:  # every clean table is created from contract/schema.py: another shape is a bug
+            raise ValueError(f"table clean.{name} lacks column(s) of the clean schema: {', '.join(missing)}")
         cols = []
         for col, typ in CLEAN_COLUMNS:
             if col == "source":
                 cols.append(f"'{name}'::VARCHAR AS source")
-            elif col in present:
-                cols.append(f'TRY_CAST("{col}" AS {typ}) AS "{col}"')
             else:
-                cols.append(f'NULL::{typ} AS "{col}"')
+                cols.append(f'TRY_CAST("{col}" AS {typ}) AS "{col}"')
         selects.append(f"SELECT {', '.join(cols)} FROM clean.\"{name}\"")
     union = "\nUNION ALL\n".join(selects)
     conn.execute("CREATE SCHEMA IF NOT EXISTS link")
@@ -128,7 +84,7 @@ def build_person_records(conn: duckdb.DuckDBPyConnection, source_names: list[str
         ORDER BY unique_id
         """
     )
-    return conn.execute("SELECT count(*) FROM link.person_records").fetchall()[0][0]
+    return scalar(conn, "SELECT count(*) FROM link.person_records")
 
 
 # --------------------------------------------------------------------------------------------
@@ -249,10 +205,15 @@ def write_match_pairs(
                       NULL::BOOLEAN vetoed WHERE false"""
     else:
         pred_cols = {r[0] for r in conn.execute(f"DESCRIBE {predictions_table}").fetchall()}
-        # the NIK comparison's weight (Bayes factor bf_nik: Splink keeps it with
-        # retain_intermediate_calculation_columns); without it, no NIK weight is known
-        nik_w = ("CASE WHEN p.bf_nik > 0 THEN greatest(log2(p.bf_nik), 0) ELSE 0 END"
-                 if "bf_nik" in pred_cols else "0")
+        # The NIK comparison's match weight: Splink 5 keeps it as mw_nik (log2 of its Bayes factor)
+        # with retain_intermediate_calculation_columns. Only its positive part is taken out: a NIK
+        # that disagrees keeps weighing against the pair. Without the column the probability
+        # "without the NIK" would silently equal the full one, and the removal rules that require a
+        # link to hold without the NIK would accept a link made by the NIK alone: fail instead.
+        if "mw_nik" not in pred_cols:
+            raise RuntimeError("Splink's predictions carry no mw_nik column (the NIK comparison's "
+                               "match weight): the probability without the NIK cannot be computed")
+        nik_w = "greatest(coalesce(p.mw_nik, 0), 0)"
         prob_sql = f"""
             SELECT unique_id_l, unique_id_r,
                    CASE WHEN two_people THEN p_two_people ELSE match_probability END
@@ -299,14 +260,16 @@ def write_match_pairs(
         ORDER BY unique_id_l, unique_id_r
         """
     )
-    n_det = conn.execute("SELECT count(*) FROM _det_pairs").fetchall()[0][0]
-    n_prob = conn.execute(
+    n_det = scalar(conn, "SELECT count(*) FROM _det_pairs")
+    n_prob = scalar(
+        conn,
         "SELECT count(*) FROM link.match_pairs WHERE link_method = 'probabilistic'"
-    ).fetchall()[0][0]
-    n_veto = conn.execute(
+    )
+    n_veto = scalar(
+        conn,
         "SELECT count(*) FROM _prob_pairs p ANTI JOIN _det_pairs d USING (unique_id_l, unique_id_r)"
         " WHERE p.vetoed"
-    ).fetchall()[0][0]
+    )
     conn.execute("DROP TABLE IF EXISTS _det_pairs")
     conn.execute("DROP TABLE IF EXISTS _prob_pairs")
     return PredictionResult(n_det, n_prob, n_veto, predictions_table)
@@ -326,10 +289,11 @@ def block_pairs(conn: duckdb.DuckDBPyConnection, keys: tuple[str, ...]) -> int:
     """Pairs a rule on `keys` (columns or SQL expressions of link.person_records) makes: the sum
     of n(n-1)/2 over its blocks, by GROUP BY (no join)."""
     not_null = " AND ".join(f"({k}) IS NOT NULL" for k in keys)
-    return conn.execute(
+    return scalar(
+        conn,
         f"SELECT coalesce(sum(n * (n - 1) / 2), 0)::BIGINT FROM (SELECT count(*) AS n "
         f"FROM link.person_records WHERE {not_null} GROUP BY {', '.join(keys)})"
-    ).fetchall()[0][0]
+    )
 
 
 def sparse_id_blocking(conn: duckdb.DuckDBPyConnection) -> tuple[list, dict]:
@@ -339,9 +303,10 @@ def sparse_id_blocking(conn: duckdb.DuckDBPyConnection) -> tuple[list, dict]:
     pairs per record. Returns (Splink rules, summary: counts only, for the asset metadata)."""
     from splink import block_on
 
-    n, with_nik = conn.execute(
+    n, with_nik = one_row(
+        conn,
         "SELECT count(*), count(*) FILTER (WHERE nik_valid) FROM link.person_records"
-    ).fetchall()[0]
+    )
     share = with_nik / n if n else 1.0
     summary: dict = {"share_with_valid_nik": round(share, 4), "rules_added": 0, "rules": []}
     if share >= ss.SPARSE_ID_NIK_SHARE or n == 0:

@@ -15,6 +15,7 @@ import duckdb
 from satudata_pipeline import config
 from satudata_pipeline.link import splink_settings as ss
 from satudata_pipeline.link.matching import register_person_records, splink_session
+from satudata_pipeline.warehouse import one_row, scalar
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +51,7 @@ def em_rule(conn: duckdb.DuckDBPyConnection, cols: tuple[str, ...]) -> tuple[obj
     Returns (rule, pairs of the full rule, sampling modulus, pairs used)."""
     from splink import block_on
 
-    pairs = conn.execute(_pairs_sql(cols)).fetchall()[0][0]
+    pairs = scalar(conn, _pairs_sql(cols))
     modulus = max(1, -(-pairs // int(ss.EM_MAX_PAIRS)))
     if modulus == 1:
         return block_on(*cols), pairs, 1, pairs
@@ -58,7 +59,7 @@ def em_rule(conn: duckdb.DuckDBPyConnection, cols: tuple[str, ...]) -> tuple[obj
     def in_sample(prefix: str) -> str:  # whole blocks: the key's hash picks one block in `modulus`
         return f"hash({' || '.join(f'{prefix}{c}::VARCHAR' for c in cols)}) % {modulus} = 0"
 
-    used = conn.execute(_pairs_sql(cols, "AND " + in_sample(""))).fetchall()[0][0]
+    used = scalar(conn, _pairs_sql(cols, "AND " + in_sample("")))
     sql = " AND ".join(f'l."{c}" = r."{c}"' for c in cols) + f" AND {in_sample('l.')}"
     return sql, pairs, modulus, used
 
@@ -177,7 +178,7 @@ def _comparison_columns(linker) -> dict[str, set[str]]:
 
 def _records_with_values(conn: duckdb.DuckDBPyConnection) -> dict[str, int]:
     cols = ", ".join(f"count({sql}) AS \"{name}\"" for name, sql in ss.COMPARISON_VALUES.items())
-    row = conn.execute(f"SELECT {cols} FROM link.person_records").fetchall()[0]
+    row = one_row(conn, f"SELECT {cols} FROM link.person_records")
     return dict(zip(ss.COMPARISON_VALUES, (int(v) for v in row)))
 
 
@@ -216,7 +217,7 @@ def train_model(conn: duckdb.DuckDBPyConnection, *, u_max_pairs: float | None = 
     from splink import Linker
     from splink.internals.exceptions import EMTrainingException
 
-    n = conn.execute("SELECT count(*) FROM link.person_records").fetchall()[0][0]
+    n = scalar(conn, "SELECT count(*) FROM link.person_records")
     with_values = _records_with_values(conn)
     not_trained: list[dict] = []
     with splink_session(conn) as db_api:

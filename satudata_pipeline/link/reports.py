@@ -12,6 +12,7 @@ import logging
 from pathlib import Path
 
 from satudata_pipeline import config
+from satudata_pipeline.warehouse import scalar
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +56,7 @@ def write_pair_reports(linker, db_api, predictions_table: str, threshold: float,
             ORDER BY abs(match_probability - {float(threshold)}), unique_id_l, unique_id_r
             LIMIT {int(sample_size)}
         """)
-        n = conn.execute("SELECT count(*) FROM splink_work.near_threshold").fetchall()[0][0]
+        n = scalar(conn, "SELECT count(*) FROM splink_work.near_threshold")
         if n == 0:
             return out
         # the comparison viewer SQL refers to its input by the templated name __splink__df_predict

@@ -438,13 +438,13 @@ def export_program(conn: duckdb.DuckDBPyConnection, program: str, out_root: Path
     csv_files = []
     used_sheets = {SUMMARY_SHEET, LEGEND_SHEET}
     money_col, date_col = EXPORT_COLUMNS.index("nominal_bulanan"), EXPORT_COLUMNS.index("tanggal_mulai")
-    for kode, nama, n in kotas:
+    for kode, nama, _rows in kotas:
         short = _short_kota(nama or kode)
-        where = "b.kode_kota IS NULL" if kode is None else f"b.kode_kota = '{kode.replace(chr(39), '')}'"
+        where = "b.kode_kota IS NULL" if kode is None else "b.kode_kota = ?"
         query = f"SELECT * FROM ({select} AND {where}) ORDER BY kecamatan NULLS LAST, verdict, record_id"
         csv_path = folder / f"{program}_{_slug(kode or 'na')}_{_slug(short)}.csv"
         csv_files.append(csv_path)
-        cur = conn.execute(query)
+        cur = conn.execute(query, [] if kode is None else [kode])
         # xlsx: stream rows; split a kota over several sheets if it exceeds Excel's row limit
         sheets: list[tuple[_Sheet, int]] = []
         written, sheet = EXCEL_MAX_ROWS, None

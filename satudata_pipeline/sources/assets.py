@@ -11,6 +11,7 @@ from dagster_duckdb import DuckDBResource
 from satudata_pipeline.contract.sources import ContractError, Delivery, SourceSpec, check_files
 from satudata_pipeline.sources.completeness import FILE_STATS, build_completeness_gate
 from satudata_pipeline.sources.readers import PARSE_ERROR, ROW_NUMBER, file_sha256, read_source_with_stats
+from satudata_pipeline.warehouse import transaction
 
 # Sources whose staleness makes every verdict unsafe: a stale death or move list keeps paying the
 # dead and the departed, so these block publishing.
@@ -135,13 +136,14 @@ def record_file_stats(conn, source: SourceSpec, digest: str, stats) -> None:
         source VARCHAR, file VARCHAR, file_sha256 VARCHAR, rows BIGINT, physical_records BIGINT,
         multiline_rows BIGINT, longest_record_lines BIGINT, longest_record_row BIGINT,
         longest_record_line BIGINT, cut_row BIGINT, cut_line BIGINT)""")
-    conn.execute(f"DELETE FROM {FILE_STATS} WHERE source = ?", [source.name])
-    conn.execute(
-        f"INSERT INTO {FILE_STATS} VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        [source.name, source.path, digest, stats.rows, stats.physical_records, stats.multiline_rows,
-         stats.longest_record_lines, stats.longest_record_row, stats.longest_record_line,
-         stats.cut_row, stats.cut_line],
-    )
+    with transaction(conn):  # the gate never sees a source without its row
+        conn.execute(f"DELETE FROM {FILE_STATS} WHERE source = ?", [source.name])
+        conn.execute(
+            f"INSERT INTO {FILE_STATS} VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [source.name, source.path, digest, stats.rows, stats.physical_records, stats.multiline_rows,
+             stats.longest_record_lines, stats.longest_record_row, stats.longest_record_line,
+             stats.cut_row, stats.cut_line],
+        )
 
 
 def build_source_assets(delivery: Delivery) -> tuple[list[dg.AssetsDefinition], list[dg.AssetChecksDefinition]]:

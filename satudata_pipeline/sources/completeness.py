@@ -32,7 +32,7 @@ from satudata_pipeline.contract.intake import IntakeRules, load_intake_rules
 from satudata_pipeline.contract.sources import DECISION_KINDS, Delivery
 from satudata_pipeline.golden.publish import DELIVERY_SOURCES
 from satudata_pipeline.golden.publish import SOURCES_TABLE as PUBLICATION_SOURCES
-from satudata_pipeline.golden.publish import table_exists as _exists
+from satudata_pipeline.warehouse import table_exists
 
 COMPLETENESS_KEY = dg.AssetKey("delivery_completeness")
 CHECK_NAME = "delivery_is_complete"
@@ -85,19 +85,19 @@ def previous_publication(conn: duckdb.DuckDBPyConnection) -> dict[str, tuple[str
 
     A warehouse published before publication_sources existed: the rows per source of the published
     main.person_source_link (one row per delivered row, quarantined ones included)."""
-    if not _exists(conn, "main.publication_log"):
+    if not table_exists(conn, "main.publication_log"):
         return None
     last = conn.execute("SELECT run_id FROM main.publication_log ORDER BY published_at DESC LIMIT 1").fetchall()
     if not last:
         return None
-    if _exists(conn, PUBLICATION_SOURCES):
+    if table_exists(conn, PUBLICATION_SOURCES):
         rows = conn.execute(
             f"SELECT source, kind, rows FROM {PUBLICATION_SOURCES} WHERE run_id = ? AND source IS NOT NULL "
             "AND finding IS DISTINCT FROM 'missing'", [last[0][0]]
         ).fetchall()
         if rows:
             return {s: (k, int(n)) for s, k, n in rows}
-    if _exists(conn, "main.person_source_link"):
+    if table_exists(conn, "main.person_source_link"):
         rows = conn.execute("SELECT source, count(*) FROM main.person_source_link GROUP BY source").fetchall()
         return {s: (None, int(n)) for s, n in rows}
     return None
@@ -113,7 +113,7 @@ def assess(
     limits = rules.completeness
     max_lines = rules.records.max_record_lines
     stats = {}
-    if _exists(conn, FILE_STATS):
+    if table_exists(conn, FILE_STATS):
         cols = [d[0] for d in conn.execute(f"SELECT * FROM {FILE_STATS} LIMIT 0").description]
         for row in conn.execute(f"SELECT * FROM {FILE_STATS}").fetchall():
             stats[row[0]] = dict(zip(cols, row))

@@ -9,7 +9,7 @@ maps the new shape. Row order and record ids are kept and `truth/` is copied, so
 
 Only representations the data contract (docs/data-contract.md) or a documented cleaner accepts are
 produced; docs/synthetic-data.md ("Foreign deliveries") lists them. Nothing here imports the
-pipeline: the reader below is independent of `satudata_pipeline.sources.readers`, so a shape the
+pipeline but the canonical field names (contract/schema.py): the reader below is independent of `satudata_pipeline.sources.readers`, so a shape the
 pipeline cannot read shows up as a failure, not as two copies of the same bug.
 
 The same (src, seed) always gives the same files.
@@ -28,10 +28,10 @@ from typing import Any
 
 import yaml
 
+from satudata_pipeline.contract.schema import BOOL_FIELDS, DATE_FIELDS
+
 __all__ = ["reshape", "TRANSFORMS"]
 
-DATE_FIELDS = ("tanggal_lahir", "tanggal_pemutakhiran", "tanggal_meninggal", "tanggal_pindah", "tanggal_mulai")
-BOOL_FIELDS = ("disabilitas", "punya_mobil", "njop_di_atas_1m")
 ID_NUMBER_FIELDS = ("nik", "no_kk")
 XLSX_MAX_ROWS = 30_000  # a provider does not send 1M rows in a workbook, and openpyxl is slow
 

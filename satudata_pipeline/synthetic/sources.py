@@ -16,6 +16,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from satudata_pipeline.contract.schema import BOOL_FIELDS, DATE_FIELDS
+
 from . import noise as Z
 from .population import wilayah
 from .truth import PROGRAMS, Facts, stale_boundary
@@ -27,8 +29,6 @@ CANONICAL = {"record_id", "nik", "no_kk", "nama", "jenis_kelamin", "tempat_lahir
              "rt", "rw", "kelurahan", "kecamatan", "kota", "kode_kelurahan", "tanggal_pemutakhiran",
              "tanggal_meninggal", "tanggal_pindah", "kode_wilayah_tujuan", "desil", "disabilitas",
              "punya_mobil", "njop_di_atas_1m", "jenjang", "nominal_bulanan", "tanggal_mulai"}
-DATE_FIELDS = {"tanggal_lahir", "tanggal_pemutakhiran", "tanggal_meninggal", "tanggal_pindah", "tanggal_mulai"}
-BOOL_FIELDS = {"disabilitas", "punya_mobil", "njop_di_atas_1m"}
 
 # ---------------------------------------------------------------------------------------------
 # Noise profiles (per-row probabilities). "clean" = Dukcapil master data.
