@@ -14,12 +14,12 @@ import duckdb
 import openpyxl
 import pytest
 import yaml
+from fixtures.programs_warehouse import FIXTURE_SNAPSHOT, build_fixture_warehouse
 
 from satudata_pipeline import cli
 from satudata_pipeline.contract.program_rules import load_rules
 from satudata_pipeline.programs import worklists as W
 from satudata_pipeline.programs.exports import REASON_LEGEND, ExportPrivacyError
-from satudata_pipeline.programs.testing import FIXTURE_SNAPSHOT, build_fixture_warehouse
 from satudata_pipeline.programs.verdicts import BENEFICIARY_REVIEW_COLUMNS, build_beneficiary_review
 from satudata_pipeline.synthetic import officer as O
 
