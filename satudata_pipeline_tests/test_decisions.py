@@ -138,7 +138,7 @@ def test_every_decision_row_applies_or_is_set_aside_with_its_reason(wh, tmp_path
     assert res.rows_read == len(CASES)
     # the other rows of the same file apply: three rows in force (KLJ-002, KJP-001, the later KLJ-009)
     in_force = {r[0]: r[1] for r in wh.execute(
-        f"SELECT record_id, decision FROM {intake.REVIEW_IN_FORCE}").fetchall()}
+        f"SELECT record_id, decision FROM {intake.REVIEW_IN_FORCE} WHERE NOT contradicted").fetchall()}
     assert in_force == {"KLJ-002": "keep", "KJP-001": "remove", "KLJ-009": "keep"}
     # the report carries only what the office sent as keys: no name, no NIK
     cols = {r[0] for r in wh.execute(f"DESCRIBE {intake.SET_ASIDE}").fetchall()}
@@ -182,7 +182,7 @@ def test_a_tie_is_a_contradiction_and_neither_applies(wh, tmp_path):
     take_in(wh, delivery)
     assert set_aside(wh) == {1: "contradiction", 2: "contradiction"}
     rows = determine(wh)
-    assert rows["KLJ-006"][:4] == ("review", "review", None, None)
+    assert rows["KLJ-006"][:4] == ("review", "review", None, "contradicted")
     assert rows["KLJ-007"][:4] == ("keep", "review", "keep", "applied")
 
 
@@ -406,9 +406,10 @@ def test_a_later_link_decision_replaces_an_earlier_one(linked, tmp_path):
 # --- the whole graph on the sample, with decision files ----------------------------------------
 def test_sample_run_with_decision_files(tmp_path, monkeypatch):
     """The delivery as an office hands it back: review and link decisions declared in sources.yaml
-    beside the sample's sources. One run of the full determination: decisions applied next to what
-    the pipeline said, the link decisions split and join, the bad rows set aside and reported back
-    to the office, nothing else changed by them."""
+    beside the sample's sources, after a first run published the worklist they answer. The next run
+    of the full determination: decisions applied next to what the pipeline said, the link decisions
+    split and join, the bad rows set aside and reported back to the office, nothing else changed by
+    them."""
     import shutil
 
     from satudata_pipeline import config
@@ -419,6 +420,8 @@ def test_sample_run_with_decision_files(tmp_path, monkeypatch):
     state = tmp_path / "state"
     monkeypatch.setenv("SATUDATA_STATE_DIR", str(state))
     monkeypatch.setenv("SATUDATA_DATA_DIR", str(data))
+    warehouse = state / "warehouse.duckdb"
+    assert run_job(data, warehouse).success       # the publication the office's worklist came from
     with open(data / "sources.yaml", "a") as fh:
         fh.write(textwrap.dedent("""\
             - name: keputusan_kantor
@@ -452,7 +455,6 @@ def test_sample_run_with_decision_files(tmp_path, monkeypatch):
         klj,KLJ2024-000026,dukcapil_penduduk,3100000003,Ya,DUKCAPIL-2,2026-10-22
         klj,KLJ0000-000000,dukcapil_penduduk,3100000003,Ya,DUKCAPIL-2,2026-10-22
         """))
-    warehouse = state / "warehouse.duckdb"
     result = run_job(data, warehouse)
     assert result.success
     checks = {(e.asset_check_key.name): e.passed for e in result.get_asset_check_evaluations()}
@@ -486,3 +488,194 @@ def test_sample_run_with_decision_files(tmp_path, monkeypatch):
     assert "KAJ/9999/000001" in report and "baris tidak ditemukan" in report
     assert "DINSOS" not in report and "sanggah" not in report
     assert "KLJ0000-000000" in (state / "exports" / "_keputusan_ditolak_tautan.csv").read_text(encoding="utf-8-sig")
+
+
+# --- review fixes (docs/decisions.md) ------------------------------------------------------------
+def _leave_roster(conn, record_id: str) -> None:
+    conn.execute(f"CREATE OR REPLACE TEMP TABLE _gone_psl AS SELECT * FROM main.person_source_link WHERE record_id = '{record_id}'")
+    conn.execute(f"CREATE OR REPLACE TEMP TABLE _gone_pr AS SELECT * FROM link.person_records WHERE record_id = '{record_id}'")
+    conn.execute(f"DELETE FROM main.person_source_link WHERE record_id = '{record_id}'")
+    conn.execute(f"DELETE FROM link.person_records WHERE record_id = '{record_id}'")
+
+
+def _come_back(conn) -> None:
+    conn.execute("INSERT INTO main.person_source_link SELECT * FROM _gone_psl")
+    conn.execute("INSERT INTO link.person_records SELECT * FROM _gone_pr")
+
+
+def _publish(conn, snapshot=FIXTURE_SNAPSHOT, when=dt.datetime(2026, 10, 5)):
+    from satudata_pipeline.history import store
+    rows = determine(conn, snapshot)
+    store.record_determination(conn, f"run-{when:%m%d}", when)
+    return rows
+
+
+def test_a_row_back_in_the_roster_without_known_evidence_is_reopened_not_applied(wh, tmp_path):
+    """A keep decided on a row that then left the roster: when it comes back after its person died
+    (and no history says what the keep answered), the keep is shown, reopened, never applied."""
+    take_in(wh, deliver(tmp_path, wh, "KLJ,KLJ-007,tetap,confirmed_alive,OFC-1,20-10-2026,\n"))
+    assert determine(wh)["KLJ-007"][:4] == ("keep", "review", "keep", "applied")
+    _leave_roster(wh, "KLJ-007")
+    assert "KLJ-007" not in determine(wh)
+    _come_back(wh)
+    _add_death(wh, "P07", "2026-11-15")
+    rows = determine(wh, dt.date(2026, 12, 1))
+    assert rows["KLJ-007"][:4] == ("review", "remove", "keep", "reopened")
+    # and it stays so: an unknown answer is carried as unknown, not as the new evidence
+    assert determine(wh, dt.date(2026, 12, 1))["KLJ-007"][:4] == ("review", "remove", "keep", "reopened")
+    assert verdicts.check_no_deceased_or_moved_keep(wh)[0] == 0
+
+
+def test_a_row_back_in_the_roster_takes_the_evidence_its_decision_answered_from_the_history(wh, tmp_path):
+    take_in(wh, deliver(tmp_path, wh, "KLJ,KLJ-007,tetap,confirmed_alive,OFC-1,20-10-2026,\n"))
+    assert _publish(wh, when=dt.datetime(2026, 10, 21))["KLJ-007"][:4] == ("keep", "review", "keep", "applied")
+    _leave_roster(wh, "KLJ-007")
+    assert "KLJ-007" not in _publish(wh, when=dt.datetime(2026, 11, 2))
+    _come_back(wh)
+    # back unchanged: the keep answered this very evidence (history), it applies
+    assert _publish(wh, when=dt.datetime(2026, 11, 3))["KLJ-007"][:4] == ("keep", "review", "keep", "applied")
+    _leave_roster(wh, "KLJ-007")
+    _publish(wh, when=dt.datetime(2026, 11, 4))
+    _come_back(wh)
+    _add_death(wh, "P07", "2026-11-15")
+    assert determine(wh, dt.date(2026, 12, 1))["KLJ-007"][:4] == ("review", "remove", "keep", "reopened")
+
+
+def test_a_second_roster_with_the_same_record_id_does_not_inherit_the_decision(wh, tmp_path):
+    take_in(wh, deliver(tmp_path, wh, "KLJ,KLJ-007,tetap,confirmed_alive,OFC-1,20-10-2026,\n"))
+    assert wh.execute(f"SELECT roster_source FROM {intake.REVIEW_STORE}").fetchall() == [("klj_2026",)]
+    # next month a second KLJ roster arrives carrying a row with the same record_id
+    wh.execute("INSERT INTO link.person_records SELECT * REPLACE ('klj_susulan' AS source, "
+               "'klj_susulan:KLJ-007' AS unique_id) FROM link.person_records WHERE record_id = 'KLJ-007'")
+    wh.execute("INSERT INTO main.person_source_link SELECT * REPLACE ('klj_susulan' AS source, "
+               "'klj_susulan:KLJ-007' AS unique_id) FROM main.person_source_link WHERE record_id = 'KLJ-007'")
+    determine(wh)
+    got = dict((s, r) for s, *r in wh.execute(
+        "SELECT source, verdict, decision, decision_status FROM main.beneficiary_review "
+        "WHERE record_id = 'KLJ-007'").fetchall())
+    assert got["klj_2026"] == ["keep", "keep", "applied"]
+    assert got["klj_susulan"][1:] == [None, None]
+    assert got["klj_susulan"][0] != "keep"
+
+
+def _p11_rows(conn) -> dict[str, tuple]:
+    return {r[0]: r[1:] for r in conn.execute(
+        "SELECT record_id, verdict, reasons FROM main.beneficiary_review WHERE record_id IN ('KJP-011', 'KJMU-011')"
+    ).fetchall()}
+
+
+def test_a_duplicate_of_a_removed_row_is_not_removed_the_person_keeps_one(wh):
+    """P11 holds KJP-011 (earlier) and KJMU-011 (excluded with KJP). Born 2004 they are 22: too old for
+    KJP (age_ineligible, removed); the KJMU row is then not a duplicate of a removed row."""
+    assert _p11_rows(wh)["KJMU-011"][0] == "remove"      # the pipeline's dup while KJP-011 is kept
+    wh.execute("UPDATE main.golden_person SET tanggal_lahir = DATE '2004-01-01' WHERE person_id = 'P11'")
+    determine(wh)
+    rows = _p11_rows(wh)
+    assert rows["KJP-011"][0] == "remove" and "age_ineligible" in rows["KJP-011"][1]
+    assert rows["KJMU-011"][0] == "keep" and "duplicate_enrollment" not in rows["KJMU-011"][1]
+
+
+def test_a_duplicate_of_a_row_removed_by_decision_is_not_removed(wh, tmp_path):
+    take_in(wh, deliver(tmp_path, wh, "KJP,KJP-011,hapus,other,OFC-1,20-10-2026,\n"))
+    determine(wh)
+    rows = _p11_rows(wh)
+    assert rows["KJP-011"][0] == "remove"
+    assert rows["KJMU-011"][0] != "remove" and "duplicate_enrollment" not in rows["KJMU-011"][1]
+    # P10: KJP-010B (earliest) kept, the later A and C still removed as its duplicates
+    assert determine(wh)["KJP-010A"][0] == "remove"
+
+
+def test_a_contradiction_sends_the_row_to_review_with_the_decision_in_force_before(wh, tmp_path):
+    """KLJ-002 (pipeline: remove, a registered death): a keep confirmed_alive is in force; then two
+    officers disagree on a later date. The row must not fall back to remove with empty decision
+    columns: it is reviewed, the earlier keep shown."""
+    take_in(wh, deliver(tmp_path, wh, "KLJ,KLJ-002,tetap,confirmed_alive,OFC-1,15-10-2026,\n", tag="d1"))
+    assert determine(wh)["KLJ-002"] == ("keep", "remove", "keep", "applied", "confirmed_alive", "OFC-1")
+    wh.execute('DROP TABLE raw."keputusan_review"')
+    res = take_in(wh, deliver(tmp_path, wh, """\
+        KLJ,KLJ-002,tetap,other,OFC-2,20-10-2026,
+        KLJ,KLJ-002,hapus,deceased,OFC-3,20-10-2026,
+        """, tag="d2"))
+    assert set_aside(wh) == {1: "contradiction", 2: "contradiction"}
+    assert res.in_force_review == 0
+    rows = determine(wh)
+    assert rows["KLJ-002"] == ("review", "remove", "keep", "contradicted", "confirmed_alive", "OFC-1")
+    # a later decision settles it
+    wh.execute('DROP TABLE raw."keputusan_review"')
+    take_in(wh, deliver(tmp_path, wh, "KLJ,KLJ-002,hapus,deceased,OFC-3,25-10-2026,\n", tag="d3"))
+    assert determine(wh)["KLJ-002"][:4] == ("remove", "remove", "remove", "applied")
+
+
+def test_chained_contradicting_link_decisions_set_the_not_same_decision_aside(linked, tmp_path):
+    """dukcapil:5 = dtks:5 and dtks:5 = dukcapil:6 (same person, by decision) but dukcapil:5 != dukcapil:6:
+    the != cannot apply; it is set aside as a contradiction and reported back, not dropped silently."""
+    from satudata_pipeline.decisions import report
+
+    res = take_in(linked, deliver(tmp_path, linked, link="""\
+        dukcapil,5,dtks,5,Ya,OFC-1,2026-10-20
+        dtks,5,dukcapil,6,Ya,OFC-1,2026-10-20
+        dukcapil,6,dukcapil,5,Tidak,OFC-2,2026-10-21
+        """))
+    assert set_aside(linked) == {3: "contradiction"}
+    assert res.set_aside == {"contradiction": 1} and res.in_force_link == 2
+    result = clusters.build_person_clusters(linked, 0.95)
+    after = _clusters(linked)
+    assert after["dukcapil:5"] == after["dtks:5"] == after["dukcapil:6"]
+    assert result.decisions_conflicting == 0
+    counts = report.write_set_aside_reports(linked, tmp_path / "exp", tmp_path / "exp", [])
+    assert counts == {report.ROOT_LINK: 1}
+    text = (tmp_path / "exp" / report.ROOT_LINK).read_text(encoding="utf-8-sig")
+    assert "contradiction" in text and ";dukcapil;5;dukcapil;6;" in text.replace("\r", "")
+    # the next delivery without files: still set aside (the WARN check keeps counting it)
+    linked.execute('DROP TABLE raw."keputusan_tautan"')
+    again = take_in(linked, deliver(tmp_path, linked, link="", tag="d2"))
+    assert again.set_aside == {"contradiction": 1}
+
+
+def test_deliveries_differing_only_by_a_decision_file_have_different_fingerprints(wh, tmp_path):
+    from satudata_pipeline.history import versions
+
+    take_in(wh, deliver(tmp_path, wh, "KLJ,KLJ-006,tetap,other,OFC-1,20-10-2026,\n", tag="a"))
+    first = versions.delivery_fingerprint(wh)
+    assert first is not None
+    wh.execute('DROP TABLE raw."keputusan_review"')
+    take_in(wh, deliver(tmp_path, wh, "KLJ,KLJ-006,hapus,other,OFC-1,21-10-2026,\n", tag="b"))
+    assert versions.delivery_fingerprint(wh) not in (None, first)
+    staged = {r[0] for r in wh.execute(f"SELECT source FROM {versions.DELIVERY_FILES}").fetchall()}
+    assert staged == {"keputusan_review"}
+
+
+def test_decided_by_must_be_an_officer_id_and_a_nik_in_a_note_is_scrubbed(wh, tmp_path):
+    res = take_in(wh, deliver(tmp_path, wh, """\
+        KLJ,KLJ-006,tetap,other,Budi,20-10-2026,
+        KLJ,KLJ-007,tetap,other,OFC-1,20-10-2026,NIK 3171012345678901 dicek di rumah
+        KLJ,KLJ-009,tetap,other,budi.santoso,20-10-2026,
+        KLJ,KLJ-024,tetap,other,DINSOS_017,20-10-2026,x3171012345678901234 is not a NIK
+        """))
+    assert set_aside(wh) == {1: "malformed_decided_by", 3: "malformed_decided_by"}
+    assert res.stored_review == 2
+    notes = dict(wh.execute(f"SELECT record_id, note FROM {intake.REVIEW_STORE}").fetchall())
+    assert notes["KLJ-007"] == "NIK [NIK dihapus] dicek di rumah"
+    assert notes["KLJ-024"] == "x3171012345678901234 is not a NIK"
+    assert not any("3171012345678901" in (r[0] or "") for r in wh.execute(
+        f"SELECT note FROM {intake.REVIEW_STORE} WHERE record_id = 'KLJ-007'").fetchall())
+
+
+def test_the_officer_id_pattern_comes_from_the_intake_rules(tmp_path):
+    from satudata_pipeline.contract.intake import INTAKE_RULES, IntakeRulesError, load_intake_rules
+
+    assert load_intake_rules().decisions.officer_id_pattern
+    bad = tmp_path / "intake_rules.yaml"
+    bad.write_text(INTAKE_RULES.read_text().replace(
+        "officer_id_pattern: '^(?=[A-Za-z0-9_-]*[0-9])[A-Za-z0-9_-]{1,64}$'", "officer_id_pattern: '(['"))
+    with pytest.raises(IntakeRulesError, match="officer_id_pattern"):
+        load_intake_rules(bad)
+
+
+def test_a_decision_stored_before_roster_source_existed_takes_the_published_roster(wh, tmp_path):
+    take_in(wh, deliver(tmp_path, wh, "KLJ,KLJ-006,tetap,other,OFC-1,20-10-2026,\n", tag="a"))
+    wh.execute(f"UPDATE {intake.REVIEW_STORE} SET roster_source = NULL")      # as an older store
+    wh.execute('DROP TABLE raw."keputusan_review"')
+    res = take_in(wh, deliver(tmp_path, wh, None, tag="b"))
+    assert res.in_force_review == 1
+    assert wh.execute(f"SELECT roster_source FROM {intake.REVIEW_STORE}").fetchall() == [("klj_2026",)]

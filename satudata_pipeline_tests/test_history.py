@@ -404,3 +404,20 @@ def test_satudata_run_tags_its_run_with_the_month(tmp_path, monkeypatch):
     assert cli.main(["run", "--data-dir", str(config.PROJECT_DIR / "data")]) == 0
     assert launched["satudata/snapshot_date"] == "2026-11-01"
     assert launched["satudata/determination_for"] == "2026-11"
+
+
+def test_history_prints_decision_status_and_date_and_applies_only_applied():
+    from satudata_pipeline.history import query
+
+    base = {"determination_id": 2, "snapshot_date": "2026-11-01", "published_at": None, "run_id": "r",
+            "program": "KLJ", "source": "klj", "record_id": "7", "person_id": "P7", "nik_masked": "3171********0001",
+            "verdict": "review", "reasons": ["deceased"], "pipeline_verdict": "remove", "decision": "keep",
+            "decision_reason": "confirmed_alive", "decided_by": "OFC-1", "decided_at": "2026-10-20",
+            "nominal_bulanan": 300000, "delivery_fingerprint": None}
+    reopened = query.format_rows([{**base, "decision_status": "reopened"}])
+    assert "2026-10-20" in reopened and "[reopened, not applied]" in reopened
+    applied = query.format_rows([{**base, "verdict": "keep", "decision_status": "applied"}])
+    assert "[applied]" in applied and "not applied" not in applied
+    contradicted = query.format_rows([{**base, "decision": None, "decided_at": None, "decided_by": None,
+                                       "decision_status": "contradicted"}])
+    assert "[contradicted, not applied]" in contradicted

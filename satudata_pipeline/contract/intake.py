@@ -7,6 +7,8 @@ for why each limit is what it is, and docs/data-contract.md for the user's view.
 
 from __future__ import annotations
 
+import re
+
 from functools import lru_cache
 from pathlib import Path
 
@@ -49,6 +51,14 @@ class FieldLimits(_Strict):
     max_chars: int = Field(gt=0)
 
 
+DEFAULT_OFFICER_ID = r"^(?=[A-Za-z0-9_-]*[0-9])[A-Za-z0-9_-]{1,64}$"
+
+
+class DecisionLimits(_Strict):
+    # decided_by must be an officer id, never a name (docs/decisions.md, docs/privacy.md)
+    officer_id_pattern: str = DEFAULT_OFFICER_ID
+
+
 class IntakeRules(_Strict):
     sources_yaml: SourcesYamlLimits
     freshness_ceiling_days: dict[str, int]
@@ -56,6 +66,7 @@ class IntakeRules(_Strict):
     records: RecordLimits
     values: ValueLimits
     fields: FieldLimits
+    decisions: DecisionLimits = DecisionLimits()
 
     def ceiling(self, kind: str) -> int:
         return self.freshness_ceiling_days[kind]
@@ -76,6 +87,10 @@ def _load(path: str) -> IntakeRules:
         rules = IntakeRules(**(raw or {}))
     except (ValidationError, TypeError) as exc:
         raise IntakeRulesError(f"{path}: invalid intake rules: {exc}") from None
+    try:
+        re.compile(rules.decisions.officer_id_pattern)
+    except re.error as exc:
+        raise IntakeRulesError(f"{path}: decisions.officer_id_pattern is not a regular expression ({exc})") from None
     missing = sorted(set(KIND_NAMES) - set(rules.freshness_ceiling_days))
     unknown = sorted(set(rules.freshness_ceiling_days) - set(KIND_NAMES))
     bad_kinds = sorted(set(rules.completeness.required_kinds_with_rosters) - set(KIND_NAMES))

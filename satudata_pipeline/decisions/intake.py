@@ -9,7 +9,8 @@ where they go (the `decisions` schema) is in DuckDB.
   why a decision stays in force in later runs without its file.
 - `decisions.review_in_force` / `decisions.link_in_force`: per roster row / per pair of records the
   decision in force: the latest `decided_at`; two different outcomes on that date are a
-  contradiction and neither is in force.
+  contradiction and neither is in force (a roster row then has `contradicted` set, goes to review,
+  and shows the decision in force before, if any).
 - `decisions.set_aside`: this delivery's decision rows that were not applied, with the reason code,
   the source and row number, and only the keys the office sent (program, record ids; never a name).
 
@@ -40,8 +41,24 @@ SET_ASIDE = f"{SCHEMA}.set_aside"
 DECISIONS = ("keep", "remove")
 # the pipeline's reason codes (docs/verdict-rules.md) and the outcomes only a person can establish
 PERSON_REASONS = ("appeal_upheld", "confirmed_alive", "confirmed_resident", "other")
-# an officer id, never a name: one token of letters, digits and . _ - / : (a space means a name)
-OFFICER_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/-]{0,63}$")
+# a 16-digit number in a note is most likely a NIK: scrubbed before the note is stored
+NIK_IN_TEXT = re.compile(r"(?<![0-9])[0-9]{16}(?![0-9])")
+NIK_SCRUBBED = "[NIK dihapus]"
+
+
+def officer_id() -> re.Pattern:
+    """decided_by's pattern: an officer id, never a name (contract/intake_rules.yaml decisions.officer_id_pattern;
+    default letters, digits, - and _ with at least one digit)."""
+    from satudata_pipeline.contract.intake import load_intake_rules
+
+    return re.compile(load_intake_rules().decisions.officer_id_pattern)
+
+
+def scrub_note(note: object) -> str | None:
+    """The note as stored: one line at most MAX_NOTE long, 16-digit numbers (a NIK) replaced."""
+    if note is None or (isinstance(note, float) and pd.isna(note)):
+        return None
+    return NIK_IN_TEXT.sub(NIK_SCRUBBED, str(note))[:MAX_NOTE]
 MAX_KEY = 64     # longest program code / record id / source name kept in the set-aside report
 MAX_NOTE = 500
 
@@ -52,7 +69,7 @@ SET_ASIDE_REASONS = {
     "malformed_record_id": "record_id is empty",
     "malformed_decision": "decision is neither keep nor remove (after the `values:` map)",
     "malformed_reason": "reason is not a reason code, appeal_upheld, confirmed_alive, confirmed_resident or other",
-    "malformed_decided_by": "decided_by is empty or not an officer id (one word: letters, digits, . _ - / :)",
+    "malformed_decided_by": "decided_by is empty or not an officer id (intake_rules.yaml decisions.officer_id_pattern)",
     "malformed_decided_at": "decided_at is empty, not a date in the source's date_format, or in the future",
     "malformed_source": "source_a or source_b is empty",
     "malformed_same_person": "same_person is not a yes/no value",
@@ -75,13 +92,16 @@ REVIEW_COLUMNS = {
     "program": "VARCHAR", "record_id": "VARCHAR", "decision": "VARCHAR", "reason": "VARCHAR",
     "decided_by": "VARCHAR", "decided_at": "DATE", "note": "VARCHAR", "source": "VARCHAR",
     "row_number": "BIGINT", "file_sha256": "VARCHAR", "snapshot_date": "DATE", "stored_at": "TIMESTAMP",
+    # the roster the decided row belongs to (one when stored, else the row is ambiguous_record): a
+    # second roster of the program with the same record_id does not inherit the decision
+    "roster_source": "VARCHAR",
 }
 LINK_COLUMNS = {
     "unique_id_a": "VARCHAR", "unique_id_b": "VARCHAR", "same_person": "BOOLEAN",
     "decided_by": "VARCHAR", "decided_at": "DATE", "note": "VARCHAR", "source": "VARCHAR",
     "row_number": "BIGINT", "file_sha256": "VARCHAR", "snapshot_date": "DATE", "stored_at": "TIMESTAMP",
 }
-REVIEW_KEY = ("program", "record_id", "decision", "reason", "decided_by", "decided_at", "note")
+REVIEW_KEY = ("program", "roster_source", "record_id", "decision", "reason", "decided_by", "decided_at", "note")
 LINK_KEY = ("unique_id_a", "unique_id_b", "same_person", "decided_by", "decided_at", "note")
 
 
@@ -204,8 +224,11 @@ def check_review_rows(frame: pd.DataFrame, source: SourceSpec, ctx: Context) -> 
     codes = {c.upper(): c for c in ctx.program_codes}     # program codes in any case
     f["program"] = f["program"].map(lambda v: codes.get(v.upper(), v) if isinstance(v, str) else v)
     f["decided_at_date"] = _dates(f, source, ctx.today)
+    pattern = officer_id()
     roster_n = ctx.rosters.groupby(["program", "record_id"]).size().rename("n_rosters").reset_index()
     f = f.merge(roster_n, how="left", on=["program", "record_id"])
+    one = ctx.rosters.drop_duplicates(["program", "record_id"], keep=False).rename(columns={"source": "roster_source"})
+    f = f.merge(one[["program", "record_id", "roster_source"]], how="left", on=["program", "record_id"])
     pub = ctx.published.assign(in_published=True).drop_duplicates(["program", "record_id"])
     f = f.merge(pub, how="left", on=["program", "record_id"])
     f["in_published"] = f["in_published"].eq(True)
@@ -216,14 +239,14 @@ def check_review_rows(frame: pd.DataFrame, source: SourceSpec, ctx: Context) -> 
         ("malformed_record_id", f["record_id"].isna()),
         ("malformed_decision", ~f["decision"].isin(DECISIONS)),
         ("malformed_reason", f["reason"].notna() & ~f["reason"].isin(reasons)),
-        ("malformed_decided_by", ~f["decided_by"].map(lambda v: isinstance(v, str) and bool(OFFICER_ID.match(v)))),
+        ("malformed_decided_by", ~f["decided_by"].map(lambda v: isinstance(v, str) and bool(pattern.fullmatch(v)))),
         ("malformed_decided_at", f["decided_at_date"].isna()),
         ("unknown_program", ~f["program"].isin(ctx.program_codes)),
         ("not_in_roster", f["n_rosters"].isna() & f["in_published"]),
         ("unknown_record", f["n_rosters"].isna()),
         ("ambiguous_record", f["n_rosters"].fillna(0) > 1),
     ])
-    f["note"] = f["note"].map(lambda v: None if v is None else str(v)[:MAX_NOTE])
+    f["note"] = f["note"].map(scrub_note)
     return f
 
 
@@ -232,6 +255,7 @@ def check_link_rows(frame: pd.DataFrame, source: SourceSpec, ctx: Context) -> pd
     if "note" not in f:
         f["note"] = None
     same, unmapped = parse_bool(f["same_person"])
+    pattern = officer_id()
     f["same_person_value"] = same.astype(object).where(same.notna(), None)
     f["decided_at_date"] = _dates(f, source, ctx.today)
     uid_a = f["source_a"].astype(object) + ":" + f["record_id_a"].astype(object)
@@ -243,13 +267,13 @@ def check_link_rows(frame: pd.DataFrame, source: SourceSpec, ctx: Context) -> pd
         ("malformed_source", f["source_a"].isna() | f["source_b"].isna()),
         ("malformed_record_id", f["record_id_a"].isna() | f["record_id_b"].isna()),
         ("malformed_same_person", f["same_person_value"].isna() | unmapped),
-        ("malformed_decided_by", ~f["decided_by"].map(lambda v: isinstance(v, str) and bool(OFFICER_ID.match(v)))),
+        ("malformed_decided_by", ~f["decided_by"].map(lambda v: isinstance(v, str) and bool(pattern.fullmatch(v)))),
         ("malformed_decided_at", f["decided_at_date"].isna()),
         ("same_record", uid_a == uid_b),
         ("unknown_source", ~f["source_a"].isin(ctx.person_sources) | ~f["source_b"].isin(ctx.person_sources)),
         ("unknown_record", ~uid_a.isin(ctx.records) | ~uid_b.isin(ctx.records)),
     ])
-    f["note"] = f["note"].map(lambda v: None if v is None else str(v)[:MAX_NOTE])
+    f["note"] = f["note"].map(scrub_note)
     return f
 
 
@@ -267,6 +291,8 @@ def ensure_tables(conn: duckdb.DuckDBPyConnection) -> None:
     conn.execute(f"CREATE SCHEMA IF NOT EXISTS {SCHEMA}")
     for table, cols in ((REVIEW_STORE, REVIEW_COLUMNS), (LINK_STORE, LINK_COLUMNS), (SET_ASIDE, SET_ASIDE_COLUMNS)):
         conn.execute(f"CREATE TABLE IF NOT EXISTS {table} ({', '.join(f'{c} {t}' for c, t in cols.items())})")
+        for c, t in cols.items():       # a store written before a column existed (its rows: NULL)
+            conn.execute(f"ALTER TABLE {table} ADD COLUMN IF NOT EXISTS {c} {t}")
 
 
 def _key_match(key: tuple[str, ...], a: str, b: str) -> str:
@@ -274,19 +300,31 @@ def _key_match(key: tuple[str, ...], a: str, b: str) -> str:
 
 
 RESOLVE_REVIEW = f"""
-    WITH latest AS (
-        SELECT * FROM {REVIEW_STORE}
-        QUALIFY decided_at = max(decided_at) OVER (PARTITION BY program, record_id)
+    WITH per_date AS (
+        SELECT program, roster_source, record_id, decided_at, count(DISTINCT decision) > 1 AS contradicted
+        FROM {REVIEW_STORE} WHERE roster_source IS NOT NULL GROUP BY ALL
     ),
-    judged AS (
-        SELECT *, count(DISTINCT decision) OVER (PARTITION BY program, record_id) > 1 AS contradicted
-        FROM latest
+    latest AS (
+        SELECT * FROM per_date
+        QUALIFY decided_at = max(decided_at) OVER (PARTITION BY program, roster_source, record_id)
+    ),
+    -- the decision in force before a contradiction: the latest date with one outcome
+    settled AS (
+        SELECT s.* FROM {REVIEW_STORE} s
+        JOIN per_date d USING (program, roster_source, record_id, decided_at)
+        WHERE NOT d.contradicted
+        QUALIFY decided_at = max(decided_at) OVER (PARTITION BY program, roster_source, record_id)
+        -- the same outcome twice on one date: one row, deterministically
+            AND row_number() OVER (PARTITION BY program, roster_source, record_id
+                                   ORDER BY decided_at DESC, decided_by, reason NULLS LAST, note NULLS LAST,
+                                            source) = 1
     )
-    SELECT program, record_id, decision, reason AS decision_reason, decided_by, decided_at, note, source
-    FROM judged WHERE NOT contradicted
-    -- the same outcome twice on one date: one row, deterministically
-    QUALIFY row_number() OVER (PARTITION BY program, record_id
-                               ORDER BY decided_by, reason NULLS LAST, note NULLS LAST, source) = 1
+    SELECT l.program, l.roster_source, l.record_id, s.decision, s.reason AS decision_reason, s.decided_by,
+           s.decided_at, s.note, s.source,
+           -- two outcomes on the latest date: the row goes to review with the previous decision shown
+           l.contradicted, CASE WHEN l.contradicted THEN l.decided_at END AS contradicted_at
+    FROM latest l
+    LEFT JOIN settled s USING (program, roster_source, record_id)
 """
 RESOLVE_LINK = f"""
     WITH latest AS (
@@ -344,9 +382,12 @@ def take_in_decisions(conn: duckdb.DuckDBPyConnection, delivery: Delivery, progr
     conn.execute("BEGIN TRANSACTION")
     try:
         ensure_tables(conn)
+        _backfill_roster_source(conn)
+        stage_decision_files(conn, delivery, hashes)
         result.stored_review = _store(conn, REVIEW_STORE, REVIEW_COLUMNS, REVIEW_KEY, review_new)
         result.stored_link = _store(conn, LINK_STORE, LINK_COLUMNS, LINK_KEY, link_new)
-        conn.execute(f"CREATE OR REPLACE TABLE {REVIEW_IN_FORCE} AS {RESOLVE_REVIEW} ORDER BY program, record_id")
+        conn.execute(f"CREATE OR REPLACE TABLE {REVIEW_IN_FORCE} AS {RESOLVE_REVIEW} "
+                     "ORDER BY program, roster_source, record_id")
         conn.execute(f"CREATE OR REPLACE TABLE {LINK_IN_FORCE} AS {RESOLVE_LINK} ORDER BY unique_id_a, unique_id_b")
         # this delivery's valid rows that are not the decision in force: contradicted or superseded
         _typed_temp(conn, "_review_new", review_new, REVIEW_COLUMNS)
@@ -357,10 +398,12 @@ def take_in_decisions(conn: duckdb.DuckDBPyConnection, delivery: Delivery, progr
                    n.program, n.record_id, NULL AS source_a, NULL AS record_id_a, NULL AS source_b,
                    NULL AS record_id_b, n.decided_at
             FROM _review_new n
-            JOIN (SELECT program, record_id, max(decided_at) AS latest FROM {REVIEW_STORE} GROUP BY ALL) m
-              USING (program, record_id)
+            JOIN (SELECT program, roster_source, record_id, max(decided_at) AS latest FROM {REVIEW_STORE}
+                  GROUP BY ALL) m
+              USING (program, roster_source, record_id)
             LEFT JOIN {REVIEW_IN_FORCE} f
-              ON f.program = n.program AND f.record_id = n.record_id AND f.decided_at = n.decided_at
+              ON f.program = n.program AND f.roster_source = n.roster_source AND f.record_id = n.record_id
+             AND f.decided_at = n.decided_at
              AND f.decision = n.decision
             WHERE f.program IS NULL
             UNION ALL
@@ -379,8 +422,10 @@ def take_in_decisions(conn: duckdb.DuckDBPyConnection, delivery: Delivery, progr
         """).df()
         conn.execute("DROP TABLE _review_new")
         conn.execute("DROP TABLE _link_new")
-        parts = [f for f in (aside, not_applied) if len(f)]
+        chained = _set_aside_chained_contradictions(conn)
+        parts = [f for f in (aside, not_applied, chained) if len(f)]
         aside = pd.concat(parts, ignore_index=True) if parts else _empty(SET_ASIDE_COLUMNS)
+        aside = aside.drop_duplicates(["source", "kind", "row_number"])
         _typed_temp(conn, "_aside", aside, SET_ASIDE_COLUMNS)
         conn.execute(f"CREATE OR REPLACE TABLE {SET_ASIDE} AS SELECT * FROM _aside ORDER BY source, row_number")
         conn.execute("DROP TABLE _aside")
@@ -388,11 +433,93 @@ def take_in_decisions(conn: duckdb.DuckDBPyConnection, delivery: Delivery, progr
     except Exception:
         conn.execute("ROLLBACK")
         raise
-    result.in_force_review = conn.execute(f"SELECT count(*) FROM {REVIEW_IN_FORCE}").fetchall()[0][0]
+    result.in_force_review = conn.execute(
+        f"SELECT count(*) FROM {REVIEW_IN_FORCE} WHERE NOT contradicted").fetchall()[0][0]
     result.in_force_link = conn.execute(f"SELECT count(*) FROM {LINK_IN_FORCE}").fetchall()[0][0]
     result.set_aside = dict(conn.execute(
         f"SELECT reason, count(*) FROM {SET_ASIDE} GROUP BY 1 ORDER BY 1").fetchall())
     return result
+
+
+def _backfill_roster_source(conn: duckdb.DuckDBPyConnection) -> None:
+    """Decisions stored before `roster_source` existed: the roster of the one published row they were
+    applied to (main.beneficiary_review). Where the publication holds none or two, the decision stays
+    without a roster and applies to no row (docs/decisions.md: hand it in again)."""
+    if not _exists(conn, "main.beneficiary_review"):
+        return
+    conn.execute(f"""
+        UPDATE {REVIEW_STORE} s SET roster_source = p.source
+        FROM (SELECT program, CAST(record_id AS VARCHAR) AS record_id, any_value(source) AS source
+              FROM main.beneficiary_review GROUP BY ALL HAVING count(DISTINCT source) = 1) p
+        WHERE s.roster_source IS NULL AND p.program = s.program AND p.record_id = s.record_id""")
+
+
+def stage_decision_files(conn: duckdb.DuckDBPyConnection, delivery: Delivery,
+                         hashes: dict[str, str] | None = None) -> None:
+    """Record each decision file in `staging.delivery_files` (history/versions.py) like the clean
+    stage records the person sources: the delivery fingerprint then covers the decisions, so two
+    deliveries that differ only by a decision file are not taken for a rerun of one another."""
+    from satudata_pipeline.history import versions
+
+    if not delivery.decision_sources:
+        return
+    yaml_sha = versions.sha256_file(delivery.yaml_path)
+    for source in delivery.decision_sources:
+        digest = ((hashes or {}).get(source.name) or versions.raw_file_hash(conn, source.name)
+                  or versions.sha256_file(delivery.file_path(source)))
+        versions.stage_delivery_file(conn, source.name, source.path, digest, yaml_sha)
+
+
+def _set_aside_chained_contradictions(conn: duckdb.DuckDBPyConnection) -> pd.DataFrame:
+    """Not-same-person decisions in force whose two records same-person decisions join through a
+    chain (A=B, B=C, A!=C), both records in this delivery: such a decision cannot be applied (a
+    person's same-person decision is never cut), so it is taken out of `link_in_force` and set aside
+    as `contradiction` (reported back every run until a later decision settles it). Returns the
+    set-aside rows (the stored decision's source file and row)."""
+    if not _exists(conn, "link.person_records"):
+        return _empty(SET_ASIDE_COLUMNS)
+    rows = conn.execute(f"""
+        SELECT d.unique_id_a, d.unique_id_b, d.same_person FROM {LINK_IN_FORCE} d
+        SEMI JOIN link.person_records a ON a.unique_id = d.unique_id_a
+        SEMI JOIN link.person_records b ON b.unique_id = d.unique_id_b
+        ORDER BY 1, 2""").fetchall()
+    parent: dict[str, str] = {}
+
+    def find(x: str) -> str:
+        parent.setdefault(x, x)
+        while parent[x] != x:
+            parent[x] = parent[parent[x]]
+            x = parent[x]
+        return x
+
+    for a, b, same in rows:
+        if same:
+            parent[find(a)] = find(b)
+    bad = [(a, b) for a, b, same in rows if not same and find(a) == find(b)]
+    if not bad:
+        return _empty(SET_ASIDE_COLUMNS)
+    conn.register("_chained", pd.DataFrame(bad, columns=["unique_id_a", "unique_id_b"], dtype=object))
+    try:
+        out = conn.execute(f"""
+            SELECT s.source, 'link_decision' AS kind, min(s.row_number) AS row_number,
+                   'contradiction' AS reason, NULL AS program, NULL AS record_id,
+                   split_part(s.unique_id_a, ':', 1) AS source_a,
+                   substr(s.unique_id_a, length(split_part(s.unique_id_a, ':', 1)) + 2) AS record_id_a,
+                   split_part(s.unique_id_b, ':', 1) AS source_b,
+                   substr(s.unique_id_b, length(split_part(s.unique_id_b, ':', 1)) + 2) AS record_id_b,
+                   s.decided_at
+            FROM {LINK_STORE} s
+            JOIN {LINK_IN_FORCE} f ON f.unique_id_a = s.unique_id_a AND f.unique_id_b = s.unique_id_b
+             AND f.decided_at = s.decided_at AND f.same_person = s.same_person
+            SEMI JOIN _chained c ON c.unique_id_a = s.unique_id_a AND c.unique_id_b = s.unique_id_b
+            GROUP BY ALL""").df()
+        conn.execute(f"DELETE FROM {LINK_IN_FORCE} d USING _chained c "
+                     "WHERE d.unique_id_a = c.unique_id_a AND d.unique_id_b = c.unique_id_b")
+    finally:
+        conn.unregister("_chained")
+    for col in ("source_a", "record_id_a", "source_b", "record_id_b"):
+        out[col] = _bounded(out[col])
+    return out
 
 
 def _typed_temp(conn: duckdb.DuckDBPyConnection, name: str, frame: pd.DataFrame, cols: dict[str, str]) -> None:
@@ -415,7 +542,7 @@ def _review_rows(source: SourceSpec, f: pd.DataFrame, digest: str | None, snapsh
         "program": ok["program"], "record_id": ok["record_id"], "decision": ok["decision"],
         "reason": ok["reason"], "decided_by": ok["decided_by"], "decided_at": ok["decided_at_date"],
         "note": ok["note"], "source": source.name, "row_number": ok["row_number"], "file_sha256": digest,
-        "snapshot_date": snapshot, "stored_at": pd.Timestamp.now(),
+        "snapshot_date": snapshot, "stored_at": pd.Timestamp.now(), "roster_source": ok["roster_source"],
     })
 
 
@@ -448,7 +575,7 @@ def _store(conn: duckdb.DuckDBPyConnection, table: str, cols: dict[str, str], ke
     typed = ", ".join(f"CAST({c} AS {t}) AS {c}" for c, t in cols.items())
     before = conn.execute(f"SELECT count(*) FROM {table}").fetchall()[0][0]
     conn.execute(f"""
-        INSERT INTO {table}
+        INSERT INTO {table} BY NAME
         SELECT * FROM (SELECT {typed} FROM _incoming) i
         WHERE NOT EXISTS (SELECT 1 FROM {table} s WHERE {_key_match(key, 's', 'i')})
         QUALIFY row_number() OVER (PARTITION BY {', '.join(key)} ORDER BY source, row_number) = 1

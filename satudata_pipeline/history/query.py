@@ -1,7 +1,8 @@
 """The history of one roster row, or of one person, over every determination (`satudata history`).
 
 What a person reads: the determination (number, snapshot date, when published, run), the verdict,
-reasons, the decision applied and the amount, with the NIK masked and no name.
+reasons, the decision (with its decided_at and decision_status: only 'applied' is the verdict)
+and the amount, with the NIK masked and no name.
 """
 
 from __future__ import annotations
@@ -13,7 +14,8 @@ from satudata_pipeline.history.versions import _exists
 
 HISTORY_COLUMNS = ("determination_id", "snapshot_date", "published_at", "run_id", "program", "source",
                    "record_id", "person_id", "nik_masked", "verdict", "reasons", "pipeline_verdict",
-                   "decision", "decision_reason", "decided_by", "nominal_bulanan", "delivery_fingerprint")
+                   "decision", "decision_reason", "decided_by", "decided_at", "decision_status", "nominal_bulanan",
+                   "delivery_fingerprint")
 
 
 def _history(conn: duckdb.DuckDBPyConnection, where: str, params: list) -> list[dict]:
@@ -70,8 +72,15 @@ def format_rows(rows: list[dict]) -> str:
     lines = [header]
     for r in rows:
         decision = r["decision"] or ""
-        if decision and r["pipeline_verdict"]:
-            decision = f"{decision} (pipeline: {r['pipeline_verdict']}; by {r['decided_by'] or '?'})"
+        status = r["decision_status"]
+        if decision or status:
+            # only an 'applied' decision is the verdict; reopened / contradicted ones are shown, not applied
+            word = status or "status unknown"
+            if status != "applied":
+                word += ", not applied"
+            decided = f" {r['decided_at']}" if r["decided_at"] else ""
+            decision = (f"{decision or '-'}{decided} [{word}] (pipeline: {r['pipeline_verdict'] or '?'}; "
+                        f"by {r['decided_by'] or '?'})")
         lines.append([
             str(r["determination_id"]), str(r["snapshot_date"] or ""),
             str(r["published_at"])[:16] if r["published_at"] else "", (r["run_id"] or "")[:8],

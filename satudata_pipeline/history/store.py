@@ -55,6 +55,9 @@ REVIEW_ROW_COLUMNS = {
     "determination_id": "BIGINT", "program": "VARCHAR", "source": "VARCHAR", "record_id": "VARCHAR",
     "person_id": "VARCHAR", "nik_masked": "VARCHAR", "verdict": "VARCHAR", "reasons": "VARCHAR[]",
     "nominal_bulanan": "BIGINT", **DECISION_COLUMNS,
+    # what a decision answered (programs/verdicts.py decided_sql): a row that left the roster and
+    # comes back finds here the evidence its decision was made on
+    "evidence_fingerprint": "VARCHAR", "decision_fingerprint": "VARCHAR",
 }
 
 
@@ -65,6 +68,8 @@ def ensure_tables(conn: duckdb.DuckDBPyConnection) -> None:
         delivery_fingerprint VARCHAR, model_version VARCHAR, rules_version VARCHAR, review_rows BIGINT)""")
     cols = ", ".join(f"{c} {t}" for c, t in REVIEW_ROW_COLUMNS.items())
     conn.execute(f"CREATE TABLE IF NOT EXISTS {REVIEW_ROWS} ({cols})")
+    for c, t in REVIEW_ROW_COLUMNS.items():     # a history written before a column existed
+        conn.execute(f"ALTER TABLE {REVIEW_ROWS} ADD COLUMN IF NOT EXISTS {c} {t}")
     conn.execute(f"""CREATE TABLE IF NOT EXISTS {CHANGES_TABLE} (
         determination_id BIGINT, previous_determination_id BIGINT, program VARCHAR, source VARCHAR,
         record_id VARCHAR, person_id VARCHAR, nik_masked VARCHAR, change VARCHAR,
@@ -196,7 +201,7 @@ def seed_from_published(conn: duckdb.DuckDBPyConnection, review: str = "main.ben
     ensure_tables(conn)
     snapshot = (conn.execute(f"SELECT max(snapshot_date) FROM {review}").fetchall()[0][0]
                 if "snapshot_date" in _columns(conn, review) else None)
-    conn.execute(f"INSERT INTO {REVIEW_ROWS} {review_projection_sql(conn, review, 1)} ORDER BY program, source, record_id")
+    conn.execute(f"INSERT INTO {REVIEW_ROWS} BY NAME {review_projection_sql(conn, review, 1)} ORDER BY program, source, record_id")
     n = conn.execute(f"SELECT count(*) FROM {REVIEW_ROWS} WHERE determination_id = 1").fetchall()[0][0]
     conn.execute(f"INSERT INTO {DETERMINATIONS} VALUES (1, ?, ?, ?, NULL, NULL, NULL, ?)",
                  [last[0][0], last[0][1], snapshot, n])
@@ -221,7 +226,7 @@ def record_determination(conn: duckdb.DuckDBPyConnection, run_id: str, published
         "model_version": versions.model_version(conn),
         "rules_version": versions.rules_version(),
     }
-    conn.execute(f"INSERT INTO {REVIEW_ROWS} {review_projection_sql(conn, review, determination_id)} "
+    conn.execute(f"INSERT INTO {REVIEW_ROWS} BY NAME {review_projection_sql(conn, review, determination_id)} "
                  "ORDER BY program, source, record_id")
     n_rows = int(conn.execute(f"SELECT count(*) FROM {REVIEW_ROWS} WHERE determination_id = ?",
                               [determination_id]).fetchall()[0][0])

@@ -189,6 +189,7 @@ def build_program_assets() -> list:
                 # decisions handed back (docs/decisions.md)
                 "decisions_applied": int(decided.get("applied", 0)),
                 "decisions_reopened": int(decided.get("reopened", 0)),
+                "decisions_contradicted": int(decided.get("contradicted", 0)),
                 "decisions_set_aside": int(set_aside),
                 **schema_md,
             },

@@ -104,6 +104,8 @@ BENEFICIARY_REVIEW_COLUMNS: dict[str, str] = {
 DECISION_COLUMNS = ("pipeline_verdict", "decision", "decision_reason", "decided_by", "decided_at",
                     "decision_status", "decision_fingerprint")
 DECISIONS_IN_FORCE = "decisions.review_in_force"   # written by satudata_pipeline.decisions.intake
+HISTORY_ROWS = "history.review_rows"               # written by satudata_pipeline.history.store
+HISTORY_DETERMINATIONS = "history.determinations"
 
 # Reasons that come and go with the calendar alone, not with new evidence: left out of the evidence
 # fingerprint a decision is compared against (a stale record, a birthday, would otherwise reopen
@@ -385,8 +387,12 @@ FINGERPRINT_SQL = f"""md5(concat_ws('|',
         coalesce(kept_row, '-')))"""
 
 
-def verdicts_sql(conn: duckdb.DuckDBPyConnection, snapshot_date: date, schema: str = "main") -> str:
-    """The SELECT producing beneficiary_review rows for every roster row (needs `register_rules` first)."""
+def verdicts_sql(conn: duckdb.DuckDBPyConnection, snapshot_date: date, schema: str = "main",
+                 left_out: str | None = None) -> str:
+    """The SELECT producing beneficiary_review rows for every roster row (needs `register_rules` first).
+
+    `left_out`: a table of (program, source, record_id) whose final verdict is remove; they are not
+    the earlier enrollment a later one is a duplicate of (the person would lose both)."""
     gp = table_columns(conn, golden_table(schema))
     if "person_id" not in gp:
         raise ValueError(f"{golden_table(schema)} has no person_id column")
@@ -400,6 +406,9 @@ def verdicts_sql(conn: duckdb.DuckDBPyConnection, snapshot_date: date, schema: s
     in_welfare = g("in_welfare_registry", "BOOLEAN", fallback=f"({g('desil')} IS NOT NULL)")
 
     life_ctes, life_cols, life_joins = _life_facts_sql(conn, gp, snap, schema)
+    left_out_sql = "" if left_out is None else (
+        f"\n      AND NOT EXISTS (SELECT 1 FROM {left_out} lo WHERE lo.program = b.program "
+        f"AND lo.source = b.source AND lo.record_id = b.record_id)")
     return f"""
 WITH roster AS ({_roster_rows_sql(conn, schema)}),{life_ctes}
 pairs AS {_pair_probabilities_sql(conn)},
@@ -484,7 +493,7 @@ dup_pairs AS (
     LEFT JOIN pairs mp
       ON (mp.uid_l = a.roster_uid AND mp.uid_r = b.roster_uid)
       OR (mp.uid_l = b.roster_uid AND mp.uid_r = a.roster_uid)
-    WHERE NOT a.f_unresolved AND NOT b.f_unresolved
+    WHERE NOT a.f_unresolved AND NOT b.f_unresolved{left_out_sql}
 ),
 dup AS (
     SELECT source, record_id, program,
@@ -668,9 +677,7 @@ def build_beneficiary_review(
     register_rules(conn, rules)
     # the pipeline's verdicts first (a temp table: the decisions compare with the published table,
     # which may be the very table rewritten here)
-    conn.execute(f"CREATE OR REPLACE TEMP TABLE _br_pipeline AS {verdicts_sql(conn, snapshot_date, schema)}")
-    conn.execute(f"CREATE OR REPLACE TEMP TABLE _br_decided AS {decided_sql(conn)}")
-    conn.execute("DROP TABLE IF EXISTS _br_pipeline")
+    _decide_rows(conn, snapshot_date, schema)
     select = "SELECT * FROM _br_decided"
     columns = ", ".join(BENEFICIARY_REVIEW_COLUMNS)
     REVIEW_TABLE = review_table(schema)  # noqa: N806 (shadows the published name on purpose)
@@ -700,24 +707,70 @@ def build_beneficiary_review(
     return conn.execute(f"SELECT count(*) FROM {REVIEW_TABLE} {where}").fetchall()[0][0]
 
 
+MAX_LEFT_OUT_ROUNDS = 5
+
+
+def _decide_rows(conn: duckdb.DuckDBPyConnection, snapshot_date: date, schema: str) -> None:
+    """`_br_decided`: every roster row's final verdict (pipeline, then decisions).
+
+    A later enrollment is a duplicate only of an earlier row that is not itself removed (by a
+    conclusive reason or a decision): otherwise the person loses both (KJP age_ineligible and the
+    newer KJMU row removed as its duplicate). The final verdicts depend on which rows are left out,
+    so this repeats until the removed rows no longer change (a second round only when a removed row
+    is the earlier enrollment of a duplicate)."""
+    left_out = None
+    for _ in range(MAX_LEFT_OUT_ROUNDS):
+        conn.execute(f"CREATE OR REPLACE TEMP TABLE _br_pipeline AS "
+                     f"{verdicts_sql(conn, snapshot_date, schema, left_out)}")
+        conn.execute(f"CREATE OR REPLACE TEMP TABLE _br_decided AS {decided_sql(conn)}")
+        conn.execute("DROP TABLE IF EXISTS _br_pipeline")
+        conn.execute("CREATE OR REPLACE TEMP TABLE _br_removed AS SELECT DISTINCT program, source, record_id, "
+                     "person_id FROM _br_decided WHERE verdict = 'remove'")
+        if left_out is None:
+            # is any removed row a person's earlier enrollment that a duplicate may point at?
+            needed = conn.execute(
+                "SELECT count(*) FROM _br_decided d JOIN _br_removed r ON r.person_id = d.person_id "
+                "AND (r.program, r.source, r.record_id) <> (d.program, d.source, d.record_id) "
+                "WHERE list_contains(d.reasons, 'duplicate_enrollment')").fetchall()[0][0]
+        else:
+            needed = conn.execute(
+                "SELECT count(*) FROM ((SELECT program, source, record_id FROM _br_removed "
+                "EXCEPT SELECT program, source, record_id FROM _br_left_out) UNION ALL "
+                "(SELECT program, source, record_id FROM _br_left_out "
+                "EXCEPT SELECT program, source, record_id FROM _br_removed))").fetchall()[0][0]
+        if not needed:
+            break
+        conn.execute("CREATE OR REPLACE TEMP TABLE _br_left_out AS SELECT * FROM _br_removed")
+        left_out = "_br_left_out"
+    conn.execute("DROP TABLE IF EXISTS _br_removed")
+    conn.execute("DROP TABLE IF EXISTS _br_left_out")
+
+
 def decided_sql(conn: duckdb.DuckDBPyConnection, pipeline: str = "_br_pipeline",
                 previous: str = REVIEW_TABLE) -> str:
     """The pipeline's rows (`pipeline`) with the person's decision in force on each
     (`decisions.review_in_force`, docs/decisions.md).
 
     A decision answers the evidence it was made on: the evidence fingerprint of the row in the last
-    publication (`previous`; the worklist the officer worked from) or, without one, the row's
-    evidence now. That fingerprint is carried from publication to publication with the decision. While
+    publication (`previous`; the worklist the officer worked from). That fingerprint is carried from
+    publication to publication with the decision, and kept in `history.review_rows`: a row missing
+    from the last publication takes it from the history (the same decision published before, else
+    the determination current at `decided_at`); when nothing says what the decision answered, the
+    row is 'reopened', never 'applied' (an old keep must not outlive a death it never saw). Two
+    outcomes on the latest `decided_at` make the row 'contradicted' (review, the decision in force
+    before shown). While
     the evidence is unchanged the decision is the verdict (`decision_status` 'applied'); when it
     changed (a death, a move, a new welfare record after a keep) the row goes back to `review`
     ('reopened') with the old decision shown, until a newer decision answers the new evidence."""
     if table_exists(conn, DECISIONS_IN_FORCE):
-        decided = (f"(SELECT program, record_id, decision, decision_reason, decided_by, decided_at "
-                   f"FROM {DECISIONS_IN_FORCE})")
+        contradicted = ("contradicted" if "contradicted" in table_columns(conn, DECISIONS_IN_FORCE)
+                        else "FALSE")
+        decided = (f"(SELECT program, roster_source, record_id, decision, decision_reason, decided_by, "
+                   f"decided_at, {contradicted} AS contradicted FROM {DECISIONS_IN_FORCE})")
     else:
-        decided = ("(SELECT NULL::VARCHAR AS program, NULL::VARCHAR AS record_id, NULL::VARCHAR AS decision, "
-                   "NULL::VARCHAR AS decision_reason, NULL::VARCHAR AS decided_by, NULL::DATE AS decided_at "
-                   "WHERE FALSE)")
+        decided = ("(SELECT NULL::VARCHAR AS program, NULL::VARCHAR AS roster_source, NULL::VARCHAR AS record_id, NULL::VARCHAR AS decision, "
+                   "NULL::VARCHAR AS decision_reason, NULL::VARCHAR AS decided_by, NULL::DATE AS decided_at, "
+                   "NULL::BOOLEAN AS contradicted WHERE FALSE)")
     prev_cols = table_columns(conn, previous) if table_exists(conn, previous) else set()
     if {"evidence_fingerprint", "decision_fingerprint", "decision", "decided_at", "decided_by"} <= prev_cols:
         # one row per roster row (rows quarantined for a repeated record_id share their key)
@@ -729,28 +782,82 @@ def decided_sql(conn: duckdb.DuckDBPyConnection, pipeline: str = "_br_pipeline",
         prev = ("(SELECT NULL::VARCHAR AS program, NULL::VARCHAR AS source, NULL::VARCHAR AS record_id, "
                 "NULL::VARCHAR AS evidence_fingerprint, NULL::VARCHAR AS decision, NULL::DATE AS decided_at, "
                 "NULL::VARCHAR AS decided_by, NULL::VARCHAR AS decision_fingerprint WHERE FALSE)")
+    if table_exists(conn, HISTORY_ROWS) and table_exists(conn, HISTORY_DETERMINATIONS) and {
+            "evidence_fingerprint", "decision_fingerprint"} <= table_columns(conn, HISTORY_ROWS):
+        hist = (f"(SELECT r.program, r.source, r.record_id, r.decision, r.decided_at, r.decided_by, "
+                f"r.evidence_fingerprint, r.decision_fingerprint, r.determination_id, "
+                f"CAST(d.published_at AS DATE) AS published_on "
+                f"FROM {HISTORY_ROWS} r JOIN {HISTORY_DETERMINATIONS} d USING (determination_id))")
+    else:
+        hist = ("(SELECT NULL::VARCHAR AS program, NULL::VARCHAR AS source, NULL::VARCHAR AS record_id, "
+                "NULL::VARCHAR AS decision, NULL::DATE AS decided_at, NULL::VARCHAR AS decided_by, "
+                "NULL::VARCHAR AS evidence_fingerprint, NULL::VARCHAR AS decision_fingerprint, "
+                "NULL::BIGINT AS determination_id, NULL::DATE AS published_on WHERE FALSE)")
     return f"""
 WITH joined AS (
     SELECT v.* EXCLUDE (verdict), v.verdict AS pipeline_verdict,
            d.decision, d.decision_reason, d.decided_by, d.decided_at,
-           CASE WHEN d.decision IS NOT NULL THEN coalesce(
-               -- the same decision was published before: the evidence it answered then
-               CASE WHEN p.decision = d.decision AND p.decided_at = d.decided_at
-                         AND p.decided_by = d.decided_by THEN p.decision_fingerprint END,
-               -- a new decision: the evidence of the last publication, else of now
-               p.evidence_fingerprint, v.evidence_fingerprint) END AS decision_fingerprint
+           coalesce(d.contradicted, FALSE) AS decision_contradicted,
+           p.record_id IS NOT NULL AS in_previous,
+           coalesce(p.decision = d.decision AND p.decided_at = d.decided_at AND p.decided_by = d.decided_by,
+                    FALSE) AS previous_carries,
+           p.decision_fingerprint AS previous_decision_fingerprint,
+           p.evidence_fingerprint AS previous_evidence_fingerprint
     FROM {pipeline} v
-    LEFT JOIN {decided} d ON d.program = v.program AND d.record_id = v.record_id
+    LEFT JOIN {decided} d ON d.program = v.program AND d.roster_source = v.source AND d.record_id = v.record_id
     LEFT JOIN {prev} p ON p.program = v.program AND p.source = v.source AND p.record_id = v.record_id
+),
+-- a decided row missing from the last publication: what the history knows of its decision
+absent AS (
+    SELECT DISTINCT program, source, record_id, decision, decided_at, decided_by FROM joined
+    WHERE decision IS NOT NULL AND NOT in_previous
+),
+hist_carried AS (
+    -- the same decision published before (the row left the roster and came back)
+    SELECT a.program, a.source, a.record_id, h.decision_fingerprint
+    FROM absent a JOIN {hist} h
+      ON h.program = a.program AND h.source = a.source AND h.record_id = a.record_id
+     AND h.decision = a.decision AND h.decided_at = a.decided_at AND h.decided_by = a.decided_by
+    QUALIFY row_number() OVER (PARTITION BY a.program, a.source, a.record_id
+                               ORDER BY h.determination_id DESC, h.decision_fingerprint NULLS LAST) = 1
+),
+hist_at AS (
+    -- the determination current when the decision was made
+    SELECT a.program, a.source, a.record_id, h.evidence_fingerprint
+    FROM absent a JOIN {hist} h
+      ON h.program = a.program AND h.source = a.source AND h.record_id = a.record_id
+     AND h.published_on <= a.decided_at
+    QUALIFY row_number() OVER (PARTITION BY a.program, a.source, a.record_id
+                               ORDER BY h.determination_id DESC, h.evidence_fingerprint NULLS LAST) = 1
+),
+fingerprinted AS (
+    SELECT j.* EXCLUDE (in_previous, previous_carries, previous_decision_fingerprint,
+                        previous_evidence_fingerprint),
+           CASE WHEN j.decision IS NULL THEN NULL
+                -- the same decision was published before: the evidence it answered then (NULL, unknown,
+                -- stays unknown: a decision never becomes applied by being carried)
+                WHEN j.previous_carries THEN j.previous_decision_fingerprint
+                WHEN hc.record_id IS NOT NULL THEN hc.decision_fingerprint
+                -- a new decision on a published row: the evidence of the last publication (the worklist)
+                WHEN j.in_previous THEN j.previous_evidence_fingerprint
+                -- a row missing from the last publication: the evidence of the determination current
+                -- at decided_at, or unknown (NULL: reopened, never applied)
+                ELSE ha.evidence_fingerprint END AS decision_fingerprint
+    FROM joined j
+    LEFT JOIN hist_carried hc ON hc.program = j.program AND hc.source = j.source AND hc.record_id = j.record_id
+    LEFT JOIN hist_at ha ON ha.program = j.program AND ha.source = j.source AND ha.record_id = j.record_id
 )
-SELECT *,
-       CASE WHEN decision IS NULL THEN pipeline_verdict
+SELECT * EXCLUDE (decision_contradicted),
+       -- two outcomes on the latest decided_at: review, the decision in force before shown
+       CASE WHEN decision_contradicted THEN 'review'
+            WHEN decision IS NULL THEN pipeline_verdict
             WHEN decision_fingerprint = evidence_fingerprint THEN decision
             ELSE 'review' END AS verdict,
-       CASE WHEN decision IS NULL THEN NULL
+       CASE WHEN decision_contradicted THEN 'contradicted'
+            WHEN decision IS NULL THEN NULL
             WHEN decision_fingerprint = evidence_fingerprint THEN 'applied'
             ELSE 'reopened' END AS decision_status
-FROM joined
+FROM fingerprinted
 """
 
 
