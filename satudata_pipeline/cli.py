@@ -385,6 +385,33 @@ def cmd_ui(args: argparse.Namespace) -> int:
     return supervise(cmd, cwd=config.PROJECT_DIR)
 
 
+def cmd_decisions(args: argparse.Namespace) -> int:
+    """`decisions add`: register a returned worklist / link review file; `decisions officer`: the
+    generator plays the officer (fills a run's worklists from the synthetic truth)."""
+    from satudata_pipeline.programs.worklists import RegisterError, register_decision_file
+
+    if args.action == "add":
+        if not (args.data_dir or os.environ.get("SATUDATA_DATA_DIR")):
+            print("not added: name the delivery with --data-dir (or SATUDATA_DATA_DIR); the shipped sample "
+                  "is not changed", file=sys.stderr)
+            return EXIT_INVALID
+        data_dir = Path(args.data_dir) if args.data_dir else config.data_dir()
+        try:
+            done = register_decision_file(Path(args.file), data_dir, args.mapping and Path(args.mapping), args.name)
+        except RegisterError as exc:
+            print(f"not added: {exc}", file=sys.stderr)
+            return EXIT_INVALID
+        print(f"added source '{done['name']}' ({done['kind']}, {done['path']}, extracted_at "
+              f"{done['extracted_at']}) to {data_dir / 'sources.yaml'}")
+        return 0
+    from satudata_pipeline.synthetic.officer import play_officer
+
+    summary = play_officer(Path(args.exports), Path(args.truth), Path(args.out), seed=args.seed)
+    for key, value in summary.items():
+        print(f"  {key}: {value}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="satudata", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -424,6 +451,20 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=3000)
     p.set_defaults(func=cmd_ui)
+
+    p = sub.add_parser("decisions", help="hand decisions back: register a returned worklist, or play the officer")
+    dsub = p.add_subparsers(dest="action", required=True)
+    d = dsub.add_parser("add", help="register a returned worklist / link review file in a delivery's sources.yaml")
+    d.add_argument("file", help="the returned .xlsx (its .sources.yaml mapping next to it)")
+    d.add_argument("--data-dir", help="the delivery (default: SATUDATA_DATA_DIR; never the shipped sample)")
+    d.add_argument("--mapping", help="the mapping, if not <file stem>.sources.yaml next to the file")
+    d.add_argument("--name", help="source name (default: the mapping's, one per program and determination)")
+    d = dsub.add_parser("officer", help="synthetic: fill a run's worklists from the generator's truth")
+    d.add_argument("--exports", required=True, help="the exports folder of a run (<state>/exports)")
+    d.add_argument("--truth", required=True, help="the generated delivery's truth/ folder")
+    d.add_argument("--out", required=True, help="where the filled files (and officer_key.csv) go")
+    d.add_argument("--seed", type=int, default=18)
+    p.set_defaults(func=cmd_decisions)
 
     args = parser.parse_args(argv)
     os.umask(config.OWNER_ONLY_UMASK)  # everything satudata writes holds personal data: owner-only

@@ -119,6 +119,7 @@ class IntakeResult:
     in_force_link: int = 0
     set_aside: dict[str, int] = field(default_factory=dict)   # reason -> rows of this delivery
     rows_read: int = 0
+    unanswered: int = 0             # rows of returned worklists left empty (not decisions, not set aside)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -340,18 +341,35 @@ RESOLVE_LINK = f"""
 """
 
 
+# The fields a person fills in. A returned worklist carries every row it listed; a row with all of
+# them empty was not answered: not a decision and not set aside, it waits for the next worklist
+# (docs/review-loop.md).
+ANSWER_FIELDS = {"review_decision": ("decision", "reason", "decided_by", "decided_at", "note"),
+                 "link_decision": ("same_person", "decided_by", "decided_at", "note")}
+
+
+def unanswered(frame: pd.DataFrame, kind: str) -> pd.Series:
+    """Rows of a decision file in which nothing was filled in (readable rows only)."""
+    cols = [c for c in ANSWER_FIELDS[kind] if c in frame]
+    return frame[cols].isna().all(axis=1) & ~frame["unreadable"].astype(bool)
+
+
 def take_in_decisions(conn: duckdb.DuckDBPyConnection, delivery: Delivery, program_codes: set[str],
                       file_hashes: dict[str, str] | None = None, today: dt.date | None = None) -> IntakeResult:
     """Check every decision file of the delivery, store the decisions that pass, set the others aside
     with a reason, and resolve the decisions in force. Reads every file before writing anything."""
     ctx = load_context(conn, delivery, program_codes, today)
     checked: list[tuple[SourceSpec, pd.DataFrame]] = []
+    unanswered_rows = 0
     for source in delivery.decision_sources:       # a missing column raises here, before any write
         frame = mapped_frame(conn, delivery, source)
+        blank = unanswered(frame, source.kind)
+        unanswered_rows += int(blank.sum())
+        frame = frame[~blank].reset_index(drop=True)
         check = check_review_rows if source.kind == "review_decision" else check_link_rows
         checked.append((source, check(frame, source, ctx)))
     hashes = file_hashes or {}
-    result = IntakeResult(rows_read=sum(len(f) for _, f in checked))
+    result = IntakeResult(rows_read=sum(len(f) for _, f in checked) + unanswered_rows, unanswered=unanswered_rows)
     review_new = [_review_rows(s, f, hashes.get(s.name), delivery.snapshot_date) for s, f in checked
                   if s.kind == "review_decision"]
     link_new = [_link_rows(s, f, hashes.get(s.name), delivery.snapshot_date) for s, f in checked

@@ -44,7 +44,7 @@ from satudata_pipeline.decisions import report as decision_report
 from satudata_pipeline.golden import publish
 from satudata_pipeline.history import metadata as history_md
 from satudata_pipeline.history import store as history
-from satudata_pipeline.programs import eligibility, exports, summary, verdicts
+from satudata_pipeline.programs import eligibility, exports, summary, verdicts, worklists
 
 GROUP = "programs"
 UPSTREAM_GOLDEN = dg.AssetKey("golden_person")
@@ -139,6 +139,7 @@ def build_program_assets() -> list:
             n_dead, dead_sample = verdicts.check_no_deceased_or_moved_keep(conn, schema=STAGING)
             n_double, double_sample = verdicts.check_no_double_enrollment_keep(conn, rules, schema=STAGING)
             schema_md = table_metadata(conn, STAGED_REVIEW, "main.beneficiary_review")
+            waiting = worklists.backlog(conn, STAGED_REVIEW)
             decided = dict(conn.execute(
                 f"SELECT decision_status, count(*) FROM {STAGED_REVIEW} WHERE decision_status IS NOT NULL "
                 "GROUP BY 1").fetchall())
@@ -182,6 +183,9 @@ def build_program_assets() -> list:
                 "annual_rupiah_at_stake": summary.rupiah(
                     12 * (stats["monthly_rupiah_remove"] + stats["monthly_rupiah_review"])),
                 "rules_file": Path(str(rules.source_path)).name,
+                # rows waiting for an officer's decision, and since which determination (docs/review-loop.md)
+                "review_backlog": dg.MetadataValue.md(worklists.backlog_markdown(waiting)),
+                "review_backlog_rows": sum(v["waiting"] for v in waiting.values()),
                 # decisions handed back (docs/decisions.md)
                 "decisions_applied": int(decided.get("applied", 0)),
                 "decisions_reopened": int(decided.get("reopened", 0)),
@@ -311,7 +315,9 @@ def build_program_assets() -> list:
             "a formula. Written from the "
             "published main.beneficiary_review, into a temporary folder renamed into place per program; "
             "folders of programs no longer published move to _arsip/<date>-<PROGRAM>/, and _manifest.json "
-            "names the publication the exports follow."
+            "names the publication the exports follow. With them, the office worklist <PROGRAM>_keputusan.xlsx "
+            "(review and remove rows to decide, returned as a review_decision source) and the link review "
+            "tinjauan_tautan.xlsx (docs/review-loop.md)."
         ),
         kinds={"xlsx", "csv"},
     )
@@ -335,6 +341,12 @@ def build_program_assets() -> list:
                     "| program | calon layak (baris) |\n|---|---:|\n" + "\n".join(
                         f"| {p} | {v['candidates']:,} |".replace(",", ".") for p, v in written.items())),
                 "rows_by_program": dg.MetadataValue.json({p: v["rows"] for p, v in written.items()}),
+                "worklist_rows_by_program": dg.MetadataValue.json(
+                    {p: v.get("worklist_rows", 0) for p, v in written.items()}),
+                "link_review_pairs": dg.MetadataValue.json(
+                    {k: result.link_review[k] for k in ("pairs", "join", "split")} if result.link_review else {}),
+                "review_backlog": dg.MetadataValue.md(worklists.backlog_markdown(
+                    {p: v["backlog"] for p, v in written.items() if "backlog" in v})),
                 # decision rows set aside, reported back per program (keputusan_ditolak_<PROGRAM>.csv)
                 "decisions_set_aside_reported": dg.MetadataValue.json(result.decisions_set_aside),
             }
@@ -357,6 +369,7 @@ class ExportResult:
     retired: dict[str, Path]   # {program: its folder in the archive}
     manifest: dict
     decisions_set_aside: dict = field(default_factory=dict)  # {program or root file: rows reported}
+    link_review: dict | None = None  # {"xlsx", "mapping", "pairs", "join", "split"} or None
 
 
 def export_atomically(conn, out_root: Path, programs: list[str] | None, run_id: str) -> ExportResult:
@@ -374,6 +387,11 @@ def export_atomically(conn, out_root: Path, programs: list[str] | None, run_id: 
             shutil.rmtree(leftover, ignore_errors=True)
     incoming = out_root / f"{INCOMING_PREFIX}{run_id[:8]}-{os.getpid()}"
     written = exports.export_programs(conn, incoming, programs)
+    # the office worklists (review and remove rows to decide) and their review_decision mapping
+    for program, info in worklists.write_worklists(conn, incoming, list(written),
+                                                   exports.latest_publication(conn)).items():
+        written[program] = {**written[program], "worklist_rows": info["rows"], "backlog": info["backlog"],
+                            "files": written[program]["files"] + 2}
     # decisions handed back that were set aside, back to the office that sent them (docs/decisions.md)
     set_aside = decision_report.write_set_aside_reports(conn, incoming, out_root, list(written))
     for program in written:
@@ -388,6 +406,22 @@ def export_atomically(conn, out_root: Path, programs: list[str] | None, run_id: 
             "csv": [final / c.name for c in written[program]["csv"]],
         }
     shutil.rmtree(incoming, ignore_errors=True)
+    link_review = write_link_review(conn, out_root)
     retired = exports.retire_unpublished(out_root, exports.published_programs(conn))
     manifest = exports.write_manifest(out_root, exports.latest_publication(conn), written)
-    return ExportResult(written, retired, manifest, set_aside)
+    return ExportResult(written, retired, manifest, set_aside, link_review=link_review)
+
+
+def write_link_review(conn, out_root: Path) -> dict | None:
+    """The link review workbook (link/review_pairs.py) when the warehouse holds a linkage."""
+    from satudata_pipeline.link import review_pairs
+
+    have = conn.execute("SELECT count(*) FROM information_schema.tables WHERE table_schema = 'link' AND "
+                        "table_name IN ('match_pairs', 'person_clusters', 'linkage_model', 'person_records')"
+                        ).fetchall()[0][0]
+    if have < 4:
+        return None
+    snapshot = conn.execute(f"SELECT CAST(max(snapshot_date) AS VARCHAR) FROM {verdicts.REVIEW_TABLE}").fetchall()[0][0]
+    return review_pairs.write_link_review(conn, out_root, snapshot)
+
+

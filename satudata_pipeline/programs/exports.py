@@ -340,6 +340,7 @@ def _summary_sheet(wb, formats, program: str, about: dict, summary: list, reason
         ("Tanggal publikasi", about["published_at"] or "belum dipublikasikan"),
         ("Dibuat pada", about["written_at"]),
         ("Jumlah baris", f"{about['rows']:,}".replace(",", ".")),
+        *_backlog_lines(about.get("backlog")),
     ]:
         s.text(r, 0, label, "bold")
         s.text(r, 1, str(value))
@@ -372,6 +373,16 @@ def _summary_sheet(wb, formats, program: str, about: dict, summary: list, reason
         s.text(r, 1, reason)
         s.number(r, 2, n, "count")
     s.fit_columns({0: 34})
+
+
+def _backlog_lines(stats: dict | None) -> list[tuple[str, str]]:
+    """Cover lines of the review backlog (programs/worklists.py), when it was computed."""
+    if stats is None:
+        return []
+    return [("Menunggu keputusan petugas (baris)", f"{stats['waiting']:,}".replace(",", ".")),
+            ("Menunggu sejak (tertua)", stats.get("oldest_since") or "-"),
+            ("Daftar kerja untuk diisi", "file *_keputusan.xlsx di folder ini" if stats.get("waiting")
+             else "tidak ada baris yang menunggu")]
 
 
 def export_program(conn: duckdb.DuckDBPyConnection, program: str, out_root: Path,
@@ -407,6 +418,9 @@ def export_program(conn: duckdb.DuckDBPyConnection, program: str, out_root: Path
     about = {"snapshot": snapshot, "run_id": publication[0] if publication else None,
              "published_at": publication[1] if publication else None, "rows": sum(k[2] for k in kotas),
              "written_at": dt.datetime.now().astimezone().isoformat(sep=" ", timespec="seconds")}
+    from satudata_pipeline.programs.worklists import backlog  # the worklists import this module
+
+    about["backlog"] = backlog(conn, REVIEW_TABLE, [program]).get(program, {"waiting": 0})
 
     folder = out_root / program
     if folder.exists():
