@@ -14,7 +14,7 @@ class Progress:
         self.log, self.step = log, step
         self.started = self.last = time.monotonic()
 
-    def __call__(self, phase: str, **counts: int) -> None:
+    def __call__(self, phase: str, **counts: float) -> None:
         now = time.monotonic()
         shown = ", ".join(f"{k.replace('_', ' ')} {int(v):,}".replace(",", ".") for k, v in counts.items())
         self.log.info(f"{self.step}: {phase}{f' ({shown})' if shown else ''} in {now - self.last:.1f} s "

@@ -7,12 +7,15 @@ import math
 import re
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Iterator
+from typing import TYPE_CHECKING, Iterator
 
 import duckdb
 
 from satudata_pipeline.contract.schema import LINKED_COLUMNS, column_type
 from satudata_pipeline.link import splink_settings as ss
+
+if TYPE_CHECKING:
+    from splink import DuckDBAPI
 from satudata_pipeline.warehouse import columns, one_row, scalar
 
 log = logging.getLogger(__name__)
@@ -154,7 +157,7 @@ SPLINK_SCHEMA = "splink_work"
 
 
 @contextmanager
-def splink_session(conn: duckdb.DuckDBPyConnection) -> Iterator["object"]:
+def splink_session(conn: duckdb.DuckDBPyConnection) -> Iterator[DuckDBAPI]:
     """A DuckDBAPI on the warehouse connection whose scratch tables live in schema splink_work,
     dropped afterwards (the connection's default schema is restored to main)."""
     from splink import DuckDBAPI

@@ -421,11 +421,11 @@ def step(pop: pd.DataFrame, frames: dict, facts: T.Facts, snap: dt.date, seed: i
         new["tanggal_mulai"] = mulai
         if "tanggal_pemutakhiran" in new:
             new["tanggal_pemutakhiran"] = mulai
-        y = (mulai.astype("datetime64[Y]").astype(int) + 1970).astype(str).astype(object)
-        serial = _next_serials(df.record_id, len(new), 6)
-        new["record_id"] = {"KJP": "KJP-" + y + "-" + serial, "KJMU": "KJMU" + y + serial,
-                            "KAJ": "KAJ/" + y + "/" + serial, "KLJ": "KLJ" + y + "-" + serial,
-                            "KPDJ": "PDJ-" + y + "-" + serial}[code]
+        enrolled_year = (mulai.astype("datetime64[Y]").astype(int) + 1970).astype(str).astype(object)
+        new_serials = _next_serials(df.record_id, len(new), 6)
+        new["record_id"] = {"KJP": "KJP-" + enrolled_year + "-" + new_serials, "KJMU": "KJMU" + enrolled_year + new_serials,
+                            "KAJ": "KAJ/" + enrolled_year + "/" + new_serials, "KLJ": "KLJ" + enrolled_year + "-" + new_serials,
+                            "KPDJ": "PDJ-" + enrolled_year + "-" + new_serials}[code]
         append(name, new)
         note("enrollment", name, new, keys[persons])
 

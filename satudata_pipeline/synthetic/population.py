@@ -653,7 +653,7 @@ def _events(df: pd.DataFrame, rng: np.random.Generator, snap: np.datetime64, kel
     back &= np.isnat(death) | (death > back_date)
     back_date = np.where(back, back_date, np.datetime64("NaT"))
     df["tanggal_pindah_keluar"] = np.where(out, out_date, np.datetime64("NaT"))
-    df["kode_wilayah_tujuan"] = np.where(out, dest, None)
+    df["kode_wilayah_tujuan"] = np.where(out, dest, None)  # type: ignore[call-overload]  # numpy stubs reject None
     df["move_out_registered"] = reg
     df["tanggal_kembali"] = back_date
     df["moved_out"] = out & ~back           # truly lives outside DKI at the snapshot

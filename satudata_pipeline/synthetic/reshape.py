@@ -132,7 +132,7 @@ def _csv_delim(spec: dict, header_line: str) -> str:
     if d:
         return "\t" if d in ("\\t", "tab", "TAB") else d
     counts = {c: header_line.count(c) for c in (",", ";", "|", "\t")}
-    best = max(counts, key=counts.get)
+    best = max(counts, key=lambda c: counts[c])
     return best if counts[best] else ","
 
 
@@ -470,7 +470,7 @@ def _encode_source(spec: dict, header: list[str], cols: list[list[Any]], n_rows:
     for stem in junk:
         kind = rng.choice(["seq", "text", "date", "blank"])
         if kind == "seq":
-            v = list(range(1, n_rows + 1))
+            v: list = list(range(1, n_rows + 1))
             v = v if fmt != "csv" else [str(x) for x in v]
             junk_cells.append((stem, Cell(v, "int" if fmt != "csv" else "str")))
         elif kind == "text":
@@ -499,10 +499,10 @@ def _encode_source(spec: dict, header: list[str], cols: list[list[Any]], n_rows:
         else:
             nm = names.take(_style(_words(stem_or_name), style))
         named.append((nm, cell))
-    dup_name = None
+    dup_name: str | None = None
     for i, (stem, cell) in enumerate(junk_cells):
         if fmt != "parquet" and i == len(junk_cells) - 1:
-            nm = dup_name
+            nm = dup_name  # type: ignore[assignment]  # set by an earlier junk cell whenever this branch runs
         else:
             nm = names.take(_style(stem, style))
             dup_name = dup_name or nm

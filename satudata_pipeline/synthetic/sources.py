@@ -7,6 +7,8 @@ Noise rates are module constants; change them here.
 
 from __future__ import annotations
 
+from typing import Any
+
 import datetime as dt
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,7 +34,7 @@ CANONICAL = {"record_id", "nik", "no_kk", "nama", "jenis_kelamin", "tempat_lahir
 
 # ---------------------------------------------------------------------------------------------
 # Noise profiles (per-row probabilities). "clean" = Dukcapil master data.
-NOISE = {
+NOISE: dict[str, dict[str, Any]] = {
     "civil": dict(nik=(0, 0, 0), name={}, dob=(0, 0, 0), alamat=0.0),
     "death": dict(nik=(0.03, 0.01, 0.0), name=dict(alt=0.3, muhammad=0.1, typo=0.01, case=0.0, space=0.01),
                   dob=(0.005, 0.003, 0.02), alamat=0.1),
@@ -74,7 +76,7 @@ QUARANTINE_DUPLICATE_PAIRS = 1
 QUARANTINE_SOURCES = ("dukcapil_penduduk", "dtks", "p3ke")
 
 # Rosters: base enrollment rate among eligible, and stale/wrong rows as a share of the base count.
-ROSTERS = {
+ROSTERS: dict[str, Any] = {
     "KJP": dict(base=0.62, welloff=0.03, nowelfare=0.03, aged=0.03, dead=0.003, moved=0.01, ghost=0.01,
                 dup=0.015, nodis=0.0, cross=0.0),
     "KJMU": dict(base=0.12, welloff=0.03, nowelfare=0.03, aged=0.03, dead=0.003, moved=0.015, ghost=0.01,
@@ -115,7 +117,7 @@ class Spec:
         return Path(self.path).suffix.lstrip(".")
 
     def yaml_entry(self, snapshot: dt.date) -> dict:
-        e = {"name": self.name, "kind": self.kind}
+        e: dict[str, Any] = {"name": self.name, "kind": self.kind}
         if self.program:
             e["program"] = self.program
         e["path"] = self.path
@@ -206,7 +208,7 @@ SPEC = {s.name: s for s in SPECS}
 
 # How each source renders identity: noise profile, name/address case style, RT padding,
 # kode_kelurahan dotted or not.
-RENDER = {
+RENDER: dict[str, dict[str, Any]] = {
     "dukcapil_penduduk": dict(noise="civil", style="upper", pad=3, dotted=False, kota="official"),
     "dukcapil_kematian": dict(noise="death", style="upper", pad=3, dotted=False, kota="short"),
     "dukcapil_pindah": dict(noise="migration", style="upper", pad=3, dotted=True, kota="short"),
@@ -283,7 +285,7 @@ def render_identity(P: People, pidx: np.ndarray, when: np.ndarray, source: str, 
     # NIK
     size = a["hh_size"][pidx]
     other = a["hh_start"][pidx] + (a["member"][pidx] + 1 + rng.integers(0, np.maximum(size - 1, 1))) % size
-    fam = np.where(size > 1, a["nik"][other], None)
+    fam: np.ndarray = np.where(size > 1, a["nik"][other], None)  # type: ignore[assignment]  # numpy stubs reject None
     miss, typo, borrow = prof["nik"]
     if source == "kaj":
         miss = KAJ_NIK_MISSING

@@ -8,6 +8,8 @@ the canonical fields of the data contract (dates as datetime64).
 
 from __future__ import annotations
 
+from typing import Any
+
 import calendar
 from dataclasses import dataclass
 from datetime import date
@@ -16,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 # Program defaults, mirroring docs/verdict-rules.md (rules.yaml).
-PROGRAMS = {
+PROGRAMS: dict[str, dict[str, Any]] = {
     "KJP": dict(min_age=6, max_age=21, desil_max=4, excludes=("KJMU",), disability=False),
     "KJMU": dict(min_age=18, max_age=24, desil_max=4, excludes=("KJP",), disability=False),
     "KAJ": dict(min_age=0, max_age=6, desil_max=4, excludes=(), disability=False),
@@ -208,8 +210,8 @@ def verdicts(rosters: list[tuple], facts: Facts, person_keys: np.ndarray, truth_
 
 def eligible_not_enrolled(rosters: list[tuple], facts: Facts, person_keys: np.ndarray,
                           is_ghost: np.ndarray) -> pd.DataFrame:
-    enrolled = {spec.program: set() for spec, _ in rosters}
-    arrays = {}
+    enrolled: dict[str, set] = {spec.program: set() for spec, _ in rosters}
+    arrays: dict[str, Any] = {}
     for spec, df in rosters:
         arrays.setdefault(spec.program, []).append(df.pidx.values)
     out = []
