@@ -56,8 +56,21 @@ def dagster_home() -> Path:
 def cmd_generate(args: argparse.Namespace) -> int:
     from satudata_pipeline.synthetic import generate
 
-    summary = generate(args.persons, seed=args.seed, out=Path(args.out))
-    print(f"wrote a delivery of {args.persons} persons (seed {args.seed}) to {args.out}")
+    if args.next_month:
+        from satudata_pipeline.synthetic.next_month import next_month
+
+        try:
+            summary = next_month(Path(args.next_month), Path(args.out), seed=args.seed)
+        except ValueError as exc:
+            print(f"cannot write next month: {exc}", file=sys.stderr)
+            return 2
+        print(f"wrote next month's delivery of {args.next_month} to {args.out}")
+        for key, value in summary.items():
+            print(f"  {key}: {value}")
+        return 0
+    seed = 20261101 if args.seed is None else args.seed
+    summary = generate(args.persons, seed=seed, out=Path(args.out))
+    print(f"wrote a delivery of {args.persons} persons (seed {seed}) to {args.out}")
     for key, value in summary.items():
         print(f"  {key}: {value}")
     return 0
@@ -178,6 +191,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         os.environ["SATUDATA_DATA_DIR"] = str(Path(args.data_dir).resolve())
     if args.retrain:
         os.environ["SATUDATA_RETRAIN"] = "1"
+    if args.full:
+        os.environ["SATUDATA_FULL_RELINK"] = "1"
     config.owner_only()
     dagster_home()
     import dagster as dg
@@ -403,8 +418,12 @@ def main(argv: list[str] | None = None) -> int:
 
     p = sub.add_parser("generate", help="write a synthetic delivery with ground truth")
     p.add_argument("--persons", type=int, default=4000)
-    p.add_argument("--seed", type=int, default=20261101)
+    p.add_argument("--seed", type=int, default=None,
+                   help="random seed (default 20261101; with --next-month: derived from the delivery's)")
     p.add_argument("--out", required=True)
+    p.add_argument("--next-month", metavar="FROM_DIR",
+                   help="write the delivery one month after the generated delivery in FROM_DIR "
+                        "(births, deaths, moves, enrollments, exits, corrections; truth/changes.csv)")
     p.set_defaults(func=cmd_generate)
 
     p = sub.add_parser("validate", help="check a data directory against the data contract")
@@ -414,6 +433,8 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("run", help="materialize every asset (the full determination) with its checks")
     p.add_argument("--data-dir", help="default: SATUDATA_DATA_DIR or the shipped sample")
     p.add_argument("--retrain", action="store_true", help="retrain the linkage model")
+    p.add_argument("--full", action="store_true",
+                   help="relink every record (not only new and changed ones; SATUDATA_FULL_RELINK=1)")
     p.add_argument("--accept", action="append", default=[], metavar="SOURCE",
                    help="accept, for this run, that SOURCE is missing, empty or shrank beyond the limit since "
                         "the last publication (repeatable; recorded in main.publication_sources)")

@@ -15,6 +15,7 @@ def isolated_state(tmp_path_factory, monkeypatch):
     monkeypatch.setenv("SATUDATA_STATE_DIR", str(state))
     monkeypatch.delenv("SATUDATA_WAREHOUSE", raising=False)
     monkeypatch.delenv("SATUDATA_RETRAIN", raising=False)
+    monkeypatch.delenv("SATUDATA_FULL_RELINK", raising=False)
     return state
 
 

@@ -323,3 +323,100 @@ def test_dead_namesakes_of_living_recipients_do_not_remove_them(out, persons):
         assert not rows.reasons.str.contains("moved_out").any()
     assert recipients >= 1, "at least one living recipient has a dead namesake"
     assert min(_digits_apart(d.nik, by_key.loc[d.namesake_of].nik) for _, d in dead.iterrows()) == 1
+
+
+# --- next month's delivery (issue 17) ---------------------------------------------------------
+from satudata_pipeline.synthetic.next_month import CHANGE_KINDS, next_month  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def month1(out, tmp_path_factory) -> tuple[Path, dict]:
+    d = tmp_path_factory.mktemp("synth") / "month1"
+    return d, next_month(out, d)
+
+
+def _records(d: Path) -> pd.DataFrame:
+    return pd.read_csv(d / "truth" / "records.csv", dtype=str, keep_default_na=False)
+
+
+def test_next_month_has_every_kind_of_change_and_about_two_percent_of_rows(cfg, month1):
+    d, summary = month1
+    changes = pd.read_csv(d / "truth" / "changes.csv", dtype=str, keep_default_na=False)
+    counts = changes.kind.value_counts()
+    for kind in CHANGE_KINDS:
+        assert counts.get(kind, 0) >= 1, kind
+    assert summary["changes"] == {k: int(counts.get(k, 0)) for k in CHANGE_KINDS}
+    assert 0.01 <= summary["rows_changed_share"] <= 0.04
+    assert summary["snapshot_date"] == "2026-12-01"
+    cfg1 = yaml.safe_load((d / "sources.yaml").read_text(encoding="utf-8"))
+    assert cfg1["snapshot_date"] == dt.date(2026, 12, 1)
+    assert [s["name"] for s in cfg1["sources"]] == [s["name"] for s in cfg["sources"]]
+    assert [s["columns"] for s in cfg1["sources"]] == [s["columns"] for s in cfg["sources"]]
+
+
+def test_next_month_truth_is_consistent_with_its_changes(out, cfg, month1):
+    d, _ = month1
+    changes = pd.read_csv(d / "truth" / "changes.csv", dtype=str, keep_default_na=False)
+    before, after = _records(out), _records(d)
+    key = ["source", "record_id"]
+    old_ids = set(map(tuple, before[key].values))
+    new_ids = set(map(tuple, after[key].values))
+    added = {tuple(r) for r in changes[changes.kind.isin(
+        ["birth", "move_in", "death", "move_out", "enrollment"])][key].values}
+    added |= {tuple(r) for r in changes[(changes.kind == "move_within")
+                                        & (changes.source == "dukcapil_pindah")][key].values}
+    exits = {tuple(r) for r in changes[changes.kind == "exit"][key].values}
+    assert new_ids - old_ids == added          # every new row is a listed change, and vice versa
+    assert old_ids - new_ids == exits          # only exits leave the delivery
+    persons = pd.read_parquet(d / "truth" / "persons.parquet").set_index("person_key")
+    start, end = np.datetime64("2026-11-01"), np.datetime64("2026-12-01")
+    dead = persons.loc[changes[changes.kind == "death"].person_key, "tanggal_meninggal"].values
+    assert ((dead > start) & (dead <= end)).all()
+    born = persons.loc[changes[changes.kind == "birth"].person_key]
+    assert ((born.tanggal_lahir.values > start) & (born.tanggal_lahir.values <= end)).all()
+    assert (born.in_civil_registry.values).all()
+    gone = persons.loc[changes[changes.kind == "move_out"].person_key]
+    assert gone.observed_moved_out.all()
+    # the truth of the new month follows from the new files (same checks as for a first delivery)
+    files1 = {s["name"]: read_source(d, s) for s in yaml.safe_load(
+        (d / "sources.yaml").read_text(encoding="utf-8"))["sources"]}
+    for name, df in files1.items():
+        assert len(after[after.source == name]) == len(df), name
+    ver = pd.read_csv(d / "truth" / "verdicts.csv", dtype=str, keep_default_na=False)
+    enrolled = changes[changes.kind == "enrollment"]
+    assert set(map(tuple, enrolled[key].values)) <= set(map(tuple, ver[key].values))
+
+
+def test_next_month_keeps_unchanged_rows_as_they_were(out, cfg, month1):
+    d, _ = month1
+    changes = pd.read_csv(d / "truth" / "changes.csv", dtype=str, keep_default_na=False)
+    for s in cfg["sources"]:
+        if not s["path"].endswith(".csv"):
+            continue
+        a, b = read_source(out, s), read_source(d, s)
+        rid = s["columns"]["record_id"]
+        touched = set(changes[changes.source == s["name"]].record_id)
+        keep_a = a[~a[rid].astype(str).isin(touched)]
+        keep_b = b[b[rid].astype(str).isin(set(keep_a[rid].astype(str)))]
+        assert len(keep_a) > 0.9 * len(a), s["name"]
+        pd.testing.assert_frame_equal(keep_a.reset_index(drop=True), keep_b.reset_index(drop=True))
+
+
+def test_next_month_deterministic_chained_and_refuses_an_edited_delivery(out, month1, tmp_path):
+    d, _ = month1
+    again = tmp_path / "again"
+    next_month(out, again)
+    for p in sorted(x for x in d.rglob("*") if x.is_file()):
+        assert p.read_bytes() == (again / p.relative_to(d)).read_bytes(), p.name
+    other = tmp_path / "other_seed"
+    next_month(out, other, seed=99)
+    assert (other / "truth" / "changes.csv").read_bytes() != (d / "truth" / "changes.csv").read_bytes()
+    month2 = next_month(d, tmp_path / "month2")   # month 2 rebuilds month 1 from its recipe
+    assert month2["snapshot_date"] == "2027-01-01" and month2["previous_snapshot_date"] == "2026-12-01"
+    rec = (d / "truth" / "records.csv").read_text(encoding="utf-8").splitlines()
+    edited = tmp_path / "edited"
+    import shutil
+    shutil.copytree(d, edited)
+    (edited / "truth" / "records.csv").write_text("\n".join(rec[:-1]) + "\n", encoding="utf-8")
+    with pytest.raises(ValueError, match="does not match its recipe"):
+        next_month(edited, tmp_path / "nope")

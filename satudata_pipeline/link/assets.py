@@ -11,7 +11,8 @@ from pydantic import Field
 
 from satudata_pipeline import config as paths
 from satudata_pipeline.link import clusters as clusters_mod
-from satudata_pipeline.link import matching, model, reports
+from satudata_pipeline.link import incremental, matching, model, reports
+from satudata_pipeline.link import splink_settings as ss
 from satudata_pipeline.progress import Progress
 from satudata_pipeline.warehouse import one_row, scalar
 
@@ -42,6 +43,13 @@ class MatchPairsConfig(dg.Config):
     )
     report_threshold: float = Field(
         default=0.95, description="Probability around which report sample pairs are chosen."
+    )
+    full_relink: bool = Field(
+        default=False,
+        description="Score every candidate pair again instead of only new and changed records "
+        "(also: environment variable SATUDATA_FULL_RELINK=1, `satudata run --full`). A full "
+        "relink also runs by itself when the model, its settings, the cleaning rules or the "
+        "blocking changed, or when the warehouse holds no previous linkage state.",
     )
 
 
@@ -182,18 +190,27 @@ def build_link_assets(clean_asset_keys: list[dg.AssetKey], source_names: list[st
             extra_rules, sparse = matching.sparse_id_blocking(conn)
             with matching.splink_session(conn) as db_api:
                 progress("blocking rules chosen", extra_rules=len(extra_rules))
-                linker, df_pred = matching.predict(db_api, settings, config.match_threshold,
-                                                   extra_rules)
-                progress("Splink scored the candidate pairs")
+                plan, scored = incremental.score(
+                    db_api, settings, config.match_threshold,
+                    config.deterministic_name_jaro_winkler, extra_rules,
+                    config.full_relink or incremental.full_relink_requested_by_env())
+                progress(f"Splink scored the candidate pairs ({plan.mode}: {plan.reason})",
+                         scored=scored.pairs_scored, carried=scored.pairs_carried,
+                         seconds=round(scored.seconds, 1))
                 result = matching.write_match_pairs(
-                    conn, df_pred.physical_name, config.match_threshold,
+                    conn, scored.predictions_table, config.match_threshold,
                     config.deterministic_name_jaro_winkler)
                 progress("pairs written", exact_nik=result.n_deterministic,
                          probabilistic=result.n_probabilistic)
+                state = incremental.write_state(conn, plan, context.run.run_id)
+                progress("linkage state kept for the next delivery", **state)
+                # the histogram's SQL reads its input by Splink's templated name
+                df_pred = db_api.table_to_splink_dataframe("__splink__df_predict",
+                                                           scored.predictions_table)
                 charts.update(reports.write_pair_reports(
-                    linker, db_api, df_pred.physical_name, config.report_threshold, out_dir,
-                    config.report_sample_size))
-                charts.update(reports.write_histogram(linker, df_pred, out_dir))
+                    scored.linker, db_api, scored.predictions_table, config.report_threshold,
+                    out_dir, config.report_sample_size))
+                charts.update(reports.write_histogram(scored.linker, df_pred, out_dir))
                 progress("review charts written", charts=len(charts))
             hist = conn.execute("""
                 SELECT floor(match_weight)::INTEGER AS w, count(*) FROM link.match_pairs
@@ -207,6 +224,12 @@ def build_link_assets(clean_asset_keys: list[dg.AssetKey], source_names: list[st
             "pairs_vetoed_names_and_birth_dates_disagree": result.n_vetoed,
             # a delivery without NIK: the extra blocking rules used / skipped (pair counts only)
             "sparse_id_blocking": dg.MetadataValue.json(sparse),
+            # incremental linkage (link/incremental.py): which mode ran, why, and how much was reused
+            "linkage_mode": plan.mode,
+            "linkage_mode_reason": plan.reason,
+            **{k: v for k, v in plan.counts.items()},
+            "scoring_seconds": round(scored.seconds, 2),
+            "scoring_seconds_by_part": dg.MetadataValue.json(scored.phases),
             "match_weight_histogram": dg.MetadataValue.md(_md_table(
                 [{"match_weight_from": w, "pairs": c} for w, c in hist])),
             "reports_dir": dg.MetadataValue.path(paths.shown_path(out_dir)),
