@@ -353,6 +353,8 @@ def _cover_sheet(wb, formats, program, snapshot, publication, n_rows, stats) -> 
         ("Program", program),
         ("Tanggal data (snapshot kiriman)", snapshot or "tidak diketahui"),
         ("Publikasi (run id)", publication[0] if publication else "belum dipublikasikan"),
+        ("Tanggal publikasi (isi tanggal keputusan sesudahnya)",
+         str(publication[1])[:10] if publication else "belum dipublikasikan"),
         ("Baris yang perlu keputusan", f"{n_rows:,}".replace(",", ".")),
         ("  di antaranya tinjau", f"{stats.get('review', 0):,}".replace(",", ".")),
         ("  di antaranya hapus (dapat disanggah)", f"{stats.get('remove', 0):,}".replace(",", ".")),

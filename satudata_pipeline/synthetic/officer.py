@@ -6,7 +6,9 @@ tests and the benchmark without a person. The officer knows the truth (`truth/ve
 writes a few malformed ones (the kinds a real file brings: an unknown record, a word that is not
 tetap/hapus, no officer id), all deterministic by seed. Every row it touched is listed in
 `officer_key.csv` (record ids and what it did, no NIK, no name) so a test can check what the
-pipeline made of each one.
+pipeline made of each one. Decisions are dated `decided_at` (default: today): a decision answers
+the determination published on or before its date (docs/decisions.md), so it is dated after the
+worklist it fills.
 
 The officer's rule for a correct decision (docs/review-loop.md):
 - hapus when the truth holds conclusive evidence: the person is a ghost (in no registry), died or
@@ -126,7 +128,7 @@ def fill_worklist(path: Path, out_path: Path, truth: dict[tuple[str, str], dict]
             word, action = BAD_DECISION_WORD, "bad_decision_word"
         if r in no_officer:
             officer, action = None, "missing_officer"
-        when = day or _snapshot_of(ws, col, r)
+        when = day or dt.date.today()
         ws.cell(r, col["keputusan"]).value = word
         ws.cell(r, col["alasan"]).value = labels[reason]
         ws.cell(r, col["petugas"]).value = officer
@@ -143,20 +145,12 @@ def fill_worklist(path: Path, out_path: Path, truth: dict[tuple[str, str], dict]
         ws.cell(r, col["keputusan"]).value = "tetap"
         ws.cell(r, col["alasan"]).value = labels["other"]
         ws.cell(r, col["petugas"]).value = officers[0]
-        ws.cell(r, col["tanggal"]).value = dt.datetime.combine(day or _snapshot_of(ws, col, rows[0]), dt.time())
+        ws.cell(r, col["tanggal"]).value = dt.datetime.combine(day or dt.date.today(), dt.time())
         key.append({"program": program, "record_id": rid, "action": "unknown_record", "decision": "keep",
                     "reason": "other"})
     out_path.parent.mkdir(parents=True, exist_ok=True)
     wb.save(out_path)
     return key
-
-
-def _snapshot_of(ws, col: dict, row: int) -> dt.date:
-    """The decision date: the determination the row waits in (its `menunggu_sejak`, else today)."""
-    value = ws.cell(row, col["menunggu_sejak"]).value
-    if isinstance(value, dt.datetime):
-        return value.date()
-    return value if isinstance(value, dt.date) else dt.date.today()
 
 
 def _records_truth(truth_dir: Path) -> dict[tuple[str, str], str]:
@@ -250,12 +244,7 @@ def play_officer(exports_dir: Path, truth_dir: Path, out_dir: Path, seed: int = 
     link_file = Path(exports_dir) / R.WORKBOOK
     if link_file.is_file() and (Path(truth_dir) / "records.csv").is_file():
         dest = Path(out_dir) / R.WORKBOOK
-        when = decided_at
-        if when is None and (link_file.parent / R.MAPPING).is_file():  # the determination's snapshot date
-            import yaml
-
-            when = yaml.safe_load((link_file.parent / R.MAPPING).read_text())["sources"][0]["extracted_at"]
-        key += fill_link_review(link_file, dest, _records_truth(Path(truth_dir)), seed, when)
+        key += fill_link_review(link_file, dest, _records_truth(Path(truth_dir)), seed, decided_at)
         if (link_file.parent / R.MAPPING).is_file():
             shutil.copyfile(link_file.parent / R.MAPPING, dest.parent / R.MAPPING)
         files += 1
