@@ -243,7 +243,7 @@ def main() -> int:
                 scores = pairwise(state / "warehouse.duckdb", truth)
             except duckdb.CatalogException:  # the run stopped before publishing
                 print(f"{tag}: nothing published (exit {code})\n{tail}", file=sys.stderr)
-                raise SystemExit(1)
+                raise SystemExit(1) from None
             results.append({"dataset": dataset, "with_ssid": with_ssid, "exit_code": code,
                             "seconds": seconds, "scores": scores})
             print(f"{tag}: precision {scores['precision']:.4f} recall {scores['recall']:.4f} "

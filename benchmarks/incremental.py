@@ -96,7 +96,7 @@ def main(argv=None) -> int:
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
     res: dict = {"persons": args.persons, "seed": args.seed,
-                 "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="minutes")}
+                 "date": dt.datetime.now(dt.UTC).isoformat(timespec="minutes")}
     t = time.time()
     generate(args.persons, args.seed, work / "month0")
     res["generate_seconds"] = round(time.time() - t, 1)

@@ -623,7 +623,7 @@ def main() -> int:
         {"generate": stage_generate, "baseline": stage_baseline}[args.stage](args)
         return 0
 
-    started_utc = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M")
+    started_utc = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M")
     work = Path(args.work) / f"{args.persons}-{args.seed}"
     data_dir, state = work / "data", work / "state"
     saved = state / "pipeline_measurements.json"

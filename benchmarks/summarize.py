@@ -105,7 +105,7 @@ def main() -> int:
             else:
                 per_step.append((t2, step, t1))
         sums = [small2 * e / x2 for e in args.estimate]
-        for t2, step, t1 in per_step:
+        for t2, _step, t1 in per_step:
             k, c = _fit(x1, t1, x2, t2)
             for i, e in enumerate(args.estimate):
                 sums[i] += c * e**k if k is not None else t2 * e / x2

@@ -156,6 +156,7 @@ def launch_in_code_location(instance, run_config: dict, tags: dict):
     re-execution treat it like any other run; it still executes here, one step after another, so
     the warehouse lock, exit codes and a killed CLI behave as before (docs/reliability.md)."""
     import dagster as dg
+    from dagster._core.definitions.reconstruct import ReconstructableJob
     from dagster._core.execution.api import execute_run
     from dagster._core.remote_origin import (
         ManagedGrpcPythonEnvCodeLocationOrigin,
@@ -165,8 +166,6 @@ def launch_in_code_location(instance, run_config: dict, tags: dict):
     from dagster._core.types.loadable_target_origin import LoadableTargetOrigin
 
     from satudata_pipeline.automation import FULL_JOB
-
-    from dagster._core.definitions.reconstruct import ReconstructableJob
 
     # Dagster keeps the last reconstructed job per process; a second `run` in one process (tests, a
     # notebook) may name another delivery, so build it afresh
@@ -198,7 +197,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     import dagster as dg
 
     from satudata_pipeline import warehouse_lock
-    from satudata_pipeline.automation import FULL_JOB, month_tags
+    from satudata_pipeline.automation import month_tags
     from satudata_pipeline.contract.sources import ContractError
 
     try:
@@ -213,7 +212,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
         # built for this data directory (the module's `defs` is built once per process)
         defs_delivery = load_delivery()
-        defs = build_defs(defs_delivery)
+        build_defs(defs_delivery)  # a delivery the code location could not load fails here, not in the run
     except ContractError as exc:
         print(f"invalid delivery: {exc}", file=sys.stderr)
         return 2

@@ -28,7 +28,6 @@ from satudata_pipeline.progress import step_progress_logger
 from satudata_pipeline.resources import WarehouseResource
 from satudata_pipeline.sources.assets import build_source_assets
 
-
 dagster_patches.apply()
 
 # The determination follows the monthly payment cycle: by 09:00 WIB on the 2nd, the published

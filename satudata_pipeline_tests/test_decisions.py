@@ -14,13 +14,13 @@ from pathlib import Path
 
 import duckdb
 import pytest
+from fixtures.programs_warehouse import FIXTURE_SNAPSHOT, build_fixture_warehouse
 
 from satudata_pipeline.contract.program_rules import load_rules
 from satudata_pipeline.contract.sources import ContractError, check_files, parse_delivery
 from satudata_pipeline.decisions import intake
 from satudata_pipeline.link import clusters
 from satudata_pipeline.programs import verdicts
-from fixtures.programs_warehouse import FIXTURE_SNAPSHOT, build_fixture_warehouse
 from satudata_pipeline.sources.readers import read_source
 
 TODAY = dt.date(2026, 11, 1)

@@ -18,15 +18,21 @@ from pathlib import Path
 import duckdb
 import openpyxl
 import pytest
+from fixtures.programs_warehouse import FIXTURE_SNAPSHOT, build_fixture_warehouse
 from openpyxl.utils.escape import unescape
 
 from satudata_pipeline.contract.program_rules import load_rules
 from satudata_pipeline.programs import exports
 from satudata_pipeline.programs.exports import (
-    EXPORT_COLUMNS, FORMULA_PREFIXES, REASON_LEGEND, ExportError, ExportPrivacyError, check_reason_legend,
-    export_programs, neutralise,
+    EXPORT_COLUMNS,
+    FORMULA_PREFIXES,
+    REASON_LEGEND,
+    ExportError,
+    ExportPrivacyError,
+    check_reason_legend,
+    export_programs,
+    neutralise,
 )
-from fixtures.programs_warehouse import FIXTURE_SNAPSHOT, build_fixture_warehouse
 from satudata_pipeline.programs.verdicts import REASON_CODES, build_beneficiary_review
 
 HOSTILE = {  # record_id -> (nama, kode_kecamatan)

@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import csv
 import hashlib
-import re
 import os
+import re
 import shutil
 import time
 import tracemalloc
@@ -24,8 +24,8 @@ import dagster as dg
 import pytest
 import yaml
 from dagster_duckdb import DuckDBResource
-
 from publish_helpers import connect
+
 from satudata_pipeline import cli, config
 from satudata_pipeline.contract.sources import load_delivery
 from satudata_pipeline.sources.assets import build_source_assets
@@ -366,7 +366,7 @@ def test_stale_roster_is_reported_as_a_warning(case):
 # ---- hostile sources.yaml -----------------------------------------------------------------------
 def test_yaml_alias_bomb_is_refused_quickly_with_a_short_message(case):
     bomb = ["a: &a [\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\"]"]
-    for i, (prev, name) in enumerate(zip("abcdefgh", "bcdefghi")):
+    for prev, name in zip("abcdefgh", "bcdefghi"):
         bomb.append(f"{name}: &{name} [" + ",".join([f"*{prev}"] * 9) + "]")
     text = (case.data / "sources.yaml").read_text()
     text = text.replace("kind: civil_registry", "kind: *i", 1)

@@ -18,8 +18,8 @@ from pathlib import Path
 import duckdb
 import openpyxl
 import pytest
-
 from publish_helpers import connect, generated_delivery, run_job, snapshot
+
 from satudata_pipeline import cli
 from satudata_pipeline.golden import publish
 from satudata_pipeline.history import intake, query, store
@@ -356,9 +356,10 @@ def test_a_warehouse_published_before_the_history_keeps_its_publication(months, 
 
 def test_perubahan_sheet_lists_the_changes_and_refuses_an_unmasked_nik(tmp_path):
     """On the hand-made fixture warehouse (no run): two determinations, one row turned remove."""
+    from fixtures.programs_warehouse import FIXTURE_SNAPSHOT, build_fixture_warehouse
+
     from satudata_pipeline.contract.program_rules import load_rules
     from satudata_pipeline.programs.exports import ExportPrivacyError, export_programs
-    from fixtures.programs_warehouse import FIXTURE_SNAPSHOT, build_fixture_warehouse
     from satudata_pipeline.programs.verdicts import build_beneficiary_review
 
     conn = duckdb.connect()

@@ -12,8 +12,8 @@ from pathlib import Path
 import duckdb
 import pandas as pd
 import pytest
-
 from publish_helpers import connect, run_job
+
 from satudata_pipeline.link import incremental as inc
 from satudata_pipeline.synthetic import generate
 from satudata_pipeline.synthetic.next_month import next_month

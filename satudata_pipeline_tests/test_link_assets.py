@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import duckdb
 import dagster as dg
+import duckdb
 from dagster_duckdb import DuckDBResource
+from fixtures import linkage
 
 from satudata_pipeline.golden.assets import build_golden_assets
-from fixtures import linkage
 from satudata_pipeline.link import evaluation, model
 from satudata_pipeline.link.assets import build_link_assets
 

@@ -8,9 +8,9 @@ import datetime as dt
 import duckdb
 import pandas as pd
 import pytest
-
 from fixtures import linkage
 from fixtures.clean_tables import write_clean_table
+
 from satudata_pipeline.link import clusters, evaluation, matching, model
 
 

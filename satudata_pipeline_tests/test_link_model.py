@@ -7,9 +7,9 @@ import math
 
 import duckdb
 import pytest
-
 from fixtures import linkage
 from fixtures.clean_tables import write_clean_table
+
 from satudata_pipeline.link import clusters, evaluation, matching, model
 from satudata_pipeline.link import splink_settings as ss
 

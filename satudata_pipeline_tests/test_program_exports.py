@@ -8,14 +8,18 @@ import duckdb
 import openpyxl
 import pandas as pd
 import pytest
+from fixtures.programs_warehouse import FIXTURE_SNAPSHOT, build_fixture_warehouse
 
 from satudata_pipeline.contract.program_rules import load_rules
-from satudata_pipeline.programs.exports import (
-    EXPORT_COLUMNS, FORBIDDEN_COLUMNS, REASON_LEGEND, VERDICT_LABELS, export_programs,
-)
 from satudata_pipeline.programs.eligibility import build_eligible_not_enrolled
+from satudata_pipeline.programs.exports import (
+    EXPORT_COLUMNS,
+    FORBIDDEN_COLUMNS,
+    REASON_LEGEND,
+    VERDICT_LABELS,
+    export_programs,
+)
 from satudata_pipeline.programs.summary import build_program_summary, write_run_summary
-from fixtures.programs_warehouse import FIXTURE_SNAPSHOT, build_fixture_warehouse
 from satudata_pipeline.programs.verdicts import build_beneficiary_review
 
 MASKED = re.compile(r"^\d{4}\*{8}\d{4}$")

@@ -9,7 +9,12 @@ import pytest
 import yaml
 
 from satudata_pipeline.config import PROGRAM_RULES
-from satudata_pipeline.contract.program_rules import ProgramRules, ProgramRulesError, age_at, load_rules
+from satudata_pipeline.contract.program_rules import (
+    ProgramRules,
+    ProgramRulesError,
+    age_at,
+    load_rules,
+)
 
 
 @pytest.fixture()

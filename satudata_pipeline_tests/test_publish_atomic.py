@@ -30,7 +30,6 @@ from pathlib import Path
 import duckdb
 import pandas as pd
 import pytest
-
 from publish_helpers import (
     assert_consistent,
     changed_delivery,
@@ -41,6 +40,7 @@ from publish_helpers import (
     run_job,
     snapshot,
 )
+
 from satudata_pipeline import config
 from satudata_pipeline.golden import publish
 

@@ -14,12 +14,12 @@ from datetime import date
 import duckdb
 import pandas as pd
 import pytest
+from fixtures.clean_tables import write_clean_table
+from fixtures.programs_warehouse import FIXTURE_SNAPSHOT, build_fixture_warehouse
 
 from satudata_pipeline.contract.program_rules import load_rules
 from satudata_pipeline.golden.survivorship import build_golden_person
 from satudata_pipeline.link import clusters, matching
-from fixtures.clean_tables import write_clean_table
-from fixtures.programs_warehouse import FIXTURE_SNAPSHOT, build_fixture_warehouse
 from satudata_pipeline.programs.verdicts import build_beneficiary_review
 
 KEL, KEC = "31.74.01.1001", "31.74.01"

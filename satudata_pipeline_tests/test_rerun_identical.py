@@ -8,8 +8,16 @@ run's tables equal the first's row for row (the publication log excepted, and no
 from __future__ import annotations
 
 import pytest
+from publish_helpers import (
+    HISTORY_TABLES,
+    SNAPSHOT_TABLES,
+    assert_consistent,
+    connect,
+    generated_delivery,
+    run_job,
+    snapshot,
+)
 
-from publish_helpers import HISTORY_TABLES, SNAPSHOT_TABLES, assert_consistent, connect, generated_delivery, run_job, snapshot
 from satudata_pipeline.golden.publish import LOG_TABLE, PUBLISHED
 
 

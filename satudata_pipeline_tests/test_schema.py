@@ -17,7 +17,12 @@ from satudata_pipeline.clean.transform import clean_frame
 from satudata_pipeline.config import PROGRAM_RULES
 from satudata_pipeline.contract.program_rules import ProgramRules
 from satudata_pipeline.contract.schema import (
-    BOOL_FIELDS, CLEAN_SCHEMA, DATE_FIELDS, JENJANG, LINKED_COLUMNS, QUALITY_FLAGS,
+    BOOL_FIELDS,
+    CLEAN_SCHEMA,
+    DATE_FIELDS,
+    JENJANG,
+    LINKED_COLUMNS,
+    QUALITY_FLAGS,
 )
 from satudata_pipeline.contract.sources import SourceSpec
 from satudata_pipeline.link.matching import build_person_records

@@ -11,13 +11,13 @@ import duckdb
 import pandas as pd
 import pytest
 from dagster_duckdb import DuckDBResource
+from fixtures.programs_warehouse import EXPECTED, FIXTURE_SNAPSHOT, build_fixture_warehouse
 
 from satudata_pipeline.contract.program_rules import ProgramRulesError, load_rules
 from satudata_pipeline.programs import REASON_CODES
 from satudata_pipeline.programs.eligibility import build_eligible_not_enrolled
 from satudata_pipeline.programs.evaluation import verdict_accuracy
 from satudata_pipeline.programs.summary import build_program_summary, money_at_stake
-from fixtures.programs_warehouse import EXPECTED, FIXTURE_SNAPSHOT, build_fixture_warehouse
 from satudata_pipeline.programs.verdicts import (
     BENEFICIARY_REVIEW_COLUMNS,
     build_beneficiary_review,

@@ -5,7 +5,15 @@ from __future__ import annotations
 import duckdb
 import pytest
 
-from satudata_pipeline.warehouse import all_rows, columns, one_row, scalar, split_name, table_exists, transaction
+from satudata_pipeline.warehouse import (
+    all_rows,
+    columns,
+    one_row,
+    scalar,
+    split_name,
+    table_exists,
+    transaction,
+)
 
 
 @pytest.fixture

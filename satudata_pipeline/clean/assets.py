@@ -4,7 +4,13 @@ import dagster as dg
 from dagster_duckdb import DuckDBResource
 
 from satudata_pipeline.clean.transform import clean_frame
-from satudata_pipeline.contract.schema import CLEAN_COLUMNS, DATE_FIELDS, QUALITY_FLAGS, clean_select_sql, column_type
+from satudata_pipeline.contract.schema import (
+    CLEAN_COLUMNS,
+    DATE_FIELDS,
+    QUALITY_FLAGS,
+    clean_select_sql,
+    column_type,
+)
 from satudata_pipeline.contract.sources import Delivery, SourceSpec
 from satudata_pipeline.history import intake as history_intake
 from satudata_pipeline.history import versions as history_versions

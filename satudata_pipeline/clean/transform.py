@@ -24,7 +24,13 @@ from satudata_pipeline.clean.names import normalize_name
 from satudata_pipeline.clean.nik import clean_and_validate_nik, clean_nik
 from satudata_pipeline.clean.values import on_uniques, parse_amount, parse_bool, parse_int
 from satudata_pipeline.clean.wilayah import kode_from_kode_or_names
-from satudata_pipeline.contract.schema import BOOL_FIELDS, CLEAN_COLUMNS, DATE_FIELDS, JENJANG, JENJANG_ALIASES
+from satudata_pipeline.contract.schema import (
+    BOOL_FIELDS,
+    CLEAN_COLUMNS,
+    DATE_FIELDS,
+    JENJANG,
+    JENJANG_ALIASES,
+)
 from satudata_pipeline.contract.sources import SourceSpec
 
 QUARANTINE_COLUMNS = ["source", "record_id", "row_number", "reason", "raw_values"]

@@ -55,7 +55,8 @@ def on_uniques(raw: pd.Series, func: Callable[[pd.Series], pd.Series | pd.DataFr
         out = func(pd.Series([], dtype=object))
     # One extra all-NA row at position len(out) serves the -1 sentinel (nulls).
     n = len(out)
-    object_columns = (out.dtypes == object).to_numpy() if isinstance(out, pd.DataFrame) else None
+    # (a dtype comparison per column, not a type() check)
+    object_columns = (out.dtypes == object).to_numpy() if isinstance(out, pd.DataFrame) else None  # noqa: E721
     out = out.reset_index(drop=True).reindex(range(n + 1))
     if object_columns is not None:
         out.iloc[n, np.flatnonzero(object_columns)] = None

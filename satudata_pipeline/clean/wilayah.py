@@ -21,7 +21,6 @@ from __future__ import annotations
 
 from functools import lru_cache
 
-import numpy as np
 import pandas as pd
 
 from satudata_pipeline.clean.values import aligned, as_text, ascii_upper, on_unique_rows, on_uniques

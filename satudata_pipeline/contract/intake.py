@@ -8,7 +8,6 @@ for why each limit is what it is, and docs/data-contract.md for the user's view.
 from __future__ import annotations
 
 import re
-
 from functools import lru_cache
 from pathlib import Path
 

@@ -41,7 +41,7 @@ class AgeRange(_Strict):
     max: int | None = Field(default=None, ge=0, le=130)
 
     @model_validator(mode="after")
-    def _ordered(self) -> "AgeRange":
+    def _ordered(self) -> AgeRange:
         if self.min is not None and self.max is not None and self.min > self.max:
             raise ValueError(f"min ({self.min}) is greater than max ({self.max})")
         return self
@@ -126,7 +126,7 @@ class ProgramRule(_Strict):
         return value
 
     @model_validator(mode="after")
-    def _one_amount(self) -> "ProgramRule":
+    def _one_amount(self) -> ProgramRule:
         if (self.amount is None) == (self.amount_by_jenjang is None):
             raise ValueError("give exactly one of `amount` (flat) or `amount_by_jenjang`")
         return self
@@ -157,7 +157,7 @@ class ProgramRules(_Strict):
         return value
 
     @model_validator(mode="after")
-    def _references(self) -> "ProgramRules":
+    def _references(self) -> ProgramRules:
         problems = []
         codes = set(self.programs)
         for code, rule in self.programs.items():

@@ -171,7 +171,7 @@ class SourceSpec(BaseModel):
         }
 
     @model_validator(mode="after")
-    def _fields_fit_kind(self) -> "SourceSpec":
+    def _fields_fit_kind(self) -> SourceSpec:
         person = () if self.kind in DECISION_KINDS else PERSON_FIELDS
         allowed = set(person) | set(KIND_FIELDS[self.kind])
         unknown = sorted(set(self.columns) - allowed)
@@ -228,7 +228,7 @@ class Delivery(BaseModel):
     description: str | None = None
 
     @model_validator(mode="after")
-    def _unique_names(self) -> "Delivery":
+    def _unique_names(self) -> Delivery:
         seen: set[str] = set()
         for s in self.sources:
             if s.name in seen:

@@ -201,7 +201,7 @@ def publish(conn: duckdb.DuckDBPyConnection, run_id: str) -> dict[str, int]:
         raise PublishError(f"nothing published: staging table(s) missing: {', '.join(missing)}")
     tables = [p for p in PUBLISHED if table_exists(conn, p.staged)]
     has_ids = all(table_exists(conn, f"{STAGING}.{t}") for t in (*ID_TABLES, "person_id_changes"))
-    now = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
+    now = dt.datetime.now(dt.UTC).replace(tzinfo=None)
     conn.execute("BEGIN TRANSACTION")
     try:
         problems = {k: v for k, v in audit(conn).items() if v}

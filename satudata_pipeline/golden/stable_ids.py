@@ -57,7 +57,7 @@ def assign_person_ids(conn: duckdb.DuckDBPyConnection, run_id: str,
     half-way leaves the id tables exactly as they were. The pipeline runs it on `schema="staging"`
     (a copy of the published id state, see `satudata_pipeline.golden.publish`), so the registry only
     advances when the run's lists are published."""
-    now = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
+    now = dt.datetime.now(dt.UTC).replace(tzinfo=None)
     conn.execute("BEGIN TRANSACTION")
     try:
         ensure_tables(conn, schema)

@@ -12,7 +12,6 @@ from pydantic import Field
 from satudata_pipeline import config as paths
 from satudata_pipeline.link import clusters as clusters_mod
 from satudata_pipeline.link import incremental, matching, model, reports
-from satudata_pipeline.link import splink_settings as ss
 from satudata_pipeline.progress import Progress
 from satudata_pipeline.warehouse import one_row, scalar
 

@@ -282,13 +282,13 @@ def _apply_cannot_links(conn: duckdb.DuckDBPyConnection, must: list[tuple[str, s
             uf.union(a, b)
     conflicting = [(a, b) for a, b in violated if uf.find(a) == uf.find(b)]
     apart = [(a, b) for a, b in violated if uf.find(a) != uf.find(b)]
-    for _c, l, r, _w in edges:
-        rl, rr = uf.find(l), uf.find(r)
+    for _c, left, right, _w in edges:
+        rl, rr = uf.find(left), uf.find(right)
         if rl == rr:
             continue
         if any({uf.find(a), uf.find(b)} == {rl, rr} for a, b in apart):
             continue                        # this link would put the two back together: cut
-        uf.union(l, r)
+        uf.union(left, right)
     # new cluster ids: the smallest unique_id of each part
     parts: dict[str, str] = {}
     for u, _ in members:

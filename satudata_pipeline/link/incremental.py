@@ -251,7 +251,7 @@ def score_full(db_api, model_settings: dict, match_threshold: float, extra_rules
     conn.execute(f"CREATE OR REPLACE VIEW {W}.sd_predictions AS SELECT * FROM {df_pred.physical_name}")
     n = conn.execute(f"SELECT count(*) FROM {W}.sd_predictions").fetchall()[0][0]
     _keep_new_pairs(conn, f"{W}.sd_predictions")
-    conn.execute(f"CREATE OR REPLACE TEMP TABLE _link_carried AS SELECT * FROM _link_new_pairs "
+    conn.execute("CREATE OR REPLACE TEMP TABLE _link_carried AS SELECT * FROM _link_new_pairs "
                  "WHERE false")
     return Scored(f"{W}.sd_predictions", linker, int(n), 0, time.time() - t0,
                   {"all_pairs": round(time.time() - t0, 2)})

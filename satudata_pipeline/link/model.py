@@ -304,7 +304,7 @@ def save_model(summary: TrainingSummary, run_id: str | None = None,
                model_dir: Path | None = None) -> Path:
     """Write the model as `splink_model_<fingerprint>_<timestamp>.json`, never overwriting."""
     model_dir = model_dir or config.model_dir()
-    stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
+    stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S%fZ")
     path = model_dir / f"{MODEL_PREFIX}_{ss.settings_fingerprint()}_{stamp}.json"
     payload = {
         "satudata": {

@@ -6,7 +6,12 @@ against ground truth) and `assets` (the Dagster assets, `build_program_assets()`
 Rules: `rules.yaml`, validated by `satudata_pipeline.contract.program_rules`.
 """
 
-from satudata_pipeline.programs.verdicts import REASON_CODES, REMOVE_REASONS, REVIEW_REASONS, VERDICTS
+from satudata_pipeline.programs.verdicts import (
+    REASON_CODES,
+    REMOVE_REASONS,
+    REVIEW_REASONS,
+    VERDICTS,
+)
 
 
 def build_program_assets() -> list:

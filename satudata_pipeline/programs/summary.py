@@ -19,7 +19,7 @@ from pathlib import Path
 
 import duckdb
 
-from satudata_pipeline.programs.verdicts import REASON_CODES, REMOVE_REASONS, REVIEW_TABLE
+from satudata_pipeline.programs.verdicts import REASON_CODES, REVIEW_TABLE
 
 SUMMARY_TABLE = "programs.program_summary"
 ALL_REASONS = "ALL"
@@ -206,7 +206,7 @@ def write_run_summary(conn: duckdb.DuckDBPyConnection, out_dir: Path, eligible_c
     for program, reason, verdict, n in reason_rows:
         reasons[program].setdefault(reason, {})[verdict] = int(n)
 
-    md = [f"# Program review - run summary", "", f"Snapshot date: {snapshot}  ",
+    md = ["# Program review - run summary", "", f"Snapshot date: {snapshot}  ",
           f"Generated: {generated_at:%Y-%m-%d %H:%M}" + (f"  \nRun: {run_id}" if run_id else ""), ""]
     md += [
         "| program | rows | keep | remove | review | remove Rp/month | review Rp/month | at stake Rp/year |"

@@ -20,8 +20,8 @@ import duckdb
 import pandas as pd
 
 from satudata_pipeline.contract.program_rules import ProgramRules, ProgramRulesError
-from satudata_pipeline.link.clusters import EVIDENCE_MIN_PROBABILITY
 from satudata_pipeline.golden.survivorship import event_evidence_relation
+from satudata_pipeline.link.clusters import EVIDENCE_MIN_PROBABILITY
 
 REMOVE_REASONS = ("deceased", "moved_out", "age_ineligible", "duplicate_enrollment")
 REVIEW_REASONS = (

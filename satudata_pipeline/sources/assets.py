@@ -10,7 +10,12 @@ from dagster_duckdb import DuckDBResource
 
 from satudata_pipeline.contract.sources import ContractError, Delivery, SourceSpec, check_files
 from satudata_pipeline.sources.completeness import FILE_STATS, build_completeness_gate
-from satudata_pipeline.sources.readers import PARSE_ERROR, ROW_NUMBER, file_sha256, read_source_with_stats
+from satudata_pipeline.sources.readers import (
+    PARSE_ERROR,
+    ROW_NUMBER,
+    file_sha256,
+    read_source_with_stats,
+)
 from satudata_pipeline.warehouse import transaction
 
 # Sources whose staleness makes every verdict unsafe: a stale death or move list keeps paying the

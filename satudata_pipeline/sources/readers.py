@@ -16,7 +16,13 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from satudata_pipeline.contract.sources import ContractError, Delivery, SourceSpec, csv_delimiter, open_text
+from satudata_pipeline.contract.sources import (
+    ContractError,
+    Delivery,
+    SourceSpec,
+    csv_delimiter,
+    open_text,
+)
 
 csv.field_size_limit(64 * 1024 * 1024)
 ROW_NUMBER = "_row_number"

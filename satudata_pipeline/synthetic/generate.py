@@ -81,7 +81,7 @@ def write_delivery(out: Path, P: S.People, frames: dict, facts: T.Facts, snapsho
                    header: str, recipe: dict) -> dict:
     """Write the files, sources.yaml (with the recipe that rebuilds this delivery, for next_month)
     and the ground truth of one delivery; returns its summary."""
-    persons, seed = recipe["persons"], recipe["seed"]
+    seed = recipe["seed"]
     out.mkdir(parents=True, exist_ok=True)
     (out / "truth").mkdir(exist_ok=True)
     keys = P.a["person_key"]
@@ -157,7 +157,7 @@ def _write_persons(P: S.People, facts: T.Facts, path: Path) -> None:
         "stale": facts.stale,
     }
     arrays = []
-    for k, v in cols.items():
+    for v in cols.values():
         v = np.asarray(v)
         if np.issubdtype(v.dtype, np.datetime64):
             arrays.append(pa.array(v.astype("datetime64[D]"), type=pa.date32()))

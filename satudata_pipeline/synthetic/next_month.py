@@ -393,7 +393,7 @@ def step(pop: pd.DataFrame, frames: dict, facts: T.Facts, snap: dt.date, seed: i
     n_prev = len(facts.dead)
     prev = T.verdicts([(S.SPEC[name], frames[name]) for _, name in ROSTER_ORDER], facts,
                       np.asarray(keys[:n_prev]), {})
-    for code, name in ROSTER_ORDER:
+    for _code, name in ROSTER_ORDER:
         df = frames[name]
         live = (df.quarantine.values == "")
         pv = prev[prev.source == name]
@@ -455,7 +455,7 @@ def step(pop: pd.DataFrame, frames: dict, facts: T.Facts, snap: dt.date, seed: i
                 df.loc[rev, "tanggal_pemutakhiran"] = _days_in(rng, len(rev), snap, new_snap)
                 note("reverification", name, df.iloc[rev], keys[df.pidx.values[rev]])
         frames[name] = df
-    for name, df in frames.items():
+    for df in frames.values():
         df["row_number"] = np.arange(1, len(df) + 1)
     facts = T.person_facts([(S.SPEC[k], v) for k, v in frames.items()], P.n, P.a["tanggal_lahir"], new_snap)
     ch = pd.concat(changes, ignore_index=True) if changes else pd.DataFrame(

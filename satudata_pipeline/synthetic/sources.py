@@ -7,11 +7,10 @@ Noise rates are module constants; change them here.
 
 from __future__ import annotations
 
-from typing import Any
-
 import datetime as dt
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd

@@ -8,11 +8,10 @@ the canonical fields of the data contract (dates as datetime64).
 
 from __future__ import annotations
 
-from typing import Any
-
 import calendar
 from dataclasses import dataclass
 from datetime import date
+from typing import Any
 
 import numpy as np
 import pandas as pd
