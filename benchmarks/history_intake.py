@@ -20,10 +20,21 @@ import duckdb
 
 from satudata_pipeline.history import intake, store
 
-TYPES = {"tanggal_lahir": "DATE", "tanggal_pemutakhiran": "DATE", "tanggal_meninggal": "DATE",
-         "tanggal_pindah": "DATE", "tanggal_mulai": "DATE", "rt": "INTEGER", "rw": "INTEGER", "desil": "INTEGER",
-         "disabilitas": "BOOLEAN", "punya_mobil": "BOOLEAN", "njop_di_atas_1m": "BOOLEAN",
-         "pindah_keluar_dki": "BOOLEAN", "nominal_bulanan": "BIGINT"}
+TYPES = {
+    "tanggal_lahir": "DATE",
+    "tanggal_pemutakhiran": "DATE",
+    "tanggal_meninggal": "DATE",
+    "tanggal_pindah": "DATE",
+    "tanggal_mulai": "DATE",
+    "rt": "INTEGER",
+    "rw": "INTEGER",
+    "desil": "INTEGER",
+    "disabilitas": "BOOLEAN",
+    "punya_mobil": "BOOLEAN",
+    "njop_di_atas_1m": "BOOLEAN",
+    "pindah_keluar_dki": "BOOLEAN",
+    "nominal_bulanan": "BIGINT",
+}
 
 
 def _value(column: str) -> str:
@@ -48,8 +59,10 @@ def main() -> None:
         conn.execute(f"SET threads = {args.threads}")
         conn.execute("CREATE SCHEMA clean")
         cols = ", ".join(f"{_value(c)} AS {c}" for c in intake.HASH_FIELDS)
-        conn.execute(f"CREATE TABLE clean.src AS SELECT 'src' AS source, 'R' || i AS record_id, i AS row_number, "
-                     f"{cols} FROM range({n}) r(i)")
+        conn.execute(
+            f"CREATE TABLE clean.src AS SELECT 'src' AS source, 'R' || i AS record_id, i AS row_number, "
+            f"{cols} FROM range({n}) r(i)"
+        )
 
         def timed(label, fn):
             t = time.perf_counter()
@@ -61,10 +74,14 @@ def main() -> None:
         timed("publish row hashes", lambda: intake.publish_hashes(conn, 1))
         conn.execute("UPDATE clean.src SET nama = nama || ' X' WHERE row_number % 50 = 7")
         conn.execute("DELETE FROM clean.src WHERE row_number % 100 = 3")
-        conn.execute(f"INSERT INTO clean.src SELECT source, 'N' || record_id, row_number + {n}, "
-                     "* EXCLUDE (source, record_id, row_number) FROM clean.src WHERE row_number % 100 = 5")
+        conn.execute(
+            f"INSERT INTO clean.src SELECT source, 'N' || record_id, row_number + {n}, "
+            "* EXCLUDE (source, record_id, row_number) FROM clean.src WHERE row_number % 100 = 5"
+        )
         counts = timed("intake, next month", lambda: intake.detect_source_changes(conn, "src"))
-        conn.execute("DELETE FROM staging.source_row_hashes")  # the history write below: review rows only
+        conn.execute(
+            "DELETE FROM staging.source_row_hashes"
+        )  # the history write below: review rows only
         r = n // 10
         conn.execute(f"""CREATE TABLE main.beneficiary_review AS SELECT 'P' || (i % 5) AS program, 'src' AS source,
             'R' || i AS record_id, 'P' || lpad(CAST(i AS VARCHAR), 9, '0') AS person_id,
@@ -79,8 +96,10 @@ def main() -> None:
             return info
 
         timed(f"history write, {r} roster rows, first", lambda: record("r1"))
-        conn.execute("UPDATE main.beneficiary_review SET verdict = 'remove' "
-                     "WHERE CAST(substr(record_id, 2) AS BIGINT) % 97 = 1 AND verdict <> 'remove'")
+        conn.execute(
+            "UPDATE main.beneficiary_review SET verdict = 'remove' "
+            "WHERE CAST(substr(record_id, 2) AS BIGINT) % 97 = 1 AND verdict <> 'remove'"
+        )
         info = timed(f"history write, {r} roster rows, second", lambda: record("r2"))
     print(intake.describe("src", counts))
     print(f"changes recorded: {sum(sum(c.values()) for c in info['changes'].values())}")

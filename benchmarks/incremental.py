@@ -54,11 +54,17 @@ def run(data_dir: Path, state: Path) -> dict:
     for e in result.get_asset_materialization_events():
         if e.asset_key.to_user_string() == "match_pairs":
             md = e.step_materialization_data.materialization.metadata
-            meta = {k: v.value for k, v in md.items()
-                    if k.startswith(("linkage_mode", "records_", "pairs_", "scoring_"))}
-    return {"wall_seconds": round(wall, 1), "steps": steps,
-            "link_stage_seconds": round(sum(steps.get(s, 0) for s in LINK_STEPS), 1),
-            "match_pairs": meta}
+            meta = {
+                k: v.value
+                for k, v in md.items()
+                if k.startswith(("linkage_mode", "records_", "pairs_", "scoring_"))
+            }
+    return {
+        "wall_seconds": round(wall, 1),
+        "steps": steps,
+        "link_stage_seconds": round(sum(steps.get(s, 0) for s in LINK_STEPS), 1),
+        "match_pairs": meta,
+    }
 
 
 def compare(a: Path, b: Path) -> dict:
@@ -66,15 +72,18 @@ def compare(a: Path, b: Path) -> dict:
 
     queries = {
         "pairs": "SELECT unique_id_l, unique_id_r, link_method, round(match_probability, 9) "
-                 "FROM link.match_pairs ORDER BY 1, 2",
+        "FROM link.match_pairs ORDER BY 1, 2",
         "clusters": "SELECT list(unique_id ORDER BY unique_id) AS m FROM link.person_clusters "
-                    "GROUP BY cluster_id ORDER BY m",
+        "GROUP BY cluster_id ORDER BY m",
         "verdicts": "SELECT source, record_id, verdict, reasons FROM main.beneficiary_review "
-                    "ORDER BY 1, 2",
+        "ORDER BY 1, 2",
     }
     out = {}
     for name, sql in queries.items():
-        with duckdb.connect(str(a), read_only=True) as ca, duckdb.connect(str(b), read_only=True) as cb:
+        with (
+            duckdb.connect(str(a), read_only=True) as ca,
+            duckdb.connect(str(b), read_only=True) as cb,
+        ):
             ra, rb = ca.execute(sql).fetchall(), cb.execute(sql).fetchall()
         out[name] = {"incremental": len(ra), "full": len(rb), "identical": ra == rb}
     return out
@@ -95,8 +104,11 @@ def main(argv=None) -> int:
     work = args.work / f"incremental-{args.persons}-{args.seed}"
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
-    res: dict = {"persons": args.persons, "seed": args.seed,
-                 "date": dt.datetime.now(dt.UTC).isoformat(timespec="minutes")}
+    res: dict = {
+        "persons": args.persons,
+        "seed": args.seed,
+        "date": dt.datetime.now(dt.UTC).isoformat(timespec="minutes"),
+    }
     t = time.time()
     generate(args.persons, args.seed, work / "month0")
     res["generate_seconds"] = round(time.time() - t, 1)
@@ -114,8 +126,12 @@ def main(argv=None) -> int:
     res["ratio_end_to_end"] = round(inc["wall_seconds"] / full["wall_seconds"], 3)
     res["ratio_match_pairs"] = round(inc["steps"]["match_pairs"] / full["steps"]["match_pairs"], 3)
     res["ratio_link_stage"] = round(inc["link_stage_seconds"] / full["link_stage_seconds"], 3)
-    out = ROOT / "benchmarks" / "results" / (
-        f"{dt.date.today().isoformat()}-incremental-{args.persons}-{args.seed}.json")
+    out = (
+        ROOT
+        / "benchmarks"
+        / "results"
+        / (f"{dt.date.today().isoformat()}-incremental-{args.persons}-{args.seed}.json")
+    )
     out.write_text(json.dumps(res, indent=2), encoding="utf-8")
     print(json.dumps(res, indent=2))
     return 0

@@ -115,9 +115,22 @@ def run_measured(cmd: list[str], env: dict, *, profile_to: Path | None = None, o
         py_spy = shutil.which("py-spy", path=str(VENV_BIN)) or shutil.which("py-spy")
         if py_spy:
             spy = subprocess.Popen(
-                [py_spy, "record", "--pid", str(proc.pid), "--rate", "20", "--nonblocking",
-                 "--format", "raw", "--output", str(profile_to)],
-                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                [
+                    py_spy,
+                    "record",
+                    "--pid",
+                    str(proc.pid),
+                    "--rate",
+                    "20",
+                    "--nonblocking",
+                    "--format",
+                    "raw",
+                    "--output",
+                    str(profile_to),
+                ],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
         else:
             print("  (py-spy not installed: no profile)", flush=True)
     with Sampler(proc.pid) as mem:
@@ -125,11 +138,18 @@ def run_measured(cmd: list[str], env: dict, *, profile_to: Path | None = None, o
     wall = time.monotonic() - started
     ru_after, sys_after = resource.getrusage(resource.RUSAGE_CHILDREN), psutil.cpu_times()
     own = (ru_after.ru_utime - ru_before.ru_utime) + (ru_after.ru_stime - ru_before.ru_stime)
-    busy = sum(sys_after) - sum(sys_before) - (sys_after.idle - sys_before.idle) - (
-        getattr(sys_after, "iowait", 0) - getattr(sys_before, "iowait", 0))
+    busy = (
+        sum(sys_after)
+        - sum(sys_before)
+        - (sys_after.idle - sys_before.idle)
+        - (getattr(sys_after, "iowait", 0) - getattr(sys_before, "iowait", 0))
+    )
     # CPU seconds used per wall second: by the measured process, and by everything else (incl. py-spy)
-    mem.cpu = {"own_cpu_s": round(own, 1), "own_cores": round(own / wall, 2) if wall else None,
-               "other_cores": round(max(busy - own, 0) / wall, 2) if wall else None}
+    mem.cpu = {
+        "own_cpu_s": round(own, 1),
+        "own_cores": round(own / wall, 2) if wall else None,
+        "other_cores": round(max(busy - own, 0) / wall, 2) if wall else None,
+    }
     if spy is not None:
         try:
             spy.wait(timeout=60)
@@ -141,6 +161,7 @@ def run_measured(cmd: list[str], env: dict, *, profile_to: Path | None = None, o
 
 
 # ---- stages run in their own process -------------------------------------------------------------
+
 
 def stage_generate(args) -> None:
     from satudata_pipeline.synthetic import generate
@@ -176,7 +197,9 @@ def stage_baseline(args) -> None:
     Path(args.baseline_db).unlink(missing_ok=True)
     conn = duckdb.connect(args.baseline_db)
     conn.execute(f"ATTACH '{args.warehouse}' AS wh (READ_ONLY)")
-    conn.execute(f"CREATE TABLE bench_input AS SELECT {BASELINE_COLUMNS} FROM wh.link.person_records")
+    conn.execute(
+        f"CREATE TABLE bench_input AS SELECT {BASELINE_COLUMNS} FROM wh.link.person_records"
+    )
     conn.execute("DETACH wh")
     n = conn.execute("SELECT count(*) FROM bench_input").fetchall()[0][0]
     timings["load_s"] = time.monotonic() - t0
@@ -201,17 +224,26 @@ def stage_baseline(args) -> None:
         ],
         retain_intermediate_calculation_columns=False,
     )
-    linker = Linker(db_api.register("bench_input", table_name="bench_input"), settings, log_level=30)
+    linker = Linker(
+        db_api.register("bench_input", table_name="bench_input"), settings, log_level=30
+    )
     linker.training.estimate_probability_two_random_records_match(
-        [block_on("first_name", "last_name", "tanggal_lahir"), block_on("full_name", "tanggal_lahir", "alamat")],
+        [
+            block_on("first_name", "last_name", "tanggal_lahir"),
+            block_on("full_name", "tanggal_lahir", "alamat"),
+        ],
         recall=0.8,
     )
     linker.training.estimate_u_using_random_sampling(max_pairs=2e6, seed=1)
     # EM blocks chosen so the number of training pairs stays in the millions at 1M persons (first +
     # last name alone gives ~876M pairs at 1M: popular names); full name + kelurahan trains birth date
     # and address, birth date + kelurahan trains the names.
-    linker.training.estimate_parameters_using_expectation_maximisation(block_on("full_name", "kode_kelurahan"))
-    linker.training.estimate_parameters_using_expectation_maximisation(block_on("tanggal_lahir", "kode_kelurahan"))
+    linker.training.estimate_parameters_using_expectation_maximisation(
+        block_on("full_name", "kode_kelurahan")
+    )
+    linker.training.estimate_parameters_using_expectation_maximisation(
+        block_on("tanggal_lahir", "kode_kelurahan")
+    )
     timings["train_s"] = time.monotonic() - t1
 
     t2 = time.monotonic()
@@ -220,17 +252,23 @@ def stage_baseline(args) -> None:
     t3 = time.monotonic()
     clusters = linker.clustering.cluster_pairwise_predictions_at_threshold(predictions, 0.95)
     conn.execute(
-        f"CREATE OR REPLACE TABLE bench_clusters AS SELECT unique_id, cluster_id FROM {clusters.physical_name}")
+        f"CREATE OR REPLACE TABLE bench_clusters AS SELECT unique_id, cluster_id FROM {clusters.physical_name}"
+    )
     timings["cluster_s"] = time.monotonic() - t3
     timings["rows_in"] = n
-    timings["pairs"] = conn.execute(f"SELECT count(*) FROM {predictions.physical_name}").fetchall()[0][0]
-    timings["clusters"] = conn.execute("SELECT count(DISTINCT cluster_id) FROM bench_clusters").fetchall()[0][0]
+    timings["pairs"] = conn.execute(f"SELECT count(*) FROM {predictions.physical_name}").fetchall()[
+        0
+    ][0]
+    timings["clusters"] = conn.execute(
+        "SELECT count(DISTINCT cluster_id) FROM bench_clusters"
+    ).fetchall()[0][0]
     timings["total_s"] = time.monotonic() - t0
     conn.close()
     Path(args.out).write_text(json.dumps(timings))
 
 
 # ---- the run's events ------------------------------------------------------------------------------
+
 
 def step_records(dagster_home: Path, data_dir: Path, warehouse: Path) -> tuple[dict, dict]:
     """Per step of the (only) run in the benchmark's Dagster instance: start, end, status, rows."""
@@ -272,7 +310,8 @@ def step_records(dagster_home: Path, data_dir: Path, warehouse: Path) -> tuple[d
             evaluation = getattr(data, "asset_check_evaluation", data)
             if not evaluation.passed:
                 failed_checks.append(
-                    f"{evaluation.asset_key.to_user_string()}:{evaluation.check_name} ({evaluation.severity.value})")
+                    f"{evaluation.asset_key.to_user_string()}:{evaluation.check_name} ({evaluation.severity.value})"
+                )
     _rows_from_tables(rows_by_asset, [a for keys in assets_by_step.values() for a in keys])
     for key, rec in steps.items():
         mine = assets_by_step.get(key, [])
@@ -282,7 +321,9 @@ def step_records(dagster_home: Path, data_dir: Path, warehouse: Path) -> tuple[d
                 rec["rows_out"] = sum(rows_by_asset[a] for a in mine)
             parents = {p for a in mine for p in graph.get(a).parent_keys} - set(mine)
             known = [rows_by_asset[p] for p in parents if p in rows_by_asset]
-            rec["rows_in"] = sum(known) if known else None  # parents without rows (e.g. the model) add nothing
+            rec["rows_in"] = (
+                sum(known) if known else None
+            )  # parents without rows (e.g. the model) add nothing
             rec["inputs"] = sorted(p.to_user_string() for p in parents)
     run_info["failed_checks"] = failed_checks
     return steps, run_info
@@ -308,12 +349,15 @@ def _rows_from_tables(rows_by_asset: dict, assets: list) -> None:
             schemas = by_name.get(name, [])
             if schemas:
                 schema = "main" if "main" in schemas else schemas[0]
-                rows_by_asset[a] = conn.execute(f'SELECT count(*) FROM "{schema}"."{name}"').fetchall()[0][0]
+                rows_by_asset[a] = conn.execute(
+                    f'SELECT count(*) FROM "{schema}"."{name}"'
+                ).fetchall()[0][0]
     finally:
         conn.close()
 
 
 # ---- profile -----------------------------------------------------------------------------------------
+
 
 def summarise_profile(raw: Path, steps: dict) -> dict:
     """py-spy raw (collapsed) stacks -> samples per step (by the asset or check function Dagster
@@ -343,14 +387,21 @@ def summarise_profile(raw: Path, steps: dict) -> dict:
             i = funcs.index("invoke_compute_fn")
             if i + 1 < len(funcs):
                 step = funcs[i + 1]
-                below = frames[i + 2:]
+                below = frames[i + 2 :]
                 if step not in step_names:  # a factory's function (one per source)
                     step = f"{step} (all steps built by it)"
         per_step[step] += n
-        for f in dict.fromkeys(short(f).rsplit(":", 1)[0] + ")" if ":" in f else short(f) for f in below):
+        for f in dict.fromkeys(
+            short(f).rsplit(":", 1)[0] + ")" if ":" in f else short(f) for f in below
+        ):
             inclusive[step][f] += n  # by function (line numbers dropped), once per sample
         leaf[step][short(frames[-1])] += n
-    out = {"samples": total, "rate_hz": 20, "per_step_samples": dict(per_step.most_common()), "top_steps": {}}
+    out = {
+        "samples": total,
+        "rate_hz": 20,
+        "per_step_samples": dict(per_step.most_common()),
+        "top_steps": {},
+    }
     for step, n in per_step.most_common():
         if step == "<outside steps>" or len(out["top_steps"]) >= 3:
             continue
@@ -363,6 +414,7 @@ def summarise_profile(raw: Path, steps: dict) -> dict:
 
 
 # ---- scoring -----------------------------------------------------------------------------------
+
 
 def score(warehouse: Path, baseline_db: Path, truth_dir: Path) -> dict:
     import duckdb
@@ -388,6 +440,7 @@ def score(warehouse: Path, baseline_db: Path, truth_dir: Path) -> dict:
 
 
 # ---- report ------------------------------------------------------------------------------------
+
 
 def machine() -> dict:
     model = ""
@@ -422,8 +475,12 @@ def _versions() -> dict:
 
 def commit() -> str:
     try:
-        sha = subprocess.check_output(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, text=True).strip()
-        dirty = subprocess.run(["git", "diff", "--quiet", "HEAD", "--", "satudata_pipeline"], cwd=ROOT).returncode
+        sha = subprocess.check_output(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, text=True
+        ).strip()
+        dirty = subprocess.run(
+            ["git", "diff", "--quiet", "HEAD", "--", "satudata_pipeline"], cwd=ROOT
+        ).returncode
         return sha + ("+dirty" if dirty else "")
     except Exception:
         return "unknown"
@@ -443,23 +500,32 @@ def removals_of(v: dict) -> dict:
         return v["removals"]
     conf = v.get("confusion", {})
     removed = sum(row.get("remove", 0) for row in conf.values())
-    wrongful = sum(n for t, row in conf.items() if t != "remove" for p, n in row.items() if p == "remove")
+    wrongful = sum(
+        n for t, row in conf.items() if t != "remove" for p, n in row.items() if p == "remove"
+    )
     missed = sum(n for p, n in conf.get("remove", {}).items() if p != "remove")
     pr = v.get("per_reason", {})
-    return {"removals": removed, "wrongful_removals": wrongful,
-            "wrongful_share": wrongful / removed if removed else None, "wrongful_by_reason": {},
-            "true_removals_missed": missed, "missed_by_reason": {},
-            "deceased_precision": pr.get("deceased", {}).get("precision"),
-            "identity_unresolved_precision": pr.get("identity_unresolved", {}).get("precision")}
+    return {
+        "removals": removed,
+        "wrongful_removals": wrongful,
+        "wrongful_share": wrongful / removed if removed else None,
+        "wrongful_by_reason": {},
+        "true_removals_missed": missed,
+        "missed_by_reason": {},
+        "deceased_precision": pr.get("deceased", {}).get("precision"),
+        "identity_unresolved_precision": pr.get("identity_unresolved", {}).get("precision"),
+    }
 
 
 def removals_row(v: dict) -> str:
     r = removals_of(v)
     share = "" if r["wrongful_share"] is None else f" ({100 * r['wrongful_share']:.1f}%)"
     by = lambda d: ", ".join(f"{k} {n:,}" for k, n in sorted(d.items())) or "-"  # noqa: E731
-    return (f"| {r['removals']:,} | **{r['wrongful_removals']:,}**{share} | {by(r['wrongful_by_reason'])} | "
-            f"**{r['true_removals_missed']:,}** | {by(r['missed_by_reason'])} | {_f(r['deceased_precision'])} | "
-            f"{_f(r['identity_unresolved_precision'])} |")
+    return (
+        f"| {r['removals']:,} | **{r['wrongful_removals']:,}**{share} | {by(r['wrongful_by_reason'])} | "
+        f"**{r['true_removals_missed']:,}** | {by(r['missed_by_reason'])} | {_f(r['deceased_precision'])} | "
+        f"{_f(r['identity_unresolved_precision'])} |"
+    )
 
 
 def write_markdown(result: dict, path: Path) -> None:
@@ -471,7 +537,8 @@ def write_markdown(result: dict, path: Path) -> None:
         "",
         f"{result['date']} ({result['started_utc']} UTC), commit `{result['commit']}`. Machine: {m['cpu_count']} cores "
         f"({m['cpu_model']}), {m['memory_gb']} GB RAM, {m['platform']}, Python {m['python']}, "
-        + ", ".join(f"{k} {v}" for k, v in m["versions"].items()) + ".",
+        + ", ".join(f"{k} {v}" for k, v in m["versions"].items())
+        + ".",
         "",
         f"Load (1-min load average, sampled every 5 s) during the pipeline: mean {p['load'].get('mean')}, "
         f"max {p['load'].get('max')}; during the baseline: mean {b.get('load', {}).get('mean')}, "
@@ -479,9 +546,15 @@ def write_markdown(result: dict, path: Path) -> None:
         f"{p.get('cpu', {}).get('own_cores')} and by all other processes {p.get('cpu', {}).get('other_cores')}; by the baseline "
         f"{b.get('cpu', {}).get('own_cores')}, others {b.get('cpu', {}).get('other_cores')} (2 cores in all: "
         "'others' above ~0.1 means other work, e.g. other engineers' test runs or py-spy, competed with the benchmark)."
-        + (" The pipeline ran under py-spy (20 Hz, non-blocking)." if result.get("profiled") else ""),
+        + (
+            " The pipeline ran under py-spy (20 Hz, non-blocking)."
+            if result.get("profiled")
+            else ""
+        ),
         "",
-        f"Person rows linked: {p.get('person_records', 'n/a'):,}" if isinstance(p.get("person_records"), int) else "",
+        f"Person rows linked: {p.get('person_records', 'n/a'):,}"
+        if isinstance(p.get("person_records"), int)
+        else "",
         "",
         "| stage | wall s | peak RSS MB |",
         "|---|---:|---:|",
@@ -512,7 +585,8 @@ def write_markdown(result: dict, path: Path) -> None:
             lines.append(
                 f"| {label} | {_f(s['precision'])} | {_f(s['recall'])} | **{_f(s['f1'])}** | "
                 f"{_f(s['precision_no_valid_nik'])} | {_f(s['recall_no_valid_nik'])} | {_f(s['f1_no_valid_nik'])} | "
-                f"{s['predicted_pairs']:,} | {s['true_pairs']:,} |")
+                f"{s['predicted_pairs']:,} | {s['true_pairs']:,} |"
+            )
     v = result["scores"]["verdicts"]
     lines += [
         "",
@@ -521,8 +595,11 @@ def write_markdown(result: dict, path: Path) -> None:
         f"Verdict accuracy **{_f(v['accuracy'])}**, exact (verdict and reasons) {_f(v['exact_match'])}, over "
         f"{v['n_truth']:,} roster rows ({v['n_missing']} without a prediction, {v['n_extra']} extra).",
         "",
-        "Confusion (true -> predicted): " + "; ".join(
-            f"{t}: " + ", ".join(f"{pv} {n:,}" for pv, n in sorted(row.items())) for t, row in sorted(v["confusion"].items())),
+        "Confusion (true -> predicted): "
+        + "; ".join(
+            f"{t}: " + ", ".join(f"{pv} {n:,}" for pv, n in sorted(row.items()))
+            for t, row in sorted(v["confusion"].items())
+        ),
         "",
         "Removals (issue 14): a wrongful removal is a row removed whose true verdict is not remove (a "
         "living, eligible person cut off); a missed removal is a true removal not removed.",
@@ -544,28 +621,51 @@ def write_markdown(result: dict, path: Path) -> None:
         rp, rr = s.get("remove_precision"), s.get("remove_recall")
         if reason in TARGET_REMOVE_REASONS:
             met = (rr == 1.0 and (rp or 0) >= 0.995) if s["support"] else None
-            target = "removal R 1.0, P >= 0.995: " + ("met" if met else "n/a" if met is None else "**missed**")
-        lines.append(f"| {reason} | {s['support']:,} | {s['tp']:,} | {s['fp']:,} | {s['fn']:,} | "
-                     f"{_f(s['precision'])} | {_f(s['recall'])} | {_f(rp) if rp is not None else ''} | "
-                     f"{_f(rr) if rr is not None else ''} | {target} |")
-    lines += ["", "## Where the time goes (steps of the published job, slowest first)", "",
-              "| step | wall s | share | peak RSS MB | rows in | rows out |", "|---|---:|---:|---:|---:|---:|"]
+            target = "removal R 1.0, P >= 0.995: " + (
+                "met" if met else "n/a" if met is None else "**missed**"
+            )
+        lines.append(
+            f"| {reason} | {s['support']:,} | {s['tp']:,} | {s['fp']:,} | {s['fn']:,} | "
+            f"{_f(s['precision'])} | {_f(s['recall'])} | {_f(rp) if rp is not None else ''} | "
+            f"{_f(rr) if rr is not None else ''} | {target} |"
+        )
+    lines += [
+        "",
+        "## Where the time goes (steps of the published job, slowest first)",
+        "",
+        "| step | wall s | share | peak RSS MB | rows in | rows out |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
     total = sum(s.get("seconds", 0) for s in p["steps"].values()) or 1
     for step, s in sorted(p["steps"].items(), key=lambda kv: -kv[1].get("seconds", 0)):
         rin = "" if s.get("rows_in") is None else f"{s['rows_in']:,}"
         rout = "" if s.get("rows_out") is None else f"{s['rows_out']:,}"
-        lines.append(f"| {step} | {s.get('seconds', 0):.1f} | {100 * s.get('seconds', 0) / total:.1f}% | "
-                     f"{s.get('peak_mb', 0):.0f} | {rin} | {rout} |")
+        lines.append(
+            f"| {step} | {s.get('seconds', 0):.1f} | {100 * s.get('seconds', 0) / total:.1f}% | "
+            f"{s.get('peak_mb', 0):.0f} | {rin} | {rout} |"
+        )
     overhead = p["seconds"] - total
-    lines.append(f"| (process start, definitions load, Dagster bookkeeping between steps) | {overhead:.1f} | | | | |")
+    lines.append(
+        f"| (process start, definitions load, Dagster bookkeeping between steps) | {overhead:.1f} | | | | |"
+    )
     prof = result.get("profile") or {}
     if prof.get("top_steps"):
-        lines += ["", f"## Profile (py-spy, {prof['samples']:,} non-idle samples at {prof['rate_hz']} Hz)", "",
-                  "Samples per step (CPU-active time of the main thread; DuckDB's worker threads are not sampled): "
-                  + ", ".join(f"{k} {v}" for k, v in list(prof["per_step_samples"].items())[:14]) + "."]
+        lines += [
+            "",
+            f"## Profile (py-spy, {prof['samples']:,} non-idle samples at {prof['rate_hz']} Hz)",
+            "",
+            "Samples per step (CPU-active time of the main thread; DuckDB's worker threads are not sampled): "
+            + ", ".join(f"{k} {v}" for k, v in list(prof["per_step_samples"].items())[:14])
+            + ".",
+        ]
         for step, d in prof["top_steps"].items():
-            lines += ["", f"### `{step}`: {d['samples']:,} samples", "",
-                      "| function under the step (inclusive) | samples |", "|---|---:|"]
+            lines += [
+                "",
+                f"### `{step}`: {d['samples']:,} samples",
+                "",
+                "| function under the step (inclusive) | samples |",
+                "|---|---:|",
+            ]
             lines += [f"| `{f}` | {n} |" for f, n in d["inclusive"]]
             lines += ["", "| leaf frame (self) | samples |", "|---|---:|"]
             lines += [f"| `{f}` | {n} |" for f, n in d["leaf"]]
@@ -578,7 +678,11 @@ def run_pipeline(data_dir: Path, state: Path, warehouse: Path, env: dict, profil
     satudata = str(VENV_BIN / "satudata")
     profile_raw = state / "pipeline.pyspy.txt" if profile else None
     pipe_s, pipe_peak, pipe_mem, code = run_measured(
-        [satudata, "run", "--data-dir", str(data_dir), "--retrain"], env, profile_to=profile_raw, ok_codes=(0, 1))
+        [satudata, "run", "--data-dir", str(data_dir), "--retrain"],
+        env,
+        profile_to=profile_raw,
+        ok_codes=(0, 1),
+    )
     steps_raw, run_info = step_records(state / "dagster_home", data_dir, warehouse)
     steps = {}
     for key, s in steps_raw.items():
@@ -588,9 +692,20 @@ def run_pipeline(data_dir: Path, state: Path, warehouse: Path, env: dict, profil
             rec["peak_mb"] = pipe_mem.peak_between(s["start"], s["end"]) / 2**20
         steps[key] = rec
     person_records = steps.get("person_records", {}).get("rows_out")
-    print(f"  {pipe_s:.1f} s, peak {pipe_peak / 2**20:.0f} MB, run {run_info['status']}, exit code {code}", flush=True)
-    pipeline = {"seconds": pipe_s, "peak_mb": pipe_peak / 2**20, "exit_code": code, "run": run_info,
-                "load": pipe_mem.load_summary(), "cpu": pipe_mem.cpu, "person_records": person_records, "steps": steps}
+    print(
+        f"  {pipe_s:.1f} s, peak {pipe_peak / 2**20:.0f} MB, run {run_info['status']}, exit code {code}",
+        flush=True,
+    )
+    pipeline = {
+        "seconds": pipe_s,
+        "peak_mb": pipe_peak / 2**20,
+        "exit_code": code,
+        "run": run_info,
+        "load": pipe_mem.load_summary(),
+        "cpu": pipe_mem.cpu,
+        "person_records": person_records,
+        "steps": steps,
+    }
 
     pipeline["profiled"] = bool(profile)
     pipeline["commit"] = code_version
@@ -598,22 +713,31 @@ def run_pipeline(data_dir: Path, state: Path, warehouse: Path, env: dict, profil
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--persons", type=int, default=100_000)
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--work", default=str(ROOT / "benchmarks" / "work"))
-    parser.add_argument("--reuse-data", action="store_true", help="skip generation if the delivery exists")
+    parser.add_argument(
+        "--reuse-data", action="store_true", help="skip generation if the delivery exists"
+    )
     parser.add_argument("--profile", action="store_true", help="attach py-spy to the pipeline run")
     parser.add_argument("--no-baseline", action="store_true", help="skip the bare Splink baseline")
-    parser.add_argument("--reuse-pipeline", action="store_true",
-                        help="keep the delivery and the pipeline run (warehouse + measurements) of the last "
-                        "invocation with this size and seed; run only the baseline and the scoring")
+    parser.add_argument(
+        "--reuse-pipeline",
+        action="store_true",
+        help="keep the delivery and the pipeline run (warehouse + measurements) of the last "
+        "invocation with this size and seed; run only the baseline and the scoring",
+    )
     parser.add_argument("--stage", choices=["generate", "baseline"], help=argparse.SUPPRESS)
     parser.add_argument("--data-dir", help=argparse.SUPPRESS)
     parser.add_argument("--warehouse", help=argparse.SUPPRESS)
     parser.add_argument("--baseline-db", help=argparse.SUPPRESS)
     parser.add_argument("--out", help=argparse.SUPPRESS)
-    parser.add_argument("--render", metavar="JSON", help="only rewrite the markdown of a results JSON")
+    parser.add_argument(
+        "--render", metavar="JSON", help="only rewrite the markdown of a results JSON"
+    )
     args = parser.parse_args()
     if args.render:
         src = Path(args.render)
@@ -635,18 +759,37 @@ def main() -> int:
             shutil.rmtree(state)  # a fresh warehouse, model folder and Dagster instance every time
         state.mkdir(parents=True)
     warehouse, baseline_db = state / "warehouse.duckdb", state / "baseline.duckdb"
-    env = {**os.environ, "SATUDATA_STATE_DIR": str(state), "SATUDATA_DATA_DIR": str(data_dir),
-           "SATUDATA_WAREHOUSE": str(warehouse), "DAGSTER_HOME": str(state / "dagster_home")}
+    env = {
+        **os.environ,
+        "SATUDATA_STATE_DIR": str(state),
+        "SATUDATA_DATA_DIR": str(data_dir),
+        "SATUDATA_WAREHOUSE": str(warehouse),
+        "DAGSTER_HOME": str(state / "dagster_home"),
+    }
     env.pop("SATUDATA_RETRAIN", None)
     me = [sys.executable, str(Path(__file__).resolve())]
-    common = ["--persons", str(args.persons), "--seed", str(args.seed), "--data-dir", str(data_dir),
-              "--warehouse", str(warehouse), "--baseline-db", str(baseline_db)]
+    common = [
+        "--persons",
+        str(args.persons),
+        "--seed",
+        str(args.seed),
+        "--data-dir",
+        str(data_dir),
+        "--warehouse",
+        str(warehouse),
+        "--baseline-db",
+        str(baseline_db),
+    ]
 
     if args.reuse_pipeline:
         print(f"reusing the delivery and the pipeline run in {work}", flush=True)
         kept = json.loads(saved.read_text())
         gen, pipeline, started_utc = kept["generate"], kept["pipeline"], kept["started_utc"]
-    elif args.reuse_data and (data_dir / "sources.yaml").exists() and (data_dir / "truth" / "records.csv").exists():
+    elif (
+        args.reuse_data
+        and (data_dir / "sources.yaml").exists()
+        and (data_dir / "truth" / "records.csv").exists()
+    ):
         print(f"reusing the delivery in {data_dir}", flush=True)
         gen = {"seconds": None, "peak_mb": None, "reused": True}
     else:
@@ -654,13 +797,23 @@ def main() -> int:
         if data_dir.exists():
             shutil.rmtree(data_dir)
         gen_file = state / "generate.json"
-        gen_s, gen_peak, _, _ = run_measured([*me, "--stage", "generate", *common, "--out", str(gen_file)], env)
-        gen = {"seconds": gen_s, "peak_mb": gen_peak / 2**20, "summary": json.loads(gen_file.read_text())}
+        gen_s, gen_peak, _, _ = run_measured(
+            [*me, "--stage", "generate", *common, "--out", str(gen_file)], env
+        )
+        gen = {
+            "seconds": gen_s,
+            "peak_mb": gen_peak / 2**20,
+            "summary": json.loads(gen_file.read_text()),
+        }
         print(f"  {gen_s:.1f} s, peak {gen_peak / 2**20:.0f} MB", flush=True)
 
     if not args.reuse_pipeline:
         pipeline = run_pipeline(data_dir, state, warehouse, env, args.profile)
-        saved.write_text(json.dumps({"generate": gen, "pipeline": pipeline, "started_utc": started_utc}, default=str))
+        saved.write_text(
+            json.dumps(
+                {"generate": gen, "pipeline": pipeline, "started_utc": started_utc}, default=str
+            )
+        )
     pipe_s = pipeline["seconds"]
     profile_raw = state / "pipeline.pyspy.txt" if args.profile or pipeline.get("profiled") else None
 
@@ -668,17 +821,33 @@ def main() -> int:
     if not args.no_baseline:
         print("running bare Splink on the same rows ...", flush=True)
         base_file = state / "baseline.json"
-        base_s, base_peak, base_mem, _ = run_measured([*me, "--stage", "baseline", *common, "--out", str(base_file)], env)
-        baseline = {"seconds": base_s, "peak_mb": base_peak / 2**20, "load": base_mem.load_summary(), "cpu": base_mem.cpu,
-                    **json.loads(base_file.read_text())}
+        base_s, base_peak, base_mem, _ = run_measured(
+            [*me, "--stage", "baseline", *common, "--out", str(base_file)], env
+        )
+        baseline = {
+            "seconds": base_s,
+            "peak_mb": base_peak / 2**20,
+            "load": base_mem.load_summary(),
+            "cpu": base_mem.cpu,
+            **json.loads(base_file.read_text()),
+        }
         print(f"  {base_s:.1f} s, peak {base_peak / 2**20:.0f} MB", flush=True)
 
     print("scoring ...", flush=True)
     scores = score(warehouse, baseline_db, data_dir / "truth")
     result = {
-        "persons": args.persons, "seed": args.seed, "date": dt.date.today().isoformat(), "started_utc": started_utc,
-        "commit": pipeline.get("commit") or commit(), "baseline_commit": commit(), "machine": machine(), "profiled": bool(pipeline.get("profiled")),
-        "generate": gen, "generator": GENERATOR_VERSION, "pipeline": pipeline, "baseline": baseline,
+        "persons": args.persons,
+        "seed": args.seed,
+        "date": dt.date.today().isoformat(),
+        "started_utc": started_utc,
+        "commit": pipeline.get("commit") or commit(),
+        "baseline_commit": commit(),
+        "machine": machine(),
+        "profiled": bool(pipeline.get("profiled")),
+        "generate": gen,
+        "generator": GENERATOR_VERSION,
+        "pipeline": pipeline,
+        "baseline": baseline,
         "ratio": pipe_s / baseline["seconds"] if baseline.get("seconds") else None,
         "scores": scores,
         "profile": summarise_profile(profile_raw, pipeline["steps"]) if profile_raw else None,
@@ -694,7 +863,9 @@ def main() -> int:
     shutil.copyfile(stem.with_suffix(".md"), RESULTS / "LATEST.md")
     print(stem.with_suffix(".md").read_text())
     s, bs = scores["linkage"], scores.get("baseline_linkage") or {}
-    print(f"ratio {_f(result['ratio'], 2)}x; F1 satudata {_f(s['f1'])}, bare Splink {_f(bs.get('f1'))}")
+    print(
+        f"ratio {_f(result['ratio'], 2)}x; F1 satudata {_f(s['f1'])}, bare Splink {_f(bs.get('f1'))}"
+    )
     return 0
 
 

@@ -46,12 +46,16 @@ def main() -> int:
         print("no results yet")
         return 1
     sizes = sorted(runs)
-    lines = ["# Benchmark summary", "",
-             "Newest run per size (details in each result file). Goals at 1M: end to end <= 1.5x bare Splink "
-             "at equal or better F1; peak memory <= 8 GB.", "",
-             "| persons | seed | date | commit | pipeline s | peak GB | bare Splink s | ratio | F1 satudata | F1 Splink | "
-             "F1 no-NIK satudata | F1 no-NIK Splink | verdict accuracy | others' CPU | result |",
-             "|---:|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
+    lines = [
+        "# Benchmark summary",
+        "",
+        "Newest run per size (details in each result file). Goals at 1M: end to end <= 1.5x bare Splink "
+        "at equal or better F1; peak memory <= 8 GB.",
+        "",
+        "| persons | seed | date | commit | pipeline s | peak GB | bare Splink s | ratio | F1 satudata | F1 Splink | "
+        "F1 no-NIK satudata | F1 no-NIK Splink | verdict accuracy | others' CPU | result |",
+        "|---:|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+    ]
     for n in sizes:
         r = runs[n]
         s, b = r["scores"]["linkage"], r["scores"].get("baseline_linkage") or {}
@@ -62,39 +66,69 @@ def main() -> int:
             f"{r['pipeline']['peak_mb'] / 1024:.2f} | {f(r['baseline'].get('seconds'), 0)} | {f(r.get('ratio'), 2)} | "
             f"{f(s['f1'])} | {f(b.get('f1'))} | {f(s['f1_no_valid_nik'])} | {f(b.get('f1_no_valid_nik'))} | "
             f"{f(r['scores']['verdicts']['accuracy'])} | {r['pipeline'].get('cpu', {}).get('other_cores', 'n/a')} | "
-            f"[{name}]({name}) |")
-    lines += ["", "## Removals by population (issue 14)", "",
-              "Newest run per generator and size. A wrongful removal is a living, eligible person removed (true "
-              "verdict not remove). Generator 1 (results without a `generator` field) made unique NIKs "
-              "without namesakes; generator 2 makes NIKs the way Dukcapil does, at the real density of "
-              "same-day births per kecamatan, with twins and dead or departed namesakes "
-              "(docs/synthetic-data.md), so only its rows show the collisions of a real province.", "",
-              "| persons | seed | generator | commit | removals | living, eligible people removed | by reason given | "
-              "true removals missed | by true reason | `deceased` precision | `identity_unresolved` precision | result |",
-              "|---:|---:|---:|---|---:|---:|---|---:|---|---:|---:|---|"]
+            f"[{name}]({name}) |"
+        )
+    lines += [
+        "",
+        "## Removals by population (issue 14)",
+        "",
+        "Newest run per generator and size. A wrongful removal is a living, eligible person removed (true "
+        "verdict not remove). Generator 1 (results without a `generator` field) made unique NIKs "
+        "without namesakes; generator 2 makes NIKs the way Dukcapil does, at the real density of "
+        "same-day births per kecamatan, with twins and dead or departed namesakes "
+        "(docs/synthetic-data.md), so only its rows show the collisions of a real province.",
+        "",
+        "| persons | seed | generator | commit | removals | living, eligible people removed | by reason given | "
+        "true removals missed | by true reason | `deceased` precision | `identity_unresolved` precision | result |",
+        "|---:|---:|---:|---|---:|---:|---|---:|---|---:|---:|---|",
+    ]
     newest = {}
     for r in sorted(loaded, key=lambda r: (r["date"], r.get("started_utc") or "")):
         newest[(r.get("generator", 1), r["persons"])] = r
     for _, r in sorted(newest.items()):
-        lines.append(f"| {r['persons']:,} | {r['seed']} | {r.get('generator', 1)} | `{r['commit']}` "
-                     f"{removals_row(r['scores']['verdicts'])} [{r['_file']}]({r['_file']}) |")
+        lines.append(
+            f"| {r['persons']:,} | {r['seed']} | {r.get('generator', 1)} | `{r['commit']}` "
+            f"{removals_row(r['scores']['verdicts'])} [{r['_file']}]({r['_file']}) |"
+        )
     if len(sizes) >= 2 and args.estimate:
         x1, x2 = sizes[-2], sizes[-1]
         r1, r2 = runs[x1], runs[x2]
-        lines += ["", f"## Estimate for bigger sizes (power law through {x1:,} and {x2:,} persons)", "",
-                  "| quantity | k (growth exponent) | " + " | ".join(f"{e:,}" for e in args.estimate) + " |",
-                  "|---|---:|" + "---:|" * len(args.estimate)]
+        lines += [
+            "",
+            f"## Estimate for bigger sizes (power law through {x1:,} and {x2:,} persons)",
+            "",
+            "| quantity | k (growth exponent) | "
+            + " | ".join(f"{e:,}" for e in args.estimate)
+            + " |",
+            "|---|---:|" + "---:|" * len(args.estimate),
+        ]
 
         def row(label, y1, y2, unit, scale=1.0):
             k, c = _fit(x1, y1, x2, y2)
             if k is None:
                 return
-            lines.append(f"| {label} | {k:.2f} | " + " | ".join(f"{c * e**k * scale:,.0f} {unit}" for e in args.estimate) + " |")
+            lines.append(
+                f"| {label} | {k:.2f} | "
+                + " | ".join(f"{c * e**k * scale:,.0f} {unit}" for e in args.estimate)
+                + " |"
+            )
 
         row("pipeline end to end", r1["pipeline"]["seconds"], r2["pipeline"]["seconds"], "s")
-        row("pipeline peak RSS", r1["pipeline"]["peak_mb"], r2["pipeline"]["peak_mb"], "GB", 1 / 1024)
+        row(
+            "pipeline peak RSS",
+            r1["pipeline"]["peak_mb"],
+            r2["pipeline"]["peak_mb"],
+            "GB",
+            1 / 1024,
+        )
         row("bare Splink", r1["baseline"].get("seconds"), r2["baseline"].get("seconds"), "s")
-        row("bare Splink peak RSS", r1["baseline"].get("peak_mb"), r2["baseline"].get("peak_mb"), "GB", 1 / 1024)
+        row(
+            "bare Splink peak RSS",
+            r1["baseline"].get("peak_mb"),
+            r2["baseline"].get("peak_mb"),
+            "GB",
+            1 / 1024,
+        )
         small1 = small2 = 0.0
         per_step = []
         for step, s2 in r2["pipeline"]["steps"].items():
@@ -109,17 +143,30 @@ def main() -> int:
             k, c = _fit(x1, t1, x2, t2)
             for i, e in enumerate(args.estimate):
                 sums[i] += c * e**k if k is not None else t2 * e / x2
-        lines.append("| **pipeline: sum of the per-step estimates below** (the better estimate when steps grow "
-                     "at different rates) | | " + " | ".join(f"**{v:,.0f} s ({v / 3600:.1f} h)**" for v in sums) + " |")
+        lines.append(
+            "| **pipeline: sum of the per-step estimates below** (the better estimate when steps grow "
+            "at different rates) | | "
+            + " | ".join(f"**{v:,.0f} s ({v / 3600:.1f} h)**" for v in sums)
+            + " |"
+        )
         for t2, step, t1 in sorted(per_step, reverse=True):
             row(f"step `{step}`", t1, t2, "s")
-        lines.append(f"| {sum(1 for s in r2['pipeline']['steps'].values() if (s.get('seconds') or 0) < 1.0)} steps under 1 s "
-                     f"(checks, small sources; linear) | 1.00 | " + " | ".join(
-                         f"{small2 * e / x2:,.0f} s" for e in args.estimate) + " |")
+        lines.append(
+            f"| {sum(1 for s in r2['pipeline']['steps'].values() if (s.get('seconds') or 0) < 1.0)} steps under 1 s "
+            f"(checks, small sources; linear) | 1.00 | "
+            + " | ".join(f"{small2 * e / x2:,.0f} s" for e in args.estimate)
+            + " |"
+        )
         gen1, gen2 = r1["generate"].get("seconds"), r2["generate"].get("seconds")
         if gen1 and gen2:
             row("generate (synthetic)", gen1, gen2, "s")
-            row("generate peak RSS", r1["generate"]["peak_mb"], r2["generate"]["peak_mb"], "GB", 1 / 1024)
+            row(
+                "generate peak RSS",
+                r1["generate"]["peak_mb"],
+                r2["generate"]["peak_mb"],
+                "GB",
+                1 / 1024,
+            )
     notes = sorted(RESULTS.glob("FINDINGS-*.md"))
     if notes:
         lines += ["", "## Findings (by hand, per benchmark session)", ""]

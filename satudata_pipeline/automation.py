@@ -25,8 +25,16 @@ def delivery_fingerprint(delivery: Delivery) -> str:
     for source in delivery.sources:
         path = delivery.file_path(source)
         stat = path.stat() if path.exists() else None
-        h.update(json.dumps([source.name, source.path, stat.st_size if stat else -1,
-                             stat.st_mtime_ns if stat else -1]).encode())
+        h.update(
+            json.dumps(
+                [
+                    source.name,
+                    source.path,
+                    stat.st_size if stat else -1,
+                    stat.st_mtime_ns if stat else -1,
+                ]
+            ).encode()
+        )
     return h.hexdigest()[:20]
 
 
@@ -90,7 +98,9 @@ def build_automation(delivery: Delivery):
         if context.cursor == fingerprint:
             return dg.SkipReason("no new delivery")
         context.update_cursor(fingerprint)
-        return dg.RunRequest(run_key=f"delivery-{fingerprint}",
-                             tags={"satudata/delivery": fingerprint, **month_tags(current)})
+        return dg.RunRequest(
+            run_key=f"delivery-{fingerprint}",
+            tags={"satudata/delivery": fingerprint, **month_tags(current)},
+        )
 
     return [job], [schedule], [new_delivery]

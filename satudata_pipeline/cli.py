@@ -46,8 +46,10 @@ def dagster_home() -> Path:
     home.mkdir(mode=0o700, parents=True, exist_ok=True)
     yaml_path = home / "dagster.yaml"
     # an instance file satudata wrote earlier is brought up to date; one an operator wrote is theirs
-    if not yaml_path.exists() or (yaml_path.read_text().startswith("# Written by `satudata`")
-                                  and yaml_path.read_text() != DAGSTER_YAML):
+    if not yaml_path.exists() or (
+        yaml_path.read_text().startswith("# Written by `satudata`")
+        and yaml_path.read_text() != DAGSTER_YAML
+    ):
         yaml_path.write_text(DAGSTER_YAML)
     os.environ["DAGSTER_HOME"] = str(home)
     return home
@@ -84,11 +86,15 @@ def cmd_validate(args: argparse.Namespace) -> int:
     except ContractError as exc:
         print(f"invalid delivery: {exc}", file=sys.stderr)
         return 2
-    print(f"{delivery.data_dir}: {len(delivery.sources)} sources, snapshot {delivery.snapshot_date}: valid")
+    print(
+        f"{delivery.data_dir}: {len(delivery.sources)} sources, snapshot {delivery.snapshot_date}: valid"
+    )
     for s in delivery.sources:
         age, limit = delivery.days_old(s), delivery.freshness_limit(s)
         state = "fresh" if age <= limit else "STALE"
-        print(f"  {s.name:<28} {s.kind:<20} {s.file_format:<8} {age:>4} days old ({state}, limit {limit})")
+        print(
+            f"  {s.name:<28} {s.kind:<20} {s.file_format:<8} {age:>4} days old ({state}, limit {limit})"
+        )
     return 0
 
 
@@ -111,7 +117,11 @@ def blocking_explanations(result) -> list[str]:
 
     out = []
     for evaluation in result.get_asset_check_evaluations():
-        if not evaluation.passed and evaluation.severity == dg.AssetCheckSeverity.ERROR and evaluation.description:
+        if (
+            not evaluation.passed
+            and evaluation.severity == dg.AssetCheckSeverity.ERROR
+            and evaluation.description
+        ):
             out.append(evaluation.description)
     return out
 
@@ -134,7 +144,7 @@ def warehouse_busy_message(result) -> str | None:
     return None
 
 
-CODE_LOCATION = "satudata"       # workspace.yaml's location_name
+CODE_LOCATION = "satudata"  # workspace.yaml's location_name
 DEFINITIONS_MODULE = "satudata_pipeline.definitions"
 
 
@@ -173,15 +183,25 @@ def launch_in_code_location(instance, run_config: dict, tags: dict):
     ReconstructableJob.get_repository_definition.cache_clear()
     recon = dg.reconstructable(full_determination_job)
     job_def = recon.get_definition()
-    target = LoadableTargetOrigin(executable_path=sys.executable, module_name=DEFINITIONS_MODULE,
-                                  working_directory=str(config.PROJECT_DIR))
+    target = LoadableTargetOrigin(
+        executable_path=sys.executable,
+        module_name=DEFINITIONS_MODULE,
+        working_directory=str(config.PROJECT_DIR),
+    )
     origin = RemoteJobOrigin(
         repository_origin=RemoteRepositoryOrigin(
             code_location_origin=ManagedGrpcPythonEnvCodeLocationOrigin(target, CODE_LOCATION),
-            repository_name="__repository__"),
-        job_name=FULL_JOB)
-    run = instance.create_run_for_job(job_def=job_def, run_config=run_config, tags=tags,
-                                      remote_job_origin=origin, job_code_origin=recon.get_python_origin())
+            repository_name="__repository__",
+        ),
+        job_name=FULL_JOB,
+    )
+    run = instance.create_run_for_job(
+        job_def=job_def,
+        run_config=run_config,
+        tags=tags,
+        remote_job_origin=origin,
+        job_code_origin=recon.get_python_origin(),
+    )
     return execute_run(recon, run, instance)
 
 
@@ -212,7 +232,9 @@ def cmd_run(args: argparse.Namespace) -> int:
 
         # built for this data directory (the module's `defs` is built once per process)
         defs_delivery = load_delivery()
-        build_defs(defs_delivery)  # a delivery the code location could not load fails here, not in the run
+        build_defs(
+            defs_delivery
+        )  # a delivery the code location could not load fails here, not in the run
     except ContractError as exc:
         print(f"invalid delivery: {exc}", file=sys.stderr)
         return 2
@@ -220,7 +242,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.accept:
         # the operator accepts, for this run only, a missing / empty / shrunken source (recorded with
         # the publication in main.publication_sources)
-        run_config["ops"] = {"delivery_completeness": {"config": {"accept": sorted(set(args.accept))}}}
+        run_config["ops"] = {
+            "delivery_completeness": {"config": {"accept": sorted(set(args.accept))}}
+        }
     started = time.monotonic()
     with dg.DagsterInstance.get() as instance:
         result = launch_in_code_location(
@@ -228,10 +252,12 @@ def cmd_run(args: argparse.Namespace) -> int:
             run_config=run_config,
             # which warehouse this run writes and which process runs it: a later run that finds this
             # process gone while the run is still "started" reports it failed (warehouse_lock.py)
-            tags={warehouse_lock.TAG_WAREHOUSE_FILE: str(config.warehouse_path()),
-                  warehouse_lock.TAG_PID: str(os.getpid()),
-                  # which month this run determines, at a glance in the Runs list (docs/monthly.md)
-                  **month_tags(defs_delivery)},
+            tags={
+                warehouse_lock.TAG_WAREHOUSE_FILE: str(config.warehouse_path()),
+                warehouse_lock.TAG_PID: str(os.getpid()),
+                # which month this run determines, at a glance in the Runs list (docs/monthly.md)
+                **month_tags(defs_delivery),
+            },
         )
     seconds = time.monotonic() - started
     busy = warehouse_busy_message(result)
@@ -249,12 +275,22 @@ def cmd_run(args: argparse.Namespace) -> int:
     if warned:
         print("checks failed with WARN severity (not blocking; look at them): " + ", ".join(warned))
     print(f"warehouse (DuckDB): {config.warehouse_path()}")
-    print("  published tables: main.golden_person, main.person_source_link, main.beneficiary_review,")
-    print("    programs.eligible_not_enrolled, programs.program_summary (each publication logged in main.publication_log)")
-    query = "SELECT program, verdict, count(*) AS n FROM beneficiary_review GROUP BY ALL ORDER BY ALL"
-    print(f"  e.g. .venv/bin/python -c \"import duckdb; duckdb.connect('{config.warehouse_path()}', read_only=True).sql('{query}').show()\"")
+    print(
+        "  published tables: main.golden_person, main.person_source_link, main.beneficiary_review,"
+    )
+    print(
+        "    programs.eligible_not_enrolled, programs.program_summary (each publication logged in main.publication_log)"
+    )
+    query = (
+        "SELECT program, verdict, count(*) AS n FROM beneficiary_review GROUP BY ALL ORDER BY ALL"
+    )
+    print(
+        f"  e.g. .venv/bin/python -c \"import duckdb; duckdb.connect('{config.warehouse_path()}', read_only=True).sql('{query}').show()\""
+    )
     print(f"exports per program: {config.exports_dir()}")
-    print(f"reports of this run (linkage charts, run summary): {config.run_reports_dir(result.run_id)}")
+    print(
+        f"reports of this run (linkage charts, run summary): {config.run_reports_dir(result.run_id)}"
+    )
     print("open the UI (lineage, runs, checks): ./scripts/ui.sh  ->  http://127.0.0.1:3000")
     return 0 if result.success and not failed else EXIT_FAILED
 
@@ -271,39 +307,56 @@ def cmd_history(args: argparse.Namespace) -> int:
         print(f"no warehouse at {path}: nothing has been published yet", file=sys.stderr)
         return EXIT_INVALID
     if (args.program is None) != (args.record_id is None):
-        print("give --program and --record-id together (a roster row), or --person-id", file=sys.stderr)
+        print(
+            "give --program and --record-id together (a roster row), or --person-id",
+            file=sys.stderr,
+        )
         return EXIT_INVALID
     try:
         conn = duckdb.connect(str(path), read_only=True)
     except duckdb.Error as exc:
-        print(f"cannot read the warehouse {path} (a run may be writing it): {type(exc).__name__}", file=sys.stderr)
+        print(
+            f"cannot read the warehouse {path} (a run may be writing it): {type(exc).__name__}",
+            file=sys.stderr,
+        )
         return EXIT_BUSY
     with conn:
         if args.person_id:
             earlier = query.earlier_ids(conn, args.person_id)
-            rows, what = query.person_history(conn, args.person_id), f"person {args.person_id}" + (
-                f" (earlier ids: {', '.join(earlier)})" if earlier else "")
+            rows, what = (
+                query.person_history(conn, args.person_id),
+                f"person {args.person_id}"
+                + (f" (earlier ids: {', '.join(earlier)})" if earlier else ""),
+            )
         elif args.program:
-            rows, what = query.row_history(conn, args.program, args.record_id), \
-                f"roster row {args.program} / {args.record_id}"
+            rows, what = (
+                query.row_history(conn, args.program, args.record_id),
+                f"roster row {args.program} / {args.record_id}",
+            )
         else:
             dets = query.determinations(conn)
             print(f"{len(dets)} determination(s) in {path}")
             for d in dets:
-                print(f"  #{d['determination_id']}  for {str(d['snapshot_date'])[:7]} (snapshot {d['snapshot_date']})"
-                      f"  published {str(d['published_at'])[:16]}  run {(d['run_id'] or '')[:8]}"
-                      f"  delivery {d['delivery_fingerprint']}  model {d['model_version']}"
-                      f"  rules {d['rules_version']}  rows {d['review_rows']}")
+                print(
+                    f"  #{d['determination_id']}  for {str(d['snapshot_date'])[:7]} (snapshot {d['snapshot_date']})"
+                    f"  published {str(d['published_at'])[:16]}  run {(d['run_id'] or '')[:8]}"
+                    f"  delivery {d['delivery_fingerprint']}  model {d['model_version']}"
+                    f"  rules {d['rules_version']}  rows {d['review_rows']}"
+                )
             return 0
     if not rows:
         print(f"{what}: not in any published determination")
         return EXIT_FAILED
-    print(f"{what}: {len(rows)} row(s) over {len({r['determination_id'] for r in rows})} determination(s)")
+    print(
+        f"{what}: {len(rows)} row(s) over {len({r['determination_id'] for r in rows})} determination(s)"
+    )
     print(query.format_rows(rows))
     return 0
 
 
-UI_STOP_SECONDS = 30.0  # how long `dagster dev` gets to shut its services down before they are killed
+UI_STOP_SECONDS = (
+    30.0  # how long `dagster dev` gets to shut its services down before they are killed
+)
 
 
 def group_members(pgid: int) -> list[int]:
@@ -380,7 +433,18 @@ def cmd_ui(args: argparse.Namespace) -> int:
     config.owner_only()
     dagster_home()
     workspace = config.PROJECT_DIR / "workspace.yaml"
-    cmd = [sys.executable, "-m", "dagster", "dev", "-w", str(workspace), "-h", args.host, "-p", str(args.port)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "dagster",
+        "dev",
+        "-w",
+        str(workspace),
+        "-h",
+        args.host,
+        "-p",
+        str(args.port),
+    ]
     return supervise(cmd, cwd=config.PROJECT_DIR)
 
 
@@ -391,17 +455,24 @@ def cmd_decisions(args: argparse.Namespace) -> int:
 
     if args.action == "add":
         if not (args.data_dir or os.environ.get("SATUDATA_DATA_DIR")):
-            print("not added: name the delivery with --data-dir (or SATUDATA_DATA_DIR); the shipped sample "
-                  "is not changed", file=sys.stderr)
+            print(
+                "not added: name the delivery with --data-dir (or SATUDATA_DATA_DIR); the shipped sample "
+                "is not changed",
+                file=sys.stderr,
+            )
             return EXIT_INVALID
         data_dir = Path(args.data_dir) if args.data_dir else config.data_dir()
         try:
-            done = register_decision_file(Path(args.file), data_dir, args.mapping and Path(args.mapping), args.name)
+            done = register_decision_file(
+                Path(args.file), data_dir, args.mapping and Path(args.mapping), args.name
+            )
         except RegisterError as exc:
             print(f"not added: {exc}", file=sys.stderr)
             return EXIT_INVALID
-        print(f"added source '{done['name']}' ({done['kind']}, {done['path']}, extracted_at "
-              f"{done['extracted_at']}) to {data_dir / 'sources.yaml'}")
+        print(
+            f"added source '{done['name']}' ({done['kind']}, {done['path']}, extracted_at "
+            f"{done['extracted_at']}) to {data_dir / 'sources.yaml'}"
+        )
         return 0
     from satudata_pipeline.synthetic.officer import play_officer
 
@@ -417,30 +488,49 @@ def main(argv: list[str] | None = None) -> int:
 
     p = sub.add_parser("generate", help="write a synthetic delivery with ground truth")
     p.add_argument("--persons", type=int, default=4000)
-    p.add_argument("--seed", type=int, default=None,
-                   help="random seed (default 20261101; with --next-month: derived from the delivery's)")
+    p.add_argument(
+        "--seed",
+        type=int,
+        default=None,
+        help="random seed (default 20261101; with --next-month: derived from the delivery's)",
+    )
     p.add_argument("--out", required=True)
-    p.add_argument("--next-month", metavar="FROM_DIR",
-                   help="write the delivery one month after the generated delivery in FROM_DIR "
-                        "(births, deaths, moves, enrollments, exits, corrections; truth/changes.csv)")
+    p.add_argument(
+        "--next-month",
+        metavar="FROM_DIR",
+        help="write the delivery one month after the generated delivery in FROM_DIR "
+        "(births, deaths, moves, enrollments, exits, corrections; truth/changes.csv)",
+    )
     p.set_defaults(func=cmd_generate)
 
     p = sub.add_parser("validate", help="check a data directory against the data contract")
     p.add_argument("--data-dir", help="default: SATUDATA_DATA_DIR or the shipped sample")
     p.set_defaults(func=cmd_validate)
 
-    p = sub.add_parser("run", help="materialize every asset (the full determination) with its checks")
+    p = sub.add_parser(
+        "run", help="materialize every asset (the full determination) with its checks"
+    )
     p.add_argument("--data-dir", help="default: SATUDATA_DATA_DIR or the shipped sample")
     p.add_argument("--retrain", action="store_true", help="retrain the linkage model")
-    p.add_argument("--full", action="store_true",
-                   help="relink every record (not only new and changed ones; SATUDATA_FULL_RELINK=1)")
-    p.add_argument("--accept", action="append", default=[], metavar="SOURCE",
-                   help="accept, for this run, that SOURCE is missing, empty or shrank beyond the limit since "
-                        "the last publication (repeatable; recorded in main.publication_sources)")
+    p.add_argument(
+        "--full",
+        action="store_true",
+        help="relink every record (not only new and changed ones; SATUDATA_FULL_RELINK=1)",
+    )
+    p.add_argument(
+        "--accept",
+        action="append",
+        default=[],
+        metavar="SOURCE",
+        help="accept, for this run, that SOURCE is missing, empty or shrank beyond the limit since "
+        "the last publication (repeatable; recorded in main.publication_sources)",
+    )
     p.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     p.set_defaults(func=cmd_run)
 
-    p = sub.add_parser("history", help="the determinations of a roster row or person over time (NIK masked)")
+    p = sub.add_parser(
+        "history", help="the determinations of a roster row or person over time (NIK masked)"
+    )
     p.add_argument("--program", help="program code of the roster row (with --record-id)")
     p.add_argument("--record-id", help="the roster row's record_id (with --program)")
     p.add_argument("--person-id", help="a golden person's stable person_id: all their roster rows")
@@ -451,14 +541,26 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--port", type=int, default=3000)
     p.set_defaults(func=cmd_ui)
 
-    p = sub.add_parser("decisions", help="hand decisions back: register a returned worklist, or play the officer")
+    p = sub.add_parser(
+        "decisions", help="hand decisions back: register a returned worklist, or play the officer"
+    )
     dsub = p.add_subparsers(dest="action", required=True)
-    d = dsub.add_parser("add", help="register a returned worklist / link review file in a delivery's sources.yaml")
+    d = dsub.add_parser(
+        "add", help="register a returned worklist / link review file in a delivery's sources.yaml"
+    )
     d.add_argument("file", help="the returned .xlsx (its .sources.yaml mapping next to it)")
-    d.add_argument("--data-dir", help="the delivery (default: SATUDATA_DATA_DIR; never the shipped sample)")
-    d.add_argument("--mapping", help="the mapping, if not <file stem>.sources.yaml next to the file")
-    d.add_argument("--name", help="source name (default: the mapping's, one per program and determination)")
-    d = dsub.add_parser("officer", help="synthetic: fill a run's worklists from the generator's truth")
+    d.add_argument(
+        "--data-dir", help="the delivery (default: SATUDATA_DATA_DIR; never the shipped sample)"
+    )
+    d.add_argument(
+        "--mapping", help="the mapping, if not <file stem>.sources.yaml next to the file"
+    )
+    d.add_argument(
+        "--name", help="source name (default: the mapping's, one per program and determination)"
+    )
+    d = dsub.add_parser(
+        "officer", help="synthetic: fill a run's worklists from the generator's truth"
+    )
     d.add_argument("--exports", required=True, help="the exports folder of a run (<state>/exports)")
     d.add_argument("--truth", required=True, help="the generated delivery's truth/ folder")
     d.add_argument("--out", required=True, help="where the filled files (and officer_key.csv) go")

@@ -96,7 +96,9 @@ def report_retention() -> int:
     try:
         keep = int(value)
     except ValueError:
-        raise ValueError(f"SATUDATA_REPORT_RETENTION must be a whole number of runs, got {value!r}") from None
+        raise ValueError(
+            f"SATUDATA_REPORT_RETENTION must be a whole number of runs, got {value!r}"
+        ) from None
     if keep < 1:
         raise ValueError("SATUDATA_REPORT_RETENTION must be at least 1 (the current run's reports)")
     return keep
@@ -114,10 +116,13 @@ def prune_run_reports(keep_run: str | None, keep: int | None = None) -> list[str
     if not root.is_dir():
         return []
     current = run_reports_dir(keep_run).name if keep_run else None
-    folders = sorted((p for p in root.iterdir() if p.is_dir() and p.name != current),
-                     key=lambda p: (p.stat().st_mtime, p.name), reverse=True)
+    folders = sorted(
+        (p for p in root.iterdir() if p.is_dir() and p.name != current),
+        key=lambda p: (p.stat().st_mtime, p.name),
+        reverse=True,
+    )
     removed = []
-    for old in folders[max(keep - (1 if current else 0), 0):]:
+    for old in folders[max(keep - (1 if current else 0), 0) :]:
         shutil.rmtree(old, ignore_errors=True)
         removed.append(old.name)
     return removed

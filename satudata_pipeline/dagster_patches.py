@@ -31,7 +31,11 @@ def _blocking_check_outputs_in_stable_order(
 
 
 def apply() -> None:
-    if getattr(_asset_job._get_blocking_asset_check_output_handles_by_asset_key, "__wrapped__", None):
+    if getattr(
+        _asset_job._get_blocking_asset_check_output_handles_by_asset_key, "__wrapped__", None
+    ):
         return
     _blocking_check_outputs_in_stable_order.__wrapped__ = _original  # type: ignore[attr-defined]
-    _asset_job._get_blocking_asset_check_output_handles_by_asset_key = _blocking_check_outputs_in_stable_order
+    _asset_job._get_blocking_asset_check_output_handles_by_asset_key = (
+        _blocking_check_outputs_in_stable_order
+    )

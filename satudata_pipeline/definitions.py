@@ -56,15 +56,22 @@ def build_defs(delivery: Delivery, warehouse: str | None = None) -> dg.Definitio
     source_assets, source_checks = build_source_assets(delivery)
     clean_assets, clean_checks = build_clean_assets(delivery)
     stage_defs = [
-        *build_link_assets([clean_key(s) for s in delivery.person_sources], [s.name for s in delivery.person_sources],
-                           cluster_deps=("decisions",)),
+        *build_link_assets(
+            [clean_key(s) for s in delivery.person_sources],
+            [s.name for s in delivery.person_sources],
+            cluster_deps=("decisions",),
+        ),
         *build_decision_assets(delivery),
         *build_golden_assets(),
         *build_program_assets(),
     ]
-    assets = [*source_assets, *clean_assets] + [d for d in stage_defs if not isinstance(d, dg.AssetChecksDefinition)]
+    assets = [*source_assets, *clean_assets] + [
+        d for d in stage_defs if not isinstance(d, dg.AssetChecksDefinition)
+    ]
     assets = list(dg.map_asset_specs(_with_ownership_and_freshness, assets))
-    checks = [*source_checks, *clean_checks] + [d for d in stage_defs if isinstance(d, dg.AssetChecksDefinition)]
+    checks = [*source_checks, *clean_checks] + [
+        d for d in stage_defs if isinstance(d, dg.AssetChecksDefinition)
+    ]
     checks += build_staleness_checks(delivery)
     jobs, schedules, sensors = build_automation(delivery)
     return dg.Definitions(
@@ -73,7 +80,9 @@ def build_defs(delivery: Delivery, warehouse: str | None = None) -> dg.Definitio
         jobs=jobs,
         schedules=schedules,
         sensors=sensors,
-        resources={"warehouse": WarehouseResource(database=warehouse or str(config.warehouse_path()))},
+        resources={
+            "warehouse": WarehouseResource(database=warehouse or str(config.warehouse_path()))
+        },
         # `satudata_steps` prints "step n of N" on the terminal of `satudata run` (which turns it on in
         # its run config); defined here so the CLI's job is the code location's job, snapshot and all
         loggers={"console": dg.colored_console_logger, "satudata_steps": step_progress_logger()},

@@ -16,9 +16,13 @@ class Progress:
 
     def __call__(self, phase: str, **counts: float) -> None:
         now = time.monotonic()
-        shown = ", ".join(f"{k.replace('_', ' ')} {int(v):,}".replace(",", ".") for k, v in counts.items())
-        self.log.info(f"{self.step}: {phase}{f' ({shown})' if shown else ''} in {now - self.last:.1f} s "
-                      f"(step so far {now - self.started:.1f} s)")
+        shown = ", ".join(
+            f"{k.replace('_', ' ')} {int(v):,}".replace(",", ".") for k, v in counts.items()
+        )
+        self.log.info(
+            f"{self.step}: {phase}{f' ({shown})' if shown else ''} in {now - self.last:.1f} s "
+            f"(step so far {now - self.started:.1f} s)"
+        )
         self.last = now
 
 
@@ -45,7 +49,12 @@ def step_progress_logger(total_steps: int | None = None, out=None):
             event = (getattr(record, "dagster_meta", None) or {}).get("dagster_event")
             kind = getattr(event, "event_type_value", None)
             step = getattr(event, "step_key", None)
-            if not step or kind not in ("STEP_START", "STEP_SUCCESS", "STEP_FAILURE", "STEP_SKIPPED"):
+            if not step or kind not in (
+                "STEP_START",
+                "STEP_SUCCESS",
+                "STEP_FAILURE",
+                "STEP_SKIPPED",
+            ):
                 return
             now = time.monotonic()
             run = f"{int(now - self.run_started) // 60}:{int(now - self.run_started) % 60:02d}"
@@ -55,8 +64,14 @@ def step_progress_logger(total_steps: int | None = None, out=None):
             else:
                 self.finished += 1
                 took = now - self.started.pop(step, now)
-                what = {"STEP_SUCCESS": "done", "STEP_FAILURE": "FAILED", "STEP_SKIPPED": "skipped"}[kind]
-                stream.write(f"[{run}] step {self.finished} of {self.total}: {step} {what} in {took:.1f} s\n")
+                what = {
+                    "STEP_SUCCESS": "done",
+                    "STEP_FAILURE": "FAILED",
+                    "STEP_SKIPPED": "skipped",
+                }[kind]
+                stream.write(
+                    f"[{run}] step {self.finished} of {self.total}: {step} {what} in {took:.1f} s\n"
+                )
             stream.flush()
 
     @dg.logger(None, description="satudata run: step n of N with elapsed times, on the terminal")

@@ -48,11 +48,17 @@ class WarehouseResource(DuckDBResource):
         log = context.log
         if log is None:  # Dagster always gives a resource of a run its log manager
             raise RuntimeError("the warehouse resource needs a Dagster run context")
-        wait = self.lock_wait_seconds if self.lock_wait_seconds is not None else warehouse_lock.lock_wait_seconds()
+        wait = (
+            self.lock_wait_seconds
+            if self.lock_wait_seconds is not None
+            else warehouse_lock.lock_wait_seconds()
+        )
 
         def on_wait(holder):
             who = holder.describe() if holder else "another run"
-            log.warning(f"the warehouse {warehouse} is in use by {who}: waiting up to {wait:g} s for it")
+            log.warning(
+                f"the warehouse {warehouse} is in use by {who}: waiting up to {wait:g} s for it"
+            )
 
         lock = warehouse_lock.WarehouseLock(warehouse)
         waited = lock.acquire(run_id, wait, on_wait=on_wait)
@@ -61,11 +67,18 @@ class WarehouseResource(DuckDBResource):
             config.restrict_file(warehouse)
             instance = context.instance
             if instance is not None and context.run is not None:
-                instance.add_run_tags(run_id, {warehouse_lock.TAG_WAREHOUSE_FILE: str(warehouse),
-                                               warehouse_lock.TAG_PID: str(os.getpid())})
+                instance.add_run_tags(
+                    run_id,
+                    {
+                        warehouse_lock.TAG_WAREHOUSE_FILE: str(warehouse),
+                        warehouse_lock.TAG_PID: str(os.getpid()),
+                    },
+                )
                 for dead in warehouse_lock.recover_dead_runs(instance, warehouse, run_id):
-                    log.warning(f"run {dead} died while it held this warehouse (its process is gone): "
-                                "reported failed")
+                    log.warning(
+                        f"run {dead} died while it held this warehouse (its process is gone): "
+                        "reported failed"
+                    )
             self._catch_up_exports(run_id, log)
             with super().yield_for_execution(context) as resource:
                 yield resource
@@ -87,11 +100,19 @@ class WarehouseResource(DuckDBResource):
                 latest, follows = behind
                 result = export_atomically(conn, out_root, None, run_id)
         except Exception as exc:  # noqa: BLE001 (logged; the export step of this run retries)
-            log.warning(f"the exports lag the latest publication and could not be rebuilt now "
-                        f"({type(exc).__name__}); this run's export step writes them again")
+            log.warning(
+                f"the exports lag the latest publication and could not be rebuilt now "
+                f"({type(exc).__name__}); this run's export step writes them again"
+            )
             return
-        why = (f"followed publication {follows}, but the latest is {latest} (a run ended after publishing, "
-               "before its exports)") if follows else f"recorded no publication (no {exports.MANIFEST})"
+        why = (
+            (
+                f"followed publication {follows}, but the latest is {latest} (a run ended after publishing, "
+                "before its exports)"
+            )
+            if follows
+            else f"recorded no publication (no {exports.MANIFEST})"
+        )
         log.warning(
             f"the exports {why}: rebuilt {len(result.written)} program folder(s) from publication {latest}"
             + (f", archived {', '.join(sorted(result.retired))}" if result.retired else "")

@@ -25,12 +25,22 @@ def quote(identifier: str) -> str:
     return '"' + identifier.replace('"', '""') + '"'
 
 
-def all_rows(conn: duckdb.DuckDBPyConnection, sql: str, params: Sequence[Any] | Mapping[str, Any] | None = None) -> list[tuple]:
+def all_rows(
+    conn: duckdb.DuckDBPyConnection,
+    sql: str,
+    params: Sequence[Any] | Mapping[str, Any] | None = None,
+) -> list[tuple]:
     """Every row of a query with its parameters (`?` with a list, `$name` with a dict)."""
-    return conn.execute(sql, params).fetchall() if params is not None else conn.execute(sql).fetchall()
+    return (
+        conn.execute(sql, params).fetchall() if params is not None else conn.execute(sql).fetchall()
+    )
 
 
-def one_row(conn: duckdb.DuckDBPyConnection, sql: str, params: Sequence[Any] | Mapping[str, Any] | None = None) -> tuple:
+def one_row(
+    conn: duckdb.DuckDBPyConnection,
+    sql: str,
+    params: Sequence[Any] | Mapping[str, Any] | None = None,
+) -> tuple:
     """The one row of a parameterised query (an aggregate); an error when it returns none."""
     result = all_rows(conn, sql, params)
     if not result:
@@ -38,7 +48,11 @@ def one_row(conn: duckdb.DuckDBPyConnection, sql: str, params: Sequence[Any] | M
     return result[0]
 
 
-def scalar(conn: duckdb.DuckDBPyConnection, sql: str, params: Sequence[Any] | Mapping[str, Any] | None = None) -> Any:
+def scalar(
+    conn: duckdb.DuckDBPyConnection,
+    sql: str,
+    params: Sequence[Any] | Mapping[str, Any] | None = None,
+) -> Any:
     """The first value of the one row of a parameterised query (a count, a max)."""
     return one_row(conn, sql, params)[0]
 
@@ -46,16 +60,28 @@ def scalar(conn: duckdb.DuckDBPyConnection, sql: str, params: Sequence[Any] | Ma
 def table_exists(conn: duckdb.DuckDBPyConnection, qualified: str) -> bool:
     """Whether the table or view `schema.table` exists."""
     schema, table = split_name(qualified)
-    return bool(scalar(conn, "SELECT count(*) FROM information_schema.tables "
-                             "WHERE table_schema = ? AND table_name = ?", [schema, table]))
+    return bool(
+        scalar(
+            conn,
+            "SELECT count(*) FROM information_schema.tables "
+            "WHERE table_schema = ? AND table_name = ?",
+            [schema, table],
+        )
+    )
 
 
 def columns(conn: duckdb.DuckDBPyConnection, qualified: str) -> list[str]:
     """The columns of `schema.table` in table order (empty when the table does not exist)."""
     schema, table = split_name(qualified)
-    return [r[0] for r in all_rows(
-        conn, "SELECT column_name FROM information_schema.columns WHERE table_schema = ? AND table_name = ? "
-              "ORDER BY ordinal_position", [schema, table])]
+    return [
+        r[0]
+        for r in all_rows(
+            conn,
+            "SELECT column_name FROM information_schema.columns WHERE table_schema = ? AND table_name = ? "
+            "ORDER BY ordinal_position",
+            [schema, table],
+        )
+    ]
 
 
 @contextmanager

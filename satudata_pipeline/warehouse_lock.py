@@ -63,7 +63,9 @@ def lock_wait_seconds() -> float:
     try:
         seconds = float(value)
     except ValueError:
-        raise ValueError(f"{LOCK_WAIT_ENV} must be a number of seconds (0 = fail at once)") from None
+        raise ValueError(
+            f"{LOCK_WAIT_ENV} must be a number of seconds (0 = fail at once)"
+        ) from None
     if seconds < 0:
         raise ValueError(f"{LOCK_WAIT_ENV} must be 0 or more")
     return seconds
@@ -83,7 +85,9 @@ def read_holder(warehouse: Path | str) -> Holder | None:
     """Who holds (or last held) the lock, from the lock file; None when unknown."""
     try:
         data = json.loads(lock_path(warehouse).read_text() or "null")
-        return Holder(str(data["run_id"]), int(data["pid"]), str(data["started_at"])) if data else None
+        return (
+            Holder(str(data["run_id"]), int(data["pid"]), str(data["started_at"])) if data else None
+        )
     except (OSError, ValueError, KeyError, TypeError):
         return None
 
@@ -100,8 +104,12 @@ class WarehouseLock:
     def held(self) -> bool:
         return self._fd is not None
 
-    def acquire(self, run_id: str, wait_seconds: float,
-                on_wait: Callable[[Holder | None], None] | None = None) -> float:
+    def acquire(
+        self,
+        run_id: str,
+        wait_seconds: float,
+        on_wait: Callable[[Holder | None], None] | None = None,
+    ) -> float:
         """Take the lock, waiting at most `wait_seconds`. Returns the seconds waited.
 
         Raises `WarehouseBusy` naming the warehouse and the holder when it is still held."""
@@ -134,8 +142,11 @@ class WarehouseLock:
                     on_wait(holder)
                     told = True
                 time.sleep(min(POLL_SECONDS, max(deadline - now, 0.01)))
-            record = {"run_id": run_id, "pid": os.getpid(),
-                      "started_at": dt.datetime.now().astimezone().isoformat(timespec="seconds")}
+            record = {
+                "run_id": run_id,
+                "pid": os.getpid(),
+                "started_at": dt.datetime.now().astimezone().isoformat(timespec="seconds"),
+            }
             os.ftruncate(fd, 0)
             os.pwrite(fd, json.dumps(record).encode(), 0)
         except BaseException:
@@ -189,7 +200,11 @@ def recover_dead_runs(instance, warehouse: Path | str, current_run_id: str) -> l
     alone. Returns the run ids reported failed."""
     import dagster as dg
 
-    in_progress = [dg.DagsterRunStatus.STARTING, dg.DagsterRunStatus.STARTED, dg.DagsterRunStatus.CANCELING]
+    in_progress = [
+        dg.DagsterRunStatus.STARTING,
+        dg.DagsterRunStatus.STARTED,
+        dg.DagsterRunStatus.CANCELING,
+    ]
     runs = instance.get_runs(
         filters=dg.RunsFilter(statuses=in_progress, tags={TAG_WAREHOUSE_FILE: str(Path(warehouse))})
     )
@@ -217,6 +232,17 @@ def recover_dead_runs(instance, warehouse: Path | str, current_run_id: str) -> l
     return recovered
 
 
-__all__ = ["DEFAULT_LOCK_WAIT_SECONDS", "Holder", "LOCK_WAIT_ENV", "TAG_PID", "TAG_WAREHOUSE_FILE",
-           "WarehouseBusy", "WarehouseLock", "lock_path", "lock_wait_seconds", "pid_alive", "read_holder",
-           "recover_dead_runs"]
+__all__ = [
+    "DEFAULT_LOCK_WAIT_SECONDS",
+    "Holder",
+    "LOCK_WAIT_ENV",
+    "TAG_PID",
+    "TAG_WAREHOUSE_FILE",
+    "WarehouseBusy",
+    "WarehouseLock",
+    "lock_path",
+    "lock_wait_seconds",
+    "pid_alive",
+    "read_holder",
+    "recover_dead_runs",
+]

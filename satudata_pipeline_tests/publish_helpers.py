@@ -13,8 +13,12 @@ import duckdb
 from satudata_pipeline.golden.publish import LOG_TABLE, PUBLISHED
 
 # the history of determinations (docs/monthly.md): appended by every publication, untouched otherwise
-HISTORY_TABLES = ["history.determinations", "history.review_rows", "history.source_row_hashes",
-                  "main.determination_changes"]
+HISTORY_TABLES = [
+    "history.determinations",
+    "history.review_rows",
+    "history.source_row_hashes",
+    "main.determination_changes",
+]
 # everything a consumer of the warehouse sees: the published tables, the id registry and the history
 SNAPSHOT_TABLES = [p.published for p in PUBLISHED] + [
     "golden.person_id_registry",
@@ -46,7 +50,10 @@ def snapshot(warehouse: Path, tables=SNAPSHOT_TABLES) -> dict[str, tuple[list, l
     """{table: (column names and types, every row in stored order)}."""
     with connect(warehouse) as conn:
         return {
-            t: (conn.execute(f"DESCRIBE {t}").fetchall(), conn.execute(f"SELECT * FROM {t}").fetchall())
+            t: (
+                conn.execute(f"DESCRIBE {t}").fetchall(),
+                conn.execute(f"SELECT * FROM {t}").fetchall(),
+            )
             for t in tables
         }
 
@@ -55,7 +62,11 @@ def assert_consistent(warehouse: Path) -> None:
     """Every person_id of the published links and review exists in the published golden person, and the
     id registry's members are exactly the golden persons."""
     with connect(warehouse) as conn:
-        for table in ("main.person_source_link", "main.beneficiary_review", "programs.eligible_not_enrolled"):
+        for table in (
+            "main.person_source_link",
+            "main.beneficiary_review",
+            "programs.eligible_not_enrolled",
+        ):
             orphans = conn.execute(
                 f"SELECT count(*) FROM {table} t WHERE t.person_id IS NOT NULL "
                 "AND t.person_id NOT IN (SELECT person_id FROM main.golden_person)"
@@ -93,8 +104,18 @@ def changed_delivery(src: Path, dst: Path) -> Path:
     return dst
 
 
-__all__ = ["HISTORY_TABLES", "SNAPSHOT_TABLES", "assert_consistent", "changed_delivery", "connect", "copy_state", "materialized",
-           "run_job", "snapshot", "dg"]
+__all__ = [
+    "HISTORY_TABLES",
+    "SNAPSHOT_TABLES",
+    "assert_consistent",
+    "changed_delivery",
+    "connect",
+    "copy_state",
+    "materialized",
+    "run_job",
+    "snapshot",
+    "dg",
+]
 
 
 @contextmanager

@@ -37,7 +37,7 @@ def yaml_for(path: str = "penduduk.csv", extra: str = "", kind: str = "civil_reg
             path: {path}
             extracted_at: 2026-10-28
             date_format: "%d-%m-%Y"
-        {textwrap.indent(extra, '    ')}
+        {textwrap.indent(extra, "    ")}
             columns:
               record_id: ID
               nik: NIK
@@ -52,7 +52,9 @@ def yaml_for(path: str = "penduduk.csv", extra: str = "", kind: str = "civil_reg
         """)
 
 
-def delivery_dir(tmp_path: Path, body: bytes | str, yaml: str | None = None, name: str = "penduduk.csv") -> Path:
+def delivery_dir(
+    tmp_path: Path, body: bytes | str, yaml: str | None = None, name: str = "penduduk.csv"
+) -> Path:
     data = tmp_path / "delivery"
     data.mkdir(exist_ok=True)
     (data / "sources.yaml").write_text(yaml or yaml_for(name))
@@ -105,8 +107,14 @@ def clean_rows(conn, columns: str = "*"):
 
 # ---- refused, with a message that names where and never what --------------------------------
 def test_latin1_file_read_as_utf8_is_refused(tmp_path):
-    body = (HEADER + "\n" + GOOD + "\n" + GOOD.replace("1,3171", "2,3172").replace("Siti Aminah", "Andr\u00e9 Sihombing")
-            + "\n").encode("latin-1")
+    body = (
+        HEADER
+        + "\n"
+        + GOOD
+        + "\n"
+        + GOOD.replace("1,3171", "2,3172").replace("Siti Aminah", "Andr\u00e9 Sihombing")
+        + "\n"
+    ).encode("latin-1")
     message = refusal(tmp_path, body)
     assert "source 'penduduk'" in message and "file 'penduduk.csv'" in message
     assert "cannot decode the" in message and "as utf-8" in message and "encoding:" in message
@@ -116,7 +124,11 @@ def test_latin1_file_read_as_utf8_is_refused(tmp_path):
 def test_wrong_delimiter_declared_names_the_missing_column(tmp_path):
     body = (HEADER + "\n" + GOOD + "\n").replace(",", ";")
     message = refusal(tmp_path, body, yaml_for(extra='delimiter: ","'))
-    assert "source 'penduduk'" in message and "file 'penduduk.csv'" in message and "column '" in message
+    assert (
+        "source 'penduduk'" in message
+        and "file 'penduduk.csv'" in message
+        and "column '" in message
+    )
     assert "Siti" not in message and "3171014501900001" not in message
 
 
@@ -136,21 +148,31 @@ def test_bom_and_semicolons_are_read(tmp_path):
 
 def test_comma_file_with_declared_semicolon_is_refused_not_guessed(tmp_path):
     message = refusal(tmp_path, HEADER + "\n" + GOOD + "\n", yaml_for(extra='delimiter: ";"'))
-    assert "source 'penduduk'" in message and "file 'penduduk.csv'" in message and "column '" in message
+    assert (
+        "source 'penduduk'" in message
+        and "file 'penduduk.csv'" in message
+        and "column '" in message
+    )
 
 
 def gate_message(result) -> str:
     """The completeness gate's explanation (its blocking check failed, nothing cleaned)."""
-    [gate] = [e for e in result.get_asset_check_evaluations() if e.check_name == "delivery_is_complete"]
+    [gate] = [
+        e for e in result.get_asset_check_evaluations() if e.check_name == "delivery_is_complete"
+    ]
     assert gate.passed is False
-    assert "clean_penduduk" not in {e.asset_key.to_user_string() for e in result.get_asset_materialization_events()}
+    assert "clean_penduduk" not in {
+        e.asset_key.to_user_string() for e in result.get_asset_materialization_events()
+    }
     return gate.description
 
 
 def test_truncated_last_line_stops_the_run_at_the_completeness_gate(tmp_path):
     """A file that ends in the middle of a row was cut in transfer: rows after it may be missing."""
     truncated = GOOD.replace("1,3171", "2,3172").split(",Jl.")[0]  # cut off mid-row, no newline
-    result = materialize(delivery_dir(tmp_path, HEADER + "\n" + GOOD + "\n" + truncated), tmp_path / "w.duckdb")
+    result = materialize(
+        delivery_dir(tmp_path, HEADER + "\n" + GOOD + "\n" + truncated), tmp_path / "w.duckdb"
+    )
     assert not result.success
     message = gate_message(result)
     assert "penduduk (penduduk.csv): the file ends in the middle of row 2 (line 3)" in message
@@ -158,10 +180,17 @@ def test_truncated_last_line_stops_the_run_at_the_completeness_gate(tmp_path):
 
 
 def test_short_row_inside_the_file_is_quarantined_as_unreadable_row(tmp_path):
-    short = GOOD.replace("1,3171", "2,3172").split(",Jl.")[0]  # too few fields, but the file goes on
-    conn = run_ok(tmp_path, HEADER + "\n" + GOOD + "\n" + short + "\n" + GOOD.replace("1,3171", "3,3173") + "\n")
+    short = GOOD.replace("1,3171", "2,3172").split(",Jl.")[
+        0
+    ]  # too few fields, but the file goes on
+    conn = run_ok(
+        tmp_path,
+        HEADER + "\n" + GOOD + "\n" + short + "\n" + GOOD.replace("1,3171", "3,3173") + "\n",
+    )
     assert clean_rows(conn, "record_id") == [("1",), ("3",)]
-    q = conn.execute("SELECT source, record_id, row_number, reason FROM clean.quarantine").fetchall()
+    q = conn.execute(
+        "SELECT source, record_id, row_number, reason FROM clean.quarantine"
+    ).fetchall()
     assert q == [("penduduk", "2", 2, "unreadable_row")]
 
 
@@ -170,14 +199,18 @@ def test_header_only_file_stops_the_run_unless_accepted(tmp_path):
     result = materialize(data, tmp_path / "w.duckdb")
     assert not result.success
     assert "penduduk (penduduk.csv): holds no rows (only a header)" in gate_message(result)
-    accepted = materialize(data, tmp_path / "w.duckdb",
-                           run_config={"ops": {"delivery_completeness": {"config": {"accept": ["penduduk"]}}}})
+    accepted = materialize(
+        data,
+        tmp_path / "w.duckdb",
+        run_config={"ops": {"delivery_completeness": {"config": {"accept": ["penduduk"]}}}},
+    )
     assert accepted.success
     conn = duckdb.connect(str(tmp_path / "w.duckdb"), read_only=True)
     assert clean_rows(conn) == []
     assert conn.execute('SELECT count(*) FROM raw."penduduk"').fetchall()[0][0] == 0
-    assert conn.execute("SELECT source, finding, accepted FROM staging.delivery_sources").fetchall() == [
-        ("penduduk", "empty", True)]
+    assert conn.execute(
+        "SELECT source, finding, accepted FROM staging.delivery_sources"
+    ).fetchall() == [("penduduk", "empty", True)]
 
 
 def test_latin1_past_the_header_is_refused_by_the_raw_asset(tmp_path):
@@ -186,16 +219,18 @@ def test_latin1_past_the_header_is_refused_by_the_raw_asset(tmp_path):
     bad = GOOD.replace("1,3171", "2,3172").replace("Siti Aminah", "Andr\u00e9 Sihombing")
     message = refusal(tmp_path, (HEADER + "\n" + rows + bad + "\n").encode("latin-1"))
     assert "source 'penduduk'" in message and "file 'penduduk.csv'" in message
-    assert "cannot decode the file as utf-8" in message and "data row" in message  # row: approximate (buffered)
+    assert (
+        "cannot decode the file as utf-8" in message and "data row" in message
+    )  # row: approximate (buffered)
     assert "Andr" not in message and "Sihombing" not in message
 
 
 def test_mixed_date_formats_are_flagged_and_excel_serials_parsed(tmp_path):
     rows = [
-        GOOD,                                                         # declared format
-        GOOD.replace("1,3171", "2,3172").replace("05-01-1990", "1990/01/05"),   # another format
-        GOOD.replace("1,3171", "3,3173").replace("05-01-1990", "5 Jan 1990"),   # words
-        GOOD.replace("1,3171", "4,3174").replace("05-01-1990", "32874"),        # Excel serial: 1990-01-01
+        GOOD,  # declared format
+        GOOD.replace("1,3171", "2,3172").replace("05-01-1990", "1990/01/05"),  # another format
+        GOOD.replace("1,3171", "3,3173").replace("05-01-1990", "5 Jan 1990"),  # words
+        GOOD.replace("1,3171", "4,3174").replace("05-01-1990", "32874"),  # Excel serial: 1990-01-01
     ]
     conn = run_ok(tmp_path, HEADER + "\n" + "\n".join(rows) + "\n")
     got = {r[0]: (r[1], r[2]) for r in clean_rows(conn, "record_id, tanggal_lahir, quality_flags")}
@@ -203,17 +238,24 @@ def test_mixed_date_formats_are_flagged_and_excel_serials_parsed(tmp_path):
     assert str(got["4"][0]) == "1990-01-01"
     for rid in ("2", "3"):  # not in the declared format: either understood, or NULL and flagged
         date, flags = got[rid]
-        assert str(date) == "1990-01-05" or (date is None and "date_unparseable:tanggal_lahir" in flags), rid
+        assert str(date) == "1990-01-05" or (
+            date is None and "date_unparseable:tanggal_lahir" in flags
+        ), rid
 
 
-@pytest.mark.parametrize("nik, reason", [
-    ("317101450190000", "not_16_digits"),      # 15 digits
-    ("31710145019000011", "not_16_digits"),    # 17 digits
-    ("3.17E+15", None),                        # scientific notation: digits lost, cannot be repaired
-])
+@pytest.mark.parametrize(
+    "nik, reason",
+    [
+        ("317101450190000", "not_16_digits"),  # 15 digits
+        ("31710145019000011", "not_16_digits"),  # 17 digits
+        ("3.17E+15", None),  # scientific notation: digits lost, cannot be repaired
+    ],
+)
 def test_bad_niks_are_invalid_and_flagged(tmp_path, nik, reason):
     conn = run_ok(tmp_path, HEADER + "\n" + GOOD.replace("3171014501900001", nik) + "\n")
-    ((nik_clean, valid, why, flags),) = clean_rows(conn, "nik, nik_valid, nik_reason, quality_flags")
+    ((nik_clean, valid, why, flags),) = clean_rows(
+        conn, "nik, nik_valid, nik_reason, quality_flags"
+    )
     assert valid is False and "nik_invalid" in flags
     assert nik_clean is None or len(nik_clean) == 16
     if reason:
@@ -223,36 +265,61 @@ def test_bad_niks_are_invalid_and_flagged(tmp_path, nik, reason):
 
 
 def test_leading_zeros_lost_in_no_kk_and_rt(tmp_path):
-    rows = [GOOD, GOOD.replace("1,3171", "2,3172").replace("3171010101090001,001", "171010101090001,1")]
+    rows = [
+        GOOD,
+        GOOD.replace("1,3171", "2,3172").replace("3171010101090001,001", "171010101090001,1"),
+    ]
     conn = run_ok(tmp_path, HEADER + "\n" + "\n".join(rows) + "\n")
     got = {r[0]: r[1:] for r in clean_rows(conn, "record_id, no_kk, rt")}
     assert got["1"] == ("3171010101090001", 1)
     no_kk, rt = got["2"]
-    assert rt == 1                      # RT 001 and 1 are the same RT
-    assert no_kk is None                # a 15-digit KK is not guessed back to 16 digits
+    assert rt == 1  # RT 001 and 1 are the same RT
+    assert no_kk is None  # a 15-digit KK is not guessed back to 16 digits
 
 
 def test_blank_names_and_duplicate_ids_in_a_larger_file(tmp_path):
-    rows = [GOOD, GOOD.replace("1,3171", "2,3172").replace("Siti Aminah", "  "),
-            GOOD.replace("1,3171", "3,3173"), GOOD.replace("1,3171", "3,3174")]
+    rows = [
+        GOOD,
+        GOOD.replace("1,3171", "2,3172").replace("Siti Aminah", "  "),
+        GOOD.replace("1,3171", "3,3173"),
+        GOOD.replace("1,3171", "3,3174"),
+    ]
     conn = run_ok(tmp_path, HEADER + "\n" + "\n".join(rows) + "\n")
     assert clean_rows(conn, "record_id") == [("1",)]
-    q = conn.execute("SELECT record_id, row_number, reason FROM clean.quarantine ORDER BY row_number").fetchall()
-    assert q == [("2", 2, "blank_name"), ("3", 3, "duplicate_record_id"), ("3", 4, "duplicate_record_id")]
+    q = conn.execute(
+        "SELECT record_id, row_number, reason FROM clean.quarantine ORDER BY row_number"
+    ).fetchall()
+    assert q == [
+        ("2", 2, "blank_name"),
+        ("3", 3, "duplicate_record_id"),
+        ("3", 4, "duplicate_record_id"),
+    ]
 
 
 def test_huge_free_text_field(tmp_path):
     """A 5 MB alamat (the reader's field limit is 64 MB): landed in raw, quarantined as field_too_long
     (fields.max_chars of the intake rules), nothing lost, and no metadata of the run carries it."""
     huge = "Jl. Kenari " + "x" * (5 * 1024 * 1024)
-    body = HEADER + "\n" + GOOD + "\n" + GOOD.replace("1,3171", "2,3172").replace("Jl. Kenari No. 1", huge) + "\n"
+    body = (
+        HEADER
+        + "\n"
+        + GOOD
+        + "\n"
+        + GOOD.replace("1,3171", "2,3172").replace("Jl. Kenari No. 1", huge)
+        + "\n"
+    )
     data = delivery_dir(tmp_path, body)
     result = materialize(data, tmp_path / "w.duckdb")
     assert result.success
     conn = duckdb.connect(str(tmp_path / "w.duckdb"), read_only=True)
     assert clean_rows(conn, "record_id") == [("1",)]
-    assert conn.execute("SELECT record_id, reason FROM clean.quarantine").fetchall() == [("2", "field_too_long")]
-    assert conn.execute('SELECT max(length("ALAMAT")) FROM raw."penduduk"').fetchall()[0][0] > 5 * 1024 * 1024
+    assert conn.execute("SELECT record_id, reason FROM clean.quarantine").fetchall() == [
+        ("2", "field_too_long")
+    ]
+    assert (
+        conn.execute('SELECT max(length("ALAMAT")) FROM raw."penduduk"').fetchall()[0][0]
+        > 5 * 1024 * 1024
+    )
     for event in result.get_asset_materialization_events():
         assert "xxxxxxxxxx" not in str(event.event_specific_data.materialization.metadata).lower()
 
@@ -264,12 +331,15 @@ def test_quoted_line_break_in_a_name_is_quarantined_not_merged(tmp_path):
     third = GOOD.replace("1,3171", "3,3173")
     conn = run_ok(tmp_path, HEADER + "\n" + GOOD + "\n" + split + "\n" + third + "\n")
     assert clean_rows(conn, "record_id") == [("1",), ("3",)]
-    assert conn.execute("SELECT record_id, row_number, reason FROM clean.quarantine").fetchall() == [
-        ("2", 2, "line_break_in_field")]
-    assert conn.execute("SELECT rows, physical_records, finding FROM staging.delivery_sources").fetchall() == [
-        (3, 4, None)]
-    assert conn.execute('SELECT _row_number, _line_number FROM raw."penduduk" ORDER BY 1').fetchall() == [
-        (1, 2), (2, 3), (3, 5)]
+    assert conn.execute(
+        "SELECT record_id, row_number, reason FROM clean.quarantine"
+    ).fetchall() == [("2", 2, "line_break_in_field")]
+    assert conn.execute(
+        "SELECT rows, physical_records, finding FROM staging.delivery_sources"
+    ).fetchall() == [(3, 4, None)]
+    assert conn.execute(
+        'SELECT _row_number, _line_number FROM raw."penduduk" ORDER BY 1'
+    ).fetchall() == [(1, 2), (2, 3), (3, 5)]
 
 
 def test_control_characters_and_over_long_values_are_quarantined(tmp_path):
@@ -278,7 +348,12 @@ def test_control_characters_and_over_long_values_are_quarantined(tmp_path):
     long = GOOD.replace("1,3171", "4,3174").replace("Siti Aminah", "A" * 5000)
     conn = run_ok(tmp_path, "\n".join([HEADER, GOOD, nul, esc, long]) + "\n")
     assert clean_rows(conn, "record_id") == [("1",)]
-    q = conn.execute("SELECT record_id, reason, length(raw_values) FROM clean.quarantine ORDER BY row_number").fetchall()
+    q = conn.execute(
+        "SELECT record_id, reason, length(raw_values) FROM clean.quarantine ORDER BY row_number"
+    ).fetchall()
     assert [(r, reason) for r, reason, _ in q] == [
-        ("2", "control_character"), ("3", "control_character"), ("4", "field_too_long")]
+        ("2", "control_character"),
+        ("3", "control_character"),
+        ("4", "field_too_long"),
+    ]
     assert q[2][2] < 1500  # the quarantine keeps the start of an over-long value, not all of it

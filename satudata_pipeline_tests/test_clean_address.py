@@ -43,9 +43,25 @@ def test_normalize_address(raw, expected):
 
 @pytest.mark.parametrize(
     ("raw", "expected"),
-    [("003", 3), ("3", 3), (" 3 ", 3), ("RT 03", 3), ("RT.003", 3), ("rw:5", 5), ("3.0", 3),
-     (3, 3), (3.0, 3), ("99", 99), ("0", None), ("000", None), ("100", None), ("03/05", None),
-     ("abc", None), ("", None), (None, None)],
+    [
+        ("003", 3),
+        ("3", 3),
+        (" 3 ", 3),
+        ("RT 03", 3),
+        ("RT.003", 3),
+        ("rw:5", 5),
+        ("3.0", 3),
+        (3, 3),
+        (3.0, 3),
+        ("99", 99),
+        ("0", None),
+        ("000", None),
+        ("100", None),
+        ("03/05", None),
+        ("abc", None),
+        ("", None),
+        (None, None),
+    ],
 )
 def test_parse_rt_rw(raw, expected):
     out = parse_rt_rw(pd.Series([raw], dtype=object))
@@ -96,8 +112,13 @@ def test_normalize_kode(raw, expected):
     [
         ("Gambir", "Gambir", "Jakarta Pusat", "31.71.01.1001", None),
         ("KEL. GAMBIR", "KEC. GAMBIR", "KOTA ADM. JAKARTA PUSAT", "31.71.01.1001", None),
-        ("Kelurahan Cideng", "Kecamatan Gambir", "Kota Administrasi Jakarta Pusat",
-         "31.71.01.1002", None),
+        (
+            "Kelurahan Cideng",
+            "Kecamatan Gambir",
+            "Kota Administrasi Jakarta Pusat",
+            "31.71.01.1002",
+            None,
+        ),
         ("kebon kelapa", None, "JAKPUS", "31.71.01.1005", None),
         ("Kebun Jeruk", "Kebon Jeruk", "Jakbar", "31.73.05.1001", None),  # 1-letter typo
         ("Kebon Djeruk", "Kebon Jeruk", "Jakarta Barat", "31.73.05.1001", None),  # old spelling
@@ -159,7 +180,10 @@ def test_match_wilayah_many_rows_keep_index():
     out = match_wilayah(kel, pd.Series([None] * 4000), pd.Series(["Jakpus"] * 4000))
     assert list(out.index) == list(kel.index)
     assert out["kode_kelurahan"].iloc[:4].tolist() == [
-        "31.71.01.1001", "31.71.01.1002", None, "31.71.01.1001"
+        "31.71.01.1001",
+        "31.71.01.1002",
+        None,
+        "31.71.01.1001",
     ]
 
 
@@ -170,7 +194,12 @@ def test_kode_from_kode_or_names_prefers_valid_code():
         pd.Series([None] * 4),
         pd.Series([None] * 4),
     )
-    assert out["kode_kelurahan"].tolist() == ["31.71.01.1002", "31.71.01.1001", "31.71.01.1001", None]
+    assert out["kode_kelurahan"].tolist() == [
+        "31.71.01.1002",
+        "31.71.01.1001",
+        "31.71.01.1001",
+        None,
+    ]
     assert out["kelurahan"].tolist()[0] == "CIDENG"
     assert out["wilayah_flag"].tolist() == [None, None, None, "wilayah_unknown"]
     assert out["kode_kecamatan"].iloc[3] == "31.71.01" and out["kode_kota"].iloc[3] == "31.71"
@@ -183,5 +212,11 @@ def test_kode_from_kode_or_names_repeated_rows_keep_index():
     out = kode_from_kode_or_names(kode, kel, pd.Series([None] * 5), pd.Series([None] * 5))
     assert list(out.index) == [40, 10, 30, 20, 50]
     assert list(out.columns) == WILAYAH_COLUMNS
-    assert out["kode_kelurahan"].tolist() == ["31.71.01.1002", "31.71.01.1001", "31.71.01.1002", "31.71.01.1001", None]
+    assert out["kode_kelurahan"].tolist() == [
+        "31.71.01.1002",
+        "31.71.01.1001",
+        "31.71.01.1002",
+        "31.71.01.1001",
+        None,
+    ]
     assert out["wilayah_flag"].tolist() == [None, None, None, None, "wilayah_unknown"]

@@ -38,10 +38,19 @@ def landed(tiny_delivery, tmp_path):
 def test_rows_are_cleaned_or_quarantined(landed):
     result, conn = landed
     assert conn.execute('SELECT count(*) FROM raw."penduduk"').fetchall()[0][0] == 6
-    clean_ids = [r[0] for r in conn.execute("SELECT record_id FROM clean.penduduk ORDER BY row_number").fetchall()]
+    clean_ids = [
+        r[0]
+        for r in conn.execute("SELECT record_id FROM clean.penduduk ORDER BY row_number").fetchall()
+    ]
     assert clean_ids == ["1", "2", "3"]
-    quarantine = conn.execute("SELECT record_id, row_number, reason FROM clean.quarantine ORDER BY row_number").fetchall()
-    assert quarantine == [("4", 4, "blank_name"), ("5", 5, "duplicate_record_id"), ("5", 6, "duplicate_record_id")]
+    quarantine = conn.execute(
+        "SELECT record_id, row_number, reason FROM clean.quarantine ORDER BY row_number"
+    ).fetchall()
+    assert quarantine == [
+        ("4", 4, "blank_name"),
+        ("5", 5, "duplicate_record_id"),
+        ("5", 6, "duplicate_record_id"),
+    ]
     checks = {e.check_name: e.passed for e in result.get_asset_check_evaluations()}
     assert checks["no_row_lost"] is True
     assert checks["extract_is_fresh"] is True
@@ -65,7 +74,9 @@ def test_canonical_values(landed):
 
 def test_quarantine_keeps_raw_values_without_leaking_to_metadata(landed):
     result, conn = landed
-    raw_values = conn.execute("SELECT raw_values FROM clean.quarantine WHERE reason = 'duplicate_record_id' ORDER BY row_number").fetchall()[0][0]
+    raw_values = conn.execute(
+        "SELECT raw_values FROM clean.quarantine WHERE reason = 'duplicate_record_id' ORDER BY row_number"
+    ).fetchall()[0][0]
     assert "Dup Id" in raw_values  # the provider needs to see the row to fix it
     for event in result.get_asset_materialization_events():
         text = str(event.event_specific_data.materialization.metadata)
@@ -76,15 +87,26 @@ def test_stale_death_registry_blocks_downstream(tiny_delivery, tmp_path):
     import yaml
 
     doc = yaml.safe_load((tiny_delivery / "sources.yaml").read_text())
-    src = copy.deepcopy(doc["sources"][0])  # shared sub-dicts would be dumped as YAML aliases (refused)
-    doc["sources"].append({
-        **src, "name": "kematian", "kind": "death_registry", "extracted_at": "2026-01-01",
-        "columns": {**src["columns"], "tanggal_meninggal": "TGL_LHR"},
-    })
+    src = copy.deepcopy(
+        doc["sources"][0]
+    )  # shared sub-dicts would be dumped as YAML aliases (refused)
+    doc["sources"].append(
+        {
+            **src,
+            "name": "kematian",
+            "kind": "death_registry",
+            "extracted_at": "2026-01-01",
+            "columns": {**src["columns"], "tanggal_meninggal": "TGL_LHR"},
+        }
+    )
     (tiny_delivery / "sources.yaml").write_text(yaml.safe_dump(doc))
     result = materialize_front(tiny_delivery, tmp_path / "w2.duckdb")
     assert not result.success
-    stale = [e for e in result.get_asset_check_evaluations() if e.asset_key == dg.AssetKey("raw_kematian")]
+    stale = [
+        e
+        for e in result.get_asset_check_evaluations()
+        if e.asset_key == dg.AssetKey("raw_kematian")
+    ]
     assert stale and stale[0].passed is False and stale[0].severity == dg.AssetCheckSeverity.ERROR
     materialized = {e.asset_key for e in result.get_asset_materialization_events()}
     assert dg.AssetKey("clean_kematian") not in materialized

@@ -70,7 +70,9 @@ def test_future_dates_allowed_without_flag():
 
 
 def test_datetime64_input_fast_path():
-    s = pd.Series(pd.to_datetime(["2001-01-01 10:00", None, "1800-01-01", "2099-01-01"], format="ISO8601"))
+    s = pd.Series(
+        pd.to_datetime(["2001-01-01 10:00", None, "1800-01-01", "2099-01-01"], format="ISO8601")
+    )
     out = parse_dates(s, None, SNAP, not_after_snapshot=True)
     assert out["value"].tolist()[0] == T("2001-01-01")
     assert out["flag"].tolist() == [None, None, "impossible", "impossible"]
@@ -121,14 +123,29 @@ def test_parse_bool(raw, value, unmapped):
 
 
 def test_parse_bool_mapping_override():
-    vals, flag = parse_bool(pd.Series(["Punya", "tidak punya", "T"]), {"punya": True, "TIDAK PUNYA": False})
+    vals, flag = parse_bool(
+        pd.Series(["Punya", "tidak punya", "T"]), {"punya": True, "TIDAK PUNYA": False}
+    )
     assert vals.tolist() == [True, False, False] and not flag.any()
 
 
 @pytest.mark.parametrize(
     ("raw", "value"),
-    [("3", 3), ("3.0", 3), (" 3 ", 3), ("03", 3), (3.0, 3), (7, 7), ("10", 10), ("0", 0),
-     ("3.5", None), ("tiga", None), ("-1", None), ("", None), (None, None)],
+    [
+        ("3", 3),
+        ("3.0", 3),
+        (" 3 ", 3),
+        ("03", 3),
+        (3.0, 3),
+        (7, 7),
+        ("10", 10),
+        ("0", 0),
+        ("3.5", None),
+        ("tiga", None),
+        ("-1", None),
+        ("", None),
+        (None, None),
+    ],
 )
 def test_parse_int(raw, value):
     out = parse_int(pd.Series([raw], dtype=object))

@@ -147,11 +147,19 @@ def test_clean_and_validate_nik_equals_the_two_functions():
         index=[5, 3, 9, 1, 7, 2, 4],
         dtype=object,
     )
-    tl = pd.Series(pd.to_datetime(["1990-01-05", "1990-01-05", None, None, None, "1991-01-05", None]))
+    tl = pd.Series(
+        pd.to_datetime(["1990-01-05", "1990-01-05", None, None, None, "1991-01-05", None])
+    )
     jk = pd.Series(["P", "p", None, "L", None, "P", "L"])
     cleaned, check = clean_and_validate_nik(raw, tl, jk)
     pd.testing.assert_series_equal(cleaned, clean_nik(raw))
     pd.testing.assert_frame_equal(check, validate_nik(raw, tl, jk))
     assert check["nik_reason"].tolist() == [
-        None, "sex_mismatch", "not_16_digits", "missing", "not_16_digits", "birth_date_mismatch", "bad_birth_date"
+        None,
+        "sex_mismatch",
+        "not_16_digits",
+        "missing",
+        "not_16_digits",
+        "birth_date_mismatch",
+        "bad_birth_date",
     ]

@@ -16,14 +16,33 @@ from satudata_pipeline.clean.values import parse_amount, parse_bool, parse_int
 from satudata_pipeline.clean.wilayah import match_wilayah, normalize_kode
 
 SETTINGS = settings(
-    max_examples=40, deadline=None, database=None,
+    max_examples=40,
+    deadline=None,
+    database=None,
     suppress_health_check=[HealthCheck.too_slow],
 )
 
 # Text biased towards the characters these fields contain.
 name_alphabet = st.sampled_from(
-    list("ABDEHIJKMNORSTUYabdehijmnorstuy .,'-") + ["BIN", "BINTI", "H.", "M.", "MOH", "DJ",
-    "OE", "TJ", "S.Pd", "HJ", "IBU", "é", "Ñ", "ß", "ʼ", "1"]
+    list("ABDEHIJKMNORSTUYabdehijmnorstuy .,'-")
+    + [
+        "BIN",
+        "BINTI",
+        "H.",
+        "M.",
+        "MOH",
+        "DJ",
+        "OE",
+        "TJ",
+        "S.Pd",
+        "HJ",
+        "IBU",
+        "é",
+        "Ñ",
+        "ß",
+        "ʼ",
+        "1",
+    ]
 )
 name_text = st.lists(name_alphabet, max_size=12).map("".join)
 any_text = st.one_of(st.text(max_size=30), name_text)
@@ -31,9 +50,15 @@ cells = st.lists(st.one_of(st.none(), any_text), min_size=1, max_size=8)
 
 digit_text = st.text(alphabet="0123456789.,eE+- '", max_size=24)
 nik_cells = st.lists(
-    st.one_of(st.none(), digit_text, st.text(max_size=20),
-              st.integers(min_value=0, max_value=10**17), st.floats(allow_nan=True)),
-    min_size=1, max_size=8,
+    st.one_of(
+        st.none(),
+        digit_text,
+        st.text(max_size=20),
+        st.integers(min_value=0, max_value=10**17),
+        st.floats(allow_nan=True),
+    ),
+    min_size=1,
+    max_size=8,
 )
 
 
@@ -52,15 +77,30 @@ def test_nik_never_crashes(values):
 @SETTINGS
 @given(
     st.lists(st.text(alphabet="0123456789", min_size=16, max_size=16), min_size=1, max_size=8),
-    st.lists(st.one_of(st.none(), st.dates(dt.date(1900, 1, 1), dt.date(2025, 1, 1))),
-             min_size=8, max_size=8),
+    st.lists(
+        st.one_of(st.none(), st.dates(dt.date(1900, 1, 1), dt.date(2025, 1, 1))),
+        min_size=8,
+        max_size=8,
+    ),
     st.lists(st.sampled_from(["L", "P", None]), min_size=8, max_size=8),
 )
 def test_validate_nik_random_digits(niks, dates, sexes):
     n = len(niks)
     out = validate_nik(pd.Series(niks), pd.Series(dates[:n], dtype=object), pd.Series(sexes[:n]))
-    assert out["nik_reason"].isin([None, "unknown_region", "bad_birth_date",
-                                   "birth_date_mismatch", "sex_mismatch", "zero_serial"]).all()
+    assert (
+        out["nik_reason"]
+        .isin(
+            [
+                None,
+                "unknown_region",
+                "bad_birth_date",
+                "birth_date_mismatch",
+                "sex_mismatch",
+                "zero_serial",
+            ]
+        )
+        .all()
+    )
     assert (~out["nik_dki"] | out["nik_dki"]).all()
 
 
@@ -79,15 +119,25 @@ def test_names_never_crash_and_idempotent(values):
 
 
 @SETTINGS
-@given(st.lists(st.one_of(st.none(), st.text(max_size=25),
-                          st.text(alphabet="0123456789-/.: T", max_size=20),
-                          st.integers(-10, 100000), st.floats(allow_nan=True),
-                          st.dates(dt.date(1, 1, 1), dt.date(9999, 12, 31))),
-                min_size=1, max_size=8),
-       st.sampled_from([None, "%d/%m/%Y", "%d-%m-%Y", "%Y%m%d"]))
+@given(
+    st.lists(
+        st.one_of(
+            st.none(),
+            st.text(max_size=25),
+            st.text(alphabet="0123456789-/.: T", max_size=20),
+            st.integers(-10, 100000),
+            st.floats(allow_nan=True),
+            st.dates(dt.date(1, 1, 1), dt.date(9999, 12, 31)),
+        ),
+        min_size=1,
+        max_size=8,
+    ),
+    st.sampled_from([None, "%d/%m/%Y", "%d-%m-%Y", "%Y%m%d"]),
+)
 def test_dates_never_crash(values, fmt):
-    out = parse_dates(pd.Series(values, dtype=object), fmt, dt.date(2025, 1, 1),
-                      not_after_snapshot=True)
+    out = parse_dates(
+        pd.Series(values, dtype=object), fmt, dt.date(2025, 1, 1), not_after_snapshot=True
+    )
     assert out["value"].dtype == "datetime64[ns]"
     assert out["flag"].isin([None, "unparseable", "impossible"]).all()
     flagged = out["flag"].notna()
@@ -97,15 +147,21 @@ def test_dates_never_crash(values, fmt):
 
 
 address_alphabet = st.sampled_from(
-    list("ABJLNGORTW0123456789 ./,-") + ["JL.", "JALAN", "GG", "GANG", "NO.", "NOMOR", "RT",
-                                         "RW", "RT/RW", " 003", "/", "é"]
+    list("ABJLNGORTW0123456789 ./,-")
+    + ["JL.", "JALAN", "GG", "GANG", "NO.", "NOMOR", "RT", "RW", "RT/RW", " 003", "/", "é"]
 )
 
 
 @SETTINGS
-@given(st.lists(st.one_of(st.none(), st.text(max_size=20),
-                          st.lists(address_alphabet, max_size=12).map("".join)),
-                min_size=1, max_size=8))
+@given(
+    st.lists(
+        st.one_of(
+            st.none(), st.text(max_size=20), st.lists(address_alphabet, max_size=12).map("".join)
+        ),
+        min_size=1,
+        max_size=8,
+    )
+)
 def test_address_idempotent(values):
     once = normalize_address(pd.Series(values, dtype=object))
     assert normalize_address(once).tolist() == once.tolist()
@@ -113,9 +169,17 @@ def test_address_idempotent(values):
 
 
 @SETTINGS
-@given(st.lists(st.one_of(st.none(), st.text(alphabet="0123456789. -", max_size=16),
-                          st.sampled_from(["31.71.01.1001", "3171011001", "31 73 05", "31"])),
-                min_size=1, max_size=8))
+@given(
+    st.lists(
+        st.one_of(
+            st.none(),
+            st.text(alphabet="0123456789. -", max_size=16),
+            st.sampled_from(["31.71.01.1001", "3171011001", "31 73 05", "31"]),
+        ),
+        min_size=1,
+        max_size=8,
+    )
+)
 def test_kode_idempotent(values):
     once = normalize_kode(pd.Series(values, dtype=object))
     assert normalize_kode(once).tolist() == once.tolist()

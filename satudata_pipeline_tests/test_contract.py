@@ -36,7 +36,9 @@ def test_valid_delivery_parses(tiny_delivery):
 
 def test_unknown_kind(tiny_delivery):
     edit_yaml(tiny_delivery, lambda d: d["sources"][0].update(kind="census"))
-    with pytest.raises(ContractError, match=r"source 'penduduk', field 'kind': unknown kind; expected one of") as err:
+    with pytest.raises(
+        ContractError, match=r"source 'penduduk', field 'kind': unknown kind; expected one of"
+    ) as err:
         validate(tiny_delivery)
     assert "census" not in str(err.value)  # errors name where, never echo what was given
 
@@ -44,6 +46,7 @@ def test_unknown_kind(tiny_delivery):
 def test_unknown_program(tiny_delivery):
     def change(d):
         d["sources"][0].update(kind="program_roster", program="BANSOS_X")
+
     edit_yaml(tiny_delivery, change)
     with pytest.raises(ContractError) as err:
         validate(tiny_delivery)
@@ -66,7 +69,9 @@ def test_duplicate_names(tiny_delivery):
 
 def test_missing_file(tiny_delivery):
     (tiny_delivery / "penduduk.csv").unlink()
-    with pytest.raises(ContractError, match=r"source 'penduduk', file 'penduduk.csv': file not found"):
+    with pytest.raises(
+        ContractError, match=r"source 'penduduk', file 'penduduk.csv': file not found"
+    ):
         validate(tiny_delivery)
 
 
@@ -81,7 +86,9 @@ def test_mapped_column_absent(tiny_delivery):
 
 def test_missing_required_field(tiny_delivery):
     edit_yaml(tiny_delivery, lambda d: d["sources"][0]["columns"].pop("nama"))
-    with pytest.raises(ContractError, match=r"source 'penduduk', field '\(entry\)'.*required field\(s\) \['nama'\]"):
+    with pytest.raises(
+        ContractError, match=r"source 'penduduk', field '\(entry\)'.*required field\(s\) \['nama'\]"
+    ):
         validate(tiny_delivery)
 
 
@@ -111,7 +118,9 @@ def test_bad_name_and_encoding(tiny_delivery):
 
 def test_unknown_encoding(tiny_delivery):
     edit_yaml(tiny_delivery, lambda d: d["sources"][0].update(encoding="klingon-8"))
-    with pytest.raises(ContractError, match="field 'encoding': unknown encoding; use a Python codec name"):
+    with pytest.raises(
+        ContractError, match="field 'encoding': unknown encoding; use a Python codec name"
+    ):
         validate(tiny_delivery)
 
 
@@ -134,7 +143,12 @@ def test_wrong_encoding_names_the_fix(tiny_delivery):
     csv_path = tiny_delivery / "penduduk.csv"
     body = "".join(f"{i},Budi Santoso\n" for i in range(2000))  # past the header's read buffer
     csv_path.write_bytes(("ID,NAMA_LGKP\n" + body + "9999,Andr\u00e9\n").encode("latin-1"))
-    edit_yaml(tiny_delivery, lambda d: d["sources"][0].update(columns={"record_id": "ID", "nama": "NAMA_LGKP"}, values={}))
+    edit_yaml(
+        tiny_delivery,
+        lambda d: d["sources"][0].update(
+            columns={"record_id": "ID", "nama": "NAMA_LGKP"}, values={}
+        ),
+    )
     from satudata_pipeline.sources.readers import read_source
 
     delivery = validate(tiny_delivery)

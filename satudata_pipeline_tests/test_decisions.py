@@ -49,9 +49,16 @@ REVIEW_HEADER = "PROGRAM,ID_BARIS,KEPUTUSAN,ALASAN,PETUGAS,TANGGAL,CATATAN\n"
 LINK_HEADER = "SUMBER_A,ID_A,SUMBER_B,ID_B,ORANG_SAMA,PETUGAS,TANGGAL\n"
 
 
-def deliver(tmp_path: Path, conn: duckdb.DuckDBPyConnection, review: str | None = None,
-            link: str | None = None, *, snapshot: str = "2026-11-01", tag: str = "d1",
-            check: bool = True):
+def deliver(
+    tmp_path: Path,
+    conn: duckdb.DuckDBPyConnection,
+    review: str | None = None,
+    link: str | None = None,
+    *,
+    snapshot: str = "2026-11-01",
+    tag: str = "d1",
+    check: bool = True,
+):
     """A data directory holding decision files (CSV bodies without header), landed in raw.<name>
     as the raw asset does; returns the parsed delivery."""
     data = tmp_path / tag
@@ -81,9 +88,13 @@ def take_in(conn, delivery, today=TODAY):
 
 
 def review_rows(conn) -> dict[str, tuple]:
-    return {r[0]: r[1:] for r in conn.execute(
-        "SELECT record_id, verdict, pipeline_verdict, decision, decision_status, decision_reason, decided_by "
-        "FROM main.beneficiary_review").fetchall()}
+    return {
+        r[0]: r[1:]
+        for r in conn.execute(
+            "SELECT record_id, verdict, pipeline_verdict, decision, decision_status, decision_reason, decided_by "
+            "FROM main.beneficiary_review"
+        ).fetchall()
+    }
 
 
 def set_aside(conn) -> dict[int, str]:
@@ -99,7 +110,7 @@ def determine(conn, snapshot=FIXTURE_SNAPSHOT):
 def wh():
     conn = duckdb.connect()
     build_fixture_warehouse(conn)
-    determine(conn)     # the last publication: what the office's worklist came from
+    determine(conn)  # the last publication: what the office's worklist came from
     yield conn
     conn.close()
 
@@ -116,7 +127,7 @@ CASES = [
     ("KLJ,KLJ-007,tetap,because,OFC-1,15-10-2026,", "malformed_reason"),
     ("KLJ,KLJ-007,tetap,,Budi Santoso,15-10-2026,", "malformed_decided_by"),
     ("KLJ,KLJ-007,tetap,,OFC-1,32-13-2026,", "malformed_decided_at"),
-    ("KLJ,KLJ-007,tetap,,OFC-1,15-10-2027,", "malformed_decided_at"),      # in the future
+    ("KLJ,KLJ-007,tetap,,OFC-1,15-10-2027,", "malformed_decided_at"),  # in the future
     ("KLJ,,tetap,,OFC-1,15-10-2026,", "malformed_record_id"),
     (",KLJ-007,tetap,,OFC-1,15-10-2026,", "malformed_program"),
     ("KLJ,KLJ-006,tetap,other,OFC-1,01-10-2026,", "contradiction"),
@@ -134,11 +145,17 @@ def test_every_decision_row_applies_or_is_set_aside_with_its_reason(wh, tmp_path
     res = take_in(wh, delivery)
     expected_aside = {i + 1: reason for i, (_, reason) in enumerate(CASES) if reason}
     assert set_aside(wh) == expected_aside
-    assert res.set_aside == {r: list(expected_aside.values()).count(r) for r in set(expected_aside.values())}
+    assert res.set_aside == {
+        r: list(expected_aside.values()).count(r) for r in set(expected_aside.values())
+    }
     assert res.rows_read == len(CASES)
     # the other rows of the same file apply: three rows in force (KLJ-002, KJP-001, the later KLJ-009)
-    in_force = {r[0]: r[1] for r in wh.execute(
-        f"SELECT record_id, decision FROM {intake.REVIEW_IN_FORCE} WHERE NOT contradicted").fetchall()}
+    in_force = {
+        r[0]: r[1]
+        for r in wh.execute(
+            f"SELECT record_id, decision FROM {intake.REVIEW_IN_FORCE} WHERE NOT contradicted"
+        ).fetchall()
+    }
     assert in_force == {"KLJ-002": "keep", "KJP-001": "remove", "KLJ-009": "keep"}
     # the report carries only what the office sent as keys: no name, no NIK
     cols = {r[0] for r in wh.execute(f"DESCRIBE {intake.SET_ASIDE}").fetchall()}
@@ -146,10 +163,14 @@ def test_every_decision_row_applies_or_is_set_aside_with_its_reason(wh, tmp_path
 
 
 def test_keep_overrides_remove_and_remove_overrides_keep(wh, tmp_path):
-    delivery = deliver(tmp_path, wh, """\
+    delivery = deliver(
+        tmp_path,
+        wh,
+        """\
         KLJ,KLJ-002,tetap,confirmed_alive,OFC-1,15-10-2026,
         KJP,KJP-001,hapus,other,OFC-2,16-10-2026,
-        """)
+        """,
+    )
     take_in(wh, delivery)
     rows = determine(wh)
     # the pipeline said remove (a registered death); a person confirmed the recipient alive
@@ -164,21 +185,29 @@ def test_keep_overrides_remove_and_remove_overrides_keep(wh, tmp_path):
 
 
 def test_latest_decided_at_wins(wh, tmp_path):
-    delivery = deliver(tmp_path, wh, """\
+    delivery = deliver(
+        tmp_path,
+        wh,
+        """\
         KLJ,KLJ-006,tetap,other,OFC-1,20-10-2026,
         KLJ,KLJ-006,hapus,welfare_too_high,OFC-1,01-10-2026,
-        """)
+        """,
+    )
     take_in(wh, delivery)
     assert set_aside(wh) == {2: "superseded"}
     assert determine(wh)["KLJ-006"][:4] == ("keep", "review", "keep", "applied")
 
 
 def test_a_tie_is_a_contradiction_and_neither_applies(wh, tmp_path):
-    delivery = deliver(tmp_path, wh, """\
+    delivery = deliver(
+        tmp_path,
+        wh,
+        """\
         KLJ,KLJ-006,tetap,other,OFC-1,20-10-2026,
         KLJ,KLJ-006,hapus,welfare_too_high,OFC-2,20-10-2026,
         KLJ,KLJ-007,tetap,other,OFC-1,20-10-2026,
-        """)
+        """,
+    )
     take_in(wh, delivery)
     assert set_aside(wh) == {1: "contradiction", 2: "contradiction"}
     rows = determine(wh)
@@ -216,24 +245,44 @@ def _add_death(conn, pid: str, died: str) -> None:
 
 
 def test_new_evidence_reopens_a_decision_and_calendar_drift_does_not(wh, tmp_path):
-    take_in(wh, deliver(tmp_path, wh, """\
+    take_in(
+        wh,
+        deliver(
+            tmp_path,
+            wh,
+            """\
         KLJ,KLJ-007,tetap,other,OFC-1,20-10-2026,
         KLJ,KLJ-024,tetap,other,OFC-1,20-10-2026,
-        """))
+        """,
+        ),
+    )
     rows = determine(wh)
     assert rows["KLJ-007"][:4] == ("keep", "review", "keep", "applied")
     assert rows["KLJ-024"][:4] == ("keep", "keep", "keep", "applied")
     # a month later: KLJ-024's person is now stale (calendar only), KLJ-007's person died
     _add_death(wh, "P07", "2026-11-15")
     rows = determine(wh, dt.date(2026, 12, 1))
-    assert rows["KLJ-024"][:4] == ("keep", "review", "keep", "applied")    # stale_record drifted in
+    assert rows["KLJ-024"][:4] == ("keep", "review", "keep", "applied")  # stale_record drifted in
     # the death is new evidence: back to review, the old decision shown, never overridden silently
     assert rows["KLJ-007"][:4] == ("review", "remove", "keep", "reopened")
     # and it stays reopened in the following run, until a newer decision answers the death
-    assert determine(wh, dt.date(2026, 12, 1))["KLJ-007"][:4] == ("review", "remove", "keep", "reopened")
-    take_in(wh, deliver(tmp_path, wh, "KLJ,KLJ-007,hapus,deceased,OFC-2,05-12-2026,\n", tag="d2"),
-            today=dt.date(2026, 12, 6))
-    assert determine(wh, dt.date(2026, 12, 1))["KLJ-007"][:4] == ("remove", "remove", "remove", "applied")
+    assert determine(wh, dt.date(2026, 12, 1))["KLJ-007"][:4] == (
+        "review",
+        "remove",
+        "keep",
+        "reopened",
+    )
+    take_in(
+        wh,
+        deliver(tmp_path, wh, "KLJ,KLJ-007,hapus,deceased,OFC-2,05-12-2026,\n", tag="d2"),
+        today=dt.date(2026, 12, 6),
+    )
+    assert determine(wh, dt.date(2026, 12, 1))["KLJ-007"][:4] == (
+        "remove",
+        "remove",
+        "remove",
+        "applied",
+    )
 
 
 def test_a_decision_answers_the_evidence_of_the_worklist_not_news_that_came_with_it(wh, tmp_path):
@@ -247,11 +296,17 @@ def test_a_decision_answers_the_evidence_of_the_worklist_not_news_that_came_with
 def test_rows_sharing_a_record_id_are_not_multiplied_by_the_previous_publication(wh):
     """Two roster rows quarantined for one repeated record_id share their key: comparing with the
     last publication must not turn two rows into four."""
-    wh.execute("INSERT INTO main.person_source_link VALUES ('kjp_2026', 'KJP-Q01', NULL, NULL, 'quarantined', NULL)")
+    wh.execute(
+        "INSERT INTO main.person_source_link VALUES ('kjp_2026', 'KJP-Q01', NULL, NULL, 'quarantined', NULL)"
+    )
     first = determine(wh)
     n = wh.execute("SELECT count(*) FROM main.beneficiary_review").fetchall()[0][0]
-    assert wh.execute("SELECT count(*) FROM main.beneficiary_review WHERE record_id = 'KJP-Q01'"
-                      ).fetchall()[0][0] == 2
+    assert (
+        wh.execute(
+            "SELECT count(*) FROM main.beneficiary_review WHERE record_id = 'KJP-Q01'"
+        ).fetchall()[0][0]
+        == 2
+    )
     determine(wh)
     assert wh.execute("SELECT count(*) FROM main.beneficiary_review").fetchall()[0][0] == n
     assert first["KJP-Q01"][:2] == ("review", "review")
@@ -260,19 +315,24 @@ def test_rows_sharing_a_record_id_are_not_multiplied_by_the_previous_publication
 def test_missing_mapped_column_is_a_clear_error_before_anything_is_written(wh, tmp_path):
     data = tmp_path / "bad"
     data.mkdir()
-    (data / "sources.yaml").write_text("snapshot_date: 2026-11-01\nsources:\n"
-                                       + REVIEW_SOURCE.format(name="keputusan_review"))
+    (data / "sources.yaml").write_text(
+        "snapshot_date: 2026-11-01\nsources:\n" + REVIEW_SOURCE.format(name="keputusan_review")
+    )
     (data / "keputusan_review.csv").write_text(
-        "PROGRAM,ID_BARIS,KEPUTUSAN,ALASAN,TANGGAL,CATATAN\nKLJ,KLJ-006,tetap,,20-10-2026,\n")
+        "PROGRAM,ID_BARIS,KEPUTUSAN,ALASAN,TANGGAL,CATATAN\nKLJ,KLJ-006,tetap,,20-10-2026,\n"
+    )
     delivery = parse_delivery(data, RULES.codes())
     with pytest.raises(ContractError) as err:
         check_files(delivery)
     message = str(err.value)
-    assert "keputusan_review" in message and "keputusan_review.csv" in message and "PETUGAS" in message
+    assert (
+        "keputusan_review" in message and "keputusan_review.csv" in message and "PETUGAS" in message
+    )
     # and the intake itself refuses the landed file before writing anything
-    deliver(tmp_path, wh, None, tag="ok")        # nothing in the store yet
+    deliver(tmp_path, wh, None, tag="ok")  # nothing in the store yet
     conn_tables = lambda: wh.execute(  # noqa: E731
-        "SELECT count(*) FROM information_schema.tables WHERE table_schema = 'decisions'").fetchall()[0][0]
+        "SELECT count(*) FROM information_schema.tables WHERE table_schema = 'decisions'"
+    ).fetchall()[0][0]
     before = conn_tables()
     table = read_source(delivery, delivery.sources[0])
     wh.register("_t", table)
@@ -285,7 +345,8 @@ def test_missing_mapped_column_is_a_clear_error_before_anything_is_written(wh, t
 def test_decision_kinds_carry_no_person_fields_and_need_their_required_fields(tmp_path):
     data = tmp_path / "d"
     data.mkdir()
-    (data / "sources.yaml").write_text(textwrap.dedent("""\
+    (data / "sources.yaml").write_text(
+        textwrap.dedent("""\
         snapshot_date: 2026-11-01
         sources:
           - name: k
@@ -293,10 +354,12 @@ def test_decision_kinds_carry_no_person_fields_and_need_their_required_fields(tm
             path: k.csv
             extracted_at: 2026-10-30
             columns: {program: P, record_id: R, decision: D, decided_by: B, decided_at: T, nama: N}
-        """))
+        """)
+    )
     with pytest.raises(ContractError, match="unknown canonical field"):
         parse_delivery(data, RULES.codes())
-    (data / "sources.yaml").write_text(textwrap.dedent("""\
+    (data / "sources.yaml").write_text(
+        textwrap.dedent("""\
         snapshot_date: 2026-11-01
         sources:
           - name: k
@@ -304,16 +367,27 @@ def test_decision_kinds_carry_no_person_fields_and_need_their_required_fields(tm
             path: k.csv
             extracted_at: 2026-10-30
             columns: {source_a: A, record_id_a: RA, source_b: B, record_id_b: RB, decided_by: O, decided_at: T}
-        """))
+        """)
+    )
     with pytest.raises(ContractError, match="same_person"):
         parse_delivery(data, RULES.codes())
 
 
 # --- link decisions ----------------------------------------------------------------------------
-_RECORD_COLUMNS = {"nik": "VARCHAR", "nik_valid": "BOOLEAN", "nama": "VARCHAR", "nama_sorted": "VARCHAR",
-                   "tanggal_lahir": "DATE", "jenis_kelamin": "VARCHAR", "kode_kelurahan": "VARCHAR",
-                   "kode_kecamatan": "VARCHAR", "kode_wilayah_tujuan": "VARCHAR", "alamat": "VARCHAR",
-                   "alamat_nomor": "VARCHAR", "tanggal_meninggal": "DATE"}
+_RECORD_COLUMNS = {
+    "nik": "VARCHAR",
+    "nik_valid": "BOOLEAN",
+    "nama": "VARCHAR",
+    "nama_sorted": "VARCHAR",
+    "tanggal_lahir": "DATE",
+    "jenis_kelamin": "VARCHAR",
+    "kode_kelurahan": "VARCHAR",
+    "kode_kecamatan": "VARCHAR",
+    "kode_wilayah_tujuan": "VARCHAR",
+    "alamat": "VARCHAR",
+    "alamat_nomor": "VARCHAR",
+    "tanggal_meninggal": "DATE",
+}
 
 
 @pytest.fixture
@@ -322,34 +396,57 @@ def linked():
     dukcapil:3 and kjp:3 linked below the threshold (a missed link); others untouched."""
     conn = duckdb.connect()
     conn.execute("CREATE SCHEMA link")
-    recs = [("dukcapil:1", "dukcapil", "1", "civil_registry"), ("dtks:1", "dtks", "1", "welfare_registry"),
-            ("dtks:2", "dtks", "2", "welfare_registry"), ("dukcapil:3", "dukcapil", "3", "civil_registry"),
-            ("kjp:3", "kjp", "3", "program_roster"), ("dukcapil:5", "dukcapil", "5", "civil_registry"),
-            ("dtks:5", "dtks", "5", "welfare_registry"), ("dukcapil:6", "dukcapil", "6", "civil_registry")]
-    conn.execute("CREATE TABLE link.person_records (unique_id VARCHAR, source VARCHAR, record_id VARCHAR, "
-                 "kind VARCHAR, program VARCHAR)")
+    recs = [
+        ("dukcapil:1", "dukcapil", "1", "civil_registry"),
+        ("dtks:1", "dtks", "1", "welfare_registry"),
+        ("dtks:2", "dtks", "2", "welfare_registry"),
+        ("dukcapil:3", "dukcapil", "3", "civil_registry"),
+        ("kjp:3", "kjp", "3", "program_roster"),
+        ("dukcapil:5", "dukcapil", "5", "civil_registry"),
+        ("dtks:5", "dtks", "5", "welfare_registry"),
+        ("dukcapil:6", "dukcapil", "6", "civil_registry"),
+    ]
+    conn.execute(
+        "CREATE TABLE link.person_records (unique_id VARCHAR, source VARCHAR, record_id VARCHAR, "
+        "kind VARCHAR, program VARCHAR)"
+    )
     conn.executemany("INSERT INTO link.person_records VALUES (?, ?, ?, ?, NULL)", recs)
     for col, typ in _RECORD_COLUMNS.items():
         conn.execute(f"ALTER TABLE link.person_records ADD COLUMN {col} {typ}")
-    conn.execute("CREATE TABLE link.match_pairs (unique_id_l VARCHAR, unique_id_r VARCHAR, "
-                 "match_probability DOUBLE, match_weight DOUBLE, link_method VARCHAR)")
-    conn.executemany("INSERT INTO link.match_pairs VALUES (?, ?, ?, NULL, 'probabilistic')", [
-        ("dtks:1", "dukcapil:1", 0.9999), ("dtks:1", "dtks:2", 0.96), ("dtks:2", "dukcapil:1", 0.951),
-        ("dukcapil:3", "kjp:3", 0.80), ("dtks:5", "dukcapil:5", 0.999)])
+    conn.execute(
+        "CREATE TABLE link.match_pairs (unique_id_l VARCHAR, unique_id_r VARCHAR, "
+        "match_probability DOUBLE, match_weight DOUBLE, link_method VARCHAR)"
+    )
+    conn.executemany(
+        "INSERT INTO link.match_pairs VALUES (?, ?, ?, NULL, 'probabilistic')",
+        [
+            ("dtks:1", "dukcapil:1", 0.9999),
+            ("dtks:1", "dtks:2", 0.96),
+            ("dtks:2", "dukcapil:1", 0.951),
+            ("dukcapil:3", "kjp:3", 0.80),
+            ("dtks:5", "dukcapil:5", 0.999),
+        ],
+    )
     yield conn
     conn.close()
 
 
 def _person_ids(conn) -> dict[str, str]:
-    return dict(conn.execute("SELECT c.unique_id, i.person_id FROM link.person_clusters c "
-                             "JOIN golden.person_ids i USING (cluster_id)").fetchall())
+    return dict(
+        conn.execute(
+            "SELECT c.unique_id, i.person_id FROM link.person_clusters c "
+            "JOIN golden.person_ids i USING (cluster_id)"
+        ).fetchall()
+    )
 
 
 def _clusters(conn) -> dict[str, str]:
     return dict(conn.execute("SELECT unique_id, cluster_id FROM link.person_clusters").fetchall())
 
 
-def test_link_decisions_split_a_wrong_merge_join_a_missed_link_and_change_nothing_else(linked, tmp_path):
+def test_link_decisions_split_a_wrong_merge_join_a_missed_link_and_change_nothing_else(
+    linked, tmp_path
+):
     from satudata_pipeline.golden.stable_ids import assign_person_ids
 
     clusters.build_person_clusters(linked, 0.95)
@@ -357,17 +454,25 @@ def test_link_decisions_split_a_wrong_merge_join_a_missed_link_and_change_nothin
     assert before["dtks:2"] == before["dukcapil:1"] and before["kjp:3"] != before["dukcapil:3"]
     assign_person_ids(linked, "run-1")
     ids_before = _person_ids(linked)
-    delivery = deliver(tmp_path, linked, link="""\
+    delivery = deliver(
+        tmp_path,
+        linked,
+        link="""\
         dukcapil,1,dtks,2,Tidak,OFC-1,2026-10-20
         kjp,3,dukcapil,3,Ya,OFC-1,2026-10-20
         dukcapil,9,dtks,1,Ya,OFC-1,2026-10-20
         bogus,1,dtks,1,Ya,OFC-1,2026-10-20
         dtks,1,dtks,1,Ya,OFC-1,2026-10-20
         dtks,5,dukcapil,5,mungkin,OFC-1,2026-10-20
-        """)
+        """,
+    )
     res = take_in(linked, delivery)
-    assert set_aside(linked) == {3: "unknown_record", 4: "unknown_source", 5: "same_record",
-                                 6: "malformed_same_person"}
+    assert set_aside(linked) == {
+        3: "unknown_record",
+        4: "unknown_source",
+        5: "same_record",
+        6: "malformed_same_person",
+    }
     assert res.in_force_link == 2
     result = clusters.build_person_clusters(linked, 0.95)
     after = _clusters(linked)
@@ -375,7 +480,11 @@ def test_link_decisions_split_a_wrong_merge_join_a_missed_link_and_change_nothin
     assert after["dtks:2"] != after["dukcapil:1"] == after["dtks:1"]
     # the missed link is joined
     assert after["kjp:3"] == after["dukcapil:3"]
-    assert (result.decisions_split, result.decisions_joined, result.decisions_conflicting) == (1, 1, 0)
+    assert (result.decisions_split, result.decisions_joined, result.decisions_conflicting) == (
+        1,
+        1,
+        0,
+    )
     # nothing else moved
     others = ["dukcapil:5", "dtks:5", "dukcapil:6"]
     assert {u: after[u] for u in others} == {u: before[u] for u in others}
@@ -398,7 +507,9 @@ def test_a_later_link_decision_replaces_an_earlier_one(linked, tmp_path):
     take_in(linked, deliver(tmp_path, linked, link="dukcapil,1,dtks,2,Tidak,OFC-1,2026-10-20\n"))
     clusters.build_person_clusters(linked, 0.95)
     assert _clusters(linked)["dtks:2"] != _clusters(linked)["dukcapil:1"]
-    take_in(linked, deliver(tmp_path, linked, link="dtks,2,dukcapil,1,Ya,OFC-2,2026-10-25\n", tag="d2"))
+    take_in(
+        linked, deliver(tmp_path, linked, link="dtks,2,dukcapil,1,Ya,OFC-2,2026-10-25\n", tag="d2")
+    )
     clusters.build_person_clusters(linked, 0.95)
     assert _clusters(linked)["dtks:2"] == _clusters(linked)["dukcapil:1"]
 
@@ -421,9 +532,10 @@ def test_sample_run_with_decision_files(tmp_path, monkeypatch):
     monkeypatch.setenv("SATUDATA_STATE_DIR", str(state))
     monkeypatch.setenv("SATUDATA_DATA_DIR", str(data))
     warehouse = state / "warehouse.duckdb"
-    assert run_job(data, warehouse).success       # the publication the office's worklist came from
+    assert run_job(data, warehouse).success  # the publication the office's worklist came from
     with open(data / "sources.yaml", "a") as fh:
-        fh.write(textwrap.dedent("""\
+        fh.write(
+            textwrap.dedent("""\
             - name: keputusan_kantor
               kind: review_decision
               path: keputusan_kantor.csv
@@ -439,61 +551,89 @@ def test_sample_run_with_decision_files(tmp_path, monkeypatch):
               extracted_at: 2026-10-30
               columns: {source_a: sumber_a, record_id_a: id_a, source_b: sumber_b, record_id_b: id_b,
                         same_person: sama, decided_by: petugas, decided_at: tanggal}
-            """))
+            """)
+        )
     # sample rows (data/truth): KAJ/2022/000003 is removed for age, KAJ/2025/000022 reviewed for
     # its desil; KLJ2023-000041 and KLJ2024-000026 are two people, linked by NIK to two civil rows
-    (data / "keputusan_kantor.csv").write_text(textwrap.dedent("""\
+    (data / "keputusan_kantor.csv").write_text(
+        textwrap.dedent("""\
         Program,ID Baris,Keputusan,Alasan,Petugas,Tanggal,Catatan
         KAJ,KAJ/2022/000003,tetap,appeal_upheld,DINSOS-017,20/10/2026,sanggah diterima
         KAJ,KAJ/2025/000022,hapus,welfare_too_high,DINSOS-017,21/10/2026,
         KAJ,KAJ/9999/000001,tetap,,DINSOS-018,21/10/2026,
         KLJ,KLJ2023-000041,mungkin,,DINSOS-018,21/10/2026,
-        """))
-    (data / "keputusan_tautan.csv").write_text(textwrap.dedent("""\
+        """)
+    )
+    (data / "keputusan_tautan.csv").write_text(
+        textwrap.dedent("""\
         sumber_a,id_a,sumber_b,id_b,sama,petugas,tanggal
         klj,KLJ2023-000041,dukcapil_penduduk,3100000003,Tidak,DUKCAPIL-2,2026-10-22
         klj,KLJ2024-000026,dukcapil_penduduk,3100000003,Ya,DUKCAPIL-2,2026-10-22
         klj,KLJ0000-000000,dukcapil_penduduk,3100000003,Ya,DUKCAPIL-2,2026-10-22
-        """))
+        """)
+    )
     result = run_job(data, warehouse)
     assert result.success
     checks = {(e.asset_check_key.name): e.passed for e in result.get_asset_check_evaluations()}
-    assert checks["no_decision_set_aside"] is False          # WARN: three rows set aside
+    assert checks["no_decision_set_aside"] is False  # WARN: three rows set aside
     assert checks["no_deceased_or_moved_keep"] and checks["delivery_is_complete"]
     conn = connect(warehouse)
     try:
-        rows = {r[0]: r[1:] for r in conn.execute(
-            "SELECT record_id, verdict, pipeline_verdict, decision, decision_status, decided_by "
-            "FROM main.beneficiary_review WHERE program IN ('KAJ', 'KLJ')").fetchall()}
+        rows = {
+            r[0]: r[1:]
+            for r in conn.execute(
+                "SELECT record_id, verdict, pipeline_verdict, decision, decision_status, decided_by "
+                "FROM main.beneficiary_review WHERE program IN ('KAJ', 'KLJ')"
+            ).fetchall()
+        }
         assert rows["KAJ/2022/000003"] == ("keep", "remove", "keep", "applied", "DINSOS-017")
         assert rows["KAJ/2025/000022"] == ("remove", "review", "remove", "applied", "DINSOS-017")
-        decided = conn.execute("SELECT count(*) FROM main.beneficiary_review WHERE decision IS NOT NULL"
-                               ).fetchall()[0][0]
+        decided = conn.execute(
+            "SELECT count(*) FROM main.beneficiary_review WHERE decision IS NOT NULL"
+        ).fetchall()[0][0]
         assert decided == 2
-        assert conn.execute("SELECT count(*) FROM main.beneficiary_review WHERE verdict <> pipeline_verdict"
-                            ).fetchall()[0][0] == 2
-        assert dict(conn.execute("SELECT row_number, reason FROM decisions.set_aside "
-                                 "WHERE kind = 'review_decision'").fetchall()) == {3: "unknown_record",
-                                                                                   4: "malformed_decision"}
-        assert conn.execute("SELECT row_number, reason FROM decisions.set_aside WHERE kind = 'link_decision'"
-                            ).fetchall() == [(3, "unknown_record")]
-        person = dict(conn.execute(
-            "SELECT source || ':' || record_id, person_id FROM main.person_source_link WHERE record_id IN "
-            "('KLJ2023-000041', 'KLJ2024-000026', '3100000003')").fetchall())
+        assert (
+            conn.execute(
+                "SELECT count(*) FROM main.beneficiary_review WHERE verdict <> pipeline_verdict"
+            ).fetchall()[0][0]
+            == 2
+        )
+        assert dict(
+            conn.execute(
+                "SELECT row_number, reason FROM decisions.set_aside WHERE kind = 'review_decision'"
+            ).fetchall()
+        ) == {3: "unknown_record", 4: "malformed_decision"}
+        assert conn.execute(
+            "SELECT row_number, reason FROM decisions.set_aside WHERE kind = 'link_decision'"
+        ).fetchall() == [(3, "unknown_record")]
+        person = dict(
+            conn.execute(
+                "SELECT source || ':' || record_id, person_id FROM main.person_source_link WHERE record_id IN "
+                "('KLJ2023-000041', 'KLJ2024-000026', '3100000003')"
+            ).fetchall()
+        )
         assert person["klj:KLJ2023-000041"] != person["dukcapil_penduduk:3100000003"]
         assert person["klj:KLJ2024-000026"] == person["dukcapil_penduduk:3100000003"]
     finally:
         conn.close()
-    report = (state / "exports" / "KAJ" / "keputusan_ditolak_KAJ.csv").read_text(encoding="utf-8-sig")
+    report = (state / "exports" / "KAJ" / "keputusan_ditolak_KAJ.csv").read_text(
+        encoding="utf-8-sig"
+    )
     assert "KAJ/9999/000001" in report and "baris tidak ditemukan" in report
     assert "DINSOS" not in report and "sanggah" not in report
-    assert "KLJ0000-000000" in (state / "exports" / "_keputusan_ditolak_tautan.csv").read_text(encoding="utf-8-sig")
+    assert "KLJ0000-000000" in (state / "exports" / "_keputusan_ditolak_tautan.csv").read_text(
+        encoding="utf-8-sig"
+    )
 
 
 # --- review fixes (docs/decisions.md) ------------------------------------------------------------
 def _leave_roster(conn, record_id: str) -> None:
-    conn.execute(f"CREATE OR REPLACE TEMP TABLE _gone_psl AS SELECT * FROM main.person_source_link WHERE record_id = '{record_id}'")
-    conn.execute(f"CREATE OR REPLACE TEMP TABLE _gone_pr AS SELECT * FROM link.person_records WHERE record_id = '{record_id}'")
+    conn.execute(
+        f"CREATE OR REPLACE TEMP TABLE _gone_psl AS SELECT * FROM main.person_source_link WHERE record_id = '{record_id}'"
+    )
+    conn.execute(
+        f"CREATE OR REPLACE TEMP TABLE _gone_pr AS SELECT * FROM link.person_records WHERE record_id = '{record_id}'"
+    )
     conn.execute(f"DELETE FROM main.person_source_link WHERE record_id = '{record_id}'")
     conn.execute(f"DELETE FROM link.person_records WHERE record_id = '{record_id}'")
 
@@ -505,6 +645,7 @@ def _come_back(conn) -> None:
 
 def _publish(conn, snapshot=FIXTURE_SNAPSHOT, when=dt.datetime(2026, 10, 5)):
     from satudata_pipeline.history import store
+
     rows = determine(conn, snapshot)
     store.record_determination(conn, f"run-{when:%m%d}", when)
     return rows
@@ -522,53 +663,90 @@ def test_a_row_back_in_the_roster_without_known_evidence_is_reopened_not_applied
     rows = determine(wh, dt.date(2026, 12, 1))
     assert rows["KLJ-007"][:4] == ("review", "remove", "keep", "reopened")
     # and it stays so: an unknown answer is carried as unknown, not as the new evidence
-    assert determine(wh, dt.date(2026, 12, 1))["KLJ-007"][:4] == ("review", "remove", "keep", "reopened")
+    assert determine(wh, dt.date(2026, 12, 1))["KLJ-007"][:4] == (
+        "review",
+        "remove",
+        "keep",
+        "reopened",
+    )
     assert verdicts.check_no_deceased_or_moved_keep(wh)[0] == 0
 
 
-def test_a_row_back_in_the_roster_takes_the_evidence_its_decision_answered_from_the_history(wh, tmp_path):
+def test_a_row_back_in_the_roster_takes_the_evidence_its_decision_answered_from_the_history(
+    wh, tmp_path
+):
     take_in(wh, deliver(tmp_path, wh, "KLJ,KLJ-007,tetap,confirmed_alive,OFC-1,20-10-2026,\n"))
-    assert _publish(wh, when=dt.datetime(2026, 10, 21))["KLJ-007"][:4] == ("keep", "review", "keep", "applied")
+    assert _publish(wh, when=dt.datetime(2026, 10, 21))["KLJ-007"][:4] == (
+        "keep",
+        "review",
+        "keep",
+        "applied",
+    )
     _leave_roster(wh, "KLJ-007")
     assert "KLJ-007" not in _publish(wh, when=dt.datetime(2026, 11, 2))
     _come_back(wh)
     # back unchanged: the keep answered this very evidence (history), it applies
-    assert _publish(wh, when=dt.datetime(2026, 11, 3))["KLJ-007"][:4] == ("keep", "review", "keep", "applied")
+    assert _publish(wh, when=dt.datetime(2026, 11, 3))["KLJ-007"][:4] == (
+        "keep",
+        "review",
+        "keep",
+        "applied",
+    )
     _leave_roster(wh, "KLJ-007")
     _publish(wh, when=dt.datetime(2026, 11, 4))
     _come_back(wh)
     _add_death(wh, "P07", "2026-11-15")
-    assert determine(wh, dt.date(2026, 12, 1))["KLJ-007"][:4] == ("review", "remove", "keep", "reopened")
+    assert determine(wh, dt.date(2026, 12, 1))["KLJ-007"][:4] == (
+        "review",
+        "remove",
+        "keep",
+        "reopened",
+    )
 
 
 def test_a_second_roster_with_the_same_record_id_does_not_inherit_the_decision(wh, tmp_path):
     take_in(wh, deliver(tmp_path, wh, "KLJ,KLJ-007,tetap,confirmed_alive,OFC-1,20-10-2026,\n"))
-    assert wh.execute(f"SELECT roster_source FROM {intake.REVIEW_STORE}").fetchall() == [("klj_2026",)]
+    assert wh.execute(f"SELECT roster_source FROM {intake.REVIEW_STORE}").fetchall() == [
+        ("klj_2026",)
+    ]
     # next month a second KLJ roster arrives carrying a row with the same record_id
-    wh.execute("INSERT INTO link.person_records SELECT * REPLACE ('klj_susulan' AS source, "
-               "'klj_susulan:KLJ-007' AS unique_id) FROM link.person_records WHERE record_id = 'KLJ-007'")
-    wh.execute("INSERT INTO main.person_source_link SELECT * REPLACE ('klj_susulan' AS source, "
-               "'klj_susulan:KLJ-007' AS unique_id) FROM main.person_source_link WHERE record_id = 'KLJ-007'")
+    wh.execute(
+        "INSERT INTO link.person_records SELECT * REPLACE ('klj_susulan' AS source, "
+        "'klj_susulan:KLJ-007' AS unique_id) FROM link.person_records WHERE record_id = 'KLJ-007'"
+    )
+    wh.execute(
+        "INSERT INTO main.person_source_link SELECT * REPLACE ('klj_susulan' AS source, "
+        "'klj_susulan:KLJ-007' AS unique_id) FROM main.person_source_link WHERE record_id = 'KLJ-007'"
+    )
     determine(wh)
-    got = dict((s, r) for s, *r in wh.execute(
-        "SELECT source, verdict, decision, decision_status FROM main.beneficiary_review "
-        "WHERE record_id = 'KLJ-007'").fetchall())
+    got = dict(
+        (s, r)
+        for s, *r in wh.execute(
+            "SELECT source, verdict, decision, decision_status FROM main.beneficiary_review "
+            "WHERE record_id = 'KLJ-007'"
+        ).fetchall()
+    )
     assert got["klj_2026"] == ["keep", "keep", "applied"]
     assert got["klj_susulan"][1:] == [None, None]
     assert got["klj_susulan"][0] != "keep"
 
 
 def _p11_rows(conn) -> dict[str, tuple]:
-    return {r[0]: r[1:] for r in conn.execute(
-        "SELECT record_id, verdict, reasons FROM main.beneficiary_review WHERE record_id IN ('KJP-011', 'KJMU-011')"
-    ).fetchall()}
+    return {
+        r[0]: r[1:]
+        for r in conn.execute(
+            "SELECT record_id, verdict, reasons FROM main.beneficiary_review WHERE record_id IN ('KJP-011', 'KJMU-011')"
+        ).fetchall()
+    }
 
 
 def test_a_duplicate_of_a_removed_row_is_not_removed_the_person_keeps_one(wh):
     """P11 holds KJP-011 (earlier) and KJMU-011 (excluded with KJP). Born 2004 they are 22: too old for
     KJP (age_ineligible, removed); the KJMU row is then not a duplicate of a removed row."""
-    assert _p11_rows(wh)["KJMU-011"][0] == "remove"      # the pipeline's dup while KJP-011 is kept
-    wh.execute("UPDATE main.golden_person SET tanggal_lahir = DATE '2004-01-01' WHERE person_id = 'P11'")
+    assert _p11_rows(wh)["KJMU-011"][0] == "remove"  # the pipeline's dup while KJP-011 is kept
+    wh.execute(
+        "UPDATE main.golden_person SET tanggal_lahir = DATE '2004-01-01' WHERE person_id = 'P11'"
+    )
     determine(wh)
     rows = _p11_rows(wh)
     assert rows["KJP-011"][0] == "remove" and "age_ineligible" in rows["KJP-011"][1]
@@ -589,17 +767,41 @@ def test_a_contradiction_sends_the_row_to_review_with_the_decision_in_force_befo
     """KLJ-002 (pipeline: remove, a registered death): a keep confirmed_alive is in force; then two
     officers disagree on a later date. The row must not fall back to remove with empty decision
     columns: it is reviewed, the earlier keep shown."""
-    take_in(wh, deliver(tmp_path, wh, "KLJ,KLJ-002,tetap,confirmed_alive,OFC-1,15-10-2026,\n", tag="d1"))
-    assert determine(wh)["KLJ-002"] == ("keep", "remove", "keep", "applied", "confirmed_alive", "OFC-1")
+    take_in(
+        wh, deliver(tmp_path, wh, "KLJ,KLJ-002,tetap,confirmed_alive,OFC-1,15-10-2026,\n", tag="d1")
+    )
+    assert determine(wh)["KLJ-002"] == (
+        "keep",
+        "remove",
+        "keep",
+        "applied",
+        "confirmed_alive",
+        "OFC-1",
+    )
     wh.execute('DROP TABLE raw."keputusan_review"')
-    res = take_in(wh, deliver(tmp_path, wh, """\
+    res = take_in(
+        wh,
+        deliver(
+            tmp_path,
+            wh,
+            """\
         KLJ,KLJ-002,tetap,other,OFC-2,20-10-2026,
         KLJ,KLJ-002,hapus,deceased,OFC-3,20-10-2026,
-        """, tag="d2"))
+        """,
+            tag="d2",
+        ),
+    )
     assert set_aside(wh) == {1: "contradiction", 2: "contradiction"}
     assert res.in_force_review == 0
     rows = determine(wh)
-    assert rows["KLJ-002"] == ("review", "remove", "keep", "contradicted", "confirmed_alive", "OFC-1")
+    assert rows["KLJ-002"] == (
+        "review",
+        "remove",
+        "keep",
+        "contradicted",
+        "confirmed_alive",
+        "OFC-1",
+    )
     # a later decision settles it
     wh.execute('DROP TABLE raw."keputusan_review"')
     take_in(wh, deliver(tmp_path, wh, "KLJ,KLJ-002,hapus,deceased,OFC-3,25-10-2026,\n", tag="d3"))
@@ -611,11 +813,18 @@ def test_chained_contradicting_link_decisions_set_the_not_same_decision_aside(li
     the != cannot apply; it is set aside as a contradiction and reported back, not dropped silently."""
     from satudata_pipeline.decisions import report
 
-    res = take_in(linked, deliver(tmp_path, linked, link="""\
+    res = take_in(
+        linked,
+        deliver(
+            tmp_path,
+            linked,
+            link="""\
         dukcapil,5,dtks,5,Ya,OFC-1,2026-10-20
         dtks,5,dukcapil,6,Ya,OFC-1,2026-10-20
         dukcapil,6,dukcapil,5,Tidak,OFC-2,2026-10-21
-        """))
+        """,
+        ),
+    )
     assert set_aside(linked) == {3: "contradiction"}
     assert res.set_aside == {"contradiction": 1} and res.in_force_link == 2
     result = clusters.build_person_clusters(linked, 0.95)
@@ -646,19 +855,30 @@ def test_deliveries_differing_only_by_a_decision_file_have_different_fingerprint
 
 
 def test_decided_by_must_be_an_officer_id_and_a_nik_in_a_note_is_scrubbed(wh, tmp_path):
-    res = take_in(wh, deliver(tmp_path, wh, """\
+    res = take_in(
+        wh,
+        deliver(
+            tmp_path,
+            wh,
+            """\
         KLJ,KLJ-006,tetap,other,Budi,20-10-2026,
         KLJ,KLJ-007,tetap,other,OFC-1,20-10-2026,NIK 3171012345678901 dicek di rumah
         KLJ,KLJ-009,tetap,other,budi.santoso,20-10-2026,
         KLJ,KLJ-024,tetap,other,DINSOS_017,20-10-2026,x3171012345678901234 is not a NIK
-        """))
+        """,
+        ),
+    )
     assert set_aside(wh) == {1: "malformed_decided_by", 3: "malformed_decided_by"}
     assert res.stored_review == 2
     notes = dict(wh.execute(f"SELECT record_id, note FROM {intake.REVIEW_STORE}").fetchall())
     assert notes["KLJ-007"] == "NIK [NIK dihapus] dicek di rumah"
     assert notes["KLJ-024"] == "x3171012345678901234 is not a NIK"
-    assert not any("3171012345678901" in (r[0] or "") for r in wh.execute(
-        f"SELECT note FROM {intake.REVIEW_STORE} WHERE record_id = 'KLJ-007'").fetchall())
+    assert not any(
+        "3171012345678901" in (r[0] or "")
+        for r in wh.execute(
+            f"SELECT note FROM {intake.REVIEW_STORE} WHERE record_id = 'KLJ-007'"
+        ).fetchall()
+    )
 
 
 def test_the_officer_id_pattern_comes_from_the_intake_rules(tmp_path):
@@ -666,16 +886,22 @@ def test_the_officer_id_pattern_comes_from_the_intake_rules(tmp_path):
 
     assert load_intake_rules().decisions.officer_id_pattern
     bad = tmp_path / "intake_rules.yaml"
-    bad.write_text(INTAKE_RULES.read_text().replace(
-        "officer_id_pattern: '^(?=[A-Za-z0-9_-]*[0-9])[A-Za-z0-9_-]{1,64}$'", "officer_id_pattern: '(['"))
+    bad.write_text(
+        INTAKE_RULES.read_text().replace(
+            "officer_id_pattern: '^(?=[A-Za-z0-9_-]*[0-9])[A-Za-z0-9_-]{1,64}$'",
+            "officer_id_pattern: '(['",
+        )
+    )
     with pytest.raises(IntakeRulesError, match="officer_id_pattern"):
         load_intake_rules(bad)
 
 
 def test_a_decision_stored_before_roster_source_existed_takes_the_published_roster(wh, tmp_path):
     take_in(wh, deliver(tmp_path, wh, "KLJ,KLJ-006,tetap,other,OFC-1,20-10-2026,\n", tag="a"))
-    wh.execute(f"UPDATE {intake.REVIEW_STORE} SET roster_source = NULL")      # as an older store
+    wh.execute(f"UPDATE {intake.REVIEW_STORE} SET roster_source = NULL")  # as an older store
     wh.execute('DROP TABLE raw."keputusan_review"')
     res = take_in(wh, deliver(tmp_path, wh, None, tag="b"))
     assert res.in_force_review == 1
-    assert wh.execute(f"SELECT roster_source FROM {intake.REVIEW_STORE}").fetchall() == [("klj_2026",)]
+    assert wh.execute(f"SELECT roster_source FROM {intake.REVIEW_STORE}").fetchall() == [
+        ("klj_2026",)
+    ]

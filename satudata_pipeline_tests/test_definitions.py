@@ -95,12 +95,16 @@ def test_new_delivery_sensor_runs_each_delivery_once(tmp_path):
         first = sensor.evaluate_tick(dg.build_sensor_context(instance=instance))
         assert len(first.run_requests) == 1
         run_key = first.run_requests[0].run_key
-        again = sensor.evaluate_tick(dg.build_sensor_context(instance=instance, cursor=first.cursor))
+        again = sensor.evaluate_tick(
+            dg.build_sensor_context(instance=instance, cursor=first.cursor)
+        )
         assert again.run_requests == [] and again.skip_message == "no new delivery"
         # a new delivery: one file re-delivered with another row
         roster = data / load_delivery(data).source("kjp_plus").path
         roster.write_text(roster.read_text() + roster.read_text().splitlines()[-1] + "\n")
-        new = sensor.evaluate_tick(dg.build_sensor_context(instance=instance, cursor=again.cursor or first.cursor))
+        new = sensor.evaluate_tick(
+            dg.build_sensor_context(instance=instance, cursor=again.cursor or first.cursor)
+        )
         assert len(new.run_requests) == 1 and new.run_requests[0].run_key != run_key
 
 
@@ -130,7 +134,13 @@ def test_job_snapshot_is_the_same_in_every_process():
     ids = set()
     for seed in ("1", "2", "3"):
         env = {**os.environ, "PYTHONHASHSEED": seed}
-        out = subprocess.run([sys.executable, "-c", _SNAPSHOT_ID], env=env, capture_output=True,
-                             text=True, check=True, timeout=300)
+        out = subprocess.run(
+            [sys.executable, "-c", _SNAPSHOT_ID],
+            env=env,
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=300,
+        )
         ids.add(out.stdout.strip().splitlines()[-1])
     assert len(ids) == 1, ids

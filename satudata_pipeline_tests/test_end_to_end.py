@@ -32,7 +32,11 @@ SAMPLE = config.PROJECT_DIR / "data"
 def sample_run(tmp_path_factory):
     home = tmp_path_factory.mktemp("dagster_home")
     state = tmp_path_factory.mktemp("state")
-    env = {"DAGSTER_HOME": str(home), "SATUDATA_STATE_DIR": str(state), "SATUDATA_DATA_DIR": str(SAMPLE)}
+    env = {
+        "DAGSTER_HOME": str(home),
+        "SATUDATA_STATE_DIR": str(state),
+        "SATUDATA_DATA_DIR": str(SAMPLE),
+    }
     saved = {k: os.environ.get(k) for k in env}
     os.environ.update(env)
     os.environ.pop("SATUDATA_WAREHOUSE", None)
@@ -49,7 +53,8 @@ def sample_run(tmp_path_factory):
             result = launch_in_code_location(instance, run_config={}, tags={})
             assert result.dagster_run.job_name == FULL_JOB
             events = [
-                r.event_log_entry for r in instance.get_records_for_run(result.run_id, limit=100000).records
+                r.event_log_entry
+                for r in instance.get_records_for_run(result.run_id, limit=100000).records
             ]
         yield {
             "result": result,
@@ -82,7 +87,9 @@ def test_every_asset_materialized(sample_run):
 
 def test_published_tables_follow_the_contract(sample_run):
     conn = duckdb.connect(str(sample_run["warehouse"]), read_only=True)
-    link = conn.execute("SELECT source, record_id, person_id, link_method, match_probability FROM main.person_source_link").df()
+    link = conn.execute(
+        "SELECT source, record_id, person_id, link_method, match_probability FROM main.person_source_link"
+    ).df()
     truth = pd.read_csv(SAMPLE / "truth" / "records.csv", dtype=str)
     # none lost: one link row per delivered row of every source
     assert len(link) == len(truth)
@@ -93,9 +100,13 @@ def test_published_tables_follow_the_contract(sample_run):
     golden = conn.execute("SELECT * FROM main.golden_person").df()
     assert golden.person_id.is_unique
     assert set(link.person_id.dropna()) == set(golden.person_id)
-    review = conn.execute("SELECT program, record_id, person_id, verdict, reasons, nominal_bulanan FROM main.beneficiary_review").df()
+    review = conn.execute(
+        "SELECT program, record_id, person_id, verdict, reasons, nominal_bulanan FROM main.beneficiary_review"
+    ).df()
     assert set(review.verdict) <= {"keep", "remove", "review"}
-    rosters = conn.execute("SELECT count(*) FROM link.person_records WHERE kind = 'program_roster'").fetchall()[0][0]
+    rosters = conn.execute(
+        "SELECT count(*) FROM link.person_records WHERE kind = 'program_roster'"
+    ).fetchall()[0][0]
     quarantined_rosters = conn.execute(
         "SELECT count(*) FROM clean.quarantine q JOIN main.person_source_link l USING (source, record_id) "
         "WHERE l.link_method = 'quarantined' AND q.source IN (SELECT DISTINCT source FROM link.person_records WHERE kind='program_roster')"
@@ -117,8 +128,10 @@ def test_published_tables_carry_table_name_and_described_column_schema(sample_ru
     """Every column of every published table is described (contract/published_columns.yaml) and
     the asset shows the published table's name, schema and row count in the UI."""
     conn = duckdb.connect(str(sample_run["warehouse"]), read_only=True)
-    meta = {e.asset_key.to_user_string(): e.materialization.metadata
-            for e in sample_run["result"].get_asset_materialization_events()}
+    meta = {
+        e.asset_key.to_user_string(): e.materialization.metadata
+        for e in sample_run["result"].get_asset_materialization_events()
+    }
     for asset, table in PUBLISHED_BY_ASSET.items():
         md = meta[asset]
         assert md["dagster/table_name"].value == table
@@ -127,8 +140,13 @@ def test_published_tables_carry_table_name_and_described_column_schema(sample_ru
         assert list(columns) == published, table
         undescribed = [n for n, c in columns.items() if not c.description]
         assert not undescribed, f"{table}: columns without a description {undescribed}"
-        assert md["dagster/row_count"].value == conn.execute(f"SELECT count(*) FROM {table}").fetchall()[0][0]
-    assert "dagster/row_count" not in meta["published_lists"]  # not a table: its rows per table instead
+        assert (
+            md["dagster/row_count"].value
+            == conn.execute(f"SELECT count(*) FROM {table}").fetchall()[0][0]
+        )
+    assert (
+        "dagster/row_count" not in meta["published_lists"]
+    )  # not a table: its rows per table instead
     assert "| beneficiary_review |" in meta["published_lists"]["rows_by_table"].value
     conn.close()
 
@@ -181,9 +199,21 @@ def webserver(sample_run):
     port = _free_port()
     env = {**os.environ, **sample_run["env"], "SATUDATA_WAREHOUSE": str(sample_run["warehouse"])}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "dagster_webserver", "-w", str(config.PROJECT_DIR / "workspace.yaml"),
-         "-h", "127.0.0.1", "-p", str(port)],
-        cwd=config.PROJECT_DIR, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        [
+            sys.executable,
+            "-m",
+            "dagster_webserver",
+            "-w",
+            str(config.PROJECT_DIR / "workspace.yaml"),
+            "-h",
+            "127.0.0.1",
+            "-p",
+            str(port),
+        ],
+        cwd=config.PROJECT_DIR,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     try:
         deadline = time.monotonic() + 120
@@ -218,12 +248,18 @@ ASSET_QUERY = """
 
 def test_cli_run_is_a_run_of_the_code_location(sample_run, webserver):
     """A run started by `satudata run` shows in the job's Runs tab and the timeline like a UI run."""
-    data = _graphql(webserver, """{ pipelineOrError(params: {repositoryLocationName: "satudata",
+    data = _graphql(
+        webserver,
+        """{ pipelineOrError(params: {repositoryLocationName: "satudata",
         repositoryName: "__repository__", pipelineName: "satudata_full_determination"}) {
-        ... on Pipeline { runs { runId status repositoryOrigin { repositoryLocationName } } } } }""")
+        ... on Pipeline { runs { runId status repositoryOrigin { repositoryLocationName } } } } }""",
+    )
     runs = {r["runId"]: r for r in data["data"]["pipelineOrError"]["runs"]}
     run = runs[sample_run["result"].run_id]
-    assert run["status"] == "SUCCESS" and run["repositoryOrigin"]["repositoryLocationName"] == "satudata"
+    assert (
+        run["status"] == "SUCCESS"
+        and run["repositoryOrigin"]["repositoryLocationName"] == "satudata"
+    )
 
 
 def test_webserver_serves_every_asset_and_check_with_a_status(sample_run, webserver):
@@ -240,20 +276,34 @@ def test_webserver_serves_every_asset_and_check_with_a_status(sample_run, webser
         for check in node["assetChecksOrError"].get("checks", []):
             assert check["description"], f"{key}:{check['name']}"
             status = (check["executionForLatestMaterialization"] or {}).get("status")
-            assert status in {"SUCCEEDED", "FAILED", "SKIPPED"}, f"{key}:{check['name']} has status {status}"
+            assert status in {"SUCCEEDED", "FAILED", "SKIPPED"}, (
+                f"{key}:{check['name']} has status {status}"
+            )
 
 
-CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                  "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                  "--window-size=1600,1000", "--virtual-time-budget=20000"]
+CHROMIUM_FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--window-size=1600,1000",
+    "--virtual-time-budget=20000",
+]
 
 
 def _browser(chromium: str, profile: Path, url: str, screenshot: Path) -> str:
     """Open `url` in headless Chromium: keep a screenshot, return the rendered page's visible text."""
     common = [chromium, *CHROMIUM_FLAGS, f"--user-data-dir={profile}"]
-    subprocess.run([*common, f"--screenshot={screenshot}", url], check=True, timeout=120, capture_output=True)
-    dom = subprocess.run([*common, "--dump-dom", url], check=True, timeout=120, capture_output=True,
-                         text=True).stdout
+    subprocess.run(
+        [*common, f"--screenshot={screenshot}", url], check=True, timeout=120, capture_output=True
+    )
+    dom = subprocess.run(
+        [*common, "--dump-dom", url], check=True, timeout=120, capture_output=True, text=True
+    ).stdout
     dom = re.sub(r"<(script|style)\b.*?</\1>", " ", dom, flags=re.S)
     return re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", dom))
 
@@ -264,10 +314,14 @@ def test_ui_pages_render_in_a_browser(sample_run, webserver, tmp_path):
     count, and the asset's checks with their results."""
     chromium = shutil.which("chromium") or shutil.which("chromium-browser")
     if not chromium:
-        pytest.skip("chromium is not installed (Debian package `chromium`): no browser test of the UI")
+        pytest.skip(
+            "chromium is not installed (Debian package `chromium`): no browser test of the UI"
+        )
     shots = config.state_dir() / "ui_screenshots"
     shots.mkdir(exist_ok=True)
-    _graphql(webserver, "mutation { setNuxSeen }")  # no first-visit newsletter dialog over the pages
+    _graphql(
+        webserver, "mutation { setNuxSeen }"
+    )  # no first-visit newsletter dialog over the pages
     base = f"http://127.0.0.1:{webserver}"
     profile = tmp_path / "chrome"
 
@@ -278,11 +332,19 @@ def test_ui_pages_render_in_a_browser(sample_run, webserver, tmp_path):
 
     with duckdb.connect(str(sample_run["warehouse"]), read_only=True) as conn:
         rows = conn.execute("SELECT count(*) FROM main.beneficiary_review").fetchall()[0][0]
-    asset = _browser(chromium, profile, f"{base}/assets/beneficiary_review", shots / "beneficiary_review.png")
-    assert re.search(rf"Row count {rows:,} ", asset), "the asset page does not show the table's row count"
+    asset = _browser(
+        chromium, profile, f"{base}/assets/beneficiary_review", shots / "beneficiary_review.png"
+    )
+    assert re.search(rf"Row count {rows:,} ", asset), (
+        "the asset page does not show the table's row count"
+    )
 
-    checks = _browser(chromium, profile, f"{base}/assets/beneficiary_review?view=checks",
-                      shots / "beneficiary_review_checks.png")
+    checks = _browser(
+        chromium,
+        profile,
+        f"{base}/assets/beneficiary_review?view=checks",
+        shots / "beneficiary_review_checks.png",
+    )
     for name in ("no_deceased_or_moved_keep", "no_double_enrollment_keep"):
         assert re.search(rf"{name} {name} Succeeded", checks), name
     for png in ("lineage.png", "beneficiary_review.png", "beneficiary_review_checks.png"):

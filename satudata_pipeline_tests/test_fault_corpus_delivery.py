@@ -46,9 +46,14 @@ KJP_ROWS = _data_rows("roster_kjp.csv")
 KJP_HALF = KJP_ROWS // 2
 DEATH_ROWS = _data_rows("dukcapil_kematian.csv")
 PUBLISHED_TABLES = (
-    "main.golden_person", "main.person_source_link", "main.beneficiary_review",
-    "programs.eligible_not_enrolled", "programs.program_summary", "main.publication_log",
-    "golden.person_id_registry", "golden.person_id_members",
+    "main.golden_person",
+    "main.person_source_link",
+    "main.beneficiary_review",
+    "programs.eligible_not_enrolled",
+    "programs.program_summary",
+    "main.publication_log",
+    "golden.person_id_registry",
+    "golden.person_id_members",
 )
 
 
@@ -99,8 +104,12 @@ def sample_publication(fast_root):
     assert code == 0
     state = root / "state"
     with connect(state / "warehouse.duckdb") as conn:
-        sources = conn.execute("SELECT source, rows, accepted FROM main.publication_sources ORDER BY source").fetchall()
-    assert ("kjp_plus", KJP_ROWS, False) in sources and len(sources) == 10  # first publication: every source recorded
+        sources = conn.execute(
+            "SELECT source, rows, accepted FROM main.publication_sources ORDER BY source"
+        ).fetchall()
+    assert ("kjp_plus", KJP_ROWS, False) in sources and len(
+        sources
+    ) == 10  # first publication: every source recorded
     return {"state": state, "hash": published_hash(state / "warehouse.duckdb")}
 
 
@@ -110,13 +119,17 @@ class Case:
     def __init__(self, base: dict, root: Path, tmp_path: Path, monkeypatch, capsys):
         self.base, self.capsys = base, capsys
         self.state = root / "state"
-        shutil.copytree(base["state"], self.state, ignore=shutil.ignore_patterns("dagster_home", "exports"))
+        shutil.copytree(
+            base["state"], self.state, ignore=shutil.ignore_patterns("dagster_home", "exports")
+        )
         self.warehouse = self.state / "warehouse.duckdb"
         self.data = tmp_path / "delivery"
         shutil.copytree(SAMPLE, self.data, ignore=shutil.ignore_patterns("truth"))
         monkeypatch.setenv("SATUDATA_STATE_DIR", str(self.state))
         monkeypatch.setenv("DAGSTER_HOME", str(root / "dagster_home"))
-        monkeypatch.setenv("SATUDATA_DATA_DIR", str(self.data))  # restored after the test (cmd_run sets it)
+        monkeypatch.setenv(
+            "SATUDATA_DATA_DIR", str(self.data)
+        )  # restored after the test (cmd_run sets it)
         monkeypatch.delenv("SATUDATA_WAREHOUSE", raising=False)
 
     # -- editing the delivery
@@ -124,7 +137,9 @@ class Case:
         return yaml.safe_load((self.data / "sources.yaml").read_text())
 
     def write_doc(self, doc: dict) -> None:
-        (self.data / "sources.yaml").write_text(yaml.safe_dump(doc, sort_keys=False, allow_unicode=True))
+        (self.data / "sources.yaml").write_text(
+            yaml.safe_dump(doc, sort_keys=False, allow_unicode=True)
+        )
 
     def edit_source(self, name: str, **changes) -> None:
         doc = self.doc()
@@ -173,8 +188,10 @@ def test_death_file_reduced_to_its_header_blocks(case):
     code, out = case.run()
     assert code == 1
     assert "delivery_completeness:delivery_is_complete" in out
-    assert ("dukcapil_kematian (dukcapil_kematian.csv): holds no rows (only a header); the last publication had "
-            f"{DEATH_ROWS}") in out
+    assert (
+        "dukcapil_kematian (dukcapil_kematian.csv): holds no rows (only a header); the last publication had "
+        f"{DEATH_ROWS}"
+    ) in out
     assert "no death registry rows" in out and "every dead recipient is kept and paid" in out
     case.assert_previous_publication_intact()
 
@@ -185,7 +202,10 @@ def test_death_source_deleted_from_sources_yaml_blocks(case):
     case.write_doc(doc)
     code, out = case.run()
     assert code == 1
-    assert f"dukcapil_kematian: was in the last publication ({DEATH_ROWS} rows) but is not in this delivery" in out
+    assert (
+        f"dukcapil_kematian: was in the last publication ({DEATH_ROWS} rows) but is not in this delivery"
+        in out
+    )
     assert "no death_registry source" in out
     # the kind rule cannot be accepted away: accepting the missing source still publishes nothing
     code, out = case.run("--accept", "dukcapil_kematian")
@@ -197,7 +217,10 @@ def test_roster_reduced_to_its_header_blocks(case):
     case.keep_lines("roster_kjp.csv", 0)
     code, out = case.run()
     assert code == 1
-    assert f"kjp_plus (roster_kjp.csv): holds no rows (only a header); the last publication had {KJP_ROWS}" in out
+    assert (
+        f"kjp_plus (roster_kjp.csv): holds no rows (only a header); the last publication had {KJP_ROWS}"
+        in out
+    )
     assert "satudata run --accept kjp_plus" in out
     case.assert_previous_publication_intact()
 
@@ -206,8 +229,10 @@ def test_roster_truncated_at_a_row_boundary_blocks(case):
     case.keep_lines("roster_kjp.csv", KJP_HALF)
     code, out = case.run()
     assert code == 1
-    assert (f"kjp_plus (roster_kjp.csv): {KJP_HALF} rows, the last publication had {KJP_ROWS} "
-            f"({(KJP_ROWS - KJP_HALF) / KJP_ROWS:.0%} fewer; more than 20%") in out
+    assert (
+        f"kjp_plus (roster_kjp.csv): {KJP_HALF} rows, the last publication had {KJP_ROWS} "
+        f"({(KJP_ROWS - KJP_HALF) / KJP_ROWS:.0%} fewer; more than 20%"
+    ) in out
     case.assert_previous_publication_intact()
 
 
@@ -216,13 +241,21 @@ def test_truncated_roster_accepted_by_the_operator_publishes_and_records_the_acc
     code, out = case.run("--accept", "kjp_plus")
     assert code == 0, out
     with connect(case.warehouse) as conn:
-        run_id = conn.execute("SELECT run_id FROM main.publication_log ORDER BY published_at DESC LIMIT 1").fetchall()[0][0]
+        run_id = conn.execute(
+            "SELECT run_id FROM main.publication_log ORDER BY published_at DESC LIMIT 1"
+        ).fetchall()[0][0]
         recorded = conn.execute(
             "SELECT source, rows, previous_rows, finding, accepted FROM main.publication_sources WHERE run_id = ? "
-            "ORDER BY source", [run_id]).fetchall()
-        kjp_rows = conn.execute("SELECT count(*) FROM main.beneficiary_review WHERE program = 'KJP'").fetchall()[0][0]
+            "ORDER BY source",
+            [run_id],
+        ).fetchall()
+        kjp_rows = conn.execute(
+            "SELECT count(*) FROM main.beneficiary_review WHERE program = 'KJP'"
+        ).fetchall()[0][0]
     assert ("kjp_plus", KJP_HALF, KJP_ROWS, "dropped", True) in recorded
-    assert [r for r in recorded if r[4]] == [("kjp_plus", KJP_HALF, KJP_ROWS, "dropped", True)]  # only what was accepted
+    assert [r for r in recorded if r[4]] == [
+        ("kjp_plus", KJP_HALF, KJP_ROWS, "dropped", True)
+    ]  # only what was accepted
     assert len(recorded) == 10 and kjp_rows == KJP_HALF
     assert published_hash(case.warehouse) != case.base["hash"]
 
@@ -236,7 +269,10 @@ def test_stray_quote_merging_rows_blocks_naming_the_row_and_line(case):
     path.write_text("".join(lines), encoding="utf-8")
     code, out = case.run()
     assert code == 1
-    assert f"kjp_plus (roster_kjp.csv): row 50, starting on line 51, spans {KJP_ROWS - 49} lines (at most 2 allowed)" in out
+    assert (
+        f"kjp_plus (roster_kjp.csv): row 50, starting on line 51, spans {KJP_ROWS - 49} lines (at most 2 allowed)"
+        in out
+    )
     assert "stray or missing quote" in out
     assert_no_personal_data(out, fields[2][1:])
     case.assert_previous_publication_intact()
@@ -245,10 +281,15 @@ def test_stray_quote_merging_rows_blocks_naming_the_row_and_line(case):
 def test_row_cut_in_the_middle_blocks(case):
     path = case.data / "roster_kjp.csv"
     data = path.read_bytes().rstrip(b"\r\n")
-    path.write_bytes(data[: data.rfind(b",", 0, len(data) - 40)])  # the last row loses its tail, no newline
+    path.write_bytes(
+        data[: data.rfind(b",", 0, len(data) - 40)]
+    )  # the last row loses its tail, no newline
     code, out = case.run()
     assert code == 1
-    assert f"kjp_plus (roster_kjp.csv): the file ends in the middle of row {KJP_ROWS} (line {KJP_ROWS + 1})" in out
+    assert (
+        f"kjp_plus (roster_kjp.csv): the file ends in the middle of row {KJP_ROWS} (line {KJP_ROWS + 1})"
+        in out
+    )
     case.assert_previous_publication_intact()
 
 
@@ -256,12 +297,18 @@ def test_row_cut_in_the_middle_blocks(case):
 @pytest.mark.parametrize(
     "source, wrong_format, expected",
     [
-        ("dukcapil_kematian", "%d-%m-%Y",
-         "dukcapil_kematian (dukcapil_kematian.csv), column 'TGL_MATI' (tanggal_meninggal): N of N non-empty "
-         "values (100%) cannot be read as date_format '%d-%m-%Y', the first at row 1"),
-        ("dukcapil_penduduk", "%Y-%m-%d",
-         "dukcapil_penduduk (dukcapil_penduduk.csv), column 'TGL_LHR' (tanggal_lahir): N of N non-empty "
-         "values (100%) cannot be read as date_format '%Y-%m-%d', the first at row 1"),
+        (
+            "dukcapil_kematian",
+            "%d-%m-%Y",
+            "dukcapil_kematian (dukcapil_kematian.csv), column 'TGL_MATI' (tanggal_meninggal): N of N non-empty "
+            "values (100%) cannot be read as date_format '%d-%m-%Y', the first at row 1",
+        ),
+        (
+            "dukcapil_penduduk",
+            "%Y-%m-%d",
+            "dukcapil_penduduk (dukcapil_penduduk.csv), column 'TGL_LHR' (tanggal_lahir): N of N non-empty "
+            "values (100%) cannot be read as date_format '%Y-%m-%d', the first at row 1",
+        ),
     ],
     ids=["deaths", "births"],
 )
@@ -355,9 +402,11 @@ def test_stale_roster_is_reported_as_a_warning(case):
     assets, checks = build_source_assets(load_delivery(case.data))
     raw_kaj = [a for a in assets if a.key == dg.AssetKey("raw_kaj")]
     fresh = [c for c in checks if any(k.asset_key == dg.AssetKey("raw_kaj") for k in c.check_keys)]
-    result = dg.materialize([*raw_kaj, *fresh],
-                            resources={"warehouse": DuckDBResource(database=str(case.state / "scratch.duckdb"))},
-                            raise_on_error=False)
+    result = dg.materialize(
+        [*raw_kaj, *fresh],
+        resources={"warehouse": DuckDBResource(database=str(case.state / "scratch.duckdb"))},
+        raise_on_error=False,
+    )
     [evaluation] = result.get_asset_check_evaluations()
     assert evaluation.passed is False and evaluation.severity == dg.AssetCheckSeverity.WARN
     assert "kaj was extracted 92 days before the snapshot; limit 35 days" in evaluation.description
@@ -365,7 +414,7 @@ def test_stale_roster_is_reported_as_a_warning(case):
 
 # ---- hostile sources.yaml -----------------------------------------------------------------------
 def test_yaml_alias_bomb_is_refused_quickly_with_a_short_message(case):
-    bomb = ["a: &a [\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\"]"]
+    bomb = ['a: &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]']
     for prev, name in zip("abcdefgh", "bcdefghi"):
         bomb.append(f"{name}: &{name} [" + ",".join([f"*{prev}"] * 9) + "]")
     text = (case.data / "sources.yaml").read_text()
@@ -413,15 +462,22 @@ def test_nul_byte_and_ten_megabyte_name_are_quarantined_and_never_reach_linkage(
     code, out = case.run()
     assert code == 0, out
     with connect(case.warehouse) as conn:
-        reasons = dict(conn.execute(
-            "SELECT record_id, reason FROM clean.quarantine WHERE source = 'kjp_plus' AND record_id IN (?, ?)", ids
-        ).fetchall())
-        longest = conn.execute("SELECT max(length(raw_values)) FROM clean.quarantine").fetchall()[0][0]
+        reasons = dict(
+            conn.execute(
+                "SELECT record_id, reason FROM clean.quarantine WHERE source = 'kjp_plus' AND record_id IN (?, ?)",
+                ids,
+            ).fetchall()
+        )
+        longest = conn.execute("SELECT max(length(raw_values)) FROM clean.quarantine").fetchall()[
+            0
+        ][0]
         verdicts = conn.execute(
             "SELECT record_id, verdict FROM main.beneficiary_review WHERE source = 'kjp_plus' AND record_id IN (?, ?)",
-            ids).fetchall()
+            ids,
+        ).fetchall()
         in_linkage = conn.execute(
-            "SELECT count(*) FROM link.person_records WHERE source = 'kjp_plus' AND record_id IN (?, ?)", ids
+            "SELECT count(*) FROM link.person_records WHERE source = 'kjp_plus' AND record_id IN (?, ?)",
+            ids,
         ).fetchall()[0][0]
         odd_names = conn.execute(
             "SELECT count(*) FROM main.golden_person WHERE length(nama) > 1000 OR contains(nama, chr(0))"
@@ -467,16 +523,28 @@ def _assess(delivery, rows: dict[str, int], previous: dict[str, int] | None = No
 
     conn = duckdb.connect()
     for s in delivery.sources:
-        record_file_stats(conn, s, "hash", ReadStats(rows=rows.get(s.name, 5), physical_records=rows.get(s.name, 5)))
+        record_file_stats(
+            conn,
+            s,
+            "hash",
+            ReadStats(rows=rows.get(s.name, 5), physical_records=rows.get(s.name, 5)),
+        )
     if previous is not None:
         conn.execute("CREATE TABLE main.publication_log (run_id VARCHAR, published_at TIMESTAMP)")
         conn.execute("INSERT INTO main.publication_log VALUES ('r1', now())")
-        conn.execute("CREATE TABLE main.publication_sources (run_id VARCHAR, source VARCHAR, kind VARCHAR, "
-                     "rows BIGINT, finding VARCHAR)")
+        conn.execute(
+            "CREATE TABLE main.publication_sources (run_id VARCHAR, source VARCHAR, kind VARCHAR, "
+            "rows BIGINT, finding VARCHAR)"
+        )
         for name, n in previous.items():
-            conn.execute("INSERT INTO main.publication_sources VALUES ('r1', ?, 'civil_registry', ?, NULL)", [name, n])
+            conn.execute(
+                "INSERT INTO main.publication_sources VALUES ('r1', ?, 'civil_registry', ?, NULL)",
+                [name, n],
+            )
     frame = assess(conn, delivery, set(accept))
-    return {(r.source, r.kind): (r.finding, bool(r.blocks)) for r in frame.itertuples() if r.finding}
+    return {
+        (r.source, r.kind): (r.finding, bool(r.blocks)) for r in frame.itertuples() if r.finding
+    }
 
 
 def test_gate_linkage_only_delivery_needs_no_registries(tmp_path):
@@ -487,21 +555,39 @@ def test_gate_linkage_only_delivery_needs_no_registries(tmp_path):
 def test_gate_rosters_need_every_kind_a_verdict_depends_on(tmp_path):
     delivery = _gate_delivery(tmp_path, ["civil_registry", "death_registry", "program_roster"])
     assert _assess(delivery, {}) == {
-        (None, "migration_registry"): ("kind_missing", True), (None, "welfare_registry"): ("kind_missing", True)}
-    full = _gate_delivery(tmp_path / "full", ["civil_registry", "death_registry", "migration_registry",
-                                              "welfare_registry", "program_roster"])
+        (None, "migration_registry"): ("kind_missing", True),
+        (None, "welfare_registry"): ("kind_missing", True),
+    }
+    full = _gate_delivery(
+        tmp_path / "full",
+        [
+            "civil_registry",
+            "death_registry",
+            "migration_registry",
+            "welfare_registry",
+            "program_roster",
+        ],
+    )
     assert _assess(full, {}) == {}
     # an empty death registry: its own (acceptable) finding and the kind rule (not acceptable)
     found = _assess(full, {"s1_death_registry": 0}, accept=["s1_death_registry"])
-    assert found == {("s1_death_registry", "death_registry"): ("empty", False),
-                     (None, "death_registry"): ("kind_missing", True)}
+    assert found == {
+        ("s1_death_registry", "death_registry"): ("empty", False),
+        (None, "death_registry"): ("kind_missing", True),
+    }
 
 
 def test_gate_drop_needs_both_the_share_and_the_minimum_rows(tmp_path):
     delivery = _gate_delivery(tmp_path, ["civil_registry"])
     name = delivery.sources[0].name
-    assert _assess(delivery, {name: 32}, {name: 40}) == {}            # 20% but only 8 rows fewer
-    assert _assess(delivery, {name: 81}, {name: 100}) == {}           # 19 fewer, 19%
-    assert _assess(delivery, {name: 79}, {name: 100}) == {(name, "civil_registry"): ("dropped", True)}
-    assert _assess(delivery, {name: 79}, {name: 100}, accept=[name]) == {(name, "civil_registry"): ("dropped", False)}
-    assert _assess(delivery, {name: 500}, {name: 100, "gone": 7}) == {("gone", "civil_registry"): ("missing", True)}
+    assert _assess(delivery, {name: 32}, {name: 40}) == {}  # 20% but only 8 rows fewer
+    assert _assess(delivery, {name: 81}, {name: 100}) == {}  # 19 fewer, 19%
+    assert _assess(delivery, {name: 79}, {name: 100}) == {
+        (name, "civil_registry"): ("dropped", True)
+    }
+    assert _assess(delivery, {name: 79}, {name: 100}, accept=[name]) == {
+        (name, "civil_registry"): ("dropped", False)
+    }
+    assert _assess(delivery, {name: 500}, {name: 100, "gone": 7}) == {
+        ("gone", "civil_registry"): ("missing", True)
+    }

@@ -65,7 +65,12 @@ def _satudata() -> list[str]:
 
 
 def _env(state: Path, **extra: str) -> dict[str, str]:
-    env = {**os.environ, "SATUDATA_STATE_DIR": str(state), "DAGSTER_HOME": str(state / "dagster_home"), **extra}
+    env = {
+        **os.environ,
+        "SATUDATA_STATE_DIR": str(state),
+        "DAGSTER_HOME": str(state / "dagster_home"),
+        **extra,
+    }
     for k in ("SATUDATA_WAREHOUSE", "SATUDATA_RETRAIN", "SATUDATA_DATA_DIR"):
         env.pop(k, None)
     return env
@@ -74,8 +79,13 @@ def _env(state: Path, **extra: str) -> dict[str, str]:
 def _start(state: Path, delivery: Path, name: str, **extra: str) -> tuple[subprocess.Popen, Path]:
     log = state.parent / f"{name}.log"
     with open(log, "w") as out:
-        proc = subprocess.Popen([*_satudata(), "run", "--data-dir", str(delivery)], env=_env(state, **extra),
-                                stdout=out, stderr=subprocess.STDOUT, cwd=config.PROJECT_DIR)
+        proc = subprocess.Popen(
+            [*_satudata(), "run", "--data-dir", str(delivery)],
+            env=_env(state, **extra),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            cwd=config.PROJECT_DIR,
+        )
     return proc, log
 
 
@@ -92,22 +102,31 @@ def _connect(warehouse: Path) -> duckdb.DuckDBPyConnection:
 
 def publication_hash(warehouse: Path) -> dict[str, str]:
     with _connect(warehouse) as conn:
-        return {t: hashlib.sha256(repr(conn.execute(f"SELECT * FROM {t} ORDER BY ALL").fetchall()).encode()).hexdigest()
-                for t in HASHED}
+        return {
+            t: hashlib.sha256(
+                repr(conn.execute(f"SELECT * FROM {t} ORDER BY ALL").fetchall()).encode()
+            ).hexdigest()
+            for t in HASHED
+        }
 
 
 def publication_log(warehouse: Path) -> list[tuple]:
     with _connect(warehouse) as conn:
-        return conn.execute("SELECT run_id, golden_person, person_source_link, beneficiary_review "
-                            "FROM main.publication_log ORDER BY published_at").fetchall()
+        return conn.execute(
+            "SELECT run_id, golden_person, person_source_link, beneficiary_review "
+            "FROM main.publication_log ORDER BY published_at"
+        ).fetchall()
 
 
 def _step_started(home: Path, step: str, run_id_prefix: str = "") -> bool:
     for db in glob.glob(str(home / "history" / "runs" / f"{run_id_prefix}*.db")):
         try:
             with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=1) as con:
-                n = con.execute("SELECT count(*) FROM event_logs WHERE dagster_event_type = 'STEP_START' "
-                                "AND step_key = ?", [step]).fetchone()[0]
+                n = con.execute(
+                    "SELECT count(*) FROM event_logs WHERE dagster_event_type = 'STEP_START' "
+                    "AND step_key = ?",
+                    [step],
+                ).fetchone()[0]
         except sqlite3.Error:
             continue
         if n:
@@ -119,7 +138,11 @@ def _kill_at(proc: subprocess.Popen, home: Path, step: str, timeout: float = 300
     known = set(glob.glob(str(home / "history" / "runs" / "*.db")))
     deadline = time.monotonic() + timeout
     while True:
-        new = [Path(p).name for p in glob.glob(str(home / "history" / "runs" / "*.db")) if p not in known]
+        new = [
+            Path(p).name
+            for p in glob.glob(str(home / "history" / "runs" / "*.db"))
+            if p not in known
+        ]
         if any(_step_started(home, step, n.removesuffix(".db")) for n in new):
             break
         if proc.poll() is not None:
@@ -133,7 +156,11 @@ def _kill_at(proc: subprocess.Popen, home: Path, step: str, timeout: float = 300
 
 
 def _new_run_id(home: Path, before: set[str]) -> str:
-    new = {Path(p).stem for p in glob.glob(str(home / "history" / "runs" / "*.db"))} - before - {"index"}
+    new = (
+        {Path(p).stem for p in glob.glob(str(home / "history" / "runs" / "*.db"))}
+        - before
+        - {"index"}
+    )
     assert len(new) == 1, new
     return new.pop()
 
@@ -153,21 +180,35 @@ def next_start(state: Path, monkeypatch) -> tuple[dg.ExecuteInProcessResult, lis
     defs = build_defs(load_delivery(SAMPLE), warehouse=str(state / "warehouse.duckdb"))
     with dg.DagsterInstance.from_config(str(state / "dagster_home")) as instance:
         result = defs.resolve_job_def(FULL_JOB).execute_in_process(
-            instance=instance, asset_selection=[dg.AssetKey("program_exports")], raise_on_error=False)
-        messages = [r.event_log_entry.user_message for r in
-                    instance.get_records_for_run(result.run_id, limit=10000).records]
+            instance=instance,
+            asset_selection=[dg.AssetKey("program_exports")],
+            raise_on_error=False,
+        )
+        messages = [
+            r.event_log_entry.user_message
+            for r in instance.get_records_for_run(result.run_id, limit=10000).records
+        ]
     return result, messages
 
 
 def run_status(state: Path, run_id: str) -> tuple[str, list[str]]:
     with dg.DagsterInstance.from_config(str(state / "dagster_home")) as instance:
         run = instance.get_run_by_id(run_id)
-        messages = [r.event_log_entry.dagster_event.message or "" for r in
-                    instance.get_records_for_run(run_id, limit=100000).records
-                    if r.event_log_entry.dagster_event
-                    and r.event_log_entry.dagster_event.event_type_value == "PIPELINE_FAILURE"]
-        in_progress = instance.get_runs_count(dg.RunsFilter(statuses=[
-            dg.DagsterRunStatus.STARTING, dg.DagsterRunStatus.STARTED, dg.DagsterRunStatus.CANCELING]))
+        messages = [
+            r.event_log_entry.dagster_event.message or ""
+            for r in instance.get_records_for_run(run_id, limit=100000).records
+            if r.event_log_entry.dagster_event
+            and r.event_log_entry.dagster_event.event_type_value == "PIPELINE_FAILURE"
+        ]
+        in_progress = instance.get_runs_count(
+            dg.RunsFilter(
+                statuses=[
+                    dg.DagsterRunStatus.STARTING,
+                    dg.DagsterRunStatus.STARTED,
+                    dg.DagsterRunStatus.CANCELING,
+                ]
+            )
+        )
     return run.status.value, messages + [f"in_progress={in_progress}"]
 
 
@@ -189,10 +230,18 @@ def published(tmp_path_factory) -> dict:
     assert rc == 0, log.read_text()[-3000:]
     warehouse = state / "warehouse.duckdb"
     with _connect(warehouse) as conn:
-        kjp_keep = conn.execute("SELECT record_id FROM main.beneficiary_review WHERE program = 'KJP' "
-                                "AND verdict = 'keep' ORDER BY record_id LIMIT 1").fetchall()[0][0]
-    return {"state": state, "root": root, "run_id": _run_id(log), "hash": publication_hash(warehouse),
-            "log": publication_log(warehouse), "kjp_keep": kjp_keep}
+        kjp_keep = conn.execute(
+            "SELECT record_id FROM main.beneficiary_review WHERE program = 'KJP' "
+            "AND verdict = 'keep' ORDER BY record_id LIMIT 1"
+        ).fetchall()[0][0]
+    return {
+        "state": state,
+        "root": root,
+        "run_id": _run_id(log),
+        "hash": publication_hash(warehouse),
+        "log": publication_log(warehouse),
+        "kjp_keep": kjp_keep,
+    }
 
 
 @pytest.fixture(scope="session")
@@ -207,7 +256,10 @@ def delivery_999(published) -> Path:
     with open(path, newline="", encoding="utf-8") as f:
         rows = list(csv.reader(f))
     header = rows[0]
-    rid, amount = header.index(spec.columns["record_id"]), header.index(spec.columns["nominal_bulanan"])
+    rid, amount = (
+        header.index(spec.columns["record_id"]),
+        header.index(spec.columns["nominal_bulanan"]),
+    )
     hits = [r for r in rows[1:] if r[rid] == published["kjp_keep"]]
     assert len(hits) == 1
     hits[0][amount] = "999999999999"
@@ -222,15 +274,24 @@ def three_at_once(published, delivery_999, tmp_path_factory) -> dict:
     state = _copy_state(published, tmp_path_factory.mktemp("three_at_once") / "state")
     a, log_a = _start(state, SAMPLE, "A")
     deadline = time.monotonic() + 120
-    while read_holder(state / "warehouse.duckdb") is None:  # A initialised its resources: it holds the lock
-        assert a.poll() is None and time.monotonic() < deadline, "run A did not take the warehouse lock"
+    while (
+        read_holder(state / "warehouse.duckdb") is None
+    ):  # A initialised its resources: it holds the lock
+        assert a.poll() is None and time.monotonic() < deadline, (
+            "run A did not take the warehouse lock"
+        )
         time.sleep(0.1)
     time.sleep(1)
     b, log_b = _start(state, delivery_999, "B")
     c, log_c = _start(state, SAMPLE, "C", **{LOCK_WAIT_ENV: "0"})
     rcs = {name: p.wait(timeout=900) for name, p in (("A", a), ("B", b), ("C", c))}
-    return {"state": state, "rc": rcs, "pid_a": a.pid, "log": {"A": log_a.read_text(), "B": log_b.read_text(), "C": log_c.read_text()},
-            "run_id": {"A": _run_id(log_a), "B": _run_id(log_b), "C": _run_id(log_c)}}
+    return {
+        "state": state,
+        "rc": rcs,
+        "pid_a": a.pid,
+        "log": {"A": log_a.read_text(), "B": log_b.read_text(), "C": log_c.read_text()},
+        "run_id": {"A": _run_id(log_a), "B": _run_id(log_b), "C": _run_id(log_c)},
+    }
 
 
 # --------------------------------------------------------------------------------------------
@@ -242,11 +303,15 @@ def test_warehouse_lock_is_exclusive_names_the_holder_and_frees_on_release(tmp_p
     first.acquire("run-aaaa", 0)
     assert read_holder(warehouse).run_id == "run-aaaa" and read_holder(warehouse).pid == os.getpid()
     assert stat.S_IMODE(lock_path(warehouse).stat().st_mode) == 0o600
-    second = WarehouseLock(warehouse)  # another open file description: a second run, even in this process
+    second = WarehouseLock(
+        warehouse
+    )  # another open file description: a second run, even in this process
     with pytest.raises(WarehouseBusy) as busy:
         second.acquire("run-bbbb", 0)
     message = str(busy.value)
-    assert str(warehouse) in message and "run run-aaaa" in message and f"pid {os.getpid()}" in message
+    assert (
+        str(warehouse) in message and "run run-aaaa" in message and f"pid {os.getpid()}" in message
+    )
     started = time.monotonic()
     with pytest.raises(WarehouseBusy):
         second.acquire("run-bbbb", 1.0)
@@ -258,8 +323,13 @@ def test_warehouse_lock_is_exclusive_names_the_holder_and_frees_on_release(tmp_p
 
 
 def test_invalid_lock_wait_setting_is_refused_before_the_run(tmp_path):
-    out = subprocess.run([*_satudata(), "run", "--data-dir", str(SAMPLE)], capture_output=True, text=True,
-                         env=_env(tmp_path / "state", **{LOCK_WAIT_ENV: "soon"}), timeout=300)
+    out = subprocess.run(
+        [*_satudata(), "run", "--data-dir", str(SAMPLE)],
+        capture_output=True,
+        text=True,
+        env=_env(tmp_path / "state", **{LOCK_WAIT_ENV: "soon"}),
+        timeout=300,
+    )
     assert out.returncode == 2
     assert f"invalid setting: {LOCK_WAIT_ENV} must be a number of seconds" in out.stderr
     assert not (tmp_path / "state" / "warehouse.duckdb").exists()
@@ -280,27 +350,43 @@ def test_two_runs_at_once_the_second_waits_and_publishes_after_the_first(publish
     assert log[1][1:] == published["log"][0][1:]  # A published the sample's rows, not B's
     # no step of B ran while A was running: B's first step starts after A's last step ended
     with dg.DagsterInstance.from_config(str(state / "dagster_home")) as instance:
+
         def steps(run_id):
-            return [r.event_log_entry.timestamp for r in instance.get_records_for_run(run_id, limit=100000).records
-                    if r.event_log_entry.dagster_event
-                    and r.event_log_entry.dagster_event.event_type_value.startswith("STEP_")]
+            return [
+                r.event_log_entry.timestamp
+                for r in instance.get_records_for_run(run_id, limit=100000).records
+                if r.event_log_entry.dagster_event
+                and r.event_log_entry.dagster_event.event_type_value.startswith("STEP_")
+            ]
+
         assert max(steps(ids["A"])) < min(steps(ids["B"]))
     # the last publication is B's delivery: its changed row, and the tables agree with each other
     with _connect(warehouse) as conn:
-        verdict = conn.execute("SELECT verdict FROM main.beneficiary_review WHERE program = 'KJP' AND record_id = ?",
-                               [published["kjp_keep"]]).fetchall()
-        orphans = conn.execute("SELECT count(*) FROM main.beneficiary_review b WHERE b.person_id IS NOT NULL "
-                               "AND b.person_id NOT IN (SELECT person_id FROM main.golden_person)").fetchall()[0][0]
+        verdict = conn.execute(
+            "SELECT verdict FROM main.beneficiary_review WHERE program = 'KJP' AND record_id = ?",
+            [published["kjp_keep"]],
+        ).fetchall()
+        orphans = conn.execute(
+            "SELECT count(*) FROM main.beneficiary_review b WHERE b.person_id IS NOT NULL "
+            "AND b.person_id NOT IN (SELECT person_id FROM main.golden_person)"
+        ).fetchall()[0][0]
     assert verdict == [("review",)] and orphans == 0
-    assert publication_hash(warehouse)["main.golden_person"] == published["hash"]["main.golden_person"]
+    assert (
+        publication_hash(warehouse)["main.golden_person"] == published["hash"]["main.golden_person"]
+    )
 
 
-def test_a_run_that_finds_the_warehouse_busy_with_wait_0_fails_at_once_and_publishes_nothing(published, three_at_once):
+def test_a_run_that_finds_the_warehouse_busy_with_wait_0_fails_at_once_and_publishes_nothing(
+    published, three_at_once
+):
     state, ids = three_at_once["state"], three_at_once["run_id"]
     assert three_at_once["rc"]["C"] == 3
     message = three_at_once["log"]["C"]
     warehouse = state / "warehouse.duckdb"
-    assert f"run {ids['C']}: not started: the warehouse {warehouse} is in use by run {ids['A']}" in message
+    assert (
+        f"run {ids['C']}: not started: the warehouse {warehouse} is in use by run {ids['A']}"
+        in message
+    )
     assert f"(pid {three_at_once['pid_a']}, holding it since " in message
     assert "waited 0 s (SATUDATA_LOCK_WAIT_SECONDS=0)" in message
     assert ids["C"] not in [r[0] for r in publication_log(state / "warehouse.duckdb")]
@@ -308,26 +394,39 @@ def test_a_run_that_finds_the_warehouse_busy_with_wait_0_fails_at_once_and_publi
     assert status == "FAILURE"
 
 
-def test_a_roster_amount_of_999_999_999_999_goes_to_review_with_its_reason(published, three_at_once):
+def test_a_roster_amount_of_999_999_999_999_goes_to_review_with_its_reason(
+    published, three_at_once
+):
     """The row B changed (kept in the sample publication) is reviewed, with the reason and amounts in words."""
     with _connect(three_at_once["state"] / "warehouse.duckdb") as conn:
-        row = conn.execute("SELECT verdict, reasons, evidence, nominal_bulanan, nominal_aturan "
-                           "FROM main.beneficiary_review WHERE program = 'KJP' AND record_id = ?",
-                           [published["kjp_keep"]]).fetchall()
+        row = conn.execute(
+            "SELECT verdict, reasons, evidence, nominal_bulanan, nominal_aturan "
+            "FROM main.beneficiary_review WHERE program = 'KJP' AND record_id = ?",
+            [published["kjp_keep"]],
+        ).fetchall()
     assert len(row) == 1
     verdict, reasons, evidence, nominal, rule = row[0]
     assert (verdict, reasons, nominal) == ("review", ["amount_above_rule"], 999_999_999_999)
     assert rule in (250_000, 300_000, 420_000, 450_000)  # KJP's amount for the row's jenjang
-    assert f"amount_above_rule: roster pays Rp999,999,999,999 a month, the program rule says Rp{rule:,}" in evidence
+    assert (
+        f"amount_above_rule: roster pays Rp999,999,999,999 a month, the program rule says Rp{rule:,}"
+        in evidence
+    )
     # the KJP office sees it in its export, as review
-    exported = [r for p in (three_at_once["state"] / "exports" / "KJP").glob("KJP_31_*.csv")
-                for r in _export_rows(p) if r["id_baris"] == published["kjp_keep"]]
+    exported = [
+        r
+        for p in (three_at_once["state"] / "exports" / "KJP").glob("KJP_31_*.csv")
+        for r in _export_rows(p)
+        if r["id_baris"] == published["kjp_keep"]
+    ]
     assert [(r["keputusan"], r["alasan"], r["kode_alasan"]) for r in exported] == [
-        ("tinjau", "nominal di atas aturan (amount_above_rule)", "amount_above_rule")]
+        ("tinjau", "nominal di atas aturan (amount_above_rule)", "amount_above_rule")
+    ]
 
 
 def test_run_killed_before_the_publish_commit_leaves_the_publication_and_does_not_block_the_queue(
-        published, delivery_999, tmp_path, monkeypatch):
+    published, delivery_999, tmp_path, monkeypatch
+):
     state = _copy_state(published, tmp_path / "state")
     home = state / "dagster_home"
     before = _run_dbs(home)
@@ -347,7 +446,8 @@ def test_run_killed_before_the_publish_commit_leaves_the_publication_and_does_no
 
 
 def test_run_killed_after_the_publish_commit_is_recovered_and_its_exports_rebuilt(
-        published, delivery_999, tmp_path, monkeypatch):
+    published, delivery_999, tmp_path, monkeypatch
+):
     state = _copy_state(published, tmp_path / "state")
     home, warehouse, exports = state / "dagster_home", state / "warehouse.duckdb", state / "exports"
     before = _run_dbs(home)
@@ -357,21 +457,32 @@ def test_run_killed_after_the_publish_commit_is_recovered_and_its_exports_rebuil
     # it published (the commit happened), the exports still follow the sample publication
     assert [r[0] for r in publication_log(warehouse)] == [published["run_id"], killed]
     assert publication_hash(warehouse) != published["hash"]
-    assert json.loads((exports / "_manifest.json").read_text())["publication_run_id"] == published["run_id"]
+    assert (
+        json.loads((exports / "_manifest.json").read_text())["publication_run_id"]
+        == published["run_id"]
+    )
     result, messages = next_start(state, monkeypatch)
     assert result.success
     status, failure = run_status(state, killed)
     assert status == "FAILURE" and failure[-1] == "in_progress=0"
-    assert any(f"the exports followed publication {published['run_id']}, but the latest is {killed}" in m
-               for m in messages)
+    assert any(
+        f"the exports followed publication {published['run_id']}, but the latest is {killed}" in m
+        for m in messages
+    )
     assert json.loads((exports / "_manifest.json").read_text())["publication_run_id"] == killed
-    exported = [r for p in (exports / "KJP").glob("KJP_31_*.csv") for r in _export_rows(p)
-                if r["id_baris"] == published["kjp_keep"]]
+    exported = [
+        r
+        for p in (exports / "KJP").glob("KJP_31_*.csv")
+        for r in _export_rows(p)
+        if r["id_baris"] == published["kjp_keep"]
+    ]
     assert [r["keputusan"] for r in exported] == ["tinjau"]
     assert not [p for p in exports.iterdir() if p.name.startswith(".")]
 
 
-def test_a_program_no_longer_published_has_its_export_folder_archived(published, tmp_path, monkeypatch):
+def test_a_program_no_longer_published_has_its_export_folder_archived(
+    published, tmp_path, monkeypatch
+):
     state = _copy_state(published, tmp_path / "state")
     exports = state / "exports"
     old_xlsx = (exports / "KAJ" / "KAJ_review.xlsx").read_bytes()
@@ -383,12 +494,22 @@ def test_a_program_no_longer_published_has_its_export_folder_archived(published,
     archived = exports / "_arsip" / f"{dt.date.today().isoformat()}-KAJ"
     assert not (exports / "KAJ").exists()
     assert (archived / "KAJ_review.xlsx").read_bytes() == old_xlsx and list(archived.glob("*.csv"))
-    assert sorted(p.name for p in exports.iterdir() if p.is_dir()) == ["KJMU", "KJP", "KLJ", "KPDJ", "_arsip"]
+    assert sorted(p.name for p in exports.iterdir() if p.is_dir()) == [
+        "KJMU",
+        "KJP",
+        "KLJ",
+        "KPDJ",
+        "_arsip",
+    ]
     assert "KAJ" not in json.loads((exports / "_manifest.json").read_text())["programs"]
-    assert any(f"program KAJ is no longer published: its export folder was moved to {archived}" in m for m in messages)
+    assert any(
+        f"program KAJ is no longer published: its export folder was moved to {archived}" in m
+        for m in messages
+    )
     # retired twice the same day: kept side by side, never overwritten
     (exports / "KAJ").mkdir()
     from satudata_pipeline.programs.exports import retire_unpublished
+
     moved = retire_unpublished(exports, ["KJMU", "KJP", "KLJ", "KPDJ"])
     assert moved == {"KAJ": exports / "_arsip" / f"{dt.date.today().isoformat()}-KAJ-2"}
     assert (archived / "KAJ_review.xlsx").exists()
@@ -401,13 +522,22 @@ def _export_rows(path: Path) -> list[dict]:
 
 
 def _modes(root: Path) -> dict[str, int]:
-    return {str(p.relative_to(root)): stat.S_IMODE(p.lstat().st_mode) for p in [root, *root.rglob("*")]}
+    return {
+        str(p.relative_to(root)): stat.S_IMODE(p.lstat().st_mode) for p in [root, *root.rglob("*")]
+    }
 
 
 def test_warehouse_exports_and_reports_are_owner_only(published, tmp_path, monkeypatch):
     state = published["state"]
     assert stat.S_IMODE(state.stat().st_mode) == 0o700
-    for sub in ("warehouse.duckdb", "warehouse.duckdb.lock", "exports", "reports", "models", "dagster_home"):
+    for sub in (
+        "warehouse.duckdb",
+        "warehouse.duckdb.lock",
+        "exports",
+        "reports",
+        "models",
+        "dagster_home",
+    ):
         assert (state / sub).exists(), sub
     leaky = {k: oct(v) for k, v in _modes(state).items() if v & 0o077}
     assert leaky == {}
@@ -451,14 +581,22 @@ def test_satudata_ui_sigterm_leaves_no_children(tmp_path):
         pytest.skip("needs /proc to find the processes of the UI")
     port = _free_port()
     env = _env(tmp_path / "state", SATUDATA_DATA_DIR=str(SAMPLE))
-    proc = subprocess.Popen([*_satudata(), "ui", "--port", str(port)], env=env, cwd=config.PROJECT_DIR,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [*_satudata(), "ui", "--port", str(port)],
+        env=env,
+        cwd=config.PROJECT_DIR,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         deadline, up = time.monotonic() + 180, False
         while time.monotonic() < deadline and proc.poll() is None:
             try:
-                request = urllib.request.Request(f"http://127.0.0.1:{port}/graphql", data=b'{"query": "{ version }"}',
-                                                 headers={"Content-Type": "application/json"})
+                request = urllib.request.Request(
+                    f"http://127.0.0.1:{port}/graphql",
+                    data=b'{"query": "{ version }"}',
+                    headers={"Content-Type": "application/json"},
+                )
                 with urllib.request.urlopen(request, timeout=5) as r:
                     up = bool(json.loads(r.read()).get("data"))
             except (OSError, ValueError):
@@ -470,7 +608,9 @@ def test_satudata_ui_sigterm_leaves_no_children(tmp_path):
             pytest.skip("the Dagster webserver did not come up in this environment")
         (dev,) = _children(proc.pid)  # `dagster dev`, leader of its own process group
         members = group_members(dev)
-        assert dev in members and len(members) >= 3  # dagster dev, the webserver, the daemon (+ code servers)
+        assert (
+            dev in members and len(members) >= 3
+        )  # dagster dev, the webserver, the daemon (+ code servers)
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=90) == 128 + signal.SIGTERM
         left = [p for p in members if pid_alive(p)]
@@ -498,12 +638,21 @@ def test_recovery_reports_only_runs_whose_process_is_gone():
     warehouse = "/tmp/some/warehouse.duckdb"
     with dg.DagsterInstance.ephemeral() as instance:
         runs = {}
-        for name, pid, where in (("alive", os.getpid(), warehouse), ("dead", gone.pid, warehouse),
-                                 ("elsewhere", gone.pid, "/tmp/other/warehouse.duckdb")):
-            run = instance.create_run_for_job(job_def=job, tags={TAG_WAREHOUSE_FILE: where, TAG_PID: str(pid)},
-                                              status=dg.DagsterRunStatus.STARTED)
+        for name, pid, where in (
+            ("alive", os.getpid(), warehouse),
+            ("dead", gone.pid, warehouse),
+            ("elsewhere", gone.pid, "/tmp/other/warehouse.duckdb"),
+        ):
+            run = instance.create_run_for_job(
+                job_def=job,
+                tags={TAG_WAREHOUSE_FILE: where, TAG_PID: str(pid)},
+                status=dg.DagsterRunStatus.STARTED,
+            )
             runs[name] = run.run_id
         assert recover_dead_runs(instance, warehouse, "current-run") == [runs["dead"]]
         status = {k: instance.get_run_by_id(v).status for k, v in runs.items()}
-    assert status == {"alive": dg.DagsterRunStatus.STARTED, "dead": dg.DagsterRunStatus.FAILURE,
-                      "elsewhere": dg.DagsterRunStatus.STARTED}
+    assert status == {
+        "alive": dg.DagsterRunStatus.STARTED,
+        "dead": dg.DagsterRunStatus.FAILURE,
+        "elsewhere": dg.DagsterRunStatus.STARTED,
+    }

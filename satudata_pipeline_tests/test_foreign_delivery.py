@@ -20,7 +20,7 @@ import pytest
 from satudata_pipeline.synthetic import generate
 from satudata_pipeline.synthetic.reshape import reshape
 
-PERSONS, SEED = 800, 15          # not the sample's 20261101
+PERSONS, SEED = 800, 15  # not the sample's 20261101
 RESHAPE_SEEDS = (101, 202)
 FULL_JOB = "satudata_full_determination"
 
@@ -40,9 +40,15 @@ def _run(data_dir: Path, work: Path, *, clean_only: bool = False) -> tuple[bool,
         defs = build_defs(delivery, warehouse=str(warehouse))
         selection = None
         if clean_only:
-            selection = [dg.AssetKey(f"{stage}_{s.name}") for s in delivery.sources for stage in ("raw", "clean")]
+            selection = [
+                dg.AssetKey(f"{stage}_{s.name}")
+                for s in delivery.sources
+                for stage in ("raw", "clean")
+            ]
             selection.append(dg.AssetKey("quarantine"))
-        result = defs.resolve_job_def(FULL_JOB).execute_in_process(raise_on_error=False, asset_selection=selection)
+        result = defs.resolve_job_def(FULL_JOB).execute_in_process(
+            raise_on_error=False, asset_selection=selection
+        )
     return result.success, warehouse
 
 
@@ -50,16 +56,23 @@ def _clean_tables(warehouse: Path) -> dict[str, pd.DataFrame]:
     """Every clean table without `nik_raw` (the NIK as delivered: its representation is the point)."""
     conn = duckdb.connect(str(warehouse), read_only=True)
     try:
-        names = [r[0] for r in conn.execute(
-            "SELECT table_name FROM information_schema.tables WHERE table_schema = 'clean' "
-            "AND table_name NOT LIKE '%__quarantine' AND table_name <> 'quarantine' ORDER BY 1").fetchall()]
+        names = [
+            r[0]
+            for r in conn.execute(
+                "SELECT table_name FROM information_schema.tables WHERE table_schema = 'clean' "
+                "AND table_name NOT LIKE '%__quarantine' AND table_name <> 'quarantine' ORDER BY 1"
+            ).fetchall()
+        ]
         out = {}
         for name in names:
-            df = conn.execute(f'SELECT * EXCLUDE (nik_raw) FROM clean."{name}" ORDER BY row_number').df()
+            df = conn.execute(
+                f'SELECT * EXCLUDE (nik_raw) FROM clean."{name}" ORDER BY row_number'
+            ).df()
             df["quality_flags"] = df["quality_flags"].map(lambda v: tuple(sorted(v)))
             out[name] = df
         out["quarantine"] = conn.execute(
-            "SELECT source, record_id, row_number, reason FROM clean.quarantine ORDER BY source, row_number").df()
+            "SELECT source, record_id, row_number, reason FROM clean.quarantine ORDER BY source, row_number"
+        ).df()
         return out
     finally:
         conn.close()
@@ -86,8 +99,11 @@ def foreign(request, original):
 
 def test_reshape_is_deterministic_and_really_changes_the_shape(original, tmp_path):
     def digest(d: Path) -> dict[str, str]:
-        return {str(p.relative_to(d)): hashlib.sha256(p.read_bytes()).hexdigest()
-                for p in sorted(d.rglob("*")) if p.is_file()}
+        return {
+            str(p.relative_to(d)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(d.rglob("*"))
+            if p.is_file()
+        }
 
     a = reshape(original["dir"], tmp_path / "a", 7)
     b = reshape(original["dir"], tmp_path / "b", 7)
@@ -102,7 +118,9 @@ def test_reshape_is_deterministic_and_really_changes_the_shape(original, tmp_pat
         assert set(t.columns) == set(s.columns)
         assert any(t.columns[f] != s.columns[f] for f in s.columns), s.name
     # the truth came along
-    assert (tmp_path / "a" / "truth" / "records.csv").read_bytes() == (original["dir"] / "truth" / "records.csv").read_bytes()
+    assert (tmp_path / "a" / "truth" / "records.csv").read_bytes() == (
+        original["dir"] / "truth" / "records.csv"
+    ).read_bytes()
 
 
 def test_full_run_succeeds(foreign):
@@ -118,7 +136,7 @@ def test_cleaned_tables_equal_the_original_shape(original, foreign):
         assert list(have.columns) == list(want.columns), name
         assert len(have) == len(want), name
         for col in want.columns:
-            same = (have[col].astype(str) == want[col].astype(str))
+            same = have[col].astype(str) == want[col].astype(str)
             assert same.all(), (
                 f"{name}.{col}: {int((~same).sum())} of {len(want)} rows differ from the original shape; "
                 f"shape: {foreign['shapes']['sources'].get(name)}"

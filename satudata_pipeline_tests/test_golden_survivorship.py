@@ -24,37 +24,126 @@ def golden():
     conn = duckdb.connect()
     conn.execute("CREATE SCHEMA clean")
     base = dict(nik_valid=True, jenis_kelamin="P", tanggal_lahir=D(1980, 5, 1))
-    _clean(conn, "dukcapil", "civil_registry", [
-        dict(record_id="c1", nik="3171014105800001", nama="SITI AMINAH", alamat="JL LAMA 1",
-             kode_kelurahan="31.71.01.1001", tanggal_pemutakhiran=D(2020, 1, 1), **base),
-        dict(record_id="c2", nik="3171010101700002", nama="BUDI", alamat="JL B",
-             kode_kelurahan="31.71.01.1001", tanggal_pemutakhiran=D(2024, 1, 1),
-             nik_valid=True, jenis_kelamin="L", tanggal_lahir=D(1970, 1, 1)),
-    ])
-    _clean(conn, "dtks", "welfare_registry", [
-        dict(record_id="w1", nik="3171014105800001", nama="SITI AMINA", alamat="JL BARU 2",
-             kode_kelurahan="31.71.02.1002", tanggal_pemutakhiran=D(2025, 6, 1), desil=3,
-             disabilitas=False, punya_mobil=False, njop_di_atas_1m=False,
-             nik_valid=True, jenis_kelamin="P", tanggal_lahir=D(1980, 5, 2)),
-        dict(record_id="w2", nik="3171014105800009", nama="SITI AMINAH", alamat=None,
-             kode_kelurahan=None, tanggal_pemutakhiran=D(2024, 6, 1), desil=1,
-             disabilitas=True, punya_mobil=False, njop_di_atas_1m=False, **base),
-    ])
-    _clean(conn, "kematian", "death_registry", [
-        dict(record_id="d1", nik="3171010101700002", nama="BUDI", tanggal_meninggal=D(2025, 2, 2),
-             tanggal_pemutakhiran=D(2025, 2, 3), nik_valid=True, jenis_kelamin="L",
-             tanggal_lahir=D(1970, 1, 1)),
-    ])
-    _clean(conn, "pindah", "migration_registry", [
-        dict(record_id="m1", nik="3171014105800001", nama="SITI AMINAH", tanggal_pindah=D(2024, 1, 1),
-             kode_wilayah_tujuan="3273010001", pindah_keluar_dki=True, **base),
-        dict(record_id="m2", nik="3171014105800001", nama="SITI AMINAH", tanggal_pindah=D(2025, 1, 1),
-             kode_wilayah_tujuan="3174050001", pindah_keluar_dki=False, **base),
-    ])
-    _clean(conn, "kjp", "program_roster", [
-        dict(record_id="k1", nik=None, nama="ANAK", tanggal_pemutakhiran=D(2023, 1, 1),
-             nik_valid=False, jenis_kelamin="L", tanggal_lahir=D(2012, 3, 3)),
-    ])
+    _clean(
+        conn,
+        "dukcapil",
+        "civil_registry",
+        [
+            dict(
+                record_id="c1",
+                nik="3171014105800001",
+                nama="SITI AMINAH",
+                alamat="JL LAMA 1",
+                kode_kelurahan="31.71.01.1001",
+                tanggal_pemutakhiran=D(2020, 1, 1),
+                **base,
+            ),
+            dict(
+                record_id="c2",
+                nik="3171010101700002",
+                nama="BUDI",
+                alamat="JL B",
+                kode_kelurahan="31.71.01.1001",
+                tanggal_pemutakhiran=D(2024, 1, 1),
+                nik_valid=True,
+                jenis_kelamin="L",
+                tanggal_lahir=D(1970, 1, 1),
+            ),
+        ],
+    )
+    _clean(
+        conn,
+        "dtks",
+        "welfare_registry",
+        [
+            dict(
+                record_id="w1",
+                nik="3171014105800001",
+                nama="SITI AMINA",
+                alamat="JL BARU 2",
+                kode_kelurahan="31.71.02.1002",
+                tanggal_pemutakhiran=D(2025, 6, 1),
+                desil=3,
+                disabilitas=False,
+                punya_mobil=False,
+                njop_di_atas_1m=False,
+                nik_valid=True,
+                jenis_kelamin="P",
+                tanggal_lahir=D(1980, 5, 2),
+            ),
+            dict(
+                record_id="w2",
+                nik="3171014105800009",
+                nama="SITI AMINAH",
+                alamat=None,
+                kode_kelurahan=None,
+                tanggal_pemutakhiran=D(2024, 6, 1),
+                desil=1,
+                disabilitas=True,
+                punya_mobil=False,
+                njop_di_atas_1m=False,
+                **base,
+            ),
+        ],
+    )
+    _clean(
+        conn,
+        "kematian",
+        "death_registry",
+        [
+            dict(
+                record_id="d1",
+                nik="3171010101700002",
+                nama="BUDI",
+                tanggal_meninggal=D(2025, 2, 2),
+                tanggal_pemutakhiran=D(2025, 2, 3),
+                nik_valid=True,
+                jenis_kelamin="L",
+                tanggal_lahir=D(1970, 1, 1),
+            ),
+        ],
+    )
+    _clean(
+        conn,
+        "pindah",
+        "migration_registry",
+        [
+            dict(
+                record_id="m1",
+                nik="3171014105800001",
+                nama="SITI AMINAH",
+                tanggal_pindah=D(2024, 1, 1),
+                kode_wilayah_tujuan="3273010001",
+                pindah_keluar_dki=True,
+                **base,
+            ),
+            dict(
+                record_id="m2",
+                nik="3171014105800001",
+                nama="SITI AMINAH",
+                tanggal_pindah=D(2025, 1, 1),
+                kode_wilayah_tujuan="3174050001",
+                pindah_keluar_dki=False,
+                **base,
+            ),
+        ],
+    )
+    _clean(
+        conn,
+        "kjp",
+        "program_roster",
+        [
+            dict(
+                record_id="k1",
+                nik=None,
+                nama="ANAK",
+                tanggal_pemutakhiran=D(2023, 1, 1),
+                nik_valid=False,
+                jenis_kelamin="L",
+                tanggal_lahir=D(2012, 3, 3),
+            ),
+        ],
+    )
     conn.execute("""CREATE TABLE clean.quarantine AS SELECT * FROM (VALUES
         ('kjp', 'k9', 5, 'blank_name', '{}')) t(source, record_id, row_number, reason, raw_values)""")
     matching.build_person_records(conn, ["dukcapil", "dtks", "kematian", "pindah", "kjp"])
@@ -77,9 +166,11 @@ def golden():
 
 
 def _person(conn, uid):
-    df = conn.execute("""SELECT g.* FROM main.golden_person g JOIN golden.person_ids i USING (person_id)
+    df = conn.execute(
+        """SELECT g.* FROM main.golden_person g JOIN golden.person_ids i USING (person_id)
                          JOIN link.person_clusters c USING (cluster_id) WHERE c.unique_id = ?""",
-                      [uid]).df()
+        [uid],
+    ).df()
     assert len(df) == 1
     return df.iloc[0]
 
@@ -119,9 +210,12 @@ def test_death_registry(golden):
 
 
 def test_person_source_link_rows_and_methods(golden):
-    rows = {r[0]: r[1:] for r in golden.execute(
-        "SELECT unique_id, person_id, link_method, match_probability FROM main.person_source_link"
-    ).fetchall()}
+    rows = {
+        r[0]: r[1:]
+        for r in golden.execute(
+            "SELECT unique_id, person_id, link_method, match_probability FROM main.person_source_link"
+        ).fetchall()
+    }
     assert len(rows) == 9  # 8 clean rows + 1 quarantined
     assert rows["kjp:k9"] == (None, "quarantined", None)
     assert rows["kjp:k1"][1:] == ("singleton", None)
@@ -138,8 +232,10 @@ def test_possible_death_evidence_only_for_the_living(golden):
         ('kematian2:x1', 'dukcapil:c1', 2), ('kematian2:x1', 'dukcapil:c2', 2))
         t(unique_id, resident_unique_id, candidates)""")
     survivorship.build_golden_person(golden)
-    assert _person(golden, "dukcapil:c1")["possible_death_evidence"] == \
-        "kematian2/x1 (one of 2 residents it can be)"
+    assert (
+        _person(golden, "dukcapil:c1")["possible_death_evidence"]
+        == "kematian2/x1 (one of 2 residents it can be)"
+    )
     assert pd.isna(_person(golden, "dukcapil:c2")["possible_death_evidence"])
 
 
@@ -148,6 +244,8 @@ def test_sole_candidate_rows_say_so(golden):
         ('dtks:w2', 'dukcapil:c1', 'link', 0.7, 'dtks:w1'))
         t(unique_id, resident_unique_id, basis, match_probability, cluster_id)""")
     survivorship.build_person_source_link(golden)
-    got = golden.execute("SELECT link_method, match_probability FROM main.person_source_link "
-                         "WHERE unique_id = 'dtks:w2'").fetchall()
+    got = golden.execute(
+        "SELECT link_method, match_probability FROM main.person_source_link "
+        "WHERE unique_id = 'dtks:w2'"
+    ).fetchall()
     assert got == [("sole_candidate", 0.7)]

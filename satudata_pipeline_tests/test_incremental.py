@@ -18,10 +18,14 @@ from satudata_pipeline.link import incremental as inc
 from satudata_pipeline.synthetic import generate
 from satudata_pipeline.synthetic.next_month import next_month
 
-PAIRS = ("SELECT unique_id_l, unique_id_r, link_method, round(match_probability, 9) "
-         "FROM link.match_pairs ORDER BY 1, 2")
-CLUSTERS = ("SELECT list(unique_id ORDER BY unique_id) AS m FROM link.person_clusters "
-            "GROUP BY cluster_id ORDER BY m")
+PAIRS = (
+    "SELECT unique_id_l, unique_id_r, link_method, round(match_probability, 9) "
+    "FROM link.match_pairs ORDER BY 1, 2"
+)
+CLUSTERS = (
+    "SELECT list(unique_id ORDER BY unique_id) AS m FROM link.person_clusters "
+    "GROUP BY cluster_id ORDER BY m"
+)
 VERDICTS = "SELECT source, record_id, verdict, reasons FROM main.beneficiary_review ORDER BY 1, 2"
 
 
@@ -75,18 +79,22 @@ def test_modes_and_reasons(months):
 def test_incremental_counts_follow_the_month(months):
     """New records are the rows the month added, gone records its exits; unchanged records keep
     their pairs (carried), and only pairs touching a new or changed record are found by blocking."""
-    changes = pd.read_csv(months["root"] / "month1" / "truth" / "changes.csv", dtype=str,
-                          keep_default_na=False)
-    added = changes[changes.kind.isin(["birth", "move_in", "death", "move_out", "enrollment"])
-                    | ((changes.kind == "move_within") & (changes.source == "dukcapil_pindah"))]
+    changes = pd.read_csv(
+        months["root"] / "month1" / "truth" / "changes.csv", dtype=str, keep_default_na=False
+    )
+    added = changes[
+        changes.kind.isin(["birth", "move_in", "death", "move_out", "enrollment"])
+        | ((changes.kind == "move_within") & (changes.source == "dukcapil_pindah"))
+    ]
     md = months["month1"]
     assert md["records_new"] == len(added)
     assert md["records_gone"] == (changes.kind == "exit").sum()
     corrected = changes.kind.isin(["correction"]) | (
-        (changes.kind == "move_within") & (changes.source == "dukcapil_penduduk"))
+        (changes.kind == "move_within") & (changes.source == "dukcapil_penduduk")
+    )
     assert 1 <= md["records_changed"] <= corrected.sum()
     total = md["records_new"] + md["records_changed"] + md["records_unchanged"]
-    assert total == months["fresh"]["records_new"]           # every record of month 1, once
+    assert total == months["fresh"]["records_new"]  # every record of month 1, once
     assert md["records_unchanged"] > 0.95 * total
     assert md["pairs_carried"] > 10 * md["pairs_scored"] > 0
     assert months["fresh"]["pairs_carried"] == 0
@@ -102,13 +110,25 @@ def test_incremental_equals_full_relink(months, sql):
 def test_state_is_kept_in_link_state(months):
     rows = query(months["A"], "SELECT mode, configuration, counts FROM link_state.meta")
     assert len(rows) == 1 and rows[0][0] == "incremental"
-    assert set(json.loads(rows[0][1])) == {"state_version", "model", "model_specification",
-                                           "blocking", "match_settings", "cleaning_rules"}
+    assert set(json.loads(rows[0][1])) == {
+        "state_version",
+        "model",
+        "model_specification",
+        "blocking",
+        "match_settings",
+        "cleaning_rules",
+    }
     n_records = query(months["A"], "SELECT count(*) FROM link.person_records")[0][0]
     assert query(months["A"], "SELECT count(*) FROM link_state.records")[0][0] == n_records
     # every stored pair joins two current records
-    assert query(months["A"], """SELECT count(*) FROM link_state.pairs p
-        ANTI JOIN link.person_records r ON r.unique_id = p.unique_id_l""")[0][0] == 0
+    assert (
+        query(
+            months["A"],
+            """SELECT count(*) FROM link_state.pairs p
+        ANTI JOIN link.person_records r ON r.unique_id = p.unique_id_l""",
+        )[0][0]
+        == 0
+    )
 
 
 def test_full_flag_forces_a_full_relink_with_the_same_result(months, monkeypatch):
@@ -118,15 +138,20 @@ def test_full_flag_forces_a_full_relink_with_the_same_result(months, monkeypatch
     md = match_pairs_metadata(run_job(months["root"] / "month1", months["A"], True))
     assert md["linkage_mode"] == "full"
     assert "requested" in md["linkage_mode_reason"]
-    assert md["records_unchanged"] == months["month1"]["records_unchanged"] + \
-        months["month1"]["records_new"] + months["month1"]["records_changed"]
+    assert (
+        md["records_unchanged"]
+        == months["month1"]["records_unchanged"]
+        + months["month1"]["records_new"]
+        + months["month1"]["records_changed"]
+    )
     assert query(months["A"], PAIRS) == before
 
 
 def test_a_changed_model_or_cleaning_rule_forces_a_full_relink(months, monkeypatch, tmp_path):
     with duckdb.connect(str(months["B"]), read_only=True) as conn:
-        settings = json.loads(conn.execute(
-            "SELECT model_json FROM link.linkage_model").fetchall()[0][0])
+        settings = json.loads(
+            conn.execute("SELECT model_json FROM link.linkage_model").fetchall()[0][0]
+        )
         stored = inc.previous_configuration(conn)
         current = inc.configuration(settings, [], 0.5, 0.9)
         assert current == stored
@@ -141,10 +166,15 @@ def test_a_changed_model_or_cleaning_rule_forces_a_full_relink(months, monkeypat
         rules = tmp_path / "clean"
         shutil.copytree(inc.config.PACKAGE_DIR / "clean", rules)
         (rules / "name_rules.yaml").write_text(
-            (rules / "name_rules.yaml").read_text(encoding="utf-8") + "\n# edited\n", encoding="utf-8")
+            (rules / "name_rules.yaml").read_text(encoding="utf-8") + "\n# edited\n",
+            encoding="utf-8",
+        )
         monkeypatch.setattr(inc, "CLEANING_INPUTS", [rules, inc.config.REFERENCE_WILAYAH])
         plan = inc.choose_mode(conn, inc.configuration(settings, [], 0.5, 0.9), False)
-        assert (plan.mode, plan.reason) == ("full", "changed since the previous linkage: cleaning_rules")
+        assert (plan.mode, plan.reason) == (
+            "full",
+            "changed since the previous linkage: cleaning_rules",
+        )
         # another match threshold
         plan = inc.choose_mode(conn, inc.configuration(settings, [], 0.6, 0.9), False)
         assert plan.mode == "full" and "match_settings" in plan.reason
@@ -154,16 +184,22 @@ def test_a_failed_state_write_leaves_the_previous_state(months, tmp_path):
     copy = tmp_path / "wh.duckdb"
     shutil.copy(months["B"], copy)
     with duckdb.connect(str(copy)) as conn:
-        before = [conn.execute(f"SELECT * FROM link_state.{t} ORDER BY ALL").fetchall()
-                  for t in ("records", "pairs", "meta")]
+        before = [
+            conn.execute(f"SELECT * FROM link_state.{t} ORDER BY ALL").fetchall()
+            for t in ("records", "pairs", "meta")
+        ]
         # the scratch tables of a run are missing half-way: the transaction rolls back
-        conn.execute("CREATE TEMP TABLE _link_fp AS SELECT unique_id, fp, ref_tf_nama AS tf_nama "
-                     "FROM link_state.records")
+        conn.execute(
+            "CREATE TEMP TABLE _link_fp AS SELECT unique_id, fp, ref_tf_nama AS tf_nama "
+            "FROM link_state.records"
+        )
         conn.execute("CREATE TEMP TABLE _link_new_pairs AS SELECT * FROM link_state.pairs LIMIT 1")
         with pytest.raises(duckdb.CatalogException, match="_link_carried"):
             inc.write_state(conn, inc.Plan("full", "test", {"model": "other"}), "run-x")
-        after = [conn.execute(f"SELECT * FROM link_state.{t} ORDER BY ALL").fetchall()
-                 for t in ("records", "pairs", "meta")]
+        after = [
+            conn.execute(f"SELECT * FROM link_state.{t} ORDER BY ALL").fetchall()
+            for t in ("records", "pairs", "meta")
+        ]
     assert after == before
 
 
@@ -187,10 +223,22 @@ def test_records_whose_name_became_much_rarer_are_rescored():
     conn.execute("DELETE FROM link_state.records WHERE unique_id = 'a:7'")
     counts = inc.classify(conn, ["nama", "tanggal_lahir"])
     status = dict(conn.execute("SELECT unique_id, status FROM _link_class").fetchall())
-    assert status == {"a:1": "name_frequency", "a:2": "name_frequency", "a:3": "changed",
-                      "a:4": "unchanged", "a:5": "unchanged", "a:6": "unchanged", "a:7": "new"}
-    assert counts == {"records_new": 1, "records_changed": 1, "records_unchanged": 5,
-                      "records_rescored_name_rarer": 2, "records_gone": 1}
+    assert status == {
+        "a:1": "name_frequency",
+        "a:2": "name_frequency",
+        "a:3": "changed",
+        "a:4": "unchanged",
+        "a:5": "unchanged",
+        "a:6": "unchanged",
+        "a:7": "new",
+    }
+    assert counts == {
+        "records_new": 1,
+        "records_changed": 1,
+        "records_unchanged": 5,
+        "records_rescored_name_rarer": 2,
+        "records_gone": 1,
+    }
 
 
 def test_carry_threshold_is_two_bits_below_the_match_threshold():

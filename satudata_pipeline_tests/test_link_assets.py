@@ -41,8 +41,10 @@ def test_materialize_link_and_golden(tmp_path, isolated_state):
     db = tmp_path / "w.duckdb"
     with duckdb.connect(str(db)) as conn:
         linkage.load_clean_tables(conn, frames)
-        conn.execute("CREATE TABLE clean.quarantine (source VARCHAR, record_id VARCHAR, "
-                     "row_number BIGINT, reason VARCHAR, raw_values VARCHAR)")
+        conn.execute(
+            "CREATE TABLE clean.quarantine (source VARCHAR, record_id VARCHAR, "
+            "row_number BIGINT, reason VARCHAR, raw_values VARCHAR)"
+        )
         conn.execute("INSERT INTO clean.quarantine VALUES ('kjp', 'Q1', 9, 'blank_name', '{}')")
 
     instance = dg.DagsterInstance.ephemeral()
@@ -51,15 +53,17 @@ def test_materialize_link_and_golden(tmp_path, isolated_state):
     checks = result.get_asset_check_evaluations()
     blocking_or_error = [c for c in checks if c.check_name != "linkage_model_fully_trained"]
     assert blocking_or_error and all(c.passed for c in blocking_or_error), [
-        (c.check_name, c.metadata) for c in checks]
+        (c.check_name, c.metadata) for c in checks
+    ]
 
     model_meta = _meta(result, "linkage_model")
     # the WARN check reports what the model meta says (a small delivery leaves levels unobserved)
     (trained_check,) = [c for c in checks if c.check_name == "linkage_model_fully_trained"]
     assert trained_check.severity == dg.AssetCheckSeverity.WARN
     assert trained_check.metadata["levels_floored"].value == model_meta["levels_floored"].value
-    assert trained_check.passed is (model_meta["levels_floored"].value == 0
-                                    and model_meta["comparisons_not_trained"].value == 0)
+    assert trained_check.passed is (
+        model_meta["levels_floored"].value == 0 and model_meta["comparisons_not_trained"].value == 0
+    )
     assert model_meta["trained_this_run"].value is True
     assert "Exact NIK" in model_meta["m_u_parameters"].value
     assert (isolated_state / "models").exists() and model.latest_model_path() is not None
@@ -77,33 +81,47 @@ def test_materialize_link_and_golden(tmp_path, isolated_state):
     assert "SANTOSO" not in text and "3171" not in text and str(isolated_state) not in text
     # the long steps log their phases into the run (counts and times only)
     logs = [e.user_message for e in instance.all_logs(result.run_id)]
-    phases = [m for m in logs if m.startswith(("match_pairs: ", "person_clusters: ", "golden_person: "))]
+    phases = [
+        m for m in logs if m.startswith(("match_pairs: ", "person_clusters: ", "golden_person: "))
+    ]
     assert any("Splink scored the candidate pairs" in m for m in phases)
     assert any(m.startswith("person_clusters: clusters formed (records ") for m in phases)
     assert all(" s (step so far " in m and "SANTOSO" not in m for m in phases)
 
     with duckdb.connect(str(db)) as conn:
         n_rows = sum(len(f) for f in frames.values())
-        assert conn.execute("SELECT count(*) FROM staging.person_source_link").fetchall()[0][0] == n_rows + 1
+        assert (
+            conn.execute("SELECT count(*) FROM staging.person_source_link").fetchall()[0][0]
+            == n_rows + 1
+        )
         scores = evaluation.pairwise_scores(conn, truth)
         assert scores["f1"] > 0.95
-        ids_before = dict(conn.execute(
-            "SELECT unique_id, person_id FROM staging.person_source_link WHERE person_id IS NOT NULL"
-        ).fetchall())
+        ids_before = dict(
+            conn.execute(
+                "SELECT unique_id, person_id FROM staging.person_source_link WHERE person_id IS NOT NULL"
+            ).fetchall()
+        )
 
     # second run: the saved model is reused, ids do not move
     result2 = _materialize(db, list(frames))
     assert result2.success
     assert _meta(result2, "linkage_model")["trained_this_run"].value is False
     with duckdb.connect(str(db)) as conn:
-        ids_after = dict(conn.execute(
-            "SELECT unique_id, person_id FROM staging.person_source_link WHERE person_id IS NOT NULL"
-        ).fetchall())
+        ids_after = dict(
+            conn.execute(
+                "SELECT unique_id, person_id FROM staging.person_source_link WHERE person_id IS NOT NULL"
+            ).fetchall()
+        )
         assert ids_after == ids_before
-        assert conn.execute("SELECT count(*) FROM staging.person_id_changes WHERE reason <> 'created'"
-                            ).fetchall()[0][0] == 0
+        assert (
+            conn.execute(
+                "SELECT count(*) FROM staging.person_id_changes WHERE reason <> 'created'"
+            ).fetchall()[0][0]
+            == 0
+        )
 
     # retrain on request (Config flag)
-    result3 = _materialize(db, list(frames), run_config={
-        "ops": {"linkage_model": {"config": {"retrain": True}}}})
+    result3 = _materialize(
+        db, list(frames), run_config={"ops": {"linkage_model": {"config": {"retrain": True}}}}
+    )
     assert _meta(result3, "linkage_model")["trained_this_run"].value is True

@@ -29,8 +29,10 @@ def linked(tmp_path_factory):
         result = matching.write_match_pairs(conn, pred.physical_name, 0.5)
     clusters.build_person_clusters(conn, 0.95, 30)
     conn.register("truth_df", truth)
-    conn.execute("CREATE TABLE truth AS SELECT source || ':' || record_id AS unique_id, person_key "
-                 "FROM truth_df")
+    conn.execute(
+        "CREATE TABLE truth AS SELECT source || ':' || record_id AS unique_id, person_key "
+        "FROM truth_df"
+    )
     yield conn, frames, truth, n, summary, result
     conn.close()
     mp.undo()
@@ -41,20 +43,44 @@ def test_person_records_union_every_clean_row(linked):
     assert n == sum(len(df) for df in frames.values())
     uid, dup = conn.execute(
         "SELECT count(DISTINCT unique_id), count(*) - count(DISTINCT unique_id) "
-        "FROM link.person_records").fetchall()[0]
+        "FROM link.person_records"
+    ).fetchall()[0]
     assert uid == n and dup == 0
 
 
 def test_derived_columns():
     conn = duckdb.connect()
-    write_clean_table(conn, "a", [dict(record_id="r1", nama="SITI  aminah NUR", nik="3171014501900001",
-                                       nik_valid=True, tanggal_lahir=dt.date(1990, 1, 5))])
+    write_clean_table(
+        conn,
+        "a",
+        [
+            dict(
+                record_id="r1",
+                nama="SITI  aminah NUR",
+                nik="3171014501900001",
+                nik_valid=True,
+                tanggal_lahir=dt.date(1990, 1, 5),
+            )
+        ],
+    )
     matching.build_person_records(conn, ["a"])
     got = conn.execute("""SELECT unique_id, source, nama, nama_depan, nama_belakang, nama_sorted,
                                  tahun_lahir, nik_dob, nik_valid, kind
                           FROM link.person_records""").fetchall()
-    assert got == [("a:r1", "a", "SITI AMINAH NUR", "SITI", "NUR", "AMINAH NUR SITI", 1990,
-                    "450190", True, None)]
+    assert got == [
+        (
+            "a:r1",
+            "a",
+            "SITI AMINAH NUR",
+            "SITI",
+            "NUR",
+            "AMINAH NUR SITI",
+            1990,
+            "450190",
+            True,
+            None,
+        )
+    ]
 
 
 def test_deterministic_pass_only_conclusive_pairs(linked):
@@ -120,7 +146,9 @@ def test_clusters_cover_every_record_once(linked):
         FROM (SELECT *, min(unique_id) OVER (PARTITION BY cluster_id) AS min_uid
               FROM link.person_clusters)
     """).fetchall()[0]
-    assert n == distinct == conn.execute("SELECT count(*) FROM link.person_records").fetchall()[0][0]
+    assert (
+        n == distinct == conn.execute("SELECT count(*) FROM link.person_records").fetchall()[0][0]
+    )
     assert bad_id == 0
 
 
@@ -138,16 +166,30 @@ def test_model_parameters_and_save_load(linked, tmp_path):
 
 
 # columns the cluster step reads from link.person_records (the tests below build minimal tables)
-_RECORD_COLUMNS = {"kind": "VARCHAR", "nik": "VARCHAR", "nik_valid": "BOOLEAN", "nama": "VARCHAR",
-                   "nama_sorted": "VARCHAR", "tanggal_lahir": "DATE", "jenis_kelamin": "VARCHAR",
-                   "kode_kelurahan": "VARCHAR", "kode_kecamatan": "VARCHAR",
-                   "kode_wilayah_tujuan": "VARCHAR", "alamat": "VARCHAR",
-                   "alamat_nomor": "VARCHAR"}
+_RECORD_COLUMNS = {
+    "kind": "VARCHAR",
+    "nik": "VARCHAR",
+    "nik_valid": "BOOLEAN",
+    "nama": "VARCHAR",
+    "nama_sorted": "VARCHAR",
+    "tanggal_lahir": "DATE",
+    "jenis_kelamin": "VARCHAR",
+    "kode_kelurahan": "VARCHAR",
+    "kode_kecamatan": "VARCHAR",
+    "kode_wilayah_tujuan": "VARCHAR",
+    "alamat": "VARCHAR",
+    "alamat_nomor": "VARCHAR",
+}
 
 
 def _pad_person_records(conn):
-    have = {r[0] for r in conn.execute("SELECT column_name FROM information_schema.columns "
-                                        "WHERE table_schema = 'link' AND table_name = 'person_records'").fetchall()}
+    have = {
+        r[0]
+        for r in conn.execute(
+            "SELECT column_name FROM information_schema.columns "
+            "WHERE table_schema = 'link' AND table_name = 'person_records'"
+        ).fetchall()
+    }
     for col, typ in _RECORD_COLUMNS.items():
         if col not in have:
             conn.execute(f"ALTER TABLE link.person_records ADD COLUMN {col} {typ}")
@@ -157,13 +199,19 @@ def test_giant_cluster_is_split():
     conn = duckdb.connect()
     conn.execute("CREATE SCHEMA link")
     ids = [f"s:{i:03d}" for i in range(40)]
-    conn.execute("CREATE TABLE link.person_records AS SELECT unnest(?) AS unique_id, "
-                 "'welfare_registry' AS kind, NULL::VARCHAR AS nik, false AS nik_valid", [ids])
+    conn.execute(
+        "CREATE TABLE link.person_records AS SELECT unnest(?) AS unique_id, "
+        "'welfare_registry' AS kind, NULL::VARCHAR AS nik, false AS nik_valid",
+        [ids],
+    )
     # a chain of weak links glues 40 records; strong links only inside pairs
-    rows = [(ids[i], ids[i + 1], 0.999999 if i % 2 == 0 else 0.96, "probabilistic")
-            for i in range(39)]
-    conn.execute("CREATE TABLE link.match_pairs (unique_id_l VARCHAR, unique_id_r VARCHAR, "
-                 "match_probability DOUBLE, match_weight DOUBLE, link_method VARCHAR)")
+    rows = [
+        (ids[i], ids[i + 1], 0.999999 if i % 2 == 0 else 0.96, "probabilistic") for i in range(39)
+    ]
+    conn.execute(
+        "CREATE TABLE link.match_pairs (unique_id_l VARCHAR, unique_id_r VARCHAR, "
+        "match_probability DOUBLE, match_weight DOUBLE, link_method VARCHAR)"
+    )
     conn.executemany("INSERT INTO link.match_pairs VALUES (?, ?, ?, NULL, ?)", rows)
     _pad_person_records(conn)
     res = clusters.build_person_clusters(conn, 0.95, max_cluster_size=10)
@@ -181,8 +229,13 @@ def test_pairwise_scores_combinatorics():
     conn.execute("""CREATE TABLE link.person_records AS SELECT * FROM (VALUES
         ('s:1',true),('s:2',true),('s:3',false),('s:4',true),('s:5',false),('s:6',true))
         t(unique_id, nik_valid)""")
-    truth = pd.DataFrame({"source": ["s"] * 6, "record_id": ["1", "2", "3", "4", "5", "6"],
-                          "person_key": ["A", "A", "B", "C", "C", "C"]})
+    truth = pd.DataFrame(
+        {
+            "source": ["s"] * 6,
+            "record_id": ["1", "2", "3", "4", "5", "6"],
+            "person_key": ["A", "A", "B", "C", "C", "C"],
+        }
+    )
     s = evaluation.pairwise_scores(conn, truth)
     # predicted pairs: c1 3 + c4 1 = 4; true pairs: A 1 + C 3 = 4; TP: (c1,A) 1 + (c4,C) 1 = 2
     assert (s["predicted_pairs"], s["true_pairs"], s["true_positive_pairs"]) == (4, 4, 2)
@@ -212,8 +265,12 @@ def test_two_civil_registry_persons_are_not_glued_by_a_weak_link():
     assert result.reclustered >= 1
 
 
-def _event_case(residents: list[tuple], event: tuple, links: list[tuple] = (),
-                address: dict[str, str] | None = None):
+def _event_case(
+    residents: list[tuple],
+    event: tuple,
+    links: list[tuple] = (),
+    address: dict[str, str] | None = None,
+):
     """link.person_records of civil-registry residents and one record left alone (a death record
     unless the tuple says otherwise), with the columns the sole-candidate step reads; `address`:
     street lines by unique_id. Returns the connection after clustering."""
@@ -224,22 +281,40 @@ def _event_case(residents: list[tuple], event: tuple, links: list[tuple] = (),
         kode_kelurahan VARCHAR, kode_kecamatan VARCHAR, kode_wilayah_tujuan VARCHAR, alamat VARCHAR)""")
     address = address or {}
     for uid, nama, dob, sex, nik, kel in residents:
-        conn.execute("INSERT INTO link.person_records VALUES (?, 'civil_registry', ?, ?, ?, ?, ?, ?, ?, NULL, ?)",
-                     [uid, nama, dob, sex, nik, nik is not None, kel, kel[:8], address.get(uid)])
+        conn.execute(
+            "INSERT INTO link.person_records VALUES (?, 'civil_registry', ?, ?, ?, ?, ?, ?, ?, NULL, ?)",
+            [uid, nama, dob, sex, nik, nik is not None, kel, kel[:8], address.get(uid)],
+        )
     uid, kind, nama, dob, sex, nik, kel, *dest = event
-    conn.execute("INSERT INTO link.person_records VALUES (?, ?, ?, ?, ?, ?, false, ?, ?, ?, ?)",
-                 [uid, kind, nama, dob, sex, nik, kel, kel[:8] if kel else None, dest[0] if dest else None,
-                  address.get(uid)])
+    conn.execute(
+        "INSERT INTO link.person_records VALUES (?, ?, ?, ?, ?, ?, false, ?, ?, ?, ?)",
+        [
+            uid,
+            kind,
+            nama,
+            dob,
+            sex,
+            nik,
+            kel,
+            kel[:8] if kel else None,
+            dest[0] if dest else None,
+            address.get(uid),
+        ],
+    )
     conn.execute(f"""CREATE TABLE link.person_records_x AS SELECT *,
         array_to_string(list_sort(list_distinct(string_split(nama, ' '))), ' ') AS nama_sorted,
         {matching.ALAMAT_NOMOR_SQL} AS alamat_nomor
         FROM link.person_records""")
     conn.execute("DROP TABLE link.person_records")
     conn.execute("ALTER TABLE link.person_records_x RENAME TO person_records")
-    conn.execute("CREATE TABLE link.match_pairs (unique_id_l VARCHAR, unique_id_r VARCHAR, "
-                 "match_probability DOUBLE, match_weight DOUBLE, link_method VARCHAR)")
+    conn.execute(
+        "CREATE TABLE link.match_pairs (unique_id_l VARCHAR, unique_id_r VARCHAR, "
+        "match_probability DOUBLE, match_weight DOUBLE, link_method VARCHAR)"
+    )
     for a, b, p in links:
-        conn.execute("INSERT INTO link.match_pairs VALUES (?, ?, ?, NULL, 'probabilistic')", [a, b, p])
+        conn.execute(
+            "INSERT INTO link.match_pairs VALUES (?, ?, ?, NULL, 'probabilistic')", [a, b, p]
+        )
     result = clusters.build_person_clusters(conn, 0.95, 30)
     return conn, result
 
@@ -253,21 +328,30 @@ KEL, OTHER_KEL = "31.75.07.1002", "31.75.07.1003"
 
 
 def test_death_record_without_nik_joins_the_only_resident_of_that_name():
-    residents = [("pop:1", "NUR SAIPUL", "2021-12-10", "L", "3175071012210003", KEL),
-                 ("pop:2", "NUR SAIPUL", "1980-01-01", "L", "3175070101800004", OTHER_KEL),
-                 ("pop:3", "SITI AMINAH", "1990-05-05", "P", "3175074505900001", KEL)]
-    conn, result = _event_case(residents, ("mati:1", "death_registry", "NUR SAIPUL", None, "L", None, KEL))
+    residents = [
+        ("pop:1", "NUR SAIPUL", "2021-12-10", "L", "3175071012210003", KEL),
+        ("pop:2", "NUR SAIPUL", "1980-01-01", "L", "3175070101800004", OTHER_KEL),
+        ("pop:3", "SITI AMINAH", "1990-05-05", "P", "3175074505900001", KEL),
+    ]
+    conn, result = _event_case(
+        residents, ("mati:1", "death_registry", "NUR SAIPUL", None, "L", None, KEL)
+    )
     assert result.assigned == 1 and _same_cluster(conn, "mati:1", "pop:1")
-    assert conn.execute("SELECT unique_id, resident_unique_id FROM link.assignments").fetchall() \
-        == [("mati:1", "pop:1")]
+    assert conn.execute(
+        "SELECT unique_id, resident_unique_id FROM link.assignments"
+    ).fetchall() == [("mati:1", "pop:1")]
     # one typo in a single name still points at one resident
-    conn, result = _event_case(residents, ("mati:1", "death_registry", "SITI AMINA", None, None, None, KEL))
+    conn, result = _event_case(
+        residents, ("mati:1", "death_registry", "SITI AMINA", None, None, None, KEL)
+    )
     assert result.assigned == 1 and _same_cluster(conn, "mati:1", "pop:3")
 
 
 def test_move_back_into_dki_is_looked_for_at_its_destination():
-    residents = [("pop:1", "DEWI", "2018-03-05", "P", "3175014503180015", "31.75.01.1004"),
-                 ("pop:2", "DEWI", "2018-03-05", "P", "3175014503180016", "31.75.01.1005")]
+    residents = [
+        ("pop:1", "DEWI", "2018-03-05", "P", "3175014503180015", "31.75.01.1004"),
+        ("pop:2", "DEWI", "2018-03-05", "P", "3175014503180016", "31.75.01.1005"),
+    ]
     event = ("pindah:1", "migration_registry", "DEWI", "2018-03-05", "P", None, None, "3175011004")
     conn, result = _event_case(residents, event)
     assert result.assigned == 1 and _same_cluster(conn, "pindah:1", "pop:1")
@@ -276,27 +360,44 @@ def test_move_back_into_dki_is_looked_for_at_its_destination():
     assert result.assigned == 0
 
 
-@pytest.mark.parametrize("residents, event", [
-    # two residents of that name in the kelurahan: ambiguous
-    ([("pop:1", "NUR SAIPUL", "2021-12-10", "L", "3175071012210003", KEL),
-      ("pop:2", "NUR SAIPUL", "1980-01-01", "L", "3175070101800004", KEL)],
-     ("mati:1", "death_registry", "NUR SAIPUL", None, "L", None, KEL)),
-    # a name only contained in the resident's longer name is not enough
-    ([("pop:1", "MARYAM PUTRI", "1979-11-08", "P", "1375064811790026", KEL)],
-     ("mati:1", "death_registry", "MARYAM", None, "P", None, KEL)),
-    # birth dates two digits apart say another person
-    ([("pop:1", "AGUS", "1975-05-27", "L", "3216122705750005", KEL)],
-     ("mati:1", "death_registry", "AGUS", "1972-06-27", "L", None, KEL)),
-    # a NIK two digits away (even one failing validation) says another person
-    ([("pop:1", "AISYAH", "2013-12-21", "P", "3171016112130025", KEL)],
-     ("mati:1", "death_registry", "AISYAH", "2013-12-21", "P", "3171016111130024", KEL)),
-    # other sex
-    ([("pop:1", "NUR SAIPUL", "2021-12-10", "L", "3175071012210003", KEL)],
-     ("mati:1", "death_registry", "NUR SAIPUL", None, "P", None, KEL)),
-    # the only namesake lives in another kelurahan
-    ([("pop:1", "NUR SAIPUL", "2021-12-10", "L", "3175071012210003", OTHER_KEL)],
-     ("mati:1", "death_registry", "NUR SAIPUL", None, "L", None, KEL)),
-])
+@pytest.mark.parametrize(
+    "residents, event",
+    [
+        # two residents of that name in the kelurahan: ambiguous
+        (
+            [
+                ("pop:1", "NUR SAIPUL", "2021-12-10", "L", "3175071012210003", KEL),
+                ("pop:2", "NUR SAIPUL", "1980-01-01", "L", "3175070101800004", KEL),
+            ],
+            ("mati:1", "death_registry", "NUR SAIPUL", None, "L", None, KEL),
+        ),
+        # a name only contained in the resident's longer name is not enough
+        (
+            [("pop:1", "MARYAM PUTRI", "1979-11-08", "P", "1375064811790026", KEL)],
+            ("mati:1", "death_registry", "MARYAM", None, "P", None, KEL),
+        ),
+        # birth dates two digits apart say another person
+        (
+            [("pop:1", "AGUS", "1975-05-27", "L", "3216122705750005", KEL)],
+            ("mati:1", "death_registry", "AGUS", "1972-06-27", "L", None, KEL),
+        ),
+        # a NIK two digits away (even one failing validation) says another person
+        (
+            [("pop:1", "AISYAH", "2013-12-21", "P", "3171016112130025", KEL)],
+            ("mati:1", "death_registry", "AISYAH", "2013-12-21", "P", "3171016111130024", KEL),
+        ),
+        # other sex
+        (
+            [("pop:1", "NUR SAIPUL", "2021-12-10", "L", "3175071012210003", KEL)],
+            ("mati:1", "death_registry", "NUR SAIPUL", None, "P", None, KEL),
+        ),
+        # the only namesake lives in another kelurahan
+        (
+            [("pop:1", "NUR SAIPUL", "2021-12-10", "L", "3175071012210003", OTHER_KEL)],
+            ("mati:1", "death_registry", "NUR SAIPUL", None, "L", None, KEL),
+        ),
+    ],
+)
 def test_death_record_is_not_assigned_on_weak_or_ambiguous_evidence(residents, event):
     conn, result = _event_case(residents, event)
     assert result.assigned == 0
@@ -304,14 +405,18 @@ def test_death_record_is_not_assigned_on_weak_or_ambiguous_evidence(residents, e
 
 
 def test_death_record_of_two_namesakes_is_a_possible_death_of_each():
-    residents = [("pop:1", "SUKIRMAN SAPUTRA", "2026-02-11", "L", "3175051102260031", KEL),
-                 ("pop:2", "SUKIRMAN SAPUTRA", "2018-12-30", "L", "3471053012180006", KEL),
-                 ("pop:3", "SUKIRMAN", "2013-05-08", "L", "3175050805130016", KEL)]
-    conn, result = _event_case(residents, ("mati:1", "death_registry", "SUKIRMAN SAPUTRA", None, "L",
-                                           None, KEL))
+    residents = [
+        ("pop:1", "SUKIRMAN SAPUTRA", "2026-02-11", "L", "3175051102260031", KEL),
+        ("pop:2", "SUKIRMAN SAPUTRA", "2018-12-30", "L", "3471053012180006", KEL),
+        ("pop:3", "SUKIRMAN", "2013-05-08", "L", "3175050805130016", KEL),
+    ]
+    conn, result = _event_case(
+        residents, ("mati:1", "death_registry", "SUKIRMAN SAPUTRA", None, "L", None, KEL)
+    )
     assert result.assigned == 0 and result.possible_deaths == 1
-    assert conn.execute("SELECT unique_id, resident_unique_id, candidates FROM link.possible_deaths "
-                        "ORDER BY 2").fetchall() == [("mati:1", "pop:1", 2), ("mati:1", "pop:2", 2)]
+    assert conn.execute(
+        "SELECT unique_id, resident_unique_id, candidates FROM link.possible_deaths ORDER BY 2"
+    ).fetchall() == [("mati:1", "pop:1", 2), ("mati:1", "pop:2", 2)]
     # a name that fits many residents says nothing about any one of them
     many = [(f"pop:{i}", "BUDI", f"19{50 + i}-01-01", "L", None, KEL) for i in range(1, 5)]
     conn, result = _event_case(many, ("mati:1", "death_registry", "BUDI", None, "L", None, KEL))
@@ -322,15 +427,23 @@ def test_death_record_of_two_namesakes_is_a_possible_death_of_each():
 def test_event_record_already_linked_or_resident_already_dead_is_left_alone():
     residents = [("pop:1", "UJU", "1963-10-18", "L", "3175091810630018", KEL)]
     # already linked to a resident by the model: nothing to assign
-    conn, result = _event_case(residents, ("mati:1", "death_registry", "UJU", None, "L", None, KEL),
-                               links=[("mati:1", "pop:1", 0.99)])
+    conn, result = _event_case(
+        residents,
+        ("mati:1", "death_registry", "UJU", None, "L", None, KEL),
+        links=[("mati:1", "pop:1", 0.99)],
+    )
     assert result.assigned == 0 and _same_cluster(conn, "mati:1", "pop:1")
     # the only resident already has a death record: a second, unlinked one is not his
     conn, result = _event_case(residents, ("mati:2", "death_registry", "UJU", None, "L", None, KEL))
-    conn.execute("INSERT INTO link.person_records (unique_id, kind, nama, nama_sorted, jenis_kelamin, "
-                 "kode_kelurahan, kode_kecamatan, nik_valid) VALUES "
-                 "('mati:1', 'death_registry', 'UJU', 'UJU', 'L', ?, ?, false)", [KEL, KEL[:8]])
-    conn.execute("INSERT INTO link.match_pairs VALUES ('mati:1', 'pop:1', 0.99, NULL, 'probabilistic')")
+    conn.execute(
+        "INSERT INTO link.person_records (unique_id, kind, nama, nama_sorted, jenis_kelamin, "
+        "kode_kelurahan, kode_kecamatan, nik_valid) VALUES "
+        "('mati:1', 'death_registry', 'UJU', 'UJU', 'L', ?, ?, false)",
+        [KEL, KEL[:8]],
+    )
+    conn.execute(
+        "INSERT INTO link.match_pairs VALUES ('mati:1', 'pop:1', 0.99, NULL, 'probabilistic')"
+    )
     result = clusters.build_person_clusters(conn, 0.95, 30)
     assert result.assigned == 0 and not _same_cluster(conn, "mati:2", "pop:1")
 
@@ -338,17 +451,22 @@ def test_event_record_already_linked_or_resident_already_dead_is_left_alone():
 @pytest.mark.parametrize("dob", ["1975-05-28", "1976-05-27"])
 def test_death_record_with_a_birth_date_typo_joins_the_only_resident_of_that_name(dob):
     # one digit off (day, year) in the deceased's own kelurahan; the other namesake is far off
-    residents = [("pop:1", "AGUS", "1975-05-27", "L", "3216122705750005", KEL),
-                 ("pop:2", "AGUS", "1990-12-01", "L", "3216120112900001", KEL)]
+    residents = [
+        ("pop:1", "AGUS", "1975-05-27", "L", "3216122705750005", KEL),
+        ("pop:2", "AGUS", "1990-12-01", "L", "3216120112900001", KEL),
+    ]
     conn, result = _event_case(residents, ("mati:1", "death_registry", "AGUS", dob, "L", None, KEL))
     assert result.assigned == 1 and _same_cluster(conn, "mati:1", "pop:1")
 
 
 def test_death_record_with_swapped_day_and_month_joins_its_resident():
-    residents = [("pop:1", "ROSMAWATI TAMBUNAN", "2021-08-12", "P", "3173015208210022", KEL),
-                 ("pop:2", "ROSMAWATI TAMBUNAN", "2025-01-02", "P", "3173014201250003", KEL)]
-    conn, result = _event_case(residents, ("mati:1", "death_registry", "ROSMAWATI TAMBUNAN",
-                                           "2021-12-08", "P", None, KEL))
+    residents = [
+        ("pop:1", "ROSMAWATI TAMBUNAN", "2021-08-12", "P", "3173015208210022", KEL),
+        ("pop:2", "ROSMAWATI TAMBUNAN", "2025-01-02", "P", "3173014201250003", KEL),
+    ]
+    conn, result = _event_case(
+        residents, ("mati:1", "death_registry", "ROSMAWATI TAMBUNAN", "2021-12-08", "P", None, KEL)
+    )
     assert result.assigned == 1 and _same_cluster(conn, "mati:1", "pop:1")
 
 
@@ -356,34 +474,54 @@ def test_move_record_needs_an_equal_birth_date():
     # a move record's kelurahan is where the person lived before: a namesake born close by may
     # still live there
     residents = [("pop:1", "AGUS", "1975-05-27", "L", "3216122705750005", KEL)]
-    conn, result = _event_case(residents, ("pindah:1", "migration_registry", "AGUS", "1975-05-28", "L",
-                                           None, KEL))
+    conn, result = _event_case(
+        residents, ("pindah:1", "migration_registry", "AGUS", "1975-05-28", "L", None, KEL)
+    )
     assert result.assigned == 0 and not _same_cluster(conn, "pindah:1", "pop:1")
 
 
 HOME = {"pop:1": "JL BERINGIN NO 134", "pop:2": "JL BERINGIN NO 52"}
 ROSTER_ROW = ("kjp:1", "program_roster", "MUHAMMAD FIRMANSYAH", None, "L", None, KEL)
-NAMESAKES = [("pop:1", "MUHAMMAD FIRMANSYAH", "2014-05-28", "L", "3174012805140015", KEL),
-             ("pop:2", "MUHAMMAD FIRMANSYAH", "1990-01-11", "L", "3174011101900003", KEL)]
+NAMESAKES = [
+    ("pop:1", "MUHAMMAD FIRMANSYAH", "2014-05-28", "L", "3174012805140015", KEL),
+    ("pop:2", "MUHAMMAD FIRMANSYAH", "1990-01-11", "L", "3174011101900003", KEL),
+]
 
 
 def test_roster_row_with_one_link_to_a_resident_of_the_same_home_joins_them():
-    conn, result = _event_case(NAMESAKES, ROSTER_ROW, links=[("kjp:1", "pop:1", 0.71)],
-                               address={**HOME, "kjp:1": "JL BERINGIN NO 134"})
+    conn, result = _event_case(
+        NAMESAKES,
+        ROSTER_ROW,
+        links=[("kjp:1", "pop:1", 0.71)],
+        address={**HOME, "kjp:1": "JL BERINGIN NO 134"},
+    )
     assert result.assigned == 1 and _same_cluster(conn, "kjp:1", "pop:1")
-    assert conn.execute("SELECT unique_id, resident_unique_id, basis, match_probability "
-                        "FROM link.assignments").fetchall() == [("kjp:1", "pop:1", "link", 0.71)]
+    assert conn.execute(
+        "SELECT unique_id, resident_unique_id, basis, match_probability FROM link.assignments"
+    ).fetchall() == [("kjp:1", "pop:1", "link", 0.71)]
 
 
-@pytest.mark.parametrize("links, roster_address", [
-    # the only link goes to another house on the same street (a ghost using a real name)
-    ([("kjp:1", "pop:2", 0.71)], "JL BERINGIN NO 134"),
-    # links to two residents of the home: ambiguous
-    ([("kjp:1", "pop:1", 0.71), ("kjp:1", "pop:2", 0.6)], None),
-])
-def test_roster_row_is_not_joined_on_a_link_to_another_home_or_to_two_residents(links, roster_address):
-    address = {"pop:1": "JL BERINGIN NO 134", "pop:2": "JL BERINGIN NO 134",
-               "kjp:1": "JL BERINGIN NO 134"} if roster_address is None else {**HOME, "kjp:1": roster_address}
+@pytest.mark.parametrize(
+    "links, roster_address",
+    [
+        # the only link goes to another house on the same street (a ghost using a real name)
+        ([("kjp:1", "pop:2", 0.71)], "JL BERINGIN NO 134"),
+        # links to two residents of the home: ambiguous
+        ([("kjp:1", "pop:1", 0.71), ("kjp:1", "pop:2", 0.6)], None),
+    ],
+)
+def test_roster_row_is_not_joined_on_a_link_to_another_home_or_to_two_residents(
+    links, roster_address
+):
+    address = (
+        {
+            "pop:1": "JL BERINGIN NO 134",
+            "pop:2": "JL BERINGIN NO 134",
+            "kjp:1": "JL BERINGIN NO 134",
+        }
+        if roster_address is None
+        else {**HOME, "kjp:1": roster_address}
+    )
     conn, result = _event_case(NAMESAKES, ROSTER_ROW, links=links, address=address)
     assert result.assigned == 0
     assert all(not _same_cluster(conn, "kjp:1", r[0]) for r in NAMESAKES)
@@ -393,16 +531,21 @@ def test_event_record_with_one_link_joins_that_resident():
     # the name differs too much for the name rule, the model still linked it (below the cluster
     # threshold) to one resident only: a death record is about a registered resident
     residents = [("pop:1", "JOGA WIJAJA", "1944-10-01", "L", "3173060110440016", KEL)]
-    conn, result = _event_case(residents, ("mati:1", "death_registry", "YOGA WIJAYA", "1944-10-01", "L",
-                                           None, KEL), links=[("mati:1", "pop:1", 0.8)])
+    conn, result = _event_case(
+        residents,
+        ("mati:1", "death_registry", "YOGA WIJAYA", "1944-10-01", "L", None, KEL),
+        links=[("mati:1", "pop:1", 0.8)],
+    )
     assert result.assigned == 1 and _same_cluster(conn, "mati:1", "pop:1")
 
 
 def test_links_outrank_the_name_rule():
     # the model linked the death record to the resident with its exact birth date; a namesake one
     # digit off also passes the name rule but does not make the record ambiguous
-    residents = [("pop:1", "SITI RAHMAWATI", "2014-07-26", "P", "3173016607140012", KEL),
-                 ("pop:2", "SITI RAHMAWATI", "2014-07-25", "P", "3173016507140003", KEL)]
+    residents = [
+        ("pop:1", "SITI RAHMAWATI", "2014-07-26", "P", "3173016607140012", KEL),
+        ("pop:2", "SITI RAHMAWATI", "2014-07-25", "P", "3173016507140003", KEL),
+    ]
     event = ("mati:1", "death_registry", "SITI RAHMAWATI", "2014-07-26", "P", None, KEL)
     conn, result = _event_case(residents, event, links=[("mati:1", "pop:1", 0.9)])
     assert result.assigned == 1 and _same_cluster(conn, "mati:1", "pop:1")
@@ -420,50 +563,130 @@ def test_borrowed_nik_and_same_address_conditions():
 
     conn = duckdb.connect()
     rows = [  # nik_l, nik_r, nama_l, nama_r, dob_l, dob_r, expected borrowed
-        ("3175076402120027", "3175076402120027", "ROSLINA SITORUS", "ROSLINA SITORUS", "2005-04-23", "2012-02-24", True),
-        ("3175076402120027", "3175076402120027", "ROSLINA SITORUS", "ROSLINA SITORUS", "2012-02-24", "2012-02-25", False),
-        ("3175076402120027", "3175076402120027", "ROSLINA SITORUS", "ROSLINA SITORUS", "2012-02-24", None, False),
+        (
+            "3175076402120027",
+            "3175076402120027",
+            "ROSLINA SITORUS",
+            "ROSLINA SITORUS",
+            "2005-04-23",
+            "2012-02-24",
+            True,
+        ),
+        (
+            "3175076402120027",
+            "3175076402120027",
+            "ROSLINA SITORUS",
+            "ROSLINA SITORUS",
+            "2012-02-24",
+            "2012-02-25",
+            False,
+        ),
+        (
+            "3175076402120027",
+            "3175076402120027",
+            "ROSLINA SITORUS",
+            "ROSLINA SITORUS",
+            "2012-02-24",
+            None,
+            False,
+        ),
         # a birth year off by one is a registration error, not another person
-        ("3374060208290014", "3374060208290014", "IBRAHIM HAFIZ", "IBRAHIM HAFIZ", "1929-08-02", "1930-08-02", False),
-        ("3175076402120027", "3175076402120027", "ROSLINA SITORUS", "BUDI SANTOSO", "2012-02-24", None, True),
-        ("3175076402120027", "3175076402120027", "ROSLINA SITORUS", "ROSLINA", "2012-02-24", "2012-02-24", False),
+        (
+            "3374060208290014",
+            "3374060208290014",
+            "IBRAHIM HAFIZ",
+            "IBRAHIM HAFIZ",
+            "1929-08-02",
+            "1930-08-02",
+            False,
+        ),
+        (
+            "3175076402120027",
+            "3175076402120027",
+            "ROSLINA SITORUS",
+            "BUDI SANTOSO",
+            "2012-02-24",
+            None,
+            True,
+        ),
+        (
+            "3175076402120027",
+            "3175076402120027",
+            "ROSLINA SITORUS",
+            "ROSLINA",
+            "2012-02-24",
+            "2012-02-24",
+            False,
+        ),
     ]
     for *vals, want in rows:
-        got = conn.execute(f"""SELECT {ss.BORROWED_NIK} FROM (SELECT ?::VARCHAR nik_l, ?::VARCHAR nik_r,
+        got = conn.execute(
+            f"""SELECT {ss.BORROWED_NIK} FROM (SELECT ?::VARCHAR nik_l, ?::VARCHAR nik_r,
             ?::VARCHAR nama_l, ?::VARCHAR nama_r, ?::DATE tanggal_lahir_l, ?::DATE tanggal_lahir_r,
             list_sort(string_split(nama_l, ' ')) nama_tokens_l, list_sort(string_split(nama_r, ' ')) nama_tokens_r,
             array_to_string(nama_tokens_l, ' ') nama_sorted_l, array_to_string(nama_tokens_r, ' ') nama_sorted_r)""",
-                           vals).fetchall()[0][0]
+            vals,
+        ).fetchall()[0][0]
         assert bool(got) is want, vals
-    write_clean_table(conn, "a", [dict(record_id=r, alamat=a) for r, a in [
-        ("r1", "Jl. Beringin No. 134"), ("r2", "JL BERINGIN NO 52"), ("r3", "JL BERINGIN NO 134"),
-        ("r4", "JL BERINGIN NO 134 BLOK B7")]])
+    write_clean_table(
+        conn,
+        "a",
+        [
+            dict(record_id=r, alamat=a)
+            for r, a in [
+                ("r1", "Jl. Beringin No. 134"),
+                ("r2", "JL BERINGIN NO 52"),
+                ("r3", "JL BERINGIN NO 134"),
+                ("r4", "JL BERINGIN NO 134 BLOK B7"),
+            ]
+        ],
+    )
     matching.build_person_records(conn, ["a"])
-    got = dict(conn.execute(f"""SELECT l.record_id || '-' || r.record_id, {ss.as_join_sql(ss.SAME_ADDRESS)}
+    got = dict(
+        conn.execute(f"""SELECT l.record_id || '-' || r.record_id, {ss.as_join_sql(ss.SAME_ADDRESS)}
         FROM link.person_records l, link.person_records r
-        WHERE l.record_id = 'r3' AND r.record_id <> 'r3'""").fetchall())
+        WHERE l.record_id = 'r3' AND r.record_id <> 'r3'""").fetchall()
+    )
     assert got == {"r3-r1": True, "r3-r2": False, "r3-r4": False}
 
 
 def test_connected_components_cluster_id_is_smallest_member():
     conn = duckdb.connect()
     conn.execute("CREATE TABLE nodes AS SELECT unnest(['a', 'b', 'c', 'd', 'e', 'f']) AS unique_id")
-    conn.execute("CREATE TABLE edges AS SELECT * FROM (VALUES ('c', 'b'), ('b', 'a'), ('e', 'f'), "
-                 "('a', 'a')) t(x, y)")
+    conn.execute(
+        "CREATE TABLE edges AS SELECT * FROM (VALUES ('c', 'b'), ('b', 'a'), ('e', 'f'), "
+        "('a', 'a')) t(x, y)"
+    )
     clusters._components(conn, "SELECT unique_id FROM nodes", "SELECT x, y FROM edges", "out")
     got = dict(conn.execute("SELECT unique_id, cluster_id FROM out").fetchall())
     assert got == {"a": "a", "b": "a", "c": "a", "d": "d", "e": "e", "f": "e"}
 
 
 def test_levels_never_seen_in_random_pairs_get_the_rule_of_three_bound():
-    settings = {"comparisons": [{"output_column_name": "nik", "comparison_levels": [
-        {"sql_condition": "null", "is_null_level": True},
-        {"sql_condition": "a", "label_for_charts": "fixed", "m_probability": 0.5,
-         "u_probability": 0.5, "fix_u_probability": True},
-        {"sql_condition": "b", "label_for_charts": "seen", "u_probability": 0.01},
-        {"sql_condition": "c", "label_for_charts": "unseen"},
-        {"sql_condition": "d", "label_for_charts": "unseen text", "u_probability": "level not observed"},
-    ]}]}
+    settings = {
+        "comparisons": [
+            {
+                "output_column_name": "nik",
+                "comparison_levels": [
+                    {"sql_condition": "null", "is_null_level": True},
+                    {
+                        "sql_condition": "a",
+                        "label_for_charts": "fixed",
+                        "m_probability": 0.5,
+                        "u_probability": 0.5,
+                        "fix_u_probability": True,
+                    },
+                    {"sql_condition": "b", "label_for_charts": "seen", "u_probability": 0.01},
+                    {"sql_condition": "c", "label_for_charts": "unseen"},
+                    {
+                        "sql_condition": "d",
+                        "label_for_charts": "unseen text",
+                        "u_probability": "level not observed",
+                    },
+                ],
+            }
+        ]
+    }
     changed = model.bound_unobserved_u(settings, 2e6)
     levels = settings["comparisons"][0]["comparison_levels"]
     assert changed == ["nik: unseen", "nik: unseen text"]
@@ -475,7 +698,10 @@ def test_trained_model_has_no_default_u(linked):
     for comp in summary.settings["comparisons"]:
         for level in comp["comparison_levels"]:
             if not level.get("is_null_level"):
-                assert isinstance(level.get("u_probability"), float), (comp["output_column_name"], level)
+                assert isinstance(level.get("u_probability"), float), (
+                    comp["output_column_name"],
+                    level,
+                )
 
 
 def test_em_rule_samples_whole_blocks_above_the_budget(monkeypatch):
@@ -490,8 +716,10 @@ def test_em_rule_samples_whole_blocks_above_the_budget(monkeypatch):
     monkeypatch.setattr(model.ss, "EM_MAX_PAIRS", 100)
     rule, pairs, modulus, used = model.em_rule(conn, ("no_kk",))
     assert (pairs, modulus) == (300, 3) and used % 6 == 0 and 0 < used < 300
-    joined = conn.execute(f"SELECT count(*) FROM link.person_records l JOIN link.person_records r "
-                          f"ON {rule} AND l.unique_id < r.unique_id").fetchall()[0][0]
+    joined = conn.execute(
+        f"SELECT count(*) FROM link.person_records l JOIN link.person_records r "
+        f"ON {rule} AND l.unique_id < r.unique_id"
+    ).fetchall()[0][0]
     assert joined == used
 
 
@@ -532,14 +760,19 @@ def test_cheap_guards_never_change_a_string_distance_result():
             b[rng.randrange(16)] = rng.choice("0123456789")
         niks.append((a, "".join(b)))
     import datetime as dt
+
     dates = []
     for _ in range(400):
         a = dt.date(1950, 1, 1) + dt.timedelta(days=rng.randrange(30000))
-        b = a + dt.timedelta(days=rng.choice([0, 1, 9, 10, 20, 30, 31, 365, 3650, rng.randrange(-5000, 5000)]))
+        b = a + dt.timedelta(
+            days=rng.choice([0, 1, 9, 10, 20, 30, 31, 365, 3650, rng.randrange(-5000, 5000)])
+        )
         dates.append((a, b))
     conn = duckdb.connect()
-    conn.execute("CREATE TABLE p (nama_l VARCHAR, nama_r VARCHAR, nik_l VARCHAR, nik_r VARCHAR, "
-                 "tanggal_lahir_l DATE, tanggal_lahir_r DATE)")
+    conn.execute(
+        "CREATE TABLE p (nama_l VARCHAR, nama_r VARCHAR, nik_l VARCHAR, nik_r VARCHAR, "
+        "tanggal_lahir_l DATE, tanggal_lahir_r DATE)"
+    )
     rows = [(n[0], n[1], k[0], k[1], d[0], d[1]) for n, k, d in zip(names, niks, dates)]
     conn.executemany("INSERT INTO p VALUES (?, ?, ?, ?, ?, ?)", rows)
     disagree = conn.execute(f"""

@@ -13,9 +13,17 @@ from fixtures.clean_tables import write_clean_table
 from satudata_pipeline.link import clusters, evaluation, matching, model
 from satudata_pipeline.link import splink_settings as ss
 
-DROP_IDS = {"nik": None, "nik_raw": None, "nik_valid": False, "nik_reason": "missing",
-            "nik_dki": False, "no_kk": None, "kode_kelurahan": None, "kode_kecamatan": None,
-            "kode_kota": None}
+DROP_IDS = {
+    "nik": None,
+    "nik_raw": None,
+    "nik_valid": False,
+    "nik_reason": "missing",
+    "nik_dki": False,
+    "no_kk": None,
+    "kode_kelurahan": None,
+    "kode_kecamatan": None,
+    "kode_kota": None,
+}
 
 
 def _train(tmp_path, monkeypatch, frames):
@@ -27,8 +35,9 @@ def _train(tmp_path, monkeypatch, frames):
 
 
 def _weights(settings: dict) -> dict[tuple[str, str], float]:
-    return {(r["comparison"], r["level"]): r["match_weight"]
-            for r in model.parameters_table(settings)}
+    return {
+        (r["comparison"], r["level"]): r["match_weight"] for r in model.parameters_table(settings)
+    }
 
 
 def test_delivery_without_nik_family_card_or_kelurahan_code_trains_and_links(tmp_path, monkeypatch):
@@ -70,8 +79,17 @@ def test_one_source_delivery_trains(tmp_path, monkeypatch):
 
 
 def _settings(levels: list[dict]) -> dict:
-    return {"comparisons": [{"output_column_name": "c", "comparison_levels": [
-        {"sql_condition": "x IS NULL", "is_null_level": True}, *levels]}]}
+    return {
+        "comparisons": [
+            {
+                "output_column_name": "c",
+                "comparison_levels": [
+                    {"sql_condition": "x IS NULL", "is_null_level": True},
+                    *levels,
+                ],
+            }
+        ]
+    }
 
 
 @pytest.mark.parametrize(
@@ -82,8 +100,14 @@ def _settings(levels: list[dict]) -> dict:
         # EM pushed m to ~0 (seen less than one pair): floored at M_FLOOR_PRIOR
         (1e-22, 0.5, 5e-19, 5000.0, 1e-3, "estimated from less than one expected matching pair"),
         # not observed at all (Splink's text marker)
-        ("level not observed in training dataset", 0.5, 0.0, 5000.0, 1e-3,
-         "not observed in training"),
+        (
+            "level not observed in training dataset",
+            0.5,
+            0.0,
+            5000.0,
+            1e-3,
+            "not observed in training",
+        ),
         # few matches: the rule-of-three bound 3/matches is the larger floor
         (1e-9, 0.5, 6e-7, 600.0, 3 / 600, "estimated from less than one expected matching pair"),
         # the floor never makes an unseen level positive evidence: capped at u (weight 0)
@@ -95,8 +119,9 @@ def _settings(levels: list[dict]) -> dict:
     ],
 )
 def test_floor_of_unobserved_or_degenerate_levels(m, u, seen, matches, want_m, reason):
-    settings = _settings([{"sql_condition": "a", "label_for_charts": "L", "m_probability": m,
-                           "u_probability": u}])
+    settings = _settings(
+        [{"sql_condition": "a", "label_for_charts": "L", "m_probability": m, "u_probability": u}]
+    )
     changes = model.floor_m(settings, {"c": {0: seen}}, {"c": matches})
     level = settings["comparisons"][0]["comparison_levels"][1]
     assert level["m_probability"] == pytest.approx(want_m)
@@ -109,20 +134,39 @@ def test_floor_of_unobserved_or_degenerate_levels(m, u, seen, matches, want_m, r
 
 
 def test_floor_leaves_fixed_levels_and_untrained_comparisons_alone():
-    settings = _settings([{"sql_condition": "a", "label_for_charts": "fixed", "m_probability": 0.5,
-                           "u_probability": 0.5, "fix_m_probability": True}])
+    settings = _settings(
+        [
+            {
+                "sql_condition": "a",
+                "label_for_charts": "fixed",
+                "m_probability": 0.5,
+                "u_probability": 0.5,
+                "fix_m_probability": True,
+            }
+        ]
+    )
     assert model.floor_m(settings, {}, {"c": 100.0}) == []
-    settings = _settings([{"sql_condition": "a", "label_for_charts": "L", "m_probability": 1e-20,
-                           "u_probability": 0.5}])
+    settings = _settings(
+        [
+            {
+                "sql_condition": "a",
+                "label_for_charts": "L",
+                "m_probability": 1e-20,
+                "u_probability": 0.5,
+            }
+        ]
+    )
     assert model.floor_m(settings, {}, {}) == []  # no pass trained "c": reported elsewhere
 
 
 def test_degenerate_u_is_bounded_from_both_sides():
-    settings = _settings([
-        {"sql_condition": "a", "label_for_charts": "zero", "u_probability": 0.0},
-        {"sql_condition": "b", "label_for_charts": "one", "u_probability": 1.0},
-        {"sql_condition": "c", "label_for_charts": "fine", "u_probability": 0.3},
-    ])
+    settings = _settings(
+        [
+            {"sql_condition": "a", "label_for_charts": "zero", "u_probability": 0.0},
+            {"sql_condition": "b", "label_for_charts": "one", "u_probability": 1.0},
+            {"sql_condition": "c", "label_for_charts": "fine", "u_probability": 0.3},
+        ]
+    )
     assert model.bound_unobserved_u(settings, 3e6) == ["c: zero", "c: one"]
     us = [lv.get("u_probability") for lv in settings["comparisons"][0]["comparison_levels"][1:]]
     assert us == [pytest.approx(1e-6), pytest.approx(1 - 1e-6), 0.3]
@@ -155,14 +199,17 @@ def test_extra_blocking_only_without_nik_and_only_selective_rules(tmp_path, monk
     joined = conn.execute(
         "SELECT count(*) FROM link.person_records l JOIN link.person_records r "
         "ON l.unique_id < r.unique_id AND l.tanggal_lahir = r.tanggal_lahir "
-        "AND nullif(l.alamat_nomor, '') = nullif(r.alamat_nomor, '')").fetchall()[0][0]
+        "AND nullif(l.alamat_nomor, '') = nullif(r.alamat_nomor, '')"
+    ).fetchall()[0][0]
     assert info["rules"][0]["pairs"] == joined
 
     found = {}
     for label, extra in (("standard", []), ("extra", rules)):
         with matching.splink_session(conn) as db_api:
             _linker, pred = matching.predict(db_api, summary.settings, 0.001, extra)
-            found[label] = conn.execute(f"SELECT count(*) FROM {pred.physical_name}").fetchall()[0][0]
+            found[label] = conn.execute(f"SELECT count(*) FROM {pred.physical_name}").fetchall()[0][
+                0
+            ]
     assert found["extra"] > found["standard"]
 
     used_before = len(rules)
@@ -172,16 +219,27 @@ def test_extra_blocking_only_without_nik_and_only_selective_rules(tmp_path, monk
     assert all(r["used"] is (r["pairs"] == 0) for r in info["rules"])
 
 
-@pytest.mark.parametrize("a, b, want", [
-    ("101 MCCULLOCH STREET SARAJI MINE", "101 SARAJI IMNE MCCULLOCH STREET", True),  # lines swapped
-    ("JL MAWAR NO 5 PERUM GRIYA ASRI", "PERUM GRIYA ASRI JL MAWAR NO 5", True),
-    ("12 WOLFF CRESCENT MT DERRIWONG", "12 WOLFF CRSCENT", True),  # a line missing, a typo
-    ("JL MAWAR NO 5", "JL MELATI NO 5", False),  # another street, same number
-    ("JL MAWAR NO 5", "GG MAWAR NO 5", False),  # a lane (gang) is not the road (jalan)
-    ("JL MAWAR NO 5 PERUM GRIYA", "PERUM GRIYA JL MAWAR NO 15", False),  # another house
-    ("JL MAWAR PERUM GRIYA", "PERUM GRIYA JL MAWAR", False),  # no house number: a street, not a home
-    ("6 WEOWNER", "6 MADIGAN STREET WEOWNER", False),  # one word in common is too little
-])
+@pytest.mark.parametrize(
+    "a, b, want",
+    [
+        (
+            "101 MCCULLOCH STREET SARAJI MINE",
+            "101 SARAJI IMNE MCCULLOCH STREET",
+            True,
+        ),  # lines swapped
+        ("JL MAWAR NO 5 PERUM GRIYA ASRI", "PERUM GRIYA ASRI JL MAWAR NO 5", True),
+        ("12 WOLFF CRESCENT MT DERRIWONG", "12 WOLFF CRSCENT", True),  # a line missing, a typo
+        ("JL MAWAR NO 5", "JL MELATI NO 5", False),  # another street, same number
+        ("JL MAWAR NO 5", "GG MAWAR NO 5", False),  # a lane (gang) is not the road (jalan)
+        ("JL MAWAR NO 5 PERUM GRIYA", "PERUM GRIYA JL MAWAR NO 15", False),  # another house
+        (
+            "JL MAWAR PERUM GRIYA",
+            "PERUM GRIYA JL MAWAR",
+            False,
+        ),  # no house number: a street, not a home
+        ("6 WEOWNER", "6 MADIGAN STREET WEOWNER", False),  # one word in common is too little
+    ],
+)
 def test_address_words_in_another_order(a, b, want):
     conn = duckdb.connect()
     write_clean_table(conn, "a", [dict(record_id="l", alamat=a), dict(record_id="r", alamat=b)])
@@ -192,17 +250,27 @@ def test_address_words_in_another_order(a, b, want):
     assert bool(got) is want
 
 
-@pytest.mark.parametrize("kel_l, kode_l, kel_r, kode_r, want", [
-    ("ULVERSTONE", None, "ULVERTSONE", None, True),  # uncoded names one typo apart
-    ("ELERMORE VALE", None, "ELERMOR E VALE", None, True),
-    ("RYDE", None, "RYDD", None, False),  # short names: exact only
-    ("ULVERSTONE", None, "ULVERSTON EAST", None, False),
-    # coded kelurahan are compared by code only, however alike their names
-    ("CEMPAKA PUTIH TIMUR", "3171050001", "CEMPAKA PUTIH TIMUK", "3171050002", False),
-    ("CEMPAKA PUTIH TIMUR", "3171050001", "CEMPAKA PUTIH TIMUK", None, False),
-])
+@pytest.mark.parametrize(
+    "kel_l, kode_l, kel_r, kode_r, want",
+    [
+        ("ULVERSTONE", None, "ULVERTSONE", None, True),  # uncoded names one typo apart
+        ("ELERMORE VALE", None, "ELERMOR E VALE", None, True),
+        ("RYDE", None, "RYDD", None, False),  # short names: exact only
+        ("ULVERSTONE", None, "ULVERSTON EAST", None, False),
+        # coded kelurahan are compared by code only, however alike their names
+        ("CEMPAKA PUTIH TIMUR", "3171050001", "CEMPAKA PUTIH TIMUK", "3171050002", False),
+        ("CEMPAKA PUTIH TIMUR", "3171050001", "CEMPAKA PUTIH TIMUK", None, False),
+    ],
+)
 def test_same_kelurahan_by_code_else_by_name_one_typo(kel_l, kode_l, kel_r, kode_r, want):
-    got = duckdb.connect().execute(f"""SELECT {ss.SAME_KELURAHAN} FROM (SELECT
+    got = (
+        duckdb.connect()
+        .execute(
+            f"""SELECT {ss.SAME_KELURAHAN} FROM (SELECT
         ?::VARCHAR kelurahan_l, ?::VARCHAR kode_kelurahan_l, ?::VARCHAR kelurahan_r,
-        ?::VARCHAR kode_kelurahan_r)""", [kel_l, kode_l, kel_r, kode_r]).fetchall()[0][0]
+        ?::VARCHAR kode_kelurahan_r)""",
+            [kel_l, kode_l, kel_r, kode_r],
+        )
+        .fetchall()[0][0]
+    )
     assert bool(got) is want

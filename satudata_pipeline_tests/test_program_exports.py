@@ -45,7 +45,10 @@ def test_one_folder_per_program_with_xlsx_and_csv_per_kota(exported):
     assert set(result) == {"KAJ", "KJMU", "KJP", "KLJ", "KPDJ"}
     klj = result["KLJ"]
     assert klj["xlsx"] == root / "KLJ" / "KLJ_review.xlsx"
-    assert sorted(p.name for p in klj["csv"]) == ["KLJ_31_71_jakarta_pusat.csv", "KLJ_31_74_jakarta_selatan.csv"]
+    assert sorted(p.name for p in klj["csv"]) == [
+        "KLJ_31_71_jakarta_pusat.csv",
+        "KLJ_31_74_jakarta_selatan.csv",
+    ]
     wb = openpyxl.load_workbook(klj["xlsx"], read_only=True)
     assert wb.sheetnames == ["Ringkasan", "Keterangan", "Jakarta Pusat", "Jakarta Selatan"]
     total = sum(len(read_export_csv(p)) for p in klj["csv"])
@@ -55,7 +58,9 @@ def test_one_folder_per_program_with_xlsx_and_csv_per_kota(exported):
 def test_no_welfare_columns_and_masked_nik(exported):
     conn, result, root = exported
     welfare_values = {"desil", "dtks/", "njop", "punya_mobil", "disabilitas", "kematian/"}
-    labels = {reason for code in REASON_LEGEND for reason in (code, f"{REASON_LEGEND[code][0]} ({code})")}
+    labels = {
+        reason for code in REASON_LEGEND for reason in (code, f"{REASON_LEGEND[code][0]} ({code})")
+    }
     for info in result.values():
         for path in info["csv"]:
             df = read_export_csv(path)
@@ -81,21 +86,36 @@ def test_row_content_in_indonesian_with_the_codes_kept(exported):
     df = pd.concat(read_export_csv(p) for p in result["KLJ"]["csv"])
     row = df[df.id_baris == "KLJ-021"].iloc[0]
     assert row.keputusan == "hapus"
-    assert row.alasan == ("meninggal (deceased), data belum dimutakhirkan (stale_record), "
-                          "tingkat kesejahteraan di atas batas (welfare_too_high)")
+    assert row.alasan == (
+        "meninggal (deceased), data belum dimutakhirkan (stale_record), "
+        "tingkat kesejahteraan di atas batas (welfare_too_high)"
+    )
     assert row.kode_alasan == "deceased, stale_record, welfare_too_high"
-    assert row.nik_disamarkan == "3171********0021" and row.nama == "ORANG P21" and row.nominal_bulanan == "300000"
+    assert (
+        row.nik_disamarkan == "3171********0021"
+        and row.nama == "ORANG P21"
+        and row.nominal_bulanan == "300000"
+    )
     assert row.kota == "Kota Administrasi Jakarta Pusat" and row.tanggal_mulai == "2019-01-01"
     assert set(df.keputusan) == {"tetap", "hapus", "tinjau"}
     assert df[df.keputusan == "tetap"].alasan.isna().all()
     kjp = pd.concat(read_export_csv(p) for p in result["KJP"]["csv"])
-    assert "KJP-Q01" in set(kjp.id_baris)  # the unresolved quarantined row is listed (without a kota)
+    assert "KJP-Q01" in set(
+        kjp.id_baris
+    )  # the unresolved quarantined row is listed (without a kota)
     # the CSV rows agree with the published table row for row
-    n = conn.execute("SELECT count(*) FROM main.beneficiary_review WHERE program = 'KJP'").fetchall()[0][0]
+    n = conn.execute(
+        "SELECT count(*) FROM main.beneficiary_review WHERE program = 'KJP'"
+    ).fetchall()[0][0]
     assert len(kjp) == n == result["KJP"]["rows"]
-    by_verdict = dict(conn.execute("SELECT verdict, count(*) FROM main.beneficiary_review WHERE program = 'KJP' "
-                                   "GROUP BY 1").fetchall())
-    assert kjp.keputusan.value_counts().to_dict() == {VERDICT_LABELS[v]: c for v, c in by_verdict.items()}
+    by_verdict = dict(
+        conn.execute(
+            "SELECT verdict, count(*) FROM main.beneficiary_review WHERE program = 'KJP' GROUP BY 1"
+        ).fetchall()
+    )
+    assert kjp.keputusan.value_counts().to_dict() == {
+        VERDICT_LABELS[v]: c for v, c in by_verdict.items()
+    }
 
 
 def test_csv_is_semicolon_separated_utf8_with_bom(exported):
@@ -113,7 +133,9 @@ def test_data_sheets_have_header_filter_frozen_row_and_fitted_widths(exported):
     assert ws.freeze_panes == "A2"
     assert ws.auto_filter.ref == f"A1:M{ws.max_row}" and ws.max_row == 11
     widths = {k: d.width for k, d in ws.column_dimensions.items()}
-    assert widths["J"] > widths["A"] and all(8 <= w <= 61 for w in widths.values())  # alasan wide, program narrow
+    assert widths["J"] > widths["A"] and all(
+        8 <= w <= 61 for w in widths.values()
+    )  # alasan wide, program narrow
     assert ws["L2"].number_format == '"Rp"#,##0' and isinstance(ws["L2"].value, int)
 
 
@@ -143,7 +165,9 @@ def test_run_summary_is_an_indonesian_page_with_html_tables(exported, tmp_path):
     page = report["html"].read_text(encoding="utf-8")
     assert 'lang="id"' in page and "<pre>" not in page and "Ringkasan penetapan" in page
     assert "<th>Tetap</th>" in page and "<th>Hapus Rp/bulan</th>" in page and ">Jumlah<" in page
-    assert "meninggal" in page or "usia di luar ketentuan" in page  # reasons in words, codes beside them
+    assert (
+        "meninggal" in page or "usia di luar ketentuan" in page
+    )  # reasons in words, codes beside them
     assert report["html"].parent.name == "r1"
 
 
@@ -181,15 +205,27 @@ def exported_with_candidates(tmp_path):
 
 def test_eligible_not_enrolled_exported_per_office(exported_with_candidates):
     conn, result, n = exported_with_candidates
-    per_program = dict(conn.execute(
-        "SELECT program, count(*) FROM programs.eligible_not_enrolled GROUP BY 1").fetchall())
+    per_program = dict(
+        conn.execute(
+            "SELECT program, count(*) FROM programs.eligible_not_enrolled GROUP BY 1"
+        ).fetchall()
+    )
     assert n > 0 and sum(per_program.values()) == n
     for program, info in result.items():
         folder = info["xlsx"].parent
         df = read_export_csv(folder / f"{program}_calon_layak.csv")
         assert len(df) == info["candidates"] == per_program.get(program, 0)
-        assert list(df.columns) == ["peringkat", "nik_disamarkan", "nama", "kelompok_sasaran", "kota",
-                                    "kecamatan", "kelurahan", "nominal_bulanan", "perlu_verifikasi"]
+        assert list(df.columns) == [
+            "peringkat",
+            "nik_disamarkan",
+            "nama",
+            "kelompok_sasaran",
+            "kota",
+            "kecamatan",
+            "kelurahan",
+            "nominal_bulanan",
+            "perlu_verifikasi",
+        ]
         assert not FORBIDDEN_COLUMNS & set(df.columns)  # no desil, age or assets for the office
         assert df.nik_disamarkan.dropna().map(lambda v: bool(MASKED.match(v))).all()
         assert df.peringkat.astype(int).tolist() == sorted(df.peringkat.astype(int))
@@ -201,20 +237,28 @@ def test_eligible_not_enrolled_exported_per_office(exported_with_candidates):
         assert info["files"] == 1 + len(info["csv"]) + 2
 
 
-def test_candidate_export_neutralises_formulas_and_refuses_unmasked_nik(exported_with_candidates, tmp_path):
+def test_candidate_export_neutralises_formulas_and_refuses_unmasked_nik(
+    exported_with_candidates, tmp_path
+):
     from satudata_pipeline.programs.exports import ExportPrivacyError, export_candidates
 
     conn, result, _ = exported_with_candidates
-    program = conn.execute("SELECT program FROM programs.eligible_not_enrolled LIMIT 1").fetchall()[0][0]
-    conn.execute("UPDATE programs.eligible_not_enrolled SET nama = '=HYPERLINK(\"http://x\")' WHERE program = ?",
-                 [program])
+    program = conn.execute("SELECT program FROM programs.eligible_not_enrolled LIMIT 1").fetchall()[
+        0
+    ][0]
+    conn.execute(
+        "UPDATE programs.eligible_not_enrolled SET nama = '=HYPERLINK(\"http://x\")' WHERE program = ?",
+        [program],
+    )
     out = export_candidates(conn, program, tmp_path)
     df = read_export_csv(out["csv"])
-    assert (df.nama == "'=HYPERLINK(\"http://x\")").all()
+    assert (df.nama == '\'=HYPERLINK("http://x")').all()
     wb = openpyxl.load_workbook(out["xlsx"])
     cell = wb["Calon layak"]["C2"]
     assert cell.data_type == "s" and cell.value.startswith("=") and cell.quotePrefix
-    conn.execute("UPDATE programs.eligible_not_enrolled SET nik_masked = '3171010101900001' WHERE program = ?",
-                 [program])
+    conn.execute(
+        "UPDATE programs.eligible_not_enrolled SET nik_masked = '3171010101900001' WHERE program = ?",
+        [program],
+    )
     with pytest.raises(ExportPrivacyError, match="not masked"):
         export_candidates(conn, program, tmp_path)

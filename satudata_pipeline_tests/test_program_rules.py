@@ -24,7 +24,9 @@ def shipped() -> dict:
 
 def _write(tmp_path: Path, data: dict | str) -> Path:
     path = tmp_path / "rules.yaml"
-    path.write_text(data if isinstance(data, str) else yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
+    path.write_text(
+        data if isinstance(data, str) else yaml.safe_dump(data, sort_keys=False), encoding="utf-8"
+    )
     return path
 
 
@@ -46,7 +48,10 @@ def test_shipped_rules_load_with_the_documented_parameters():
     assert {j: kjp.amount_for(j) for j in ("SD", "SMP", "SMA", "SMK", "PKBM")} == {
         "SD": 250_000, "SMP": 300_000, "SMA": 420_000, "SMK": 450_000, "PKBM": 300_000,
     }  # fmt: skip
-    assert rules.program("KJMU").amount == 1_500_000 and (rules.program("KJMU").age.min, rules.program("KJMU").age.max) == (18, 24)
+    assert rules.program("KJMU").amount == 1_500_000 and (
+        rules.program("KJMU").age.min,
+        rules.program("KJMU").age.max,
+    ) == (18, 24)
     assert (rules.program("KAJ").age.min, rules.program("KAJ").age.max) == (0, 6)
     assert rules.program("KLJ").age.min == 60 and rules.program("KLJ").age.max is None
     assert rules.program("KPDJ").requires_disability
@@ -57,7 +62,9 @@ def test_shipped_rules_load_with_the_documented_parameters():
     }  # fmt: skip
     for code, rule in rules.programs.items():
         assert rule.legal_basis, f"{code} needs a legal basis"
-        for basis in rule.legal_basis:  # a number without confirmation is flagged, never silently asserted
+        for (
+            basis
+        ) in rule.legal_basis:  # a number without confirmation is flagged, never silently asserted
             assert basis.status in ("confirmed", "to_be_confirmed")
 
 
@@ -120,7 +127,9 @@ def test_negative_amounts(tmp_path, shipped):
 def test_amount_must_be_given_exactly_once(tmp_path, shipped):
     broken = copy.deepcopy(shipped)
     broken["programs"]["KLJ"].pop("amount")
-    assert "programs.KLJ" in _error(tmp_path, broken) and "exactly one of" in _error(tmp_path, broken)
+    assert "programs.KLJ" in _error(tmp_path, broken) and "exactly one of" in _error(
+        tmp_path, broken
+    )
     shipped["programs"]["KLJ"]["amount_by_jenjang"] = {"SD": 1}
     assert "exactly one of" in _error(tmp_path, shipped)
 

@@ -41,5 +41,7 @@ def test_phase_progress_logs_counts_in_indonesian_number_format(caplog):
         progress = Progress(log, "match_pairs")
         progress("pairs written", exact_nik=1234567, probabilistic=3)
     (message,) = [r.getMessage() for r in caplog.records]
-    assert message.startswith("match_pairs: pairs written (exact nik 1.234.567, probabilistic 3) in ")
+    assert message.startswith(
+        "match_pairs: pairs written (exact nik 1.234.567, probabilistic 3) in "
+    )
     assert "(step so far " in message

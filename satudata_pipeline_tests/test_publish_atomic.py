@@ -92,7 +92,9 @@ def test_a_step_failing_in_the_middle_publishes_nothing(published, second, monke
     assert {"golden_person", "person_source_link", "beneficiary_review"} <= done
     assert "published_lists" not in done and "program_exports" not in done
     # the run did stage new lists ...
-    assert _staged_review(second["warehouse"]) != published["snapshot"]["main.beneficiary_review"][1]
+    assert (
+        _staged_review(second["warehouse"]) != published["snapshot"]["main.beneficiary_review"][1]
+    )
     # ... but the published ones, the id registry and the log are the previous publication's
     assert_previous_publication_intact(published, second["warehouse"])
 
@@ -100,7 +102,10 @@ def test_a_step_failing_in_the_middle_publishes_nothing(published, second, monke
 def test_a_failing_blocking_check_publishes_nothing(published, second, monkeypatch):
     monkeypatch.setattr(
         "satudata_pipeline.programs.verdicts.check_no_double_enrollment_keep",
-        lambda conn, rules=None, **kw: (1, pd.DataFrame([{"program": "KAJ", "source": "kaj", "record_id": "x"}])),
+        lambda conn, rules=None, **kw: (
+            1,
+            pd.DataFrame([{"program": "KAJ", "source": "kaj", "record_id": "x"}]),
+        ),
     )
     result = run_job(second["delivery"], second["warehouse"])
     assert not result.success
@@ -113,16 +118,22 @@ def test_a_failing_blocking_check_publishes_nothing(published, second, monkeypat
 def _stage_different_lists(warehouse: Path) -> None:
     """Make the staging tables differ from the published ones (as a new run would), consistently."""
     with connect(warehouse) as conn:
-        conn.execute("UPDATE staging.beneficiary_review SET verdict = 'review' WHERE verdict = 'keep'")
+        conn.execute(
+            "UPDATE staging.beneficiary_review SET verdict = 'review' WHERE verdict = 'keep'"
+        )
         conn.execute("DELETE FROM staging.program_summary WHERE reason = 'ALL'")
 
 
-def test_the_publish_transaction_failing_half_way_rolls_everything_back(published, second, monkeypatch):
+def test_the_publish_transaction_failing_half_way_rolls_everything_back(
+    published, second, monkeypatch
+):
     """program_summary is copied after golden_person, the links, the review and the eligible list were
     already replaced inside the transaction: make its copy fail."""
     _stage_different_lists(second["warehouse"])
     broken = tuple(
-        publish.Published(p.name, p.schema, "no_such_column", p.required) if p.name == "program_summary" else p
+        publish.Published(p.name, p.schema, "no_such_column", p.required)
+        if p.name == "program_summary"
+        else p
         for p in publish.PUBLISHED
     )
     monkeypatch.setattr(publish, "PUBLISHED", broken)
@@ -133,9 +144,11 @@ def test_the_publish_transaction_failing_half_way_rolls_everything_back(publishe
 
 def test_the_audit_refuses_inconsistent_staging_tables(published, second):
     with connect(second["warehouse"]) as conn:
-        conn.execute("UPDATE staging.beneficiary_review SET person_id = 'P999999999' "
-                     "WHERE person_id IS NOT NULL AND rowid = (SELECT min(rowid) FROM staging.beneficiary_review "
-                     "WHERE person_id IS NOT NULL)")
+        conn.execute(
+            "UPDATE staging.beneficiary_review SET person_id = 'P999999999' "
+            "WHERE person_id IS NOT NULL AND rowid = (SELECT min(rowid) FROM staging.beneficiary_review "
+            "WHERE person_id IS NOT NULL)"
+        )
         with pytest.raises(publish.PublishError) as err:
             publish.publish(conn, "test-run")
     assert "review_to_unknown_person=1" in str(err.value)
@@ -164,15 +177,25 @@ publish.publish(KillAtCommit(duckdb.connect(sys.argv[1])), "killed-run")
 def test_killed_inside_the_publish_transaction(published, second):
     warehouse = second["warehouse"]
     _stage_different_lists(warehouse)
-    proc = subprocess.run([sys.executable, "-c", KILL_AT_COMMIT, str(warehouse)], capture_output=True, text=True,
-                          timeout=120, cwd=config.PROJECT_DIR)
+    proc = subprocess.run(
+        [sys.executable, "-c", KILL_AT_COMMIT, str(warehouse)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=config.PROJECT_DIR,
+    )
     assert proc.returncode == -signal.SIGKILL, proc.stderr
     assert "about to commit" in proc.stdout
     assert_previous_publication_intact(published, warehouse)
     # control: the same publish, not killed, does change the published review
     with connect(warehouse) as conn:
         publish.publish(conn, "not-killed")
-        assert conn.execute("SELECT count(*) FROM main.beneficiary_review WHERE verdict = 'keep'").fetchall()[0][0] == 0
+        assert (
+            conn.execute(
+                "SELECT count(*) FROM main.beneficiary_review WHERE verdict = 'keep'"
+            ).fetchall()[0][0]
+            == 0
+        )
     assert_consistent(warehouse)
 
 
@@ -190,7 +213,8 @@ def _step_started(home: Path, step: str) -> bool:
         try:
             with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=1) as con:
                 n = con.execute(
-                    "SELECT count(*) FROM event_logs WHERE dagster_event_type = 'STEP_START' AND step_key = ?", [step]
+                    "SELECT count(*) FROM event_logs WHERE dagster_event_type = 'STEP_START' AND step_key = ?",
+                    [step],
                 ).fetchone()[0]
         except sqlite3.Error:
             continue
@@ -199,13 +223,24 @@ def _step_started(home: Path, step: str) -> bool:
     return False
 
 
-def _run_cli(delivery: Path, state: Path, home: Path, kill_at: str | None = None, timeout: float = 300):
-    env = {**os.environ, "SATUDATA_STATE_DIR": str(state), "SATUDATA_WAREHOUSE": str(state / "warehouse.duckdb"),
-           "DAGSTER_HOME": str(home)}
+def _run_cli(
+    delivery: Path, state: Path, home: Path, kill_at: str | None = None, timeout: float = 300
+):
+    env = {
+        **os.environ,
+        "SATUDATA_STATE_DIR": str(state),
+        "SATUDATA_WAREHOUSE": str(state / "warehouse.duckdb"),
+        "DAGSTER_HOME": str(home),
+    }
     env.pop("SATUDATA_RETRAIN", None)
     log = open(state.parent / f"cli-{kill_at or 'full'}.log", "w")
-    proc = subprocess.Popen([*_satudata(), "run", "--data-dir", str(delivery)], env=env, stdout=log,
-                            stderr=subprocess.STDOUT, cwd=config.PROJECT_DIR)
+    proc = subprocess.Popen(
+        [*_satudata(), "run", "--data-dir", str(delivery)],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        cwd=config.PROJECT_DIR,
+    )
     try:
         if kill_at is None:
             return proc.wait(timeout=timeout)
@@ -225,17 +260,24 @@ def _run_cli(delivery: Path, state: Path, home: Path, kill_at: str | None = None
         log.close()
 
 
-def test_satudata_run_killed_mid_way_leaves_the_publication_intact_and_a_rerun_succeeds(published, second, tmp_path):
+def test_satudata_run_killed_mid_way_leaves_the_publication_intact_and_a_rerun_succeeds(
+    published, second, tmp_path
+):
     state, warehouse = second["state"], second["warehouse"]
     # `satudata run` on the changed delivery, killed with SIGKILL once the linkage step started
-    assert _run_cli(second["delivery"], state, tmp_path / "dagster_home", kill_at="match_pairs") == -signal.SIGKILL
+    assert (
+        _run_cli(second["delivery"], state, tmp_path / "dagster_home", kill_at="match_pairs")
+        == -signal.SIGKILL
+    )
     # the warehouse opens and the previous publication is intact
     assert_previous_publication_intact(published, warehouse)
     # a rerun succeeds and publishes the new lists (in-process: the CLI's persistent instance is slow)
     result = run_job(second["delivery"], warehouse)
     assert result.success
     after = snapshot(warehouse)
-    assert after["main.beneficiary_review"][1] != published["snapshot"]["main.beneficiary_review"][1]
+    assert (
+        after["main.beneficiary_review"][1] != published["snapshot"]["main.beneficiary_review"][1]
+    )
     assert len(after["main.publication_log"][1]) == 2
     assert_consistent(warehouse)
     # the exports were swapped in whole: no temporary folders left, every program folder complete
@@ -247,4 +289,6 @@ def test_satudata_run_killed_mid_way_leaves_the_publication_intact_and_a_rerun_s
         assert (folder / f"{folder.name}_review.xlsx").exists() and list(folder.glob("*.csv"))
     # ...and they say which publication they follow: the rerun's
     manifest = json.loads((exports / "_manifest.json").read_text())
-    assert manifest["publication_run_id"] == result.run_id == after["main.publication_log"][1][-1][0]
+    assert (
+        manifest["publication_run_id"] == result.run_id == after["main.publication_log"][1][-1][0]
+    )

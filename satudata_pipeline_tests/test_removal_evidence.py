@@ -26,22 +26,41 @@ KEL, KEC = "31.74.01.1001", "31.74.01"
 OTHER_KEL, OTHER_KEC = "31.75.01.1001", "31.75.01"
 # SRI MARYATI, a woman born 5 January 1980, registered in kecamatan 31.74.01 (day 05 + 40 = 45)
 NIK_A = "3174014501800001"
-NIK_REGION = "3175014501800001"   # the same birth date and serial, registered in 31.75.01
-NIK_SERIAL = "3174014501800002"   # the second woman born that day in 31.74.01
+NIK_REGION = "3175014501800001"  # the same birth date and serial, registered in 31.75.01
+NIK_SERIAL = "3174014501800002"  # the second woman born that day in 31.74.01
 
 
-def _record(uid: str, kind: str, nama: str, nik: str | None = None, dob: str | None = "1980-01-05",
-            kel: str = KEL, kec: str = KEC, alamat: str = "JL MAWAR NO 7", **extra) -> dict:
+def _record(
+    uid: str,
+    kind: str,
+    nama: str,
+    nik: str | None = None,
+    dob: str | None = "1980-01-05",
+    kel: str = KEL,
+    kec: str = KEC,
+    alamat: str = "JL MAWAR NO 7",
+    **extra,
+) -> dict:
     source, record_id = uid.split(":")
-    return {"source": source, "record_id": record_id, "kind": kind, "nama": nama, "nik": nik,
-            "nik_valid": nik is not None, "jenis_kelamin": "P",
-            "tanggal_lahir": date.fromisoformat(dob) if dob else None,
-            "kode_kelurahan": kel, "kode_kecamatan": kec, "alamat": alamat,
-            "tanggal_meninggal": extra.get("died"), "tanggal_pindah": extra.get("moved")}
+    return {
+        "source": source,
+        "record_id": record_id,
+        "kind": kind,
+        "nama": nama,
+        "nik": nik,
+        "nik_valid": nik is not None,
+        "jenis_kelamin": "P",
+        "tanggal_lahir": date.fromisoformat(dob) if dob else None,
+        "kode_kelurahan": kel,
+        "kode_kecamatan": kec,
+        "alamat": alamat,
+        "tanggal_meninggal": extra.get("died"),
+        "tanggal_pindah": extra.get("moved"),
+    }
 
 
 RESIDENT = _record("pop:1", "civil_registry", "SRI MARYATI", NIK_A)
-ROSTER = _record("klj:1", "program_roster", "SRI MARYATI", NIK_A)   # joins pop:1 by exact NIK
+ROSTER = _record("klj:1", "program_roster", "SRI MARYATI", NIK_A)  # joins pop:1 by exact NIK
 
 
 def _warehouse(records: list[dict], links: list[tuple] = ()) -> duckdb.DuckDBPyConnection:
@@ -57,15 +76,19 @@ def _warehouse(records: list[dict], links: list[tuple] = ()) -> duckdb.DuckDBPyC
                'exact_nik' AS link_method, NULL::DOUBLE AS match_probability_without_nik
         FROM ({matching.deterministic_pairs_sql()})""")
     for a, b, p, p_without in links:
-        conn.execute("INSERT INTO link.match_pairs VALUES (least(?, ?), greatest(?, ?), ?, NULL, "
-                     "'probabilistic', ?)", [a, b, a, b, p, p_without])
+        conn.execute(
+            "INSERT INTO link.match_pairs VALUES (least(?, ?), greatest(?, ?), ?, NULL, "
+            "'probabilistic', ?)",
+            [a, b, a, b, p, p_without],
+        )
     clusters.build_person_clusters(conn, 0.95, 30)
     return conn
 
 
 def _evidence(conn, uid: str) -> tuple:
-    return conn.execute("SELECT conclusive, tie, evidence FROM link.event_evidence WHERE unique_id = ?",
-                        [uid]).fetchall()[0]
+    return conn.execute(
+        "SELECT conclusive, tie, evidence FROM link.event_evidence WHERE unique_id = ?", [uid]
+    ).fetchall()[0]
 
 
 def _same_person(conn, a: str, b: str) -> bool:
@@ -75,34 +98,79 @@ def _same_person(conn, a: str, b: str) -> bool:
 
 # (case, death record, links, assignment expected, conclusive, tie)
 DEATH_CASES = [
-    ("namesake: name contained, NIK one region digit off, both valid",
-     _record("mati:1", "death_registry", "SRI", NIK_REGION, kel=OTHER_KEL, kec=OTHER_KEC, died="2025-03-01"),
-     [("mati:1", "pop:1", 0.9999, 0.40)], False, "link"),
-    ("namesake: NIK serial 0002 of the same day and kecamatan",
-     _record("mati:1", "death_registry", "SRI", NIK_SERIAL, died="2025-03-01"),
-     [("mati:1", "klj:1", 0.999, 0.62)], False, "link"),
-    ("the same valid NIK, birth date and name",
-     _record("mati:1", "death_registry", "SRI MARYATI", NIK_A, died="2025-03-01"), [], True, "exact_nik"),
-    ("the same valid NIK, name contained in the other",
-     _record("mati:1", "death_registry", "MARYATI", NIK_A, died="2025-03-01"), [], True, "exact_nik"),
-    ("the same NIK under another name (borrowed)",
-     _record("mati:1", "death_registry", "AHMAD YANI", NIK_A, died="2025-03-01"),
-     [("mati:1", "pop:1", 0.97, 0.02)], False, "link"),
-    ("a strong link without any NIK",
-     _record("mati:1", "death_registry", "SRI MARYATI", None, died="2025-03-01"),
-     [("mati:1", "pop:1", 0.9995, 0.9995)], True, "link"),
-    ("a strong link, but another valid NIK (serial 0002: twins at one address)",
-     _record("mati:1", "death_registry", "SRI", NIK_SERIAL, died="2025-03-01"),
-     [("mati:1", "pop:1", 0.9954, 0.9954)], False, "link"),
-    ("a link strong only thanks to a similar NIK",
-     _record("mati:1", "death_registry", "SRI MARYATI", None, dob=None, died="2025-03-01"),
-     [("mati:1", "pop:1", 0.999, 0.93)], False, "link"),
+    (
+        "namesake: name contained, NIK one region digit off, both valid",
+        _record(
+            "mati:1",
+            "death_registry",
+            "SRI",
+            NIK_REGION,
+            kel=OTHER_KEL,
+            kec=OTHER_KEC,
+            died="2025-03-01",
+        ),
+        [("mati:1", "pop:1", 0.9999, 0.40)],
+        False,
+        "link",
+    ),
+    (
+        "namesake: NIK serial 0002 of the same day and kecamatan",
+        _record("mati:1", "death_registry", "SRI", NIK_SERIAL, died="2025-03-01"),
+        [("mati:1", "klj:1", 0.999, 0.62)],
+        False,
+        "link",
+    ),
+    (
+        "the same valid NIK, birth date and name",
+        _record("mati:1", "death_registry", "SRI MARYATI", NIK_A, died="2025-03-01"),
+        [],
+        True,
+        "exact_nik",
+    ),
+    (
+        "the same valid NIK, name contained in the other",
+        _record("mati:1", "death_registry", "MARYATI", NIK_A, died="2025-03-01"),
+        [],
+        True,
+        "exact_nik",
+    ),
+    (
+        "the same NIK under another name (borrowed)",
+        _record("mati:1", "death_registry", "AHMAD YANI", NIK_A, died="2025-03-01"),
+        [("mati:1", "pop:1", 0.97, 0.02)],
+        False,
+        "link",
+    ),
+    (
+        "a strong link without any NIK",
+        _record("mati:1", "death_registry", "SRI MARYATI", None, died="2025-03-01"),
+        [("mati:1", "pop:1", 0.9995, 0.9995)],
+        True,
+        "link",
+    ),
+    (
+        "a strong link, but another valid NIK (serial 0002: twins at one address)",
+        _record("mati:1", "death_registry", "SRI", NIK_SERIAL, died="2025-03-01"),
+        [("mati:1", "pop:1", 0.9954, 0.9954)],
+        False,
+        "link",
+    ),
+    (
+        "a link strong only thanks to a similar NIK",
+        _record("mati:1", "death_registry", "SRI MARYATI", None, dob=None, died="2025-03-01"),
+        [("mati:1", "pop:1", 0.999, 0.93)],
+        False,
+        "link",
+    ),
 ]
 
 
-@pytest.mark.parametrize("case, death, links, conclusive, tie", DEATH_CASES, ids=[c[0] for c in DEATH_CASES])
+@pytest.mark.parametrize(
+    "case, death, links, conclusive, tie", DEATH_CASES, ids=[c[0] for c in DEATH_CASES]
+)
 def test_a_death_record_identifies_the_person_only_by_exact_nik_or_a_strong_link_without_nik(
-        case, death, links, conclusive, tie):
+    case, death, links, conclusive, tie
+):
     conn = _warehouse([RESIDENT, ROSTER, death], links)
     assert _same_person(conn, "mati:1", "klj:1")
     got_conclusive, got_tie, evidence = _evidence(conn, "mati:1")
@@ -143,12 +211,15 @@ def test_golden_person_prefers_a_conclusive_death_record_and_says_how_it_is_tied
     conn.execute("""CREATE SCHEMA golden; CREATE TABLE golden.person_ids AS
                     SELECT DISTINCT cluster_id, 'P1' AS person_id FROM link.person_clusters""")
     build_golden_person(conn)
-    got = conn.execute("SELECT death_evidence, death_conclusive, death_link FROM main.golden_person").fetchall()
+    got = conn.execute(
+        "SELECT death_evidence, death_conclusive, death_link FROM main.golden_person"
+    ).fetchall()
     assert got[0][:2] == ("mati/2", True) and "same valid NIK" in got[0][2]
 
 
 # --------------------------------------------------------------------------------------------
 # two people's NIKs in match_pairs
+
 
 def _scored(pairs: list[tuple], records: list[dict]) -> dict:
     """write_match_pairs over a fake prediction table: (a, b, match_weight, NIK weight)."""
@@ -157,31 +228,57 @@ def _scored(pairs: list[tuple], records: list[dict]) -> dict:
     for source, part in df.groupby("source"):
         write_clean_table(conn, source, part)
     matching.build_person_records(conn, sorted(df.source.unique()))
-    rows = [(a, b, 1 / (1 + 2 ** -w), w, nik_w) for a, b, w, nik_w in pairs]
-    conn.execute("CREATE TABLE pred (unique_id_l VARCHAR, unique_id_r VARCHAR, match_probability DOUBLE, "
-                 "match_weight DOUBLE, mw_nik DOUBLE)")
+    rows = [(a, b, 1 / (1 + 2**-w), w, nik_w) for a, b, w, nik_w in pairs]
+    conn.execute(
+        "CREATE TABLE pred (unique_id_l VARCHAR, unique_id_r VARCHAR, match_probability DOUBLE, "
+        "match_weight DOUBLE, mw_nik DOUBLE)"
+    )
     conn.executemany("INSERT INTO pred VALUES (?, ?, ?, ?, ?)", rows)
     matching.write_match_pairs(conn, "pred", 0.5)
-    return {(a, b): (p, p_wo) for a, b, p, p_wo in conn.execute(
-        "SELECT unique_id_l, unique_id_r, match_probability, match_probability_without_nik "
-        "FROM link.match_pairs").fetchall()}
+    return {
+        (a, b): (p, p_wo)
+        for a, b, p, p_wo in conn.execute(
+            "SELECT unique_id_l, unique_id_r, match_probability, match_probability_without_nik "
+            "FROM link.match_pairs"
+        ).fetchall()
+    }
 
 
-@pytest.mark.parametrize("case, other_nik, other_kel, weight, kept_p", [
-    # each NIK's region is its own record's kecamatan: two people; without the NIK's +13 the rest
-    # (name contained, same birth date: weight 12.5 - 13) is too weak -> no link
-    ("region digits, each in its own kecamatan", NIK_REGION, (OTHER_KEL, OTHER_KEC), 12.5, None),
-    # ... and counts as two different NIKs (TWO_PEOPLE_NIK_WEIGHT, about -10): 20 - 13 - 10 < 0
-    ("region digits, the rest fairly strong", NIK_REGION, (OTHER_KEL, OTHER_KEC), 20.0, None),
-    # ... unless the rest outweighs it (30 - 13 - 10 = 7)
-    ("region digits, the rest strong", NIK_REGION, (OTHER_KEL, OTHER_KEC), 30.0,
-     1 / (1 + 2 ** -(30.0 - 13.0 + matching.TWO_PEOPLE_NIK_WEIGHT))),
-    ("serials 0001 and 0002", NIK_SERIAL, (KEL, KEC), 12.5, None),
-    # a serial 0051 is no neighbour of 0001 on the register: a typo is as likely; kept as scored
-    ("serials 0001 and 0051", "3174014501800051", (KEL, KEC), 14.0, 1 / (1 + 2 ** -14)),
-    # the record lives where the OTHER NIK's region is: a typo of that NIK, kept as scored
-    ("region digits, living in the other's kecamatan", NIK_REGION, (KEL, KEC), 14.0, 1 / (1 + 2 ** -14)),
-])
+@pytest.mark.parametrize(
+    "case, other_nik, other_kel, weight, kept_p",
+    [
+        # each NIK's region is its own record's kecamatan: two people; without the NIK's +13 the rest
+        # (name contained, same birth date: weight 12.5 - 13) is too weak -> no link
+        (
+            "region digits, each in its own kecamatan",
+            NIK_REGION,
+            (OTHER_KEL, OTHER_KEC),
+            12.5,
+            None,
+        ),
+        # ... and counts as two different NIKs (TWO_PEOPLE_NIK_WEIGHT, about -10): 20 - 13 - 10 < 0
+        ("region digits, the rest fairly strong", NIK_REGION, (OTHER_KEL, OTHER_KEC), 20.0, None),
+        # ... unless the rest outweighs it (30 - 13 - 10 = 7)
+        (
+            "region digits, the rest strong",
+            NIK_REGION,
+            (OTHER_KEL, OTHER_KEC),
+            30.0,
+            1 / (1 + 2 ** -(30.0 - 13.0 + matching.TWO_PEOPLE_NIK_WEIGHT)),
+        ),
+        ("serials 0001 and 0002", NIK_SERIAL, (KEL, KEC), 12.5, None),
+        # a serial 0051 is no neighbour of 0001 on the register: a typo is as likely; kept as scored
+        ("serials 0001 and 0051", "3174014501800051", (KEL, KEC), 14.0, 1 / (1 + 2**-14)),
+        # the record lives where the OTHER NIK's region is: a typo of that NIK, kept as scored
+        (
+            "region digits, living in the other's kecamatan",
+            NIK_REGION,
+            (KEL, KEC),
+            14.0,
+            1 / (1 + 2**-14),
+        ),
+    ],
+)
 def test_two_peoples_niks_are_no_evidence_of_identity(case, other_nik, other_kel, weight, kept_p):
     a = _record("pop:1", "civil_registry", "SRI MARYATI", NIK_A)
     b = _record("mati:1", "death_registry", "SRI", other_nik, kel=other_kel[0], kec=other_kel[1])
@@ -198,30 +295,65 @@ def test_two_peoples_niks_are_no_evidence_of_identity(case, other_nik, other_kel
 # --------------------------------------------------------------------------------------------
 # lone roster rows and their own home
 
-@pytest.mark.parametrize("case, roster, links, joins", [
-    ("no NIK, reordered name, birth year one digit off, same home",
-     _record("kaj:1", "program_roster", "MARYATI SRI", None, dob="1981-01-05"), [], True),
-    ("a parent's NIK and no birth date, same home",
-     _record("kjp:1", "program_roster", "SRI MARYATI", "3174012809700020", dob=None), [], True),
-    ("the same name at another house",
-     _record("kaj:1", "program_roster", "SRI MARYATI", None, alamat="JL MAWAR NO 70"), [], False),
-    ("a valid NIK of nobody here (another person)",
-     _record("kaj:1", "program_roster", "SRI MARYATI", "3175014501800009", dob=None), [], False),
-    ("linked by the model to someone else",
-     _record("kaj:1", "program_roster", "SRI MARYATI", None, dob=None),
-     [("kaj:1", "pop:9", 0.6, 0.6)], False),
-])
-def test_a_lone_roster_row_joins_the_one_resident_of_its_home_with_its_name(case, roster, links, joins):
-    parent = _record("pop:2", "civil_registry", "BUDI SANTOSO", "3174012809700020", dob="1970-09-28")
+
+@pytest.mark.parametrize(
+    "case, roster, links, joins",
+    [
+        (
+            "no NIK, reordered name, birth year one digit off, same home",
+            _record("kaj:1", "program_roster", "MARYATI SRI", None, dob="1981-01-05"),
+            [],
+            True,
+        ),
+        (
+            "a parent's NIK and no birth date, same home",
+            _record("kjp:1", "program_roster", "SRI MARYATI", "3174012809700020", dob=None),
+            [],
+            True,
+        ),
+        (
+            "the same name at another house",
+            _record("kaj:1", "program_roster", "SRI MARYATI", None, alamat="JL MAWAR NO 70"),
+            [],
+            False,
+        ),
+        (
+            "a valid NIK of nobody here (another person)",
+            _record("kaj:1", "program_roster", "SRI MARYATI", "3175014501800009", dob=None),
+            [],
+            False,
+        ),
+        (
+            "linked by the model to someone else",
+            _record("kaj:1", "program_roster", "SRI MARYATI", None, dob=None),
+            [("kaj:1", "pop:9", 0.6, 0.6)],
+            False,
+        ),
+    ],
+)
+def test_a_lone_roster_row_joins_the_one_resident_of_its_home_with_its_name(
+    case, roster, links, joins
+):
+    parent = _record(
+        "pop:2", "civil_registry", "BUDI SANTOSO", "3174012809700020", dob="1970-09-28"
+    )
     parent["jenis_kelamin"] = "L"
-    elsewhere = _record("pop:9", "civil_registry", "SRI MARYATI", "3175014501800001", kel=OTHER_KEL,
-                        kec=OTHER_KEC, alamat="JL KENANGA NO 1")
+    elsewhere = _record(
+        "pop:9",
+        "civil_registry",
+        "SRI MARYATI",
+        "3175014501800001",
+        kel=OTHER_KEL,
+        kec=OTHER_KEC,
+        alamat="JL KENANGA NO 1",
+    )
     conn = _warehouse([RESIDENT, parent, elsewhere, roster], links)
     uid = f"{roster['source']}:{roster['record_id']}"
     assert _same_person(conn, uid, "pop:1") == joins, case
     if joins:
-        assert conn.execute("SELECT basis FROM link.assignments WHERE unique_id = ?", [uid]).fetchall() \
-            == [("name_at_home",)]
+        assert conn.execute(
+            "SELECT basis FROM link.assignments WHERE unique_id = ?", [uid]
+        ).fetchall() == [("name_at_home",)]
 
 
 # --------------------------------------------------------------------------------------------
@@ -232,93 +364,207 @@ DEATH_UID, MOVE_UID = "dukcapil_kematian:K000002", "dukcapil_pindah:M000003"
 
 def _verdict(conn, record_id: str):
     build_beneficiary_review(conn, load_rules(), FIXTURE_SNAPSHOT)
-    return conn.execute("SELECT verdict, reasons, evidence FROM main.beneficiary_review "
-                        "WHERE record_id = ?", [record_id]).fetchall()[0]
+    return conn.execute(
+        "SELECT verdict, reasons, evidence FROM main.beneficiary_review WHERE record_id = ?",
+        [record_id],
+    ).fetchall()[0]
 
 
 def _with_evidence(conn, rows: list[tuple]) -> None:
-    conn.execute("CREATE OR REPLACE TABLE link.event_evidence (unique_id VARCHAR, cluster_id VARCHAR, "
-                 "conclusive BOOLEAN, tie VARCHAR, via_unique_id VARCHAR, probability_without_nik DOUBLE, "
-                 "evidence VARCHAR)")
+    conn.execute(
+        "CREATE OR REPLACE TABLE link.event_evidence (unique_id VARCHAR, cluster_id VARCHAR, "
+        "conclusive BOOLEAN, tie VARCHAR, via_unique_id VARCHAR, probability_without_nik DOUBLE, "
+        "evidence VARCHAR)"
+    )
     for row in rows:
         conn.execute("INSERT INTO link.event_evidence VALUES (?, NULL, ?, ?, NULL, NULL, ?)", row)
 
 
 def _welfare_verified(conn, person_id: str, when: str) -> None:
-    conn.execute("""INSERT INTO link.person_records (unique_id, source, kind, record_id, tanggal_pemutakhiran)
-                    VALUES ('dtks:W1', 'dtks', 'welfare_registry', 'W1', ?)""", [when])
-    conn.execute("INSERT INTO main.person_source_link VALUES ('dtks', 'W1', 'dtks:W1', ?, 'exact_nik', 1.0)",
-                 [person_id])
+    conn.execute(
+        """INSERT INTO link.person_records (unique_id, source, kind, record_id, tanggal_pemutakhiran)
+                    VALUES ('dtks:W1', 'dtks', 'welfare_registry', 'W1', ?)""",
+        [when],
+    )
+    conn.execute(
+        "INSERT INTO main.person_source_link VALUES ('dtks', 'W1', 'dtks:W1', ?, 'exact_nik', 1.0)",
+        [person_id],
+    )
 
 
 def _roster_linked_only_by(conn, record_id: str, person_id: str, p_without_nik: float) -> None:
     """The roster row placed by a probabilistic link to the person's civil row (no shared NIK)."""
-    conn.execute("UPDATE main.person_source_link SET link_method = 'probabilistic' WHERE record_id = ?",
-                 [record_id])
-    uid = conn.execute("SELECT unique_id FROM link.person_records WHERE record_id = ?", [record_id]).fetchall()[0][0]
-    conn.execute("CREATE OR REPLACE TABLE link.match_pairs (unique_id_l VARCHAR, unique_id_r VARCHAR, "
-                 "match_probability DOUBLE, match_weight DOUBLE, link_method VARCHAR, "
-                 "match_probability_without_nik DOUBLE)")
-    conn.execute("INSERT INTO link.match_pairs VALUES (?, ?, 0.999, NULL, 'probabilistic', ?)",
-                 [f"dukcapil_penduduk:C{person_id}", uid, p_without_nik])
+    conn.execute(
+        "UPDATE main.person_source_link SET link_method = 'probabilistic' WHERE record_id = ?",
+        [record_id],
+    )
+    uid = conn.execute(
+        "SELECT unique_id FROM link.person_records WHERE record_id = ?", [record_id]
+    ).fetchall()[0][0]
+    conn.execute(
+        "CREATE OR REPLACE TABLE link.match_pairs (unique_id_l VARCHAR, unique_id_r VARCHAR, "
+        "match_probability DOUBLE, match_weight DOUBLE, link_method VARCHAR, "
+        "match_probability_without_nik DOUBLE)"
+    )
+    conn.execute(
+        "INSERT INTO link.match_pairs VALUES (?, ?, 0.999, NULL, 'probabilistic', ?)",
+        [f"dukcapil_penduduk:C{person_id}", uid, p_without_nik],
+    )
 
 
 def _roster_verified(conn, record_id: str, when: str) -> None:
-    conn.execute("UPDATE link.person_records SET tanggal_pemutakhiran = ? WHERE record_id = ?",
-                 [when, record_id])
+    conn.execute(
+        "UPDATE link.person_records SET tanggal_pemutakhiran = ? WHERE record_id = ?",
+        [when, record_id],
+    )
 
 
 def _enrolled(conn, record_id: str, when: str) -> None:
-    conn.execute("UPDATE link.person_records SET tanggal_mulai = ?, tanggal_pemutakhiran = ? "
-                 "WHERE record_id = ?", [when, when, record_id])
+    conn.execute(
+        "UPDATE link.person_records SET tanggal_mulai = ?, tanggal_pemutakhiran = ? "
+        "WHERE record_id = ?",
+        [when, when, record_id],
+    )
 
 
 VERDICT_CASES = [
     # (case, roster row, evidence rows, extra setup, verdict, reason, words in the evidence)
-    ("death record identifies the person", "KLJ-002",
-     [(DEATH_UID, True, "exact_nik", "kematian/K000002 has the same valid NIK, birth date and name")],
-     None, "remove", "deceased", "same valid NIK"),
-    ("death record of a namesake (NIK one digit off)", "KLJ-002",
-     [(DEATH_UID, False, "link", "kematian/K000002 is linked with probability 0.400 without the NIK")],
-     None, "review", "deceased", "not conclusive"),
-    ("death record without evidence row: not tied", "KLJ-002", [], None, "review", "deceased",
-     "not tied to this person"),
-    ("enrolled after the death", "KLJ-002",
-     [(DEATH_UID, True, "exact_nik", "same valid NIK")],
-     lambda c: _enrolled(c, "KLJ-002", "2026-05-01"), "review", "deceased", "enrolled 2026-05-01"),
-    ("verified by the program after the death", "KLJ-002",
-     [(DEATH_UID, True, "exact_nik", "same valid NIK")],
-     lambda c: _roster_verified(c, "KLJ-002", "2026-06-01"), "review", "deceased", "verified by"),
+    (
+        "death record identifies the person",
+        "KLJ-002",
+        [
+            (
+                DEATH_UID,
+                True,
+                "exact_nik",
+                "kematian/K000002 has the same valid NIK, birth date and name",
+            )
+        ],
+        None,
+        "remove",
+        "deceased",
+        "same valid NIK",
+    ),
+    (
+        "death record of a namesake (NIK one digit off)",
+        "KLJ-002",
+        [
+            (
+                DEATH_UID,
+                False,
+                "link",
+                "kematian/K000002 is linked with probability 0.400 without the NIK",
+            )
+        ],
+        None,
+        "review",
+        "deceased",
+        "not conclusive",
+    ),
+    (
+        "death record without evidence row: not tied",
+        "KLJ-002",
+        [],
+        None,
+        "review",
+        "deceased",
+        "not tied to this person",
+    ),
+    (
+        "enrolled after the death",
+        "KLJ-002",
+        [(DEATH_UID, True, "exact_nik", "same valid NIK")],
+        lambda c: _enrolled(c, "KLJ-002", "2026-05-01"),
+        "review",
+        "deceased",
+        "enrolled 2026-05-01",
+    ),
+    (
+        "verified by the program after the death",
+        "KLJ-002",
+        [(DEATH_UID, True, "exact_nik", "same valid NIK")],
+        lambda c: _roster_verified(c, "KLJ-002", "2026-06-01"),
+        "review",
+        "deceased",
+        "verified by",
+    ),
     # a welfare registry's household update keeps the dead with fresh dates: no sign of life
-    ("updated by a welfare registry after the death", "KLJ-002",
-     [(DEATH_UID, True, "exact_nik", "same valid NIK")],
-     lambda c: _welfare_verified(c, "P02", "2026-06-01"), "remove", "deceased", "same valid NIK"),
-    ("verified before the death", "KLJ-002",
-     [(DEATH_UID, True, "exact_nik", "same valid NIK")],
-     lambda c: _welfare_verified(c, "P02", "2026-02-01"), "remove", "deceased", "same valid NIK"),
+    (
+        "updated by a welfare registry after the death",
+        "KLJ-002",
+        [(DEATH_UID, True, "exact_nik", "same valid NIK")],
+        lambda c: _welfare_verified(c, "P02", "2026-06-01"),
+        "remove",
+        "deceased",
+        "same valid NIK",
+    ),
+    (
+        "verified before the death",
+        "KLJ-002",
+        [(DEATH_UID, True, "exact_nik", "same valid NIK")],
+        lambda c: _welfare_verified(c, "P02", "2026-02-01"),
+        "remove",
+        "deceased",
+        "same valid NIK",
+    ),
     # the death identifies the person, but is the roster row that person? (a ghost row copying a
     # real person's name and birth date with a NIK a digit off links to them probabilistically)
-    ("roster row tied to the person only by a weak link", "KLJ-002",
-     [(DEATH_UID, True, "exact_nik", "same valid NIK")],
-     lambda c: _roster_linked_only_by(c, "KLJ-002", "P02", 0.9), "review", "deceased",
-     "linked to the person only with probability 0.900 without its NIK"),
-    ("roster row tied to the person by a strong link without the NIK", "KLJ-002",
-     [(DEATH_UID, True, "exact_nik", "same valid NIK")],
-     lambda c: _roster_linked_only_by(c, "KLJ-002", "P02", 0.995), "remove", "deceased", "same valid NIK"),
-    ("move record identifies the person", "KLJ-003",
-     [(MOVE_UID, True, "exact_nik", "same valid NIK")], None, "remove", "moved_out", "same valid NIK"),
-    ("move record of a namesake", "KLJ-003",
-     [(MOVE_UID, False, "link", "weak link")], None, "review", "moved_out", "not conclusive"),
-    ("verified in DKI by the program after the move", "KLJ-003",
-     [(MOVE_UID, True, "exact_nik", "same valid NIK")],
-     lambda c: _roster_verified(c, "KLJ-003", "2026-04-01"), "review", "moved_out", "verified by"),
+    (
+        "roster row tied to the person only by a weak link",
+        "KLJ-002",
+        [(DEATH_UID, True, "exact_nik", "same valid NIK")],
+        lambda c: _roster_linked_only_by(c, "KLJ-002", "P02", 0.9),
+        "review",
+        "deceased",
+        "linked to the person only with probability 0.900 without its NIK",
+    ),
+    (
+        "roster row tied to the person by a strong link without the NIK",
+        "KLJ-002",
+        [(DEATH_UID, True, "exact_nik", "same valid NIK")],
+        lambda c: _roster_linked_only_by(c, "KLJ-002", "P02", 0.995),
+        "remove",
+        "deceased",
+        "same valid NIK",
+    ),
+    (
+        "move record identifies the person",
+        "KLJ-003",
+        [(MOVE_UID, True, "exact_nik", "same valid NIK")],
+        None,
+        "remove",
+        "moved_out",
+        "same valid NIK",
+    ),
+    (
+        "move record of a namesake",
+        "KLJ-003",
+        [(MOVE_UID, False, "link", "weak link")],
+        None,
+        "review",
+        "moved_out",
+        "not conclusive",
+    ),
+    (
+        "verified in DKI by the program after the move",
+        "KLJ-003",
+        [(MOVE_UID, True, "exact_nik", "same valid NIK")],
+        lambda c: _roster_verified(c, "KLJ-003", "2026-04-01"),
+        "review",
+        "moved_out",
+        "verified by",
+    ),
 ]
 
 
-@pytest.mark.parametrize("case, record_id, evidence_rows, setup, verdict, reason, words", VERDICT_CASES,
-                         ids=[c[0] for c in VERDICT_CASES])
+@pytest.mark.parametrize(
+    "case, record_id, evidence_rows, setup, verdict, reason, words",
+    VERDICT_CASES,
+    ids=[c[0] for c in VERDICT_CASES],
+)
 def test_death_or_move_removes_only_when_conclusive_and_uncontradicted(
-        case, record_id, evidence_rows, setup, verdict, reason, words):
+    case, record_id, evidence_rows, setup, verdict, reason, words
+):
     conn = duckdb.connect()
     build_fixture_warehouse(conn)
     _with_evidence(conn, evidence_rows)
@@ -340,46 +586,70 @@ def test_a_death_to_check_on_a_row_removed_for_another_reason_is_listed_and_mark
     # P02 (born 1950) also on a KAJ roster (ages 0-6): age_ineligible removes
     conn.execute("""INSERT INTO link.person_records (unique_id, source, kind, program, record_id, nama)
                     VALUES ('kaj_2026:KAJ-X', 'kaj_2026', 'program_roster', 'KAJ', 'KAJ-X', 'ORANG P02')""")
-    conn.execute("INSERT INTO main.person_source_link VALUES ('kaj_2026', 'KAJ-X', 'kaj_2026:KAJ-X', 'P02', "
-                 "'exact_nik', 1.0)")
+    conn.execute(
+        "INSERT INTO main.person_source_link VALUES ('kaj_2026', 'KAJ-X', 'kaj_2026:KAJ-X', 'P02', "
+        "'exact_nik', 1.0)"
+    )
     got_verdict, reasons, evidence = _verdict(conn, "KAJ-X")
     assert (got_verdict, list(reasons)) == ("remove", ["age_ineligible", "deceased"])
     assert "deceased (to check, not conclusive)" in evidence and "deceased: " not in evidence
 
 
-@pytest.mark.parametrize("case, name_010a, verdict", [
-    ("the same words", "ORANG P10", "remove"),
-    ("a typo", "ORANG P01", "remove"),
-    ("one name inside the other (FATIMAH / FATIMAH YANTI)", "ORANG", "review"),
-])
+@pytest.mark.parametrize(
+    "case, name_010a, verdict",
+    [
+        ("the same words", "ORANG P10", "remove"),
+        ("a typo", "ORANG P01", "remove"),
+        ("one name inside the other (FATIMAH / FATIMAH YANTI)", "ORANG", "review"),
+    ],
+)
 def test_duplicate_enrollment_by_nik_needs_the_same_name(case, name_010a, verdict):
     """Two rows with one valid NIK and birth date remove the later as a duplicate only when their
     names agree; a name inside another is as often a mistyped NIK of another child."""
     conn = duckdb.connect()
     build_fixture_warehouse(conn)
-    conn.execute("UPDATE link.person_records SET nama_sorted = 'ORANG P10' WHERE record_id LIKE 'KJP-010%'")
-    conn.execute("UPDATE link.person_records SET nama_sorted = ? WHERE record_id = 'KJP-010A'", [name_010a])
+    conn.execute(
+        "UPDATE link.person_records SET nama_sorted = 'ORANG P10' WHERE record_id LIKE 'KJP-010%'"
+    )
+    conn.execute(
+        "UPDATE link.person_records SET nama_sorted = ? WHERE record_id = 'KJP-010A'", [name_010a]
+    )
     got_verdict, reasons, evidence = _verdict(conn, "KJP-010A")
     assert (got_verdict, list(reasons)) == (verdict, ["duplicate_enrollment"]), case
     if verdict == "review":
         assert "to check, not conclusive" in evidence
 
 
-@pytest.mark.parametrize("case, kel_010d, verdict", [
-    ("strong link without the NIK, one kelurahan", "31.71.01.1001", "remove"),
-    ("strong link without the NIK, another kelurahan (a namesake born the same day)", "31.75.02.1004", "review"),
-])
+@pytest.mark.parametrize(
+    "case, kel_010d, verdict",
+    [
+        ("strong link without the NIK, one kelurahan", "31.71.01.1001", "remove"),
+        (
+            "strong link without the NIK, another kelurahan (a namesake born the same day)",
+            "31.75.02.1004",
+            "review",
+        ),
+    ],
+)
 def test_duplicate_enrollment_by_link_needs_one_kelurahan(case, kel_010d, verdict):
     """Rows with two NIKs are one child's duplicate enrollment only when linked strongly without the
     NIK within one kelurahan: a common name and a birth date reach 0.99 across the city."""
     conn = duckdb.connect()
     build_fixture_warehouse(conn)
-    conn.execute("UPDATE link.person_records SET kode_kelurahan = '31.71.01.1001' WHERE record_id LIKE 'KJP-010%'")
-    conn.execute("UPDATE link.person_records SET kode_kelurahan = ? WHERE record_id = 'KJP-010D'", [kel_010d])
-    conn.execute("CREATE TABLE link.match_pairs (unique_id_l VARCHAR, unique_id_r VARCHAR, match_probability DOUBLE, "
-                 "match_weight DOUBLE, link_method VARCHAR, match_probability_without_nik DOUBLE)")
+    conn.execute(
+        "UPDATE link.person_records SET kode_kelurahan = '31.71.01.1001' WHERE record_id LIKE 'KJP-010%'"
+    )
+    conn.execute(
+        "UPDATE link.person_records SET kode_kelurahan = ? WHERE record_id = 'KJP-010D'", [kel_010d]
+    )
+    conn.execute(
+        "CREATE TABLE link.match_pairs (unique_id_l VARCHAR, unique_id_r VARCHAR, match_probability DOUBLE, "
+        "match_weight DOUBLE, link_method VARCHAR, match_probability_without_nik DOUBLE)"
+    )
     # KJP-010D carries another valid NIK; it is linked to the earliest row KJP-010B at 0.999 without it
-    conn.execute("INSERT INTO link.match_pairs VALUES ('kjp_2026:KJP-010B', 'kjp_2026:KJP-010D', 0.999, NULL, "
-                 "'probabilistic', 0.999)")
+    conn.execute(
+        "INSERT INTO link.match_pairs VALUES ('kjp_2026:KJP-010B', 'kjp_2026:KJP-010D', 0.999, NULL, "
+        "'probabilistic', 0.999)"
+    )
     got_verdict, reasons, evidence = _verdict(conn, "KJP-010D")
     assert (got_verdict, list(reasons)) == (verdict, ["duplicate_enrollment"]), case

@@ -35,8 +35,13 @@ def _described(conn, table: str) -> list[tuple[str, str]]:
 
 
 def test_fields_are_columns_of_the_schema():
-    assert DATE_FIELDS == ("tanggal_lahir", "tanggal_pemutakhiran", "tanggal_meninggal", "tanggal_pindah",
-                           "tanggal_mulai")
+    assert DATE_FIELDS == (
+        "tanggal_lahir",
+        "tanggal_pemutakhiran",
+        "tanggal_meninggal",
+        "tanggal_pindah",
+        "tanggal_mulai",
+    )
     assert all(CLEAN_SCHEMA[f] == "BOOLEAN" for f in BOOL_FIELDS)
     assert set(LINKED_COLUMNS) <= set(CLEAN_SCHEMA) | {QUALITY_FLAGS[0]}
     assert len(set(LINKED_COLUMNS)) == len(LINKED_COLUMNS)
@@ -50,12 +55,23 @@ def test_the_clean_table_is_created_from_the_schema(tiny_delivery, tmp_path):
 
 
 def test_jenjang_kept_by_cleaning_is_what_the_rules_may_price():
-    roster = SourceSpec(name="kjp", kind="program_roster", program="KJP", path="kjp.csv",
-                        extracted_at=dt.date(2026, 10, 28), columns={"record_id": "ID", "nama": "NAMA",
-                                                                     "jenjang": "JENJANG"})
-    raw = pd.DataFrame({"ID": ["1", "2", "3", "4"], "NAMA": ["Siti", "Budi", "Dewi", "Rina"],
-                        "JENJANG": ["MTs", "SLB", "SLTA", "smk"], "_row_number": [1, 2, 3, 4],
-                        "_parse_error": [None] * 4})
+    roster = SourceSpec(
+        name="kjp",
+        kind="program_roster",
+        program="KJP",
+        path="kjp.csv",
+        extracted_at=dt.date(2026, 10, 28),
+        columns={"record_id": "ID", "nama": "NAMA", "jenjang": "JENJANG"},
+    )
+    raw = pd.DataFrame(
+        {
+            "ID": ["1", "2", "3", "4"],
+            "NAMA": ["Siti", "Budi", "Dewi", "Rina"],
+            "JENJANG": ["MTs", "SLB", "SLTA", "smk"],
+            "_row_number": [1, 2, 3, 4],
+            "_parse_error": [None] * 4,
+        }
+    )
     clean, quarantine = clean_frame(raw, roster, dt.date(2026, 11, 1))
     assert quarantine.empty
     assert clean.jenjang.tolist() == ["SMP", "SLB", None, "SMK"]
@@ -83,6 +99,11 @@ def test_person_records_refuse_a_clean_table_of_another_shape():
     conn = duckdb.connect()
     conn.execute("CREATE SCHEMA clean")
     conn.execute("CREATE TABLE clean.a AS SELECT 'r1' AS record_id, 'SITI' AS nama")
-    with pytest.raises(ValueError, match=r"clean\.a lacks column\(s\) of the clean schema: source, kind, program, nik,"):
+    with pytest.raises(
+        ValueError,
+        match=r"clean\.a lacks column\(s\) of the clean schema: source, kind, program, nik,",
+    ):
         build_person_records(conn, ["a"])
-    assert conn.execute("SELECT count(*) FROM information_schema.tables WHERE table_schema = 'link'").fetchall() == [(0,)]
+    assert conn.execute(
+        "SELECT count(*) FROM information_schema.tables WHERE table_schema = 'link'"
+    ).fetchall() == [(0,)]

@@ -20,10 +20,16 @@ def delivery_with(tmp_path, filename: str, content: bytes | None = None, **spec)
     if content is not None:
         (data / filename).write_bytes(content)
     source = {
-        "name": "src", "kind": "civil_registry", "path": filename, "extracted_at": "2026-10-30",
-        "columns": {"record_id": "ID", "nama": "NAMA"}, **spec,
+        "name": "src",
+        "kind": "civil_registry",
+        "path": filename,
+        "extracted_at": "2026-10-30",
+        "columns": {"record_id": "ID", "nama": "NAMA"},
+        **spec,
     }
-    (data / "sources.yaml").write_text(yaml.safe_dump({"snapshot_date": "2026-11-01", "sources": [source]}))
+    (data / "sources.yaml").write_text(
+        yaml.safe_dump({"snapshot_date": "2026-11-01", "sources": [source]})
+    )
     delivery = parse_delivery(data, PROGRAMS)
     check_files(delivery)
     return delivery, delivery.source("src")
@@ -48,7 +54,9 @@ def test_semicolon_is_detected_and_declared(tmp_path):
 
 
 def test_latin1_declared_reads_accents(tmp_path):
-    d, s = delivery_with(tmp_path, "a.csv", "ID,NAMA\n1,Andr\u00e9\n".encode("latin-1"), encoding="latin-1")
+    d, s = delivery_with(
+        tmp_path, "a.csv", "ID,NAMA\n1,Andr\u00e9\n".encode("latin-1"), encoding="latin-1"
+    )
     assert as_rows(read_source(d, s))["NAMA"].tolist() == ["Andr\u00e9"]
 
 
@@ -73,10 +81,14 @@ def test_values_stay_text_exactly_as_delivered(tmp_path):
 
 def test_xlsx_native_cells_become_text(tmp_path):
     path = tmp_path / "roster.xlsx"
-    pd.DataFrame({
-        "ID": [1, 2], "NAMA": ["Siti", "Budi"], "NIK": [3171014501900001, None],
-        "TGL": [dt.datetime(1990, 1, 5), dt.datetime(2001, 2, 3)],
-    }).to_excel(path, index=False)
+    pd.DataFrame(
+        {
+            "ID": [1, 2],
+            "NAMA": ["Siti", "Budi"],
+            "NIK": [3171014501900001, None],
+            "TGL": [dt.datetime(1990, 1, 5), dt.datetime(2001, 2, 3)],
+        }
+    ).to_excel(path, index=False)
     tmp_data = tmp_path / "d"
     tmp_data.mkdir()
     path.rename(tmp_data / "roster.xlsx")
@@ -90,10 +102,14 @@ def test_xlsx_native_cells_become_text(tmp_path):
 def test_parquet_native_types_become_text(tmp_path):
     tmp_data = tmp_path / "d"
     tmp_data.mkdir()
-    pd.DataFrame({
-        "ID": ["a1", "a2"], "NAMA": ["Siti", None], "DESIL": [3, 4],
-        "TGL": pd.to_datetime(["1990-01-05", "2001-02-03"]).date,
-    }).to_parquet(tmp_data / "w.parquet")
+    pd.DataFrame(
+        {
+            "ID": ["a1", "a2"],
+            "NAMA": ["Siti", None],
+            "DESIL": [3, 4],
+            "TGL": pd.to_datetime(["1990-01-05", "2001-02-03"]).date,
+        }
+    ).to_parquet(tmp_data / "w.parquet")
     d, s = delivery_with(tmp_path, "w.parquet")
     df = as_rows(read_source(d, s))
     assert df["DESIL"].tolist() == ["3", "4"]
@@ -104,7 +120,13 @@ def test_parquet_native_types_become_text(tmp_path):
 def test_unmapped_duplicate_headers_are_renamed_not_fatal(tmp_path):
     d, s = delivery_with(tmp_path, "a.csv", b"ID,NAMA,X,X,\n1,Siti,a,b,c\n")
     df = as_rows(read_source(d, s))
-    assert [c for c in df.columns if not c.startswith("_")] == ["ID", "NAMA", "X", "X__2", "column_5"]
+    assert [c for c in df.columns if not c.startswith("_")] == [
+        "ID",
+        "NAMA",
+        "X",
+        "X__2",
+        "column_5",
+    ]
 
 
 @pytest.mark.parametrize("blank", [b"", b"   "])

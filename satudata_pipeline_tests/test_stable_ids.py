@@ -12,19 +12,29 @@ def _run(conn, clusters: dict[str, list[str]], run_id: str) -> dict[str, str]:
     """Write link.person_clusters from {cluster_id: [unique_id...]}, assign ids, return
     {unique_id: person_id}."""
     conn.execute("CREATE SCHEMA IF NOT EXISTS link")
-    conn.execute("CREATE OR REPLACE TABLE link.person_clusters (unique_id VARCHAR, cluster_id VARCHAR)")
+    conn.execute(
+        "CREATE OR REPLACE TABLE link.person_clusters (unique_id VARCHAR, cluster_id VARCHAR)"
+    )
     rows = [(u, min(members)) for members in clusters.values() for u in members]
     conn.executemany("INSERT INTO link.person_clusters VALUES (?, ?)", rows)
     stable_ids.assign_person_ids(conn, run_id)
-    return dict(conn.execute(
-        "SELECT c.unique_id, i.person_id FROM link.person_clusters c "
-        "JOIN golden.person_ids i USING (cluster_id)").fetchall())
+    return dict(
+        conn.execute(
+            "SELECT c.unique_id, i.person_id FROM link.person_clusters c "
+            "JOIN golden.person_ids i USING (cluster_id)"
+        ).fetchall()
+    )
 
 
 def _changes(conn, run_id):
-    return sorted(conn.execute(
-        "SELECT old_person_id, new_person_id, reason FROM golden.person_id_changes "
-        "WHERE run_id = ?", [run_id]).fetchall(), key=str)
+    return sorted(
+        conn.execute(
+            "SELECT old_person_id, new_person_id, reason FROM golden.person_id_changes "
+            "WHERE run_id = ?",
+            [run_id],
+        ).fetchall(),
+        key=str,
+    )
 
 
 @pytest.fixture
@@ -61,11 +71,13 @@ def test_deterministic_on_a_fresh_warehouse():
 
 def test_additions_removals_corrections_keep_unaffected_ids(conn):
     first = _run(conn, BASE, "r1")
-    changed = {"a": ["s:1", "s:2", "u:9"],          # a new record joins a person
-               "b": ["s:3"],
-               "c": ["s:4", "s:6"],                 # s:5 removed (corrected away)
-               "e": ["s:5"],                         # ... and is now its own person
-               "f": ["u:1"]}                         # a brand new person; t:1 gone entirely
+    changed = {
+        "a": ["s:1", "s:2", "u:9"],  # a new record joins a person
+        "b": ["s:3"],
+        "c": ["s:4", "s:6"],  # s:5 removed (corrected away)
+        "e": ["s:5"],  # ... and is now its own person
+        "f": ["u:1"],
+    }  # a brand new person; t:1 gone entirely
     second = _run(conn, changed, "r2")
     for uid in ("s:1", "s:2", "s:3", "s:4", "s:6"):
         assert second[uid] == first[uid]
@@ -75,8 +87,9 @@ def test_additions_removals_corrections_keep_unaffected_ids(conn):
     assert (first["s:4"], second["s:5"], "split_from") in ch
     assert (None, second["u:1"], "created") in ch
     assert (first["t:1"], None, "removed") in ch
-    retired = dict(conn.execute(
-        "SELECT person_id, retired_run FROM golden.person_id_registry").fetchall())
+    retired = dict(
+        conn.execute("SELECT person_id, retired_run FROM golden.person_id_registry").fetchall()
+    )
     assert retired[first["t:1"]] == "r2" and retired[first["s:1"]] is None
 
 
@@ -88,7 +101,9 @@ def test_merge_keeps_the_older_id_and_logs(conn):
     assert {second["s:1"], second["s:3"]} == {older}
     assert _changes(conn, "r2") == [(younger, older, "merged_into")]
     # merge where the larger part holds the younger id: the older still wins
-    third = _run(conn, {"x": ["s:1", "s:2", "s:3", "t:1", "t:2", "t:3"], "c": ["s:4", "s:5", "s:6"]}, "r3")
+    third = _run(
+        conn, {"x": ["s:1", "s:2", "s:3", "t:1", "t:2", "t:3"], "c": ["s:4", "s:5", "s:6"]}, "r3"
+    )
     assert third["t:1"] == older
     assert _changes(conn, "r3") == [(first["t:1"], older, "merged_into")]
 

@@ -44,8 +44,13 @@ def cfg(out) -> dict:
 def read_source(out: Path, s: dict) -> pd.DataFrame:
     path = out / s["path"]
     if path.suffix == ".csv":
-        return pd.read_csv(path, dtype=str, keep_default_na=False, sep=s.get("delimiter", ","),
-                           encoding=s.get("encoding", "utf-8"))
+        return pd.read_csv(
+            path,
+            dtype=str,
+            keep_default_na=False,
+            sep=s.get("delimiter", ","),
+            encoding=s.get("encoding", "utf-8"),
+        )
     if path.suffix == ".parquet":
         return pd.read_parquet(path)
     return pd.read_excel(path, dtype=object)
@@ -79,7 +84,13 @@ def test_sources_yaml_maps_only_existing_columns(cfg, files):
             delivered = set(df[s["columns"][field]].astype(str))
             assert delivered <= set(map(str, mapping)), (s["name"], field)
         # every text date parses with the declared format
-        for field in ("tanggal_lahir", "tanggal_meninggal", "tanggal_pindah", "tanggal_mulai", "tanggal_pemutakhiran"):
+        for field in (
+            "tanggal_lahir",
+            "tanggal_meninggal",
+            "tanggal_pindah",
+            "tanggal_mulai",
+            "tanggal_pemutakhiran",
+        ):
             col = s["columns"].get(field)
             if col is None:
                 continue
@@ -88,7 +99,7 @@ def test_sources_yaml_maps_only_existing_columns(cfg, files):
                 txt = v.dropna().astype(str)
                 txt = txt[(txt != "") & ~txt.str.contains(":")]
                 if len(txt):
-                    pd.to_datetime(txt, format=s["date_format"])   # raises on a bad one
+                    pd.to_datetime(txt, format=s["date_format"])  # raises on a bad one
     fmts = {Path(s["path"]).suffix for s in cfg["sources"]}
     assert {".csv", ".parquet", ".xlsx"} <= fmts
     encs = {s.get("encoding") for s in cfg["sources"]}
@@ -102,7 +113,9 @@ def test_encodings_are_real(out, cfg):
         if s.get("encoding") == "utf-8-sig":
             assert raw.startswith(b"\xef\xbb\xbf")
         if s.get("encoding") in ("cp1252", "latin-1"):
-            assert any(b > 127 for b in raw), "a legacy-encoded file should carry non-ASCII characters"
+            assert any(b > 127 for b in raw), (
+                "a legacy-encoded file should carry non-ASCII characters"
+            )
             raw.decode(s["encoding"])
 
 
@@ -137,7 +150,7 @@ def test_proportions(persons, files):
     assert 0.05 <= (age >= 60).mean() <= 0.17
     assert 0.05 <= (age < 7).mean() <= 0.16
     assert 0.33 <= len(files["dtks"]) / N <= 0.48
-    assert 0.005 <= p.tanggal_meninggal.notna().mean() <= 0.05      # deaths over the 4-year window
+    assert 0.005 <= p.tanggal_meninggal.notna().mean() <= 0.05  # deaths over the 4-year window
     # very common first names repeat a lot, many single names
     first = p.nama.str.split().str[0]
     assert first.value_counts().iloc[0] >= 0.02 * len(p)
@@ -151,7 +164,9 @@ def test_truth_matches_files(out, cfg, files):
         r = rec[rec.source == s["name"]]
         assert len(r) == len(df), s["name"]
         assert (r.row_number.astype(int).values == np.arange(1, len(df) + 1)).all()
-        assert (r.record_id.values == df[s["columns"]["record_id"]].astype(str).values).all(), s["name"]
+        assert (r.record_id.values == df[s["columns"]["record_id"]].astype(str).values).all(), s[
+            "name"
+        ]
         q = r.expected_quarantine
         assert set(q) <= {"", "blank_name", "duplicate_record_id"}
         assert (r.person_key[q != ""] == "").all() and (r.person_key[q == ""] != "").all()
@@ -172,7 +187,9 @@ def test_verdicts_follow_the_rules(out, cfg, files, persons):
     for s in rosters:
         v = ver[ver.source == s["name"]]
         assert (v.program == s["program"]).all()
-        assert (v.record_id.values == files[s["name"]][s["columns"]["record_id"]].astype(str).values).all()
+        assert (
+            v.record_id.values == files[s["name"]][s["columns"]["record_id"]].astype(str).values
+        ).all()
     codes = ver.reasons.str.split(";").explode()
     assert set(codes[codes != ""]) <= set(REASON_CODES)
     assert set(codes[codes != ""]) == set(REASON_CODES), "every reason code should occur"
@@ -197,7 +214,9 @@ def test_verdicts_follow_the_rules(out, cfg, files, persons):
     kjp = next(s for s in rosters if s["program"] == "KJP")
     f = files[kjp["name"]]
     amount = {"SD": 250000, "SMP": 300000, "SMA": 420000, "SMK": 450000, "PKBM": 300000}
-    assert (f[kjp["columns"]["jenjang"]].map(amount) == f[kjp["columns"]["nominal_bulanan"]].astype(int)).all()
+    assert (
+        f[kjp["columns"]["jenjang"]].map(amount) == f[kjp["columns"]["nominal_bulanan"]].astype(int)
+    ).all()
 
 
 def test_eligible_not_enrolled(out):
@@ -217,8 +236,10 @@ def test_deterministic(out, tmp_path):
     b = sorted(p.relative_to(other) for p in other.rglob("*") if p.is_file())
     assert a == b
     for rel in a:
-        assert hashlib.sha256((out / rel).read_bytes()).digest() == \
-            hashlib.sha256((other / rel).read_bytes()).digest(), rel
+        assert (
+            hashlib.sha256((out / rel).read_bytes()).digest()
+            == hashlib.sha256((other / rel).read_bytes()).digest()
+        ), rel
 
 
 def test_truth_uses_the_parameters_of_the_program_rules():
@@ -231,7 +252,9 @@ def test_truth_uses_the_parameters_of_the_program_rules():
     assert STALE_MONTHS == rules.common.staleness_months
     for code, par in PROGRAMS.items():
         rule = rules.program(code)
-        assert par["min_age"] == (rule.age.min if rule.age and rule.age.min is not None else 0), code
+        assert par["min_age"] == (rule.age.min if rule.age and rule.age.min is not None else 0), (
+            code
+        )
         assert par["max_age"] == (rule.age.max if rule.age else None), code
         assert par["desil_max"] == rules.effective(code)["desil_max"], code
         assert set(par["excludes"]) == set(rule.excludes), code
@@ -239,6 +262,7 @@ def test_truth_uses_the_parameters_of_the_program_rules():
 
 
 # --- NIKs made the way Dukcapil makes them, and the namesakes they bring (issue 14) ---------------
+
 
 def _dki(nik: pd.Series) -> pd.Series:
     return nik.str[:2] == "31"
@@ -267,7 +291,7 @@ def test_nik_serial_restarts_per_region_and_birth_date(persons):
     counts = serial.value_counts()
     assert counts.idxmax() == 1
     assert counts.get(1) > 2 * counts.get(2, 0) > 0
-    assert (counts.sort_index().diff().dropna() <= 0).all()   # 0001 >= 0002 >= 0003 ...
+    assert (counts.sort_index().diff().dropna() <= 0).all()  # 0001 >= 0002 >= 0003 ...
 
 
 def test_the_three_collision_classes_are_present(persons):
@@ -361,13 +385,21 @@ def test_next_month_truth_is_consistent_with_its_changes(out, cfg, month1):
     key = ["source", "record_id"]
     old_ids = set(map(tuple, before[key].values))
     new_ids = set(map(tuple, after[key].values))
-    added = {tuple(r) for r in changes[changes.kind.isin(
-        ["birth", "move_in", "death", "move_out", "enrollment"])][key].values}
-    added |= {tuple(r) for r in changes[(changes.kind == "move_within")
-                                        & (changes.source == "dukcapil_pindah")][key].values}
+    added = {
+        tuple(r)
+        for r in changes[
+            changes.kind.isin(["birth", "move_in", "death", "move_out", "enrollment"])
+        ][key].values
+    }
+    added |= {
+        tuple(r)
+        for r in changes[(changes.kind == "move_within") & (changes.source == "dukcapil_pindah")][
+            key
+        ].values
+    }
     exits = {tuple(r) for r in changes[changes.kind == "exit"][key].values}
-    assert new_ids - old_ids == added          # every new row is a listed change, and vice versa
-    assert old_ids - new_ids == exits          # only exits leave the delivery
+    assert new_ids - old_ids == added  # every new row is a listed change, and vice versa
+    assert old_ids - new_ids == exits  # only exits leave the delivery
     persons = pd.read_parquet(d / "truth" / "persons.parquet").set_index("person_key")
     start, end = np.datetime64("2026-11-01"), np.datetime64("2026-12-01")
     dead = persons.loc[changes[changes.kind == "death"].person_key, "tanggal_meninggal"].values
@@ -378,8 +410,10 @@ def test_next_month_truth_is_consistent_with_its_changes(out, cfg, month1):
     gone = persons.loc[changes[changes.kind == "move_out"].person_key]
     assert gone.observed_moved_out.all()
     # the truth of the new month follows from the new files (same checks as for a first delivery)
-    files1 = {s["name"]: read_source(d, s) for s in yaml.safe_load(
-        (d / "sources.yaml").read_text(encoding="utf-8"))["sources"]}
+    files1 = {
+        s["name"]: read_source(d, s)
+        for s in yaml.safe_load((d / "sources.yaml").read_text(encoding="utf-8"))["sources"]
+    }
     for name, df in files1.items():
         assert len(after[after.source == name]) == len(df), name
     ver = pd.read_csv(d / "truth" / "verdicts.csv", dtype=str, keep_default_na=False)
@@ -410,12 +444,17 @@ def test_next_month_deterministic_chained_and_refuses_an_edited_delivery(out, mo
         assert p.read_bytes() == (again / p.relative_to(d)).read_bytes(), p.name
     other = tmp_path / "other_seed"
     next_month(out, other, seed=99)
-    assert (other / "truth" / "changes.csv").read_bytes() != (d / "truth" / "changes.csv").read_bytes()
-    month2 = next_month(d, tmp_path / "month2")   # month 2 rebuilds month 1 from its recipe
-    assert month2["snapshot_date"] == "2027-01-01" and month2["previous_snapshot_date"] == "2026-12-01"
+    assert (other / "truth" / "changes.csv").read_bytes() != (
+        d / "truth" / "changes.csv"
+    ).read_bytes()
+    month2 = next_month(d, tmp_path / "month2")  # month 2 rebuilds month 1 from its recipe
+    assert (
+        month2["snapshot_date"] == "2027-01-01" and month2["previous_snapshot_date"] == "2026-12-01"
+    )
     rec = (d / "truth" / "records.csv").read_text(encoding="utf-8").splitlines()
     edited = tmp_path / "edited"
     import shutil
+
     shutil.copytree(d, edited)
     (edited / "truth" / "records.csv").write_text("\n".join(rec[:-1]) + "\n", encoding="utf-8")
     with pytest.raises(ValueError, match="does not match its recipe"):

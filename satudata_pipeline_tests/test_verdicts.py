@@ -61,7 +61,11 @@ def test_fixture_covers_every_reason_code_and_the_keep_path(conn, rules):
 
 def test_schema_and_types(conn, rules):
     build_beneficiary_review(conn, rules, FIXTURE_SNAPSHOT)
-    schema = dict(conn.execute("SELECT column_name, column_type FROM (DESCRIBE main.beneficiary_review)").fetchall())
+    schema = dict(
+        conn.execute(
+            "SELECT column_name, column_type FROM (DESCRIBE main.beneficiary_review)"
+        ).fetchall()
+    )
     assert schema == BENEFICIARY_REVIEW_COLUMNS
     reasons_sorted = conn.execute(
         "SELECT bool_and(reasons = list_sort(reasons)) FROM main.beneficiary_review"
@@ -72,8 +76,13 @@ def test_schema_and_types(conn, rules):
 def test_evidence_names_source_record_and_date(conn, rules):
     got = _review(conn, rules)
     assert got[("klj_2026", "KLJ-002")].evidence == "deceased: dukcapil_kematian/K000002 2026-03-01"
-    assert got[("klj_2026", "KLJ-003")].evidence.startswith("moved_out: dukcapil_pindah/M000003 2026-02-01")
-    assert "dtks/D000006" in got[("klj_2026", "KLJ-006")].evidence and "desil 7 > 4" in got[("klj_2026", "KLJ-006")].evidence
+    assert got[("klj_2026", "KLJ-003")].evidence.startswith(
+        "moved_out: dukcapil_pindah/M000003 2026-02-01"
+    )
+    assert (
+        "dtks/D000006" in got[("klj_2026", "KLJ-006")].evidence
+        and "desil 7 > 4" in got[("klj_2026", "KLJ-006")].evidence
+    )
     assert "kjp_2026/KJP-010B" in got[("kjp_2026", "KJP-010A")].evidence
     assert "age 26" in got[("kjp_2026", "KJP-004")].evidence
     multi = got[("klj_2026", "KLJ-021")].evidence.split("; ")
@@ -95,20 +104,28 @@ def test_possible_death_is_reviewed_never_removed(conn, rules):
     """A death record that could be this person or a namesake: reason deceased, verdict review."""
     pid = _review(conn, rules)[("kjp_2026", "KJP-001")].person_id
     conn.execute("ALTER TABLE main.golden_person ADD COLUMN possible_death_evidence VARCHAR")
-    conn.execute("UPDATE main.golden_person SET possible_death_evidence = "
-                 "'dukcapil_kematian/K000099 (one of 2 residents it can be)' WHERE person_id = ?", [pid])
+    conn.execute(
+        "UPDATE main.golden_person SET possible_death_evidence = "
+        "'dukcapil_kematian/K000099 (one of 2 residents it can be)' WHERE person_id = ?",
+        [pid],
+    )
     row = _review(conn, rules)[("kjp_2026", "KJP-001")]
     assert (row.verdict, row.reasons.tolist()) == ("review", ["deceased"])
-    assert row.evidence == ("deceased (possible, to check): death record "
-                            "dukcapil_kematian/K000099 (one of 2 residents it can be)")
+    assert row.evidence == (
+        "deceased (possible, to check): death record "
+        "dukcapil_kematian/K000099 (one of 2 residents it can be)"
+    )
     # a registered death of the same person still removes, and says only that
     dead = _review(conn, rules)[("klj_2026", "KLJ-002")]
     assert dead.verdict == "remove" and "possible" not in dead.evidence
     # on a row removed for another reason it is named in the evidence, not listed: deceased with
     # remove always means a registered death
     aged = _review(conn, rules)[("kjp_2026", "KJP-004")]
-    conn.execute("UPDATE main.golden_person SET possible_death_evidence = 'dukcapil_kematian/K000098 "
-                 "(one of 2 residents it can be)' WHERE person_id = ?", [aged.person_id])
+    conn.execute(
+        "UPDATE main.golden_person SET possible_death_evidence = 'dukcapil_kematian/K000098 "
+        "(one of 2 residents it can be)' WHERE person_id = ?",
+        [aged.person_id],
+    )
     aged = _review(conn, rules)[("kjp_2026", "KJP-004")]
     assert (aged.verdict, aged.reasons.tolist()) == ("remove", ["age_ineligible"])
     assert "deceased (possible, to check)" in aged.evidence
@@ -119,7 +136,10 @@ def test_falls_back_to_golden_life_facts_without_registry_columns(rules):
     build_fixture_warehouse(conn, registry_rows=False)
     got = _review(conn, rules)
     for key, (verdict, reasons) in EXPECTED.items():
-        if key == ("klj_2026", "KLJ-026"):  # golden applies the latest move, even after the snapshot
+        if key == (
+            "klj_2026",
+            "KLJ-026",
+        ):  # golden applies the latest move, even after the snapshot
             continue
         assert (got[key].verdict, list(got[key].reasons)) == (verdict, reasons), key
     assert got[("klj_2026", "KLJ-002")].evidence == "deceased: dukcapil_kematian/K000002 2026-03-01"
@@ -160,7 +180,9 @@ def test_boundaries_age_staleness_and_death_after_snapshot(conn, rules):
     assert got[("klj_2026", "KLJ-023")].verdict == "keep"  # 60th birthday on the snapshot
     assert got[("klj_2026", "KLJ-024")].verdict == "keep"  # verified exactly 12 months before
     assert got[("klj_2026", "KLJ-022")].verdict == "keep"  # death recorded after the snapshot
-    assert got[("klj_2026", "KLJ-024")].nominal_bulanan == 300_000  # missing roster amount -> rule amount
+    assert (
+        got[("klj_2026", "KLJ-024")].nominal_bulanan == 300_000
+    )  # missing roster amount -> rule amount
     # a day later the KLJ-024 verification is stale and KLJ-022's death is past
     later = _review(conn, rules, date(2026, 12, 2))
     assert later[("klj_2026", "KLJ-024")].reasons.tolist() == ["stale_record"]
@@ -181,11 +203,15 @@ def test_parameters_come_from_the_rules(conn, rules):
 def test_partial_rebuild_equals_full(conn, rules):
     build_beneficiary_review(conn, rules, FIXTURE_SNAPSHOT)
     full = conn.execute("SELECT * FROM main.beneficiary_review ORDER BY source, record_id").df()
-    conn.execute("UPDATE main.beneficiary_review SET verdict = 'x' WHERE program IN ('KJMU', 'KLJ')")
+    conn.execute(
+        "UPDATE main.beneficiary_review SET verdict = 'x' WHERE program IN ('KJMU', 'KLJ')"
+    )
     n = build_beneficiary_review(conn, rules, FIXTURE_SNAPSHOT, ["KJMU"])
     assert n == 2
     after = conn.execute("SELECT * FROM main.beneficiary_review ORDER BY source, record_id").df()
-    assert (after[after.program == "KJMU"].reset_index(drop=True)).equals(full[full.program == "KJMU"].reset_index(drop=True))
+    assert (after[after.program == "KJMU"].reset_index(drop=True)).equals(
+        full[full.program == "KJMU"].reset_index(drop=True)
+    )
     assert (after[after.program == "KLJ"].verdict == "x").all()  # untouched
     with pytest.raises(ProgramRulesError, match="unknown program"):
         build_beneficiary_review(conn, rules, FIXTURE_SNAPSHOT, ["NOPE"])
@@ -201,7 +227,9 @@ def test_checks_pass_and_catch_violations(conn, rules):
     build_beneficiary_review(conn, rules, FIXTURE_SNAPSHOT)
     assert check_no_deceased_or_moved_keep(conn)[0] == 0
     assert check_no_double_enrollment_keep(conn, rules)[0] == 0
-    conn.execute("UPDATE main.beneficiary_review SET verdict = 'keep' WHERE record_id IN ('KLJ-002', 'KJP-010A', 'KJMU-011')")
+    conn.execute(
+        "UPDATE main.beneficiary_review SET verdict = 'keep' WHERE record_id IN ('KLJ-002', 'KJP-010A', 'KJMU-011')"
+    )
     n, sample = check_no_deceased_or_moved_keep(conn)
     assert n == 1 and sample.record_id.tolist() == ["KLJ-002"]
     assert set(sample.columns) == {"program", "source", "record_id"}
@@ -212,16 +240,25 @@ def test_checks_pass_and_catch_violations(conn, rules):
 def test_eligible_not_enrolled(conn, rules):
     build_beneficiary_review(conn, rules, FIXTURE_SNAPSHOT)
     build_eligible_not_enrolled(conn, rules, FIXTURE_SNAPSHOT)
-    df = conn.execute("SELECT * FROM programs.eligible_not_enrolled ORDER BY program, peringkat").df()
+    df = conn.execute(
+        "SELECT * FROM programs.eligible_not_enrolled ORDER BY program, peringkat"
+    ).df()
     klj = df[df.program == "KLJ"]
-    assert klj.person_id.tolist() == ["P14", "P15"]  # desil 1 before desil 3; P16 desil 5, P17 car excluded
+    assert klj.person_id.tolist() == [
+        "P14",
+        "P15",
+    ]  # desil 1 before desil 3; P16 desil 5, P17 car excluded
     assert klj.peringkat.tolist() == [1, 2]
     assert df[df.program == "KPDJ"].person_id.tolist() == ["P18"]
     assert "P18" in set(df[df.program == "PKH"].person_id)
     pangan = set(df[df.program == "PANGAN"].person_id)
     assert {"P01", "P19"} <= pangan  # recipient and the household member on the same KK
     assert "P13" not in set(df[df.program == "KJP"].person_id)  # KJMU holder: KJMU excludes KJP
-    enrolled = set(conn.execute("SELECT program || person_id FROM main.beneficiary_review WHERE person_id IS NOT NULL").fetchall())
+    enrolled = set(
+        conn.execute(
+            "SELECT program || person_id FROM main.beneficiary_review WHERE person_id IS NOT NULL"
+        ).fetchall()
+    )
     assert not {(p + i,) for p, i in zip(df.program, df.person_id)} & enrolled
     dead_or_moved = {"P02", "P03", "P21", "P25"}
     assert not dead_or_moved & set(df.person_id)
@@ -239,29 +276,49 @@ def test_program_summary_money(conn, rules):
            WHERE program = 'KLJ' AND reason = 'deceased'"""
     ).fetchall()
     assert per_reason == [(3, 900_000)]
-    assert conn.execute("SELECT count(*) FROM programs.program_summary WHERE verdict = 'keep'").fetchall()[0][0] == 0
-    names = conn.execute("SELECT DISTINCT nama_kecamatan FROM programs.program_summary WHERE nama_kecamatan IS NOT NULL").fetchall()
+    assert (
+        conn.execute(
+            "SELECT count(*) FROM programs.program_summary WHERE verdict = 'keep'"
+        ).fetchall()[0][0]
+        == 0
+    )
+    names = conn.execute(
+        "SELECT DISTINCT nama_kecamatan FROM programs.program_summary WHERE nama_kecamatan IS NOT NULL"
+    ).fetchall()
     assert ("Gambir",) in names
 
 
 def test_verdict_accuracy(conn, rules):
     build_beneficiary_review(conn, rules, FIXTURE_SNAPSHOT)
     truth = pd.DataFrame(
-        [(k[0].split("_")[0].upper(), k[0], k[1], v, ",".join(r)) for k, (v, r) in EXPECTED.items()],
+        [
+            (k[0].split("_")[0].upper(), k[0], k[1], v, ",".join(r))
+            for k, (v, r) in EXPECTED.items()
+        ],
         columns=["program", "source", "record_id", "verdict", "reasons"],
     )
     result = verdict_accuracy(conn, truth)
     assert result["verdict_accuracy"] == result["accuracy"] == 1.0 and result["exact_match"] == 1.0
-    assert all(v["precision"] == 1.0 and v["recall"] == 1.0 for v in result["per_reason"].values() if v["support"])
+    assert all(
+        v["precision"] == 1.0 and v["recall"] == 1.0
+        for v in result["per_reason"].values()
+        if v["support"]
+    )
     truth.loc[truth.record_id == "KLJ-002", ["verdict", "reasons"]] = ["keep", ""]
-    truth = pd.concat([truth, pd.DataFrame([["KLJ", "klj_2026", "KLJ-999", "keep", None]], columns=truth.columns)])
+    truth = pd.concat(
+        [truth, pd.DataFrame([["KLJ", "klj_2026", "KLJ-999", "keep", None]], columns=truth.columns)]
+    )
     result = verdict_accuracy(conn, truth)
-    assert result["n_missing"] == 1 and result["verdict_accuracy"] == pytest.approx((len(EXPECTED) - 1) / (len(EXPECTED) + 1))
+    assert result["n_missing"] == 1 and result["verdict_accuracy"] == pytest.approx(
+        (len(EXPECTED) - 1) / (len(EXPECTED) + 1)
+    )
     assert result["per_reason"]["deceased"]["precision"] == pytest.approx(2 / 3)
     assert result["per_reason"]["deceased"]["remove_precision"] == pytest.approx(2 / 3)
     assert result["confusion"]["keep"]["remove"] == 1
     # a death listed but only reviewed counts for the reason, not for the removal
-    conn.execute("UPDATE main.beneficiary_review SET verdict = 'review' WHERE record_id = 'KLJ-021'")
+    conn.execute(
+        "UPDATE main.beneficiary_review SET verdict = 'review' WHERE record_id = 'KLJ-021'"
+    )
     d = verdict_accuracy(conn, truth)["per_reason"]["deceased"]
     assert d["recall"] == 1.0 and d["remove_recall"] == pytest.approx(1 / 2)
     assert "remove_recall" not in verdict_accuracy(conn, truth)["per_reason"]["stale_record"]
@@ -272,7 +329,11 @@ def _materialize(db, **kwargs):
     from satudata_pipeline.programs.assets import build_program_assets
 
     return dg.materialize(
-        [dg.AssetSpec("golden_person"), dg.AssetSpec("person_source_link"), *build_program_assets()],
+        [
+            dg.AssetSpec("golden_person"),
+            dg.AssetSpec("person_source_link"),
+            *build_program_assets(),
+        ],
         resources={"warehouse": DuckDBResource(database=str(db))},
         **kwargs,
     )
@@ -281,7 +342,9 @@ def _materialize(db, **kwargs):
 @pytest.fixture()
 def warehouse_file(tmp_path, monkeypatch):
     monkeypatch.setenv("SATUDATA_STATE_DIR", str(tmp_path / "state"))
-    monkeypatch.setattr("satudata_pipeline.programs.assets.current_snapshot_date", lambda: FIXTURE_SNAPSHOT)
+    monkeypatch.setattr(
+        "satudata_pipeline.programs.assets.current_snapshot_date", lambda: FIXTURE_SNAPSHOT
+    )
     db = tmp_path / "warehouse.duckdb"
     with duckdb.connect(str(db)) as c:
         build_fixture_warehouse(c)
@@ -293,8 +356,13 @@ def test_build_program_assets_shape():
 
     assets = build_program_assets()
     keys = {k.to_user_string() for a in assets for k in a.keys}
-    assert keys == {"beneficiary_review", "eligible_not_enrolled", "program_summary", "published_lists",
-                    "program_exports"}
+    assert keys == {
+        "beneficiary_review",
+        "eligible_not_enrolled",
+        "program_summary",
+        "published_lists",
+        "program_exports",
+    }
     review = next(a for a in assets if dg.AssetKey("beneficiary_review") in a.keys)
     assert {d.asset_key for d in review.specs_by_key[dg.AssetKey("beneficiary_review")].deps} == {
         dg.AssetKey("golden_person"), dg.AssetKey("person_source_link"),
@@ -312,10 +380,14 @@ def test_materialize_in_process(warehouse_file, tmp_path):
     checks = {e.check_name: e.passed for e in result.get_asset_check_evaluations()}
     assert checks == {"no_deceased_or_moved_keep": True, "no_double_enrollment_keep": True}
     meta = {
-        e.asset_key.to_user_string(): e.materialization.metadata for e in result.get_asset_materialization_events()
+        e.asset_key.to_user_string(): e.materialization.metadata
+        for e in result.get_asset_materialization_events()
     }
     assert meta["beneficiary_review"]["dagster/row_count"].value == len(EXPECTED)
-    by_verdict = {v: sum(1 for verdict, _ in EXPECTED.values() if verdict == v) for v in ("keep", "remove", "review")}
+    by_verdict = {
+        v: sum(1 for verdict, _ in EXPECTED.values() if verdict == v)
+        for v in ("keep", "remove", "review")
+    }
     assert by_verdict == dict(collections.Counter(v for v, _ in EXPECTED.values()))
     assert meta["beneficiary_review"]["by_verdict"].value == by_verdict
     assert (tmp_path / "state" / "exports" / "KLJ" / "KLJ_review.xlsx").exists()
@@ -324,11 +396,18 @@ def test_materialize_in_process(warehouse_file, tmp_path):
     page = report.read_text()
     assert "<svg" in page and 'lang="id"' in page and "<pre>" not in page and run_id in page
     # metadata: the run's page relative to the state folder (no machine path), money as Rp1.234.567
-    assert meta["program_summary"]["run_summary"].value == f"<state>/reports/runs/{run_id}/run_summary.html"
+    assert (
+        meta["program_summary"]["run_summary"].value
+        == f"<state>/reports/runs/{run_id}/run_summary.html"
+    )
     assert meta["program_summary"]["dagster/row_count"].value > 0
-    assert re.fullmatch(r"Rp\d{1,3}(\.\d{3})*", meta["program_summary"]["annual_rupiah_at_stake"].value)
+    assert re.fullmatch(
+        r"Rp\d{1,3}(\.\d{3})*", meta["program_summary"]["annual_rupiah_at_stake"].value
+    )
     assert "| KLJ |" in meta["program_summary"]["money_at_stake"].value
-    assert str(tmp_path) not in repr({k: {m: v.value for m, v in md.items()} for k, md in meta.items()})
+    assert str(tmp_path) not in repr(
+        {k: {m: v.value for m, v in md.items()} for k, md in meta.items()}
+    )
     # metadata never carries a NIK or a name
     text = repr({k: {m: v.value for m, v in md.items()} for k, md in meta.items()})
     assert "ORANG" not in text.upper() and "3171********" not in text and "317100000000" not in text
@@ -352,15 +431,24 @@ def test_rematerialize_one_program(warehouse_file, tmp_path):
     )
     assert result.success
     with duckdb.connect(str(warehouse_file)) as c:
-        rows = dict(c.execute("SELECT program, count(*) FILTER (verdict = 'stale') FROM main.beneficiary_review GROUP BY 1").fetchall())
-    assert rows["KLJ"] == 0 and rows["KJP"] == sum(1 for src, _ in EXPECTED if src == "kjp_2026") == 10
+        rows = dict(
+            c.execute(
+                "SELECT program, count(*) FILTER (verdict = 'stale') FROM main.beneficiary_review GROUP BY 1"
+            ).fetchall()
+        )
+    assert (
+        rows["KLJ"] == 0 and rows["KJP"] == sum(1 for src, _ in EXPECTED if src == "kjp_2026") == 10
+    )
 
 
 def test_blocking_check_stops_downstream(warehouse_file, monkeypatch):
     import satudata_pipeline.programs.verdicts as v
 
-    monkeypatch.setattr(v, "check_no_deceased_or_moved_keep",
-                        lambda conn, **kw: (1, pd.DataFrame([{"program": "KLJ"}])))
+    monkeypatch.setattr(
+        v,
+        "check_no_deceased_or_moved_keep",
+        lambda conn, **kw: (1, pd.DataFrame([{"program": "KLJ"}])),
+    )
     result = _materialize(warehouse_file, raise_on_error=False)
     assert not result.success
     checks = {e.check_name: e.passed for e in result.get_asset_check_evaluations()}

@@ -51,7 +51,9 @@ def build_staleness_checks(
         params = {"snapshot": snapshot, "months": months}
         with warehouse.get_connection() as conn:
             total, stale = one_row(
-                conn, f"SELECT count(*), count(*) FILTER (WHERE {stale_sql}) FROM {golden_table}", params
+                conn,
+                f"SELECT count(*), count(*) FILTER (WHERE {stale_sql}) FROM {golden_table}",
+                params,
             )
             per_source = all_rows(
                 conn,
@@ -89,7 +91,10 @@ def build_staleness_checks(
                 f"""SELECT program, count(*), count(*) FILTER (WHERE list_contains(reasons, 'stale_record'))
                 FROM {review_table} GROUP BY program ORDER BY program"""
             ).fetchall()
-        per_program = {p: {"rows": int(n), "stale": int(k), "share": round(k / n, 4) if n else 0.0} for p, n, k in rows}
+        per_program = {
+            p: {"rows": int(n), "stale": int(k), "share": round(k / n, 4) if n else 0.0}
+            for p, n, k in rows
+        }
         over = sorted(p for p, v in per_program.items() if v["share"] > limit)
         return dg.AssetCheckResult(
             passed=not over,

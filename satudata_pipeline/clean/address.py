@@ -21,9 +21,15 @@ __all__ = ["normalize_address", "parse_rt_rw"]
 
 # Whole tokens (after punctuation became spaces) and their standard abbreviation.
 _ABBREV = {
-    "JALAN": "JL", "JLN": "JL", "JL": "JL",
-    "GANG": "GG", "GG": "GG",
-    "NOMOR": "NO", "NMR": "NO", "NOMER": "NO", "NO": "NO",
+    "JALAN": "JL",
+    "JLN": "JL",
+    "JL": "JL",
+    "GANG": "GG",
+    "GG": "GG",
+    "NOMOR": "NO",
+    "NMR": "NO",
+    "NOMER": "NO",
+    "NO": "NO",
 }
 # On the punctuation-free text; digits groups of 1-3. Applied in this order; each contains
 # the letters RT or RW.

@@ -52,7 +52,9 @@ def _clean_asset(delivery: Delivery, source: SourceSpec) -> dg.AssetsDefinition:
         ),
         tags={"satudata/source_kind": source.kind},
     )
-    def clean_asset(context: dg.AssetExecutionContext, warehouse: DuckDBResource) -> dg.MaterializeResult:
+    def clean_asset(
+        context: dg.AssetExecutionContext, warehouse: DuckDBResource
+    ) -> dg.MaterializeResult:
         with warehouse.get_connection() as conn:
             raw = conn.execute(f'SELECT * FROM raw."{source.name}" ORDER BY _row_number').df()
             clean, quarantine = clean_frame(raw, source, delivery.snapshot_date)
@@ -72,15 +74,23 @@ def _clean_asset(delivery: Delivery, source: SourceSpec) -> dg.AssetsDefinition:
                 "CAST(raw_values AS VARCHAR) AS raw_values FROM _quarantine ORDER BY row_number"
             )
             conn.unregister("_quarantine")
-            flag_counts = dict(conn.execute(
-                f'SELECT f, count(*) FROM (SELECT unnest(quality_flags) AS f FROM clean."{source.name}") '
-                "GROUP BY f ORDER BY f"
-            ).fetchall())
-            nik_valid = scalar(conn, f'SELECT count(*) FILTER (WHERE nik_valid) FROM clean."{source.name}"')
+            flag_counts = dict(
+                conn.execute(
+                    f'SELECT f, count(*) FROM (SELECT unnest(quality_flags) AS f FROM clean."{source.name}") '
+                    "GROUP BY f ORDER BY f"
+                ).fetchall()
+            )
+            nik_valid = scalar(
+                conn, f'SELECT count(*) FILTER (WHERE nik_valid) FROM clean."{source.name}"'
+            )
             # section 5: this delivery's rows against the last published one, before anything is linked
-            history_versions.stage_delivery_file(conn, source.name, source.path,
-                                                 history_versions.raw_file_hash(conn, source.name),
-                                                 history_versions.sha256_file(delivery.yaml_path))
+            history_versions.stage_delivery_file(
+                conn,
+                source.name,
+                source.path,
+                history_versions.raw_file_hash(conn, source.name),
+                history_versions.sha256_file(delivery.yaml_path),
+            )
             changes = history_intake.detect_source_changes(conn, source.name)
         context.log.info(history_intake.describe(source.name, changes))
         reasons = quarantine["reason"].value_counts().sort_index().to_dict()
@@ -90,7 +100,9 @@ def _clean_asset(delivery: Delivery, source: SourceSpec) -> dg.AssetsDefinition:
                 "dagster/row_count": len(clean),
                 "raw_rows": len(raw),
                 "quarantined_rows": len(quarantine),
-                "quarantine_reasons": dg.MetadataValue.json({k: int(v) for k, v in reasons.items()}),
+                "quarantine_reasons": dg.MetadataValue.json(
+                    {k: int(v) for k, v in reasons.items()}
+                ),
                 "quality_flags": dg.MetadataValue.json({k: int(v) for k, v in flag_counts.items()}),
                 "nik_valid_share": round(nik_valid / len(clean), 4) if len(clean) else 0.0,
                 "changes_since_last_publication": history_intake.describe(source.name, changes),
@@ -120,7 +132,7 @@ def _conservation_check(source: SourceSpec) -> dg.AssetChecksDefinition:
                 f'SELECT (SELECT count(*) FROM raw."{source.name}"), (SELECT count(*) FROM clean."{source.name}"), '
                 f"(SELECT count(*) FROM {quarantine_table(source.name)}), "
                 f'(SELECT count(*) FROM (SELECT row_number FROM (SELECT row_number FROM clean."{source.name}" UNION ALL '
-                f"SELECT row_number FROM {quarantine_table(source.name)}) GROUP BY row_number HAVING count(*) > 1))"
+                f"SELECT row_number FROM {quarantine_table(source.name)}) GROUP BY row_number HAVING count(*) > 1))",
             )
         return dg.AssetCheckResult(
             passed=raw_n == clean_n + q_n and not q_ids,
@@ -135,8 +147,11 @@ def unparseable_columns(conn, source: SourceSpec, max_share: float, min_rows: in
     first row number that failed, and whether that blocks (share above `max_share` and at least
     `min_rows` rows: a handful of typos in a small source is not a wrong format)."""
     table = f'clean."{source.name}"'
-    fields = [(f, f"date_unparseable:{f}", [f"date_impossible:{f}"]) for f in sorted(DATE_FIELDS)
-              if f in source.columns]
+    fields = [
+        (f, f"date_unparseable:{f}", [f"date_impossible:{f}"])
+        for f in sorted(DATE_FIELDS)
+        if f in source.columns
+    ]
     if "nominal_bulanan" in source.columns:
         fields.append(("nominal_bulanan", "value_invalid:nominal_bulanan", []))
     out = []
@@ -150,10 +165,17 @@ def unparseable_columns(conn, source: SourceSpec, max_share: float, min_rows: in
             {"flag": flag, "others": other_flags},
         )
         share = bad / total if total else 0.0
-        out.append({
-            "field": name, "column": source.columns[name], "values": int(total), "unparseable": int(bad),
-            "share": round(share, 4), "first_row": first, "blocks": bad >= min_rows and share > max_share,
-        })
+        out.append(
+            {
+                "field": name,
+                "column": source.columns[name],
+                "values": int(total),
+                "unparseable": int(bad),
+                "share": round(share, 4),
+                "first_row": first,
+                "blocks": bad >= min_rows and share > max_share,
+            }
+        )
     return out
 
 
@@ -174,7 +196,9 @@ def _parse_share_check(source: SourceSpec) -> dg.AssetChecksDefinition:
     )
     def mapped_values_parse(warehouse: DuckDBResource) -> dg.AssetCheckResult:
         with warehouse.get_connection() as conn:
-            columns = unparseable_columns(conn, source, limits.max_unparseable_share, limits.min_unparseable_rows)
+            columns = unparseable_columns(
+                conn, source, limits.max_unparseable_share, limits.min_unparseable_rows
+            )
         blocking = [c for c in columns if c["blocks"]]
         fmt = f"date_format '{source.date_format or '%Y-%m-%d'}'"
         lines = [
@@ -189,9 +213,17 @@ def _parse_share_check(source: SourceSpec) -> dg.AssetChecksDefinition:
             passed=not blocking,
             severity=dg.AssetCheckSeverity.ERROR,
             description="\n".join(lines) if lines else None,
-            metadata={"columns": dg.MetadataValue.json(
-                {c["field"]: {k: c[k] for k in ("column", "values", "unparseable", "share", "first_row")}
-                 for c in columns})},
+            metadata={
+                "columns": dg.MetadataValue.json(
+                    {
+                        c["field"]: {
+                            k: c[k]
+                            for k in ("column", "values", "unparseable", "share", "first_row")
+                        }
+                        for c in columns
+                    }
+                )
+            },
         )
 
     return mapped_values_parse
@@ -210,7 +242,7 @@ def _nik_validity_check(source: SourceSpec, min_share: float) -> dg.AssetChecksD
         with warehouse.get_connection() as conn:
             total, valid = one_row(
                 conn,
-                f'SELECT count(*), count(*) FILTER (WHERE nik_valid) FROM clean."{source.name}"'
+                f'SELECT count(*), count(*) FILTER (WHERE nik_valid) FROM clean."{source.name}"',
             )
         share = valid / total if total else 0.0
         return dg.AssetCheckResult(
@@ -234,9 +266,13 @@ def _quarantine_asset(delivery: Delivery) -> dg.AssetsDefinition:
         ),
     )
     def quarantine(warehouse: DuckDBResource) -> dg.MaterializeResult:
-        union = " UNION ALL ".join(f"SELECT * FROM {quarantine_table(s.name)}" for s in delivery.person_sources)
+        union = " UNION ALL ".join(
+            f"SELECT * FROM {quarantine_table(s.name)}" for s in delivery.person_sources
+        )
         with warehouse.get_connection() as conn:
-            conn.execute(f"CREATE OR REPLACE TABLE clean.quarantine AS {union} ORDER BY source, row_number")
+            conn.execute(
+                f"CREATE OR REPLACE TABLE clean.quarantine AS {union} ORDER BY source, row_number"
+            )
             counts = conn.execute(
                 "SELECT source, reason, count(*) FROM clean.quarantine GROUP BY ALL ORDER BY ALL"
             ).fetchall()

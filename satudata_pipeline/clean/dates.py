@@ -37,8 +37,15 @@ _ISO_SHAPED = r"\d{4}-\d{1,2}-\d{1,2}"
 def _shape_regex(date_format: str) -> str:
     """Regex for text written in `date_format` (or ISO) whatever the numbers: such text that does
     not parse names a day that does not exist (31 Feb, month 13) and is `impossible`."""
-    fields = {"%Y": r"\d{4}", "%m": r"\d{1,2}", "%d": r"\d{1,2}", "%y": r"\d{2}",
-              "%H": r"\d{1,2}", "%M": r"\d{1,2}", "%S": r"\d{1,2}"}
+    fields = {
+        "%Y": r"\d{4}",
+        "%m": r"\d{1,2}",
+        "%d": r"\d{1,2}",
+        "%y": r"\d{2}",
+        "%H": r"\d{1,2}",
+        "%M": r"\d{1,2}",
+        "%S": r"\d{1,2}",
+    }
     out, i = [], 0
     while i < len(date_format):
         tok = date_format[i : i + 2]
@@ -51,6 +58,8 @@ def _shape_regex(date_format: str) -> str:
             out.append(re.escape(date_format[i]))
             i += 1
     return "^(?:" + "".join(out) + "|" + _ISO_SHAPED + r")(?:[ T].*)?$"
+
+
 _SERIAL = r"^\d{1,5}(?:\.\d+)?$"
 
 
@@ -74,18 +83,28 @@ def _parse_uniques(u: pd.Series, date_format: str) -> pd.DataFrame:
     impossible = pd.Series(False, index=u.index)
 
     # 1. native values
-    is_native = u.map(
-        lambda v: isinstance(v, (dt.date, np.datetime64)), na_action="ignore"
-    ).fillna(False).astype(bool)
-    is_number = u.map(
-        lambda v: isinstance(v, (int, float, np.integer, np.floating))
-        and not isinstance(v, (bool, np.bool_)),
-        na_action="ignore",
-    ).fillna(False).astype(bool)
+    is_native = (
+        u.map(lambda v: isinstance(v, (dt.date, np.datetime64)), na_action="ignore")
+        .fillna(False)
+        .astype(bool)
+    )
+    is_number = (
+        u.map(
+            lambda v: (
+                isinstance(v, (int, float, np.integer, np.floating))
+                and not isinstance(v, (bool, np.bool_))
+            ),
+            na_action="ignore",
+        )
+        .fillna(False)
+        .astype(bool)
+    )
     if is_native.any():
         nat = pd.to_datetime(u[is_native].map(_to_ts), errors="coerce")
         value[is_native] = nat
-        impossible[is_native] = nat.isna().to_numpy(dtype=bool)  # e.g. year 1 / 9999 outside the ns range
+        impossible[is_native] = nat.isna().to_numpy(
+            dtype=bool
+        )  # e.g. year 1 / 9999 outside the ns range
     if is_number.any():
         value[is_number] = _excel_serial(u[is_number].astype(float))
         impossible[is_number] = (np.floor(u[is_number].astype(float)) == 60).to_numpy(dtype=bool)
@@ -118,9 +137,11 @@ def _parse_uniques(u: pd.Series, date_format: str) -> pd.DataFrame:
     value = value.dt.normalize()
     # Nullable booleans, so that taking them back to the rows (nulls: NA) stays boolean.
     return pd.DataFrame(
-        {"value": value.to_numpy(),
-         "impossible": pd.array(impossible.to_numpy(dtype=bool), dtype="boolean"),
-         "unparseable": pd.array(unparseable.to_numpy(dtype=bool), dtype="boolean")},
+        {
+            "value": value.to_numpy(),
+            "impossible": pd.array(impossible.to_numpy(dtype=bool), dtype="boolean"),
+            "unparseable": pd.array(unparseable.to_numpy(dtype=bool), dtype="boolean"),
+        },
         index=range(n),
     )
 

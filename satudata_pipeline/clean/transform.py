@@ -36,8 +36,21 @@ from satudata_pipeline.contract.sources import SourceSpec
 QUARANTINE_COLUMNS = ["source", "record_id", "row_number", "reason", "raw_values"]
 
 SEX_DEFAULTS = {
-    "L": "L", "LK": "L", "LAKI": "L", "LAKI-LAKI": "L", "LAKI LAKI": "L", "PRIA": "L", "M": "L", "MALE": "L",
-    "P": "P", "PR": "P", "PEREMPUAN": "P", "WANITA": "P", "F": "P", "FEMALE": "P", "W": "P",
+    "L": "L",
+    "LK": "L",
+    "LAKI": "L",
+    "LAKI-LAKI": "L",
+    "LAKI LAKI": "L",
+    "PRIA": "L",
+    "M": "L",
+    "MALE": "L",
+    "P": "P",
+    "PR": "P",
+    "PEREMPUAN": "P",
+    "WANITA": "P",
+    "F": "P",
+    "FEMALE": "P",
+    "W": "P",
 }
 
 
@@ -76,12 +89,16 @@ def _text(series: pd.Series) -> pd.Series:
         return out.where(out.notna() & (out != ""), None)
     values = series.to_numpy(dtype=object)
     cells = np.fromiter(
-        ((v.strip() or None) if isinstance(v, str) else None for v in values), dtype=object, count=len(values)
+        ((v.strip() or None) if isinstance(v, str) else None for v in values),
+        dtype=object,
+        count=len(values),
     )
     return pd.Series(cells, index=series.index, dtype=object, name=series.name)
 
 
-def clean_frame(raw: pd.DataFrame, source: SourceSpec, snapshot: dt.date) -> tuple[pd.DataFrame, pd.DataFrame]:
+def clean_frame(
+    raw: pd.DataFrame, source: SourceSpec, snapshot: dt.date
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Clean `raw` (the raw table of `source`, text columns as delivered) into (clean, quarantine).
 
     `clean` holds CLEAN_COLUMNS plus boolean `_flag_*` columns (turned into the `quality_flags`
@@ -97,13 +114,18 @@ def clean_frame(raw: pd.DataFrame, source: SourceSpec, snapshot: dt.date) -> tup
     # Hostile values (a control character, a line break, a 10 MB "name") are quarantined and blanked
     # here, before any cleaner or the linkage sees them.
     hostile, cells = _hostile_values(field, max_chars)
-    field = {name: values.where(~cells[name], None) if name in cells else values for name, values in field.items()}
+    field = {
+        name: values.where(~cells[name], None) if name in cells else values
+        for name, values in field.items()
+    }
     names = normalize_name(field["nama"] if "nama" in field else _constant(None, raw.index))
     row_number = raw["_row_number"].astype("int64")
 
     # Quarantine first: the rows nobody can use are set aside, only the others are cleaned.
     record_id = field["record_id"] if "record_id" in field else _constant(None, raw.index)
-    quarantine, bad = _quarantine(raw, source, record_id, row_number, names["nama"], hostile, max_chars)
+    quarantine, bad = _quarantine(
+        raw, source, record_id, row_number, names["nama"], hostile, max_chars
+    )
     if bad.any():
         keep = ~bad.to_numpy(dtype=bool)
         field = {name: values[keep] for name, values in field.items()}
@@ -138,8 +160,13 @@ def clean_frame(raw: pd.DataFrame, source: SourceSpec, snapshot: dt.date) -> tup
     # Dates
     for name in DATE_FIELDS:
         if name in field:
-            parsed = parse_dates(get(name), source.date_format, snapshot,
-                                 not_after_snapshot=name in ("tanggal_lahir", "tanggal_meninggal", "tanggal_pemutakhiran"))
+            parsed = parse_dates(
+                get(name),
+                source.date_format,
+                snapshot,
+                not_after_snapshot=name
+                in ("tanggal_lahir", "tanggal_meninggal", "tanggal_pemutakhiran"),
+            )
             out[name] = parsed["value"]
             flags[f"date_unparseable:{name}"] = parsed["flag"].eq("unparseable")
             flags[f"date_impossible:{name}"] = parsed["flag"].eq("impossible")
@@ -148,7 +175,9 @@ def clean_frame(raw: pd.DataFrame, source: SourceSpec, snapshot: dt.date) -> tup
 
     # NIK and KK
     out["nik_raw"] = get("nik")
-    out["nik"], nik_check = clean_and_validate_nik(get("nik"), out["tanggal_lahir"], out["jenis_kelamin"])
+    out["nik"], nik_check = clean_and_validate_nik(
+        get("nik"), out["tanggal_lahir"], out["jenis_kelamin"]
+    )
     out["nik_valid"] = nik_check["nik_valid"].astype(bool)
     out["nik_reason"] = nik_check["nik_reason"]
     out["nik_dki"] = nik_check["nik_dki"].astype(bool)
@@ -165,7 +194,9 @@ def clean_frame(raw: pd.DataFrame, source: SourceSpec, snapshot: dt.date) -> tup
     out["alamat"] = normalize_address(get("alamat"))
     out["rt"] = parse_rt_rw(get("rt"))
     out["rw"] = parse_rt_rw(get("rw"))
-    wil = kode_from_kode_or_names(get("kode_kelurahan"), get("kelurahan"), get("kecamatan"), get("kota"))
+    wil = kode_from_kode_or_names(
+        get("kode_kelurahan"), get("kelurahan"), get("kecamatan"), get("kota")
+    )
     for col in ("kode_kelurahan", "kode_kecamatan", "kode_kota", "kelurahan", "kecamatan", "kota"):
         out[col] = wil[col]
     any_region = get("kode_kelurahan").notna() | get("kelurahan").notna()
@@ -177,7 +208,9 @@ def clean_frame(raw: pd.DataFrame, source: SourceSpec, snapshot: dt.date) -> tup
     out["kode_wilayah_tujuan"] = tujuan.where(tujuan.str.len() >= 2, None)
     out["pindah_keluar_dki"] = pd.Series(
         np.where(
-            out["kode_wilayah_tujuan"].notna(), ~out["kode_wilayah_tujuan"].fillna("").str.startswith("31"), None
+            out["kode_wilayah_tujuan"].notna(),
+            ~out["kode_wilayah_tujuan"].fillna("").str.startswith("31"),
+            None,
         ),
         index=idx,
         dtype=object,
@@ -197,12 +230,18 @@ def clean_frame(raw: pd.DataFrame, source: SourceSpec, snapshot: dt.date) -> tup
     # Roster
     jenjang = _per_value(
         get("jenjang"),
-        lambda u: u.str.upper().str.replace(r"[^A-Z]", "", regex=True).map(lambda v: JENJANG_ALIASES.get(v, v)),
+        lambda u: (
+            u.str.upper()
+            .str.replace(r"[^A-Z]", "", regex=True)
+            .map(lambda v: JENJANG_ALIASES.get(v, v))
+        ),
     )
     out["jenjang"] = jenjang.where(jenjang.isin(JENJANG), None)
     flags["value_unmapped:jenjang"] = jenjang.notna() & out["jenjang"].isna()
     out["nominal_bulanan"] = parse_amount(get("nominal_bulanan")).astype("Int64")
-    flags["value_invalid:nominal_bulanan"] = get("nominal_bulanan").notna() & out["nominal_bulanan"].isna()
+    flags["value_invalid:nominal_bulanan"] = (
+        get("nominal_bulanan").notna() & out["nominal_bulanan"].isna()
+    )
 
     columns = {col: out[col] for col in CLEAN_COLUMNS}
     for name, mask in flags.items():
@@ -219,7 +258,9 @@ SUSPICIOUS = r"[\x00-\x08\x0a-\x1f\x7f\x{85}\x{2028}\x{2029}]"  # CONTROL or LIN
 HOSTILE_REASONS = ("field_too_long", "control_character", "line_break_in_field")
 
 
-def _hostile_values(field: dict[str, pd.Series], max_chars: int) -> tuple[dict[str, pd.Series], dict[str, pd.Series]]:
+def _hostile_values(
+    field: dict[str, pd.Series], max_chars: int
+) -> tuple[dict[str, pd.Series], dict[str, pd.Series]]:
     """Mapped values that no register holds legitimately: longer than `max_chars` (intake_rules.yaml),
     a control character (NUL, ESC...), a line break inside the value (a name or an id over two
     lines; also what a stray quote that merged rows leaves behind).
@@ -235,8 +276,11 @@ def _hostile_values(field: dict[str, pd.Series], max_chars: int) -> tuple[dict[s
 
     for name, values in field.items():
         cells_text = values.to_numpy(dtype=object)
-        cells_text = np.where([isinstance(v, str) for v in cells_text], cells_text, None) \
-            if not all(v is None or isinstance(v, str) for v in cells_text[:1000]) else cells_text
+        cells_text = (
+            np.where([isinstance(v, str) for v in cells_text], cells_text, None)
+            if not all(v is None or isinstance(v, str) for v in cells_text[:1000])
+            else cells_text
+        )
         arr = pa.array(cells_text, type=pa.string(), from_pandas=True)
         long = mask(pc.greater(pc.utf8_length(arr), max_chars))
         odd = mask(pc.match_substring_regex(arr, SUSPICIOUS))
@@ -261,8 +305,13 @@ def _bounded(value, max_chars: int):
 
 
 def _quarantine(
-    raw: pd.DataFrame, source: SourceSpec, record_id: pd.Series, row_number: pd.Series, nama: pd.Series,
-    hostile: dict[str, pd.Series] | None = None, max_chars: int = 1000,
+    raw: pd.DataFrame,
+    source: SourceSpec,
+    record_id: pd.Series,
+    row_number: pd.Series,
+    nama: pd.Series,
+    hostile: dict[str, pd.Series] | None = None,
+    max_chars: int = 1000,
 ) -> tuple[pd.DataFrame, pd.Series]:
     """The rows nobody can use, with the reason and the raw values, and the mask of those rows."""
     hostile = hostile or {}
@@ -282,9 +331,7 @@ def _quarantine(
 
     bad = reason.notna()
     provenance = [c for c in raw.columns if c.startswith("_")]
-    raw_json = (
-        raw.loc[bad].drop(columns=provenance).to_dict(orient="records") if bad.any() else []
-    )
+    raw_json = raw.loc[bad].drop(columns=provenance).to_dict(orient="records") if bad.any() else []
     quarantine = pd.DataFrame(
         {
             "source": source.name,
@@ -292,7 +339,11 @@ def _quarantine(
             "row_number": row_number[bad].to_numpy(),
             "reason": reason[bad].to_numpy(dtype=object),
             "raw_values": [
-                json.dumps({k: _bounded(v, max_chars) for k, v in r.items()}, ensure_ascii=False, default=str)
+                json.dumps(
+                    {k: _bounded(v, max_chars) for k, v in r.items()},
+                    ensure_ascii=False,
+                    default=str,
+                )
                 for r in raw_json
             ],
         },

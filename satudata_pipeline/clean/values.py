@@ -67,9 +67,7 @@ def on_uniques(raw: pd.Series, func: Callable[[pd.Series], pd.Series | pd.DataFr
     return taken
 
 
-def on_unique_rows(
-    columns: Sequence[pd.Series], func: Callable[..., pd.DataFrame]
-) -> pd.DataFrame:
+def on_unique_rows(columns: Sequence[pd.Series], func: Callable[..., pd.DataFrame]) -> pd.DataFrame:
     """`on_uniques` for a row function of several columns (equal length, matched by position).
 
     `func` receives one Series per column holding the distinct combinations of values (nulls
@@ -83,7 +81,9 @@ def on_unique_rows(
         col_codes, col_uniques = pd.factorize(col, use_na_sentinel=True)
         # Combine with the codes so far (both < n, so no overflow), then renumber densely.
         codes, _ = pd.factorize(codes * (len(col_uniques) + 1) + (col_codes + 1))
-    first_rows = np.unique(codes, return_index=True)[1]  # codes count up in order of first appearance
+    first_rows = np.unique(codes, return_index=True)[
+        1
+    ]  # codes count up in order of first appearance
     out = func(*(col.iloc[first_rows].reset_index(drop=True) for col in columns))
     taken = out.reset_index(drop=True).take(codes)
     taken.index = columns[0].index
@@ -241,7 +241,10 @@ def ascii_upper(text: pd.Series) -> pd.Series:
     MARUF)."""
     text = pd.Series(text, dtype="string")
     cells = np.fromiter(
-        (_ascii_upper_one(v) if isinstance(v, str) else None for v in text.to_numpy(dtype=object, na_value=None)),
+        (
+            _ascii_upper_one(v) if isinstance(v, str) else None
+            for v in text.to_numpy(dtype=object, na_value=None)
+        ),
         dtype=object,
         count=len(text),
     )
@@ -250,7 +253,9 @@ def ascii_upper(text: pd.Series) -> pd.Series:
 
 def _ascii_upper_one(value: str) -> str:
     if not value.isascii():  # NFKD leaves ASCII text as it is
-        value = unicodedata.normalize("NFKD", value).encode("ascii", errors="ignore").decode("ascii")
+        value = (
+            unicodedata.normalize("NFKD", value).encode("ascii", errors="ignore").decode("ascii")
+        )
     return value.upper().replace("'", "").replace("`", "")
 
 

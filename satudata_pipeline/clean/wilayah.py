@@ -154,7 +154,17 @@ def _lookups():
     for alias, kode in _KOTA_ALIASES.items():
         kota_by_key.setdefault(alias, kode)
     keys = dict(zip(ref["kode"], ref["key"]))
-    return codes, names, keys, kota_by_key, kec_by_key, kel_by_key, kec_in_kota, kel_in_kec, kel_in_kota
+    return (
+        codes,
+        names,
+        keys,
+        kota_by_key,
+        kec_by_key,
+        kel_by_key,
+        kec_in_kota,
+        kel_in_kec,
+        kel_in_kota,
+    )
 
 
 def _levenshtein(a: str, b: str, limit: int) -> int:
@@ -183,8 +193,9 @@ def _fuzzy(key: str, candidates: list[str], keys: dict[str, str]) -> str | None:
 
 
 def _match_one(kel: str | None, kec: str | None, kota: str | None):
-    (_, names, keys, kota_by_key, kec_by_key, kel_by_key, kec_in_kota, kel_in_kec,
-     kel_in_kota) = _lookups()
+    (_, names, keys, kota_by_key, kec_by_key, kel_by_key, kec_in_kota, kel_in_kec, kel_in_kota) = (
+        _lookups()
+    )
     kel_k, kec_k, kota_k = _key(kel), _key(kec), _key(kota)
 
     kota_code = kota_by_key.get(kota_k) if kota_k else None
@@ -199,9 +210,11 @@ def _match_one(kel: str | None, kec: str | None, kota: str | None):
         if len(exact) == 1:
             kec_code = exact[0]
         elif not exact:
-            pool = kec_in_kota.get(kota_code, []) if kota_code else [
-                c for lst in kec_in_kota.values() for c in lst
-            ]
+            pool = (
+                kec_in_kota.get(kota_code, [])
+                if kota_code
+                else [c for lst in kec_in_kota.values() for c in lst]
+            )
             kec_code = _fuzzy(kec_k, pool, keys)
     if kec_code:
         kota_code = kec_code[:5]  # the kecamatan is more specific than the delivered kota
@@ -239,9 +252,7 @@ def _match_one(kel: str | None, kec: str | None, kota: str | None):
     )
 
 
-def match_wilayah(
-    kelurahan: pd.Series, kecamatan: pd.Series, kota: pd.Series
-) -> pd.DataFrame:
+def match_wilayah(kelurahan: pd.Series, kecamatan: pd.Series, kota: pd.Series) -> pd.DataFrame:
     """Match delivered area names to reference codes.
 
     Returns a DataFrame on `kelurahan`'s index with WILAYAH_COLUMNS: dotted codes (None when not
@@ -252,11 +263,15 @@ def match_wilayah(
     kel_s = pd.Series(kelurahan)
     idx = kel_s.index
     kel = normalize_wilayah_name(kel_s, "kelurahan").to_numpy(dtype=object)
-    kec = normalize_wilayah_name(aligned(kecamatan, idx, "kecamatan"), "kecamatan").to_numpy(dtype=object)
+    kec = normalize_wilayah_name(aligned(kecamatan, idx, "kecamatan"), "kecamatan").to_numpy(
+        dtype=object
+    )
     kot = normalize_wilayah_name(aligned(kota, idx, "kota"), "kota").to_numpy(dtype=object)
-    combo = pd.Series(
-        [f"{a}\x1f{b}\x1f{c}" for a, b, c in zip(kel, kec, kot)], index=idx, dtype=object
-    ) if len(idx) else pd.Series([], dtype=object)
+    combo = (
+        pd.Series([f"{a}\x1f{b}\x1f{c}" for a, b, c in zip(kel, kec, kot)], index=idx, dtype=object)
+        if len(idx)
+        else pd.Series([], dtype=object)
+    )
     codes, uniques = pd.factorize(combo)
     results = []
     for u in uniques:
@@ -294,11 +309,7 @@ def normalize_kode(raw: pd.Series) -> pd.Series:
                     segs.append(p.str.zfill(w).where(ok, pd.NA).where(p.notna(), ""))
                 else:
                     segs.append(pd.Series("", index=t.index, dtype="string"))
-            extra = (
-                parts[4].notna()
-                if 4 in parts.columns
-                else pd.Series(False, index=t.index)
-            )
+            extra = parts[4].notna() if 4 in parts.columns else pd.Series(False, index=t.index)
             joined = segs[0]
             for s in segs[1:]:
                 joined = joined + ("." + s).where(s != "", "")

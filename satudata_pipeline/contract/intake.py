@@ -15,8 +15,15 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 INTAKE_RULES = Path(__file__).resolve().parent / "intake_rules.yaml"
-KIND_NAMES = ("civil_registry", "death_registry", "migration_registry", "welfare_registry", "program_roster",
-              "review_decision", "link_decision")
+KIND_NAMES = (
+    "civil_registry",
+    "death_registry",
+    "migration_registry",
+    "welfare_registry",
+    "program_roster",
+    "review_decision",
+    "link_decision",
+)
 
 
 class IntakeRulesError(ValueError):
@@ -81,7 +88,9 @@ def _load(path: str) -> IntakeRules:
     try:
         raw = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
     except (OSError, yaml.YAMLError) as exc:
-        raise IntakeRulesError(f"{path}: cannot read the intake rules ({type(exc).__name__})") from None
+        raise IntakeRulesError(
+            f"{path}: cannot read the intake rules ({type(exc).__name__})"
+        ) from None
     try:
         rules = IntakeRules(**(raw or {}))
     except (ValidationError, TypeError) as exc:
@@ -89,7 +98,9 @@ def _load(path: str) -> IntakeRules:
     try:
         re.compile(rules.decisions.officer_id_pattern)
     except re.error as exc:
-        raise IntakeRulesError(f"{path}: decisions.officer_id_pattern is not a regular expression ({exc})") from None
+        raise IntakeRulesError(
+            f"{path}: decisions.officer_id_pattern is not a regular expression ({exc})"
+        ) from None
     missing = sorted(set(KIND_NAMES) - set(rules.freshness_ceiling_days))
     unknown = sorted(set(rules.freshness_ceiling_days) - set(KIND_NAMES))
     bad_kinds = sorted(set(rules.completeness.required_kinds_with_rosters) - set(KIND_NAMES))

@@ -120,9 +120,13 @@ class ProgramRule(_Strict):
             raise ValueError("must name at least one jenjang")
         for jenjang, amount in value.items():
             if jenjang not in JENJANG:
-                raise ValueError(f"unknown jenjang {jenjang!r} (expected one of {', '.join(JENJANG)})")
+                raise ValueError(
+                    f"unknown jenjang {jenjang!r} (expected one of {', '.join(JENJANG)})"
+                )
             if not isinstance(amount, int) or isinstance(amount, bool) or amount < 0:
-                raise ValueError(f"amount for {jenjang} must be a non-negative whole number of rupiah, got {amount!r}")
+                raise ValueError(
+                    f"amount for {jenjang} must be a non-negative whole number of rupiah, got {amount!r}"
+                )
         return value
 
     @model_validator(mode="after")
@@ -153,7 +157,9 @@ class ProgramRules(_Strict):
             raise ValueError("at least one program is required")
         for code in value:
             if not re.match(PROGRAM_CODE_PATTERN, str(code)):
-                raise ValueError(f"program code {code!r} must be upper-case letters, digits or _ (e.g. KJP)")
+                raise ValueError(
+                    f"program code {code!r} must be upper-case letters, digits or _ (e.g. KJP)"
+                )
         return value
 
     @model_validator(mode="after")
@@ -164,9 +170,13 @@ class ProgramRules(_Strict):
             for field in ("excludes", "household_of"):
                 for other in getattr(rule, field):
                     if other not in codes:
-                        problems.append(f"programs.{code}.{field}: unknown program {other!r} (known: {', '.join(sorted(codes))})")
+                        problems.append(
+                            f"programs.{code}.{field}: unknown program {other!r} (known: {', '.join(sorted(codes))})"
+                        )
                     elif other == code and field == "excludes":
-                        problems.append(f"programs.{code}.excludes: a program cannot exclude itself")
+                        problems.append(
+                            f"programs.{code}.excludes: a program cannot exclude itself"
+                        )
         if problems:
             raise ValueError("; ".join(problems))
         return self
@@ -179,7 +189,9 @@ class ProgramRules(_Strict):
         try:
             return self.programs[code]
         except KeyError:
-            raise ProgramRulesError(f"unknown program {code!r}; known: {', '.join(sorted(self.programs))}") from None
+            raise ProgramRulesError(
+                f"unknown program {code!r}; known: {', '.join(sorted(self.programs))}"
+            ) from None
 
     def effective(self, code: str) -> dict:
         """The parameters of one program with the common defaults filled in."""
@@ -187,10 +199,16 @@ class ProgramRules(_Strict):
         c = self.common
         return {
             "desil_max": rule.desil_max if rule.desil_max is not None else c.desil_max,
-            "staleness_months": rule.staleness_months if rule.staleness_months is not None else c.staleness_months,
-            "exclude_car_owners": c.exclude_car_owners if rule.exclude_car_owners is None else rule.exclude_car_owners,
+            "staleness_months": rule.staleness_months
+            if rule.staleness_months is not None
+            else c.staleness_months,
+            "exclude_car_owners": c.exclude_car_owners
+            if rule.exclude_car_owners is None
+            else rule.exclude_car_owners,
             "exclude_njop_above_1bn": (
-                c.exclude_njop_above_1bn if rule.exclude_njop_above_1bn is None else rule.exclude_njop_above_1bn
+                c.exclude_njop_above_1bn
+                if rule.exclude_njop_above_1bn is None
+                else rule.exclude_njop_above_1bn
             ),
         }
 
@@ -227,7 +245,9 @@ def _format_errors(path: Path, exc: ValidationError) -> str:
         loc = ".".join(str(p) for p in err["loc"] if not str(p).startswith("function-after"))
         msg = err["msg"].removeprefix("Value error, ")
         if err["type"] == "extra_forbidden":
-            msg = "unknown field (check the spelling; allowed fields are listed in docs/programs.md)"
+            msg = (
+                "unknown field (check the spelling; allowed fields are listed in docs/programs.md)"
+            )
         lines.append(f"{path}: {loc or '<top>'}: {msg}")
     return "invalid program rules:\n  " + "\n  ".join(lines)
 
@@ -254,7 +274,9 @@ def load_rules(path: Path | None = None) -> ProgramRules:
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
-        raise ProgramRulesError(f"{path}: cannot read program rules ({exc.strerror or exc})") from None
+        raise ProgramRulesError(
+            f"{path}: cannot read program rules ({exc.strerror or exc})"
+        ) from None
     try:
         data = yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - SafeLoader subclass
     except ProgramRulesError as exc:

@@ -69,4 +69,3 @@ def clean_select_sql(quality_flags_sql: str = "CAST([] AS VARCHAR[])") -> str:
     cols = [f"CAST({c} AS {t}) AS {c}" for c, t in CLEAN_SCHEMA.items()]
     cols.append(f"{quality_flags_sql} AS {QUALITY_FLAGS[0]}")
     return ",\n  ".join(cols)
-

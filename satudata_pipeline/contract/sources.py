@@ -30,8 +30,13 @@ KINDS = (
     "link_decision",
 )
 Kind = Literal[
-    "civil_registry", "death_registry", "migration_registry", "welfare_registry", "program_roster",
-    "review_decision", "link_decision",
+    "civil_registry",
+    "death_registry",
+    "migration_registry",
+    "welfare_registry",
+    "program_roster",
+    "review_decision",
+    "link_decision",
 ]
 # Decisions people hand back (contract section 4): not person-bearing, never linked or published as
 # persons; they carry no person fields (no name, no NIK), only what identifies the row or the pair.
@@ -61,9 +66,25 @@ KIND_FIELDS: dict[str, tuple[str, ...]] = {
     "migration_registry": ("tanggal_pindah", "kode_wilayah_tujuan"),
     "welfare_registry": ("desil", "disabilitas", "punya_mobil", "njop_di_atas_1m"),
     "program_roster": ("jenjang", "nominal_bulanan", "tanggal_mulai"),
-    "review_decision": ("program", "record_id", "decision", "decided_by", "decided_at", "reason", "note"),
-    "link_decision": ("source_a", "record_id_a", "source_b", "record_id_b", "same_person", "decided_by",
-                      "decided_at", "note"),
+    "review_decision": (
+        "program",
+        "record_id",
+        "decision",
+        "decided_by",
+        "decided_at",
+        "reason",
+        "note",
+    ),
+    "link_decision": (
+        "source_a",
+        "record_id_a",
+        "source_b",
+        "record_id_b",
+        "same_person",
+        "decided_by",
+        "decided_at",
+        "note",
+    ),
 }
 REQUIRED_FIELDS: dict[str, tuple[str, ...]] = {
     "civil_registry": ("record_id", "nama"),
@@ -72,17 +93,38 @@ REQUIRED_FIELDS: dict[str, tuple[str, ...]] = {
     "welfare_registry": ("record_id", "nama"),
     "program_roster": ("record_id", "nama"),
     "review_decision": ("program", "record_id", "decision", "decided_by", "decided_at"),
-    "link_decision": ("source_a", "record_id_a", "source_b", "record_id_b", "same_person", "decided_by",
-                      "decided_at"),
+    "link_decision": (
+        "source_a",
+        "record_id_a",
+        "source_b",
+        "record_id_b",
+        "same_person",
+        "decided_by",
+        "decided_at",
+    ),
 }
-FORMATS = {".csv": "csv", ".txt": "csv", ".tsv": "csv", ".parquet": "parquet", ".pq": "parquet", ".xlsx": "xlsx"}
+FORMATS = {
+    ".csv": "csv",
+    ".txt": "csv",
+    ".tsv": "csv",
+    ".parquet": "parquet",
+    ".pq": "parquet",
+    ".xlsx": "xlsx",
+}
 
 
 class ContractError(ValueError):
     """A delivery that does not meet the data contract. The message names where, never what."""
 
-    def __init__(self, message: str, *, source: str | None = None, file: str | None = None,
-                 column: str | None = None, row: int | None = None):
+    def __init__(
+        self,
+        message: str,
+        *,
+        source: str | None = None,
+        file: str | None = None,
+        column: str | None = None,
+        row: int | None = None,
+    ):
         where = []
         if source:
             where.append(f"source '{_short(source)}'")
@@ -142,7 +184,9 @@ class SourceSpec(BaseModel):
         try:
             codecs.lookup(value)
         except (LookupError, ValueError, TypeError):
-            raise ValueError("unknown encoding; use a Python codec name (utf-8, latin-1, cp1252, utf-8-sig)") from None
+            raise ValueError(
+                "unknown encoding; use a Python codec name (utf-8, latin-1, cp1252, utf-8-sig)"
+            ) from None
         return value
 
     @field_validator("path")
@@ -166,7 +210,8 @@ class SourceSpec(BaseModel):
             return value
         return {
             field: {_yaml_text(k): _yaml_text(v) for k, v in (mapping or {}).items()}
-            if isinstance(mapping, dict) else mapping
+            if isinstance(mapping, dict)
+            else mapping
             for field, mapping in value.items()
         }
 
@@ -186,11 +231,15 @@ class SourceSpec(BaseModel):
         if self.kind == "program_roster" and not self.program:
             raise ValueError("a program_roster needs `program:` (a program code of the rules)")
         if self.kind != "program_roster" and self.program:
-            raise ValueError("`program:` is only for kind program_roster (a review_decision maps its "
-                             "program column in `columns:`)")
+            raise ValueError(
+                "`program:` is only for kind program_roster (a review_decision maps its "
+                "program column in `columns:`)"
+            )
         unknown_values = sorted(set(self.values) - set(self.columns))
         if unknown_values:
-            raise ValueError(f"values given for unmapped field(s) {[_safe_token(u) for u in unknown_values]}")
+            raise ValueError(
+                f"values given for unmapped field(s) {[_safe_token(u) for u in unknown_values]}"
+            )
         return self
 
     @property
@@ -206,7 +255,8 @@ class SourceSpec(BaseModel):
         if suffix not in FORMATS:
             raise ContractError(
                 f"cannot tell the format from extension '{suffix}'; set `format:` (csv, parquet, xlsx)",
-                source=self.name, file=self.path,
+                source=self.name,
+                file=self.path,
             )
         return FORMATS[suffix]
 
@@ -269,18 +319,25 @@ class Delivery(BaseModel):
         if not path.is_relative_to(root):
             raise ContractError(
                 "the file lies outside the data directory (a symlink or path leading out); deliver "
-                "the file itself inside the data directory", source=source.name, file=source.path,
+                "the file itself inside the data directory",
+                source=source.name,
+                file=source.path,
             )
         try:
             mode = os.stat(path).st_mode
         except FileNotFoundError:
-            raise ContractError("file not found in the data directory", source=source.name, file=source.path) from None
+            raise ContractError(
+                "file not found in the data directory", source=source.name, file=source.path
+            ) from None
         except OSError as exc:
-            raise ContractError(f"file cannot be read ({type(exc).__name__})", source=source.name, file=source.path) from None
+            raise ContractError(
+                f"file cannot be read ({type(exc).__name__})", source=source.name, file=source.path
+            ) from None
         if not stat.S_ISREG(mode):
             raise ContractError(
                 "not a regular file (a folder, pipe or device); deliver a plain file",
-                source=source.name, file=source.path,
+                source=source.name,
+                file=source.path,
             )
         return path
 
@@ -311,7 +368,9 @@ def parse_delivery(data_dir: Path, program_codes: set[str] | None = None) -> Del
     try:
         raw = yaml.load(data.decode("utf-8"), Loader=_NoAliasLoader)  # noqa: S506 (a SafeLoader)
     except UnicodeDecodeError as exc:
-        raise ContractError(f"sources.yaml is not UTF-8 (byte {exc.start})", file=str(yaml_path)) from None
+        raise ContractError(
+            f"sources.yaml is not UTF-8 (byte {exc.start})", file=str(yaml_path)
+        ) from None
     except _AliasError as exc:
         raise ContractError(str(exc), file=str(yaml_path)) from None
     except yaml.YAMLError as exc:
@@ -321,10 +380,14 @@ def parse_delivery(data_dir: Path, program_codes: set[str] | None = None) -> Del
     except RecursionError:
         raise ContractError("sources.yaml is nested too deeply", file=str(yaml_path)) from None
     if not isinstance(raw, dict):
-        raise ContractError("sources.yaml must be a mapping with snapshot_date and sources", file=str(yaml_path))
+        raise ContractError(
+            "sources.yaml must be a mapping with snapshot_date and sources", file=str(yaml_path)
+        )
     if "data_dir" in raw:
-        raise ContractError("sources.yaml is invalid:\n  data_dir: unknown field (not part of the data contract)",
-                            file=str(yaml_path))
+        raise ContractError(
+            "sources.yaml is invalid:\n  data_dir: unknown field (not part of the data contract)",
+            file=str(yaml_path),
+        )
     try:
         delivery = Delivery.model_validate({**raw, "data_dir": data_dir})
     except ValidationError as exc:
@@ -334,14 +397,18 @@ def parse_delivery(data_dir: Path, program_codes: set[str] | None = None) -> Del
             if s.kind == "program_roster" and s.program not in program_codes:
                 raise ContractError(
                     f"unknown program '{_safe_token(s.program)}'; the program rules define {sorted(program_codes)}",
-                    source=s.name, file=s.path, column="program",
+                    source=s.name,
+                    file=s.path,
+                    column="program",
                 )
     for s in delivery.sources:
         if s.extracted_at > delivery.snapshot_date:
             raise ContractError(
                 f"extracted_at is {(s.extracted_at - delivery.snapshot_date).days} days after the "
                 "snapshot_date: an extract cannot be cut after the date it describes; correct one of the two",
-                source=s.name, file=s.path, column="extracted_at",
+                source=s.name,
+                file=s.path,
+                column="extracted_at",
             )
     return delivery
 
@@ -379,7 +446,11 @@ def _explain(exc: ValidationError, raw: dict) -> str:
             idx = loc[1]
             entry = sources[idx] if idx < len(sources) else None
             name = entry.get("name") if isinstance(entry, dict) else None
-            name = name if isinstance(name, str) and re.fullmatch(r"[a-z0-9_]{1,64}", name) else f"#{idx + 1}"
+            name = (
+                name
+                if isinstance(name, str) and re.fullmatch(r"[a-z0-9_]{1,64}", name)
+                else f"#{idx + 1}"
+            )
             field = ".".join(_safe_token(p) for p in loc[2:]) or "(entry)"
             where = f"source '{name}', field '{field}'"
         # pydantic's messages say what was expected, not what was given; ours (ValueError) too
@@ -409,10 +480,13 @@ def read_header(delivery: Delivery, source: SourceSpec) -> list[str]:
                 raise ContractError(
                     f"cannot decode the header as {source.encoding} ({exc.reason} at byte {exc.start}); "
                     "set `encoding:` (e.g. latin-1, cp1252, utf-8-sig)",
-                    source=source.name, file=source.path,
+                    source=source.name,
+                    file=source.path,
                 ) from None
         if not first.strip():
-            raise ContractError("file is empty (no header line)", source=source.name, file=source.path)
+            raise ContractError(
+                "file is empty (no header line)", source=source.name, file=source.path
+            )
         return next(csv.reader([first], delimiter=csv_delimiter(source, first)))
     if fmt == "parquet":
         import pyarrow.parquet as pq
@@ -420,23 +494,33 @@ def read_header(delivery: Delivery, source: SourceSpec) -> list[str]:
         try:
             return list(pq.read_schema(path).names)
         except Exception as exc:  # pyarrow raises several types for broken files
-            raise ContractError(f"unreadable parquet file ({type(exc).__name__})", source=source.name, file=source.path) from None
+            raise ContractError(
+                f"unreadable parquet file ({type(exc).__name__})",
+                source=source.name,
+                file=source.path,
+            ) from None
     if fmt == "xlsx":
         from openpyxl import load_workbook
 
         try:
             wb = load_workbook(path, read_only=True, data_only=True)
         except Exception as exc:
-            raise ContractError(f"unreadable xlsx file ({type(exc).__name__})", source=source.name, file=source.path) from None
+            raise ContractError(
+                f"unreadable xlsx file ({type(exc).__name__})", source=source.name, file=source.path
+            ) from None
         try:
             ws = wb[source.sheet] if source.sheet else wb.worksheets[0]
             row = next(ws.iter_rows(min_row=1, max_row=1, values_only=True), None)
         except KeyError:
-            raise ContractError(f"no sheet named '{source.sheet}'", source=source.name, file=source.path) from None
+            raise ContractError(
+                f"no sheet named '{source.sheet}'", source=source.name, file=source.path
+            ) from None
         finally:
             wb.close()
         if not row or all(v is None for v in row):
-            raise ContractError("file is empty (no header row)", source=source.name, file=source.path)
+            raise ContractError(
+                "file is empty (no header row)", source=source.name, file=source.path
+            )
         return ["" if v is None else str(v).strip() for v in row]
     raise ContractError(f"unsupported format {fmt}", source=source.name, file=source.path)
 
@@ -444,7 +528,11 @@ def read_header(delivery: Delivery, source: SourceSpec) -> list[str]:
 def open_text(path: Path, source: SourceSpec) -> io.TextIOWrapper:
     # A BOM in a file declared utf-8 is what Excel writes; read it as utf-8-sig instead of a
     # header name starting with \ufeff.
-    encoding = "utf-8-sig" if source.encoding.lower().replace("_", "-") in ("utf-8", "utf8") else source.encoding
+    encoding = (
+        "utf-8-sig"
+        if source.encoding.lower().replace("_", "-") in ("utf-8", "utf8")
+        else source.encoding
+    )
     return open(path, encoding=encoding, newline="")
 
 
@@ -469,12 +557,16 @@ def check_files(delivery: Delivery) -> dict[str, list[str]]:
                 raise ContractError(
                     f"mapped column for field '{field}' is missing from the file "
                     f"(the file has {len(header)} columns)",
-                    source=source.name, file=source.path, column=column,
+                    source=source.name,
+                    file=source.path,
+                    column=column,
                 )
             if n > 1:
                 raise ContractError(
                     f"the header holds this column {n} times; cannot tell which one is '{field}'",
-                    source=source.name, file=source.path, column=column,
+                    source=source.name,
+                    file=source.path,
+                    column=column,
                 )
         headers[source.name] = header
     return headers

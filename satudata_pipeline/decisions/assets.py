@@ -5,7 +5,6 @@ are checked against the roster rows of `person_records`; it exists in every deli
 decision files, because stored decisions stay in force (docs/decisions.md).
 """
 
-
 import dagster as dg
 from dagster_duckdb import DuckDBResource
 
@@ -33,28 +32,33 @@ def build_decision_assets(delivery: Delivery) -> list:
             "decisions.review_in_force and decisions.link_in_force (docs/decisions.md)."
         ),
     )
-    def decisions(context: dg.AssetExecutionContext, warehouse: DuckDBResource) -> dg.MaterializeResult:
+    def decisions(
+        context: dg.AssetExecutionContext, warehouse: DuckDBResource
+    ) -> dg.MaterializeResult:
         from satudata_pipeline.contract.program_rules import load_rules
         from satudata_pipeline.sources.readers import file_sha256
 
-        check_files(delivery)   # a mapped column gone since the code location loaded: stop here
+        check_files(delivery)  # a mapped column gone since the code location loaded: stop here
         hashes = {s.name: file_sha256(delivery.file_path(s)) for s in sources}
         with warehouse.get_connection() as conn:
             res = intake.take_in_decisions(conn, delivery, load_rules().codes(), hashes)
         context.log.info(
             f"decisions: {res.rows_read} rows read, {res.stored_review} review and {res.stored_link} link "
-            f"decisions newly stored, {sum(res.set_aside.values())} set aside")
-        return dg.MaterializeResult(metadata={
-            "dagster/row_count": res.in_force_review + res.in_force_link,
-            "decision_files": len(sources),
-            "rows_read": res.rows_read,
-            "review_decisions_stored_this_run": res.stored_review,
-            "link_decisions_stored_this_run": res.stored_link,
-            "review_decisions_in_force": res.in_force_review,
-            "link_decisions_in_force": res.in_force_link,
-            "set_aside": sum(res.set_aside.values()),
-            "set_aside_by_reason": dg.MetadataValue.json(res.set_aside),
-        })
+            f"decisions newly stored, {sum(res.set_aside.values())} set aside"
+        )
+        return dg.MaterializeResult(
+            metadata={
+                "dagster/row_count": res.in_force_review + res.in_force_link,
+                "decision_files": len(sources),
+                "rows_read": res.rows_read,
+                "review_decisions_stored_this_run": res.stored_review,
+                "link_decisions_stored_this_run": res.stored_link,
+                "review_decisions_in_force": res.in_force_review,
+                "link_decisions_in_force": res.in_force_link,
+                "set_aside": sum(res.set_aside.values()),
+                "set_aside_by_reason": dg.MetadataValue.json(res.set_aside),
+            }
+        )
 
     @dg.asset_check(
         asset=DECISIONS_KEY,
@@ -68,17 +72,27 @@ def build_decision_assets(delivery: Delivery) -> list:
     )
     def no_decision_set_aside(warehouse: DuckDBResource) -> dg.AssetCheckResult:
         with warehouse.get_connection() as conn:
-            rows = conn.execute(
-                f"SELECT reason, count(*) FROM {intake.SET_ASIDE} GROUP BY 1 ORDER BY 1").fetchall() \
-                if intake._exists(conn, intake.SET_ASIDE) else []
+            rows = (
+                conn.execute(
+                    f"SELECT reason, count(*) FROM {intake.SET_ASIDE} GROUP BY 1 ORDER BY 1"
+                ).fetchall()
+                if intake._exists(conn, intake.SET_ASIDE)
+                else []
+            )
         by_reason = {r: int(n) for r, n in rows}
         return dg.AssetCheckResult(
             passed=not by_reason,
             severity=dg.AssetCheckSeverity.WARN,
-            description=None if not by_reason else (
+            description=None
+            if not by_reason
+            else (
                 f"{sum(by_reason.values())} decision row(s) set aside: "
-                + ", ".join(f"{r} {n}" for r, n in by_reason.items())),
-            metadata={"set_aside": sum(by_reason.values()), "by_reason": dg.MetadataValue.json(by_reason)},
+                + ", ".join(f"{r} {n}" for r, n in by_reason.items())
+            ),
+            metadata={
+                "set_aside": sum(by_reason.values()),
+                "by_reason": dg.MetadataValue.json(by_reason),
+            },
         )
 
     return [decisions, no_decision_set_aside]

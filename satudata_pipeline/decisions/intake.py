@@ -59,7 +59,9 @@ def scrub_note(note: object) -> str | None:
     if note is None or (isinstance(note, float) and pd.isna(note)):
         return None
     return NIK_IN_TEXT.sub(NIK_SCRUBBED, str(note))[:MAX_NOTE]
-MAX_KEY = 64     # longest program code / record id / source name kept in the set-aside report
+
+
+MAX_KEY = 64  # longest program code / record id / source name kept in the set-aside report
 MAX_NOTE = 500
 
 # Set-aside reason codes, in the order a row is checked (the first that applies is reported).
@@ -84,24 +86,58 @@ SET_ASIDE_REASONS = {
 }
 
 SET_ASIDE_COLUMNS = {
-    "source": "VARCHAR", "kind": "VARCHAR", "row_number": "BIGINT", "reason": "VARCHAR",
-    "program": "VARCHAR", "record_id": "VARCHAR", "source_a": "VARCHAR", "record_id_a": "VARCHAR",
-    "source_b": "VARCHAR", "record_id_b": "VARCHAR", "decided_at": "DATE",
+    "source": "VARCHAR",
+    "kind": "VARCHAR",
+    "row_number": "BIGINT",
+    "reason": "VARCHAR",
+    "program": "VARCHAR",
+    "record_id": "VARCHAR",
+    "source_a": "VARCHAR",
+    "record_id_a": "VARCHAR",
+    "source_b": "VARCHAR",
+    "record_id_b": "VARCHAR",
+    "decided_at": "DATE",
 }
 REVIEW_COLUMNS = {
-    "program": "VARCHAR", "record_id": "VARCHAR", "decision": "VARCHAR", "reason": "VARCHAR",
-    "decided_by": "VARCHAR", "decided_at": "DATE", "note": "VARCHAR", "source": "VARCHAR",
-    "row_number": "BIGINT", "file_sha256": "VARCHAR", "snapshot_date": "DATE", "stored_at": "TIMESTAMP",
+    "program": "VARCHAR",
+    "record_id": "VARCHAR",
+    "decision": "VARCHAR",
+    "reason": "VARCHAR",
+    "decided_by": "VARCHAR",
+    "decided_at": "DATE",
+    "note": "VARCHAR",
+    "source": "VARCHAR",
+    "row_number": "BIGINT",
+    "file_sha256": "VARCHAR",
+    "snapshot_date": "DATE",
+    "stored_at": "TIMESTAMP",
     # the roster the decided row belongs to (one when stored, else the row is ambiguous_record): a
     # second roster of the program with the same record_id does not inherit the decision
     "roster_source": "VARCHAR",
 }
 LINK_COLUMNS = {
-    "unique_id_a": "VARCHAR", "unique_id_b": "VARCHAR", "same_person": "BOOLEAN",
-    "decided_by": "VARCHAR", "decided_at": "DATE", "note": "VARCHAR", "source": "VARCHAR",
-    "row_number": "BIGINT", "file_sha256": "VARCHAR", "snapshot_date": "DATE", "stored_at": "TIMESTAMP",
+    "unique_id_a": "VARCHAR",
+    "unique_id_b": "VARCHAR",
+    "same_person": "BOOLEAN",
+    "decided_by": "VARCHAR",
+    "decided_at": "DATE",
+    "note": "VARCHAR",
+    "source": "VARCHAR",
+    "row_number": "BIGINT",
+    "file_sha256": "VARCHAR",
+    "snapshot_date": "DATE",
+    "stored_at": "TIMESTAMP",
 }
-REVIEW_KEY = ("program", "roster_source", "record_id", "decision", "reason", "decided_by", "decided_at", "note")
+REVIEW_KEY = (
+    "program",
+    "roster_source",
+    "record_id",
+    "decision",
+    "reason",
+    "decided_by",
+    "decided_at",
+    "note",
+)
 LINK_KEY = ("unique_id_a", "unique_id_b", "same_person", "decided_by", "decided_at", "note")
 
 
@@ -113,36 +149,50 @@ def review_reasons() -> tuple[str, ...]:
 
 @dataclass
 class IntakeResult:
-    stored_review: int = 0          # new review decisions stored by this run
+    stored_review: int = 0  # new review decisions stored by this run
     stored_link: int = 0
-    in_force_review: int = 0        # decisions in force after this run (all deliveries)
+    in_force_review: int = 0  # decisions in force after this run (all deliveries)
     in_force_link: int = 0
-    set_aside: dict[str, int] = field(default_factory=dict)   # reason -> rows of this delivery
+    set_aside: dict[str, int] = field(default_factory=dict)  # reason -> rows of this delivery
     rows_read: int = 0
-    unanswered: int = 0             # rows of returned worklists left empty (not decisions, not set aside)
+    unanswered: int = 0  # rows of returned worklists left empty (not decisions, not set aside)
 
 
 # ------------------------------------------------------------------------------------------------
 # reading
 # ------------------------------------------------------------------------------------------------
-def mapped_frame(conn: duckdb.DuckDBPyConnection, delivery: Delivery, source: SourceSpec) -> pd.DataFrame:
+def mapped_frame(
+    conn: duckdb.DuckDBPyConnection, delivery: Delivery, source: SourceSpec
+) -> pd.DataFrame:
     """The source's landed rows (raw.<name>) as canonical fields (text, `values:` applied) plus
     `row_number` and `unreadable`. A mapped column missing from the file is a ContractError."""
-    present = [r[0] for r in conn.execute(
-        "SELECT column_name FROM information_schema.columns WHERE table_schema = 'raw' AND table_name = ? "
-        "ORDER BY ordinal_position", [source.name]).fetchall()]
+    present = [
+        r[0]
+        for r in conn.execute(
+            "SELECT column_name FROM information_schema.columns WHERE table_schema = 'raw' AND table_name = ? "
+            "ORDER BY ordinal_position",
+            [source.name],
+        ).fetchall()
+    ]
     if not present:
-        raise ContractError("the file has not been landed (raw table missing)", source=source.name, file=source.path)
+        raise ContractError(
+            "the file has not been landed (raw table missing)", source=source.name, file=source.path
+        )
     by_stripped = {c.strip(): c for c in present}
     cols = []
     for fld, column in source.columns.items():
         if column.strip() not in by_stripped:
-            raise ContractError(f"mapped column for field '{fld}' is missing from the file",
-                                source=source.name, file=source.path, column=column)
+            raise ContractError(
+                f"mapped column for field '{fld}' is missing from the file",
+                source=source.name,
+                file=source.path,
+                column=column,
+            )
         cols.append(f'"{by_stripped[column.strip()]}" AS "{fld}"')
     frame = conn.execute(
-        f'SELECT {", ".join(cols)}, _row_number AS row_number, _parse_error IS NOT NULL AS unreadable '
-        f'FROM raw."{source.name}" ORDER BY _row_number').df()
+        f"SELECT {', '.join(cols)}, _row_number AS row_number, _parse_error IS NOT NULL AS unreadable "
+        f'FROM raw."{source.name}" ORDER BY _row_number'
+    ).df()
     for fld in source.columns:
         text = frame[fld].astype(object).where(frame[fld].notna(), None)
         text = text.map(lambda v: v.strip() if isinstance(v, str) else v)
@@ -155,8 +205,13 @@ def mapped_frame(conn: duckdb.DuckDBPyConnection, delivery: Delivery, source: So
 
 def _bounded(series: pd.Series, limit: int = MAX_KEY) -> pd.Series:
     """A key as sent, for the report: one line, at most `limit` characters."""
-    return series.map(lambda v: None if v is None or (isinstance(v, float) and pd.isna(v))
-                      else str(v).replace("\n", " ").replace("\r", " ")[:limit])
+    return series.map(
+        lambda v: (
+            None
+            if v is None or (isinstance(v, float) and pd.isna(v))
+            else str(v).replace("\n", " ").replace("\r", " ")[:limit]
+        )
+    )
 
 
 def _dates(frame: pd.DataFrame, source: SourceSpec, today: dt.date) -> pd.Series:
@@ -180,35 +235,59 @@ class Context:
     """What decisions are checked against (read once per run)."""
 
     program_codes: set[str]
-    rosters: pd.DataFrame            # program, source, record_id of this delivery's roster rows
-    published: pd.DataFrame          # program, record_id of the last publication
+    rosters: pd.DataFrame  # program, source, record_id of this delivery's roster rows
+    published: pd.DataFrame  # program, record_id of the last publication
     person_sources: set[str]
-    records: set[str]                # unique_id of this delivery's person records
+    records: set[str]  # unique_id of this delivery's person records
     today: dt.date
 
 
-def load_context(conn: duckdb.DuckDBPyConnection, delivery: Delivery, program_codes: set[str],
-                 today: dt.date | None = None) -> Context:
+def load_context(
+    conn: duckdb.DuckDBPyConnection,
+    delivery: Delivery,
+    program_codes: set[str],
+    today: dt.date | None = None,
+) -> Context:
     have = _exists(conn, "link.person_records")
-    rosters = conn.execute(
-        "SELECT program, source, CAST(record_id AS VARCHAR) AS record_id FROM link.person_records "
-        "WHERE kind = 'program_roster'").df() if have else pd.DataFrame(columns=["program", "source", "record_id"])
+    rosters = (
+        conn.execute(
+            "SELECT program, source, CAST(record_id AS VARCHAR) AS record_id FROM link.person_records "
+            "WHERE kind = 'program_roster'"
+        ).df()
+        if have
+        else pd.DataFrame(columns=["program", "source", "record_id"])
+    )
     # roster rows that cleaning quarantined are roster rows too (published in review as
     # identity_unresolved): a person may decide on them
     quarantined = [
-        conn.execute(f'SELECT DISTINCT ? AS program, ? AS source, CAST(record_id AS VARCHAR) AS record_id '
-                     f'FROM clean."{s.name}__quarantine" WHERE record_id IS NOT NULL', [s.program, s.name]).df()
+        conn.execute(
+            f"SELECT DISTINCT ? AS program, ? AS source, CAST(record_id AS VARCHAR) AS record_id "
+            f'FROM clean."{s.name}__quarantine" WHERE record_id IS NOT NULL',
+            [s.program, s.name],
+        ).df()
         for s in delivery.person_sources
-        if s.kind == "program_roster" and _exists(conn, f"clean.{s.name}__quarantine")]
+        if s.kind == "program_roster" and _exists(conn, f"clean.{s.name}__quarantine")
+    ]
     if quarantined:
         rosters = pd.concat([rosters, *quarantined], ignore_index=True).drop_duplicates()
-    records = {r[0] for r in conn.execute("SELECT unique_id FROM link.person_records").fetchall()} if have else set()
-    published = conn.execute(
-        "SELECT DISTINCT program, CAST(record_id AS VARCHAR) AS record_id FROM main.beneficiary_review"
-    ).df() if _exists(conn, "main.beneficiary_review") else pd.DataFrame(columns=["program", "record_id"])
+    records = (
+        {r[0] for r in conn.execute("SELECT unique_id FROM link.person_records").fetchall()}
+        if have
+        else set()
+    )
+    published = (
+        conn.execute(
+            "SELECT DISTINCT program, CAST(record_id AS VARCHAR) AS record_id FROM main.beneficiary_review"
+        ).df()
+        if _exists(conn, "main.beneficiary_review")
+        else pd.DataFrame(columns=["program", "record_id"])
+    )
     # the person-bearing sources: those declared in this delivery, and those whose records were linked
-    sources = {s.name for s in delivery.person_sources} | ({r[0] for r in conn.execute(
-        "SELECT DISTINCT source FROM link.person_records").fetchall()} if have else set())
+    sources = {s.name for s in delivery.person_sources} | (
+        {r[0] for r in conn.execute("SELECT DISTINCT source FROM link.person_records").fetchall()}
+        if have
+        else set()
+    )
     return Context(program_codes, rosters, published, sources, records, today or dt.date.today())
 
 
@@ -221,31 +300,43 @@ def check_review_rows(frame: pd.DataFrame, source: SourceSpec, ctx: Context) -> 
             f[opt] = None
     f["decision"] = f["decision"].map(lambda v: v.lower() if isinstance(v, str) else v)
     f["reason"] = f["reason"].map(lambda v: v.lower() if isinstance(v, str) else v)
-    codes = {c.upper(): c for c in ctx.program_codes}     # program codes in any case
+    codes = {c.upper(): c for c in ctx.program_codes}  # program codes in any case
     f["program"] = f["program"].map(lambda v: codes.get(v.upper(), v) if isinstance(v, str) else v)
     f["decided_at_date"] = _dates(f, source, ctx.today)
     pattern = officer_id()
-    roster_n = ctx.rosters.groupby(["program", "record_id"]).size().rename("n_rosters").reset_index()
+    roster_n = (
+        ctx.rosters.groupby(["program", "record_id"]).size().rename("n_rosters").reset_index()
+    )
     f = f.merge(roster_n, how="left", on=["program", "record_id"])
-    one = ctx.rosters.drop_duplicates(["program", "record_id"], keep=False).rename(columns={"source": "roster_source"})
-    f = f.merge(one[["program", "record_id", "roster_source"]], how="left", on=["program", "record_id"])
+    one = ctx.rosters.drop_duplicates(["program", "record_id"], keep=False).rename(
+        columns={"source": "roster_source"}
+    )
+    f = f.merge(
+        one[["program", "record_id", "roster_source"]], how="left", on=["program", "record_id"]
+    )
     pub = ctx.published.assign(in_published=True).drop_duplicates(["program", "record_id"])
     f = f.merge(pub, how="left", on=["program", "record_id"])
     f["in_published"] = f["in_published"].eq(True)
     reasons = review_reasons()
-    f["set_aside"] = _first_reason(f, [
-        ("unreadable_row", f["unreadable"]),
-        ("malformed_program", f["program"].isna()),
-        ("malformed_record_id", f["record_id"].isna()),
-        ("malformed_decision", ~f["decision"].isin(DECISIONS)),
-        ("malformed_reason", f["reason"].notna() & ~f["reason"].isin(reasons)),
-        ("malformed_decided_by", ~f["decided_by"].map(lambda v: isinstance(v, str) and bool(pattern.fullmatch(v)))),
-        ("malformed_decided_at", f["decided_at_date"].isna()),
-        ("unknown_program", ~f["program"].isin(ctx.program_codes)),
-        ("not_in_roster", f["n_rosters"].isna() & f["in_published"]),
-        ("unknown_record", f["n_rosters"].isna()),
-        ("ambiguous_record", f["n_rosters"].fillna(0) > 1),
-    ])
+    f["set_aside"] = _first_reason(
+        f,
+        [
+            ("unreadable_row", f["unreadable"]),
+            ("malformed_program", f["program"].isna()),
+            ("malformed_record_id", f["record_id"].isna()),
+            ("malformed_decision", ~f["decision"].isin(DECISIONS)),
+            ("malformed_reason", f["reason"].notna() & ~f["reason"].isin(reasons)),
+            (
+                "malformed_decided_by",
+                ~f["decided_by"].map(lambda v: isinstance(v, str) and bool(pattern.fullmatch(v))),
+            ),
+            ("malformed_decided_at", f["decided_at_date"].isna()),
+            ("unknown_program", ~f["program"].isin(ctx.program_codes)),
+            ("not_in_roster", f["n_rosters"].isna() & f["in_published"]),
+            ("unknown_record", f["n_rosters"].isna()),
+            ("ambiguous_record", f["n_rosters"].fillna(0) > 1),
+        ],
+    )
     f["note"] = f["note"].map(scrub_note)
     return f
 
@@ -260,19 +351,32 @@ def check_link_rows(frame: pd.DataFrame, source: SourceSpec, ctx: Context) -> pd
     f["decided_at_date"] = _dates(f, source, ctx.today)
     uid_a = f["source_a"].astype(object) + ":" + f["record_id_a"].astype(object)
     uid_b = f["source_b"].astype(object) + ":" + f["record_id_b"].astype(object)
-    f["unique_id_a"] = [min(a, b) if isinstance(a, str) and isinstance(b, str) else a for a, b in zip(uid_a, uid_b)]
-    f["unique_id_b"] = [max(a, b) if isinstance(a, str) and isinstance(b, str) else b for a, b in zip(uid_a, uid_b)]
-    f["set_aside"] = _first_reason(f, [
-        ("unreadable_row", f["unreadable"]),
-        ("malformed_source", f["source_a"].isna() | f["source_b"].isna()),
-        ("malformed_record_id", f["record_id_a"].isna() | f["record_id_b"].isna()),
-        ("malformed_same_person", f["same_person_value"].isna() | unmapped),
-        ("malformed_decided_by", ~f["decided_by"].map(lambda v: isinstance(v, str) and bool(pattern.fullmatch(v)))),
-        ("malformed_decided_at", f["decided_at_date"].isna()),
-        ("same_record", uid_a == uid_b),
-        ("unknown_source", ~f["source_a"].isin(ctx.person_sources) | ~f["source_b"].isin(ctx.person_sources)),
-        ("unknown_record", ~uid_a.isin(ctx.records) | ~uid_b.isin(ctx.records)),
-    ])
+    f["unique_id_a"] = [
+        min(a, b) if isinstance(a, str) and isinstance(b, str) else a for a, b in zip(uid_a, uid_b)
+    ]
+    f["unique_id_b"] = [
+        max(a, b) if isinstance(a, str) and isinstance(b, str) else b for a, b in zip(uid_a, uid_b)
+    ]
+    f["set_aside"] = _first_reason(
+        f,
+        [
+            ("unreadable_row", f["unreadable"]),
+            ("malformed_source", f["source_a"].isna() | f["source_b"].isna()),
+            ("malformed_record_id", f["record_id_a"].isna() | f["record_id_b"].isna()),
+            ("malformed_same_person", f["same_person_value"].isna() | unmapped),
+            (
+                "malformed_decided_by",
+                ~f["decided_by"].map(lambda v: isinstance(v, str) and bool(pattern.fullmatch(v))),
+            ),
+            ("malformed_decided_at", f["decided_at_date"].isna()),
+            ("same_record", uid_a == uid_b),
+            (
+                "unknown_source",
+                ~f["source_a"].isin(ctx.person_sources) | ~f["source_b"].isin(ctx.person_sources),
+            ),
+            ("unknown_record", ~uid_a.isin(ctx.records) | ~uid_b.isin(ctx.records)),
+        ],
+    )
     f["note"] = f["note"].map(scrub_note)
     return f
 
@@ -282,16 +386,25 @@ def check_link_rows(frame: pd.DataFrame, source: SourceSpec, ctx: Context) -> pd
 # ------------------------------------------------------------------------------------------------
 def _exists(conn: duckdb.DuckDBPyConnection, qualified: str) -> bool:
     schema, table = qualified.split(".", 1)
-    return bool(conn.execute(
-        "SELECT count(*) FROM information_schema.tables WHERE table_schema = ? AND table_name = ?",
-        [schema, table]).fetchall()[0][0])
+    return bool(
+        conn.execute(
+            "SELECT count(*) FROM information_schema.tables WHERE table_schema = ? AND table_name = ?",
+            [schema, table],
+        ).fetchall()[0][0]
+    )
 
 
 def ensure_tables(conn: duckdb.DuckDBPyConnection) -> None:
     conn.execute(f"CREATE SCHEMA IF NOT EXISTS {SCHEMA}")
-    for table, cols in ((REVIEW_STORE, REVIEW_COLUMNS), (LINK_STORE, LINK_COLUMNS), (SET_ASIDE, SET_ASIDE_COLUMNS)):
-        conn.execute(f"CREATE TABLE IF NOT EXISTS {table} ({', '.join(f'{c} {t}' for c, t in cols.items())})")
-        for c, t in cols.items():       # a store written before a column existed (its rows: NULL)
+    for table, cols in (
+        (REVIEW_STORE, REVIEW_COLUMNS),
+        (LINK_STORE, LINK_COLUMNS),
+        (SET_ASIDE, SET_ASIDE_COLUMNS),
+    ):
+        conn.execute(
+            f"CREATE TABLE IF NOT EXISTS {table} ({', '.join(f'{c} {t}' for c, t in cols.items())})"
+        )
+        for c, t in cols.items():  # a store written before a column existed (its rows: NULL)
             conn.execute(f"ALTER TABLE {table} ADD COLUMN IF NOT EXISTS {c} {t}")
 
 
@@ -344,8 +457,10 @@ RESOLVE_LINK = f"""
 # The fields a person fills in. A returned worklist carries every row it listed; a row with all of
 # them empty was not answered: not a decision and not set aside, it waits for the next worklist
 # (docs/review-loop.md).
-ANSWER_FIELDS = {"review_decision": ("decision", "reason", "decided_by", "decided_at", "note"),
-                 "link_decision": ("same_person", "decided_by", "decided_at", "note")}
+ANSWER_FIELDS = {
+    "review_decision": ("decision", "reason", "decided_by", "decided_at", "note"),
+    "link_decision": ("same_person", "decided_by", "decided_at", "note"),
+}
 
 
 def unanswered(frame: pd.DataFrame, kind: str) -> pd.Series:
@@ -354,14 +469,19 @@ def unanswered(frame: pd.DataFrame, kind: str) -> pd.Series:
     return frame[cols].isna().all(axis=1) & ~frame["unreadable"].astype(bool)
 
 
-def take_in_decisions(conn: duckdb.DuckDBPyConnection, delivery: Delivery, program_codes: set[str],
-                      file_hashes: dict[str, str] | None = None, today: dt.date | None = None) -> IntakeResult:
+def take_in_decisions(
+    conn: duckdb.DuckDBPyConnection,
+    delivery: Delivery,
+    program_codes: set[str],
+    file_hashes: dict[str, str] | None = None,
+    today: dt.date | None = None,
+) -> IntakeResult:
     """Check every decision file of the delivery, store the decisions that pass, set the others aside
     with a reason, and resolve the decisions in force. Reads every file before writing anything."""
     ctx = load_context(conn, delivery, program_codes, today)
     checked: list[tuple[SourceSpec, pd.DataFrame]] = []
     unanswered_rows = 0
-    for source in delivery.decision_sources:       # a missing column raises here, before any write
+    for source in delivery.decision_sources:  # a missing column raises here, before any write
         frame = mapped_frame(conn, delivery, source)
         blank = unanswered(frame, source.kind)
         unanswered_rows += int(blank.sum())
@@ -369,11 +489,19 @@ def take_in_decisions(conn: duckdb.DuckDBPyConnection, delivery: Delivery, progr
         check = check_review_rows if source.kind == "review_decision" else check_link_rows
         checked.append((source, check(frame, source, ctx)))
     hashes = file_hashes or {}
-    result = IntakeResult(rows_read=sum(len(f) for _, f in checked) + unanswered_rows, unanswered=unanswered_rows)
-    review_new = [_review_rows(s, f, hashes.get(s.name), delivery.snapshot_date) for s, f in checked
-                  if s.kind == "review_decision"]
-    link_new = [_link_rows(s, f, hashes.get(s.name), delivery.snapshot_date) for s, f in checked
-                if s.kind == "link_decision"]
+    result = IntakeResult(
+        rows_read=sum(len(f) for _, f in checked) + unanswered_rows, unanswered=unanswered_rows
+    )
+    review_new = [
+        _review_rows(s, f, hashes.get(s.name), delivery.snapshot_date)
+        for s, f in checked
+        if s.kind == "review_decision"
+    ]
+    link_new = [
+        _link_rows(s, f, hashes.get(s.name), delivery.snapshot_date)
+        for s, f in checked
+        if s.kind == "link_decision"
+    ]
     review_new = pd.concat(review_new, ignore_index=True) if review_new else _empty(REVIEW_COLUMNS)
     link_new = pd.concat(link_new, ignore_index=True) if link_new else _empty(LINK_COLUMNS)
     aside = [_set_aside_rows(s, f[f["set_aside"].notna()]) for s, f in checked]
@@ -386,9 +514,13 @@ def take_in_decisions(conn: duckdb.DuckDBPyConnection, delivery: Delivery, progr
         stage_decision_files(conn, delivery, hashes)
         result.stored_review = _store(conn, REVIEW_STORE, REVIEW_COLUMNS, REVIEW_KEY, review_new)
         result.stored_link = _store(conn, LINK_STORE, LINK_COLUMNS, LINK_KEY, link_new)
-        conn.execute(f"CREATE OR REPLACE TABLE {REVIEW_IN_FORCE} AS {RESOLVE_REVIEW} "
-                     "ORDER BY program, roster_source, record_id")
-        conn.execute(f"CREATE OR REPLACE TABLE {LINK_IN_FORCE} AS {RESOLVE_LINK} ORDER BY unique_id_a, unique_id_b")
+        conn.execute(
+            f"CREATE OR REPLACE TABLE {REVIEW_IN_FORCE} AS {RESOLVE_REVIEW} "
+            "ORDER BY program, roster_source, record_id"
+        )
+        conn.execute(
+            f"CREATE OR REPLACE TABLE {LINK_IN_FORCE} AS {RESOLVE_LINK} ORDER BY unique_id_a, unique_id_b"
+        )
         # this delivery's valid rows that are not the decision in force: contradicted or superseded
         _typed_temp(conn, "_review_new", review_new, REVIEW_COLUMNS)
         _typed_temp(conn, "_link_new", link_new, LINK_COLUMNS)
@@ -427,17 +559,21 @@ def take_in_decisions(conn: duckdb.DuckDBPyConnection, delivery: Delivery, progr
         aside = pd.concat(parts, ignore_index=True) if parts else _empty(SET_ASIDE_COLUMNS)
         aside = aside.drop_duplicates(["source", "kind", "row_number"])
         _typed_temp(conn, "_aside", aside, SET_ASIDE_COLUMNS)
-        conn.execute(f"CREATE OR REPLACE TABLE {SET_ASIDE} AS SELECT * FROM _aside ORDER BY source, row_number")
+        conn.execute(
+            f"CREATE OR REPLACE TABLE {SET_ASIDE} AS SELECT * FROM _aside ORDER BY source, row_number"
+        )
         conn.execute("DROP TABLE _aside")
         conn.execute("COMMIT")
     except Exception:
         conn.execute("ROLLBACK")
         raise
     result.in_force_review = conn.execute(
-        f"SELECT count(*) FROM {REVIEW_IN_FORCE} WHERE NOT contradicted").fetchall()[0][0]
+        f"SELECT count(*) FROM {REVIEW_IN_FORCE} WHERE NOT contradicted"
+    ).fetchall()[0][0]
     result.in_force_link = conn.execute(f"SELECT count(*) FROM {LINK_IN_FORCE}").fetchall()[0][0]
-    result.set_aside = dict(conn.execute(
-        f"SELECT reason, count(*) FROM {SET_ASIDE} GROUP BY 1 ORDER BY 1").fetchall())
+    result.set_aside = dict(
+        conn.execute(f"SELECT reason, count(*) FROM {SET_ASIDE} GROUP BY 1 ORDER BY 1").fetchall()
+    )
     return result
 
 
@@ -454,8 +590,9 @@ def _backfill_roster_source(conn: duckdb.DuckDBPyConnection) -> None:
         WHERE s.roster_source IS NULL AND p.program = s.program AND p.record_id = s.record_id""")
 
 
-def stage_decision_files(conn: duckdb.DuckDBPyConnection, delivery: Delivery,
-                         hashes: dict[str, str] | None = None) -> None:
+def stage_decision_files(
+    conn: duckdb.DuckDBPyConnection, delivery: Delivery, hashes: dict[str, str] | None = None
+) -> None:
     """Record each decision file in `staging.delivery_files` (history/versions.py) like the clean
     stage records the person sources: the delivery fingerprint then covers the decisions, so two
     deliveries that differ only by a decision file are not taken for a rerun of one another."""
@@ -465,8 +602,11 @@ def stage_decision_files(conn: duckdb.DuckDBPyConnection, delivery: Delivery,
         return
     yaml_sha = versions.sha256_file(delivery.yaml_path)
     for source in delivery.decision_sources:
-        digest = ((hashes or {}).get(source.name) or versions.raw_file_hash(conn, source.name)
-                  or versions.sha256_file(delivery.file_path(source)))
+        digest = (
+            (hashes or {}).get(source.name)
+            or versions.raw_file_hash(conn, source.name)
+            or versions.sha256_file(delivery.file_path(source))
+        )
         versions.stage_delivery_file(conn, source.name, source.path, digest, yaml_sha)
 
 
@@ -498,7 +638,9 @@ def _set_aside_chained_contradictions(conn: duckdb.DuckDBPyConnection) -> pd.Dat
     bad = [(a, b) for a, b, same in rows if not same and find(a) == find(b)]
     if not bad:
         return _empty(SET_ASIDE_COLUMNS)
-    conn.register("_chained", pd.DataFrame(bad, columns=["unique_id_a", "unique_id_b"], dtype=object))
+    conn.register(
+        "_chained", pd.DataFrame(bad, columns=["unique_id_a", "unique_id_b"], dtype=object)
+    )
     try:
         out = conn.execute(f"""
             SELECT s.source, 'link_decision' AS kind, min(s.row_number) AS row_number,
@@ -513,8 +655,10 @@ def _set_aside_chained_contradictions(conn: duckdb.DuckDBPyConnection) -> pd.Dat
              AND f.decided_at = s.decided_at AND f.same_person = s.same_person
             SEMI JOIN _chained c ON c.unique_id_a = s.unique_id_a AND c.unique_id_b = s.unique_id_b
             GROUP BY ALL""").df()
-        conn.execute(f"DELETE FROM {LINK_IN_FORCE} d USING _chained c "
-                     "WHERE d.unique_id_a = c.unique_id_a AND d.unique_id_b = c.unique_id_b")
+        conn.execute(
+            f"DELETE FROM {LINK_IN_FORCE} d USING _chained c "
+            "WHERE d.unique_id_a = c.unique_id_a AND d.unique_id_b = c.unique_id_b"
+        )
     finally:
         conn.unregister("_chained")
     for col in ("source_a", "record_id_a", "source_b", "record_id_b"):
@@ -522,12 +666,17 @@ def _set_aside_chained_contradictions(conn: duckdb.DuckDBPyConnection) -> pd.Dat
     return out
 
 
-def _typed_temp(conn: duckdb.DuckDBPyConnection, name: str, frame: pd.DataFrame, cols: dict[str, str]) -> None:
+def _typed_temp(
+    conn: duckdb.DuckDBPyConnection, name: str, frame: pd.DataFrame, cols: dict[str, str]
+) -> None:
     """`frame` as a temp table with the declared column types (an empty frame has no types)."""
     conn.register("_frame", frame)
     try:
-        conn.execute(f"CREATE OR REPLACE TEMP TABLE {name} AS SELECT "
-                     + ", ".join(f"CAST({c} AS {t}) AS {c}" for c, t in cols.items()) + " FROM _frame")
+        conn.execute(
+            f"CREATE OR REPLACE TEMP TABLE {name} AS SELECT "
+            + ", ".join(f"CAST({c} AS {t}) AS {c}" for c, t in cols.items())
+            + " FROM _frame"
+        )
     finally:
         conn.unregister("_frame")
 
@@ -536,38 +685,73 @@ def _empty(cols: dict[str, str]) -> pd.DataFrame:
     return pd.DataFrame({c: pd.Series(dtype=object) for c in cols})
 
 
-def _review_rows(source: SourceSpec, f: pd.DataFrame, digest: str | None, snapshot: dt.date) -> pd.DataFrame:
+def _review_rows(
+    source: SourceSpec, f: pd.DataFrame, digest: str | None, snapshot: dt.date
+) -> pd.DataFrame:
     ok = f[f["set_aside"].isna()]
-    return pd.DataFrame({
-        "program": ok["program"], "record_id": ok["record_id"], "decision": ok["decision"],
-        "reason": ok["reason"], "decided_by": ok["decided_by"], "decided_at": ok["decided_at_date"],
-        "note": ok["note"], "source": source.name, "row_number": ok["row_number"], "file_sha256": digest,
-        "snapshot_date": snapshot, "stored_at": pd.Timestamp.now(), "roster_source": ok["roster_source"],
-    })
+    return pd.DataFrame(
+        {
+            "program": ok["program"],
+            "record_id": ok["record_id"],
+            "decision": ok["decision"],
+            "reason": ok["reason"],
+            "decided_by": ok["decided_by"],
+            "decided_at": ok["decided_at_date"],
+            "note": ok["note"],
+            "source": source.name,
+            "row_number": ok["row_number"],
+            "file_sha256": digest,
+            "snapshot_date": snapshot,
+            "stored_at": pd.Timestamp.now(),
+            "roster_source": ok["roster_source"],
+        }
+    )
 
 
-def _link_rows(source: SourceSpec, f: pd.DataFrame, digest: str | None, snapshot: dt.date) -> pd.DataFrame:
+def _link_rows(
+    source: SourceSpec, f: pd.DataFrame, digest: str | None, snapshot: dt.date
+) -> pd.DataFrame:
     ok = f[f["set_aside"].isna()]
-    return pd.DataFrame({
-        "unique_id_a": ok["unique_id_a"], "unique_id_b": ok["unique_id_b"],
-        "same_person": ok["same_person_value"].astype(object), "decided_by": ok["decided_by"],
-        "decided_at": ok["decided_at_date"], "note": ok["note"], "source": source.name,
-        "row_number": ok["row_number"], "file_sha256": digest, "snapshot_date": snapshot,
-        "stored_at": pd.Timestamp.now(),
-    })
+    return pd.DataFrame(
+        {
+            "unique_id_a": ok["unique_id_a"],
+            "unique_id_b": ok["unique_id_b"],
+            "same_person": ok["same_person_value"].astype(object),
+            "decided_by": ok["decided_by"],
+            "decided_at": ok["decided_at_date"],
+            "note": ok["note"],
+            "source": source.name,
+            "row_number": ok["row_number"],
+            "file_sha256": digest,
+            "snapshot_date": snapshot,
+            "stored_at": pd.Timestamp.now(),
+        }
+    )
 
 
 def _set_aside_rows(source: SourceSpec, f: pd.DataFrame) -> pd.DataFrame:
-    out = pd.DataFrame({"source": source.name, "kind": source.kind, "row_number": f["row_number"],
-                        "reason": f["set_aside"]}, index=f.index)
+    out = pd.DataFrame(
+        {
+            "source": source.name,
+            "kind": source.kind,
+            "row_number": f["row_number"],
+            "reason": f["set_aside"],
+        },
+        index=f.index,
+    )
     for col in ("program", "record_id", "source_a", "record_id_a", "source_b", "record_id_b"):
         out[col] = _bounded(f[col]) if col in f else None
     out["decided_at"] = f["decided_at_date"]
     return out
 
 
-def _store(conn: duckdb.DuckDBPyConnection, table: str, cols: dict[str, str], key: tuple[str, ...],
-           rows: pd.DataFrame) -> int:
+def _store(
+    conn: duckdb.DuckDBPyConnection,
+    table: str,
+    cols: dict[str, str],
+    key: tuple[str, ...],
+    rows: pd.DataFrame,
+) -> int:
     """Insert the rows not stored yet (a re-delivered decision is stored once); returns how many."""
     if rows.empty:
         return 0
@@ -577,8 +761,8 @@ def _store(conn: duckdb.DuckDBPyConnection, table: str, cols: dict[str, str], ke
     conn.execute(f"""
         INSERT INTO {table} BY NAME
         SELECT * FROM (SELECT {typed} FROM _incoming) i
-        WHERE NOT EXISTS (SELECT 1 FROM {table} s WHERE {_key_match(key, 's', 'i')})
-        QUALIFY row_number() OVER (PARTITION BY {', '.join(key)} ORDER BY source, row_number) = 1
+        WHERE NOT EXISTS (SELECT 1 FROM {table} s WHERE {_key_match(key, "s", "i")})
+        QUALIFY row_number() OVER (PARTITION BY {", ".join(key)} ORDER BY source, row_number) = 1
     """)
     conn.unregister("_incoming")
     return conn.execute(f"SELECT count(*) FROM {table}").fetchall()[0][0] - before

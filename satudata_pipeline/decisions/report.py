@@ -38,10 +38,26 @@ REASON_LABELS = {
     "contradiction": "bertentangan dengan keputusan lain pada tanggal yang sama",
     "superseded": "digantikan keputusan yang lebih baru",
 }
-REVIEW_HEADERS = ["sumber_keputusan", "baris", "program", "id_baris", "tanggal_keputusan", "alasan_ditolak",
-                  "kode_alasan"]
-LINK_HEADERS = ["sumber_keputusan", "baris", "sumber_a", "id_a", "sumber_b", "id_b", "tanggal_keputusan",
-                "alasan_ditolak", "kode_alasan"]
+REVIEW_HEADERS = [
+    "sumber_keputusan",
+    "baris",
+    "program",
+    "id_baris",
+    "tanggal_keputusan",
+    "alasan_ditolak",
+    "kode_alasan",
+]
+LINK_HEADERS = [
+    "sumber_keputusan",
+    "baris",
+    "sumber_a",
+    "id_a",
+    "sumber_b",
+    "id_b",
+    "tanggal_keputusan",
+    "alasan_ditolak",
+    "kode_alasan",
+]
 ROOT_REVIEW = "_keputusan_ditolak.csv"
 ROOT_LINK = "_keputusan_ditolak_tautan.csv"
 
@@ -62,33 +78,53 @@ def _write_csv(path: Path, headers: list[str], rows: list[list]) -> None:
         w = csv.writer(fh, delimiter=";")
         w.writerow(headers)
         for row in rows:
-            w.writerow(["" if v is None else neutralise(v) if isinstance(v, str) else
-                        (v.isoformat() if hasattr(v, "isoformat") else v) for v in row])
+            w.writerow(
+                [
+                    ""
+                    if v is None
+                    else neutralise(v)
+                    if isinstance(v, str)
+                    else (v.isoformat() if hasattr(v, "isoformat") else v)
+                    for v in row
+                ]
+            )
     os.replace(tmp, path)
 
 
-def write_set_aside_reports(conn: duckdb.DuckDBPyConnection, program_root: Path, out_root: Path,
-                            programs: list[str]) -> dict[str, int]:
+def write_set_aside_reports(
+    conn: duckdb.DuckDBPyConnection, program_root: Path, out_root: Path, programs: list[str]
+) -> dict[str, int]:
     """Write the set-aside reports: per program into `program_root/<PROGRAM>/` (the folder being
     exported), the rest into `out_root`. A report of the previous run that has nothing to say this
     time is removed. Returns {program or file name: rows}."""
     counts: dict[str, int] = {}
-    rows = conn.execute(f"""
+    rows = (
+        conn.execute(f"""
         SELECT source, row_number, program, record_id, decided_at, reason, kind,
                source_a, record_id_a, source_b, record_id_b
-        FROM {SET_ASIDE} ORDER BY source, row_number""").fetchall() if _exists(conn, SET_ASIDE) else []
+        FROM {SET_ASIDE} ORDER BY source, row_number""").fetchall()
+        if _exists(conn, SET_ASIDE)
+        else []
+    )
     review = [r for r in rows if r[6] == "review_decision"]
     link = [r for r in rows if r[6] == "link_decision"]
     exported = set(programs)
     for program in programs:
-        mine = [[r[0], r[1], r[2], r[3], r[4], _label(r[5]), r[5]] for r in review if r[2] == program]
+        mine = [
+            [r[0], r[1], r[2], r[3], r[4], _label(r[5]), r[5]] for r in review if r[2] == program
+        ]
         if mine and (program_root / program).is_dir():
             _write_csv(program_root / program / program_file(program), REVIEW_HEADERS, mine)
             counts[program] = len(mine)
-    rest = [[r[0], r[1], r[2], r[3], r[4], _label(r[5]), r[5]] for r in review if r[2] not in exported]
+    rest = [
+        [r[0], r[1], r[2], r[3], r[4], _label(r[5]), r[5]] for r in review if r[2] not in exported
+    ]
     links = [[r[0], r[1], r[7], r[8], r[9], r[10], r[4], _label(r[5]), r[5]] for r in link]
     out_root.mkdir(parents=True, exist_ok=True)
-    for name, headers, body in ((ROOT_REVIEW, REVIEW_HEADERS, rest), (ROOT_LINK, LINK_HEADERS, links)):
+    for name, headers, body in (
+        (ROOT_REVIEW, REVIEW_HEADERS, rest),
+        (ROOT_LINK, LINK_HEADERS, links),
+    ):
         if body:
             _write_csv(out_root / name, headers, body)
             counts[name] = len(body)

@@ -5,7 +5,6 @@ staging copy of the id registry); their blocking checks audit those, and the `pu
 publishes them to `main` together with the program lists (`satudata_pipeline.golden.publish`).
 """
 
-
 import dagster as dg
 from dagster import AssetExecutionContext
 from dagster_duckdb import DuckDBResource
@@ -40,7 +39,10 @@ def build_golden_assets() -> list:
             # advances when this run is published
             publish.stage_id_state(conn)
             changes = stable_ids.assign_person_ids(conn, context.run.run_id, schema=publish.STAGING)
-            progress("stable person ids assigned", **{k: v for k, v in changes.items() if isinstance(v, int)})
+            progress(
+                "stable person ids assigned",
+                **{k: v for k, v in changes.items() if isinstance(v, int)},
+            )
             n = survivorship.build_golden_person(conn, target=GOLDEN, ids_table=IDS)
             progress("surviving identity, life status, domicile and welfare chosen", persons=n)
             stats = conn.execute(f"""
@@ -53,17 +55,19 @@ def build_golden_assets() -> list:
                 FROM {GOLDEN}
             """).fetchall()[0]
             schema_md = table_metadata(conn, GOLDEN, "main.golden_person")
-        return dg.MaterializeResult(metadata={
-            "dagster/row_count": n,
-            "deceased": stats[0],
-            "moved_out_of_dki": stats[1],
-            "in_civil_registry": stats[2],
-            "in_welfare_registry": stats[3],
-            "conflict_multiple_valid_nik": stats[4],
-            "conflict_multiple_birth_dates": stats[5],
-            "person_id_changes": dg.MetadataValue.json(changes),
-            **schema_md,
-        })
+        return dg.MaterializeResult(
+            metadata={
+                "dagster/row_count": n,
+                "deceased": stats[0],
+                "moved_out_of_dki": stats[1],
+                "in_civil_registry": stats[2],
+                "in_welfare_registry": stats[3],
+                "conflict_multiple_valid_nik": stats[4],
+                "conflict_multiple_birth_dates": stats[5],
+                "person_id_changes": dg.MetadataValue.json(changes),
+                **schema_md,
+            }
+        )
 
     @dg.asset(
         name="person_source_link",
@@ -85,8 +89,11 @@ def build_golden_assets() -> list:
         md.update({f"rows_{m}": c for m, c in by_method})
         return dg.MaterializeResult(metadata=md)
 
-    @dg.asset_check(asset="golden_person", blocking=True,
-                    description="person_id is unique and every golden person has records.")
+    @dg.asset_check(
+        asset="golden_person",
+        blocking=True,
+        description="person_id is unique and every golden person has records.",
+    )
     def golden_person_unique(warehouse: DuckDBResource):
         with warehouse.get_connection() as conn:
             dup_id, empty = conn.execute(f"""
@@ -99,9 +106,12 @@ def build_golden_assets() -> list:
             metadata={"duplicate_person_ids": dup_id, "persons_without_records": empty},
         )
 
-    @dg.asset_check(asset="golden_person", blocking=False,
-                    description="Informational: golden persons sharing the same surviving valid "
-                    "NIK (possible missed links, or a borrowed NIK).")
+    @dg.asset_check(
+        asset="golden_person",
+        blocking=False,
+        description="Informational: golden persons sharing the same surviving valid "
+        "NIK (possible missed links, or a borrowed NIK).",
+    )
     def golden_person_duplicate_valid_nik(warehouse: DuckDBResource):
         with warehouse.get_connection() as conn:
             n = conn.execute(f"""
@@ -117,14 +127,20 @@ def build_golden_assets() -> list:
             metadata={"niks_in_several_persons": n, "share_of_persons": round(share, 5)},
         )
 
-    @dg.asset_check(asset="person_source_link", blocking=True,
-                    description="Conservation: one row per clean row and per quarantined row, "
-                    "none lost or duplicated; person_id NULL only for quarantined rows.")
+    @dg.asset_check(
+        asset="person_source_link",
+        blocking=True,
+        description="Conservation: one row per clean row and per quarantined row, "
+        "none lost or duplicated; person_id NULL only for quarantined rows.",
+    )
     def person_source_link_conservation(warehouse: DuckDBResource):
         with warehouse.get_connection() as conn:
-            has_q = bool(conn.execute(
-                "SELECT count(*) FROM information_schema.tables "
-                "WHERE table_schema='clean' AND table_name='quarantine'").fetchall()[0][0])
+            has_q = bool(
+                conn.execute(
+                    "SELECT count(*) FROM information_schema.tables "
+                    "WHERE table_schema='clean' AND table_name='quarantine'"
+                ).fetchall()[0][0]
+            )
             expected = conn.execute("SELECT count(*) FROM link.person_records").fetchall()[0][0]
             if has_q:
                 expected += conn.execute("SELECT count(*) FROM clean.quarantine").fetchall()[0][0]
@@ -137,10 +153,18 @@ def build_golden_assets() -> list:
             """).fetchall()[0]
         return dg.AssetCheckResult(
             passed=actual == expected and null_ids == 0 and unknown_ids == 0,
-            metadata={"expected_rows": expected, "rows": actual,
-                      "unresolved_non_quarantined": null_ids,
-                      "person_id_not_in_golden_person": unknown_ids},
+            metadata={
+                "expected_rows": expected,
+                "rows": actual,
+                "unresolved_non_quarantined": null_ids,
+                "person_id_not_in_golden_person": unknown_ids,
+            },
         )
 
-    return [golden_person, person_source_link, golden_person_unique,
-            golden_person_duplicate_valid_nik, person_source_link_conservation]
+    return [
+        golden_person,
+        person_source_link,
+        golden_person_unique,
+        golden_person_duplicate_valid_nik,
+        person_source_link_conservation,
+    ]

@@ -44,10 +44,10 @@ STAGING = "staging"
 
 @dataclass(frozen=True)
 class Published:
-    name: str          # table name, the same in staging and in the published schema
-    schema: str        # published schema
-    order_by: str      # the row order of the published table (documented in docs/reliability.md)
-    required: bool     # publish refuses to run without it
+    name: str  # table name, the same in staging and in the published schema
+    schema: str  # published schema
+    order_by: str  # the row order of the published table (documented in docs/reliability.md)
+    required: bool  # publish refuses to run without it
 
     @property
     def staged(self) -> str:
@@ -60,12 +60,22 @@ class Published:
 
 PUBLISHED: tuple[Published, ...] = (
     Published("golden_person", "main", "person_id", True),
-    Published("person_source_link", "main", "source, record_id, unique_id, person_id NULLS LAST", True),
-    Published("beneficiary_review", "main",
-              "program, kode_kota NULLS LAST, kode_kecamatan NULLS LAST, source, record_id", True),
+    Published(
+        "person_source_link", "main", "source, record_id, unique_id, person_id NULLS LAST", True
+    ),
+    Published(
+        "beneficiary_review",
+        "main",
+        "program, kode_kota NULLS LAST, kode_kecamatan NULLS LAST, source, record_id",
+        True,
+    ),
     Published("eligible_not_enrolled", "programs", "program, peringkat", False),
-    Published("program_summary", "programs",
-              "program, kode_kota NULLS LAST, kode_kecamatan NULLS LAST, verdict, reason", False),
+    Published(
+        "program_summary",
+        "programs",
+        "program, kode_kota NULLS LAST, kode_kecamatan NULLS LAST, verdict, reason",
+        False,
+    ),
 )
 BY_NAME = {p.name: p for p in PUBLISHED}
 LOG_TABLE = "main.publication_log"
@@ -83,10 +93,12 @@ def staged(name: str) -> str:
 
 def table_exists(conn: duckdb.DuckDBPyConnection, qualified: str) -> bool:
     schema, table = qualified.split(".", 1)
-    return bool(conn.execute(
-        "SELECT count(*) FROM information_schema.tables WHERE table_schema = ? AND table_name = ?",
-        [schema, table],
-    ).fetchall()[0][0])
+    return bool(
+        conn.execute(
+            "SELECT count(*) FROM information_schema.tables WHERE table_schema = ? AND table_name = ?",
+            [schema, table],
+        ).fetchall()[0][0]
+    )
 
 
 def _count(conn: duckdb.DuckDBPyConnection, sql: str) -> int:
@@ -96,7 +108,9 @@ def _count(conn: duckdb.DuckDBPyConnection, sql: str) -> int:
 # --------------------------------------------------------------------------------------------
 # staging
 # --------------------------------------------------------------------------------------------
-def ensure_staging(conn: duckdb.DuckDBPyConnection, names: tuple[str, ...] | None = None) -> list[str]:
+def ensure_staging(
+    conn: duckdb.DuckDBPyConnection, names: tuple[str, ...] | None = None
+) -> list[str]:
     """Seed missing staging tables from their published copy (a warehouse written before staging
     existed, or a stage materialized on its own). Returns the tables seeded."""
     conn.execute(f"CREATE SCHEMA IF NOT EXISTS {STAGING}")
@@ -133,40 +147,61 @@ def stage_id_state(conn: duckdb.DuckDBPyConnection) -> None:
 # --------------------------------------------------------------------------------------------
 def audit(conn: duckdb.DuckDBPyConnection) -> dict[str, int]:
     """Cross-table consistency of the staging tables (every value must be 0). Counts only."""
-    g, link, review = staged("golden_person"), staged("person_source_link"), staged("beneficiary_review")
+    g, link, review = (
+        staged("golden_person"),
+        staged("person_source_link"),
+        staged("beneficiary_review"),
+    )
     out = {
-        "duplicate_person_ids": _count(conn, f"SELECT count(*) - count(DISTINCT person_id) FROM {g}"),
+        "duplicate_person_ids": _count(
+            conn, f"SELECT count(*) - count(DISTINCT person_id) FROM {g}"
+        ),
         "null_person_ids": _count(conn, f"SELECT count(*) FROM {g} WHERE person_id IS NULL"),
-        "links_to_unknown_person": _count(conn, f"""
+        "links_to_unknown_person": _count(
+            conn,
+            f"""
             SELECT count(*) FROM {link} l WHERE l.person_id IS NOT NULL
-              AND NOT EXISTS (SELECT 1 FROM {g} g WHERE g.person_id = l.person_id)"""),
-        "persons_without_link": _count(conn, f"""
+              AND NOT EXISTS (SELECT 1 FROM {g} g WHERE g.person_id = l.person_id)""",
+        ),
+        "persons_without_link": _count(
+            conn,
+            f"""
             SELECT count(*) FROM {g} g
-            WHERE NOT EXISTS (SELECT 1 FROM {link} l WHERE l.person_id = g.person_id)"""),
-        "review_to_unknown_person": _count(conn, f"""
+            WHERE NOT EXISTS (SELECT 1 FROM {link} l WHERE l.person_id = g.person_id)""",
+        ),
+        "review_to_unknown_person": _count(
+            conn,
+            f"""
             SELECT count(*) FROM {review} b WHERE b.person_id IS NOT NULL
-              AND NOT EXISTS (SELECT 1 FROM {g} g WHERE g.person_id = b.person_id)"""),
-        "review_disagrees_with_links": _count(conn, f"""
+              AND NOT EXISTS (SELECT 1 FROM {g} g WHERE g.person_id = b.person_id)""",
+        ),
+        "review_disagrees_with_links": _count(
+            conn,
+            f"""
             SELECT count(*) FROM {review} b
             JOIN (SELECT source, CAST(record_id AS VARCHAR) AS record_id, any_value(person_id) AS person_id
                   FROM {link} WHERE link_method <> 'quarantined' GROUP BY ALL) l
               ON l.source = b.source AND l.record_id = CAST(b.record_id AS VARCHAR)
-            WHERE b.person_id IS DISTINCT FROM l.person_id"""),
+            WHERE b.person_id IS DISTINCT FROM l.person_id""",
+        ),
     }
     members = f"{STAGING}.person_id_members"
     if table_exists(conn, members):
-        out["id_state_disagrees_with_golden"] = _count(conn, f"""
+        out["id_state_disagrees_with_golden"] = _count(
+            conn,
+            f"""
             SELECT count(*) FROM (
                 (SELECT DISTINCT person_id FROM {members}) EXCEPT (SELECT person_id FROM {g})
                 UNION ALL
-                (SELECT person_id FROM {g}) EXCEPT (SELECT DISTINCT person_id FROM {members}))""")
+                (SELECT person_id FROM {g}) EXCEPT (SELECT DISTINCT person_id FROM {members}))""",
+        )
     return out
 
 
 # --------------------------------------------------------------------------------------------
 # publish
 # --------------------------------------------------------------------------------------------
-DELIVERY_SOURCES = f"{STAGING}.delivery_sources"   # written by the completeness gate
+DELIVERY_SOURCES = f"{STAGING}.delivery_sources"  # written by the completeness gate
 SOURCES_TABLE = "main.publication_sources"
 
 
@@ -184,6 +219,8 @@ def record_sources(conn: duckdb.DuckDBPyConnection, run_id: str, now: dt.datetim
         f"freshness_limit_days, finding, accepted FROM {DELIVERY_SOURCES} ORDER BY source NULLS LAST, kind",
         [run_id, now],
     )
+
+
 def publish(conn: duckdb.DuckDBPyConnection, run_id: str) -> dict[str, int]:
     """Audit the staging tables and swap them into the published schemas in ONE transaction.
 
@@ -194,8 +231,10 @@ def publish(conn: duckdb.DuckDBPyConnection, run_id: str) -> dict[str, int]:
     if table_exists(conn, DELIVERY_SOURCES):
         blocked = _count(conn, f"SELECT count(*) FROM {DELIVERY_SOURCES} WHERE blocks")
         if blocked:
-            raise PublishError(f"nothing published: the delivery is incomplete ({blocked} problem(s) in "
-                               f"{DELIVERY_SOURCES}; see the check delivery_is_complete)")
+            raise PublishError(
+                f"nothing published: the delivery is incomplete ({blocked} problem(s) in "
+                f"{DELIVERY_SOURCES}; see the check delivery_is_complete)"
+            )
     missing = [p.staged for p in PUBLISHED if p.required and not table_exists(conn, p.staged)]
     if missing:
         raise PublishError(f"nothing published: staging table(s) missing: {', '.join(missing)}")
@@ -210,11 +249,13 @@ def publish(conn: duckdb.DuckDBPyConnection, run_id: str) -> dict[str, int]:
                 "nothing published: the staging tables are inconsistent: "
                 + ", ".join(f"{k}={v}" for k, v in sorted(problems.items()))
             )
-        history.seed_from_published(conn)   # a warehouse published before the history existed
+        history.seed_from_published(conn)  # a warehouse published before the history existed
         counts: dict[str, int] = {}
         for p in tables:
             conn.execute(f"CREATE SCHEMA IF NOT EXISTS {p.schema}")
-            conn.execute(f"CREATE OR REPLACE TABLE {p.published} AS SELECT * FROM {p.staged} ORDER BY {p.order_by}")
+            conn.execute(
+                f"CREATE OR REPLACE TABLE {p.published} AS SELECT * FROM {p.staged} ORDER BY {p.order_by}"
+            )
             counts[p.name] = _count(conn, f"SELECT count(*) FROM {p.published}")
         n_changes = 0
         if has_ids:
@@ -223,13 +264,17 @@ def publish(conn: duckdb.DuckDBPyConnection, run_id: str) -> dict[str, int]:
                 conn.execute(f"DELETE FROM golden.{t}")
                 conn.execute(f"INSERT INTO golden.{t} SELECT * FROM {STAGING}.{t}")
             n_changes = _count(conn, f"SELECT count(*) FROM {STAGING}.person_id_changes")
-            conn.execute(f"INSERT INTO golden.person_id_changes SELECT * FROM {STAGING}.person_id_changes "
-                         "ORDER BY changed_at, reason, old_person_id, new_person_id")
+            conn.execute(
+                f"INSERT INTO golden.person_id_changes SELECT * FROM {STAGING}.person_id_changes "
+                "ORDER BY changed_at, reason, old_person_id, new_person_id"
+            )
             # appended once: a later publish of the same staging state must not log them again
             conn.execute(f"DELETE FROM {STAGING}.person_id_changes")
             if table_exists(conn, f"{STAGING}.person_ids"):
-                conn.execute(f"CREATE OR REPLACE TABLE golden.person_ids AS "
-                             f"SELECT * FROM {STAGING}.person_ids ORDER BY cluster_id")
+                conn.execute(
+                    f"CREATE OR REPLACE TABLE golden.person_ids AS "
+                    f"SELECT * FROM {STAGING}.person_ids ORDER BY cluster_id"
+                )
         record_sources(conn, run_id, now)
         history.record_determination(conn, run_id, now)
         conn.execute(f"""CREATE TABLE IF NOT EXISTS {LOG_TABLE} (
@@ -238,9 +283,16 @@ def publish(conn: duckdb.DuckDBPyConnection, run_id: str) -> dict[str, int]:
             person_id_changes BIGINT)""")
         conn.execute(
             f"INSERT INTO {LOG_TABLE} VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            [run_id, now, counts.get("golden_person"), counts.get("person_source_link"),
-             counts.get("beneficiary_review"), counts.get("eligible_not_enrolled"),
-             counts.get("program_summary"), n_changes],
+            [
+                run_id,
+                now,
+                counts.get("golden_person"),
+                counts.get("person_source_link"),
+                counts.get("beneficiary_review"),
+                counts.get("eligible_not_enrolled"),
+                counts.get("program_summary"),
+                n_changes,
+            ],
         )
         conn.execute("COMMIT")
     except Exception:
@@ -250,5 +302,14 @@ def publish(conn: duckdb.DuckDBPyConnection, run_id: str) -> dict[str, int]:
     return counts
 
 
-__all__ = ["PUBLISHED", "STAGING", "LOG_TABLE", "PublishError", "audit", "ensure_staging", "publish",
-           "stage_id_state", "staged"]
+__all__ = [
+    "PUBLISHED",
+    "STAGING",
+    "LOG_TABLE",
+    "PublishError",
+    "audit",
+    "ensure_staging",
+    "publish",
+    "stage_id_state",
+    "staged",
+]

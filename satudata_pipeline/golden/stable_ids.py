@@ -47,9 +47,12 @@ def ensure_tables(conn: duckdb.DuckDBPyConnection, schema: str = "golden") -> No
     """)
 
 
-def assign_person_ids(conn: duckdb.DuckDBPyConnection, run_id: str,
-                      clusters_table: str = "link.person_clusters",
-                      schema: str = "golden") -> dict[str, int]:
+def assign_person_ids(
+    conn: duckdb.DuckDBPyConnection,
+    run_id: str,
+    clusters_table: str = "link.person_clusters",
+    schema: str = "golden",
+) -> dict[str, int]:
     """Write `<schema>.person_ids(cluster_id, person_id)` for the clusters of this run, update the
     registry/members of `<schema>` and log changes there. Returns counts by reason.
 
@@ -125,29 +128,38 @@ def assign_person_ids(conn: duckdb.DuckDBPyConnection, run_id: str,
             "ORDER BY reason, old_person_id, new_person_id",
             [run_id, now],
         )
-        conn.execute(f"""
+        conn.execute(
+            f"""
             INSERT INTO {schema}.person_id_registry
             SELECT '{ID_PREFIX}' || lpad(CAST(seq AS VARCHAR), {ID_DIGITS}, '0'), ?, NULL, seq
             FROM _sid_new
-        """, [run_id])
-        conn.execute(f"""
+        """,
+            [run_id],
+        )
+        conn.execute(
+            f"""
             UPDATE {schema}.person_id_registry SET retired_run = ?
             WHERE person_id IN (SELECT old_person_id FROM _sid_changes
                                 WHERE reason IN ('merged_into', 'removed'))
-        """, [run_id])
+        """,
+            [run_id],
+        )
         conn.execute(f"DELETE FROM {schema}.person_id_members")
-        conn.execute(f"""
+        conn.execute(
+            f"""
             INSERT INTO {schema}.person_id_members
             SELECT c.unique_id, i.person_id, ? FROM {clusters_table} c
             JOIN _sid_ids i USING (cluster_id) ORDER BY c.unique_id
-        """, [run_id])
+        """,
+            [run_id],
+        )
         conn.execute(f"""
             CREATE OR REPLACE TABLE {schema}.person_ids AS
             SELECT cluster_id, person_id FROM _sid_ids ORDER BY cluster_id
         """)
-        counts = dict(conn.execute(
-            "SELECT reason, count(*) FROM _sid_changes GROUP BY reason"
-        ).fetchall())
+        counts = dict(
+            conn.execute("SELECT reason, count(*) FROM _sid_changes GROUP BY reason").fetchall()
+        )
         conn.execute("COMMIT")
     except Exception:
         conn.execute("ROLLBACK")
@@ -155,5 +167,6 @@ def assign_person_ids(conn: duckdb.DuckDBPyConnection, run_id: str,
     for t in ("_sid_overlap", "_sid_owner", "_sid_keep", "_sid_new", "_sid_ids", "_sid_changes"):
         conn.execute(f"DROP TABLE IF EXISTS {t}")
     counts["kept"] = conn.execute(f"SELECT count(*) FROM {schema}.person_ids").fetchall()[0][0] - (
-        counts.get("created", 0) + counts.get("split_from", 0))
+        counts.get("created", 0) + counts.get("split_from", 0)
+    )
     return {k: int(v) for k, v in counts.items()}

@@ -138,17 +138,30 @@ ORDER BY i.person_id
 """
 
 
-def build_golden_person(conn: duckdb.DuckDBPyConnection, target: str = "main.golden_person",
-                        ids_table: str = "golden.person_ids") -> int:
+def build_golden_person(
+    conn: duckdb.DuckDBPyConnection,
+    target: str = "main.golden_person",
+    ids_table: str = "golden.person_ids",
+) -> int:
     """(Re)create `target` from person records, clusters and `ids_table` (the pipeline writes
     `staging.golden_person` from `staging.person_ids`; the publish step copies it to main)."""
     conn.execute(f"CREATE SCHEMA IF NOT EXISTS {target.split('.')[0]}")
-    possible_deaths = _table_or_empty(conn, "link", "possible_deaths", {
-        "unique_id": "VARCHAR", "resident_unique_id": "VARCHAR", "candidates": "BIGINT"})
+    possible_deaths = _table_or_empty(
+        conn,
+        "link",
+        "possible_deaths",
+        {"unique_id": "VARCHAR", "resident_unique_id": "VARCHAR", "candidates": "BIGINT"},
+    )
     event_evidence, conclusive_default = event_evidence_relation(conn)
-    conn.execute(f"CREATE OR REPLACE TABLE {target} AS " + GOLDEN_SQL.format(
-        ids_table=ids_table, possible_deaths=possible_deaths, event_evidence=event_evidence,
-        conclusive_default=conclusive_default))
+    conn.execute(
+        f"CREATE OR REPLACE TABLE {target} AS "
+        + GOLDEN_SQL.format(
+            ids_table=ids_table,
+            possible_deaths=possible_deaths,
+            event_evidence=event_evidence,
+            conclusive_default=conclusive_default,
+        )
+    )
     return scalar(conn, f"SELECT count(*) FROM {target}")
 
 
@@ -158,12 +171,16 @@ def event_evidence_relation(conn: duckdb.DuckDBPyConnection) -> tuple[str, str]:
     comes from a warehouse built before the table, which trusted every death and move as before."""
     if table_exists(conn, "link.event_evidence"):
         return "link.event_evidence", "false"
-    return ("(SELECT NULL::VARCHAR AS unique_id, NULL::BOOLEAN AS conclusive, "
-            "NULL::VARCHAR AS evidence WHERE false)", "true")
+    return (
+        "(SELECT NULL::VARCHAR AS unique_id, NULL::BOOLEAN AS conclusive, "
+        "NULL::VARCHAR AS evidence WHERE false)",
+        "true",
+    )
 
 
-def _table_or_empty(conn: duckdb.DuckDBPyConnection, schema: str, table: str,
-                    columns: dict[str, str]) -> str:
+def _table_or_empty(
+    conn: duckdb.DuckDBPyConnection, schema: str, table: str, columns: dict[str, str]
+) -> str:
     """`schema.table`, or an empty relation with `columns` where the table does not exist (a
     warehouse built before that link table, or a hand-built one in tests)."""
     if table_exists(conn, f"{schema}.{table}"):
@@ -172,8 +189,11 @@ def _table_or_empty(conn: duckdb.DuckDBPyConnection, schema: str, table: str,
     return f"(SELECT {cols} WHERE false)"
 
 
-def build_person_source_link(conn: duckdb.DuckDBPyConnection, target: str = "main.person_source_link",
-                             ids_table: str = "golden.person_ids") -> int:
+def build_person_source_link(
+    conn: duckdb.DuckDBPyConnection,
+    target: str = "main.person_source_link",
+    ids_table: str = "golden.person_ids",
+) -> int:
     """(Re)create `target`: every person record + every quarantined row."""
     quarantine = ""
     if table_exists(conn, "clean.quarantine"):
@@ -185,8 +205,9 @@ def build_person_source_link(conn: duckdb.DuckDBPyConnection, target: str = "mai
         FROM clean.quarantine q
         """
     # records joined to their sole candidate resident (link/clusters.py) say so
-    assigned = _table_or_empty(conn, "link", "assignments",
-                               {"unique_id": "VARCHAR", "match_probability": "DOUBLE"})
+    assigned = _table_or_empty(
+        conn, "link", "assignments", {"unique_id": "VARCHAR", "match_probability": "DOUBLE"}
+    )
     conn.execute(f"""
         CREATE OR REPLACE TABLE {target} AS
         WITH c AS (

@@ -22,5 +22,13 @@ from satudata_pipeline.history.store import (
     record_determination,
 )
 
-__all__ = ["CHANGES_TABLE", "DETERMINATIONS", "REVIEW_ROWS", "ROW_HASHES", "change_counts", "changed_records",
-           "record_determination", "source_change_counts"]
+__all__ = [
+    "CHANGES_TABLE",
+    "DETERMINATIONS",
+    "REVIEW_ROWS",
+    "ROW_HASHES",
+    "change_counts",
+    "changed_records",
+    "record_determination",
+    "source_change_counts",
+]

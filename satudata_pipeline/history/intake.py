@@ -28,14 +28,35 @@ from satudata_pipeline.history.versions import _exists, delivered_sources_sql
 
 # canonical fields (clean schema) whose change makes a row "changed"; every clean table has all of them
 HASH_FIELDS = (
-    "program", "nik", "no_kk", "nama", "jenis_kelamin", "tempat_lahir", "tanggal_lahir",
-    "alamat", "rt", "rw", "kelurahan", "kecamatan", "kota", "kode_kelurahan",
-    "tanggal_pemutakhiran", "tanggal_meninggal", "tanggal_pindah", "kode_wilayah_tujuan", "pindah_keluar_dki",
-    "desil", "disabilitas", "punya_mobil", "njop_di_atas_1m",
-    "jenjang", "nominal_bulanan", "tanggal_mulai",
+    "program",
+    "nik",
+    "no_kk",
+    "nama",
+    "jenis_kelamin",
+    "tempat_lahir",
+    "tanggal_lahir",
+    "alamat",
+    "rt",
+    "rw",
+    "kelurahan",
+    "kecamatan",
+    "kota",
+    "kode_kelurahan",
+    "tanggal_pemutakhiran",
+    "tanggal_meninggal",
+    "tanggal_pindah",
+    "kode_wilayah_tujuan",
+    "pindah_keluar_dki",
+    "desil",
+    "disabilitas",
+    "punya_mobil",
+    "njop_di_atas_1m",
+    "jenjang",
+    "nominal_bulanan",
+    "tanggal_mulai",
 )
-STAGED_HASHES = "staging.source_row_hashes"      # this run's hashes, published with the determination
-PUBLISHED_HASHES = "history.source_row_hashes"   # the last publication's hashes
+STAGED_HASHES = "staging.source_row_hashes"  # this run's hashes, published with the determination
+PUBLISHED_HASHES = "history.source_row_hashes"  # the last publication's hashes
 SOURCE_CHANGES = "main.source_changes"
 SOURCE_CHANGE_COUNTS = "main.source_change_counts"
 CHANGES = ("new", "changed", "unchanged", "gone")
@@ -47,8 +68,10 @@ def _q(name: str) -> str:
 
 def row_hash_sql(table: str) -> str:
     """SELECT source, record_id, row_hash FROM a clean table."""
-    return (f"SELECT CAST(source AS VARCHAR) AS source, CAST(record_id AS VARCHAR) AS record_id, "
-            f"hash({', '.join(HASH_FIELDS)}) AS row_hash FROM {table}")
+    return (
+        f"SELECT CAST(source AS VARCHAR) AS source, CAST(record_id AS VARCHAR) AS record_id, "
+        f"hash({', '.join(HASH_FIELDS)}) AS row_hash FROM {table}"
+    )
 
 
 def ensure_tables(conn: duckdb.DuckDBPyConnection) -> None:
@@ -56,7 +79,9 @@ def ensure_tables(conn: duckdb.DuckDBPyConnection) -> None:
     conn.execute("CREATE SCHEMA IF NOT EXISTS history")
     for t in (STAGED_HASHES, PUBLISHED_HASHES):
         extra = "determination_id BIGINT, " if t == PUBLISHED_HASHES else ""
-        conn.execute(f"CREATE TABLE IF NOT EXISTS {t} ({extra}source VARCHAR, record_id VARCHAR, row_hash UBIGINT)")
+        conn.execute(
+            f"CREATE TABLE IF NOT EXISTS {t} ({extra}source VARCHAR, record_id VARCHAR, row_hash UBIGINT)"
+        )
     conn.execute(f"""CREATE TABLE IF NOT EXISTS {SOURCE_CHANGES} (
         source VARCHAR, record_id VARCHAR, change VARCHAR, compared_with_determination BIGINT)""")
     conn.execute(f"""CREATE TABLE IF NOT EXISTS {SOURCE_CHANGE_COUNTS} (
@@ -76,7 +101,9 @@ def detect_source_changes(conn: duckdb.DuckDBPyConnection, source: str) -> dict:
     try:
         conn.execute(f"DELETE FROM {STAGED_HASHES} WHERE source = ?", [source])
         conn.execute(f"INSERT INTO {STAGED_HASHES} {row_hash_sql(clean)} ORDER BY record_id")
-        previous = conn.execute(f"SELECT max(determination_id) FROM {PUBLISHED_HASHES}").fetchall()[0][0]
+        previous = conn.execute(f"SELECT max(determination_id) FROM {PUBLISHED_HASHES}").fetchall()[
+            0
+        ][0]
         conn.execute(f"DELETE FROM {SOURCE_CHANGES} WHERE source = ?", [source])
         conn.execute(f"DELETE FROM {SOURCE_CHANGE_COUNTS} WHERE source = ?", [source])
         compare = f"""
@@ -88,16 +115,32 @@ def detect_source_changes(conn: duckdb.DuckDBPyConnection, source: str) -> dict:
                         WHEN cur.row_hash = prev.row_hash THEN 'unchanged'
                         ELSE 'changed' END AS change
             FROM cur FULL OUTER JOIN prev ON cur.record_id = prev.record_id"""
-        conn.execute("CREATE OR REPLACE TEMP TABLE _source_changes AS " + compare, {"source": source})
+        conn.execute(
+            "CREATE OR REPLACE TEMP TABLE _source_changes AS " + compare, {"source": source}
+        )
         conn.execute(
             f"INSERT INTO {SOURCE_CHANGES} SELECT $source, record_id, change, $prev FROM _source_changes "
-            "WHERE change <> 'unchanged' ORDER BY change, record_id", {"source": source, "prev": previous})
-        counts = dict(conn.execute("SELECT change, count(*) FROM _source_changes GROUP BY 1").fetchall())
+            "WHERE change <> 'unchanged' ORDER BY change, record_id",
+            {"source": source, "prev": previous},
+        )
+        counts = dict(
+            conn.execute("SELECT change, count(*) FROM _source_changes GROUP BY 1").fetchall()
+        )
         out = {c: int(counts.get(c, 0)) for c in CHANGES}
         out["rows"] = out["new"] + out["changed"] + out["unchanged"]
         out["compared_with_determination"] = previous
-        conn.execute(f"INSERT INTO {SOURCE_CHANGE_COUNTS} VALUES (?, ?, ?, ?, ?, ?, ?)",
-                     [source, previous, out["rows"], out["new"], out["changed"], out["unchanged"], out["gone"]])
+        conn.execute(
+            f"INSERT INTO {SOURCE_CHANGE_COUNTS} VALUES (?, ?, ?, ?, ?, ?, ?)",
+            [
+                source,
+                previous,
+                out["rows"],
+                out["new"],
+                out["changed"],
+                out["unchanged"],
+                out["gone"],
+            ],
+        )
         conn.execute("DROP TABLE _source_changes")
         conn.execute("COMMIT")
     except Exception:
@@ -119,18 +162,31 @@ def describe(source: str, counts: dict) -> str:
     """`dukcapil_penduduk: 11.2M unchanged, 180k changed, 40k new, 35k gone` (counts only)."""
     if counts.get("compared_with_determination") is None:
         return f"{source}: {_short(counts['new'])} new (no published delivery to compare with)"
-    return (f"{source}: {_short(counts['unchanged'])} unchanged, {_short(counts['changed'])} changed, "
-            f"{_short(counts['new'])} new, {_short(counts['gone'])} gone")
+    return (
+        f"{source}: {_short(counts['unchanged'])} unchanged, {_short(counts['changed'])} changed, "
+        f"{_short(counts['new'])} new, {_short(counts['gone'])} gone"
+    )
 
 
 def source_change_counts(conn: duckdb.DuckDBPyConnection) -> dict[str, dict]:
     """{source: {new, changed, unchanged, gone, rows, compared_with_determination}} of the latest intake."""
     if not _exists(conn, SOURCE_CHANGE_COUNTS):
         return {}
-    rows = conn.execute(f"SELECT source, compared_with_determination, rows, new, changed, unchanged, gone "
-                        f"FROM {SOURCE_CHANGE_COUNTS} ORDER BY source").fetchall()
-    return {r[0]: {"compared_with_determination": r[1], "rows": r[2], "new": r[3], "changed": r[4],
-                   "unchanged": r[5], "gone": r[6]} for r in rows}
+    rows = conn.execute(
+        f"SELECT source, compared_with_determination, rows, new, changed, unchanged, gone "
+        f"FROM {SOURCE_CHANGE_COUNTS} ORDER BY source"
+    ).fetchall()
+    return {
+        r[0]: {
+            "compared_with_determination": r[1],
+            "rows": r[2],
+            "new": r[3],
+            "changed": r[4],
+            "unchanged": r[5],
+            "gone": r[6],
+        }
+        for r in rows
+    }
 
 
 def changed_records(conn: duckdb.DuckDBPyConnection, source: str) -> set[str]:
@@ -138,9 +194,13 @@ def changed_records(conn: duckdb.DuckDBPyConnection, source: str) -> set[str]:
     linkage must score again). Requires the source's clean asset to have run in this delivery."""
     if not _exists(conn, SOURCE_CHANGES):
         raise LookupError(f"{SOURCE_CHANGES} does not exist: materialize clean_{source} first")
-    return {r[0] for r in conn.execute(
-        f"SELECT record_id FROM {SOURCE_CHANGES} WHERE source = ? AND change IN ('new', 'changed')",
-        [source]).fetchall()}
+    return {
+        r[0]
+        for r in conn.execute(
+            f"SELECT record_id FROM {SOURCE_CHANGES} WHERE source = ? AND change IN ('new', 'changed')",
+            [source],
+        ).fetchall()
+    }
 
 
 def changed_unique_ids_sql(sources: list[str] | None = None) -> str:
@@ -148,25 +208,40 @@ def changed_unique_ids_sql(sources: list[str] | None = None) -> str:
     all), with link.person_records' `unique_id = source || ':' || record_id`: to join in SQL."""
     where = "change IN ('new', 'changed')"
     if sources:
-        where += " AND source IN (" + ", ".join("'" + s.replace("'", "''") + "'" for s in sources) + ")"
-    return (f"SELECT source || ':' || record_id AS unique_id, source, record_id, change "
-            f"FROM {SOURCE_CHANGES} WHERE {where}")
+        where += (
+            " AND source IN (" + ", ".join("'" + s.replace("'", "''") + "'" for s in sources) + ")"
+        )
+    return (
+        f"SELECT source || ':' || record_id AS unique_id, source, record_id, change "
+        f"FROM {SOURCE_CHANGES} WHERE {where}"
+    )
 
 
 def gone_records(conn: duckdb.DuckDBPyConnection, source: str) -> set[str]:
     """record_ids of `source` in the last published delivery and not in this one."""
     if not _exists(conn, SOURCE_CHANGES):
         raise LookupError(f"{SOURCE_CHANGES} does not exist: materialize clean_{source} first")
-    return {r[0] for r in conn.execute(
-        f"SELECT record_id FROM {SOURCE_CHANGES} WHERE source = ? AND change = 'gone'", [source]).fetchall()}
+    return {
+        r[0]
+        for r in conn.execute(
+            f"SELECT record_id FROM {SOURCE_CHANGES} WHERE source = ? AND change = 'gone'", [source]
+        ).fetchall()
+    }
 
 
 def publish_hashes(conn: duckdb.DuckDBPyConnection, determination_id: int) -> int:
     """Inside the publication transaction: the run's staged hashes become the published ones (only the
     sources of this delivery). Returns the rows kept."""
     ensure_tables(conn)
-    where = (f"WHERE source IN ({delivered_sources_sql()})" if _exists(conn, "staging.delivery_sources") else "")
+    where = (
+        f"WHERE source IN ({delivered_sources_sql()})"
+        if _exists(conn, "staging.delivery_sources")
+        else ""
+    )
     conn.execute(f"DELETE FROM {PUBLISHED_HASHES}")
-    conn.execute(f"INSERT INTO {PUBLISHED_HASHES} SELECT ?, source, record_id, row_hash FROM {STAGED_HASHES} "
-                 f"{where} ORDER BY source, record_id", [determination_id])
+    conn.execute(
+        f"INSERT INTO {PUBLISHED_HASHES} SELECT ?, source, record_id, row_hash FROM {STAGED_HASHES} "
+        f"{where} ORDER BY source, record_id",
+        [determination_id],
+    )
     return int(conn.execute(f"SELECT count(*) FROM {PUBLISHED_HASHES}").fetchall()[0][0])

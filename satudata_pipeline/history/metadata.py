@@ -6,7 +6,7 @@ import datetime as dt
 
 from satudata_pipeline.history.store import CHANGES
 
-RUN_TAG_SNAPSHOT = "satudata/snapshot_date"   # on every run launched by the CLI and the sensor
+RUN_TAG_SNAPSHOT = "satudata/snapshot_date"  # on every run launched by the CLI and the sensor
 RUN_TAG_MONTH = "satudata/determination_for"
 
 
@@ -30,8 +30,10 @@ def changes_markdown(counts: dict[str, dict[str, int]], previous: int | None) ->
     if not counts:
         return f"No roster rows, now or in determination {previous}: nothing changed."
     header = "| program | " + " | ".join(CHANGES) + " |\n|---|" + "---:|" * len(CHANGES)
-    lines = [f"| {p} | " + " | ".join(f"{c.get(k, 0):,}".replace(",", ".") for k in CHANGES) + " |"
-             for p, c in sorted(counts.items())]
+    lines = [
+        f"| {p} | " + " | ".join(f"{c.get(k, 0):,}".replace(",", ".") for k in CHANGES) + " |"
+        for p, c in sorted(counts.items())
+    ]
     return f"Against determination {previous}:\n\n" + header + "\n" + "\n".join(lines)
 
 

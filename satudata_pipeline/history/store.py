@@ -48,16 +48,28 @@ CHANGES = {
 }
 
 DECISION_COLUMNS = {
-    "pipeline_verdict": "VARCHAR", "decision": "VARCHAR", "decision_reason": "VARCHAR",
-    "decided_by": "VARCHAR", "decided_at": "DATE", "decision_status": "VARCHAR",
+    "pipeline_verdict": "VARCHAR",
+    "decision": "VARCHAR",
+    "decision_reason": "VARCHAR",
+    "decided_by": "VARCHAR",
+    "decided_at": "DATE",
+    "decision_status": "VARCHAR",
 }
 REVIEW_ROW_COLUMNS = {
-    "determination_id": "BIGINT", "program": "VARCHAR", "source": "VARCHAR", "record_id": "VARCHAR",
-    "person_id": "VARCHAR", "nik_masked": "VARCHAR", "verdict": "VARCHAR", "reasons": "VARCHAR[]",
-    "nominal_bulanan": "BIGINT", **DECISION_COLUMNS,
+    "determination_id": "BIGINT",
+    "program": "VARCHAR",
+    "source": "VARCHAR",
+    "record_id": "VARCHAR",
+    "person_id": "VARCHAR",
+    "nik_masked": "VARCHAR",
+    "verdict": "VARCHAR",
+    "reasons": "VARCHAR[]",
+    "nominal_bulanan": "BIGINT",
+    **DECISION_COLUMNS,
     # what a decision answered (programs/verdicts.py decided_sql): a row that left the roster and
     # comes back finds here the evidence its decision was made on
-    "evidence_fingerprint": "VARCHAR", "decision_fingerprint": "VARCHAR",
+    "evidence_fingerprint": "VARCHAR",
+    "decision_fingerprint": "VARCHAR",
 }
 
 
@@ -68,7 +80,7 @@ def ensure_tables(conn: duckdb.DuckDBPyConnection) -> None:
         delivery_fingerprint VARCHAR, model_version VARCHAR, rules_version VARCHAR, review_rows BIGINT)""")
     cols = ", ".join(f"{c} {t}" for c, t in REVIEW_ROW_COLUMNS.items())
     conn.execute(f"CREATE TABLE IF NOT EXISTS {REVIEW_ROWS} ({cols})")
-    for c, t in REVIEW_ROW_COLUMNS.items():     # a history written before a column existed
+    for c, t in REVIEW_ROW_COLUMNS.items():  # a history written before a column existed
         conn.execute(f"ALTER TABLE {REVIEW_ROWS} ADD COLUMN IF NOT EXISTS {c} {t}")
     conn.execute(f"""CREATE TABLE IF NOT EXISTS {CHANGES_TABLE} (
         determination_id BIGINT, previous_determination_id BIGINT, program VARCHAR, source VARCHAR,
@@ -80,9 +92,13 @@ def ensure_tables(conn: duckdb.DuckDBPyConnection) -> None:
 
 def _columns(conn: duckdb.DuckDBPyConnection, qualified: str) -> set[str]:
     schema, table = qualified.split(".", 1)
-    return {r[0] for r in conn.execute(
-        "SELECT column_name FROM information_schema.columns WHERE table_schema = ? AND table_name = ?",
-        [schema, table]).fetchall()}
+    return {
+        r[0]
+        for r in conn.execute(
+            "SELECT column_name FROM information_schema.columns WHERE table_schema = ? AND table_name = ?",
+            [schema, table],
+        ).fetchall()
+    }
 
 
 def decision_columns_sql(conn: duckdb.DuckDBPyConnection, review: str, alias: str = "b") -> str:
@@ -93,20 +109,27 @@ def decision_columns_sql(conn: duckdb.DuckDBPyConnection, review: str, alias: st
     present = _columns(conn, review)
     return ", ".join(
         f"CAST({alias}.{c} AS {t}) AS {c}" if c in present else f"CAST(NULL AS {t}) AS {c}"
-        for c, t in DECISION_COLUMNS.items())
+        for c, t in DECISION_COLUMNS.items()
+    )
 
 
-def review_projection_sql(conn: duckdb.DuckDBPyConnection, review: str, determination_id: int | None) -> str:
+def review_projection_sql(
+    conn: duckdb.DuckDBPyConnection, review: str, determination_id: int | None
+) -> str:
     """A review table (published or staged) in the shape of history.review_rows."""
     present = _columns(conn, review)
     base = []
     for c, t in REVIEW_ROW_COLUMNS.items():
         if c == "determination_id":
-            base.append(f"CAST({'NULL' if determination_id is None else int(determination_id)} AS BIGINT) AS {c}")
+            base.append(
+                f"CAST({'NULL' if determination_id is None else int(determination_id)} AS BIGINT) AS {c}"
+            )
         elif c in DECISION_COLUMNS:
             continue
         else:
-            base.append(f"CAST(b.{c} AS {t}) AS {c}" if c in present else f"CAST(NULL AS {t}) AS {c}")
+            base.append(
+                f"CAST(b.{c} AS {t}) AS {c}" if c in present else f"CAST(NULL AS {t}) AS {c}"
+            )
     return f"SELECT {', '.join(base)}, {decision_columns_sql(conn, review)} FROM {review} b"
 
 
@@ -156,15 +179,19 @@ def changes_sql(current: str, previous_id: int, current_id: int | None = None) -
         FROM flagged WHERE len(changes) > 0"""
 
 
-def change_counts(conn: duckdb.DuckDBPyConnection, table: str = CHANGES_TABLE,
-                  programs: list[str] | tuple[str, ...] = ()) -> dict[str, dict[str, int]]:
+def change_counts(
+    conn: duckdb.DuckDBPyConnection,
+    table: str = CHANGES_TABLE,
+    programs: list[str] | tuple[str, ...] = (),
+) -> dict[str, dict[str, int]]:
     """{program: {change: rows}} of a changes table (every change listed, zeros included; every program
     of `programs` listed even without a change)."""
     if not _exists(conn, table):
         return {}
     out: dict[str, dict[str, int]] = {p: {c: 0 for c in CHANGES} for p in programs}
     for program, change, n in conn.execute(
-            f"SELECT program, change, count(*) FROM {table} GROUP BY ALL ORDER BY ALL").fetchall():
+        f"SELECT program, change, count(*) FROM {table} GROUP BY ALL ORDER BY ALL"
+    ).fetchall():
         out.setdefault(program, {c: 0 for c in CHANGES})[change] = int(n)
     return out
 
@@ -176,48 +203,75 @@ def preview_changes(conn: duckdb.DuckDBPyConnection, staged_review: str) -> tupl
     previous = latest_determination(conn)
     if previous is None:
         return None, {}
-    programs = [r[0] for r in conn.execute(f"SELECT DISTINCT program FROM {staged_review} "
-                                           f"UNION SELECT DISTINCT program FROM {REVIEW_ROWS} "
-                                           f"WHERE determination_id = {int(previous)} ORDER BY 1").fetchall()]
+    programs = [
+        r[0]
+        for r in conn.execute(
+            f"SELECT DISTINCT program FROM {staged_review} "
+            f"UNION SELECT DISTINCT program FROM {REVIEW_ROWS} "
+            f"WHERE determination_id = {int(previous)} ORDER BY 1"
+        ).fetchall()
+    ]
     counts = {p: {c: 0 for c in CHANGES} for p in programs}
     for program, change, n in conn.execute(
-            f"SELECT program, change, count(*) FROM ({changes_sql(review_projection_sql(conn, staged_review, None), previous)}) "
-            "GROUP BY ALL").fetchall():
+        f"SELECT program, change, count(*) FROM ({changes_sql(review_projection_sql(conn, staged_review, None), previous)}) "
+        "GROUP BY ALL"
+    ).fetchall():
         counts[program][change] = int(n)
     return previous, counts
 
 
-def seed_from_published(conn: duckdb.DuckDBPyConnection, review: str = "main.beneficiary_review",
-                        log: str = "main.publication_log") -> int | None:
+def seed_from_published(
+    conn: duckdb.DuckDBPyConnection,
+    review: str = "main.beneficiary_review",
+    log: str = "main.publication_log",
+) -> int | None:
     """A warehouse published before the history existed: record its current publication as the first
     determination (run and time from the publication log; delivery, model and rules unknown, NULL), so
     the next publication has something to compare with. Call inside the publication transaction BEFORE
     the published tables are replaced. Returns the seeded determination id, or None."""
     if latest_determination(conn) is not None or not (_exists(conn, review) and _exists(conn, log)):
         return None
-    last = conn.execute(f"SELECT run_id, published_at FROM {log} ORDER BY published_at DESC LIMIT 1").fetchall()
+    last = conn.execute(
+        f"SELECT run_id, published_at FROM {log} ORDER BY published_at DESC LIMIT 1"
+    ).fetchall()
     if not last:
         return None
     ensure_tables(conn)
-    snapshot = (conn.execute(f"SELECT max(snapshot_date) FROM {review}").fetchall()[0][0]
-                if "snapshot_date" in _columns(conn, review) else None)
-    conn.execute(f"INSERT INTO {REVIEW_ROWS} BY NAME {review_projection_sql(conn, review, 1)} ORDER BY program, source, record_id")
-    n = conn.execute(f"SELECT count(*) FROM {REVIEW_ROWS} WHERE determination_id = 1").fetchall()[0][0]
-    conn.execute(f"INSERT INTO {DETERMINATIONS} VALUES (1, ?, ?, ?, NULL, NULL, NULL, ?)",
-                 [last[0][0], last[0][1], snapshot, n])
+    snapshot = (
+        conn.execute(f"SELECT max(snapshot_date) FROM {review}").fetchall()[0][0]
+        if "snapshot_date" in _columns(conn, review)
+        else None
+    )
+    conn.execute(
+        f"INSERT INTO {REVIEW_ROWS} BY NAME {review_projection_sql(conn, review, 1)} ORDER BY program, source, record_id"
+    )
+    n = conn.execute(f"SELECT count(*) FROM {REVIEW_ROWS} WHERE determination_id = 1").fetchall()[
+        0
+    ][0]
+    conn.execute(
+        f"INSERT INTO {DETERMINATIONS} VALUES (1, ?, ?, ?, NULL, NULL, NULL, ?)",
+        [last[0][0], last[0][1], snapshot, n],
+    )
     return 1
 
 
-def record_determination(conn: duckdb.DuckDBPyConnection, run_id: str, published_at: dt.datetime,
-                         review: str = "main.beneficiary_review") -> dict:
+def record_determination(
+    conn: duckdb.DuckDBPyConnection,
+    run_id: str,
+    published_at: dt.datetime,
+    review: str = "main.beneficiary_review",
+) -> dict:
     """Append this publication to the history (call INSIDE the publication transaction, after the
     published tables were replaced). Returns {determination_id, previous_determination_id, review_rows,
     changes: {program: {change: rows}}, ...versions}."""
     ensure_tables(conn)
     previous = latest_determination(conn)
     determination_id = (previous or 0) + 1
-    snapshot = (conn.execute(f"SELECT max(snapshot_date) FROM {review}").fetchall()[0][0]
-                if "snapshot_date" in _columns(conn, review) else None)
+    snapshot = (
+        conn.execute(f"SELECT max(snapshot_date) FROM {review}").fetchall()[0][0]
+        if "snapshot_date" in _columns(conn, review)
+        else None
+    )
     info = {
         "determination_id": determination_id,
         "previous_determination_id": previous,
@@ -226,18 +280,35 @@ def record_determination(conn: duckdb.DuckDBPyConnection, run_id: str, published
         "model_version": versions.model_version(conn),
         "rules_version": versions.rules_version(),
     }
-    conn.execute(f"INSERT INTO {REVIEW_ROWS} BY NAME {review_projection_sql(conn, review, determination_id)} "
-                 "ORDER BY program, source, record_id")
-    n_rows = int(conn.execute(f"SELECT count(*) FROM {REVIEW_ROWS} WHERE determination_id = ?",
-                              [determination_id]).fetchall()[0][0])
-    conn.execute(f"INSERT INTO {DETERMINATIONS} VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                 [determination_id, run_id, published_at, snapshot, info["delivery_fingerprint"],
-                  info["model_version"], info["rules_version"], n_rows])
+    conn.execute(
+        f"INSERT INTO {REVIEW_ROWS} BY NAME {review_projection_sql(conn, review, determination_id)} "
+        "ORDER BY program, source, record_id"
+    )
+    n_rows = int(
+        conn.execute(
+            f"SELECT count(*) FROM {REVIEW_ROWS} WHERE determination_id = ?", [determination_id]
+        ).fetchall()[0][0]
+    )
+    conn.execute(
+        f"INSERT INTO {DETERMINATIONS} VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        [
+            determination_id,
+            run_id,
+            published_at,
+            snapshot,
+            info["delivery_fingerprint"],
+            info["model_version"],
+            info["rules_version"],
+            n_rows,
+        ],
+    )
     conn.execute(f"DELETE FROM {CHANGES_TABLE}")
     if previous is not None:
         current = f"SELECT * FROM {REVIEW_ROWS} WHERE determination_id = {determination_id}"
-        conn.execute(f"INSERT INTO {CHANGES_TABLE} SELECT * FROM ({changes_sql(current, previous, determination_id)}) "
-                     "ORDER BY program, change, source, record_id")
+        conn.execute(
+            f"INSERT INTO {CHANGES_TABLE} SELECT * FROM ({changes_sql(current, previous, determination_id)}) "
+            "ORDER BY program, change, source, record_id"
+        )
     info["source_row_hashes"] = intake.publish_hashes(conn, determination_id)
     info["review_rows"] = n_rows
     info["changes"] = change_counts(conn) if previous is not None else {}
@@ -247,17 +318,31 @@ def record_determination(conn: duckdb.DuckDBPyConnection, run_id: str, published
 def latest_info(conn: duckdb.DuckDBPyConnection) -> dict:
     """The latest determination (its row of history.determinations, previous_determination_id and the
     change counts of main.determination_changes); all values None before the first one."""
-    cols = ("determination_id", "run_id", "published_at", "snapshot_date", "delivery_fingerprint",
-            "model_version", "rules_version", "review_rows")
+    cols = (
+        "determination_id",
+        "run_id",
+        "published_at",
+        "snapshot_date",
+        "delivery_fingerprint",
+        "model_version",
+        "rules_version",
+        "review_rows",
+    )
     latest = latest_determination(conn)
     if latest is None:
         return {**{c: None for c in cols}, "previous_determination_id": None, "changes": {}}
-    row = conn.execute(f"SELECT {', '.join(cols)} FROM {DETERMINATIONS} WHERE determination_id = ?",
-                       [latest]).fetchall()[0]
-    previous = conn.execute(f"SELECT max(determination_id) FROM {DETERMINATIONS} WHERE determination_id < ?",
-                            [latest]).fetchall()[0][0]
-    programs = [r[0] for r in conn.execute(
-        f"SELECT DISTINCT program FROM {REVIEW_ROWS} WHERE determination_id IN (?, ?) ORDER BY 1",
-        [latest, previous]).fetchall()]
+    row = conn.execute(
+        f"SELECT {', '.join(cols)} FROM {DETERMINATIONS} WHERE determination_id = ?", [latest]
+    ).fetchall()[0]
+    previous = conn.execute(
+        f"SELECT max(determination_id) FROM {DETERMINATIONS} WHERE determination_id < ?", [latest]
+    ).fetchall()[0][0]
+    programs = [
+        r[0]
+        for r in conn.execute(
+            f"SELECT DISTINCT program FROM {REVIEW_ROWS} WHERE determination_id IN (?, ?) ORDER BY 1",
+            [latest, previous],
+        ).fetchall()
+    ]
     changes = change_counts(conn, programs=programs) if previous is not None else {}
     return {**dict(zip(cols, row)), "previous_determination_id": previous, "changes": changes}

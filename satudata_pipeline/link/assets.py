@@ -1,6 +1,5 @@
 """Dagster assets of the link stage: person_records, linkage_model, match_pairs, person_clusters."""
 
-
 import json
 import time
 
@@ -83,8 +82,9 @@ def _current_model(conn) -> tuple[dict, dict]:
     return json.loads(rows[0][0]), json.loads(rows[0][1])
 
 
-def build_link_assets(clean_asset_keys: list[dg.AssetKey], source_names: list[str],
-                      cluster_deps: tuple = ()) -> list:
+def build_link_assets(
+    clean_asset_keys: list[dg.AssetKey], source_names: list[str], cluster_deps: tuple = ()
+) -> list:
     """Assets + checks of the link stage for the given clean assets / source names; `cluster_deps`
     adds upstream assets of person_clusters (the `decisions` asset, whose link decisions it obeys)."""
     source_names = list(source_names)
@@ -106,12 +106,17 @@ def build_link_assets(clean_asset_keys: list[dg.AssetKey], source_names: list[st
                 "SELECT source, count(*), count(*) FILTER (WHERE nik_valid) "
                 "FROM link.person_records GROUP BY 1 ORDER BY 1"
             ).fetchall()
-        return dg.MaterializeResult(metadata={
-            "dagster/row_count": n,
-            "records_by_source": dg.MetadataValue.md(_md_table(
-                [{"source": s, "records": c, "with_valid_nik": v} for s, c, v in by_source])),
-            "share_with_valid_nik": round(sum(v for _, _, v in by_source) / n, 4) if n else 0.0,
-        })
+        return dg.MaterializeResult(
+            metadata={
+                "dagster/row_count": n,
+                "records_by_source": dg.MetadataValue.md(
+                    _md_table(
+                        [{"source": s, "records": c, "with_valid_nik": v} for s, c, v in by_source]
+                    )
+                ),
+                "share_with_valid_nik": round(sum(v for _, _, v in by_source) / n, 4) if n else 0.0,
+            }
+        )
 
     @dg.asset(
         name="linkage_model",
@@ -122,8 +127,9 @@ def build_link_assets(clean_asset_keys: list[dg.AssetKey], source_names: list[st
         "date, NIK, sex, family card, address and kelurahan says two records are one person. "
         "Trained once and reused; retrain with the `retrain` option or SATUDATA_RETRAIN=1.",
     )
-    def linkage_model(context: AssetExecutionContext, config: LinkageModelConfig,
-                      warehouse: DuckDBResource):
+    def linkage_model(
+        context: AssetExecutionContext, config: LinkageModelConfig, warehouse: DuckDBResource
+    ):
         from splink import Linker
 
         path = model.latest_model_path()
@@ -134,7 +140,9 @@ def build_link_assets(clean_asset_keys: list[dg.AssetKey], source_names: list[st
                 summary = model.train_model(conn)
                 path = model.save_model(summary, run_id=context.run.run_id)
                 trained = True
-                context.log.info(f"trained Splink model in {time.time() - t0:.1f}s -> {paths.shown_path(path)}")
+                context.log.info(
+                    f"trained Splink model in {time.time() - t0:.1f}s -> {paths.shown_path(path)}"
+                )
             settings, meta = model.load_model(path)
             conn.execute("CREATE SCHEMA IF NOT EXISTS link")
             conn.execute("""CREATE TABLE IF NOT EXISTS link.linkage_model (
@@ -143,8 +151,13 @@ def build_link_assets(clean_asset_keys: list[dg.AssetKey], source_names: list[st
             conn.execute("DELETE FROM link.linkage_model")
             conn.execute(
                 "INSERT INTO link.linkage_model VALUES (?, ?, ?, now(), ?, ?)",
-                [str(path), meta.get("fingerprint"), meta.get("trained_at"),
-                 json.dumps(settings), json.dumps(meta)],
+                [
+                    str(path),
+                    meta.get("fingerprint"),
+                    meta.get("trained_at"),
+                    json.dumps(settings),
+                    json.dumps(meta),
+                ],
             )
             out_dir = reports.run_report_dir(context.run.run_id)
             with matching.splink_session(conn) as db_api:
@@ -157,8 +170,9 @@ def build_link_assets(clean_asset_keys: list[dg.AssetKey], source_names: list[st
             "trained_this_run": trained,
             "fingerprint": meta.get("fingerprint"),
             "trained_at": meta.get("trained_at"),
-            "probability_two_random_records_match":
-                float(settings.get("probability_two_random_records_match") or 0),
+            "probability_two_random_records_match": float(
+                settings.get("probability_two_random_records_match") or 0
+            ),
             "m_u_parameters": dg.MetadataValue.md(_md_table(params)),
             "training_pairs": dg.MetadataValue.json(meta.get("training_pairs", {})),
             # what this delivery could not train, and the levels given a floor (no data values)
@@ -179,8 +193,9 @@ def build_link_assets(clean_asset_keys: list[dg.AssetKey], source_names: list[st
         description="Pairs of records judged to be the same person: conclusive NIK matches "
         "(same valid NIK, same birth date, agreeing name) and the model's scored pairs.",
     )
-    def match_pairs(context: AssetExecutionContext, config: MatchPairsConfig,
-                    warehouse: DuckDBResource):
+    def match_pairs(
+        context: AssetExecutionContext, config: MatchPairsConfig, warehouse: DuckDBResource
+    ):
         progress = Progress(context.log, "match_pairs")
         with warehouse.get_connection() as conn:
             settings, _meta = _current_model(conn)
@@ -190,25 +205,46 @@ def build_link_assets(clean_asset_keys: list[dg.AssetKey], source_names: list[st
             with matching.splink_session(conn) as db_api:
                 progress("blocking rules chosen", extra_rules=len(extra_rules))
                 plan, scored = incremental.score(
-                    db_api, settings, config.match_threshold,
-                    config.deterministic_name_jaro_winkler, extra_rules,
-                    config.full_relink or incremental.full_relink_requested_by_env())
-                progress(f"Splink scored the candidate pairs ({plan.mode}: {plan.reason})",
-                         scored=scored.pairs_scored, carried=scored.pairs_carried,
-                         seconds=round(scored.seconds, 1))
+                    db_api,
+                    settings,
+                    config.match_threshold,
+                    config.deterministic_name_jaro_winkler,
+                    extra_rules,
+                    config.full_relink or incremental.full_relink_requested_by_env(),
+                )
+                progress(
+                    f"Splink scored the candidate pairs ({plan.mode}: {plan.reason})",
+                    scored=scored.pairs_scored,
+                    carried=scored.pairs_carried,
+                    seconds=round(scored.seconds, 1),
+                )
                 result = matching.write_match_pairs(
-                    conn, scored.predictions_table, config.match_threshold,
-                    config.deterministic_name_jaro_winkler)
-                progress("pairs written", exact_nik=result.n_deterministic,
-                         probabilistic=result.n_probabilistic)
+                    conn,
+                    scored.predictions_table,
+                    config.match_threshold,
+                    config.deterministic_name_jaro_winkler,
+                )
+                progress(
+                    "pairs written",
+                    exact_nik=result.n_deterministic,
+                    probabilistic=result.n_probabilistic,
+                )
                 state = incremental.write_state(conn, plan, context.run.run_id)
                 progress("linkage state kept for the next delivery", **state)
                 # the histogram's SQL reads its input by Splink's templated name
-                df_pred = db_api.table_to_splink_dataframe("__splink__df_predict",
-                                                           scored.predictions_table)
-                charts.update(reports.write_pair_reports(
-                    scored.linker, db_api, scored.predictions_table, config.report_threshold,
-                    out_dir, config.report_sample_size))
+                df_pred = db_api.table_to_splink_dataframe(
+                    "__splink__df_predict", scored.predictions_table
+                )
+                charts.update(
+                    reports.write_pair_reports(
+                        scored.linker,
+                        db_api,
+                        scored.predictions_table,
+                        config.report_threshold,
+                        out_dir,
+                        config.report_sample_size,
+                    )
+                )
                 charts.update(reports.write_histogram(scored.linker, df_pred, out_dir))
                 progress("review charts written", charts=len(charts))
             hist = conn.execute("""
@@ -229,8 +265,9 @@ def build_link_assets(clean_asset_keys: list[dg.AssetKey], source_names: list[st
             **{k: v for k, v in plan.counts.items()},
             "scoring_seconds": round(scored.seconds, 2),
             "scoring_seconds_by_part": dg.MetadataValue.json(scored.phases),
-            "match_weight_histogram": dg.MetadataValue.md(_md_table(
-                [{"match_weight_from": w, "pairs": c} for w, c in hist])),
+            "match_weight_histogram": dg.MetadataValue.md(
+                _md_table([{"match_weight_from": w, "pairs": c} for w, c in hist])
+            ),
             "reports_dir": dg.MetadataValue.path(paths.shown_path(out_dir)),
         }
         for name, p in charts.items():
@@ -248,64 +285,95 @@ def build_link_assets(clean_asset_keys: list[dg.AssetKey], source_names: list[st
         "exactly one (link.assignments). Link decisions handed back are constraints: same person "
         "joins, not the same person splits at the weakest links (docs/decisions.md).",
     )
-    def person_clusters(context: AssetExecutionContext, config: PersonClustersConfig,
-                        warehouse: DuckDBResource):
+    def person_clusters(
+        context: AssetExecutionContext, config: PersonClustersConfig, warehouse: DuckDBResource
+    ):
         progress = Progress(context.log, "person_clusters")
         with warehouse.get_connection() as conn:
             res = clusters_mod.build_person_clusters(
-                conn, config.cluster_threshold, config.max_cluster_size)
-        progress("clusters formed", records=res.n_records, persons=res.n_clusters,
-                 reclustered=res.reclustered, assigned_to_sole_candidate=res.assigned)
-        return dg.MaterializeResult(metadata={
-            "dagster/row_count": res.n_records,
-            "clusters": res.n_clusters,
-            "largest_cluster": res.max_size,
-            "oversized_clusters_reclustered": res.reclustered,
-            "records_assigned_to_sole_candidate": res.assigned,
-            # death / move records whose tie identifies the person (only these can remove)
-            "event_records_conclusive": res.events_conclusive,
-            "event_records_not_conclusive": res.events_inconclusive,
-            "death_records_left_as_possible_deaths": res.possible_deaths,
-            "link_decisions_joined": res.decisions_joined,
-            "link_decisions_split": res.decisions_split,
-            "link_decisions_in_conflict": res.decisions_conflicting,
-            "cluster_size_distribution": dg.MetadataValue.md(_md_table(
-                [{"records_per_person": k, "persons": v}
-                 for k, v in res.size_distribution.items()])),
-            "cluster_threshold": config.cluster_threshold,
-        })
+                conn, config.cluster_threshold, config.max_cluster_size
+            )
+        progress(
+            "clusters formed",
+            records=res.n_records,
+            persons=res.n_clusters,
+            reclustered=res.reclustered,
+            assigned_to_sole_candidate=res.assigned,
+        )
+        return dg.MaterializeResult(
+            metadata={
+                "dagster/row_count": res.n_records,
+                "clusters": res.n_clusters,
+                "largest_cluster": res.max_size,
+                "oversized_clusters_reclustered": res.reclustered,
+                "records_assigned_to_sole_candidate": res.assigned,
+                # death / move records whose tie identifies the person (only these can remove)
+                "event_records_conclusive": res.events_conclusive,
+                "event_records_not_conclusive": res.events_inconclusive,
+                "death_records_left_as_possible_deaths": res.possible_deaths,
+                "link_decisions_joined": res.decisions_joined,
+                "link_decisions_split": res.decisions_split,
+                "link_decisions_in_conflict": res.decisions_conflicting,
+                "cluster_size_distribution": dg.MetadataValue.md(
+                    _md_table(
+                        [
+                            {"records_per_person": k, "persons": v}
+                            for k, v in res.size_distribution.items()
+                        ]
+                    )
+                ),
+                "cluster_threshold": config.cluster_threshold,
+            }
+        )
 
-    @dg.asset_check(asset="person_clusters", blocking=True,
-                    description="Every person record is in exactly one cluster.")
+    @dg.asset_check(
+        asset="person_clusters",
+        blocking=True,
+        description="Every person record is in exactly one cluster.",
+    )
     def person_clusters_cover_every_record(warehouse: DuckDBResource):
         with warehouse.get_connection() as conn:
-            missing, dup = one_row(conn, """
+            missing, dup = one_row(
+                conn,
+                """
                 SELECT (SELECT count(*) FROM link.person_records r
                         ANTI JOIN link.person_clusters c USING (unique_id)),
                        (SELECT count(*) FROM (SELECT unique_id FROM link.person_clusters
                                               GROUP BY 1 HAVING count(*) > 1))
-            """)
-        return dg.AssetCheckResult(passed=missing == 0 and dup == 0,
-                                   metadata={"records_missing": missing,
-                                             "records_in_several_clusters": dup})
+            """,
+            )
+        return dg.AssetCheckResult(
+            passed=missing == 0 and dup == 0,
+            metadata={"records_missing": missing, "records_in_several_clusters": dup},
+        )
 
-    @dg.asset_check(asset="person_clusters", blocking=True,
-                    description="No giant cluster: the largest cluster stays within a sane size "
-                    "(a family card or a repeated NIK must not glue many people together).")
+    @dg.asset_check(
+        asset="person_clusters",
+        blocking=True,
+        description="No giant cluster: the largest cluster stays within a sane size "
+        "(a family card or a repeated NIK must not glue many people together).",
+    )
     def person_clusters_size_sane(warehouse: DuckDBResource):
         limit = PersonClustersConfig().max_cluster_size * 2
         with warehouse.get_connection() as conn:
-            largest = scalar(conn, """
+            largest = scalar(
+                conn,
+                """
                 SELECT coalesce(max(n), 0) FROM (SELECT count(*) n FROM link.person_clusters
                                                  GROUP BY cluster_id)
-            """)
-        return dg.AssetCheckResult(passed=largest <= limit,
-                                   metadata={"largest_cluster": largest, "limit": limit})
+            """,
+            )
+        return dg.AssetCheckResult(
+            passed=largest <= limit, metadata={"largest_cluster": largest, "limit": limit}
+        )
 
-    @dg.asset_check(asset="linkage_model", blocking=False,
-                    description="Warns when the model has comparisons training could not estimate "
-                    "or levels it never observed (given a bounded floor weight instead): the "
-                    "links still run, but those weights are priors, not estimates.")
+    @dg.asset_check(
+        asset="linkage_model",
+        blocking=False,
+        description="Warns when the model has comparisons training could not estimate "
+        "or levels it never observed (given a bounded floor weight instead): the "
+        "links still run, but those weights are priors, not estimates.",
+    )
     def linkage_model_fully_trained(warehouse: DuckDBResource):
         with warehouse.get_connection() as conn:
             _settings, meta = _current_model(conn)
@@ -319,20 +387,35 @@ def build_link_assets(clean_asset_keys: list[dg.AssetKey], source_names: list[st
                 "levels_floored": len(floored),
                 "not_trained": dg.MetadataValue.md(_md_table(not_trained)),
                 "floored_levels": dg.MetadataValue.md(_md_table(floored)),
-            })
+            },
+        )
 
-    @dg.asset_check(asset="match_pairs", blocking=False,
-                    description="Each pair appears once, with unique_id_l < unique_id_r.")
+    @dg.asset_check(
+        asset="match_pairs",
+        blocking=False,
+        description="Each pair appears once, with unique_id_l < unique_id_r.",
+    )
     def match_pairs_well_formed(warehouse: DuckDBResource):
         with warehouse.get_connection() as conn:
-            bad, dup = one_row(conn, """
+            bad, dup = one_row(
+                conn,
+                """
                 SELECT count(*) FILTER (WHERE unique_id_l >= unique_id_r),
                        count(*) - count(DISTINCT (unique_id_l, unique_id_r))
                 FROM link.match_pairs
-            """)
-        return dg.AssetCheckResult(passed=bad == 0 and dup == 0,
-                                   metadata={"misordered": bad, "duplicates": dup})
+            """,
+            )
+        return dg.AssetCheckResult(
+            passed=bad == 0 and dup == 0, metadata={"misordered": bad, "duplicates": dup}
+        )
 
-    return [person_records, linkage_model, match_pairs, person_clusters,
-            person_clusters_cover_every_record, person_clusters_size_sane,
-            linkage_model_fully_trained, match_pairs_well_formed]
+    return [
+        person_records,
+        linkage_model,
+        match_pairs,
+        person_clusters,
+        person_clusters_cover_every_record,
+        person_clusters_size_sane,
+        linkage_model_fully_trained,
+        match_pairs_well_formed,
+    ]

@@ -44,9 +44,11 @@ def _components(conn: duckdb.DuckDBPyConnection, nodes_sql: str, edges_sql: str,
     from scipy.sparse import coo_matrix
     from scipy.sparse.csgraph import connected_components
 
-    conn.execute(f"CREATE OR REPLACE TEMP TABLE _cc_nodes AS "
-                 f"SELECT unique_id, (row_number() OVER (ORDER BY unique_id) - 1)::BIGINT AS ix "
-                 f"FROM (SELECT DISTINCT unique_id FROM ({nodes_sql}))")
+    conn.execute(
+        f"CREATE OR REPLACE TEMP TABLE _cc_nodes AS "
+        f"SELECT unique_id, (row_number() OVER (ORDER BY unique_id) - 1)::BIGINT AS ix "
+        f"FROM (SELECT DISTINCT unique_id FROM ({nodes_sql}))"
+    )
     n = conn.execute("SELECT count(*) FROM _cc_nodes").fetchall()[0][0]
     edges = conn.execute(f"""
         SELECT na.ix AS a, nb.ix AS b FROM ({edges_sql}) e(a, b)
@@ -78,9 +80,9 @@ class ClusterResult:
     possible_deaths: int = 0
     events_conclusive: int = 0
     events_inconclusive: int = 0
-    decisions_joined: int = 0        # same-person decisions that joined two clusters
-    decisions_split: int = 0         # not-same-person decisions that split a cluster
-    decisions_conflicting: int = 0   # not-same-person decisions undone by same-person ones
+    decisions_joined: int = 0  # same-person decisions that joined two clusters
+    decisions_split: int = 0  # not-same-person decisions that split a cluster
+    decisions_conflicting: int = 0  # not-same-person decisions undone by same-person ones
     size_distribution: dict[str, int] = field(default_factory=dict)
 
 
@@ -91,8 +93,10 @@ def build_person_clusters(
 ) -> ClusterResult:
     """(Re)create `link.person_clusters(unique_id, cluster_id)` from `link.match_pairs`."""
     t = float(cluster_threshold)
-    edges = (f"SELECT unique_id_l, unique_id_r FROM link.match_pairs "
-             f"WHERE link_method = 'exact_nik' OR match_probability >= {t}")
+    edges = (
+        f"SELECT unique_id_l, unique_id_r FROM link.match_pairs "
+        f"WHERE link_method = 'exact_nik' OR match_probability >= {t}"
+    )
     _components(conn, "SELECT unique_id FROM link.person_records", edges, "_cc_main")
 
     def suspect(scope: str) -> str:
@@ -102,6 +106,7 @@ def build_person_clusters(
         HAVING count(*) > {int(max_cluster_size)}
             OR count(DISTINCT r.nik) FILTER (WHERE r.kind = 'civil_registry' AND r.nik_valid) > 1
     """
+
     reclustered = 0
     scope = "_cc_main"  # after the first pass only the re-clustered records can still be suspect
     for level in [*[x for x in ESCALATION if x > t], None]:
@@ -110,12 +115,17 @@ def build_person_clusters(
             SELECT unique_id FROM _cc_main WHERE cluster_id IN ({suspect(scope)})
         """)
         scope = "(SELECT m.* FROM _cc_main m SEMI JOIN _cc_big USING (unique_id))"
-        big = conn.execute("SELECT count(DISTINCT m.cluster_id) FROM _cc_main m SEMI JOIN _cc_big USING (unique_id)").fetchall()[0][0]
+        big = conn.execute(
+            "SELECT count(DISTINCT m.cluster_id) FROM _cc_main m SEMI JOIN _cc_big USING (unique_id)"
+        ).fetchall()[0][0]
         if big == 0:
             break
         reclustered += big
-        cond = ("link_method = 'exact_nik'" if level is None
-                else f"(link_method = 'exact_nik' OR match_probability >= {level})")
+        cond = (
+            "link_method = 'exact_nik'"
+            if level is None
+            else f"(link_method = 'exact_nik' OR match_probability >= {level})"
+        )
         _components(
             conn,
             "SELECT unique_id FROM _cc_big",
@@ -147,20 +157,27 @@ def build_person_clusters(
     result.possible_deaths = possible_deaths
     result.events_conclusive = conclusive
     result.events_inconclusive = inconclusive
-    result.decisions_joined, result.decisions_split, result.decisions_conflicting = joined, split, conflicting
+    result.decisions_joined, result.decisions_split, result.decisions_conflicting = (
+        joined,
+        split,
+        conflicting,
+    )
     return result
 
 
 # --- link decisions handed back (docs/decisions.md) ------------------------------------------------
-LINK_IN_FORCE = "decisions.link_in_force"   # written by satudata_pipeline.decisions.intake
+LINK_IN_FORCE = "decisions.link_in_force"  # written by satudata_pipeline.decisions.intake
 
 
-def link_constraints(conn: duckdb.DuckDBPyConnection) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
+def link_constraints(
+    conn: duckdb.DuckDBPyConnection,
+) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
     """(must-link pairs, cannot-link pairs) of the link decisions in force whose two records are
     both in this delivery (a decision on a record that is gone waits for it)."""
     exists = conn.execute(
         "SELECT count(*) FROM information_schema.tables WHERE table_schema = 'decisions' "
-        "AND table_name = 'link_in_force'").fetchall()[0][0]
+        "AND table_name = 'link_in_force'"
+    ).fetchall()[0][0]
     if not exists:
         return [], []
     rows = conn.execute(f"""
@@ -195,9 +212,11 @@ def _cluster_of(conn: duckdb.DuckDBPyConnection, uids: set[str]) -> dict[str, st
 
     conn.register("_lc_uids", pd.DataFrame({"unique_id": sorted(uids)}, dtype=object))
     try:
-        return dict(conn.execute(
-            "SELECT m.unique_id, m.cluster_id FROM _cc_main m SEMI JOIN _lc_uids u USING (unique_id)"
-        ).fetchall())
+        return dict(
+            conn.execute(
+                "SELECT m.unique_id, m.cluster_id FROM _cc_main m SEMI JOIN _lc_uids u USING (unique_id)"
+            ).fetchall()
+        )
     finally:
         conn.unregister("_lc_uids")
 
@@ -208,7 +227,10 @@ def _relabel(conn: duckdb.DuckDBPyConnection, column: str, mapping: dict[str, st
 
     if not mapping:
         return
-    conn.register("_lc_map", pd.DataFrame({"k": list(mapping), "new_id": list(mapping.values())}, dtype=object))
+    conn.register(
+        "_lc_map",
+        pd.DataFrame({"k": list(mapping), "new_id": list(mapping.values())}, dtype=object),
+    )
     try:
         conn.execute(f"""
             CREATE OR REPLACE TEMP TABLE _cc_main AS
@@ -235,8 +257,12 @@ def _apply_must_links(conn: duckdb.DuckDBPyConnection, must: list[tuple[str, str
     return joined
 
 
-def _apply_cannot_links(conn: duckdb.DuckDBPyConnection, must: list[tuple[str, str]],
-                        cannot: list[tuple[str, str]], threshold: float) -> tuple[int, int]:
+def _apply_cannot_links(
+    conn: duckdb.DuckDBPyConnection,
+    must: list[tuple[str, str]],
+    cannot: list[tuple[str, str]],
+    threshold: float,
+) -> tuple[int, int]:
     """Split every cluster holding both records of a not-same-person decision: its links (same-person
     decisions first, then stored links and sole-candidate assignments, strongest first) are added back
     one by one, skipping any that would join the two sides. Returns (pairs split, pairs left together
@@ -252,11 +278,17 @@ def _apply_cannot_links(conn: duckdb.DuckDBPyConnection, must: list[tuple[str, s
     affected = sorted({cluster[a] for a, _ in violated})
     conn.register("_lc_clusters", pd.DataFrame({"cluster_id": affected}, dtype=object))
     try:
-        conn.execute("CREATE OR REPLACE TEMP TABLE _lc_members AS "
-                     "SELECT unique_id, cluster_id FROM _cc_main SEMI JOIN _lc_clusters USING (cluster_id)")
-        members = conn.execute("SELECT unique_id, cluster_id FROM _lc_members ORDER BY 1").fetchall()
-        assignments = ("SELECT unique_id AS l, resident_unique_id AS r, coalesce(match_probability, 0.0) AS w "
-                       "FROM link.assignments")
+        conn.execute(
+            "CREATE OR REPLACE TEMP TABLE _lc_members AS "
+            "SELECT unique_id, cluster_id FROM _cc_main SEMI JOIN _lc_clusters USING (cluster_id)"
+        )
+        members = conn.execute(
+            "SELECT unique_id, cluster_id FROM _lc_members ORDER BY 1"
+        ).fetchall()
+        assignments = (
+            "SELECT unique_id AS l, resident_unique_id AS r, coalesce(match_probability, 0.0) AS w "
+            "FROM link.assignments"
+        )
         edges = conn.execute(f"""
             WITH e AS (
                 SELECT unique_id_l AS l, unique_id_r AS r,
@@ -277,7 +309,7 @@ def _apply_cannot_links(conn: duckdb.DuckDBPyConnection, must: list[tuple[str, s
     uf = _UnionFind()
     for u, _ in members:
         uf.find(u)
-    for a, b in must:                       # people's decisions are never cut
+    for a, b in must:  # people's decisions are never cut
         if a in in_scope and b in in_scope:
             uf.union(a, b)
     conflicting = [(a, b) for a, b in violated if uf.find(a) == uf.find(b)]
@@ -287,7 +319,7 @@ def _apply_cannot_links(conn: duckdb.DuckDBPyConnection, must: list[tuple[str, s
         if rl == rr:
             continue
         if any({uf.find(a), uf.find(b)} == {rl, rr} for a, b in apart):
-            continue                        # this link would put the two back together: cut
+            continue  # this link would put the two back together: cut
         uf.union(left, right)
     # new cluster ids: the smallest unique_id of each part
     parts: dict[str, str] = {}
@@ -303,8 +335,9 @@ EVENT_RECORD_SQL = """(r.kind IN ('death_registry', 'migration_registry')
     OR (r.kind = 'civil_registry' AND r.tanggal_meninggal IS NOT NULL))"""
 
 
-def build_event_evidence(conn: duckdb.DuckDBPyConnection,
-                         min_probability: float = EVIDENCE_MIN_PROBABILITY) -> tuple[int, int]:
+def build_event_evidence(
+    conn: duckdb.DuckDBPyConnection, min_probability: float = EVIDENCE_MIN_PROBABILITY
+) -> tuple[int, int]:
     """(Re)create `link.event_evidence(unique_id, cluster_id, conclusive, tie, via_unique_id,
     probability_without_nik, evidence)`: for every death / move record (and civil record with a date
     of death) in a cluster with other records, its strongest tie to them. Conclusive ties:
@@ -322,19 +355,36 @@ def build_event_evidence(conn: duckdb.DuckDBPyConnection,
     Returns (conclusive, not conclusive) event records."""
     t = float(min_probability)
     # a match_pairs table written before the column existed: the probability with the NIK
-    p_wo = ("match_probability_without_nik" if "match_probability_without_nik" in {
-        r[0] for r in conn.execute("DESCRIBE link.match_pairs").fetchall()}
-        else "NULL::DOUBLE")
+    p_wo = (
+        "match_probability_without_nik"
+        if "match_probability_without_nik"
+        in {r[0] for r in conn.execute("DESCRIBE link.match_pairs").fetchall()}
+        else "NULL::DOUBLE"
+    )
     # the columns read here (a hand-built link.person_records may lack some: typed NULLs)
     have = {r[0] for r in conn.execute("DESCRIBE link.person_records").fetchall()}
-    need = {"unique_id": "VARCHAR", "kind": "VARCHAR", "nik": "VARCHAR", "nik_valid": "BOOLEAN",
-            "nama": "VARCHAR", "nama_sorted": "VARCHAR", "nama_tokens": "VARCHAR[]",
-            "tanggal_lahir": "DATE", "tanggal_meninggal": "DATE"}
-    records = "(SELECT {} FROM link.person_records)".format(", ".join(
-        c if c in have else f"NULL::{t} AS {c}" for c, t in need.items()))
-    assignments = "link.assignments" if _link_table_exists(conn, "assignments") else (
-        "(SELECT NULL::VARCHAR AS unique_id, NULL::VARCHAR AS resident_unique_id, "
-        "NULL::VARCHAR AS basis WHERE false)")
+    need = {
+        "unique_id": "VARCHAR",
+        "kind": "VARCHAR",
+        "nik": "VARCHAR",
+        "nik_valid": "BOOLEAN",
+        "nama": "VARCHAR",
+        "nama_sorted": "VARCHAR",
+        "nama_tokens": "VARCHAR[]",
+        "tanggal_lahir": "DATE",
+        "tanggal_meninggal": "DATE",
+    }
+    records = "(SELECT {} FROM link.person_records)".format(
+        ", ".join(c if c in have else f"NULL::{t} AS {c}" for c, t in need.items())
+    )
+    assignments = (
+        "link.assignments"
+        if _link_table_exists(conn, "assignments")
+        else (
+            "(SELECT NULL::VARCHAR AS unique_id, NULL::VARCHAR AS resident_unique_id, "
+            "NULL::VARCHAR AS basis WHERE false)"
+        )
+    )
     conn.execute(f"""
         CREATE OR REPLACE TABLE link.event_evidence AS
         WITH ev0 AS (
@@ -463,9 +513,13 @@ def build_event_evidence(conn: duckdb.DuckDBPyConnection,
 
 
 def _link_table_exists(conn: duckdb.DuckDBPyConnection, table: str) -> bool:
-    return bool(conn.execute(
-        "SELECT count(*) FROM information_schema.tables WHERE table_schema = 'link' "
-        "AND table_name = ?", [table]).fetchall()[0][0])
+    return bool(
+        conn.execute(
+            "SELECT count(*) FROM information_schema.tables WHERE table_schema = 'link' "
+            "AND table_name = ?",
+            [table],
+        ).fetchall()[0][0]
+    )
 
 
 # A move into a DKI kelurahan (a return, or a move from outside) carries no origin kelurahan; the
@@ -558,7 +612,8 @@ def _assign_sole_candidates(conn: duckdb.DuckDBPyConnection) -> tuple[int, int]:
             JOIN link.person_records r ON r.kode_kelurahan = l.kode_kelurahan
              AND r.nama_sorted = l.nama_sorted AND r.kind = 'civil_registry'
             WHERE {ss.as_join_sql(HOME_NAME_CANDIDATE)}""")
-    by_link = [f"""
+    by_link = [
+        f"""
             SELECT l.unique_id, l.kind, s.lone_cluster, r.unique_id AS resident_unique_id,
                    'link' AS basis, p.match_probability
             FROM link.match_pairs p
@@ -566,7 +621,8 @@ def _assign_sole_candidates(conn: duckdb.DuckDBPyConnection) -> tuple[int, int]:
             JOIN link.person_records l ON l.unique_id = p.{mine}
             JOIN link.person_records r ON r.unique_id = p.{other}
             WHERE l.kind NOT IN ({same_home_kinds}) OR ({ss.as_join_sql(ss.SAME_HOME)})"""
-               for mine, other in (("unique_id_l", "unique_id_r"), ("unique_id_r", "unique_id_l"))]
+        for mine, other in (("unique_id_l", "unique_id_r"), ("unique_id_r", "unique_id_l"))
+    ]
     conn.execute(f"""
         CREATE OR REPLACE TEMP TABLE _sc_candidates AS
         SELECT c.*, rm.cluster_id AS resident_cluster
@@ -631,7 +687,9 @@ def _assign_sole_candidates(conn: duckdb.DuckDBPyConnection) -> tuple[int, int]:
     n = conn.execute("""
         SELECT count(*) FROM _sc_lone SEMI JOIN (SELECT DISTINCT lone_cluster FROM _sc_assign) a
         USING (lone_cluster)""").fetchall()[0][0]
-    possible = conn.execute("SELECT count(DISTINCT unique_id) FROM link.possible_deaths").fetchall()[0][0]
+    possible = conn.execute(
+        "SELECT count(DISTINCT unique_id) FROM link.possible_deaths"
+    ).fetchall()[0][0]
     for tmp in ("_sc_clusters", "_sc_lone", "_sc_home", "_sc_candidates", "_sc_assign"):
         conn.execute(f"DROP TABLE IF EXISTS {tmp}")
     return int(n), int(possible)
@@ -649,5 +707,10 @@ def summarize_clusters(conn: duckdb.DuckDBPyConnection, reclustered: int = 0) ->
         FROM (SELECT count(*) n FROM link.person_clusters GROUP BY cluster_id)
         GROUP BY 1 ORDER BY min(n)
     """).fetchall()
-    return ClusterResult(int(n_records), int(n_clusters), int(max_size), reclustered,
-                         size_distribution={str(b): int(c) for b, c in rows})
+    return ClusterResult(
+        int(n_records),
+        int(n_clusters),
+        int(max_size),
+        reclustered,
+        size_distribution={str(b): int(c) for b, c in rows},
+    )

@@ -61,10 +61,13 @@ def pairwise_scores(
                    sum(n * (n - 1) / 2 - v * (v - 1) / 2)::DOUBLE AS pairs_no_nik
             FROM g GROUP BY kind
         """).fetchall()
-        n_records = scalar(conn, f"""
+        n_records = scalar(
+            conn,
+            f"""
             SELECT count(*) FROM {clusters_table} c
             JOIN _truth_df t ON c.unique_id = t.source || ':' || t.record_id
-        """)
+        """,
+        )
     finally:
         conn.unregister("_truth_df")
     d = {k: (p or 0.0, q or 0.0) for k, p, q in rows}

@@ -60,7 +60,7 @@ def full_relink_requested_by_env() -> bool:
 def carry_threshold(match_threshold: float, margin_bits: float = CARRY_MARGIN_BITS) -> float:
     """The match probability CARRY_MARGIN_BITS of match weight below `match_threshold`."""
     p = min(max(float(match_threshold), 1e-12), 1 - 1e-12)
-    odds = p / (1 - p) / (2.0 ** margin_bits)
+    odds = p / (1 - p) / (2.0**margin_bits)
     return odds / (1 + odds)
 
 
@@ -81,50 +81,64 @@ def _sha(obj) -> str:
 
 def blocking_sql(model_settings: dict, extra_rules) -> list[str]:
     """The prediction blocking rules as SQL: the saved model's, then the delivery's extra rules."""
-    rules = [r["blocking_rule"] if isinstance(r, dict) else str(r)
-             for r in model_settings.get("blocking_rules_to_generate_predictions", [])]
+    rules = [
+        r["blocking_rule"] if isinstance(r, dict) else str(r)
+        for r in model_settings.get("blocking_rules_to_generate_predictions", [])
+    ]
     rules += [r.get_blocking_rule("duckdb").blocking_rule_sql for r in extra_rules]
     return rules
 
 
-def configuration(model_settings: dict, extra_rules, match_threshold: float,
-                  name_jw: float) -> dict:
+def configuration(
+    model_settings: dict, extra_rules, match_threshold: float, name_jw: float
+) -> dict:
     """What a previous linkage must have been computed under to be reused, by component (a change in
     any one forces a full relink; the component's name is the reason)."""
-    model_only = {k: v for k, v in model_settings.items()
-                  if k != "blocking_rules_to_generate_predictions"}
+    model_only = {
+        k: v for k, v in model_settings.items() if k != "blocking_rules_to_generate_predictions"
+    }
     return {
         "state_version": STATE_VERSION,
         "model": _sha(model_only),
         "model_specification": ss.settings_fingerprint(),
         "blocking": _sha(blocking_sql(model_settings, extra_rules)),
-        "match_settings": _sha({"match_threshold": float(match_threshold),
-                                "name_jw": float(name_jw),
-                                "carry_margin_bits": CARRY_MARGIN_BITS,
-                                "deterministic": matching.deterministic_pairs_sql(name_jw),
-                                "veto": matching.VETO_SQL,
-                                "two_people": matching.TWO_PEOPLE_NIKS_SQL}),
+        "match_settings": _sha(
+            {
+                "match_threshold": float(match_threshold),
+                "name_jw": float(name_jw),
+                "carry_margin_bits": CARRY_MARGIN_BITS,
+                "deterministic": matching.deterministic_pairs_sql(name_jw),
+                "veto": matching.VETO_SQL,
+                "two_people": matching.TWO_PEOPLE_NIKS_SQL,
+            }
+        ),
         "cleaning_rules": _hash_files(CLEANING_INPUTS),
     }
 
 
-def linkage_columns(conn: duckdb.DuckDBPyConnection, model_settings: dict, extra_rules,
-                    name_jw: float) -> list[str]:
+def linkage_columns(
+    conn: duckdb.DuckDBPyConnection, model_settings: dict, extra_rules, name_jw: float
+) -> list[str]:
     """Columns of link.person_records that scoring reads: every column named by the model (its
     comparisons, blocking rules, retained columns), the extra blocking rules or the post-model SQL."""
-    text = " ".join([
-        json.dumps(model_settings), " ".join(blocking_sql(model_settings, extra_rules)),
-        matching.deterministic_pairs_sql(name_jw), matching.VETO_SQL,
-        matching.TWO_PEOPLE_NIKS_SQL,
-    ])
+    text = " ".join(
+        [
+            json.dumps(model_settings),
+            " ".join(blocking_sql(model_settings, extra_rules)),
+            matching.deterministic_pairs_sql(name_jw),
+            matching.VETO_SQL,
+            matching.TWO_PEOPLE_NIKS_SQL,
+        ]
+    )
     cols = [r[0] for r in conn.execute("DESCRIBE link.person_records").fetchall()]
-    return [c for c in cols if c != "unique_id"
-            and re.search(rf"\b{re.escape(c)}(?:_[lr])?\b", text)]
+    return [
+        c for c in cols if c != "unique_id" and re.search(rf"\b{re.escape(c)}(?:_[lr])?\b", text)
+    ]
 
 
 @dataclass
 class Plan:
-    mode: str                       # "full" or "incremental"
+    mode: str  # "full" or "incremental"
     reason: str
     configuration: dict
     counts: dict = field(default_factory=dict)
@@ -133,7 +147,9 @@ class Plan:
 def _state_exists(conn) -> bool:
     n = conn.execute(
         "SELECT count(*) FROM information_schema.tables WHERE table_schema = ? "
-        "AND table_name IN ('meta', 'records', 'pairs')", [STATE_SCHEMA]).fetchall()[0][0]
+        "AND table_name IN ('meta', 'records', 'pairs')",
+        [STATE_SCHEMA],
+    ).fetchall()[0][0]
     return n == 3
 
 
@@ -148,16 +164,23 @@ def choose_mode(conn, current: dict, full_requested: bool) -> Plan:
     """Full when asked, when there is no previous state, or when any configuration component
     changed (named in the reason); else incremental."""
     if full_requested:
-        return Plan("full", "full relink requested (--full, SATUDATA_FULL_RELINK=1 or the "
-                    "full_relink option)", current)
+        return Plan(
+            "full",
+            "full relink requested (--full, SATUDATA_FULL_RELINK=1 or the full_relink option)",
+            current,
+        )
     previous = previous_configuration(conn)
     if previous is None:
         return Plan("full", "no previous linkage state in the warehouse", current)
     changed = [k for k in current if previous.get(k) != current[k]]
     if changed:
         return Plan("full", "changed since the previous linkage: " + ", ".join(changed), current)
-    return Plan("incremental", "previous linkage state computed under the same model, settings, "
-                "cleaning rules and blocking", current)
+    return Plan(
+        "incremental",
+        "previous linkage state computed under the same model, settings, "
+        "cleaning rules and blocking",
+        current,
+    )
 
 
 def _fingerprints(conn, columns: list[str]) -> None:
@@ -179,7 +202,7 @@ def classify(conn, columns: list[str]) -> dict:
     changed, name_frequency (unchanged fields, name now much rarer), unchanged) and the counts,
     with records gone since the previous state."""
     _fingerprints(conn, columns)
-    factor = 2.0 ** CARRY_MARGIN_BITS
+    factor = 2.0**CARRY_MARGIN_BITS
     conn.execute(f"""
         CREATE OR REPLACE TEMP TABLE _link_class AS
         SELECT f.unique_id, f.fp,
@@ -191,16 +214,17 @@ def classify(conn, columns: list[str]) -> dict:
                f.tf_nama, s.ref_tf_nama AS old_ref_tf_nama
         FROM _link_fp f LEFT JOIN {STATE_SCHEMA}.records s USING (unique_id)
     """)
-    counts = dict(conn.execute(
-        "SELECT status, count(*) FROM _link_class GROUP BY 1").fetchall())
+    counts = dict(conn.execute("SELECT status, count(*) FROM _link_class GROUP BY 1").fetchall())
     gone = conn.execute(
         f"SELECT count(*) FROM {STATE_SCHEMA}.records s ANTI JOIN _link_fp f USING (unique_id)"
     ).fetchall()[0][0]
-    return {"records_new": int(counts.get("new", 0)),
-            "records_changed": int(counts.get("changed", 0)),
-            "records_unchanged": int(counts.get("unchanged", 0) + counts.get("name_frequency", 0)),
-            "records_rescored_name_rarer": int(counts.get("name_frequency", 0)),
-            "records_gone": int(gone)}
+    return {
+        "records_new": int(counts.get("new", 0)),
+        "records_changed": int(counts.get("changed", 0)),
+        "records_unchanged": int(counts.get("unchanged", 0) + counts.get("name_frequency", 0)),
+        "records_rescored_name_rarer": int(counts.get("name_frequency", 0)),
+        "records_gone": int(gone),
+    }
 
 
 def _register(db_api, name: str):
@@ -219,17 +243,18 @@ def _union_predictions(conn, tables: list[str], out: str) -> None:
 
 @dataclass
 class Scored:
-    predictions_table: str          # splink_work table: every scored pair at or above CARRY
+    predictions_table: str  # splink_work table: every scored pair at or above CARRY
     linker: object
-    pairs_scored: int               # pairs found by blocking and scored this run (>= CARRY)
-    pairs_carried: int              # pairs of unchanged records carried over (re-scored as pairs)
+    pairs_scored: int  # pairs found by blocking and scored this run (>= CARRY)
+    pairs_carried: int  # pairs of unchanged records carried over (re-scored as pairs)
     seconds: float
-    phases: dict = field(default_factory=dict)   # seconds per part of the scoring
+    phases: dict = field(default_factory=dict)  # seconds per part of the scoring
 
 
 def _gamma_columns(conn, table: str) -> list[str]:
-    return [r[0] for r in conn.execute(f"DESCRIBE {table}").fetchall()
-            if r[0].startswith("gamma_")] + ["match_key"]
+    return [
+        r[0] for r in conn.execute(f"DESCRIBE {table}").fetchall() if r[0].startswith("gamma_")
+    ] + ["match_key"]
 
 
 def _keep_new_pairs(conn, table: str) -> None:
@@ -246,15 +271,25 @@ def score_full(db_api, model_settings: dict, match_threshold: float, extra_rules
     t0 = time.time()
     conn = db_api.duckdb_con
     W = matching.SPLINK_SCHEMA
-    linker, df_pred = matching.predict(db_api, model_settings, carry_threshold(match_threshold),
-                                       extra_rules)
-    conn.execute(f"CREATE OR REPLACE VIEW {W}.sd_predictions AS SELECT * FROM {df_pred.physical_name}")
+    linker, df_pred = matching.predict(
+        db_api, model_settings, carry_threshold(match_threshold), extra_rules
+    )
+    conn.execute(
+        f"CREATE OR REPLACE VIEW {W}.sd_predictions AS SELECT * FROM {df_pred.physical_name}"
+    )
     n = conn.execute(f"SELECT count(*) FROM {W}.sd_predictions").fetchall()[0][0]
     _keep_new_pairs(conn, f"{W}.sd_predictions")
-    conn.execute("CREATE OR REPLACE TEMP TABLE _link_carried AS SELECT * FROM _link_new_pairs "
-                 "WHERE false")
-    return Scored(f"{W}.sd_predictions", linker, int(n), 0, time.time() - t0,
-                  {"all_pairs": round(time.time() - t0, 2)})
+    conn.execute(
+        "CREATE OR REPLACE TEMP TABLE _link_carried AS SELECT * FROM _link_new_pairs WHERE false"
+    )
+    return Scored(
+        f"{W}.sd_predictions",
+        linker,
+        int(n),
+        0,
+        time.time() - t0,
+        {"all_pairs": round(time.time() - t0, 2)},
+    )
 
 
 def score_carried(db_api, linker, tf_table: str, out: str) -> int:
@@ -271,8 +306,11 @@ def score_carried(db_api, linker, tf_table: str, out: str) -> int:
     sqls = predict_from_comparison_vectors_sqls_using_settings(linker._settings_obj)
     text = " ".join(q["sql"] for q in sqls)
     # the records' values the prediction SQL keeps (matching and retained columns), nothing more
-    cols = [r[0] for r in conn.execute(f"DESCRIBE {W}.sd_person_records").fetchall()
-            if r[0] != "nama" and re.search(rf"\b{re.escape(r[0])}_l\b", text)] + ["nama"]
+    cols = [
+        r[0]
+        for r in conn.execute(f"DESCRIBE {W}.sd_person_records").fetchall()
+        if r[0] != "nama" and re.search(rf"\b{re.escape(r[0])}_l\b", text)
+    ] + ["nama"]
     values = ", ".join(f'l."{c}" AS "{c}_l", r."{c}" AS "{c}_r"' for c in cols)
     levels = ", ".join(f"c.{g}" for g in _gamma_columns(conn, "_link_carried"))
     conn.execute(f"""CREATE OR REPLACE TABLE {W}.sd_carried_vectors AS
@@ -282,8 +320,9 @@ def score_carried(db_api, linker, tf_table: str, out: str) -> int:
         JOIN {W}.sd_person_records r ON r.unique_id = c.unique_id_r
         LEFT JOIN {tf_table} tl ON tl.nama = l.nama
         LEFT JOIN {tf_table} tr ON tr.nama = r.nama""")
-    vectors = db_api.table_to_splink_dataframe("__splink__df_comparison_vectors",
-                                               f"{W}.sd_carried_vectors")
+    vectors = db_api.table_to_splink_dataframe(
+        "__splink__df_comparison_vectors", f"{W}.sd_carried_vectors"
+    )
     pipeline = CTEPipeline([vectors])
     pipeline.enqueue_list_of_sqls(sqls)
     scored = db_api.sql_pipeline_to_splink_dataframe(pipeline)
@@ -291,8 +330,7 @@ def score_carried(db_api, linker, tf_table: str, out: str) -> int:
     return conn.execute(f"SELECT count(*) FROM {out}").fetchall()[0][0]
 
 
-def score_incremental(db_api, model_settings: dict, match_threshold: float,
-                      extra_rules) -> Scored:
+def score_incremental(db_api, model_settings: dict, match_threshold: float, extra_rules) -> Scored:
     """New/changed records against the others (predict_between) and among themselves
     (predict_within), with the name frequencies of the whole delivery; the stored pairs of unchanged
     records scored from their stored comparison levels (score_carried). Needs TEMP _link_class."""
@@ -310,9 +348,9 @@ def score_incremental(db_api, model_settings: dict, match_threshold: float,
     sdf_all = matching.register_person_records(db_api)
     if extra_rules:
         model_settings = dict(model_settings)
-        model_settings["blocking_rules_to_generate_predictions"] = (
-            list(model_settings.get("blocking_rules_to_generate_predictions", []))
-            + [r.get_blocking_rule("duckdb").as_dict() for r in extra_rules])
+        model_settings["blocking_rules_to_generate_predictions"] = list(
+            model_settings.get("blocking_rules_to_generate_predictions", [])
+        ) + [r.get_blocking_rule("duckdb").as_dict() for r in extra_rules]
     linker = Linker(sdf_all, model_settings, log_level=logging.WARNING)
     # this delivery's name frequencies, as predict() computes them
     tf_table = linker.table_management.compute_tf_table("nama").physical_name
@@ -328,12 +366,16 @@ def score_incremental(db_api, model_settings: dict, match_threshold: float,
     if n_rescore:
         sdf_rescore = _register(db_api, "sd_rescore")
         within = linker.inference.predict_within(
-            sdf_rescore, threshold_match_probability=carry, warning_mode="never")
+            sdf_rescore, threshold_match_probability=carry, warning_mode="never"
+        )
         parts.append(within.physical_name)
         if n_rescore < conn.execute(f"SELECT count(*) FROM {W}.sd_person_records").fetchall()[0][0]:
             between = linker.inference.predict_between(
-                sdf_rescore, _register(db_api, "sd_keep"),
-                threshold_match_probability=carry, warning_mode="never")
+                sdf_rescore,
+                _register(db_api, "sd_keep"),
+                threshold_match_probability=carry,
+                warning_mode="never",
+            )
             parts.append(between.physical_name)
     _union_predictions(conn, parts, f"{W}.sd_scored")
     scored = conn.execute(f"SELECT count(*) FROM {W}.sd_scored").fetchall()[0][0]
@@ -349,15 +391,19 @@ def score_incremental(db_api, model_settings: dict, match_threshold: float,
     if carried:
         score_carried(db_api, linker, tf_table, f"{W}.sd_carried")
     lap("carried_pairs")
-    _union_predictions(conn, [f"{W}.sd_scored"] + [f"{W}.sd_carried"] * bool(carried),
-                       f"{W}.sd_predictions")
+    _union_predictions(
+        conn, [f"{W}.sd_scored"] + [f"{W}.sd_carried"] * bool(carried), f"{W}.sd_predictions"
+    )
     if scored:
         _keep_new_pairs(conn, f"{W}.sd_scored")
     else:
-        conn.execute("CREATE OR REPLACE TEMP TABLE _link_new_pairs AS "
-                     "SELECT * FROM _link_carried WHERE false")
-    return Scored(f"{W}.sd_predictions", linker, int(scored), int(carried), time.time() - t0,
-                  phases)
+        conn.execute(
+            "CREATE OR REPLACE TEMP TABLE _link_new_pairs AS "
+            "SELECT * FROM _link_carried WHERE false"
+        )
+    return Scored(
+        f"{W}.sd_predictions", linker, int(scored), int(carried), time.time() - t0, phases
+    )
 
 
 def write_state(conn, plan: Plan, run_id: str | None) -> dict:
@@ -374,31 +420,46 @@ def write_state(conn, plan: Plan, run_id: str | None) -> dict:
     conn.execute("BEGIN TRANSACTION")
     try:
         conn.execute(f"CREATE SCHEMA IF NOT EXISTS {STATE_SCHEMA}")
-        conn.execute(f"CREATE OR REPLACE TABLE {STATE_SCHEMA}.records AS {records_sql} "
-                     "ORDER BY unique_id")
+        conn.execute(
+            f"CREATE OR REPLACE TABLE {STATE_SCHEMA}.records AS {records_sql} ORDER BY unique_id"
+        )
         conn.execute(f"""CREATE OR REPLACE TABLE {STATE_SCHEMA}.pairs AS
             SELECT * FROM (SELECT * FROM _link_new_pairs UNION ALL BY NAME SELECT * FROM _link_carried)
             ORDER BY unique_id_l, unique_id_r""")
         conn.execute(f"""CREATE OR REPLACE TABLE {STATE_SCHEMA}.meta (
             configuration VARCHAR, mode VARCHAR, reason VARCHAR, counts VARCHAR, run_id VARCHAR,
             written_at TIMESTAMP)""")
-        conn.execute(f"INSERT INTO {STATE_SCHEMA}.meta VALUES (?, ?, ?, ?, ?, now())",
-                     [json.dumps(plan.configuration, sort_keys=True), plan.mode, plan.reason,
-                      json.dumps(plan.counts, sort_keys=True), run_id])
+        conn.execute(
+            f"INSERT INTO {STATE_SCHEMA}.meta VALUES (?, ?, ?, ?, ?, now())",
+            [
+                json.dumps(plan.configuration, sort_keys=True),
+                plan.mode,
+                plan.reason,
+                json.dumps(plan.counts, sort_keys=True),
+                run_id,
+            ],
+        )
         conn.execute("COMMIT")
     except Exception:
         conn.execute("ROLLBACK")
         raise
     n_rec, n_pairs = conn.execute(
         f"SELECT (SELECT count(*) FROM {STATE_SCHEMA}.records), "
-        f"(SELECT count(*) FROM {STATE_SCHEMA}.pairs)").fetchall()[0]
+        f"(SELECT count(*) FROM {STATE_SCHEMA}.pairs)"
+    ).fetchall()[0]
     for t in ("_link_fp", "_link_class", "_link_new_pairs", "_link_carried"):
         conn.execute(f"DROP TABLE IF EXISTS {t}")
     return {"state_records": int(n_rec), "state_pairs": int(n_pairs)}
 
 
-def score(db_api, model_settings: dict, match_threshold: float, name_jw: float, extra_rules,
-          full_requested: bool) -> tuple[Plan, Scored]:
+def score(
+    db_api,
+    model_settings: dict,
+    match_threshold: float,
+    name_jw: float,
+    extra_rules,
+    full_requested: bool,
+) -> tuple[Plan, Scored]:
     """Choose the mode (choose_mode), classify the records and score the pairs: the plan (mode,
     reason, counts) and the scored pairs (a table in the Splink session's scratch schema)."""
     conn = db_api.duckdb_con
@@ -414,8 +475,13 @@ def score(db_api, model_settings: dict, match_threshold: float, name_jw: float, 
         else:
             _fingerprints(conn, columns)
             n = conn.execute("SELECT count(*) FROM _link_fp").fetchall()[0][0]
-            plan.counts = {"records_new": int(n), "records_changed": 0, "records_unchanged": 0,
-                           "records_rescored_name_rarer": 0, "records_gone": 0}
+            plan.counts = {
+                "records_new": int(n),
+                "records_changed": 0,
+                "records_unchanged": 0,
+                "records_rescored_name_rarer": 0,
+                "records_gone": 0,
+            }
         scored = score_full(db_api, model_settings, match_threshold, extra_rules)
     plan.counts.update({"pairs_scored": scored.pairs_scored, "pairs_carried": scored.pairs_carried})
     return plan, scored

@@ -45,14 +45,16 @@ def build_person_records(conn: duckdb.DuckDBPyConnection, source_names: list[str
             raise ValueError(f"table clean.{name} does not exist (source {name!r})")
         missing = [col for col, _ in CLEAN_COLUMNS if col not in present]
         if missing:  # every clean table is created from contract/schema.py: another shape is a bug
-            raise ValueError(f"table clean.{name} lacks column(s) of the clean schema: {', '.join(missing)}")
+            raise ValueError(
+                f"table clean.{name} lacks column(s) of the clean schema: {', '.join(missing)}"
+            )
         cols = []
         for col, typ in CLEAN_COLUMNS:
             if col == "source":
                 cols.append(f"'{name}'::VARCHAR AS source")
             else:
                 cols.append(f'TRY_CAST("{col}" AS {typ}) AS "{col}"')
-        selects.append(f"SELECT {', '.join(cols)} FROM clean.\"{name}\"")
+        selects.append(f'SELECT {", ".join(cols)} FROM clean."{name}"')
     union = "\nUNION ALL\n".join(selects)
     conn.execute("CREATE SCHEMA IF NOT EXISTS link")
     conn.execute(
@@ -139,7 +141,7 @@ TWO_PEOPLE_NIK_WEIGHT = math.log2(1 / 1000)
 TWO_PEOPLE_NIKS_SQL = f"""(
     l.nik_valid AND r.nik_valid AND l.nik <> r.nik AND (
         (left(l.nik, 2) = left(r.nik, 2) AND substr(l.nik, 7) = substr(r.nik, 7)
-         AND {_kecamatan_digits('l')} = left(l.nik, 6) AND {_kecamatan_digits('r')} = left(r.nik, 6))
+         AND {_kecamatan_digits("l")} = left(l.nik, 6) AND {_kecamatan_digits("r")} = left(r.nik, 6))
         OR (left(l.nik, 12) = left(r.nik, 12)
             AND right(l.nik, 4) < '0010' AND right(r.nik, 4) < '0010')
     )
@@ -199,9 +201,7 @@ def write_match_pairs(
     `match_probability_without_nik` is every pair's probability without the NIK's positive weight:
     how strongly the pair stands without a NIK (the removal rule's evidence, link/clusters.py)."""
     conn.execute("CREATE SCHEMA IF NOT EXISTS link")
-    conn.execute(
-        f"CREATE OR REPLACE TEMP TABLE _det_pairs AS {deterministic_pairs_sql(name_jw)}"
-    )
+    conn.execute(f"CREATE OR REPLACE TEMP TABLE _det_pairs AS {deterministic_pairs_sql(name_jw)}")
     if predictions_table is None:
         prob_sql = """SELECT NULL::VARCHAR unique_id_l, NULL::VARCHAR unique_id_r,
                       NULL::DOUBLE match_probability, NULL::DOUBLE match_weight,
@@ -215,8 +215,10 @@ def write_match_pairs(
         # "without the NIK" would silently equal the full one, and the removal rules that require a
         # link to hold without the NIK would accept a link made by the NIK alone: fail instead.
         if "mw_nik" not in pred_cols:
-            raise RuntimeError("Splink's predictions carry no mw_nik column (the NIK comparison's "
-                               "match weight): the probability without the NIK cannot be computed")
+            raise RuntimeError(
+                "Splink's predictions carry no mw_nik column (the NIK comparison's "
+                "match weight): the probability without the NIK cannot be computed"
+            )
         nik_w = "greatest(coalesce(p.mw_nik, 0), 0)"
         prob_sql = f"""
             SELECT unique_id_l, unique_id_r,
@@ -266,13 +268,12 @@ def write_match_pairs(
     )
     n_det = scalar(conn, "SELECT count(*) FROM _det_pairs")
     n_prob = scalar(
-        conn,
-        "SELECT count(*) FROM link.match_pairs WHERE link_method = 'probabilistic'"
+        conn, "SELECT count(*) FROM link.match_pairs WHERE link_method = 'probabilistic'"
     )
     n_veto = scalar(
         conn,
         "SELECT count(*) FROM _prob_pairs p ANTI JOIN _det_pairs d USING (unique_id_l, unique_id_r)"
-        " WHERE p.vetoed"
+        " WHERE p.vetoed",
     )
     conn.execute("DROP TABLE IF EXISTS _det_pairs")
     conn.execute("DROP TABLE IF EXISTS _prob_pairs")
@@ -285,7 +286,8 @@ def register_person_records(db_api, name: str = "sd_person_records", limit: int 
     only draws the model's charts."""
     tail = f" LIMIT {int(limit)}" if limit is not None else ""
     db_api.duckdb_con.execute(
-        f"CREATE OR REPLACE TABLE {SPLINK_SCHEMA}.{name} AS SELECT * FROM link.person_records{tail}")
+        f"CREATE OR REPLACE TABLE {SPLINK_SCHEMA}.{name} AS SELECT * FROM link.person_records{tail}"
+    )
     return db_api.register(name, table_name=name)
 
 
@@ -296,7 +298,7 @@ def block_pairs(conn: duckdb.DuckDBPyConnection, keys: tuple[str, ...]) -> int:
     return scalar(
         conn,
         f"SELECT coalesce(sum(n * (n - 1) / 2), 0)::BIGINT FROM (SELECT count(*) AS n "
-        f"FROM link.person_records WHERE {not_null} GROUP BY {', '.join(keys)})"
+        f"FROM link.person_records WHERE {not_null} GROUP BY {', '.join(keys)})",
     )
 
 
@@ -308,8 +310,7 @@ def sparse_id_blocking(conn: duckdb.DuckDBPyConnection) -> tuple[list, dict]:
     from splink import block_on
 
     n, with_nik = one_row(
-        conn,
-        "SELECT count(*), count(*) FILTER (WHERE nik_valid) FROM link.person_records"
+        conn, "SELECT count(*), count(*) FILTER (WHERE nik_valid) FROM link.person_records"
     )
     share = with_nik / n if n else 1.0
     summary: dict = {"share_with_valid_nik": round(share, 4), "rules_added": 0, "rules": []}
@@ -336,10 +337,9 @@ def predict(db_api, model_settings: dict, match_threshold: float, extra_blocking
     sdf = register_person_records(db_api)
     if extra_blocking_rules:
         model_settings = dict(model_settings)
-        model_settings["blocking_rules_to_generate_predictions"] = (
-            list(model_settings.get("blocking_rules_to_generate_predictions", []))
-            + [r.get_blocking_rule("duckdb").as_dict() for r in extra_blocking_rules]
-        )
+        model_settings["blocking_rules_to_generate_predictions"] = list(
+            model_settings.get("blocking_rules_to_generate_predictions", [])
+        ) + [r.get_blocking_rule("duckdb").as_dict() for r in extra_blocking_rules]
     linker = Linker(sdf, model_settings, log_level=logging.WARNING)
     df_pred = linker.inference.predict(
         threshold_match_probability=match_threshold, warning_mode="never"

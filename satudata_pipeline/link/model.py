@@ -42,8 +42,10 @@ def _pairs_sql(cols: tuple[str, ...], where: str = "") -> str:
     (a GROUP BY, not a self-join)."""
     keys = ", ".join(f'"{c}"' for c in cols)
     not_null = " AND ".join(f'"{c}" IS NOT NULL' for c in cols)
-    return (f"SELECT coalesce(sum(n * (n - 1) / 2), 0)::BIGINT FROM (SELECT count(*) AS n "
-            f"FROM link.person_records WHERE {not_null} {where} GROUP BY {keys})")
+    return (
+        f"SELECT coalesce(sum(n * (n - 1) / 2), 0)::BIGINT FROM (SELECT count(*) AS n "
+        f"FROM link.person_records WHERE {not_null} {where} GROUP BY {keys})"
+    )
 
 
 def em_rule(conn: duckdb.DuckDBPyConnection, cols: tuple[str, ...]) -> tuple[object, int, int, int]:
@@ -93,8 +95,9 @@ def _weight(m, u) -> float | None:
     return None
 
 
-def floor_m(settings: dict, observed: dict[str, dict[int, float]],
-            matches: dict[str, float]) -> list[dict]:
+def floor_m(
+    settings: dict, observed: dict[str, dict[int, float]], matches: dict[str, float]
+) -> list[dict]:
     """Bound the m of levels that EM could not estimate (see splink_settings.M_FLOOR_PRIOR).
 
     observed: comparison -> {level index (non-null levels, in order): most expected matching pairs
@@ -121,18 +124,27 @@ def floor_m(settings: dict, observed: dict[str, dict[int, float]],
                 target = min(floor, u) if isinstance(u, (int, float)) and u > 0 else floor
                 if numeric and m >= target:
                     continue
-                reason = "not observed in training" if not numeric or seen == 0 else (
-                    "estimated from less than one expected matching pair")
+                reason = (
+                    "not observed in training"
+                    if not numeric or seen == 0
+                    else ("estimated from less than one expected matching pair")
+                )
                 new = target
             elif m > 1.0 - ss.M_FLOOR_PRIOR:
                 reason, new = "m of 1 (every matching pair in this level)", 1.0 - ss.M_FLOOR_PRIOR
             else:
                 continue
             level["m_probability"] = new
-            out.append({"comparison": name, "level": level.get("label_for_charts"),
-                        "reason": reason, "expected_matching_pairs": round(seen, 2),
-                        "weight_before": _weight(m if numeric else 1e-6, u),
-                        "weight_after": _weight(new, u)})
+            out.append(
+                {
+                    "comparison": name,
+                    "level": level.get("label_for_charts"),
+                    "reason": reason,
+                    "expected_matching_pairs": round(seen, 2),
+                    "weight_before": _weight(m if numeric else 1e-6, u),
+                    "weight_after": _weight(new, u),
+                }
+            )
     return out
 
 
@@ -154,6 +166,7 @@ def model_implied_recall(settings: dict, with_values: dict[str, int], n: int) ->
     """Recall of splink_settings.PRIOR_RULE among true matches, from the trained model: m of the
     first (exact) level of nama and of tanggal_lahir, times the share of pairs where both records
     hold a birth date; bounded to PRIOR_RECALL_BOUNDS."""
+
     def exact_m(name: str) -> float:
         for comp in settings.get("comparisons", []):
             if comp.get("output_column_name") == name:
@@ -164,7 +177,7 @@ def model_implied_recall(settings: dict, with_values: dict[str, int], n: int) ->
         return 0.0
 
     share_dob = with_values.get("tanggal_lahir", 0) / n if n else 0.0
-    recall = exact_m("nama") * exact_m("tanggal_lahir") * share_dob ** 2
+    recall = exact_m("nama") * exact_m("tanggal_lahir") * share_dob**2
     lo, hi = ss.PRIOR_RECALL_BOUNDS
     return min(max(recall, lo), hi)
 
@@ -172,21 +185,25 @@ def model_implied_recall(settings: dict, with_values: dict[str, int], n: int) ->
 def _comparison_columns(linker) -> dict[str, set[str]]:
     """comparison -> the input columns its levels read (Splink's own view, which decides what an
     EM pass can estimate: a pass estimates the comparisons that read none of its rule's columns)."""
-    return {cc.output_column_name: {c.input_name for c in cc._input_columns_used_by_case_statement}
-            for cc in linker._settings_obj.comparisons}
+    return {
+        cc.output_column_name: {c.input_name for c in cc._input_columns_used_by_case_statement}
+        for cc in linker._settings_obj.comparisons
+    }
 
 
 def _records_with_values(conn: duckdb.DuckDBPyConnection) -> dict[str, int]:
-    cols = ", ".join(f"count({sql}) AS \"{name}\"" for name, sql in ss.COMPARISON_VALUES.items())
+    cols = ", ".join(f'count({sql}) AS "{name}"' for name, sql in ss.COMPARISON_VALUES.items())
     row = one_row(conn, f"SELECT {cols} FROM link.person_records")
     return dict(zip(ss.COMPARISON_VALUES, (int(v) for v in row)))
 
 
-def plan_em_passes(conn: duckdb.DuckDBPyConnection, comp_cols: dict[str, set[str]],
-                   with_values: dict[str, int]) -> tuple[list[tuple], list[dict]]:
+def plan_em_passes(
+    conn: duckdb.DuckDBPyConnection, comp_cols: dict[str, set[str]], with_values: dict[str, int]
+) -> tuple[list[tuple], list[dict]]:
     """The EM passes this delivery supports: every rule of EM_BLOCKING_COLUMNS that makes at least
     EM_MIN_PAIRS pairs, then fallbacks for comparisons with data that none of those estimates.
     Returns ([(cols, rule, pairs, modulus, used)], [skipped rule records])."""
+
     def trains(cols):
         return {c for c, used in comp_cols.items() if not set(cols) & used}
 
@@ -199,16 +216,22 @@ def plan_em_passes(conn: duckdb.DuckDBPyConnection, comp_cols: dict[str, set[str
                 continue
             rule, pairs, modulus, used = em_rule(conn, cols)
             if used < ss.EM_MIN_PAIRS:
-                skipped.append({"em_rule": " + ".join(cols), "pairs": int(pairs),
-                                "reason": f"fewer than {ss.EM_MIN_PAIRS} pairs"})
+                skipped.append(
+                    {
+                        "em_rule": " + ".join(cols),
+                        "pairs": int(pairs),
+                        "reason": f"fewer than {ss.EM_MIN_PAIRS} pairs",
+                    }
+                )
                 continue
             passes.append((cols, rule, pairs, modulus, used))
             covered |= trains(cols)
     return passes, skipped
 
 
-def train_model(conn: duckdb.DuckDBPyConnection, *, u_max_pairs: float | None = None,
-                seed: int | None = None) -> TrainingSummary:
+def train_model(
+    conn: duckdb.DuckDBPyConnection, *, u_max_pairs: float | None = None, seed: int | None = None
+) -> TrainingSummary:
     """Estimate the model on `link.person_records`: prior from near-certain rules, u by random
     sampling (fixed seed; levels never seen get the rule-of-three bound), m by expectation
     maximisation over the blocking rules this delivery supports (plan_em_passes; each capped at
@@ -229,8 +252,14 @@ def train_model(conn: duckdb.DuckDBPyConnection, *, u_max_pairs: float | None = 
             )
         except Exception:  # no pair meets the rules (or too few records): keep the default prior
             log.warning("prior estimate failed; keeping the default", exc_info=True)
-            not_trained.append({"comparison": "(prior)", "level": None, "records_with_value": None,
-                                "reason": "no pair meets the deterministic rules: default kept"})
+            not_trained.append(
+                {
+                    "comparison": "(prior)",
+                    "level": None,
+                    "records_with_value": None,
+                    "reason": "no pair meets the deterministic rules: default kept",
+                }
+            )
         max_pairs = u_max_pairs or min(ss.U_SAMPLING_MAX_PAIRS, max(1e4, n * (n - 1) / 2))
         linker.training.estimate_u_using_random_sampling(
             max_pairs=max_pairs, seed=seed if seed is not None else ss.U_SAMPLING_SEED
@@ -275,33 +304,41 @@ def train_model(conn: duckdb.DuckDBPyConnection, *, u_max_pairs: float | None = 
         linker = Linker(sdf, settings, log_level=logging.WARNING)
         try:
             linker.training.estimate_probability_two_random_records_match(
-                [ss.PRIOR_RULE], recall=prior_recall)
+                [ss.PRIOR_RULE], recall=prior_recall
+            )
             settings = linker.misc.save_model_to_json()
             training_pairs["prior_rule_recall_per_mille"] = int(round(prior_recall * 1000))
         except Exception:  # no pair with the same name and birth date: keep the first estimate
             log.warning("prior re-estimate failed; keeping the first estimate", exc_info=True)
         no_values = {c for c, count in with_values.items() if count < 2}
-        floored = [f for f in floor_m(settings, observed, matches)
-                   if f["comparison"] not in no_values]
+        floored = [
+            f for f in floor_m(settings, observed, matches) if f["comparison"] not in no_values
+        ]
         neutralise(settings, no_values)
         for c, count in with_values.items():
             if c in matches and c not in no_values:
                 continue
-            reason = ("no values in the delivery" if c in no_values else
-                      "no EM pass could estimate it (every candidate rule reads its columns or "
-                      f"makes fewer than {ss.EM_MIN_PAIRS} pairs): Splink's starting values kept")
-            not_trained.append({"comparison": c, "level": None, "records_with_value": count,
-                                "reason": reason})
+            reason = (
+                "no values in the delivery"
+                if c in no_values
+                else "no EM pass could estimate it (every candidate rule reads its columns or "
+                f"makes fewer than {ss.EM_MIN_PAIRS} pairs): Splink's starting values kept"
+            )
+            not_trained.append(
+                {"comparison": c, "level": None, "records_with_value": count, "reason": reason}
+            )
         if u_bounded:
-            log.info("u not observed in random sampling, bounded at 3/%d: %s", int(max_pairs),
-                     u_bounded)
+            log.info(
+                "u not observed in random sampling, bounded at 3/%d: %s", int(max_pairs), u_bounded
+            )
         prior = settings.get("probability_two_random_records_match")
     u_bounded = [x for x in u_bounded if x.split(": ", 1)[0] not in no_values]
     return TrainingSummary(settings, training_pairs, prior, not_trained, floored, u_bounded)
 
 
-def save_model(summary: TrainingSummary, run_id: str | None = None,
-               model_dir: Path | None = None) -> Path:
+def save_model(
+    summary: TrainingSummary, run_id: str | None = None, model_dir: Path | None = None
+) -> Path:
     """Write the model as `splink_model_<fingerprint>_<timestamp>.json`, never overwriting."""
     model_dir = model_dir or config.model_dir()
     stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S%fZ")
@@ -349,11 +386,13 @@ def parameters_table(settings: dict) -> list[dict]:
             m = m if isinstance(m, (int, float)) else None
             u = u if isinstance(u, (int, float)) else None
             weight = math.log2(m / u) if m and u else None
-            rows.append({
-                "comparison": name,
-                "level": level.get("label_for_charts") or level.get("sql_condition"),
-                "m": None if m is None else round(m, 6),
-                "u": None if u is None else round(u, 8),
-                "match_weight": None if weight is None else round(weight, 2),
-            })
+            rows.append(
+                {
+                    "comparison": name,
+                    "level": level.get("label_for_charts") or level.get("sql_condition"),
+                    "m": None if m is None else round(m, 6),
+                    "u": None if u is None else round(u, 8),
+                    "match_weight": None if weight is None else round(weight, 2),
+                }
+            )
     return rows

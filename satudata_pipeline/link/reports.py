@@ -44,8 +44,9 @@ def write_model_charts(linker, out_dir: Path) -> dict[str, Path]:
     return out
 
 
-def write_pair_reports(linker, db_api, predictions_table: str, threshold: float,
-                       out_dir: Path, sample_size: int = 50) -> dict[str, Path]:
+def write_pair_reports(
+    linker, db_api, predictions_table: str, threshold: float, out_dir: Path, sample_size: int = 50
+) -> dict[str, Path]:
     """Comparison viewer and waterfall chart for the pairs nearest the threshold (PII: local only)."""
     out: dict[str, Path] = {}
     conn = db_api.duckdb_con
@@ -62,8 +63,9 @@ def write_pair_reports(linker, db_api, predictions_table: str, threshold: float,
         # the comparison viewer SQL refers to its input by the templated name __splink__df_predict
         sdf = db_api.register("near_threshold", table_name="__splink__df_predict")
         path = out_dir / "comparison_viewer.html"
-        linker.visualisations.comparison_viewer_dashboard(sdf, str(path), overwrite=True,
-                                                          num_example_rows=2)
+        linker.visualisations.comparison_viewer_dashboard(
+            sdf, str(path), overwrite=True, num_example_rows=2
+        )
         out["comparison_viewer"] = path
         records = sdf.as_record_list(limit=sample_size)
         chart = linker.visualisations.waterfall_chart(records, filter_nulls=False)
@@ -76,7 +78,9 @@ def write_pair_reports(linker, db_api, predictions_table: str, threshold: float,
 def write_histogram(linker, df_predict, out_dir: Path) -> dict[str, Path]:
     try:
         chart = linker.visualisations.match_weights_histogram(df_predict)
-        return {"match_weights_histogram": _save_chart(chart, out_dir / "match_weights_histogram.html")}
+        return {
+            "match_weights_histogram": _save_chart(chart, out_dir / "match_weights_histogram.html")
+        }
     except Exception:
         log.warning("could not write histogram", exc_info=True)
         return {}

@@ -47,6 +47,7 @@ from splink.internals.blocking_rule_creator import BlockingRuleCreator
 
 SETTINGS_VERSION = "v4"
 
+
 # Cheap necessary conditions put in front of the costly string distances, so DuckDB (which stops
 # evaluating an AND / OR as soon as the outcome is known) skips most Damerau-Levenshtein calls.
 # They never change a result: Damerau-Levenshtein <= k needs lengths within k; two 16-digit NIKs
@@ -63,6 +64,8 @@ NAME_DL2 = _dl_at_most("nama_l", "nama_r", 2)
 SAME_ADDRESS = (
     "(jaro_winkler_similarity(alamat_l, alamat_r) >= 0.9 AND alamat_nomor_l = alamat_nomor_r)"
 )
+
+
 # The same house numbers, and the street words agree as sets, each word of either line having a
 # near twin (Jaro-Winkler >= 0.9) in the other, on at least two words: the address lines were
 # delivered in another order, or one line is missing (101 MCCULLOCH STREET SARAJI MINE /
@@ -70,13 +73,17 @@ SAME_ADDRESS = (
 # (The words are taken from alamat when the pair is compared, not stored as a list column: a list
 # column is copied into every candidate pair and made scoring 15% slower at 200k.)
 def _address_words(col: str) -> str:
-    return ("list_distinct(list_filter(regexp_split_to_array(" + col + ", '[^A-Z0-9]+'), "
-            "lambda w: w <> '' AND NOT regexp_full_match(w, '[0-9]+')))")
+    return (
+        "list_distinct(list_filter(regexp_split_to_array(" + col + ", '[^A-Z0-9]+'), "
+        "lambda w: w <> '' AND NOT regexp_full_match(w, '[0-9]+')))"
+    )
 
 
 def _words_matched(a: str, b: str) -> str:
-    return (f"len(list_filter({_address_words(a)}, lambda x: list_bool_or(list_transform("
-            f"{_address_words(b)}, lambda y: jaro_winkler_similarity(x, y) >= 0.9))))")
+    return (
+        f"len(list_filter({_address_words(a)}, lambda x: list_bool_or(list_transform("
+        f"{_address_words(b)}, lambda y: jaro_winkler_similarity(x, y) >= 0.9))))"
+    )
 
 
 _FEWER_WORDS = f"least(len({_address_words('alamat_l')}), len({_address_words('alamat_r')}))"
@@ -138,8 +145,7 @@ BIRTH_DATES_FAR = (
 )
 # An identical NIK carried by someone else (typically a family member's NIK used on a roster).
 BIRTH_DATES_CLOSE = (
-    "(tanggal_lahir_l IS NOT NULL AND tanggal_lahir_r IS NOT NULL AND NOT "
-    + BIRTH_DATES_FAR + ")"
+    "(tanggal_lahir_l IS NOT NULL AND tanggal_lahir_r IS NOT NULL AND NOT " + BIRTH_DATES_FAR + ")"
 )
 # Also borrowed: the same NIK on two records born more than a year apart (and not a one-digit
 # typo or a day/month swap), whatever the names say: a NIK is issued once, and a parent and a child
@@ -148,9 +154,7 @@ BIRTH_DATES_CLOSE = (
 BIRTH_DATES_YEARS_APART = (
     f"({BIRTH_DATES_FAR} AND abs(date_diff('day', tanggal_lahir_l, tanggal_lahir_r)) > 366)"
 )
-BORROWED_NIK = (
-    f"(nik_l = nik_r AND ({BIRTH_DATES_YEARS_APART} OR (NOT {NAMES_CLOSE} AND NOT {BIRTH_DATES_CLOSE})))"
-)
+BORROWED_NIK = f"(nik_l = nik_r AND ({BIRTH_DATES_YEARS_APART} OR (NOT {NAMES_CLOSE} AND NOT {BIRTH_DATES_CLOSE})))"
 # Names at least similar (close, or Jaro-Winkler >= 0.85).
 NAMES_SIMILAR = f"({NAMES_CLOSE} OR jaro_winkler_similarity(nama_l, nama_r) >= 0.85)"
 # Post-model veto: neither similar names nor close birth dates -> another person, whatever the
@@ -243,9 +247,7 @@ def birth_date_comparison() -> cl.CustomComparison:
         comparison_description="Date of birth",
         comparison_levels=[
             cll.NullLevel("tanggal_lahir"),
-            cll.ExactMatchLevel("tanggal_lahir").configure(
-                label_for_charts="Exact date of birth"
-            ),
+            cll.ExactMatchLevel("tanggal_lahir").configure(label_for_charts="Exact date of birth"),
             cll.CustomLevel(BIRTH_DATE_ONE_DIGIT, label_for_charts="One digit typed differently"),
             cll.CustomLevel(BIRTH_DATES_SWAPPED, label_for_charts="Day and month swapped"),
             cll.CustomLevel(
@@ -269,8 +271,10 @@ def nik_comparison() -> cl.CustomComparison:
                     "Same NIK, but birth dates (or name and birth date) say another person (borrowed)"
                 ),
             ).configure(
-                m_probability=0.5, u_probability=0.5,
-                fix_m_probability=True, fix_u_probability=True,
+                m_probability=0.5,
+                u_probability=0.5,
+                fix_m_probability=True,
+                fix_u_probability=True,
             ),
             cll.ExactMatchLevel("nik").configure(label_for_charts="Exact NIK"),
             cll.CustomLevel(
@@ -308,11 +312,14 @@ def household_comparison() -> cl.CustomComparison:
                 f"{SAME_ADDRESS} AND {SAME_KELURAHAN}",
                 label_for_charts="Same address in the same kelurahan",
             ),
-            cll.CustomLevel(SAME_ADDRESS,
-                            label_for_charts="Same address, another or unknown kelurahan"),
-            cll.CustomLevel(ADDRESS_WORDS_AGREE,
-                            label_for_charts="Same house numbers, street words in another "
-                            "order or a line missing"),
+            cll.CustomLevel(
+                SAME_ADDRESS, label_for_charts="Same address, another or unknown kelurahan"
+            ),
+            cll.CustomLevel(
+                ADDRESS_WORDS_AGREE,
+                label_for_charts="Same house numbers, street words in another "
+                "order or a line missing",
+            ),
             cll.CustomLevel(SAME_KELURAHAN, label_for_charts="Same kelurahan"),
             cll.CustomLevel(SAME_KECAMATAN, label_for_charts="Same kecamatan"),
             cll.ElseLevel(),
@@ -472,8 +479,13 @@ def settings_fingerprint() -> str:
                 level.pop("u_probability", None)
     em = [r.get_blocking_rule("duckdb").blocking_rule_sql for r in EM_BLOCKING_RULES]
     payload = json.dumps(
-        {"version": SETTINGS_VERSION, "spec": spec, "em": em, "em_min_pairs": EM_MIN_PAIRS,
-         "m_floor": M_FLOOR_PRIOR},
+        {
+            "version": SETTINGS_VERSION,
+            "spec": spec,
+            "em": em,
+            "em_min_pairs": EM_MIN_PAIRS,
+            "m_floor": M_FLOOR_PRIOR,
+        },
         sort_keys=True,
         default=str,
     )

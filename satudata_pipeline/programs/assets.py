@@ -26,7 +26,6 @@ through `current_snapshot_date()`, which tests replace with monkeypatch; a run c
 `snapshot_date: "2026-11-01"` overrides it.
 """
 
-
 import os
 import shutil
 from dataclasses import dataclass, field
@@ -74,15 +73,19 @@ def current_rules() -> ProgramRules:
 
 class ProgramsConfig(dg.Config):
     programs: list[str] = Field(
-        default_factory=list, description="program codes to recompute / re-export; empty = all programs"
+        default_factory=list,
+        description="program codes to recompute / re-export; empty = all programs",
     )
     snapshot_date: str | None = Field(
-        default=None, description="override the delivery's snapshot date (YYYY-MM-DD); normally left empty"
+        default=None,
+        description="override the delivery's snapshot date (YYYY-MM-DD); normally left empty",
     )
 
 
 class SnapshotConfig(dg.Config):
-    snapshot_date: str | None = Field(default=None, description="override the delivery's snapshot date")
+    snapshot_date: str | None = Field(
+        default=None, description="override the delivery's snapshot date"
+    )
 
 
 def _snapshot(cfg: ProgramsConfig | SnapshotConfig) -> date:
@@ -133,18 +136,30 @@ def build_program_assets() -> list:
         programs = list(config.programs) or None
         with warehouse.get_connection() as conn:
             # a warehouse published before staging existed: start from its published tables
-            publish.ensure_staging(conn, ("golden_person", "person_source_link", "beneficiary_review"))
-            written = verdicts.build_beneficiary_review(conn, rules, snapshot, programs, schema=STAGING)
+            publish.ensure_staging(
+                conn, ("golden_person", "person_source_link", "beneficiary_review")
+            )
+            written = verdicts.build_beneficiary_review(
+                conn, rules, snapshot, programs, schema=STAGING
+            )
             stats = verdicts.review_stats(conn, programs, schema=STAGING)
             n_dead, dead_sample = verdicts.check_no_deceased_or_moved_keep(conn, schema=STAGING)
-            n_double, double_sample = verdicts.check_no_double_enrollment_keep(conn, rules, schema=STAGING)
+            n_double, double_sample = verdicts.check_no_double_enrollment_keep(
+                conn, rules, schema=STAGING
+            )
             schema_md = table_metadata(conn, STAGED_REVIEW, "main.beneficiary_review")
             waiting = worklists.backlog(conn, STAGED_REVIEW)
-            decided = dict(conn.execute(
-                f"SELECT decision_status, count(*) FROM {STAGED_REVIEW} WHERE decision_status IS NOT NULL "
-                "GROUP BY 1").fetchall())
-            set_aside = conn.execute("SELECT count(*) FROM decisions.set_aside").fetchall()[0][0] \
-                if verdicts.table_exists(conn, "decisions.set_aside") else 0
+            decided = dict(
+                conn.execute(
+                    f"SELECT decision_status, count(*) FROM {STAGED_REVIEW} WHERE decision_status IS NOT NULL "
+                    "GROUP BY 1"
+                ).fetchall()
+            )
+            set_aside = (
+                conn.execute("SELECT count(*) FROM decisions.set_aside").fetchall()[0][0]
+                if verdicts.table_exists(conn, "decisions.set_aside")
+                else 0
+            )
             previous, changes = history.preview_changes(conn, STAGED_REVIEW)
         context.log.info(f"beneficiary_review: {written} rows for {programs or 'all programs'}")
         checks = [
@@ -154,7 +169,9 @@ def build_program_assets() -> list:
                 severity=dg.AssetCheckSeverity.ERROR,
                 metadata={
                     "violations": n_dead,
-                    "sample_keys": dg.MetadataValue.json(dead_sample.astype(str).to_dict("records")),
+                    "sample_keys": dg.MetadataValue.json(
+                        dead_sample.astype(str).to_dict("records")
+                    ),
                 },
             ),
             dg.AssetCheckResult(
@@ -163,7 +180,9 @@ def build_program_assets() -> list:
                 severity=dg.AssetCheckSeverity.ERROR,
                 metadata={
                     "violations": n_double,
-                    "sample_keys": dg.MetadataValue.json(double_sample.astype(str).to_dict("records")),
+                    "sample_keys": dg.MetadataValue.json(
+                        double_sample.astype(str).to_dict("records")
+                    ),
                 },
             ),
         ]
@@ -172,7 +191,9 @@ def build_program_assets() -> list:
                 "dagster/row_count": written,
                 "snapshot_date": snapshot.isoformat(),
                 "determination_for": history_md.month_label(snapshot),
-                "changes_since_last_determination": dg.MetadataValue.md(history_md.changes_markdown(changes, previous)),
+                "changes_since_last_determination": dg.MetadataValue.md(
+                    history_md.changes_markdown(changes, previous)
+                ),
                 **{f"rows_{k}": v for k, v in history_md.change_totals(changes).items()},
                 "programs_recomputed": ", ".join(programs) if programs else "all",
                 "by_verdict": dg.MetadataValue.json(stats["by_verdict"]),
@@ -181,7 +202,8 @@ def build_program_assets() -> list:
                 "monthly_rupiah_remove": summary.rupiah(stats["monthly_rupiah_remove"]),
                 "monthly_rupiah_review": summary.rupiah(stats["monthly_rupiah_review"]),
                 "annual_rupiah_at_stake": summary.rupiah(
-                    12 * (stats["monthly_rupiah_remove"] + stats["monthly_rupiah_review"])),
+                    12 * (stats["monthly_rupiah_remove"] + stats["monthly_rupiah_review"])
+                ),
                 "rules_file": Path(str(rules.source_path)).name,
                 # rows waiting for an officer's decision, and since which determination (docs/review-loop.md)
                 "review_backlog": dg.MetadataValue.md(worklists.backlog_markdown(waiting)),
@@ -207,12 +229,15 @@ def build_program_assets() -> list:
         ),
         kinds={"duckdb", "sql"},
     )
-    def eligible_not_enrolled(config: SnapshotConfig, warehouse: DuckDBResource) -> dg.MaterializeResult:
+    def eligible_not_enrolled(
+        config: SnapshotConfig, warehouse: DuckDBResource
+    ) -> dg.MaterializeResult:
         rules = current_rules()
         snapshot = _snapshot(config)
         with warehouse.get_connection() as conn:
-            n = eligibility.build_eligible_not_enrolled(conn, rules, snapshot, schema=STAGING,
-                                                        target=STAGED_ELIGIBLE)
+            n = eligibility.build_eligible_not_enrolled(
+                conn, rules, snapshot, schema=STAGING, target=STAGED_ELIGIBLE
+            )
             per_program = eligibility.eligible_stats(conn, STAGED_ELIGIBLE)
             schema_md = table_metadata(conn, STAGED_ELIGIBLE, "programs.eligible_not_enrolled")
         return dg.MaterializeResult(
@@ -235,7 +260,9 @@ def build_program_assets() -> list:
         ),
         kinds={"duckdb", "sql", "html"},
     )
-    def program_summary(context: dg.AssetExecutionContext, warehouse: DuckDBResource) -> dg.MaterializeResult:
+    def program_summary(
+        context: dg.AssetExecutionContext, warehouse: DuckDBResource
+    ) -> dg.MaterializeResult:
         run_id = context.run.run_id
         with warehouse.get_connection() as conn:
             n = summary.build_program_summary(conn, review=STAGED_REVIEW, target=STAGED_SUMMARY)
@@ -245,21 +272,33 @@ def build_program_assets() -> list:
                 if verdicts.table_exists(conn, STAGED_ELIGIBLE)
                 else None
             )
-            report = summary.write_run_summary(conn, paths.run_reports_dir(run_id), eligible_counts,
-                                               review=STAGED_REVIEW, run_id=run_id)
+            report = summary.write_run_summary(
+                conn,
+                paths.run_reports_dir(run_id),
+                eligible_counts,
+                review=STAGED_REVIEW,
+                run_id=run_id,
+            )
             schema_md = table_metadata(conn, STAGED_SUMMARY, "programs.program_summary")
         pruned = paths.prune_run_reports(keep_run=run_id)
         if pruned:
-            context.log.info(f"report retention ({paths.report_retention()} runs): removed {len(pruned)} "
-                             "older run report folder(s)")
+            context.log.info(
+                f"report retention ({paths.report_retention()} runs): removed {len(pruned)} "
+                "older run report folder(s)"
+            )
         return dg.MaterializeResult(
             metadata={
                 **schema_md,
                 "dagster/row_count": n,
                 "money_at_stake": dg.MetadataValue.md(summary.money_markdown(money)),
-                "annual_rupiah_at_stake": summary.rupiah(sum(
-                    v for p in money.values() for k, v in p.items() if k.endswith("_annual_rupiah")
-                )),
+                "annual_rupiah_at_stake": summary.rupiah(
+                    sum(
+                        v
+                        for p in money.values()
+                        for k, v in p.items()
+                        if k.endswith("_annual_rupiah")
+                    )
+                ),
                 # the page itself is a file in the run's report folder (no machine path in the UI);
                 # its tables are shown here
                 "run_summary": dg.MetadataValue.path(paths.shown_path(report["html"])),
@@ -270,7 +309,13 @@ def build_program_assets() -> list:
     @dg.asset(
         name="published_lists",
         group_name=GROUP,
-        deps=[UPSTREAM_GOLDEN, UPSTREAM_LINK, "beneficiary_review", "eligible_not_enrolled", "program_summary"],
+        deps=[
+            UPSTREAM_GOLDEN,
+            UPSTREAM_LINK,
+            "beneficiary_review",
+            "eligible_not_enrolled",
+            "program_summary",
+        ],
         description=(
             "Publishes the audited staging tables in ONE DuckDB transaction: main.golden_person, "
             "main.person_source_link, main.beneficiary_review, programs.eligible_not_enrolled, "
@@ -281,26 +326,36 @@ def build_program_assets() -> list:
         ),
         kinds={"duckdb"},
     )
-    def published_lists(context: dg.AssetExecutionContext, warehouse: DuckDBResource) -> dg.MaterializeResult:
+    def published_lists(
+        context: dg.AssetExecutionContext, warehouse: DuckDBResource
+    ) -> dg.MaterializeResult:
         with warehouse.get_connection() as conn:
             counts = publish.publish(conn, context.run.run_id)
             latest = history.latest_info(conn)
         context.log.info("published: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
-        context.log.info(history_md.determination_label(latest["snapshot_date"], latest["determination_id"]))
+        context.log.info(
+            history_md.determination_label(latest["snapshot_date"], latest["determination_id"])
+        )
         return dg.MaterializeResult(
             metadata={
                 "publication_run_id": context.run.run_id,
-                "determination": history_md.determination_label(latest["snapshot_date"], latest["determination_id"]),
+                "determination": history_md.determination_label(
+                    latest["snapshot_date"], latest["determination_id"]
+                ),
                 "determination_for": history_md.month_label(latest["snapshot_date"]),
                 "determination_id": latest["determination_id"],
                 "delivery_fingerprint": latest["delivery_fingerprint"] or "",
                 "changes_since_last_determination": dg.MetadataValue.md(
-                    history_md.changes_markdown(latest["changes"], latest["previous_determination_id"])),
+                    history_md.changes_markdown(
+                        latest["changes"], latest["previous_determination_id"]
+                    )
+                ),
                 **{f"rows_{k}": v for k, v in history_md.change_totals(latest["changes"]).items()},
                 # not a table of its own: the rows it published, per table
                 "rows_by_table": dg.MetadataValue.md(
-                    "| table | rows |\n|---|---:|\n" + "\n".join(
-                        f"| {t} | {n:,} |".replace(",", ".") for t, n in counts.items())),
+                    "| table | rows |\n|---|---:|\n"
+                    + "\n".join(f"| {t} | {n:,} |".replace(",", ".") for t, n in counts.items())
+                ),
             }
         )
 
@@ -326,10 +381,14 @@ def build_program_assets() -> list:
     ) -> dg.MaterializeResult:
         out_root = _exports_root()
         with warehouse.get_connection() as conn:
-            result = export_atomically(conn, out_root, list(config.programs) or None, context.run.run_id)
+            result = export_atomically(
+                conn, out_root, list(config.programs) or None, context.run.run_id
+            )
         written = result.written
         for program, target in result.retired.items():
-            context.log.warning(f"program {program} is no longer published: its export folder was moved to {target}")
+            context.log.warning(
+                f"program {program} is no longer published: its export folder was moved to {target}"
+            )
         return dg.MaterializeResult(
             metadata={
                 "exports_dir": dg.MetadataValue.path(paths.shown_path(out_root)),
@@ -338,21 +397,40 @@ def build_program_assets() -> list:
                 "programs": ", ".join(written) or "none",
                 "files": sum(v["files"] for v in written.values()),
                 "eligible_not_enrolled_exported": dg.MetadataValue.md(
-                    "| program | calon layak (baris) |\n|---|---:|\n" + "\n".join(
-                        f"| {p} | {v['candidates']:,} |".replace(",", ".") for p, v in written.items())),
-                "rows_by_program": dg.MetadataValue.json({p: v["rows"] for p, v in written.items()}),
+                    "| program | calon layak (baris) |\n|---|---:|\n"
+                    + "\n".join(
+                        f"| {p} | {v['candidates']:,} |".replace(",", ".")
+                        for p, v in written.items()
+                    )
+                ),
+                "rows_by_program": dg.MetadataValue.json(
+                    {p: v["rows"] for p, v in written.items()}
+                ),
                 "worklist_rows_by_program": dg.MetadataValue.json(
-                    {p: v.get("worklist_rows", 0) for p, v in written.items()}),
+                    {p: v.get("worklist_rows", 0) for p, v in written.items()}
+                ),
                 "link_review_pairs": dg.MetadataValue.json(
-                    {k: result.link_review[k] for k in ("pairs", "join", "split")} if result.link_review else {}),
-                "review_backlog": dg.MetadataValue.md(worklists.backlog_markdown(
-                    {p: v["backlog"] for p, v in written.items() if "backlog" in v})),
+                    {k: result.link_review[k] for k in ("pairs", "join", "split")}
+                    if result.link_review
+                    else {}
+                ),
+                "review_backlog": dg.MetadataValue.md(
+                    worklists.backlog_markdown(
+                        {p: v["backlog"] for p, v in written.items() if "backlog" in v}
+                    )
+                ),
                 # decision rows set aside, reported back per program (keputusan_ditolak_<PROGRAM>.csv)
                 "decisions_set_aside_reported": dg.MetadataValue.json(result.decisions_set_aside),
             }
         )
 
-    return [beneficiary_review, eligible_not_enrolled, program_summary, published_lists, program_exports]
+    return [
+        beneficiary_review,
+        eligible_not_enrolled,
+        program_summary,
+        published_lists,
+        program_exports,
+    ]
 
 
 def _exports_root():
@@ -365,14 +443,16 @@ OLD_PREFIX = ".old-"
 
 @dataclass
 class ExportResult:
-    written: dict[str, dict]   # {program: {"xlsx", "csv", "rows", "kota", "candidates", "files"}}
-    retired: dict[str, Path]   # {program: its folder in the archive}
+    written: dict[str, dict]  # {program: {"xlsx", "csv", "rows", "kota", "candidates", "files"}}
+    retired: dict[str, Path]  # {program: its folder in the archive}
     manifest: dict
     decisions_set_aside: dict = field(default_factory=dict)  # {program or root file: rows reported}
     link_review: dict | None = None  # {"xlsx", "mapping", "pairs", "join", "split"} or None
 
 
-def export_atomically(conn, out_root: Path, programs: list[str] | None, run_id: str) -> ExportResult:
+def export_atomically(
+    conn, out_root: Path, programs: list[str] | None, run_id: str
+) -> ExportResult:
     """Write the exports into `<exports>/.incoming-<run>/` and move each program folder into place.
 
     A program office never sees a half-written folder: a folder is either the previous complete
@@ -388,10 +468,15 @@ def export_atomically(conn, out_root: Path, programs: list[str] | None, run_id: 
     incoming = out_root / f"{INCOMING_PREFIX}{run_id[:8]}-{os.getpid()}"
     written = exports.export_programs(conn, incoming, programs)
     # the office worklists (review and remove rows to decide) and their review_decision mapping
-    for program, info in worklists.write_worklists(conn, incoming, list(written),
-                                                   exports.latest_publication(conn)).items():
-        written[program] = {**written[program], "worklist_rows": info["rows"], "backlog": info["backlog"],
-                            "files": written[program]["files"] + 2}
+    for program, info in worklists.write_worklists(
+        conn, incoming, list(written), exports.latest_publication(conn)
+    ).items():
+        written[program] = {
+            **written[program],
+            "worklist_rows": info["rows"],
+            "backlog": info["backlog"],
+            "files": written[program]["files"] + 2,
+        }
     # decisions handed back that were set aside, back to the office that sent them (docs/decisions.md)
     set_aside = decision_report.write_set_aside_reports(conn, incoming, out_root, list(written))
     for program in written:
@@ -416,12 +501,13 @@ def write_link_review(conn, out_root: Path) -> dict | None:
     """The link review workbook (link/review_pairs.py) when the warehouse holds a linkage."""
     from satudata_pipeline.link import review_pairs
 
-    have = conn.execute("SELECT count(*) FROM information_schema.tables WHERE table_schema = 'link' AND "
-                        "table_name IN ('match_pairs', 'person_clusters', 'linkage_model', 'person_records')"
-                        ).fetchall()[0][0]
+    have = conn.execute(
+        "SELECT count(*) FROM information_schema.tables WHERE table_schema = 'link' AND "
+        "table_name IN ('match_pairs', 'person_clusters', 'linkage_model', 'person_records')"
+    ).fetchall()[0][0]
     if have < 4:
         return None
-    snapshot = conn.execute(f"SELECT CAST(max(snapshot_date) AS VARCHAR) FROM {verdicts.REVIEW_TABLE}").fetchall()[0][0]
+    snapshot = conn.execute(
+        f"SELECT CAST(max(snapshot_date) AS VARCHAR) FROM {verdicts.REVIEW_TABLE}"
+    ).fetchall()[0][0]
     return review_pairs.write_link_review(conn, out_root, snapshot)
-
-

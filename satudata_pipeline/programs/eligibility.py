@@ -100,49 +100,54 @@ def _program_select(rules: ProgramRules, code: str) -> str:
         if group_expr == "NULL":
             group_expr = sql_str("household_of:" + ",".join(rule.household_of))
     blocked = sql_list([code] + sorted({b for a, b in rules.exclusion_pairs() if a == code}))
-    conds.append(f"c.person_id NOT IN (SELECT person_id FROM enrolled WHERE list_contains({blocked}, program))")
+    conds.append(
+        f"c.person_id NOT IN (SELECT person_id FROM enrolled WHERE list_contains({blocked}, program))"
+    )
     amount = rule.amount
     return f"""
         SELECT {sql_str(code)} AS program, c.person_id, {group_expr} AS target_group, c.umur, c.desil,
-               CAST({amount if amount is not None else 'NULL'} AS BIGINT) AS nominal_bulanan,
+               CAST({amount if amount is not None else "NULL"} AS BIGINT) AS nominal_bulanan,
                c.kode_kota, c.kode_kecamatan, c.kode_kelurahan, c.nik_masked, c.nama, c.last_verified,
-               (c.last_verified IS NULL OR c.last_verified < c.snap - to_months({int(eff['staleness_months'])}))
+               (c.last_verified IS NULL OR c.last_verified < c.snap - to_months({int(eff["staleness_months"])}))
                    AS stale_record
         FROM candidates c
-        WHERE {' AND '.join(conds)}
+        WHERE {" AND ".join(conds)}
     """
 
 
-def eligible_sql(conn: duckdb.DuckDBPyConnection, rules: ProgramRules, snapshot_date: date,
-                 schema: str = "main") -> str:
+def eligible_sql(
+    conn: duckdb.DuckDBPyConnection, rules: ProgramRules, snapshot_date: date, schema: str = "main"
+) -> str:
     gp = table_columns(conn, golden_table(schema))
 
     def g(name: str, cast: str, fallback: str = "NULL") -> str:
         return f"CAST({'g.' + name if name in gp else fallback} AS {cast})"
 
     snap = f"DATE '{snapshot_date.isoformat()}'"
-    disab = g("disabilitas_any", "BOOLEAN", fallback="g.disabilitas" if "disabilitas" in gp else "NULL")
+    disab = g(
+        "disabilitas_any", "BOOLEAN", fallback="g.disabilitas" if "disabilitas" in gp else "NULL"
+    )
     in_welfare = g("in_welfare_registry", "BOOLEAN", fallback="g.desil IS NOT NULL")
     selects = "\nUNION ALL\n".join(_program_select(rules, code) for code in sorted(rules.codes()))
     return f"""
 WITH candidates AS (
-    SELECT g.person_id, {g('no_kk', 'VARCHAR')} AS no_kk, {g('desil', 'INTEGER')} AS desil,
-           {g('punya_mobil', 'BOOLEAN')} AS punya_mobil, {g('njop_di_atas_1m', 'BOOLEAN')} AS njop_di_atas_1m,
-           {disab} AS disabilitas_any, {g('last_verified', 'DATE')} AS last_verified,
-           CASE WHEN g.tanggal_lahir IS NOT NULL THEN {age_sql('CAST(g.tanggal_lahir AS DATE)', snap)} END AS umur,
-           {g('kode_kota', 'VARCHAR')} AS kode_kota, {g('kode_kecamatan', 'VARCHAR')} AS kode_kecamatan,
-           {g('kode_kelurahan', 'VARCHAR')} AS kode_kelurahan,
-           {mask_nik_sql(g('nik', 'VARCHAR'))} AS nik_masked, {g('nama', 'VARCHAR')} AS nama, {snap} AS snap
+    SELECT g.person_id, {g("no_kk", "VARCHAR")} AS no_kk, {g("desil", "INTEGER")} AS desil,
+           {g("punya_mobil", "BOOLEAN")} AS punya_mobil, {g("njop_di_atas_1m", "BOOLEAN")} AS njop_di_atas_1m,
+           {disab} AS disabilitas_any, {g("last_verified", "DATE")} AS last_verified,
+           CASE WHEN g.tanggal_lahir IS NOT NULL THEN {age_sql("CAST(g.tanggal_lahir AS DATE)", snap)} END AS umur,
+           {g("kode_kota", "VARCHAR")} AS kode_kota, {g("kode_kecamatan", "VARCHAR")} AS kode_kecamatan,
+           {g("kode_kelurahan", "VARCHAR")} AS kode_kelurahan,
+           {mask_nik_sql(g("nik", "VARCHAR"))} AS nik_masked, {g("nama", "VARCHAR")} AS nama, {snap} AS snap
     FROM {golden_table(schema)} g
     WHERE coalesce({in_welfare}, FALSE)
-      AND NOT coalesce({g('tanggal_meninggal', 'DATE')} <= {snap}, FALSE)
-      AND NOT ({g('is_alive', 'BOOLEAN')} = FALSE AND {g('tanggal_meninggal', 'DATE')} IS NULL)
-      AND NOT coalesce({g('tinggal_di_dki', 'BOOLEAN')} = FALSE
-                       AND coalesce({g('tanggal_pindah', 'DATE')} <= {snap}, TRUE), FALSE)
+      AND NOT coalesce({g("tanggal_meninggal", "DATE")} <= {snap}, FALSE)
+      AND NOT ({g("is_alive", "BOOLEAN")} = FALSE AND {g("tanggal_meninggal", "DATE")} IS NULL)
+      AND NOT coalesce({g("tinggal_di_dki", "BOOLEAN")} = FALSE
+                       AND coalesce({g("tanggal_pindah", "DATE")} <= {snap}, TRUE), FALSE)
 ),
 enrolled AS (SELECT DISTINCT program, person_id FROM {review_table(schema)} WHERE person_id IS NOT NULL),
 kept AS (
-    SELECT DISTINCT b.program, b.person_id, {g('no_kk', 'VARCHAR')} AS no_kk
+    SELECT DISTINCT b.program, b.person_id, {g("no_kk", "VARCHAR")} AS no_kk
     FROM {review_table(schema)} b JOIN {golden_table(schema)} g ON g.person_id = b.person_id
     WHERE b.verdict = 'keep'
 ),
@@ -155,8 +160,13 @@ FROM eligible
 """
 
 
-def build_eligible_not_enrolled(conn: duckdb.DuckDBPyConnection, rules: ProgramRules, snapshot_date: date,
-                                schema: str = "main", target: str = ELIGIBLE_TABLE) -> int:
+def build_eligible_not_enrolled(
+    conn: duckdb.DuckDBPyConnection,
+    rules: ProgramRules,
+    snapshot_date: date,
+    schema: str = "main",
+    target: str = ELIGIBLE_TABLE,
+) -> int:
     """(Re)write `target` (default `programs.eligible_not_enrolled`) from `<schema>.golden_person` and
     `<schema>.beneficiary_review`; returns its row count. The pipeline writes `staging.eligible_not_enrolled`
     from the staging tables and publishes it with them."""
@@ -171,4 +181,6 @@ def build_eligible_not_enrolled(conn: duckdb.DuckDBPyConnection, rules: ProgramR
 
 
 def eligible_stats(conn: duckdb.DuckDBPyConnection, table: str = ELIGIBLE_TABLE) -> dict[str, int]:
-    return dict(conn.execute(f"SELECT program, count(*) FROM {table} GROUP BY 1 ORDER BY 1").fetchall())
+    return dict(
+        conn.execute(f"SELECT program, count(*) FROM {table} GROUP BY 1 ORDER BY 1").fetchall()
+    )

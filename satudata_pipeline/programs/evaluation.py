@@ -41,7 +41,9 @@ def _as_reason_set(value: object) -> frozenset[str]:
         return frozenset()
     if isinstance(value, str):
         text = value.strip().strip("[]{}")
-        return frozenset(p.strip().strip("'\"") for p in re.split(r"[,;|\s]+", text) if p.strip().strip("'\""))
+        return frozenset(
+            p.strip().strip("'\"") for p in re.split(r"[,;|\s]+", text) if p.strip().strip("'\"")
+        )
     try:
         return frozenset(str(v) for v in value if v is not None and str(v) != "")  # type: ignore[attr-defined]
     except TypeError:
@@ -69,7 +71,9 @@ def verdict_accuracy(conn: duckdb.DuckDBPyConnection, truth_verdicts: pd.DataFra
     pred["reasons"] = pred["reasons"].map(_as_reason_set)
     pred = pred.drop_duplicates(["program", "source", "record_id"], keep="first")
 
-    merged = truth.merge(pred, on=["program", "source", "record_id"], how="left", suffixes=("_true", "_pred"))
+    merged = truth.merge(
+        pred, on=["program", "source", "record_id"], how="left", suffixes=("_true", "_pred")
+    )
     n_truth = len(merged)
     has_pred = merged["verdict_pred"].notna()
     n_matched = int(has_pred.sum())
@@ -77,7 +81,9 @@ def verdict_accuracy(conn: duckdb.DuckDBPyConnection, truth_verdicts: pd.DataFra
     n_extra = sum(1 for k in zip(pred.program, pred.source, pred.record_id) if k not in keys_truth)
 
     correct = (merged["verdict_true"] == merged["verdict_pred"]) & has_pred
-    pred_reasons = merged["reasons_pred"].map(lambda v: v if isinstance(v, frozenset) else frozenset())
+    pred_reasons = merged["reasons_pred"].map(
+        lambda v: v if isinstance(v, frozenset) else frozenset()
+    )
     exact = correct & (merged["reasons_true"] == pred_reasons)
 
     confusion: dict[str, dict[str, int]] = {}
@@ -85,14 +91,22 @@ def verdict_accuracy(conn: duckdb.DuckDBPyConnection, truth_verdicts: pd.DataFra
         confusion.setdefault(t, {}).setdefault(p, 0)
         confusion[t][p] += 1
 
-    reasons = sorted(set(REASON_CODES) | {r for s in merged["reasons_true"] for r in s} | {r for s in pred_reasons for r in s})
+    reasons = sorted(
+        set(REASON_CODES)
+        | {r for s in merged["reasons_true"] for r in s}
+        | {r for s in pred_reasons for r in s}
+    )
     per_reason = {}
     for reason in reasons:
         t = merged["reasons_true"].map(lambda s, r=reason: r in s)
         p = pred_reasons.map(lambda s, r=reason: r in s)
         tp, fp, fn = int((t & p).sum()), int((~t & p).sum()), int((t & ~p).sum())
         precision, recall = _ratio(tp, tp + fp), _ratio(tp, tp + fn)
-        f1 = (2 * precision * recall / (precision + recall)) if precision and recall else (0.0 if tp == 0 and (fp or fn) else None)
+        f1 = (
+            (2 * precision * recall / (precision + recall))
+            if precision and recall
+            else (0.0 if tp == 0 and (fp or fn) else None)
+        )
         per_reason[reason] = {
             "tp": tp, "fp": fp, "fn": fn, "support": tp + fn,
             "precision": precision, "recall": recall, "f1": f1,
@@ -102,11 +116,20 @@ def verdict_accuracy(conn: duckdb.DuckDBPyConnection, truth_verdicts: pd.DataFra
             # reviewed, which counts for the reason, not as a removal
             t_rm = t & (merged["verdict_true"] == "remove")
             p_rm = p & (merged["verdict_pred"] == "remove")
-            rtp, rfp, rfn = int((t_rm & p_rm).sum()), int((~t_rm & p_rm).sum()), int((t_rm & ~p_rm).sum())
-            per_reason[reason].update({
-                "remove_tp": rtp, "remove_fp": rfp, "remove_fn": rfn,
-                "remove_precision": _ratio(rtp, rtp + rfp), "remove_recall": _ratio(rtp, rtp + rfn),
-            })
+            rtp, rfp, rfn = (
+                int((t_rm & p_rm).sum()),
+                int((~t_rm & p_rm).sum()),
+                int((t_rm & ~p_rm).sum()),
+            )
+            per_reason[reason].update(
+                {
+                    "remove_tp": rtp,
+                    "remove_fp": rfp,
+                    "remove_fn": rfn,
+                    "remove_precision": _ratio(rtp, rtp + rfp),
+                    "remove_recall": _ratio(rtp, rtp + rfn),
+                }
+            )
 
     pred_remove = merged["verdict_pred"] == "remove"
     true_remove = merged["verdict_true"] == "remove"

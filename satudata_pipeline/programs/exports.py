@@ -76,7 +76,7 @@ VERDICT_LABELS = {"keep": "tetap", "remove": "hapus", "review": "tinjau"}
 VERDICT_MEANING = {
     "keep": "Tidak ada temuan terhadap baris ini: lanjutkan pembayaran.",
     "remove": "Bukti pasti (meninggal, pindah keluar DKI, usia, terdaftar ganda): hentikan pembayaran "
-              "setelah pemberitahuan biasa.",
+    "setelah pemberitahuan biasa.",
     "review": "Perlu diperiksa petugas (lapangan atau registri) sebelum memutuskan.",
 }
 # code: (Indonesian label, what it means, what the officer should do); docs/verdict-rules.md
@@ -172,7 +172,9 @@ def check_reason_legend(codes: Iterable[str] = REASON_CODES) -> None:
     """Every reason code has an Indonesian label and legend line (else the legend would drift)."""
     missing = sorted(set(codes) - set(REASON_LEGEND))
     if missing:
-        raise ExportError(f"exports: no Indonesian label in exports.REASON_LEGEND for reason code(s) {missing}")
+        raise ExportError(
+            f"exports: no Indonesian label in exports.REASON_LEGEND for reason code(s) {missing}"
+        )
 
 
 def check_export_privacy(conn: duckdb.DuckDBPyConnection, program: str, select: str) -> None:
@@ -184,11 +186,14 @@ def check_export_privacy(conn: duckdb.DuckDBPyConnection, program: str, select: 
     returned = [d[0] for d in conn.execute(f"SELECT * FROM ({select}) LIMIT 0").description]
     forbidden = sorted(FORBIDDEN_COLUMNS & (set(returned) | set(EXPORT_COLUMNS)))
     if forbidden:
-        raise ExportPrivacyError(f"exports of program {program}: refused, forbidden column(s) {forbidden}")
+        raise ExportPrivacyError(
+            f"exports of program {program}: refused, forbidden column(s) {forbidden}"
+        )
     if returned != _SOURCE_COLUMNS:
         raise ExportPrivacyError(
             f"exports of program {program}: refused, the query returns columns {returned}, "
-            f"expected exactly {_SOURCE_COLUMNS}")
+            f"expected exactly {_SOURCE_COLUMNS}"
+        )
     unmasked = conn.execute(
         f"SELECT count(*) FROM ({select}) WHERE nik_masked IS NOT NULL "
         f"AND NOT regexp_full_match(nik_masked, '{MASKED_NIK}')"
@@ -196,7 +201,8 @@ def check_export_privacy(conn: duckdb.DuckDBPyConnection, program: str, select: 
     if unmasked:
         raise ExportPrivacyError(
             f"exports of program {program}: refused, {unmasked} row(s) of column nik_masked of "
-            f"{REVIEW_TABLE} are not masked")
+            f"{REVIEW_TABLE} are not masked"
+        )
 
 
 def _short_kota(name: str | None) -> str:
@@ -228,11 +234,36 @@ def reason_label(code: str) -> str:
 
 def _export_row(values: tuple) -> list:
     """A row of the query (`_SOURCE_COLUMNS`) as the row of the files (`EXPORT_COLUMNS`), unneutralised."""
-    (program, source, record_id, nik, nama, jenjang, kota, kecamatan, verdict, reasons, nominal,
-     mulai) = values
+    (
+        program,
+        source,
+        record_id,
+        nik,
+        nama,
+        jenjang,
+        kota,
+        kecamatan,
+        verdict,
+        reasons,
+        nominal,
+        mulai,
+    ) = values
     reasons = list(reasons or [])
-    return [program, source, record_id, nik, nama, jenjang, kota, kecamatan, VERDICT_LABELS[verdict],
-            ", ".join(reason_label(r) for r in reasons), ", ".join(reasons), nominal, mulai]
+    return [
+        program,
+        source,
+        record_id,
+        nik,
+        nama,
+        jenjang,
+        kota,
+        kecamatan,
+        VERDICT_LABELS[verdict],
+        ", ".join(reason_label(r) for r in reasons),
+        ", ".join(reasons),
+        nominal,
+        mulai,
+    ]
 
 
 def _csv_cell(value: object) -> object:
@@ -301,15 +332,26 @@ def _legend_sheet(wb: xlsxwriter.Workbook, formats: dict) -> None:
     for code in REASON_CODES:
         r += 1
         label, meaning, action = REASON_LEGEND[code]
-        verdict = "hapus (tinjau bila belum pasti)" if code == "deceased" else (
-            "hapus" if code in REMOVE_REASONS else "tinjau")
+        verdict = (
+            "hapus (tinjau bila belum pasti)"
+            if code == "deceased"
+            else ("hapus" if code in REMOVE_REASONS else "tinjau")
+        )
         s.row(r, [label, code, verdict, meaning, action], "wrap")
     r += 2
-    s.text(r, 0, "Kolom nik_disamarkan: hanya 4 angka pertama dan 4 angka terakhir NIK; cari baris di daftar "
-                 "program Anda dengan id_baris. File tidak memuat data kesejahteraan (desil, aset, disabilitas) "
-                 "maupun tanggal lahir; bukti per baris dapat diminta ke tim data.")
-    s.text(r + 1, 0, "Di file CSV, teks yang diawali = + - @ diberi tanda ' di depannya agar tidak dijalankan "
-                     "sebagai rumus.")
+    s.text(
+        r,
+        0,
+        "Kolom nik_disamarkan: hanya 4 angka pertama dan 4 angka terakhir NIK; cari baris di daftar "
+        "program Anda dengan id_baris. File tidak memuat data kesejahteraan (desil, aset, disabilitas) "
+        "maupun tanggal lahir; bukti per baris dapat diminta ke tim data.",
+    )
+    s.text(
+        r + 1,
+        0,
+        "Di file CSV, teks yang diawali = + - @ diberi tanda ' di depannya agar tidak dijalankan "
+        "sebagai rumus.",
+    )
     s.fit_columns({0: 34, 3: 60, 4: 60})
 
 
@@ -345,7 +387,11 @@ def _summary_sheet(wb, formats, program: str, about: dict, summary: list, reason
         s.text(r, 0, label, "bold")
         s.text(r, 1, str(value))
         r += 1
-    s.text(r, 0, "Arti keputusan dan alasan: lembar Keterangan. Baris per kota: lembar masing-masing kota.")
+    s.text(
+        r,
+        0,
+        "Arti keputusan dan alasan: lembar Keterangan. Baris per kota: lembar masing-masing kota.",
+    )
     r += 2
     s.row(r, ["kota", "keputusan", "baris", "nominal bulanan", "nominal tahunan"], "bold")
     totals: dict[str, list[int]] = {}
@@ -358,8 +404,10 @@ def _summary_sheet(wb, formats, program: str, about: dict, summary: list, reason
         s.number(r, 4, int(monthly) * 12)
         t = totals.setdefault(verdict, [0, 0])
         t[0], t[1] = t[0] + n, t[1] + int(monthly)
-    for verdict, (n, monthly) in [*((v, totals[v]) for v in VERDICTS if v in totals),
-                                  ("", [sum(t[0] for t in totals.values()), sum(t[1] for t in totals.values())])]:
+    for verdict, (n, monthly) in [
+        *((v, totals[v]) for v in VERDICTS if v in totals),
+        ("", [sum(t[0] for t in totals.values()), sum(t[1] for t in totals.values())]),
+    ]:
         r += 1
         s.text(r, 0, "Jumlah" + (f" {VERDICT_LABELS[verdict]}" if verdict else " semua"), "bold")
         s.number(r, 2, n, "boldcount")
@@ -379,14 +427,24 @@ def _backlog_lines(stats: dict | None) -> list[tuple[str, str]]:
     """Cover lines of the review backlog (programs/worklists.py), when it was computed."""
     if stats is None:
         return []
-    return [("Menunggu keputusan petugas (baris)", f"{stats['waiting']:,}".replace(",", ".")),
-            ("Menunggu sejak (tertua)", stats.get("oldest_since") or "-"),
-            ("Daftar kerja untuk diisi", "file *_keputusan.xlsx di folder ini" if stats.get("waiting")
-             else "tidak ada baris yang menunggu")]
+    return [
+        ("Menunggu keputusan petugas (baris)", f"{stats['waiting']:,}".replace(",", ".")),
+        ("Menunggu sejak (tertua)", stats.get("oldest_since") or "-"),
+        (
+            "Daftar kerja untuk diisi",
+            "file *_keputusan.xlsx di folder ini"
+            if stats.get("waiting")
+            else "tidak ada baris yang menunggu",
+        ),
+    ]
 
 
-def export_program(conn: duckdb.DuckDBPyConnection, program: str, out_root: Path,
-                   publication: tuple[str, str] | None = None) -> dict:
+def export_program(
+    conn: duckdb.DuckDBPyConnection,
+    program: str,
+    out_root: Path,
+    publication: tuple[str, str] | None = None,
+) -> dict:
     """Write one program's xlsx and csv files (replacing the folder's previous files).
 
     Everything that can refuse the export (privacy, unknown verdict or reason code) is checked
@@ -411,13 +469,21 @@ def export_program(conn: duckdb.DuckDBPyConnection, program: str, out_root: Path
     ).fetchall()
     unknown_verdicts = sorted({v for _, v, _, _ in summary} - set(VERDICT_LABELS), key=str)
     if unknown_verdicts:
-        raise ExportError(f"exports of program {program}: verdict(s) {unknown_verdicts} have no Indonesian label")
+        raise ExportError(
+            f"exports of program {program}: verdict(s) {unknown_verdicts} have no Indonesian label"
+        )
     check_reason_legend(r for r, _ in reasons)
-    snapshot = conn.execute(f"SELECT CAST(max(snapshot_date) AS VARCHAR) FROM {REVIEW_TABLE} WHERE program = ?",
-                            [program]).fetchall()[0][0]
-    about = {"snapshot": snapshot, "run_id": publication[0] if publication else None,
-             "published_at": publication[1] if publication else None, "rows": sum(k[2] for k in kotas),
-             "written_at": dt.datetime.now().astimezone().isoformat(sep=" ", timespec="seconds")}
+    snapshot = conn.execute(
+        f"SELECT CAST(max(snapshot_date) AS VARCHAR) FROM {REVIEW_TABLE} WHERE program = ?",
+        [program],
+    ).fetchall()[0][0]
+    about = {
+        "snapshot": snapshot,
+        "run_id": publication[0] if publication else None,
+        "published_at": publication[1] if publication else None,
+        "rows": sum(k[2] for k in kotas),
+        "written_at": dt.datetime.now().astimezone().isoformat(sep=" ", timespec="seconds"),
+    }
     from satudata_pipeline.programs.worklists import backlog  # the worklists import this module
 
     about["backlog"] = backlog(conn, REVIEW_TABLE, [program]).get(program, {"waiting": 0})
@@ -427,17 +493,25 @@ def export_program(conn: duckdb.DuckDBPyConnection, program: str, out_root: Path
         shutil.rmtree(folder)
     folder.mkdir(parents=True)
     xlsx_path = folder / f"{program}_review.xlsx"
-    wb = xlsxwriter.Workbook(str(xlsx_path), {
-        "constant_memory": True, "strings_to_numbers": False, "strings_to_formulas": False,
-        "strings_to_urls": False,
-    })
+    wb = xlsxwriter.Workbook(
+        str(xlsx_path),
+        {
+            "constant_memory": True,
+            "strings_to_numbers": False,
+            "strings_to_formulas": False,
+            "strings_to_urls": False,
+        },
+    )
     formats = _formats(wb)
     _summary_sheet(wb, formats, program, about, summary, reasons)
     _legend_sheet(wb, formats)
 
     csv_files = []
     used_sheets = {SUMMARY_SHEET, LEGEND_SHEET}
-    money_col, date_col = EXPORT_COLUMNS.index("nominal_bulanan"), EXPORT_COLUMNS.index("tanggal_mulai")
+    money_col, date_col = (
+        EXPORT_COLUMNS.index("nominal_bulanan"),
+        EXPORT_COLUMNS.index("tanggal_mulai"),
+    )
     for kode, nama, _rows in kotas:
         short = _short_kota(nama or kode)
         where = "b.kode_kota IS NULL" if kode is None else "b.kode_kota = ?"
@@ -467,7 +541,9 @@ def export_program(conn: duckdb.DuckDBPyConnection, program: str, out_root: Path
                         sheet.row(0, EXPORT_COLUMNS, "bold")
                         sheet.ws.freeze_panes(1, 0)
                         written = 0
-                    assert sheet is not None  # a sheet is opened before the first row (written starts full)
+                    assert (
+                        sheet is not None
+                    )  # a sheet is opened before the first row (written starts full)
                     written += 1
                     for j, v in enumerate(row):
                         if v is None or v == "":
@@ -485,26 +561,50 @@ def export_program(conn: duckdb.DuckDBPyConnection, program: str, out_root: Path
             s.fit_columns()
     _changes_sheet(conn, wb, formats, program)
     wb.close()
-    candidates = (export_candidates(conn, program, folder)
-                  if conn.execute("SELECT count(*) FROM information_schema.tables WHERE table_schema = "
-                                  "'programs' AND table_name = 'eligible_not_enrolled'").fetchall()[0][0]
-                  else None)
-    return {"xlsx": xlsx_path, "csv": csv_files, "rows": about["rows"], "kota": len(kotas),
-            "candidates": candidates["rows"] if candidates else 0,
-            "files": 1 + len(csv_files) + (2 if candidates else 0)}
+    candidates = (
+        export_candidates(conn, program, folder)
+        if conn.execute(
+            "SELECT count(*) FROM information_schema.tables WHERE table_schema = "
+            "'programs' AND table_name = 'eligible_not_enrolled'"
+        ).fetchall()[0][0]
+        else None
+    )
+    return {
+        "xlsx": xlsx_path,
+        "csv": csv_files,
+        "rows": about["rows"],
+        "kota": len(kotas),
+        "candidates": candidates["rows"] if candidates else 0,
+        "files": 1 + len(csv_files) + (2 if candidates else 0),
+    }
 
 
 CHANGES_SHEET = "Perubahan"
 CHANGE_LABELS = {  # satudata_pipeline/history/store.py CHANGES, for the office
-    "newly_removed": "baru dihapus", "reinstated": "dipulihkan (tetap lagi)",
-    "newly_in_review": "baru perlu ditinjau", "left_review": "selesai ditinjau",
-    "amount_changed": "nominal berubah", "new_row": "baris baru", "row_gone": "baris hilang",
+    "newly_removed": "baru dihapus",
+    "reinstated": "dipulihkan (tetap lagi)",
+    "newly_in_review": "baru perlu ditinjau",
+    "left_review": "selesai ditinjau",
+    "amount_changed": "nominal berubah",
+    "new_row": "baris baru",
+    "row_gone": "baris hilang",
 }
-CHANGE_HEADERS = ["perubahan", "sumber", "id_baris", "nik_disamarkan", "keputusan_sebelumnya",
-                  "keputusan_sekarang", "alasan_sekarang", "nominal_sebelumnya", "nominal_sekarang"]
+CHANGE_HEADERS = [
+    "perubahan",
+    "sumber",
+    "id_baris",
+    "nik_disamarkan",
+    "keputusan_sebelumnya",
+    "keputusan_sekarang",
+    "alasan_sekarang",
+    "nominal_sebelumnya",
+    "nominal_sekarang",
+]
 
 
-def _changes_sheet(conn: duckdb.DuckDBPyConnection, wb: xlsxwriter.Workbook, formats: dict, program: str) -> int | None:
+def _changes_sheet(
+    conn: duckdb.DuckDBPyConnection, wb: xlsxwriter.Workbook, formats: dict, program: str
+) -> int | None:
     """Sheet "Perubahan": the program's rows that changed since the previous determination (newly removed,
     reinstated, newly in / out of review, amount, new and gone rows), from main.determination_changes.
     Masked NIK only, no name. Not written for a warehouse without history; returns the rows written."""
@@ -514,20 +614,34 @@ def _changes_sheet(conn: duckdb.DuckDBPyConnection, wb: xlsxwriter.Workbook, for
     info = history.latest_info(conn)
     if info["determination_id"] is None or not _history_exists(conn, history.CHANGES_TABLE):
         return None
-    query = (f"SELECT change, source, record_id, nik_masked, verdict_before, verdict_after, reasons_after, "
-             f"nominal_before, nominal_after FROM {history.CHANGES_TABLE} WHERE program = ? "
-             "ORDER BY change, source, record_id")
-    unmasked = conn.execute(f"SELECT count(*) FROM ({query}) WHERE nik_masked IS NOT NULL AND NOT "
-                            f"regexp_full_match(nik_masked, '{MASKED_NIK}')", [program]).fetchall()[0][0]
+    query = (
+        f"SELECT change, source, record_id, nik_masked, verdict_before, verdict_after, reasons_after, "
+        f"nominal_before, nominal_after FROM {history.CHANGES_TABLE} WHERE program = ? "
+        "ORDER BY change, source, record_id"
+    )
+    unmasked = conn.execute(
+        f"SELECT count(*) FROM ({query}) WHERE nik_masked IS NOT NULL AND NOT "
+        f"regexp_full_match(nik_masked, '{MASKED_NIK}')",
+        [program],
+    ).fetchall()[0][0]
     if unmasked:
-        raise ExportPrivacyError(f"changes sheet of program {program}: refused, {unmasked} NIK(s) not masked")
+        raise ExportPrivacyError(
+            f"changes sheet of program {program}: refused, {unmasked} NIK(s) not masked"
+        )
     rows = conn.execute(query, [program]).fetchall()
     s = _Sheet(wb, CHANGES_SHEET, formats)
     previous = info["previous_determination_id"]
     s.text(0, 0, "Perubahan sejak penetapan sebelumnya", "bold")
-    s.text(1, 0, f"Penetapan no. {info['determination_id']} (data {info['snapshot_date']})" + (
-        f" dibandingkan dengan penetapan no. {previous}." if previous else
-        ": penetapan pertama, belum ada pembanding."))
+    s.text(
+        1,
+        0,
+        f"Penetapan no. {info['determination_id']} (data {info['snapshot_date']})"
+        + (
+            f" dibandingkan dengan penetapan no. {previous}."
+            if previous
+            else ": penetapan pertama, belum ada pembanding."
+        ),
+    )
     counts = {c: 0 for c in CHANGE_LABELS}
     for r in rows:
         counts[r[0]] = counts.get(r[0], 0) + 1
@@ -537,10 +651,26 @@ def _changes_sheet(conn: duckdb.DuckDBPyConnection, wb: xlsxwriter.Workbook, for
     top = 4 + len(CHANGE_LABELS)
     s.row(top, CHANGE_HEADERS, "bold")
     limit = EXCEL_MAX_ROWS - top - 2
-    for i, (change, source, record_id, nik, before, after, reasons, nom_before, nom_after) in enumerate(rows[:limit]):
-        line = [CHANGE_LABELS.get(change, change), source, record_id, nik,
-                VERDICT_LABELS.get(before, before or ""), VERDICT_LABELS.get(after, after or ""),
-                ", ".join(reason_label(r) if r in REASON_LEGEND else r for r in (reasons or []))]
+    for i, (
+        change,
+        source,
+        record_id,
+        nik,
+        before,
+        after,
+        reasons,
+        nom_before,
+        nom_after,
+    ) in enumerate(rows[:limit]):
+        line = [
+            CHANGE_LABELS.get(change, change),
+            source,
+            record_id,
+            nik,
+            VERDICT_LABELS.get(before, before or ""),
+            VERDICT_LABELS.get(after, after or ""),
+            ", ".join(reason_label(r) if r in REASON_LEGEND else r for r in (reasons or [])),
+        ]
         for j, v in enumerate(line):
             if v:
                 s.text(top + 1 + i, j, str(v))
@@ -548,7 +678,11 @@ def _changes_sheet(conn: duckdb.DuckDBPyConnection, wb: xlsxwriter.Workbook, for
             if v is not None:
                 s.number(top + 1 + i, j, int(v))
     if len(rows) > limit:
-        s.text(top + 1 + limit, 0, f"... {len(rows) - limit} baris lagi di tabel {history.CHANGES_TABLE}")
+        s.text(
+            top + 1 + limit,
+            0,
+            f"... {len(rows) - limit} baris lagi di tabel {history.CHANGES_TABLE}",
+        )
     s.fit_columns({0: 24})
     return len(rows)
 
@@ -583,25 +717,42 @@ def _candidate_select(program: str, table: str) -> str:
     """
 
 
-def export_candidates(conn: duckdb.DuckDBPyConnection, program: str, folder: Path,
-                      table: str = "programs.eligible_not_enrolled") -> dict:
+def export_candidates(
+    conn: duckdb.DuckDBPyConnection,
+    program: str,
+    folder: Path,
+    table: str = "programs.eligible_not_enrolled",
+) -> dict:
     """`<PROGRAM>_calon_layak.xlsx` and `.csv`: the people who meet the program's rules and hold no
     row in its roster, best-ranked first; the same safety as the lists (no formula, NIK masked)."""
     select = _candidate_select(program, table)
     returned = [d[0] for d in conn.execute(f"SELECT * FROM ({select}) LIMIT 0").description]
     if returned != [c for c, _ in CANDIDATE_COLUMNS] or FORBIDDEN_COLUMNS & set(returned):
-        raise ExportPrivacyError(f"candidate export of program {program}: refused, columns {returned}")
+        raise ExportPrivacyError(
+            f"candidate export of program {program}: refused, columns {returned}"
+        )
     unmasked = conn.execute(
         f"SELECT count(*) FROM ({select}) WHERE nik_masked IS NOT NULL "
-        f"AND NOT regexp_full_match(nik_masked, '{MASKED_NIK}')").fetchall()[0][0]
+        f"AND NOT regexp_full_match(nik_masked, '{MASKED_NIK}')"
+    ).fetchall()[0][0]
     if unmasked:
-        raise ExportPrivacyError(f"candidate export of program {program}: refused, {unmasked} NIK(s) not masked")
+        raise ExportPrivacyError(
+            f"candidate export of program {program}: refused, {unmasked} NIK(s) not masked"
+        )
     headers = [h for _, h in CANDIDATE_COLUMNS]
-    xlsx_path, csv_path = folder / f"{program}_calon_layak.xlsx", folder / f"{program}_calon_layak.csv"
-    wb = xlsxwriter.Workbook(str(xlsx_path), {
-        "constant_memory": True, "strings_to_numbers": False, "strings_to_formulas": False,
-        "strings_to_urls": False,
-    })
+    xlsx_path, csv_path = (
+        folder / f"{program}_calon_layak.xlsx",
+        folder / f"{program}_calon_layak.csv",
+    )
+    wb = xlsxwriter.Workbook(
+        str(xlsx_path),
+        {
+            "constant_memory": True,
+            "strings_to_numbers": False,
+            "strings_to_formulas": False,
+            "strings_to_urls": False,
+        },
+    )
     formats = _formats(wb)
     money_col, rank_col = headers.index("nominal_bulanan"), headers.index("peringkat")
     flag_col = headers.index("perlu_verifikasi")
@@ -620,12 +771,17 @@ def export_candidates(conn: duckdb.DuckDBPyConnection, program: str, folder: Pat
                 if written >= EXCEL_MAX_ROWS:
                     if sheet is not None:
                         sheets.append((sheet, written))
-                    sheet = _Sheet(wb, CANDIDATE_SHEET if not sheets else f"{CANDIDATE_SHEET} ({len(sheets) + 1})",
-                                   formats)
+                    sheet = _Sheet(
+                        wb,
+                        CANDIDATE_SHEET if not sheets else f"{CANDIDATE_SHEET} ({len(sheets) + 1})",
+                        formats,
+                    )
                     sheet.row(0, headers, "bold")
                     sheet.ws.freeze_panes(1, 0)
                     written = 0
-                assert sheet is not None  # a sheet is opened before the first row (written starts full)
+                assert (
+                    sheet is not None
+                )  # a sheet is opened before the first row (written starts full)
                 written += 1
                 for j, v in enumerate(row):
                     if v is None or v == "":
@@ -689,14 +845,22 @@ def read_manifest(out_root: Path) -> dict:
         return {}
 
 
-def write_manifest(out_root: Path, publication: tuple[str, str] | None, written: dict[str, dict]) -> dict:
+def write_manifest(
+    out_root: Path, publication: tuple[str, str] | None, written: dict[str, dict]
+) -> dict:
     """Record the publication the exports follow (replaced atomically: a reader never sees half a file)."""
     previous = read_manifest(out_root)
     now = dt.datetime.now().astimezone().isoformat(timespec="seconds")
-    programs = {p: v for p, v in (previous.get("programs") or {}).items() if (out_root / p).is_dir()}
+    programs = {
+        p: v for p, v in (previous.get("programs") or {}).items() if (out_root / p).is_dir()
+    }
     for program, info in written.items():
-        programs[program] = {"rows": info["rows"], "files": info.get("files", 1 + len(info["csv"])), "written_at": now,
-                             "publication_run_id": publication[0] if publication else None}
+        programs[program] = {
+            "rows": info["rows"],
+            "files": info.get("files", 1 + len(info["csv"])),
+            "written_at": now,
+            "publication_run_id": publication[0] if publication else None,
+        }
     manifest = {
         "publication_run_id": publication[0] if publication else None,
         "published_at": publication[1] if publication else None,
@@ -709,7 +873,9 @@ def write_manifest(out_root: Path, publication: tuple[str, str] | None, written:
     return manifest
 
 
-def exports_behind(conn: duckdb.DuckDBPyConnection, out_root: Path) -> tuple[str, str | None] | None:
+def exports_behind(
+    conn: duckdb.DuckDBPyConnection, out_root: Path
+) -> tuple[str, str | None] | None:
     """(latest publication run_id, run_id the exports follow) when the exports lag the publication, else None."""
     latest = latest_publication(conn)
     if latest is None:
@@ -723,8 +889,9 @@ def is_program_folder(path: Path) -> bool:
     return path.is_dir() and not path.is_symlink() and not path.name.startswith((".", "_"))
 
 
-def retire_unpublished(out_root: Path, published_programs: Sequence[str],
-                       today: dt.date | None = None) -> dict[str, Path]:
+def retire_unpublished(
+    out_root: Path, published_programs: Sequence[str], today: dt.date | None = None
+) -> dict[str, Path]:
     """Move the folder of every program that is no longer published to `_arsip/<date>-<PROGRAM>/`.
 
     An office must not keep working from a list that is no longer produced, and nothing is deleted
@@ -747,11 +914,36 @@ def retire_unpublished(out_root: Path, published_programs: Sequence[str],
 
 
 def published_programs(conn: duckdb.DuckDBPyConnection) -> list[str]:
-    return [r[0] for r in conn.execute(f"SELECT DISTINCT program FROM {REVIEW_TABLE} ORDER BY 1").fetchall()]
+    return [
+        r[0]
+        for r in conn.execute(f"SELECT DISTINCT program FROM {REVIEW_TABLE} ORDER BY 1").fetchall()
+    ]
 
 
-__all__ = ["ARCHIVE", "CSV_DELIMITER", "CSV_ENCODING", "EXPORT_COLUMNS", "ExportError", "ExportPrivacyError",
-           "FORBIDDEN_COLUMNS", "FORMULA_PREFIXES", "LEGEND_SHEET", "MANIFEST", "REASON_LEGEND", "SUMMARY_SHEET",
-           "VERDICT_LABELS", "check_export_privacy", "check_reason_legend", "export_program", "export_programs",
-           "exports_behind", "latest_publication", "neutralise", "published_programs",
-           "read_manifest", "reason_label", "retire_unpublished", "write_manifest"]
+__all__ = [
+    "ARCHIVE",
+    "CSV_DELIMITER",
+    "CSV_ENCODING",
+    "EXPORT_COLUMNS",
+    "ExportError",
+    "ExportPrivacyError",
+    "FORBIDDEN_COLUMNS",
+    "FORMULA_PREFIXES",
+    "LEGEND_SHEET",
+    "MANIFEST",
+    "REASON_LEGEND",
+    "SUMMARY_SHEET",
+    "VERDICT_LABELS",
+    "check_export_privacy",
+    "check_reason_legend",
+    "export_program",
+    "export_programs",
+    "exports_behind",
+    "latest_publication",
+    "neutralise",
+    "published_programs",
+    "read_manifest",
+    "reason_label",
+    "retire_unpublished",
+    "write_manifest",
+]

@@ -49,8 +49,9 @@ def load_wilayah(conn: duckdb.DuckDBPyConnection) -> None:
     )
 
 
-def build_program_summary(conn: duckdb.DuckDBPyConnection, review: str = REVIEW_TABLE,
-                          target: str = SUMMARY_TABLE) -> int:
+def build_program_summary(
+    conn: duckdb.DuckDBPyConnection, review: str = REVIEW_TABLE, target: str = SUMMARY_TABLE
+) -> int:
     """(Re)write `target` (default `programs.program_summary`) from the review table `review`."""
     load_wilayah(conn)
     conn.execute(f"CREATE SCHEMA IF NOT EXISTS {target.split('.')[0]}")
@@ -81,7 +82,9 @@ def build_program_summary(conn: duckdb.DuckDBPyConnection, review: str = REVIEW_
     return conn.execute(f"SELECT count(*) FROM {target}").fetchall()[0][0]
 
 
-def money_at_stake(conn: duckdb.DuckDBPyConnection, table: str = SUMMARY_TABLE) -> dict[str, dict[str, int]]:
+def money_at_stake(
+    conn: duckdb.DuckDBPyConnection, table: str = SUMMARY_TABLE
+) -> dict[str, dict[str, int]]:
     """Per program: monthly and annual rupiah of remove and review rows (each row counted once)."""
     rows = conn.execute(
         f"""SELECT program, verdict, sum(n_rows), sum(nominal_bulanan), sum(nominal_tahunan)
@@ -98,7 +101,10 @@ def money_at_stake(conn: duckdb.DuckDBPyConnection, table: str = SUMMARY_TABLE) 
 
 def verdicts_markdown(by_program: dict[str, dict[str, int]]) -> str:
     """Rows per program and verdict as a Markdown table for the UI."""
-    lines = ["| program | tetap (keep) | hapus (remove) | tinjau (review) | jumlah |", "|---|---:|---:|---:|---:|"]
+    lines = [
+        "| program | tetap (keep) | hapus (remove) | tinjau (review) | jumlah |",
+        "|---|---:|---:|---:|---:|",
+    ]
     for program, d in sorted(by_program.items()):
         k, rm, rv = d.get("keep", 0), d.get("remove", 0), d.get("review", 0)
         lines.append(f"| {program} | {k:,} | {rm:,} | {rv:,} | {k + rm + rv:,} |".replace(",", "."))
@@ -107,14 +113,17 @@ def verdicts_markdown(by_program: dict[str, dict[str, int]]) -> str:
 
 def money_markdown(money: dict[str, dict[str, int]]) -> str:
     """`money_at_stake` as a Markdown table for the UI, amounts as Rp1.234.567."""
-    lines = ["| program | hapus (baris) | hapus Rp/bulan | tinjau (baris) | tinjau Rp/bulan | dipertaruhkan Rp/tahun |",
-             "|---|---:|---:|---:|---:|---:|"]
+    lines = [
+        "| program | hapus (baris) | hapus Rp/bulan | tinjau (baris) | tinjau Rp/bulan | dipertaruhkan Rp/tahun |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
     for program, d in sorted(money.items()):
         annual = d.get("remove_annual_rupiah", 0) + d.get("review_annual_rupiah", 0)
         lines.append(
             f"| {program} | {d.get('remove_rows', 0):,} | {rupiah(d.get('remove_monthly_rupiah'))} | "
-            f"{d.get('review_rows', 0):,} | {rupiah(d.get('review_monthly_rupiah'))} | {rupiah(annual)} |"
-            .replace(",", ".")
+            f"{d.get('review_rows', 0):,} | {rupiah(d.get('review_monthly_rupiah'))} | {rupiah(annual)} |".replace(
+                ",", "."
+            )
         )
     return "\n".join(lines)
 
@@ -140,7 +149,9 @@ def _svg_chart(program: str, counts: dict[str, dict[str, int]], keep: int) -> st
     ]
     for i, (label, by_verdict) in enumerate(bars):
         y = 5 + i * (bar_h + gap)
-        parts.append(f'<text x="{label_w - 6}" y="{y + 13}" text-anchor="end">{html.escape(label)}</text>')
+        parts.append(
+            f'<text x="{label_w - 6}" y="{y + 13}" text-anchor="end">{html.escape(label)}</text>'
+        )
         x = float(label_w)
         for verdict in ("remove", "review", "keep"):
             n = by_verdict.get(verdict, 0)
@@ -155,7 +166,9 @@ def _svg_chart(program: str, counts: dict[str, dict[str, int]], keep: int) -> st
     ly = height - 10
     for j, verdict in enumerate(("remove", "review", "keep")):
         lx = label_w + j * 90
-        parts.append(f'<rect x="{lx}" y="{ly - 9}" width="10" height="10" fill="{_COLORS[verdict]}"/>')
+        parts.append(
+            f'<rect x="{lx}" y="{ly - 9}" width="10" height="10" fill="{_COLORS[verdict]}"/>'
+        )
         parts.append(f'<text x="{lx + 14}" y="{ly}">{verdict}</text>')
     parts.append("</svg>")
     return "".join(parts)
@@ -168,9 +181,12 @@ def _table(headers: list[str], rows: list[list], numeric_from: int = 1) -> str:
     """An HTML table; cells escaped, columns from `numeric_from` right-aligned."""
     head = "".join(f"<th>{html.escape(h)}</th>" for h in headers)
     body = "".join(
-        "<tr>" + "".join(
-            f'<td class="{"n" if i >= numeric_from else "t"}">{html.escape(str(c))}</td>' for i, c in enumerate(r)
-        ) + "</tr>"
+        "<tr>"
+        + "".join(
+            f'<td class="{"n" if i >= numeric_from else "t"}">{html.escape(str(c))}</td>'
+            for i, c in enumerate(r)
+        )
+        + "</tr>"
         for r in rows
     )
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
@@ -180,9 +196,14 @@ def _number(n: int) -> str:
     return f"{int(n):,}".replace(",", ".")
 
 
-def write_run_summary(conn: duckdb.DuckDBPyConnection, out_dir: Path, eligible_counts: dict | None = None,
-                      review: str = REVIEW_TABLE, run_id: str | None = None,
-                      generated_at: datetime | None = None) -> dict:
+def write_run_summary(
+    conn: duckdb.DuckDBPyConnection,
+    out_dir: Path,
+    eligible_counts: dict | None = None,
+    review: str = REVIEW_TABLE,
+    run_id: str | None = None,
+    generated_at: datetime | None = None,
+) -> dict:
     """Write run_summary.html (Indonesian, for people) and run_summary.md (the same totals, for the UI)
     under `out_dir`, the run's own report folder; returns their paths and the markdown."""
     from satudata_pipeline.programs.exports import REASON_LEGEND
@@ -206,12 +227,18 @@ def write_run_summary(conn: duckdb.DuckDBPyConnection, out_dir: Path, eligible_c
     for program, reason, verdict, n in reason_rows:
         reasons[program].setdefault(reason, {})[verdict] = int(n)
 
-    md = ["# Program review - run summary", "", f"Snapshot date: {snapshot}  ",
-          f"Generated: {generated_at:%Y-%m-%d %H:%M}" + (f"  \nRun: {run_id}" if run_id else ""), ""]
+    md = [
+        "# Program review - run summary",
+        "",
+        f"Snapshot date: {snapshot}  ",
+        f"Generated: {generated_at:%Y-%m-%d %H:%M}" + (f"  \nRun: {run_id}" if run_id else ""),
+        "",
+    ]
     md += [
         "| program | rows | keep | remove | review | remove Rp/month | review Rp/month | at stake Rp/year |"
         + (" eligible, not enrolled |" if eligible_counts is not None else ""),
-        "|---|---:|---:|---:|---:|---:|---:|---:|" + ("---:|" if eligible_counts is not None else ""),
+        "|---|---:|---:|---:|---:|---:|---:|---:|"
+        + ("---:|" if eligible_counts is not None else ""),
     ]
     headline_rows, sections = [], []
     grand = [0, 0, 0, 0, 0, 0]
@@ -223,8 +250,16 @@ def write_run_summary(conn: duckdb.DuckDBPyConnection, out_dir: Path, eligible_c
             f"| {p} | {n_all} | {kp[0]} | {rm[0]} | {rv[0]} | {rupiah(rm[1])} | {rupiah(rv[1])} | "
             f"{rupiah((rm[1] + rv[1]) * 12)} |"
         )
-        row = [p, _number(n_all), _number(kp[0]), _number(rm[0]), _number(rv[0]), rupiah(rm[1]), rupiah(rv[1]),
-               rupiah((rm[1] + rv[1]) * 12)]
+        row = [
+            p,
+            _number(n_all),
+            _number(kp[0]),
+            _number(rm[0]),
+            _number(rv[0]),
+            rupiah(rm[1]),
+            rupiah(rv[1]),
+            rupiah((rm[1] + rv[1]) * 12),
+        ]
         for i, v in enumerate((n_all, kp[0], rm[0], rv[0], rm[1], rv[1])):
             grand[i] += v
         if eligible_counts is not None:
@@ -234,8 +269,15 @@ def write_run_summary(conn: duckdb.DuckDBPyConnection, out_dir: Path, eligible_c
         headline_rows.append(row)
         reason_table = _table(
             ["Alasan", "Kode", "Hapus", "Tinjau"],
-            [[REASON_LEGEND[r][0] if r in REASON_LEGEND else r, r, _number(v.get("remove", 0)),
-              _number(v.get("review", 0))] for r, v in sorted(reasons[p].items())],
+            [
+                [
+                    REASON_LEGEND[r][0] if r in REASON_LEGEND else r,
+                    r,
+                    _number(v.get("remove", 0)),
+                    _number(v.get("review", 0)),
+                ]
+                for r, v in sorted(reasons[p].items())
+            ],
             numeric_from=2,
         )
         sections.append(
@@ -244,10 +286,26 @@ def write_run_summary(conn: duckdb.DuckDBPyConnection, out_dir: Path, eligible_c
             f"({rupiah(rm[1])}/bulan), {_number(rv[0])} tinjau ({rupiah(rv[1])}/bulan).</p>"
             f"{_svg_chart(p, reasons[p], kp[0])}{reason_table}</section>"
         )
-    total_row = ["Jumlah", _number(grand[0]), _number(grand[1]), _number(grand[2]), _number(grand[3]),
-                 rupiah(grand[4]), rupiah(grand[5]), rupiah((grand[4] + grand[5]) * 12)]
-    headers = ["Program", "Baris", "Tetap", "Hapus", "Tinjau", "Hapus Rp/bulan", "Tinjau Rp/bulan",
-               "Dipertaruhkan Rp/tahun"]
+    total_row = [
+        "Jumlah",
+        _number(grand[0]),
+        _number(grand[1]),
+        _number(grand[2]),
+        _number(grand[3]),
+        rupiah(grand[4]),
+        rupiah(grand[5]),
+        rupiah((grand[4] + grand[5]) * 12),
+    ]
+    headers = [
+        "Program",
+        "Baris",
+        "Tetap",
+        "Hapus",
+        "Tinjau",
+        "Hapus Rp/bulan",
+        "Tinjau Rp/bulan",
+        "Dipertaruhkan Rp/tahun",
+    ]
     if eligible_counts is not None:
         headers.append("Layak, belum terdaftar")
         total_row.append(_number(sum(eligible_counts.get(p, 0) for p in programs)))
@@ -255,9 +313,14 @@ def write_run_summary(conn: duckdb.DuckDBPyConnection, out_dir: Path, eligible_c
     md += ["| program | reason | remove | review |", "|---|---|---:|---:|"]
     for p in programs:
         for r, by_verdict in sorted(reasons[p].items()):
-            md.append(f"| {p} | {r} | {by_verdict.get('remove', 0)} | {by_verdict.get('review', 0)} |")
+            md.append(
+                f"| {p} | {r} | {by_verdict.get('remove', 0)} | {by_verdict.get('review', 0)} |"
+            )
     markdown = "\n".join(md) + "\n"
-    about = [["Tanggal data (snapshot)", str(snapshot)], ["Dibuat", f"{generated_at:%Y-%m-%d %H:%M}"]]
+    about = [
+        ["Tanggal data (snapshot)", str(snapshot)],
+        ["Dibuat", f"{generated_at:%Y-%m-%d %H:%M}"],
+    ]
     if run_id:
         about.append(["Run", run_id])
     doc = f"""<!doctype html><html lang="id"><head><meta charset="utf-8">
@@ -265,12 +328,12 @@ def write_run_summary(conn: duckdb.DuckDBPyConnection, out_dir: Path, eligible_c
 <style>body{{font-family:sans-serif;max-width:64em;margin:2em auto;color:#222}}
 table{{border-collapse:collapse;margin:.5em 0 1.5em}} th{{background:#f0f0f0}}
 td,th{{border:1px solid #ccc;padding:3px 8px}} td.n{{text-align:right;font-variant-numeric:tabular-nums}}
-tbody tr:last-child td{{font-weight:{'bold' if programs else 'normal'}}}</style></head><body>
+tbody tr:last-child td{{font-weight:{"bold" if programs else "normal"}}}</style></head><body>
 <h1>Ringkasan penetapan penerima bantuan</h1>
 {_table(["", ""], about, numeric_from=2)}
 <p>Jumlah per program. Dana yang dipertaruhkan = baris hapus + tinjau, per tahun (12 x nominal bulanan).</p>
 {_table(headers, headline_rows + [total_row])}
-{''.join(sections)}
+{"".join(sections)}
 <p>Arti setiap alasan ada di lembar <em>Keterangan</em> pada file ekspor tiap program dan di
 docs/verdict-rules.md. Laporan ini tidak memuat NIK, nama, atau data kesejahteraan perorangan.</p>
 </body></html>"""

@@ -54,10 +54,14 @@ def _pair_probabilities_sql(conn: duckdb.DuckDBPyConnection) -> str:
     """The stored pairs' probability without the NIK (an empty relation where link.match_pairs has no
     such column, e.g. a warehouse linked before it existed)."""
     if "match_probability_without_nik" in table_columns(conn, "link.match_pairs"):
-        return ("(SELECT unique_id_l AS uid_l, unique_id_r AS uid_r, match_probability_without_nik "
-                "FROM link.match_pairs)")
-    return ("(SELECT NULL::VARCHAR AS uid_l, NULL::VARCHAR AS uid_r, "
-            "NULL::DOUBLE AS match_probability_without_nik WHERE FALSE)")
+        return (
+            "(SELECT unique_id_l AS uid_l, unique_id_r AS uid_r, match_probability_without_nik "
+            "FROM link.match_pairs)"
+        )
+    return (
+        "(SELECT NULL::VARCHAR AS uid_l, NULL::VARCHAR AS uid_r, "
+        "NULL::DOUBLE AS match_probability_without_nik WHERE FALSE)"
+    )
 
 
 def golden_table(schema: str = "main") -> str:
@@ -70,6 +74,7 @@ def link_table(schema: str = "main") -> str:
 
 def review_table(schema: str = "main") -> str:
     return f"{schema}.beneficiary_review"
+
 
 BENEFICIARY_REVIEW_COLUMNS: dict[str, str] = {
     "program": "VARCHAR",
@@ -101,10 +106,17 @@ BENEFICIARY_REVIEW_COLUMNS: dict[str, str] = {
     "evidence_fingerprint": "VARCHAR",
     "decision_fingerprint": "VARCHAR",
 }
-DECISION_COLUMNS = ("pipeline_verdict", "decision", "decision_reason", "decided_by", "decided_at",
-                    "decision_status", "decision_fingerprint")
-DECISIONS_IN_FORCE = "decisions.review_in_force"   # written by satudata_pipeline.decisions.intake
-HISTORY_ROWS = "history.review_rows"               # written by satudata_pipeline.history.store
+DECISION_COLUMNS = (
+    "pipeline_verdict",
+    "decision",
+    "decision_reason",
+    "decided_by",
+    "decided_at",
+    "decision_status",
+    "decision_fingerprint",
+)
+DECISIONS_IN_FORCE = "decisions.review_in_force"  # written by satudata_pipeline.decisions.intake
+HISTORY_ROWS = "history.review_rows"  # written by satudata_pipeline.history.store
 HISTORY_DETERMINATIONS = "history.determinations"
 
 # Reasons that come and go with the calendar alone, not with new evidence: left out of the evidence
@@ -163,7 +175,9 @@ def table_exists(conn: duckdb.DuckDBPyConnection, qualified: str) -> bool:
     )
 
 
-def _col(available: set[str], name: str, alias: str, cast: str | None = None, fallback: str = "NULL") -> str:
+def _col(
+    available: set[str], name: str, alias: str, cast: str | None = None, fallback: str = "NULL"
+) -> str:
     expr = f"{alias}.{name}" if name in available else fallback
     return f"CAST({expr} AS {cast})" if cast else expr
 
@@ -201,9 +215,13 @@ def register_rules(conn: duckdb.DuckDBPyConnection, rules: ProgramRules) -> None
         "INSERT INTO _prog_params VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         [list(p.values()) for p in params],
     )
-    conn.execute("CREATE OR REPLACE TEMP TABLE _prog_amounts (program VARCHAR, jenjang VARCHAR, amount BIGINT)")
+    conn.execute(
+        "CREATE OR REPLACE TEMP TABLE _prog_amounts (program VARCHAR, jenjang VARCHAR, amount BIGINT)"
+    )
     if amounts:
-        conn.executemany("INSERT INTO _prog_amounts VALUES (?, ?, ?)", [list(a.values()) for a in amounts])
+        conn.executemany(
+            "INSERT INTO _prog_amounts VALUES (?, ?, ?)", [list(a.values()) for a in amounts]
+        )
 
 
 # --------------------------------------------------------------------------------------------
@@ -214,32 +232,40 @@ def _roster_rows_sql(conn: duckdb.DuckDBPyConnection, schema: str = "main") -> s
     pr = table_columns(conn, "link.person_records")
     missing = {"source", "kind", "program", "record_id"} - pr
     if missing:
-        raise ValueError(f"link.person_records lacks required column(s): {', '.join(sorted(missing))}")
+        raise ValueError(
+            f"link.person_records lacks required column(s): {', '.join(sorted(missing))}"
+        )
     psl = table_columns(conn, link_table(schema))
     nama = "r.nama_asli" if "nama_asli" in pr else _col(pr, "nama", "r")
-    nik = "coalesce(r.nik, r.nik_raw)" if {"nik", "nik_raw"} <= pr else _col(pr, "nik", "r", fallback=_col(pr, "nik_raw", "r"))
+    nik = (
+        "coalesce(r.nik, r.nik_raw)"
+        if {"nik", "nik_raw"} <= pr
+        else _col(pr, "nik", "r", fallback=_col(pr, "nik_raw", "r"))
+    )
     has_lm = "link_method" in psl
     # clean rows take the person of their (non-quarantined) link row
-    linked_filter = "coalesce(link_method, '') <> 'quarantined'" if has_lm else "person_id IS NOT NULL"
+    linked_filter = (
+        "coalesce(link_method, '') <> 'quarantined'" if has_lm else "person_id IS NOT NULL"
+    )
     clean = f"""
         SELECT r.source, r.program, CAST(r.record_id AS VARCHAR) AS record_id,
-               upper(trim(CAST({_col(pr, 'jenjang', 'r')} AS VARCHAR))) AS jenjang,
-               CAST({_col(pr, 'nominal_bulanan', 'r')} AS BIGINT) AS roster_nominal,
-               CAST({_col(pr, 'tanggal_mulai', 'r')} AS DATE) AS tanggal_mulai,
+               upper(trim(CAST({_col(pr, "jenjang", "r")} AS VARCHAR))) AS jenjang,
+               CAST({_col(pr, "nominal_bulanan", "r")} AS BIGINT) AS roster_nominal,
+               CAST({_col(pr, "tanggal_mulai", "r")} AS DATE) AS tanggal_mulai,
                CAST({nama} AS VARCHAR) AS nama, CAST({nik} AS VARCHAR) AS nik,
-               {_col(pr, 'kode_kota', 'r', 'VARCHAR')} AS roster_kode_kota,
-               {_col(pr, 'kode_kecamatan', 'r', 'VARCHAR')} AS roster_kode_kecamatan,
-               {_col(pr, 'kode_kelurahan', 'r', 'VARCHAR')} AS roster_kode_kelurahan,
+               {_col(pr, "kode_kota", "r", "VARCHAR")} AS roster_kode_kota,
+               {_col(pr, "kode_kecamatan", "r", "VARCHAR")} AS roster_kode_kecamatan,
+               {_col(pr, "kode_kelurahan", "r", "VARCHAR")} AS roster_kode_kelurahan,
                l.person_id, l.link_method,
-               {_col(pr, 'unique_id', 'r', 'VARCHAR')} AS roster_uid,
-               {_col(pr, 'nik_valid', 'r', 'BOOLEAN')} AS roster_nik_valid,
-               {_col(pr, 'tanggal_lahir', 'r', 'DATE')} AS roster_lahir,
-               {_col(pr, 'nama_sorted', 'r', 'VARCHAR')} AS roster_nama_sorted,
-               {_col(pr, 'kode_kelurahan', 'r', 'VARCHAR')} AS roster_kelurahan
+               {_col(pr, "unique_id", "r", "VARCHAR")} AS roster_uid,
+               {_col(pr, "nik_valid", "r", "BOOLEAN")} AS roster_nik_valid,
+               {_col(pr, "tanggal_lahir", "r", "DATE")} AS roster_lahir,
+               {_col(pr, "nama_sorted", "r", "VARCHAR")} AS roster_nama_sorted,
+               {_col(pr, "kode_kelurahan", "r", "VARCHAR")} AS roster_kelurahan
         FROM link.person_records r
         LEFT JOIN (
             SELECT source, CAST(record_id AS VARCHAR) AS record_id, any_value(person_id) AS person_id,
-                   any_value({'link_method' if has_lm else 'NULL'}) AS link_method
+                   any_value({"link_method" if has_lm else "NULL"}) AS link_method
             FROM {link_table(schema)} WHERE {linked_filter}
             GROUP BY source, CAST(record_id AS VARCHAR)
         ) l ON l.source = r.source AND l.record_id = CAST(r.record_id AS VARCHAR)
@@ -254,7 +280,7 @@ def _roster_rows_sql(conn: duckdb.DuckDBPyConnection, schema: str = "main") -> s
             WHERE r2.source = l.source AND CAST(r2.record_id AS VARCHAR) = CAST(l.record_id AS VARCHAR))"""
     quarantined = f"""
         SELECT l.source, rs.program, CAST(l.record_id AS VARCHAR), NULL, NULL, NULL, NULL, NULL,
-               NULL, NULL, NULL, NULL, {'l.link_method' if has_lm else "'quarantined'"},
+               NULL, NULL, NULL, NULL, {"l.link_method" if has_lm else "'quarantined'"},
                NULL, NULL, NULL, NULL, NULL
         FROM {link_table(schema)} l
         JOIN (SELECT source, any_value(program) AS program FROM link.person_records
@@ -264,8 +290,9 @@ def _roster_rows_sql(conn: duckdb.DuckDBPyConnection, schema: str = "main") -> s
     return f"{clean}\nUNION ALL\n{quarantined}"
 
 
-def _life_facts_sql(conn: duckdb.DuckDBPyConnection, gp: set[str], snap: str,
-                    schema: str = "main") -> tuple[str, str, str]:
+def _life_facts_sql(
+    conn: duckdb.DuckDBPyConnection, gp: set[str], snap: str, schema: str = "main"
+) -> tuple[str, str, str]:
     """Death and domicile *at the snapshot*.
 
     From the death / civil / migration rows of `link.person_records` when it carries the columns (so a
@@ -278,14 +305,20 @@ def _life_facts_sql(conn: duckdb.DuckDBPyConnection, gp: set[str], snap: str,
     def g(name: str, cast: str) -> str:
         return f"CAST({'g.' + name if name in gp else 'NULL'} AS {cast})"
 
-    linked = "coalesce(link_method, '') <> 'quarantined' AND person_id IS NOT NULL" if "link_method" in psl else "person_id IS NOT NULL"
+    linked = (
+        "coalesce(link_method, '') <> 'quarantined' AND person_id IS NOT NULL"
+        if "link_method" in psl
+        else "person_id IS NOT NULL"
+    )
     plink = f"""(SELECT source, CAST(record_id AS VARCHAR) AS record_id, any_value(person_id) AS person_id
                  FROM {link_table(schema)} WHERE {linked} GROUP BY ALL)"""
     ctes, cols, joins = [], [], []
     # how each death / move record is tied to the person (link.event_evidence): only a conclusive
     # tie removes; records of a warehouse built before that table are trusted as before
     ev_rel, ev_default = event_evidence_relation(conn)
-    ev_join = f"LEFT JOIN {ev_rel} ev_ ON ev_.unique_id = r.source || ':' || CAST(r.record_id AS VARCHAR)"
+    ev_join = (
+        f"LEFT JOIN {ev_rel} ev_ ON ev_.unique_id = r.source || ':' || CAST(r.record_id AS VARCHAR)"
+    )
     ev_cols = f"coalesce(ev_.conclusive, {ev_default})"
     if "tanggal_meninggal" in pr:
         ctes.append(f"""
@@ -301,14 +334,22 @@ death_at_snap AS (
                                (r.kind = 'death_registry') DESC,
                                r.tanggal_meninggal NULLS LAST, r.source, r.record_id) = 1
 )""")
-        cols += ["(d_.person_id IS NULL) AS is_alive", "d_.tanggal_meninggal", "d_.death_evidence",
-                 "d_.death_conclusive", "d_.death_link"]
+        cols += [
+            "(d_.person_id IS NULL) AS is_alive",
+            "d_.tanggal_meninggal",
+            "d_.death_evidence",
+            "d_.death_conclusive",
+            "d_.death_link",
+        ]
         joins.append("LEFT JOIN death_at_snap d_ ON d_.person_id = ro.person_id")
     else:
-        cols += [f"{g('is_alive', 'BOOLEAN')} AS is_alive", f"{g('tanggal_meninggal', 'DATE')} AS tanggal_meninggal",
-                 f"{g('death_evidence', 'VARCHAR')} AS death_evidence",
-                 f"coalesce({g('death_conclusive', 'BOOLEAN')}, TRUE) AS death_conclusive",
-                 f"{g('death_link', 'VARCHAR')} AS death_link"]
+        cols += [
+            f"{g('is_alive', 'BOOLEAN')} AS is_alive",
+            f"{g('tanggal_meninggal', 'DATE')} AS tanggal_meninggal",
+            f"{g('death_evidence', 'VARCHAR')} AS death_evidence",
+            f"coalesce({g('death_conclusive', 'BOOLEAN')}, TRUE) AS death_conclusive",
+            f"{g('death_link', 'VARCHAR')} AS death_link",
+        ]
     if "tanggal_pindah" in pr and ("kode_wilayah_tujuan" in pr or "pindah_keluar_dki" in pr):
         dest = "CAST(r.kode_wilayah_tujuan AS VARCHAR)" if "kode_wilayah_tujuan" in pr else "NULL"
         keluar = "r.pindah_keluar_dki" if "pindah_keluar_dki" in pr else "NULL"
@@ -325,15 +366,24 @@ move_at_snap AS (
                                ORDER BY coalesce(CAST(r.tanggal_pindah AS DATE), DATE '1900-01-01') DESC,
                                         r.source DESC, r.record_id DESC) = 1
 )""")
-        cols += ["NOT coalesce(m_.keluar, FALSE) AS tinggal_di_dki", "m_.tanggal_pindah", "m_.kode_wilayah_tujuan",
-                 "m_.move_evidence", "m_.move_conclusive", "m_.move_link"]
+        cols += [
+            "NOT coalesce(m_.keluar, FALSE) AS tinggal_di_dki",
+            "m_.tanggal_pindah",
+            "m_.kode_wilayah_tujuan",
+            "m_.move_evidence",
+            "m_.move_conclusive",
+            "m_.move_link",
+        ]
         joins.append("LEFT JOIN move_at_snap m_ ON m_.person_id = ro.person_id")
     else:
-        cols += [f"{g('tinggal_di_dki', 'BOOLEAN')} AS tinggal_di_dki", f"{g('tanggal_pindah', 'DATE')} AS tanggal_pindah",
-                 f"{g('kode_wilayah_tujuan', 'VARCHAR')} AS kode_wilayah_tujuan",
-                 f"{g('move_evidence', 'VARCHAR')} AS move_evidence",
-                 f"coalesce({g('move_conclusive', 'BOOLEAN')}, TRUE) AS move_conclusive",
-                 f"{g('move_link', 'VARCHAR')} AS move_link"]
+        cols += [
+            f"{g('tinggal_di_dki', 'BOOLEAN')} AS tinggal_di_dki",
+            f"{g('tanggal_pindah', 'DATE')} AS tanggal_pindah",
+            f"{g('kode_wilayah_tujuan', 'VARCHAR')} AS kode_wilayah_tujuan",
+            f"{g('move_evidence', 'VARCHAR')} AS move_evidence",
+            f"coalesce({g('move_conclusive', 'BOOLEAN')}, TRUE) AS move_conclusive",
+            f"{g('move_link', 'VARCHAR')} AS move_link",
+        ]
     # the latest verification of the person by a welfare registry or a program (both in DKI): a
     # person verified after a recorded death or move out contradicts it
     if "tanggal_pemutakhiran" in pr:
@@ -352,7 +402,11 @@ verified_at_snap AS (
         joins.append("LEFT JOIN verified_at_snap va_ ON va_.person_id = ro.person_id")
     else:
         cols += ["NULL::DATE AS verified_alive", "NULL::VARCHAR AS verified_alive_by"]
-    return ("," .join(ctes) + ("," if ctes else ""), ",\n           ".join(cols) + ",", "\n    ".join(joins))
+    return (
+        ",".join(ctes) + ("," if ctes else ""),
+        ",\n           ".join(cols) + ",",
+        "\n    ".join(joins),
+    )
 
 
 REASONS_SQL = """list_filter([
@@ -387,8 +441,12 @@ FINGERPRINT_SQL = f"""md5(concat_ws('|',
         coalesce(kept_row, '-')))"""
 
 
-def verdicts_sql(conn: duckdb.DuckDBPyConnection, snapshot_date: date, schema: str = "main",
-                 left_out: str | None = None) -> str:
+def verdicts_sql(
+    conn: duckdb.DuckDBPyConnection,
+    snapshot_date: date,
+    schema: str = "main",
+    left_out: str | None = None,
+) -> str:
     """The SELECT producing beneficiary_review rows for every roster row (needs `register_rules` first).
 
     `left_out`: a table of (program, source, record_id) whose final verdict is remove; they are not
@@ -406,9 +464,14 @@ def verdicts_sql(conn: duckdb.DuckDBPyConnection, snapshot_date: date, schema: s
     in_welfare = g("in_welfare_registry", "BOOLEAN", fallback=f"({g('desil')} IS NOT NULL)")
 
     life_ctes, life_cols, life_joins = _life_facts_sql(conn, gp, snap, schema)
-    left_out_sql = "" if left_out is None else (
-        f"\n      AND NOT EXISTS (SELECT 1 FROM {left_out} lo WHERE lo.program = b.program "
-        f"AND lo.source = b.source AND lo.record_id = b.record_id)")
+    left_out_sql = (
+        ""
+        if left_out is None
+        else (
+            f"\n      AND NOT EXISTS (SELECT 1 FROM {left_out} lo WHERE lo.program = b.program "
+            f"AND lo.source = b.source AND lo.record_id = b.record_id)"
+        )
+    )
     return f"""
 WITH roster AS ({_roster_rows_sql(conn, schema)}),{life_ctes}
 pairs AS {_pair_probabilities_sql(conn)},
@@ -436,20 +499,20 @@ base AS (
            p.requires_disability, p.excludes,
            coalesce(p.amount_flat, a.amount) AS nominal_aturan,
            g.person_id AS g_person_id,
-           {g('tanggal_lahir', 'DATE')} AS tanggal_lahir,
+           {g("tanggal_lahir", "DATE")} AS tanggal_lahir,
            {life_cols}
            {in_civil} AS in_civil, {in_welfare} AS in_welfare,
-           {g('desil', 'INTEGER')} AS desil,
-           {g('punya_mobil', 'BOOLEAN')} AS punya_mobil,
-           {g('njop_di_atas_1m', 'BOOLEAN')} AS njop_di_atas_1m,
-           {g('possible_death_evidence', 'VARCHAR')} AS possible_death_evidence,
-           {g('welfare_evidence', 'VARCHAR')} AS welfare_evidence,
-           {g('welfare_verified', 'DATE')} AS welfare_verified,
+           {g("desil", "INTEGER")} AS desil,
+           {g("punya_mobil", "BOOLEAN")} AS punya_mobil,
+           {g("njop_di_atas_1m", "BOOLEAN")} AS njop_di_atas_1m,
+           {g("possible_death_evidence", "VARCHAR")} AS possible_death_evidence,
+           {g("welfare_evidence", "VARCHAR")} AS welfare_evidence,
+           {g("welfare_verified", "DATE")} AS welfare_verified,
            {disab_any} AS disabilitas_any,
-           {g('last_verified', 'DATE')} AS last_verified,
-           coalesce({g('kode_kota', 'VARCHAR')}, ro.roster_kode_kota) AS kode_kota,
-           coalesce({g('kode_kecamatan', 'VARCHAR')}, ro.roster_kode_kecamatan) AS kode_kecamatan,
-           coalesce({g('kode_kelurahan', 'VARCHAR')}, ro.roster_kode_kelurahan) AS kode_kelurahan,
+           {g("last_verified", "DATE")} AS last_verified,
+           coalesce({g("kode_kota", "VARCHAR")}, ro.roster_kode_kota) AS kode_kota,
+           coalesce({g("kode_kecamatan", "VARCHAR")}, ro.roster_kode_kecamatan) AS kode_kecamatan,
+           coalesce({g("kode_kelurahan", "VARCHAR")}, ro.roster_kode_kelurahan) AS kode_kelurahan,
            {snap} AS snap
     FROM roster ro
     LEFT JOIN _prog_params p ON p.program = ro.program
@@ -461,7 +524,7 @@ base AS (
 flagged AS (
     SELECT *,
         (g_person_id IS NULL OR NOT (coalesce(in_civil, FALSE) OR coalesce(in_welfare, FALSE))) AS f_unresolved,
-        CASE WHEN tanggal_lahir IS NOT NULL THEN {age_sql('tanggal_lahir', 'snap')} END AS umur,
+        CASE WHEN tanggal_lahir IS NOT NULL THEN {age_sql("tanggal_lahir", "snap")} END AS umur,
         row_number() OVER (PARTITION BY person_id
                            ORDER BY tanggal_mulai ASC NULLS LAST, record_id, source, program) AS enroll_ord
     FROM base
@@ -514,8 +577,8 @@ reasons AS (
             AND (f.tanggal_pindah IS NULL OR f.tanggal_pindah <= f.snap) AS f_moved,
         -- a death or move removes only when its record identifies the person and nothing later
         -- contradicts it (enrolled, or verified by a welfare registry or program, after it)
-        {contradiction_sql('f.tanggal_meninggal')} AS death_contradiction,
-        {contradiction_sql('f.tanggal_pindah')} AS move_contradiction,
+        {contradiction_sql("f.tanggal_meninggal")} AS death_contradiction,
+        {contradiction_sql("f.tanggal_pindah")} AS move_contradiction,
         NOT f.f_unresolved AND f.umur IS NOT NULL
             AND ((f.age_min IS NOT NULL AND f.umur < f.age_min) OR (f.age_max IS NOT NULL AND f.umur > f.age_max))
             AS f_age,
@@ -613,7 +676,7 @@ SELECT
     ), '') AS evidence,
     kode_kota, kode_kecamatan, kode_kelurahan, jenjang, tanggal_mulai,
     CAST(umur AS INTEGER) AS umur,
-    {mask_nik_sql('nik')} AS nik_masked,
+    {mask_nik_sql("nik")} AS nik_masked,
     nama, link_method, snap AS snapshot_date,
     {FINGERPRINT_SQL} AS evidence_fingerprint
 FROM final
@@ -624,13 +687,14 @@ def contradiction_sql(event_date: str) -> str:
     """Words for what contradicts a death or move dated `event_date` (NULL when nothing does):
     the roster row enrolled after it, or the person verified by a welfare registry or a program
     (`verified_alive`, `verified_alive_by`) after it. Columns of the verdict query's rows."""
-    return (f"CASE WHEN {event_date} IS NULL THEN NULL "
-            f"WHEN f.tanggal_mulai > {event_date} THEN 'contradicted: this row enrolled ' "
-            f"|| strftime(f.tanggal_mulai, '%Y-%m-%d') || ', after that date' "
-            f"WHEN f.verified_alive > {event_date} THEN 'contradicted: verified by ' "
-            f"|| f.verified_alive_by || ' on ' || strftime(f.verified_alive, '%Y-%m-%d') "
-            f"|| ', after that date' END")
-
+    return (
+        f"CASE WHEN {event_date} IS NULL THEN NULL "
+        f"WHEN f.tanggal_mulai > {event_date} THEN 'contradicted: this row enrolled ' "
+        f"|| strftime(f.tanggal_mulai, '%Y-%m-%d') || ', after that date' "
+        f"WHEN f.verified_alive > {event_date} THEN 'contradicted: verified by ' "
+        f"|| f.verified_alive_by || ' on ' || strftime(f.verified_alive, '%Y-%m-%d') "
+        f"|| ', after that date' END"
+    )
 
 
 def _check_programs(conn: duckdb.DuckDBPyConnection, rules: ProgramRules) -> None:
@@ -672,7 +736,9 @@ def build_beneficiary_review(
     if programs:
         bad = sorted(set(programs) - rules.codes())
         if bad:
-            raise ProgramRulesError(f"unknown program(s) {bad}; known: {', '.join(sorted(rules.codes()))}")
+            raise ProgramRulesError(
+                f"unknown program(s) {bad}; known: {', '.join(sorted(rules.codes()))}"
+            )
     _check_programs(conn, rules)
     register_rules(conn, rules)
     # the pipeline's verdicts first (a temp table: the decisions compare with the published table,
@@ -692,7 +758,9 @@ def build_beneficiary_review(
                 f"WHERE list_contains({plist}, program)"
             )
         else:
-            cols = ", ".join(f"CAST({c} AS {t}) AS {c}" for c, t in BENEFICIARY_REVIEW_COLUMNS.items())
+            cols = ", ".join(
+                f"CAST({c} AS {t}) AS {c}" for c, t in BENEFICIARY_REVIEW_COLUMNS.items()
+            )
             conn.execute(
                 f"CREATE OR REPLACE TABLE {REVIEW_TABLE} AS SELECT {cols} FROM ({select}) "
                 "ORDER BY program, kode_kota NULLS LAST, kode_kecamatan NULLS LAST, source, record_id"
@@ -720,24 +788,30 @@ def _decide_rows(conn: duckdb.DuckDBPyConnection, snapshot_date: date, schema: s
     is the earlier enrollment of a duplicate)."""
     left_out = None
     for _ in range(MAX_LEFT_OUT_ROUNDS):
-        conn.execute(f"CREATE OR REPLACE TEMP TABLE _br_pipeline AS "
-                     f"{verdicts_sql(conn, snapshot_date, schema, left_out)}")
+        conn.execute(
+            f"CREATE OR REPLACE TEMP TABLE _br_pipeline AS "
+            f"{verdicts_sql(conn, snapshot_date, schema, left_out)}"
+        )
         conn.execute(f"CREATE OR REPLACE TEMP TABLE _br_decided AS {decided_sql(conn)}")
         conn.execute("DROP TABLE IF EXISTS _br_pipeline")
-        conn.execute("CREATE OR REPLACE TEMP TABLE _br_removed AS SELECT DISTINCT program, source, record_id, "
-                     "person_id FROM _br_decided WHERE verdict = 'remove'")
+        conn.execute(
+            "CREATE OR REPLACE TEMP TABLE _br_removed AS SELECT DISTINCT program, source, record_id, "
+            "person_id FROM _br_decided WHERE verdict = 'remove'"
+        )
         if left_out is None:
             # is any removed row a person's earlier enrollment that a duplicate may point at?
             needed = conn.execute(
                 "SELECT count(*) FROM _br_decided d JOIN _br_removed r ON r.person_id = d.person_id "
                 "AND (r.program, r.source, r.record_id) <> (d.program, d.source, d.record_id) "
-                "WHERE list_contains(d.reasons, 'duplicate_enrollment')").fetchall()[0][0]
+                "WHERE list_contains(d.reasons, 'duplicate_enrollment')"
+            ).fetchall()[0][0]
         else:
             needed = conn.execute(
                 "SELECT count(*) FROM ((SELECT program, source, record_id FROM _br_removed "
                 "EXCEPT SELECT program, source, record_id FROM _br_left_out) UNION ALL "
                 "(SELECT program, source, record_id FROM _br_left_out "
-                "EXCEPT SELECT program, source, record_id FROM _br_removed))").fetchall()[0][0]
+                "EXCEPT SELECT program, source, record_id FROM _br_removed))"
+            ).fetchall()[0][0]
         if not needed:
             break
         conn.execute("CREATE OR REPLACE TEMP TABLE _br_left_out AS SELECT * FROM _br_removed")
@@ -746,8 +820,9 @@ def _decide_rows(conn: duckdb.DuckDBPyConnection, snapshot_date: date, schema: s
     conn.execute("DROP TABLE IF EXISTS _br_left_out")
 
 
-def decided_sql(conn: duckdb.DuckDBPyConnection, pipeline: str = "_br_pipeline",
-                previous: str = REVIEW_TABLE) -> str:
+def decided_sql(
+    conn: duckdb.DuckDBPyConnection, pipeline: str = "_br_pipeline", previous: str = REVIEW_TABLE
+) -> str:
     """The pipeline's rows (`pipeline`) with the person's decision in force on each
     (`decisions.review_in_force`, docs/decisions.md).
 
@@ -763,36 +838,58 @@ def decided_sql(conn: duckdb.DuckDBPyConnection, pipeline: str = "_br_pipeline",
     changed (a death, a move, a new welfare record after a keep) the row goes back to `review`
     ('reopened') with the old decision shown, until a newer decision answers the new evidence."""
     if table_exists(conn, DECISIONS_IN_FORCE):
-        contradicted = ("contradicted" if "contradicted" in table_columns(conn, DECISIONS_IN_FORCE)
-                        else "FALSE")
-        decided = (f"(SELECT program, roster_source, record_id, decision, decision_reason, decided_by, "
-                   f"decided_at, {contradicted} AS contradicted FROM {DECISIONS_IN_FORCE})")
+        contradicted = (
+            "contradicted" if "contradicted" in table_columns(conn, DECISIONS_IN_FORCE) else "FALSE"
+        )
+        decided = (
+            f"(SELECT program, roster_source, record_id, decision, decision_reason, decided_by, "
+            f"decided_at, {contradicted} AS contradicted FROM {DECISIONS_IN_FORCE})"
+        )
     else:
-        decided = ("(SELECT NULL::VARCHAR AS program, NULL::VARCHAR AS roster_source, NULL::VARCHAR AS record_id, NULL::VARCHAR AS decision, "
-                   "NULL::VARCHAR AS decision_reason, NULL::VARCHAR AS decided_by, NULL::DATE AS decided_at, "
-                   "NULL::BOOLEAN AS contradicted WHERE FALSE)")
+        decided = (
+            "(SELECT NULL::VARCHAR AS program, NULL::VARCHAR AS roster_source, NULL::VARCHAR AS record_id, NULL::VARCHAR AS decision, "
+            "NULL::VARCHAR AS decision_reason, NULL::VARCHAR AS decided_by, NULL::DATE AS decided_at, "
+            "NULL::BOOLEAN AS contradicted WHERE FALSE)"
+        )
     prev_cols = table_columns(conn, previous) if table_exists(conn, previous) else set()
-    if {"evidence_fingerprint", "decision_fingerprint", "decision", "decided_at", "decided_by"} <= prev_cols:
+    if {
+        "evidence_fingerprint",
+        "decision_fingerprint",
+        "decision",
+        "decided_at",
+        "decided_by",
+    } <= prev_cols:
         # one row per roster row (rows quarantined for a repeated record_id share their key)
-        prev = (f"(SELECT program, source, record_id, evidence_fingerprint, decision, decided_at, decided_by, "
-                f"decision_fingerprint FROM {previous} QUALIFY row_number() OVER ("
-                f"PARTITION BY program, source, record_id ORDER BY decision_fingerprint NULLS LAST, "
-                f"evidence_fingerprint) = 1)")
+        prev = (
+            f"(SELECT program, source, record_id, evidence_fingerprint, decision, decided_at, decided_by, "
+            f"decision_fingerprint FROM {previous} QUALIFY row_number() OVER ("
+            f"PARTITION BY program, source, record_id ORDER BY decision_fingerprint NULLS LAST, "
+            f"evidence_fingerprint) = 1)"
+        )
     else:
-        prev = ("(SELECT NULL::VARCHAR AS program, NULL::VARCHAR AS source, NULL::VARCHAR AS record_id, "
-                "NULL::VARCHAR AS evidence_fingerprint, NULL::VARCHAR AS decision, NULL::DATE AS decided_at, "
-                "NULL::VARCHAR AS decided_by, NULL::VARCHAR AS decision_fingerprint WHERE FALSE)")
-    if table_exists(conn, HISTORY_ROWS) and table_exists(conn, HISTORY_DETERMINATIONS) and {
-            "evidence_fingerprint", "decision_fingerprint"} <= table_columns(conn, HISTORY_ROWS):
-        hist = (f"(SELECT r.program, r.source, r.record_id, r.decision, r.decided_at, r.decided_by, "
-                f"r.evidence_fingerprint, r.decision_fingerprint, r.determination_id, "
-                f"CAST(d.published_at AS DATE) AS published_on "
-                f"FROM {HISTORY_ROWS} r JOIN {HISTORY_DETERMINATIONS} d USING (determination_id))")
+        prev = (
+            "(SELECT NULL::VARCHAR AS program, NULL::VARCHAR AS source, NULL::VARCHAR AS record_id, "
+            "NULL::VARCHAR AS evidence_fingerprint, NULL::VARCHAR AS decision, NULL::DATE AS decided_at, "
+            "NULL::VARCHAR AS decided_by, NULL::VARCHAR AS decision_fingerprint WHERE FALSE)"
+        )
+    if (
+        table_exists(conn, HISTORY_ROWS)
+        and table_exists(conn, HISTORY_DETERMINATIONS)
+        and {"evidence_fingerprint", "decision_fingerprint"} <= table_columns(conn, HISTORY_ROWS)
+    ):
+        hist = (
+            f"(SELECT r.program, r.source, r.record_id, r.decision, r.decided_at, r.decided_by, "
+            f"r.evidence_fingerprint, r.decision_fingerprint, r.determination_id, "
+            f"CAST(d.published_at AS DATE) AS published_on "
+            f"FROM {HISTORY_ROWS} r JOIN {HISTORY_DETERMINATIONS} d USING (determination_id))"
+        )
     else:
-        hist = ("(SELECT NULL::VARCHAR AS program, NULL::VARCHAR AS source, NULL::VARCHAR AS record_id, "
-                "NULL::VARCHAR AS decision, NULL::DATE AS decided_at, NULL::VARCHAR AS decided_by, "
-                "NULL::VARCHAR AS evidence_fingerprint, NULL::VARCHAR AS decision_fingerprint, "
-                "NULL::BIGINT AS determination_id, NULL::DATE AS published_on WHERE FALSE)")
+        hist = (
+            "(SELECT NULL::VARCHAR AS program, NULL::VARCHAR AS source, NULL::VARCHAR AS record_id, "
+            "NULL::VARCHAR AS decision, NULL::DATE AS decided_at, NULL::VARCHAR AS decided_by, "
+            "NULL::VARCHAR AS evidence_fingerprint, NULL::VARCHAR AS decision_fingerprint, "
+            "NULL::BIGINT AS determination_id, NULL::DATE AS published_on WHERE FALSE)"
+        )
     return f"""
 WITH joined AS (
     SELECT v.* EXCLUDE (verdict), v.verdict AS pipeline_verdict,
@@ -864,13 +961,16 @@ FROM fingerprinted
 # --------------------------------------------------------------------------------------------
 # statistics and checks (used by the assets' metadata and asset checks)
 # --------------------------------------------------------------------------------------------
-def review_stats(conn: duckdb.DuckDBPyConnection, programs: Sequence[str] | None = None,
-                 schema: str = "main") -> dict:
+def review_stats(
+    conn: duckdb.DuckDBPyConnection, programs: Sequence[str] | None = None, schema: str = "main"
+) -> dict:
     """Counts by verdict and reason, and monthly rupiah at stake; no personal data."""
     REVIEW_TABLE = review_table(schema)  # noqa: N806
     where = f"WHERE list_contains({sql_list(programs)}, program)" if programs else ""
     by_verdict = dict(
-        conn.execute(f"SELECT verdict, count(*) FROM {REVIEW_TABLE} {where} GROUP BY 1 ORDER BY 1").fetchall()
+        conn.execute(
+            f"SELECT verdict, count(*) FROM {REVIEW_TABLE} {where} GROUP BY 1 ORDER BY 1"
+        ).fetchall()
     )
     by_reason = dict(
         conn.execute(
@@ -910,7 +1010,9 @@ def _kept_by_decision(conn: duckdb.DuckDBPyConnection, alias: str, schema: str) 
     return f"coalesce({alias}.decision_status = 'applied' AND {alias}.decision = 'keep', FALSE)"
 
 
-def check_no_deceased_or_moved_keep(conn: duckdb.DuckDBPyConnection, schema: str = "main") -> tuple[int, pd.DataFrame]:
+def check_no_deceased_or_moved_keep(
+    conn: duckdb.DuckDBPyConnection, schema: str = "main"
+) -> tuple[int, pd.DataFrame]:
     """Keep rows whose golden person is dead or moved out of DKI at the snapshot (must be none).
 
     Re-derived from `main.golden_person` independently of the reason flags. Returns the count and a
@@ -929,14 +1031,18 @@ def check_no_deceased_or_moved_keep(conn: duckdb.DuckDBPyConnection, schema: str
     if "tinggal_di_dki" in gp:
         death.append(
             "(g.tinggal_di_dki = FALSE AND "
-            + ("(g.tanggal_pindah IS NULL OR g.tanggal_pindah <= b.snapshot_date)" if "tanggal_pindah" in gp else "TRUE")
+            + (
+                "(g.tanggal_pindah IS NULL OR g.tanggal_pindah <= b.snapshot_date)"
+                if "tanggal_pindah" in gp
+                else "TRUE"
+            )
             + ")"
         )
     if not death:
         return 0, pd.DataFrame(columns=["program", "source", "record_id"])
     sql = f"""SELECT b.program, b.source, b.record_id FROM {review_table(schema)} b
               JOIN {golden_table(schema)} g ON g.person_id = b.person_id
-              WHERE b.verdict = 'keep' AND ({' OR '.join(death)}) AND NOT {_kept_by_decision(conn, 'b', schema)}"""
+              WHERE b.verdict = 'keep' AND ({" OR ".join(death)}) AND NOT {_kept_by_decision(conn, "b", schema)}"""
     n = conn.execute(f"SELECT count(*) FROM ({sql})").fetchall()[0][0]
     return n, conn.execute(sql + " ORDER BY 1, 2, 3 LIMIT 20").df()
 
@@ -952,7 +1058,7 @@ def check_no_double_enrollment_keep(
               JOIN {REVIEW_TABLE} b ON a.person_id = b.person_id
                AND (a.source, a.record_id, a.program) <> (b.source, b.record_id, b.program)
               WHERE a.verdict = 'keep' AND b.verdict = 'keep' AND a.person_id IS NOT NULL
-                AND NOT {_kept_by_decision(conn, 'a', schema)} AND NOT {_kept_by_decision(conn, 'b', schema)}
-                AND (a.program = b.program {('OR ' + excl) if excl else ''})"""
+                AND NOT {_kept_by_decision(conn, "a", schema)} AND NOT {_kept_by_decision(conn, "b", schema)}
+                AND (a.program = b.program {("OR " + excl) if excl else ""})"""
     n = conn.execute(f"SELECT count(*) FROM ({sql})").fetchall()[0][0]
     return n, conn.execute(sql + " ORDER BY 1, 2, 3 LIMIT 20").df()

@@ -128,8 +128,10 @@ def source_name(program: str, snapshot: str | None) -> str:
 def decision_values() -> dict[str, dict[str, str]]:
     """`values:` of the mapping: the office's words -> canonical values (matched ignoring case and
     surrounding spaces; a value not in the map, such as a bare reason code, passes as it is)."""
-    return {"decision": dict(DECISION_WORDS),
-            "reason": {label: code for code, label in decision_reason_labels().items()}}
+    return {
+        "decision": dict(DECISION_WORDS),
+        "reason": {label: code for code, label in decision_reason_labels().items()},
+    }
 
 
 def mapping(program: str, snapshot: str | None) -> dict:
@@ -151,11 +153,15 @@ def mapping(program: str, snapshot: str | None) -> dict:
 
 def write_mapping(path: Path, program: str, snapshot: str | None) -> Path:
     """Write `<PROGRAM>_keputusan.sources.yaml`: a sources.yaml fragment holding the one entry."""
-    head = (f"# Mapping of {worklist_name(program)} when it comes back filled in: a review_decision source\n"
-            "# (data contract section 4). Register it in a delivery with\n"
-            f"#   satudata decisions add {worklist_name(program)} --data-dir <delivery>\n"
-            "# or paste the entry below under `sources:` of its sources.yaml and copy the file next to it.\n")
-    body = yaml.safe_dump({"sources": [mapping(program, snapshot)]}, sort_keys=False, allow_unicode=True)
+    head = (
+        f"# Mapping of {worklist_name(program)} when it comes back filled in: a review_decision source\n"
+        "# (data contract section 4). Register it in a delivery with\n"
+        f"#   satudata decisions add {worklist_name(program)} --data-dir <delivery>\n"
+        "# or paste the entry below under `sources:` of its sources.yaml and copy the file next to it.\n"
+    )
+    body = yaml.safe_dump(
+        {"sources": [mapping(program, snapshot)]}, sort_keys=False, allow_unicode=True
+    )
     path.write_text(head + body, encoding="utf-8")
     return path
 
@@ -164,15 +170,22 @@ def write_mapping(path: Path, program: str, snapshot: str | None) -> Path:
 # backlog: how many rows wait for a decision, and since when
 # --------------------------------------------------------------------------------------------------
 def _table_exists(conn: duckdb.DuckDBPyConnection, schema: str, table: str) -> bool:
-    return bool(conn.execute(
-        "SELECT count(*) FROM information_schema.tables WHERE table_schema = ? AND table_name = ?",
-        [schema, table]).fetchall()[0][0])
+    return bool(
+        conn.execute(
+            "SELECT count(*) FROM information_schema.tables WHERE table_schema = ? AND table_name = ?",
+            [schema, table],
+        ).fetchall()[0][0]
+    )
 
 
 def _columns(conn: duckdb.DuckDBPyConnection, schema: str, table: str) -> set[str]:
-    return {r[0] for r in conn.execute(
-        "SELECT column_name FROM information_schema.columns WHERE table_schema = ? AND table_name = ?",
-        [schema, table]).fetchall()}
+    return {
+        r[0]
+        for r in conn.execute(
+            "SELECT column_name FROM information_schema.columns WHERE table_schema = ? AND table_name = ?",
+            [schema, table],
+        ).fetchall()
+    }
 
 
 def _decided_filter(conn: duckdb.DuckDBPyConnection, table: str, alias: str = "b") -> str:
@@ -190,9 +203,14 @@ def waiting_since_sql(conn: duckdb.DuckDBPyConnection, review: str = REVIEW_TABL
     determination of the row's current unbroken run of review/remove verdicts (a row that left review
     and came back waits from its return). Without history: the row's own snapshot date."""
     decided = _decided_filter(conn, review)
-    base = (f"SELECT b.program, b.record_id, b.snapshot_date FROM {review} b "
-            f"WHERE b.verdict IN ('review', 'remove') AND {decided}")
-    if not (_table_exists(conn, "history", "review_rows") and _table_exists(conn, "history", "determinations")):
+    base = (
+        f"SELECT b.program, b.record_id, b.snapshot_date FROM {review} b "
+        f"WHERE b.verdict IN ('review', 'remove') AND {decided}"
+    )
+    if not (
+        _table_exists(conn, "history", "review_rows")
+        and _table_exists(conn, "history", "determinations")
+    ):
         return f"SELECT program, record_id, snapshot_date AS waiting_since FROM ({base})"
     rr, dd = _columns(conn, "history", "review_rows"), _columns(conn, "history", "determinations")
     key = next((k for k in ("determination_id", "run_id") if k in rr and k in dd), None)
@@ -219,8 +237,9 @@ def waiting_since_sql(conn: duckdb.DuckDBPyConnection, review: str = REVIEW_TABL
     """
 
 
-def backlog(conn: duckdb.DuckDBPyConnection, review: str = REVIEW_TABLE,
-            programs: list[str] | None = None) -> dict[str, dict]:
+def backlog(
+    conn: duckdb.DuckDBPyConnection, review: str = REVIEW_TABLE, programs: list[str] | None = None
+) -> dict[str, dict]:
     """Per program: rows waiting for a decision (review and remove rows no decision settles), by
     verdict, the oldest waiting-since date and the rows by age in months. Counts only."""
     since = waiting_since_sql(conn, review)
@@ -233,8 +252,10 @@ def backlog(conn: duckdb.DuckDBPyConnection, review: str = REVIEW_TABLE,
     for program, verdict, since_d, snap, n in rows:
         if programs and program not in programs:
             continue
-        p = out.setdefault(program, {"waiting": 0, "review": 0, "remove": 0, "oldest_since": None,
-                                     "by_months_waiting": {}})
+        p = out.setdefault(
+            program,
+            {"waiting": 0, "review": 0, "remove": 0, "oldest_since": None, "by_months_waiting": {}},
+        )
         p["waiting"] += n
         p[verdict] = p.get(verdict, 0) + n
         if since_d is not None:
@@ -247,13 +268,17 @@ def backlog(conn: duckdb.DuckDBPyConnection, review: str = REVIEW_TABLE,
 
 def backlog_markdown(stats: dict[str, dict]) -> str:
     """The backlog as a Markdown table for Dagster metadata (counts only)."""
-    lines = ["| program | menunggu | tinjau | hapus | sejak (tertua) | 0 bln | 1-2 bln | 3+ bln |",
-             "|---|---:|---:|---:|---|---:|---:|---:|"]
+    lines = [
+        "| program | menunggu | tinjau | hapus | sejak (tertua) | 0 bln | 1-2 bln | 3+ bln |",
+        "|---|---:|---:|---:|---|---:|---:|---:|",
+    ]
     for program, s in sorted(stats.items()):
         b = {int(k): v for k, v in s["by_months_waiting"].items()}
-        lines.append(f"| {program} | {s['waiting']:,} | {s.get('review', 0):,} | {s.get('remove', 0):,} | "
-                     f"{s['oldest_since'] or '-'} | {b.get(0, 0):,} | {b.get(1, 0) + b.get(2, 0):,} | "
-                     f"{sum(v for k, v in b.items() if k >= 3):,} |")
+        lines.append(
+            f"| {program} | {s['waiting']:,} | {s.get('review', 0):,} | {s.get('remove', 0):,} | "
+            f"{s['oldest_since'] or '-'} | {b.get(0, 0):,} | {b.get(1, 0) + b.get(2, 0):,} | "
+            f"{sum(v for k, v in b.items() if k >= 3):,} |"
+        )
     return "\n".join(lines).replace(",", ".")
 
 
@@ -263,12 +288,16 @@ def backlog_markdown(stats: dict[str, dict]) -> str:
 def _previous_decision_sql(conn: duckdb.DuckDBPyConnection, review: str) -> str:
     """A decision that new evidence reopened, in words (`tetap oleh PTG-1, 2026-11-05; dibuka lagi: ...`)."""
     schema, name = review.split(".")
-    if not {"decision_status", "decision", "decided_by", "decided_at"} <= _columns(conn, schema, name):
+    if not {"decision_status", "decision", "decided_by", "decided_at"} <= _columns(
+        conn, schema, name
+    ):
         return "NULL::VARCHAR"
-    return ("CASE WHEN b.decision_status = 'reopened' THEN "
-            "CASE b.decision WHEN 'keep' THEN 'tetap' WHEN 'remove' THEN 'hapus' ELSE b.decision END "
-            "|| ' oleh ' || coalesce(b.decided_by, '-') || ', ' || coalesce(CAST(b.decided_at AS VARCHAR), '-') "
-            "|| '; dibuka lagi: ada bukti baru' END")
+    return (
+        "CASE WHEN b.decision_status = 'reopened' THEN "
+        "CASE b.decision WHEN 'keep' THEN 'tetap' WHEN 'remove' THEN 'hapus' ELSE b.decision END "
+        "|| ' oleh ' || coalesce(b.decided_by, '-') || ', ' || coalesce(CAST(b.decided_at AS VARCHAR), '-') "
+        "|| '; dibuka lagi: ada bukti baru' END"
+    )
 
 
 def _worklist_select(conn: duckdb.DuckDBPyConnection, program: str, review: str) -> str:
@@ -295,9 +324,12 @@ def check_worklist_privacy(conn: duckdb.DuckDBPyConnection, program: str, select
         raise ExportPrivacyError(f"worklist of program {program}: refused, columns {returned}")
     unmasked = conn.execute(
         f"SELECT count(*) FROM ({select}) WHERE nik_masked IS NOT NULL "
-        f"AND NOT regexp_full_match(nik_masked, '{MASKED_NIK}')").fetchall()[0][0]
+        f"AND NOT regexp_full_match(nik_masked, '{MASKED_NIK}')"
+    ).fetchall()[0][0]
     if unmasked:
-        raise ExportPrivacyError(f"worklist of program {program}: refused, {unmasked} NIK(s) not masked")
+        raise ExportPrivacyError(
+            f"worklist of program {program}: refused, {unmasked} NIK(s) not masked"
+        )
 
 
 def _labels(reasons) -> tuple[str, str]:
@@ -305,8 +337,13 @@ def _labels(reasons) -> tuple[str, str]:
     return ", ".join(REASON_LEGEND[r][0] for r in reasons), ", ".join(reasons)
 
 
-def write_worklist(conn: duckdb.DuckDBPyConnection, program: str, folder: Path,
-                   publication: tuple[str, str] | None = None, review: str = REVIEW_TABLE) -> dict:
+def write_worklist(
+    conn: duckdb.DuckDBPyConnection,
+    program: str,
+    folder: Path,
+    publication: tuple[str, str] | None = None,
+    review: str = REVIEW_TABLE,
+) -> dict:
     """Write `<PROGRAM>_keputusan.xlsx` and its mapping into `folder`; returns paths and counts.
 
     Needs the temp table `_wilayah` (programs.summary.load_wilayah)."""
@@ -318,22 +355,39 @@ def write_worklist(conn: duckdb.DuckDBPyConnection, program: str, folder: Path,
     check_worklist_privacy(conn, program, select)
     n_rows = conn.execute(f"SELECT count(*) FROM ({select})").fetchall()[0][0]
     if n_rows > EXCEL_MAX_ROWS:
-        raise ExportError(f"worklist of program {program}: {n_rows} rows exceed one sheet's "
-                          f"{EXCEL_MAX_ROWS} rows; export it per kota")
-    reasons_seen = {r for (rs,) in conn.execute(f"SELECT DISTINCT reasons FROM ({select})").fetchall()
-                    for r in (rs or [])}
+        raise ExportError(
+            f"worklist of program {program}: {n_rows} rows exceed one sheet's "
+            f"{EXCEL_MAX_ROWS} rows; export it per kota"
+        )
+    reasons_seen = {
+        r
+        for (rs,) in conn.execute(f"SELECT DISTINCT reasons FROM ({select})").fetchall()
+        for r in (rs or [])
+    }
     check_reason_legend(reasons_seen)
-    snapshot = conn.execute(f"SELECT CAST(max(snapshot_date) AS VARCHAR) FROM {review} WHERE program = ?",
-                            [program]).fetchall()[0][0]
-    stats = backlog(conn, review, [program]).get(program, {"waiting": 0, "review": 0, "remove": 0,
-                                                            "oldest_since": None, "by_months_waiting": {}})
+    snapshot = conn.execute(
+        f"SELECT CAST(max(snapshot_date) AS VARCHAR) FROM {review} WHERE program = ?", [program]
+    ).fetchall()[0][0]
+    stats = backlog(conn, review, [program]).get(
+        program,
+        {"waiting": 0, "review": 0, "remove": 0, "oldest_since": None, "by_months_waiting": {}},
+    )
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / worklist_name(program)
-    wb = xlsxwriter.Workbook(str(path), {"constant_memory": True, "strings_to_numbers": False,
-                                         "strings_to_formulas": False, "strings_to_urls": False})
+    wb = xlsxwriter.Workbook(
+        str(path),
+        {
+            "constant_memory": True,
+            "strings_to_numbers": False,
+            "strings_to_formulas": False,
+            "strings_to_urls": False,
+        },
+    )
     formats = _formats(wb)
     formats["input"] = wb.add_format({"locked": False, "bg_color": "#FFF2CC"})
-    formats["inputdate"] = wb.add_format({"locked": False, "bg_color": "#FFF2CC", "num_format": "yyyy-mm-dd"})
+    formats["inputdate"] = wb.add_format(
+        {"locked": False, "bg_color": "#FFF2CC", "num_format": "yyyy-mm-dd"}
+    )
     formats["boldinput"] = wb.add_format({"bold": True, "bg_color": "#FFE699"})
     _cover_sheet(wb, formats, program, snapshot, publication, n_rows, stats)
     labels = decision_reason_labels()
@@ -353,8 +407,10 @@ def _cover_sheet(wb, formats, program, snapshot, publication, n_rows, stats) -> 
         ("Program", program),
         ("Tanggal data (snapshot kiriman)", snapshot or "tidak diketahui"),
         ("Publikasi (run id)", publication[0] if publication else "belum dipublikasikan"),
-        ("Tanggal publikasi (isi tanggal keputusan sesudahnya)",
-         str(publication[1])[:10] if publication else "belum dipublikasikan"),
+        (
+            "Tanggal publikasi (isi tanggal keputusan sesudahnya)",
+            str(publication[1])[:10] if publication else "belum dipublikasikan",
+        ),
         ("Baris yang perlu keputusan", f"{n_rows:,}".replace(",", ".")),
         ("  di antaranya tinjau", f"{stats.get('review', 0):,}".replace(",", ".")),
         ("  di antaranya hapus (dapat disanggah)", f"{stats.get('remove', 0):,}".replace(",", ".")),
@@ -392,16 +448,42 @@ def _worklist_sheet(conn, wb, formats, select, n_rows, labels) -> None:
     since_col = WORKLIST_COLUMNS.index("menunggu_sejak")
     prev_col = WORKLIST_COLUMNS.index("keputusan_sebelumnya")
     date_col = WORKLIST_COLUMNS.index("tanggal")
-    cur = conn.execute(f"SELECT * FROM ({select}) ORDER BY kota NULLS LAST, kecamatan NULLS LAST, "
-                       "kelurahan NULLS LAST, verdict DESC, record_id")
+    cur = conn.execute(
+        f"SELECT * FROM ({select}) ORDER BY kota NULLS LAST, kecamatan NULLS LAST, "
+        "kelurahan NULLS LAST, verdict DESC, record_id"
+    )
     r = 0
     while batch := cur.fetchmany(10_000):
-        for (program, source, record_id, nik, nama, kota, kecamatan, kelurahan, verdict, reasons, nominal,
-             since, previous) in batch:
+        for (
+            program,
+            source,
+            record_id,
+            nik,
+            nama,
+            kota,
+            kecamatan,
+            kelurahan,
+            verdict,
+            reasons,
+            nominal,
+            since,
+            previous,
+        ) in batch:
             r += 1
             label_text, codes = _labels(reasons)
-            values = [program, source, record_id, nik, nama, _short_kota(kota), kecamatan, kelurahan,
-                      VERDICT_LABELS[verdict], label_text, codes]
+            values = [
+                program,
+                source,
+                record_id,
+                nik,
+                nama,
+                _short_kota(kota),
+                kecamatan,
+                kelurahan,
+                VERDICT_LABELS[verdict],
+                label_text,
+                codes,
+            ]
             for j, v in enumerate(values):
                 if v not in (None, ""):
                     s.text(r, j, str(v))
@@ -415,29 +497,87 @@ def _worklist_sheet(conn, wb, formats, select, n_rows, labels) -> None:
                 ws.write_blank(r, j, None, formats["inputdate" if j == date_col else "input"])
     last = max(r, 1)
     col = {h: i for i, h in enumerate(WORKLIST_COLUMNS)}
-    ws.data_validation(1, col["keputusan"], last, col["keputusan"], {
-        "validate": "list", "source": list(DECISION_WORDS),
-        "error_title": "keputusan", "error_message": "Pilih tetap atau hapus."})
-    ws.data_validation(1, col["alasan"], last, col["alasan"], {
-        "validate": "list", "source": f"='{CHOICES_SHEET}'!$A$2:$A${len(labels) + 1}",
-        "error_title": "alasan", "error_message": "Pilih alasan dari daftar."})
-    ws.data_validation(1, col["petugas"], last, col["petugas"], {
-        "validate": "length", "criteria": "between", "minimum": 1, "maximum": OFFICER_ID_MAX,
-        "input_title": "petugas", "input_message": "ID petugas (bukan nama)",
-        "error_title": "petugas", "error_message": f"ID petugas, 1-{OFFICER_ID_MAX} karakter."})
-    ws.data_validation(1, col["tanggal"], last, col["tanggal"], {
-        "validate": "date", "criteria": "between",
-        "minimum": dt.datetime.combine(EARLIEST_DECISION, dt.time()),
-        "maximum": dt.datetime.combine(LATEST_DECISION, dt.time()),
-        "input_title": "tanggal", "input_message": "Tanggal keputusan, YYYY-MM-DD",
-        "error_title": "tanggal", "error_message": "Isi tanggal yang sah (YYYY-MM-DD)."})
-    ws.data_validation(1, col["catatan"], last, col["catatan"], {
-        "validate": "length", "criteria": "<=", "value": NOTE_MAX,
-        "error_title": "catatan", "error_message": f"Paling banyak {NOTE_MAX} karakter."})
+    ws.data_validation(
+        1,
+        col["keputusan"],
+        last,
+        col["keputusan"],
+        {
+            "validate": "list",
+            "source": list(DECISION_WORDS),
+            "error_title": "keputusan",
+            "error_message": "Pilih tetap atau hapus.",
+        },
+    )
+    ws.data_validation(
+        1,
+        col["alasan"],
+        last,
+        col["alasan"],
+        {
+            "validate": "list",
+            "source": f"='{CHOICES_SHEET}'!$A$2:$A${len(labels) + 1}",
+            "error_title": "alasan",
+            "error_message": "Pilih alasan dari daftar.",
+        },
+    )
+    ws.data_validation(
+        1,
+        col["petugas"],
+        last,
+        col["petugas"],
+        {
+            "validate": "length",
+            "criteria": "between",
+            "minimum": 1,
+            "maximum": OFFICER_ID_MAX,
+            "input_title": "petugas",
+            "input_message": "ID petugas (bukan nama)",
+            "error_title": "petugas",
+            "error_message": f"ID petugas, 1-{OFFICER_ID_MAX} karakter.",
+        },
+    )
+    ws.data_validation(
+        1,
+        col["tanggal"],
+        last,
+        col["tanggal"],
+        {
+            "validate": "date",
+            "criteria": "between",
+            "minimum": dt.datetime.combine(EARLIEST_DECISION, dt.time()),
+            "maximum": dt.datetime.combine(LATEST_DECISION, dt.time()),
+            "input_title": "tanggal",
+            "input_message": "Tanggal keputusan, YYYY-MM-DD",
+            "error_title": "tanggal",
+            "error_message": "Isi tanggal yang sah (YYYY-MM-DD).",
+        },
+    )
+    ws.data_validation(
+        1,
+        col["catatan"],
+        last,
+        col["catatan"],
+        {
+            "validate": "length",
+            "criteria": "<=",
+            "value": NOTE_MAX,
+            "error_title": "catatan",
+            "error_message": f"Paling banyak {NOTE_MAX} karakter.",
+        },
+    )
     ws.autofilter(0, 0, last, len(WORKLIST_COLUMNS) - 1)
     s.fit_columns({col["alasan"]: 30, col["petugas"]: 14, col["tanggal"]: 12, col["catatan"]: 40})
-    ws.protect("", {"autofilter": True, "format_columns": True, "format_rows": True,
-                    "select_locked_cells": True, "select_unlocked_cells": True})
+    ws.protect(
+        "",
+        {
+            "autofilter": True,
+            "format_columns": True,
+            "format_rows": True,
+            "select_locked_cells": True,
+            "select_unlocked_cells": True,
+        },
+    )
 
 
 def _choices_sheet(wb, formats, labels: dict[str, str]) -> None:
@@ -450,16 +590,37 @@ def _choices_sheet(wb, formats, labels: dict[str, str]) -> None:
     s.ws.protect("")
 
 
-def write_worklists(conn: duckdb.DuckDBPyConnection, out_root: Path, programs: list[str],
-                    publication: tuple[str, str] | None = None) -> dict[str, dict]:
+def write_worklists(
+    conn: duckdb.DuckDBPyConnection,
+    out_root: Path,
+    programs: list[str],
+    publication: tuple[str, str] | None = None,
+) -> dict[str, dict]:
     """One worklist (and mapping) per program, in `out_root/<PROGRAM>/`."""
     return {p: write_worklist(conn, p, out_root / p, publication) for p in programs}
 
 
-__all__ = ["CHOICES_SHEET", "COVER_SHEET", "DECISION_MAPPING", "DECISION_WORDS", "INPUT_COLUMNS",
-           "WORKLIST_COLUMNS", "WORKLIST_SHEET", "backlog", "backlog_markdown", "decision_reason_labels",
-           "decision_values", "mapping", "mapping_name", "source_name", "waiting_since_sql", "worklist_name",
-           "write_mapping", "write_worklist", "write_worklists"]
+__all__ = [
+    "CHOICES_SHEET",
+    "COVER_SHEET",
+    "DECISION_MAPPING",
+    "DECISION_WORDS",
+    "INPUT_COLUMNS",
+    "WORKLIST_COLUMNS",
+    "WORKLIST_SHEET",
+    "backlog",
+    "backlog_markdown",
+    "decision_reason_labels",
+    "decision_values",
+    "mapping",
+    "mapping_name",
+    "source_name",
+    "waiting_since_sql",
+    "worklist_name",
+    "write_mapping",
+    "write_worklist",
+    "write_worklists",
+]
 
 
 # --------------------------------------------------------------------------------------------------
@@ -478,8 +639,10 @@ def find_mapping(file: Path) -> Path:
     candidate = file.with_name(file.stem + ".sources.yaml")
     if candidate.is_file():
         return candidate
-    raise RegisterError(f"{file.name}: no mapping {candidate.name} next to it; pass --mapping "
-                        "(the .sources.yaml shipped with the worklist or link review file)")
+    raise RegisterError(
+        f"{file.name}: no mapping {candidate.name} next to it; pass --mapping "
+        "(the .sources.yaml shipped with the worklist or link review file)"
+    )
 
 
 def _sha256(path: Path) -> str:
@@ -492,8 +655,13 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def register_decision_file(file: Path, data_dir: Path, mapping_path: Path | None = None,
-                           name: str | None = None, today: dt.date | None = None) -> dict:
+def register_decision_file(
+    file: Path,
+    data_dir: Path,
+    mapping_path: Path | None = None,
+    name: str | None = None,
+    today: dt.date | None = None,
+) -> dict:
     """Add a returned worklist / link review file to the delivery in `data_dir` as a decision source.
 
     Copies the file to `<data_dir>/keputusan/<name><suffix>` and appends the shipped mapping's entry
@@ -515,7 +683,9 @@ def register_decision_file(file: Path, data_dir: Path, mapping_path: Path | None
     try:
         fragment = yaml.safe_load(mapping_path.read_text(encoding="utf-8"))
     except (OSError, yaml.YAMLError) as exc:
-        raise RegisterError(f"{mapping_path.name}: cannot read the mapping ({type(exc).__name__})") from None
+        raise RegisterError(
+            f"{mapping_path.name}: cannot read the mapping ({type(exc).__name__})"
+        ) from None
     entries = fragment.get("sources") if isinstance(fragment, dict) else None
     if not isinstance(entries, list) or len(entries) != 1 or not isinstance(entries[0], dict):
         raise RegisterError(f"{mapping_path.name}: expected `sources:` with exactly one entry")
@@ -528,20 +698,26 @@ def register_decision_file(file: Path, data_dir: Path, mapping_path: Path | None
     snapshot = snapshot if isinstance(snapshot, dt.date) else dt.date.fromisoformat(str(snapshot))
     entry["name"] = name or entry.get("name")
     if any(s.get("name") == entry["name"] for s in existing if isinstance(s, dict)):
-        raise RegisterError(f"source name '{entry['name']}' is already in {yaml_path.name}: this file (or "
-                            "an earlier one of the same determination) is registered; pass --name to add "
-                            "another file of the same determination")
+        raise RegisterError(
+            f"source name '{entry['name']}' is already in {yaml_path.name}: this file (or "
+            "an earlier one of the same determination) is registered; pass --name to add "
+            "another file of the same determination"
+        )
     digest = _sha256(file)
     for s in existing:
         if not isinstance(s, dict) or s.get("kind") not in DECISION_KINDS or not s.get("path"):
             continue
         other = data_dir / s["path"]
         if other.is_file() and _sha256(other) == digest:
-            raise RegisterError(f"{file.name} is already registered as source '{s.get('name')}' "
-                                f"({s['path']}): the same file is not added twice")
+            raise RegisterError(
+                f"{file.name} is already registered as source '{s.get('name')}' "
+                f"({s['path']}): the same file is not added twice"
+            )
     target = data_dir / DECISIONS_FOLDER / f"{entry['name']}{file.suffix.lower()}"
     if target.exists():
-        raise RegisterError(f"{target.relative_to(data_dir)} already exists in the delivery; pass --name")
+        raise RegisterError(
+            f"{target.relative_to(data_dir)} already exists in the delivery; pass --name"
+        )
     file_day = dt.date.fromtimestamp(file.stat().st_mtime)
     entry["path"] = target.relative_to(data_dir).as_posix()
     entry["extracted_at"] = min(today or file_day, file_day, snapshot)
@@ -555,16 +731,26 @@ def register_decision_file(file: Path, data_dir: Path, mapping_path: Path | None
     except (ContractError, ValueError, OSError) as exc:
         yaml_path.write_bytes(before)
         target.unlink(missing_ok=True)
-        raise RegisterError(f"{file.name}: the delivery would not be valid with it, nothing changed:\n{exc}") from None
-    return {"name": entry["name"], "kind": entry["kind"], "path": entry["path"],
-            "extracted_at": entry["extracted_at"].isoformat()}
+        raise RegisterError(
+            f"{file.name}: the delivery would not be valid with it, nothing changed:\n{exc}"
+        ) from None
+    return {
+        "name": entry["name"],
+        "kind": entry["kind"],
+        "path": entry["path"],
+        "extracted_at": entry["extracted_at"].isoformat(),
+    }
 
 
 def _append_source(yaml_path: Path, entry: dict) -> None:
     """Append `entry` to `sources:`, keeping the file's text (comments, order) when `sources:` is its
     last top-level key; else rewrite it through YAML (leading comment lines kept)."""
     text = yaml_path.read_text(encoding="utf-8")
-    top = [line for line in text.splitlines() if line and not line[0].isspace() and not line.startswith(("#", "-"))]
+    top = [
+        line
+        for line in text.splitlines()
+        if line and not line[0].isspace() and not line.startswith(("#", "-"))
+    ]
     item = yaml.safe_dump([entry], sort_keys=False, allow_unicode=True, default_flow_style=False)
     if top and top[-1].split(":")[0].strip() == "sources":
         indent = ""
@@ -579,4 +765,6 @@ def _append_source(yaml_path: Path, entry: dict) -> None:
     raw = yaml.safe_load(text)
     raw.setdefault("sources", []).append(entry)
     comments = "".join(line + "\n" for line in text.splitlines() if line.startswith("#"))
-    yaml_path.write_text(comments + yaml.safe_dump(raw, sort_keys=False, allow_unicode=True), encoding="utf-8")
+    yaml_path.write_text(
+        comments + yaml.safe_dump(raw, sort_keys=False, allow_unicode=True), encoding="utf-8"
+    )

@@ -51,7 +51,9 @@ def _raw_asset(delivery: Delivery, source: SourceSpec) -> dg.AssetsDefinition:
         tags={"satudata/source_kind": source.kind},
         metadata={"source": source.name, "kind": source.kind, "file": source.path},
     )
-    def raw_asset(context: dg.AssetExecutionContext, warehouse: DuckDBResource) -> dg.MaterializeResult:
+    def raw_asset(
+        context: dg.AssetExecutionContext, warehouse: DuckDBResource
+    ) -> dg.MaterializeResult:
         # Re-check the whole delivery (headers only, cheap) so a broken file stops the run before
         # this source is written, even if the code location was loaded before the file changed.
         check_files(delivery)
@@ -69,7 +71,9 @@ def _raw_asset(delivery: Delivery, source: SourceSpec) -> dg.AssetsDefinition:
         with warehouse.get_connection() as conn:
             conn.execute("CREATE SCHEMA IF NOT EXISTS raw")
             conn.register("_incoming", table)
-            conn.execute(f'CREATE OR REPLACE TABLE raw."{source.name}" AS SELECT * FROM _incoming ORDER BY {ROW_NUMBER}')
+            conn.execute(
+                f'CREATE OR REPLACE TABLE raw."{source.name}" AS SELECT * FROM _incoming ORDER BY {ROW_NUMBER}'
+            )
             conn.unregister("_incoming")
             record_file_stats(conn, source, digest, stats)
         context.log.info(f"{source.name}: {n} rows landed ({unreadable} unreadable)")
@@ -77,7 +81,9 @@ def _raw_asset(delivery: Delivery, source: SourceSpec) -> dg.AssetsDefinition:
             metadata={
                 "dagster/row_count": n,
                 "unreadable_rows": unreadable,
-                "physical_records": stats.physical_records if stats.physical_records is not None else n,
+                "physical_records": stats.physical_records
+                if stats.physical_records is not None
+                else n,
                 "multiline_records": stats.multiline_rows,
                 "file": source.path,
                 "file_sha256": digest,
@@ -106,7 +112,11 @@ def _freshness_check(delivery: Delivery, source: SourceSpec) -> dg.AssetChecksDe
             f"The extract is fresh: snapshot date minus extract date is at most "
             f"{delivery.freshness_limit(source)} days (freshness_days in sources.yaml, capped by the "
             f"operator's ceiling for {source.kind} in intake_rules.yaml). Severity {severity.value}"
-            + ("; blocking, because stale deaths or moves make every verdict unsafe." if blocking else ".")
+            + (
+                "; blocking, because stale deaths or moves make every verdict unsafe."
+                if blocking
+                else "."
+            )
         ),
     )
     def freshness() -> dg.AssetCheckResult:
@@ -115,11 +125,20 @@ def _freshness_check(delivery: Delivery, source: SourceSpec) -> dg.AssetChecksDe
         return dg.AssetCheckResult(
             passed=age <= limit,
             severity=severity,
-            description=None if age <= limit else (
+            description=None
+            if age <= limit
+            else (
                 f"{source.name} was extracted {age} days before the snapshot; limit {limit} days"
-                + (" (the operator's ceiling for its kind in intake_rules.yaml)" if limit < source.freshness_days else "")
-                + (": nothing is published from a stale death or migration registry." if blocking
-                   else ": its rows may be out of date (published with this warning).")
+                + (
+                    " (the operator's ceiling for its kind in intake_rules.yaml)"
+                    if limit < source.freshness_days
+                    else ""
+                )
+                + (
+                    ": nothing is published from a stale death or migration registry."
+                    if blocking
+                    else ": its rows may be out of date (published with this warning)."
+                )
             ),
             metadata={
                 "days_old": age,
@@ -145,13 +164,25 @@ def record_file_stats(conn, source: SourceSpec, digest: str, stats) -> None:
         conn.execute(f"DELETE FROM {FILE_STATS} WHERE source = ?", [source.name])
         conn.execute(
             f"INSERT INTO {FILE_STATS} VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            [source.name, source.path, digest, stats.rows, stats.physical_records, stats.multiline_rows,
-             stats.longest_record_lines, stats.longest_record_row, stats.longest_record_line,
-             stats.cut_row, stats.cut_line],
+            [
+                source.name,
+                source.path,
+                digest,
+                stats.rows,
+                stats.physical_records,
+                stats.multiline_rows,
+                stats.longest_record_lines,
+                stats.longest_record_row,
+                stats.longest_record_line,
+                stats.cut_row,
+                stats.cut_line,
+            ],
         )
 
 
-def build_source_assets(delivery: Delivery) -> tuple[list[dg.AssetsDefinition], list[dg.AssetChecksDefinition]]:
+def build_source_assets(
+    delivery: Delivery,
+) -> tuple[list[dg.AssetsDefinition], list[dg.AssetChecksDefinition]]:
     """The raw asset and freshness check of every source, and the completeness gate after them."""
     assets = [_raw_asset(delivery, s) for s in delivery.sources]
     checks = [_freshness_check(delivery, s) for s in delivery.sources]

@@ -19,7 +19,6 @@ how many rows, and what the operator accepted. A first publication (none before)
 compare with: only the kind, zero-row and file rules apply.
 """
 
-
 from dataclasses import dataclass
 
 import dagster as dg
@@ -53,8 +52,21 @@ KIND_WHY = {
     "welfare_registry": "without it nobody's welfare status (desil) can be checked",
 }
 ACCEPTABLE = {"missing", "empty", "dropped"}
-COLUMNS = ["source", "kind", "program", "file", "rows", "physical_records", "previous_rows", "days_old",
-           "freshness_limit_days", "finding", "blocks", "accepted", "message"]
+COLUMNS = [
+    "source",
+    "kind",
+    "program",
+    "file",
+    "rows",
+    "physical_records",
+    "previous_rows",
+    "days_old",
+    "freshness_limit_days",
+    "finding",
+    "blocks",
+    "accepted",
+    "message",
+]
 
 
 class CompletenessConfig(dg.Config):
@@ -80,31 +92,40 @@ class Finding:
         return self.code in ACCEPTABLE
 
 
-def previous_publication(conn: duckdb.DuckDBPyConnection) -> dict[str, tuple[str | None, int]] | None:
+def previous_publication(
+    conn: duckdb.DuckDBPyConnection,
+) -> dict[str, tuple[str | None, int]] | None:
     """{source: (kind, rows)} of the last publication, or None when nothing was ever published.
 
     A warehouse published before publication_sources existed: the rows per source of the published
     main.person_source_link (one row per delivered row, quarantined ones included)."""
     if not table_exists(conn, "main.publication_log"):
         return None
-    last = conn.execute("SELECT run_id FROM main.publication_log ORDER BY published_at DESC LIMIT 1").fetchall()
+    last = conn.execute(
+        "SELECT run_id FROM main.publication_log ORDER BY published_at DESC LIMIT 1"
+    ).fetchall()
     if not last:
         return None
     if table_exists(conn, PUBLICATION_SOURCES):
         rows = conn.execute(
             f"SELECT source, kind, rows FROM {PUBLICATION_SOURCES} WHERE run_id = ? AND source IS NOT NULL "
-            "AND finding IS DISTINCT FROM 'missing'", [last[0][0]]
+            "AND finding IS DISTINCT FROM 'missing'",
+            [last[0][0]],
         ).fetchall()
         if rows:
             return {s: (k, int(n)) for s, k, n in rows}
     if table_exists(conn, "main.person_source_link"):
-        rows = conn.execute("SELECT source, count(*) FROM main.person_source_link GROUP BY source").fetchall()
+        rows = conn.execute(
+            "SELECT source, count(*) FROM main.person_source_link GROUP BY source"
+        ).fetchall()
         return {s: (None, int(n)) for s, n in rows}
     return None
 
 
 def assess(
-    conn: duckdb.DuckDBPyConnection, delivery: Delivery, accept: set[str] | frozenset = frozenset(),
+    conn: duckdb.DuckDBPyConnection,
+    delivery: Delivery,
+    accept: set[str] | frozenset = frozenset(),
     rules: IntakeRules | None = None,
 ) -> pd.DataFrame:
     """One row per delivered source (+ one per source missing since the last publication, + one per
@@ -121,69 +142,151 @@ def assess(
     out: list[dict] = []
 
     def add(source, kind, program, file, rows, physical, prev, finding: Finding | None, **extra):
-        out.append({
-            "source": source, "kind": kind, "program": program, "file": file, "rows": rows,
-            "physical_records": physical, "previous_rows": prev,
-            "days_old": extra.get("days_old"), "freshness_limit_days": extra.get("limit"),
-            "finding": finding.code if finding else None,
-            "blocks": finding is not None and not (finding.acceptable and source in accept),
-            "accepted": finding is not None and finding.acceptable and source in accept,
-            "message": finding.message if finding else None,
-        })
+        out.append(
+            {
+                "source": source,
+                "kind": kind,
+                "program": program,
+                "file": file,
+                "rows": rows,
+                "physical_records": physical,
+                "previous_rows": prev,
+                "days_old": extra.get("days_old"),
+                "freshness_limit_days": extra.get("limit"),
+                "finding": finding.code if finding else None,
+                "blocks": finding is not None and not (finding.acceptable and source in accept),
+                "accepted": finding is not None and finding.acceptable and source in accept,
+                "message": finding.message if finding else None,
+            }
+        )
 
     rows_by_kind: dict[str, int] = {}
     for s in delivery.sources:
         st = stats.get(s.name)
         if st is None:
-            raise dg.Failure(f"source '{s.name}': its raw asset has not landed the file in this run")
+            raise dg.Failure(
+                f"source '{s.name}': its raw asset has not landed the file in this run"
+            )
         rows = int(st["rows"])
         rows_by_kind[s.kind] = rows_by_kind.get(s.kind, 0) + rows
         prev = previous.get(s.name, (None, None))[1] if previous else None
         where = f"{s.name} ({s.path})"
         finding = None
         if (st["longest_record_lines"] or 1) > max_lines:
-            finding = Finding(s.name, s.kind, "merged_records", (
-                f"{where}: row {st['longest_record_row']}, starting on line {st['longest_record_line']}, spans "
-                f"{st['longest_record_lines']} lines (at most {max_lines} allowed): a stray or missing quote "
-                f"merged the rows after it into one ({st['physical_records']} lines read as {rows} rows). "
-                "Fix the quote and deliver again."))
+            finding = Finding(
+                s.name,
+                s.kind,
+                "merged_records",
+                (
+                    f"{where}: row {st['longest_record_row']}, starting on line {st['longest_record_line']}, spans "
+                    f"{st['longest_record_lines']} lines (at most {max_lines} allowed): a stray or missing quote "
+                    f"merged the rows after it into one ({st['physical_records']} lines read as {rows} rows). "
+                    "Fix the quote and deliver again."
+                ),
+            )
         elif st["cut_row"] is not None:
-            finding = Finding(s.name, s.kind, "file_cut", (
-                f"{where}: the file ends in the middle of row {st['cut_row']} (line {st['cut_line']}): it was "
-                "cut off during export or transfer, so rows after it may be missing. Deliver the whole file."))
+            finding = Finding(
+                s.name,
+                s.kind,
+                "file_cut",
+                (
+                    f"{where}: the file ends in the middle of row {st['cut_row']} (line {st['cut_line']}): it was "
+                    "cut off during export or transfer, so rows after it may be missing. Deliver the whole file."
+                ),
+            )
         elif s.is_decision:
             # decisions handed back come when people decide: a delivery without them, or with fewer
             # than last month, is normal (those already applied stay in force: docs/decisions.md)
             finding = None
         elif rows == 0:
-            finding = Finding(s.name, s.kind, "empty", (
-                f"{where}: holds no rows (only a header)" + (f"; the last publication had {prev}" if prev else "")
-                + f". If it is really empty this month, accept it: satudata run --accept {s.name}"))
-        elif prev is not None and prev - rows >= max(limits.min_rows_dropped, 1) \
-                and (prev - rows) / prev > limits.max_row_drop_share:
-            finding = Finding(s.name, s.kind, "dropped", (
-                f"{where}: {rows} rows, the last publication had {prev} ({(prev - rows) / prev:.0%} fewer; "
-                f"more than {limits.max_row_drop_share:.0%} is treated as a truncated or partial extract). "
-                f"If the source really shrank, accept it: satudata run --accept {s.name}"))
-        add(s.name, s.kind, s.program, s.path, rows, st["physical_records"], prev, finding,
-            days_old=delivery.days_old(s), limit=delivery.freshness_limit(s))
+            finding = Finding(
+                s.name,
+                s.kind,
+                "empty",
+                (
+                    f"{where}: holds no rows (only a header)"
+                    + (f"; the last publication had {prev}" if prev else "")
+                    + f". If it is really empty this month, accept it: satudata run --accept {s.name}"
+                ),
+            )
+        elif (
+            prev is not None
+            and prev - rows >= max(limits.min_rows_dropped, 1)
+            and (prev - rows) / prev > limits.max_row_drop_share
+        ):
+            finding = Finding(
+                s.name,
+                s.kind,
+                "dropped",
+                (
+                    f"{where}: {rows} rows, the last publication had {prev} ({(prev - rows) / prev:.0%} fewer; "
+                    f"more than {limits.max_row_drop_share:.0%} is treated as a truncated or partial extract). "
+                    f"If the source really shrank, accept it: satudata run --accept {s.name}"
+                ),
+            )
+        add(
+            s.name,
+            s.kind,
+            s.program,
+            s.path,
+            rows,
+            st["physical_records"],
+            prev,
+            finding,
+            days_old=delivery.days_old(s),
+            limit=delivery.freshness_limit(s),
+        )
 
     names = {s.name for s in delivery.sources}
     for name, (kind, prev) in sorted((previous or {}).items()):
         if name not in names and kind not in DECISION_KINDS:
-            add(name, kind, None, None, 0, None, prev, Finding(name, kind or "", "missing", (
-                f"{name}: was in the last publication ({prev} rows) but is not in this delivery's sources.yaml. "
-                f"If it was dropped on purpose, accept it: satudata run --accept {name}")))
+            add(
+                name,
+                kind,
+                None,
+                None,
+                0,
+                None,
+                prev,
+                Finding(
+                    name,
+                    kind or "",
+                    "missing",
+                    (
+                        f"{name}: was in the last publication ({prev} rows) but is not in this delivery's sources.yaml. "
+                        f"If it was dropped on purpose, accept it: satudata run --accept {name}"
+                    ),
+                ),
+            )
 
     if any(s.kind == "program_roster" for s in delivery.sources):
         for kind in limits.required_kinds_with_rosters:
             if rows_by_kind.get(kind, 0) == 0:
                 declared = any(s.kind == kind for s in delivery.sources)
-                add(None, kind, None, None, 0, None, None, Finding(None, kind, "kind_missing", (
-                    f"no {KIND_WORDS[kind]} rows: the delivery has program rosters but "
-                    + ("its " + kind + " source(s) are empty" if declared else "no " + kind + " source")
-                    + f"; {KIND_WHY.get(kind, 'every verdict depends on it')}. No list is published without it: "
-                    "deliver the registry (this cannot be accepted).")))
+                add(
+                    None,
+                    kind,
+                    None,
+                    None,
+                    0,
+                    None,
+                    None,
+                    Finding(
+                        None,
+                        kind,
+                        "kind_missing",
+                        (
+                            f"no {KIND_WORDS[kind]} rows: the delivery has program rosters but "
+                            + (
+                                "its " + kind + " source(s) are empty"
+                                if declared
+                                else "no " + kind + " source"
+                            )
+                            + f"; {KIND_WHY.get(kind, 'every verdict depends on it')}. No list is published without it: "
+                            "deliver the registry (this cannot be accepted)."
+                        ),
+                    ),
+                )
     frame = pd.DataFrame(out, columns=COLUMNS)
     return frame
 
@@ -226,16 +329,21 @@ def build_completeness_gate(delivery: Delivery) -> dg.AssetsDefinition:
             "hold merged or cut records. Writes staging.delivery_sources (published as "
             "main.publication_sources). Every clean asset depends on it."
         ),
-        check_specs=[dg.AssetCheckSpec(
-            CHECK_NAME, asset=COMPLETENESS_KEY, blocking=True,
-            description=(
-                "Blocking: the delivery is complete (every required kind has rows, no source missing, empty or "
-                "dropped beyond the limit without the operator's acceptance, no merged or cut CSV records)."
-            ),
-        )],
+        check_specs=[
+            dg.AssetCheckSpec(
+                CHECK_NAME,
+                asset=COMPLETENESS_KEY,
+                blocking=True,
+                description=(
+                    "Blocking: the delivery is complete (every required kind has rows, no source missing, empty or "
+                    "dropped beyond the limit without the operator's acceptance, no merged or cut CSV records)."
+                ),
+            )
+        ],
     )
-    def delivery_completeness(context: dg.AssetExecutionContext, config: CompletenessConfig,
-                              warehouse: DuckDBResource):
+    def delivery_completeness(
+        context: dg.AssetExecutionContext, config: CompletenessConfig, warehouse: DuckDBResource
+    ):
         accept = set(config.accept)
         with warehouse.get_connection() as conn:
             frame = assess(conn, delivery, accept)
@@ -248,25 +356,45 @@ def build_completeness_gate(delivery: Delivery) -> dg.AssetsDefinition:
         if accepted:
             context.log.warning("accepted by the operator for this run: " + ", ".join(accepted))
         if unused:
-            context.log.warning("--accept named source(s) with nothing to accept: " + ", ".join(unused))
+            context.log.warning(
+                "--accept named source(s) with nothing to accept: " + ", ".join(unused)
+            )
         findings = frame[frame["finding"].notna()]
-        yield dg.MaterializeResult(metadata={
-            "dagster/row_count": len(frame),
-            "rows_by_source": dg.MetadataValue.json(
-                {s: int(n) for s, n in frame.dropna(subset=["source"])[["source", "rows"]].values}),
-            "accepted": ", ".join(accepted) or "none",
-            "table": DELIVERY_SOURCES,
-        })
+        yield dg.MaterializeResult(
+            metadata={
+                "dagster/row_count": len(frame),
+                "rows_by_source": dg.MetadataValue.json(
+                    {
+                        s: int(n)
+                        for s, n in frame.dropna(subset=["source"])[["source", "rows"]].values
+                    }
+                ),
+                "accepted": ", ".join(accepted) or "none",
+                "table": DELIVERY_SOURCES,
+            }
+        )
         yield dg.AssetCheckResult(
             check_name=CHECK_NAME,
             passed=message is None,
             severity=dg.AssetCheckSeverity.ERROR,
-            description=message or (
-                f"complete; accepted by the operator: {', '.join(accepted)}" if accepted else "complete"),
+            description=message
+            or (
+                f"complete; accepted by the operator: {', '.join(accepted)}"
+                if accepted
+                else "complete"
+            ),
             metadata={
                 "findings": dg.MetadataValue.json(
-                    [{"source": r.source, "kind": r.kind, "finding": r.finding, "accepted": bool(r.accepted)}
-                     for r in findings.itertuples()]),
+                    [
+                        {
+                            "source": r.source,
+                            "kind": r.kind,
+                            "finding": r.finding,
+                            "accepted": bool(r.accepted),
+                        }
+                        for r in findings.itertuples()
+                    ]
+                ),
                 "accepted": ", ".join(accepted) or "none",
                 "accept_unused": ", ".join(unused) or "none",
             },
@@ -275,5 +403,14 @@ def build_completeness_gate(delivery: Delivery) -> dg.AssetsDefinition:
     return delivery_completeness
 
 
-__all__ = ["COMPLETENESS_KEY", "CHECK_NAME", "DELIVERY_SOURCES", "PUBLICATION_SOURCES", "CompletenessConfig",
-           "assess", "build_completeness_gate", "explain", "previous_publication"]
+__all__ = [
+    "COMPLETENESS_KEY",
+    "CHECK_NAME",
+    "DELIVERY_SOURCES",
+    "PUBLICATION_SOURCES",
+    "CompletenessConfig",
+    "assess",
+    "build_completeness_gate",
+    "explain",
+    "previous_publication",
+]

@@ -99,8 +99,14 @@ def read_source_with_stats(delivery: Delivery, source: SourceSpec) -> tuple[pa.T
     return table, ReadStats(rows=table.num_rows)
 
 
-def _table(header: list[str], columns: list[list], errors: list, n: int, keep: set[str],
-           lines: list | None = None) -> pa.Table:
+def _table(
+    header: list[str],
+    columns: list[list],
+    errors: list,
+    n: int,
+    keep: set[str],
+    lines: list | None = None,
+) -> pa.Table:
     names = unique_headers(header, keep)
     arrays = [pa.array(col, type=pa.string()) for col in columns]
     arrays.append(pa.array(range(1, n + 1), type=pa.int64()))
@@ -159,13 +165,22 @@ def _read_csv(path: Path, source: SourceSpec) -> tuple[pa.Table, ReadStats]:
             raise ContractError(
                 f"cannot decode the file as {source.encoding} ({exc.reason} near data row {n + 1}); "
                 "set `encoding:` to the file's real encoding (e.g. latin-1, cp1252, utf-8-sig)",
-                source=source.name, file=source.path,
+                source=source.name,
+                file=source.path,
             ) from None
         except csv.Error as exc:
-            raise ContractError(f"unreadable CSV ({exc})", source=source.name, file=source.path, row=n + 1) from None
+            raise ContractError(
+                f"unreadable CSV ({exc})", source=source.name, file=source.path, row=n + 1
+            ) from None
     stats = ReadStats(
-        rows=n, physical_records=consumed - blank, multiline_rows=multiline, longest_record_lines=longest,
-        longest_record_row=longest_row, longest_record_line=longest_line, cut_row=cut_row, cut_line=cut_line,
+        rows=n,
+        physical_records=consumed - blank,
+        multiline_rows=multiline,
+        longest_record_lines=longest,
+        longest_record_row=longest_row,
+        longest_record_line=longest_line,
+        cut_row=cut_row,
+        cut_line=cut_line,
     )
     return _table(header, columns, errors, n, _mapped(source), lines), stats
 
@@ -206,7 +221,9 @@ def _read_parquet(path: Path, source: SourceSpec) -> pa.Table:
     try:
         table = pq.read_table(path)
     except Exception as exc:
-        raise ContractError(f"unreadable parquet file ({type(exc).__name__})", source=source.name, file=source.path) from None
+        raise ContractError(
+            f"unreadable parquet file ({type(exc).__name__})", source=source.name, file=source.path
+        ) from None
     header = list(table.column_names)
     columns = []
     for name in header:

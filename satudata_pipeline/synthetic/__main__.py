@@ -1,5 +1,5 @@
 """python -m satudata_pipeline.synthetic --persons N --seed S --out DIR [--snapshot-date YYYY-MM-DD] [--reshape SEED]
-   python -m satudata_pipeline.synthetic --next-month FROM_DIR --out DIR [--seed S]"""
+python -m satudata_pipeline.synthetic --next-month FROM_DIR --out DIR [--seed S]"""
 
 from __future__ import annotations
 
@@ -13,20 +13,42 @@ from .generate import generate
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m satudata_pipeline.synthetic",
-                                 description="Generate a synthetic satudata data directory with ground truth.")
-    ap.add_argument("--persons", type=int, default=4000, help="number of persons in DKI (default 4000)")
-    ap.add_argument("--seed", type=int, default=None,
-                    help="random seed (default 20261101; with --next-month: derived from the delivery's)")
+    ap = argparse.ArgumentParser(
+        prog="python -m satudata_pipeline.synthetic",
+        description="Generate a synthetic satudata data directory with ground truth.",
+    )
+    ap.add_argument(
+        "--persons", type=int, default=4000, help="number of persons in DKI (default 4000)"
+    )
+    ap.add_argument(
+        "--seed",
+        type=int,
+        default=None,
+        help="random seed (default 20261101; with --next-month: derived from the delivery's)",
+    )
     ap.add_argument("--out", type=Path, required=True, help="output data directory")
-    ap.add_argument("--next-month", type=Path, default=None, metavar="FROM_DIR",
-                    help="write the delivery one month after the generated delivery in FROM_DIR "
-                         "(see docs/synthetic-data.md)")
-    ap.add_argument("--snapshot-date", type=dt.date.fromisoformat, default=dt.date(2026, 11, 1),
-                    help="delivery snapshot date (default 2026-11-01)")
-    ap.add_argument("--reshape", type=int, default=None, metavar="SEED",
-                    help="write the delivery in another provider's shape (column names, file types, "
-                         "encodings, date formats, codes) chosen with this seed; see docs/synthetic-data.md")
+    ap.add_argument(
+        "--next-month",
+        type=Path,
+        default=None,
+        metavar="FROM_DIR",
+        help="write the delivery one month after the generated delivery in FROM_DIR "
+        "(see docs/synthetic-data.md)",
+    )
+    ap.add_argument(
+        "--snapshot-date",
+        type=dt.date.fromisoformat,
+        default=dt.date(2026, 11, 1),
+        help="delivery snapshot date (default 2026-11-01)",
+    )
+    ap.add_argument(
+        "--reshape",
+        type=int,
+        default=None,
+        metavar="SEED",
+        help="write the delivery in another provider's shape (column names, file types, "
+        "encodings, date formats, codes) chosen with this seed; see docs/synthetic-data.md",
+    )
     args = ap.parse_args(argv)
     if args.next_month is not None:
         from .next_month import next_month

@@ -16,14 +16,35 @@ GROUPS = ("jawa", "betawi", "sunda", "arab", "minang", "batak", "tionghoa")
 GROUP_SHARE = (0.33, 0.22, 0.15, 0.12, 0.06, 0.06, 0.06)
 
 # Probability that a person of the group carries a single-word name.
-SINGLE_NAME_RATE = {"jawa": 0.40, "betawi": 0.15, "sunda": 0.22, "arab": 0.05, "minang": 0.10,
-                    "batak": 0.0, "tionghoa": 0.0}
+SINGLE_NAME_RATE = {
+    "jawa": 0.40,
+    "betawi": 0.15,
+    "sunda": 0.22,
+    "arab": 0.05,
+    "minang": 0.10,
+    "batak": 0.0,
+    "tionghoa": 0.0,
+}
 # Probability of a third name word (when not single).
-THIRD_NAME_RATE = {"jawa": 0.10, "betawi": 0.20, "sunda": 0.08, "arab": 0.35, "minang": 0.10,
-                   "batak": 0.15, "tionghoa": 0.05}
+THIRD_NAME_RATE = {
+    "jawa": 0.10,
+    "betawi": 0.20,
+    "sunda": 0.08,
+    "arab": 0.35,
+    "minang": 0.10,
+    "batak": 0.15,
+    "tionghoa": 0.05,
+}
 # Muslim groups also borrow first names from the Arabic pool this often.
-ARABIC_BORROW_RATE = {"jawa": 0.30, "betawi": 0.55, "sunda": 0.35, "arab": 1.0, "minang": 0.55,
-                      "batak": 0.05, "tionghoa": 0.0}
+ARABIC_BORROW_RATE = {
+    "jawa": 0.30,
+    "betawi": 0.55,
+    "sunda": 0.35,
+    "arab": 1.0,
+    "minang": 0.55,
+    "batak": 0.05,
+    "tionghoa": 0.0,
+}
 
 
 def _p(text: str) -> np.ndarray:
@@ -31,17 +52,26 @@ def _p(text: str) -> np.ndarray:
 
 
 FIRST = {
-    ("jawa", "L"): _p("""BUDI AGUS SUTRISNO SUPARMAN JOKO BAMBANG EKO SLAMET HERU WAHYU SUGENG PRASETYO
+    (
+        "jawa",
+        "L",
+    ): _p("""BUDI AGUS SUTRISNO SUPARMAN JOKO BAMBANG EKO SLAMET HERU WAHYU SUGENG PRASETYO
         TRI DWI ADI SUGIANTO SUYANTO SUKIRMAN SUPRIYADI HARYANTO PURNOMO SUTARNO TEGUH BAYU ARIF
         DIMAS YOGA RIZKY BAGUS ANDI HENDRO WIDODO SISWANTO SUHARTO SUWARNO MULYONO PARJO KASIMIN
         SAMSUL SURYADI GUNAWAN ANTON DANANG GALIH SETYO NUGROHO YULIANTO WARSITO"""),
     ("jawa", "P"): _p("""SRI DEWI SITI ENDANG TRI SUMIATI WATI LESTARI RATNA YULIANI SUPARMI SUMARNI
         SUGIYEM PARTINAH WULAN AYU PUTRI NOVI DIAN INDAH RINI ENDAH SULASTRI SURTINI TUMINAH SUKARSIH
         MARYATI SUHARTI WIDYA ANGGI ANISA RAHAYU YUNI NINGSIH KARTINI PURWANTI ISTIQOMAH DWI ERNA"""),
-    ("betawi", "L"): _p("""MUHAMMAD RIZKI ADE ABDUL ROJALI MAMAN UDIN SAPRUDIN BAHRUDIN ROHIM ZULKIFLI
+    (
+        "betawi",
+        "L",
+    ): _p("""MUHAMMAD RIZKI ADE ABDUL ROJALI MAMAN UDIN SAPRUDIN BAHRUDIN ROHIM ZULKIFLI
         SARIPUDIN JAELANI ASMAT RAMDANI DEDI FAJAR REZA ILHAM HARIS SOLEH NAWAWI MUKHLIS MA'RUF
         SYAFI'I HASAN ARIEF RIDWAN JUHRI"""),
-    ("betawi", "P"): _p("""SITI NUR AISYAH FATIMAH ROHAYATI NURHAYATI MAEMUNAH JUBAEDAH ROSIDAH AMINAH
+    (
+        "betawi",
+        "P",
+    ): _p("""SITI NUR AISYAH FATIMAH ROHAYATI NURHAYATI MAEMUNAH JUBAEDAH ROSIDAH AMINAH
         HALIMAH ZAHRA NABILA SALSABILA AULIA MUNAWAROH NI'MAH ROBI'AH HASANAH KHOIRUNNISA MAESAROH
         RATNA YULIA INDRI"""),
     ("sunda", "L"): _p("""ASEP UJANG DEDE CECEP ENDANG AAN DADANG UJU ACENG YAYAT WAWAN DENI JAJANG
@@ -60,7 +90,10 @@ FIRST = {
         RICARDO JONI FRANS BONAR MANGIHUT SAUT DANIEL SAMUEL POLTAK HENRY"""),
     ("batak", "P"): _p("""MARIA ROSMAWATI LAMRIA ROSLINA DEBORA MARTHA RUTH MONIKA SARI TIURMA
         HOTMAULI ELISABETH NURHAIDA LENNY DAME ROSIDA YOHANA"""),
-    ("tionghoa", "L"): _p("""HENDRA BUDI SURYADI YOHANES STEFANUS MICHAEL KEVIN WILSON VINCENT HARTONO
+    (
+        "tionghoa",
+        "L",
+    ): _p("""HENDRA BUDI SURYADI YOHANES STEFANUS MICHAEL KEVIN WILSON VINCENT HARTONO
         JONATHAN WILLIAM FELIX ALBERT HENRY RICHARD EDWARD ANTONI TEDDY HENGKY"""),
     ("tionghoa", "P"): _p("""JESSICA FELICIA MELISSA ANGELINE LINDA SUSANTI LILIANA MEILINA VERONIKA
         CHRISTINE MICHELLE NATALIA YENNY LANNY MEILANI SHERLY CYNTHIA"""),
@@ -69,7 +102,10 @@ FIRST = {
 SECOND = {
     ("jawa", "L"): _p("""SANTOSO SETIAWAN PRASETYO WIBOWO SAPUTRA KURNIAWAN HIDAYAT NUGROHO SUSANTO
         PURNOMO WIJAYA HARTONO SULISTYO RAHARJO UTOMO PRANOTO SUSILO HADI WIDODO"""),
-    ("jawa", "P"): _p("""LESTARI WAHYUNI RAHAYU HANDAYANI SUSANTI PURWANTI WULANDARI KURNIASIH ASTUTI
+    (
+        "jawa",
+        "P",
+    ): _p("""LESTARI WAHYUNI RAHAYU HANDAYANI SUSANTI PURWANTI WULANDARI KURNIASIH ASTUTI
         NINGSIH SETYAWATI PERTIWI RAHMAWATI SARI UTAMI"""),
     ("betawi", "L"): _p("""HIDAYAT RAHMAN SAPUTRA RAMADHAN FIRMANSYAH MAULANA SYAHPUTRA KURNIAWAN
         HASIBUAN NURDIN SAIPUL ARDIANSYAH"""),
@@ -105,7 +141,9 @@ MODERN_SECOND = {
     "P": _p("""PUTRI AI_AZZAHRA AZZAHRA RAMADHANI KHAIRUNNISA NURHALIZA ZAHIRA APRILIA MAHARANI
         AULIA"""),
 }
-MODERN_SECOND = {k: np.array([x.replace("_", " ") for x in v], dtype=object) for k, v in MODERN_SECOND.items()}
+MODERN_SECOND = {
+    k: np.array([x.replace("_", " ") for x in v], dtype=object) for k, v in MODERN_SECOND.items()
+}
 MODERN_SINGLE_RATE = 0.1
 
 BATAK_MARGA = _p("""SIREGAR NASUTION SIMANJUNTAK HUTAPEA SITORUS HARAHAP LUBIS PANE SIMATUPANG

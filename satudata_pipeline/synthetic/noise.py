@@ -53,8 +53,9 @@ def fmt_dates(d: np.ndarray, fmt: str) -> np.ndarray:
     return out
 
 
-def birth_date_noise(dob: np.ndarray, rng: np.random.Generator, swap: float, year_off: float,
-                     missing: float) -> tuple[np.ndarray, np.ndarray]:
+def birth_date_noise(
+    dob: np.ndarray, rng: np.random.Generator, swap: float, year_off: float, missing: float
+) -> tuple[np.ndarray, np.ndarray]:
     """Day/month swaps (only where both <= 12 and differ), a year off by one, missing."""
     dob = dob.astype("datetime64[D]").copy()
     n = len(dob)
@@ -78,8 +79,14 @@ def birth_date_noise(dob: np.ndarray, rng: np.random.Generator, swap: float, yea
 
 
 # --- NIK ---------------------------------------------------------------------------------------
-def nik_noise(nik: np.ndarray, family_nik: np.ndarray, rng: np.random.Generator, missing: float,
-              typo: float, borrowed: float) -> tuple[np.ndarray, np.ndarray]:
+def nik_noise(
+    nik: np.ndarray,
+    family_nik: np.ndarray,
+    rng: np.random.Generator,
+    missing: float,
+    typo: float,
+    borrowed: float,
+) -> tuple[np.ndarray, np.ndarray]:
     """Missing NIK, one mistyped digit (or two swapped, or one dropped), a family member's NIK."""
     nik = nik.copy()
     n = len(nik)
@@ -109,10 +116,14 @@ def nik_noise(nik: np.ndarray, family_nik: np.ndarray, rng: np.random.Generator,
         out = arr.view("S16").ravel().astype(str).astype(object)
         # drop a digit (15 digits delivered)
         drop = mode >= 0.9
-        out[drop] = np.array([s[:p] + s[p + 1:] for s, p in zip(out[drop], pos[drop])], dtype=object)
-        same = out == nik[idx]          # swapped equal digits: force a substitution
+        out[drop] = np.array(
+            [s[:p] + s[p + 1 :] for s, p in zip(out[drop], pos[drop])], dtype=object
+        )
+        same = out == nik[idx]  # swapped equal digits: force a substitution
         if same.any():
-            out[same] = np.array([s[:15] + str((int(s[15]) + 1) % 10) for s in out[same]], dtype=object)
+            out[same] = np.array(
+                [s[:15] + str((int(s[15]) + 1) % 10) for s in out[same]], dtype=object
+            )
         nik[idx] = out
         status[idx] = "typo"
     nik[ms] = None
@@ -131,13 +142,13 @@ def _typo(s: str, r1: float, r2: float, r3: float) -> str:
     if len(letters) < 3:
         return s
     i = letters[int(r1 * len(letters))]
-    if r2 < 0.35:                              # substitution
-        return s[:i] + _KEYBOARD[int(r3 * 26)] + s[i + 1:]
-    if r2 < 0.6:                               # deletion
-        return s[:i] + s[i + 1:]
+    if r2 < 0.35:  # substitution
+        return s[:i] + _KEYBOARD[int(r3 * 26)] + s[i + 1 :]
+    if r2 < 0.6:  # deletion
+        return s[:i] + s[i + 1 :]
     if r2 < 0.8 and i + 1 < len(s) and s[i + 1].isalpha():  # transposition
-        return s[:i] + s[i + 1] + s[i] + s[i + 2:]
-    return s[:i] + s[i] + s[i:]                # doubled letter
+        return s[:i] + s[i + 1] + s[i] + s[i + 2 :]
+    return s[:i] + s[i] + s[i:]  # doubled letter
 
 
 def _apply(arr: np.ndarray, mask: np.ndarray, fn, *rand: np.ndarray) -> None:
@@ -147,8 +158,17 @@ def _apply(arr: np.ndarray, mask: np.ndarray, fn, *rand: np.ndarray) -> None:
         arr[idx] = np.array([fn(s, *vals) for s, *vals in zip(arr[idx], *cols)], dtype=object)
 
 
-def name_noise(names: np.ndarray, rng: np.random.Generator, *, sex: np.ndarray, adult: np.ndarray,
-               alt: np.ndarray, parent: np.ndarray | None, rates: dict, style: str) -> np.ndarray:
+def name_noise(
+    names: np.ndarray,
+    rng: np.random.Generator,
+    *,
+    sex: np.ndarray,
+    adult: np.ndarray,
+    alt: np.ndarray,
+    parent: np.ndarray | None,
+    rates: dict,
+    style: str,
+) -> np.ndarray:
     """Noisy rendering of the official names. `rates` keys: alt, muhammad, old, typo, swap,
     binti, title, case, space (per-row probabilities)."""
     out = names.copy()
@@ -158,12 +178,18 @@ def name_noise(names: np.ndarray, rng: np.random.Generator, *, sex: np.ndarray, 
     out[m] = alt[m]
     has_m = pd.Series(out).str.contains("MUHAMMAD", regex=False).values
     m = has_m & pick(rng, n, g("muhammad"))
-    var = np.asarray(N.MUHAMMAD_VARIANTS, dtype=object)[rng.integers(0, len(N.MUHAMMAD_VARIANTS), n)]
+    var = np.asarray(N.MUHAMMAD_VARIANTS, dtype=object)[
+        rng.integers(0, len(N.MUHAMMAD_VARIANTS), n)
+    ]
     _apply(out, m, lambda s, v: s.replace("MUHAMMAD", v, 1), var)
     _apply(out, pick(rng, n, g("old")), N.to_old_spelling)
     _apply(out, pick(rng, n, g("typo")), _typo, rng.random(n), rng.random(n), rng.random(n))
     multi = pd.Series(out).str.contains(" ", regex=False).values
-    _apply(out, multi & pick(rng, n, g("swap")), lambda s: " ".join(s.split(" ")[1:] + s.split(" ")[:1]))
+    _apply(
+        out,
+        multi & pick(rng, n, g("swap")),
+        lambda s: " ".join(s.split(" ")[1:] + s.split(" ")[:1]),
+    )
     if parent is not None:
         m = pick(rng, n, g("binti")) & pd.notna(parent)
         link = np.where(sex == "P", " BINTI ", " BIN ")
@@ -181,12 +207,20 @@ def name_noise(names: np.ndarray, rng: np.random.Generator, *, sex: np.ndarray, 
     out = restyle(out, rng, style, g("case"))
     sp = pick(rng, n, g("space"))
     how = rng.random(n)
-    _apply(out, sp, lambda s, h: (s.replace(" ", "  ", 1) if h < 0.5 and " " in s
-                                  else (s + " " if h < 0.8 else " " + s)), how)
+    _apply(
+        out,
+        sp,
+        lambda s, h: (
+            s.replace(" ", "  ", 1) if h < 0.5 and " " in s else (s + " " if h < 0.8 else " " + s)
+        ),
+        how,
+    )
     return out
 
 
-def restyle(values: np.ndarray, rng: np.random.Generator, style: str, case_rate: float = 0.0) -> np.ndarray:
+def restyle(
+    values: np.ndarray, rng: np.random.Generator, style: str, case_rate: float = 0.0
+) -> np.ndarray:
     """Case style of a whole column ('upper', 'title', 'lower') plus a rate of rows in another style."""
     s = pd.Series(values, dtype=object)
     base = {"upper": s, "title": s.str.title(), "lower": s.str.lower()}[style]
@@ -203,12 +237,16 @@ def restyle(values: np.ndarray, rng: np.random.Generator, style: str, case_rate:
 
 
 # --- addresses ---------------------------------------------------------------------------------
-_STREET_VARIANTS = {"JL. ": ("JL. ", "JL ", "JLN. ", "JALAN "), "GG. ": ("GG. ", "GG ", "GANG "),
-                    " NO. ": (" NO. ", " NO ", " NO.")}
+_STREET_VARIANTS = {
+    "JL. ": ("JL. ", "JL ", "JLN. ", "JALAN "),
+    "GG. ": ("GG. ", "GG ", "GANG "),
+    " NO. ": (" NO. ", " NO ", " NO."),
+}
 
 
-def alamat_noise(alamat: np.ndarray, rng: np.random.Generator, rate: float, style: str,
-                 dash_rate: float = 0.0) -> np.ndarray:
+def alamat_noise(
+    alamat: np.ndarray, rng: np.random.Generator, rate: float, style: str, dash_rate: float = 0.0
+) -> np.ndarray:
     s = pd.Series(alamat, dtype=object)
     out = s.values.copy()
     for key, variants in _STREET_VARIANTS.items():
@@ -233,10 +271,23 @@ def pad(values: np.ndarray, rng: np.random.Generator, width: int, rate: float) -
 
 
 # --- place names -------------------------------------------------------------------------------
-_SPELL = (("KEBON ", "KEBUN "), ("PAL MERAH", "PALMERAH"), ("PULO ", "PULAU "), ("TANJUNG ", "TANJONG "),
-          ("SETIABUDI", "SETIA BUDI"), ("KRAMATJATI", "KRAMAT JATI"), ("PULOGADUNG", "PULO GADUNG"),
-          ("JATINEGARA", "JATI NEGARA"), (" UTARA", " UTR"), (" SELATAN", " SEL."), ("CEMPAKA ", "CEMPAKE "),
-          ("DUREN ", "DURI "), ("MANGGA ", "MANGA "), ("KELAPA ", "KLAPA "), ("PASAR ", "PS. "))
+_SPELL = (
+    ("KEBON ", "KEBUN "),
+    ("PAL MERAH", "PALMERAH"),
+    ("PULO ", "PULAU "),
+    ("TANJUNG ", "TANJONG "),
+    ("SETIABUDI", "SETIA BUDI"),
+    ("KRAMATJATI", "KRAMAT JATI"),
+    ("PULOGADUNG", "PULO GADUNG"),
+    ("JATINEGARA", "JATI NEGARA"),
+    (" UTARA", " UTR"),
+    (" SELATAN", " SEL."),
+    ("CEMPAKA ", "CEMPAKE "),
+    ("DUREN ", "DURI "),
+    ("MANGGA ", "MANGA "),
+    ("KELAPA ", "KLAPA "),
+    ("PASAR ", "PS. "),
+)
 
 
 def name_variants(official: str) -> list[str]:
@@ -255,15 +306,31 @@ def kota_variants(kota_official: str) -> list[str]:
     """'Kota Administrasi Jakarta Barat' -> JAKARTA BARAT, JAKBAR, KOTA ADM. JAKARTA BARAT..."""
     u = kota_official.upper()
     if "SERIBU" in u:
-        return ["KEPULAUAN SERIBU", "KAB. ADM. KEPULAUAN SERIBU", "KEP. SERIBU",
-                "KABUPATEN ADMINISTRASI KEPULAUAN SERIBU"]
+        return [
+            "KEPULAUAN SERIBU",
+            "KAB. ADM. KEPULAUAN SERIBU",
+            "KEP. SERIBU",
+            "KABUPATEN ADMINISTRASI KEPULAUAN SERIBU",
+        ]
     short = u.replace("KOTA ADMINISTRASI ", "")
-    abbr = "JAK" + {"PUSAT": "PUS", "UTARA": "UT", "BARAT": "BAR", "SELATAN": "SEL", "TIMUR": "TIM"}[short.split()[-1]]
+    abbr = (
+        "JAK"
+        + {"PUSAT": "PUS", "UTARA": "UT", "BARAT": "BAR", "SELATAN": "SEL", "TIMUR": "TIM"}[
+            short.split()[-1]
+        ]
+    )
     return [short, abbr, "KOTA ADM. " + short, u, "KOTA " + short]
 
 
-def place_names(idx: np.ndarray, official: np.ndarray, variants: list[list[str]], rng: np.random.Generator,
-                rate: float, style: str, case_rate: float = 0.05) -> np.ndarray:
+def place_names(
+    idx: np.ndarray,
+    official: np.ndarray,
+    variants: list[list[str]],
+    rng: np.random.Generator,
+    rate: float,
+    style: str,
+    case_rate: float = 0.05,
+) -> np.ndarray:
     """Render place names for rows pointing at `idx` into `official`, a `rate` of rows in a variant."""
     k = max(1, max(len(v) for v in variants))
     table = np.empty((len(official), k + 1), dtype=object)

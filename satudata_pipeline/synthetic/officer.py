@@ -39,8 +39,11 @@ from satudata_pipeline.programs.worklists import (
 
 REMOVE_FIRST = ("deceased", "moved_out", "age_ineligible", "duplicate_enrollment")
 CONFIRMED_INELIGIBLE = ("welfare_too_high", "asset_exclusion")
-TRUE_STATE_REASON = {"not_in_any_registry": "identity_unresolved", "unregistered_death": "deceased",
-                     "unregistered_move_out": "moved_out"}
+TRUE_STATE_REASON = {
+    "not_in_any_registry": "identity_unresolved",
+    "unregistered_death": "deceased",
+    "unregistered_move_out": "moved_out",
+}
 UNDECIDED_SHARE = 0.10
 WRONG_SHARE = 0.03
 MALFORMED = ("unknown_record", "bad_decision_word", "missing_officer")
@@ -50,8 +53,13 @@ KEY_FILE = "officer_key.csv"
 KEY_COLUMNS = ["program", "record_id", "action", "decision", "reason"]
 
 
-def correct_decision(pipeline_verdict: str, pipeline_reasons: list[str], truth_verdict: str,
-                     truth_reasons: list[str], true_state: list[str]) -> tuple[str, str]:
+def correct_decision(
+    pipeline_verdict: str,
+    pipeline_reasons: list[str],
+    truth_verdict: str,
+    truth_reasons: list[str],
+    true_state: list[str],
+) -> tuple[str, str]:
     """(decision keep|remove, reason code) that an officer who knows the truth writes."""
     for state in true_state:
         if state in TRUE_STATE_REASON:
@@ -83,8 +91,13 @@ def _rng(seed: int, program: str) -> np.random.Generator:
     return np.random.default_rng([seed, zlib.crc32(program.encode())])
 
 
-def fill_worklist(path: Path, out_path: Path, truth: dict[tuple[str, str], dict], seed: int,
-                  decided_at: dt.date | None = None) -> list[dict]:
+def fill_worklist(
+    path: Path,
+    out_path: Path,
+    truth: dict[tuple[str, str], dict],
+    seed: int,
+    decided_at: dt.date | None = None,
+) -> list[dict]:
     """Fill one worklist into `out_path`; returns the officer key rows (what was done to each row)."""
     wb = openpyxl.load_workbook(path)
     ws = wb[WORKLIST_SHEET]
@@ -96,32 +109,56 @@ def fill_worklist(path: Path, out_path: Path, truth: dict[tuple[str, str], dict]
     rows = [r for r in rows if ws.cell(r, col["id_baris"]).value]
     program = ws.cell(rows[0], col["program"]).value if rows else path.name.split("_")[0]
     rng = _rng(seed, program)
-    known = [r for r in rows if (ws.cell(r, col["program"]).value, str(ws.cell(r, col["id_baris"]).value)) in truth]
+    known = [
+        r
+        for r in rows
+        if (ws.cell(r, col["program"]).value, str(ws.cell(r, col["id_baris"]).value)) in truth
+    ]
     order = rng.permutation(len(known))
     n = len(known)
     n_undecided = int(round(n * UNDECIDED_SHARE))
     n_wrong = max(1, int(round(n * WRONG_SHARE))) if n >= 20 else 0
     n_bad = 1 if n >= 10 else 0
     undecided = {known[i] for i in order[:n_undecided]}
-    wrong = {known[i] for i in order[n_undecided:n_undecided + n_wrong]}
-    bad_word = {known[i] for i in order[n_undecided + n_wrong:n_undecided + n_wrong + n_bad]}
-    no_officer = {known[i] for i in order[n_undecided + n_wrong + n_bad:n_undecided + n_wrong + 2 * n_bad]}
+    wrong = {known[i] for i in order[n_undecided : n_undecided + n_wrong]}
+    bad_word = {known[i] for i in order[n_undecided + n_wrong : n_undecided + n_wrong + n_bad]}
+    no_officer = {
+        known[i] for i in order[n_undecided + n_wrong + n_bad : n_undecided + n_wrong + 2 * n_bad]
+    }
     officers = [f"PTG-{program}-{i:02d}" for i in range(1, 4)]
     key: list[dict] = []
     day = decided_at
     for r in known:
         pid, rid = ws.cell(r, col["program"]).value, str(ws.cell(r, col["id_baris"]).value)
         if r in undecided:
-            key.append({"program": pid, "record_id": rid, "action": "undecided", "decision": "", "reason": ""})
+            key.append(
+                {
+                    "program": pid,
+                    "record_id": rid,
+                    "action": "undecided",
+                    "decision": "",
+                    "reason": "",
+                }
+            )
             continue
         t = truth[(pid, rid)]
-        verdict = {"tinjau": "review", "hapus": "remove", "tetap": "keep"}[ws.cell(r, col["hasil_sistem"]).value]
-        decision, reason = correct_decision(verdict, _split(str(ws.cell(r, col["kode_alasan"]).value or "")
-                                                            .replace(", ", ";")),
-                                            t["verdict"], _split(t["reasons"]), _split(t["true_state"]))
+        verdict = {"tinjau": "review", "hapus": "remove", "tetap": "keep"}[
+            ws.cell(r, col["hasil_sistem"]).value
+        ]
+        decision, reason = correct_decision(
+            verdict,
+            _split(str(ws.cell(r, col["kode_alasan"]).value or "").replace(", ", ";")),
+            t["verdict"],
+            _split(t["reasons"]),
+            _split(t["true_state"]),
+        )
         action = "correct"
         if r in wrong:
-            decision, reason, action = ("keep" if decision == "remove" else "remove"), "other", "wrong"
+            decision, reason, action = (
+                ("keep" if decision == "remove" else "remove"),
+                "other",
+                "wrong",
+            )
         word = words[decision]
         officer: str | None = officers[int(rng.integers(len(officers)))]
         if r in bad_word:
@@ -134,8 +171,18 @@ def fill_worklist(path: Path, out_path: Path, truth: dict[tuple[str, str], dict]
         ws.cell(r, col["petugas"]).value = officer
         ws.cell(r, col["tanggal"]).value = dt.datetime.combine(when, dt.time())
         ws.cell(r, col["tanggal"]).number_format = "yyyy-mm-dd"
-        ws.cell(r, col["catatan"]).value = "kunjungan lapangan" if action != "wrong" else "diperiksa"
-        key.append({"program": pid, "record_id": rid, "action": action, "decision": decision, "reason": reason})
+        ws.cell(r, col["catatan"]).value = (
+            "kunjungan lapangan" if action != "wrong" else "diperiksa"
+        )
+        key.append(
+            {
+                "program": pid,
+                "record_id": rid,
+                "action": action,
+                "decision": decision,
+                "reason": reason,
+            }
+        )
     if n_bad and rows:
         # a decision on a record the roster does not hold (a typed row at the end of the sheet)
         r = ws.max_row + 1
@@ -146,8 +193,15 @@ def fill_worklist(path: Path, out_path: Path, truth: dict[tuple[str, str], dict]
         ws.cell(r, col["alasan"]).value = labels["other"]
         ws.cell(r, col["petugas"]).value = officers[0]
         ws.cell(r, col["tanggal"]).value = dt.datetime.combine(day or dt.date.today(), dt.time())
-        key.append({"program": program, "record_id": rid, "action": "unknown_record", "decision": "keep",
-                    "reason": "other"})
+        key.append(
+            {
+                "program": program,
+                "record_id": rid,
+                "action": "unknown_record",
+                "decision": "keep",
+                "reason": "other",
+            }
+        )
     out_path.parent.mkdir(parents=True, exist_ok=True)
     wb.save(out_path)
     return key
@@ -155,11 +209,20 @@ def fill_worklist(path: Path, out_path: Path, truth: dict[tuple[str, str], dict]
 
 def _records_truth(truth_dir: Path) -> dict[tuple[str, str], str]:
     with open(truth_dir / "records.csv", encoding="utf-8", newline="") as fh:
-        return {(r["source"], r["record_id"]): r["person_key"] for r in csv.DictReader(fh) if r["person_key"]}
+        return {
+            (r["source"], r["record_id"]): r["person_key"]
+            for r in csv.DictReader(fh)
+            if r["person_key"]
+        }
 
 
-def fill_link_review(path: Path, out_path: Path, persons: dict[tuple[str, str], str], seed: int,
-                     decided_at: dt.date | None = None) -> list[dict]:
+def fill_link_review(
+    path: Path,
+    out_path: Path,
+    persons: dict[tuple[str, str], str],
+    seed: int,
+    decided_at: dt.date | None = None,
+) -> list[dict]:
     """Fill a link review workbook: orang_sama = ya when the truth says one person, with the same mix
     of undecided, wrong and malformed rows as the worklists. Key rows carry `a|b` as record_id."""
     from satudata_pipeline.link import review_pairs as R
@@ -176,9 +239,9 @@ def fill_link_review(path: Path, out_path: Path, persons: dict[tuple[str, str], 
     n_bad = 1 if n >= 10 else 0
     picks = [rows[i] for i in order]
     undecided = set(picks[:n_undecided])
-    wrong = set(picks[n_undecided:n_undecided + n_wrong])
-    bad_word = set(picks[n_undecided + n_wrong:n_undecided + n_wrong + n_bad])
-    no_officer = set(picks[n_undecided + n_wrong + n_bad:n_undecided + n_wrong + 2 * n_bad])
+    wrong = set(picks[n_undecided : n_undecided + n_wrong])
+    bad_word = set(picks[n_undecided + n_wrong : n_undecided + n_wrong + n_bad])
+    no_officer = set(picks[n_undecided + n_wrong + n_bad : n_undecided + n_wrong + 2 * n_bad])
     when = dt.datetime.combine(decided_at or dt.date.today(), dt.time())
     key = []
     for r in rows:
@@ -186,7 +249,15 @@ def fill_link_review(path: Path, out_path: Path, persons: dict[tuple[str, str], 
         sb, ib = ws.cell(r, col["sumber_b"]).value, str(ws.cell(r, col["id_b"]).value)
         pair = f"{sa}:{ia}|{sb}:{ib}"
         if r in undecided:
-            key.append({"program": "tautan", "record_id": pair, "action": "undecided", "decision": "", "reason": ""})
+            key.append(
+                {
+                    "program": "tautan",
+                    "record_id": pair,
+                    "action": "undecided",
+                    "decision": "",
+                    "reason": "",
+                }
+            )
             continue
         pa, pb = persons.get((sa, ia)), persons.get((sb, ib))
         same = pa is not None and pa == pb
@@ -202,34 +273,57 @@ def fill_link_review(path: Path, out_path: Path, persons: dict[tuple[str, str], 
         ws.cell(r, col["orang_sama"]).value = word
         ws.cell(r, col["petugas"]).value = officer
         ws.cell(r, col["tanggal"]).value = when
-        key.append({"program": "tautan", "record_id": pair, "action": action,
-                    "decision": "same" if same else "different", "reason": ""})
+        key.append(
+            {
+                "program": "tautan",
+                "record_id": pair,
+                "action": action,
+                "decision": "same" if same else "different",
+                "reason": "",
+            }
+        )
     if n_bad:
         r = ws.max_row + 1
         first = rows[0]
         ws.cell(r, col["sumber_a"]).value = ws.cell(first, col["sumber_a"]).value
-        ws.cell(r, col["id_a"]).value = f"{UNKNOWN_RECORD_PREFIX}{int(rng.integers(10_000, 99_999))}"
+        ws.cell(
+            r, col["id_a"]
+        ).value = f"{UNKNOWN_RECORD_PREFIX}{int(rng.integers(10_000, 99_999))}"
         ws.cell(r, col["sumber_b"]).value = ws.cell(first, col["sumber_b"]).value
         ws.cell(r, col["id_b"]).value = ws.cell(first, col["id_b"]).value
         ws.cell(r, col["orang_sama"]).value = "tidak"
         ws.cell(r, col["petugas"]).value = "PTG-DUKCAPIL-01"
         ws.cell(r, col["tanggal"]).value = when
-        key.append({"program": "tautan", "record_id": f"{ws.cell(r, col['sumber_a']).value}:"
-                    f"{ws.cell(r, col['id_a']).value}|{ws.cell(r, col['sumber_b']).value}:{ws.cell(r, col['id_b']).value}",
-                    "action": "unknown_record", "decision": "different", "reason": ""})
+        key.append(
+            {
+                "program": "tautan",
+                "record_id": f"{ws.cell(r, col['sumber_a']).value}:"
+                f"{ws.cell(r, col['id_a']).value}|{ws.cell(r, col['sumber_b']).value}:{ws.cell(r, col['id_b']).value}",
+                "action": "unknown_record",
+                "decision": "different",
+                "reason": "",
+            }
+        )
     out_path.parent.mkdir(parents=True, exist_ok=True)
     wb.save(out_path)
     return key
 
 
-def play_officer(exports_dir: Path, truth_dir: Path, out_dir: Path, seed: int = 18,
-                 decided_at: dt.date | None = None) -> dict:
+def play_officer(
+    exports_dir: Path,
+    truth_dir: Path,
+    out_dir: Path,
+    seed: int = 18,
+    decided_at: dt.date | None = None,
+) -> dict:
     """Fill every `<PROGRAM>/<PROGRAM>_keputusan.xlsx` under `exports_dir` into `out_dir/<PROGRAM>/`
     (with its mapping copied next to it) and write `out_dir/officer_key.csv`. Returns counts."""
     truth = _truth(Path(truth_dir))
     key: list[dict] = []
     files = 0
-    for folder in sorted(p for p in Path(exports_dir).iterdir() if p.is_dir() and not p.name.startswith((".", "_"))):
+    for folder in sorted(
+        p for p in Path(exports_dir).iterdir() if p.is_dir() and not p.name.startswith((".", "_"))
+    ):
         program = folder.name
         src = folder / worklist_name(program)
         if not src.is_file():

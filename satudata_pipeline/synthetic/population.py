@@ -21,8 +21,8 @@ DAY = np.timedelta64(1, "D")
 
 # --- households --------------------------------------------------------------------------------
 HOUSEHOLD_SIZE_P = (0.12, 0.18, 0.22, 0.23, 0.14, 0.07, 0.03, 0.01)  # sizes 1..8
-SPOUSE_RATE = 0.85            # households of 2+ with a couple at the head
-ELDER_PARENT_RATE = 0.25      # households of 4+ whose last member is a parent of the head
+SPOUSE_RATE = 0.85  # households of 2+ with a couple at the head
+ELDER_PARENT_RATE = 0.25  # households of 4+ whose last member is a parent of the head
 KEPULAUAN_SERIBU_WEIGHT = 0.05
 
 # --- births outside DKI -------------------------------------------------------------------------
@@ -30,10 +30,23 @@ BORN_OUTSIDE_RATE_CHILD = 0.08
 BORN_OUTSIDE_RATE_ADULT = 0.35
 # kab/kota code -> birthplace name; kecamatan suffix 01..12 is appended.
 OUTSIDE_REGIONS = {
-    "3273": "BANDUNG", "3201": "BOGOR", "3216": "BEKASI", "3205": "GARUT", "3206": "TASIKMALAYA",
-    "3209": "CIREBON", "3374": "SEMARANG", "3372": "SURAKARTA", "3328": "TEGAL", "3329": "BREBES",
-    "3471": "YOGYAKARTA", "3578": "SURABAYA", "1271": "MEDAN", "1202": "TARUTUNG", "1371": "PADANG",
-    "1375": "BUKITTINGGI", "3671": "TANGERANG",
+    "3273": "BANDUNG",
+    "3201": "BOGOR",
+    "3216": "BEKASI",
+    "3205": "GARUT",
+    "3206": "TASIKMALAYA",
+    "3209": "CIREBON",
+    "3374": "SEMARANG",
+    "3372": "SURAKARTA",
+    "3328": "TEGAL",
+    "3329": "BREBES",
+    "3471": "YOGYAKARTA",
+    "3578": "SURABAYA",
+    "1271": "MEDAN",
+    "1202": "TARUTUNG",
+    "1371": "PADANG",
+    "1375": "BUKITTINGGI",
+    "3671": "TANGERANG",
 }
 OUTSIDE_BY_GROUP = {
     "jawa": ["3374", "3372", "3328", "3329", "3471", "3578", "3216"],
@@ -48,18 +61,37 @@ OUTSIDE_BY_GROUP = {
 # --- life events (window = years before the snapshot) -----------------------------------------
 EVENT_WINDOW_YEARS = 4
 # annual death probability by age band upper bounds
-MORTALITY = ((1, 0.015), (40, 0.0008), (50, 0.003), (60, 0.007), (70, 0.018), (80, 0.045),
-             (200, 0.11))
+MORTALITY = (
+    (1, 0.015),
+    (40, 0.0008),
+    (50, 0.003),
+    (60, 0.007),
+    (70, 0.018),
+    (80, 0.045),
+    (200, 0.11),
+)
 DEATH_REGISTERED_RATE = 0.85
-MOVE_OUT_HH_RATE = 0.035          # whole households that left DKI in the window
-MOVE_OUT_INDIV_RATE = 0.012       # young adults (18-40) leaving alone
+MOVE_OUT_HH_RATE = 0.035  # whole households that left DKI in the window
+MOVE_OUT_INDIV_RATE = 0.012  # young adults (18-40) leaving alone
 MOVE_OUT_REGISTERED_RATE = 0.80
-MOVE_BACK_RATE = 0.06             # of registered leavers, came back (second registered move)
+MOVE_BACK_RATE = 0.06  # of registered leavers, came back (second registered move)
 MOVE_WITHIN_HH_RATE = 0.045
 MOVE_WITHIN_REGISTERED_RATE = 0.85
 # destination kab/kota codes outside DKI (Bodetabek first, then big cities); 40% get a kecamatan suffix
-DEST_CODES = ("3201", "3275", "3603", "3671", "3674", "3276", "3216", "3271", "3273", "3374",
-              "3578", "1271")
+DEST_CODES = (
+    "3201",
+    "3275",
+    "3603",
+    "3671",
+    "3674",
+    "3276",
+    "3216",
+    "3271",
+    "3273",
+    "3374",
+    "3578",
+    "1271",
+)
 
 # --- welfare -----------------------------------------------------------------------------------
 DISABILITY_RATE = 0.025
@@ -67,14 +99,14 @@ CAR_RATE_BY_DESIL = (0.02, 0.03, 0.04, 0.05, 0.12, 0.18, 0.30, 0.40, 0.55, 0.70)
 NJOP_RATE_BY_DESIL = (0.002, 0.004, 0.006, 0.01, 0.02, 0.04, 0.08, 0.12, 0.18, 0.30)
 
 # --- NIK density and namesakes (docs/synthetic-data.md, "NIKs and namesakes") --------------------
-DKI_RESIDENTS = 11_300_000        # residents of DKI Jakarta
-DKI_KECAMATAN = 44                # mainland kecamatan (Kepulauan Seribu's 2 hold ~0.2%)
-REGISTERED_OWN_KECAMATAN_RATE = 0.7   # DKI-born: NIK region = the kecamatan they lived in
-COHORT_CELLS = 2                  # birth cells of other kecamatan sharing one birth date (real: ~44)
-TWIN_RATE = 0.012                 # children who are one of twins (pairs)
-NAMESAKE_IN_COHORT_RATE = 0.10    # cohort members after the first with a compatible name
-DEAD_NAMESAKE_RATE = 0.003        # of persons: a registered dead person namesake of a living one
-MOVED_NAMESAKE_RATE = 0.003       # of persons: a registered leaver namesake of a living one
+DKI_RESIDENTS = 11_300_000  # residents of DKI Jakarta
+DKI_KECAMATAN = 44  # mainland kecamatan (Kepulauan Seribu's 2 hold ~0.2%)
+REGISTERED_OWN_KECAMATAN_RATE = 0.7  # DKI-born: NIK region = the kecamatan they lived in
+COHORT_CELLS = 2  # birth cells of other kecamatan sharing one birth date (real: ~44)
+TWIN_RATE = 0.012  # children who are one of twins (pairs)
+NAMESAKE_IN_COHORT_RATE = 0.10  # cohort members after the first with a compatible name
+DEAD_NAMESAKE_RATE = 0.003  # of persons: a registered dead person namesake of a living one
+MOVED_NAMESAKE_RATE = 0.003  # of persons: a registered leaver namesake of a living one
 NAMESAKE_MIN = 3
 
 GHOST_RATE = 0.01
@@ -85,8 +117,8 @@ RELIGIONS = np.array(["ISLAM", "KRISTEN", "KATHOLIK", "BUDHA", "HINDU", "KONGHUC
 
 @dataclass(frozen=True)
 class Wilayah:
-    kel: pd.DataFrame   # code (dotted), digits, name, kec_code, kec_name, kota_code, kota_name
-    kec: pd.DataFrame   # code, digits, name, kota_code
+    kel: pd.DataFrame  # code (dotted), digits, name, kec_code, kec_name, kota_code, kota_name
+    kec: pd.DataFrame  # code, digits, name, kota_code
 
 
 @lru_cache(maxsize=1)
@@ -102,8 +134,11 @@ def wilayah() -> Wilayah:
     kel["digits"] = kel.code.str.replace(".", "", regex=False)
     kel["kec_code"] = kel.code.str[:8]
     kel["kota_code"] = kel.code.str[:5]
-    kel = kel.merge(kec[["code", "name"]].rename(columns={"code": "kec_code", "name": "kec_name"}),
-                    on="kec_code", how="left")
+    kel = kel.merge(
+        kec[["code", "name"]].rename(columns={"code": "kec_code", "name": "kec_name"}),
+        on="kec_code",
+        how="left",
+    )
     kel["kota_name"] = kel.kota_code.map(kota)
     kel["kec_idx"] = kel.kec_code.map({c: i for i, c in enumerate(kec.code)}).astype(int)
     return Wilayah(kel=kel, kec=kec)
@@ -126,8 +161,14 @@ def _households(n: int, rng: np.random.Generator) -> np.ndarray:
     return sizes[sizes > 0]
 
 
-def _names(rng: np.random.Generator, group: np.ndarray, sex: np.ndarray, fam_name: np.ndarray,
-           old_mask: np.ndarray, young: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _names(
+    rng: np.random.Generator,
+    group: np.ndarray,
+    sex: np.ndarray,
+    fam_name: np.ndarray,
+    old_mask: np.ndarray,
+    young: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray]:
     """Official (civil) name and an alternative spelling (old<->new) per person."""
     n = len(group)
     out = np.empty(n, dtype=object)
@@ -160,8 +201,11 @@ def _names(rng: np.random.Generator, group: np.ndarray, sex: np.ndarray, fam_nam
                 tpool = N.SECOND[("arab", s)]
                 t3 = tpool[rng.integers(0, len(tpool), m)]
                 third &= (t3 != second) & (t3 != first)
-                name = np.where(single, first,
-                                np.where(third, first + " " + second + " " + t3, first + " " + second))
+                name = np.where(
+                    single,
+                    first,
+                    np.where(third, first + " " + second + " " + t3, first + " " + second),
+                )
                 # avoid "SITI SITI" style repeats
                 rep = first == second
                 name[rep & ~single] = first[rep & ~single]
@@ -181,8 +225,8 @@ def _names(rng: np.random.Generator, group: np.ndarray, sex: np.ndarray, fam_nam
     oi = np.flatnonzero(old_mask)
     if len(oi):
         old = np.array([N.to_old_spelling(x) for x in out[oi]], dtype=object)
-        alt[oi] = out[oi]          # modern spelling becomes the alternative
-        out[oi] = old              # registered in the old spelling
+        alt[oi] = out[oi]  # modern spelling becomes the alternative
+        out[oi] = old  # registered in the old spelling
     return out, alt
 
 
@@ -192,7 +236,9 @@ def _age_band_rate(age: np.ndarray) -> np.ndarray:
     return rates[np.searchsorted(bounds, age, side="right").clip(0, len(rates) - 1)]
 
 
-def _people(n: int, rng: np.random.Generator, snap: np.datetime64, kel: pd.DataFrame) -> pd.DataFrame:
+def _people(
+    n: int, rng: np.random.Generator, snap: np.datetime64, kel: pd.DataFrame
+) -> pd.DataFrame:
     sizes = _households(n, rng)
     n_hh = len(sizes)
     hh = np.repeat(np.arange(n_hh), sizes)
@@ -210,8 +256,11 @@ def _people(n: int, rng: np.random.Generator, snap: np.datetime64, kel: pd.DataF
     # head age: singles are young workers or widowed elderly
     head_age = np.clip(rng.normal(47, 13, n_hh), 20, 90)
     single = sizes == 1
-    head_age[single] = np.where(rng.random(single.sum()) < 0.6, rng.uniform(19, 40, single.sum()),
-                                rng.uniform(40, 90, single.sum()))
+    head_age[single] = np.where(
+        rng.random(single.sum()) < 0.6,
+        rng.uniform(19, 40, single.sum()),
+        rng.uniform(40, 90, single.sum()),
+    )
     head_male = rng.random(n_hh) < np.where(has_spouse, 0.93, np.where(single, 0.55, 0.35))
 
     age = np.empty(len(hh))
@@ -220,8 +269,9 @@ def _people(n: int, rng: np.random.Generator, snap: np.datetime64, kel: pd.DataF
     age[r] = head_age[hh[r]]
     sex[r] = np.where(head_male[hh[r]], "L", "P")
     r = role == "PASANGAN"
-    age[r] = np.clip(head_age[hh[r]] + np.where(head_male[hh[r]], -1, 1) * rng.normal(3, 3, r.sum()),
-                     18, 95)
+    age[r] = np.clip(
+        head_age[hh[r]] + np.where(head_male[hh[r]], -1, 1) * rng.normal(3, 3, r.sum()), 18, 95
+    )
     sex[r] = np.where(head_male[hh[r]], "P", "L")
     r = role == "ANAK"
     mother_age = head_age[hh[r]] - np.where(has_spouse[hh[r]] & head_male[hh[r]], 3, 0)
@@ -239,18 +289,27 @@ def _people(n: int, rng: np.random.Generator, snap: np.datetime64, kel: pd.DataF
     gshare = np.asarray(N.GROUP_SHARE) / sum(N.GROUP_SHARE)
     hh_group = np.asarray(N.GROUPS, dtype=object)[rng.choice(len(N.GROUPS), n_hh, p=gshare)]
     group = hh_group[hh]
-    fam_idx = np.where(hh_group == "batak", rng.integers(0, len(N.BATAK_MARGA), n_hh),
-                       rng.integers(0, len(N.CHINESE_FAMILY), n_hh))
-    fam = np.where(hh_group == "batak", N.BATAK_MARGA[fam_idx % len(N.BATAK_MARGA)],
-                   N.CHINESE_FAMILY[fam_idx % len(N.CHINESE_FAMILY)])
+    fam_idx = np.where(
+        hh_group == "batak",
+        rng.integers(0, len(N.BATAK_MARGA), n_hh),
+        rng.integers(0, len(N.CHINESE_FAMILY), n_hh),
+    )
+    fam = np.where(
+        hh_group == "batak",
+        N.BATAK_MARGA[fam_idx % len(N.BATAK_MARGA)],
+        N.CHINESE_FAMILY[fam_idx % len(N.CHINESE_FAMILY)],
+    )
     fam_name = fam[hh]
     # a spouse keeps her own family name
     sp = role == "PASANGAN"
-    own = np.where(group[sp] == "batak", N.BATAK_MARGA[rng.integers(0, len(N.BATAK_MARGA), sp.sum())],
-                   N.CHINESE_FAMILY[rng.integers(0, len(N.CHINESE_FAMILY), sp.sum())])
+    own = np.where(
+        group[sp] == "batak",
+        N.BATAK_MARGA[rng.integers(0, len(N.BATAK_MARGA), sp.sum())],
+        N.CHINESE_FAMILY[rng.integers(0, len(N.CHINESE_FAMILY), sp.sum())],
+    )
     fam_name = fam_name.copy()
     fam_name[sp] = own
-    born_year = (dob.astype("datetime64[Y]").astype(int) + 1970)
+    born_year = dob.astype("datetime64[Y]").astype(int) + 1970
     old_mask = (born_year < 1972) & np.isin(group, ["jawa", "sunda"]) & (rng.random(len(hh)) < 0.35)
     nama, nama_alt = _names(rng, group, sex, fam_name, old_mask, born_year >= N.MODERN_FROM_YEAR)
 
@@ -260,9 +319,11 @@ def _people(n: int, rng: np.random.Generator, snap: np.datetime64, kel: pd.DataF
     streets = N.STREETS
     prefix = np.where(rng.random(n_hh) < 0.6, "JL. ", "GG. ")
     no = rng.integers(1, 150, n_hh).astype(str).astype(object)
-    blok = np.where(rng.random(n_hh) < 0.12,
-                    " BLOK " + np.asarray(list("ABCDEFGH"), dtype=object)[rng.integers(0, 8, n_hh)],
-                    "")
+    blok = np.where(
+        rng.random(n_hh) < 0.12,
+        " BLOK " + np.asarray(list("ABCDEFGH"), dtype=object)[rng.integers(0, 8, n_hh)],
+        "",
+    )
     hh_alamat = prefix + streets[rng.integers(0, len(streets), n_hh)] + " NO. " + no + blok
     hh_rt = rng.integers(1, 19, n_hh)
     hh_rw = rng.integers(1, 14, n_hh)
@@ -273,25 +334,46 @@ def _people(n: int, rng: np.random.Generator, snap: np.datetime64, kel: pd.DataF
     car = rng.random(n_hh) < np.asarray(CAR_RATE_BY_DESIL)[desil - 1]
     njop = rng.random(n_hh) < np.asarray(NJOP_RATE_BY_DESIL)[desil - 1]
 
-    religion = np.where(np.isin(hh_group, ["batak"]), np.where(rng.random(n_hh) < 0.8, "KRISTEN", "ISLAM"),
-                        np.where(hh_group == "tionghoa",
-                                 RELIGIONS[rng.choice([1, 2, 3, 5], n_hh)], "ISLAM"))
+    religion = np.where(
+        np.isin(hh_group, ["batak"]),
+        np.where(rng.random(n_hh) < 0.8, "KRISTEN", "ISLAM"),
+        np.where(hh_group == "tionghoa", RELIGIONS[rng.choice([1, 2, 3, 5], n_hh)], "ISLAM"),
+    )
     religion = np.where((religion == "ISLAM") & (rng.random(n_hh) < 0.04), "KRISTEN", religion)
 
-    df = pd.DataFrame({
-        "hh": hh, "member": member, "hh_size": size, "role": role, "group": group,
-        "jenis_kelamin": sex, "tanggal_lahir": dob, "nama": nama, "nama_alt": nama_alt,
-        "agama": religion[hh],
-        "kel_idx": hh_kel[hh], "alamat": hh_alamat[hh], "rt": hh_rt[hh], "rw": hh_rw[hh],
-        "desil": desil[hh], "punya_mobil": car[hh], "njop_di_atas_1m": njop[hh],
-        "disabilitas": rng.random(len(hh)) < DISABILITY_RATE * (1 + (age > 60)),
-    })
+    df = pd.DataFrame(
+        {
+            "hh": hh,
+            "member": member,
+            "hh_size": size,
+            "role": role,
+            "group": group,
+            "jenis_kelamin": sex,
+            "tanggal_lahir": dob,
+            "nama": nama,
+            "nama_alt": nama_alt,
+            "agama": religion[hh],
+            "kel_idx": hh_kel[hh],
+            "alamat": hh_alamat[hh],
+            "rt": hh_rt[hh],
+            "rw": hh_rw[hh],
+            "desil": desil[hh],
+            "punya_mobil": car[hh],
+            "njop_di_atas_1m": njop[hh],
+            "disabilitas": rng.random(len(hh)) < DISABILITY_RATE * (1 + (age > 60)),
+        }
+    )
     df["hh_start"] = start[hh]
     return df
 
 
-def _registration(df: pd.DataFrame, rng: np.random.Generator, kel: pd.DataFrame, kec: pd.DataFrame,
-                  snap: np.datetime64) -> None:
+def _registration(
+    df: pd.DataFrame,
+    rng: np.random.Generator,
+    kel: pd.DataFrame,
+    kec: pd.DataFrame,
+    snap: np.datetime64,
+) -> None:
     """Region digits of the NIK: the kecamatan where the person was first registered. Most DKI-born
     people were registered where they lived before the event window (`prev_kel_idx`: a move within
     DKI in the window keeps the old kecamatan), the others in another DKI kecamatan (an earlier
@@ -305,7 +387,9 @@ def _registration(df: pd.DataFrame, rng: np.random.Generator, kel: pd.DataFrame,
     own = rng.random(n) < REGISTERED_OWN_KECAMATAN_RATE
     kec_digits = kec.digits.values.astype(object)
     dki_w = np.where(kec.code.str.startswith("31.01").values, 0.05, 1.0)
-    region = np.where(own, kec_digits[kel_kec], kec_digits[rng.choice(len(kec), n, p=dki_w / dki_w.sum())])
+    region = np.where(
+        own, kec_digits[kel_kec], kec_digits[rng.choice(len(kec), n, p=dki_w / dki_w.sum())]
+    )
     place = np.full(n, "JAKARTA", dtype=object)
     oi = np.flatnonzero(outside)
     if len(oi):
@@ -386,8 +470,15 @@ def _birth_cells(df: pd.DataFrame, rng: np.random.Generator, snap: np.datetime64
     target = np.where(np.abs(cell_day[cell] - od) <= limit, cell_day[cell], target)
     ok = np.abs(target - od) <= limit
     # never past a life event (the dead are born before they die, movers before they move)
-    events = [df[c].values.astype("datetime64[D]")[order] for c in
-              ("tanggal_meninggal", "tanggal_pindah_keluar", "tanggal_kembali", "tanggal_pindah_dalam")]
+    events = [
+        df[c].values.astype("datetime64[D]")[order]
+        for c in (
+            "tanggal_meninggal",
+            "tanggal_pindah_keluar",
+            "tanggal_kembali",
+            "tanggal_pindah_dalam",
+        )
+    ]
     t = target.astype("datetime64[D]")
     for ev in events:
         ok &= np.isnat(ev) | (t < ev - 30 * DAY)
@@ -400,12 +491,14 @@ def _twins(df: pd.DataFrame, rng: np.random.Generator) -> None:
     before it; half of them share the first name word too (NAURA AI AZZAHRA / NAURA AI ZAHIRA)."""
     role = df.role.values
     df["twin"] = False
-    nxt = np.flatnonzero((role[:-1] == "ANAK") & (role[1:] == "ANAK") & (df.hh.values[:-1] == df.hh.values[1:]))
+    nxt = np.flatnonzero(
+        (role[:-1] == "ANAK") & (role[1:] == "ANAK") & (df.hh.values[:-1] == df.hh.values[1:])
+    )
     k = max(1, int(round(TWIN_RATE * (role == "ANAK").sum() / 2)))
     if not len(nxt):
         return
     a = np.sort(rng.choice(nxt, min(k, len(nxt)), replace=False))
-    a = a[np.r_[True, np.diff(a) > 1]]          # no triplets by accident
+    a = a[np.r_[True, np.diff(a) > 1]]  # no triplets by accident
     b = a + 1
     for c in ("tanggal_lahir", "nik_region", "tempat_lahir"):
         v = df[c].values.copy()
@@ -436,10 +529,14 @@ def compatible_name(anchor: np.ndarray, own: np.ndarray, rng: np.random.Generato
     own_rest = pd.Series(own, dtype=object).str.split(" ", n=1).str[1].fillna("").values
     single = ~a.str.contains(" ").values
     u = rng.random(len(anchor))
-    longer = np.where(own_rest != "", anchor + " " + pd.Series(own_rest).str.split(" ").str[-1].values,
-                      anchor)
-    out = np.where(single, np.where(own_rest != "", first + " " + own_rest, anchor),
-                   np.where(u < 0.5, first, np.where(own_rest != "", first + " " + own_rest, longer)))
+    longer = np.where(
+        own_rest != "", anchor + " " + pd.Series(own_rest).str.split(" ").str[-1].values, anchor
+    )
+    out = np.where(
+        single,
+        np.where(own_rest != "", first + " " + own_rest, anchor),
+        np.where(u < 0.5, first, np.where(own_rest != "", first + " " + own_rest, longer)),
+    )
     same = out == anchor
     out[same & ~single] = first[same & ~single]
     return out.astype(object)
@@ -454,15 +551,20 @@ def _one_digit_regions(regions: np.ndarray) -> dict[str, np.ndarray]:
     return {r[i]: r[np.flatnonzero(diff[i] == 1)] for i in range(len(r))}
 
 
-_DAY_SPAN = 10**6   # days since 1970 + 400,000 fit in 6 digits
+_DAY_SPAN = 10**6  # days since 1970 + 400,000 fit in 6 digits
 
 
 def _sex_region_day(sex: np.ndarray, region: np.ndarray, dob: np.ndarray) -> np.ndarray:
-    return (((sex == "P").astype(np.int64) * 10**6 + region.astype(np.int64)) * _DAY_SPAN
-            + dob.astype("datetime64[D]").astype(np.int64) + 400_000)
+    return (
+        ((sex == "P").astype(np.int64) * 10**6 + region.astype(np.int64)) * _DAY_SPAN
+        + dob.astype("datetime64[D]").astype(np.int64)
+        + 400_000
+    )
 
 
-def _match_namesakes(df, cand, living, sex, region, dob, age, near, rng) -> tuple[np.ndarray, np.ndarray]:
+def _match_namesakes(
+    df, cand, living, sex, region, dob, age, near, rng
+) -> tuple[np.ndarray, np.ndarray]:
     """For each candidate (dead or departed), a living person of the same sex in its own region or a
     region one digit away, born within `_max_shift` of it and before its own life events; each
     living person at most once. Returns (candidates matched, their living namesakes)."""
@@ -475,7 +577,9 @@ def _match_namesakes(df, cand, living, sex, region, dob, age, near, rng) -> tupl
     opts = [near.get(r, ()) for r in region[cand]]
     cnt = np.array([len(o) for o in opts])
     pick = (rng.random(len(cand)) * np.maximum(cnt, 1)).astype(np.int64)
-    other = np.array([o[i] if len(o) else r for o, i, r in zip(opts, pick, region[cand])], dtype=object)
+    other = np.array(
+        [o[i] if len(o) else r for o, i, r in zip(opts, pick, region[cand])], dtype=object
+    )
     r = np.where((rng.random(len(cand)) < 0.3) | (cnt == 0), region[cand], other)
     q = _sex_region_day(sex[cand], r, dob[cand])
     j = np.searchsorted(lkey, q)
@@ -494,13 +598,18 @@ def _match_namesakes(df, cand, living, sex, region, dob, age, near, rng) -> tupl
         ev = df[c].values.astype("datetime64[D]")[cand]
         ok &= np.isnat(ev) | (newdob < ev - 30 * DAY)
     sel = np.flatnonzero(ok)
-    _, first_use = np.unique(best[sel], return_index=True)     # one namesake per living person
+    _, first_use = np.unique(best[sel], return_index=True)  # one namesake per living person
     sel = np.sort(sel[first_use])
     return cand[sel], best[sel]
 
 
-def _namesakes(df: pd.DataFrame, rng: np.random.Generator, kec: pd.DataFrame, snap: np.datetime64,
-               n_persons: int) -> None:
+def _namesakes(
+    df: pd.DataFrame,
+    rng: np.random.Generator,
+    kec: pd.DataFrame,
+    snap: np.datetime64,
+    n_persons: int,
+) -> None:
     """Namesakes with near-identical NIKs.
 
     1. In every birth cell and day cohort (same birth date and sex), each member after the first
@@ -536,25 +645,40 @@ def _namesakes(df: pd.DataFrame, rng: np.random.Generator, kec: pd.DataFrame, sn
     kind[who] = np.where(region[who] == region[anc], "serial", "region")
     # 2. dead / departed namesakes of living DKI residents
     # the living namesakes: poor households (desil 1-4), the people the programs pay
-    alive = (np.isnat(df.tanggal_meninggal.values) & ~df.moved_out.values & ~df.is_ghost.values
-             & np.char.startswith(region.astype("U6"), "31") & muslim & (df.desil.values <= 4))
+    alive = (
+        np.isnat(df.tanggal_meninggal.values)
+        & ~df.moved_out.values
+        & ~df.is_ghost.values
+        & np.char.startswith(region.astype("U6"), "31")
+        & muslim
+        & (df.desil.values <= 4)
+    )
     near = _one_digit_regions(kec.digits.values)
     age = (snap - dob).astype(int) / 365.2425
     taken = alive & (of >= 0)
     heads = np.zeros(n, bool)
     heads[anc] = True
     for label, pool, rate in (
-            ("dead", df.death_registered.values, DEAD_NAMESAKE_RATE),
-            ("moved", df.move_out_registered.values & df.moved_out.values, MOVED_NAMESAKE_RATE)):
-        cand = np.flatnonzero(pool & muslim & np.char.startswith(region.astype("U6"), "31") & (of < 0) & ~heads
-                              & ~df.twin.values)
+        ("dead", df.death_registered.values, DEAD_NAMESAKE_RATE),
+        ("moved", df.move_out_registered.values & df.moved_out.values, MOVED_NAMESAKE_RATE),
+    ):
+        cand = np.flatnonzero(
+            pool
+            & muslim
+            & np.char.startswith(region.astype("U6"), "31")
+            & (of < 0)
+            & ~heads
+            & ~df.twin.values
+        )
         want = max(NAMESAKE_MIN, int(round(rate * n_persons)))
         cand = cand[rng.permutation(len(cand))]
         done = 0
-        for _attempt in range(4):        # a new choice of region for those not matched yet
+        for _attempt in range(4):  # a new choice of region for those not matched yet
             if done >= want or not len(cand):
                 break
-            p_, b_ = _match_namesakes(df, cand, alive & ~taken & ~anchor_mark, sex, region, dob, age, near, rng)
+            p_, b_ = _match_namesakes(
+                df, cand, alive & ~taken & ~anchor_mark, sex, region, dob, age, near, rng
+            )
             p_, b_ = p_[: want - done], b_[: want - done]
             anchor_mark[b_] = True
             dob[p_] = dob[b_]
@@ -572,8 +696,13 @@ def _namesakes(df: pd.DataFrame, rng: np.random.Generator, kec: pd.DataFrame, sn
     df["namesake_anchor"] = anchor_mark
 
 
-def _nik_and_kk(df: pd.DataFrame, rng: np.random.Generator, kel: pd.DataFrame, kec: pd.DataFrame,
-                snap: np.datetime64) -> None:
+def _nik_and_kk(
+    df: pd.DataFrame,
+    rng: np.random.Generator,
+    kel: pd.DataFrame,
+    kec: pd.DataFrame,
+    snap: np.datetime64,
+) -> None:
     """NIK = region + DDMMYY (day + 40 for women) + serial 0001, 0002, ... restarting for every
     region and birth date (in a random order of registration)."""
     n = len(df)
@@ -600,7 +729,9 @@ def _nik_and_kk(df: pd.DataFrame, rng: np.random.Generator, kel: pd.DataFrame, k
     n_hh = int(hh_first.sum())
     issue = snap - rng.integers(30, 20 * 365, n_hh) * DAY
     its = pd.DatetimeIndex(issue)
-    kkey = hh_kec * 1_000_000 + its.day.values * 10000 + its.month.values * 100 + its.year.values % 100
+    kkey = (
+        hh_kec * 1_000_000 + its.day.values * 10000 + its.month.values * 100 + its.year.values % 100
+    )
     order = np.lexsort((rng.random(n_hh), kkey))
     ks = kkey[order]
     first = np.r_[True, ks[1:] != ks[:-1]]
@@ -611,7 +742,9 @@ def _nik_and_kk(df: pd.DataFrame, rng: np.random.Generator, kel: pd.DataFrame, k
     df["no_kk"] = kk[df.hh.values]
 
 
-def _events(df: pd.DataFrame, rng: np.random.Generator, snap: np.datetime64, kel: pd.DataFrame) -> None:
+def _events(
+    df: pd.DataFrame, rng: np.random.Generator, snap: np.datetime64, kel: pd.DataFrame
+) -> None:
     n = len(df)
     window = EVENT_WINDOW_YEARS * 365
     dob = df.tanggal_lahir.values.astype("datetime64[D]")
@@ -636,38 +769,51 @@ def _events(df: pd.DataFrame, rng: np.random.Generator, snap: np.datetime64, kel
     indiv = (age >= 18) & (age <= 40) & (rng.random(n) < MOVE_OUT_INDIV_RATE)
     out = (hh_out[hh] | indiv) & ~ghost
     out_date = np.where(hh_out[hh], hh_out_date[hh], snap - rng.integers(10, window, n) * DAY)
-    out &= (dob < out_date)
-    out &= np.isnat(death) | (death > out_date)   # the dead do not move
+    out &= dob < out_date
+    out &= np.isnat(death) | (death > out_date)  # the dead do not move
     dest4 = np.array(DEST_CODES, dtype=object)
     hh_dest = dest4[rng.integers(0, len(dest4), n_hh)]
     dest = np.where(hh_out[hh], hh_dest[hh], dest4[rng.integers(0, len(dest4), n)])
     six = rng.random(n) < 0.4
-    dest = np.where(six, dest + np.char.zfill(rng.integers(1, 13, n).astype(str), 2).astype(object), dest)
+    dest = np.where(
+        six, dest + np.char.zfill(rng.integers(1, 13, n).astype(str), 2).astype(object), dest
+    )
     hh_reg = rng.random(n_hh) < MOVE_OUT_REGISTERED_RATE
     reg = np.where(hh_out[hh], hh_reg[hh], rng.random(n) < MOVE_OUT_REGISTERED_RATE) & out
     back = reg & (rng.random(n) < MOVE_BACK_RATE)
     gap = (snap - out_date).astype(int)
     back &= gap > 60
-    back_date = np.where(back, out_date + (rng.random(n) * (gap - 30)).astype(int).clip(20) * DAY,
-                         np.datetime64("NaT"))
+    back_date = np.where(
+        back,
+        out_date + (rng.random(n) * (gap - 30)).astype(int).clip(20) * DAY,
+        np.datetime64("NaT"),
+    )
     back &= np.isnat(death) | (death > back_date)
     back_date = np.where(back, back_date, np.datetime64("NaT"))
     df["tanggal_pindah_keluar"] = np.where(out, out_date, np.datetime64("NaT"))
     df["kode_wilayah_tujuan"] = np.where(out, dest, None)  # type: ignore[call-overload]  # numpy stubs reject None
     df["move_out_registered"] = reg
     df["tanggal_kembali"] = back_date
-    df["moved_out"] = out & ~back           # truly lives outside DKI at the snapshot
+    df["moved_out"] = out & ~back  # truly lives outside DKI at the snapshot
 
     # moves within DKI (whole households): the registered address changes
     hh_in = (rng.random(n_hh) < MOVE_WITHIN_HH_RATE) & ~hh_out
     hh_in_date = snap - rng.integers(10, window, n_hh) * DAY
     hh_in_reg = rng.random(n_hh) < MOVE_WITHIN_REGISTERED_RATE
     new_kel = rng.integers(0, len(kel), n_hh)
-    new_kel = np.where(new_kel == df.kel_idx.values[df.member.values == 0], (new_kel + 1) % len(kel), new_kel)
+    new_kel = np.where(
+        new_kel == df.kel_idx.values[df.member.values == 0], (new_kel + 1) % len(kel), new_kel
+    )
     streets = N.STREETS
-    new_alamat = ("JL. " + streets[rng.integers(0, len(streets), n_hh)] + " NO. "
-                  + rng.integers(1, 150, n_hh).astype(str).astype(object))
-    within = hh_in[hh] & ~ghost & (dob < hh_in_date[hh]) & (np.isnat(death) | (death > hh_in_date[hh]))
+    new_alamat = (
+        "JL. "
+        + streets[rng.integers(0, len(streets), n_hh)]
+        + " NO. "
+        + rng.integers(1, 150, n_hh).astype(str).astype(object)
+    )
+    within = (
+        hh_in[hh] & ~ghost & (dob < hh_in_date[hh]) & (np.isnat(death) | (death > hh_in_date[hh]))
+    )
     df["tanggal_pindah_dalam"] = np.where(within, hh_in_date[hh], np.datetime64("NaT"))
     df["move_within_registered"] = within & hh_in_reg[hh]
     for c in ("kel_idx", "alamat", "rt", "rw"):
@@ -698,8 +844,9 @@ def build_population(n: int, rng: np.random.Generator, snapshot: date) -> pd.Dat
     _nik_and_kk(df, rng, w.kel, w.kec, snap)
     width = max(7, len(str(n)))
     key = pd.Series(np.arange(len(df)))
-    pk = np.where(df.is_ghost.values, "G", "P").astype(object) + \
-        np.where(df.is_ghost.values, key - len(pop) + 1, key + 1).astype(str).astype(object)
+    pk = np.where(df.is_ghost.values, "G", "P").astype(object) + np.where(
+        df.is_ghost.values, key - len(pop) + 1, key + 1
+    ).astype(str).astype(object)
     df.insert(0, "person_key", pk)
     df["person_key"] = df.person_key.str[0] + df.person_key.str[1:].str.zfill(width)
     df["tanggal_lahir"] = df.tanggal_lahir.values.astype("datetime64[D]")

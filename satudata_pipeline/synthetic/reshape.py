@@ -38,85 +38,239 @@ XLSX_MAX_ROWS = 30_000  # a provider does not send 1M rows in a workbook, and op
 # --- the vocabulary ---------------------------------------------------------------------------
 # Per canonical field, provider column-name stems (words); a per-source style renders them.
 FIELD_STEMS: dict[str, list[tuple[str, ...]]] = {
-    "record_id": [("id",), ("id", "penerima"), ("no", "registrasi"), ("no", "reg"), ("id", "art"),
-                  ("kode", "unik"), ("id", "data"), ("no", "urut", "data")],
-    "nik": [("nik",), ("no", "nik"), ("nomor", "induk", "kependudukan"), ("nik", "ktp"), ("no", "ktp"),
-            ("nik", "penerima")],
+    "record_id": [
+        ("id",),
+        ("id", "penerima"),
+        ("no", "registrasi"),
+        ("no", "reg"),
+        ("id", "art"),
+        ("kode", "unik"),
+        ("id", "data"),
+        ("no", "urut", "data"),
+    ],
+    "nik": [
+        ("nik",),
+        ("no", "nik"),
+        ("nomor", "induk", "kependudukan"),
+        ("nik", "ktp"),
+        ("no", "ktp"),
+        ("nik", "penerima"),
+    ],
     "no_kk": [("no", "kk"), ("nomor", "kk"), ("nokk",), ("nomor", "kartu", "keluarga"), ("kk",)],
-    "nama": [("nama",), ("nama", "lengkap"), ("nm", "penerima"), ("nama", "penerima"), ("nama", "lgkp"),
-             ("nama", "art"), ("nama", "kpm")],
-    "jenis_kelamin": [("jenis", "kelamin"), ("jk",), ("jns", "kel"), ("kelamin",), ("sex",), ("l/p",)],
+    "nama": [
+        ("nama",),
+        ("nama", "lengkap"),
+        ("nm", "penerima"),
+        ("nama", "penerima"),
+        ("nama", "lgkp"),
+        ("nama", "art"),
+        ("nama", "kpm"),
+    ],
+    "jenis_kelamin": [
+        ("jenis", "kelamin"),
+        ("jk",),
+        ("jns", "kel"),
+        ("kelamin",),
+        ("sex",),
+        ("l/p",),
+    ],
     "tempat_lahir": [("tempat", "lahir"), ("tmp", "lahir"), ("tmpt", "lhr"), ("tempat", "lhr")],
-    "tanggal_lahir": [("tanggal", "lahir"), ("tgl", "lahir"), ("tgl", "lhr"), ("tgllahir",),
-                      ("tanggal", "lahir", "art")],
-    "alamat": [("alamat",), ("alamat", "lengkap"), ("almt",), ("alamat", "domisili"), ("alamat", "rumah")],
+    "tanggal_lahir": [
+        ("tanggal", "lahir"),
+        ("tgl", "lahir"),
+        ("tgl", "lhr"),
+        ("tgllahir",),
+        ("tanggal", "lahir", "art"),
+    ],
+    "alamat": [
+        ("alamat",),
+        ("alamat", "lengkap"),
+        ("almt",),
+        ("alamat", "domisili"),
+        ("alamat", "rumah"),
+    ],
     "rt": [("rt",), ("no", "rt"), ("rt", "domisili")],
     "rw": [("rw",), ("no", "rw"), ("rw", "domisili")],
     "kelurahan": [("kelurahan",), ("kel",), ("nama", "kel"), ("desa/kelurahan",), ("nm", "kel")],
     "kecamatan": [("kecamatan",), ("kec",), ("nama", "kec"), ("nm", "kec")],
-    "kota": [("kota",), ("kabupaten/kota",), ("kab/kota",), ("nama", "kab"), ("wilayah",), ("kota", "adm")],
-    "kode_kelurahan": [("kode", "kelurahan"), ("kd", "kel"), ("kode", "wilayah"), ("kode", "kel"),
-                       ("kdkel",), ("kode", "desa")],
-    "tanggal_pemutakhiran": [("tgl", "update"), ("tanggal", "pemutakhiran"), ("tgl", "verval"),
-                             ("tgl", "verifikasi"), ("last", "update"), ("tanggal", "perbaikan")],
-    "tanggal_meninggal": [("tgl", "meninggal"), ("tanggal", "kematian"), ("tgl", "mati"), ("tgl", "wafat")],
+    "kota": [
+        ("kota",),
+        ("kabupaten/kota",),
+        ("kab/kota",),
+        ("nama", "kab"),
+        ("wilayah",),
+        ("kota", "adm"),
+    ],
+    "kode_kelurahan": [
+        ("kode", "kelurahan"),
+        ("kd", "kel"),
+        ("kode", "wilayah"),
+        ("kode", "kel"),
+        ("kdkel",),
+        ("kode", "desa"),
+    ],
+    "tanggal_pemutakhiran": [
+        ("tgl", "update"),
+        ("tanggal", "pemutakhiran"),
+        ("tgl", "verval"),
+        ("tgl", "verifikasi"),
+        ("last", "update"),
+        ("tanggal", "perbaikan"),
+    ],
+    "tanggal_meninggal": [
+        ("tgl", "meninggal"),
+        ("tanggal", "kematian"),
+        ("tgl", "mati"),
+        ("tgl", "wafat"),
+    ],
     "tanggal_pindah": [("tgl", "pindah"), ("tanggal", "pindah"), ("tgl", "skpwni")],
-    "kode_wilayah_tujuan": [("kode", "wilayah", "tujuan"), ("kd", "wil", "tujuan"), ("kode", "tujuan"),
-                            ("wilayah", "tujuan")],
-    "desil": [("desil",), ("desil", "kesejahteraan"), ("peringkat", "desil"), ("kelompok", "desil")],
-    "disabilitas": [("disabilitas",), ("penyandang", "disabilitas"), ("difabel",), ("sts", "disabilitas")],
-    "punya_mobil": [("punya", "mobil"), ("kepemilikan", "mobil"), ("aset", "mobil"), ("memiliki", "mobil")],
-    "njop_di_atas_1m": [("njop", "di", "atas", "1m"), ("njop", "gt", "1m"), ("njop", "lebih", "1", "m"),
-                        ("aset", "njop", "1m")],
+    "kode_wilayah_tujuan": [
+        ("kode", "wilayah", "tujuan"),
+        ("kd", "wil", "tujuan"),
+        ("kode", "tujuan"),
+        ("wilayah", "tujuan"),
+    ],
+    "desil": [
+        ("desil",),
+        ("desil", "kesejahteraan"),
+        ("peringkat", "desil"),
+        ("kelompok", "desil"),
+    ],
+    "disabilitas": [
+        ("disabilitas",),
+        ("penyandang", "disabilitas"),
+        ("difabel",),
+        ("sts", "disabilitas"),
+    ],
+    "punya_mobil": [
+        ("punya", "mobil"),
+        ("kepemilikan", "mobil"),
+        ("aset", "mobil"),
+        ("memiliki", "mobil"),
+    ],
+    "njop_di_atas_1m": [
+        ("njop", "di", "atas", "1m"),
+        ("njop", "gt", "1m"),
+        ("njop", "lebih", "1", "m"),
+        ("aset", "njop", "1m"),
+    ],
     "jenjang": [("jenjang",), ("jenjang", "pendidikan"), ("tingkat",), ("jenjang", "sekolah")],
-    "nominal_bulanan": [("nominal",), ("nilai", "bantuan"), ("besaran",), ("nominal", "per", "bulan"),
-                        ("jml", "bantuan")],
-    "tanggal_mulai": [("tmt",), ("tgl", "mulai"), ("tanggal", "mulai", "bantuan"), ("tmt", "bantuan"),
-                      ("tgl", "aktif")],
+    "nominal_bulanan": [
+        ("nominal",),
+        ("nilai", "bantuan"),
+        ("besaran",),
+        ("nominal", "per", "bulan"),
+        ("jml", "bantuan"),
+    ],
+    "tanggal_mulai": [
+        ("tmt",),
+        ("tgl", "mulai"),
+        ("tanggal", "mulai", "bantuan"),
+        ("tmt", "bantuan"),
+        ("tgl", "aktif"),
+    ],
 }
-JUNK_STEMS = [("no",), ("keterangan",), ("ket",), ("status", "verval"), ("operator",), ("tgl", "input"),
-              ("sumber", "data"), ("catatan",), ("flag", "ganda"), ("periode",), ("kode", "batch"),
-              ("petugas",), ("status", "data")]
-JUNK_TEXT = ["", "-", "OK", "VALID", "PERLU VERIFIKASI", "BARU", "LAMA", "SIKS-NG", "MANUAL", "IMPORT 2026"]
+JUNK_STEMS = [
+    ("no",),
+    ("keterangan",),
+    ("ket",),
+    ("status", "verval"),
+    ("operator",),
+    ("tgl", "input"),
+    ("sumber", "data"),
+    ("catatan",),
+    ("flag", "ganda"),
+    ("periode",),
+    ("kode", "batch"),
+    ("petugas",),
+    ("status", "data"),
+]
+JUNK_TEXT = [
+    "",
+    "-",
+    "OK",
+    "VALID",
+    "PERLU VERIFIKASI",
+    "BARU",
+    "LAMA",
+    "SIKS-NG",
+    "MANUAL",
+    "IMPORT 2026",
+]
 STYLES = ("UPPER_SNAKE", "Title Case", "lower_snake", "UPPER SPACE", "CamelCase")
 
 # Sex codes: (male, female, contract understands without a map)
-SEX_CODES = [("L", "P", True), ("LAKI-LAKI", "PEREMPUAN", True), ("PRIA", "WANITA", True), ("M", "F", True),
-             ("Laki-laki", "Perempuan", False), ("1", "2", False), ("LK", "PR", False), ("Lk", "Pr", False),
-             ("Pria", "Wanita", False), ("L", "W", False)]
+SEX_CODES = [
+    ("L", "P", True),
+    ("LAKI-LAKI", "PEREMPUAN", True),
+    ("PRIA", "WANITA", True),
+    ("M", "F", True),
+    ("Laki-laki", "Perempuan", False),
+    ("1", "2", False),
+    ("LK", "PR", False),
+    ("Lk", "Pr", False),
+    ("Pria", "Wanita", False),
+    ("L", "W", False),
+]
 # Yes/no codes: (yes, no, in the contract's list: true/false, 1/0, Ya/Tidak, Y/T in any case)
-BOOL_CODES = [("true", "false", True), ("TRUE", "FALSE", True), ("1", "0", True), ("Ya", "Tidak", True),
-              ("YA", "TIDAK", True), ("Y", "T", True), ("y", "t", True),
-              ("Y", "N", False), ("1", "2", False), ("Ada", "Tidak Ada", False), ("Yes", "No", False),
-              ("YA", "TDK", False)]
+BOOL_CODES = [
+    ("true", "false", True),
+    ("TRUE", "FALSE", True),
+    ("1", "0", True),
+    ("Ya", "Tidak", True),
+    ("YA", "TIDAK", True),
+    ("Y", "T", True),
+    ("y", "t", True),
+    ("Y", "N", False),
+    ("1", "2", False),
+    ("Ada", "Tidak Ada", False),
+    ("Yes", "No", False),
+    ("YA", "TDK", False),
+]
 # strftime formats for text dates (English month names, as Excel writes them in the C locale).
-DATE_FORMATS = ["%Y-%m-%d", "%d/%m/%Y", "%d-%m-%Y", "%Y%m%d", "%d.%m.%Y", "%m/%d/%Y", "%Y/%m/%d",
-                "%d-%b-%Y", "%d %B %Y", "%Y-%m-%d %H:%M:%S"]
+DATE_FORMATS = [
+    "%Y-%m-%d",
+    "%d/%m/%Y",
+    "%d-%m-%Y",
+    "%Y%m%d",
+    "%d.%m.%Y",
+    "%m/%d/%Y",
+    "%Y/%m/%d",
+    "%d-%b-%Y",
+    "%d %B %Y",
+    "%Y-%m-%d %H:%M:%S",
+]
 XLSX_DATE_NUMFMT = ["dd/mm/yyyy", "yyyy-mm-dd", "d mmm yyyy", "dd-mm-yyyy", "m/d/yyyy"]
 ENCODINGS = ["utf-8", "utf-8-sig", "cp1252", "latin-1"]
 DELIMITERS = [",", ";", "|", "\t"]
 JENJANG_CODES = {"SD": "1", "SMP": "2", "SMA": "3", "SMK": "4", "PKBM": "5", "PT": "6"}
-JENJANG_WORDS = {"SD": "Sekolah Dasar", "SMP": "Sekolah Menengah Pertama", "SMA": "Sekolah Menengah Atas",
-                 "SMK": "Sekolah Menengah Kejuruan", "PKBM": "Paket (PKBM)", "PT": "Perguruan Tinggi"}
+JENJANG_WORDS = {
+    "SD": "Sekolah Dasar",
+    "SMP": "Sekolah Menengah Pertama",
+    "SMA": "Sekolah Menengah Atas",
+    "SMK": "Sekolah Menengah Kejuruan",
+    "PKBM": "Paket (PKBM)",
+    "PT": "Perguruan Tinggi",
+}
 
 TRANSFORMS = {
     "column names": "every column renamed (UPPER_SNAKE, Title Case, lower_snake, UPPER SPACE, CamelCase; "
-                    "Indonesian abbreviations), order shuffled",
+    "Indonesian abbreviations), order shuffled",
     "junk columns": "1-4 unmapped columns, one header twice, sometimes a blank-headed index column",
     "file type": "csv / parquet / xlsx (xlsx up to 30k rows), other extensions (.txt, .tsv, .CSV, .pq, "
-                 ".dat with format:), sometimes in a sub-folder",
+    ".dat with format:), sometimes in a sub-folder",
     "csv": "encoding utf-8 / utf-8-sig (declared utf-8 or utf-8-sig) / cp1252 / latin-1 (only when every "
-           "character is representable), or utf-16 for tab-separated .txt; delimiter , ; | TAB declared or "
-           "left to detection; LF or CRLF; minimal or full quoting",
+    "character is representable), or utf-16 for tab-separated .txt; delimiter , ; | TAB declared or "
+    "left to detection; LF or CRLF; minimal or full quoting",
     "dates": "text in one of DATE_FORMATS (declared), native date32/timestamp or xlsx date cells, Excel serials",
     "sex": "one of SEX_CODES, `values:` map unless the contract understands the pair",
     "yes/no": "one of BOOL_CODES per field (map unless in the contract's list), native booleans, 1/0 numbers",
     "codes": "kode_kelurahan dotted / undotted / numeric cell; kode_wilayah_tujuan dotted or not; RT/RW "
-             "padded to 1-3 digits or numeric cells; desil number / text / `Desil N` with a map; jenjang as "
-             "is, numeric codes or words with a map; nominal as number, text, float cell or `Rp 300.000`",
+    "padded to 1-3 digits or numeric cells; desil number / text / `Desil N` with a map; jenjang as "
+    "is, numeric codes or words with a map; nominal as number, text, float cell or `Rp 300.000`",
     "record_id": "kept as text, or a number cell when every id is all digits without a leading zero",
     "nik/no_kk": "text; in csv sometimes with Excel's leading apostrophe; in parquet sometimes int64 "
-                 "(or float64 when every value is exact in a double)",
+    "(or float64 when every value is exact in a double)",
 }
 
 
@@ -139,7 +293,8 @@ def _csv_delim(spec: dict, header_line: str) -> str:
 def _read(path: Path, spec: dict) -> tuple[list[str], list[list[Any]]]:
     """Header and columns (python values; '' and whitespace-free blanks kept as delivered)."""
     fmt = spec.get("format") or {".parquet": "parquet", ".pq": "parquet", ".xlsx": "xlsx"}.get(
-        path.suffix.lower(), "csv")
+        path.suffix.lower(), "csv"
+    )
     if fmt == "csv":
         enc = spec.get("encoding") or "utf-8"
         if enc.lower().replace("_", "-") in ("utf-8", "utf8"):
@@ -147,7 +302,10 @@ def _read(path: Path, spec: dict) -> tuple[list[str], list[list[Any]]]:
         text = path.read_text(encoding=enc)
         first = text.split("\n", 1)[0]
         rows = list(csv.reader(io.StringIO(text, newline=""), delimiter=_csv_delim(spec, first)))
-        header, body = rows[0], [r for r in rows[1:] if r and not (len(r) == 1 and not r[0].strip())]
+        header, body = (
+            rows[0],
+            [r for r in rows[1:] if r and not (len(r) == 1 and not r[0].strip())],
+        )
         cols = [[(r[i] if i < len(r) else "") or None for r in body] for i in range(len(header))]
         return header, cols
     if fmt == "parquet":
@@ -162,17 +320,41 @@ def _read(path: Path, spec: dict) -> tuple[list[str], list[list[Any]]]:
         ws = wb[spec["sheet"]] if spec.get("sheet") else wb.worksheets[0]
         it = ws.iter_rows(values_only=True)
         header = ["" if v is None else str(v).strip() for v in next(it)]
-        body = [r for r in it if r is not None and not all(v is None or (isinstance(v, str) and not v.strip())
-                                                             for v in r)]
+        body = [
+            r
+            for r in it
+            if r is not None
+            and not all(v is None or (isinstance(v, str) and not v.strip()) for v in r)
+        ]
     finally:
         wb.close()
     return header, [[(r[i] if i < len(r) else None) for r in body] for i in range(len(header))]
 
 
-_SEX_DEFAULT = {"L": "L", "LK": "L", "LAKI-LAKI": "L", "LAKI LAKI": "L", "PRIA": "L", "M": "L",
-                "P": "P", "PR": "P", "PEREMPUAN": "P", "WANITA": "P", "F": "P", "W": "P"}
-_BOOL_DEFAULT = {"TRUE": True, "1": True, "YA": True, "Y": True, "FALSE": False, "0": False, "TIDAK": False,
-                 "T": False}
+_SEX_DEFAULT = {
+    "L": "L",
+    "LK": "L",
+    "LAKI-LAKI": "L",
+    "LAKI LAKI": "L",
+    "PRIA": "L",
+    "M": "L",
+    "P": "P",
+    "PR": "P",
+    "PEREMPUAN": "P",
+    "WANITA": "P",
+    "F": "P",
+    "W": "P",
+}
+_BOOL_DEFAULT = {
+    "TRUE": True,
+    "1": True,
+    "YA": True,
+    "Y": True,
+    "FALSE": False,
+    "0": False,
+    "TIDAK": False,
+    "T": False,
+}
 
 
 def _yaml_text(v: Any) -> str:
@@ -194,7 +376,10 @@ def _mapped(v: Any, vmap: dict[str, str]) -> Any:
 
 def _decode(field: str, values: list[Any], spec: dict) -> list[Any]:
     """Delivered values of one mapped field -> meaning (date, 'L'/'P', bool, int, str) or Raw."""
-    vmap = {_yaml_text(k): _yaml_text(x) for k, x in ((spec.get("values") or {}).get(field) or {}).items()}
+    vmap = {
+        _yaml_text(k): _yaml_text(x)
+        for k, x in ((spec.get("values") or {}).get(field) or {}).items()
+    }
     fmt = spec.get("date_format") or "%Y-%m-%d"
     out: list[Any] = []
     for v in values:
@@ -240,9 +425,15 @@ def _decode(field: str, values: list[Any], spec: dict) -> list[Any]:
                 m = re.fullmatch(r"0*(\d{1,12})", str(v).strip())
                 out.append(int(m.group(1)) if m else Raw(str(v)))
         elif field in ID_NUMBER_FIELDS:
-            out.append(str(int(v)) if isinstance(v, (int, float)) and not isinstance(v, bool) else str(v))
+            out.append(
+                str(int(v)) if isinstance(v, (int, float)) and not isinstance(v, bool) else str(v)
+            )
         elif field in ("kode_kelurahan", "kode_wilayah_tujuan"):
-            s = str(int(v)) if isinstance(v, (int, float)) and not isinstance(v, bool) else str(v).strip()
+            s = (
+                str(int(v))
+                if isinstance(v, (int, float)) and not isinstance(v, bool)
+                else str(v).strip()
+            )
             out.append(s.replace(".", "") if re.fullmatch(r"\d+(\.\d+)*", s) else Raw(s))
         else:
             out.append(v)
@@ -262,7 +453,9 @@ def _style(words: tuple[str, ...], style: str) -> str:
     if style == "CamelCase":
         return "".join(w[:1].upper() + w[1:].lower() for w in words)
     small, acronyms = {"di", "per"}, {"nik", "kk", "rt", "rw", "tmt", "njop", "l/p", "id", "skpwni"}
-    return " ".join(w if w in small else w.upper() if w in acronyms else w[:1].upper() + w[1:] for w in words)
+    return " ".join(
+        w if w in small else w.upper() if w in acronyms else w[:1].upper() + w[1:] for w in words
+    )
 
 
 def _words(name: str) -> tuple[str, ...]:
@@ -300,7 +493,7 @@ def _dotted_kel(s: str) -> str:
 
 
 def _dotted_region(s: str) -> str:
-    parts = [s[i:i + 2] for i in range(0, min(len(s), 6), 2)] + ([s[6:]] if len(s) > 6 else [])
+    parts = [s[i : i + 2] for i in range(0, min(len(s), 6), 2)] + ([s[6:]] if len(s) > 6 else [])
     return ".".join(parts)
 
 
@@ -315,10 +508,13 @@ class Cell:
         self.values, self.kind = values, kind
 
 
-def _encode_source(spec: dict, header: list[str], cols: list[list[Any]], n_rows: int,
-                   rng: random.Random) -> tuple[dict, list[str], list[Cell], dict]:
+def _encode_source(
+    spec: dict, header: list[str], cols: list[list[Any]], n_rows: int, rng: random.Random
+) -> tuple[dict, list[str], list[Cell], dict]:
     """Choose a shape for one source. Returns (new yaml entry, new header, cells, shape summary)."""
-    fmt = rng.choices(["csv", "parquet", "xlsx"], weights=[5, 3, 2 if n_rows <= XLSX_MAX_ROWS else 0])[0]
+    fmt = rng.choices(
+        ["csv", "parquet", "xlsx"], weights=[5, 3, 2 if n_rows <= XLSX_MAX_ROWS else 0]
+    )[0]
     style = rng.choice(STYLES)
     shape: dict[str, Any] = {"format": fmt, "style": style}
     mapped = {c: f for f, c in spec["columns"].items()}
@@ -331,11 +527,16 @@ def _encode_source(spec: dict, header: list[str], cols: list[list[Any]], n_rows:
     has_raw_date = any(isinstance(v, Raw) for f in DATE_FIELDS if f in fields for v in fields[f])
     date_reps = ["text"] * 5 + ["serial"] + (["native"] * 6 if fmt != "csv" else [])
     date_rep = "text" if has_raw_date else rng.choice(date_reps)
-    date_format = (spec.get("date_format") or "%Y-%m-%d") if has_raw_date else rng.choice(DATE_FORMATS)
+    date_format = (
+        (spec.get("date_format") or "%Y-%m-%d") if has_raw_date else rng.choice(DATE_FORMATS)
+    )
     shape["dates"] = date_rep if date_rep != "text" else f"text {date_format}"
     native_date_kind = rng.choice(["date", "datetime"])
-    id_rep = rng.choice(["text"] * 3 + (["apostrophe"] if fmt == "csv" else [])
-                        + (["int", "float"] if fmt == "parquet" else []))
+    id_rep = rng.choice(
+        ["text"] * 3
+        + (["apostrophe"] if fmt == "csv" else [])
+        + (["int", "float"] if fmt == "parquet" else [])
+    )
     numeric_cells = fmt != "csv" and rng.random() < 0.6
 
     out_cols: list[tuple[str, Cell, str | None]] = []  # (name stem/None, cell, canonical field)
@@ -343,11 +544,22 @@ def _encode_source(spec: dict, header: list[str], cols: list[list[Any]], n_rows:
         cell: Cell
         if f in DATE_FIELDS:
             if any(isinstance(v, Raw) for v in vals) or date_rep == "text":
-                cell = Cell([v if isinstance(v, Raw) or v is None else _fmt_date(v, date_format) for v in vals])
+                cell = Cell(
+                    [
+                        v if isinstance(v, Raw) or v is None else _fmt_date(v, date_format)
+                        for v in vals
+                    ]
+                )
             elif date_rep == "serial":
                 ok = all(v is None or v >= dt.date(1900, 3, 1) for v in vals)
-                cell = (Cell([None if v is None else _excel_serial(v) for v in vals], "int" if fmt != "csv" else "str")
-                        if ok else Cell([None if v is None else _fmt_date(v, date_format) for v in vals]))
+                cell = (
+                    Cell(
+                        [None if v is None else _excel_serial(v) for v in vals],
+                        "int" if fmt != "csv" else "str",
+                    )
+                    if ok
+                    else Cell([None if v is None else _fmt_date(v, date_format) for v in vals])
+                )
                 if fmt == "csv":
                     cell.values = [None if v is None else str(v) for v in cell.values]
             else:
@@ -379,7 +591,9 @@ def _encode_source(spec: dict, header: list[str], cols: list[list[Any]], n_rows:
         elif f in ID_NUMBER_FIELDS:
             digits = [v for v in vals if v is not None]
             rep = id_rep
-            if rep in ("int", "float") and not all(re.fullmatch(r"[1-9]\d{0,17}", v) for v in digits):
+            if rep in ("int", "float") and not all(
+                re.fullmatch(r"[1-9]\d{0,17}", v) for v in digits
+            ):
                 rep = "text"
             if rep == "float" and not all(int(v) < 2**53 for v in digits):
                 rep = "int"
@@ -392,32 +606,53 @@ def _encode_source(spec: dict, header: list[str], cols: list[list[Any]], n_rows:
                 cell = Cell([None if v is None else float(int(v)) for v in vals], "float")
             else:
                 cell = Cell(vals)
-        elif f == "record_id" and fmt != "csv" and rng.random() < 0.5 and all(
-                isinstance(v, str) and re.fullmatch(r"[1-9]\d{0,14}", v) for v in vals):
+        elif (
+            f == "record_id"
+            and fmt != "csv"
+            and rng.random() < 0.5
+            and all(isinstance(v, str) and re.fullmatch(r"[1-9]\d{0,14}", v) for v in vals)
+        ):
             shape[f] = "number"  # an all-digit id without leading zeros, as a spreadsheet stores it
             cell = Cell([int(v) for v in vals], "int")
         elif f == "kode_kelurahan":
             rep = rng.choice(["dotted", "undotted"] + (["number"] if fmt != "csv" else []))
             shape[f] = rep
             if rep == "number":
-                cell = Cell([int(v) if v is not None and not isinstance(v, Raw) else v for v in vals], "int")
+                cell = Cell(
+                    [int(v) if v is not None and not isinstance(v, Raw) else v for v in vals], "int"
+                )
             elif rep == "dotted":
-                cell = Cell([_dotted_kel(v) if v is not None and not isinstance(v, Raw) else v for v in vals])
+                cell = Cell(
+                    [
+                        _dotted_kel(v) if v is not None and not isinstance(v, Raw) else v
+                        for v in vals
+                    ]
+                )
             else:
                 cell = Cell(vals)
         elif f == "kode_wilayah_tujuan":
             dotted = rng.random() < 0.5
             shape[f] = "dotted" if dotted else "digits"
-            cell = Cell([_dotted_region(v) if dotted and v is not None and not isinstance(v, Raw) else v
-                         for v in vals])
+            cell = Cell(
+                [
+                    _dotted_region(v) if dotted and v is not None and not isinstance(v, Raw) else v
+                    for v in vals
+                ]
+            )
         elif f in ("rt", "rw"):
-            pad = shape.setdefault("rt_rw_pad", rng.choice([0, 2, 3] + (["number"] if numeric_cells else [])))
+            pad = shape.setdefault(
+                "rt_rw_pad", rng.choice([0, 2, 3] + (["number"] if numeric_cells else []))
+            )
             if pad == "number":
                 cell = Cell(vals, "int")
             else:
                 cell = Cell([str(v).zfill(pad) if isinstance(v, int) else v for v in vals])
         elif f == "desil":
-            rep = rng.choice(["number", "text", "label"]) if fmt != "csv" else rng.choice(["text", "label"])
+            rep = (
+                rng.choice(["number", "text", "label"])
+                if fmt != "csv"
+                else rng.choice(["text", "label"])
+            )
             shape[f] = rep
             if rep == "number":
                 cell = Cell(vals, "int")
@@ -443,10 +678,14 @@ def _encode_source(spec: dict, header: list[str], cols: list[list[Any]], n_rows:
             present = sorted({v for v in vals if isinstance(v, str)})
             if rep == "codes" and set(present) <= set(JENJANG_CODES):
                 values[f] = {JENJANG_CODES[j]: j for j in present}
-                cell = Cell([JENJANG_CODES.get(v, v) if isinstance(v, str) else v for v in vals],
-                            "int" if numeric_cells else "str")
+                cell = Cell(
+                    [JENJANG_CODES.get(v, v) if isinstance(v, str) else v for v in vals],
+                    "int" if numeric_cells else "str",
+                )
                 if numeric_cells:
-                    cell.values = [int(v) if isinstance(v, str) and v.isdigit() else v for v in cell.values]
+                    cell.values = [
+                        int(v) if isinstance(v, str) and v.isdigit() else v for v in cell.values
+                    ]
             elif rep == "words" and set(present) <= set(JENJANG_WORDS):
                 values[f] = {JENJANG_WORDS[j]: j for j in present}
                 cell = Cell([JENJANG_WORDS.get(v, v) if isinstance(v, str) else v for v in vals])
@@ -462,7 +701,9 @@ def _encode_source(spec: dict, header: list[str], cols: list[list[Any]], n_rows:
     for name, vals in zip(header, cols):
         if name in mapped:
             continue
-        out_cols.append((name, Cell([v.isoformat() if isinstance(v, dt.date) else v for v in vals]), None))
+        out_cols.append(
+            (name, Cell([v.isoformat() if isinstance(v, dt.date) else v for v in vals]), None)
+        )
 
     # junk: 1-4 extra columns, one of them twice, sometimes a blank-headed index column
     junk = rng.sample(JUNK_STEMS, rng.randint(1, 4))
@@ -477,8 +718,17 @@ def _encode_source(spec: dict, header: list[str], cols: list[list[Any]], n_rows:
             junk_cells.append((stem, Cell([rng.choice(JUNK_TEXT) or None for _ in range(n_rows)])))
         elif kind == "date":
             base = dt.date(2025, 1, 1)
-            junk_cells.append((stem, Cell([(base + dt.timedelta(days=rng.randrange(600))).isoformat()
-                                           for _ in range(n_rows)])))
+            junk_cells.append(
+                (
+                    stem,
+                    Cell(
+                        [
+                            (base + dt.timedelta(days=rng.randrange(600))).isoformat()
+                            for _ in range(n_rows)
+                        ]
+                    ),
+                )
+            )
         else:
             junk_cells.append((stem, Cell([None] * n_rows)))
     # the same header twice (csv and xlsx only: pandas, Spark and pyarrow refuse to write such parquet)
@@ -509,8 +759,16 @@ def _encode_source(spec: dict, header: list[str], cols: list[list[Any]], n_rows:
         named.append((nm, cell))
     rng.shuffle(named)
     if index_col:
-        named.insert(0, ("", Cell(list(range(n_rows)) if fmt == "xlsx" else [str(i) for i in range(n_rows)],
-                                  "int" if fmt == "xlsx" else "str")))
+        named.insert(
+            0,
+            (
+                "",
+                Cell(
+                    list(range(n_rows)) if fmt == "xlsx" else [str(i) for i in range(n_rows)],
+                    "int" if fmt == "xlsx" else "str",
+                ),
+            ),
+        )
     shape["duplicate_header"] = dup_name if fmt != "parquet" else None
     entry["columns"] = {f: columns[f] for f in spec["columns"]}
     if values:
@@ -534,15 +792,25 @@ def _cell_text(v: Any) -> str:
     return str(v)
 
 
-def _write_csv(path: Path, header: list[str], cells: list[Cell], rng: random.Random, spec_entry: dict,
-               shape: dict) -> None:
+def _write_csv(
+    path: Path,
+    header: list[str],
+    cells: list[Cell],
+    rng: random.Random,
+    spec_entry: dict,
+    shape: dict,
+) -> None:
     tab_txt = path.suffix.lower() in (".txt", ".tsv")
     delim = "\t" if tab_txt and path.suffix.lower() == ".tsv" else rng.choice(DELIMITERS)
     crlf = rng.random() < 0.4
     quote_all = rng.random() < 0.25
     buf = io.StringIO(newline="")
-    w = csv.writer(buf, delimiter=delim, lineterminator="\r\n" if crlf else "\n",
-                   quoting=csv.QUOTE_ALL if quote_all else csv.QUOTE_MINIMAL)
+    w = csv.writer(
+        buf,
+        delimiter=delim,
+        lineterminator="\r\n" if crlf else "\n",
+        quoting=csv.QUOTE_ALL if quote_all else csv.QUOTE_MINIMAL,
+    )
     w.writerow(header)
     cols = [[_cell_text(v) for v in c.values] for c in cells]
     w.writerows(zip(*cols))
@@ -563,11 +831,19 @@ def _write_csv(path: Path, header: list[str], cells: list[Cell], rng: random.Ran
         spec_entry["encoding"] = declared
     if rng.random() < 0.7:
         spec_entry["delimiter"] = delim  # else the pipeline detects it from the header
-    shape.update(encoding=enc, declared_encoding=spec_entry.get("encoding"), delimiter=delim,
-                 delimiter_declared="delimiter" in spec_entry, crlf=crlf, quote_all=quote_all)
+    shape.update(
+        encoding=enc,
+        declared_encoding=spec_entry.get("encoding"),
+        delimiter=delim,
+        delimiter_declared="delimiter" in spec_entry,
+        crlf=crlf,
+        quote_all=quote_all,
+    )
 
 
-def _write_parquet(path: Path, header: list[str], cells: list[Cell], rng: random.Random, shape: dict) -> None:
+def _write_parquet(
+    path: Path, header: list[str], cells: list[Cell], rng: random.Random, shape: dict
+) -> None:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -585,25 +861,47 @@ def _write_parquet(path: Path, header: list[str], cells: list[Cell], rng: random
         elif kind == "date" and not mixed:
             arr = pa.array(vals, type=pa.date32())
         elif kind == "datetime" and not mixed:
-            arr = pa.array([None if v is None else dt.datetime(v.year, v.month, v.day) for v in vals],
-                           type=pa.timestamp(rng.choice(["ms", "us", "ns"])))
+            arr = pa.array(
+                [None if v is None else dt.datetime(v.year, v.month, v.day) for v in vals],
+                type=pa.timestamp(rng.choice(["ms", "us", "ns"])),
+            )
         else:
-            arr = pa.array([None if v is None else _cell_text(v) for v in vals],
-                           type=pa.large_string() if large else pa.string())
+            arr = pa.array(
+                [None if v is None else _cell_text(v) for v in vals],
+                type=pa.large_string() if large else pa.string(),
+            )
         arrays.append(arr)
     compression = rng.choice(["snappy", "zstd", "gzip", "none"])
     row_group = rng.choice([None, 1000, 5000])
-    pq.write_table(pa.Table.from_arrays(arrays, names=header), path, compression=compression,
-                   row_group_size=row_group)
+    pq.write_table(
+        pa.Table.from_arrays(arrays, names=header),
+        path,
+        compression=compression,
+        row_group_size=row_group,
+    )
     shape.update(parquet_compression=compression, large_string=large, row_group_size=row_group)
 
 
-def _write_xlsx(path: Path, header: list[str], cells: list[Cell], rng: random.Random, spec_entry: dict,
-                name: str, shape: dict) -> None:
+def _write_xlsx(
+    path: Path,
+    header: list[str],
+    cells: list[Cell],
+    rng: random.Random,
+    spec_entry: dict,
+    name: str,
+    shape: dict,
+) -> None:
     import xlsxwriter
 
-    wb = xlsxwriter.Workbook(str(path), {"constant_memory": True, "strings_to_numbers": False,
-                                         "strings_to_formulas": False, "strings_to_urls": False})
+    wb = xlsxwriter.Workbook(
+        str(path),
+        {
+            "constant_memory": True,
+            "strings_to_numbers": False,
+            "strings_to_formulas": False,
+            "strings_to_urls": False,
+        },
+    )
     wb.set_properties({"title": name, "author": "provider", "created": dt.datetime(2026, 1, 1)})
     sheet = rng.choice(["Sheet1", "Data", "DATA", "Lampiran", "Rekap", name.upper()[:31]])
     if rng.random() < 0.3:
@@ -639,7 +937,9 @@ def _write_xlsx(path: Path, header: list[str], cells: list[Cell], rng: random.Ra
 
 
 def _file_name(name: str, fmt: str, rng: random.Random, entry: dict) -> str:
-    base = rng.choice([name.upper(), f"{name}_export", f"EXTRACT_{name.upper()}_202610", f"data-{name}"])
+    base = rng.choice(
+        [name.upper(), f"{name}_export", f"EXTRACT_{name.upper()}_202610", f"data-{name}"]
+    )
     if fmt == "csv":
         ext = rng.choice([".csv", ".csv", ".CSV", ".txt", ".tsv", ".dat"])
         if ext == ".dat":
@@ -700,9 +1000,14 @@ def reshape(src: Path, dst: Path, seed: int) -> dict:
         new_sources.append(out)
         shapes[spec["name"]] = shape
     rng.shuffle(new_sources)  # the order of sources.yaml means nothing
-    head = f"# Delivery {src.name} re-shaped by satudata_pipeline.synthetic.reshape (seed={seed}).\n"
-    body = yaml.safe_dump({"snapshot_date": doc["snapshot_date"], "sources": new_sources},
-                          sort_keys=False, allow_unicode=True)
+    head = (
+        f"# Delivery {src.name} re-shaped by satudata_pipeline.synthetic.reshape (seed={seed}).\n"
+    )
+    body = yaml.safe_dump(
+        {"snapshot_date": doc["snapshot_date"], "sources": new_sources},
+        sort_keys=False,
+        allow_unicode=True,
+    )
     (dst / "sources.yaml").write_text(head + body, encoding="utf-8")
     if (src / "truth").is_dir():
         shutil.copytree(src / "truth", dst / "truth", dirs_exist_ok=True)

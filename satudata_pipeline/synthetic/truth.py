@@ -27,8 +27,14 @@ PROGRAMS: dict[str, dict[str, Any]] = {
 STALE_MONTHS = 12
 
 REMOVE_REASONS = ("deceased", "moved_out", "age_ineligible", "duplicate_enrollment")
-REVIEW_REASONS = ("identity_unresolved", "not_in_welfare_registry", "welfare_too_high", "asset_exclusion",
-                  "disability_unconfirmed", "stale_record")
+REVIEW_REASONS = (
+    "identity_unresolved",
+    "not_in_welfare_registry",
+    "welfare_too_high",
+    "asset_exclusion",
+    "disability_unconfirmed",
+    "stale_record",
+)
 REASON_CODES = REMOVE_REASONS + REVIEW_REASONS
 
 
@@ -59,19 +65,22 @@ def D(s: pd.Series) -> np.ndarray:
 @dataclass
 class Facts:
     """Per true person (index = pidx): what the delivered, non-quarantined rows say."""
+
     has_civil: np.ndarray
     has_welfare: np.ndarray
     dead: np.ndarray
     moved_out: np.ndarray
-    desil: np.ndarray          # latest welfare row; 0 where none
-    asset: np.ndarray          # latest welfare row says car or NJOP > 1bn
+    desil: np.ndarray  # latest welfare row; 0 where none
+    asset: np.ndarray  # latest welfare row says car or NJOP > 1bn
     disab_any: np.ndarray
     last_verified: np.ndarray  # datetime64[D], NaT where none
-    age: np.ndarray            # completed years at the snapshot, from the civil (true) birth date
+    age: np.ndarray  # completed years at the snapshot, from the civil (true) birth date
     stale: np.ndarray
-    death_date: np.ndarray     # datetime64[D] of the earliest registered death, NaT where none
-    move_date: np.ndarray      # datetime64[D] of the move out of DKI, NaT where none
-    roster_verified: np.ndarray  # latest tanggal_pemutakhiran of the person's roster rows, NaT where none
+    death_date: np.ndarray  # datetime64[D] of the earliest registered death, NaT where none
+    move_date: np.ndarray  # datetime64[D] of the move out of DKI, NaT where none
+    roster_verified: (
+        np.ndarray
+    )  # latest tanggal_pemutakhiran of the person's roster rows, NaT where none
 
 
 def person_facts(frames: list[tuple], n: int, dob: np.ndarray, snapshot: date) -> Facts:
@@ -87,13 +96,26 @@ def person_facts(frames: list[tuple], n: int, dob: np.ndarray, snapshot: date) -
             has_civil[p] = True
         elif spec.kind == "welfare_registry":
             has_welfare[p] = True
-            wel.append(pd.DataFrame({"pidx": p, "t": D(df.tanggal_pemutakhiran), "desil": df.desil.values,
-                                     "dis": df.disabilitas.values, "asset": df.punya_mobil.values | df.njop_di_atas_1m.values}))
+            wel.append(
+                pd.DataFrame(
+                    {
+                        "pidx": p,
+                        "t": D(df.tanggal_pemutakhiran),
+                        "desil": df.desil.values,
+                        "dis": df.disabilitas.values,
+                        "asset": df.punya_mobil.values | df.njop_di_atas_1m.values,
+                    }
+                )
+            )
         elif spec.kind == "death_registry":
             dead[p[D(df.tanggal_meninggal) <= snap]] = True
             deaths.append(pd.DataFrame({"pidx": p, "t": D(df.tanggal_meninggal)}))
         elif spec.kind == "migration_registry":
-            mig.append(pd.DataFrame({"pidx": p, "t": D(df.tanggal_pindah), "dest": df.kode_wilayah_tujuan.values}))
+            mig.append(
+                pd.DataFrame(
+                    {"pidx": p, "t": D(df.tanggal_pindah), "dest": df.kode_wilayah_tujuan.values}
+                )
+            )
         if spec.has("tanggal_pemutakhiran"):
             ver.append(pd.DataFrame({"pidx": p, "t": D(df.tanggal_pemutakhiran)}))
             if spec.kind == "program_roster":
@@ -110,7 +132,11 @@ def person_facts(frames: list[tuple], n: int, dob: np.ndarray, snapshot: date) -
     moved = np.zeros(n, bool)
     if mig:
         m = pd.concat(mig, ignore_index=True)
-        m = m[m.t.values <= snap].sort_values(["pidx", "t"], kind="stable").drop_duplicates("pidx", keep="last")
+        m = (
+            m[m.t.values <= snap]
+            .sort_values(["pidx", "t"], kind="stable")
+            .drop_duplicates("pidx", keep="last")
+        )
         moved[m.pidx.values] = ~m.dest.astype(str).str.startswith("31").values
     move_date = np.full(n, np.datetime64("NaT"), dtype="datetime64[D]")
     if mig:
@@ -124,8 +150,21 @@ def person_facts(frames: list[tuple], n: int, dob: np.ndarray, snapshot: date) -
         v = v.groupby("pidx").t.max()
         lv[v.index.values] = v.values.astype("datetime64[D]")
     stale = np.isnat(lv) | (lv < stale_boundary(snapshot))
-    return Facts(has_civil, has_welfare, dead, moved, desil, asset, disab, lv,
-                 completed_years(dob, snapshot), stale, death_date, move_date, roster_verified)
+    return Facts(
+        has_civil,
+        has_welfare,
+        dead,
+        moved,
+        desil,
+        asset,
+        disab,
+        lv,
+        completed_years(dob, snapshot),
+        stale,
+        death_date,
+        move_date,
+        roster_verified,
+    )
 
 
 def _per_person(parts: list[pd.DataFrame], n: int, snap: np.datetime64, how: str) -> np.ndarray:
@@ -139,14 +178,25 @@ def _per_person(parts: list[pd.DataFrame], n: int, snap: np.datetime64, how: str
     return out
 
 
-def verdicts(rosters: list[tuple], facts: Facts, person_keys: np.ndarray, truth_flags: dict) -> pd.DataFrame:
+def verdicts(
+    rosters: list[tuple], facts: Facts, person_keys: np.ndarray, truth_flags: dict
+) -> pd.DataFrame:
     """One row per roster row: program, source, row_number, record_id, person_key, verdict, reasons."""
     parts = []
     for spec, df in rosters:
-        parts.append(pd.DataFrame({"program": spec.program, "source": spec.name,
-                                   "row_number": df.row_number.values, "record_id": df.record_id.values,
-                                   "pidx": df.pidx.values, "mulai": D(df.tanggal_mulai),
-                                   "nominal_bulanan": df.nominal_bulanan.values}))
+        parts.append(
+            pd.DataFrame(
+                {
+                    "program": spec.program,
+                    "source": spec.name,
+                    "row_number": df.row_number.values,
+                    "record_id": df.record_id.values,
+                    "pidx": df.pidx.values,
+                    "mulai": D(df.tanggal_mulai),
+                    "nominal_bulanan": df.nominal_bulanan.values,
+                }
+            )
+        )
     r = pd.concat(parts, ignore_index=True)
     p = r.pidx.values
     known = facts.has_civil[p] | facts.has_welfare[p]
@@ -154,7 +204,9 @@ def verdicts(rosters: list[tuple], facts: Facts, person_keys: np.ndarray, truth_
     prog = r.program.values
     age = facts.age[p]
     min_age = np.array([PROGRAMS[x]["min_age"] for x in prog])
-    max_age = np.array([PROGRAMS[x]["max_age"] if PROGRAMS[x]["max_age"] is not None else 999 for x in prog])
+    max_age = np.array(
+        [PROGRAMS[x]["max_age"] if PROGRAMS[x]["max_age"] is not None else 999 for x in prog]
+    )
     cut = np.array([PROGRAMS[x]["desil_max"] for x in prog])
     needs_dis = np.array([PROGRAMS[x]["disability"] for x in prog])
     reasons["deceased"] = facts.dead[p]
@@ -165,8 +217,9 @@ def verdicts(rosters: list[tuple], facts: Facts, person_keys: np.ndarray, truth_
     mulai = r.mulai.values
     contradicted = {}
     for code, when in (("deceased", facts.death_date[p]), ("moved_out", facts.move_date[p])):
-        contradicted[code] = reasons[code] & ~np.isnat(when) & (
-            (mulai > when) | (facts.roster_verified[p] > when))
+        contradicted[code] = (
+            reasons[code] & ~np.isnat(when) & ((mulai > when) | (facts.roster_verified[p] > when))
+        )
     reasons["age_ineligible"] = (age < min_age) | (age > max_age)
     dup = np.zeros(len(r), bool)
     for code, par in PROGRAMS.items():
@@ -201,23 +254,39 @@ def verdicts(rosters: list[tuple], facts: Facts, person_keys: np.ndarray, truth_
     for name, arr in truth_flags.items():
         m = arr[p]
         state = np.where(m, np.where(state == "", name, state + ";" + name), state)
-    out = pd.DataFrame({"program": r.program, "source": r.source, "row_number": r.row_number,
-                        "record_id": r.record_id, "person_key": person_keys[p], "verdict": verdict,
-                        "reasons": txt, "true_state": state, "nominal_bulanan": r.nominal_bulanan})
+    out = pd.DataFrame(
+        {
+            "program": r.program,
+            "source": r.source,
+            "row_number": r.row_number,
+            "record_id": r.record_id,
+            "person_key": person_keys[p],
+            "verdict": verdict,
+            "reasons": txt,
+            "true_state": state,
+            "nominal_bulanan": r.nominal_bulanan,
+        }
+    )
     return out
 
 
-def eligible_not_enrolled(rosters: list[tuple], facts: Facts, person_keys: np.ndarray,
-                          is_ghost: np.ndarray) -> pd.DataFrame:
+def eligible_not_enrolled(
+    rosters: list[tuple], facts: Facts, person_keys: np.ndarray, is_ghost: np.ndarray
+) -> pd.DataFrame:
     enrolled: dict[str, set] = {spec.program: set() for spec, _ in rosters}
     arrays: dict[str, Any] = {}
     for spec, df in rosters:
         arrays.setdefault(spec.program, []).append(df.pidx.values)
     out = []
-    base = (facts.has_welfare & ~facts.dead & ~facts.moved_out & ~facts.asset & ~is_ghost)
+    base = facts.has_welfare & ~facts.dead & ~facts.moved_out & ~facts.asset & ~is_ghost
     for code in enrolled:
         par = PROGRAMS[code]
-        ok = base & (facts.desil >= 1) & (facts.desil <= par["desil_max"]) & (facts.age >= par["min_age"])
+        ok = (
+            base
+            & (facts.desil >= 1)
+            & (facts.desil <= par["desil_max"])
+            & (facts.age >= par["min_age"])
+        )
         if par["max_age"] is not None:
             ok &= facts.age <= par["max_age"]
         if par["disability"]:
@@ -226,7 +295,17 @@ def eligible_not_enrolled(rosters: list[tuple], facts: Facts, person_keys: np.nd
             for a in arrays.get(c, []):
                 ok[a] = False
         idx = np.flatnonzero(ok)
-        out.append(pd.DataFrame({"program": code, "person_key": person_keys[idx], "desil": facts.desil[idx],
-                                 "age": facts.age[idx]}))
+        out.append(
+            pd.DataFrame(
+                {
+                    "program": code,
+                    "person_key": person_keys[idx],
+                    "desil": facts.desil[idx],
+                    "age": facts.age[idx],
+                }
+            )
+        )
     res = pd.concat(out, ignore_index=True)
-    return res.sort_values(["program", "desil", "age", "person_key"], kind="stable").reset_index(drop=True)
+    return res.sort_values(["program", "desil", "age", "person_key"], kind="stable").reset_index(
+        drop=True
+    )
