@@ -901,3 +901,48 @@ def test_loop_export_officer_decisions_add_rerun(tmp_path):
     undecided = {(k["program"], k["record_id"]) for k in rows if k["action"] == "undecided"}
     assert not undecided & set(reasons)
     assert backlog_after == backlog_before - len(decided) + reopened
+
+    # Next month: the generator's next full delivery (deaths, moves, enrollments, corrections; no
+    # decision files: decisions are stored) on the same warehouse. Every decision stays in force while
+    # the evidence it answered is unchanged; where new evidence came, the row is back in review with
+    # the decision shown; a death the pipeline now sees never leaves a decided row silently applied.
+    import os
+
+    from satudata_pipeline.synthetic.next_month import next_month
+
+    shutil.move(truth, delivery / "truth")
+    month1 = tmp_path / "month1"
+    next_month(delivery, month1)
+    saved = os.environ.get("SATUDATA_STATE_DIR")
+    os.environ["SATUDATA_STATE_DIR"] = str(state)
+    try:
+        assert run_job(month1, warehouse).success
+        with connect(warehouse) as conn:
+            month = {
+                (p, r): (v, list(rs), d, st, f)
+                for p, r, v, rs, d, st, f in conn.execute(
+                    "SELECT program, record_id, verdict, reasons, decision, decision_status, "
+                    "evidence_fingerprint FROM main.beneficiary_review"
+                ).fetchall()
+            }
+    finally:
+        if saved is None:
+            os.environ.pop("SATUDATA_STATE_DIR", None)
+        else:
+            os.environ["SATUDATA_STATE_DIR"] = saved
+    still = [row for row in decided if row in month]
+    assert len(still) >= 0.8 * len(decided)  # a month's exits leave most rows in the rosters
+    kept_in_force = newly_dead = 0
+    for row in still:
+        verdict, reasons, decision, status, evidence = month[row]
+        assert decision == decided[row], row  # shown, never dropped
+        if status == "applied":
+            assert verdict == decision and evidence == evidence_before[row], row
+            kept_in_force += 1
+        else:
+            assert (status, verdict) == ("reopened", "review"), row
+            assert evidence != evidence_before[row], row
+        if "deceased" in reasons and "deceased" not in before[row][1]:
+            assert status == "reopened", row
+            newly_dead += 1
+    assert kept_in_force >= 0.8 * len(still)
