@@ -18,6 +18,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from satudata_pipeline.contract.schema import BOOL_FIELDS, DATE_FIELDS
+from satudata_pipeline.contract.sources import KIND_FIELDS, PERSON_FIELDS, PERSON_KINDS
 
 from . import noise as Z
 from .population import wilayah
@@ -26,33 +27,8 @@ from .truth import PROGRAMS, Facts, stale_boundary
 DAY = np.timedelta64(1, "D")
 NAT = np.datetime64("NaT")
 
-CANONICAL = {
-    "record_id",
-    "nik",
-    "no_kk",
-    "nama",
-    "jenis_kelamin",
-    "tempat_lahir",
-    "tanggal_lahir",
-    "alamat",
-    "rt",
-    "rw",
-    "kelurahan",
-    "kecamatan",
-    "kota",
-    "kode_kelurahan",
-    "tanggal_pemutakhiran",
-    "tanggal_meninggal",
-    "tanggal_pindah",
-    "kode_wilayah_tujuan",
-    "desil",
-    "disabilitas",
-    "punya_mobil",
-    "njop_di_atas_1m",
-    "jenjang",
-    "nominal_bulanan",
-    "tanggal_mulai",
-}
+# every canonical field a person-bearing source may map (the contract's, not a copy of them)
+CANONICAL = set(PERSON_FIELDS) | {f for kind in PERSON_KINDS for f in KIND_FIELDS[kind]}
 
 # ---------------------------------------------------------------------------------------------
 # Noise profiles (per-row probabilities). "clean" = Dukcapil master data.
