@@ -252,14 +252,19 @@ def test_cli_run_is_a_run_of_the_code_location(sample_run, webserver):
         webserver,
         """{ pipelineOrError(params: {repositoryLocationName: "satudata",
         repositoryName: "__repository__", pipelineName: "satudata_full_determination"}) {
-        ... on Pipeline { runs { runId status repositoryOrigin { repositoryLocationName } } } } }""",
+        ... on Pipeline { pipelineSnapshotId
+            runs { runId status pipelineSnapshotId repositoryOrigin { repositoryLocationName } } } } }""",
     )
-    runs = {r["runId"]: r for r in data["data"]["pipelineOrError"]["runs"]}
+    job = data["data"]["pipelineOrError"]
+    runs = {r["runId"]: r for r in job["runs"]}
     run = runs[sample_run["result"].run_id]
     assert (
         run["status"] == "SUCCESS"
         and run["repositoryOrigin"]["repositoryLocationName"] == "satudata"
     )
+    # the run was stored by the CLI's process, the job is the code server's: one snapshot, so the UI
+    # re-executes it without "a different version of the job" (satudata_pipeline/dagster_patches.py)
+    assert run["pipelineSnapshotId"] == job["pipelineSnapshotId"]
 
 
 def test_webserver_serves_every_asset_and_check_with_a_status(sample_run, webserver):
