@@ -98,11 +98,8 @@ SET_ASIDE_COLUMNS = {
     "record_id_b": "VARCHAR",
     "decided_at": "DATE",
 }
-REVIEW_COLUMNS = {
-    "program": "VARCHAR",
-    "record_id": "VARCHAR",
-    "decision": "VARCHAR",
-    "reason": "VARCHAR",
+# who decided, when, and where the decision came from: the same in both stores
+_DECIDED_AND_PROVENANCE = {
     "decided_by": "VARCHAR",
     "decided_at": "DATE",
     "note": "VARCHAR",
@@ -111,6 +108,13 @@ REVIEW_COLUMNS = {
     "file_sha256": "VARCHAR",
     "snapshot_date": "DATE",
     "stored_at": "TIMESTAMP",
+}
+REVIEW_COLUMNS = {
+    "program": "VARCHAR",
+    "record_id": "VARCHAR",
+    "decision": "VARCHAR",
+    "reason": "VARCHAR",
+    **_DECIDED_AND_PROVENANCE,
     # the roster the decided row belongs to (one when stored, else the row is ambiguous_record): a
     # second roster of the program with the same record_id does not inherit the decision
     "roster_source": "VARCHAR",
@@ -119,14 +123,7 @@ LINK_COLUMNS = {
     "unique_id_a": "VARCHAR",
     "unique_id_b": "VARCHAR",
     "same_person": "BOOLEAN",
-    "decided_by": "VARCHAR",
-    "decided_at": "DATE",
-    "note": "VARCHAR",
-    "source": "VARCHAR",
-    "row_number": "BIGINT",
-    "file_sha256": "VARCHAR",
-    "snapshot_date": "DATE",
-    "stored_at": "TIMESTAMP",
+    **_DECIDED_AND_PROVENANCE,
 }
 REVIEW_KEY = (
     "program",
