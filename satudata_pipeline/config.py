@@ -138,3 +138,43 @@ def shown_path(path: Path) -> str:
 
 def exports_dir() -> Path:
     return private_dir(state_dir() / "exports")
+
+
+def machine_memory_gb() -> float:
+    """Physical memory of this machine in GB (cgroup limits are not read: set SATUDATA_MEMORY_GB)."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 1024**3
+    except (ValueError, OSError, AttributeError):
+        return 8.0
+
+
+def memory_gb() -> float:
+    """DuckDB's memory budget in GB: SATUDATA_MEMORY_GB, else half of the machine's memory.
+
+    Half, not DuckDB's own 80%: Python, pandas and Splink live beside DuckDB in the run's process.
+    What does not fit spills to `spill_dir()`, so peak memory follows this setting, not the
+    population (docs/scale.md)."""
+    value = os.environ.get("SATUDATA_MEMORY_GB", "").strip()
+    if not value:
+        return round(max(1.0, machine_memory_gb() / 2), 1)
+    try:
+        gb = float(value)
+    except ValueError:
+        raise ValueError(f"SATUDATA_MEMORY_GB must be a number of GB, got {value!r}") from None
+    if gb < 0.5:
+        raise ValueError("SATUDATA_MEMORY_GB must be at least 0.5")
+    return gb
+
+
+def spill_dir() -> Path:
+    """Where DuckDB spills what does not fit in `memory_gb()`: SATUDATA_SPILL_DIR, else `<state>/spill`."""
+    value = os.environ.get("SATUDATA_SPILL_DIR")
+    return private_dir(Path(value).expanduser().resolve() if value else state_dir() / "spill")
+
+
+def duckdb_settings() -> dict[str, str]:
+    """The DuckDB settings every warehouse connection of a run gets (memory budget, spill folder)."""
+    return {
+        "memory_limit": f"{memory_gb():g}GB",
+        "temp_directory": str(spill_dir()),
+    }

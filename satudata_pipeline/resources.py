@@ -85,6 +85,15 @@ class WarehouseResource(DuckDBResource):
         finally:
             lock.release()
 
+    @contextlib.contextmanager
+    def get_connection(self) -> Iterator:
+        """A connection with the run's memory budget and spill folder (config.duckdb_settings)."""
+        with super().get_connection() as conn:
+            if self.database != ":memory:" or "SATUDATA_MEMORY_GB" in os.environ:
+                for name, value in config.duckdb_settings().items():
+                    conn.execute(f"SET {name} = ?", [value])
+            yield conn
+
     def _catch_up_exports(self, run_id: str, log) -> None:
         """Rebuild the exports from the latest publication when they lag it (never fails the run:
         the run's own export step writes them again)."""

@@ -53,3 +53,21 @@ def test_values_travel_as_parameters(conn):
     assert all_rows(conn, "SELECT b FROM s.t ORDER BY b") == [(1,), (2,)]
     with pytest.raises(LookupError):
         one_row(conn, "SELECT b FROM s.t WHERE b > 5")
+
+
+def test_warehouse_connections_get_the_memory_budget_and_spill_folder(tmp_path, monkeypatch):
+    """SATUDATA_MEMORY_GB and the spill folder reach every connection the resource hands a step."""
+    from satudata_pipeline import config
+    from satudata_pipeline.resources import WarehouseResource
+
+    monkeypatch.setenv("SATUDATA_STATE_DIR", str(tmp_path))
+    monkeypatch.setenv("SATUDATA_MEMORY_GB", "1.5")
+    resource = WarehouseResource(database=str(tmp_path / "w.duckdb"))
+    with resource.get_connection() as conn:
+        limit = conn.execute("SELECT current_setting('memory_limit')").fetchall()[0][0]
+        spill = conn.execute("SELECT current_setting('temp_directory')").fetchall()[0][0]
+    assert limit.startswith("1.3") and "GiB" in limit  # 1.5 GB = 1.39 GiB
+    assert spill == str(tmp_path / "spill")
+    monkeypatch.setenv("SATUDATA_MEMORY_GB", "lots")
+    with pytest.raises(ValueError, match="SATUDATA_MEMORY_GB"):
+        config.memory_gb()
