@@ -431,6 +431,8 @@ def supervise(cmd: list[str], cwd: Path, grace: float = UI_STOP_SECONDS) -> int:
 
 def cmd_ui(args: argparse.Namespace) -> int:
     config.owner_only()
+    if args.reports_port is None:
+        args.reports_port = config.reports_port()
     dagster_home()
     workspace = config.PROJECT_DIR / "workspace.yaml"
     cmd = [
@@ -445,7 +447,21 @@ def cmd_ui(args: argparse.Namespace) -> int:
         "-p",
         str(args.port),
     ]
-    return supervise(cmd, cwd=config.PROJECT_DIR)
+    server = None
+    if args.reports_port:
+        from satudata_pipeline import report_server
+
+        # the charts and run summaries the assets link to (config.report_url), on loopback like
+        # the webserver; behind a proxy set SATUDATA_REPORTS_URL (docs/privacy.md)
+        server = report_server.start(config.reports_dir(), args.host, args.reports_port)
+        print(
+            f"run reports (linked from the assets' metadata): http://{args.host}:{args.reports_port}/"
+        )
+    try:
+        return supervise(cmd, cwd=config.PROJECT_DIR)
+    finally:
+        if server is not None:
+            server.shutdown()
 
 
 def cmd_decisions(args: argparse.Namespace) -> int:
@@ -539,6 +555,12 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("ui", help="start the Dagster UI (binds to 127.0.0.1)")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=3000)
+    p.add_argument(
+        "--reports-port",
+        type=int,
+        default=None,
+        help="port serving the run reports the UI links to (default SATUDATA_REPORTS_PORT or 3001; 0 = off)",
+    )
     p.set_defaults(func=cmd_ui)
 
     p = sub.add_parser(

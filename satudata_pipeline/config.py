@@ -136,6 +136,34 @@ def shown_path(path: Path) -> str:
         return Path(path).name
 
 
+DEFAULT_REPORTS_PORT = 3001
+
+
+def reports_port() -> int:
+    """Port `satudata ui` serves the reports folder on (SATUDATA_REPORTS_PORT, default 3001; 0 = off)."""
+    value = os.environ.get("SATUDATA_REPORTS_PORT", "").strip()
+    try:
+        return int(value) if value else DEFAULT_REPORTS_PORT
+    except ValueError:
+        raise ValueError(f"SATUDATA_REPORTS_PORT must be a port number, got {value!r}") from None
+
+
+def report_url(path: Path) -> str | None:
+    """The link the UI shows for a file under the reports folder: SATUDATA_REPORTS_URL (the address
+    a browser reaches the reports at, e.g. through the reverse proxy), else the loopback address
+    `satudata ui` serves them on. None for a file outside the reports folder."""
+    from urllib.parse import quote
+
+    try:
+        rel = Path(path).resolve().relative_to(reports_dir().resolve())
+    except ValueError:
+        return None
+    base = os.environ.get("SATUDATA_REPORTS_URL", "").strip()
+    if not base:
+        base = f"http://127.0.0.1:{reports_port()}/"
+    return base.rstrip("/") + "/" + quote(rel.as_posix())
+
+
 def exports_dir() -> Path:
     return private_dir(state_dir() / "exports")
 

@@ -7,6 +7,7 @@ import duckdb
 from dagster_duckdb import DuckDBResource
 from fixtures import linkage
 
+from satudata_pipeline import config
 from satudata_pipeline.golden.assets import build_golden_assets
 from satudata_pipeline.link import evaluation, model
 from satudata_pipeline.link.assets import build_link_assets
@@ -71,6 +72,10 @@ def test_materialize_link_and_golden(tmp_path, isolated_state):
     assert pairs_meta["pairs_exact_nik"].value > 0 and pairs_meta["pairs_probabilistic"].value > 0
     for name in ("match_weights_chart", "m_u_parameters_chart"):
         assert name in model_meta
+        # the UI links each chart through the reports server (`satudata ui`) or the proxy
+        assert model_meta[f"{name}_url"].value == config.report_url(
+            isolated_state / model_meta[name].value.removeprefix("<state>/")
+        )
     for name in ("comparison_viewer", "waterfall_chart", "match_weights_histogram"):
         assert name in pairs_meta
         shown = pairs_meta[name].value  # relative to the state folder: no machine path in the UI

@@ -400,6 +400,9 @@ def test_materialize_in_process(warehouse_file, tmp_path):
         meta["program_summary"]["run_summary"].value
         == f"<state>/reports/runs/{run_id}/run_summary.html"
     )
+    assert meta["program_summary"]["run_summary_url"].value.endswith(
+        f"/runs/{run_id}/run_summary.html"
+    )
     assert meta["program_summary"]["dagster/row_count"].value > 0
     assert re.fullmatch(
         r"Rp\d{1,3}(\.\d{3})*", meta["program_summary"]["annual_rupiah_at_stake"].value

@@ -181,8 +181,7 @@ def build_link_assets(
             "levels_floored": len(meta.get("floored_levels", [])),
             "comparisons_not_trained": len(meta.get("not_trained", [])),
         }
-        for name, p in charts.items():
-            md[name] = dg.MetadataValue.path(paths.shown_path(p))
+        md.update(reports.report_metadata(charts))
         return dg.MaterializeResult(metadata=md)
 
     @dg.asset(
@@ -270,8 +269,7 @@ def build_link_assets(
             ),
             "reports_dir": dg.MetadataValue.path(paths.shown_path(out_dir)),
         }
-        for name, p in charts.items():
-            md[name] = dg.MetadataValue.path(paths.shown_path(p))
+        md.update(reports.report_metadata(charts))
         return dg.MaterializeResult(metadata=md)
 
     @dg.asset(

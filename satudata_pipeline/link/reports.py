@@ -21,6 +21,20 @@ def run_report_dir(run_id: str) -> Path:
     return config.run_reports_dir(run_id)
 
 
+def report_metadata(charts: dict[str, Path]) -> dict:
+    """Metadata for written charts: where each file is (relative to the state folder) and the link
+    that opens it from the UI (`<name>_url`, served by `satudata ui` or the reverse proxy)."""
+    import dagster as dg
+
+    md: dict = {}
+    for name, path in charts.items():
+        md[name] = dg.MetadataValue.path(config.shown_path(path))
+        url = config.report_url(path)
+        if url:
+            md[f"{name}_url"] = dg.MetadataValue.url(url)
+    return md
+
+
 def _save_chart(chart, path: Path) -> Path:
     try:
         path.write_text(chart.to_html(inline=True), encoding="utf-8")

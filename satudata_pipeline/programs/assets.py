@@ -302,6 +302,11 @@ def build_program_assets() -> list:
                 # the page itself is a file in the run's report folder (no machine path in the UI);
                 # its tables are shown here
                 "run_summary": dg.MetadataValue.path(paths.shown_path(report["html"])),
+                **(
+                    {"run_summary_url": dg.MetadataValue.url(url)}
+                    if (url := paths.report_url(report["html"]))
+                    else {}
+                ),
                 "summary": dg.MetadataValue.md(report["markdown"]),
             }
         )
