@@ -104,3 +104,9 @@ def build_automation(delivery: Delivery):
         )
 
     return [job], [schedule], [new_delivery]
+
+
+def automation_defs(delivery: Delivery) -> dg.Definitions:
+    """The published job, its monthly schedule and the new-delivery sensor as Definitions."""
+    jobs, schedules, sensors = build_automation(delivery)
+    return dg.Definitions(jobs=jobs, schedules=schedules, sensors=sensors)

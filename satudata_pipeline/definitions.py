@@ -16,17 +16,17 @@ import datetime as dt
 import dagster as dg
 
 from satudata_pipeline import config, dagster_patches
-from satudata_pipeline.automation import build_automation
-from satudata_pipeline.checks.staleness import build_staleness_checks
-from satudata_pipeline.clean.assets import QUARANTINE_KEY, build_clean_assets, clean_key
+from satudata_pipeline.automation import automation_defs
+from satudata_pipeline.checks.staleness import staleness_defs
+from satudata_pipeline.clean.assets import QUARANTINE_KEY, clean_defs
 from satudata_pipeline.contract.sources import Delivery, load_delivery
-from satudata_pipeline.decisions.assets import build_decision_assets
-from satudata_pipeline.golden.assets import build_golden_assets
-from satudata_pipeline.link.assets import build_link_assets
-from satudata_pipeline.programs.assets import build_program_assets
+from satudata_pipeline.decisions.assets import decision_defs
+from satudata_pipeline.golden.assets import golden_defs
+from satudata_pipeline.link.assets import link_defs
+from satudata_pipeline.programs.assets import program_defs
 from satudata_pipeline.progress import step_progress_logger
 from satudata_pipeline.resources import WarehouseResource
-from satudata_pipeline.sources.assets import build_source_assets
+from satudata_pipeline.sources.assets import sources_defs
 
 dagster_patches.apply()
 
@@ -53,33 +53,9 @@ def _with_ownership_and_freshness(spec: dg.AssetSpec) -> dg.AssetSpec:
 
 
 def build_defs(delivery: Delivery, warehouse: str | None = None) -> dg.Definitions:
-    source_assets, source_checks = build_source_assets(delivery)
-    clean_assets, clean_checks = build_clean_assets(delivery)
-    stage_defs = [
-        *build_link_assets(
-            [clean_key(s) for s in delivery.person_sources],
-            [s.name for s in delivery.person_sources],
-            cluster_deps=("decisions",),
-        ),
-        *build_decision_assets(delivery),
-        *build_golden_assets(),
-        *build_program_assets(),
-    ]
-    assets = [*source_assets, *clean_assets] + [
-        d for d in stage_defs if not isinstance(d, dg.AssetChecksDefinition)
-    ]
-    assets = list(dg.map_asset_specs(_with_ownership_and_freshness, assets))
-    checks = [*source_checks, *clean_checks] + [
-        d for d in stage_defs if isinstance(d, dg.AssetChecksDefinition)
-    ]
-    checks += build_staleness_checks(delivery)
-    jobs, schedules, sensors = build_automation(delivery)
-    return dg.Definitions(
-        assets=assets,
-        asset_checks=checks,
-        jobs=jobs,
-        schedules=schedules,
-        sensors=sensors,
+    """Each stage's Definitions (its module's `*_defs`), merged, with owners and the monthly
+    freshness policy set by group, and what every run shares: the warehouse, loggers, executor."""
+    runtime = dg.Definitions(
         resources={
             "warehouse": WarehouseResource(database=warehouse or str(config.warehouse_path()))
         },
@@ -91,6 +67,26 @@ def build_defs(delivery: Delivery, warehouse: str | None = None) -> dg.Definitio
         # initialised once per run, holds the warehouse lock so that no two runs interleave.
         executor=dg.in_process_executor,
     )
+    stages = [
+        sources_defs(delivery),
+        clean_defs(delivery),
+        decision_defs(delivery),
+        link_defs(delivery),
+        golden_defs(),
+        program_defs(),
+        staleness_defs(delivery),
+    ]
+    return dg.Definitions.merge(*map(_owned, stages), automation_defs(delivery), runtime)
+
+
+def _owned(stage: dg.Definitions) -> dg.Definitions:
+    """A stage's assets with owners and freshness policy set by group (`dg.map_asset_specs`: the
+    Definitions method of the same name is still a preview API)."""
+    given = list(stage.assets or [])
+    defined = [a for a in given if isinstance(a, dg.AssetsDefinition)]
+    assert len(defined) == len(given), "a stage defines its assets with @dg.asset"
+    assets = list(dg.map_asset_specs(_with_ownership_and_freshness, defined))
+    return dg.Definitions(assets=assets, asset_checks=stage.asset_checks)
 
 
 config.owner_only()

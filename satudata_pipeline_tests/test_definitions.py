@@ -61,6 +61,36 @@ def test_every_asset_is_in_a_stage_group_with_owner_and_description(sample_defs)
         assert node.description and len(node.description) > 30, key
 
 
+@pytest.mark.parametrize(
+    ("factories", "group"),
+    [
+        (["sources.assets:sources_defs"], "sources"),
+        (["clean.assets:clean_defs"], "clean"),
+        (["link.assets:link_defs", "decisions.assets:decision_defs"], "link"),
+        (["golden.assets:golden_defs"], "golden"),
+        (["programs.assets:program_defs"], "programs"),
+    ],
+)
+def test_each_stage_factory_returns_the_definitions_of_its_own_stage(sample_defs, factories, group):
+    """definitions.py merges the stages' Definitions: each holds its own group's assets and checks,
+    and together they are the code location (nothing defined twice, nothing left out)."""
+    import importlib
+    import inspect
+
+    parts = []
+    for factory in factories:
+        module, name = factory.split(":")
+        make = getattr(importlib.import_module(f"satudata_pipeline.{module}"), name)
+        parts.append(make(load_delivery()) if inspect.signature(make).parameters else make())
+    stage = dg.Definitions.merge(*parts)
+    keys = {a.key for a in stage.assets or [] for a in getattr(a, "specs", [a])}
+    graph = sample_defs.resolve_asset_graph()
+    in_group = {k for k in graph.get_all_asset_keys() if graph.get(k).group_name == group}
+    assert keys == in_group
+    checked = {c.asset_key for d in stage.asset_checks or [] for c in d.check_specs}
+    assert checked <= keys | {dg.AssetKey("quarantine")}
+
+
 def test_every_check_has_a_description(sample_defs):
     for checks_def in sample_defs.asset_checks or []:
         for spec in checks_def.check_specs:

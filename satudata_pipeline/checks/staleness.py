@@ -104,3 +104,8 @@ def build_staleness_checks(
         )
 
     return [stale_persons, stale_recipients]
+
+
+def staleness_defs(delivery: Delivery) -> dg.Definitions:
+    """The freshness checks of the published records as Definitions."""
+    return dg.Definitions(asset_checks=build_staleness_checks(delivery))

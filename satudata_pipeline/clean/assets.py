@@ -298,3 +298,9 @@ def build_clean_assets(delivery: Delivery, min_nik_share: float = 0.5) -> tuple[
     checks += [_parse_share_check(s) for s in persons]
     checks += [_nik_validity_check(s, min_nik_share) for s in persons]
     return assets, checks
+
+
+def clean_defs(delivery: Delivery) -> dg.Definitions:
+    """The clean stage as Definitions (merged in satudata_pipeline/definitions.py)."""
+    assets, checks = build_clean_assets(delivery)
+    return dg.Definitions(assets=assets, asset_checks=checks)

@@ -96,3 +96,12 @@ def build_decision_assets(delivery: Delivery) -> list:
         )
 
     return [decisions, no_decision_set_aside]
+
+
+def decision_defs(delivery: Delivery) -> dg.Definitions:
+    """The decisions stage as Definitions (merged in satudata_pipeline/definitions.py)."""
+    defs = build_decision_assets(delivery)
+    return dg.Definitions(
+        assets=[d for d in defs if not isinstance(d, dg.AssetChecksDefinition)],
+        asset_checks=[d for d in defs if isinstance(d, dg.AssetChecksDefinition)],
+    )

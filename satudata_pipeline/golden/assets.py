@@ -168,3 +168,12 @@ def build_golden_assets() -> list:
         golden_person_duplicate_valid_nik,
         person_source_link_conservation,
     ]
+
+
+def golden_defs() -> dg.Definitions:
+    """The golden stage as Definitions (merged in satudata_pipeline/definitions.py)."""
+    defs = build_golden_assets()
+    return dg.Definitions(
+        assets=[d for d in defs if not isinstance(d, dg.AssetChecksDefinition)],
+        asset_checks=[d for d in defs if isinstance(d, dg.AssetChecksDefinition)],
+    )

@@ -9,6 +9,7 @@ from dagster_duckdb import DuckDBResource
 from pydantic import Field
 
 from satudata_pipeline import config as paths
+from satudata_pipeline.contract.sources import Delivery
 from satudata_pipeline.link import clusters as clusters_mod
 from satudata_pipeline.link import incremental, matching, model, reports
 from satudata_pipeline.progress import Progress
@@ -417,3 +418,18 @@ def build_link_assets(
         linkage_model_fully_trained,
         match_pairs_well_formed,
     ]
+
+
+def link_defs(delivery: Delivery) -> dg.Definitions:
+    """The link stage over the delivery's person sources as Definitions; person_clusters waits for the
+    `decisions` asset (link decisions handed back are constraints of the clustering)."""
+    from satudata_pipeline.clean.assets import clean_key
+
+    persons = delivery.person_sources
+    defs = build_link_assets(
+        [clean_key(s) for s in persons], [s.name for s in persons], cluster_deps=("decisions",)
+    )
+    return dg.Definitions(
+        assets=[d for d in defs if not isinstance(d, dg.AssetChecksDefinition)],
+        asset_checks=[d for d in defs if isinstance(d, dg.AssetChecksDefinition)],
+    )

@@ -516,3 +516,12 @@ def write_link_review(conn, out_root: Path) -> dict | None:
         f"SELECT CAST(max(snapshot_date) AS VARCHAR) FROM {verdicts.REVIEW_TABLE}"
     ).fetchall()[0][0]
     return review_pairs.write_link_review(conn, out_root, snapshot)
+
+
+def program_defs() -> dg.Definitions:
+    """The programs stage as Definitions (merged in satudata_pipeline/definitions.py)."""
+    defs = build_program_assets()
+    return dg.Definitions(
+        assets=[d for d in defs if not isinstance(d, dg.AssetChecksDefinition)],
+        asset_checks=[d for d in defs if isinstance(d, dg.AssetChecksDefinition)],
+    )

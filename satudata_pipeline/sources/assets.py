@@ -189,4 +189,10 @@ def build_source_assets(
     return [*assets, build_completeness_gate(delivery)], checks
 
 
+def sources_defs(delivery: Delivery) -> dg.Definitions:
+    """The sources stage as Definitions (merged in satudata_pipeline/definitions.py)."""
+    assets, checks = build_source_assets(delivery)
+    return dg.Definitions(assets=assets, asset_checks=checks)
+
+
 __all__ = ["build_source_assets", "raw_key", "ContractError", "BLOCKING_FRESHNESS_KINDS"]
