@@ -208,10 +208,6 @@ def launch_in_code_location(instance, run_config: dict, tags: dict):
 def cmd_run(args: argparse.Namespace) -> int:
     if args.data_dir:
         os.environ["SATUDATA_DATA_DIR"] = str(Path(args.data_dir).resolve())
-    if args.retrain:
-        os.environ["SATUDATA_RETRAIN"] = "1"
-    if args.full:
-        os.environ["SATUDATA_FULL_RELINK"] = "1"
     config.owner_only()
     dagster_home()
     import dagster as dg
@@ -239,12 +235,20 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(f"invalid delivery: {exc}", file=sys.stderr)
         return 2
     run_config: dict = {"loggers": {"console": {"config": {"log_level": args.log_level}}}}
+    ops: dict = {}
     if args.accept:
         # the operator accepts, for this run only, a missing / empty / shrunken source (recorded with
         # the publication in main.publication_sources)
-        run_config["ops"] = {
-            "delivery_completeness": {"config": {"accept": sorted(set(args.accept))}}
-        }
+        ops["delivery_completeness"] = {"config": {"accept": sorted(set(args.accept))}}
+    # --retrain / --full are this run's asset config (shown in the run's config in the UI); the
+    # data directory alone travels as SATUDATA_DATA_DIR: the code location's assets are generated
+    # from the delivery's sources.yaml, so it must be known when the definitions load
+    if args.retrain:
+        ops["linkage_model"] = {"config": {"retrain": True}}
+    if args.full:
+        ops["match_pairs"] = {"config": {"full_relink": True}}
+    if ops:
+        run_config["ops"] = ops
     started = time.monotonic()
     with dg.DagsterInstance.get() as instance:
         result = launch_in_code_location(

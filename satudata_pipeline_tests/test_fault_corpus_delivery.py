@@ -260,6 +260,29 @@ def test_truncated_roster_accepted_by_the_operator_publishes_and_records_the_acc
     assert published_hash(case.warehouse) != case.base["hash"]
 
 
+def test_retrain_and_full_are_the_runs_asset_config_not_environment_writes(case):
+    """`satudata run --retrain --full` reaches the assets as this run's config (visible in the UI's
+    run config), and leaves the process environment as it found it."""
+    import dagster as dg
+
+    code, out = case.run("--retrain", "--full")
+    assert code == 0, out
+    assert "SATUDATA_RETRAIN" not in os.environ and "SATUDATA_FULL_RELINK" not in os.environ
+    with dg.DagsterInstance.get() as instance:
+
+        def latest(asset: str) -> dict:
+            event = instance.get_latest_materialization_event(dg.AssetKey(asset))
+            assert event is not None and event.asset_materialization is not None
+            return {k: v.value for k, v in event.asset_materialization.metadata.items()}
+
+        model_meta, pairs_meta = latest("linkage_model"), latest("match_pairs")
+        run = instance.get_runs(limit=1)[0]  # the run just made
+    assert model_meta["trained_this_run"] is True
+    assert pairs_meta["linkage_mode"] == "full"
+    assert run.run_config["ops"]["linkage_model"] == {"config": {"retrain": True}}
+    assert run.run_config["ops"]["match_pairs"] == {"config": {"full_relink": True}}
+
+
 def test_stray_quote_merging_rows_blocks_naming_the_row_and_line(case):
     path = case.data / "roster_kjp.csv"
     lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
