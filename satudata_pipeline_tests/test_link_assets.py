@@ -130,3 +130,32 @@ def test_materialize_link_and_golden(tmp_path, isolated_state):
         db, list(frames), run_config={"ops": {"linkage_model": {"config": {"retrain": True}}}}
     )
     assert _meta(result3, "linkage_model")["trained_this_run"].value is True
+
+
+def test_cluster_size_check_follows_the_runs_max_cluster_size(tmp_path, isolated_state):
+    """person_clusters_size_sane judges the clusters by the max_cluster_size they were built with
+    (the run's PersonClustersConfig), not by the default."""
+    frames, _truth = linkage.generate(60, seed=5)
+    db = tmp_path / "w.duckdb"
+    with duckdb.connect(str(db)) as conn:
+        linkage.load_clean_tables(conn, frames)
+    specs, defs = _defs(frames)
+    assets = [d for d in defs if not isinstance(d, dg.AssetChecksDefinition)]
+    checks = [d for d in defs if isinstance(d, dg.AssetChecksDefinition)]
+    result = dg.materialize(
+        [*specs, *assets, *checks],
+        resources={"warehouse": DuckDBResource(database=str(db))},
+        run_config={"ops": {"person_clusters": {"config": {"max_cluster_size": 1}}}},
+        selection=dg.AssetSelection.assets(
+            "person_records", "linkage_model", "match_pairs", "person_clusters"
+        ),
+        raise_on_error=False,
+    )
+    (check,) = [
+        c
+        for c in result.get_asset_check_evaluations()
+        if c.check_name == "person_clusters_size_sane"
+    ]
+    assert check.metadata["limit"].value == 2
+    largest = check.metadata["largest_cluster"].value
+    assert check.passed is (largest <= 2)

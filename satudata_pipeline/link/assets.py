@@ -322,6 +322,7 @@ def build_link_assets(
                     )
                 ),
                 "cluster_threshold": config.cluster_threshold,
+                "max_cluster_size": config.max_cluster_size,
             }
         )
 
@@ -352,8 +353,19 @@ def build_link_assets(
         description="No giant cluster: the largest cluster stays within a sane size "
         "(a family card or a repeated NIK must not glue many people together).",
     )
-    def person_clusters_size_sane(warehouse: DuckDBResource):
-        limit = PersonClustersConfig().max_cluster_size * 2
+    def person_clusters_size_sane(
+        context: dg.AssetCheckExecutionContext, warehouse: DuckDBResource
+    ):
+        # the limit follows the max_cluster_size the clusters were built with (this run's config,
+        # recorded in their materialization), not the default
+        event = context.instance.get_latest_materialization_event(dg.AssetKey("person_clusters"))
+        used = (
+            event.asset_materialization.metadata.get("max_cluster_size")
+            if event is not None and event.asset_materialization is not None
+            else None
+        )
+        max_size = used.value if used is not None else PersonClustersConfig().max_cluster_size
+        limit = int(max_size) * 2
         with warehouse.get_connection() as conn:
             largest = scalar(
                 conn,
