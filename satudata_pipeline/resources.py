@@ -36,6 +36,26 @@ class WarehouseResource(DuckDBResource):
         description="seconds a run waits for the warehouse lock; empty = SATUDATA_LOCK_WAIT_SECONDS (default 300)",
     )
 
+    memory_gb: float | None = Field(
+        default=None,
+        description="DuckDB's memory budget (GB) for every connection of a run; empty = SATUDATA_MEMORY_GB (default half the machine's memory)",
+    )
+    spill_dir: str | None = Field(
+        default=None,
+        description="where DuckDB spills what does not fit; empty = SATUDATA_SPILL_DIR (default <state>/spill)",
+    )
+
+    def duckdb_settings(self) -> dict[str, str]:
+        """Memory budget and spill folder: this resource's fields, else the environment's settings."""
+        settings = config.duckdb_settings()
+        if self.memory_gb is not None:
+            if self.memory_gb < 0.5:
+                raise ValueError("the warehouse's memory_gb must be at least 0.5")
+            settings["memory_limit"] = f"{self.memory_gb:g}GB"
+        if self.spill_dir:
+            settings["temp_directory"] = str(config.private_dir(Path(self.spill_dir).expanduser()))
+        return settings
+
     @contextlib.contextmanager
     def yield_for_execution(self, context: InitResourceContext) -> Iterator[WarehouseResource]:
         if self.database == ":memory:":
@@ -90,7 +110,7 @@ class WarehouseResource(DuckDBResource):
         """A connection with the run's memory budget and spill folder (config.duckdb_settings)."""
         with super().get_connection() as conn:
             if self.database != ":memory:" or "SATUDATA_MEMORY_GB" in os.environ:
-                for name, value in config.duckdb_settings().items():
+                for name, value in self.duckdb_settings().items():
                     conn.execute(f"SET {name} = ?", [value])
             yield conn
 

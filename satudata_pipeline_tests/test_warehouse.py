@@ -68,6 +68,15 @@ def test_warehouse_connections_get_the_memory_budget_and_spill_folder(tmp_path, 
         spill = conn.execute("SELECT current_setting('temp_directory')").fetchall()[0][0]
     assert limit.startswith("1.3") and "GiB" in limit  # 1.5 GB = 1.39 GiB
     assert spill == str(tmp_path / "spill")
+    # the resource's own fields (run config in the UI's launchpad) win over the environment
+    spill = tmp_path / "elsewhere"
+    sized = WarehouseResource(
+        database=str(tmp_path / "w.duckdb"), memory_gb=3, spill_dir=str(spill)
+    )
+    with sized.get_connection() as conn:
+        limit = conn.execute("SELECT current_setting('memory_limit')").fetchall()[0][0]
+        used = conn.execute("SELECT current_setting('temp_directory')").fetchall()[0][0]
+    assert limit.startswith("2.7") and used == str(spill) and spill.is_dir()
     monkeypatch.setenv("SATUDATA_MEMORY_GB", "lots")
     with pytest.raises(ValueError, match="SATUDATA_MEMORY_GB"):
         config.memory_gb()
