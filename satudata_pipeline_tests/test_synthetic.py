@@ -28,11 +28,34 @@ REQUIRED = {
 }
 
 
+# "whole": the population in one piece (as the shipped sample); "chunked": streamed a group of
+# kecamatan at a time (as generate does above CHUNK_PERSONS), here N_CHUNKED persons in chunks of
+# about CHUNK: every test below holds for both.
+N_CHUNKED, CHUNK = 3000, 1500
+
+
+@pytest.fixture(scope="module", params=[None, CHUNK], ids=["whole", "chunked"])
+def chunk_persons(request) -> int | None:
+    return request.param
+
+
 @pytest.fixture(scope="module")
-def out(tmp_path_factory) -> Path:
+def n_persons(chunk_persons) -> int:
+    return N if chunk_persons is None else N_CHUNKED
+
+
+def _generate(d: Path, n: int, chunk_persons: int | None) -> dict:
+    if chunk_persons is None:
+        return generate(n, SEED, d, SNAPSHOT)
+    return generate(n, SEED, d, SNAPSHOT, chunk_persons=chunk_persons)
+
+
+@pytest.fixture(scope="module")
+def out(tmp_path_factory, chunk_persons, n_persons) -> Path:
     d = tmp_path_factory.mktemp("synth") / "data"
-    summary = generate(N, SEED, d, SNAPSHOT)
-    assert summary["persons"] == N
+    summary = _generate(d, n_persons, chunk_persons)
+    assert summary["persons"] == n_persons
+    assert summary.get("chunks", 1) == (1 if chunk_persons is None else 2)
     return d
 
 
@@ -141,15 +164,15 @@ def test_nik_structure(persons):
     assert (persons.groupby("household").no_kk.nunique() == 1).all()
 
 
-def test_proportions(persons, files):
+def test_proportions(persons, files, n_persons):
     p = persons[~persons.is_ghost]
-    assert len(p) == N
+    assert len(p) == n_persons
     assert 0.45 <= (p.jenis_kelamin == "L").mean() <= 0.55
     age = p.age_at_snapshot
     assert 0.18 <= (age < 15).mean() <= 0.34
     assert 0.05 <= (age >= 60).mean() <= 0.17
     assert 0.05 <= (age < 7).mean() <= 0.16
-    assert 0.33 <= len(files["dtks"]) / N <= 0.48
+    assert 0.33 <= len(files["dtks"]) / n_persons <= 0.48
     assert 0.005 <= p.tanggal_meninggal.notna().mean() <= 0.05  # deaths over the 4-year window
     # very common first names repeat a lot, many single names
     first = p.nama.str.split().str[0]
@@ -229,9 +252,9 @@ def test_eligible_not_enrolled(out):
     assert ene.desil.astype(int).between(1, 4).all()
 
 
-def test_deterministic(out, tmp_path):
+def test_deterministic(out, tmp_path, chunk_persons, n_persons):
     other = tmp_path / "again"
-    generate(N, SEED, other, SNAPSHOT)
+    _generate(other, n_persons, chunk_persons)
     a = sorted(p.relative_to(out) for p in out.rglob("*") if p.is_file())
     b = sorted(p.relative_to(other) for p in other.rglob("*") if p.is_file())
     assert a == b
