@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import json
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +14,13 @@ import pytest
 import yaml
 
 from satudata_pipeline.synthetic import generate
-from satudata_pipeline.synthetic.population import OUTSIDE_REGIONS, wilayah
+from satudata_pipeline.synthetic.generate import RECIPE_PREFIX, build, chunk_plan, write_delivery
+from satudata_pipeline.synthetic.population import (
+    OUTSIDE_REGIONS,
+    SerialCounter,
+    _nik_and_kk,
+    wilayah,
+)
 from satudata_pipeline.synthetic.truth import PROGRAMS, REASON_CODES, REMOVE_REASONS
 
 N = 1500
@@ -28,11 +35,34 @@ REQUIRED = {
 }
 
 
+# "whole": the population in one piece (as the shipped sample); "chunked": streamed a group of
+# kecamatan at a time (as generate does above CHUNK_PERSONS), here N_CHUNKED persons in chunks of
+# about CHUNK: every test below holds for both.
+N_CHUNKED, CHUNK = 3000, 1500
+
+
+@pytest.fixture(scope="module", params=[None, CHUNK], ids=["whole", "chunked"])
+def chunk_persons(request) -> int | None:
+    return request.param
+
+
 @pytest.fixture(scope="module")
-def out(tmp_path_factory) -> Path:
+def n_persons(chunk_persons) -> int:
+    return N if chunk_persons is None else N_CHUNKED
+
+
+def _generate(d: Path, n: int, chunk_persons: int | None) -> dict:
+    if chunk_persons is None:
+        return generate(n, SEED, d, SNAPSHOT)
+    return generate(n, SEED, d, SNAPSHOT, chunk_persons=chunk_persons)
+
+
+@pytest.fixture(scope="module")
+def out(tmp_path_factory, chunk_persons, n_persons) -> Path:
     d = tmp_path_factory.mktemp("synth") / "data"
-    summary = generate(N, SEED, d, SNAPSHOT)
-    assert summary["persons"] == N
+    summary = _generate(d, n_persons, chunk_persons)
+    assert summary["persons"] == n_persons
+    assert summary.get("chunks", 1) == (1 if chunk_persons is None else 2)
     return d
 
 
@@ -141,15 +171,15 @@ def test_nik_structure(persons):
     assert (persons.groupby("household").no_kk.nunique() == 1).all()
 
 
-def test_proportions(persons, files):
+def test_proportions(persons, files, n_persons):
     p = persons[~persons.is_ghost]
-    assert len(p) == N
+    assert len(p) == n_persons
     assert 0.45 <= (p.jenis_kelamin == "L").mean() <= 0.55
     age = p.age_at_snapshot
     assert 0.18 <= (age < 15).mean() <= 0.34
     assert 0.05 <= (age >= 60).mean() <= 0.17
     assert 0.05 <= (age < 7).mean() <= 0.16
-    assert 0.33 <= len(files["dtks"]) / N <= 0.48
+    assert 0.33 <= len(files["dtks"]) / n_persons <= 0.48
     assert 0.005 <= p.tanggal_meninggal.notna().mean() <= 0.05  # deaths over the 4-year window
     # very common first names repeat a lot, many single names
     first = p.nama.str.split().str[0]
@@ -229,9 +259,9 @@ def test_eligible_not_enrolled(out):
     assert ene.desil.astype(int).between(1, 4).all()
 
 
-def test_deterministic(out, tmp_path):
+def test_deterministic(out, tmp_path, chunk_persons, n_persons):
     other = tmp_path / "again"
-    generate(N, SEED, other, SNAPSHOT)
+    _generate(other, n_persons, chunk_persons)
     a = sorted(p.relative_to(out) for p in out.rglob("*") if p.is_file())
     b = sorted(p.relative_to(other) for p in other.rglob("*") if p.is_file())
     assert a == b
@@ -240,6 +270,85 @@ def test_deterministic(out, tmp_path):
             hashlib.sha256((out / rel).read_bytes()).digest()
             == hashlib.sha256((other / rel).read_bytes()).digest()
         ), rel
+
+
+def test_streamed_files_hold_what_the_whole_delivery_written_at_once_holds(
+    out, cfg, tmp_path, chunk_persons, n_persons
+):
+    """Streaming changes how the files are written, not what they hold: the chunks joined in memory
+    (what next month continues) and written in one piece give the same sources and truth; csv
+    sources byte for byte, truth lines in another order only (streamed: chunk after chunk)."""
+    header = (out / "sources.yaml").read_text(encoding="utf-8").splitlines()
+    recipe = json.loads(header[1].removeprefix(RECIPE_PREFIX))
+    assert recipe.get("chunk_persons") == chunk_persons
+    _pop, P, frames, facts = build(n_persons, SEED, SNAPSHOT, chunk_persons)
+    whole = tmp_path / "whole"
+    write_delivery(whole, P, frames, facts, SNAPSHOT, header[0] + "\n", recipe)
+    assert (whole / "sources.yaml").read_bytes() == (out / "sources.yaml").read_bytes()
+    for s in cfg["sources"]:
+        a, b = out / s["path"], whole / s["path"]
+        if a.suffix == ".csv":
+            assert a.read_bytes() == b.read_bytes(), s["name"]
+        else:
+            pd.testing.assert_frame_equal(read_source(out, s), read_source(whole, s))
+    for name in ("records.csv", "verdicts.csv", "eligible_not_enrolled.csv"):
+        a = (out / "truth" / name).read_text(encoding="utf-8").splitlines()
+        b = (whole / "truth" / name).read_text(encoding="utf-8").splitlines()
+        assert a[0] == b[0] and len(a) == len(b) and sorted(a) == sorted(b), name
+    pd.testing.assert_frame_equal(
+        pd.read_parquet(out / "truth" / "persons.parquet"),
+        pd.read_parquet(whole / "truth" / "persons.parquet"),
+    )
+
+
+def test_chunks_are_whole_kecamatan_and_nik_serials_continue_across_them(out, chunk_persons):
+    """A chunk holds whole kecamatan (KK serials and most NIK cells stay inside it); the NIK
+    serials of a cell split over chunks go on (0001 in one, 0002 in the next), never repeat."""
+    if chunk_persons is None:
+        pytest.skip("one chunk")
+    plan = chunk_plan(N_CHUNKED, SEED, chunk_persons)
+    assert len(plan) == 2 and sum(n for _, n in plan) == N_CHUNKED
+    kel = wilayah().kel
+    kec_sets = [set(kel.kec_idx.values[w > 0]) for w, _ in plan]
+    assert not (kec_sets[0] & kec_sets[1]) and len(kec_sets[0] | kec_sets[1]) == len(wilayah().kec)
+    p = pd.read_parquet(out / "truth" / "persons.parquet")
+    kec_of = dict(zip(kel.code, kel.kec_idx, strict=True))
+    chunk_of = p.prev_kode_kelurahan.map(kec_of).map(lambda k: 0 if k in kec_sets[0] else 1)
+    # persons come chunk by chunk, households do not cross chunks
+    assert chunk_of.is_monotonic_increasing and chunk_of.nunique() == 2
+    assert (p.groupby("household").prev_kode_kelurahan.nunique() == 1).all()
+    # (serials 1..k per cell over both chunks: test_nik_serial_restarts_per_region_and_birth_date)
+
+
+def test_nik_serials_of_a_cell_go_on_in_the_next_chunk():
+    """Two chunks with people of one NIK cell (region, birth date, sex): the second chunk's
+    serials start after the first's (0001-0003, then 0004-0005), other cells start at 0001."""
+    kel = wilayah().kel
+
+    def chunk(regions: list[str], dobs: list[str]) -> pd.DataFrame:
+        n = len(regions)
+        return pd.DataFrame(
+            {
+                "nik_region": np.array(regions, dtype=object),
+                "tanggal_lahir": np.array(dobs, dtype="datetime64[D]"),
+                "jenis_kelamin": np.array(["P"] * n, dtype=object),
+                "prev_kel_idx": np.zeros(n, np.int64),
+                "member": np.zeros(n, np.int64),
+                "hh": np.arange(n),
+            }
+        )
+
+    serials = SerialCounter()
+    rng = np.random.default_rng(1)
+    snap = np.datetime64("2026-11-01")
+    a = chunk(["317101"] * 3 + ["317102"], ["2010-05-06"] * 3 + ["2010-05-06"])
+    b = chunk(["317101"] * 2 + ["317101"], ["2010-05-06"] * 2 + ["2010-05-07"])
+    for df in (a, b):
+        _nik_and_kk(df, rng, kel, wilayah().kec, snap, serials)
+    assert sorted(a.nik[:3]) == [f"317101460510{i:04d}" for i in (1, 2, 3)]
+    assert a.nik[3] == "3171024605100001"
+    assert sorted(b.nik[:2]) == [f"317101460510{i:04d}" for i in (4, 5)]
+    assert b.nik[2] == "3171014705100001"
 
 
 def test_truth_uses_the_parameters_of_the_program_rules():

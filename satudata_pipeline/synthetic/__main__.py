@@ -1,4 +1,4 @@
-"""python -m satudata_pipeline.synthetic --persons N --seed S --out DIR [--snapshot-date YYYY-MM-DD] [--reshape SEED]
+"""python -m satudata_pipeline.synthetic --persons N --seed S --out DIR [--snapshot-date YYYY-MM-DD] [--reshape SEED] [--chunk-persons N]
 python -m satudata_pipeline.synthetic --next-month FROM_DIR --out DIR [--seed S]"""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ import json
 import tempfile
 from pathlib import Path
 
-from .generate import generate
+from .generate import CHUNK_PERSONS, generate
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -49,6 +49,13 @@ def main(argv: list[str] | None = None) -> int:
         help="write the delivery in another provider's shape (column names, file types, "
         "encodings, date formats, codes) chosen with this seed; see docs/synthetic-data.md",
     )
+    ap.add_argument(
+        "--chunk-persons",
+        type=int,
+        default=CHUNK_PERSONS,
+        help="above this many persons the population is built and written a group of kecamatan "
+        f"of about this size at a time (default {CHUNK_PERSONS}; see docs/synthetic-data.md)",
+    )
     args = ap.parse_args(argv)
     if args.next_month is not None:
         from .next_month import next_month
@@ -58,12 +65,16 @@ def main(argv: list[str] | None = None) -> int:
     if args.seed is None:
         args.seed = 20261101
     if args.reshape is None:
-        summary = generate(args.persons, args.seed, args.out, args.snapshot_date)
+        summary = generate(
+            args.persons, args.seed, args.out, args.snapshot_date, args.chunk_persons
+        )
     else:
         from .reshape import reshape
 
         with tempfile.TemporaryDirectory(prefix="satudata-synthetic-") as tmp:
-            summary = generate(args.persons, args.seed, Path(tmp), args.snapshot_date)
+            summary = generate(
+                args.persons, args.seed, Path(tmp), args.snapshot_date, args.chunk_persons
+            )
             summary["reshape"] = reshape(Path(tmp), args.out, args.reshape)
     print(json.dumps(summary, indent=2, default=str))
     return 0

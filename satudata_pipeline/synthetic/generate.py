@@ -10,12 +10,19 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-import pyarrow.parquet as pq
 import yaml
 
 from . import sources as S
 from . import truth as T
-from .population import build_population, wilayah
+from .population import (
+    GHOST_MIN,
+    GHOST_RATE,
+    Chunk,
+    SerialCounter,
+    build_population,
+    kelurahan_weights,
+    wilayah,
+)
 
 ROSTER_ORDER = (
     ("KJP", "kjp_plus"),
@@ -32,13 +39,23 @@ def _shuffle(df: pd.DataFrame, rng: np.random.Generator) -> pd.DataFrame:
     return df
 
 
-def build(persons: int, seed: int, snapshot: dt.date = dt.date(2026, 11, 1)):
-    """Everything in memory: (population, {source: canonical frame}, facts)."""
-    if persons < 100:
-        raise ValueError("persons must be at least 100")
-    rng = np.random.default_rng(seed)
-    pop = build_population(persons, rng, snapshot)
+CHUNK_PERSONS = 250_000  # bigger populations are built and written a group of kecamatan at a time
+MIN_CHUNK_PERSONS = 100  # a chunk's expected persons at least
+
+
+def _build_chunk(
+    persons: int,
+    rng: np.random.Generator,
+    snapshot: dt.date,
+    chunk: Chunk | None = None,
+    id_offset: dict | None = None,
+    quarantine: bool = True,
+):
+    """One population (or one chunk of it) and its delivered rows: (population, People,
+    {source: canonical frame in file order}, facts)."""
+    pop = build_population(persons, rng, snapshot, chunk)
     P = S.People(pop, snapshot)
+    P.id_offset = dict(id_offset or {})
     frames = {
         "dukcapil_penduduk": S.build_civil(P, rng),
         "dukcapil_kematian": S.build_death(P, rng),
@@ -57,10 +74,13 @@ def build(persons: int, seed: int, snapshot: dt.date = dt.date(2026, 11, 1)):
         frames[name] = S.build_roster(P, facts0, code, name, chosen, rng)
         if code == "KJP":
             kjp = chosen
-    free = np.setdiff1d(np.flatnonzero(P.a["is_ghost"]), taken)
-    per = S.QUARANTINE_BLANK_NAME + S.QUARANTINE_DUPLICATE_PAIRS
-    for i, name in enumerate(S.QUARANTINE_SOURCES):
-        frames[name] = S.add_quarantine(P, frames[name], name, free[i * per : (i + 1) * per], rng)
+    if quarantine:
+        free = np.setdiff1d(np.flatnonzero(P.a["is_ghost"]), taken)
+        per = S.QUARANTINE_BLANK_NAME + S.QUARANTINE_DUPLICATE_PAIRS
+        for i, name in enumerate(S.QUARANTINE_SOURCES):
+            frames[name] = S.add_quarantine(
+                P, frames[name], name, free[i * per : (i + 1) * per], rng
+            )
     ordered = {}
     for spec in S.SPECS:
         ordered[spec.name] = _shuffle(frames[spec.name], rng)
@@ -68,26 +88,143 @@ def build(persons: int, seed: int, snapshot: dt.date = dt.date(2026, 11, 1)):
     return pop, P, ordered, facts
 
 
+def chunk_plan(persons: int, seed: int, chunk_persons: int) -> list[tuple[np.ndarray, int]]:
+    """How a streamed population is cut: groups of whole kecamatan (in code order) of about
+    `chunk_persons` expected persons each, and the persons each gets; per chunk (kelurahan
+    weights, zero outside the chunk; persons). Whole kecamatan keep KK serials and most birth
+    cells, namesakes and moves of a place inside one chunk."""
+    w = wilayah()
+    rng = np.random.default_rng([seed, 0])
+    kw = kelurahan_weights(rng, w.kel)
+    kec_of = w.kel.kec_idx.values
+    kec_w = np.bincount(kec_of, weights=kw, minlength=len(w.kec))
+    expected = persons * kec_w / kec_w.sum()
+    groups: list[list[int]] = []
+    cur: list[int] = []
+    acc = 0.0
+    least = max(MIN_CHUNK_PERSONS, chunk_persons / 2)  # no small chunk (Kepulauan Seribu, the last)
+    for k in range(len(w.kec)):
+        if cur and acc >= least and acc + expected[k] > chunk_persons:
+            groups.append(cur)
+            cur, acc = [], 0.0
+        cur.append(k)
+        acc += expected[k]
+    if groups and acc < least:
+        groups[-1] += cur
+    else:
+        groups.append(cur)
+    share = np.array([kec_w[g].sum() for g in groups]) / kec_w.sum()
+    counts = rng.multinomial(persons, share)
+    return [
+        (np.where(np.isin(kec_of, g), kw, 0.0), int(c)) for g, c in zip(groups, counts, strict=True)
+    ]
+
+
+def iter_chunks(persons: int, seed: int, snapshot: dt.date, chunk_persons: int | None):
+    """The delivery chunk by chunk: (population, People, frames, facts) with record ids, row
+    numbers and person keys continuing over the chunks (pidx and `hh` stay the chunk's own;
+    People.hh_offset says where its households start). `chunk_persons` None: one chunk, the
+    whole population (the generator before streaming, byte for byte)."""
+    if persons < 100:
+        raise ValueError("persons must be at least 100")
+    if chunk_persons is None:
+        yield _build_chunk(persons, np.random.default_rng(seed), snapshot)
+        return
+    plan = chunk_plan(persons, seed, chunk_persons)
+    rows_total = persons + sum(max(GHOST_MIN, int(round(n * GHOST_RATE))) for _, n in plan)
+    serials = SerialCounter()
+    before = {"persons": 0, "ghosts": 0, "hh": 0}
+    ids: dict[str, int] = {}
+    rows: dict[str, int] = {}
+    for i, (kw, n) in enumerate(plan):
+        chunk = Chunk(kw, persons, rows_total, before["persons"], before["ghosts"], serials)
+        rng = np.random.default_rng([seed, i + 1])
+        pop, P, frames, facts = _build_chunk(n, rng, snapshot, chunk, ids, quarantine=i == 0)
+        P.hh_offset = before["hh"]
+        for name, df in frames.items():
+            df["row_number"] += rows.get(name, 0)
+            rows[name] = rows.get(name, 0) + len(df)
+            ids[name] = ids.get(name, 0) + int((df.quarantine.values == "").sum())
+        ghost = P.a["is_ghost"]
+        before["persons"] += int((~ghost).sum())
+        before["ghosts"] += int(ghost.sum())
+        before["hh"] += int(P.a["hh"].max()) + 1
+        yield pop, P, frames, facts
+
+
+def _chunked(persons: int, chunk_persons: int | None) -> int | None:
+    return chunk_persons if chunk_persons is not None and persons > chunk_persons else None
+
+
+def build(
+    persons: int,
+    seed: int,
+    snapshot: dt.date = dt.date(2026, 11, 1),
+    chunk_persons: int | None = None,
+):
+    """Everything in memory: (population, People, {source: canonical frame}, facts). With
+    `chunk_persons`, the chunks `generate` streamed, joined (next_month continues a delivery in
+    memory)."""
+    parts = list(iter_chunks(persons, seed, snapshot, _chunked(persons, chunk_persons)))
+    if len(parts) == 1:
+        return parts[0]
+    pops: list[pd.DataFrame] = []
+    frames: dict[str, list[pd.DataFrame]] = {}
+    p0 = 0
+    for pop, P, fr, _ in parts:
+        pop = pop.copy()
+        pop["hh"] += P.hh_offset
+        pop["hh_start"] += p0
+        pop["namesake_of"] = np.where(pop.namesake_of.values >= 0, pop.namesake_of.values + p0, -1)
+        pops.append(pop)
+        for name, df in fr.items():
+            df = df.copy()
+            df["pidx"] = np.where(df.pidx.values >= 0, df.pidx.values + p0, -1)
+            frames.setdefault(name, []).append(df)
+        p0 += len(pop)
+    pop = pd.concat(pops, ignore_index=True)
+    P = S.People(pop, snapshot)
+    joined = {k: pd.concat(v, ignore_index=True) for k, v in frames.items()}
+    facts = T.person_facts(
+        [(S.SPEC[k], v) for k, v in joined.items()], P.n, P.a["tanggal_lahir"], snapshot
+    )
+    return pop, P, joined, facts
+
+
 RECIPE_PREFIX = "# recipe: "
 
 
 def generate(
-    persons: int, seed: int, out: Path, snapshot_date: dt.date = dt.date(2026, 11, 1)
+    persons: int,
+    seed: int,
+    out: Path,
+    snapshot_date: dt.date = dt.date(2026, 11, 1),
+    chunk_persons: int = CHUNK_PERSONS,
 ) -> dict:
-    """Write a complete data directory (sources.yaml + files) and its ground truth (out/truth/)."""
+    """Write a complete data directory (sources.yaml + files) and its ground truth (out/truth/).
+    Above `chunk_persons` persons the population is built and written a group of kecamatan at a
+    time (memory bounded by the chunk, not the population); at or below it, in one piece."""
     t0 = time.perf_counter()
-    pop, P, frames, facts = build(persons, seed, snapshot_date)
-    recipe = {
+    chunked = _chunked(persons, chunk_persons)
+    recipe: dict = {
         "persons": persons,
         "seed": seed,
         "snapshot_date": snapshot_date.isoformat(),
         "months": [],
     }
+    if chunked is not None:
+        recipe["chunk_persons"] = chunked
     header = (
         "# Synthetic delivery generated by satudata_pipeline.synthetic "
         f"(persons={persons}, seed={seed}). Ground truth in truth/ (not a source).\n"
     )
-    summary = write_delivery(Path(out), P, frames, facts, snapshot_date, header, recipe)
+    writer = DeliveryWriter(Path(out), snapshot_date, header, recipe)
+    for _pop, P, frames, facts in iter_chunks(persons, seed, snapshot_date, chunked):
+        writer.add(P, frames, facts)
+        del _pop, P, frames, facts
+    summary = writer.close()
+    if chunked is not None:
+        summary["chunks"] = writer.chunks
     summary["seconds"] = round(time.perf_counter() - t0, 2)
     return summary
 
@@ -102,73 +239,130 @@ def write_delivery(
     recipe: dict,
 ) -> dict:
     """Write the files, sources.yaml (with the recipe that rebuilds this delivery, for next_month)
-    and the ground truth of one delivery; returns its summary."""
-    seed = recipe["seed"]
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "truth").mkdir(exist_ok=True)
-    keys = P.a["person_key"]
+    and the ground truth of one delivery held in memory; returns its summary."""
+    writer = DeliveryWriter(out, snapshot_date, header, recipe)
+    writer.add(P, frames, facts)
+    return writer.close()
 
-    rows = {}
-    for spec in S.SPECS:
-        df = frames[spec.name]
-        S.write(spec, S.file_frame(spec, df), out)
-        rows[spec.name] = len(df)
-    doc = {
-        "snapshot_date": snapshot_date,
-        "sources": [s.yaml_entry(snapshot_date) for s in S.SPECS],
-    }
-    header += RECIPE_PREFIX + json.dumps(recipe, sort_keys=True) + "\n"
-    (out / "sources.yaml").write_text(
-        header + yaml.safe_dump(doc, sort_keys=False, allow_unicode=True), encoding="utf-8"
-    )
 
-    # truth ------------------------------------------------------------------------------
-    rec = []
-    for spec in S.SPECS:
-        df = frames[spec.name]
-        p = df.pidx.values
-        rec.append(
-            pd.DataFrame(
-                {
-                    "source": spec.name,
-                    "row_number": df.row_number.values,
-                    "record_id": df.record_id.values,
-                    "person_key": np.where(p >= 0, keys[np.maximum(p, 0)], ""),
-                    "expected_quarantine": df.quarantine.values,
-                    "nik_noise": np.where(p >= 0, df.nik_noise.values, ""),
-                }
+class DeliveryWriter:
+    """A delivery written chunk by chunk: every source file, truth/records.csv, verdicts.csv and
+    persons.parquet appended per chunk; eligible_not_enrolled.csv (sorted over all) and
+    sources.yaml at close. One chunk gives the bytes of the in-memory writer."""
+
+    def __init__(self, out: Path, snapshot_date: dt.date, header: str, recipe: dict):
+        self.out, self.snapshot_date, self.header, self.recipe = out, snapshot_date, header, recipe
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "truth").mkdir(exist_ok=True)
+        self.sources = {s.name: S.SourceWriter(s, out, [c for c, _ in s.cols]) for s in S.SPECS}
+        truth = out / "truth"
+        self.records = S.CsvAppender(truth / "records.csv", RECORD_COLUMNS, ",", "utf-8")
+        self.verdicts = S.CsvAppender(truth / "verdicts.csv", VERDICT_COLUMNS, ",", "utf-8")
+        self.persons = S.ParquetAppender(truth / "persons.parquet")
+        self.ene: list[pd.DataFrame] = []
+        self.rows = {s.name: 0 for s in S.SPECS}
+        self.n_persons = self.ghosts_in_rosters = self.quarantine_rows = 0
+        self.verdict_counts: dict[str, int] = {}
+        self.chunks = 0
+
+    def add(self, P: S.People, frames: dict, facts: T.Facts) -> None:
+        keys = P.a["person_key"]
+        for spec in S.SPECS:
+            df = frames[spec.name]
+            self.sources[spec.name].add(S.file_frame(spec, df))
+            self.rows[spec.name] += len(df)
+        rec = []
+        for spec in S.SPECS:
+            df = frames[spec.name]
+            p = df.pidx.values
+            rec.append(
+                pd.DataFrame(
+                    {
+                        "source": spec.name,
+                        "row_number": df.row_number.values,
+                        "record_id": df.record_id.values,
+                        "person_key": np.where(p >= 0, keys[np.maximum(p, 0)], ""),
+                        "expected_quarantine": df.quarantine.values,
+                        "nik_noise": np.where(p >= 0, df.nik_noise.values, ""),
+                    }
+                )
             )
+        records = pd.concat(rec, ignore_index=True)
+        self.records.add(records)
+        self.quarantine_rows += int((records.expected_quarantine != "").sum())
+        del rec, records
+        a = P.a
+        flags = {
+            "unregistered_death": ~np.isnat(a["tanggal_meninggal"]) & ~facts.dead,
+            "unregistered_move_out": a["moved_out"] & ~facts.moved_out,
+            "not_in_any_registry": a["is_ghost"],
+        }
+        rosters = [(S.SPEC[name], frames[name]) for _, name in ROSTER_ORDER]
+        ver = T.verdicts(rosters, facts, keys, flags)
+        self.verdicts.add(ver)
+        self.ghosts_in_rosters += int(ver.true_state.str.contains("not_in_any_registry").sum())
+        for k, v in ver.verdict.value_counts().items():
+            self.verdict_counts[k] = self.verdict_counts.get(k, 0) + int(v)
+        self.ene.append(T.eligible_not_enrolled(rosters, facts, keys, a["is_ghost"]))
+        self.persons.add(_persons_table(P, facts))
+        self.n_persons += int((~a["is_ghost"]).sum())
+        self.chunks += 1
+
+    def close(self) -> dict:
+        for w in self.sources.values():
+            w.close()
+        self.records.close()
+        self.verdicts.close()
+        self.persons.close()
+        ene = pd.concat(self.ene, ignore_index=True)
+        if len(self.ene) > 1:
+            ene = ene.sort_values(
+                ["program", "desil", "age", "person_key"], kind="stable"
+            ).reset_index(drop=True)
+        S.write_csv(ene, self.out / "truth" / "eligible_not_enrolled.csv", ",", "utf-8")
+        doc = {
+            "snapshot_date": self.snapshot_date,
+            "sources": [s.yaml_entry(self.snapshot_date) for s in S.SPECS],
+        }
+        header = self.header + RECIPE_PREFIX + json.dumps(self.recipe, sort_keys=True) + "\n"
+        (self.out / "sources.yaml").write_text(
+            header + yaml.safe_dump(doc, sort_keys=False, allow_unicode=True), encoding="utf-8"
         )
-    records = pd.concat(rec, ignore_index=True)
-    S.write_csv(records, out / "truth" / "records.csv", ",", "utf-8")
-
-    a = P.a
-    flags = {
-        "unregistered_death": ~np.isnat(a["tanggal_meninggal"]) & ~facts.dead,
-        "unregistered_move_out": a["moved_out"] & ~facts.moved_out,
-        "not_in_any_registry": a["is_ghost"],
-    }
-    rosters = [(S.SPEC[name], frames[name]) for _, name in ROSTER_ORDER]
-    ver = T.verdicts(rosters, facts, keys, flags)
-    S.write_csv(ver, out / "truth" / "verdicts.csv", ",", "utf-8")
-    ene = T.eligible_not_enrolled(rosters, facts, keys, a["is_ghost"])
-    S.write_csv(ene, out / "truth" / "eligible_not_enrolled.csv", ",", "utf-8")
-    _write_persons(P, facts, out / "truth" / "persons.parquet")
-
-    summary = {
-        "persons": int((~a["is_ghost"]).sum()),
-        "ghosts_in_rosters": int(ver.true_state.str.contains("not_in_any_registry").sum()),
-        "seed": seed,
-        "snapshot_date": snapshot_date.isoformat(),
-        "rows": rows,
-        "quarantine_rows": int((records.expected_quarantine != "").sum()),
-        "verdicts": ver.verdict.value_counts().to_dict(),
-        "eligible_not_enrolled": int(len(ene)),
-    }
-    return summary
+        counts = sorted(self.verdict_counts.items(), key=lambda kv: -kv[1])
+        return {
+            "persons": self.n_persons,
+            "ghosts_in_rosters": self.ghosts_in_rosters,
+            "seed": self.recipe["seed"],
+            "snapshot_date": self.snapshot_date.isoformat(),
+            "rows": dict(self.rows),
+            "quarantine_rows": self.quarantine_rows,
+            "verdicts": dict(counts),
+            "eligible_not_enrolled": int(len(ene)),
+        }
 
 
-def _write_persons(P: S.People, facts: T.Facts, path: Path) -> None:
+RECORD_COLUMNS = [
+    "source",
+    "row_number",
+    "record_id",
+    "person_key",
+    "expected_quarantine",
+    "nik_noise",
+]
+VERDICT_COLUMNS = [
+    "program",
+    "source",
+    "row_number",
+    "record_id",
+    "person_key",
+    "verdict",
+    "reasons",
+    "true_state",
+    "nominal_bulanan",
+]
+
+
+def _persons_table(P: S.People, facts: T.Facts) -> pa.Table:
     kel = wilayah().kel
     a = P.a
     cols = {
@@ -176,7 +370,7 @@ def _write_persons(P: S.People, facts: T.Facts, path: Path) -> None:
         "is_ghost": a["is_ghost"],
         "nik": a["nik"],
         "no_kk": a["no_kk"],
-        "household": a["hh"],
+        "household": a["hh"] + P.hh_offset,
         "role": a["role"],
         "name_group": a["group"],
         "nama": a["nama"],
@@ -232,4 +426,4 @@ def _write_persons(P: S.People, facts: T.Facts, path: Path) -> None:
             arrays.append(pa.array(v, type=pa.string(), from_pandas=True))
         else:
             arrays.append(pa.array(v))
-    pq.write_table(pa.Table.from_arrays(arrays, names=list(cols)), path, compression="zstd")
+    return pa.Table.from_arrays(arrays, names=list(cols))

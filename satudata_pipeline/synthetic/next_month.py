@@ -98,7 +98,11 @@ def rebuild(recipe: dict):
     """(population frame, People, frames, facts, snapshot, changes of the last month) of the
     delivery a recipe describes."""
     snap = dt.date.fromisoformat(recipe["snapshot_date"])
-    pop, P, frames, facts = build(recipe["persons"], recipe["seed"], snap)
+    # a streamed delivery (recipe with chunk_persons) is rebuilt chunk by chunk and joined: next
+    # month works on the whole population in memory
+    pop, P, frames, facts = build(
+        recipe["persons"], recipe["seed"], snap, recipe.get("chunk_persons")
+    )
     pop = pop.copy()
     changes = pd.DataFrame(columns=["kind", "source", "record_id", "person_key"])
     for month_seed in recipe["months"]:

@@ -265,6 +265,8 @@ def alamat_noise(
 def pad(values: np.ndarray, rng: np.random.Generator, width: int, rate: float) -> np.ndarray:
     """RT/RW as text with a source's zero padding; `rate` of rows use another padding."""
     v = np.asarray(values).astype(np.int64).astype(str)
+    if not len(v):  # no rows (a small chunk of a streamed population)
+        return np.zeros(0, dtype=object)
     base = np.char.zfill(v, width) if width else v
     other = np.where(rng.random(len(v)) < 0.5, v, np.char.zfill(v, 3))
     return np.where(pick(rng, len(v), rate), other, base).astype(object)

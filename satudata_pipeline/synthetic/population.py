@@ -230,6 +230,13 @@ def _names(
     return out, alt
 
 
+def kelurahan_weights(rng: np.random.Generator, kel: pd.DataFrame) -> np.ndarray:
+    """How many households each kelurahan gets, relatively (Kepulauan Seribu thinly)."""
+    w = rng.lognormal(0, 0.5, len(kel))
+    w[kel.kota_code.values == "31.01"] *= KEPULAUAN_SERIBU_WEIGHT
+    return w
+
+
 def _age_band_rate(age: np.ndarray) -> np.ndarray:
     bounds = np.array([b for b, _ in MORTALITY])
     rates = np.array([r for _, r in MORTALITY])
@@ -237,7 +244,11 @@ def _age_band_rate(age: np.ndarray) -> np.ndarray:
 
 
 def _people(
-    n: int, rng: np.random.Generator, snap: np.datetime64, kel: pd.DataFrame
+    n: int,
+    rng: np.random.Generator,
+    snap: np.datetime64,
+    kel: pd.DataFrame,
+    kel_weights: np.ndarray | None = None,
 ) -> pd.DataFrame:
     sizes = _households(n, rng)
     n_hh = len(sizes)
@@ -313,8 +324,7 @@ def _people(
     old_mask = (born_year < 1972) & np.isin(group, ["jawa", "sunda"]) & (rng.random(len(hh)) < 0.35)
     nama, nama_alt = _names(rng, group, sex, fam_name, old_mask, born_year >= N.MODERN_FROM_YEAR)
 
-    w = rng.lognormal(0, 0.5, len(kel))
-    w[kel.kota_code.values == "31.01"] *= KEPULAUAN_SERIBU_WEIGHT
+    w = kelurahan_weights(rng, kel) if kel_weights is None else kel_weights
     hh_kel = rng.choice(len(kel), n_hh, p=w / w.sum())
     streets = N.STREETS
     prefix = np.where(rng.random(n_hh) < 0.6, "JL. ", "GG. ")
@@ -423,7 +433,9 @@ def real_cell_density(df: pd.DataFrame, snap: np.datetime64) -> np.ndarray:
     return DKI_RESIDENTS * share[inv] / 365.2425 / DKI_KECAMATAN
 
 
-def _birth_cells(df: pd.DataFrame, rng: np.random.Generator, snap: np.datetime64) -> None:
+def _birth_cells(
+    df: pd.DataFrame, rng: np.random.Generator, snap: np.datetime64, n_total: int | None = None
+) -> None:
     """Give the generated population the real density of same-day births per kecamatan.
 
     A NIK cell is (region, birth date, sex): its members get serials 0001, 0002, ... In the real
@@ -434,13 +446,14 @@ def _birth_cells(df: pd.DataFrame, rng: np.random.Generator, snap: np.datetime64
     1 + lambda/2), and each run takes its first member's birth date. Then consecutive cells of one
     sex (any region) are joined COHORT_CELLS at a time into a day cohort with one birth date, so
     people of other kecamatan born the same day carry NIKs that differ only in the region digits.
-    A birth date moves only within `_max_shift` and never past a life event; others stay alone."""
+    A birth date moves only within `_max_shift` and never past a life event; others stay alone.
+    `n_total`: the size of the whole population when `df` is one chunk of it."""
     n = len(df)
     dob = df.tanggal_lahir.values.astype("datetime64[D]").copy()
     age = (snap - dob).astype(int) / 365.2425
     region = df.nik_region.values.astype(str)
     dki = np.char.startswith(region.astype("U6"), "31")
-    scale = max(0.0, 1.0 - n / DKI_RESIDENTS)
+    scale = max(0.0, 1.0 - (n if n_total is None else n_total) / DKI_RESIDENTS)
     lam = real_cell_density(df, snap) * scale
     sexc = (df.jenis_kelamin.values == "P").astype(np.int64)
     reg_code = pd.factorize(region)[0].astype(np.int64)
@@ -696,15 +709,40 @@ def _namesakes(
     df["namesake_anchor"] = anchor_mark
 
 
+class SerialCounter:
+    """How many NIKs every (region, DDMMYY) cell already holds, over the chunks of a population
+    built chunk by chunk (generate.py): a cell's serials continue in the next chunk (0001, 0002
+    here, 0003 there), so NIKs stay unique and Dukcapil-like. Compact: sorted int64 keys."""
+
+    def __init__(self) -> None:
+        self.keys = np.zeros(0, np.int64)
+        self.counts = np.zeros(0, np.int64)
+
+    def take(self, key: np.ndarray) -> np.ndarray:
+        """Per element of `key`, the serials its cell used before; counts `key` in."""
+        pos = np.clip(np.searchsorted(self.keys, key), 0, max(len(self.keys) - 1, 0))
+        found = (self.keys[pos] == key) if len(self.keys) else np.zeros(len(key), bool)
+        base = np.where(found, self.counts[pos] if len(self.keys) else 0, 0)
+        uk, cnt = np.unique(key, return_counts=True)
+        keys = np.union1d(self.keys, uk)
+        counts = np.zeros(len(keys), np.int64)
+        counts[np.searchsorted(keys, self.keys)] += self.counts
+        counts[np.searchsorted(keys, uk)] += cnt
+        self.keys, self.counts = keys, counts
+        return base
+
+
 def _nik_and_kk(
     df: pd.DataFrame,
     rng: np.random.Generator,
     kel: pd.DataFrame,
     kec: pd.DataFrame,
     snap: np.datetime64,
+    serials: SerialCounter | None = None,
 ) -> None:
     """NIK = region + DDMMYY (day + 40 for women) + serial 0001, 0002, ... restarting for every
-    region and birth date (in a random order of registration)."""
+    region and birth date (in a random order of registration). `serials`: the cells' counts of
+    the chunks built before (a KK needs none: a chunk holds whole kecamatan)."""
     n = len(df)
     region = df.nik_region.values
     ts = pd.DatetimeIndex(df.tanggal_lahir.values.astype("datetime64[D]"))
@@ -717,6 +755,8 @@ def _nik_and_kk(
     grp_start = np.maximum.accumulate(np.where(first, np.arange(n), 0))
     serial = np.empty(n, dtype=np.int64)
     serial[order] = np.arange(n) - grp_start + 1
+    if serials is not None:
+        serial += serials.take(key)
     assert serial.max() <= 9999
     nik = key * 10_000 + serial
     df["nik"] = nik.astype(str).astype(object)
@@ -824,28 +864,47 @@ def _events(
     df.loc[within, "rw"] = rng.integers(1, 14, n)[within]
 
 
-def build_population(n: int, rng: np.random.Generator, snapshot: date) -> pd.DataFrame:
-    """n persons of DKI (plus a few ghosts, people in no registry) with all true attributes."""
+@dataclass(frozen=True)
+class Chunk:
+    """Where one chunk of a population built chunk by chunk sits in the whole (generate.py): its
+    kelurahan (weights, zero elsewhere), the whole population's size and the persons and ghosts
+    of the chunks before it (their person keys come first)."""
+
+    kel_weights: np.ndarray
+    persons_total: int
+    rows_total: int  # persons and ghosts of the whole population
+    persons_before: int
+    ghosts_before: int
+    serials: SerialCounter
+
+
+def build_population(
+    n: int, rng: np.random.Generator, snapshot: date, chunk: Chunk | None = None
+) -> pd.DataFrame:
+    """n persons of DKI (plus a few ghosts, people in no registry) with all true attributes; with
+    `chunk`, the persons of that chunk of a bigger population (its kelurahan only)."""
     snap = _to_date(snapshot)
     w = wilayah()
-    pop = _people(n, rng, snap, w.kel)
+    kw = None if chunk is None else chunk.kel_weights
+    pop = _people(n, rng, snap, w.kel, kw)
     pop["is_ghost"] = False
     g = max(GHOST_MIN, int(round(n * GHOST_RATE)))
-    gh = _people(g, rng, snap, w.kel)
+    gh = _people(g, rng, snap, w.kel, kw)
     gh["is_ghost"] = True
     gh["hh"] += pop.hh.max() + 1
     gh["hh_start"] += len(pop)
     df = pd.concat([pop, gh], ignore_index=True)
     _events(df, rng, snap, w.kel)
     _registration(df, rng, w.kel, w.kec, snap)
-    _birth_cells(df, rng, snap)
+    _birth_cells(df, rng, snap, None if chunk is None else chunk.rows_total)
     _twins(df, rng)
     _namesakes(df, rng, w.kec, snap, n)
-    _nik_and_kk(df, rng, w.kel, w.kec, snap)
-    width = max(7, len(str(n)))
+    _nik_and_kk(df, rng, w.kel, w.kec, snap, None if chunk is None else chunk.serials)
+    width = max(7, len(str(n if chunk is None else chunk.persons_total)))
+    p0, g0 = (0, 0) if chunk is None else (chunk.persons_before, chunk.ghosts_before)
     key = pd.Series(np.arange(len(df)))
     pk = np.where(df.is_ghost.values, "G", "P").astype(object) + np.where(
-        df.is_ghost.values, key - len(pop) + 1, key + 1
+        df.is_ghost.values, key - len(pop) + 1 + g0, key + 1 + p0
     ).astype(str).astype(object)
     df.insert(0, "person_key", pk)
     df["person_key"] = df.person_key.str[0] + df.person_key.str[1:].str.zfill(width)

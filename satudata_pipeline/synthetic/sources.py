@@ -530,6 +530,9 @@ class People:
         self.kec_variants = [Z.name_variants(x) for x in w.kel.kec_name]
         self.kota_variants = [Z.kota_variants(x) for x in w.kel.kota_name]
         self.age = (self.snap - a["tanggal_lahir"]).astype(np.int64) / 365.2425
+        # per source, rows of the chunks written before (generate.py): record id serials go on
+        self.id_offset: dict[str, int] = {}
+        self.hh_offset = 0  # households of the chunks before (truth/persons.parquet)
 
     def __getitem__(self, k):
         return self.a[k]
@@ -549,9 +552,16 @@ def nudge_boundary(d: np.ndarray, snapshot: dt.date) -> np.ndarray:
     return np.where(near, b - 3 * DAY, d)
 
 
+def zfill(num: np.ndarray, width: int) -> np.ndarray:
+    """Numbers as zero-padded text (object array; also for none, as a small chunk may have)."""
+    if not len(num):
+        return np.zeros(0, dtype=object)
+    return np.char.zfill(num.astype(str), width).astype(object)
+
+
 def make_ids(rng, n: int, prefix, width: int, start: int = 1) -> np.ndarray:
     num = rng.permutation(n) + start
-    return prefix + np.char.zfill(num.astype(str), width).astype(object)
+    return prefix + zfill(num, width)
 
 
 def render_identity(P: People, pidx: np.ndarray, when: np.ndarray, source: str, rng) -> dict:
@@ -679,7 +689,9 @@ def build_civil(P: People, rng) -> pd.DataFrame:
         "dukcapil_penduduk",
         rng,
         {
-            "record_id": make_ids(rng, n, "", 10, 3100000001),
+            "record_id": make_ids(
+                rng, n, "", 10, 3100000001 + P.id_offset.get("dukcapil_penduduk", 0)
+            ),
             "agama": a["agama"][pidx],
             "role": rel,
             "tanggal_pemutakhiran": upd,
@@ -696,7 +708,8 @@ def build_death(P: People, rng) -> pd.DataFrame:
     lapor = np.minimum(death + rng.integers(1, 60, n) * DAY, P.snap - DAY)
     lapor = nudge_boundary(lapor, P.snapshot)
     y = (death.astype("datetime64[Y]").astype(int) + 1970).astype(str).astype(object)
-    ids = "AKM-" + y + "-" + np.char.zfill(rng.permutation(n).astype(str), 6).astype(object)
+    num = rng.permutation(n) + P.id_offset.get("dukcapil_kematian", 0)
+    ids = "AKM-" + y + "-" + zfill(num, 6)
     place = np.array(["RUMAH", "RUMAH SAKIT", "PUSKESMAS", "LAINNYA"], dtype=object)[
         rng.choice(4, n, p=[0.45, 0.45, 0.05, 0.05])
     ]
@@ -746,7 +759,8 @@ def build_migration(P: People, rng) -> pd.DataFrame:
     n = len(pidx)
     upd = nudge_boundary(np.minimum(when + rng.integers(0, 15, n) * DAY, P.snap - DAY), P.snapshot)
     y = (when.astype("datetime64[Y]").astype(int) + 1970).astype(str).astype(object)
-    ids = "SKPWNI/" + y + "/" + np.char.zfill(rng.permutation(n).astype(str), 7).astype(object)
+    num = rng.permutation(n) + P.id_offset.get("dukcapil_pindah", 0)
+    ids = "SKPWNI/" + y + "/" + zfill(num, 7)
     reasons = np.array(
         ["PEKERJAAN", "PENDIDIKAN", "KEAMANAN", "KESEHATAN", "PERUMAHAN", "KELUARGA", "LAINNYA"],
         dtype=object,
@@ -834,7 +848,8 @@ def build_dtks(P: People, rng) -> pd.DataFrame:
     upd = nudge_boundary(upd, P.snapshot)
     n = len(pidx)
     kec = P.kel.digits.str[:6].values.astype(object)[a["kel_idx"][pidx]]
-    ids = kec + np.char.zfill(rng.permutation(n).astype(str), 9).astype(object)
+    num = rng.permutation(n) + P.id_offset.get("dtks", 0)
+    ids = kec + zfill(num, 9)
     status = np.where(rng.random(n) < 0.97, "AKTIF", "PERLU VERIFIKASI").astype(object)
     extra = {"record_id": ids, "desil": desil, "tanggal_pemutakhiran": upd, "status": status}
     extra.update(_welfare_flags(P, rng, pidx))
@@ -857,7 +872,8 @@ def build_p3ke(P: People, rng) -> pd.DataFrame:
     pidx, upd, desil = _with_duplicates(P, rng, "p3ke", pidx, upd, desil, P3KE_DUPLICATE_RATE, 4)
     upd = nudge_boundary(upd, P.snapshot)
     n = len(pidx)
-    ids = "P3KE-" + np.char.zfill(rng.permutation(n).astype(str), 8).astype(object)
+    num = rng.permutation(n) + P.id_offset.get("p3ke", 0)
+    ids = "P3KE-" + zfill(num, 8)
     extra = {"record_id": ids, "desil": desil, "tanggal_pemutakhiran": upd}
     extra.update(_welfare_flags(P, rng, pidx))
     return frame(P, pidx, upd, "p3ke", rng, extra)
@@ -1003,7 +1019,8 @@ def build_roster(
     mulai[n0:] = np.maximum(mulai[n0:], d0 + DAY)
     extra: dict = {"tanggal_mulai": mulai}
     y = (mulai.astype("datetime64[Y]").astype(int) + 1970).astype(str).astype(object)
-    serial = np.char.zfill(rng.permutation(n).astype(str), 6).astype(object)
+    num = rng.permutation(n) + P.id_offset.get(source, 0)
+    serial = zfill(num, 6)
     extra["record_id"] = {
         "KJP": "KJP-" + y + "-" + serial,
         "KJMU": "KJMU" + y + serial,
@@ -1138,26 +1155,82 @@ def file_frame(spec: Spec, df: pd.DataFrame) -> pd.DataFrame:
 
 
 def write(spec: Spec, ff: pd.DataFrame, out: Path) -> None:
-    path = out / spec.path
-    if spec.fmt == "csv":
-        write_csv(ff, path, spec.delimiter or ",", spec.encoding or "utf-8")
-    elif spec.fmt == "parquet":
-        arrays, names = [], []
-        for c in ff.columns:
-            v = ff[c].values
-            if np.issubdtype(v.dtype, np.datetime64):
-                arr = pa.array(v.astype("datetime64[D]"), type=pa.date32())
-            elif v.dtype == object:
-                arr = pa.array(np.where(v == "", None, v), type=pa.string())
-            else:
-                arr = pa.array(v)
-            arrays.append(arr)
-            names.append(c)
-        pq.write_table(pa.Table.from_arrays(arrays, names=names), path, compression="zstd")
-    elif spec.fmt == "xlsx":
-        _write_xlsx(ff, path, spec)
-    else:  # pragma: no cover
-        raise ValueError(spec.fmt)
+    w = SourceWriter(spec, out, list(ff.columns))
+    w.add(ff)
+    w.close()
+
+
+def _parquet_table(ff: pd.DataFrame) -> pa.Table:
+    arrays, names = [], []
+    for c in ff.columns:
+        v = ff[c].values
+        if np.issubdtype(v.dtype, np.datetime64):
+            arr = pa.array(v.astype("datetime64[D]"), type=pa.date32())
+        elif v.dtype == object:
+            arr = pa.array(np.where(v == "", None, v), type=pa.string())
+        else:
+            arr = pa.array(v)
+        arrays.append(arr)
+        names.append(c)
+    return pa.Table.from_arrays(arrays, names=names)
+
+
+class ParquetAppender:
+    """One parquet file written a chunk (row group) at a time; the first chunk fixes the schema.
+    A single chunk gives the bytes of pq.write_table."""
+
+    def __init__(self, path: Path, compression: str = "zstd"):
+        self.path, self.compression = path, compression
+        self.writer: pq.ParquetWriter | None = None
+
+    def add(self, table: pa.Table) -> None:
+        if self.writer is None:
+            self.writer = pq.ParquetWriter(self.path, table.schema, compression=self.compression)
+        else:
+            table = table.cast(self.writer.schema)
+        self.writer.write_table(table)
+
+    def close(self, empty: pa.Table | None = None) -> None:
+        if self.writer is None and empty is not None:
+            self.add(empty)
+        if self.writer is not None:
+            self.writer.close()
+
+
+class SourceWriter:
+    """A source's file written chunk by chunk (generate.py streams the population): csv appended,
+    parquet a row group per chunk; xlsx (rosters, small) kept and written whole at close."""
+
+    def __init__(self, spec: Spec, out: Path, columns: list[str]):
+        self.spec, self.path = spec, out / spec.path
+        self.parts: list[pd.DataFrame] = []
+        self.csv: CsvAppender | None = None
+        self.pq: ParquetAppender | None = None
+        if spec.fmt == "csv":
+            self.csv = CsvAppender(
+                self.path, columns, spec.delimiter or ",", spec.encoding or "utf-8"
+            )
+        elif spec.fmt == "parquet":
+            self.pq = ParquetAppender(self.path)
+        elif spec.fmt != "xlsx":  # pragma: no cover
+            raise ValueError(spec.fmt)
+
+    def add(self, ff: pd.DataFrame) -> None:
+        if self.csv is not None:
+            self.csv.add(ff)
+        elif self.pq is not None:
+            self.pq.add(_parquet_table(ff))
+        else:
+            self.parts.append(ff)
+
+    def close(self) -> None:
+        if self.csv is not None:
+            self.csv.close()
+        elif self.pq is not None:
+            self.pq.close()
+        else:
+            ff = pd.concat(self.parts, ignore_index=True) if len(self.parts) > 1 else self.parts[0]
+            _write_xlsx(ff, self.path, self.spec)
 
 
 def _csv_column(v: np.ndarray, sep: str) -> list:
@@ -1178,12 +1251,31 @@ def _csv_column(v: np.ndarray, sep: str) -> list:
 
 def write_csv(ff: pd.DataFrame, path: Path, sep: str, encoding: str) -> None:
     """Minimal-quoting CSV (RFC 4180 style, \\n line ends), much faster than DataFrame.to_csv."""
-    cols = [_csv_column(ff[c].values, sep) for c in ff.columns]
-    header = sep.join(_csv_column(np.array(list(ff.columns), dtype=object), sep))
-    body = "\n".join(map(sep.join, zip(*cols))) if len(ff) else ""
-    text = header + "\n" + body + ("\n" if len(ff) else "")
-    with open(path, "wb") as fh:
-        fh.write(text.encode(encoding))
+    w = CsvAppender(path, list(ff.columns), sep, encoding)
+    w.add(ff)
+    w.close()
+
+
+class CsvAppender:
+    """A minimal-quoting CSV written a chunk at a time: the header first, then each chunk's lines
+    (a BOM, for utf-8-sig, only at the start). The bytes do not depend on how rows are chunked."""
+
+    def __init__(self, path: Path, columns: list[str], sep: str, encoding: str):
+        self.sep = sep
+        self.encoding = "utf-8" if encoding.lower().replace("_", "-") == "utf-8-sig" else encoding
+        self.fh = open(path, "wb")
+        header = sep.join(_csv_column(np.array(list(columns), dtype=object), sep))
+        self.fh.write((header + "\n").encode(encoding))
+
+    def add(self, ff: pd.DataFrame) -> None:
+        if not len(ff):
+            return
+        cols = [_csv_column(ff[c].values, self.sep) for c in ff.columns]
+        body = "\n".join(map(self.sep.join, zip(*cols)))
+        self.fh.write((body + "\n").encode(self.encoding))
+
+    def close(self) -> None:
+        self.fh.close()
 
 
 def _write_xlsx(ff: pd.DataFrame, path: Path, spec: Spec) -> None:
