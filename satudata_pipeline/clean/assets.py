@@ -3,12 +3,11 @@
 import dagster as dg
 from dagster_duckdb import DuckDBResource
 
-from satudata_pipeline.clean.transform import clean_frame
+from satudata_pipeline.clean.chunks import clean_source, quarantine_table
 from satudata_pipeline.contract.schema import (
     CLEAN_COLUMNS,
     DATE_FIELDS,
     QUALITY_FLAGS,
-    clean_select_sql,
     column_type,
 )
 from satudata_pipeline.contract.sources import Delivery, SourceSpec
@@ -16,25 +15,13 @@ from satudata_pipeline.history import intake as history_intake
 from satudata_pipeline.history import versions as history_versions
 from satudata_pipeline.sources.assets import raw_key
 from satudata_pipeline.sources.completeness import COMPLETENESS_KEY
-from satudata_pipeline.warehouse import one_row, scalar
+from satudata_pipeline.warehouse import all_rows, one_row
 
 QUARANTINE_KEY = dg.AssetKey("quarantine")
 
 
 def clean_key(source: SourceSpec) -> dg.AssetKey:
     return dg.AssetKey(f"clean_{source.name}")
-
-
-def quarantine_table(source_name: str) -> str:
-    return f'clean."{source_name}__quarantine"'
-
-
-def _select_clean(flag_names: list[str]) -> str:
-    """The clean schema's columns, and `quality_flags` from the frame's `_flag_*` columns."""
-    if not flag_names:
-        return clean_select_sql()
-    items = ", ".join(f"CASE WHEN \"_flag_{f}\" THEN '{f}' END" for f in flag_names)
-    return clean_select_sql(f"list_filter([{items}], lambda x: x IS NOT NULL)")
 
 
 def _clean_asset(delivery: Delivery, source: SourceSpec) -> dg.AssetsDefinition:
@@ -55,33 +42,27 @@ def _clean_asset(delivery: Delivery, source: SourceSpec) -> dg.AssetsDefinition:
     def clean_asset(
         context: dg.AssetExecutionContext, warehouse: DuckDBResource
     ) -> dg.MaterializeResult:
+        table = f'clean."{source.name}"'
         with warehouse.get_connection() as conn:
-            raw = conn.execute(f'SELECT * FROM raw."{source.name}" ORDER BY _row_number').df()
-            clean, quarantine = clean_frame(raw, source, delivery.snapshot_date)
-            flag_names = [c.removeprefix("_flag_") for c in clean.columns if c.startswith("_flag_")]
-            conn.execute("CREATE SCHEMA IF NOT EXISTS clean")
-            conn.register("_clean", clean)
-            conn.execute(
-                f'CREATE OR REPLACE TABLE clean."{source.name}" AS SELECT\n  {_select_clean(flag_names)}\n'
-                "FROM _clean ORDER BY row_number"
+            clean_source(conn, source, delivery.snapshot_date)
+            raw_n, clean_n, quarantined_n, nik_valid = one_row(
+                conn,
+                f'SELECT (SELECT count(*) FROM raw."{source.name}"), (SELECT count(*) FROM {table}), '
+                f"(SELECT count(*) FROM {quarantine_table(source.name)}), "
+                f"(SELECT count(*) FILTER (WHERE nik_valid) FROM {table})",
             )
-            conn.unregister("_clean")
-            conn.register("_quarantine", quarantine)
-            conn.execute(
-                f"CREATE OR REPLACE TABLE {quarantine_table(source.name)} AS SELECT "
-                "CAST(source AS VARCHAR) AS source, CAST(record_id AS VARCHAR) AS record_id, "
-                "CAST(row_number AS BIGINT) AS row_number, CAST(reason AS VARCHAR) AS reason, "
-                "CAST(raw_values AS VARCHAR) AS raw_values FROM _quarantine ORDER BY row_number"
+            reasons = dict(
+                all_rows(
+                    conn,
+                    f"SELECT reason, count(*) FROM {quarantine_table(source.name)} "
+                    "GROUP BY reason ORDER BY reason",
+                )
             )
-            conn.unregister("_quarantine")
             flag_counts = dict(
                 conn.execute(
-                    f'SELECT f, count(*) FROM (SELECT unnest(quality_flags) AS f FROM clean."{source.name}") '
+                    f"SELECT f, count(*) FROM (SELECT unnest(quality_flags) AS f FROM {table}) "
                     "GROUP BY f ORDER BY f"
                 ).fetchall()
-            )
-            nik_valid = scalar(
-                conn, f'SELECT count(*) FILTER (WHERE nik_valid) FROM clean."{source.name}"'
             )
             # section 5: this delivery's rows against the last published one, before anything is linked
             history_versions.stage_delivery_file(
@@ -93,18 +74,17 @@ def _clean_asset(delivery: Delivery, source: SourceSpec) -> dg.AssetsDefinition:
             )
             changes = history_intake.detect_source_changes(conn, source.name)
         context.log.info(history_intake.describe(source.name, changes))
-        reasons = quarantine["reason"].value_counts().sort_index().to_dict()
-        context.log.info(f"{source.name}: {len(clean)} clean rows, {len(quarantine)} quarantined")
+        context.log.info(f"{source.name}: {clean_n} clean rows, {quarantined_n} quarantined")
         return dg.MaterializeResult(
             metadata={
-                "dagster/row_count": len(clean),
-                "raw_rows": len(raw),
-                "quarantined_rows": len(quarantine),
+                "dagster/row_count": clean_n,
+                "raw_rows": raw_n,
+                "quarantined_rows": quarantined_n,
                 "quarantine_reasons": dg.MetadataValue.json(
                     {k: int(v) for k, v in reasons.items()}
                 ),
                 "quality_flags": dg.MetadataValue.json({k: int(v) for k, v in flag_counts.items()}),
-                "nik_valid_share": round(nik_valid / len(clean), 4) if len(clean) else 0.0,
+                "nik_valid_share": round(nik_valid / clean_n, 4) if clean_n else 0.0,
                 "changes_since_last_publication": history_intake.describe(source.name, changes),
                 **{f"rows_{k}": changes[k] for k in history_intake.CHANGES},
                 "dagster/column_schema": dg.TableSchema(

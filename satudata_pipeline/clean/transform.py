@@ -96,21 +96,43 @@ def _text(series: pd.Series) -> pd.Series:
     return pd.Series(cells, index=series.index, dtype=object, name=series.name)
 
 
+def _max_chars() -> int:
+    from satudata_pipeline.contract.intake import load_intake_rules
+
+    return load_intake_rules().fields.max_chars
+
+
+def _mapped_field(raw: pd.DataFrame, source: SourceSpec, canonical: str) -> pd.Series:
+    """One canonical field as the cleaners see it: trimmed text with the source's `values:` map."""
+    values = _text(raw[source.columns[canonical].strip()])
+    return _apply_values(values, source.values.get(canonical, {}))
+
+
+def mapped_record_id(raw: pd.DataFrame, source: SourceSpec) -> pd.Series:
+    """The record id of each row exactly as `clean_frame` judges repeats by (mapped, hostile values
+    blanked); None where the source maps no record id. For finding repeats across chunks."""
+    if "record_id" not in source.columns:
+        return _constant(None, raw.index)
+    values = _mapped_field(raw, source, "record_id")
+    _, cells = _hostile_values({"record_id": values}, _max_chars())
+    return values.where(~cells["record_id"], None) if "record_id" in cells else values
+
+
 def clean_frame(
-    raw: pd.DataFrame, source: SourceSpec, snapshot: dt.date
+    raw: pd.DataFrame,
+    source: SourceSpec,
+    snapshot: dt.date,
+    repeated_rows: set[int] | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Clean `raw` (the raw table of `source`, text columns as delivered) into (clean, quarantine).
 
     `clean` holds CLEAN_COLUMNS plus boolean `_flag_*` columns (turned into the `quality_flags`
-    list in SQL); `quarantine` holds QUARANTINE_COLUMNS.
+    list in SQL); `quarantine` holds QUARANTINE_COLUMNS. `repeated_rows`: when `raw` is one chunk
+    of the source, the row numbers (of any chunk) whose record id repeats in the whole source;
+    None = judge repeats within `raw`.
     """
-    from satudata_pipeline.contract.intake import load_intake_rules
-
-    max_chars = load_intake_rules().fields.max_chars
-    field = {}
-    for canonical, column in source.columns.items():
-        values = _text(raw[column.strip()])
-        field[canonical] = _apply_values(values, source.values.get(canonical, {}))
+    max_chars = _max_chars()
+    field = {canonical: _mapped_field(raw, source, canonical) for canonical in source.columns}
     # Hostile values (a control character, a line break, a 10 MB "name") are quarantined and blanked
     # here, before any cleaner or the linkage sees them.
     hostile, cells = _hostile_values(field, max_chars)
@@ -124,7 +146,7 @@ def clean_frame(
     # Quarantine first: the rows nobody can use are set aside, only the others are cleaned.
     record_id = field["record_id"] if "record_id" in field else _constant(None, raw.index)
     quarantine, bad = _quarantine(
-        raw, source, record_id, row_number, names["nama"], hostile, max_chars
+        raw, source, record_id, row_number, names["nama"], hostile, max_chars, repeated_rows
     )
     if bad.any():
         keep = ~bad.to_numpy(dtype=bool)
@@ -312,9 +334,15 @@ def _quarantine(
     nama: pd.Series,
     hostile: dict[str, pd.Series] | None = None,
     max_chars: int = 1000,
+    repeated_rows: set[int] | None = None,
 ) -> tuple[pd.DataFrame, pd.Series]:
     """The rows nobody can use, with the reason and the raw values, and the mask of those rows."""
     hostile = hostile or {}
+    repeated = (
+        record_id.notna() & record_id.duplicated(keep=False)
+        if repeated_rows is None
+        else row_number.isin(repeated_rows)
+    )
     # Every row of a repeated id: we cannot tell which copy is right, and (source, record_id) must
     # name one row downstream, so the provider corrects it.
     checks = [  # the first that applies is the reason
@@ -322,7 +350,7 @@ def _quarantine(
         *((reason, hostile[reason]) for reason in HOSTILE_REASONS if reason in hostile),
         ("blank_record_id", record_id.isna()),
         ("blank_name", nama.isna() | nama.eq("")),
-        ("duplicate_record_id", record_id.notna() & record_id.duplicated(keep=False)),
+        ("duplicate_record_id", repeated),
     ]
     reasons = np.full(len(raw), None, dtype=object)
     for label, applies in reversed(checks):

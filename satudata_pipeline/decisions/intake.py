@@ -235,8 +235,29 @@ class Context:
     rosters: pd.DataFrame  # program, source, record_id of this delivery's roster rows
     published: pd.DataFrame  # program, record_id of the last publication
     person_sources: set[str]
-    records: set[str]  # unique_id of this delivery's person records
+    records: RecordIds  # which unique_ids are this delivery's person records
     today: dt.date
+
+
+class RecordIds:
+    """Membership in `link.person_records.unique_id`, asked of the warehouse for the few ids a
+    decision file names (the records themselves, millions, are never loaded into Python)."""
+
+    def __init__(self, conn: duckdb.DuckDBPyConnection | None):
+        self.conn = conn  # None: no person records (every id is unknown)
+
+    def known(self, ids: pd.Series) -> set[str]:
+        wanted = pd.DataFrame({"id": pd.Series(ids, dtype=object).dropna().unique()})
+        if self.conn is None or wanted.empty:
+            return set()
+        self.conn.register("_decision_ids", wanted)
+        try:
+            rows = self.conn.execute(
+                "SELECT d.id FROM _decision_ids d SEMI JOIN link.person_records r ON r.unique_id = d.id"
+            ).fetchall()
+        finally:
+            self.conn.unregister("_decision_ids")
+        return {r[0] for r in rows}
 
 
 def load_context(
@@ -267,11 +288,7 @@ def load_context(
     ]
     if quarantined:
         rosters = pd.concat([rosters, *quarantined], ignore_index=True).drop_duplicates()
-    records = (
-        {r[0] for r in conn.execute("SELECT unique_id FROM link.person_records").fetchall()}
-        if have
-        else set()
-    )
+    records = RecordIds(conn if have else None)
     published = (
         conn.execute(
             "SELECT DISTINCT program, CAST(record_id AS VARCHAR) AS record_id FROM main.beneficiary_review"
@@ -348,6 +365,7 @@ def check_link_rows(frame: pd.DataFrame, source: SourceSpec, ctx: Context) -> pd
     f["decided_at_date"] = _dates(f, source, ctx.today)
     uid_a = f["source_a"].astype(object) + ":" + f["record_id_a"].astype(object)
     uid_b = f["source_b"].astype(object) + ":" + f["record_id_b"].astype(object)
+    known = ctx.records.known(pd.concat([uid_a, uid_b]))
     f["unique_id_a"] = [
         min(a, b) if isinstance(a, str) and isinstance(b, str) else a for a, b in zip(uid_a, uid_b)
     ]
@@ -371,7 +389,7 @@ def check_link_rows(frame: pd.DataFrame, source: SourceSpec, ctx: Context) -> pd
                 "unknown_source",
                 ~f["source_a"].isin(ctx.person_sources) | ~f["source_b"].isin(ctx.person_sources),
             ),
-            ("unknown_record", ~uid_a.isin(ctx.records) | ~uid_b.isin(ctx.records)),
+            ("unknown_record", ~uid_a.isin(known) | ~uid_b.isin(known)),
         ],
     )
     f["note"] = f["note"].map(scrub_note)

@@ -13,8 +13,8 @@ from satudata_pipeline.sources.completeness import FILE_STATS, build_completenes
 from satudata_pipeline.sources.readers import (
     PARSE_ERROR,
     ROW_NUMBER,
+    SourceBatches,
     file_sha256,
-    read_source_with_stats,
 )
 from satudata_pipeline.warehouse import transaction
 
@@ -58,23 +58,32 @@ def _raw_asset(delivery: Delivery, source: SourceSpec) -> dg.AssetsDefinition:
         # this source is written, even if the code location was loaded before the file changed.
         check_files(delivery)
         path = delivery.file_path(source)
-        table, stats = read_source_with_stats(delivery, source)
         digest = file_sha256(path)
-        n = table.num_rows
-        table = (
-            table.append_column("_source", pa.array([source.name] * n, pa.string()))
-            .append_column("_file_name", pa.array([source.path] * n, pa.string()))
-            .append_column("_file_hash", pa.array([digest] * n, pa.string()))
-            .append_column("_extracted_at", pa.array([source.extracted_at] * n, pa.date32()))
-        )
-        unreadable = n - table.column(PARSE_ERROR).null_count
+        batches = SourceBatches(delivery, source)
         with warehouse.get_connection() as conn:
             conn.execute("CREATE SCHEMA IF NOT EXISTS raw")
-            conn.register("_incoming", table)
-            conn.execute(
-                f'CREATE OR REPLACE TABLE raw."{source.name}" AS SELECT * FROM _incoming ORDER BY {ROW_NUMBER}'
-            )
-            conn.unregister("_incoming")
+            # batch by batch into the table, all or nothing: a file that turns out unreadable
+            # half way leaves the previous table
+            n = unreadable = 0
+            names: list[str] = []
+            with transaction(conn):
+                for i, batch in enumerate(batches):
+                    table = _with_provenance(batch, source, digest)
+                    names = table.column_names
+                    n += table.num_rows
+                    unreadable += table.num_rows - table.column(PARSE_ERROR).null_count
+                    into = (
+                        f'CREATE OR REPLACE TABLE raw."{source.name}" AS'
+                        if i == 0
+                        else f'INSERT INTO raw."{source.name}"'
+                    )
+                    conn.register("_incoming", table)
+                    try:
+                        conn.execute(f"{into} SELECT * FROM _incoming ORDER BY {ROW_NUMBER}")
+                    finally:
+                        conn.unregister("_incoming")
+            stats = batches.stats
+            assert stats is not None
             record_file_stats(conn, source, digest, stats)
         context.log.info(f"{source.name}: {n} rows landed ({unreadable} unreadable)")
         return dg.MaterializeResult(
@@ -90,7 +99,7 @@ def _raw_asset(delivery: Delivery, source: SourceSpec) -> dg.AssetsDefinition:
                 "extracted_at": str(source.extracted_at),
                 "days_old_at_snapshot": delivery.days_old(source),
                 "dagster/column_schema": dg.TableSchema(
-                    columns=[dg.TableColumn(name, "VARCHAR") for name in table.column_names]
+                    columns=[dg.TableColumn(name, "VARCHAR") for name in names]
                 ),
                 "table": f'raw."{source.name}"',
             },
@@ -98,6 +107,17 @@ def _raw_asset(delivery: Delivery, source: SourceSpec) -> dg.AssetsDefinition:
         )
 
     return raw_asset
+
+
+def _with_provenance(batch: pa.Table, source: SourceSpec, digest: str) -> pa.Table:
+    """A batch of the file with the columns that say where it came from."""
+    n = batch.num_rows
+    return (
+        batch.append_column("_source", pa.array([source.name] * n, pa.string()))
+        .append_column("_file_name", pa.array([source.path] * n, pa.string()))
+        .append_column("_file_hash", pa.array([digest] * n, pa.string()))
+        .append_column("_extracted_at", pa.array([source.extracted_at] * n, pa.date32()))
+    )
 
 
 def _freshness_check(delivery: Delivery, source: SourceSpec) -> dg.AssetChecksDefinition:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import hashlib
+from collections.abc import Iterator
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from pathlib import Path
@@ -82,107 +83,153 @@ class ReadStats:
     cut_line: int | None = None
 
 
+BATCH_ROWS = 100_000  # rows per batch handed to the warehouse (~0.2 GB of Python strings)
+
+
+class SourceBatches:
+    """The file of `source` as tables of at most `batch_rows` rows, in row order: strings plus
+    `_row_number`, `_line_number`, `_parse_error`, so Python never holds the whole file (an xlsx
+    sheet, at most 1,048,576 rows by its format, comes as one table). At least one table, empty
+    for an empty file. `stats` is set once the batches are exhausted; a file that cannot be read
+    raises ContractError part way, so the caller writes nothing it has not finished."""
+
+    def __init__(self, delivery: Delivery, source: SourceSpec, batch_rows: int | None = None):
+        batch_rows = batch_rows or BATCH_ROWS
+        if batch_rows < 1:
+            raise ValueError("batch_rows must be at least 1")
+        self.path = delivery.file_path(source)
+        self.source = source
+        self.batch_rows = batch_rows
+        self.stats: ReadStats | None = None
+
+    def __iter__(self) -> Iterator[pa.Table]:
+        fmt = self.source.file_format
+        if fmt == "csv":
+            yield from self._csv()
+            return
+        parts = (
+            _parquet_batches(self.path, self.source, self.batch_rows)
+            if fmt == "parquet"
+            else iter([_read_xlsx(self.path, self.source)])
+        )
+        n = 0
+        for table in parts:
+            n += table.num_rows
+            yield table
+        self.stats = ReadStats(rows=n)
+
+    def _csv(self) -> Iterator[pa.Table]:
+        source, path = self.source, self.path
+        n = 0
+        longest, longest_row, longest_line, multiline = 1, None, None, 0
+        cut_row = cut_line = None
+        keep = _mapped(source)
+        with open_text(path, source) as fh:
+            try:
+                first = fh.readline()
+                delimiter = csv_delimiter(source, first)
+                header = next(csv.reader([first], delimiter=delimiter))
+                width = len(header)
+                columns: list[list] = [[] for _ in range(width)]
+                errors: list = []
+                lines: list = []
+                reader = csv.reader(fh, delimiter=delimiter, strict=False)
+                blank = 0
+                consumed = 0  # physical lines after the header read so far (reader.line_num)
+                row: list = []
+                last: list = []  # the last row's cells, its error and start line
+                last_error, last_line = None, None
+                yielded = False
+                for row in reader:
+                    start = consumed + 2  # line 1 is the header
+                    span = reader.line_num - consumed
+                    consumed = reader.line_num
+                    if not row or (len(row) == 1 and not row[0].strip()):
+                        blank += span
+                        continue  # blank line: not a row
+                    n += 1
+                    lines.append(start)
+                    if span > 1:
+                        multiline += 1
+                        if span > longest:
+                            longest, longest_row, longest_line = span, n, start
+                    if len(row) == width:
+                        last_error = None
+                    else:
+                        last_error = f"expected {width} fields, found {len(row)} (line {start})"
+                        row = (row + [None] * width)[:width]
+                    errors.append(last_error)
+                    last = [value if value not in ("",) else None for value in row]
+                    last_line = start
+                    for i, value in enumerate(last):
+                        columns[i].append(value)
+                    if len(errors) == self.batch_rows:
+                        yield _table(header, columns, errors, n - len(errors), keep, lines)
+                        yielded = True
+                        columns, errors, lines = [[] for _ in range(width)], [], []
+                # The file ends in the middle of a record: an unclosed quote ran to the end of the
+                # file (its last field swallowed the final line break), or the last line has no
+                # line break and too few fields (the transfer was cut).
+                if n and row:
+                    tail = next((v for v in reversed(last) if v is not None), "")
+                    no_newline = not _ends_with_newline(path)
+                    if tail.endswith(("\n", "\r")) or (no_newline and last_error is not None):
+                        cut_row, cut_line = n, last_line
+                if errors or not yielded:
+                    yield _table(header, columns, errors, n - len(errors), keep, lines)
+            except UnicodeDecodeError as exc:
+                raise ContractError(
+                    f"cannot decode the file as {source.encoding} ({exc.reason} near data row "
+                    f"{n + 1}); set `encoding:` to the file's real encoding (e.g. latin-1, cp1252, "
+                    "utf-8-sig)",
+                    source=source.name,
+                    file=source.path,
+                ) from None
+            except csv.Error as exc:
+                raise ContractError(
+                    f"unreadable CSV ({exc})", source=source.name, file=source.path, row=n + 1
+                ) from None
+        self.stats = ReadStats(
+            rows=n,
+            physical_records=consumed - blank,
+            multiline_rows=multiline,
+            longest_record_lines=longest,
+            longest_record_row=longest_row,
+            longest_record_line=longest_line,
+            cut_row=cut_row,
+            cut_line=cut_line,
+        )
+
+
 def read_source(delivery: Delivery, source: SourceSpec) -> pa.Table:
-    """The file of `source` as a table of strings plus `_row_number`, `_line_number`, `_parse_error`."""
+    """The file of `source` as one table of strings plus `_row_number`, `_line_number`,
+    `_parse_error` (small files and tests; the raw assets stream `SourceBatches`)."""
     return read_source_with_stats(delivery, source)[0]
 
 
 def read_source_with_stats(delivery: Delivery, source: SourceSpec) -> tuple[pa.Table, ReadStats]:
-    path = delivery.file_path(source)
-    fmt = source.file_format
-    if fmt == "csv":
-        return _read_csv(path, source)
-    if fmt == "parquet":
-        table = _read_parquet(path, source)
-    else:
-        table = _read_xlsx(path, source)
-    return table, ReadStats(rows=table.num_rows)
+    batches = SourceBatches(delivery, source)
+    table = pa.concat_tables(list(batches))
+    assert batches.stats is not None
+    return table, batches.stats
 
 
 def _table(
     header: list[str],
     columns: list[list],
     errors: list,
-    n: int,
+    offset: int,
     keep: set[str],
     lines: list | None = None,
 ) -> pa.Table:
+    """One batch: rows `offset + 1` .. `offset + len(errors)` of the file."""
+    n = len(errors)
     names = unique_headers(header, keep)
     arrays = [pa.array(col, type=pa.string()) for col in columns]
-    arrays.append(pa.array(range(1, n + 1), type=pa.int64()))
+    arrays.append(pa.array(range(offset + 1, offset + n + 1), type=pa.int64()))
     arrays.append(pa.array(lines if lines is not None else [None] * n, type=pa.int64()))
     arrays.append(pa.array(errors, type=pa.string()))
     return pa.table(arrays, names=[*names, ROW_NUMBER, LINE_NUMBER, PARSE_ERROR])
-
-
-def _read_csv(path: Path, source: SourceSpec) -> tuple[pa.Table, ReadStats]:
-    n = 0
-    longest, longest_row, longest_line, multiline = 1, None, None, 0
-    cut_row = cut_line = None
-    with open_text(path, source) as fh:
-        try:
-            first = fh.readline()
-            delimiter = csv_delimiter(source, first)
-            header = next(csv.reader([first], delimiter=delimiter))
-            width = len(header)
-            columns: list[list] = [[] for _ in range(width)]
-            errors: list = []
-            lines: list = []
-            reader = csv.reader(fh, delimiter=delimiter, strict=False)
-            blank = 0
-            consumed = 0  # physical lines after the header read so far (reader.line_num)
-            row: list = []
-            for row in reader:
-                start = consumed + 2  # line 1 is the header
-                span = reader.line_num - consumed
-                consumed = reader.line_num
-                if not row or (len(row) == 1 and not row[0].strip()):
-                    blank += span
-                    continue  # blank line: not a row
-                n += 1
-                lines.append(start)
-                if span > 1:
-                    multiline += 1
-                    if span > longest:
-                        longest, longest_row, longest_line = span, n, start
-                if len(row) == width:
-                    errors.append(None)
-                else:
-                    errors.append(f"expected {width} fields, found {len(row)} (line {start})")
-                    row = (row + [None] * width)[:width]
-                for i, value in enumerate(row):
-                    columns[i].append(value if value not in ("",) else None)
-            # The file ends in the middle of a record: an unclosed quote ran to the end of the file
-            # (its last field swallowed the final line break), or the last line has no line break
-            # and too few fields (the transfer was cut).
-            if n and lines and row:
-                last = [columns[i][-1] for i in range(width)]
-                tail = next((v for v in reversed(last) if v is not None), "")
-                no_newline = not _ends_with_newline(path)
-                if tail.endswith(("\n", "\r")) or (no_newline and errors[-1] is not None):
-                    cut_row, cut_line = n, lines[-1]
-        except UnicodeDecodeError as exc:
-            raise ContractError(
-                f"cannot decode the file as {source.encoding} ({exc.reason} near data row {n + 1}); "
-                "set `encoding:` to the file's real encoding (e.g. latin-1, cp1252, utf-8-sig)",
-                source=source.name,
-                file=source.path,
-            ) from None
-        except csv.Error as exc:
-            raise ContractError(
-                f"unreadable CSV ({exc})", source=source.name, file=source.path, row=n + 1
-            ) from None
-    stats = ReadStats(
-        rows=n,
-        physical_records=consumed - blank,
-        multiline_rows=multiline,
-        longest_record_lines=longest,
-        longest_record_row=longest_row,
-        longest_record_line=longest_line,
-        cut_row=cut_row,
-        cut_line=cut_line,
-    )
-    return _table(header, columns, errors, n, _mapped(source), lines), stats
 
 
 def _ends_with_newline(path: Path) -> bool:
@@ -215,28 +262,47 @@ def _cell_text(value) -> str | None:
     return str(value)
 
 
-def _read_parquet(path: Path, source: SourceSpec) -> pa.Table:
+def _parquet_batches(path: Path, source: SourceSpec, batch_rows: int) -> Iterator[pa.Table]:
     import pyarrow.parquet as pq
 
-    try:
-        table = pq.read_table(path)
-    except Exception as exc:
-        raise ContractError(
+    def unreadable(exc: Exception) -> ContractError:
+        return ContractError(
             f"unreadable parquet file ({type(exc).__name__})", source=source.name, file=source.path
-        ) from None
-    header = list(table.column_names)
-    columns = []
-    for name in header:
-        col = table.column(name)
-        if pa.types.is_string(col.type) or pa.types.is_large_string(col.type):
-            columns.append(col.to_pylist())
-        elif pa.types.is_integer(col.type):
-            columns.append(col.cast(pa.string()).to_pylist())
-        else:
-            columns.append([_cell_text(v) for v in col.to_pylist()])
-    columns = [[v if (v is None or v.strip()) else None for v in c] for c in columns]
-    n = table.num_rows
-    return _table(header, columns, [None] * n, n, _mapped(source))
+        )
+
+    try:
+        parquet = pq.ParquetFile(path)
+        header = list(parquet.schema_arrow.names)
+        batches = parquet.iter_batches(batch_size=batch_rows)
+    except Exception as exc:
+        raise unreadable(exc) from None
+    n = 0
+    yielded = False
+    while True:
+        try:
+            batch = next(batches, None)
+        except Exception as exc:
+            raise unreadable(exc) from None
+        if batch is None:
+            break
+        columns = [_parquet_text(batch.column(i)) for i in range(len(header))]
+        rows = batch.num_rows
+        yield _table(header, columns, [None] * rows, n, _mapped(source))
+        yielded = True
+        n += rows
+    if not yielded:
+        yield _table(header, [[] for _ in header], [], 0, _mapped(source))
+
+
+def _parquet_text(col) -> list:
+    """A parquet column's cells as text (None for blank)."""
+    if pa.types.is_string(col.type) or pa.types.is_large_string(col.type):
+        values = col.to_pylist()
+    elif pa.types.is_integer(col.type):
+        values = col.cast(pa.string()).to_pylist()
+    else:
+        values = [_cell_text(v) for v in col.to_pylist()]
+    return [v if (v is None or v.strip()) else None for v in values]
 
 
 def _read_xlsx(path: Path, source: SourceSpec) -> pa.Table:
@@ -265,4 +331,4 @@ def _read_xlsx(path: Path, source: SourceSpec) -> pa.Table:
     while header and header[-1] == "" and all(v is None for v in columns[len(header) - 1]):
         header.pop()
         columns.pop()
-    return _table(header, columns, errors, n, _mapped(source))
+    return _table(header, columns, errors, 0, _mapped(source))
