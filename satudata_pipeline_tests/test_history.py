@@ -591,3 +591,33 @@ def test_history_prints_decision_status_and_date_and_applies_only_applied():
         ]
     )
     assert "[contradicted, not applied]" in contradicted
+
+
+def test_hash_fields_come_from_the_clean_schema_and_keep_their_order():
+    """The row hash reads the contract's clean columns (contract/schema.py), minus the derived and
+    bookkeeping ones; a change of this list would mark every row of the next delivery changed."""
+    from satudata_pipeline.contract.schema import CLEAN_COLUMNS, HASH_FIELDS, UNHASHED_COLUMNS
+
+    assert intake.HASH_FIELDS is HASH_FIELDS
+    assert [c for c in CLEAN_COLUMNS if c in HASH_FIELDS] == list(HASH_FIELDS)
+    assert set(HASH_FIELDS) | UNHASHED_COLUMNS == set(CLEAN_COLUMNS)
+    assert HASH_FIELDS == (
+        "program", "nik", "no_kk", "nama", "jenis_kelamin", "tempat_lahir", "tanggal_lahir",
+        "alamat", "rt", "rw", "kelurahan", "kecamatan", "kota", "kode_kelurahan",
+        "tanggal_pemutakhiran", "tanggal_meninggal", "tanggal_pindah", "kode_wilayah_tujuan",
+        "pindah_keluar_dki", "desil", "disabilitas", "punya_mobil", "njop_di_atas_1m", "jenjang",
+        "nominal_bulanan", "tanggal_mulai",
+    )  # fmt: skip
+
+
+def test_the_history_refuses_a_review_without_its_columns():
+    from satudata_pipeline.contract.schema import SchemaError
+
+    conn = duckdb.connect()
+    conn.execute(
+        "CREATE TABLE main.beneficiary_review (program VARCHAR, source VARCHAR, record_id VARCHAR)"
+    )
+    with pytest.raises(
+        SchemaError, match=r"table main.beneficiary_review lacks column\(s\) person_id"
+    ):
+        store.review_projection_sql(conn, "main.beneficiary_review", 1)
