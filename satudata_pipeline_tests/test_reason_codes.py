@@ -407,3 +407,57 @@ def test_a_missing_input_table_is_named():
     conn.execute("DROP TABLE link.event_evidence")
     with pytest.raises(SchemaError, match=r"table link.event_evidence does not exist"):
         verdicts.build_beneficiary_review(conn, load_rules(), FIXTURE_SNAPSHOT)
+
+
+def test_the_generator_and_the_benchmarks_know_only_the_table_codes():
+    from satudata_pipeline.synthetic import officer, truth
+
+    assert set(truth.REASON_CODES) <= set(REASON_CODES)
+    assert set(officer.REMOVE_FIRST) | set(officer.CONFIRMED_INELIGIBLE) <= set(REASON_CODES)
+    assert set(officer.TRUE_STATE_REASON.values()) <= set(REASON_CODES)
+
+
+# (part, table it reads, a column it needs, the DDL of the table)
+DECISION_PARTS = [
+    (
+        verdicts.decisions_in_force_sql,
+        "decisions.review_in_force",
+        "contradicted",
+        "program VARCHAR, roster_source VARCHAR, record_id VARCHAR, decision VARCHAR, "
+        "decision_reason VARCHAR, decided_by VARCHAR, decided_at DATE, contradicted BOOLEAN",
+    ),
+    (
+        verdicts.previous_publication_sql,
+        "main.beneficiary_review",
+        "decision_fingerprint",
+        "program VARCHAR, source VARCHAR, record_id VARCHAR, evidence_fingerprint VARCHAR, "
+        "decision VARCHAR, decided_at DATE, decided_by VARCHAR, decision_fingerprint VARCHAR",
+    ),
+    (
+        verdicts.decision_history_sql,
+        "history.review_rows",
+        "evidence_fingerprint",
+        "program VARCHAR, source VARCHAR, record_id VARCHAR, decision VARCHAR, decided_at DATE, "
+        "decided_by VARCHAR, evidence_fingerprint VARCHAR, decision_fingerprint VARCHAR, "
+        "determination_id BIGINT",
+    ),
+]
+
+
+@pytest.mark.parametrize(("part", "table", "column", "ddl"), DECISION_PARTS)
+def test_decision_parts_read_empty_before_their_table_exists_and_need_its_columns(
+    part, table, column, ddl
+):
+    conn = duckdb.connect()
+    empty = conn.execute(f"SELECT count(*) FROM {part(conn)}").fetchall()[0][0]
+    assert empty == 0
+    conn.execute(f"CREATE SCHEMA IF NOT EXISTS {table.split('.')[0]}")
+    conn.execute(f"CREATE TABLE {table} ({ddl})")
+    if table == "history.review_rows":
+        conn.execute(
+            "CREATE TABLE history.determinations (determination_id BIGINT, published_at TIMESTAMP)"
+        )
+    assert conn.execute(f"SELECT count(*) FROM {part(conn)}").fetchall()[0][0] == 0
+    conn.execute(f"ALTER TABLE {table} DROP COLUMN {column}")
+    with pytest.raises(SchemaError, match=rf"{re.escape(table)} lacks column\(s\) {column}"):
+        part(conn)

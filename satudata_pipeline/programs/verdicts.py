@@ -742,6 +742,82 @@ def _decide_rows(conn: duckdb.DuckDBPyConnection, snapshot_date: date, schema: s
     conn.execute("DROP TABLE IF EXISTS _br_left_out")
 
 
+_IN_FORCE = {
+    "program": "VARCHAR",
+    "roster_source": "VARCHAR",
+    "record_id": "VARCHAR",
+    "decision": "VARCHAR",
+    "decision_reason": "VARCHAR",
+    "decided_by": "VARCHAR",
+    "decided_at": "DATE",
+    "contradicted": "BOOLEAN",
+}
+_PUBLISHED_DECISION = {
+    "program": "VARCHAR",
+    "source": "VARCHAR",
+    "record_id": "VARCHAR",
+    "evidence_fingerprint": "VARCHAR",
+    "decision": "VARCHAR",
+    "decided_at": "DATE",
+    "decided_by": "VARCHAR",
+    "decision_fingerprint": "VARCHAR",
+}
+_HISTORY_DECISION = {
+    "program": "VARCHAR",
+    "source": "VARCHAR",
+    "record_id": "VARCHAR",
+    "decision": "VARCHAR",
+    "decided_at": "DATE",
+    "decided_by": "VARCHAR",
+    "evidence_fingerprint": "VARCHAR",
+    "decision_fingerprint": "VARCHAR",
+    "determination_id": "BIGINT",
+}
+
+
+def decisions_in_force_sql(conn: duckdb.DuckDBPyConnection) -> str:
+    """The person's decision in force per roster row (`decisions.review_in_force`; none before the
+    first decision is handed back)."""
+    return _optional_table(
+        conn,
+        {DECISIONS_IN_FORCE: _IN_FORCE},
+        _IN_FORCE,
+        f"SELECT program, roster_source, record_id, decision, decision_reason, decided_by, "
+        f"decided_at, contradicted FROM {DECISIONS_IN_FORCE}",
+    )
+
+
+def previous_publication_sql(conn: duckdb.DuckDBPyConnection, previous: str = REVIEW_TABLE) -> str:
+    """The last publication's fingerprints and decision, one row per roster row (rows quarantined
+    for a repeated record_id share their key); none before the first publication."""
+    return _optional_table(
+        conn,
+        {previous: _PUBLISHED_DECISION},
+        _PUBLISHED_DECISION,
+        f"SELECT program, source, record_id, evidence_fingerprint, decision, decided_at, decided_by, "
+        f"decision_fingerprint FROM {previous} QUALIFY row_number() OVER ("
+        f"PARTITION BY program, source, record_id ORDER BY decision_fingerprint NULLS LAST, "
+        f"evidence_fingerprint) = 1",
+    )
+
+
+def decision_history_sql(conn: duckdb.DuckDBPyConnection) -> str:
+    """Every published row's decision and fingerprints with the day it was published
+    (`history.review_rows` + `history.determinations`; none before the first publication)."""
+    return _optional_table(
+        conn,
+        {
+            HISTORY_ROWS: _HISTORY_DECISION,
+            HISTORY_DETERMINATIONS: ("determination_id", "published_at"),
+        },
+        {**_HISTORY_DECISION, "published_on": "DATE"},
+        f"SELECT r.program, r.source, r.record_id, r.decision, r.decided_at, r.decided_by, "
+        f"r.evidence_fingerprint, r.decision_fingerprint, r.determination_id, "
+        f"CAST(d.published_at AS DATE) AS published_on "
+        f"FROM {HISTORY_ROWS} r JOIN {HISTORY_DETERMINATIONS} d USING (determination_id)",
+    )
+
+
 def decided_sql(
     conn: duckdb.DuckDBPyConnection, pipeline: str = "_br_pipeline", previous: str = REVIEW_TABLE
 ) -> str:
@@ -759,63 +835,9 @@ def decided_sql(
     the evidence is unchanged the decision is the verdict (`decision_status` 'applied'); when it
     changed (a death, a move, a new welfare record after a keep) the row goes back to `review`
     ('reopened') with the old decision shown, until a newer decision answers the new evidence."""
-    in_force = {
-        "program": "VARCHAR",
-        "roster_source": "VARCHAR",
-        "record_id": "VARCHAR",
-        "decision": "VARCHAR",
-        "decision_reason": "VARCHAR",
-        "decided_by": "VARCHAR",
-        "decided_at": "DATE",
-        "contradicted": "BOOLEAN",
-    }
-    decided = _optional_table(
-        conn,
-        {DECISIONS_IN_FORCE: in_force},
-        in_force,
-        f"SELECT program, roster_source, record_id, decision, decision_reason, decided_by, "
-        f"decided_at, contradicted FROM {DECISIONS_IN_FORCE}",
-    )
-    # one row per roster row (rows quarantined for a repeated record_id share their key)
-    published = {
-        "program": "VARCHAR",
-        "source": "VARCHAR",
-        "record_id": "VARCHAR",
-        "evidence_fingerprint": "VARCHAR",
-        "decision": "VARCHAR",
-        "decided_at": "DATE",
-        "decided_by": "VARCHAR",
-        "decision_fingerprint": "VARCHAR",
-    }
-    prev = _optional_table(
-        conn,
-        {previous: published},
-        published,
-        f"SELECT program, source, record_id, evidence_fingerprint, decision, decided_at, decided_by, "
-        f"decision_fingerprint FROM {previous} QUALIFY row_number() OVER ("
-        f"PARTITION BY program, source, record_id ORDER BY decision_fingerprint NULLS LAST, "
-        f"evidence_fingerprint) = 1",
-    )
-    history_rows = {
-        "program": "VARCHAR",
-        "source": "VARCHAR",
-        "record_id": "VARCHAR",
-        "decision": "VARCHAR",
-        "decided_at": "DATE",
-        "decided_by": "VARCHAR",
-        "evidence_fingerprint": "VARCHAR",
-        "decision_fingerprint": "VARCHAR",
-        "determination_id": "BIGINT",
-    }
-    hist = _optional_table(
-        conn,
-        {HISTORY_ROWS: history_rows, HISTORY_DETERMINATIONS: ("determination_id", "published_at")},
-        {**history_rows, "published_on": "DATE"},
-        f"SELECT r.program, r.source, r.record_id, r.decision, r.decided_at, r.decided_by, "
-        f"r.evidence_fingerprint, r.decision_fingerprint, r.determination_id, "
-        f"CAST(d.published_at AS DATE) AS published_on "
-        f"FROM {HISTORY_ROWS} r JOIN {HISTORY_DETERMINATIONS} d USING (determination_id)",
-    )
+    decided = decisions_in_force_sql(conn)
+    prev = previous_publication_sql(conn, previous)
+    hist = decision_history_sql(conn)
     return f"""
 WITH joined AS (
     SELECT v.* EXCLUDE (verdict), v.verdict AS pipeline_verdict,
