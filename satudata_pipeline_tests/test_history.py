@@ -299,16 +299,18 @@ def test_perubahan_sheet_in_the_office_export(months):
 # fast, in memory
 # --------------------------------------------------------------------------------------------
 def _review(conn, rows, decisions: bool = False):
-    extra = ", decision VARCHAR, decided_by VARCHAR" if decisions else ""
-    conn.execute(
-        "CREATE OR REPLACE TABLE main.beneficiary_review (program VARCHAR, source VARCHAR, record_id VARCHAR, "
-        "person_id VARCHAR, verdict VARCHAR, reasons VARCHAR[], nominal_bulanan BIGINT, nik_masked VARCHAR, "
-        f"snapshot_date DATE{extra})"
-    )
+    """main.beneficiary_review with its full schema (programs/verdicts.py); the rows give program,
+    source, record_id, person_id, verdict, reasons, nominal_bulanan, nik_masked, snapshot_date and
+    leave the other columns (the decision ones included) NULL."""
+    from satudata_pipeline.programs.verdicts import BENEFICIARY_REVIEW_COLUMNS
+
+    cols = ", ".join(f"{c} {t}" for c, t in BENEFICIARY_REVIEW_COLUMNS.items())
+    conn.execute(f"CREATE OR REPLACE TABLE main.beneficiary_review ({cols})")
+    given = "program, source, record_id, person_id, verdict, reasons, nominal_bulanan, nik_masked, "
     for r in rows:
         conn.execute(
-            f"INSERT INTO main.beneficiary_review VALUES ({', '.join('?' * len(r))}"
-            f"{', NULL, NULL' if decisions else ''})",
+            f"INSERT INTO main.beneficiary_review ({given}snapshot_date) VALUES "
+            f"({', '.join('?' * len(r))})",
             list(r),
         )
 
