@@ -217,10 +217,11 @@ def evidence_sql(reasons: dict[str, Reason] = REASONS) -> str:
     return "nullif(concat_ws('; ',\n        " + ",\n        ".join(per_code) + "\n    ), '')"
 
 
-def verdict_sql(reasons_column: str = "reasons", reasons: dict[str, Reason] = REASONS) -> str:
-    """remove when a remove code is conclusive, review when any code is listed, else keep."""
+def verdict_sql(remove_column: str = "f_remove", reasons_column: str = "reasons") -> str:
+    """remove when a remove code is conclusive (`remove_column`: `removes_sql`), review when any
+    code is listed, else keep."""
     return (
-        f"CASE WHEN {removes_sql(reasons)} THEN 'remove' "
+        f"CASE WHEN {remove_column} THEN 'remove' "
         f"WHEN len({reasons_column}) > 0 THEN 'review' ELSE 'keep' END"
     )
 

@@ -39,6 +39,7 @@ from satudata_pipeline.programs.reasons import (
     evidence_sql,
     reasons_sql,
     removes_sql,
+    verdict_sql,
 )
 from satudata_pipeline.warehouse import scalar, table_exists, transaction
 
@@ -554,7 +555,7 @@ def output_sql() -> str:
     return f"""
 SELECT
     program, source, record_id, person_id,
-    CASE WHEN f_remove THEN 'remove' WHEN len(reasons) > 0 THEN 'review' ELSE 'keep' END AS verdict,
+    {verdict_sql()} AS verdict,
     reasons,
     CAST(coalesce(roster_nominal, nominal_aturan) AS BIGINT) AS nominal_bulanan,
     CAST(nominal_aturan AS BIGINT) AS nominal_aturan,
