@@ -240,6 +240,11 @@ def _add_death(conn, pid: str, died: str) -> None:
         FROM main.golden_person WHERE person_id = '{pid}'""")
     conn.execute(f"""INSERT INTO main.person_source_link
         VALUES ('dukcapil_kematian', '{rid}', 'dukcapil_kematian:{rid}', '{pid}', 'exact_nik', 1.0)""")
+    # the death record identifies the person by the same valid NIK (link/clusters.py writes this)
+    conn.execute(
+        "INSERT INTO link.event_evidence (unique_id, conclusive, tie) VALUES (?, TRUE, 'exact_nik')",
+        [f"dukcapil_kematian:{rid}"],
+    )
     conn.execute(f"""UPDATE main.golden_person SET is_alive = FALSE, tanggal_meninggal = DATE '{died}',
         death_evidence = 'dukcapil_kematian/{rid}' WHERE person_id = '{pid}'""")
 

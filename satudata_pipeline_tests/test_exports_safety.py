@@ -33,7 +33,11 @@ from satudata_pipeline.programs.exports import (
     export_programs,
     neutralise,
 )
-from satudata_pipeline.programs.verdicts import REASON_CODES, build_beneficiary_review
+from satudata_pipeline.programs.verdicts import (
+    REASON_CODES,
+    REMOVE_REASONS,
+    build_beneficiary_review,
+)
 
 HOSTILE = {  # record_id -> (nama, kode_kecamatan)
     '=HYPERLINK("http://x","y")': ("+Orang Plus", "-1+2"),
@@ -163,7 +167,7 @@ def test_legend_sheet_explains_every_reason_code(hostile):
         (c, (r[0], r[2], r[3], r[4])) for c, r in by_code.items()
     ):
         assert label == REASON_LEGEND[code][0] and meaning and action, code
-        assert verdict.startswith("hapus" if code in exports.REMOVE_REASONS else "tinjau"), code
+        assert verdict.startswith("hapus" if code in REMOVE_REASONS else "tinjau"), code
     verdicts = {r[1]: r[0] for r in rows if r[1] in ("keep", "remove", "review")}
     assert verdicts == {"keep": "tetap", "remove": "hapus", "review": "tinjau"}
 

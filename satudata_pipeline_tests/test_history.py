@@ -299,16 +299,18 @@ def test_perubahan_sheet_in_the_office_export(months):
 # fast, in memory
 # --------------------------------------------------------------------------------------------
 def _review(conn, rows, decisions: bool = False):
-    extra = ", decision VARCHAR, decided_by VARCHAR" if decisions else ""
-    conn.execute(
-        "CREATE OR REPLACE TABLE main.beneficiary_review (program VARCHAR, source VARCHAR, record_id VARCHAR, "
-        "person_id VARCHAR, verdict VARCHAR, reasons VARCHAR[], nominal_bulanan BIGINT, nik_masked VARCHAR, "
-        f"snapshot_date DATE{extra})"
-    )
+    """main.beneficiary_review with its full schema (programs/verdicts.py); the rows give program,
+    source, record_id, person_id, verdict, reasons, nominal_bulanan, nik_masked, snapshot_date and
+    leave the other columns (the decision ones included) NULL."""
+    from satudata_pipeline.programs.verdicts import BENEFICIARY_REVIEW_COLUMNS
+
+    cols = ", ".join(f"{c} {t}" for c, t in BENEFICIARY_REVIEW_COLUMNS.items())
+    conn.execute(f"CREATE OR REPLACE TABLE main.beneficiary_review ({cols})")
+    given = "program, source, record_id, person_id, verdict, reasons, nominal_bulanan, nik_masked, "
     for r in rows:
         conn.execute(
-            f"INSERT INTO main.beneficiary_review VALUES ({', '.join('?' * len(r))}"
-            f"{', NULL, NULL' if decisions else ''})",
+            f"INSERT INTO main.beneficiary_review ({given}snapshot_date) VALUES "
+            f"({', '.join('?' * len(r))})",
             list(r),
         )
 
@@ -591,3 +593,33 @@ def test_history_prints_decision_status_and_date_and_applies_only_applied():
         ]
     )
     assert "[contradicted, not applied]" in contradicted
+
+
+def test_hash_fields_come_from_the_clean_schema_and_keep_their_order():
+    """The row hash reads the contract's clean columns (contract/schema.py), minus the derived and
+    bookkeeping ones; a change of this list would mark every row of the next delivery changed."""
+    from satudata_pipeline.contract.schema import CLEAN_COLUMNS, HASH_FIELDS, UNHASHED_COLUMNS
+
+    assert intake.HASH_FIELDS is HASH_FIELDS
+    assert [c for c in CLEAN_COLUMNS if c in HASH_FIELDS] == list(HASH_FIELDS)
+    assert set(HASH_FIELDS) | UNHASHED_COLUMNS == set(CLEAN_COLUMNS)
+    assert HASH_FIELDS == (
+        "program", "nik", "no_kk", "nama", "jenis_kelamin", "tempat_lahir", "tanggal_lahir",
+        "alamat", "rt", "rw", "kelurahan", "kecamatan", "kota", "kode_kelurahan",
+        "tanggal_pemutakhiran", "tanggal_meninggal", "tanggal_pindah", "kode_wilayah_tujuan",
+        "pindah_keluar_dki", "desil", "disabilitas", "punya_mobil", "njop_di_atas_1m", "jenjang",
+        "nominal_bulanan", "tanggal_mulai",
+    )  # fmt: skip
+
+
+def test_the_history_refuses_a_review_without_its_columns():
+    from satudata_pipeline.contract.schema import SchemaError
+
+    conn = duckdb.connect()
+    conn.execute(
+        "CREATE TABLE main.beneficiary_review (program VARCHAR, source VARCHAR, record_id VARCHAR)"
+    )
+    with pytest.raises(
+        SchemaError, match=r"table main.beneficiary_review lacks column\(s\) person_id"
+    ):
+        store.review_projection_sql(conn, "main.beneficiary_review", 1)

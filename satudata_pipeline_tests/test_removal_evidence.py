@@ -642,10 +642,6 @@ def test_duplicate_enrollment_by_link_needs_one_kelurahan(case, kel_010d, verdic
     conn.execute(
         "UPDATE link.person_records SET kode_kelurahan = ? WHERE record_id = 'KJP-010D'", [kel_010d]
     )
-    conn.execute(
-        "CREATE TABLE link.match_pairs (unique_id_l VARCHAR, unique_id_r VARCHAR, match_probability DOUBLE, "
-        "match_weight DOUBLE, link_method VARCHAR, match_probability_without_nik DOUBLE)"
-    )
     # KJP-010D carries another valid NIK; it is linked to the earliest row KJP-010B at 0.999 without it
     conn.execute(
         "INSERT INTO link.match_pairs VALUES ('kjp_2026:KJP-010B', 'kjp_2026:KJP-010D', 0.999, NULL, "

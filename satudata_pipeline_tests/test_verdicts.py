@@ -103,7 +103,6 @@ def test_death_and_moves_are_taken_at_the_snapshot(conn, rules):
 def test_possible_death_is_reviewed_never_removed(conn, rules):
     """A death record that could be this person or a namesake: reason deceased, verdict review."""
     pid = _review(conn, rules)[("kjp_2026", "KJP-001")].person_id
-    conn.execute("ALTER TABLE main.golden_person ADD COLUMN possible_death_evidence VARCHAR")
     conn.execute(
         "UPDATE main.golden_person SET possible_death_evidence = "
         "'dukcapil_kematian/K000099 (one of 2 residents it can be)' WHERE person_id = ?",
@@ -129,20 +128,6 @@ def test_possible_death_is_reviewed_never_removed(conn, rules):
     aged = _review(conn, rules)[("kjp_2026", "KJP-004")]
     assert (aged.verdict, aged.reasons.tolist()) == ("remove", ["age_ineligible"])
     assert "deceased (possible, to check)" in aged.evidence
-
-
-def test_falls_back_to_golden_life_facts_without_registry_columns(rules):
-    conn = duckdb.connect()
-    build_fixture_warehouse(conn, registry_rows=False)
-    got = _review(conn, rules)
-    for key, (verdict, reasons) in EXPECTED.items():
-        if key == (
-            "klj_2026",
-            "KLJ-026",
-        ):  # golden applies the latest move, even after the snapshot
-            continue
-        assert (got[key].verdict, list(got[key].reasons)) == (verdict, reasons), key
-    assert got[("klj_2026", "KLJ-002")].evidence == "deceased: dukcapil_kematian/K000002 2026-03-01"
 
 
 def test_duplicate_enrollment_keeps_the_earliest_then_lowest_record_id(conn, rules):

@@ -230,15 +230,6 @@ def test_filled_worklist_reads_back_as_canonical_review_decisions(fixture_conn, 
 def test_decided_rows_leave_the_worklist_and_reopened_ones_show_the_old_decision(
     fixture_conn, tmp_path
 ):
-    for col, typ in (
-        ("decision", "VARCHAR"),
-        ("decided_by", "VARCHAR"),
-        ("decided_at", "DATE"),
-        ("decision_status", "VARCHAR"),
-    ):
-        fixture_conn.execute(
-            f"ALTER TABLE main.beneficiary_review ADD COLUMN IF NOT EXISTS {col} {typ}"
-        )
     fixture_conn.execute(
         "UPDATE main.beneficiary_review SET decision = 'keep', decided_by = 'PTG-1', "
         "decided_at = DATE '2026-10-20', decision_status = 'applied', verdict = 'keep' "
@@ -280,14 +271,16 @@ def test_backlog_counts_waiting_rows_per_program(fixture_conn):
 def test_backlog_since_the_first_determination_of_the_current_review_streak(fixture_conn):
     # a history of three determinations: KLJ-009 in review since September, left in October, back in
     # November (waits since November); KLJ-002 in review since September
-    fixture_conn.execute("CREATE SCHEMA history")
+    from satudata_pipeline.history import store
+
+    store.ensure_tables(fixture_conn)  # the history's own schema
     fixture_conn.execute(
-        "CREATE TABLE history.determinations AS SELECT * FROM (VALUES "
+        "INSERT INTO history.determinations BY NAME SELECT * FROM (VALUES "
         "(1, DATE '2026-09-01'), (2, DATE '2026-10-01'), (3, DATE '2026-11-01')) "
         "t(determination_id, snapshot_date)"
     )
     fixture_conn.execute(
-        "CREATE TABLE history.review_rows AS SELECT * FROM (VALUES "
+        "INSERT INTO history.review_rows BY NAME SELECT * FROM (VALUES "
         "(1, 'KLJ', 'KLJ-009', 'review'), (2, 'KLJ', 'KLJ-009', 'keep'), "
         "(3, 'KLJ', 'KLJ-009', 'review'), (1, 'KLJ', 'KLJ-002', 'review'), "
         "(2, 'KLJ', 'KLJ-002', 'review'), (3, 'KLJ', 'KLJ-002', 'remove')) "

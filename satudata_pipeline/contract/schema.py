@@ -8,6 +8,12 @@ docs/internal-tables.md describes the columns.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
+import duckdb
+
+from satudata_pipeline.warehouse import columns
+
 # Column -> DuckDB type, in table order. `quality_flags` (VARCHAR[]) follows them.
 CLEAN_SCHEMA: dict[str, str] = {
     "source": "VARCHAR", "kind": "VARCHAR", "program": "VARCHAR", "record_id": "VARCHAR",
@@ -69,3 +75,60 @@ def clean_select_sql(quality_flags_sql: str = "CAST([] AS VARCHAR[])") -> str:
     cols = [f"CAST({c} AS {t}) AS {c}" for c, t in CLEAN_SCHEMA.items()]
     cols.append(f"{quality_flags_sql} AS {QUALITY_FLAGS[0]}")
     return ",\n  ".join(cols)
+
+
+# --------------------------------------------------------------------------------------------
+# Row hashes at intake (history/intake.py): a row is "changed" when a hashed column changes.
+# --------------------------------------------------------------------------------------------
+# Clean columns that are not facts of the delivered row (its place, its kind), the raw spelling a
+# cleaner normalises away, or values derived from another hashed column (the NIK's checks, the name's
+# parts, the kecamatan and kota of the kelurahan). `nama_orang_tua` is not hashed yet: adding it
+# would mark every row changed once.
+UNHASHED_COLUMNS: frozenset[str] = frozenset({
+    "source", "kind", "record_id", "row_number", "nik_raw", "nik_valid", "nik_reason", "nik_dki",
+    "nama_asli", "nama_orang_tua", "first_name", "last_name", "nama_sorted", "kode_kecamatan",
+    "kode_kota",
+})  # fmt: skip
+HASH_FIELDS: tuple[str, ...] = tuple(c for c in CLEAN_COLUMNS if c not in UNHASHED_COLUMNS)
+
+
+# --------------------------------------------------------------------------------------------
+# The input schema of the programs stage (programs/verdicts.py, programs/eligibility.py)
+# --------------------------------------------------------------------------------------------
+# The columns each table must have; the stage checks them (`require_columns`) before it reads, and
+# never switches its SQL on which columns exist. `<schema>` is `staging` in the pipeline.
+PERSON_RECORDS_READ: tuple[str, ...] = (
+    "unique_id", "source", "kind", "program", "record_id", "nik", "nik_valid", "nama", "nama_sorted",
+    "tanggal_lahir", "kode_kelurahan", "kode_kecamatan", "kode_kota", "tanggal_pemutakhiran",
+    "tanggal_meninggal", "tanggal_pindah", "kode_wilayah_tujuan", "pindah_keluar_dki", "jenjang",
+    "nominal_bulanan", "tanggal_mulai",
+)  # fmt: skip
+PERSON_SOURCE_LINK_READ: tuple[str, ...] = (
+    "source", "record_id", "unique_id", "person_id", "link_method",
+)  # fmt: skip
+GOLDEN_PERSON_READ: tuple[str, ...] = (
+    "person_id", "nik", "nama", "no_kk", "tanggal_lahir", "kode_kelurahan", "kode_kecamatan",
+    "kode_kota", "in_civil_registry", "in_welfare_registry", "is_alive", "tanggal_meninggal",
+    "tinggal_di_dki", "tanggal_pindah", "possible_death_evidence", "desil", "punya_mobil",
+    "njop_di_atas_1m", "welfare_evidence", "welfare_verified", "disabilitas_any", "last_verified",
+)  # fmt: skip
+MATCH_PAIRS_READ: tuple[str, ...] = ("unique_id_l", "unique_id_r", "match_probability_without_nik")
+EVENT_EVIDENCE_READ: tuple[str, ...] = ("unique_id", "conclusive", "evidence")
+
+
+class SchemaError(ValueError):
+    """A table a stage reads lacks columns of its fixed input schema (names table and columns)."""
+
+
+def require_columns(
+    conn: duckdb.DuckDBPyConnection, qualified: str, required: Iterable[str], stage: str
+) -> None:
+    """Raise SchemaError when `qualified` does not exist or lacks a column of `required`."""
+    present = set(columns(conn, qualified))
+    if not present:
+        raise SchemaError(f"{stage}: table {qualified} does not exist (contract/schema.py)")
+    missing = [c for c in required if c not in present]
+    if missing:
+        raise SchemaError(
+            f"{stage}: table {qualified} lacks column(s) {', '.join(missing)} (contract/schema.py)"
+        )

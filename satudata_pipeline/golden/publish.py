@@ -38,6 +38,7 @@ import duckdb
 
 from satudata_pipeline.golden import stable_ids
 from satudata_pipeline.history import store as history
+from satudata_pipeline.warehouse import scalar, table_exists, transaction
 
 STAGING = "staging"
 
@@ -91,18 +92,8 @@ def staged(name: str) -> str:
     return BY_NAME[name].staged
 
 
-def table_exists(conn: duckdb.DuckDBPyConnection, qualified: str) -> bool:
-    schema, table = qualified.split(".", 1)
-    return bool(
-        conn.execute(
-            "SELECT count(*) FROM information_schema.tables WHERE table_schema = ? AND table_name = ?",
-            [schema, table],
-        ).fetchall()[0][0]
-    )
-
-
 def _count(conn: duckdb.DuckDBPyConnection, sql: str) -> int:
-    return int(conn.execute(sql).fetchall()[0][0])
+    return int(scalar(conn, sql))
 
 
 # --------------------------------------------------------------------------------------------
@@ -128,18 +119,13 @@ def stage_id_state(conn: duckdb.DuckDBPyConnection) -> None:
     """`staging.person_id_*` := the published id state (`golden.person_id_*`), in one transaction.
 
     The run then assigns ids on the staging copy; `publish()` copies it back."""
-    conn.execute("BEGIN TRANSACTION")
-    try:
+    with transaction(conn):
         stable_ids.ensure_tables(conn, "golden")
         for t in (*ID_TABLES, "person_id_changes", "person_ids"):
             conn.execute(f"DROP TABLE IF EXISTS {STAGING}.{t}")
         stable_ids.ensure_tables(conn, STAGING)
         for t in ID_TABLES:
             conn.execute(f"INSERT INTO {STAGING}.{t} SELECT * FROM golden.{t}")
-        conn.execute("COMMIT")
-    except Exception:
-        conn.execute("ROLLBACK")
-        raise
 
 
 # --------------------------------------------------------------------------------------------
@@ -241,8 +227,7 @@ def publish(conn: duckdb.DuckDBPyConnection, run_id: str) -> dict[str, int]:
     tables = [p for p in PUBLISHED if table_exists(conn, p.staged)]
     has_ids = all(table_exists(conn, f"{STAGING}.{t}") for t in (*ID_TABLES, "person_id_changes"))
     now = dt.datetime.now(dt.UTC).replace(tzinfo=None)
-    conn.execute("BEGIN TRANSACTION")
-    try:
+    with transaction(conn):
         problems = {k: v for k, v in audit(conn).items() if v}
         if problems:
             raise PublishError(
@@ -294,10 +279,6 @@ def publish(conn: duckdb.DuckDBPyConnection, run_id: str) -> dict[str, int]:
                 n_changes,
             ],
         )
-        conn.execute("COMMIT")
-    except Exception:
-        conn.execute("ROLLBACK")
-        raise
     counts["person_id_changes"] = n_changes
     return counts
 

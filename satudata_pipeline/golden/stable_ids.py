@@ -26,6 +26,8 @@ import datetime as dt
 
 import duckdb
 
+from satudata_pipeline.warehouse import all_rows, scalar, transaction
+
 ID_PREFIX = "P"
 ID_DIGITS = 9
 
@@ -61,8 +63,7 @@ def assign_person_ids(
     (a copy of the published id state, see `satudata_pipeline.golden.publish`), so the registry only
     advances when the run's lists are published."""
     now = dt.datetime.now(dt.UTC).replace(tzinfo=None)
-    conn.execute("BEGIN TRANSACTION")
-    try:
+    with transaction(conn):
         ensure_tables(conn, schema)
         conn.execute(f"""
             CREATE OR REPLACE TEMP TABLE _sid_overlap AS
@@ -84,9 +85,7 @@ def assign_person_ids(
             SELECT cluster_id, old_pid AS person_id FROM _sid_owner
             QUALIFY row_number() OVER (PARTITION BY cluster_id ORDER BY old_seq, old_pid) = 1
         """)
-        base = conn.execute(
-            f"SELECT coalesce(max(seq), 0) FROM {schema}.person_id_registry"
-        ).fetchall()[0][0]
+        base = scalar(conn, f"SELECT coalesce(max(seq), 0) FROM {schema}.person_id_registry")
         conn.execute(f"""
             CREATE OR REPLACE TEMP TABLE _sid_new AS
             SELECT cluster_id, {int(base)} + row_number() OVER (ORDER BY cluster_id) AS seq
@@ -157,16 +156,10 @@ def assign_person_ids(
             CREATE OR REPLACE TABLE {schema}.person_ids AS
             SELECT cluster_id, person_id FROM _sid_ids ORDER BY cluster_id
         """)
-        counts = dict(
-            conn.execute("SELECT reason, count(*) FROM _sid_changes GROUP BY reason").fetchall()
-        )
-        conn.execute("COMMIT")
-    except Exception:
-        conn.execute("ROLLBACK")
-        raise
+        counts = dict(all_rows(conn, "SELECT reason, count(*) FROM _sid_changes GROUP BY reason"))
     for t in ("_sid_overlap", "_sid_owner", "_sid_keep", "_sid_new", "_sid_ids", "_sid_changes"):
         conn.execute(f"DROP TABLE IF EXISTS {t}")
-    counts["kept"] = conn.execute(f"SELECT count(*) FROM {schema}.person_ids").fetchall()[0][0] - (
+    counts["kept"] = scalar(conn, f"SELECT count(*) FROM {schema}.person_ids") - (
         counts.get("created", 0) + counts.get("split_from", 0)
     )
     return {k: int(v) for k, v in counts.items()}

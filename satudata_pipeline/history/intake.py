@@ -24,46 +24,18 @@ from __future__ import annotations
 
 import duckdb
 
-from satudata_pipeline.history.versions import _exists, delivered_sources_sql
+from satudata_pipeline.contract import schema
+from satudata_pipeline.history.versions import delivered_sources_sql
+from satudata_pipeline.warehouse import all_rows, quote, scalar, table_exists, transaction
 
-# canonical fields (clean schema) whose change makes a row "changed"; every clean table has all of them
-HASH_FIELDS = (
-    "program",
-    "nik",
-    "no_kk",
-    "nama",
-    "jenis_kelamin",
-    "tempat_lahir",
-    "tanggal_lahir",
-    "alamat",
-    "rt",
-    "rw",
-    "kelurahan",
-    "kecamatan",
-    "kota",
-    "kode_kelurahan",
-    "tanggal_pemutakhiran",
-    "tanggal_meninggal",
-    "tanggal_pindah",
-    "kode_wilayah_tujuan",
-    "pindah_keluar_dki",
-    "desil",
-    "disabilitas",
-    "punya_mobil",
-    "njop_di_atas_1m",
-    "jenjang",
-    "nominal_bulanan",
-    "tanggal_mulai",
-)
+# canonical fields (clean schema) whose change makes a row "changed": contract/schema.py derives
+# them from the clean schema, so every clean table has all of them
+HASH_FIELDS = schema.HASH_FIELDS
 STAGED_HASHES = "staging.source_row_hashes"  # this run's hashes, published with the determination
 PUBLISHED_HASHES = "history.source_row_hashes"  # the last publication's hashes
 SOURCE_CHANGES = "main.source_changes"
 SOURCE_CHANGE_COUNTS = "main.source_change_counts"
 CHANGES = ("new", "changed", "unchanged", "gone")
-
-
-def _q(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
 
 
 def row_hash_sql(table: str) -> str:
@@ -96,14 +68,11 @@ def detect_source_changes(conn: duckdb.DuckDBPyConnection, source: str) -> dict:
     counts: {"new", "changed", "unchanged", "gone", "rows", "compared_with_determination"}. With no
     earlier publication every row is new and compared_with_determination is None."""
     ensure_tables(conn)
-    clean = f"clean.{_q(source)}"
-    conn.execute("BEGIN TRANSACTION")
-    try:
+    clean = f"clean.{quote(source)}"
+    with transaction(conn):
         conn.execute(f"DELETE FROM {STAGED_HASHES} WHERE source = ?", [source])
         conn.execute(f"INSERT INTO {STAGED_HASHES} {row_hash_sql(clean)} ORDER BY record_id")
-        previous = conn.execute(f"SELECT max(determination_id) FROM {PUBLISHED_HASHES}").fetchall()[
-            0
-        ][0]
+        previous = scalar(conn, f"SELECT max(determination_id) FROM {PUBLISHED_HASHES}")
         conn.execute(f"DELETE FROM {SOURCE_CHANGES} WHERE source = ?", [source])
         conn.execute(f"DELETE FROM {SOURCE_CHANGE_COUNTS} WHERE source = ?", [source])
         compare = f"""
@@ -123,9 +92,7 @@ def detect_source_changes(conn: duckdb.DuckDBPyConnection, source: str) -> dict:
             "WHERE change <> 'unchanged' ORDER BY change, record_id",
             {"source": source, "prev": previous},
         )
-        counts = dict(
-            conn.execute("SELECT change, count(*) FROM _source_changes GROUP BY 1").fetchall()
-        )
+        counts = dict(all_rows(conn, "SELECT change, count(*) FROM _source_changes GROUP BY 1"))
         out = {c: int(counts.get(c, 0)) for c in CHANGES}
         out["rows"] = out["new"] + out["changed"] + out["unchanged"]
         out["compared_with_determination"] = previous
@@ -142,10 +109,6 @@ def detect_source_changes(conn: duckdb.DuckDBPyConnection, source: str) -> dict:
             ],
         )
         conn.execute("DROP TABLE _source_changes")
-        conn.execute("COMMIT")
-    except Exception:
-        conn.execute("ROLLBACK")
-        raise
     return out
 
 
@@ -170,7 +133,7 @@ def describe(source: str, counts: dict) -> str:
 
 def source_change_counts(conn: duckdb.DuckDBPyConnection) -> dict[str, dict]:
     """{source: {new, changed, unchanged, gone, rows, compared_with_determination}} of the latest intake."""
-    if not _exists(conn, SOURCE_CHANGE_COUNTS):
+    if not table_exists(conn, SOURCE_CHANGE_COUNTS):
         return {}
     rows = conn.execute(
         f"SELECT source, compared_with_determination, rows, new, changed, unchanged, gone "
@@ -192,7 +155,7 @@ def source_change_counts(conn: duckdb.DuckDBPyConnection) -> dict[str, dict]:
 def changed_records(conn: duckdb.DuckDBPyConnection, source: str) -> set[str]:
     """record_ids of `source` that are new or changed since the last published delivery (what incremental
     linkage must score again). Requires the source's clean asset to have run in this delivery."""
-    if not _exists(conn, SOURCE_CHANGES):
+    if not table_exists(conn, SOURCE_CHANGES):
         raise LookupError(f"{SOURCE_CHANGES} does not exist: materialize clean_{source} first")
     return {
         r[0]
@@ -219,7 +182,7 @@ def changed_unique_ids_sql(sources: list[str] | None = None) -> str:
 
 def gone_records(conn: duckdb.DuckDBPyConnection, source: str) -> set[str]:
     """record_ids of `source` in the last published delivery and not in this one."""
-    if not _exists(conn, SOURCE_CHANGES):
+    if not table_exists(conn, SOURCE_CHANGES):
         raise LookupError(f"{SOURCE_CHANGES} does not exist: materialize clean_{source} first")
     return {
         r[0]
@@ -235,7 +198,7 @@ def publish_hashes(conn: duckdb.DuckDBPyConnection, determination_id: int) -> in
     ensure_tables(conn)
     where = (
         f"WHERE source IN ({delivered_sources_sql()})"
-        if _exists(conn, "staging.delivery_sources")
+        if table_exists(conn, "staging.delivery_sources")
         else ""
     )
     conn.execute(f"DELETE FROM {PUBLISHED_HASHES}")
@@ -244,4 +207,4 @@ def publish_hashes(conn: duckdb.DuckDBPyConnection, determination_id: int) -> in
         f"{where} ORDER BY source, record_id",
         [determination_id],
     )
-    return int(conn.execute(f"SELECT count(*) FROM {PUBLISHED_HASHES}").fetchall()[0][0])
+    return int(scalar(conn, f"SELECT count(*) FROM {PUBLISHED_HASHES}"))

@@ -27,8 +27,9 @@ import datetime as dt
 
 import duckdb
 
+from satudata_pipeline.contract.schema import require_columns
 from satudata_pipeline.history import intake, versions
-from satudata_pipeline.history.versions import _exists
+from satudata_pipeline.warehouse import scalar, table_exists
 
 SCHEMA = "history"
 DETERMINATIONS = "history.determinations"
@@ -90,51 +91,30 @@ def ensure_tables(conn: duckdb.DuckDBPyConnection) -> None:
     intake.ensure_tables(conn)
 
 
-def _columns(conn: duckdb.DuckDBPyConnection, qualified: str) -> set[str]:
-    schema, table = qualified.split(".", 1)
-    return {
-        r[0]
-        for r in conn.execute(
-            "SELECT column_name FROM information_schema.columns WHERE table_schema = ? AND table_name = ?",
-            [schema, table],
-        ).fetchall()
-    }
-
-
-def decision_columns_sql(conn: duckdb.DuckDBPyConnection, review: str, alias: str = "b") -> str:
-    """The six decision columns of a review table, NULL where the table has no such column.
-
-    The one place that knows the review may not carry decisions yet (contract section 4 lands them in
-    beneficiary_review under these exact names); once it always does, this is a plain copy."""
-    present = _columns(conn, review)
-    return ", ".join(
-        f"CAST({alias}.{c} AS {t}) AS {c}" if c in present else f"CAST(NULL AS {t}) AS {c}"
-        for c, t in DECISION_COLUMNS.items()
-    )
+# The columns of a review table (published or staged) the history copies: a review without one of
+# them is a SchemaError naming it (the programs stage always writes them all)
+REVIEW_READ: tuple[str, ...] = (
+    *(c for c in REVIEW_ROW_COLUMNS if c != "determination_id"),
+    "snapshot_date",
+)
 
 
 def review_projection_sql(
     conn: duckdb.DuckDBPyConnection, review: str, determination_id: int | None
 ) -> str:
     """A review table (published or staged) in the shape of history.review_rows."""
-    present = _columns(conn, review)
-    base = []
-    for c, t in REVIEW_ROW_COLUMNS.items():
-        if c == "determination_id":
-            base.append(
-                f"CAST({'NULL' if determination_id is None else int(determination_id)} AS BIGINT) AS {c}"
-            )
-        elif c in DECISION_COLUMNS:
-            continue
-        else:
-            base.append(
-                f"CAST(b.{c} AS {t}) AS {c}" if c in present else f"CAST(NULL AS {t}) AS {c}"
-            )
-    return f"SELECT {', '.join(base)}, {decision_columns_sql(conn, review)} FROM {review} b"
+    require_columns(conn, review, REVIEW_READ, "history")
+    did = "NULL" if determination_id is None else str(int(determination_id))
+    cols = [f"CAST({did} AS BIGINT) AS determination_id"] + [
+        f"CAST(b.{c} AS {t}) AS {c}"
+        for c, t in REVIEW_ROW_COLUMNS.items()
+        if c != "determination_id"
+    ]
+    return f"SELECT {', '.join(cols)} FROM {review} b"
 
 
 def latest_determination(conn: duckdb.DuckDBPyConnection) -> int | None:
-    if not _exists(conn, DETERMINATIONS):
+    if not table_exists(conn, DETERMINATIONS):
         return None
     return conn.execute(f"SELECT max(determination_id) FROM {DETERMINATIONS}").fetchall()[0][0]
 
@@ -186,7 +166,7 @@ def change_counts(
 ) -> dict[str, dict[str, int]]:
     """{program: {change: rows}} of a changes table (every change listed, zeros included; every program
     of `programs` listed even without a change)."""
-    if not _exists(conn, table):
+    if not table_exists(conn, table):
         return {}
     out: dict[str, dict[str, int]] = {p: {c: 0 for c in CHANGES} for p in programs}
     for program, change, n in conn.execute(
@@ -229,7 +209,9 @@ def seed_from_published(
     determination (run and time from the publication log; delivery, model and rules unknown, NULL), so
     the next publication has something to compare with. Call inside the publication transaction BEFORE
     the published tables are replaced. Returns the seeded determination id, or None."""
-    if latest_determination(conn) is not None or not (_exists(conn, review) and _exists(conn, log)):
+    if latest_determination(conn) is not None or not (
+        table_exists(conn, review) and table_exists(conn, log)
+    ):
         return None
     last = conn.execute(
         f"SELECT run_id, published_at FROM {log} ORDER BY published_at DESC LIMIT 1"
@@ -237,13 +219,10 @@ def seed_from_published(
     if not last:
         return None
     ensure_tables(conn)
-    snapshot = (
-        conn.execute(f"SELECT max(snapshot_date) FROM {review}").fetchall()[0][0]
-        if "snapshot_date" in _columns(conn, review)
-        else None
-    )
+    projection = review_projection_sql(conn, review, 1)  # checks the review's columns first
+    snapshot = scalar(conn, f"SELECT max(snapshot_date) FROM {review}")
     conn.execute(
-        f"INSERT INTO {REVIEW_ROWS} BY NAME {review_projection_sql(conn, review, 1)} ORDER BY program, source, record_id"
+        f"INSERT INTO {REVIEW_ROWS} BY NAME {projection} ORDER BY program, source, record_id"
     )
     n = conn.execute(f"SELECT count(*) FROM {REVIEW_ROWS} WHERE determination_id = 1").fetchall()[
         0
@@ -267,11 +246,8 @@ def record_determination(
     ensure_tables(conn)
     previous = latest_determination(conn)
     determination_id = (previous or 0) + 1
-    snapshot = (
-        conn.execute(f"SELECT max(snapshot_date) FROM {review}").fetchall()[0][0]
-        if "snapshot_date" in _columns(conn, review)
-        else None
-    )
+    projection = review_projection_sql(conn, review, determination_id)  # checks the columns
+    snapshot = scalar(conn, f"SELECT max(snapshot_date) FROM {review}")
     info = {
         "determination_id": determination_id,
         "previous_determination_id": previous,
@@ -281,8 +257,7 @@ def record_determination(
         "rules_version": versions.rules_version(),
     }
     conn.execute(
-        f"INSERT INTO {REVIEW_ROWS} BY NAME {review_projection_sql(conn, review, determination_id)} "
-        "ORDER BY program, source, record_id"
+        f"INSERT INTO {REVIEW_ROWS} BY NAME {projection} ORDER BY program, source, record_id"
     )
     n_rows = int(
         conn.execute(

@@ -21,7 +21,9 @@ from datetime import date
 import duckdb
 
 from satudata_pipeline.contract.program_rules import AgeRange, ProgramRules
+from satudata_pipeline.contract.schema import GOLDEN_PERSON_READ, require_columns
 from satudata_pipeline.programs.verdicts import (
+    STAGE,
     age_sql,
     golden_table,
     mask_nik_sql,
@@ -29,7 +31,6 @@ from satudata_pipeline.programs.verdicts import (
     review_table,
     sql_list,
     sql_str,
-    table_columns,
 )
 
 ELIGIBLE_TABLE = "programs.eligible_not_enrolled"
@@ -118,16 +119,15 @@ def _program_select(rules: ProgramRules, code: str) -> str:
 def eligible_sql(
     conn: duckdb.DuckDBPyConnection, rules: ProgramRules, snapshot_date: date, schema: str = "main"
 ) -> str:
-    gp = table_columns(conn, golden_table(schema))
+    """The SELECT of `programs.eligible_not_enrolled` (golden_person's input schema checked first)."""
+    require_columns(conn, golden_table(schema), GOLDEN_PERSON_READ, STAGE)
 
-    def g(name: str, cast: str, fallback: str = "NULL") -> str:
-        return f"CAST({'g.' + name if name in gp else fallback} AS {cast})"
+    def g(name: str, cast: str) -> str:
+        return f"CAST(g.{name} AS {cast})"
 
     snap = f"DATE '{snapshot_date.isoformat()}'"
-    disab = g(
-        "disabilitas_any", "BOOLEAN", fallback="g.disabilitas" if "disabilitas" in gp else "NULL"
-    )
-    in_welfare = g("in_welfare_registry", "BOOLEAN", fallback="g.desil IS NOT NULL")
+    disab = g("disabilitas_any", "BOOLEAN")
+    in_welfare = g("in_welfare_registry", "BOOLEAN")
     selects = "\nUNION ALL\n".join(_program_select(rules, code) for code in sorted(rules.codes()))
     return f"""
 WITH candidates AS (

@@ -43,8 +43,9 @@ from pathlib import Path
 import duckdb
 import xlsxwriter
 
+from satudata_pipeline.programs.reasons import REASON_CODES, REASONS, VERDICTS
 from satudata_pipeline.programs.summary import load_wilayah
-from satudata_pipeline.programs.verdicts import REASON_CODES, REMOVE_REASONS, REVIEW_TABLE, VERDICTS
+from satudata_pipeline.programs.verdicts import REVIEW_TABLE
 
 # (column of main.beneficiary_review or of the wilayah join, header in the files)
 _COLUMN_SOURCES = [
@@ -79,69 +80,10 @@ VERDICT_MEANING = {
     "setelah pemberitahuan biasa.",
     "review": "Perlu diperiksa petugas (lapangan atau registri) sebelum memutuskan.",
 }
-# code: (Indonesian label, what it means, what the officer should do); docs/verdict-rules.md
+# code: (Indonesian label, what it means, what the officer should do), from the one table of
+# reason codes (programs/reasons.yaml); docs/verdict-rules.md
 REASON_LEGEND: dict[str, tuple[str, str, str]] = {
-    "deceased": (
-        "meninggal",
-        "Dukcapil mencatat kematian orang ini pada atau sebelum tanggal data. Bila catatan kematian belum "
-        "pasti orang ini (tanpa NIK/tanggal lahir, atau ada data yang lebih baru), keputusannya tinjau.",
-        "Hapus: hentikan pembayaran setelah pemberitahuan. Tinjau: pastikan ke Dukcapil/kelurahan "
-        "apakah orang ini yang meninggal.",
-    ),
-    "moved_out": (
-        "pindah keluar DKI",
-        "Tercatat pindah ke luar DKI Jakarta pada atau sebelum tanggal data, tanpa catatan kembali.",
-        "Hentikan pembayaran setelah pemberitahuan; bila penerima masih tinggal di DKI, minta bukti "
-        "domisili dan laporkan ke tim data.",
-    ),
-    "age_ineligible": (
-        "usia di luar ketentuan",
-        "Usia pada tanggal data di luar batas usia program (dari tanggal lahir di Dukcapil).",
-        "Hentikan pembayaran setelah pemberitahuan; bila tanggal lahir salah, perbaiki lewat Dukcapil.",
-    ),
-    "duplicate_enrollment": (
-        "terdaftar ganda",
-        "Orang yang sama sudah punya baris lebih dulu di program ini, atau di program yang tidak boleh "
-        "bersamaan (KJP dan KJMU).",
-        "Hentikan baris ini; baris yang lebih dulu (tanggal_mulai) tetap berjalan.",
-    ),
-    "identity_unresolved": (
-        "identitas tidak ditemukan",
-        "Baris ini tidak cocok dengan siapa pun di Dukcapil atau DTKS/P3KE; alasan lain tentang orangnya "
-        "tidak diperiksa.",
-        "Cocokkan NIK dan nama di daftar program dengan KTP/KK penerima, lalu laporkan perbaikannya.",
-    ),
-    "not_in_welfare_registry": (
-        "tidak ada di DTKS/P3KE",
-        "Orang ini tidak terdaftar di data kesejahteraan (DTKS/P3KE).",
-        "Periksa kelayakan; usulkan pendaftaran ke DTKS bila memenuhi syarat.",
-    ),
-    "welfare_too_high": (
-        "tingkat kesejahteraan di atas batas",
-        "Desil kesejahteraan di atas batas program (bawaan: desil 1-4 layak).",
-        "Verifikasi kondisi ekonomi rumah tangga di lapangan sebelum memutuskan.",
-    ),
-    "asset_exclusion": (
-        "kepemilikan aset",
-        "Data kesejahteraan mencatat rumah tangga punya mobil atau properti dengan NJOP di atas Rp1 miliar.",
-        "Verifikasi kepemilikan aset di lapangan sebelum memutuskan.",
-    ),
-    "disability_unconfirmed": (
-        "disabilitas belum terkonfirmasi",
-        "Program mensyaratkan disabilitas, tetapi tidak ada data kesejahteraan yang mencatat orang ini "
-        "sebagai penyandang disabilitas.",
-        "Minta surat keterangan disabilitas atau verifikasi di lapangan.",
-    ),
-    "stale_record": (
-        "data belum dimutakhirkan",
-        "Tidak ada sumber yang memverifikasi orang ini dalam jangka waktu program (bawaan: 12 bulan).",
-        "Lakukan verifikasi ulang (pemutakhiran) data penerima.",
-    ),
-    "amount_above_rule": (
-        "nominal di atas aturan",
-        "Daftar program membayar per bulan lebih dari nominal aturan program (KJP: nominal jenjangnya).",
-        "Cocokkan nominal dengan aturan dan perbaiki di daftar program sebelum pembayaran berikutnya.",
-    ),
+    code: (r.label_id, r.meaning_id, r.action_id) for code, r in REASONS.items()
 }
 
 SUMMARY_SHEET = "Ringkasan"
@@ -332,12 +274,7 @@ def _legend_sheet(wb: xlsxwriter.Workbook, formats: dict) -> None:
     for code in REASON_CODES:
         r += 1
         label, meaning, action = REASON_LEGEND[code]
-        verdict = (
-            "hapus (tinjau bila belum pasti)"
-            if code == "deceased"
-            else ("hapus" if code in REMOVE_REASONS else "tinjau")
-        )
-        s.row(r, [label, code, verdict, meaning, action], "wrap")
+        s.row(r, [label, code, REASONS[code].verdict_id, meaning, action], "wrap")
     r += 2
     s.text(
         r,

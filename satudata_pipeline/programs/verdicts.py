@@ -6,9 +6,13 @@ row per roster row (including roster rows quarantined by cleaning, which become 
 `schema` is `main` (the published tables) by default; the pipeline passes `staging` (write, audit,
 then publish: `satudata_pipeline.golden.publish`).
 
-The semantics of every reason code are those of docs/verdict-rules.md; parameters come from the
-program rules (`satudata_pipeline.contract.program_rules`). All work is one vectorised SQL statement
-over the warehouse tables, so it scales with DuckDB (tested at ~1M roster rows).
+The semantics of every reason code are those of docs/verdict-rules.md; each code's flag, verdict
+and evidence text come from the one table of reason codes (programs/reasons.yaml, read by
+`satudata_pipeline.programs.reasons`); parameters come from the program rules
+(`satudata_pipeline.contract.program_rules`). The tables read have a fixed input schema
+(contract/schema.py), checked before anything is read. All work is one vectorised SQL statement
+over the warehouse tables (built from the CTEs below, each its own function), so it scales with
+DuckDB (tested at ~1M roster rows).
 """
 
 from __future__ import annotations
@@ -20,21 +24,32 @@ import duckdb
 import pandas as pd
 
 from satudata_pipeline.contract.program_rules import ProgramRules, ProgramRulesError
-from satudata_pipeline.golden.survivorship import event_evidence_relation
-from satudata_pipeline.link.clusters import EVIDENCE_MIN_PROBABILITY
-
-REMOVE_REASONS = ("deceased", "moved_out", "age_ineligible", "duplicate_enrollment")
-REVIEW_REASONS = (
-    "identity_unresolved",
-    "not_in_welfare_registry",
-    "welfare_too_high",
-    "asset_exclusion",
-    "disability_unconfirmed",
-    "stale_record",
-    "amount_above_rule",
+from satudata_pipeline.contract.schema import (
+    EVENT_EVIDENCE_READ,
+    GOLDEN_PERSON_READ,
+    MATCH_PAIRS_READ,
+    PERSON_RECORDS_READ,
+    PERSON_SOURCE_LINK_READ,
+    require_columns,
 )
-REASON_CODES = tuple(sorted(REMOVE_REASONS + REVIEW_REASONS))
-VERDICTS = ("keep", "remove", "review")
+from satudata_pipeline.link.clusters import EVIDENCE_MIN_PROBABILITY
+from satudata_pipeline.programs import reasons
+from satudata_pipeline.programs.reasons import (
+    DRIFTING_REASONS,
+    evidence_sql,
+    reasons_sql,
+    removes_sql,
+    verdict_sql,
+)
+from satudata_pipeline.warehouse import scalar, table_exists, transaction
+
+STAGE = "programs stage"
+
+# the table's codes (programs/reasons.yaml), for the modules that read them from here
+REASON_CODES = reasons.REASON_CODES
+REMOVE_REASONS = reasons.REMOVE_REASONS
+REVIEW_REASONS = reasons.REVIEW_REASONS
+VERDICTS = reasons.VERDICTS
 
 REVIEW_TABLE = "main.beneficiary_review"  # the published table (exports read it)
 
@@ -48,20 +63,6 @@ CONTRADICTING_VERIFICATION_KINDS = ("program_roster",)
 # A link between two enrollments that removes the later one must hold without the NIK, as for
 # deaths and moves.
 DUPLICATE_MIN_PROBABILITY = EVIDENCE_MIN_PROBABILITY
-
-
-def _pair_probabilities_sql(conn: duckdb.DuckDBPyConnection) -> str:
-    """The stored pairs' probability without the NIK (an empty relation where link.match_pairs has no
-    such column, e.g. a warehouse linked before it existed)."""
-    if "match_probability_without_nik" in table_columns(conn, "link.match_pairs"):
-        return (
-            "(SELECT unique_id_l AS uid_l, unique_id_r AS uid_r, match_probability_without_nik "
-            "FROM link.match_pairs)"
-        )
-    return (
-        "(SELECT NULL::VARCHAR AS uid_l, NULL::VARCHAR AS uid_r, "
-        "NULL::DOUBLE AS match_probability_without_nik WHERE FALSE)"
-    )
 
 
 def golden_table(schema: str = "main") -> str:
@@ -119,10 +120,9 @@ DECISIONS_IN_FORCE = "decisions.review_in_force"  # written by satudata_pipeline
 HISTORY_ROWS = "history.review_rows"  # written by satudata_pipeline.history.store
 HISTORY_DETERMINATIONS = "history.determinations"
 
-# Reasons that come and go with the calendar alone, not with new evidence: left out of the evidence
-# fingerprint a decision is compared against (a stale record, a birthday, would otherwise reopen
-# every decision each month).
-DRIFTING_REASONS = ("stale_record",)
+# Reasons that come and go with the calendar alone, not with new evidence (`drifts` in
+# programs/reasons.yaml: DRIFTING_REASONS) are left out of the evidence fingerprint a decision is
+# compared against (a stale record would otherwise reopen every decision each month).
 
 
 # --------------------------------------------------------------------------------------------
@@ -156,30 +156,31 @@ def mask_nik_sql(expr: str) -> str:
     )
 
 
-def table_columns(conn: duckdb.DuckDBPyConnection, qualified: str) -> set[str]:
-    schema, table = qualified.split(".", 1)
-    rows = conn.execute(
-        "SELECT column_name FROM information_schema.columns WHERE table_schema = ? AND table_name = ?",
-        [schema, table],
-    ).fetchall()
-    return {r[0] for r in rows}
+def require_inputs(conn: duckdb.DuckDBPyConnection, schema: str = "main") -> None:
+    """The tables the verdict query reads, with their fixed input schema (contract/schema.py):
+    a SchemaError naming the table and the missing columns, before anything is read or written."""
+    require_columns(conn, "link.person_records", PERSON_RECORDS_READ, STAGE)
+    require_columns(conn, link_table(schema), PERSON_SOURCE_LINK_READ, STAGE)
+    require_columns(conn, golden_table(schema), GOLDEN_PERSON_READ, STAGE)
+    require_columns(conn, "link.match_pairs", MATCH_PAIRS_READ, STAGE)
+    require_columns(conn, "link.event_evidence", EVENT_EVIDENCE_READ, STAGE)
 
 
-def table_exists(conn: duckdb.DuckDBPyConnection, qualified: str) -> bool:
-    schema, table = qualified.split(".", 1)
-    return bool(
-        conn.execute(
-            "SELECT count(*) FROM information_schema.tables WHERE table_schema = ? AND table_name = ?",
-            [schema, table],
-        ).fetchall()[0][0]
-    )
-
-
-def _col(
-    available: set[str], name: str, alias: str, cast: str | None = None, fallback: str = "NULL"
+def _optional_table(
+    conn: duckdb.DuckDBPyConnection,
+    tables: dict[str, Iterable[str]],
+    returns: dict[str, str],
+    select: str,
 ) -> str:
-    expr = f"{alias}.{name}" if name in available else fallback
-    return f"CAST({expr} AS {cast})" if cast else expr
+    """`select` over tables that may not exist yet (no decision handed back, no publication
+    before): then an empty relation of the `returns` columns. Tables that exist must have the
+    columns `tables` gives them (SchemaError), never a switch on which columns they have."""
+    if not table_exists(conn, next(iter(tables))):
+        cols = ", ".join(f"NULL::{t} AS {c}" for c, t in returns.items())
+        return f"(SELECT {cols} WHERE FALSE)"
+    for table, needed in tables.items():
+        require_columns(conn, table, needed, STAGE)
+    return f"({select})"
 
 
 def register_rules(conn: duckdb.DuckDBPyConnection, rules: ProgramRules) -> None:
@@ -225,259 +226,124 @@ def register_rules(conn: duckdb.DuckDBPyConnection, rules: ProgramRules) -> None
 
 
 # --------------------------------------------------------------------------------------------
-# the verdict query
+# the verdict query, one function per part (each can be run alone on a small table)
 # --------------------------------------------------------------------------------------------
-def _roster_rows_sql(conn: duckdb.DuckDBPyConnection, schema: str = "main") -> str:
-    """Every roster row: clean rows from link.person_records + roster rows quarantined by cleaning."""
-    pr = table_columns(conn, "link.person_records")
-    missing = {"source", "kind", "program", "record_id"} - pr
-    if missing:
-        raise ValueError(
-            f"link.person_records lacks required column(s): {', '.join(sorted(missing))}"
-        )
-    psl = table_columns(conn, link_table(schema))
-    nama = "r.nama_asli" if "nama_asli" in pr else _col(pr, "nama", "r")
-    nik = (
-        "coalesce(r.nik, r.nik_raw)"
-        if {"nik", "nik_raw"} <= pr
-        else _col(pr, "nik", "r", fallback=_col(pr, "nik_raw", "r"))
-    )
-    has_lm = "link_method" in psl
-    # clean rows take the person of their (non-quarantined) link row
-    linked_filter = (
-        "coalesce(link_method, '') <> 'quarantined'" if has_lm else "person_id IS NOT NULL"
-    )
+def roster_rows_sql(schema: str = "main") -> str:
+    """Every roster row: clean rows from link.person_records + roster rows quarantined by cleaning
+    (in the link table with link_method 'quarantined': blank name, duplicate record_id...)."""
     clean = f"""
         SELECT r.source, r.program, CAST(r.record_id AS VARCHAR) AS record_id,
-               upper(trim(CAST({_col(pr, "jenjang", "r")} AS VARCHAR))) AS jenjang,
-               CAST({_col(pr, "nominal_bulanan", "r")} AS BIGINT) AS roster_nominal,
-               CAST({_col(pr, "tanggal_mulai", "r")} AS DATE) AS tanggal_mulai,
-               CAST({nama} AS VARCHAR) AS nama, CAST({nik} AS VARCHAR) AS nik,
-               {_col(pr, "kode_kota", "r", "VARCHAR")} AS roster_kode_kota,
-               {_col(pr, "kode_kecamatan", "r", "VARCHAR")} AS roster_kode_kecamatan,
-               {_col(pr, "kode_kelurahan", "r", "VARCHAR")} AS roster_kode_kelurahan,
+               upper(trim(CAST(r.jenjang AS VARCHAR))) AS jenjang,
+               CAST(r.nominal_bulanan AS BIGINT) AS roster_nominal,
+               CAST(r.tanggal_mulai AS DATE) AS tanggal_mulai,
+               CAST(r.nama AS VARCHAR) AS nama, CAST(r.nik AS VARCHAR) AS nik,
+               CAST(r.kode_kota AS VARCHAR) AS roster_kode_kota,
+               CAST(r.kode_kecamatan AS VARCHAR) AS roster_kode_kecamatan,
+               CAST(r.kode_kelurahan AS VARCHAR) AS roster_kode_kelurahan,
                l.person_id, l.link_method,
-               {_col(pr, "unique_id", "r", "VARCHAR")} AS roster_uid,
-               {_col(pr, "nik_valid", "r", "BOOLEAN")} AS roster_nik_valid,
-               {_col(pr, "tanggal_lahir", "r", "DATE")} AS roster_lahir,
-               {_col(pr, "nama_sorted", "r", "VARCHAR")} AS roster_nama_sorted,
-               {_col(pr, "kode_kelurahan", "r", "VARCHAR")} AS roster_kelurahan
+               CAST(r.unique_id AS VARCHAR) AS roster_uid,
+               CAST(r.nik_valid AS BOOLEAN) AS roster_nik_valid,
+               CAST(r.tanggal_lahir AS DATE) AS roster_lahir,
+               CAST(r.nama_sorted AS VARCHAR) AS roster_nama_sorted,
+               CAST(r.kode_kelurahan AS VARCHAR) AS roster_kelurahan
         FROM link.person_records r
         LEFT JOIN (
             SELECT source, CAST(record_id AS VARCHAR) AS record_id, any_value(person_id) AS person_id,
-                   any_value({"link_method" if has_lm else "NULL"}) AS link_method
-            FROM {link_table(schema)} WHERE {linked_filter}
+                   any_value(link_method) AS link_method
+            FROM {link_table(schema)} WHERE coalesce(link_method, '') <> 'quarantined'
             GROUP BY source, CAST(record_id AS VARCHAR)
         ) l ON l.source = r.source AND l.record_id = CAST(r.record_id AS VARCHAR)
         WHERE r.kind = 'program_roster'
     """
-    # roster rows that cleaning quarantined (blank name, duplicate record_id...): in the link table
-    # with link_method 'quarantined' (or, without that column, no person and no clean row)
-    if has_lm:
-        quarantined_cond = "l.link_method = 'quarantined'"
-    else:
-        quarantined_cond = """l.person_id IS NULL AND NOT EXISTS (SELECT 1 FROM link.person_records r2
-            WHERE r2.source = l.source AND CAST(r2.record_id AS VARCHAR) = CAST(l.record_id AS VARCHAR))"""
     quarantined = f"""
         SELECT l.source, rs.program, CAST(l.record_id AS VARCHAR), NULL, NULL, NULL, NULL, NULL,
-               NULL, NULL, NULL, NULL, {"l.link_method" if has_lm else "'quarantined'"},
-               NULL, NULL, NULL, NULL, NULL
+               NULL, NULL, NULL, NULL, l.link_method, NULL, NULL, NULL, NULL, NULL
         FROM {link_table(schema)} l
         JOIN (SELECT source, any_value(program) AS program FROM link.person_records
               WHERE kind = 'program_roster' GROUP BY source) rs ON rs.source = l.source
-        WHERE {quarantined_cond}
+        WHERE l.link_method = 'quarantined'
     """
     return f"{clean}\nUNION ALL\n{quarantined}"
 
 
-def _life_facts_sql(
-    conn: duckdb.DuckDBPyConnection, gp: set[str], snap: str, schema: str = "main"
-) -> tuple[str, str, str]:
-    """Death and domicile *at the snapshot*.
+def person_of_record_sql(schema: str = "main") -> str:
+    """(source, record_id, person_id) of every linked (not quarantined) record."""
+    return f"""(SELECT source, CAST(record_id AS VARCHAR) AS record_id, any_value(person_id) AS person_id
+                 FROM {link_table(schema)}
+                 WHERE coalesce(link_method, '') <> 'quarantined' AND person_id IS NOT NULL
+                 GROUP BY ALL)"""
 
-    From the death / civil / migration rows of `link.person_records` when it carries the columns (so a
-    move or death dated after the snapshot is ignored and the latest move on or before it wins),
-    otherwise from the golden person's columns (which apply "latest move wins" over all dates).
-    """
-    pr = table_columns(conn, "link.person_records")
-    psl = table_columns(conn, link_table(schema))
 
-    def g(name: str, cast: str) -> str:
-        return f"CAST({'g.' + name if name in gp else 'NULL'} AS {cast})"
+# how each death / move record is tied to its person (link.event_evidence): only a conclusive tie
+# removes; a record without a row there is alone in its cluster and concerns nobody
+_EVENT_TIE = (
+    "LEFT JOIN link.event_evidence ev_ "
+    "ON ev_.unique_id = r.source || ':' || CAST(r.record_id AS VARCHAR)"
+)
+_EVENT_CONCLUSIVE = "coalesce(ev_.conclusive, false)"
 
-    linked = (
-        "coalesce(link_method, '') <> 'quarantined' AND person_id IS NOT NULL"
-        if "link_method" in psl
-        else "person_id IS NOT NULL"
-    )
-    plink = f"""(SELECT source, CAST(record_id AS VARCHAR) AS record_id, any_value(person_id) AS person_id
-                 FROM {link_table(schema)} WHERE {linked} GROUP BY ALL)"""
-    ctes, cols, joins = [], [], []
-    # how each death / move record is tied to the person (link.event_evidence): only a conclusive
-    # tie removes; records of a warehouse built before that table are trusted as before
-    ev_rel, ev_default = event_evidence_relation(conn)
-    ev_join = (
-        f"LEFT JOIN {ev_rel} ev_ ON ev_.unique_id = r.source || ':' || CAST(r.record_id AS VARCHAR)"
-    )
-    ev_cols = f"coalesce(ev_.conclusive, {ev_default})"
-    if "tanggal_meninggal" in pr:
-        ctes.append(f"""
-death_at_snap AS (
+
+def death_at_snapshot_sql(snap: str, schema: str = "main") -> str:
+    """Per person, the death recorded on or before the snapshot (undated deaths count): a
+    conclusive record first, then the death registry's, then the earliest."""
+    return f"""
     SELECT l.person_id, CAST(r.tanggal_meninggal AS DATE) AS tanggal_meninggal,
            r.source || '/' || r.record_id AS death_evidence,
-           {ev_cols} AS death_conclusive, ev_.evidence AS death_link
-    FROM link.person_records r JOIN {plink} l ON l.source = r.source AND l.record_id = CAST(r.record_id AS VARCHAR)
-    {ev_join}
+           {_EVENT_CONCLUSIVE} AS death_conclusive, ev_.evidence AS death_link
+    FROM link.person_records r JOIN {person_of_record_sql(schema)} l
+      ON l.source = r.source AND l.record_id = CAST(r.record_id AS VARCHAR)
+    {_EVENT_TIE}
     WHERE (r.kind = 'death_registry' OR (r.kind = 'civil_registry' AND r.tanggal_meninggal IS NOT NULL))
       AND (r.tanggal_meninggal IS NULL OR CAST(r.tanggal_meninggal AS DATE) <= {snap})
-    QUALIFY row_number() OVER (PARTITION BY l.person_id ORDER BY {ev_cols} DESC,
+    QUALIFY row_number() OVER (PARTITION BY l.person_id ORDER BY {_EVENT_CONCLUSIVE} DESC,
                                (r.kind = 'death_registry') DESC,
-                               r.tanggal_meninggal NULLS LAST, r.source, r.record_id) = 1
-)""")
-        cols += [
-            "(d_.person_id IS NULL) AS is_alive",
-            "d_.tanggal_meninggal",
-            "d_.death_evidence",
-            "d_.death_conclusive",
-            "d_.death_link",
-        ]
-        joins.append("LEFT JOIN death_at_snap d_ ON d_.person_id = ro.person_id")
-    else:
-        cols += [
-            f"{g('is_alive', 'BOOLEAN')} AS is_alive",
-            f"{g('tanggal_meninggal', 'DATE')} AS tanggal_meninggal",
-            f"{g('death_evidence', 'VARCHAR')} AS death_evidence",
-            f"coalesce({g('death_conclusive', 'BOOLEAN')}, TRUE) AS death_conclusive",
-            f"{g('death_link', 'VARCHAR')} AS death_link",
-        ]
-    if "tanggal_pindah" in pr and ("kode_wilayah_tujuan" in pr or "pindah_keluar_dki" in pr):
-        dest = "CAST(r.kode_wilayah_tujuan AS VARCHAR)" if "kode_wilayah_tujuan" in pr else "NULL"
-        keluar = "r.pindah_keluar_dki" if "pindah_keluar_dki" in pr else "NULL"
-        ctes.append(f"""
-move_at_snap AS (
+                               r.tanggal_meninggal NULLS LAST, r.source, r.record_id) = 1"""
+
+
+def move_at_snapshot_sql(snap: str, schema: str = "main") -> str:
+    """Per person, the latest move on or before the snapshot (undated moves count as oldest):
+    `keluar` when it leaves DKI (the delivered flag, else a destination not starting with 31)."""
+    dest = "CAST(r.kode_wilayah_tujuan AS VARCHAR)"
+    return f"""
     SELECT l.person_id, CAST(r.tanggal_pindah AS DATE) AS tanggal_pindah, {dest} AS kode_wilayah_tujuan,
-           coalesce({keluar}, NOT starts_with(regexp_replace({dest}, '[^0-9]', '', 'g'), '31')) AS keluar,
+           coalesce(r.pindah_keluar_dki, NOT starts_with(regexp_replace({dest}, '[^0-9]', '', 'g'), '31')) AS keluar,
            r.source || '/' || r.record_id AS move_evidence,
-           {ev_cols} AS move_conclusive, ev_.evidence AS move_link
-    FROM link.person_records r JOIN {plink} l ON l.source = r.source AND l.record_id = CAST(r.record_id AS VARCHAR)
-    {ev_join}
+           {_EVENT_CONCLUSIVE} AS move_conclusive, ev_.evidence AS move_link
+    FROM link.person_records r JOIN {person_of_record_sql(schema)} l
+      ON l.source = r.source AND l.record_id = CAST(r.record_id AS VARCHAR)
+    {_EVENT_TIE}
     WHERE r.kind = 'migration_registry' AND coalesce(CAST(r.tanggal_pindah AS DATE), DATE '1900-01-01') <= {snap}
     QUALIFY row_number() OVER (PARTITION BY l.person_id
                                ORDER BY coalesce(CAST(r.tanggal_pindah AS DATE), DATE '1900-01-01') DESC,
-                                        r.source DESC, r.record_id DESC) = 1
-)""")
-        cols += [
-            "NOT coalesce(m_.keluar, FALSE) AS tinggal_di_dki",
-            "m_.tanggal_pindah",
-            "m_.kode_wilayah_tujuan",
-            "m_.move_evidence",
-            "m_.move_conclusive",
-            "m_.move_link",
-        ]
-        joins.append("LEFT JOIN move_at_snap m_ ON m_.person_id = ro.person_id")
-    else:
-        cols += [
-            f"{g('tinggal_di_dki', 'BOOLEAN')} AS tinggal_di_dki",
-            f"{g('tanggal_pindah', 'DATE')} AS tanggal_pindah",
-            f"{g('kode_wilayah_tujuan', 'VARCHAR')} AS kode_wilayah_tujuan",
-            f"{g('move_evidence', 'VARCHAR')} AS move_evidence",
-            f"coalesce({g('move_conclusive', 'BOOLEAN')}, TRUE) AS move_conclusive",
-            f"{g('move_link', 'VARCHAR')} AS move_link",
-        ]
-    # the latest verification of the person by a welfare registry or a program (both in DKI): a
-    # person verified after a recorded death or move out contradicts it
-    if "tanggal_pemutakhiran" in pr:
-        ctes.append(f"""
-verified_at_snap AS (
+                                        r.source DESC, r.record_id DESC) = 1"""
+
+
+def verified_at_snapshot_sql(snap: str, schema: str = "main") -> str:
+    """Per person, the latest verification by a program (CONTRADICTING_VERIFICATION_KINDS) on or
+    before the snapshot, and by which record: a verification after a death or move contradicts it."""
+    kinds = ", ".join(sql_str(k) for k in CONTRADICTING_VERIFICATION_KINDS)
+    return f"""
     SELECT l.person_id, max(CAST(r.tanggal_pemutakhiran AS DATE)) AS verified_alive,
            arg_max(r.source || '/' || r.record_id,
                    {{'d': CAST(r.tanggal_pemutakhiran AS DATE), 's': r.source, 'r': CAST(r.record_id AS VARCHAR)}})
                AS verified_alive_by
-    FROM link.person_records r JOIN {plink} l ON l.source = r.source AND l.record_id = CAST(r.record_id AS VARCHAR)
-    WHERE r.kind IN ({", ".join(sql_str(k) for k in CONTRADICTING_VERIFICATION_KINDS)})
+    FROM link.person_records r JOIN {person_of_record_sql(schema)} l
+      ON l.source = r.source AND l.record_id = CAST(r.record_id AS VARCHAR)
+    WHERE r.kind IN ({kinds})
       AND CAST(r.tanggal_pemutakhiran AS DATE) <= {snap}
-    GROUP BY l.person_id
-)""")
-        cols += ["va_.verified_alive", "va_.verified_alive_by"]
-        joins.append("LEFT JOIN verified_at_snap va_ ON va_.person_id = ro.person_id")
-    else:
-        cols += ["NULL::DATE AS verified_alive", "NULL::VARCHAR AS verified_alive_by"]
-    return (
-        ",".join(ctes) + ("," if ctes else ""),
-        ",\n           ".join(cols) + ",",
-        "\n    ".join(joins),
-    )
+    GROUP BY l.person_id"""
 
 
-REASONS_SQL = """list_filter([
-        CASE WHEN f_age THEN 'age_ineligible' END,
-        CASE WHEN f_amount THEN 'amount_above_rule' END,
-        CASE WHEN f_asset THEN 'asset_exclusion' END,
-        -- a recorded death or move is always listed (the verdict and the evidence say whether
-        -- it is conclusive); a possible death (not joined) only where it decides the verdict
-        CASE WHEN f_deceased OR (f_maybe_dead AND NOT f_remove) THEN 'deceased' END,
-        CASE WHEN f_disab THEN 'disability_unconfirmed' END,
-        CASE WHEN f_dup THEN 'duplicate_enrollment' END,
-        CASE WHEN f_unresolved THEN 'identity_unresolved' END,
-        CASE WHEN f_moved THEN 'moved_out' END,
-        CASE WHEN f_no_welfare THEN 'not_in_welfare_registry' END,
-        CASE WHEN f_stale THEN 'stale_record' END,
-        CASE WHEN f_desil THEN 'welfare_too_high' END
-    ], lambda x: x IS NOT NULL)::VARCHAR[]"""
-
-# The evidence a decision answers: the pipeline's reasons (except those drifting with the calendar)
-# and the person facts they rest on. Not the snapshot date, the age or the verification dates.
-FINGERPRINT_SQL = f"""md5(concat_ws('|',
-        coalesce(person_id, '-'),
-        list_sort(list_filter({REASONS_SQL}, lambda x: NOT list_contains({sql_list(DRIFTING_REASONS)}, x)))::VARCHAR,
-        coalesce(CAST(is_alive AS VARCHAR), '-'), coalesce(CAST(tanggal_meninggal AS VARCHAR), '-'),
-        coalesce(death_evidence, '-'), coalesce(CAST(death_conclusive AS VARCHAR), '-'),
-        coalesce(possible_death_evidence, '-'),
-        coalesce(CAST(tinggal_di_dki AS VARCHAR), '-'), coalesce(CAST(tanggal_pindah AS VARCHAR), '-'),
-        coalesce(kode_wilayah_tujuan, '-'), coalesce(move_evidence, '-'),
-        coalesce(CAST(in_civil AS VARCHAR), '-'), coalesce(CAST(in_welfare AS VARCHAR), '-'),
-        coalesce(CAST(desil AS VARCHAR), '-'), coalesce(CAST(disabilitas_any AS VARCHAR), '-'),
-        coalesce(CAST(punya_mobil AS VARCHAR), '-'), coalesce(CAST(njop_di_atas_1m AS VARCHAR), '-'),
-        coalesce(kept_row, '-')))"""
+PAIRS_SQL = (
+    "SELECT unique_id_l AS uid_l, unique_id_r AS uid_r, match_probability_without_nik "
+    "FROM link.match_pairs"
+)
 
 
-def verdicts_sql(
-    conn: duckdb.DuckDBPyConnection,
-    snapshot_date: date,
-    schema: str = "main",
-    left_out: str | None = None,
-) -> str:
-    """The SELECT producing beneficiary_review rows for every roster row (needs `register_rules` first).
-
-    `left_out`: a table of (program, source, record_id) whose final verdict is remove; they are not
-    the earlier enrollment a later one is a duplicate of (the person would lose both)."""
-    gp = table_columns(conn, golden_table(schema))
-    if "person_id" not in gp:
-        raise ValueError(f"{golden_table(schema)} has no person_id column")
-
-    def g(name: str, cast: str | None = None, fallback: str = "NULL") -> str:
-        return _col(gp, name, "g", cast, fallback)
-
-    snap = f"DATE '{snapshot_date.isoformat()}'"
-    disab_any = g("disabilitas_any", "BOOLEAN", fallback=g("disabilitas", "BOOLEAN"))
-    in_civil = g("in_civil_registry", "BOOLEAN", fallback="FALSE")
-    in_welfare = g("in_welfare_registry", "BOOLEAN", fallback=f"({g('desil')} IS NOT NULL)")
-
-    life_ctes, life_cols, life_joins = _life_facts_sql(conn, gp, snap, schema)
-    left_out_sql = (
-        ""
-        if left_out is None
-        else (
-            f"\n      AND NOT EXISTS (SELECT 1 FROM {left_out} lo WHERE lo.program = b.program "
-            f"AND lo.source = b.source AND lo.record_id = b.record_id)"
-        )
-    )
+def row_tie_sql(schema: str = "main") -> str:
+    """How strongly each roster row itself is tied to its person without the NIK: the strongest
+    stored pair between the row and another record of the same person (needs `roster`, `pairs`)."""
     return f"""
-WITH roster AS ({_roster_rows_sql(conn, schema)}),{life_ctes}
-pairs AS {_pair_probabilities_sql(conn)},
-row_tie AS (
-    -- how strongly each roster row itself is tied to its person without the NIK: the strongest
-    -- stored pair between the row and another record of the same person
     SELECT t.roster_uid, max(t.p) AS row_p
     FROM (
         SELECT ro.roster_uid, ro.person_id, mp.uid_r AS other, mp.match_probability_without_nik AS p
@@ -487,9 +353,13 @@ row_tie AS (
         FROM roster ro JOIN pairs mp ON mp.uid_r = ro.roster_uid
     ) t
     JOIN {link_table(schema)} o ON o.unique_id = t.other AND o.person_id = t.person_id
-    GROUP BY t.roster_uid
-),
-base AS (
+    GROUP BY t.roster_uid"""
+
+
+def base_sql(snap: str, schema: str = "main") -> str:
+    """Each roster row with its program's parameters, its person's golden facts and life facts at
+    the snapshot, and whether the row itself identifies its person (`row_sure`: a removal needs it)."""
+    return f"""
     SELECT ro.*, rt.row_p,
            -- the roster row identifies its person: by the same valid NIK, as the one resident of its
            -- home with its name, or by a link strong without the NIK (a removal needs it)
@@ -499,42 +369,68 @@ base AS (
            p.requires_disability, p.excludes,
            coalesce(p.amount_flat, a.amount) AS nominal_aturan,
            g.person_id AS g_person_id,
-           {g("tanggal_lahir", "DATE")} AS tanggal_lahir,
-           {life_cols}
-           {in_civil} AS in_civil, {in_welfare} AS in_welfare,
-           {g("desil", "INTEGER")} AS desil,
-           {g("punya_mobil", "BOOLEAN")} AS punya_mobil,
-           {g("njop_di_atas_1m", "BOOLEAN")} AS njop_di_atas_1m,
-           {g("possible_death_evidence", "VARCHAR")} AS possible_death_evidence,
-           {g("welfare_evidence", "VARCHAR")} AS welfare_evidence,
-           {g("welfare_verified", "DATE")} AS welfare_verified,
-           {disab_any} AS disabilitas_any,
-           {g("last_verified", "DATE")} AS last_verified,
-           coalesce({g("kode_kota", "VARCHAR")}, ro.roster_kode_kota) AS kode_kota,
-           coalesce({g("kode_kecamatan", "VARCHAR")}, ro.roster_kode_kecamatan) AS kode_kecamatan,
-           coalesce({g("kode_kelurahan", "VARCHAR")}, ro.roster_kode_kelurahan) AS kode_kelurahan,
+           CAST(g.tanggal_lahir AS DATE) AS tanggal_lahir,
+           (d_.person_id IS NULL) AS is_alive,
+           d_.tanggal_meninggal,
+           d_.death_evidence,
+           d_.death_conclusive,
+           d_.death_link,
+           NOT coalesce(m_.keluar, FALSE) AS tinggal_di_dki,
+           m_.tanggal_pindah,
+           m_.kode_wilayah_tujuan,
+           m_.move_evidence,
+           m_.move_conclusive,
+           m_.move_link,
+           va_.verified_alive, va_.verified_alive_by,
+           CAST(g.in_civil_registry AS BOOLEAN) AS in_civil,
+           CAST(g.in_welfare_registry AS BOOLEAN) AS in_welfare,
+           CAST(g.desil AS INTEGER) AS desil,
+           CAST(g.punya_mobil AS BOOLEAN) AS punya_mobil,
+           CAST(g.njop_di_atas_1m AS BOOLEAN) AS njop_di_atas_1m,
+           CAST(g.possible_death_evidence AS VARCHAR) AS possible_death_evidence,
+           CAST(g.welfare_evidence AS VARCHAR) AS welfare_evidence,
+           CAST(g.welfare_verified AS DATE) AS welfare_verified,
+           CAST(g.disabilitas_any AS BOOLEAN) AS disabilitas_any,
+           CAST(g.last_verified AS DATE) AS last_verified,
+           coalesce(CAST(g.kode_kota AS VARCHAR), ro.roster_kode_kota) AS kode_kota,
+           coalesce(CAST(g.kode_kecamatan AS VARCHAR), ro.roster_kode_kecamatan) AS kode_kecamatan,
+           coalesce(CAST(g.kode_kelurahan AS VARCHAR), ro.roster_kode_kelurahan) AS kode_kelurahan,
            {snap} AS snap
     FROM roster ro
     LEFT JOIN _prog_params p ON p.program = ro.program
     LEFT JOIN _prog_amounts a ON a.program = ro.program AND a.jenjang = ro.jenjang
     LEFT JOIN {golden_table(schema)} g ON g.person_id = ro.person_id
     LEFT JOIN row_tie rt ON rt.roster_uid = ro.roster_uid
-    {life_joins}
-),
-flagged AS (
+    LEFT JOIN death_at_snap d_ ON d_.person_id = ro.person_id
+    LEFT JOIN move_at_snap m_ ON m_.person_id = ro.person_id
+    LEFT JOIN verified_at_snap va_ ON va_.person_id = ro.person_id"""
+
+
+ENROLLED_SQL = f"""
     SELECT *,
         (g_person_id IS NULL OR NOT (coalesce(in_civil, FALSE) OR coalesce(in_welfare, FALSE))) AS f_unresolved,
         CASE WHEN tanggal_lahir IS NOT NULL THEN {age_sql("tanggal_lahir", "snap")} END AS umur,
         row_number() OVER (PARTITION BY person_id
                            ORDER BY tanggal_mulai ASC NULLS LAST, record_id, source, program) AS enroll_ord
-    FROM base
-),
-dup_pairs AS (
-    -- a later enrollment of the same person in the same program, or in a program excluding this one;
-    -- conclusive (it removes) only when the two rows themselves identify one person: the same valid
-    -- NIK and no other birth date, or a link between them strong without the NIK. A ghost row that
-    -- copies a real child's name and birth date with a NIK a digit off is not proof that the real
-    -- child is enrolled twice (docs/verdict-rules.md, duplicate_enrollment).
+    FROM base"""
+
+
+def duplicate_pairs_sql(left_out: str | None = None) -> str:
+    """Each later enrollment of a person with an earlier one in the same program, or in a program
+    excluding this one (needs `flagged`, `pairs`); `conclusive` (it removes) only when the two rows
+    themselves identify one person: the same valid NIK and no other birth date, or a link between
+    them strong without the NIK. A ghost row that copies a real child's name and birth date with a
+    NIK a digit off is not proof that the real child is enrolled twice (docs/verdict-rules.md,
+    duplicate_enrollment). `left_out`: rows whose final verdict is remove (never the earlier one)."""
+    left_out_sql = (
+        ""
+        if left_out is None
+        else (
+            f"\n      AND NOT EXISTS (SELECT 1 FROM {left_out} lo WHERE lo.program = b.program "
+            f"AND lo.source = b.source AND lo.record_id = b.record_id)"
+        )
+    )
+    return f"""
     SELECT a.source, a.record_id, a.program, b.enroll_ord,
            b.program || ' ' || b.source || '/' || b.record_id
                || coalesce(' since ' || strftime(b.tanggal_mulai, '%Y-%m-%d'), '') AS kept_row,
@@ -556,16 +452,20 @@ dup_pairs AS (
     LEFT JOIN pairs mp
       ON (mp.uid_l = a.roster_uid AND mp.uid_r = b.roster_uid)
       OR (mp.uid_l = b.roster_uid AND mp.uid_r = a.roster_uid)
-    WHERE NOT a.f_unresolved AND NOT b.f_unresolved{left_out_sql}
-),
-dup AS (
+    WHERE NOT a.f_unresolved AND NOT b.f_unresolved{left_out_sql}"""
+
+
+DUPLICATES_SQL = """
     SELECT source, record_id, program,
            arg_min(kept_row, enroll_ord) AS kept_row,
            bool_or(conclusive) AS dup_conclusive
     FROM dup_pairs
-    GROUP BY source, record_id, program
-),
-reasons AS (
+    GROUP BY source, record_id, program"""
+
+
+# The flags of the reason codes (programs/reasons.yaml names them): a reason about the person is
+# evaluated only for a row resolved to a person; amount_above_rule is a fact of the row itself.
+FLAGS_SQL = """
     SELECT f.*, d.kept_row, coalesce(d.dup_conclusive, FALSE) AS dup_conclusive,
         NOT f.f_unresolved AND (
             (f.tanggal_meninggal IS NOT NULL AND f.tanggal_meninggal <= f.snap)
@@ -576,9 +476,9 @@ reasons AS (
         NOT f.f_unresolved AND f.tinggal_di_dki = FALSE
             AND (f.tanggal_pindah IS NULL OR f.tanggal_pindah <= f.snap) AS f_moved,
         -- a death or move removes only when its record identifies the person and nothing later
-        -- contradicts it (enrolled, or verified by a welfare registry or program, after it)
-        {contradiction_sql("f.tanggal_meninggal")} AS death_contradiction,
-        {contradiction_sql("f.tanggal_pindah")} AS move_contradiction,
+        -- contradicts it (enrolled, or verified by a program, after it)
+        {death_contradiction} AS death_contradiction,
+        {move_contradiction} AS move_contradiction,
         NOT f.f_unresolved AND f.umur IS NOT NULL
             AND ((f.age_min IS NOT NULL AND f.umur < f.age_min) OR (f.age_max IS NOT NULL AND f.umur > f.age_max))
             AS f_age,
@@ -594,93 +494,116 @@ reasons AS (
         -- itself, so it is checked even when the person is unresolved
         coalesce(f.roster_nominal > f.nominal_aturan, FALSE) AS f_amount
     FROM flagged f
-    LEFT JOIN dup d ON d.source = f.source AND d.record_id = f.record_id AND d.program = f.program
-),
-decided AS (
+    LEFT JOIN dup d ON d.source = f.source AND d.record_id = f.record_id AND d.program = f.program"""
+
+
+# Whether a remove code's evidence is conclusive (its `removes_when` in programs/reasons.yaml)
+CONCLUSIVE_SQL = """
     SELECT *,
         f_deceased AND coalesce(death_conclusive, FALSE) AND death_contradiction IS NULL AND row_sure
             AS f_dead_sure,
         f_moved AND coalesce(move_conclusive, FALSE) AND move_contradiction IS NULL AND row_sure
-            AS f_moved_sure
-    FROM reasons
-),
-final AS (
+            AS f_moved_sure,
+        f_dup AND dup_conclusive AS f_dup_sure
+    FROM flags"""
+
+# The verdict's remove (any conclusive remove code), the cases of the evidence texts (each code's
+# `evidence[].when`) and the values they read besides the row's own columns: what the welfare record
+# says of assets, and why a death or move record or the roster row itself is not conclusive
+NOTES_SQL = """
     SELECT *,
-        f_dead_sure OR f_moved_sure OR f_age OR (f_dup AND dup_conclusive) AS f_remove,
-        -- a death or move that does not identify the person (or is contradicted), or a possible
-        -- death: reviewed, with the record and why it is not conclusive in the evidence
-        (f_deceased AND NOT f_dead_sure) OR (f_maybe_dead AND NOT f_deceased) AS f_dead_check,
-        f_moved AND NOT f_moved_sure AS f_moved_check
-    FROM decided
-)
+        {removes} AS f_remove,
+        f_deceased AND NOT f_dead_sure AS f_dead_unsure,
+        f_maybe_dead AND NOT f_deceased AS f_dead_possible,
+        f_unresolved AND person_id IS NULL AS f_unlinked,
+        concat_ws(' and ', CASE WHEN excl_car AND punya_mobil THEN 'car owner' END,
+                           CASE WHEN excl_njop AND njop_di_atas_1m THEN 'NJOP above Rp1bn' END)
+            AS assets_found,
+        CASE WHEN NOT row_sure THEN 'this roster row is linked to the person only with probability '
+             || printf('%.3f', coalesce(row_p, 0)) || ' without its NIK' END AS row_tie_note,
+        CASE WHEN NOT coalesce(death_conclusive, FALSE)
+             THEN coalesce(death_link, 'not tied to this person''s records') END AS death_tie_note,
+        CASE WHEN NOT coalesce(move_conclusive, FALSE)
+             THEN coalesce(move_link, 'not tied to this person''s records') END AS move_tie_note
+    FROM conclusive"""
+
+# a recorded death or move is always listed (the verdict and the evidence say whether it is
+# conclusive); a possible death (not joined to the person) only where it decides the verdict
+LISTED_SQL = """
+    SELECT *, f_deceased OR (f_maybe_dead AND NOT f_remove) AS f_deceased_listed
+    FROM noted"""
+
+# The evidence a decision answers: the pipeline's reasons (except those drifting with the calendar)
+# and the person facts they rest on. Not the snapshot date, the age or the verification dates.
+FINGERPRINT_SQL = f"""md5(concat_ws('|',
+        coalesce(person_id, '-'),
+        list_sort(list_filter(reasons, lambda x: NOT list_contains({sql_list(DRIFTING_REASONS)}, x)))::VARCHAR,
+        coalesce(CAST(is_alive AS VARCHAR), '-'), coalesce(CAST(tanggal_meninggal AS VARCHAR), '-'),
+        coalesce(death_evidence, '-'), coalesce(CAST(death_conclusive AS VARCHAR), '-'),
+        coalesce(possible_death_evidence, '-'),
+        coalesce(CAST(tinggal_di_dki AS VARCHAR), '-'), coalesce(CAST(tanggal_pindah AS VARCHAR), '-'),
+        coalesce(kode_wilayah_tujuan, '-'), coalesce(move_evidence, '-'),
+        coalesce(CAST(in_civil AS VARCHAR), '-'), coalesce(CAST(in_welfare AS VARCHAR), '-'),
+        coalesce(CAST(desil AS VARCHAR), '-'), coalesce(CAST(disabilitas_any AS VARCHAR), '-'),
+        coalesce(CAST(punya_mobil AS VARCHAR), '-'), coalesce(CAST(njop_di_atas_1m AS VARCHAR), '-'),
+        coalesce(kept_row, '-')))"""
+
+
+def output_sql() -> str:
+    """The beneficiary_review row of each roster row (needs `reasoned`): the verdict, the reasons
+    and the evidence from the table of reason codes (programs/reasons.yaml)."""
+    return f"""
 SELECT
     program, source, record_id, person_id,
-    CASE WHEN f_remove THEN 'remove'
-         WHEN f_unresolved OR f_dead_check OR f_moved_check OR f_dup OR f_no_welfare OR f_desil
-              OR f_asset OR f_disab OR f_stale OR f_amount
-             THEN 'review'
-         ELSE 'keep' END AS verdict,
-    {REASONS_SQL} AS reasons,
+    {verdict_sql()} AS verdict,
+    reasons,
     CAST(coalesce(roster_nominal, nominal_aturan) AS BIGINT) AS nominal_bulanan,
     CAST(nominal_aturan AS BIGINT) AS nominal_aturan,
-    nullif(concat_ws('; ',
-        CASE WHEN f_age THEN 'age_ineligible: age ' || umur || ' at ' || strftime(snap, '%Y-%m-%d')
-             || ', program range ' || age_label END,
-        CASE WHEN f_amount THEN 'amount_above_rule: roster pays Rp' || format('{{:,}}', roster_nominal)
-             || ' a month, the program rule says Rp' || format('{{:,}}', nominal_aturan)
-             || coalesce(' for jenjang ' || jenjang, '') END,
-        CASE WHEN f_asset THEN 'asset_exclusion: ' || coalesce(welfare_evidence, 'welfare record')
-             || coalesce(' ' || strftime(welfare_verified, '%Y-%m-%d'), '') || ' says '
-             || concat_ws(' and ', CASE WHEN excl_car AND punya_mobil THEN 'car owner' END,
-                                   CASE WHEN excl_njop AND njop_di_atas_1m THEN 'NJOP above Rp1bn' END) END,
-        CASE WHEN f_dead_sure THEN 'deceased: ' || coalesce(death_evidence, 'death recorded')
-             || coalesce(' ' || strftime(tanggal_meninggal, '%Y-%m-%d'), '')
-             || coalesce(' (' || death_link || ')', '') END,
-        CASE WHEN f_deceased AND NOT f_dead_sure THEN 'deceased (to check, not conclusive): '
-             || coalesce(death_evidence, 'death recorded')
-             || coalesce(' ' || strftime(tanggal_meninggal, '%Y-%m-%d'), '')
-             || coalesce(' ' || death_contradiction, '')
-             || CASE WHEN row_sure THEN '' ELSE ' (this roster row is linked to the person only with probability '
-                 || printf('%.3f', coalesce(row_p, 0)) || ' without its NIK)' END
-             || CASE WHEN coalesce(death_conclusive, FALSE) THEN ''
-                     ELSE coalesce(' (' || death_link || ')', ' (not tied to this person''s records)') END END,
-        CASE WHEN f_maybe_dead AND NOT f_deceased THEN 'deceased (possible, to check): death record '
-             || possible_death_evidence END,
-        CASE WHEN f_disab THEN 'disability_unconfirmed: no welfare record says disabled' END,
-        CASE WHEN f_dup AND dup_conclusive THEN 'duplicate_enrollment: earlier enrollment kept ' || kept_row
-             WHEN f_dup THEN 'duplicate_enrollment (to check, not conclusive): earlier enrollment '
-                 || kept_row || ' is linked to the same person, but the two rows carry different NIKs '
-                 || 'and are not linked strongly without the NIK: they may be two children' END,
-        CASE WHEN f_unresolved THEN 'identity_unresolved: ' ||
-             CASE WHEN person_id IS NULL THEN 'row not linked (quarantined by cleaning)'
-                  ELSE 'linked to ' || person_id || ', who is in no civil or welfare registry' END END,
-        CASE WHEN f_moved THEN 'moved_out' || CASE WHEN f_moved_sure THEN ': '
-                                                   ELSE ' (to check, not conclusive): ' END
-             || coalesce(move_evidence, 'move recorded')
-             || coalesce(' ' || strftime(tanggal_pindah, '%Y-%m-%d'), '')
-             || coalesce(' to ' || kode_wilayah_tujuan, '')
-             || CASE WHEN f_moved_sure THEN coalesce(' (' || move_link || ')', '')
-                     ELSE coalesce(' ' || move_contradiction, '')
-                          || CASE WHEN row_sure THEN '' ELSE ' (this roster row is linked to the person only with probability '
-                 || printf('%.3f', coalesce(row_p, 0)) || ' without its NIK)' END
-                          || CASE WHEN coalesce(move_conclusive, FALSE) THEN ''
-                                  ELSE coalesce(' (' || move_link || ')',
-                                                ' (not tied to this person''s records)') END END END,
-        CASE WHEN f_no_welfare THEN 'not_in_welfare_registry: no welfare registry record linked' END,
-        CASE WHEN f_stale THEN 'stale_record: last verified '
-             || coalesce(strftime(last_verified, '%Y-%m-%d'), 'never')
-             || ', window ' || staleness_months || ' months before ' || strftime(snap, '%Y-%m-%d') END,
-        CASE WHEN f_desil THEN 'welfare_too_high: ' || coalesce(welfare_evidence, 'welfare record')
-             || coalesce(' ' || strftime(welfare_verified, '%Y-%m-%d'), '')
-             || ' desil ' || desil || ' > ' || desil_max END
-    ), '') AS evidence,
+    {evidence_sql()} AS evidence,
     kode_kota, kode_kecamatan, kode_kelurahan, jenjang, tanggal_mulai,
     CAST(umur AS INTEGER) AS umur,
     {mask_nik_sql("nik")} AS nik_masked,
     nama, link_method, snap AS snapshot_date,
     {FINGERPRINT_SQL} AS evidence_fingerprint
-FROM final
-"""
+FROM reasoned"""
+
+
+def verdicts_sql(
+    conn: duckdb.DuckDBPyConnection,
+    snapshot_date: date,
+    schema: str = "main",
+    left_out: str | None = None,
+) -> str:
+    """The SELECT producing beneficiary_review rows for every roster row (needs `register_rules`
+    first; checks the input schema first).
+
+    `left_out`: a table of (program, source, record_id) whose final verdict is remove; they are not
+    the earlier enrollment a later one is a duplicate of (the person would lose both)."""
+    require_inputs(conn, schema)
+    snap = f"DATE '{snapshot_date.isoformat()}'"
+    flags = FLAGS_SQL.format(
+        death_contradiction=contradiction_sql("f.tanggal_meninggal"),
+        move_contradiction=contradiction_sql("f.tanggal_pindah"),
+    )
+    ctes = {
+        "roster": roster_rows_sql(schema),
+        "death_at_snap": death_at_snapshot_sql(snap, schema),
+        "move_at_snap": move_at_snapshot_sql(snap, schema),
+        "verified_at_snap": verified_at_snapshot_sql(snap, schema),
+        "pairs": PAIRS_SQL,
+        "row_tie": row_tie_sql(schema),
+        "base": base_sql(snap, schema),
+        "flagged": ENROLLED_SQL,
+        "dup_pairs": duplicate_pairs_sql(left_out),
+        "dup": DUPLICATES_SQL,
+        "flags": flags,
+        "conclusive": CONCLUSIVE_SQL,
+        "noted": NOTES_SQL.format(removes=removes_sql()),
+        "listed": LISTED_SQL,
+        "reasoned": f"SELECT *, {reasons_sql()} AS reasons FROM listed",
+    }
+    with_ = ",\n".join(f"{name} AS ({sql}\n)" for name, sql in ctes.items())
+    return f"WITH {with_}\n{output_sql()}\n"
 
 
 def contradiction_sql(event_date: str) -> str:
@@ -711,12 +634,14 @@ def _check_programs(conn: duckdb.DuckDBPyConnection, rules: ProgramRules) -> Non
 
 
 def ensure_review_table(conn: duckdb.DuckDBPyConnection, schema: str = "main") -> None:
+    """`<schema>.beneficiary_review` with its columns (created when missing; an existing table
+    that lacks one is a SchemaError: a partial rebuild must not write half a row)."""
+    if table_exists(conn, review_table(schema)):
+        require_columns(conn, review_table(schema), list(BENEFICIARY_REVIEW_COLUMNS), STAGE)
+        return
     cols = ", ".join(f"{c} {t}" for c, t in BENEFICIARY_REVIEW_COLUMNS.items())
     conn.execute(f"CREATE SCHEMA IF NOT EXISTS {schema}")
-    conn.execute(f"CREATE TABLE IF NOT EXISTS {review_table(schema)} ({cols})")
-    # a table written before the decision columns existed
-    for c, t in BENEFICIARY_REVIEW_COLUMNS.items():
-        conn.execute(f"ALTER TABLE {review_table(schema)} ADD COLUMN IF NOT EXISTS {c} {t}")
+    conn.execute(f"CREATE TABLE {review_table(schema)} ({cols})")
 
 
 def build_beneficiary_review(
@@ -739,40 +664,38 @@ def build_beneficiary_review(
             raise ProgramRulesError(
                 f"unknown program(s) {bad}; known: {', '.join(sorted(rules.codes()))}"
             )
+    require_inputs(conn, schema)
     _check_programs(conn, rules)
     register_rules(conn, rules)
     # the pipeline's verdicts first (a temp table: the decisions compare with the published table,
     # which may be the very table rewritten here)
     _decide_rows(conn, snapshot_date, schema)
     select = "SELECT * FROM _br_decided"
-    columns = ", ".join(BENEFICIARY_REVIEW_COLUMNS)
-    REVIEW_TABLE = review_table(schema)  # noqa: N806 (shadows the published name on purpose)
-    conn.execute("BEGIN TRANSACTION")
+    names = ", ".join(BENEFICIARY_REVIEW_COLUMNS)
+    target = review_table(schema)
     try:
-        if programs:
-            ensure_review_table(conn, schema)
-            plist = sql_list(programs)
-            conn.execute(f"DELETE FROM {REVIEW_TABLE} WHERE list_contains({plist}, program)")
-            conn.execute(
-                f"INSERT INTO {REVIEW_TABLE} ({columns}) SELECT {columns} FROM ({select}) "
-                f"WHERE list_contains({plist}, program)"
-            )
-        else:
-            cols = ", ".join(
-                f"CAST({c} AS {t}) AS {c}" for c, t in BENEFICIARY_REVIEW_COLUMNS.items()
-            )
-            conn.execute(
-                f"CREATE OR REPLACE TABLE {REVIEW_TABLE} AS SELECT {cols} FROM ({select}) "
-                "ORDER BY program, kode_kota NULLS LAST, kode_kecamatan NULLS LAST, source, record_id"
-            )
-        conn.execute("COMMIT")
-    except Exception:
-        conn.execute("ROLLBACK")
-        raise
+        with transaction(conn):
+            if programs:
+                ensure_review_table(conn, schema)
+                plist = sql_list(programs)
+                conn.execute(f"DELETE FROM {target} WHERE list_contains({plist}, program)")
+                conn.execute(
+                    f"INSERT INTO {target} ({names}) SELECT {names} FROM ({select}) "
+                    f"WHERE list_contains({plist}, program)"
+                )
+            else:
+                cols = ", ".join(
+                    f"CAST({c} AS {t}) AS {c}" for c, t in BENEFICIARY_REVIEW_COLUMNS.items()
+                )
+                conn.execute(
+                    f"CREATE OR REPLACE TABLE {target} AS SELECT {cols} FROM ({select}) "
+                    "ORDER BY program, kode_kota NULLS LAST, kode_kecamatan NULLS LAST, source, "
+                    "record_id"
+                )
     finally:
         conn.execute("DROP TABLE IF EXISTS _br_decided")
     where = f"WHERE list_contains({sql_list(programs)}, program)" if programs else ""
-    return conn.execute(f"SELECT count(*) FROM {REVIEW_TABLE} {where}").fetchall()[0][0]
+    return int(scalar(conn, f"SELECT count(*) FROM {target} {where}"))
 
 
 MAX_LEFT_OUT_ROUNDS = 5
@@ -820,6 +743,82 @@ def _decide_rows(conn: duckdb.DuckDBPyConnection, snapshot_date: date, schema: s
     conn.execute("DROP TABLE IF EXISTS _br_left_out")
 
 
+_IN_FORCE = {
+    "program": "VARCHAR",
+    "roster_source": "VARCHAR",
+    "record_id": "VARCHAR",
+    "decision": "VARCHAR",
+    "decision_reason": "VARCHAR",
+    "decided_by": "VARCHAR",
+    "decided_at": "DATE",
+    "contradicted": "BOOLEAN",
+}
+_PUBLISHED_DECISION = {
+    "program": "VARCHAR",
+    "source": "VARCHAR",
+    "record_id": "VARCHAR",
+    "evidence_fingerprint": "VARCHAR",
+    "decision": "VARCHAR",
+    "decided_at": "DATE",
+    "decided_by": "VARCHAR",
+    "decision_fingerprint": "VARCHAR",
+}
+_HISTORY_DECISION = {
+    "program": "VARCHAR",
+    "source": "VARCHAR",
+    "record_id": "VARCHAR",
+    "decision": "VARCHAR",
+    "decided_at": "DATE",
+    "decided_by": "VARCHAR",
+    "evidence_fingerprint": "VARCHAR",
+    "decision_fingerprint": "VARCHAR",
+    "determination_id": "BIGINT",
+}
+
+
+def decisions_in_force_sql(conn: duckdb.DuckDBPyConnection) -> str:
+    """The person's decision in force per roster row (`decisions.review_in_force`; none before the
+    first decision is handed back)."""
+    return _optional_table(
+        conn,
+        {DECISIONS_IN_FORCE: _IN_FORCE},
+        _IN_FORCE,
+        f"SELECT program, roster_source, record_id, decision, decision_reason, decided_by, "
+        f"decided_at, contradicted FROM {DECISIONS_IN_FORCE}",
+    )
+
+
+def previous_publication_sql(conn: duckdb.DuckDBPyConnection, previous: str = REVIEW_TABLE) -> str:
+    """The last publication's fingerprints and decision, one row per roster row (rows quarantined
+    for a repeated record_id share their key); none before the first publication."""
+    return _optional_table(
+        conn,
+        {previous: _PUBLISHED_DECISION},
+        _PUBLISHED_DECISION,
+        f"SELECT program, source, record_id, evidence_fingerprint, decision, decided_at, decided_by, "
+        f"decision_fingerprint FROM {previous} QUALIFY row_number() OVER ("
+        f"PARTITION BY program, source, record_id ORDER BY decision_fingerprint NULLS LAST, "
+        f"evidence_fingerprint) = 1",
+    )
+
+
+def decision_history_sql(conn: duckdb.DuckDBPyConnection) -> str:
+    """Every published row's decision and fingerprints with the day it was published
+    (`history.review_rows` + `history.determinations`; none before the first publication)."""
+    return _optional_table(
+        conn,
+        {
+            HISTORY_ROWS: _HISTORY_DECISION,
+            HISTORY_DETERMINATIONS: ("determination_id", "published_at"),
+        },
+        {**_HISTORY_DECISION, "published_on": "DATE"},
+        f"SELECT r.program, r.source, r.record_id, r.decision, r.decided_at, r.decided_by, "
+        f"r.evidence_fingerprint, r.decision_fingerprint, r.determination_id, "
+        f"CAST(d.published_at AS DATE) AS published_on "
+        f"FROM {HISTORY_ROWS} r JOIN {HISTORY_DETERMINATIONS} d USING (determination_id)",
+    )
+
+
 def decided_sql(
     conn: duckdb.DuckDBPyConnection, pipeline: str = "_br_pipeline", previous: str = REVIEW_TABLE
 ) -> str:
@@ -837,59 +836,9 @@ def decided_sql(
     the evidence is unchanged the decision is the verdict (`decision_status` 'applied'); when it
     changed (a death, a move, a new welfare record after a keep) the row goes back to `review`
     ('reopened') with the old decision shown, until a newer decision answers the new evidence."""
-    if table_exists(conn, DECISIONS_IN_FORCE):
-        contradicted = (
-            "contradicted" if "contradicted" in table_columns(conn, DECISIONS_IN_FORCE) else "FALSE"
-        )
-        decided = (
-            f"(SELECT program, roster_source, record_id, decision, decision_reason, decided_by, "
-            f"decided_at, {contradicted} AS contradicted FROM {DECISIONS_IN_FORCE})"
-        )
-    else:
-        decided = (
-            "(SELECT NULL::VARCHAR AS program, NULL::VARCHAR AS roster_source, NULL::VARCHAR AS record_id, NULL::VARCHAR AS decision, "
-            "NULL::VARCHAR AS decision_reason, NULL::VARCHAR AS decided_by, NULL::DATE AS decided_at, "
-            "NULL::BOOLEAN AS contradicted WHERE FALSE)"
-        )
-    prev_cols = table_columns(conn, previous) if table_exists(conn, previous) else set()
-    if {
-        "evidence_fingerprint",
-        "decision_fingerprint",
-        "decision",
-        "decided_at",
-        "decided_by",
-    } <= prev_cols:
-        # one row per roster row (rows quarantined for a repeated record_id share their key)
-        prev = (
-            f"(SELECT program, source, record_id, evidence_fingerprint, decision, decided_at, decided_by, "
-            f"decision_fingerprint FROM {previous} QUALIFY row_number() OVER ("
-            f"PARTITION BY program, source, record_id ORDER BY decision_fingerprint NULLS LAST, "
-            f"evidence_fingerprint) = 1)"
-        )
-    else:
-        prev = (
-            "(SELECT NULL::VARCHAR AS program, NULL::VARCHAR AS source, NULL::VARCHAR AS record_id, "
-            "NULL::VARCHAR AS evidence_fingerprint, NULL::VARCHAR AS decision, NULL::DATE AS decided_at, "
-            "NULL::VARCHAR AS decided_by, NULL::VARCHAR AS decision_fingerprint WHERE FALSE)"
-        )
-    if (
-        table_exists(conn, HISTORY_ROWS)
-        and table_exists(conn, HISTORY_DETERMINATIONS)
-        and {"evidence_fingerprint", "decision_fingerprint"} <= table_columns(conn, HISTORY_ROWS)
-    ):
-        hist = (
-            f"(SELECT r.program, r.source, r.record_id, r.decision, r.decided_at, r.decided_by, "
-            f"r.evidence_fingerprint, r.decision_fingerprint, r.determination_id, "
-            f"CAST(d.published_at AS DATE) AS published_on "
-            f"FROM {HISTORY_ROWS} r JOIN {HISTORY_DETERMINATIONS} d USING (determination_id))"
-        )
-    else:
-        hist = (
-            "(SELECT NULL::VARCHAR AS program, NULL::VARCHAR AS source, NULL::VARCHAR AS record_id, "
-            "NULL::VARCHAR AS decision, NULL::DATE AS decided_at, NULL::VARCHAR AS decided_by, "
-            "NULL::VARCHAR AS evidence_fingerprint, NULL::VARCHAR AS decision_fingerprint, "
-            "NULL::BIGINT AS determination_id, NULL::DATE AS published_on WHERE FALSE)"
-        )
+    decided = decisions_in_force_sql(conn)
+    prev = previous_publication_sql(conn, previous)
+    hist = decision_history_sql(conn)
     return f"""
 WITH joined AS (
     SELECT v.* EXCLUDE (verdict), v.verdict AS pipeline_verdict,
@@ -1001,12 +950,10 @@ def review_stats(
     }
 
 
-def _kept_by_decision(conn: duckdb.DuckDBPyConnection, alias: str, schema: str) -> str:
+def _kept_by_decision(alias: str) -> str:
     """A keep that a person decided on this very evidence (docs/decisions.md): a person confirmed
     the recipient alive or resident, or upheld an appeal. Such rows are not violations of the
     checks below; they are published with who decided and when."""
-    if not {"decision_status", "decision"} <= table_columns(conn, review_table(schema)):
-        return "FALSE"
     return f"coalesce({alias}.decision_status = 'applied' AND {alias}.decision = 'keep', FALSE)"
 
 
@@ -1018,32 +965,16 @@ def check_no_deceased_or_moved_keep(
     Re-derived from `main.golden_person` independently of the reason flags. Returns the count and a
     sample of (program, source, record_id) keys - never names or NIKs.
     """
-    gp = table_columns(conn, golden_table(schema))
-    death = []
-    if "tanggal_meninggal" in gp:
-        death.append("(g.tanggal_meninggal IS NOT NULL AND g.tanggal_meninggal <= b.snapshot_date)")
-    if "is_alive" in gp:
-        death.append(
-            "(g.is_alive = FALSE AND "
-            + ("g.tanggal_meninggal IS NULL" if "tanggal_meninggal" in gp else "TRUE")
-            + ")"
-        )
-    if "tinggal_di_dki" in gp:
-        death.append(
-            "(g.tinggal_di_dki = FALSE AND "
-            + (
-                "(g.tanggal_pindah IS NULL OR g.tanggal_pindah <= b.snapshot_date)"
-                if "tanggal_pindah" in gp
-                else "TRUE"
-            )
-            + ")"
-        )
-    if not death:
-        return 0, pd.DataFrame(columns=["program", "source", "record_id"])
+    require_columns(conn, golden_table(schema), GOLDEN_PERSON_READ, STAGE)
+    death = (
+        "(g.tanggal_meninggal IS NOT NULL AND g.tanggal_meninggal <= b.snapshot_date) "
+        "OR (g.is_alive = FALSE AND g.tanggal_meninggal IS NULL) "
+        "OR (g.tinggal_di_dki = FALSE AND (g.tanggal_pindah IS NULL OR g.tanggal_pindah <= b.snapshot_date))"
+    )
     sql = f"""SELECT b.program, b.source, b.record_id FROM {review_table(schema)} b
               JOIN {golden_table(schema)} g ON g.person_id = b.person_id
-              WHERE b.verdict = 'keep' AND ({" OR ".join(death)}) AND NOT {_kept_by_decision(conn, "b", schema)}"""
-    n = conn.execute(f"SELECT count(*) FROM ({sql})").fetchall()[0][0]
+              WHERE b.verdict = 'keep' AND ({death}) AND NOT {_kept_by_decision("b")}"""
+    n = int(scalar(conn, f"SELECT count(*) FROM ({sql})"))
     return n, conn.execute(sql + " ORDER BY 1, 2, 3 LIMIT 20").df()
 
 
@@ -1058,7 +989,7 @@ def check_no_double_enrollment_keep(
               JOIN {REVIEW_TABLE} b ON a.person_id = b.person_id
                AND (a.source, a.record_id, a.program) <> (b.source, b.record_id, b.program)
               WHERE a.verdict = 'keep' AND b.verdict = 'keep' AND a.person_id IS NOT NULL
-                AND NOT {_kept_by_decision(conn, "a", schema)} AND NOT {_kept_by_decision(conn, "b", schema)}
+                AND NOT {_kept_by_decision("a")} AND NOT {_kept_by_decision("b")}
                 AND (a.program = b.program {("OR " + excl) if excl else ""})"""
-    n = conn.execute(f"SELECT count(*) FROM ({sql})").fetchall()[0][0]
+    n = int(scalar(conn, f"SELECT count(*) FROM ({sql})"))
     return n, conn.execute(sql + " ORDER BY 1, 2, 3 LIMIT 20").df()

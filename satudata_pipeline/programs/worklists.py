@@ -31,6 +31,7 @@ import duckdb
 import xlsxwriter
 import yaml
 
+from satudata_pipeline.contract.schema import require_columns
 from satudata_pipeline.programs.exports import (
     EXCEL_MAX_ROWS,
     FORBIDDEN_COLUMNS,
@@ -46,6 +47,7 @@ from satudata_pipeline.programs.exports import (
     check_reason_legend,
 )
 from satudata_pipeline.programs.verdicts import REVIEW_TABLE
+from satudata_pipeline.warehouse import table_exists
 
 WORKLIST_SHEET = "Daftar kerja"
 COVER_SHEET = "Petunjuk"
@@ -169,61 +171,45 @@ def write_mapping(path: Path, program: str, snapshot: str | None) -> Path:
 # --------------------------------------------------------------------------------------------------
 # backlog: how many rows wait for a decision, and since when
 # --------------------------------------------------------------------------------------------------
-def _table_exists(conn: duckdb.DuckDBPyConnection, schema: str, table: str) -> bool:
-    return bool(
-        conn.execute(
-            "SELECT count(*) FROM information_schema.tables WHERE table_schema = ? AND table_name = ?",
-            [schema, table],
-        ).fetchall()[0][0]
-    )
-
-
-def _columns(conn: duckdb.DuckDBPyConnection, schema: str, table: str) -> set[str]:
-    return {
-        r[0]
-        for r in conn.execute(
-            "SELECT column_name FROM information_schema.columns WHERE table_schema = ? AND table_name = ?",
-            [schema, table],
-        ).fetchall()
-    }
-
-
-def _decided_filter(conn: duckdb.DuckDBPyConnection, table: str, alias: str = "b") -> str:
-    """Rows that a decision settles do not wait (`decision_status = 'applied'`, once decisions exist)."""
-    schema, name = table.split(".")
-    if "decision_status" in _columns(conn, schema, name):
-        return f"coalesce({alias}.decision_status, '') <> 'applied'"
-    return "TRUE"
+# the columns the backlog reads: of the review (published or staged), and of the history once it
+# exists (a table without one of them is a SchemaError naming it; no switch on which columns exist)
+_REVIEW_READ = ("program", "record_id", "verdict", "snapshot_date", "decision_status")
+_HISTORY_READ = {
+    "history.review_rows": (
+        "program",
+        "record_id",
+        "determination_id",
+        "verdict",
+        "decision_status",
+    ),
+    "history.determinations": ("determination_id", "snapshot_date"),
+}
 
 
 def waiting_since_sql(conn: duckdb.DuckDBPyConnection, review: str = REVIEW_TABLE) -> str:
-    """SELECT program, record_id, waiting_since (DATE) for every row of `review` that waits.
+    """SELECT program, record_id, waiting_since (DATE) for every row of `review` that waits (a row
+    a decision settles, `decision_status = 'applied'`, does not).
 
     With `history.review_rows` + `history.determinations`: the snapshot date of the first
     determination of the row's current unbroken run of review/remove verdicts (a row that left review
-    and came back waits from its return). Without history: the row's own snapshot date."""
-    decided = _decided_filter(conn, review)
+    and came back waits from its return). Before the first publication: the row's own snapshot date."""
+    require_columns(conn, review, _REVIEW_READ, "worklists")
     base = (
         f"SELECT b.program, b.record_id, b.snapshot_date FROM {review} b "
-        f"WHERE b.verdict IN ('review', 'remove') AND {decided}"
+        f"WHERE b.verdict IN ('review', 'remove') AND coalesce(b.decision_status, '') <> 'applied'"
     )
-    if not (
-        _table_exists(conn, "history", "review_rows")
-        and _table_exists(conn, "history", "determinations")
-    ):
+    if not table_exists(conn, "history.review_rows"):
         return f"SELECT program, record_id, snapshot_date AS waiting_since FROM ({base})"
-    rr, dd = _columns(conn, "history", "review_rows"), _columns(conn, "history", "determinations")
-    key = next((k for k in ("determination_id", "run_id") if k in rr and k in dd), None)
-    if key is None or "snapshot_date" not in dd or "verdict" not in rr:
-        return f"SELECT program, record_id, snapshot_date AS waiting_since FROM ({base})"
+    for table, needed in _HISTORY_READ.items():
+        require_columns(conn, table, needed, "worklists")
     # per row and determination: waiting or not (a decision applied settles it); the current streak
     # starts after the last determination in which it did not wait
-    settled = " AND coalesce(r.decision_status, '') <> 'applied'" if "decision_status" in rr else ""
     return f"""
         WITH h AS (
             SELECT r.program, r.record_id, d.snapshot_date,
-                   r.verdict IN ('review', 'remove'){settled} AS waiting
-            FROM history.review_rows r JOIN history.determinations d USING ({key})
+                   r.verdict IN ('review', 'remove') AND coalesce(r.decision_status, '') <> 'applied'
+                       AS waiting
+            FROM history.review_rows r JOIN history.determinations d USING (determination_id)
         ), last_settled AS (
             SELECT program, record_id, max(snapshot_date) AS settled
             FROM h WHERE NOT waiting GROUP BY ALL
@@ -285,13 +271,8 @@ def backlog_markdown(stats: dict[str, dict]) -> str:
 # --------------------------------------------------------------------------------------------------
 # the workbook
 # --------------------------------------------------------------------------------------------------
-def _previous_decision_sql(conn: duckdb.DuckDBPyConnection, review: str) -> str:
+def _previous_decision_sql() -> str:
     """A decision that new evidence reopened, in words (`tetap oleh PTG-1, 2026-11-05; dibuka lagi: ...`)."""
-    schema, name = review.split(".")
-    if not {"decision_status", "decision", "decided_by", "decided_at"} <= _columns(
-        conn, schema, name
-    ):
-        return "NULL::VARCHAR"
     return (
         "CASE WHEN b.decision_status = 'reopened' THEN "
         "CASE b.decision WHEN 'keep' THEN 'tetap' WHEN 'remove' THEN 'hapus' ELSE b.decision END "
@@ -301,19 +282,20 @@ def _previous_decision_sql(conn: duckdb.DuckDBPyConnection, review: str) -> str:
 
 
 def _worklist_select(conn: duckdb.DuckDBPyConnection, program: str, review: str) -> str:
-    since = waiting_since_sql(conn, review)
-    decided = _decided_filter(conn, review)
+    since = waiting_since_sql(conn, review)  # checks the review's columns first
+    require_columns(conn, review, ("decision", "decided_by", "decided_at"), "worklists")
     return f"""
         SELECT b.program, b.source, b.record_id, b.nik_masked, b.nama,
                coalesce(k.nama, b.kode_kota) AS kota, coalesce(kc.nama, b.kode_kecamatan) AS kecamatan,
                coalesce(kl.nama, b.kode_kelurahan) AS kelurahan, b.verdict, b.reasons, b.nominal_bulanan,
-               w.waiting_since, {_previous_decision_sql(conn, review)} AS previous_decision
+               w.waiting_since, {_previous_decision_sql()} AS previous_decision
         FROM {review} b
         LEFT JOIN ({since}) w USING (program, record_id)
         LEFT JOIN _wilayah k ON k.kode = b.kode_kota
         LEFT JOIN _wilayah kc ON kc.kode = b.kode_kecamatan
         LEFT JOIN _wilayah kl ON kl.kode = b.kode_kelurahan
-        WHERE b.program = '{program.replace("'", "''")}' AND b.verdict IN ('review', 'remove') AND {decided}
+        WHERE b.program = '{program.replace("'", "''")}' AND b.verdict IN ('review', 'remove')
+          AND coalesce(b.decision_status, '') <> 'applied'
     """
 
 
