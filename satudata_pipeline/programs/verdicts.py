@@ -459,6 +459,8 @@ def verdicts_sql(
         return _col(gp, name, "g", cast, fallback)
 
     snap = f"DATE '{snapshot_date.isoformat()}'"
+    g_nama = g("nama", "VARCHAR")
+    g_sorted = f"array_to_string(list_sort(list_distinct(string_split({g_nama}, ' '))), ' ')"
     disab_any = g("disabilitas_any", "BOOLEAN", fallback=g("disabilitas", "BOOLEAN"))
     in_civil = g("in_civil_registry", "BOOLEAN", fallback="FALSE")
     in_welfare = g("in_welfare_registry", "BOOLEAN", fallback=f"({g('desil')} IS NOT NULL)")
@@ -491,9 +493,15 @@ row_tie AS (
 ),
 base AS (
     SELECT ro.*, rt.row_p,
-           -- the roster row identifies its person: by the same valid NIK, as the one resident of its
-           -- home with its name, or by a link strong without the NIK (a removal needs it)
-           coalesce(ro.link_method IN ('exact_nik', 'sole_candidate'), FALSE)
+           -- the roster row identifies its person: by the same valid NIK with the person's name
+           -- (the same words, or a typo or two: FATIMAH carrying FATIMAH YANTI's NIK is a mistyped
+           -- NIK landing on a namesake as often as one person; one name inside another is weak), as
+           -- the one resident of its home with its name, or by a link strong without the NIK
+           coalesce(ro.link_method = 'exact_nik'
+                    AND coalesce(ro.roster_nama_sorted = {g_sorted}
+                                 OR damerau_levenshtein(ro.roster_nama_sorted, {g_sorted}) <= 2,
+                                 TRUE), FALSE)
+               OR coalesce(ro.link_method = 'sole_candidate', FALSE)
                OR coalesce(rt.row_p >= {DUPLICATE_MIN_PROBABILITY}, FALSE) AS row_sure,
            p.age_min, p.age_max, p.age_label, p.desil_max, p.staleness_months, p.excl_car, p.excl_njop,
            p.requires_disability, p.excludes,
