@@ -274,3 +274,68 @@ def test_same_kelurahan_by_code_else_by_name_one_typo(kel_l, kode_l, kel_r, kode
         .fetchall()[0][0]
     )
     assert bool(got) is want
+
+
+# Name frequencies (issue 14): 100 records; SITI is 20 of them, SITI AMINAH 2, the others 1 each.
+# The model's exact-name u is U_EXACT_NAME (the chance that two random records carry one name).
+U_EXACT_NAME = 0.05
+NAMES = (
+    ["SITI"] * 20
+    + ["SITI AMINAH"] * 2
+    + ["ZULAIKHA", "ZULAIKHA RAHMAN"]
+    + [f"ORANG {i:03d} LAIN" for i in range(76)]
+)
+CONTAINED = 3  # gamma of "Words of one name contained in the other" (levels counted from Else)
+EXACT = 6
+
+
+@pytest.fixture(scope="module")
+def name_pairs() -> dict[tuple[str, str], tuple[int, float]]:
+    """(name_l, name_r) -> (nama comparison level, its name frequency adjustment in bits) for the
+    pairs of NAMES, scored by Splink with fixed m / u (no training) and the cap of link/model.py."""
+    from splink import Linker, block_on
+
+    conn = duckdb.connect()
+    rows = [dict(record_id=str(i), nama=n, tanggal_lahir="1990-01-01") for i, n in enumerate(NAMES)]
+    write_clean_table(conn, "a", rows)
+    matching.build_person_records(conn, ["a"])
+    settings = ss.settings_creator().create_settings_dict("duckdb")
+    settings["blocking_rules_to_generate_predictions"] = [
+        block_on("tanggal_lahir").get_blocking_rule("duckdb").as_dict()
+    ]
+    for comp in settings["comparisons"]:
+        for level in comp["comparison_levels"]:
+            if not level.get("is_null_level") and not level.get("fix_m_probability"):
+                level["m_probability"], level["u_probability"] = 0.5, 0.05
+    settings["comparisons"][0]["comparison_levels"][1]["u_probability"] = U_EXACT_NAME
+    assert model.cap_name_frequency_adjustments(settings) == [
+        "nama: Words of one name contained in the other"
+    ]
+    with matching.splink_session(conn) as db_api:
+        linker = Linker(matching.register_person_records(db_api), settings)
+        pred = linker.inference.predict().as_pandas_dataframe()
+    out = {}
+    for r in pred.itertuples():
+        out[(r.nama_l, r.nama_r)] = out[(r.nama_r, r.nama_l)] = (
+            int(r.gamma_nama),
+            float(r.mw_tf_adj_nama),
+        )
+    return out
+
+
+@pytest.mark.parametrize(
+    "a, b, level, adjustment",
+    [
+        # a common one-word name inside a longer one weighs less: log2(u_exact / tf(SITI)) = -2
+        ("SITI", "SITI AMINAH", CONTAINED, math.log2(U_EXACT_NAME / 0.20)),
+        # a rare one weighs what the level weighs, never more (uncapped: log2(0.05 / 0.01) > 0)
+        ("ZULAIKHA", "ZULAIKHA RAHMAN", CONTAINED, 0.0),
+        # the exact level keeps Splink's adjustment both ways (a rare name weighs more)
+        ("SITI", "SITI", EXACT, math.log2(U_EXACT_NAME / 0.20)),
+        ("SITI AMINAH", "SITI AMINAH", EXACT, math.log2(U_EXACT_NAME / 0.02)),
+        ("SITI", "ZULAIKHA", 0, 0.0),  # other levels: no adjustment
+    ],
+)
+def test_contained_name_weighs_less_when_the_name_is_common(name_pairs, a, b, level, adjustment):
+    assert name_pairs[(a, b)][0] == level
+    assert name_pairs[(a, b)][1] == pytest.approx(adjustment)

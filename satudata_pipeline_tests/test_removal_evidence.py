@@ -412,6 +412,13 @@ def _roster_linked_only_by(conn, record_id: str, person_id: str, p_without_nik: 
     )
 
 
+def _roster_named(conn, record_id: str, nama_sorted: str) -> None:
+    conn.execute(
+        "UPDATE link.person_records SET nama_sorted = ? WHERE record_id = ?",
+        [nama_sorted, record_id],
+    )
+
+
 def _roster_verified(conn, record_id: str, when: str) -> None:
     conn.execute(
         "UPDATE link.person_records SET tanggal_pemutakhiran = ? WHERE record_id = ?",
@@ -526,6 +533,27 @@ VERDICT_CASES = [
         "remove",
         "deceased",
         "same valid NIK",
+    ),
+    # the roster row carries the person's valid NIK: it is the person when its name is the
+    # person's (ORANG P02) or a typo of it; FATIMAH carrying FATIMAH YANTI's NIK is as often a
+    # mistyped NIK that landed on a namesake born the same day (issue 14)
+    (
+        "roster row with the person's NIK and a typo in the name",
+        "KLJ-002",
+        [(DEATH_UID, True, "exact_nik", "same valid NIK")],
+        lambda c: _roster_named(c, "KLJ-002", "ORANG P03"),
+        "remove",
+        "deceased",
+        "same valid NIK",
+    ),
+    (
+        "roster row with the person's NIK, its name only inside the person's",
+        "KLJ-002",
+        [(DEATH_UID, True, "exact_nik", "same valid NIK")],
+        lambda c: _roster_named(c, "KLJ-002", "P02"),
+        "review",
+        "deceased",
+        "linked to the person only with probability 0.000 without its NIK",
     ),
     (
         "move record identifies the person",

@@ -18,8 +18,8 @@ State (schema link_state), written in one transaction at the end of match_pairs:
 The state is a cache keyed by content (record fingerprints + configuration), not a copy of the
 publication: a run that fails after writing it leaves a state that is still true of those records.
 
-Why the name frequency guard: the model's exact-name level is adjusted by the name's frequency in
-the delivery. A pair of unchanged records that scored below CARRY last time is not stored; it can
+Why the name frequency guard: the model's exact-name level (and, downwards only, its "one name
+contained in the other") is adjusted by the name's frequency in the delivery. A pair of unchanged records that scored below CARRY last time is not stored; it can
 only reach the match threshold this month if the frequency of its (shared) name fell by more than
 2^CARRY_MARGIN_BITS. Records whose name frequency fell that much since their pairs were found are
 re-scored like changed records, so no pair that a full run would keep is missed.

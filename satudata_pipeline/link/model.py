@@ -148,6 +148,31 @@ def floor_m(
     return out
 
 
+def cap_name_frequency_adjustments(settings: dict) -> list[str]:
+    """Levels of splink_settings.NAME_TF_CAPPED_LEVELS: their term-frequency adjustment may only
+    lower the weight. Splink adds log2(u_exact / max(tf_l, tf_r, tf_minimum_u_value)) (u_exact: the
+    u of the exact level on the same column); tf_minimum_u_value = u_exact makes that at most 0, so
+    a name commoner than the average match weighs less and a rare one no more than the level.
+    Returns the levels capped (labels)."""
+    capped = []
+    for comp in settings.get("comparisons", []):
+        levels = comp.get("comparison_levels", [])
+        for level in levels:
+            col = level.get("tf_adjustment_column")
+            if not col or level.get("label_for_charts") not in ss.NAME_TF_CAPPED_LEVELS:
+                continue
+            exact = [
+                lv.get("u_probability")
+                for lv in levels
+                if lv.get("tf_adjustment_column") == col
+                and lv.get("sql_condition", "").replace('"', "") == f"{col}_l = {col}_r"
+            ]
+            if exact and isinstance(exact[0], (int, float)) and exact[0] > 0:
+                level["tf_minimum_u_value"] = float(exact[0])
+                capped.append(f"{comp.get('output_column_name')}: {level.get('label_for_charts')}")
+    return capped
+
+
 def neutralise(settings: dict, comparisons: set[str]) -> None:
     """Comparisons the delivery holds no values for: every level m = u (weight 0), so the saved
     model has no untrained (Splink default) values; such pairs all fall in the null level anyway."""
@@ -315,6 +340,7 @@ def train_model(
             f for f in floor_m(settings, observed, matches) if f["comparison"] not in no_values
         ]
         neutralise(settings, no_values)
+        cap_name_frequency_adjustments(settings)
         for c, count in with_values.items():
             if c in matches and c not in no_values:
                 continue

@@ -6,8 +6,8 @@ What the model compares for every candidate pair of person records (columns of
 | comparison     | levels (most to least similar)                                                   |
 |----------------|----------------------------------------------------------------------------------|
 | nama           | exact (term-frequency adjusted) / same words reordered / one typo or JW >= 0.94 / |
-|                | words of one name within the other / two typos or JW >= 0.85 / shares a word /   |
-|                | else                                                                             |
+|                | words of one name within the other (term-frequency adjusted, downwards only) /   |
+|                | two typos or JW >= 0.85 / shares a word / else                                   |
 | tanggal_lahir  | exact / one digit typed differently / day-month swapped / within a year / else  |
 | jenis_kelamin  | exact / else                                                                     |
 | nik            | same NIK but borrowed (born more than a year apart, or names not close AND      |
@@ -45,7 +45,7 @@ import splink.comparison_library as cl
 from splink import SettingsCreator, block_on
 from splink.internals.blocking_rule_creator import BlockingRuleCreator
 
-SETTINGS_VERSION = "v4"
+SETTINGS_VERSION = "v5"
 
 
 # Cheap necessary conditions put in front of the costly string distances, so DuckDB (which stops
@@ -209,6 +209,19 @@ def as_join_sql(sql: str) -> str:
     return re.sub(r"\b([a-z_]+?)_([lr])\b", r"\2.\1", sql)
 
 
+# Name frequencies. The exact-name level is adjusted by how common the name is (Splink's term
+# frequency: weight log2(m / tf) instead of log2(m / u)); so is "one name's words within the
+# other", by the frequency of the commoner of the two names (in practice the shorter: SRI within
+# SRI MARYATI, FATIMAH within FATIMAH YANTI): a common one-word name inside a longer one is what two
+# namesakes look like, and at city scale the same birth date does not tell them apart. For that
+# level the adjustment only ever lowers the weight (link/model.py, `cap_name_frequency_adjustments`:
+# its tf_minimum_u_value is the exact level's u), so a rare name contained in another weighs what
+# the level weighs, never more: no link, and no removal, becomes easier.
+NAME_TF_WEIGHT = 1.0
+# Levels whose frequency adjustment may only lower the weight (their labels).
+NAME_TF_CAPPED_LEVELS = ("Words of one name contained in the other",)
+
+
 def name_comparison() -> cl.CustomComparison:
     return cl.CustomComparison(
         output_column_name="nama",
@@ -227,7 +240,7 @@ def name_comparison() -> cl.CustomComparison:
                 "len(list_intersect(nama_tokens_l, nama_tokens_r)) "
                 "= least(len(nama_tokens_l), len(nama_tokens_r))",
                 label_for_charts="Words of one name contained in the other",
-            ),
+            ).configure(tf_adjustment_column="nama", tf_adjustment_weight=NAME_TF_WEIGHT),
             cll.CustomLevel(
                 f"jaro_winkler_similarity(nama_l, nama_r) >= 0.85 OR {NAME_DL2}",
                 label_for_charts="Two typos or Jaro-Winkler >= 0.85",

@@ -359,11 +359,21 @@ def row_tie_sql(schema: str = "main") -> str:
 def base_sql(snap: str, schema: str = "main") -> str:
     """Each roster row with its program's parameters, its person's golden facts and life facts at
     the snapshot, and whether the row itself identifies its person (`row_sure`: a removal needs it)."""
+    # the person's name as sorted distinct words, comparable with the roster row's nama_sorted
+    g_sorted = (
+        "array_to_string(list_sort(list_distinct(string_split(CAST(g.nama AS VARCHAR), ' '))), ' ')"
+    )
     return f"""
     SELECT ro.*, rt.row_p,
-           -- the roster row identifies its person: by the same valid NIK, as the one resident of its
-           -- home with its name, or by a link strong without the NIK (a removal needs it)
-           coalesce(ro.link_method IN ('exact_nik', 'sole_candidate'), FALSE)
+           -- the roster row identifies its person: by the same valid NIK with the person's name
+           -- (the same words, or a typo or two: FATIMAH carrying FATIMAH YANTI's NIK is a mistyped
+           -- NIK landing on a namesake as often as one person; one name inside another is weak), as
+           -- the one resident of its home with its name, or by a link strong without the NIK
+           coalesce(ro.link_method = 'exact_nik'
+                    AND coalesce(ro.roster_nama_sorted = {g_sorted}
+                                 OR damerau_levenshtein(ro.roster_nama_sorted, {g_sorted}) <= 2,
+                                 TRUE), FALSE)
+               OR coalesce(ro.link_method = 'sole_candidate', FALSE)
                OR coalesce(rt.row_p >= {DUPLICATE_MIN_PROBABILITY}, FALSE) AS row_sure,
            p.age_min, p.age_max, p.age_label, p.desil_max, p.staleness_months, p.excl_car, p.excl_njop,
            p.requires_disability, p.excludes,
