@@ -4,6 +4,7 @@ clusters and the pairwise evaluation."""
 from __future__ import annotations
 
 import datetime as dt
+import math
 
 import duckdb
 import pandas as pd
@@ -804,3 +805,28 @@ def test_probability_without_the_nik_takes_the_nik_weight_out_of_real_prediction
     """).fetchall()[0]
     assert agree > 50
     assert weaker == agree
+
+
+def test_chunked_prediction_equals_unchunked(linked):
+    """Splink's predict in 3 x 3 chunks (the memory bound at province scale) scores exactly the
+    pairs of one unchunked predict, with the same weights."""
+    conn, _frames, _truth, _n, summary, _result = linked
+    out = {}
+    for chunks in (1, 3):
+        with matching.splink_session(conn) as db_api:
+            _linker, pred = matching.predict(db_api, summary.settings, 0.01, chunks=chunks)
+            out[chunks] = conn.execute(
+                f"SELECT least(unique_id_l, unique_id_r), greatest(unique_id_l, unique_id_r), "
+                f"round(match_weight, 9), round(mw_nik, 9) FROM {pred.physical_name} ORDER BY 1, 2"
+            ).fetchall()
+    assert len(out[1]) > 500
+    assert out[3] == out[1]
+
+
+def test_predict_chunks_follow_the_memory_budget_not_only_the_population():
+    per_gb = matching.PREDICT_RECORDS_PER_GB
+    assert matching.predict_chunks(1000, 4) == 1
+    assert matching.predict_chunks(4 * per_gb, 4) == 1
+    assert matching.predict_chunks(4 * per_gb + 1, 4) == 2
+    assert matching.predict_chunks(20_000_000, 4) == math.ceil(20_000_000 / (4 * per_gb))
+    assert matching.predict_chunks(20_000_000, 16) < matching.predict_chunks(20_000_000, 4)
