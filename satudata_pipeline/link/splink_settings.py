@@ -369,7 +369,7 @@ KOTA_KEY = "coalesce(kode_kota, kota)"
 #   on one day, 150 SITI NURHALIZA in one kelurahan) are paired by the rules that carry a key
 #   identifying a person or a home (NIK, family card, full name and birth date) or by the birth
 #   date and kelurahan. A capped rule makes at most BLOCK_CAP - 1 pairs per record.
-# At 1M persons (seed 151) both together cut the pairs from 16.7 to 10.3 per record and lose 11 of
+# At 1M persons (seed 151) both together cut the pairs from 16.7 to 10.2 per record and lose 11 of
 # 1.2M true pairs (docs/scale.md, "Linkage").
 BLOCK_CAP = 30
 CAPPED_BLOCKS: dict[str, tuple[str, ...]] = {
