@@ -4,6 +4,7 @@ clusters and the pairwise evaluation."""
 from __future__ import annotations
 
 import datetime as dt
+import math
 
 import duckdb
 import pandas as pd
@@ -12,6 +13,7 @@ from fixtures import linkage
 from fixtures.clean_tables import write_clean_table
 
 from satudata_pipeline.link import clusters, evaluation, matching, model
+from satudata_pipeline.link import splink_settings as ss
 
 
 @pytest.fixture(scope="module")
@@ -804,3 +806,58 @@ def test_probability_without_the_nik_takes_the_nik_weight_out_of_real_prediction
     """).fetchall()[0]
     assert agree > 50
     assert weaker == agree
+
+
+def test_chunked_prediction_equals_unchunked(linked):
+    """Splink's predict in 3 x 3 chunks (the memory bound at province scale) scores exactly the
+    pairs of one unchunked predict, with the same weights."""
+    conn, _frames, _truth, _n, summary, _result = linked
+    out = {}
+    for chunks in (1, 3):
+        with matching.splink_session(conn) as db_api:
+            _linker, pred = matching.predict(db_api, summary.settings, 0.01, chunks=chunks)
+            out[chunks] = conn.execute(
+                f"SELECT least(unique_id_l, unique_id_r), greatest(unique_id_l, unique_id_r), "
+                f"round(match_weight, 9), round(mw_nik, 9) FROM {pred.physical_name} ORDER BY 1, 2"
+            ).fetchall()
+    assert len(out[1]) > 500
+    assert out[3] == out[1]
+
+
+def test_predict_chunks_follow_the_memory_budget_not_only_the_population():
+    per_gb = matching.PREDICT_RECORDS_PER_GB
+    assert matching.predict_chunks(1000, 4) == 1
+    assert matching.predict_chunks(4 * per_gb, 4) == 1
+    assert matching.predict_chunks(4 * per_gb + 1, 4) == 2
+    assert matching.predict_chunks(20_000_000, 4) == math.ceil(20_000_000 / (4 * per_gb))
+    assert matching.predict_chunks(20_000_000, 16) < matching.predict_chunks(20_000_000, 4)
+
+
+def test_capped_blocks_flag_records_in_blocks_within_the_cap(monkeypatch):
+    """blok_<rule> is true when the record's block of that capped rule holds at most BLOCK_CAP
+    records, false above, NULL when a key is missing; the capped rule pairs only flagged records."""
+    monkeypatch.setattr(ss, "BLOCK_CAP", 3)
+    conn = duckdb.connect()
+    born = dt.date(1990, 1, 5)
+    rows = [dict(record_id=f"m{i}", nama=f"MUHAMMAD X{i}", tanggal_lahir=born) for i in range(4)]
+    rows += [dict(record_id=f"s{i}", nama=f"SITI Y{i}", tanggal_lahir=born) for i in range(2)]
+    rows += [dict(record_id="n1", nama="SITI Z", tanggal_lahir=None)]
+    write_clean_table(conn, "a", rows)
+    matching.build_person_records(conn, ["a"])
+    flags = dict(
+        conn.execute("SELECT record_id, blok_tgl_depan FROM link.person_records").fetchall()
+    )
+    assert flags == {"m0": False, "m1": False, "m2": False, "m3": False,
+                     "s0": True, "s1": True, "n1": None}  # fmt: skip
+    rule = ss.capped_block_on("tgl_depan").get_blocking_rule("duckdb").blocking_rule_sql
+    pairs = conn.execute(
+        f"SELECT l.record_id, r.record_id FROM link.person_records l "
+        f"JOIN link.person_records r ON {rule} AND l.unique_id < r.unique_id"
+    ).fetchall()
+    assert pairs == [("s0", "s1")]
+    # the other capped rules carry their flag too, and the rules use the flag of both records
+    cols = {r[0] for r in conn.execute("DESCRIBE link.person_records").fetchall()}
+    for name in ss.CAPPED_BLOCKS:
+        assert ss.block_cap_column(name) in cols
+        sql = ss.capped_block_on(name).get_blocking_rule("duckdb").blocking_rule_sql
+        assert f"l.{ss.block_cap_column(name)} AND r.{ss.block_cap_column(name)}" in sql

@@ -101,7 +101,9 @@ def configuration(
         "state_version": STATE_VERSION,
         "model": _sha(model_only),
         "model_specification": ss.settings_fingerprint(),
-        "blocking": _sha(blocking_sql(model_settings, extra_rules)),
+        "blocking": _sha(
+            [blocking_sql(model_settings, extra_rules), ss.BLOCK_CAP, ss.CAPPED_BLOCKS]
+        ),
         "match_settings": _sha(
             {
                 "match_threshold": float(match_threshold),

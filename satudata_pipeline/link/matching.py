@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 
 import duckdb
 
+from satudata_pipeline import config
 from satudata_pipeline.contract.schema import LINKED_COLUMNS, column_type
 from satudata_pipeline.link import splink_settings as ss
 
@@ -66,7 +67,8 @@ def build_person_records(conn: duckdb.DuckDBPyConnection, source_names: list[str
                 NULLIF(trim(regexp_replace(upper(coalesce(nama, '')), '\\s+', ' ', 'g')), '')
                     AS nama_norm
             FROM u
-        )
+        ),
+        b AS (
         SELECT
             source || ':' || record_id AS unique_id,
             * EXCLUDE (nama, nama_norm, nik, no_kk, nik_valid, jenis_kelamin, alamat),
@@ -87,10 +89,42 @@ def build_person_records(conn: duckdb.DuckDBPyConnection, source_names: list[str
             year(tanggal_lahir) AS tahun_lahir,
             CASE WHEN regexp_full_match(nik, '[0-9]{{16}}') THEN substr(nik, 7, 6) END AS nik_dob
         FROM n
+        ), {block_sizes_sql("b")}
         ORDER BY unique_id
         """
     )
     return scalar(conn, "SELECT count(*) FROM link.person_records")
+
+
+def block_sizes_sql(records: str) -> str:
+    """CTEs and the final SELECT adding to `records` (a CTE named before) one column per capped
+    blocking rule (splink_settings.CAPPED_BLOCKS): whether the record's block holds at most
+    BLOCK_CAP records (block sizes by GROUP BY); NULL when a key is NULL (in no block of that
+    rule). A flag, not the size: a record's linkage fingerprint (link/incremental.py) changes only
+    when its block crosses the cap, not with every record that joins it."""
+    ctes, cols, joins = [], [], []
+    for i, (name, keys) in enumerate(ss.CAPPED_BLOCKS.items()):
+        key_cols = ", ".join(f"{k} AS k{j}" for j, k in enumerate(keys))
+        not_null = " AND ".join(f"({k}) IS NOT NULL" for k in keys)
+        ctes.append(
+            f"s{i} AS (SELECT {key_cols}, count(*)::INTEGER AS n FROM {records} "
+            f"WHERE {not_null} GROUP BY ALL)"
+        )
+        on = " AND ".join(f"s{i}.k{j} = {_qualify(k, records)}" for j, k in enumerate(keys))
+        joins.append(f"LEFT JOIN s{i} ON {on}")
+        cols.append(f"s{i}.n <= {ss.BLOCK_CAP} AS {ss.block_cap_column(name)}")
+    if not ctes:
+        return f"SELECT * FROM {records}"
+    return (
+        ", ".join(ctes)
+        + f" SELECT {records}.*, {', '.join(cols)} FROM {records} "
+        + " ".join(joins)
+    )
+
+
+def _qualify(expr: str, alias: str) -> str:
+    """Prefix the column names of a key expression with `alias.` (SQL function names stay)."""
+    return re.sub(r"\b([a-z_]+)\b(?!\s*\()", rf"{alias}.\1", expr)
 
 
 # --------------------------------------------------------------------------------------------
@@ -328,13 +362,39 @@ def sparse_id_blocking(conn: duckdb.DuckDBPyConnection) -> tuple[list, dict]:
     return rules, summary
 
 
-def predict(db_api, model_settings: dict, match_threshold: float, extra_blocking_rules=()):
+# Splink predict in chunks (num_chunks_left = num_chunks_right = k): each of the k x k chunks
+# blocks, compares and scores only the pairs whose left record hashes into one k-th of the records
+# and whose right record into another, so the records Splink holds for one chunk (both sides, with
+# their name frequencies) and its candidate pairs are about 1/k of the whole. k is the smallest with
+# at most PREDICT_RECORDS_PER_GB records per chunk side per GB of the memory budget
+# (config.memory_gb()): memory follows SATUDATA_MEMORY_GB, not the population. Every pair falls in
+# exactly one chunk (its two records' hashes), so the union is the unchunked prediction.
+PREDICT_RECORDS_PER_GB = 500_000
+
+
+def predict_chunks(n_records: int, memory_gb: float) -> int:
+    """Chunks per side for Splink's predict: 1 while the records fit the memory budget."""
+    per_chunk = max(1, int(PREDICT_RECORDS_PER_GB * memory_gb))
+    return max(1, math.ceil(n_records / per_chunk))
+
+
+def predict(
+    db_api,
+    model_settings: dict,
+    match_threshold: float,
+    extra_blocking_rules=(),
+    chunks: int | None = None,
+):
     """Score candidate pairs of `link.person_records` with the trained model (its prediction
-    blocking rules, plus `extra_blocking_rules`: see sparse_id_blocking).
+    blocking rules, plus `extra_blocking_rules`: see sparse_id_blocking), in `chunks` x `chunks`
+    parts (default: predict_chunks for the records and config.memory_gb()).
     Returns (linker, SplinkDataFrame of predictions above `match_threshold`)."""
     from splink import Linker
 
     sdf = register_person_records(db_api)
+    if chunks is None:
+        n = scalar(db_api.duckdb_con, f"SELECT count(*) FROM {SPLINK_SCHEMA}.sd_person_records")
+        chunks = predict_chunks(n, config.memory_gb())
     if extra_blocking_rules:
         model_settings = dict(model_settings)
         model_settings["blocking_rules_to_generate_predictions"] = list(
@@ -342,6 +402,9 @@ def predict(db_api, model_settings: dict, match_threshold: float, extra_blocking
         ) + [r.get_blocking_rule("duckdb").as_dict() for r in extra_blocking_rules]
     linker = Linker(sdf, model_settings, log_level=logging.WARNING)
     df_pred = linker.inference.predict(
-        threshold_match_probability=match_threshold, warning_mode="never"
+        threshold_match_probability=match_threshold,
+        num_chunks_left=chunks,
+        num_chunks_right=chunks,
+        warning_mode="never",
     )
     return linker, df_pred

@@ -43,6 +43,7 @@ from typing import Any
 import splink.comparison_level_library as cll
 import splink.comparison_library as cl
 from splink import SettingsCreator, block_on
+from splink.blocking_rule_library import CustomRule
 from splink.internals.blocking_rule_creator import BlockingRuleCreator
 
 SETTINGS_VERSION = "v5"
@@ -368,6 +369,43 @@ KELURAHAN_KEY = "coalesce(kode_kelurahan, kelurahan)"
 KECAMATAN_KEY = "coalesce(kode_kecamatan, kecamatan)"
 KOTA_KEY = "coalesce(kode_kota, kota)"
 
+# Blocks that grow with the population. A rule on keys of fixed variety (a birth date, a first
+# name, a kelurahan: Jakarta has 267 of them whatever its size) puts more records in each block as
+# the population grows, so its pairs grow with the square of the population (at 1M persons the
+# rules below made 16.7 pairs per record, 9.3 at 300k; docs/scale.md, "Linkage"). Two measures:
+# - the rules that found almost no true pair the others miss are gone: first + last name + birth
+#   year + kota (2 true pairs of 1.2M at 1M persons, the fastest-growing rule: 3.7 pairs per record)
+#   and the NIK's birth-date digits + first name (5 true pairs);
+# - the name rules only use blocks of at most BLOCK_CAP records: link.person_records carries per
+#   capped rule a flag `blok_<name>` (the record's block holds at most BLOCK_CAP records; block
+#   sizes by GROUP BY when the table is built). The records of a bigger block (every MUHAMMAD born
+#   on one day, 150 SITI NURHALIZA in one kelurahan) are paired by the rules that carry a key
+#   identifying a person or a home (NIK, family card, full name and birth date) or by the birth
+#   date and kelurahan. A capped rule makes at most BLOCK_CAP - 1 pairs per record.
+# At 1M persons (seed 151) both together cut the pairs from 16.7 to 10.2 per record and lose 11 of
+# 1.2M true pairs (docs/scale.md, "Linkage").
+BLOCK_CAP = 30
+CAPPED_BLOCKS: dict[str, tuple[str, ...]] = {
+    "nama_tahun_kec": ("nama_sorted", "tahun_lahir", KECAMATAN_KEY),
+    "tgl_depan": ("tanggal_lahir", "nama_depan"),
+    "tgl_belakang": ("tanggal_lahir", "nama_belakang"),
+    "depan_belakang_kel": ("nama_depan", "nama_belakang", KELURAHAN_KEY),
+    "alamat_depan": ("alamat", "nama_depan"),
+}
+
+
+def block_cap_column(name: str) -> str:
+    return f"blok_{name}"
+
+
+def capped_block_on(name: str) -> BlockingRuleCreator:
+    """block_on(*CAPPED_BLOCKS[name]) on blocks of at most BLOCK_CAP records only (the flag is
+    required of both records, so DuckDB drops the others before the join)."""
+    col = block_cap_column(name)
+    sql = block_on(*CAPPED_BLOCKS[name]).get_blocking_rule("duckdb").blocking_rule_sql
+    return CustomRule(f"{sql} AND l.{col} AND r.{col}")
+
+
 # Candidate pairs scored by the model: a pair is scored when it agrees on any one of these.
 PREDICTION_BLOCKING_RULES: list[BlockingRuleCreator | dict[str, Any]] = [
     block_on("nik"),
@@ -375,15 +413,15 @@ PREDICTION_BLOCKING_RULES: list[BlockingRuleCreator | dict[str, Any]] = [
     # name-only rules carry a place too: a common name in one birth year is tens of thousands of
     # people at city scale, and those blocks grew with the square of the population
     block_on("nama_sorted", "tanggal_lahir"),
-    block_on("nama_sorted", "tahun_lahir", KECAMATAN_KEY),
+    capped_block_on("nama_tahun_kec"),
+    # birth date + kelurahan: the rule of records with a typo in the name AND the NIK (742 true
+    # pairs no other rule finds at 1M persons); not capped
     block_on("tanggal_lahir", KELURAHAN_KEY),
-    block_on("tanggal_lahir", "nama_depan"),
-    block_on("tanggal_lahir", "nama_belakang"),
-    block_on("nama_depan", "nama_belakang", KELURAHAN_KEY),
-    block_on("nama_depan", "nama_belakang", "tahun_lahir", KOTA_KEY),
+    capped_block_on("tgl_depan"),
+    capped_block_on("tgl_belakang"),
+    capped_block_on("depan_belakang_kel"),
     block_on("no_kk", "nama_depan"),
-    block_on("nik_dob", "nama_depan"),
-    block_on("alamat", "nama_depan"),
+    capped_block_on("alamat_depan"),
 ]
 
 # Deliveries without a strong identifier. When fewer than SPARSE_ID_NIK_SHARE of the records carry
