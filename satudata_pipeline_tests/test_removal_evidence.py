@@ -677,3 +677,51 @@ def test_duplicate_enrollment_by_link_needs_one_kelurahan(case, kel_010d, verdic
     )
     got_verdict, reasons, evidence = _verdict(conn, "KJP-010D")
     assert (got_verdict, list(reasons)) == (verdict, ["duplicate_enrollment"]), case
+
+
+AGE_CASES = [
+    # (case, link of KJP-004 to P04 (born 2000, age 26), the row's own birth date, verdict, words)
+    ("the row carries the person's NIK", None, None, "remove", "age_ineligible: age 26"),
+    (
+        "a weak link and no birth date of its own: the age may be a namesake's",
+        0.9,
+        None,
+        "review",
+        "age_ineligible (to check, not conclusive)",
+    ),
+    (
+        "a weak link, but the row's own birth date is outside the range too",
+        0.9,
+        "2000-03-01",
+        "remove",
+        "age_ineligible: age 26",
+    ),
+    (
+        "a weak link, and the row's own birth date is within the range",
+        0.9,
+        "2012-03-01",
+        "review",
+        "probability 0.900 without its NIK",
+    ),
+    ("a link strong without the NIK", 0.995, None, "remove", "age_ineligible: age 26"),
+]
+
+
+@pytest.mark.parametrize(
+    "case, p_without_nik, own_birth, verdict, words", AGE_CASES, ids=[c[0] for c in AGE_CASES]
+)
+def test_age_removes_only_when_the_row_identifies_the_person_or_its_own_birth_date_agrees(
+    case, p_without_nik, own_birth, verdict, words
+):
+    """The age is the linked person's: a KJP row linked to P04 (26 years old) loses its place only
+    when the row itself identifies P04, or says itself that it is out of range."""
+    conn = duckdb.connect()
+    build_fixture_warehouse(conn)
+    conn.execute(
+        "UPDATE link.person_records SET tanggal_lahir = ? WHERE record_id = 'KJP-004'", [own_birth]
+    )
+    if p_without_nik is not None:
+        _roster_linked_only_by(conn, "KJP-004", "P04", p_without_nik)
+    got_verdict, reasons, evidence = _verdict(conn, "KJP-004")
+    assert (got_verdict, list(reasons)) == (verdict, ["age_ineligible"]), (case, evidence)
+    assert words in evidence, evidence

@@ -507,9 +507,21 @@ FLAGS_SQL = """
     LEFT JOIN dup d ON d.source = f.source AND d.record_id = f.record_id AND d.program = f.program"""
 
 
+# The roster row's own birth date puts it outside the program's ages too (an age removal then
+# rests on the row itself, whichever person it is linked to)
+_ROW_AGE = age_sql("roster_lahir", "snap")
+_ROW_AGE_OUTSIDE = (
+    f"(roster_lahir IS NOT NULL AND ((age_min IS NOT NULL AND {_ROW_AGE} < age_min) "
+    f"OR (age_max IS NOT NULL AND {_ROW_AGE} > age_max)))"
+)
+
 # Whether a remove code's evidence is conclusive (its `removes_when` in programs/reasons.yaml)
-CONCLUSIVE_SQL = """
+CONCLUSIVE_SQL = f"""
     SELECT *,
+        -- the age is the linked person's: it removes when the row identifies that person, or when
+        -- the row's own birth date says the same (a row without one, tied weakly to a namesake
+        -- sibling, would otherwise be cut off by the sibling's age)
+        f_age AND (row_sure OR {_ROW_AGE_OUTSIDE}) AS f_age_sure,
         f_deceased AND coalesce(death_conclusive, FALSE) AND death_contradiction IS NULL AND row_sure
             AS f_dead_sure,
         f_moved AND coalesce(move_conclusive, FALSE) AND move_contradiction IS NULL AND row_sure
@@ -524,6 +536,7 @@ NOTES_SQL = """
     SELECT *,
         {removes} AS f_remove,
         f_deceased AND NOT f_dead_sure AS f_dead_unsure,
+        f_age AND NOT f_age_sure AS f_age_unsure,
         f_maybe_dead AND NOT f_deceased AS f_dead_possible,
         f_unresolved AND person_id IS NULL AS f_unlinked,
         concat_ws(' and ', CASE WHEN excl_car AND punya_mobil THEN 'car owner' END,
