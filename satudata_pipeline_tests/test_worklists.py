@@ -22,6 +22,7 @@ from satudata_pipeline.programs import worklists as W
 from satudata_pipeline.programs.exports import REASON_LEGEND, ExportPrivacyError
 from satudata_pipeline.programs.verdicts import BENEFICIARY_REVIEW_COLUMNS, build_beneficiary_review
 from satudata_pipeline.synthetic import officer as O
+from satudata_pipeline.synthetic.generate import VERDICT_COLUMNS
 
 MASKED = re.compile(r"^\d{4}\*{8}\d{4}$")
 REPO_DATA = Path(__file__).resolve().parents[1] / "data"
@@ -391,19 +392,7 @@ def _truth_dir(tmp_path: Path, n: int = 60) -> Path:
     t.mkdir()
     with open(t / "verdicts.csv", "w", newline="") as fh:
         w = csv.writer(fh)
-        w.writerow(
-            [
-                "program",
-                "source",
-                "row_number",
-                "record_id",
-                "person_key",
-                "verdict",
-                "reasons",
-                "true_state",
-                "nominal_bulanan",
-            ]
-        )
+        w.writerow(VERDICT_COLUMNS)  # the generator's truth/verdicts.csv header
         for i in range(1, n + 1):
             # truth: the deaths are real except every ninth; the welfare rows are confirmed too high
             verdict, reasons = (
