@@ -221,12 +221,27 @@ def verdicts(
             reasons[code] & ~np.isnat(when) & ((mulai > when) | (facts.roster_verified[p] > when))
         )
     reasons["age_ineligible"] = (age < min_age) | (age > max_age)
+    # The earliest enrollment stays, but a row removed for another reason (a death or move not
+    # contradicted, an age outside the program's) is no enrollment that stays: a later row is not
+    # its duplicate, or the person would lose both (docs/verdict-rules.md, duplicate_enrollment).
+    removed_other = known & (
+        (reasons["deceased"] & ~contradicted["deceased"])
+        | (reasons["moved_out"] & ~contradicted["moved_out"])
+        | reasons["age_ineligible"]
+    )
     dup = np.zeros(len(r), bool)
     for code, par in PROGRAMS.items():
         group = {code, *par["excludes"]}
         sub = r[r.program.isin(group)].sort_values(["pidx", "mulai", "record_id"], kind="stable")
-        first = ~sub.pidx.duplicated(keep="first")
-        later = sub.index.values[(~first.values) & (sub.program.values == code)]
+        rank = np.arange(len(sub))
+        staying = ~removed_other[sub.index.values]
+        first_staying = (
+            pd.Series(np.where(staying, rank, len(sub)), index=sub.index)
+            .groupby(sub.pidx.values)
+            .transform("min")
+            .values
+        )
+        later = sub.index.values[(rank > first_staying) & (sub.program.values == code)]
         dup[later] = True
     reasons["duplicate_enrollment"] = dup
     hw = facts.has_welfare[p]
