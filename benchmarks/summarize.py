@@ -38,6 +38,8 @@ def main() -> int:
     loaded = []
     for path in RESULTS.glob("*.json"):
         r = json.loads(path.read_text())
+        if "scores" not in r:
+            continue  # not an end-to-end run (e.g. the incremental benchmark's results)
         r["_file"] = path.with_suffix(".md").name
         loaded.append(r)
     for r in sorted(loaded, key=lambda r: (r["date"], r.get("started_utc") or "")):
