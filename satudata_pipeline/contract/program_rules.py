@@ -265,11 +265,12 @@ def parse_rules(data: object, path: Path | str = "<rules>") -> ProgramRules:
 
 
 def load_rules(path: Path | None = None) -> ProgramRules:
-    """Load and validate the program rules (default: the file shipped in `satudata_pipeline/programs`)."""
+    """Load and validate the program rules (default: `config.program_rules_path()`,
+    SATUDATA_PROGRAM_RULES or the file shipped in `satudata_pipeline/programs`)."""
     if path is None:
-        from satudata_pipeline.config import PROGRAM_RULES
+        from satudata_pipeline.config import program_rules_path
 
-        path = PROGRAM_RULES
+        path = program_rules_path()
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
