@@ -427,10 +427,10 @@ def test_rematerialize_one_program(warehouse_file, tmp_path):
 
 
 def test_blocking_check_stops_downstream(warehouse_file, monkeypatch):
-    import satudata_pipeline.programs.verdicts as v
+    from satudata_pipeline.programs import verdicts
 
     monkeypatch.setattr(
-        v,
+        verdicts,
         "check_no_deceased_or_moved_keep",
         lambda conn, **kw: (1, pd.DataFrame([{"program": "KLJ"}])),
     )

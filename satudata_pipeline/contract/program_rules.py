@@ -138,7 +138,8 @@ class ProgramRule(_Strict):
     def amount_for(self, jenjang: str | None) -> int | None:
         if self.amount is not None:
             return self.amount
-        assert self.amount_by_jenjang is not None
+        if self.amount_by_jenjang is None:  # _one_amount: one of the two is always given
+            raise ValueError("a program rule without amount or amount_by_jenjang")
         return self.amount_by_jenjang.get((jenjang or "").upper())
 
 
