@@ -207,6 +207,12 @@ def launch_in_code_location(instance, run_config: dict, tags: dict):
 
 def cmd_run(args: argparse.Namespace) -> int:
     if args.data_dir:
+        # The one setting passed through the environment, because it is needed when the definitions
+        # load, not when the run starts: the code location's assets are generated from the delivery's
+        # sources.yaml, and the run is executed as a run of that code location, whose job Dagster
+        # reconstructs here by loading it (`full_determination_job`, a function without arguments,
+        # and the module `satudata_pipeline.definitions`). Everything else this run needs travels
+        # as run config (--retrain, --full, --accept) or resource config (definitions.run_resources).
         os.environ["SATUDATA_DATA_DIR"] = str(Path(args.data_dir).resolve())
     config.owner_only()
     dagster_home()
@@ -241,8 +247,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         # the publication in main.publication_sources)
         ops["delivery_completeness"] = {"config": {"accept": sorted(set(args.accept))}}
     # --retrain / --full are this run's asset config (shown in the run's config in the UI); the
-    # data directory alone travels as SATUDATA_DATA_DIR: the code location's assets are generated
-    # from the delivery's sources.yaml, so it must be known when the definitions load
+    # data directory alone travels as SATUDATA_DATA_DIR (see above)
     if args.retrain:
         ops["linkage_model"] = {"config": {"retrain": True}}
     if args.full:
@@ -535,7 +540,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--full",
         action="store_true",
-        help="relink every record (not only new and changed ones; SATUDATA_FULL_RELINK=1)",
+        help="relink every record in this run (not only new and changed ones; SATUDATA_FULL_RELINK=1 "
+        "does it in every run)",
     )
     p.add_argument(
         "--accept",

@@ -25,6 +25,14 @@ def data_dir() -> Path:
     return Path(value).expanduser().resolve() if value else PROJECT_DIR / "data"
 
 
+def program_rules_path() -> Path:
+    """The program rules file: SATUDATA_PROGRAM_RULES, else the shipped programs/rules.yaml. Read
+    when the code location loads (the delivery's roster program codes are checked against it); a run
+    reads the same variable through the `program_rules` resource."""
+    value = os.environ.get("SATUDATA_PROGRAM_RULES")
+    return Path(value).expanduser().resolve() if value else PROGRAM_RULES
+
+
 OWNER_ONLY_UMASK = 0o077
 
 

@@ -12,20 +12,30 @@ once, before its first step, and tears it down after its last. So the resource i
 4. rebuilds the exports when they lag the latest publication (a run killed after its publish commit);
 
 and releases the lock when the run ends, whatever the outcome. See docs/reliability.md.
+
+Beside it, three small resources carry what a run reads from its configuration (README, "Settings"):
+`delivery` (the data directory and its snapshot date), `program_rules` (the rules file) and
+`run_settings` (the stale-share limit, retrain and full-relink switches). definitions.py wires them with
+`dg.EnvVar`, so the environment variables keep working and are resolved when a run starts; assets and
+checks read these resources, never os.environ.
 """
 
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import os
 from collections.abc import Iterator
 from pathlib import Path
 
+import dagster as dg
 from dagster import InitResourceContext
 from dagster_duckdb import DuckDBResource
 from pydantic import Field
 
 from satudata_pipeline import config, warehouse_lock
+from satudata_pipeline.contract.program_rules import ProgramRules, load_rules
+from satudata_pipeline.contract.sources import Delivery, parse_delivery
 
 
 class WarehouseResource(DuckDBResource):
@@ -148,4 +158,100 @@ class WarehouseResource(DuckDBResource):
         )
 
 
-__all__ = ["WarehouseResource"]
+class ProgramRulesResource(dg.ConfigurableResource):
+    """The program rules a run decides with (SATUDATA_PROGRAM_RULES, default the shipped rules.yaml)."""
+
+    path: str = Field(
+        default=str(config.PROGRAM_RULES),
+        description="the program rules YAML; default the shipped satudata_pipeline/programs/rules.yaml",
+    )
+
+    def load(self) -> ProgramRules:
+        """The rules, validated (ProgramRulesError names the file and the entry)."""
+        return load_rules(Path(self.path).expanduser())
+
+
+class DeliveryResource(dg.ConfigurableResource):
+    """The delivery a run determines, and the one place its snapshot date is read from.
+
+    The code location generates the sources and clean assets from this directory's sources.yaml when
+    it loads (definitions.py), so `build_defs` gives this resource that same directory: the assets
+    and the dates they are computed at always come from one delivery."""
+
+    data_dir: str = Field(description="the delivery's data directory (SATUDATA_DATA_DIR)")
+    snapshot_date: str | None = Field(
+        default=None,
+        description="override sources.yaml's snapshot date (YYYY-MM-DD) for the whole run; "
+        "normally empty",
+    )
+
+    def load(self) -> Delivery:
+        """The delivery's sources.yaml, parsed (its files and program codes were checked when the
+        code location loaded; the steps that read a file check it again)."""
+        return parse_delivery(Path(self.data_dir).expanduser())
+
+    def snapshot(self) -> dt.date:
+        """The date the run determines at: the override, else sources.yaml's snapshot_date."""
+        if self.snapshot_date:
+            try:
+                return dt.date.fromisoformat(self.snapshot_date)
+            except ValueError:
+                raise ValueError(
+                    f"the delivery resource's snapshot_date must be YYYY-MM-DD, got {self.snapshot_date!r}"
+                ) from None
+        return self.load().snapshot_date
+
+
+TRUE_WORDS = {"1", "true", "yes", "y"}
+DEFAULT_MAX_STALE_SHARE = 0.25
+
+
+class RunSettingsResource(dg.ConfigurableResource):
+    """Switches an operator sets for every run until unset (README, "Settings").
+
+    Text fields, read as the environment variables always were: a flag is on for 1 / true / yes / y
+    (any case), anything else is off; Dagster's own boolean parsing would turn `no` on."""
+
+    max_stale_share: str = Field(
+        default=str(DEFAULT_MAX_STALE_SHARE),
+        description="share of stale persons / recipients above which the staleness checks warn "
+        "(SATUDATA_MAX_STALE_SHARE)",
+    )
+    retrain: str = Field(
+        default="",
+        description="1: retrain the Splink model on every run (SATUDATA_RETRAIN); `satudata run "
+        "--retrain` sets the linkage_model config for one run instead",
+    )
+    full_relink: str = Field(
+        default="",
+        description="1: relink every record on every run (SATUDATA_FULL_RELINK); `satudata run "
+        "--full` sets the match_pairs config for one run instead",
+    )
+
+    def stale_share_limit(self) -> float:
+        value = self.max_stale_share.strip()
+        if not value:
+            return DEFAULT_MAX_STALE_SHARE
+        try:
+            share = float(value)
+        except ValueError:
+            raise ValueError(
+                f"SATUDATA_MAX_STALE_SHARE must be a share between 0 and 1, got {value!r}"
+            ) from None
+        if not 0 <= share <= 1:
+            raise ValueError(f"SATUDATA_MAX_STALE_SHARE must be between 0 and 1, got {value!r}")
+        return share
+
+    def retrain_every_run(self) -> bool:
+        return self.retrain.strip().lower() in TRUE_WORDS
+
+    def full_relink_every_run(self) -> bool:
+        return self.full_relink.strip().lower() in TRUE_WORDS
+
+
+__all__ = [
+    "DeliveryResource",
+    "ProgramRulesResource",
+    "RunSettingsResource",
+    "WarehouseResource",
+]

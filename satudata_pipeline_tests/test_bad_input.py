@@ -18,7 +18,7 @@ from pathlib import Path
 import dagster as dg
 import duckdb
 import pytest
-from dagster_duckdb import DuckDBResource
+from fixtures.resources import run_resources
 
 from satudata_pipeline.clean.assets import build_clean_assets
 from satudata_pipeline.contract.sources import ContractError, check_files, parse_delivery
@@ -70,7 +70,7 @@ def materialize(data: Path, warehouse: Path, programs=("KJP",), run_config=None)
     clean_assets, clean_checks = build_clean_assets(delivery)
     return dg.materialize(
         [*raw_assets, *clean_assets, *raw_checks, *clean_checks],
-        resources={"warehouse": DuckDBResource(database=str(warehouse))},
+        resources=run_resources(warehouse, data),
         raise_on_error=False,
         run_config=run_config,
     )

@@ -153,7 +153,7 @@ def test_match_wilayah_partial_levels_and_names():
 
 def test_match_wilayah_ambiguous(monkeypatch):
     """Kelurahan names can repeat across kecamatan (none do in today's list): simulate one."""
-    import satudata_pipeline.clean.wilayah as w
+    from satudata_pipeline.clean import wilayah
 
     ref = load_reference().copy()
     extra = ref[ref["kode"] == "31.74.01.1001"].copy()  # a kelurahan in Tebet
@@ -161,10 +161,12 @@ def test_match_wilayah_ambiguous(monkeypatch):
     extra["nama"] = "Gambir"
     extra["nama_norm"] = "GAMBIR"
     extra["key"] = "GAMBIR"
-    monkeypatch.setattr(w, "load_reference", lambda: pd.concat([ref, extra], ignore_index=True))
-    w._lookups.cache_clear()
+    monkeypatch.setattr(
+        wilayah, "load_reference", lambda: pd.concat([ref, extra], ignore_index=True)
+    )
+    wilayah._lookups.cache_clear()
     try:
-        out = w.match_wilayah(
+        out = wilayah.match_wilayah(
             pd.Series(["Gambir", "Gambir", "Gambir"]),
             pd.Series([None, "Tebet", None]),
             pd.Series([None, None, "Jakarta Pusat"]),
@@ -172,7 +174,7 @@ def test_match_wilayah_ambiguous(monkeypatch):
         assert out["wilayah_flag"].tolist() == ["wilayah_ambiguous", None, None]
         assert out["kode_kelurahan"].tolist() == [None, "31.74.01.1099", "31.71.01.1001"]
     finally:
-        w._lookups.cache_clear()
+        wilayah._lookups.cache_clear()
 
 
 def test_match_wilayah_many_rows_keep_index():

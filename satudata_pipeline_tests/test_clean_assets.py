@@ -7,7 +7,7 @@ import copy
 import dagster as dg
 import duckdb
 import pytest
-from dagster_duckdb import DuckDBResource
+from fixtures.resources import run_resources
 
 from satudata_pipeline.clean.assets import build_clean_assets
 from satudata_pipeline.contract.sources import check_files, parse_delivery
@@ -21,7 +21,7 @@ def materialize_front(data_dir, warehouse):
     clean_assets, clean_checks = build_clean_assets(delivery)
     result = dg.materialize(
         [*raw_assets, *clean_assets, *raw_checks, *clean_checks],
-        resources={"warehouse": DuckDBResource(database=str(warehouse))},
+        resources=run_resources(warehouse, data_dir),
         raise_on_error=False,
     )
     return result

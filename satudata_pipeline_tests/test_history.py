@@ -470,26 +470,6 @@ def test_scheduled_and_sensor_runs_name_their_month(tmp_path):
     assert len(scheduled.run_requests) == len(sensed.run_requests) == 1
 
 
-def test_a_warehouse_published_before_the_history_keeps_its_publication(months, tmp_path):
-    """Upgrading: the publication already in the warehouse becomes determination 1 (delivery, model and
-    rules unknown), the next publication determination 2, compared with it."""
-    state = tmp_path / "state"
-    shutil.copytree(months["state"], state)
-    with connect(state / "warehouse.duckdb") as conn:
-        conn.execute("DROP SCHEMA history CASCADE")
-        conn.execute("DROP TABLE main.determination_changes")
-        publish.publish(conn, "upgrade-run")
-        dets = conn.execute(
-            "SELECT determination_id, run_id, delivery_fingerprint, review_rows "
-            "FROM history.determinations ORDER BY 1"
-        ).fetchall()
-        published = conn.execute("SELECT count(*) FROM main.beneficiary_review").fetchall()[0][0]
-        changes = conn.execute("SELECT count(*) FROM main.determination_changes").fetchall()[0][0]
-    assert [(d[0], d[1]) for d in dets] == [(1, months["second"].run_id), (2, "upgrade-run")]
-    assert dets[0][2] is None and dets[1][2] is not None and dets[0][3] == dets[1][3] == published
-    assert changes == 0
-
-
 def test_perubahan_sheet_lists_the_changes_and_refuses_an_unmasked_nik(tmp_path):
     """On the hand-made fixture warehouse (no run): two determinations, one row turned remove."""
     from fixtures.programs_warehouse import FIXTURE_SNAPSHOT, build_fixture_warehouse

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import dagster as dg
 import duckdb
-from dagster_duckdb import DuckDBResource
 from fixtures import linkage
+from fixtures.resources import run_resources
 
 from satudata_pipeline import config
 from satudata_pipeline.golden.assets import build_golden_assets
@@ -25,7 +25,7 @@ def _materialize(db, sources, run_config=None, instance=None):
     checks = [d for d in defs if isinstance(d, dg.AssetChecksDefinition)]
     return dg.materialize(
         [*specs, *assets, *checks],
-        resources={"warehouse": DuckDBResource(database=str(db))},
+        resources=run_resources(db),
         run_config=run_config,
         instance=instance,
         selection=dg.AssetSelection.assets(*[a.key for a in assets]),
@@ -144,7 +144,7 @@ def test_cluster_size_check_follows_the_runs_max_cluster_size(tmp_path, isolated
     checks = [d for d in defs if isinstance(d, dg.AssetChecksDefinition)]
     result = dg.materialize(
         [*specs, *assets, *checks],
-        resources={"warehouse": DuckDBResource(database=str(db))},
+        resources=run_resources(db),
         run_config={"ops": {"person_clusters": {"config": {"max_cluster_size": 1}}}},
         selection=dg.AssetSelection.assets(
             "person_records", "linkage_model", "match_pairs", "person_clusters"

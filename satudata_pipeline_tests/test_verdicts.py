@@ -10,8 +10,8 @@ import dagster as dg
 import duckdb
 import pandas as pd
 import pytest
-from dagster_duckdb import DuckDBResource
 from fixtures.programs_warehouse import EXPECTED, FIXTURE_SNAPSHOT, build_fixture_warehouse
+from fixtures.resources import run_resources
 
 from satudata_pipeline.contract.program_rules import ProgramRulesError, load_rules
 from satudata_pipeline.programs import REASON_CODES
@@ -319,7 +319,7 @@ def _materialize(db, **kwargs):
             dg.AssetSpec("person_source_link"),
             *build_program_assets(),
         ],
-        resources={"warehouse": DuckDBResource(database=str(db))},
+        resources=run_resources(db, snapshot_date=FIXTURE_SNAPSHOT.isoformat()),
         **kwargs,
     )
 
@@ -327,9 +327,6 @@ def _materialize(db, **kwargs):
 @pytest.fixture()
 def warehouse_file(tmp_path, monkeypatch):
     monkeypatch.setenv("SATUDATA_STATE_DIR", str(tmp_path / "state"))
-    monkeypatch.setattr(
-        "satudata_pipeline.programs.assets.current_snapshot_date", lambda: FIXTURE_SNAPSHOT
-    )
     db = tmp_path / "warehouse.duckdb"
     with duckdb.connect(str(db)) as c:
         build_fixture_warehouse(c)
@@ -356,7 +353,7 @@ def test_build_program_assets_shape():
     assert set(checks) == {"no_deceased_or_moved_keep", "no_double_enrollment_keep"}
     assert all(c.blocking and c.description for c in checks.values())
     assert all(a.group_names_by_key[k] == "programs" for a in assets for k in a.keys)
-    dg.Definitions(assets=assets, resources={"warehouse": DuckDBResource(database=":memory:")})
+    dg.Definitions(assets=assets, resources=run_resources(":memory:"))
 
 
 def test_materialize_in_process(warehouse_file, tmp_path):
@@ -430,10 +427,10 @@ def test_rematerialize_one_program(warehouse_file, tmp_path):
 
 
 def test_blocking_check_stops_downstream(warehouse_file, monkeypatch):
-    import satudata_pipeline.programs.verdicts as v
+    from satudata_pipeline.programs import verdicts
 
     monkeypatch.setattr(
-        v,
+        verdicts,
         "check_no_deceased_or_moved_keep",
         lambda conn, **kw: (1, pd.DataFrame([{"program": "KLJ"}])),
     )

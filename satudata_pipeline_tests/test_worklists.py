@@ -18,10 +18,10 @@ from fixtures.programs_warehouse import FIXTURE_SNAPSHOT, build_fixture_warehous
 
 from satudata_pipeline import cli
 from satudata_pipeline.contract.program_rules import load_rules
-from satudata_pipeline.programs import worklists as W
+from satudata_pipeline.programs import worklists
 from satudata_pipeline.programs.exports import REASON_LEGEND, ExportPrivacyError
 from satudata_pipeline.programs.verdicts import BENEFICIARY_REVIEW_COLUMNS, build_beneficiary_review
-from satudata_pipeline.synthetic import officer as O
+from satudata_pipeline.synthetic import officer
 from satudata_pipeline.synthetic.generate import VERDICT_COLUMNS
 
 MASKED = re.compile(r"^\d{4}\*{8}\d{4}$")
@@ -45,7 +45,7 @@ def _rows(ws) -> list[dict]:
 
 
 def test_worklist_holds_every_review_and_remove_row_in_indonesian(fixture_conn, tmp_path):
-    res = W.write_worklist(fixture_conn, "KLJ", tmp_path)
+    res = worklists.write_worklist(fixture_conn, "KLJ", tmp_path)
     expected = {
         r[0]: r[1]
         for r in fixture_conn.execute(
@@ -54,9 +54,14 @@ def test_worklist_holds_every_review_and_remove_row_in_indonesian(fixture_conn, 
         ).fetchall()
     }
     wb = openpyxl.load_workbook(res["xlsx"])
-    assert wb.sheetnames == [W.COVER_SHEET, W.WORKLIST_SHEET, "Keterangan", W.CHOICES_SHEET]
-    ws = wb[W.WORKLIST_SHEET]
-    assert [c.value for c in ws[1]] == W.WORKLIST_COLUMNS
+    assert wb.sheetnames == [
+        worklists.COVER_SHEET,
+        worklists.WORKLIST_SHEET,
+        "Keterangan",
+        worklists.CHOICES_SHEET,
+    ]
+    ws = wb[worklists.WORKLIST_SHEET]
+    assert [c.value for c in ws[1]] == worklists.WORKLIST_COLUMNS
     rows = _rows(ws)
     assert res["rows"] == len(rows) == len(expected) == 8
     assert {r["id_baris"]: r["hasil_sistem"] for r in rows} == {
@@ -69,7 +74,7 @@ def test_worklist_holds_every_review_and_remove_row_in_indonesian(fixture_conn, 
     )
     assert klj002["kelurahan"] == "Gambir" and klj002["kota"] == "Jakarta Pusat"
     assert all(MASKED.match(r["nik_disamarkan"]) for r in rows if r["nik_disamarkan"])
-    assert all(r[h] is None for r in rows for h in W.INPUT_COLUMNS)  # nothing pre-filled
+    assert all(r[h] is None for r in rows for h in worklists.INPUT_COLUMNS)  # nothing pre-filled
     assert (
         res["backlog"]["waiting"] == 8
         and res["backlog"]["oldest_since"] == FIXTURE_SNAPSHOT.isoformat()
@@ -77,27 +82,29 @@ def test_worklist_holds_every_review_and_remove_row_in_indonesian(fixture_conn, 
 
 
 def test_dropdowns_validations_protection_and_unlocked_input_cells(fixture_conn, tmp_path):
-    res = W.write_worklist(fixture_conn, "KLJ", tmp_path)
+    res = worklists.write_worklist(fixture_conn, "KLJ", tmp_path)
     wb = openpyxl.load_workbook(res["xlsx"])
-    ws = wb[W.WORKLIST_SHEET]
+    ws = wb[worklists.WORKLIST_SHEET]
     assert ws.protection.sheet is True
-    assert wb[W.CHOICES_SHEET].protection.sheet is True
-    col = {h: openpyxl.utils.get_column_letter(i + 1) for i, h in enumerate(W.WORKLIST_COLUMNS)}
+    assert wb[worklists.CHOICES_SHEET].protection.sheet is True
+    col = {
+        h: openpyxl.utils.get_column_letter(i + 1) for i, h in enumerate(worklists.WORKLIST_COLUMNS)
+    }
     last = 1 + res["rows"]
     dvs = {str(dv.sqref): dv for dv in ws.data_validations.dataValidation}
     keputusan = dvs[f"{col['keputusan']}2:{col['keputusan']}{last}"]
     assert keputusan.type == "list" and keputusan.formula1 == '"tetap,hapus"'
     alasan = dvs[f"{col['alasan']}2:{col['alasan']}{last}"]
-    assert alasan.type == "list" and alasan.formula1.startswith(f"'{W.CHOICES_SHEET}'!$A$2")
+    assert alasan.type == "list" and alasan.formula1.startswith(f"'{worklists.CHOICES_SHEET}'!$A$2")
     assert dvs[f"{col['tanggal']}2:{col['tanggal']}{last}"].type == "date"
     assert dvs[f"{col['petugas']}2:{col['petugas']}{last}"].type == "textLength"
     # the dropdown's list holds exactly the decision reasons, in Indonesian
-    choices = [r[0] for r in wb[W.CHOICES_SHEET].iter_rows(min_row=2, values_only=True)]
-    assert choices == list(W.decision_reason_labels().values())
+    choices = [r[0] for r in wb[worklists.CHOICES_SHEET].iter_rows(min_row=2, values_only=True)]
+    assert choices == list(worklists.decision_reason_labels().values())
     assert "sanggah diterima" in choices and "dipastikan masih hidup" in choices
-    n_locked = len(W.WORKLIST_COLUMNS) - len(W.INPUT_COLUMNS)
+    n_locked = len(worklists.WORKLIST_COLUMNS) - len(worklists.INPUT_COLUMNS)
     for r in range(1, last + 1):
-        for j, header in enumerate(W.WORKLIST_COLUMNS, start=1):
+        for j, header in enumerate(worklists.WORKLIST_COLUMNS, start=1):
             cell = ws.cell(r, j)
             if r == 1 or j <= n_locked:
                 assert cell.protection.locked, (r, header)
@@ -110,8 +117,8 @@ def test_worklist_is_formula_safe_and_refuses_an_unmasked_nik(fixture_conn, tmp_
         'UPDATE main.beneficiary_review SET nama = \'=HYPERLINK("http://x","y")\' '
         "WHERE record_id = 'KLJ-002'"
     )
-    res = W.write_worklist(fixture_conn, "KLJ", tmp_path)
-    ws = openpyxl.load_workbook(res["xlsx"])[W.WORKLIST_SHEET]
+    res = worklists.write_worklist(fixture_conn, "KLJ", tmp_path)
+    ws = openpyxl.load_workbook(res["xlsx"])[worklists.WORKLIST_SHEET]
     cell = next(ws.cell(r, 5) for r in range(2, ws.max_row + 1) if ws.cell(r, 3).value == "KLJ-002")
     assert cell.data_type == "s" and cell.value.startswith("=") and cell.quotePrefix
     fixture_conn.execute(
@@ -119,18 +126,18 @@ def test_worklist_is_formula_safe_and_refuses_an_unmasked_nik(fixture_conn, tmp_
         "WHERE record_id = 'KLJ-002'"
     )
     with pytest.raises(ExportPrivacyError, match="not masked"):
-        W.write_worklist(fixture_conn, "KLJ", tmp_path / "again")
+        worklists.write_worklist(fixture_conn, "KLJ", tmp_path / "again")
     assert not (tmp_path / "again").exists()
 
 
 def _fill(path: Path, decisions: dict[str, tuple]) -> None:
     wb = openpyxl.load_workbook(path)
-    ws = wb[W.WORKLIST_SHEET]
+    ws = wb[worklists.WORKLIST_SHEET]
     col = {c.value: c.column for c in ws[1]}
     for r in range(2, ws.max_row + 1):
         rid = ws.cell(r, col["id_baris"]).value
         if rid in decisions:
-            for header, value in zip(W.INPUT_COLUMNS, decisions[rid]):
+            for header, value in zip(worklists.INPUT_COLUMNS, decisions[rid]):
                 ws.cell(r, col[header]).value = value
     wb.save(path)
 
@@ -166,8 +173,8 @@ def read_canonical(data_dir: Path, entry: dict) -> list[dict]:
 
 
 def test_filled_worklist_reads_back_as_canonical_review_decisions(fixture_conn, tmp_path):
-    res = W.write_worklist(fixture_conn, "KLJ", tmp_path)
-    labels = W.decision_reason_labels()
+    res = worklists.write_worklist(fixture_conn, "KLJ", tmp_path)
+    labels = worklists.decision_reason_labels()
     _fill(
         res["xlsx"],
         {
@@ -183,7 +190,7 @@ def test_filled_worklist_reads_back_as_canonical_review_decisions(fixture_conn, 
     )
     fragment = yaml.safe_load(res["mapping"].read_text())
     (entry,) = fragment["sources"]
-    assert entry["kind"] == "review_decision" and entry["sheet"] == W.WORKLIST_SHEET
+    assert entry["kind"] == "review_decision" and entry["sheet"] == worklists.WORKLIST_SHEET
     assert set(entry["columns"]) == {
         "program",
         "record_id",
@@ -244,19 +251,22 @@ def test_decided_rows_leave_the_worklist_and_reopened_ones_show_the_old_decision
         "UPDATE main.beneficiary_review SET decision = 'remove', decided_by = 'PTG-2', "
         "decided_at = DATE '2026-10-21', decision_status = 'applied' WHERE record_id = 'KLJ-003'"
     )
-    res = W.write_worklist(fixture_conn, "KLJ", tmp_path)
-    rows = {r["id_baris"]: r for r in _rows(openpyxl.load_workbook(res["xlsx"])[W.WORKLIST_SHEET])}
+    res = worklists.write_worklist(fixture_conn, "KLJ", tmp_path)
+    rows = {
+        r["id_baris"]: r
+        for r in _rows(openpyxl.load_workbook(res["xlsx"])[worklists.WORKLIST_SHEET])
+    }
     assert "KLJ-009" not in rows and "KLJ-003" not in rows and len(rows) == 6  # settled by a person
     assert (
         rows["KLJ-002"]["keputusan_sebelumnya"]
         == "tetap oleh PTG-2, 2026-10-21; dibuka lagi: ada bukti baru"
     )
     assert all(r["keputusan_sebelumnya"] is None for k, r in rows.items() if k != "KLJ-002")
-    assert W.backlog(fixture_conn)["KLJ"]["waiting"] == 6
+    assert worklists.backlog(fixture_conn)["KLJ"]["waiting"] == 6
 
 
 def test_backlog_counts_waiting_rows_per_program(fixture_conn):
-    stats = W.backlog(fixture_conn)
+    stats = worklists.backlog(fixture_conn)
     expected = dict(
         fixture_conn.execute(
             "SELECT program, count(*) FROM main.beneficiary_review WHERE verdict IN ('review', 'remove') "
@@ -265,7 +275,7 @@ def test_backlog_counts_waiting_rows_per_program(fixture_conn):
     )
     assert {p: s["waiting"] for p, s in stats.items()} == expected
     assert stats["KLJ"]["review"] == 3 and stats["KLJ"]["remove"] == 5
-    md = W.backlog_markdown(stats)
+    md = worklists.backlog_markdown(stats)
     assert "| KLJ | 8 | 3 | 5 | 2026-11-01 |" in md
 
 
@@ -289,11 +299,11 @@ def test_backlog_since_the_first_determination_of_the_current_review_streak(fixt
     )
     since = dict(
         ((p, r), d)
-        for p, r, d in fixture_conn.execute(W.waiting_since_sql(fixture_conn)).fetchall()
+        for p, r, d in fixture_conn.execute(worklists.waiting_since_sql(fixture_conn)).fetchall()
     )
     assert since[("KLJ", "KLJ-009")] == dt.date(2026, 11, 1)
     assert since[("KLJ", "KLJ-002")] == dt.date(2026, 9, 1)
-    stats = W.backlog(fixture_conn, programs=["KLJ"])
+    stats = worklists.backlog(fixture_conn, programs=["KLJ"])
     assert (
         stats["KLJ"]["oldest_since"] == "2026-09-01" and stats["KLJ"]["by_months_waiting"]["2"] == 1
     )
@@ -307,7 +317,7 @@ def _delivery(tmp_path: Path) -> Path:
 
 
 def test_decisions_add_registers_copies_and_refuses_duplicates(fixture_conn, tmp_path, capsys):
-    res = W.write_worklist(fixture_conn, "KLJ", tmp_path / "exports" / "KLJ")
+    res = worklists.write_worklist(fixture_conn, "KLJ", tmp_path / "exports" / "KLJ")
     d = _delivery(tmp_path)
     before = (d / "sources.yaml").read_text()
     assert cli.main(["decisions", "add", str(res["xlsx"]), "--data-dir", str(d)]) == 0
@@ -319,7 +329,7 @@ def test_decisions_add_registers_copies_and_refuses_duplicates(fixture_conn, tmp
     assert entry["path"] == "keputusan/keputusan_klj_20261101.xlsx"
     assert (d / entry["path"]).read_bytes() == res["xlsx"].read_bytes()
     assert entry["extracted_at"] <= raw["snapshot_date"]
-    assert entry["columns"] == W.DECISION_MAPPING
+    assert entry["columns"] == worklists.DECISION_MAPPING
     # the same file again: refused, nothing changed
     assert cli.main(["decisions", "add", str(res["xlsx"]), "--data-dir", str(d)]) == 2
     assert "already in sources.yaml" in capsys.readouterr().err
@@ -357,7 +367,7 @@ def test_decisions_add_registers_copies_and_refuses_duplicates(fixture_conn, tmp
 def test_decisions_add_needs_a_mapping_and_a_named_delivery(
     fixture_conn, tmp_path, capsys, monkeypatch
 ):
-    res = W.write_worklist(fixture_conn, "KLJ", tmp_path / "x")
+    res = worklists.write_worklist(fixture_conn, "KLJ", tmp_path / "x")
     monkeypatch.delenv("SATUDATA_DATA_DIR", raising=False)
     assert cli.main(["decisions", "add", str(res["xlsx"])]) == 2
     assert "--data-dir" in capsys.readouterr().err
@@ -409,27 +419,30 @@ def _truth_dir(tmp_path: Path, n: int = 60) -> Path:
 
 
 def test_correct_decision_rule():
-    assert O.correct_decision("remove", ["deceased"], "remove", ["deceased"], []) == (
+    assert officer.correct_decision("remove", ["deceased"], "remove", ["deceased"], []) == (
         "remove",
         "deceased",
     )
-    assert O.correct_decision("remove", ["deceased"], "keep", [], []) == ("keep", "confirmed_alive")
-    assert O.correct_decision("review", ["moved_out"], "keep", [], []) == (
+    assert officer.correct_decision("remove", ["deceased"], "keep", [], []) == (
+        "keep",
+        "confirmed_alive",
+    )
+    assert officer.correct_decision("review", ["moved_out"], "keep", [], []) == (
         "keep",
         "confirmed_resident",
     )
-    assert O.correct_decision("remove", ["age_ineligible"], "keep", [], []) == (
+    assert officer.correct_decision("remove", ["age_ineligible"], "keep", [], []) == (
         "keep",
         "appeal_upheld",
     )
-    assert O.correct_decision("review", ["stale_record"], "review", ["stale_record"], []) == (
+    assert officer.correct_decision("review", ["stale_record"], "review", ["stale_record"], []) == (
         "keep",
         "other",
     )
-    assert O.correct_decision(
+    assert officer.correct_decision(
         "review", ["welfare_too_high"], "review", ["welfare_too_high"], []
     ) == ("remove", "welfare_too_high")
-    assert O.correct_decision(
+    assert officer.correct_decision(
         "review", ["stale_record"], "review", ["stale_record"], ["not_in_any_registry"]
     ) == ("remove", "identity_unresolved")
 
@@ -437,10 +450,10 @@ def test_correct_decision_rule():
 def test_officer_fills_deterministically_with_a_few_wrong_and_malformed(tmp_path):
     conn = duckdb.connect()
     _big_review(conn)
-    W.write_worklists(conn, tmp_path / "exports", ["KJP"])
+    worklists.write_worklists(conn, tmp_path / "exports", ["KJP"])
     truth = _truth_dir(tmp_path)
-    a = O.play_officer(tmp_path / "exports", truth, tmp_path / "a", seed=5)
-    b = O.play_officer(tmp_path / "exports", truth, tmp_path / "b", seed=5)
+    a = officer.play_officer(tmp_path / "exports", truth, tmp_path / "a", seed=5)
+    b = officer.play_officer(tmp_path / "exports", truth, tmp_path / "b", seed=5)
     assert (
         cli.main(
             [
@@ -458,9 +471,9 @@ def test_officer_fills_deterministically_with_a_few_wrong_and_malformed(tmp_path
         )
         == 0
     )
-    key_a = (tmp_path / "a" / O.KEY_FILE).read_text()
-    assert key_a == (tmp_path / "b" / O.KEY_FILE).read_text() and a == b
-    assert key_a != (tmp_path / "c" / O.KEY_FILE).read_text()
+    key_a = (tmp_path / "a" / officer.KEY_FILE).read_text()
+    assert key_a == (tmp_path / "b" / officer.KEY_FILE).read_text() and a == b
+    assert key_a != (tmp_path / "c" / officer.KEY_FILE).read_text()
     assert a == {
         "files": 1,
         "undecided": 6,
@@ -470,25 +483,27 @@ def test_officer_fills_deterministically_with_a_few_wrong_and_malformed(tmp_path
         "unknown_record": 1,
         "correct": 60 - 6 - 2 - 2,
     }
-    assert (tmp_path / "a" / "KJP" / W.mapping_name("KJP")).is_file()
-    key = {r["record_id"]: r for r in csv.DictReader(open(tmp_path / "a" / O.KEY_FILE))}
+    assert (tmp_path / "a" / "KJP" / worklists.mapping_name("KJP")).is_file()
+    key = {r["record_id"]: r for r in csv.DictReader(open(tmp_path / "a" / officer.KEY_FILE))}
     rows = {
         r["id_baris"]: r
         for r in _rows(
-            openpyxl.load_workbook(tmp_path / "a" / "KJP" / "KJP_keputusan.xlsx")[W.WORKLIST_SHEET]
+            openpyxl.load_workbook(tmp_path / "a" / "KJP" / "KJP_keputusan.xlsx")[
+                worklists.WORKLIST_SHEET
+            ]
         )
     }
-    labels = W.decision_reason_labels()
+    labels = worklists.decision_reason_labels()
     for rid, k in key.items():
         row = rows[rid]
         if k["action"] == "undecided":
             assert row["keputusan"] is None and row["petugas"] is None
         elif k["action"] == "bad_decision_word":
-            assert row["keputusan"] == O.BAD_DECISION_WORD
+            assert row["keputusan"] == officer.BAD_DECISION_WORD
         elif k["action"] == "missing_officer":
             assert row["petugas"] is None and row["keputusan"] in ("tetap", "hapus")
         elif k["action"] == "unknown_record":
-            assert rid.startswith(O.UNKNOWN_RECORD_PREFIX) and row["nama"] is None
+            assert rid.startswith(officer.UNKNOWN_RECORD_PREFIX) and row["nama"] is None
         else:
             assert row["keputusan"] == {"keep": "tetap", "remove": "hapus"}[k["decision"]]
             assert row["alasan"] == labels[k["reason"]] and row["petugas"].startswith("PTG-KJP-")
@@ -620,11 +635,11 @@ def _link_schema(conn: duckdb.DuckDBPyConnection) -> None:
 
 
 def test_link_review_offers_only_uncertain_links_that_change_a_person():
-    from satudata_pipeline.link import review_pairs as R
+    from satudata_pipeline.link import review_pairs
 
     conn = duckdb.connect()
     _link_schema(conn)
-    pairs = R.select_pairs(conn)
+    pairs = review_pairs.select_pairs(conn)
     # r2-r3 is the only link holding r3 to its cluster (split?); r7-r8 and r1-r9 would merge two
     # persons (join?); the triangle's links, the pair below 0.80, the pair above 0.999 and the NIK
     # link are not offered
@@ -639,8 +654,11 @@ def test_link_review_offers_only_uncertain_links_that_change_a_person():
         "CREATE TABLE decisions.link_in_force AS SELECT 'src:7' AS unique_id_a, 'src:8' AS unique_id_b, "
         "FALSE AS same_person"
     )
-    assert [(a, b) for a, b, *_ in R.select_pairs(conn)] == [("src:2", "src:3"), ("src:1", "src:9")]
-    words = R.explain(conn, pairs)
+    assert [(a, b) for a, b, *_ in review_pairs.select_pairs(conn)] == [
+        ("src:2", "src:3"),
+        ("src:1", "src:9"),
+    ]
+    words = review_pairs.explain(conn, pairs)
     text, p = words[("src:7", "src:8")]
     assert "nama: Exact match on nama -> x900,0 (bobot +9.8)" in text
     assert "tanggal lahir: All other comparisons -> x0,202 (bobot -2.3)" in text
@@ -652,20 +670,20 @@ def test_link_review_offers_only_uncertain_links_that_change_a_person():
 
 
 def test_link_review_workbook_is_locked_masked_and_maps_to_link_decisions(tmp_path):
-    from satudata_pipeline.link import review_pairs as R
+    from satudata_pipeline.link import review_pairs
 
     conn = duckdb.connect()
     _link_schema(conn)
-    res = R.write_link_review(conn, tmp_path, "2026-11-01")
+    res = review_pairs.write_link_review(conn, tmp_path, "2026-11-01")
     assert (res["pairs"], res["join"], res["split"]) == (3, 2, 1)
     wb = openpyxl.load_workbook(res["xlsx"])
-    ws = wb[R.SHEET]
-    assert ws.protection.sheet is True and [c.value for c in ws[1]] == R.COLUMNS
-    rows = [dict(zip(R.COLUMNS, r)) for r in ws.iter_rows(min_row=2, values_only=True)]
+    ws = wb[review_pairs.SHEET]
+    assert ws.protection.sheet is True and [c.value for c in ws[1]] == review_pairs.COLUMNS
+    rows = [dict(zip(review_pairs.COLUMNS, r)) for r in ws.iter_rows(min_row=2, values_only=True)]
     assert len(rows) == 3
     assert all(MASKED.match(r[f"nik_disamarkan_{s}"]) for r in rows for s in "ab")
     assert "3171000000000007" not in res["xlsx"].read_bytes().decode("latin-1")
-    col = {h: i + 1 for i, h in enumerate(R.COLUMNS)}
+    col = {h: i + 1 for i, h in enumerate(review_pairs.COLUMNS)}
     assert (
         not ws.cell(2, col["orang_sama"]).protection.locked
         and ws.cell(2, col["penjelasan"]).protection.locked
@@ -706,11 +724,11 @@ def test_link_review_workbook_is_locked_masked_and_maps_to_link_decisions(tmp_pa
 
 
 def test_officer_fills_link_review_from_the_truth(tmp_path):
-    from satudata_pipeline.link import review_pairs as R
+    from satudata_pipeline.link import review_pairs
 
     conn = duckdb.connect()
     _link_schema(conn)
-    R.write_link_review(conn, tmp_path / "exports", "2026-11-01")
+    review_pairs.write_link_review(conn, tmp_path / "exports", "2026-11-01")
     truth = tmp_path / "truth"
     truth.mkdir()
     with open(truth / "verdicts.csv", "w") as fh:
@@ -723,18 +741,20 @@ def test_officer_fills_link_review_from_the_truth(tmp_path):
         fh.write("source,row_number,record_id,person_key,expected_quarantine,nik_noise\n")
         for i, key in {1: "P1", 2: "P2", 3: "P2", 7: "P7", 8: "P8", 9: "P1"}.items():
             fh.write(f"src,{i},R{i},{key},,ok\n")
-    counts = O.play_officer(tmp_path / "exports", truth, tmp_path / "out", seed=1)
+    counts = officer.play_officer(tmp_path / "exports", truth, tmp_path / "out", seed=1)
     assert counts == {
         "files": 1,
         "tautan_correct": 3,
     }  # three pairs: too few for deliberate mistakes
-    ws = openpyxl.load_workbook(tmp_path / "out" / R.WORKBOOK)[R.SHEET]
+    ws = openpyxl.load_workbook(tmp_path / "out" / review_pairs.WORKBOOK)[review_pairs.SHEET]
     got = {
-        (r[R.COLUMNS.index("id_a")], r[R.COLUMNS.index("id_b")]): r[R.COLUMNS.index("orang_sama")]
+        (r[review_pairs.COLUMNS.index("id_a")], r[review_pairs.COLUMNS.index("id_b")]): r[
+            review_pairs.COLUMNS.index("orang_sama")
+        ]
         for r in ws.iter_rows(min_row=2, values_only=True)
     }
     assert got == {("R2", "R3"): "ya", ("R7", "R8"): "tidak", ("R1", "R9"): "ya"}
-    assert (tmp_path / "out" / R.MAPPING).is_file()
+    assert (tmp_path / "out" / review_pairs.MAPPING).is_file()
     conn.close()
 
 
@@ -751,9 +771,9 @@ def _decisions_landed() -> bool:
 def test_decisions_add_refuses_a_returned_file_without_a_mapped_column(
     fixture_conn, tmp_path, capsys
 ):
-    res = W.write_worklist(fixture_conn, "KLJ", tmp_path / "x")
+    res = worklists.write_worklist(fixture_conn, "KLJ", tmp_path / "x")
     wb = openpyxl.load_workbook(res["xlsx"])
-    ws = wb[W.WORKLIST_SHEET]
+    ws = wb[worklists.WORKLIST_SHEET]
     next(
         c for c in ws[1] if c.value == "petugas"
     ).value = "nama_petugas"  # the office renamed a column
@@ -775,7 +795,7 @@ def test_loop_export_officer_decisions_add_rerun(tmp_path):
     from publish_helpers import connect, generated_delivery, run_job
 
     from satudata_pipeline import config
-    from satudata_pipeline.link import review_pairs as R
+    from satudata_pipeline.link import review_pairs
 
     with generated_delivery(tmp_path) as (delivery, state):
         truth = tmp_path / "truth"
@@ -795,10 +815,10 @@ def test_loop_export_officer_decisions_add_rerun(tmp_path):
                     "SELECT program, record_id, evidence_fingerprint FROM main.beneficiary_review"
                 ).fetchall()
             )
-            backlog_before = sum(s["waiting"] for s in W.backlog(conn).values())
+            backlog_before = sum(s["waiting"] for s in worklists.backlog(conn).values())
         exports = config.exports_dir()
         filled = tmp_path / "filled"
-        counts = O.play_officer(exports, truth, filled, seed=7)
+        counts = officer.play_officer(exports, truth, filled, seed=7)
         assert counts["correct"] > 0 and counts["unknown_record"] >= 1
         for folder in sorted(p for p in filled.iterdir() if p.is_dir()):
             assert (
@@ -806,22 +826,28 @@ def test_loop_export_officer_decisions_add_rerun(tmp_path):
                     [
                         "decisions",
                         "add",
-                        str(folder / W.worklist_name(folder.name)),
+                        str(folder / worklists.worklist_name(folder.name)),
                         "--data-dir",
                         str(delivery),
                     ]
                 )
                 == 0
             )
-        if (filled / R.WORKBOOK).is_file():
+        if (filled / review_pairs.WORKBOOK).is_file():
             assert (
                 cli.main(
-                    ["decisions", "add", str(filled / R.WORKBOOK), "--data-dir", str(delivery)]
+                    [
+                        "decisions",
+                        "add",
+                        str(filled / review_pairs.WORKBOOK),
+                        "--data-dir",
+                        str(delivery),
+                    ]
                 )
                 == 0
             )
         assert run_job(delivery, warehouse).success
-        key = list(csv.DictReader(open(filled / O.KEY_FILE)))
+        key = list(csv.DictReader(open(filled / officer.KEY_FILE)))
         with connect(warehouse) as conn:
             after = {
                 (p, r): (v, list(rs), d, s)
@@ -840,7 +866,7 @@ def test_loop_export_officer_decisions_add_rerun(tmp_path):
                 "SELECT program, record_id, reason FROM decisions.set_aside "
                 "WHERE kind = 'review_decision'"
             ).fetchall()
-            backlog_after = sum(s["waiting"] for s in W.backlog(conn).values())
+            backlog_after = sum(s["waiting"] for s in worklists.backlog(conn).values())
     rows = [k for k in key if k["program"] != "tautan"]
     decided = {
         (k["program"], k["record_id"]): k["decision"]

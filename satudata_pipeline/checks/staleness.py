@@ -3,39 +3,37 @@
 A source can be freshly extracted and still full of rows nobody has looked at for years (DTKS rows of
 people who died or moved). These checks count, at the snapshot date, persons whose latest
 verification over all sources is older than the rules' window, per source and per program, and warn
-when the share passes a limit. The roster rows themselves get `stale_record` in beneficiary_review.
+when the share passes a limit (the `run_settings` resource's max_stale_share, SATUDATA_MAX_STALE_SHARE).
+The roster rows themselves get `stale_record` in beneficiary_review.
+
+The snapshot date, the rules' window and the limit are read from the run's resources when the check
+runs; the descriptions name the window of the rules loaded with the code location.
 """
 
 from __future__ import annotations
-
-import os
 
 import dagster as dg
 from dagster_duckdb import DuckDBResource
 
 from satudata_pipeline.contract.program_rules import load_rules
-from satudata_pipeline.contract.sources import Delivery
+from satudata_pipeline.resources import (
+    DEFAULT_MAX_STALE_SHARE,
+    DeliveryResource,
+    ProgramRulesResource,
+    RunSettingsResource,
+)
 from satudata_pipeline.warehouse import all_rows, one_row
-
-DEFAULT_MAX_STALE_SHARE = 0.25
-
-
-def max_stale_share() -> float:
-    """The share of stale persons / recipients above which the checks warn (SATUDATA_MAX_STALE_SHARE)."""
-    return float(os.environ.get("SATUDATA_MAX_STALE_SHARE", DEFAULT_MAX_STALE_SHARE))
 
 
 def build_staleness_checks(
-    delivery: Delivery,
     golden_table: str = "staging.golden_person",
     review_table: str = "staging.beneficiary_review",
     link_table: str = "staging.person_source_link",
 ) -> list[dg.AssetChecksDefinition]:
     # the assets write staging tables and `published_lists` publishes them (docs/reliability.md):
     # checks on an asset audit what that asset just wrote, i.e. the staging tables
-    months = load_rules().common.staleness_months
-    snapshot = delivery.snapshot_date.isoformat()
-    limit = max_stale_share()
+    months = load_rules().common.staleness_months  # for the descriptions only
+    default = f"{DEFAULT_MAX_STALE_SHARE:.0%}"
 
     @dg.asset_check(
         asset="golden_person",
@@ -43,10 +41,19 @@ def build_staleness_checks(
         name="stale_persons",
         description=(
             f"Persons whose latest verification over all sources is more than {months} months before the "
-            f"snapshot, counted per source; warns when more than {limit:.0%} of all persons are stale."
+            f"snapshot, counted per source; warns when more than SATUDATA_MAX_STALE_SHARE (default "
+            f"{default}) of all persons are stale."
         ),
     )
-    def stale_persons(warehouse: DuckDBResource) -> dg.AssetCheckResult:
+    def stale_persons(
+        warehouse: DuckDBResource,
+        delivery: DeliveryResource,
+        program_rules: ProgramRulesResource,
+        run_settings: RunSettingsResource,
+    ) -> dg.AssetCheckResult:
+        limit = run_settings.stale_share_limit()
+        snapshot = delivery.snapshot().isoformat()
+        months = program_rules.load().common.staleness_months
         stale_sql = "(last_verified IS NULL OR last_verified < CAST($snapshot AS DATE) - to_months(CAST($months AS INTEGER)))"
         params = {"snapshot": snapshot, "months": months}
         with warehouse.get_connection() as conn:
@@ -82,10 +89,13 @@ def build_staleness_checks(
         name="stale_recipients",
         description=(
             f"Roster rows whose person was not verified within {months} months (reason stale_record), per "
-            f"program; warns when a program's share passes {limit:.0%}."
+            f"program; warns when a program's share passes SATUDATA_MAX_STALE_SHARE (default {default})."
         ),
     )
-    def stale_recipients(warehouse: DuckDBResource) -> dg.AssetCheckResult:
+    def stale_recipients(
+        warehouse: DuckDBResource, run_settings: RunSettingsResource
+    ) -> dg.AssetCheckResult:
+        limit = run_settings.stale_share_limit()
         with warehouse.get_connection() as conn:
             rows = conn.execute(
                 f"""SELECT program, count(*), count(*) FILTER (WHERE list_contains(reasons, 'stale_record'))
@@ -106,6 +116,6 @@ def build_staleness_checks(
     return [stale_persons, stale_recipients]
 
 
-def staleness_defs(delivery: Delivery) -> dg.Definitions:
+def staleness_defs() -> dg.Definitions:
     """The freshness checks of the published records as Definitions."""
-    return dg.Definitions(asset_checks=build_staleness_checks(delivery))
+    return dg.Definitions(asset_checks=build_staleness_checks())

@@ -13,6 +13,7 @@ from satudata_pipeline.contract.schema import (
 from satudata_pipeline.contract.sources import Delivery, SourceSpec
 from satudata_pipeline.history import intake as history_intake
 from satudata_pipeline.history import versions as history_versions
+from satudata_pipeline.resources import DeliveryResource
 from satudata_pipeline.sources.assets import raw_key
 from satudata_pipeline.sources.completeness import COMPLETENESS_KEY
 from satudata_pipeline.warehouse import all_rows, one_row
@@ -24,7 +25,9 @@ def clean_key(source: SourceSpec) -> dg.AssetKey:
     return dg.AssetKey(f"clean_{source.name}")
 
 
-def _clean_asset(delivery: Delivery, source: SourceSpec) -> dg.AssetsDefinition:
+def _clean_asset(loaded: Delivery, source: SourceSpec) -> dg.AssetsDefinition:
+    """The clean asset of one source of the delivery the code location loaded (`loaded`)."""
+
     @dg.asset(
         key=clean_key(source),
         # the completeness gate first: nothing is cleaned (so nothing linked or published) from an
@@ -40,11 +43,14 @@ def _clean_asset(delivery: Delivery, source: SourceSpec) -> dg.AssetsDefinition:
         tags={"satudata/source_kind": source.kind},
     )
     def clean_asset(
-        context: dg.AssetExecutionContext, warehouse: DuckDBResource
+        context: dg.AssetExecutionContext,
+        warehouse: DuckDBResource,
+        delivery: DeliveryResource,
     ) -> dg.MaterializeResult:
         table = f'clean."{source.name}"'
         with warehouse.get_connection() as conn:
-            clean_source(conn, source, delivery.snapshot_date)
+            # dates after the snapshot are impossible: the run's snapshot date (delivery resource)
+            clean_source(conn, source, delivery.snapshot())
             raw_n, clean_n, quarantined_n, nik_valid = one_row(
                 conn,
                 f'SELECT (SELECT count(*) FROM raw."{source.name}"), (SELECT count(*) FROM {table}), '
@@ -70,7 +76,7 @@ def _clean_asset(delivery: Delivery, source: SourceSpec) -> dg.AssetsDefinition:
                 source.name,
                 source.path,
                 history_versions.raw_file_hash(conn, source.name),
-                history_versions.sha256_file(delivery.yaml_path),
+                history_versions.sha256_file(loaded.yaml_path),
             )
             changes = history_intake.detect_source_changes(conn, source.name)
         context.log.info(history_intake.describe(source.name, changes))

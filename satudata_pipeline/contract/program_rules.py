@@ -138,7 +138,8 @@ class ProgramRule(_Strict):
     def amount_for(self, jenjang: str | None) -> int | None:
         if self.amount is not None:
             return self.amount
-        assert self.amount_by_jenjang is not None
+        if self.amount_by_jenjang is None:  # _one_amount: one of the two is always given
+            raise ValueError("a program rule without amount or amount_by_jenjang")
         return self.amount_by_jenjang.get((jenjang or "").upper())
 
 
@@ -265,11 +266,12 @@ def parse_rules(data: object, path: Path | str = "<rules>") -> ProgramRules:
 
 
 def load_rules(path: Path | None = None) -> ProgramRules:
-    """Load and validate the program rules (default: the file shipped in `satudata_pipeline/programs`)."""
+    """Load and validate the program rules (default: `config.program_rules_path()`,
+    SATUDATA_PROGRAM_RULES or the file shipped in `satudata_pipeline/programs`)."""
     if path is None:
-        from satudata_pipeline.config import PROGRAM_RULES
+        from satudata_pipeline.config import program_rules_path
 
-        path = PROGRAM_RULES
+        path = program_rules_path()
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")

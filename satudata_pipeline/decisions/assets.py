@@ -10,6 +10,7 @@ from dagster_duckdb import DuckDBResource
 
 from satudata_pipeline.contract.sources import Delivery, check_files
 from satudata_pipeline.decisions import intake
+from satudata_pipeline.resources import ProgramRulesResource
 from satudata_pipeline.sources.assets import raw_key
 from satudata_pipeline.sources.completeness import COMPLETENESS_KEY
 
@@ -33,15 +34,16 @@ def build_decision_assets(delivery: Delivery) -> list:
         ),
     )
     def decisions(
-        context: dg.AssetExecutionContext, warehouse: DuckDBResource
+        context: dg.AssetExecutionContext,
+        warehouse: DuckDBResource,
+        program_rules: ProgramRulesResource,
     ) -> dg.MaterializeResult:
-        from satudata_pipeline.contract.program_rules import load_rules
         from satudata_pipeline.sources.readers import file_sha256
 
         check_files(delivery)  # a mapped column gone since the code location loaded: stop here
         hashes = {s.name: file_sha256(delivery.file_path(s)) for s in sources}
         with warehouse.get_connection() as conn:
-            res = intake.take_in_decisions(conn, delivery, load_rules().codes(), hashes)
+            res = intake.take_in_decisions(conn, delivery, program_rules.load().codes(), hashes)
         context.log.info(
             f"decisions: {res.rows_read} rows read, {res.stored_review} review and {res.stored_link} link "
             f"decisions newly stored, {sum(res.set_aside.values())} set aside"

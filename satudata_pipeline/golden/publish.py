@@ -16,8 +16,7 @@ The golden and programs assets never write the published tables. They write *sta
    `main.publication_sources`;
 5. appends the determination to the history (`history.determinations`, `history.review_rows`, the
    row hashes of the delivery) and replaces `main.determination_changes` (satudata_pipeline/history),
-   so the history holds exactly the published determinations (a warehouse published before the
-   history existed first gets its current publication recorded as determination 1).
+   so the history holds exactly the published determinations.
 
 DuckDB rolls back DDL with the rest of a transaction, so a run that fails, or a process that is
 killed, at any point before COMMIT leaves the previous publication (lists, golden person, links
@@ -234,7 +233,6 @@ def publish(conn: duckdb.DuckDBPyConnection, run_id: str) -> dict[str, int]:
                 "nothing published: the staging tables are inconsistent: "
                 + ", ".join(f"{k}={v}" for k, v in sorted(problems.items()))
             )
-        history.seed_from_published(conn)  # a warehouse published before the history existed
         counts: dict[str, int] = {}
         for p in tables:
             conn.execute(f"CREATE SCHEMA IF NOT EXISTS {p.schema}")

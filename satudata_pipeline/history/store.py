@@ -200,40 +200,6 @@ def preview_changes(conn: duckdb.DuckDBPyConnection, staged_review: str) -> tupl
     return previous, counts
 
 
-def seed_from_published(
-    conn: duckdb.DuckDBPyConnection,
-    review: str = "main.beneficiary_review",
-    log: str = "main.publication_log",
-) -> int | None:
-    """A warehouse published before the history existed: record its current publication as the first
-    determination (run and time from the publication log; delivery, model and rules unknown, NULL), so
-    the next publication has something to compare with. Call inside the publication transaction BEFORE
-    the published tables are replaced. Returns the seeded determination id, or None."""
-    if latest_determination(conn) is not None or not (
-        table_exists(conn, review) and table_exists(conn, log)
-    ):
-        return None
-    last = conn.execute(
-        f"SELECT run_id, published_at FROM {log} ORDER BY published_at DESC LIMIT 1"
-    ).fetchall()
-    if not last:
-        return None
-    ensure_tables(conn)
-    projection = review_projection_sql(conn, review, 1)  # checks the review's columns first
-    snapshot = scalar(conn, f"SELECT max(snapshot_date) FROM {review}")
-    conn.execute(
-        f"INSERT INTO {REVIEW_ROWS} BY NAME {projection} ORDER BY program, source, record_id"
-    )
-    n = conn.execute(f"SELECT count(*) FROM {REVIEW_ROWS} WHERE determination_id = 1").fetchall()[
-        0
-    ][0]
-    conn.execute(
-        f"INSERT INTO {DETERMINATIONS} VALUES (1, ?, ?, ?, NULL, NULL, NULL, ?)",
-        [last[0][0], last[0][1], snapshot, n],
-    )
-    return 1
-
-
 def record_determination(
     conn: duckdb.DuckDBPyConnection,
     run_id: str,

@@ -108,10 +108,10 @@ def model_version(conn: duckdb.DuckDBPyConnection) -> str | None:
 
 
 def rules_files() -> list[Path]:
-    from satudata_pipeline.config import PROGRAM_RULES
+    from satudata_pipeline.config import program_rules_path
     from satudata_pipeline.contract.intake import INTAKE_RULES
 
-    return [Path(PROGRAM_RULES), Path(INTAKE_RULES)]
+    return [program_rules_path(), Path(INTAKE_RULES)]
 
 
 def rules_version(files: list[Path] | None = None) -> str:

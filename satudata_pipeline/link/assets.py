@@ -13,6 +13,7 @@ from satudata_pipeline.contract.sources import Delivery
 from satudata_pipeline.link import clusters as clusters_mod
 from satudata_pipeline.link import incremental, matching, model, reports
 from satudata_pipeline.progress import Progress
+from satudata_pipeline.resources import RunSettingsResource
 from satudata_pipeline.warehouse import one_row, scalar
 
 GROUP = "link"
@@ -22,7 +23,7 @@ class LinkageModelConfig(dg.Config):
     retrain: bool = Field(
         default=False,
         description="Train the Splink model again even if a saved model exists "
-        "(also: environment variable SATUDATA_RETRAIN=1).",
+        "(also: the run_settings resource's retrain, environment variable SATUDATA_RETRAIN=1).",
     )
 
 
@@ -46,7 +47,8 @@ class MatchPairsConfig(dg.Config):
     full_relink: bool = Field(
         default=False,
         description="Score every candidate pair again instead of only new and changed records "
-        "(also: environment variable SATUDATA_FULL_RELINK=1, `satudata run --full`). A full "
+        "(also: the run_settings resource's full_relink, environment variable SATUDATA_FULL_RELINK=1; "
+        "`satudata run --full` sets this option). A full "
         "relink also runs by itself when the model, its settings, the cleaning rules or the "
         "blocking changed, or when the warehouse holds no previous linkage state.",
     )
@@ -129,14 +131,17 @@ def build_link_assets(
         "Trained once and reused; retrain with the `retrain` option or SATUDATA_RETRAIN=1.",
     )
     def linkage_model(
-        context: AssetExecutionContext, config: LinkageModelConfig, warehouse: DuckDBResource
+        context: AssetExecutionContext,
+        config: LinkageModelConfig,
+        warehouse: DuckDBResource,
+        run_settings: RunSettingsResource,
     ):
         from splink import Linker
 
         path = model.latest_model_path()
         trained = False
         with warehouse.get_connection() as conn:
-            if config.retrain or model.retrain_requested_by_env() or path is None:
+            if config.retrain or run_settings.retrain_every_run() or path is None:
                 t0 = time.time()
                 summary = model.train_model(conn)
                 path = model.save_model(summary, run_id=context.run.run_id)
@@ -194,7 +199,10 @@ def build_link_assets(
         "(same valid NIK, same birth date, agreeing name) and the model's scored pairs.",
     )
     def match_pairs(
-        context: AssetExecutionContext, config: MatchPairsConfig, warehouse: DuckDBResource
+        context: AssetExecutionContext,
+        config: MatchPairsConfig,
+        warehouse: DuckDBResource,
+        run_settings: RunSettingsResource,
     ):
         progress = Progress(context.log, "match_pairs")
         with warehouse.get_connection() as conn:
@@ -210,7 +218,7 @@ def build_link_assets(
                     config.match_threshold,
                     config.deterministic_name_jaro_winkler,
                     extra_rules,
-                    config.full_relink or incremental.full_relink_requested_by_env(),
+                    config.full_relink or run_settings.full_relink_every_run(),
                 )
                 progress(
                     f"Splink scored the candidate pairs ({plan.mode}: {plan.reason})",

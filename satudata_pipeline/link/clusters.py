@@ -26,6 +26,7 @@ import duckdb
 
 from satudata_pipeline.link import splink_settings as ss
 from satudata_pipeline.link.matching import NAMES_AGREE_SQL
+from satudata_pipeline.warehouse import scalar
 
 ESCALATION = (0.99, 0.999, 0.9999, 0.99999)
 # A link identifies the person in a death or move record only at this probability or above,
@@ -551,7 +552,24 @@ def _assign_sole_candidates(conn: duckdb.DuckDBPyConnection) -> tuple[int, int]:
     and why: `splink_settings`, EVENT_CANDIDATE and SOLE_LINK_SAME_HOME_KINDS). Rewrites
     `_cc_main`; writes `link.assignments(unique_id, resident_unique_id, basis, match_probability,
     cluster_id)` for the audit trail and `link.possible_deaths(unique_id, resident_unique_id,
-    candidates)`. Returns (records assigned, death records left as possible deaths)."""
+    candidates)`. Returns (records assigned, death records left as possible deaths).
+
+    Four steps, each testable alone on hand-made tables (test_link_clusters.py): find the lone
+    groups, find their candidates, decide the sole ones (and the possible deaths), apply."""
+    _find_lone_groups(conn)
+    _find_candidates(conn)
+    _decide_sole_candidates(conn)
+    possible = _record_possible_deaths(conn)
+    assigned = _apply_assignments(conn)
+    for tmp in ("_sc_clusters", "_sc_lone", "_sc_home", "_sc_candidates", "_sc_assign"):
+        conn.execute(f"DROP TABLE IF EXISTS {tmp}")
+    return assigned, possible
+
+
+def _find_lone_groups(conn: duckdb.DuckDBPyConnection) -> None:
+    """Which clusters of `_cc_main` hold a population-register (civil) or death record
+    (`_sc_clusters`), and the records of the clusters without a civil one (`_sc_lone`): the groups
+    that look for a resident."""
     conn.execute("""
         CREATE OR REPLACE TEMP TABLE _sc_clusters AS
         SELECT m.cluster_id,
@@ -565,18 +583,12 @@ def _assign_sole_candidates(conn: duckdb.DuckDBPyConnection) -> tuple[int, int]:
         SELECT m.unique_id, m.cluster_id AS lone_cluster
         FROM _cc_main m SEMI JOIN _sc_clusters c ON c.cluster_id = m.cluster_id AND NOT c.has_civil
     """)
-    by_name = []
-    for kind, condition in ss.EVENT_CANDIDATE.items():
-        by_name.append(f"""
-            SELECT l.unique_id, l.kind, l.lone_cluster, r.unique_id AS resident_unique_id,
-                   'name_in_kelurahan' AS basis, NULL::DOUBLE AS match_probability
-            FROM (SELECT e.* REPLACE (coalesce(e.kode_kelurahan, {DKI_DESTINATION_KELURAHAN}) AS kode_kelurahan),
-                         s.lone_cluster
-                  FROM link.person_records e JOIN _sc_lone s USING (unique_id)
-                  WHERE e.kind = '{kind}' AND e.nama IS NOT NULL) l
-            JOIN link.person_records r ON r.kode_kelurahan = l.kode_kelurahan AND r.kind = 'civil_registry'
-            WHERE {ss.as_join_sql(condition)}""")
-    same_home_kinds = ", ".join(f"'{k}'" for k in ss.SOLE_LINK_SAME_HOME_KINDS)
+
+
+def _find_home_rows(conn: duckdb.DuckDBPyConnection, same_home_kinds: str) -> None:
+    """`_sc_home`: lone roster / welfare rows (SOLE_LINK_SAME_HOME_KINDS) the model linked to no
+    civil record at all, each with `borrowed_nik` (its valid NIK is another kelurahan resident's,
+    under another name): the rows HOME_NAME_CANDIDATE may join to a resident of their own home."""
     conn.execute(f"""
         CREATE OR REPLACE TEMP TABLE _sc_home AS
         WITH lone AS (
@@ -605,6 +617,26 @@ def _assign_sole_candidates(conn: duckdb.DuckDBPyConnection) -> tuple[int, int]:
                ) AS borrowed_nik
         FROM lone k ANTI JOIN to_civil USING (unique_id)
     """)
+
+
+def _find_candidates(conn: duckdb.DuckDBPyConnection) -> None:
+    """`_sc_candidates(unique_id, kind, lone_cluster, resident_unique_id, basis, match_probability,
+    resident_cluster)`: every resident a lone record could be, by name in the kelurahan (events),
+    by name at home (roster / welfare rows, `_find_home_rows`) or by a stored link. A resident with
+    a death record is no death's candidate; a group with any link candidate keeps only those."""
+    by_name = []
+    for kind, condition in ss.EVENT_CANDIDATE.items():
+        by_name.append(f"""
+            SELECT l.unique_id, l.kind, l.lone_cluster, r.unique_id AS resident_unique_id,
+                   'name_in_kelurahan' AS basis, NULL::DOUBLE AS match_probability
+            FROM (SELECT e.* REPLACE (coalesce(e.kode_kelurahan, {DKI_DESTINATION_KELURAHAN}) AS kode_kelurahan),
+                         s.lone_cluster
+                  FROM link.person_records e JOIN _sc_lone s USING (unique_id)
+                  WHERE e.kind = '{kind}' AND e.nama IS NOT NULL) l
+            JOIN link.person_records r ON r.kode_kelurahan = l.kode_kelurahan AND r.kind = 'civil_registry'
+            WHERE {ss.as_join_sql(condition)}""")
+    same_home_kinds = ", ".join(f"'{k}'" for k in ss.SOLE_LINK_SAME_HOME_KINDS)
+    _find_home_rows(conn, same_home_kinds)
     by_name.append(f"""
             SELECT l.unique_id, l.kind, l.lone_cluster, r.unique_id AS resident_unique_id,
                    'name_at_home' AS basis, NULL::DOUBLE AS match_probability
@@ -635,6 +667,12 @@ def _assign_sole_candidates(conn: duckdb.DuckDBPyConnection) -> tuple[int, int]:
         -- on its links alone (an exact-birth-date link beats a namesake one digit off)
         QUALIFY c.basis = 'link' OR NOT bool_or(c.basis = 'link') OVER (PARTITION BY c.lone_cluster)
     """)
+
+
+def _decide_sole_candidates(conn: duckdb.DuckDBPyConnection) -> None:
+    """`_sc_assign(unique_id, lone_cluster, resident_cluster, resident_unique_id, basis,
+    match_probability)`: the records of every lone group whose candidates, all together, are one
+    resident cluster; a group with two or more candidate residents is not assigned."""
     conn.execute("""
         CREATE OR REPLACE TEMP TABLE _sc_assign AS
         WITH sole AS (   -- groups whose records, all together, point at one resident
@@ -651,8 +689,13 @@ def _assign_sole_candidates(conn: duckdb.DuckDBPyConnection) -> tuple[int, int]:
         FROM _sc_candidates c SEMI JOIN sole USING (lone_cluster)
         GROUP BY ALL
     """)
-    # A death record that points at two or more residents (namesakes, no NIK or birth date to tell
-    # them apart) is not assigned; with few of them, each is a possible death for a person to check.
+
+
+def _record_possible_deaths(conn: duckdb.DuckDBPyConnection) -> int:
+    """`link.possible_deaths(unique_id, resident_unique_id, candidates)`: a death record that points
+    at two or more residents (namesakes, no NIK or birth date to tell them apart) is not assigned;
+    with at most POSSIBLE_DEATH_MAX_CANDIDATES of them, each is a possible death for a person to
+    check. Returns the number of death records listed."""
     conn.execute(f"""
         CREATE OR REPLACE TABLE link.possible_deaths AS
         WITH multi AS (
@@ -667,6 +710,13 @@ def _assign_sole_candidates(conn: duckdb.DuckDBPyConnection) -> tuple[int, int]:
                                    ORDER BY c.resident_unique_id) = 1
         ORDER BY c.unique_id, c.resident_unique_id
     """)
+    return int(scalar(conn, "SELECT count(DISTINCT unique_id) FROM link.possible_deaths"))
+
+
+def _apply_assignments(conn: duckdb.DuckDBPyConnection) -> int:
+    """Merge each assigned lone group into its resident's cluster in `_cc_main` (the merged
+    cluster keeps the smallest id of its parts) and write the audit trail `link.assignments`.
+    Returns the number of lone records assigned."""
     conn.execute("""
         CREATE OR REPLACE TEMP TABLE _cc_main AS
         WITH groups AS (
@@ -683,16 +733,13 @@ def _assign_sole_candidates(conn: duckdb.DuckDBPyConnection) -> tuple[int, int]:
         FROM _sc_assign a JOIN _cc_main m ON m.unique_id = a.unique_id
         ORDER BY a.unique_id
     """)
-    conn.execute("DROP TABLE IF EXISTS link.event_assignments")  # the table's name before v3
-    n = conn.execute("""
-        SELECT count(*) FROM _sc_lone SEMI JOIN (SELECT DISTINCT lone_cluster FROM _sc_assign) a
-        USING (lone_cluster)""").fetchall()[0][0]
-    possible = conn.execute(
-        "SELECT count(DISTINCT unique_id) FROM link.possible_deaths"
-    ).fetchall()[0][0]
-    for tmp in ("_sc_clusters", "_sc_lone", "_sc_home", "_sc_candidates", "_sc_assign"):
-        conn.execute(f"DROP TABLE IF EXISTS {tmp}")
-    return int(n), int(possible)
+    return int(
+        scalar(
+            conn,
+            """SELECT count(*) FROM _sc_lone SEMI JOIN (SELECT DISTINCT lone_cluster FROM _sc_assign) a
+            USING (lone_cluster)""",
+        )
+    )
 
 
 def summarize_clusters(conn: duckdb.DuckDBPyConnection, reclustered: int = 0) -> ClusterResult:

@@ -30,7 +30,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import re
 import time
 from dataclasses import dataclass, field
@@ -51,10 +50,6 @@ STATE_VERSION = "2"
 CARRY_MARGIN_BITS = 2.0
 # What the cleaned fields depend on: a change here means every record may clean differently.
 CLEANING_INPUTS = [config.PACKAGE_DIR / "clean", config.REFERENCE_WILAYAH]
-
-
-def full_relink_requested_by_env() -> bool:
-    return os.environ.get("SATUDATA_FULL_RELINK", "").strip().lower() in {"1", "true", "yes", "y"}
 
 
 def carry_threshold(match_threshold: float, margin_bits: float = CARRY_MARGIN_BITS) -> float:

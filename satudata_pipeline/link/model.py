@@ -6,7 +6,6 @@ import datetime as dt
 import json
 import logging
 import math
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -31,10 +30,6 @@ class TrainingSummary:
     not_trained: list[dict] = field(default_factory=list)
     floored: list[dict] = field(default_factory=list)
     u_rule_of_three: list[str] = field(default_factory=list)  # levels random pairs never reached
-
-
-def retrain_requested_by_env() -> bool:
-    return os.environ.get("SATUDATA_RETRAIN", "").strip().lower() in {"1", "true", "yes", "y"}
 
 
 def _pairs_sql(cols: tuple[str, ...], where: str = "") -> str:

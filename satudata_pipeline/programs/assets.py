@@ -21,15 +21,14 @@ roster are computed (cheap, vectorised) but only the listed programs' rows are d
 re-inserted (in staging.beneficiary_review, then published), and only their export folders
 rewritten. Empty list (the default) = all programs.
 
-The snapshot date comes from the delivery (`satudata_pipeline.contract.sources.load_delivery()`)
-through `current_snapshot_date()`, which tests replace with monkeypatch; a run config
-`snapshot_date: "2026-11-01"` overrides it.
+The snapshot date comes from the `delivery` resource (sources.yaml of the delivery the code location
+loaded; its `snapshot_date` field overrides it for a whole run), the rules from the `program_rules`
+resource (SATUDATA_PROGRAM_RULES, default the shipped rules.yaml): satudata_pipeline/resources.py.
 """
 
 import os
 import shutil
 from dataclasses import dataclass, field
-from datetime import date
 from pathlib import Path
 
 import dagster as dg
@@ -37,13 +36,13 @@ from dagster_duckdb import DuckDBResource
 from pydantic import Field
 
 from satudata_pipeline import config as paths
-from satudata_pipeline.contract.program_rules import ProgramRules, load_rules
 from satudata_pipeline.contract.published import table_metadata
 from satudata_pipeline.decisions import report as decision_report
 from satudata_pipeline.golden import publish
 from satudata_pipeline.history import metadata as history_md
 from satudata_pipeline.history import store as history
 from satudata_pipeline.programs import eligibility, exports, summary, verdicts, worklists
+from satudata_pipeline.resources import DeliveryResource, ProgramRulesResource
 
 GROUP = "programs"
 UPSTREAM_GOLDEN = dg.AssetKey("golden_person")
@@ -58,40 +57,11 @@ CHECK_DECEASED = "no_deceased_or_moved_keep"
 CHECK_DOUBLE = "no_double_enrollment_keep"
 
 
-def current_snapshot_date() -> date:
-    """The delivery's snapshot date (sources.yaml). Replace with monkeypatch in tests."""
-    from satudata_pipeline.contract.sources import load_delivery  # written by the sources stage
-
-    value = load_delivery().snapshot_date
-    return value if isinstance(value, date) else date.fromisoformat(str(value))
-
-
-def current_rules() -> ProgramRules:
-    """The program rules of this run (the shipped rules.yaml)."""
-    return load_rules()
-
-
 class ProgramsConfig(dg.Config):
     programs: list[str] = Field(
         default_factory=list,
         description="program codes to recompute / re-export; empty = all programs",
     )
-    snapshot_date: str | None = Field(
-        default=None,
-        description="override the delivery's snapshot date (YYYY-MM-DD); normally left empty",
-    )
-
-
-class SnapshotConfig(dg.Config):
-    snapshot_date: str | None = Field(
-        default=None, description="override the delivery's snapshot date"
-    )
-
-
-def _snapshot(cfg: ProgramsConfig | SnapshotConfig) -> date:
-    if cfg.snapshot_date:
-        return date.fromisoformat(cfg.snapshot_date)
-    return current_snapshot_date()
 
 
 def build_program_assets() -> list:
@@ -129,10 +99,14 @@ def build_program_assets() -> list:
         kinds={"duckdb", "sql"},
     )
     def beneficiary_review(
-        context: dg.AssetExecutionContext, config: ProgramsConfig, warehouse: DuckDBResource
+        context: dg.AssetExecutionContext,
+        config: ProgramsConfig,
+        warehouse: DuckDBResource,
+        delivery: DeliveryResource,
+        program_rules: ProgramRulesResource,
     ) -> dg.MaterializeResult:
-        rules = current_rules()
-        snapshot = _snapshot(config)
+        rules = program_rules.load()
+        snapshot = delivery.snapshot()
         programs = list(config.programs) or None
         with warehouse.get_connection() as conn:
             # a warehouse published before staging existed: start from its published tables
@@ -230,10 +204,10 @@ def build_program_assets() -> list:
         kinds={"duckdb", "sql"},
     )
     def eligible_not_enrolled(
-        config: SnapshotConfig, warehouse: DuckDBResource
+        warehouse: DuckDBResource, delivery: DeliveryResource, program_rules: ProgramRulesResource
     ) -> dg.MaterializeResult:
-        rules = current_rules()
-        snapshot = _snapshot(config)
+        rules = program_rules.load()
+        snapshot = delivery.snapshot()
         with warehouse.get_connection() as conn:
             n = eligibility.build_eligible_not_enrolled(
                 conn, rules, snapshot, schema=STAGING, target=STAGED_ELIGIBLE

@@ -478,9 +478,10 @@ def export_program(
                         sheet.row(0, EXPORT_COLUMNS, "bold")
                         sheet.ws.freeze_panes(1, 0)
                         written = 0
-                    assert (
-                        sheet is not None
-                    )  # a sheet is opened before the first row (written starts full)
+                    if (
+                        sheet is None
+                    ):  # a sheet is opened before the first row (written starts full)
+                        raise RuntimeError("export: a row came before its sheet was opened")
                     written += 1
                     for j, v in enumerate(row):
                         if v is None or v == "":
@@ -716,9 +717,8 @@ def export_candidates(
                     sheet.row(0, headers, "bold")
                     sheet.ws.freeze_panes(1, 0)
                     written = 0
-                assert (
-                    sheet is not None
-                )  # a sheet is opened before the first row (written starts full)
+                if sheet is None:  # a sheet is opened before the first row (written starts full)
+                    raise RuntimeError("export: a row came before its sheet was opened")
                 written += 1
                 for j, v in enumerate(row):
                     if v is None or v == "":

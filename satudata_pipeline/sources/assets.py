@@ -83,7 +83,8 @@ def _raw_asset(delivery: Delivery, source: SourceSpec) -> dg.AssetsDefinition:
                     finally:
                         conn.unregister("_incoming")
             stats = batches.stats
-            assert stats is not None
+            if stats is None:  # set when the last batch has been read
+                raise RuntimeError(f"{source.name}: the file was not read to its end")
             record_file_stats(conn, source, digest, stats)
         context.log.info(f"{source.name}: {n} rows landed ({unreadable} unreadable)")
         return dg.MaterializeResult(

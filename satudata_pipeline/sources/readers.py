@@ -210,7 +210,8 @@ def read_source(delivery: Delivery, source: SourceSpec) -> pa.Table:
 def read_source_with_stats(delivery: Delivery, source: SourceSpec) -> tuple[pa.Table, ReadStats]:
     batches = SourceBatches(delivery, source)
     table = pa.concat_tables(list(batches))
-    assert batches.stats is not None
+    if batches.stats is None:  # set when the last batch has been read
+        raise RuntimeError(f"{source.name}: the file was not read to its end")
     return table, batches.stats
 
 

@@ -12,8 +12,8 @@ import pandas as pd
 import pyarrow as pa
 import yaml
 
-from . import sources as S
-from . import truth as T
+from . import sources as synth_sources
+from . import truth as synth_truth
 from .population import (
     GHOST_MIN,
     GHOST_RATE,
@@ -54,37 +54,41 @@ def _build_chunk(
     """One population (or one chunk of it) and its delivered rows: (population, People,
     {source: canonical frame in file order}, facts)."""
     pop = build_population(persons, rng, snapshot, chunk)
-    P = S.People(pop, snapshot)
+    P = synth_sources.People(pop, snapshot)
     P.id_offset = dict(id_offset or {})
     frames = {
-        "dukcapil_penduduk": S.build_civil(P, rng),
-        "dukcapil_kematian": S.build_death(P, rng),
-        "dukcapil_pindah": S.build_migration(P, rng),
-        "dtks": S.build_dtks(P, rng),
-        "p3ke": S.build_p3ke(P, rng),
+        "dukcapil_penduduk": synth_sources.build_civil(P, rng),
+        "dukcapil_kematian": synth_sources.build_death(P, rng),
+        "dukcapil_pindah": synth_sources.build_migration(P, rng),
+        "dtks": synth_sources.build_dtks(P, rng),
+        "p3ke": synth_sources.build_p3ke(P, rng),
     }
-    S.untie_welfare(frames)
+    synth_sources.untie_welfare(frames)
     dob = P.a["tanggal_lahir"]
-    facts0 = T.person_facts([(S.SPEC[k], v) for k, v in frames.items()], P.n, dob, snapshot)
+    facts0 = synth_truth.person_facts(
+        [(synth_sources.SPEC[k], v) for k, v in frames.items()], P.n, dob, snapshot
+    )
     taken = np.zeros(0, np.int64)
     kjp = None
     for code, name in ROSTER_ORDER:
-        chosen = S.select_roster(P, facts0, code, rng, taken, kjp)
+        chosen = synth_sources.select_roster(P, facts0, code, rng, taken, kjp)
         taken = np.union1d(taken, chosen[P.a["is_ghost"][chosen]])
-        frames[name] = S.build_roster(P, facts0, code, name, chosen, rng)
+        frames[name] = synth_sources.build_roster(P, facts0, code, name, chosen, rng)
         if code == "KJP":
             kjp = chosen
     if quarantine:
         free = np.setdiff1d(np.flatnonzero(P.a["is_ghost"]), taken)
-        per = S.QUARANTINE_BLANK_NAME + S.QUARANTINE_DUPLICATE_PAIRS
-        for i, name in enumerate(S.QUARANTINE_SOURCES):
-            frames[name] = S.add_quarantine(
+        per = synth_sources.QUARANTINE_BLANK_NAME + synth_sources.QUARANTINE_DUPLICATE_PAIRS
+        for i, name in enumerate(synth_sources.QUARANTINE_SOURCES):
+            frames[name] = synth_sources.add_quarantine(
                 P, frames[name], name, free[i * per : (i + 1) * per], rng
             )
     ordered = {}
-    for spec in S.SPECS:
+    for spec in synth_sources.SPECS:
         ordered[spec.name] = _shuffle(frames[spec.name], rng)
-    facts = T.person_facts([(S.SPEC[k], v) for k, v in ordered.items()], P.n, dob, snapshot)
+    facts = synth_truth.person_facts(
+        [(synth_sources.SPEC[k], v) for k, v in ordered.items()], P.n, dob, snapshot
+    )
     return pop, P, ordered, facts
 
 
@@ -183,10 +187,10 @@ def build(
             frames.setdefault(name, []).append(df)
         p0 += len(pop)
     pop = pd.concat(pops, ignore_index=True)
-    P = S.People(pop, snapshot)
+    P = synth_sources.People(pop, snapshot)
     joined = {k: pd.concat(v, ignore_index=True) for k, v in frames.items()}
-    facts = T.person_facts(
-        [(S.SPEC[k], v) for k, v in joined.items()], P.n, P.a["tanggal_lahir"], snapshot
+    facts = synth_truth.person_facts(
+        [(synth_sources.SPEC[k], v) for k, v in joined.items()], P.n, P.a["tanggal_lahir"], snapshot
     )
     return pop, P, joined, facts
 
@@ -231,9 +235,9 @@ def generate(
 
 def write_delivery(
     out: Path,
-    P: S.People,
+    P: synth_sources.People,
     frames: dict,
-    facts: T.Facts,
+    facts: synth_truth.Facts,
     snapshot_date: dt.date,
     header: str,
     recipe: dict,
@@ -254,25 +258,32 @@ class DeliveryWriter:
         self.out, self.snapshot_date, self.header, self.recipe = out, snapshot_date, header, recipe
         out.mkdir(parents=True, exist_ok=True)
         (out / "truth").mkdir(exist_ok=True)
-        self.sources = {s.name: S.SourceWriter(s, out, [c for c, _ in s.cols]) for s in S.SPECS}
+        self.sources = {
+            s.name: synth_sources.SourceWriter(s, out, [c for c, _ in s.cols])
+            for s in synth_sources.SPECS
+        }
         truth = out / "truth"
-        self.records = S.CsvAppender(truth / "records.csv", RECORD_COLUMNS, ",", "utf-8")
-        self.verdicts = S.CsvAppender(truth / "verdicts.csv", VERDICT_COLUMNS, ",", "utf-8")
-        self.persons = S.ParquetAppender(truth / "persons.parquet")
+        self.records = synth_sources.CsvAppender(
+            truth / "records.csv", RECORD_COLUMNS, ",", "utf-8"
+        )
+        self.verdicts = synth_sources.CsvAppender(
+            truth / "verdicts.csv", VERDICT_COLUMNS, ",", "utf-8"
+        )
+        self.persons = synth_sources.ParquetAppender(truth / "persons.parquet")
         self.ene: list[pd.DataFrame] = []
-        self.rows = {s.name: 0 for s in S.SPECS}
+        self.rows = {s.name: 0 for s in synth_sources.SPECS}
         self.n_persons = self.ghosts_in_rosters = self.quarantine_rows = 0
         self.verdict_counts: dict[str, int] = {}
         self.chunks = 0
 
-    def add(self, P: S.People, frames: dict, facts: T.Facts) -> None:
+    def add(self, P: synth_sources.People, frames: dict, facts: synth_truth.Facts) -> None:
         keys = P.a["person_key"]
-        for spec in S.SPECS:
+        for spec in synth_sources.SPECS:
             df = frames[spec.name]
-            self.sources[spec.name].add(S.file_frame(spec, df))
+            self.sources[spec.name].add(synth_sources.file_frame(spec, df))
             self.rows[spec.name] += len(df)
         rec = []
-        for spec in S.SPECS:
+        for spec in synth_sources.SPECS:
             df = frames[spec.name]
             p = df.pidx.values
             rec.append(
@@ -297,13 +308,13 @@ class DeliveryWriter:
             "unregistered_move_out": a["moved_out"] & ~facts.moved_out,
             "not_in_any_registry": a["is_ghost"],
         }
-        rosters = [(S.SPEC[name], frames[name]) for _, name in ROSTER_ORDER]
-        ver = T.verdicts(rosters, facts, keys, flags)
+        rosters = [(synth_sources.SPEC[name], frames[name]) for _, name in ROSTER_ORDER]
+        ver = synth_truth.verdicts(rosters, facts, keys, flags)
         self.verdicts.add(ver)
         self.ghosts_in_rosters += int(ver.true_state.str.contains("not_in_any_registry").sum())
         for k, v in ver.verdict.value_counts().items():
             self.verdict_counts[k] = self.verdict_counts.get(k, 0) + int(v)
-        self.ene.append(T.eligible_not_enrolled(rosters, facts, keys, a["is_ghost"]))
+        self.ene.append(synth_truth.eligible_not_enrolled(rosters, facts, keys, a["is_ghost"]))
         self.persons.add(_persons_table(P, facts))
         self.n_persons += int((~a["is_ghost"]).sum())
         self.chunks += 1
@@ -319,10 +330,10 @@ class DeliveryWriter:
             ene = ene.sort_values(
                 ["program", "desil", "age", "person_key"], kind="stable"
             ).reset_index(drop=True)
-        S.write_csv(ene, self.out / "truth" / "eligible_not_enrolled.csv", ",", "utf-8")
+        synth_sources.write_csv(ene, self.out / "truth" / "eligible_not_enrolled.csv", ",", "utf-8")
         doc = {
             "snapshot_date": self.snapshot_date,
-            "sources": [s.yaml_entry(self.snapshot_date) for s in S.SPECS],
+            "sources": [s.yaml_entry(self.snapshot_date) for s in synth_sources.SPECS],
         }
         header = self.header + RECIPE_PREFIX + json.dumps(self.recipe, sort_keys=True) + "\n"
         (self.out / "sources.yaml").write_text(
@@ -362,7 +373,7 @@ VERDICT_COLUMNS = [
 ]
 
 
-def _persons_table(P: S.People, facts: T.Facts) -> pa.Table:
+def _persons_table(P: synth_sources.People, facts: synth_truth.Facts) -> pa.Table:
     kel = wilayah().kel
     a = P.a
     cols = {

@@ -31,9 +31,9 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from . import noise as Z
-from . import sources as S
-from . import truth as T
+from . import noise as synth_noise
+from . import sources as synth_sources
+from . import truth as synth_truth
 from .generate import RECIPE_PREFIX, ROSTER_ORDER, build, write_delivery
 from .population import DEATH_REGISTERED_RATE, DEST_CODES, build_population, wilayah
 
@@ -110,7 +110,7 @@ def rebuild(recipe: dict):
     return pop, P, frames, facts, snap, changes
 
 
-def check_against_truth(from_dir: Path, P: S.People, frames: dict) -> None:
+def check_against_truth(from_dir: Path, P: synth_sources.People, frames: dict) -> None:
     """The rebuilt rows must be the delivered ones (truth/records.csv): same sources, record ids and
     persons; a delivery edited by hand cannot be continued."""
     path = Path(from_dir) / "truth" / "records.csv"
@@ -221,7 +221,7 @@ def _concat(a: pd.DataFrame, b: pd.DataFrame) -> pd.DataFrame:
         return pd.concat([a, b])
 
 
-def step(pop: pd.DataFrame, frames: dict, facts: T.Facts, snap: dt.date, seed: int):
+def step(pop: pd.DataFrame, frames: dict, facts: synth_truth.Facts, snap: dt.date, seed: int):
     """One month: (population, People, frames, facts, new snapshot, changes)."""
     rng = np.random.default_rng(seed)
     new_snap = add_month(snap)
@@ -407,7 +407,7 @@ def step(pop: pd.DataFrame, frames: dict, facts: T.Facts, snap: dt.date, seed: i
     pop = _concat(pop, babies)
     pop.index = np.arange(len(pop))
     pop["tanggal_lahir"] = pop.tanggal_lahir.values.astype("datetime64[D]")
-    P = S.People(pop, new_snap)
+    P = synth_sources.People(pop, new_snap)
     keys = P.a["person_key"]
     arrivals_idx = np.flatnonzero(np.isin(keys, arrivals.person_key.values))
     babies_idx = np.flatnonzero(np.isin(keys, babies.person_key.values))
@@ -442,7 +442,7 @@ def step(pop: pd.DataFrame, frames: dict, facts: T.Facts, snap: dt.date, seed: i
             + np.arange(len(idx))
             + (0 if kind == "birth" else len(babies_idx))
         )
-        df = S.frame(
+        df = synth_sources.frame(
             P,
             idx,
             upd,
@@ -467,7 +467,7 @@ def step(pop: pd.DataFrame, frames: dict, facts: T.Facts, snap: dt.date, seed: i
         upd = np.minimum(
             P.a["tanggal_pindah_dalam"][p] + rng.integers(1, 10, len(rows)) * DAY, P.snap - DAY
         )
-        fresh = S.render_identity(P, p, upd, "dukcapil_penduduk", rng)
+        fresh = synth_sources.render_identity(P, p, upd, "dukcapil_penduduk", rng)
         for c in ("alamat", "rt", "rw", "kode_kelurahan", "kelurahan", "kecamatan", "kota"):
             civ.loc[rows, c] = fresh[c]
         civ.loc[rows, "tanggal_pemutakhiran"] = upd
@@ -481,7 +481,7 @@ def step(pop: pd.DataFrame, frames: dict, facts: T.Facts, snap: dt.date, seed: i
         y = (when.astype("datetime64[Y]").astype(int) + 1970).astype(str).astype(object)
         ids = "AKM-" + y + "-" + _next_serials(d.record_id, len(death_reg), 6)
         place = np.array(["RUMAH", "RUMAH SAKIT"], dtype=object)[rng.integers(0, 2, len(death_reg))]
-        df = S.frame(
+        df = synth_sources.frame(
             P,
             death_reg,
             when,
@@ -533,7 +533,7 @@ def step(pop: pd.DataFrame, frames: dict, facts: T.Facts, snap: dt.date, seed: i
         y = (when.astype("datetime64[Y]").astype(int) + 1970).astype(str).astype(object)
         ids = "SKPWNI/" + y + "/" + serial_base[k : k + len(idx)]
         k += len(idx)
-        df = S.frame(
+        df = synth_sources.frame(
             P,
             idx,
             when - DAY,
@@ -555,13 +555,13 @@ def step(pop: pd.DataFrame, frames: dict, facts: T.Facts, snap: dt.date, seed: i
         note(kind, "dukcapil_pindah", df, keys[idx])
 
     # --- programs: exits and new enrollments -------------------------------------------------
-    facts_now = T.person_facts(
-        [(S.SPEC[k], v) for k, v in frames.items()], P.n, P.a["tanggal_lahir"], new_snap
+    facts_now = synth_truth.person_facts(
+        [(synth_sources.SPEC[k], v) for k, v in frames.items()], P.n, P.a["tanggal_lahir"], new_snap
     )
     # last month's verdicts (truth): some removals were acted on by the program offices
     n_prev = len(facts.dead)
-    prev = T.verdicts(
-        [(S.SPEC[name], frames[name]) for _, name in ROSTER_ORDER],
+    prev = synth_truth.verdicts(
+        [(synth_sources.SPEC[name], frames[name]) for _, name in ROSTER_ORDER],
         facts,
         np.asarray(keys[:n_prev]),
         {},
@@ -578,8 +578,11 @@ def step(pop: pd.DataFrame, frames: dict, facts: T.Facts, snap: dt.date, seed: i
         if gone.any():
             note("exit", name, df[gone], keys[df.pidx.values[gone]])
             frames[name] = df[~gone].reset_index(drop=True)
-    ene = T.eligible_not_enrolled(
-        [(S.SPEC[n], frames[n]) for _, n in ROSTER_ORDER], facts_now, keys, P.a["is_ghost"]
+    ene = synth_truth.eligible_not_enrolled(
+        [(synth_sources.SPEC[n], frames[n]) for _, n in ROSTER_ORDER],
+        facts_now,
+        keys,
+        P.a["is_ghost"],
     )
     key_to_idx = pd.Series(np.arange(P.n), index=keys)
     before_enrollment = {name: len(frames[name]) for name in frames}
@@ -590,7 +593,11 @@ def step(pop: pd.DataFrame, frames: dict, facts: T.Facts, snap: dt.date, seed: i
         if not len(cand):
             continue
         persons = np.sort(key_to_idx[rng.choice(cand, min(k_new, len(cand)), replace=False)].values)
-        new = S.build_roster(P, facts_now, code, name, persons, rng).iloc[: len(persons)].copy()
+        new = (
+            synth_sources.build_roster(P, facts_now, code, name, persons, rng)
+            .iloc[: len(persons)]
+            .copy()
+        )
         mulai = _days_in(rng, len(new), snap, new_snap, 5)
         new["tanggal_mulai"] = mulai
         if "tanggal_pemutakhiran" in new:
@@ -610,19 +617,21 @@ def step(pop: pd.DataFrame, frames: dict, facts: T.Facts, snap: dt.date, seed: i
         note("enrollment", name, new, keys[persons])
 
     # --- corrections and re-verifications ---------------------------------------------------
-    kinds = [n for n in frames if S.SPEC[n].kind in ("welfare_registry", "program_roster")]
+    kinds = [
+        n for n in frames if synth_sources.SPEC[n].kind in ("welfare_registry", "program_roster")
+    ]
     for name in kinds:
         df = frames[name]
-        spec = S.SPEC[name]
+        spec = synth_sources.SPEC[name]
         n_old = before_enrollment[name]
         old = (np.arange(len(df)) < n_old) & (df.quarantine.values == "") & (df.pidx.values >= 0)
         fix = _pick(rng, old, max(1, round(n_old * CORRECTION_RATE)))
         if len(fix):
             p = df.pidx.values[fix]
-            style = S.RENDER[name]["style"]
+            style = synth_sources.RENDER[name]["style"]
             df.loc[fix, "nik"] = P.a["nik"][p]
             df.loc[fix, "nik_noise"] = "ok"
-            df.loc[fix, "nama"] = Z.restyle(P.a["nama"][p], rng, style)
+            df.loc[fix, "nama"] = synth_noise.restyle(P.a["nama"][p], rng, style)
             df.loc[fix, "tanggal_lahir"] = P.a["tanggal_lahir"][p]
             if spec.has("tanggal_pemutakhiran"):
                 df.loc[fix, "tanggal_pemutakhiran"] = _days_in(rng, len(fix), snap, new_snap)
@@ -637,8 +646,8 @@ def step(pop: pd.DataFrame, frames: dict, facts: T.Facts, snap: dt.date, seed: i
         frames[name] = df
     for df in frames.values():
         df["row_number"] = np.arange(1, len(df) + 1)
-    facts = T.person_facts(
-        [(S.SPEC[k], v) for k, v in frames.items()], P.n, P.a["tanggal_lahir"], new_snap
+    facts = synth_truth.person_facts(
+        [(synth_sources.SPEC[k], v) for k, v in frames.items()], P.n, P.a["tanggal_lahir"], new_snap
     )
     ch = (
         pd.concat(changes, ignore_index=True)
@@ -668,7 +677,7 @@ def next_month(from_dir: Path, out: Path, seed: int | None = None) -> dict:
         f"after {recipe['snapshot_date']}. Ground truth in truth/ (not a source).\n"
     )
     summary = write_delivery(out, P, frames, facts, new_snap, header, recipe)
-    S.write_csv(changes, out / "truth" / "changes.csv", ",", "utf-8")
+    synth_sources.write_csv(changes, out / "truth" / "changes.csv", ",", "utf-8")
     total = sum(summary["rows"].values())
     changed_rows = len(changes.drop_duplicates(["source", "record_id"]))
     summary.update(

@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from . import names as N
+from . import names as synth_names
 
 NAT = np.datetime64("NaT")
 
@@ -178,11 +178,11 @@ def name_noise(
     out[m] = alt[m]
     has_m = pd.Series(out).str.contains("MUHAMMAD", regex=False).values
     m = has_m & pick(rng, n, g("muhammad"))
-    var = np.asarray(N.MUHAMMAD_VARIANTS, dtype=object)[
-        rng.integers(0, len(N.MUHAMMAD_VARIANTS), n)
+    var = np.asarray(synth_names.MUHAMMAD_VARIANTS, dtype=object)[
+        rng.integers(0, len(synth_names.MUHAMMAD_VARIANTS), n)
     ]
     _apply(out, m, lambda s, v: s.replace("MUHAMMAD", v, 1), var)
-    _apply(out, pick(rng, n, g("old")), N.to_old_spelling)
+    _apply(out, pick(rng, n, g("old")), synth_names.to_old_spelling)
     _apply(out, pick(rng, n, g("typo")), _typo, rng.random(n), rng.random(n), rng.random(n))
     multi = pd.Series(out).str.contains(" ", regex=False).values
     _apply(
@@ -196,10 +196,12 @@ def name_noise(
         out[m] = out[m] + link[m] + parent[m]
     m = pick(rng, n, g("title")) & adult
     kind = rng.random(n)
-    pre_any = np.asarray(N.TITLES_PREFIX_ANY, dtype=object)[rng.integers(0, 3, n)]
-    pre_m = np.asarray(N.TITLES_PREFIX_M, dtype=object)[rng.integers(0, 3, n)]
-    pre_f = np.asarray(N.TITLES_PREFIX_F, dtype=object)[rng.integers(0, 3, n)]
-    suf = np.asarray(N.TITLES_SUFFIX, dtype=object)[rng.integers(0, len(N.TITLES_SUFFIX), n)]
+    pre_any = np.asarray(synth_names.TITLES_PREFIX_ANY, dtype=object)[rng.integers(0, 3, n)]
+    pre_m = np.asarray(synth_names.TITLES_PREFIX_M, dtype=object)[rng.integers(0, 3, n)]
+    pre_f = np.asarray(synth_names.TITLES_PREFIX_F, dtype=object)[rng.integers(0, 3, n)]
+    suf = np.asarray(synth_names.TITLES_SUFFIX, dtype=object)[
+        rng.integers(0, len(synth_names.TITLES_SUFFIX), n)
+    ]
     pre = np.where(kind < 0.2, pre_any, np.where(sex == "P", pre_f, pre_m))
     with_pre = pre + " " + out
     with_suf = out + ", " + suf

@@ -225,10 +225,10 @@ def fill_link_review(
 ) -> list[dict]:
     """Fill a link review workbook: orang_sama = ya when the truth says one person, with the same mix
     of undecided, wrong and malformed rows as the worklists. Key rows carry `a|b` as record_id."""
-    from satudata_pipeline.link import review_pairs as R
+    from satudata_pipeline.link import review_pairs
 
     wb = openpyxl.load_workbook(path)
-    ws = wb[R.SHEET]
+    ws = wb[review_pairs.SHEET]
     col = {c.value: c.column for c in ws[1]}
     rows = [r for r in range(2, ws.max_row + 1) if ws.cell(r, col["id_a"]).value]
     rng = _rng(seed, "tautan")
@@ -333,14 +333,16 @@ def play_officer(
         if (folder / mapping_name(program)).is_file():
             shutil.copyfile(folder / mapping_name(program), dest.parent / mapping_name(program))
         files += 1
-    from satudata_pipeline.link import review_pairs as R
+    from satudata_pipeline.link import review_pairs
 
-    link_file = Path(exports_dir) / R.WORKBOOK
+    link_file = Path(exports_dir) / review_pairs.WORKBOOK
     if link_file.is_file() and (Path(truth_dir) / "records.csv").is_file():
-        dest = Path(out_dir) / R.WORKBOOK
+        dest = Path(out_dir) / review_pairs.WORKBOOK
         key += fill_link_review(link_file, dest, _records_truth(Path(truth_dir)), seed, decided_at)
-        if (link_file.parent / R.MAPPING).is_file():
-            shutil.copyfile(link_file.parent / R.MAPPING, dest.parent / R.MAPPING)
+        if (link_file.parent / review_pairs.MAPPING).is_file():
+            shutil.copyfile(
+                link_file.parent / review_pairs.MAPPING, dest.parent / review_pairs.MAPPING
+            )
         files += 1
     Path(out_dir).mkdir(parents=True, exist_ok=True)
     with open(Path(out_dir) / KEY_FILE, "w", encoding="utf-8", newline="") as fh:

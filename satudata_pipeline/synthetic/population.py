@@ -15,7 +15,7 @@ import pandas as pd
 
 from satudata_pipeline.config import REFERENCE_WILAYAH
 
-from . import names as N
+from . import names as synth_names
 
 DAY = np.timedelta64(1, "D")
 
@@ -172,33 +172,37 @@ def _names(
     """Official (civil) name and an alternative spelling (old<->new) per person."""
     n = len(group)
     out = np.empty(n, dtype=object)
-    for g in N.GROUPS:
+    for g in synth_names.GROUPS:
         for s in ("L", "P"):
             idx = np.flatnonzero((group == g) & (sex == s))
             if not len(idx):
                 continue
             m = len(idx)
-            pool = N.FIRST[(g, s)]
-            first = pool[N.draw_zipf(rng, len(pool), m)]
-            borrow = rng.random(m) < N.ARABIC_BORROW_RATE[g]
+            pool = synth_names.FIRST[(g, s)]
+            first = pool[synth_names.draw_zipf(rng, len(pool), m)]
+            borrow = rng.random(m) < synth_names.ARABIC_BORROW_RATE[g]
             if g != "arab" and borrow.any():
-                apool = N.FIRST[("arab", s)]
-                first[borrow] = apool[N.draw_zipf(rng, len(apool), int(borrow.sum()))]
+                apool = synth_names.FIRST[("arab", s)]
+                first[borrow] = apool[synth_names.draw_zipf(rng, len(apool), int(borrow.sum()))]
             if g in ("batak", "tionghoa"):
                 fam = fam_name[idx]
-                third = rng.random(m) < N.THIRD_NAME_RATE[g]
+                third = rng.random(m) < synth_names.THIRD_NAME_RATE[g]
                 if g == "batak":
-                    mid = N.BATAK_MIDDLE[rng.integers(0, len(N.BATAK_MIDDLE), m)]
+                    mid = synth_names.BATAK_MIDDLE[
+                        rng.integers(0, len(synth_names.BATAK_MIDDLE), m)
+                    ]
                 else:
-                    sp = N.FIRST[(g, s)]
+                    sp = synth_names.FIRST[(g, s)]
                     mid = sp[rng.integers(0, len(sp), m)]
                 name = np.where(third, first + " " + mid + " " + fam, first + " " + fam)
             else:
-                spool = N.SECOND.get((g, s), N.SECOND[("arab", s)])
-                second = spool[N.draw_zipf(rng, len(spool), m, 0.6)]
-                single = (rng.random(m) < N.SINGLE_NAME_RATE[g]) & ~np.isin(first, N.PREFIX_ONLY)
-                third = rng.random(m) < N.THIRD_NAME_RATE[g]
-                tpool = N.SECOND[("arab", s)]
+                spool = synth_names.SECOND.get((g, s), synth_names.SECOND[("arab", s)])
+                second = spool[synth_names.draw_zipf(rng, len(spool), m, 0.6)]
+                single = (rng.random(m) < synth_names.SINGLE_NAME_RATE[g]) & ~np.isin(
+                    first, synth_names.PREFIX_ONLY
+                )
+                third = rng.random(m) < synth_names.THIRD_NAME_RATE[g]
+                tpool = synth_names.SECOND[("arab", s)]
                 t3 = tpool[rng.integers(0, len(tpool), m)]
                 third &= (t3 != second) & (t3 != first)
                 name = np.where(
@@ -213,18 +217,24 @@ def _names(
     # children of Muslim families born from about 2005 on: today's popular names
     for s in ("L", "P"):
         idx = np.flatnonzero(young & (sex == s) & ~np.isin(group, ["batak", "tionghoa"]))
-        idx = idx[rng.random(len(idx)) < N.YOUNG_MODERN_RATE]
+        idx = idx[rng.random(len(idx)) < synth_names.YOUNG_MODERN_RATE]
         if not len(idx):
             continue
         m = len(idx)
-        first = N.MODERN_FIRST[s][N.draw_zipf(rng, len(N.MODERN_FIRST[s]), m)]
-        second = N.MODERN_SECOND[s][N.draw_zipf(rng, len(N.MODERN_SECOND[s]), m, 0.6)]
-        single = (rng.random(m) < N.MODERN_SINGLE_RATE) & ~np.isin(first, N.PREFIX_ONLY)
+        first = synth_names.MODERN_FIRST[s][
+            synth_names.draw_zipf(rng, len(synth_names.MODERN_FIRST[s]), m)
+        ]
+        second = synth_names.MODERN_SECOND[s][
+            synth_names.draw_zipf(rng, len(synth_names.MODERN_SECOND[s]), m, 0.6)
+        ]
+        single = (rng.random(m) < synth_names.MODERN_SINGLE_RATE) & ~np.isin(
+            first, synth_names.PREFIX_ONLY
+        )
         out[idx] = np.where(single | (first == second), first, first + " " + second)
     alt = out.copy()
     oi = np.flatnonzero(old_mask)
     if len(oi):
-        old = np.array([N.to_old_spelling(x) for x in out[oi]], dtype=object)
+        old = np.array([synth_names.to_old_spelling(x) for x in out[oi]], dtype=object)
         alt[oi] = out[oi]  # modern spelling becomes the alternative
         out[oi] = old  # registered in the old spelling
     return out, alt
@@ -297,36 +307,40 @@ def _people(
     dob = snap - days * DAY
 
     # household attributes
-    gshare = np.asarray(N.GROUP_SHARE) / sum(N.GROUP_SHARE)
-    hh_group = np.asarray(N.GROUPS, dtype=object)[rng.choice(len(N.GROUPS), n_hh, p=gshare)]
+    gshare = np.asarray(synth_names.GROUP_SHARE) / sum(synth_names.GROUP_SHARE)
+    hh_group = np.asarray(synth_names.GROUPS, dtype=object)[
+        rng.choice(len(synth_names.GROUPS), n_hh, p=gshare)
+    ]
     group = hh_group[hh]
     fam_idx = np.where(
         hh_group == "batak",
-        rng.integers(0, len(N.BATAK_MARGA), n_hh),
-        rng.integers(0, len(N.CHINESE_FAMILY), n_hh),
+        rng.integers(0, len(synth_names.BATAK_MARGA), n_hh),
+        rng.integers(0, len(synth_names.CHINESE_FAMILY), n_hh),
     )
     fam = np.where(
         hh_group == "batak",
-        N.BATAK_MARGA[fam_idx % len(N.BATAK_MARGA)],
-        N.CHINESE_FAMILY[fam_idx % len(N.CHINESE_FAMILY)],
+        synth_names.BATAK_MARGA[fam_idx % len(synth_names.BATAK_MARGA)],
+        synth_names.CHINESE_FAMILY[fam_idx % len(synth_names.CHINESE_FAMILY)],
     )
     fam_name = fam[hh]
     # a spouse keeps her own family name
     sp = role == "PASANGAN"
     own = np.where(
         group[sp] == "batak",
-        N.BATAK_MARGA[rng.integers(0, len(N.BATAK_MARGA), sp.sum())],
-        N.CHINESE_FAMILY[rng.integers(0, len(N.CHINESE_FAMILY), sp.sum())],
+        synth_names.BATAK_MARGA[rng.integers(0, len(synth_names.BATAK_MARGA), sp.sum())],
+        synth_names.CHINESE_FAMILY[rng.integers(0, len(synth_names.CHINESE_FAMILY), sp.sum())],
     )
     fam_name = fam_name.copy()
     fam_name[sp] = own
     born_year = dob.astype("datetime64[Y]").astype(int) + 1970
     old_mask = (born_year < 1972) & np.isin(group, ["jawa", "sunda"]) & (rng.random(len(hh)) < 0.35)
-    nama, nama_alt = _names(rng, group, sex, fam_name, old_mask, born_year >= N.MODERN_FROM_YEAR)
+    nama, nama_alt = _names(
+        rng, group, sex, fam_name, old_mask, born_year >= synth_names.MODERN_FROM_YEAR
+    )
 
     w = kelurahan_weights(rng, kel) if kel_weights is None else kel_weights
     hh_kel = rng.choice(len(kel), n_hh, p=w / w.sum())
-    streets = N.STREETS
+    streets = synth_names.STREETS
     prefix = np.where(rng.random(n_hh) < 0.6, "JL. ", "GG. ")
     no = rng.integers(1, 150, n_hh).astype(str).astype(object)
     blok = np.where(
@@ -757,7 +771,10 @@ def _nik_and_kk(
     serial[order] = np.arange(n) - grp_start + 1
     if serials is not None:
         serial += serials.take(key)
-    assert serial.max() <= 9999
+    if n and serial.max() > 9999:  # a NIK has four serial digits per region and birth date
+        raise ValueError(
+            "more than 9999 persons share a region and birth date: the NIK serial overflows"
+        )
     nik = key * 10_000 + serial
     df["nik"] = nik.astype(str).astype(object)
 
@@ -844,7 +861,7 @@ def _events(
     new_kel = np.where(
         new_kel == df.kel_idx.values[df.member.values == 0], (new_kel + 1) % len(kel), new_kel
     )
-    streets = N.STREETS
+    streets = synth_names.STREETS
     new_alamat = (
         "JL. "
         + streets[rng.integers(0, len(streets), n_hh)]

@@ -20,7 +20,7 @@ import pyarrow.parquet as pq
 from satudata_pipeline.contract.schema import BOOL_FIELDS, DATE_FIELDS
 from satudata_pipeline.contract.sources import KIND_FIELDS, PERSON_FIELDS, PERSON_KINDS
 
-from . import noise as Z
+from . import noise as synth_noise
 from .population import wilayah
 from .truth import PROGRAMS, Facts, stale_boundary
 
@@ -526,9 +526,9 @@ class People:
         self.ayah = np.where((a["role"] == "ANAK") & father_ok, ayah, None)
         w = wilayah()
         self.kel = w.kel
-        self.kel_variants = [Z.name_variants(x) for x in w.kel.name]
-        self.kec_variants = [Z.name_variants(x) for x in w.kel.kec_name]
-        self.kota_variants = [Z.kota_variants(x) for x in w.kel.kota_name]
+        self.kel_variants = [synth_noise.name_variants(x) for x in w.kel.name]
+        self.kec_variants = [synth_noise.name_variants(x) for x in w.kel.kec_name]
+        self.kota_variants = [synth_noise.kota_variants(x) for x in w.kel.kota_name]
         self.age = (self.snap - a["tanggal_lahir"]).astype(np.int64) / 365.2425
         # per source, rows of the chunks written before (generate.py): record id serials go on
         self.id_offset: dict[str, int] = {}
@@ -583,7 +583,7 @@ def render_identity(P: People, pidx: np.ndarray, when: np.ndarray, source: str, 
         miss = KAJ_NIK_MISSING
     ghost = a["is_ghost"][pidx]
     miss_v = np.where(ghost, GHOST_NIK_MISSING, miss)
-    nik, status = Z.nik_noise(a["nik"][pidx], fam, rng, 0.0, typo, borrow)
+    nik, status = synth_noise.nik_noise(a["nik"][pidx], fam, rng, 0.0, typo, borrow)
     m = (rng.random(n) < miss_v) & (status == "ok")
     nik[m] = None
     status[m] = "missing"
@@ -591,7 +591,7 @@ def render_identity(P: People, pidx: np.ndarray, when: np.ndarray, source: str, 
     out["no_kk"] = a["no_kk"][pidx]
     # name
     adult = P.age[pidx] >= 22
-    out["nama"] = Z.name_noise(
+    out["nama"] = synth_noise.name_noise(
         a["nama"][pidx],
         rng,
         sex=a["jenis_kelamin"][pidx],
@@ -605,8 +605,8 @@ def render_identity(P: People, pidx: np.ndarray, when: np.ndarray, source: str, 
         s = pd.Series(out["nama"])
         out["nama"] = s.str.replace("'", "\u2019", regex=False).values
     out["jenis_kelamin"] = a["jenis_kelamin"][pidx]
-    out["tempat_lahir"] = Z.restyle(a["tempat_lahir"][pidx], rng, r["style"])
-    dob, _tag = Z.birth_date_noise(a["tanggal_lahir"][pidx], rng, *prof["dob"])
+    out["tempat_lahir"] = synth_noise.restyle(a["tempat_lahir"][pidx], rng, r["style"])
+    dob, _tag = synth_noise.birth_date_noise(a["tanggal_lahir"][pidx], rng, *prof["dob"])
     out["tanggal_lahir"] = dob
     # address at `when`
     moved = a["tanggal_pindah_dalam"][pidx]
@@ -618,20 +618,20 @@ def render_identity(P: People, pidx: np.ndarray, when: np.ndarray, source: str, 
     rt = np.where(before, a["prev_rt"][pidx], a["rt"][pidx])
     rw = np.where(before, a["prev_rw"][pidx], a["rw"][pidx])
     out["alamat"] = (
-        Z.alamat_noise(alamat, rng, prof["alamat"], r["style"], r.get("dash", 0.0))
+        synth_noise.alamat_noise(alamat, rng, prof["alamat"], r["style"], r.get("dash", 0.0))
         if prof["alamat"]
         else alamat
     )
-    out["rt"] = Z.pad(rt, rng, r["pad"], RT_PAD_OTHER_RATE if prof["alamat"] else 0.0)
-    out["rw"] = Z.pad(rw, rng, r["pad"], RT_PAD_OTHER_RATE if prof["alamat"] else 0.0)
+    out["rt"] = synth_noise.pad(rt, rng, r["pad"], RT_PAD_OTHER_RATE if prof["alamat"] else 0.0)
+    out["rw"] = synth_noise.pad(rw, rng, r["pad"], RT_PAD_OTHER_RATE if prof["alamat"] else 0.0)
     k = P.kel
     codes = (k.code if r["dotted"] else k.digits).values.astype(object)
     out["kode_kelurahan"] = codes[kel]
     vr = PLACE_VARIANT_RATE if prof["alamat"] else 0.0
-    out["kelurahan"] = Z.place_names(
+    out["kelurahan"] = synth_noise.place_names(
         kel, k.name.values, P.kel_variants, rng, vr, r["style"], 0.05 if vr else 0.0
     )
-    out["kecamatan"] = Z.place_names(
+    out["kecamatan"] = synth_noise.place_names(
         kel, k.kec_name.values, P.kec_variants, rng, vr, r["style"], 0.05 if vr else 0.0
     )
     kota_off = k.kota_name.str.upper().values
@@ -640,7 +640,7 @@ def render_identity(P: People, pidx: np.ndarray, when: np.ndarray, source: str, 
         "short": np.array([v[0] for v in P.kota_variants], dtype=object),
         "adm": np.array([v[2] for v in P.kota_variants], dtype=object),
     }[r["kota"]]
-    out["kota"] = Z.place_names(
+    out["kota"] = synth_noise.place_names(
         kel,
         base,
         P.kota_variants,
@@ -1140,7 +1140,7 @@ def file_frame(spec: Spec, df: pd.DataFrame) -> pd.DataFrame:
     for col, f in spec.cols:
         v = df[f].values
         if f in DATE_FIELDS:
-            v = v.astype("datetime64[D]") if native else Z.fmt_dates(v, spec.date_format)
+            v = v.astype("datetime64[D]") if native else synth_noise.fmt_dates(v, spec.date_format)
         elif f in BOOL_FIELDS:
             t, fl = spec.bools.get(f, ("true", "false"))
             v = np.where(v.astype(bool), t, fl).astype(object)

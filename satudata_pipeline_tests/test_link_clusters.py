@@ -1,0 +1,311 @@
+"""The parts of `clusters._assign_sole_candidates`, each on hand-made tables: which groups look for
+a resident, who their candidates are, which group has a sole one, which deaths are only possible,
+and how an assignment merges clusters. The whole is exercised by test_link_assets.py and the
+end-to-end tests; these tables pin each rule down alone."""
+
+from __future__ import annotations
+
+import duckdb
+import pytest
+from fixtures.clean_tables import write_clean_table
+
+from satudata_pipeline.link import clusters
+from satudata_pipeline.link import splink_settings as ss
+from satudata_pipeline.link.matching import build_person_records
+
+
+def _conn(cc_main: list[tuple[str, str]], kinds: dict[str, str] | None = None):
+    """A connection with `_cc_main(unique_id, cluster_id)` and, when given, a minimal
+    `link.person_records(unique_id, kind)`."""
+    conn = duckdb.connect()
+    conn.execute("CREATE SCHEMA link")
+    conn.execute("CREATE TEMP TABLE _cc_main (unique_id VARCHAR, cluster_id VARCHAR)")
+    if cc_main:
+        conn.executemany("INSERT INTO _cc_main VALUES (?, ?)", cc_main)
+    if kinds is not None:
+        conn.execute("CREATE TABLE link.person_records (unique_id VARCHAR, kind VARCHAR)")
+        conn.executemany("INSERT INTO link.person_records VALUES (?, ?)", list(kinds.items()))
+    return conn
+
+
+CANDIDATE_COLUMNS = (
+    "unique_id VARCHAR, kind VARCHAR, lone_cluster VARCHAR, resident_unique_id VARCHAR, "
+    "basis VARCHAR, match_probability DOUBLE, resident_cluster VARCHAR"
+)
+
+
+def _with_candidates(conn, rows: list[tuple]):
+    conn.execute(f"CREATE TEMP TABLE _sc_candidates ({CANDIDATE_COLUMNS})")
+    if rows:
+        conn.executemany("INSERT INTO _sc_candidates VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
+    return conn
+
+
+# ---- _find_lone_groups ---------------------------------------------------------------------
+LONE_CASES = [
+    # (records: {uid: (cluster, kind)}, expected lone records, expected clusters with a death)
+    (
+        {"c:1": ("A", "civil_registry"), "k:1": ("A", "program_roster")},
+        [],
+        [],
+    ),
+    (
+        {"c:1": ("A", "civil_registry"), "k:1": ("B", "program_roster")},
+        [("k:1", "B")],
+        [],
+    ),
+    (
+        {
+            "c:1": ("A", "civil_registry"),
+            "d:1": ("A", "death_registry"),
+            "d:2": ("B", "death_registry"),
+            "w:2": ("B", "welfare_registry"),
+        },
+        [("d:2", "B"), ("w:2", "B")],
+        ["A", "B"],
+    ),  # fmt: skip
+]
+
+
+@pytest.mark.parametrize(("records", "lone", "with_death"), LONE_CASES)
+def test_lone_groups_are_the_clusters_without_a_civil_record(records, lone, with_death):
+    conn = _conn([(u, c) for u, (c, _) in records.items()], {u: k for u, (_, k) in records.items()})
+    clusters._find_lone_groups(conn)
+    assert conn.execute("SELECT * FROM _sc_lone ORDER BY ALL").fetchall() == lone
+    dead = conn.execute("SELECT cluster_id FROM _sc_clusters WHERE has_death ORDER BY 1")
+    assert [c for (c,) in dead.fetchall()] == with_death
+
+
+# ---- _decide_sole_candidates ---------------------------------------------------------------
+SOLE_CASES = [
+    # (candidates, expected assignments (unique_id, resident_cluster, resident_unique_id, basis, p))
+    pytest.param(
+        [("k:1", "program_roster", "L1", "c:1", "link", 0.97, "R1")],
+        [("k:1", "R1", "c:1", "link", 0.97)],
+        id="one link, one resident",
+    ),
+    pytest.param(
+        [
+            ("k:1", "program_roster", "L1", "c:1", "link", 0.97, "R1"),
+            ("k:1", "program_roster", "L1", "c:2", "link", 0.99, "R1"),
+        ],
+        [("k:1", "R1", "c:2", "link", 0.99)],
+        id="two records of one resident: the strongest link's",
+    ),
+    pytest.param(
+        [
+            ("k:1", "program_roster", "L1", "c:2", "link", 0.98, "R1"),
+            ("k:1", "program_roster", "L1", "c:1", "link", 0.98, "R1"),
+        ],
+        [("k:1", "R1", "c:1", "link", 0.98)],
+        id="a tie: the smallest resident id",
+    ),
+    pytest.param(
+        [
+            ("d:1", "death_registry", "L1", "c:1", "name_in_kelurahan", None, "R1"),
+            ("d:1", "death_registry", "L1", "c:2", "name_in_kelurahan", None, "R2"),
+        ],
+        [],
+        id="two residents: nobody is assigned",
+    ),
+    pytest.param(
+        [
+            ("d:1", "death_registry", "L1", "c:1", "name_in_kelurahan", None, "R1"),
+            ("k:9", "program_roster", "L1", "c:2", "link", 0.99, "R2"),
+        ],
+        [],
+        id="the group's records point at two residents together",
+    ),
+    pytest.param(
+        [
+            ("w:1", "welfare_registry", "L1", "c:1", "name_at_home", None, "R1"),
+            ("w:2", "welfare_registry", "L2", "c:1", "name_at_home", None, "R1"),
+        ],
+        [("w:1", "R1", "c:1", "name_at_home", None), ("w:2", "R1", "c:1", "name_at_home", None)],
+        id="two groups may share their sole resident",
+    ),
+]
+
+
+@pytest.mark.parametrize(("candidates", "expected"), SOLE_CASES)
+def test_a_group_is_assigned_only_to_its_sole_candidate(candidates, expected):
+    conn = _with_candidates(_conn([]), candidates)
+    clusters._decide_sole_candidates(conn)
+    assert (
+        conn.execute(
+            "SELECT unique_id, resident_cluster, resident_unique_id, basis, match_probability "
+            "FROM _sc_assign ORDER BY unique_id"
+        ).fetchall()
+        == expected
+    )
+
+
+# ---- _record_possible_deaths ---------------------------------------------------------------
+def _death(uid, cluster, resident, resident_cluster, kind="death_registry"):
+    return (uid, kind, cluster, resident, "name_in_kelurahan", None, resident_cluster)
+
+
+MAX = int(ss.POSSIBLE_DEATH_MAX_CANDIDATES)
+POSSIBLE_CASES = [
+    pytest.param(
+        [_death("d:1", "L1", "c:1", "R1")], [], id="one candidate: assigned, not possible"
+    ),
+    pytest.param(
+        [_death("d:1", "L1", "c:1", "R1"), _death("d:1", "L1", "c:2", "R2")],
+        [("d:1", "c:1", 2), ("d:1", "c:2", 2)],
+        id="two candidates: both possible",
+    ),
+    pytest.param(
+        [_death("d:1", "L1", f"c:{i}", f"R{i}") for i in range(MAX + 1)],
+        [],
+        id="more than the limit: says nothing about anyone",
+    ),
+    pytest.param(
+        [
+            _death("d:1", "L1", "c:2", "R1"),
+            _death("d:1", "L1", "c:1", "R1"),
+            _death("d:1", "L1", "c:3", "R2"),
+        ],
+        [("d:1", "c:1", 2), ("d:1", "c:3", 2)],
+        id="one line per resident cluster (its smallest record)",
+    ),  # fmt: skip
+    pytest.param(
+        [
+            _death("m:1", "L1", "c:1", "R1", kind="migration_registry"),
+            _death("m:1", "L1", "c:2", "R2", kind="migration_registry"),
+        ],
+        [],
+        id="only deaths",
+    ),
+]
+
+
+@pytest.mark.parametrize(("candidates", "expected"), POSSIBLE_CASES)
+def test_a_death_with_a_few_candidates_is_a_possible_death_of_each(candidates, expected):
+    conn = _with_candidates(_conn([]), candidates)
+    listed = clusters._record_possible_deaths(conn)
+    assert conn.execute("SELECT * FROM link.possible_deaths").fetchall() == expected
+    assert listed == len({u for u, _, _ in expected})
+
+
+# ---- _apply_assignments --------------------------------------------------------------------
+APPLY_CASES = [
+    # (_cc_main, _sc_lone, _sc_assign rows (unique_id, lone, resident_cluster, resident_uid),
+    #  expected _cc_main, expected assigned)
+    pytest.param(
+        [("c:1", "A"), ("k:1", "B")],
+        [("k:1", "B")],
+        [("k:1", "B", "A", "c:1")],
+        [("c:1", "A"), ("k:1", "A")],
+        1,
+        id="the lone group joins the resident's cluster",
+    ),
+    pytest.param(
+        [("c:1", "B"), ("k:1", "A"), ("k:2", "A")],
+        [("k:1", "A"), ("k:2", "A")],
+        [("k:1", "A", "B", "c:1")],
+        [("c:1", "A"), ("k:1", "A"), ("k:2", "A")],
+        2,
+        id="the smallest cluster id wins; the whole group moves",
+    ),
+    pytest.param(
+        [("c:1", "C"), ("k:1", "A"), ("w:1", "B"), ("x:1", "D")],
+        [("k:1", "A"), ("w:1", "B"), ("x:1", "D")],
+        [("k:1", "A", "C", "c:1"), ("w:1", "B", "C", "c:1")],
+        [("c:1", "A"), ("k:1", "A"), ("w:1", "A"), ("x:1", "D")],
+        2,
+        id="two groups of one resident become one cluster; unassigned groups stay",
+    ),
+]
+
+
+@pytest.mark.parametrize(("cc_main", "lone", "assign", "expected", "assigned"), APPLY_CASES)
+def test_assignments_merge_the_group_into_the_residents_cluster(
+    cc_main, lone, assign, expected, assigned
+):
+    conn = _conn(cc_main)
+    conn.execute("CREATE TEMP TABLE _sc_lone (unique_id VARCHAR, lone_cluster VARCHAR)")
+    conn.executemany("INSERT INTO _sc_lone VALUES (?, ?)", lone)
+    conn.execute(
+        "CREATE TEMP TABLE _sc_assign (unique_id VARCHAR, lone_cluster VARCHAR, "
+        "resident_cluster VARCHAR, resident_unique_id VARCHAR, basis VARCHAR, "
+        "match_probability DOUBLE)"
+    )
+    conn.executemany(
+        "INSERT INTO _sc_assign VALUES (?, ?, ?, ?, 'link', 0.99)", [tuple(a) for a in assign]
+    )
+    assert clusters._apply_assignments(conn) == assigned
+    assert conn.execute("SELECT * FROM _cc_main ORDER BY ALL").fetchall() == expected
+    audit = conn.execute(
+        "SELECT unique_id, resident_unique_id, cluster_id FROM link.assignments"
+    ).fetchall()
+    new = dict(expected)
+    assert audit == [(u, r, new[u]) for u, _, _, r in sorted(assign)]
+
+
+# ---- _find_candidates ----------------------------------------------------------------------
+K = "31.71.01.1001"
+CIVIL = [
+    {"record_id": "1", "nama": "SITI AMINAH", "jenis_kelamin": "P", "kode_kelurahan": K,
+     "tanggal_lahir": "1950-03-04"},
+    {"record_id": "2", "nama": "SITI AMINAH", "jenis_kelamin": "P", "kode_kelurahan": K,
+     "tanggal_lahir": "1962-07-08"},
+    {"record_id": "3", "nama": "BUDI SANTOSO", "jenis_kelamin": "L", "kode_kelurahan": K,
+     "tanggal_lahir": "1970-01-01"},
+]  # fmt: skip
+
+
+def _records(deaths: list[dict], pairs: list[tuple[str, str, float]], dead_residents=()):
+    """Civil residents CIVIL and the given death rows as link.person_records, every record its own
+    cluster (a resident in `dead_residents` shares a cluster with an extra death record)."""
+    conn = duckdb.connect()
+    write_clean_table(conn, "penduduk", [{**r, "kind": "civil_registry"} for r in CIVIL])
+    extra = [
+        {"record_id": f"x{uid}", "nama": "X", "kode_kelurahan": K, "kind": "death_registry"}
+        for uid in dead_residents
+    ]
+    write_clean_table(conn, "kematian", [{**r, "kind": "death_registry"} for r in deaths] + extra)
+    build_person_records(conn, ["penduduk", "kematian"])
+    conn.execute("""CREATE TEMP TABLE _cc_main AS SELECT unique_id, unique_id AS cluster_id
+                    FROM link.person_records""")
+    for uid in dead_residents:
+        conn.execute(
+            "UPDATE _cc_main SET cluster_id = ? WHERE unique_id = ?", [uid, f"kematian:x{uid}"]
+        )
+    conn.execute("""CREATE TABLE link.match_pairs (unique_id_l VARCHAR, unique_id_r VARCHAR,
+                    match_probability DOUBLE)""")
+    if pairs:
+        conn.executemany("INSERT INTO link.match_pairs VALUES (?, ?, ?)", pairs)
+    clusters._find_lone_groups(conn)
+    clusters._find_candidates(conn)
+    return conn.execute(
+        "SELECT unique_id, resident_unique_id, basis FROM _sc_candidates ORDER BY ALL"
+    ).fetchall()
+
+
+def test_candidates_by_name_in_the_kelurahan():
+    death = {"record_id": "9", "nama": "SITI AMINAH", "jenis_kelamin": "P", "kode_kelurahan": K}
+    assert _records([death], []) == [
+        ("kematian:9", "penduduk:1", "name_in_kelurahan"),
+        ("kematian:9", "penduduk:2", "name_in_kelurahan"),
+    ]
+
+
+def test_a_link_outranks_every_name_candidate_of_its_group():
+    death = {"record_id": "9", "nama": "SITI AMINAH", "jenis_kelamin": "P", "kode_kelurahan": K}
+    assert _records([death], [("kematian:9", "penduduk:3", 0.96)]) == [
+        ("kematian:9", "penduduk:3", "link")
+    ]
+
+
+def test_a_resident_already_dead_is_no_candidate_for_another_death():
+    death = {"record_id": "9", "nama": "SITI AMINAH", "jenis_kelamin": "P", "kode_kelurahan": K}
+    assert _records([death], [], dead_residents=["penduduk:1"]) == [
+        ("kematian:9", "penduduk:2", "name_in_kelurahan")
+    ]
+
+
+def test_a_birth_date_that_disagrees_rules_a_namesake_out():
+    death = {"record_id": "9", "nama": "SITI AMINAH", "jenis_kelamin": "P", "kode_kelurahan": K,
+             "tanggal_lahir": "1962-07-08"}  # fmt: skip
+    assert _records([death], []) == [("kematian:9", "penduduk:2", "name_in_kelurahan")]
