@@ -64,17 +64,22 @@ def raw_hashes_table(source_name: str) -> str:
 
 def cleaning_fingerprint(source: SourceSpec, raw_columns: list[str]) -> str:
     """What a clean row is a function of besides its raw row and the snapshot date: the cleaning code
-    and reference files (link/incremental.py CLEANING_INPUTS), the intake rules, the source's mapping
-    (not its path nor its extraction date, which change every month) and the raw columns."""
-    from satudata_pipeline.contract.intake import INTAKE_RULES
+    and reference files (link/incremental.py CLEANING_INPUTS), the clean schema and intake rules
+    (contract/), the pandas and DuckDB versions, the source's mapping (not its path nor its
+    extraction date, which change every month) and the raw columns."""
+    from satudata_pipeline import config
     from satudata_pipeline.link.incremental import CLEANING_INPUTS, _hash_files
 
+    contract = config.PACKAGE_DIR / "contract"
+    inputs = [contract / f for f in ("schema.py", "intake.py", "intake_rules.yaml", "sources.py")]
     spec = source.model_dump(
         include={"name", "kind", "program", "date_format", "columns", "values"}
     )
     h = hashlib.sha256()
-    h.update(_hash_files([*CLEANING_INPUTS, INTAKE_RULES]).encode())
-    h.update(json.dumps([spec, raw_columns], sort_keys=True, default=str).encode())
+    h.update(_hash_files([*CLEANING_INPUTS, *inputs]).encode())
+    h.update(
+        json.dumps([spec, raw_columns, pd.__version__, duckdb.__version__], default=str).encode()
+    )
     return h.hexdigest()[:20]
 
 
@@ -263,6 +268,8 @@ def clean_source(
                     quarantine,
                 )
             if reused:
+                if columns(conn, clean_table) != columns(conn, "_clean_kept"):  # the fingerprint
+                    raise AssertionError(f"{source.name}: reused clean rows have other columns")
                 conn.execute(f"""
                     CREATE OR REPLACE TABLE {clean_table} AS
                     SELECT * FROM (SELECT * FROM {clean_table}
