@@ -9,7 +9,9 @@
 4. compare A and B: the pairs above the match threshold, the clusters, the verdicts.
 
 Each run is the published job executed in this process (like `satudata run`); the times are wall
-seconds per step from the run's STEP_SUCCESS events (duration). Results: printed as JSON and
+seconds per step from the run's STEP_SUCCESS events (duration) and, since the machine is shared, the
+process CPU seconds (user + system, DuckDB's threads included) between each step's STEP_START and
+its STEP_SUCCESS (steps run one after another in this process): `cpu_steps`, `cpu_seconds`. Results: printed as JSON and
 written to benchmarks/results/<date>-incremental-<persons>-<seed>.json. Work files go to
 benchmarks/work/incremental-<persons>-<seed>/ (git-ignored).
 """
@@ -19,7 +21,10 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
+import logging
 import os
+import re
+import resource
 import shutil
 import sys
 import time
@@ -31,11 +36,37 @@ sys.path.insert(0, str(ROOT))
 LINK_STEPS = ("person_records", "linkage_model", "match_pairs", "person_clusters")
 
 
+def _cpu() -> float:
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+
+
+class StepCPU(logging.Handler):
+    """Process CPU seconds per step, from the STEP_START / STEP_SUCCESS lines of the run's log."""
+
+    LINE = re.compile(r" - ([\w.\[\]-]+) - (STEP_START|STEP_SUCCESS) - ")
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.started: dict[str, float] = {}
+        self.cpu: dict[str, float] = {}
+
+    def emit(self, record: logging.LogRecord) -> None:
+        m = self.LINE.search(record.getMessage())
+        if not m:
+            return
+        if m.group(2) == "STEP_START":
+            self.started[m.group(1)] = _cpu()
+        elif m.group(1) in self.started:
+            self.cpu[m.group(1)] = round(_cpu() - self.started.pop(m.group(1)), 2)
+
+
 def run(data_dir: Path, state: Path) -> dict:
     """The full job on `data_dir` with state folder `state`: wall seconds, per step, and the
     match_pairs metadata (mode, counts)."""
     import duckdb  # noqa: F401  (imported before dagster, as the CLI does)
     from dagster import DagsterEventType
+    from dagster import _loggers as dagster_loggers
 
     from satudata_pipeline.automation import FULL_JOB
     from satudata_pipeline.contract.sources import load_delivery
@@ -43,10 +74,22 @@ def run(data_dir: Path, state: Path) -> dict:
 
     os.environ["SATUDATA_STATE_DIR"] = str(state)
     state.mkdir(parents=True, exist_ok=True)
-    t0 = time.time()
-    defs = build_defs(load_delivery(data_dir), warehouse=str(state / "warehouse.duckdb"))
-    result = defs.resolve_job_def(FULL_JOB).execute_in_process(raise_on_error=True)
-    wall = time.time() - t0
+    t0, c0 = time.time(), _cpu()
+    cpu = StepCPU()
+    console = dagster_loggers.create_console_logger
+
+    def console_with_cpu(name, level):  # the run's default console logger, also feeding StepCPU
+        logger = console(name, level)
+        logger.addHandler(cpu)
+        return logger
+
+    dagster_loggers.create_console_logger = console_with_cpu
+    try:
+        defs = build_defs(load_delivery(data_dir), warehouse=str(state / "warehouse.duckdb"))
+        result = defs.resolve_job_def(FULL_JOB).execute_in_process(raise_on_error=True)
+    finally:
+        dagster_loggers.create_console_logger = console
+    wall, cpu_total = time.time() - t0, _cpu() - c0
     steps, meta = {}, {}
     for ev in result.all_events:
         if ev.event_type == DagsterEventType.STEP_SUCCESS:
@@ -61,7 +104,9 @@ def run(data_dir: Path, state: Path) -> dict:
             }
     return {
         "wall_seconds": round(wall, 1),
+        "cpu_seconds": round(cpu_total, 1),
         "steps": steps,
+        "cpu_steps": cpu.cpu,
         "link_stage_seconds": round(sum(steps.get(s, 0) for s in LINK_STEPS), 1),
         "match_pairs": meta,
     }
@@ -124,6 +169,7 @@ def main(argv=None) -> int:
     res["same_result"] = compare(work / "A" / "warehouse.duckdb", work / "B" / "warehouse.duckdb")
     inc, full = res["month1_incremental_A"], res["month1_full_B"]
     res["ratio_end_to_end"] = round(inc["wall_seconds"] / full["wall_seconds"], 3)
+    res["ratio_cpu_end_to_end"] = round(inc["cpu_seconds"] / full["cpu_seconds"], 3)
     res["ratio_match_pairs"] = round(inc["steps"]["match_pairs"] / full["steps"]["match_pairs"], 3)
     res["ratio_link_stage"] = round(inc["link_stage_seconds"] / full["link_stage_seconds"], 3)
     out = (

@@ -57,6 +57,22 @@ def scalar(
     return one_row(conn, sql, params)[0]
 
 
+def insert_rows(conn: duckdb.DuckDBPyConnection, table: str, rows: Sequence[Sequence[Any]]) -> None:
+    """INSERT `rows` (tuples in the table's column order) in one statement through an Arrow table:
+    `executemany` runs one INSERT per row (0.9 s CPU for 2,000 rows, issue 17)."""
+    if not rows:
+        return
+    import pyarrow as pa
+
+    data = pa.table({f"c{i}": pa.array([r[i] for r in rows]) for i in range(len(rows[0]))})
+    view = "_insert_rows_" + str(id(data))
+    conn.register(view, data)
+    try:
+        conn.execute(f"INSERT INTO {table} SELECT * FROM {view}")
+    finally:
+        conn.unregister(view)
+
+
 def table_exists(conn: duckdb.DuckDBPyConnection, qualified: str) -> bool:
     """Whether the table or view `schema.table` exists."""
     schema, table = split_name(qualified)

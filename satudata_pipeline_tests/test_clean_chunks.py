@@ -3,6 +3,7 @@ chunks of rows, and the tables are the same as in one piece, whatever the batch 
 
 from __future__ import annotations
 
+import datetime as dt
 import shutil
 from pathlib import Path
 
@@ -73,6 +74,69 @@ def test_tiny_chunks_clean_the_same_tables_as_one_chunk(landed_sample, tmp_path)
         assert len(whole) + len(whole_q) == raw_n
     conn.close()
     assert spanning > 0  # the sample has repeated ids across chunks: the test exercises them
+
+
+def test_next_month_reuses_unchanged_rows_and_cleans_the_same_tables(landed_sample, tmp_path):
+    """Issue 17: raw rows unchanged since the last clean run keep their clean row, and the tables are
+    the ones a clean of every row gives: rows moved, corrected, gone, a new row repeating an existing
+    record id (both copies quarantined, the old one was clean), dates after the last snapshot but not
+    after this one (flagged impossible last month, valid now), and one row per chunk."""
+    delivery, warehouse = landed_sample
+    copy = tmp_path / "w.duckdb"
+    shutil.copy(warehouse, copy)
+    conn = duckdb.connect(str(copy))
+    last_month = delivery.snapshot_date - dt.timedelta(days=365)
+    impossible_last_month = 0
+    for source in (
+        delivery.source(n) for n in ("dukcapil_penduduk", "dukcapil_pindah", "dtks", "kjp_plus")
+    ):
+        raw, clean, quarantine = (
+            f'raw."{source.name}"',
+            f'clean."{source.name}"',
+            quarantine_table(source.name),
+        )
+        conn.execute(f"CREATE TABLE month0 AS SELECT * FROM {raw}")
+        n = conn.execute(f"SELECT max(_row_number) FROM {raw}").fetchall()[0][0]
+        nama = source.columns["nama"].replace('"', '""')
+        for chunk in (10**9, max(3, n // 4)):
+            conn.execute(f"CREATE OR REPLACE TABLE {raw} AS SELECT * FROM month0")
+            work = clean_source(conn, source, last_month, chunk_rows=chunk, reuse=False)
+            assert work == {"rows_cleaned": n, "rows_reused": 0}
+            impossible_last_month += conn.execute(
+                f"SELECT count(*) FROM {clean} WHERE len(list_filter(quality_flags, "
+                "lambda f: f LIKE 'date_impossible:%')) > 0"
+            ).fetchall()[0][0]
+            # next month's extract: the rows in reverse order, three names corrected, two rows
+            # gone, and a new last row carrying row 12's record id
+            conn.execute(
+                f"CREATE OR REPLACE TABLE {raw} AS SELECT * REPLACE ({n} + 1 - _row_number AS "
+                f"_row_number) FROM {raw} ORDER BY _row_number DESC"
+            )
+            conn.execute(
+                f'UPDATE {raw} SET "{nama}" = "{nama}" || \' X\' WHERE _row_number IN (1, 5, 9)'
+            )
+            conn.execute(f"DELETE FROM {raw} WHERE _row_number IN (2, 7)")
+            conn.execute(
+                f"INSERT INTO {raw} SELECT * REPLACE ({n} + 1 AS _row_number, "
+                f'"{nama}" || \' Y\' AS "{nama}") FROM {raw} WHERE _row_number = 12'
+            )
+            work = clean_source(conn, source, delivery.snapshot_date, chunk_rows=chunk)
+            reused = rows(conn, clean), rows(conn, quarantine)
+            assert 0 < work["rows_reused"] < n - 4 and work["rows_cleaned"] >= 5, source.name
+            assert work["rows_reused"] + work["rows_cleaned"] == n - 1  # two gone, one new
+            clean_source(conn, source, delivery.snapshot_date, chunk_rows=chunk, reuse=False)
+            assert (rows(conn, clean), rows(conn, quarantine)) == reused, source.name
+            assert (
+                conn.execute(
+                    f"SELECT count(*) FROM {quarantine} WHERE row_number IN (12, {n + 1})"
+                ).fetchall()[0][0]
+                == 2
+            )
+        conn.execute("DROP TABLE month0")
+        # an earlier snapshot than the last clean run's: every row is cleaned again
+        assert clean_source(conn, source, last_month)["rows_reused"] == 0
+    conn.close()
+    assert impossible_last_month > 0  # the test exercises the snapshot-dependent judgement
 
 
 def test_repeated_id_across_chunks_is_quarantined_on_every_copy(tmp_path):

@@ -128,3 +128,47 @@ def test_tables_survive_and_are_never_dropped(conn):
     stable_ids.ensure_tables(conn)  # idempotent
     assert conn.execute("SELECT count(*) FROM golden.person_id_registry").fetchall()[0][0] == 4
     assert conn.execute("SELECT count(*) FROM golden.person_id_members").fetchall()[0][0] == 7
+
+
+def test_publishing_the_registry_writes_only_what_changed():
+    """publish.apply_registry (issue 17): the published registry ends with the same rows as a full
+    copy of the staging registry after a merge (retired ids updated), new clusters (ids added) and an
+    id dropped from staging; old ids keep their stored order, and a second apply writes nothing."""
+    from satudata_pipeline.golden import publish
+
+    conn = duckdb.connect()
+    _run(conn, BASE, "run1")
+    publish.stage_id_state(conn)  # golden -> staging
+    # in staging: c and d merge (one id retired), two new clusters, and one id vanishes entirely
+    conn.execute(
+        "CREATE OR REPLACE TABLE link.person_clusters (unique_id VARCHAR, cluster_id VARCHAR)"
+    )
+    clusters = {"a": ["s:1", "s:2"], "b": ["s:3"], "c": ["s:4", "s:5", "s:6", "t:1"]}
+    clusters |= {"e": ["u:1"], "f": ["u:2", "u:3"]}
+    conn.executemany(
+        "INSERT INTO link.person_clusters VALUES (?, ?)",
+        [(u, min(m)) for m in clusters.values() for u in m],
+    )
+    stable_ids.assign_person_ids(conn, "run2", schema="staging")
+    dropped = conn.execute(
+        "SELECT person_id FROM staging.person_id_registry WHERE retired_run IS NULL ORDER BY seq LIMIT 1"
+    ).fetchall()[0][0]
+    conn.execute("DELETE FROM staging.person_id_registry WHERE person_id = ?", [dropped])
+    before = [
+        r[0]
+        for r in conn.execute("SELECT person_id FROM golden.person_id_registry").fetchall()
+        if r[0] != dropped
+    ]
+
+    counts = publish.apply_registry(conn)
+
+    assert counts == {"deleted": 1, "updated": 1, "added": 2}
+    published = conn.execute("SELECT * FROM golden.person_id_registry").fetchall()
+    staged = conn.execute("SELECT * FROM staging.person_id_registry").fetchall()
+    assert sorted(published, key=str) == sorted(staged, key=str)
+    assert [r[0] for r in published][: len(before)] == before  # old ids in their stored order
+    assert [r[3] for r in published][len(before) :] == sorted(
+        r[3] for r in published[len(before) :]
+    )
+    assert [r for r in published if r[2] == "run2"]  # the merged-away id is retired
+    assert publish.apply_registry(conn) == {"deleted": 0, "updated": 0, "added": 0}

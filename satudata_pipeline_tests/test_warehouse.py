@@ -8,6 +8,7 @@ import pytest
 from satudata_pipeline.warehouse import (
     all_rows,
     columns,
+    insert_rows,
     one_row,
     scalar,
     split_name,
@@ -80,3 +81,16 @@ def test_warehouse_connections_get_the_memory_budget_and_spill_folder(tmp_path, 
     monkeypatch.setenv("SATUDATA_MEMORY_GB", "lots")
     with pytest.raises(ValueError, match="SATUDATA_MEMORY_GB"):
         config.memory_gb()
+
+
+def test_insert_rows_in_one_statement_keeps_order_types_and_nulls(conn):
+    conn.execute("CREATE TEMP TABLE r (n INTEGER, a VARCHAR, p DOUBLE, k VARCHAR)")
+    rows = [(i, f"u{i}", i / 7, None if i % 3 else "join") for i in range(1, 2001)]
+    insert_rows(conn, "r", rows)
+    insert_rows(conn, "r", [])  # nothing to insert: no error, no row
+    assert conn.execute("SELECT * FROM r").fetchall() == [
+        (n, a, pytest.approx(p), k) for n, a, p, k in rows
+    ]
+    assert conn.execute("SELECT count(*) FROM duckdb_views() WHERE NOT internal").fetchall() == [
+        (0,)
+    ]

@@ -50,7 +50,7 @@ def _clean_asset(loaded: Delivery, source: SourceSpec) -> dg.AssetsDefinition:
         table = f'clean."{source.name}"'
         with warehouse.get_connection() as conn:
             # dates after the snapshot are impossible: the run's snapshot date (delivery resource)
-            clean_source(conn, source, delivery.snapshot())
+            work = clean_source(conn, source, delivery.snapshot())
             raw_n, clean_n, quarantined_n, nik_valid = one_row(
                 conn,
                 f'SELECT (SELECT count(*) FROM raw."{source.name}"), (SELECT count(*) FROM {table}), '
@@ -91,6 +91,9 @@ def _clean_asset(loaded: Delivery, source: SourceSpec) -> dg.AssetsDefinition:
                 ),
                 "quality_flags": dg.MetadataValue.json({k: int(v) for k, v in flag_counts.items()}),
                 "nik_valid_share": round(nik_valid / clean_n, 4) if clean_n else 0.0,
+                # raw rows unchanged since the last clean run keep their clean row (clean/chunks.py)
+                "raw_rows_cleaned": work["rows_cleaned"],
+                "raw_rows_reused": work["rows_reused"],
                 "changes_since_last_publication": history_intake.describe(source.name, changes),
                 **{f"rows_{k}": changes[k] for k in history_intake.CHANGES},
                 "dagster/column_schema": dg.TableSchema(

@@ -40,6 +40,7 @@ import yaml
 
 from satudata_pipeline.programs.exports import MASKED_NIK, ExportPrivacyError, _formats, _Sheet
 from satudata_pipeline.programs.verdicts import mask_nik_sql
+from satudata_pipeline.warehouse import insert_rows
 
 LOWER = 0.80
 UPPER = 0.999
@@ -153,7 +154,7 @@ def select_pairs(
     if splits:
         clusters = sorted({c for *_, c in splits})
         conn.execute("CREATE OR REPLACE TEMP TABLE _rp_clusters (cluster_id VARCHAR)")
-        conn.executemany("INSERT INTO _rp_clusters VALUES (?)", [[c] for c in clusters])
+        insert_rows(conn, "_rp_clusters", [[c] for c in clusters])
         edges = conn.execute(
             """
             SELECT a.cluster_id, p.unique_id_l, p.unique_id_r
@@ -239,7 +240,7 @@ def explain(
     conn.execute(
         "CREATE OR REPLACE TEMP TABLE _rp_pairs (unique_id_l VARCHAR, unique_id_r VARCHAR)"
     )
-    conn.executemany("INSERT INTO _rp_pairs VALUES (?, ?)", [[a, b] for a, b, *_ in pairs])
+    insert_rows(conn, "_rp_pairs", [[a, b] for a, b, *_ in pairs])
     # the inner query names every column as Splink's comparison SQL does (`nama_l`, `nama_r`, ...)
     rows = conn.execute(f"""
         SELECT unique_id_l, unique_id_r, {exprs}
@@ -294,9 +295,8 @@ def write_link_review(
         "CREATE OR REPLACE TEMP TABLE _rp_order (n INTEGER, unique_id_l VARCHAR, unique_id_r VARCHAR, "
         "p DOUBLE, kind VARCHAR)"
     )
-    conn.executemany(
-        "INSERT INTO _rp_order VALUES (?, ?, ?, ?, ?)",
-        [[i, a, b, p, k] for i, (a, b, p, k) in enumerate(pairs, start=1)],
+    insert_rows(
+        conn, "_rp_order", [[i, a, b, p, k] for i, (a, b, p, k) in enumerate(pairs, start=1)]
     )
     select = f"""
         SELECT o.n, o.kind, o.p, o.unique_id_l, o.unique_id_r,
