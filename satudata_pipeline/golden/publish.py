@@ -101,8 +101,8 @@ def _count(conn: duckdb.DuckDBPyConnection, sql: str) -> int:
 def ensure_staging(
     conn: duckdb.DuckDBPyConnection, names: tuple[str, ...] | None = None
 ) -> list[str]:
-    """Seed missing staging tables from their published copy (a warehouse written before staging
-    existed, or a stage materialized on its own). Returns the tables seeded."""
+    """Seed missing staging tables from their published copy, for a stage materialized on its own
+    after a publication (its upstream stages not rerun). Returns the tables seeded."""
     conn.execute(f"CREATE SCHEMA IF NOT EXISTS {STAGING}")
     seeded = []
     for p in PUBLISHED:

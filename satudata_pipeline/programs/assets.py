@@ -109,7 +109,8 @@ def build_program_assets() -> list:
         snapshot = delivery.snapshot()
         programs = list(config.programs) or None
         with warehouse.get_connection() as conn:
-            # a warehouse published before staging existed: start from its published tables
+            # materialized on its own after a publication (the upstream stages not rerun): start
+            # from the published tables
             publish.ensure_staging(
                 conn, ("golden_person", "person_source_link", "beneficiary_review")
             )
