@@ -25,7 +25,7 @@ from satudata_pipeline.golden.assets import golden_defs
 from satudata_pipeline.link.assets import link_defs
 from satudata_pipeline.programs.assets import program_defs
 from satudata_pipeline.progress import step_progress_logger
-from satudata_pipeline.resources import WarehouseResource
+from satudata_pipeline.resources import SparkResource, WarehouseResource
 from satudata_pipeline.sources.assets import sources_defs
 
 dagster_patches.apply()
@@ -57,7 +57,9 @@ def build_defs(delivery: Delivery, warehouse: str | None = None) -> dg.Definitio
     freshness policy set by group, and what every run shares: the warehouse, loggers, executor."""
     runtime = dg.Definitions(
         resources={
-            "warehouse": WarehouseResource(database=warehouse or str(config.warehouse_path()))
+            "warehouse": WarehouseResource(database=warehouse or str(config.warehouse_path())),
+            # the linkage engine (SATUDATA_ENGINE); a Spark session only when it is `spark`
+            "spark": SparkResource(),
         },
         # `satudata_steps` prints "step n of N" on the terminal of `satudata run` (which turns it on in
         # its run config); defined here so the CLI's job is the code location's job, snapshot and all

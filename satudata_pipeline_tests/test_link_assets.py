@@ -11,6 +11,7 @@ from satudata_pipeline import config
 from satudata_pipeline.golden.assets import build_golden_assets
 from satudata_pipeline.link import evaluation, model
 from satudata_pipeline.link.assets import build_link_assets
+from satudata_pipeline.resources import SparkResource
 
 
 def _defs(sources):
@@ -25,7 +26,7 @@ def _materialize(db, sources, run_config=None, instance=None):
     checks = [d for d in defs if isinstance(d, dg.AssetChecksDefinition)]
     return dg.materialize(
         [*specs, *assets, *checks],
-        resources={"warehouse": DuckDBResource(database=str(db))},
+        resources={"warehouse": DuckDBResource(database=str(db)), "spark": SparkResource()},
         run_config=run_config,
         instance=instance,
         selection=dg.AssetSelection.assets(*[a.key for a in assets]),
@@ -144,7 +145,7 @@ def test_cluster_size_check_follows_the_runs_max_cluster_size(tmp_path, isolated
     checks = [d for d in defs if isinstance(d, dg.AssetChecksDefinition)]
     result = dg.materialize(
         [*specs, *assets, *checks],
-        resources={"warehouse": DuckDBResource(database=str(db))},
+        resources={"warehouse": DuckDBResource(database=str(db)), "spark": SparkResource()},
         run_config={"ops": {"person_clusters": {"config": {"max_cluster_size": 1}}}},
         selection=dg.AssetSelection.assets(
             "person_records", "linkage_model", "match_pairs", "person_clusters"
