@@ -276,8 +276,12 @@ def build_spark_session(
             .config("spark.local.dir", str(config.private_dir(scratch / "local")))
         )
         if local:
-            builder = builder.config("spark.ui.enabled", "false").config(
-                "spark.ui.showConsoleProgress", "false"
+            # a local session listens on loopback only, without the web UI or progress bars
+            builder = (
+                builder.config("spark.ui.enabled", "false")
+                .config("spark.ui.showConsoleProgress", "false")
+                .config("spark.driver.bindAddress", "127.0.0.1")
+                .config("spark.driver.host", "127.0.0.1")
             )
             shuffle_partitions = shuffle_partitions or LOCAL_SHUFFLE_PARTITIONS
     builder = builder.config("spark.sql.session.timeZone", "UTC")

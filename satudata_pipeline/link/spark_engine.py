@@ -105,7 +105,7 @@ def with_duckdb_sql(trained: dict, template: dict) -> dict:
     """The parameters of a model trained on Spark with the DuckDB SQL of `template` (the settings
     it was made from): the saved model is the same file whichever engine trained it."""
     out = copy.deepcopy(trained)
-    out["sql_dialect"] = template.get("sql_dialect", "duckdb")
+    out["sql_dialect"] = "duckdb"  # as the DuckDB engine saves it
     comps, tcomps = out.get("comparisons", []), template.get("comparisons", [])
     if [c.get("output_column_name") for c in comps] != [
         c.get("output_column_name") for c in tcomps
@@ -223,13 +223,14 @@ class SparkLinkage:
         )
 
     def close(self) -> None:
-        for sdf in self._records.values():
-            try:
-                sdf.as_spark_dataframe().unpersist()
-            except Exception:  # noqa: BLE001 (best effort: the session may be gone)
-                pass
-        self.session.catalog.clearCache()
-        self.exchange.close()
+        """Unpersist what the step cached and drop its views (a session outlives the step)."""
+        try:
+            for name in self._records:
+                self.session.catalog.dropTempView(name)
+            self.session.catalog.clearCache()
+        finally:
+            self._records.clear()
+            self.exchange.close()
 
 
 @contextmanager
