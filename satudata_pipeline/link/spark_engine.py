@@ -120,9 +120,16 @@ def with_duckdb_sql(trained: dict, template: dict) -> dict:
             )
         for level, tlevel in zip(levels, tlevels):
             level["sql_condition"] = tlevel["sql_condition"]
-    out["blocking_rules_to_generate_predictions"] = copy.deepcopy(
-        template.get("blocking_rules_to_generate_predictions", [])
-    )
+    rules = out.get("blocking_rules_to_generate_predictions", [])
+    trules = template.get("blocking_rules_to_generate_predictions", [])
+    if len(rules) != len(trules):
+        raise RuntimeError("the model trained on Spark has other blocking rules than its settings")
+    for i, (rule, trule) in enumerate(zip(rules, trules)):
+        sql = trule["blocking_rule"] if isinstance(trule, dict) else str(trule)
+        if isinstance(rule, dict):
+            rule.update(blocking_rule=sql, sql_dialect="duckdb")
+        else:
+            rules[i] = sql
     return out
 
 
