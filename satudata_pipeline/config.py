@@ -214,3 +214,22 @@ def duckdb_settings() -> dict[str, str]:
         "memory_limit": f"{memory_gb():g}GB",
         "temp_directory": str(spill_dir()),
     }
+
+
+ENGINES = ("duckdb", "spark")
+
+
+def engine() -> str:
+    """Where the model is trained and the candidate pairs scored: SATUDATA_ENGINE, `duckdb` (the
+    default: the warehouse itself) or `spark` (a Spark session, docs/spark.md)."""
+    value = os.environ.get("SATUDATA_ENGINE", "").strip().lower() or "duckdb"
+    if value not in ENGINES:
+        raise ValueError(f"SATUDATA_ENGINE must be one of {', '.join(ENGINES)}, got {value!r}")
+    return value
+
+
+def spark_dir() -> Path:
+    """Spark's scratch space (shuffle spill, Splink's checkpoints, the Parquet exchanged with the
+    warehouse): SATUDATA_SPARK_DIR, else `<state>/spark` (personal data: owner-only)."""
+    value = os.environ.get("SATUDATA_SPARK_DIR")
+    return private_dir(Path(value).expanduser().resolve() if value else state_dir() / "spark")

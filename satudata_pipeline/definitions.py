@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+from typing import Any
 
 import dagster as dg
 
@@ -38,6 +39,7 @@ from satudata_pipeline.resources import (
     DeliveryResource,
     ProgramRulesResource,
     RunSettingsResource,
+    SparkResource,
     WarehouseResource,
 )
 from satudata_pipeline.sources.assets import sources_defs
@@ -66,6 +68,20 @@ def _with_ownership_and_freshness(spec: dg.AssetSpec) -> dg.AssetSpec:
     )
 
 
+# SparkResource field -> the setting of the README it reads
+SPARK_SETTINGS = {
+    "engine": "SATUDATA_ENGINE",
+    "master": "SATUDATA_SPARK_MASTER",
+    "driver_memory": "SATUDATA_SPARK_DRIVER_MEMORY",
+    "spark_dir": "SATUDATA_SPARK_DIR",
+}
+
+
+def _spark_settings() -> dict[str, Any]:
+    """The SparkResource fields whose setting is set, as EnvVars; unset ones keep their defaults."""
+    return {field: dg.EnvVar(name) for field, name in SPARK_SETTINGS.items() if name in os.environ}
+
+
 def _env(name: str, default: str) -> str:
     """`dg.EnvVar(name)` when the variable is set (Dagster resolves it when a run starts and the UI
     shows where the value comes from), else the default: these settings are optional, and an
@@ -88,6 +104,9 @@ def run_resources(delivery: Delivery, warehouse: str | None = None) -> dict:
             retrain=_env("SATUDATA_RETRAIN", ""),
             full_relink=_env("SATUDATA_FULL_RELINK", ""),
         ),
+        # the linkage engine (SATUDATA_ENGINE); a Spark session only when it is `spark`. Settings
+        # that are set are wired as EnvVars (shown in the launchpad); unset ones keep the defaults
+        "spark": SparkResource(**_spark_settings()),
     }
 
 

@@ -27,11 +27,12 @@ import datetime as dt
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import dagster as dg
-from dagster import InitResourceContext
+from dagster import ConfigurableResource, InitResourceContext
 from dagster_duckdb import DuckDBResource
-from pydantic import Field
+from pydantic import Field, PrivateAttr
 
 from satudata_pipeline import config, warehouse_lock
 from satudata_pipeline.contract.program_rules import ProgramRules, load_rules
@@ -255,3 +256,153 @@ __all__ = [
     "RunSettingsResource",
     "WarehouseResource",
 ]
+
+
+DEFAULT_SPARK_MASTER = "local[2]"
+DEFAULT_SPARK_DRIVER_MEMORY = "2g"
+# Shuffle partitions of a local session: Spark's 200 are for clusters; on a few local cores each
+# partition is a task with its own overhead (the sample's linkage takes 3x longer with 200).
+LOCAL_SHUFFLE_PARTITIONS = 8
+
+
+class SparkResource(ConfigurableResource):
+    """The linkage engine and, with `spark`, the Spark session that trains the model and scores the
+    candidate pairs (docs/spark.md). The session is built on first use only: a run on the DuckDB
+    engine (the default) never starts a JVM. Empty fields fall back to the SATUDATA_* settings."""
+
+    engine: str | None = Field(
+        default=None,
+        description="duckdb or spark; empty = SATUDATA_ENGINE (default duckdb)",
+    )
+    master: str | None = Field(
+        default=None,
+        description="Spark master URL (local[2], spark://host:7077, yarn, k8s://...) or a Spark "
+        "Connect endpoint (sc://host:15002); empty = SATUDATA_SPARK_MASTER (default local[2])",
+    )
+    driver_memory: str | None = Field(
+        default=None,
+        description="memory of the Spark driver (the whole of a local session), e.g. 4g; empty = "
+        "SATUDATA_SPARK_DRIVER_MEMORY (default 2g)",
+    )
+    spark_dir: str | None = Field(
+        default=None,
+        description="Spark's scratch folder (spill, checkpoints, Parquet exchanged with the "
+        "warehouse); empty = SATUDATA_SPARK_DIR (default <state>/spark). On a cluster: a path "
+        "the driver, the executors and this process all reach",
+    )
+    shuffle_partitions: int | None = Field(
+        default=None,
+        description="spark.sql.shuffle.partitions; empty = 8 on a local master, Spark's own "
+        "default (200) elsewhere",
+    )
+    spark_conf: dict[str, str] = Field(
+        default_factory=dict, description="further Spark settings (name -> value)"
+    )
+
+    _session: Any = PrivateAttr(default=None)
+
+    def engine_name(self) -> str:
+        value = (self.engine or "").strip().lower() or config.engine()
+        if value not in config.ENGINES:
+            raise ValueError(
+                f"the spark resource's engine must be one of {', '.join(config.ENGINES)}, "
+                f"got {value!r}"
+            )
+        return value
+
+    def master_url(self) -> str:
+        return (
+            self.master
+            or os.environ.get("SATUDATA_SPARK_MASTER", "").strip()
+            or (DEFAULT_SPARK_MASTER)
+        )
+
+    def scratch_dir(self) -> Path:
+        if self.spark_dir:
+            return config.private_dir(Path(self.spark_dir).expanduser().resolve())
+        return config.spark_dir()
+
+    def is_connect(self) -> bool:
+        return self.master_url().startswith("sc://")
+
+    def session(self):
+        """The Spark session, built on first call (the Splink similarity functions' jar added, the
+        scratch folder and checkpoints under `scratch_dir()`)."""
+        if self._session is None:
+            self._session = build_spark_session(
+                self.master_url(),
+                self.driver_memory
+                or os.environ.get("SATUDATA_SPARK_DRIVER_MEMORY", "").strip()
+                or DEFAULT_SPARK_DRIVER_MEMORY,
+                self.scratch_dir(),
+                self.shuffle_partitions,
+                self.spark_conf,
+            )
+        return self._session
+
+    def teardown_after_execution(self, context: InitResourceContext) -> None:
+        if self._session is not None and not self.is_connect():
+            self._session.stop()
+        self._session = None
+
+
+def build_spark_session(
+    master: str,
+    driver_memory: str,
+    scratch: Path,
+    shuffle_partitions: int | None = None,
+    conf: dict[str, str] | None = None,
+):
+    """A SparkSession for Splink: a local or cluster master (the jar of Splink's string-similarity
+    functions shipped to it), or a Spark Connect endpoint (the jar must be on the server). Fails
+    with the missing piece named when pyspark or a Java runtime is absent."""
+    import shutil
+
+    try:
+        from pyspark.sql import SparkSession
+    except ImportError:
+        raise RuntimeError(
+            "SATUDATA_ENGINE=spark needs pyspark: install the spark extra "
+            "(./scripts/setup.sh --spark, docs/spark.md)"
+        ) from None
+    builder = SparkSession.builder.appName("satudata")
+    if master.startswith("sc://"):
+        builder = builder.remote(master)
+    else:
+        if not (os.environ.get("JAVA_HOME") or shutil.which("java")):
+            raise RuntimeError(
+                "SATUDATA_ENGINE=spark needs a Java runtime (17 or newer) for a local or "
+                "cluster master: ./scripts/setup.sh --spark installs Debian's "
+                "openjdk-17-jre-headless (docs/spark.md)"
+            )
+        from splink.backends.spark import similarity_jar_location
+
+        local = master.startswith("local")
+        builder = (
+            builder.master(master)
+            .config("spark.jars", similarity_jar_location())
+            .config("spark.driver.memory", driver_memory)
+            .config("spark.local.dir", str(config.private_dir(scratch / "local")))
+        )
+        if local:
+            # a local session listens on loopback only, without the web UI or progress bars
+            builder = (
+                builder.config("spark.ui.enabled", "false")
+                .config("spark.ui.showConsoleProgress", "false")
+                .config("spark.driver.bindAddress", "127.0.0.1")
+                .config("spark.driver.host", "127.0.0.1")
+            )
+            shuffle_partitions = shuffle_partitions or LOCAL_SHUFFLE_PARTITIONS
+    builder = builder.config("spark.sql.session.timeZone", "UTC")
+    if shuffle_partitions:
+        builder = builder.config("spark.sql.shuffle.partitions", str(int(shuffle_partitions)))
+    for key, value in (conf or {}).items():
+        builder = builder.config(key, value)
+    session = builder.getOrCreate()
+    if not master.startswith("sc://"):
+        session.sparkContext.setCheckpointDir(str(config.private_dir(scratch / "checkpoints")))
+        session.sparkContext.setLogLevel("ERROR")
+    return session
+
+
+__all__ = ["WarehouseResource", "SparkResource", "build_spark_session"]

@@ -1,5 +1,6 @@
 """Dagster assets of the link stage: person_records, linkage_model, match_pairs, person_clusters."""
 
+import contextlib
 import json
 import time
 
@@ -11,9 +12,9 @@ from pydantic import Field
 from satudata_pipeline import config as paths
 from satudata_pipeline.contract.sources import Delivery
 from satudata_pipeline.link import clusters as clusters_mod
-from satudata_pipeline.link import incremental, matching, model, reports
+from satudata_pipeline.link import incremental, matching, model, reports, spark_engine
 from satudata_pipeline.progress import Progress
-from satudata_pipeline.resources import RunSettingsResource
+from satudata_pipeline.resources import RunSettingsResource, SparkResource
 from satudata_pipeline.warehouse import one_row, scalar
 
 GROUP = "link"
@@ -135,19 +136,26 @@ def build_link_assets(
         config: LinkageModelConfig,
         warehouse: DuckDBResource,
         run_settings: RunSettingsResource,
+        spark: SparkResource,
     ):
         from splink import Linker
 
         path = model.latest_model_path()
         trained = False
+        engine = spark.engine_name()
         with warehouse.get_connection() as conn:
             if config.retrain or run_settings.retrain_every_run() or path is None:
                 t0 = time.time()
-                summary = model.train_model(conn)
+                if engine == "spark":
+                    with spark_engine.spark_linkage(conn, spark) as on_spark:
+                        summary = model.train_model(conn, spark=on_spark)
+                else:
+                    summary = model.train_model(conn)
                 path = model.save_model(summary, run_id=context.run.run_id)
                 trained = True
                 context.log.info(
-                    f"trained Splink model in {time.time() - t0:.1f}s -> {paths.shown_path(path)}"
+                    f"trained Splink model on {engine} in {time.time() - t0:.1f}s -> "
+                    f"{paths.shown_path(path)}"
                 )
             settings, meta = model.load_model(path)
             conn.execute("CREATE SCHEMA IF NOT EXISTS link")
@@ -174,6 +182,7 @@ def build_link_assets(
         md = {
             "model_path": dg.MetadataValue.path(paths.shown_path(path)),
             "trained_this_run": trained,
+            "linkage_engine": engine,
             "fingerprint": meta.get("fingerprint"),
             "trained_at": meta.get("trained_at"),
             "probability_two_random_records_match": float(
@@ -203,15 +212,22 @@ def build_link_assets(
         config: MatchPairsConfig,
         warehouse: DuckDBResource,
         run_settings: RunSettingsResource,
+        spark: SparkResource,
     ):
         progress = Progress(context.log, "match_pairs")
-        with warehouse.get_connection() as conn:
+        engine = spark.engine_name()
+        with warehouse.get_connection() as conn, contextlib.ExitStack() as stack:
             settings, _meta = _current_model(conn)
             out_dir = reports.run_report_dir(context.run.run_id)
             charts: dict = {}
             extra_rules, sparse = matching.sparse_id_blocking(conn)
+            on_spark = (
+                stack.enter_context(spark_engine.spark_linkage(conn, spark))
+                if engine == "spark"
+                else None
+            )
             with matching.splink_session(conn) as db_api:
-                progress("blocking rules chosen", extra_rules=len(extra_rules))
+                progress(f"blocking rules chosen (engine: {engine})", extra_rules=len(extra_rules))
                 plan, scored = incremental.score(
                     db_api,
                     settings,
@@ -219,6 +235,7 @@ def build_link_assets(
                     config.deterministic_name_jaro_winkler,
                     extra_rules,
                     config.full_relink or run_settings.full_relink_every_run(),
+                    spark=on_spark,
                 )
                 progress(
                     f"Splink scored the candidate pairs ({plan.mode}: {plan.reason})",
@@ -268,6 +285,7 @@ def build_link_assets(
             # a delivery without NIK: the extra blocking rules used / skipped (pair counts only)
             "sparse_id_blocking": dg.MetadataValue.json(sparse),
             # incremental linkage (link/incremental.py): which mode ran, why, and how much was reused
+            "linkage_engine": engine,
             "linkage_mode": plan.mode,
             "linkage_mode_reason": plan.reason,
             **{k: v for k, v in plan.counts.items()},

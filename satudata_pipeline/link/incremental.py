@@ -263,17 +263,24 @@ def _keep_new_pairs(conn, table: str) -> None:
         FROM {table}""")
 
 
-def score_full(db_api, model_settings: dict, match_threshold: float, extra_rules) -> Scored:
-    """Every candidate pair of link.person_records (Splink predict), kept down to CARRY."""
+def score_full(
+    db_api, model_settings: dict, match_threshold: float, extra_rules, spark=None
+) -> Scored:
+    """Every candidate pair of link.person_records (Splink predict), kept down to CARRY; on Spark
+    when `spark` (a spark_engine.SparkLinkage) is given."""
     t0 = time.time()
     conn = db_api.duckdb_con
     W = matching.SPLINK_SCHEMA
-    linker, df_pred = matching.predict(
-        db_api, model_settings, carry_threshold(match_threshold), extra_rules
-    )
-    conn.execute(
-        f"CREATE OR REPLACE VIEW {W}.sd_predictions AS SELECT * FROM {df_pred.physical_name}"
-    )
+    if spark is None:
+        linker, df_pred = matching.predict(
+            db_api, model_settings, carry_threshold(match_threshold), extra_rules
+        )
+        physical = df_pred.physical_name
+    else:
+        linker, physical, _n = matching.predict_on_spark(
+            spark, db_api, model_settings, carry_threshold(match_threshold), extra_rules
+        )
+    conn.execute(f"CREATE OR REPLACE VIEW {W}.sd_predictions AS SELECT * FROM {physical}")
     n = conn.execute(f"SELECT count(*) FROM {W}.sd_predictions").fetchall()[0][0]
     _keep_new_pairs(conn, f"{W}.sd_predictions")
     conn.execute(
@@ -327,10 +334,14 @@ def score_carried(db_api, linker, tf_table: str, out: str) -> int:
     return conn.execute(f"SELECT count(*) FROM {out}").fetchall()[0][0]
 
 
-def score_incremental(db_api, model_settings: dict, match_threshold: float, extra_rules) -> Scored:
+def score_incremental(
+    db_api, model_settings: dict, match_threshold: float, extra_rules, spark=None
+) -> Scored:
     """New/changed records against the others (predict_between) and among themselves
     (predict_within), with the name frequencies of the whole delivery; the stored pairs of unchanged
-    records scored from their stored comparison levels (score_carried). Needs TEMP _link_class."""
+    records scored from their stored comparison levels (score_carried). Needs TEMP _link_class.
+    With `spark` (a spark_engine.SparkLinkage) predict_within / predict_between run on Spark and
+    their pairs come back into the warehouse; the carried pairs are scored on the warehouse."""
     from splink import Linker
 
     t0 = time.time()
@@ -360,7 +371,24 @@ def score_incremental(db_api, model_settings: dict, match_threshold: float, extr
     conn.execute(f"""CREATE OR REPLACE VIEW {W}.sd_keep AS SELECT p.* FROM {W}.sd_person_records p
         ANTI JOIN {W}.sd_rescore r USING (unique_id)""")
     parts = []
-    if n_rescore:
+    if n_rescore and spark is not None:
+        spark_linker = spark.linker(spark.records(), model_settings)
+        rescore = spark.records(f"SELECT * FROM {W}.sd_rescore", "sd_rescore")
+        within = spark_linker.inference.predict_within(
+            rescore, threshold_match_probability=carry, warning_mode="never"
+        )
+        spark.to_warehouse(within, f"{W}.sd_spark_within")
+        parts.append(f"{W}.sd_spark_within")
+        if n_rescore < conn.execute(f"SELECT count(*) FROM {W}.sd_person_records").fetchall()[0][0]:
+            between = spark_linker.inference.predict_between(
+                rescore,
+                spark.records(f"SELECT * FROM {W}.sd_keep", "sd_keep"),
+                threshold_match_probability=carry,
+                warning_mode="never",
+            )
+            spark.to_warehouse(between, f"{W}.sd_spark_between")
+            parts.append(f"{W}.sd_spark_between")
+    elif n_rescore:
         sdf_rescore = _register(db_api, "sd_rescore")
         within = linker.inference.predict_within(
             sdf_rescore, threshold_match_probability=carry, warning_mode="never"
@@ -456,16 +484,18 @@ def score(
     name_jw: float,
     extra_rules,
     full_requested: bool,
+    spark=None,
 ) -> tuple[Plan, Scored]:
     """Choose the mode (choose_mode), classify the records and score the pairs: the plan (mode,
-    reason, counts) and the scored pairs (a table in the Splink session's scratch schema)."""
+    reason, counts) and the scored pairs (a table in the Splink session's scratch schema). With
+    `spark` (a spark_engine.SparkLinkage) Splink's predictions run on Spark (docs/spark.md)."""
     conn = db_api.duckdb_con
     current = configuration(model_settings, extra_rules, match_threshold, name_jw)
     plan = choose_mode(conn, current, full_requested)
     columns = linkage_columns(conn, model_settings, extra_rules, name_jw)
     if plan.mode == "incremental":
         plan.counts = classify(conn, columns)
-        scored = score_incremental(db_api, model_settings, match_threshold, extra_rules)
+        scored = score_incremental(db_api, model_settings, match_threshold, extra_rules, spark)
     else:
         if _state_exists(conn):  # what changed since the previous linkage (for the metadata)
             plan.counts = classify(conn, columns)
@@ -479,6 +509,6 @@ def score(
                 "records_rescored_name_rarer": 0,
                 "records_gone": 0,
             }
-        scored = score_full(db_api, model_settings, match_threshold, extra_rules)
+        scored = score_full(db_api, model_settings, match_threshold, extra_rules, spark)
     plan.counts.update({"pairs_scored": scored.pairs_scored, "pairs_carried": scored.pairs_carried})
     return plan, scored

@@ -395,11 +395,7 @@ def predict(
     if chunks is None:
         n = scalar(db_api.duckdb_con, f"SELECT count(*) FROM {SPLINK_SCHEMA}.sd_person_records")
         chunks = predict_chunks(n, config.memory_gb())
-    if extra_blocking_rules:
-        model_settings = dict(model_settings)
-        model_settings["blocking_rules_to_generate_predictions"] = list(
-            model_settings.get("blocking_rules_to_generate_predictions", [])
-        ) + [r.get_blocking_rule("duckdb").as_dict() for r in extra_blocking_rules]
+    model_settings = with_extra_blocking(model_settings, extra_blocking_rules)
     linker = Linker(sdf, model_settings, log_level=logging.WARNING)
     df_pred = linker.inference.predict(
         threshold_match_probability=match_threshold,
@@ -408,3 +404,34 @@ def predict(
         warning_mode="never",
     )
     return linker, df_pred
+
+
+def with_extra_blocking(model_settings: dict, extra_blocking_rules=()) -> dict:
+    """The model's settings with the delivery's extra prediction rules (DuckDB SQL) appended."""
+    if not extra_blocking_rules:
+        return model_settings
+    model_settings = dict(model_settings)
+    model_settings["blocking_rules_to_generate_predictions"] = list(
+        model_settings.get("blocking_rules_to_generate_predictions", [])
+    ) + [r.get_blocking_rule("duckdb").as_dict() for r in extra_blocking_rules]
+    return model_settings
+
+
+def predict_on_spark(
+    spark, db_api, model_settings: dict, match_threshold: float, extra_blocking_rules=()
+):
+    """predict() on Spark (`spark`: a spark_engine.SparkLinkage): the records go to Spark as Parquet,
+    every candidate pair at or above `match_threshold` comes back into the warehouse table
+    `splink_work.sd_spark_predictions` (Spark needs no chunks: it spills what does not fit).
+    Returns (a DuckDB linker on the same settings, for the reports; the table; its rows)."""
+    from splink import Linker
+
+    model_settings = with_extra_blocking(model_settings, extra_blocking_rules)
+    linker = spark.linker(spark.records(), model_settings)
+    df_pred = linker.inference.predict(
+        threshold_match_probability=match_threshold, warning_mode="never"
+    )
+    table = f"{SPLINK_SCHEMA}.sd_spark_predictions"
+    n = spark.to_warehouse(df_pred, table)
+    duck = Linker(register_person_records(db_api), model_settings, log_level=logging.WARNING)
+    return duck, table, n

@@ -206,7 +206,9 @@ def _comparison_columns(linker) -> dict[str, set[str]]:
     """comparison -> the input columns its levels read (Splink's own view, which decides what an
     EM pass can estimate: a pass estimates the comparisons that read none of its rule's columns)."""
     return {
-        cc.output_column_name: {c.input_name for c in cc._input_columns_used_by_case_statement}
+        cc.output_column_name: {
+            c.input_name.strip('`"') for c in cc._input_columns_used_by_case_statement
+        }
         for cc in linker._settings_obj.comparisons
     }
 
@@ -250,13 +252,19 @@ def plan_em_passes(
 
 
 def train_model(
-    conn: duckdb.DuckDBPyConnection, *, u_max_pairs: float | None = None, seed: int | None = None
+    conn: duckdb.DuckDBPyConnection,
+    *,
+    u_max_pairs: float | None = None,
+    seed: int | None = None,
+    spark=None,
 ) -> TrainingSummary:
     """Estimate the model on `link.person_records`: prior from near-certain rules, u by random
     sampling (fixed seed; levels never seen get the rule-of-three bound), m by expectation
     maximisation over the blocking rules this delivery supports (plan_em_passes; each capped at
     EM_MAX_PAIRS pairs by sampling blocks); levels EM could not estimate get a floor (floor_m).
-    What could not be trained, and why, is in the summary (counts only)."""
+    What could not be trained, and why, is in the summary (counts only).
+    `spark` (a spark_engine.SparkLinkage): Splink's training runs on Spark, the planning counts
+    (GROUP BY on link.person_records) on the warehouse; the model is returned in DuckDB SQL."""
     from splink import Linker
     from splink.internals.exceptions import EMTrainingException
 
@@ -264,11 +272,32 @@ def train_model(
     with_values = _records_with_values(conn)
     not_trained: list[dict] = []
     with splink_session(conn) as db_api:
-        sdf = register_person_records(db_api)
-        linker = Linker(sdf, ss.settings_creator(), log_level=logging.WARNING)
+        if spark is None:
+            sdf = register_person_records(db_api)
+
+            def new_linker(settings):
+                return Linker(sdf, settings, log_level=logging.WARNING)
+
+            def saved(linker) -> dict:
+                return linker.misc.save_model_to_json()
+
+            def rule(r):
+                return r
+        else:
+            from satudata_pipeline.link.spark_engine import rule_for_spark
+
+            spark_sdf = spark.records()
+
+            def new_linker(settings):
+                return spark.linker(spark_sdf, settings)
+
+            saved = spark.saved
+            rule = rule_for_spark
+
+        linker = new_linker(ss.settings_creator())
         try:
             linker.training.estimate_probability_two_random_records_match(
-                ss.DETERMINISTIC_RULES_FOR_PRIOR, recall=ss.PRIOR_RECALL
+                [rule(r) for r in ss.DETERMINISTIC_RULES_FOR_PRIOR], recall=ss.PRIOR_RECALL
             )
         except Exception:  # no pair meets the rules (or too few records): keep the default prior
             log.warning("prior estimate failed; keeping the default", exc_info=True)
@@ -284,9 +313,9 @@ def train_model(
         linker.training.estimate_u_using_random_sampling(
             max_pairs=max_pairs, seed=seed if seed is not None else ss.U_SAMPLING_SEED
         )
-        settings = linker.misc.save_model_to_json()
+        settings = saved(linker)
         u_bounded = bound_unobserved_u(settings, max_pairs)
-        linker = Linker(sdf, settings, log_level=logging.WARNING)
+        linker = new_linker(settings)
         comp_cols = _comparison_columns(linker)
         passes, skipped = plan_em_passes(conn, comp_cols, with_values)
         training_pairs: dict[str, int] = {"u_random_sampling_max_pairs": int(max_pairs)}
@@ -294,14 +323,14 @@ def train_model(
             training_pairs[f"em: {rec['em_rule']} (skipped: {rec['reason']})"] = rec["pairs"]
         observed: dict[str, dict[int, float]] = {}
         matches: dict[str, float] = {}
-        for cols, rule, pairs, modulus, used in passes:
+        for cols, em, pairs, modulus, used in passes:
             name = "em: " + " + ".join(cols)
             training_pairs[name] = int(pairs)
             if modulus > 1:
                 training_pairs[f"{name} (1 block in {modulus} used)"] = int(used)
             try:
                 session = linker.training.estimate_parameters_using_expectation_maximisation(
-                    rule, estimate_without_term_frequencies=True
+                    rule(em), estimate_without_term_frequencies=True
                 )
             except (EMTrainingException, ValueError):
                 # ValueError: Splink refuses an m or u that EM drove below 1e-300 (a level that only
@@ -319,14 +348,14 @@ def train_model(
                     m = cl._m_probability
                     seen = m * n_match if isinstance(m, (int, float)) else 0.0
                     observed.setdefault(c, {})[i] = max(observed.get(c, {}).get(i, 0.0), seen)
-        settings = linker.misc.save_model_to_json()
+        settings = saved(linker)
         prior_recall = model_implied_recall(settings, with_values, n)
-        linker = Linker(sdf, settings, log_level=logging.WARNING)
+        linker = new_linker(settings)
         try:
             linker.training.estimate_probability_two_random_records_match(
-                [ss.PRIOR_RULE], recall=prior_recall
+                [rule(ss.PRIOR_RULE)], recall=prior_recall
             )
-            settings = linker.misc.save_model_to_json()
+            settings = saved(linker)
             training_pairs["prior_rule_recall_per_mille"] = int(round(prior_recall * 1000))
         except Exception:  # no pair with the same name and birth date: keep the first estimate
             log.warning("prior re-estimate failed; keeping the first estimate", exc_info=True)
