@@ -16,8 +16,8 @@ import dagster as dg
 import duckdb
 import pytest
 import sqlglot
-from dagster_duckdb import DuckDBResource
 from fixtures import linkage
+from fixtures.resources import run_resources
 
 from satudata_pipeline import config
 from satudata_pipeline.golden.assets import build_golden_assets
@@ -149,7 +149,7 @@ def _materialize(db, sources, spark_resource, run_config=None):
     assets = [d for d in defs if not isinstance(d, dg.AssetChecksDefinition)]
     checks = [d for d in defs if isinstance(d, dg.AssetChecksDefinition)]
     # the module's session is shared: Dagster's teardown would stop it after each run
-    resources = {"warehouse": DuckDBResource(database=str(db)), "spark": spark_resource}
+    resources = {**run_resources(db), "spark": spark_resource}
     result = dg.materialize(
         [*[dg.AssetSpec(k) for k in clean_keys], *assets, *checks],
         resources=resources,
