@@ -257,7 +257,7 @@ def clean_source(
                 if first:
                     flag_names = names
                 elif names != flag_names:  # the flags follow the mapping, never the rows
-                    raise AssertionError(f"{source.name}: quality flags differ between chunks")
+                    raise RuntimeError(f"{source.name}: quality flags differ between chunks")
                 _append(conn, first, clean_table, _select_clean(names), "_clean", clean)
                 _append(
                     conn,
@@ -269,7 +269,7 @@ def clean_source(
                 )
             if reused:
                 if columns(conn, clean_table) != columns(conn, "_clean_kept"):  # the fingerprint
-                    raise AssertionError(f"{source.name}: reused clean rows have other columns")
+                    raise RuntimeError(f"{source.name}: reused clean rows have other columns")
                 conn.execute(f"""
                     CREATE OR REPLACE TABLE {clean_table} AS
                     SELECT * FROM (SELECT * FROM {clean_table}
