@@ -64,11 +64,11 @@ def raw_hashes_table(source_name: str) -> str:
 
 def cleaning_fingerprint(source: SourceSpec, raw_columns: list[str]) -> str:
     """What a clean row is a function of besides its raw row and the snapshot date: the cleaning code
-    and reference files (link/incremental.py CLEANING_INPUTS), the clean schema and intake rules
+    and reference files (clean/fingerprint.py), the clean schema and intake rules
     (contract/), the pandas and DuckDB versions, the source's mapping (not its path nor its
     extraction date, which change every month) and the raw columns."""
     from satudata_pipeline import config
-    from satudata_pipeline.link.incremental import CLEANING_INPUTS, _hash_files
+    from satudata_pipeline.clean.fingerprint import cleaning_rules_fingerprint
 
     contract = config.PACKAGE_DIR / "contract"
     inputs = [contract / f for f in ("schema.py", "intake.py", "intake_rules.yaml", "sources.py")]
@@ -76,7 +76,7 @@ def cleaning_fingerprint(source: SourceSpec, raw_columns: list[str]) -> str:
         include={"name", "kind", "program", "date_format", "columns", "values"}
     )
     h = hashlib.sha256()
-    h.update(_hash_files([*CLEANING_INPUTS, *inputs]).encode())
+    h.update(cleaning_rules_fingerprint(inputs).encode())
     h.update(
         json.dumps([spec, raw_columns, pd.__version__, duckdb.__version__], default=str).encode()
     )

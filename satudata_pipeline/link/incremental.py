@@ -33,11 +33,10 @@ import logging
 import re
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import duckdb
 
-from satudata_pipeline import config
+from satudata_pipeline.clean.fingerprint import cleaning_rules_fingerprint
 from satudata_pipeline.link import matching
 from satudata_pipeline.link import splink_settings as ss
 
@@ -48,8 +47,6 @@ STATE_VERSION = "2"
 # Pairs are stored down to this many bits (match weight) below the match threshold: 2 bits = a name
 # four times rarer than when the pair was scored before a stored pair could be missed (guarded).
 CARRY_MARGIN_BITS = 2.0
-# What the cleaned fields depend on: a change here means every record may clean differently.
-CLEANING_INPUTS = [config.PACKAGE_DIR / "clean", config.REFERENCE_WILAYAH]
 
 
 def carry_threshold(match_threshold: float, margin_bits: float = CARRY_MARGIN_BITS) -> float:
@@ -57,17 +54,6 @@ def carry_threshold(match_threshold: float, margin_bits: float = CARRY_MARGIN_BI
     p = min(max(float(match_threshold), 1e-12), 1 - 1e-12)
     odds = p / (1 - p) / (2.0**margin_bits)
     return odds / (1 + odds)
-
-
-def _hash_files(paths: list[Path]) -> str:
-    h = hashlib.sha256()
-    for root in paths:
-        files = sorted(root.rglob("*")) if root.is_dir() else [root]
-        for f in files:
-            if f.is_file() and f.suffix in {".py", ".yaml", ".yml", ".csv", ".json"}:
-                h.update(str(f.relative_to(root.parent)).encode())
-                h.update(f.read_bytes())
-    return h.hexdigest()[:16]
 
 
 def _sha(obj) -> str:
@@ -109,7 +95,7 @@ def configuration(
                 "two_people": matching.TWO_PEOPLE_NIKS_SQL,
             }
         ),
-        "cleaning_rules": _hash_files(CLEANING_INPUTS),
+        "cleaning_rules": cleaning_rules_fingerprint(),
     }
 
 
