@@ -338,6 +338,12 @@ PAIRS_SQL = (
     "SELECT unique_id_l AS uid_l, unique_id_r AS uid_r, match_probability_without_nik "
     "FROM link.match_pairs"
 )
+# The same pairs keyed in one order (lower id first), so that looking a pair up is one equi-join
+# (an OR of both orders is a nested-loop join in DuckDB: 7 s of 14 at 1M persons)
+PAIRS_ORDERED_SQL = (
+    "SELECT least(unique_id_l, unique_id_r) AS uid_lo, greatest(unique_id_l, unique_id_r) AS uid_hi, "
+    "match_probability_without_nik FROM link.match_pairs"
+)
 
 
 def row_tie_sql(schema: str = "main") -> str:
@@ -427,7 +433,7 @@ ENROLLED_SQL = f"""
 
 def duplicate_pairs_sql(left_out: str | None = None) -> str:
     """Each later enrollment of a person with an earlier one in the same program, or in a program
-    excluding this one (needs `flagged`, `pairs`); `conclusive` (it removes) only when the two rows
+    excluding this one (needs `flagged`, `pairs_ordered`); `conclusive` (it removes) only when the two rows
     themselves identify one person: the same valid NIK and no other birth date, or a link between
     them strong without the NIK. A ghost row that copies a real child's name and birth date with a
     NIK a digit off is not proof that the real child is enrolled twice (docs/verdict-rules.md,
@@ -459,9 +465,9 @@ def duplicate_pairs_sql(left_out: str | None = None) -> str:
     JOIN flagged b
       ON a.person_id = b.person_id AND b.enroll_ord < a.enroll_ord
      AND (a.program = b.program OR list_contains(a.excludes, b.program))
-    LEFT JOIN pairs mp
-      ON (mp.uid_l = a.roster_uid AND mp.uid_r = b.roster_uid)
-      OR (mp.uid_l = b.roster_uid AND mp.uid_r = a.roster_uid)
+    LEFT JOIN pairs_ordered mp
+      ON mp.uid_lo = least(a.roster_uid, b.roster_uid)
+     AND mp.uid_hi = greatest(a.roster_uid, b.roster_uid)
     WHERE NOT a.f_unresolved AND NOT b.f_unresolved{left_out_sql}"""
 
 
@@ -591,24 +597,11 @@ SELECT
 FROM reasoned"""
 
 
-def verdicts_sql(
-    conn: duckdb.DuckDBPyConnection,
-    snapshot_date: date,
-    schema: str = "main",
-    left_out: str | None = None,
-) -> str:
-    """The SELECT producing beneficiary_review rows for every roster row (needs `register_rules`
-    first; checks the input schema first).
-
-    `left_out`: a table of (program, source, record_id) whose final verdict is remove; they are not
-    the earlier enrollment a later one is a duplicate of (the person would lose both)."""
-    require_inputs(conn, schema)
+def _flagged_ctes(snapshot_date: date, schema: str) -> dict[str, str]:
+    """The CTEs up to `flagged`: each roster row with its person's facts at the snapshot, before
+    any duplicate is looked at (what does not depend on which rows are left out)."""
     snap = f"DATE '{snapshot_date.isoformat()}'"
-    flags = FLAGS_SQL.format(
-        death_contradiction=contradiction_sql("f.tanggal_meninggal"),
-        move_contradiction=contradiction_sql("f.tanggal_pindah"),
-    )
-    ctes = {
+    return {
         "roster": roster_rows_sql(schema),
         "death_at_snap": death_at_snapshot_sql(snap, schema),
         "move_at_snap": move_at_snapshot_sql(snap, schema),
@@ -617,6 +610,44 @@ def verdicts_sql(
         "row_tie": row_tie_sql(schema),
         "base": base_sql(snap, schema),
         "flagged": ENROLLED_SQL,
+    }
+
+
+def flagged_sql(conn: duckdb.DuckDBPyConnection, snapshot_date: date, schema: str = "main") -> str:
+    """The SELECT of `flagged` (see _flagged_ctes), to be kept in a table and handed to
+    `verdicts_sql(flagged_table=...)` when the verdicts are computed more than once."""
+    require_inputs(conn, schema)
+    ctes = _flagged_ctes(snapshot_date, schema)
+    return (
+        "WITH " + ",\n".join(f"{n} AS ({q}\n)" for n, q in ctes.items()) + "\nSELECT * FROM flagged"
+    )
+
+
+def verdicts_sql(
+    conn: duckdb.DuckDBPyConnection,
+    snapshot_date: date,
+    schema: str = "main",
+    left_out: str | None = None,
+    flagged_table: str | None = None,
+) -> str:
+    """The SELECT producing beneficiary_review rows for every roster row (needs `register_rules`
+    first; checks the input schema first).
+
+    `left_out`: a table of (program, source, record_id) whose final verdict is remove; they are not
+    the earlier enrollment a later one is a duplicate of (the person would lose both).
+    `flagged_table`: the rows of `flagged_sql` for this snapshot and schema, computed once."""
+    require_inputs(conn, schema)
+    flags = FLAGS_SQL.format(
+        death_contradiction=contradiction_sql("f.tanggal_meninggal"),
+        move_contradiction=contradiction_sql("f.tanggal_pindah"),
+    )
+    ctes = (
+        {"flagged": f"SELECT * FROM {flagged_table}"}
+        if flagged_table
+        else _flagged_ctes(snapshot_date, schema)
+    )
+    ctes |= {
+        "pairs_ordered": PAIRS_ORDERED_SQL,
         "dup_pairs": duplicate_pairs_sql(left_out),
         "dup": DUPLICATES_SQL,
         "flags": flags,
@@ -733,10 +764,13 @@ def _decide_rows(conn: duckdb.DuckDBPyConnection, snapshot_date: date, schema: s
     so this repeats until the removed rows no longer change (a second round only when a removed row
     is the earlier enrollment of a duplicate)."""
     left_out = None
+    conn.execute(
+        f"CREATE OR REPLACE TEMP TABLE _br_flagged AS {flagged_sql(conn, snapshot_date, schema)}"
+    )
     for _ in range(MAX_LEFT_OUT_ROUNDS):
         conn.execute(
             f"CREATE OR REPLACE TEMP TABLE _br_pipeline AS "
-            f"{verdicts_sql(conn, snapshot_date, schema, left_out)}"
+            f"{verdicts_sql(conn, snapshot_date, schema, left_out, '_br_flagged')}"
         )
         conn.execute(f"CREATE OR REPLACE TEMP TABLE _br_decided AS {decided_sql(conn)}")
         conn.execute("DROP TABLE IF EXISTS _br_pipeline")
@@ -764,6 +798,7 @@ def _decide_rows(conn: duckdb.DuckDBPyConnection, snapshot_date: date, schema: s
         left_out = "_br_left_out"
     conn.execute("DROP TABLE IF EXISTS _br_removed")
     conn.execute("DROP TABLE IF EXISTS _br_left_out")
+    conn.execute("DROP TABLE IF EXISTS _br_flagged")
 
 
 _IN_FORCE = {
