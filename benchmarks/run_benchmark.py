@@ -552,6 +552,9 @@ def write_markdown(result: dict, path: Path) -> None:
             else ""
         ),
         "",
+        f"Engine: {p.get('engine', 'duckdb')}; SATUDATA_MEMORY_GB: {p.get('memory_gb_setting') or 'not set (half the machine)'}; "
+        f"model: {p.get('model', 'trained in the run')}.",
+        "",
         f"Person rows linked: {p.get('person_records', 'n/a'):,}"
         if isinstance(p.get("person_records"), int)
         else "",
@@ -559,7 +562,7 @@ def write_markdown(result: dict, path: Path) -> None:
         "| stage | wall s | peak RSS MB |",
         "|---|---:|---:|",
         f"| generate (synthetic delivery) | {_f(gen.get('seconds'), 1)} | {_f(gen.get('peak_mb'), 0)} |",
-        f"| **pipeline end to end** (`satudata run --retrain`, published job) | **{p['seconds']:.1f}** | **{p['peak_mb']:.0f}** |",
+        f"| **pipeline end to end** (`satudata run{'' if p.get('model', 'trained in the run') != 'trained in the run' else ' --retrain'}`, published job) | **{p['seconds']:.1f}** | **{p['peak_mb']:.0f}** |",
         f"| **bare Splink baseline** (load + train + predict + cluster) | **{b['seconds']:.1f}** | **{b['peak_mb']:.0f}** |",
         f"| baseline: load / train / predict / cluster | {b.get('load_s', 0):.1f} / {b.get('train_s', 0):.1f} / "
         f"{b.get('predict_s', 0):.1f} / {b.get('cluster_s', 0):.1f} | |",
@@ -672,13 +675,27 @@ def write_markdown(result: dict, path: Path) -> None:
     path.write_text("\n".join(lines) + "\n")
 
 
-def run_pipeline(data_dir: Path, state: Path, warehouse: Path, env: dict, profile: bool) -> dict:
-    print("running the published job: satudata run --retrain ...", flush=True)
+def run_pipeline(
+    data_dir: Path,
+    state: Path,
+    warehouse: Path,
+    env: dict,
+    profile: bool,
+    model_file: Path | None = None,
+) -> dict:
+    """`satudata run --retrain`, or with `model_file` (a saved model, copied into the state's model
+    folder) `satudata run` scoring with that model: the run then trains nothing."""
+    if model_file is not None:
+        models = state / "models"
+        models.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(model_file, models / model_file.name)
+    mode = ["--retrain"] if model_file is None else []
+    print(f"running the published job: satudata run {' '.join(mode)} ...", flush=True)
     code_version = commit()  # other people commit while a long run goes on: record what ran
     satudata = str(VENV_BIN / "satudata")
     profile_raw = state / "pipeline.pyspy.txt" if profile else None
     pipe_s, pipe_peak, pipe_mem, code = run_measured(
-        [satudata, "run", "--data-dir", str(data_dir), "--retrain"],
+        [satudata, "run", "--data-dir", str(data_dir), *mode],
         env,
         profile_to=profile_raw,
         ok_codes=(0, 1),
@@ -709,6 +726,9 @@ def run_pipeline(data_dir: Path, state: Path, warehouse: Path, env: dict, profil
 
     pipeline["profiled"] = bool(profile)
     pipeline["commit"] = code_version
+    pipeline["engine"] = env.get("SATUDATA_ENGINE") or "duckdb"
+    pipeline["memory_gb_setting"] = env.get("SATUDATA_MEMORY_GB") or None
+    pipeline["model"] = model_file.name if model_file is not None else "trained in the run"
     return pipeline
 
 
@@ -723,6 +743,12 @@ def main() -> int:
         "--reuse-data", action="store_true", help="skip generation if the delivery exists"
     )
     parser.add_argument("--profile", action="store_true", help="attach py-spy to the pipeline run")
+    parser.add_argument(
+        "--model",
+        metavar="FILE",
+        help="score with this saved model (satudata_pipeline models folder) instead of retraining; "
+        "e.g. a DuckDB-trained model for a run with SATUDATA_ENGINE=spark",
+    )
     parser.add_argument("--no-baseline", action="store_true", help="skip the bare Splink baseline")
     parser.add_argument(
         "--reuse-pipeline",
@@ -808,7 +834,14 @@ def main() -> int:
         print(f"  {gen_s:.1f} s, peak {gen_peak / 2**20:.0f} MB", flush=True)
 
     if not args.reuse_pipeline:
-        pipeline = run_pipeline(data_dir, state, warehouse, env, args.profile)
+        pipeline = run_pipeline(
+            data_dir,
+            state,
+            warehouse,
+            env,
+            args.profile,
+            Path(args.model).resolve() if args.model else None,
+        )
         saved.write_text(
             json.dumps(
                 {"generate": gen, "pipeline": pipeline, "started_utc": started_utc}, default=str
