@@ -553,7 +553,7 @@ def write_markdown(result: dict, path: Path) -> None:
         ),
         "",
         f"Engine: {p.get('engine', 'duckdb')}; SATUDATA_MEMORY_GB: {p.get('memory_gb_setting') or 'not set (half the machine)'}; "
-        f"model: {p.get('model', 'trained in the run')}.",
+        f"model: {p.get('model', MODEL_TRAINED_IN_RUN)}.",
         "",
         f"Person rows linked: {p.get('person_records', 'n/a'):,}"
         if isinstance(p.get("person_records"), int)
@@ -562,7 +562,7 @@ def write_markdown(result: dict, path: Path) -> None:
         "| stage | wall s | peak RSS MB |",
         "|---|---:|---:|",
         f"| generate (synthetic delivery) | {_f(gen.get('seconds'), 1)} | {_f(gen.get('peak_mb'), 0)} |",
-        f"| **pipeline end to end** (`satudata run{'' if p.get('model', 'trained in the run') != 'trained in the run' else ' --retrain'}`, published job) | **{p['seconds']:.1f}** | **{p['peak_mb']:.0f}** |",
+        f"| **pipeline end to end** (`{_run_command(p)}`, published job) | **{p['seconds']:.1f}** | **{p['peak_mb']:.0f}** |",
         f"| **bare Splink baseline** (load + train + predict + cluster) | **{b['seconds']:.1f}** | **{b['peak_mb']:.0f}** |",
         f"| baseline: load / train / predict / cluster | {b.get('load_s', 0):.1f} / {b.get('train_s', 0):.1f} / "
         f"{b.get('predict_s', 0):.1f} / {b.get('cluster_s', 0):.1f} | |",
@@ -675,6 +675,15 @@ def write_markdown(result: dict, path: Path) -> None:
     path.write_text("\n".join(lines) + "\n")
 
 
+MODEL_TRAINED_IN_RUN = "trained in the run"
+
+
+def _run_command(p: dict) -> str:
+    """The CLI command a measured run used: it retrains unless it scored with a saved model."""
+    retrained = p.get("model", MODEL_TRAINED_IN_RUN) == MODEL_TRAINED_IN_RUN
+    return "satudata run --retrain" if retrained else "satudata run"
+
+
 def run_pipeline(
     data_dir: Path,
     state: Path,
@@ -728,7 +737,7 @@ def run_pipeline(
     pipeline["commit"] = code_version
     pipeline["engine"] = env.get("SATUDATA_ENGINE") or "duckdb"
     pipeline["memory_gb_setting"] = env.get("SATUDATA_MEMORY_GB") or None
-    pipeline["model"] = model_file.name if model_file is not None else "trained in the run"
+    pipeline["model"] = model_file.name if model_file is not None else MODEL_TRAINED_IN_RUN
     return pipeline
 
 

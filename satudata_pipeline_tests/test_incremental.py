@@ -14,6 +14,7 @@ import pandas as pd
 import pytest
 from publish_helpers import connect, run_job
 
+from satudata_pipeline import config
 from satudata_pipeline.clean import fingerprint as clean_fingerprint
 from satudata_pipeline.link import incremental as inc
 from satudata_pipeline.synthetic import generate
@@ -165,7 +166,7 @@ def test_a_changed_model_or_cleaning_rule_forces_a_full_relink(months, monkeypat
         assert (plan.mode, plan.reason) == ("full", "changed since the previous linkage: model")
         # another cleaning rule file
         rules = tmp_path / "clean"
-        shutil.copytree(clean_fingerprint.config.PACKAGE_DIR / "clean", rules)
+        shutil.copytree(config.PACKAGE_DIR / "clean", rules)
         (rules / "name_rules.yaml").write_text(
             (rules / "name_rules.yaml").read_text(encoding="utf-8") + "\n# edited\n",
             encoding="utf-8",
@@ -173,7 +174,7 @@ def test_a_changed_model_or_cleaning_rule_forces_a_full_relink(months, monkeypat
         monkeypatch.setattr(
             clean_fingerprint,
             "CLEANING_INPUTS",
-            [rules, clean_fingerprint.config.REFERENCE_WILAYAH],
+            [rules, config.REFERENCE_WILAYAH],
         )
         plan = inc.choose_mode(conn, inc.configuration(settings, [], 0.5, 0.9), False)
         assert (plan.mode, plan.reason) == (

@@ -26,6 +26,8 @@ import json
 import duckdb
 import pandas as pd
 
+from satudata_pipeline import config
+from satudata_pipeline.clean.fingerprint import cleaning_rules_fingerprint
 from satudata_pipeline.clean.transform import clean_frame, mapped_record_id
 from satudata_pipeline.contract.schema import clean_select_sql
 from satudata_pipeline.contract.sources import SourceSpec
@@ -67,9 +69,6 @@ def cleaning_fingerprint(source: SourceSpec, raw_columns: list[str]) -> str:
     and reference files (clean/fingerprint.py), the clean schema and intake rules
     (contract/), the pandas and DuckDB versions, the source's mapping (not its path nor its
     extraction date, which change every month) and the raw columns."""
-    from satudata_pipeline import config
-    from satudata_pipeline.clean.fingerprint import cleaning_rules_fingerprint
-
     contract = config.PACKAGE_DIR / "contract"
     inputs = [contract / f for f in ("schema.py", "intake.py", "intake_rules.yaml", "sources.py")]
     spec = source.model_dump(
