@@ -48,9 +48,10 @@ ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
 VENV_BIN = Path(sys.executable).parent
 TARGET_REMOVE_REASONS = ("deceased", "moved_out")  # remove recall 1.0, precision >= 0.995
-# 2: Dukcapil NIKs at the real density of same-day births, twins, namesakes (issue 14); results
+# 2: Dukcapil NIKs at the real density of same-day births, twins, namesakes (issue 14); 3: no family
+# card holds one name twice (docs/synthetic-data.md); results
 # without the field were made by generator 1 (unique NIKs, no planted namesakes)
-GENERATOR_VERSION = 2
+GENERATOR_VERSION = 3
 
 
 class Sampler:

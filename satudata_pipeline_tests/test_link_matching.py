@@ -620,6 +620,13 @@ def test_borrowed_nik_and_same_address_conditions():
             "2012-02-24",
             False,
         ),
+        # the owner's own NIK on a row without birth date, the name in another order with a typo,
+        # or in the old spelling: one person, not a borrowed NIK
+        ("3171056507650001", "3171056507650001", "PUTRI AISYA", "AISYAH PUTRI", None, "1965-07-25", False),
+        ("3174035110030001", "3174035110030001", "AMINH SYIFA", "SYIFA AMINAH", None, "2003-10-11", False),
+        ("3171021907650002", "3171021907650002", "BAYU PRASETYO", "BAJU PRASECO", None, "1965-07-19", False),
+        # but one shared word of two otherwise different names is still another person
+        ("3171056507650001", "3171056507650001", "PUTRI AMELIA", "AISYAH PUTRI", None, "1965-07-25", True),
     ]
     for *vals, want in rows:
         got = conn.execute(
@@ -650,6 +657,43 @@ def test_borrowed_nik_and_same_address_conditions():
         WHERE l.record_id = 'r3' AND r.record_id <> 'r3'""").fetchall()
     )
     assert got == {"r3-r1": True, "r3-r2": False, "r3-r4": False}
+
+
+@pytest.mark.parametrize(
+    "nama_l, nama_r, level",
+    [
+        ("SITI AMINAH", "SITI AMINAH", "Exact match on nama"),
+        ("AMINAH SITI", "SITI AMINAH", "Same words, other order or other spelling"),
+        # old spelling as cleaning leaves it (TJ guessed as C, J kept) against the new spelling
+        ("BAJU PRASECO", "BAYU PRASETYO", "Same words, other order or other spelling"),
+        ("NJOMAN SUCIPTO", "NYOMAN SUCIPTO", "Same words, other order or other spelling"),
+        ("SITI AMINAH", "SITI AMINA", "One typo (Damerau-Levenshtein 1) or Jaro-Winkler >= 0.94 (also with the words sorted)"),
+        ("PUTRI AISYA", "AISYAH PUTRI", "One typo (Damerau-Levenshtein 1) or Jaro-Winkler >= 0.94 (also with the words sorted)"),
+        ("SRI", "SRI MARYATI", "Words of one name contained in the other"),
+        ("AGUS", "AGUS SUSILO", "Words of one name contained in the other"),
+        ("SANTOSO BUDI", "BUDI HARTONO", "Shares at least one word"),
+        ("SRI MARYATI", "AGUS SUSILO", "All other comparisons"),
+        (None, "AGUS", "nama is NULL"),
+    ],
+)
+def test_name_comparison_levels(nama_l, nama_r, level):
+    """Which level of the name comparison a pair of cleaned names falls in (first that holds)."""
+    from satudata_pipeline.link import splink_settings as ss
+
+    comp = ss.name_comparison().get_comparison("duckdb")
+    conn = duckdb.connect()
+    frame = """(SELECT ?::VARCHAR nama_l, ?::VARCHAR nama_r,
+        list_sort(string_split(nama_l, ' ')) nama_tokens_l, list_sort(string_split(nama_r, ' ')) nama_tokens_r,
+        array_to_string(nama_tokens_l, ' ') nama_sorted_l, array_to_string(nama_tokens_r, ' ') nama_sorted_r)"""
+    got = None
+    for lvl in comp.comparison_levels:
+        cond = lvl.sql_condition
+        if cond.strip().upper() == "ELSE" or conn.execute(
+            f"SELECT coalesce({cond}, FALSE) FROM {frame}", [nama_l, nama_r]
+        ).fetchall()[0][0]:
+            got = lvl.label_for_charts
+            break
+    assert got == level
 
 
 def test_connected_components_cluster_id_is_smallest_member():

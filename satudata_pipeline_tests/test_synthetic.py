@@ -149,6 +149,15 @@ def test_encodings_are_real(out, cfg):
             raw.decode(s["encoding"])
 
 
+def test_no_family_card_holds_one_name_twice(persons):
+    """Two members of one household with one name (and one address) could not be told apart by any
+    linkage; real family cards do not hold them (twins get different names), so neither does ours."""
+    p = persons[~persons.is_ghost]
+    assert not p.duplicated(["household", "nama"]).any()
+    # the planted namesakes are still there (the collisions the verdict rules are tested on)
+    assert (p.namesake_kind.fillna("") != "").sum() > 0
+
+
 def test_nik_structure(persons):
     kec = set(wilayah().kec.digits)
     nik = persons.nik.astype(str)

@@ -14,14 +14,19 @@ population, training the Splink model and scoring the candidate pairs, run on a 
 - Data crosses as Parquet: `link.person_records` leaves the warehouse by DuckDB COPY, Spark reads it,
   Splink's scored pairs come back as Parquet and are loaded into the table the DuckDB engine
   writes, so `write_match_pairs`, clusters and everything downstream run unchanged.
+- One Jaro-Winkler: Splink's Spark `jaro_winkler` (commons-text) is replaced on the session by
+  DuckDB's algorithm (`link/jvm`, a Java UDF built by ./scripts/setup.sh --spark,
+  `register_jaro_winkler`), so both engines give every pair the same comparison levels.
 """
 
 from __future__ import annotations
 
 import copy
+import hashlib
 import logging
 import re
 import shutil
+import sys
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -37,9 +42,77 @@ ENGINES = ("duckdb", "spark")
 _RENAMED = {
     "list_intersect": "array_intersect",  # both: distinct elements in both lists; NULL in, NULL out
     "regexp_split_to_array": "split",  # both split on a regular expression
-    "jarowinkler_similarity": "jaro_winkler",  # Splink's Scala UDF on Spark
+    # DuckDB's Jaro-Winkler on Spark: link/jvm's UDF, registered as `jaro_winkler` over Splink's
+    # own (register_jaro_winkler), so Splink's library levels and these conditions both use it
+    "jarowinkler_similarity": "jaro_winkler",
     "jaro_winkler_similarity": "jaro_winkler",
 }
+
+# DuckDB's jaro_winkler_similarity as a Spark UDF: link/jvm/DuckDBJaroWinkler.java, compiled by
+# ./scripts/setup.sh --spark into the venv (beside it, the hash of the source it was built from).
+JARO_WINKLER_CLASS = "satudata.udf.DuckDBJaroWinkler"
+_JVM_SOURCE = Path(__file__).parent / "jvm" / "DuckDBJaroWinkler.java"
+_SETUP_HINT = "run ./scripts/setup.sh --spark (docs/spark.md)"
+
+
+def udf_jar_location() -> Path:
+    """Where ./scripts/setup.sh --spark puts the jar of satudata's Spark functions."""
+    return Path(sys.prefix) / "share" / "satudata" / "satudata-udf.jar"
+
+
+def udf_jar() -> Path:
+    """The jar of satudata's Spark functions; fails when it is missing or was built from another
+    version of the Java source (never the other engine's Jaro-Winkler in its place)."""
+    jar = udf_jar_location()
+    if not jar.is_file():
+        raise RuntimeError(
+            f"the Spark engine's Jaro-Winkler function is not built ({jar} is missing): {_SETUP_HINT}"
+        )
+    if _JVM_SOURCE.is_file():  # a source checkout: the jar must be built from this source
+        stamp = jar.with_suffix(".sha256")
+        built = stamp.read_text().split()[:1] if stamp.is_file() else []
+        if built != [hashlib.sha256(_JVM_SOURCE.read_bytes()).hexdigest()]:
+            raise RuntimeError(
+                f"the Spark engine's Jaro-Winkler function ({jar}) was built from another version "
+                f"of {_JVM_SOURCE.name}: {_SETUP_HINT}"
+            )
+    return jar
+
+
+def _is_connect(session) -> bool:
+    return type(session).__module__.startswith("pyspark.sql.connect")
+
+
+def register_jaro_winkler(session) -> None:
+    """Register DuckDB's Jaro-Winkler as `jaro_winkler` on the session, replacing the function of
+    that name Splink registers (its commons-text one) in every query run afterwards: Splink's
+    generated SQL and the model's rewritten conditions, inside lambdas too. Call it after creating
+    Splink's SparkAPI (which registers Splink's functions). A local or cluster session gets the jar
+    added (`ADD JAR`: the driver, and the executors fetch it); a Spark Connect server needs it on its
+    classpath, as it needs Splink's."""
+    from pyspark.sql.types import DoubleType
+
+    jar = udf_jar()
+    if not _is_connect(session):
+        added = {str(row[0]).rsplit("/", 1)[-1] for row in session.sql("LIST JARS").collect()}
+        if jar.name not in added:
+            if "'" in str(jar):
+                raise RuntimeError(f"the path of {jar.name} contains a quote: {_SETUP_HINT}")
+            session.sql(f"ADD JAR '{jar}'")
+        # ADD JAR makes the session's jar class loader the class loader of the JVM thread that ran
+        # it; this step may run on another one (one JVM thread per Python thread)
+        jvm = session.sparkContext._jvm
+        jvm.java.lang.Thread.currentThread().setContextClassLoader(
+            session._jsparkSession.sharedState().jarClassLoader()
+        )
+    try:
+        session.udf.registerJavaFunction("jaro_winkler", JARO_WINKLER_CLASS, DoubleType())
+    except Exception as e:  # the class is missing (no names or values in this message)
+        where = "the Spark Connect server's classpath" if _is_connect(session) else "the session"
+        raise RuntimeError(
+            f"could not register the Spark engine's Jaro-Winkler function ({JARO_WINKLER_CLASS}) "
+            f"from {jar.name} on {where}: {_SETUP_HINT}"
+        ) from e
 
 
 def _rewrite(node: exp.Expression) -> exp.Expression:
@@ -195,6 +268,8 @@ class SparkLinkage:
         self.api = SparkAPI(
             spark_session=session, break_lineage_method="persist" if local else None
         )
+        # after SparkAPI, which registers Splink's functions: DuckDB's Jaro-Winkler replaces its own
+        register_jaro_winkler(session)
         self.exchange = Exchange(scratch / "exchange")
         self._templates: dict[int, dict] = {}
         self._records: dict[str, Any] = {}

@@ -5,7 +5,8 @@ What the model compares for every candidate pair of person records (columns of
 
 | comparison     | levels (most to least similar)                                                   |
 |----------------|----------------------------------------------------------------------------------|
-| nama           | exact (term-frequency adjusted) / same words reordered / one typo or JW >= 0.94 / |
+| nama           | exact (term-frequency adjusted) / same words reordered or in the other (old/new) |
+|                | spelling / one typo or JW >= 0.94 (also on the words sorted) /                   |
 |                | words of one name within the other (term-frequency adjusted, downwards only) /   |
 |                | two typos or JW >= 0.85 / shares a word / else                                   |
 | tanggal_lahir  | exact / one digit typed differently / day-month swapped / within a year / else  |
@@ -129,10 +130,27 @@ KELURAHAN_UNKNOWN = (
     "OR (kode_kelurahan_r IS NULL AND kelurahan_r IS NULL))"
 )
 
-# Names are "close" when nearly identical, reordered, or one is the other minus some words.
+# One name in the old spelling and the other in the new. Cleaning turns the unambiguous old
+# spellings into EYD (DJ -> J, OE -> U, ...: clean/name_rules.yaml) but must leave J -> Y and guesses
+# TJ -> C, so BAJOE PRASETJO is cleaned to BAJU PRASECO while its bearer writes BAYU PRASETYO. With
+# Y read as J and then TJ as C, both spellings give one key (BAJU PRASECO; NJOMAN / NYOMAN ->
+# NJOMAN; TJAHJO / CAHYO -> CAHJO): the same name, written in two spellings.
+def spelling_key(col: str) -> str:
+    return f"replace(replace({col}, 'Y', 'J'), 'TJ', 'C')"
+
+
+SAME_NAME_OTHER_SPELLING = f"({spelling_key('nama_l')} = {spelling_key('nama_r')})"
+# The words in another order with a typo (AMINH SYIFA / SYIFA AMINAH, PUTRI AISYA / AISYAH PUTRI):
+# Jaro-Winkler on the words sorted.
+SORTED_NAMES_JW = "jaro_winkler_similarity(nama_sorted_l, nama_sorted_r)"
+
+# Names are "close" when nearly identical (also in the other spelling, or with the words in another
+# order), reordered, or one is the other minus some words.
 NAMES_CLOSE = (
     "(nama_sorted_l = nama_sorted_r "
+    f"OR {SAME_NAME_OTHER_SPELLING} "
     "OR jaro_winkler_similarity(nama_l, nama_r) >= 0.92 "
+    f"OR {SORTED_NAMES_JW} >= 0.92 "
     f"OR {NAME_DL1} "
     "OR len(list_intersect(nama_tokens_l, nama_tokens_r)) "
     "= least(len(nama_tokens_l), len(nama_tokens_r)) "
@@ -179,7 +197,7 @@ VETO = f"(NOT {NAMES_SIMILAR} AND NOT {BIRTH_DATES_CLOSE})"
 # contained in a longer one) point at namesakes at city scale and are not used.
 EVENT_KINDS = ("death_registry", "migration_registry")
 _EVENT_NAME_SEX_NIK = (
-    f"(nama_l = nama_r OR nama_sorted_l = nama_sorted_r OR {NAME_DL1}) "
+    f"(nama_l = nama_r OR nama_sorted_l = nama_sorted_r OR {SAME_NAME_OTHER_SPELLING} OR {NAME_DL1}) "
     "AND (jenis_kelamin_l IS NULL OR jenis_kelamin_r IS NULL OR jenis_kelamin_l = jenis_kelamin_r) "
     f"AND (nik_l IS NULL OR nik_r IS NULL OR {NIK_ONE_TYPO})"
 )
@@ -231,11 +249,14 @@ def name_comparison() -> cl.CustomComparison:
             cll.NullLevel("nama"),
             cll.ExactMatchLevel("nama").configure(tf_adjustment_column="nama"),
             cll.CustomLevel(
-                "nama_sorted_l = nama_sorted_r", label_for_charts="Same words, other order"
+                f"nama_sorted_l = nama_sorted_r OR {SAME_NAME_OTHER_SPELLING}",
+                label_for_charts="Same words, other order or other spelling",
             ),
             cll.CustomLevel(
-                f"jaro_winkler_similarity(nama_l, nama_r) >= 0.94 OR {NAME_DL1}",
-                label_for_charts="One typo (Damerau-Levenshtein 1) or Jaro-Winkler >= 0.94",
+                f"jaro_winkler_similarity(nama_l, nama_r) >= 0.94 OR {NAME_DL1} "
+                f"OR {SORTED_NAMES_JW} >= 0.94",
+                label_for_charts="One typo (Damerau-Levenshtein 1) or Jaro-Winkler >= 0.94 "
+                "(also with the words sorted)",
             ),
             cll.CustomLevel(
                 "len(list_intersect(nama_tokens_l, nama_tokens_r)) "

@@ -547,6 +547,49 @@ def _twins(df: pd.DataFrame, rng: np.random.Generator) -> None:
     df["twin"] = tw
 
 
+def _distinct_in_household(df: pd.DataFrame) -> None:
+    """No two members of one family card carry the same name. Parents in Indonesia do not give a
+    child the name of a parent or sibling (twins included: NAURA AI AZZAHRA / NAURA AI ZAHIRA, not
+    twice NAURA), and a family card with two identical names and one address would be a record
+    nobody can tell apart, which is not a collision real deliveries show. The later member gets a
+    second word after the first (FARHAN -> FARHAN HAKIM; LAMRIA SIAHAAN -> LAMRIA TUA SIAHAAN).
+    Its own generator, seeded from the data, so the draws of every other person stay as they were."""
+    keys = pd.Series(df.hh.values.astype(str), dtype=object) + "|" + df.nama.astype(str).values
+    # a planted namesake keeps its name (it is the collision under test); another member yields
+    planted = (
+        df["namesake_kind"].fillna("").astype(str).values != ""
+        if "namesake_kind" in df
+        else np.zeros(len(df), bool)
+    )
+    order = np.lexsort((np.arange(len(df)), ~planted))
+    dup = np.sort(order[keys.iloc[order].duplicated(keep="first").values])
+    if not len(dup):
+        return
+    rng = np.random.default_rng([len(df), int(dup.sum() % (2**32))])
+    nama, alt = df.nama.values.copy(), df.nama_alt.values.copy()
+    group, sex = df.group.values, df.jenis_kelamin.values
+    for i in dup:
+        start = int(df.hh_start.values[i])
+        taken = set(nama[start : start + int(df.hh_size.values[i])])
+        g, s = group[i], sex[i]
+        if g == "batak":
+            pool = synth_names.BATAK_MIDDLE
+        elif g == "tionghoa":
+            pool = synth_names.FIRST[(g, s)]
+        else:
+            pool = synth_names.SECOND.get((g, s), synth_names.SECOND[("arab", s)])
+        for _ in range(50):
+            word = pool[rng.integers(0, len(pool))]
+            first, _sp, rest = str(nama[i]).partition(" ")
+            cand = " ".join(w for w in (first, word, rest) if w)
+            if word not in str(nama[i]).split() and cand not in taken:
+                break
+        afirst, _sp, arest = str(alt[i]).partition(" ")
+        nama[i] = cand
+        alt[i] = " ".join(w for w in (afirst, word, arest) if w)
+    df["nama"], df["nama_alt"] = nama, alt
+
+
 def compatible_name(anchor: np.ndarray, own: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """A name a clerk could take for `anchor`'s: the anchor's first word alone (AGUS SUSILO -> AGUS),
     or with the person's own other words (SRI -> SRI MARYATI), or the anchor's whole name with one
@@ -916,6 +959,7 @@ def build_population(
     _birth_cells(df, rng, snap, None if chunk is None else chunk.rows_total)
     _twins(df, rng)
     _namesakes(df, rng, w.kec, snap, n)
+    _distinct_in_household(df)
     _nik_and_kk(df, rng, w.kel, w.kec, snap, None if chunk is None else chunk.serials)
     width = max(7, len(str(n if chunk is None else chunk.persons_total)))
     p0, g0 = (0, 0) if chunk is None else (chunk.persons_before, chunk.ghosts_before)
