@@ -648,27 +648,45 @@ def test_duplicate_enrollment_by_nik_needs_the_same_name(case, name_010a, verdic
         assert "to check, not conclusive" in evidence
 
 
+DUP_LINK_CASES = [
+    # (case, KJP-010D's kelurahan, street line, house number, name; the verdict of KJP-010D)
+    ("one name at one home", "31.71.01.1001", "JL MAWAR NO 5", "5", "ORANG P10", "remove"),
+    (
+        "another kelurahan (a namesake born the same day)",
+        "31.75.02.1004", "JL MAWAR NO 5", "5", "ORANG P10", "review",
+    ),
+    (
+        "one kelurahan, another address (two AQILs born the same day)",
+        "31.71.01.1001", "JL PEDATI NO 134", "134", "ORANG P10", "review",
+    ),
+    (
+        "one home, one name inside the other (twins VERONIKA WIJAYA / VERONIKA FELICIA WIJAYA)",
+        "31.71.01.1001", "JL MAWAR NO 5", "5", "ORANG P10 TAMBAHAN KATA", "review",
+    ),
+]
+
+
 @pytest.mark.parametrize(
-    "case, kel_010d, verdict",
-    [
-        ("strong link without the NIK, one kelurahan", "31.71.01.1001", "remove"),
-        (
-            "strong link without the NIK, another kelurahan (a namesake born the same day)",
-            "31.75.02.1004",
-            "review",
-        ),
-    ],
+    "case, kel_010d, alamat_010d, nomor_010d, nama_010d, verdict",
+    DUP_LINK_CASES,
+    ids=[c[0] for c in DUP_LINK_CASES],
 )
-def test_duplicate_enrollment_by_link_needs_one_kelurahan(case, kel_010d, verdict):
+def test_duplicate_enrollment_by_link_needs_one_name_at_one_home(
+    case, kel_010d, alamat_010d, nomor_010d, nama_010d, verdict
+):
     """Rows with two NIKs are one child's duplicate enrollment only when linked strongly without the
-    NIK within one kelurahan: a common name and a birth date reach 0.99 across the city."""
+    NIK with one name at one home: a common name and a birth date reach 0.99 across the city, two
+    children of one name are born the same day in one kelurahan, and twins share birth date and home."""
     conn = duckdb.connect()
     build_fixture_warehouse(conn)
     conn.execute(
-        "UPDATE link.person_records SET kode_kelurahan = '31.71.01.1001' WHERE record_id LIKE 'KJP-010%'"
+        "UPDATE link.person_records SET kode_kelurahan = '31.71.01.1001', alamat = 'JL MAWAR NO 5', "
+        "alamat_nomor = '5', nama_sorted = 'ORANG P10' WHERE record_id LIKE 'KJP-010%'"
     )
     conn.execute(
-        "UPDATE link.person_records SET kode_kelurahan = ? WHERE record_id = 'KJP-010D'", [kel_010d]
+        "UPDATE link.person_records SET kode_kelurahan = ?, alamat = ?, alamat_nomor = ?, "
+        "nama_sorted = ? WHERE record_id = 'KJP-010D'",
+        [kel_010d, alamat_010d, nomor_010d, nama_010d],
     )
     # KJP-010D carries another valid NIK; it is linked to the earliest row KJP-010B at 0.999 without it
     conn.execute(
@@ -677,6 +695,8 @@ def test_duplicate_enrollment_by_link_needs_one_kelurahan(case, kel_010d, verdic
     )
     got_verdict, reasons, evidence = _verdict(conn, "KJP-010D")
     assert (got_verdict, list(reasons)) == (verdict, ["duplicate_enrollment"]), case
+    if verdict == "review":
+        assert "to check, not conclusive" in evidence
 
 
 AGE_CASES = [

@@ -245,7 +245,9 @@ def roster_rows_sql(schema: str = "main") -> str:
                CAST(r.nik_valid AS BOOLEAN) AS roster_nik_valid,
                CAST(r.tanggal_lahir AS DATE) AS roster_lahir,
                CAST(r.nama_sorted AS VARCHAR) AS roster_nama_sorted,
-               CAST(r.kode_kelurahan AS VARCHAR) AS roster_kelurahan
+               CAST(r.kode_kelurahan AS VARCHAR) AS roster_kelurahan,
+               CAST(r.alamat AS VARCHAR) AS roster_alamat,
+               CAST(r.alamat_nomor AS VARCHAR) AS roster_alamat_nomor
         FROM link.person_records r
         LEFT JOIN (
             SELECT source, CAST(record_id AS VARCHAR) AS record_id, any_value(person_id) AS person_id,
@@ -257,7 +259,7 @@ def roster_rows_sql(schema: str = "main") -> str:
     """
     quarantined = f"""
         SELECT l.source, rs.program, CAST(l.record_id AS VARCHAR), NULL, NULL, NULL, NULL, NULL,
-               NULL, NULL, NULL, NULL, l.link_method, NULL, NULL, NULL, NULL, NULL
+               NULL, NULL, NULL, NULL, l.link_method, NULL, NULL, NULL, NULL, NULL, NULL, NULL
         FROM {link_table(schema)} l
         JOIN (SELECT source, any_value(program) AS program FROM link.person_records
               WHERE kind = 'program_roster' GROUP BY source) rs ON rs.source = l.source
@@ -434,8 +436,8 @@ ENROLLED_SQL = f"""
 def duplicate_pairs_sql(left_out: str | None = None) -> str:
     """Each later enrollment of a person with an earlier one in the same program, or in a program
     excluding this one (needs `flagged`, `pairs_ordered`); `conclusive` (it removes) only when the two rows
-    themselves identify one person: the same valid NIK and no other birth date, or a link between
-    them strong without the NIK. A ghost row that copies a real child's name and birth date with a
+    themselves identify one person: the same valid NIK, no other birth date and the same name, or
+    a link between them strong without the NIK with the same name at one home. A ghost row that copies a real child's name and birth date with a
     NIK a digit off is not proof that the real child is enrolled twice (docs/verdict-rules.md,
     duplicate_enrollment). `left_out`: rows whose final verdict is remove (never the earlier one)."""
     left_out_sql = (
@@ -457,10 +459,16 @@ def duplicate_pairs_sql(left_out: str | None = None) -> str:
                AND coalesce(a.roster_nama_sorted = b.roster_nama_sorted
                             OR damerau_levenshtein(a.roster_nama_sorted, b.roster_nama_sorted) <= 2,
                             TRUE))
-           -- a strong link without the NIK counts only within one kelurahan: a common name and a
-           -- birth date alone reach it across the city (AI AZZAHRA, MUHAMMAD PRATAMA)
+           -- a strong link without the NIK counts only for one name at one home: a common name
+           -- and a birth date alone reach it across the city (AI AZZAHRA, MUHAMMAD PRATAMA), two
+           -- AQILs born the same day in one kelurahan at two addresses are two children, and twins
+           -- share birth date and home (VERONIKA WIJAYA inside VERONIKA FELICIA WIJAYA: two girls)
            OR coalesce(mp.match_probability_without_nik >= {DUPLICATE_MIN_PROBABILITY}
-                       AND a.roster_kelurahan = b.roster_kelurahan, FALSE) AS conclusive
+                       AND a.roster_kelurahan = b.roster_kelurahan
+                       AND (a.roster_nama_sorted = b.roster_nama_sorted
+                            OR damerau_levenshtein(a.roster_nama_sorted, b.roster_nama_sorted) <= 2)
+                       AND jaro_winkler_similarity(a.roster_alamat, b.roster_alamat) >= 0.9
+                       AND a.roster_alamat_nomor = b.roster_alamat_nomor, FALSE) AS conclusive
     FROM flagged a
     JOIN flagged b
       ON a.person_id = b.person_id AND b.enroll_ord < a.enroll_ord
