@@ -873,7 +873,9 @@ def test_predict_chunks_follow_the_memory_budget_not_only_the_population():
     assert matching.predict_chunks(1000, 4) == 1
     assert matching.predict_chunks(4 * per_gb, 4) == 1
     assert matching.predict_chunks(4 * per_gb + 1, 4) == 2
-    assert matching.predict_chunks(20_000_000, 4) == math.ceil(20_000_000 / (4 * per_gb))
+    # k x k chunks: k^2 follows the records per budget (the pairs grow with the records)
+    assert matching.predict_chunks(16 * 4 * per_gb, 4) == 4
+    assert matching.predict_chunks(20_000_000, 4) == math.ceil(math.sqrt(20_000_000 / (4 * per_gb)))
     assert matching.predict_chunks(20_000_000, 16) < matching.predict_chunks(20_000_000, 4)
 
 
