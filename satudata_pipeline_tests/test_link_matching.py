@@ -622,11 +622,43 @@ def test_borrowed_nik_and_same_address_conditions():
         ),
         # the owner's own NIK on a row without birth date, the name in another order with a typo,
         # or in the old spelling: one person, not a borrowed NIK
-        ("3171056507650001", "3171056507650001", "PUTRI AISYA", "AISYAH PUTRI", None, "1965-07-25", False),
-        ("3174035110030001", "3174035110030001", "AMINH SYIFA", "SYIFA AMINAH", None, "2003-10-11", False),
-        ("3171021907650002", "3171021907650002", "BAYU PRASETYO", "BAJU PRASECO", None, "1965-07-19", False),
+        (
+            "3171056507650001",
+            "3171056507650001",
+            "PUTRI AISYA",
+            "AISYAH PUTRI",
+            None,
+            "1965-07-25",
+            False,
+        ),
+        (
+            "3174035110030001",
+            "3174035110030001",
+            "AMINH SYIFA",
+            "SYIFA AMINAH",
+            None,
+            "2003-10-11",
+            False,
+        ),
+        (
+            "3171021907650002",
+            "3171021907650002",
+            "BAYU PRASETYO",
+            "BAJU PRASECO",
+            None,
+            "1965-07-19",
+            False,
+        ),
         # but one shared word of two otherwise different names is still another person
-        ("3171056507650001", "3171056507650001", "PUTRI AMELIA", "AISYAH PUTRI", None, "1965-07-25", True),
+        (
+            "3171056507650001",
+            "3171056507650001",
+            "PUTRI AMELIA",
+            "AISYAH PUTRI",
+            None,
+            "1965-07-25",
+            True,
+        ),
     ]
     for *vals, want in rows:
         got = conn.execute(
@@ -667,8 +699,16 @@ def test_borrowed_nik_and_same_address_conditions():
         # old spelling as cleaning leaves it (TJ guessed as C, J kept) against the new spelling
         ("BAJU PRASECO", "BAYU PRASETYO", "Same words, other order or other spelling"),
         ("NJOMAN SUCIPTO", "NYOMAN SUCIPTO", "Same words, other order or other spelling"),
-        ("SITI AMINAH", "SITI AMINA", "One typo (Damerau-Levenshtein 1) or Jaro-Winkler >= 0.94 (also with the words sorted)"),
-        ("PUTRI AISYA", "AISYAH PUTRI", "One typo (Damerau-Levenshtein 1) or Jaro-Winkler >= 0.94 (also with the words sorted)"),
+        (
+            "SITI AMINAH",
+            "SITI AMINA",
+            "One typo (Damerau-Levenshtein 1) or Jaro-Winkler >= 0.94 (also with the words sorted)",
+        ),
+        (
+            "PUTRI AISYA",
+            "AISYAH PUTRI",
+            "One typo (Damerau-Levenshtein 1) or Jaro-Winkler >= 0.94 (also with the words sorted)",
+        ),
         ("SRI", "SRI MARYATI", "Words of one name contained in the other"),
         ("AGUS", "AGUS SUSILO", "Words of one name contained in the other"),
         ("SANTOSO BUDI", "BUDI HARTONO", "Shares at least one word"),
@@ -688,9 +728,12 @@ def test_name_comparison_levels(nama_l, nama_r, level):
     got = None
     for lvl in comp.comparison_levels:
         cond = lvl.sql_condition
-        if cond.strip().upper() == "ELSE" or conn.execute(
-            f"SELECT coalesce({cond}, FALSE) FROM {frame}", [nama_l, nama_r]
-        ).fetchall()[0][0]:
+        if (
+            cond.strip().upper() == "ELSE"
+            or conn.execute(
+                f"SELECT coalesce({cond}, FALSE) FROM {frame}", [nama_l, nama_r]
+            ).fetchall()[0][0]
+        ):
             got = lvl.label_for_charts
             break
     assert got == level

@@ -653,15 +653,27 @@ DUP_LINK_CASES = [
     ("one name at one home", "31.71.01.1001", "JL MAWAR NO 5", "5", "ORANG P10", "remove"),
     (
         "another kelurahan (a namesake born the same day)",
-        "31.75.02.1004", "JL MAWAR NO 5", "5", "ORANG P10", "review",
+        "31.75.02.1004",
+        "JL MAWAR NO 5",
+        "5",
+        "ORANG P10",
+        "review",
     ),
     (
         "one kelurahan, another address (two AQILs born the same day)",
-        "31.71.01.1001", "JL PEDATI NO 134", "134", "ORANG P10", "review",
+        "31.71.01.1001",
+        "JL PEDATI NO 134",
+        "134",
+        "ORANG P10",
+        "review",
     ),
     (
         "one home, one name inside the other (twins VERONIKA WIJAYA / VERONIKA FELICIA WIJAYA)",
-        "31.71.01.1001", "JL MAWAR NO 5", "5", "ORANG P10 TAMBAHAN KATA", "review",
+        "31.71.01.1001",
+        "JL MAWAR NO 5",
+        "5",
+        "ORANG P10 TAMBAHAN KATA",
+        "review",
     ),
 ]
 

@@ -130,6 +130,7 @@ KELURAHAN_UNKNOWN = (
     "OR (kode_kelurahan_r IS NULL AND kelurahan_r IS NULL))"
 )
 
+
 # One name in the old spelling and the other in the new. Cleaning turns the unambiguous old
 # spellings into EYD (DJ -> J, OE -> U, ...: clean/name_rules.yaml) but must leave J -> Y and guesses
 # TJ -> C, so BAJOE PRASETJO is cleaned to BAJU PRASECO while its bearer writes BAYU PRASETYO. With
