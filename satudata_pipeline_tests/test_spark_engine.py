@@ -7,10 +7,7 @@ module, two shuffle partitions) and are skipped when pyspark or a Java runtime i
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import os
-import shutil
 
 import dagster as dg
 import duckdb
@@ -18,6 +15,7 @@ import pytest
 import sqlglot
 from fixtures import linkage
 from fixtures.resources import run_resources
+from fixtures.spark import needs_spark
 
 from satudata_pipeline import config
 from satudata_pipeline.golden.assets import build_golden_assets
@@ -120,13 +118,6 @@ def test_engine_setting(monkeypatch):
 
 # --------------------------------------------------------------------------------------------
 # On local Spark
-
-HAVE_SPARK = importlib.util.find_spec("pyspark") is not None and bool(
-    os.environ.get("JAVA_HOME") or shutil.which("java")
-)
-needs_spark = pytest.mark.skipif(
-    not HAVE_SPARK, reason="pyspark or a Java runtime missing (./scripts/setup.sh --spark)"
-)
 
 
 @pytest.fixture(scope="module")

@@ -9,13 +9,11 @@ The Spark tests are skipped when pyspark or a Java runtime is missing; a missing
 
 from __future__ import annotations
 
-import importlib.util
-import os
 import random
-import shutil
 
 import duckdb
 import pytest
+from fixtures.spark import needs_spark
 
 from satudata_pipeline.link import spark_engine
 from satudata_pipeline.resources import SparkResource
@@ -183,13 +181,6 @@ def test_a_missing_or_stale_jar_stops_the_engine(tmp_path, monkeypatch):
 
 # --------------------------------------------------------------------------------------------
 # On local Spark
-
-HAVE_SPARK = importlib.util.find_spec("pyspark") is not None and bool(
-    os.environ.get("JAVA_HOME") or shutil.which("java")
-)
-needs_spark = pytest.mark.skipif(
-    not HAVE_SPARK, reason="pyspark or a Java runtime missing (./scripts/setup.sh --spark)"
-)
 
 
 @pytest.fixture(scope="module")
