@@ -371,8 +371,9 @@ def sparse_id_blocking(conn: duckdb.DuckDBPyConnection) -> tuple[list, dict]:
 # and memory follows SATUDATA_MEMORY_GB, not the population. (k proportional to the records, as
 # before 2026-12-03, kept the records per chunk side fixed instead and re-ran every blocking join
 # k times over the records, a cost growing with the square of the population: at 3M persons, 2 GB,
-# 6 x 6 chunks scored in 697 s, 3 x 3 in 432 s at a peak of 2.1 GB, the same 4,198,782 pairs.) Every pair falls in exactly
-# one chunk (its two records' hashes), so the union is the unchunked prediction.
+# 6 x 6 chunks scored in 697 s, 3 x 3 in 432 s at a peak of 2.1 GB, the same 4,198,782 pairs.)
+# Every pair falls in exactly one chunk (its two records' hashes), so the union is the unchunked
+# prediction.
 PREDICT_RECORDS_PER_GB = 500_000
 
 

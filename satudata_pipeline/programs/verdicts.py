@@ -32,6 +32,7 @@ from satudata_pipeline.contract.schema import (
     PERSON_SOURCE_LINK_READ,
     require_columns,
 )
+from satudata_pipeline.link import splink_settings as ss
 from satudata_pipeline.link.clusters import EVIDENCE_MIN_PROBABILITY
 from satudata_pipeline.programs import reasons
 from satudata_pipeline.programs.reasons import (
@@ -433,12 +434,28 @@ ENROLLED_SQL = f"""
     FROM base"""
 
 
+# Two roster rows (a, b) carry one name: the same words, or a typo or two (FATIMAH and FATIMAH
+# YANTI are not one name: a name inside another is weak evidence).
+ROWS_SAME_NAME = (
+    "(a.roster_nama_sorted = b.roster_nama_sorted "
+    "OR damerau_levenshtein(a.roster_nama_sorted, b.roster_nama_sorted) <= 2)"
+)
+# Two roster rows give one home: the linkage's "same address" on the rows' own street lines and
+# house numbers, in one kelurahan.
+ROWS_SAME_HOME = "({} AND a.roster_kelurahan = b.roster_kelurahan)".format(
+    ss.SAME_ADDRESS.replace("alamat_nomor_l", "a.roster_alamat_nomor")
+    .replace("alamat_nomor_r", "b.roster_alamat_nomor")
+    .replace("alamat_l", "a.roster_alamat")
+    .replace("alamat_r", "b.roster_alamat")
+)
+
+
 def duplicate_pairs_sql(left_out: str | None = None) -> str:
     """Each later enrollment of a person with an earlier one in the same program, or in a program
     excluding this one (needs `flagged`, `pairs_ordered`); `conclusive` (it removes) only when the two rows
     themselves identify one person: the same valid NIK, no other birth date and the same name, or
-    a link between them strong without the NIK with the same name at one home. A ghost row that copies a real child's name and birth date with a
-    NIK a digit off is not proof that the real child is enrolled twice (docs/verdict-rules.md,
+    a link between them strong without the NIK with the same name at one home. A ghost row that
+    copies a real child's name and birth date with a NIK a digit off is not proof that the real child is enrolled twice (docs/verdict-rules.md,
     duplicate_enrollment). `left_out`: rows whose final verdict is remove (never the earlier one)."""
     left_out_sql = (
         ""
@@ -454,21 +471,14 @@ def duplicate_pairs_sql(left_out: str | None = None) -> str:
                || coalesce(' since ' || strftime(b.tanggal_mulai, '%Y-%m-%d'), '') AS kept_row,
            (coalesce(a.roster_nik_valid AND b.roster_nik_valid, FALSE) AND a.nik = b.nik
                AND (a.roster_lahir IS NULL OR b.roster_lahir IS NULL OR a.roster_lahir = b.roster_lahir)
-               -- the same words, or a typo or two: FATIMAH and FATIMAH YANTI with one NIK are a
-               -- mistyped NIK as often as one child (a name inside another is weak evidence)
-               AND coalesce(a.roster_nama_sorted = b.roster_nama_sorted
-                            OR damerau_levenshtein(a.roster_nama_sorted, b.roster_nama_sorted) <= 2,
-                            TRUE))
+               -- FATIMAH and FATIMAH YANTI with one NIK are a mistyped NIK as often as one child
+               AND coalesce({ROWS_SAME_NAME}, TRUE))
            -- a strong link without the NIK counts only for one name at one home: a common name
            -- and a birth date alone reach it across the city (AI AZZAHRA, MUHAMMAD PRATAMA), two
            -- AQILs born the same day in one kelurahan at two addresses are two children, and twins
            -- share birth date and home (VERONIKA WIJAYA inside VERONIKA FELICIA WIJAYA: two girls)
            OR coalesce(mp.match_probability_without_nik >= {DUPLICATE_MIN_PROBABILITY}
-                       AND a.roster_kelurahan = b.roster_kelurahan
-                       AND (a.roster_nama_sorted = b.roster_nama_sorted
-                            OR damerau_levenshtein(a.roster_nama_sorted, b.roster_nama_sorted) <= 2)
-                       AND jaro_winkler_similarity(a.roster_alamat, b.roster_alamat) >= 0.9
-                       AND a.roster_alamat_nomor = b.roster_alamat_nomor, FALSE) AS conclusive
+                       AND {ROWS_SAME_NAME} AND {ROWS_SAME_HOME}, FALSE) AS conclusive
     FROM flagged a
     JOIN flagged b
       ON a.person_id = b.person_id AND b.enroll_ord < a.enroll_ord

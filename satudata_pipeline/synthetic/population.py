@@ -556,11 +556,7 @@ def _distinct_in_household(df: pd.DataFrame) -> None:
     Its own generator, seeded from the data, so the draws of every other person stay as they were."""
     keys = pd.Series(df.hh.values.astype(str), dtype=object) + "|" + df.nama.astype(str).values
     # a planted namesake keeps its name (it is the collision under test); another member yields
-    planted = (
-        df["namesake_kind"].fillna("").astype(str).values != ""
-        if "namesake_kind" in df
-        else np.zeros(len(df), bool)
-    )
+    planted = df["namesake_kind"].fillna("").astype(str).values != ""
     order = np.lexsort((np.arange(len(df)), ~planted))
     dup = np.sort(order[keys.iloc[order].duplicated(keep="first").values])
     if not len(dup):
@@ -578,11 +574,12 @@ def _distinct_in_household(df: pd.DataFrame) -> None:
             pool = synth_names.FIRST[(g, s)]
         else:
             pool = synth_names.SECOND.get((g, s), synth_names.SECOND[("arab", s)])
+        first, _sp, rest = str(nama[i]).partition(" ")
+        own = set(str(nama[i]).split())
         for _ in range(50):
             word = pool[rng.integers(0, len(pool))]
-            first, _sp, rest = str(nama[i]).partition(" ")
             cand = " ".join(w for w in (first, word, rest) if w)
-            if word not in str(nama[i]).split() and cand not in taken:
+            if word not in own and cand not in taken:
                 break
         afirst, _sp, arest = str(alt[i]).partition(" ")
         nama[i] = cand
