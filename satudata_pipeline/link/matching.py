@@ -362,18 +362,20 @@ def sparse_id_blocking(conn: duckdb.DuckDBPyConnection) -> tuple[list, dict]:
     return rules, summary
 
 
-# Splink predict in chunks (num_chunks_left = num_chunks_right = k): each of the k x k chunks
-# blocks, compares and scores only the pairs whose left record hashes into one k-th of the records
-# and whose right record into another, so the candidate pairs of one chunk are about 1/k^2 of the
-# whole and its records 1/k per side. The pairs grow with the records (capped blocks: a bounded
-# number per record), so k^2 follows records / budget: k is the smallest with at most
-# PREDICT_RECORDS_PER_GB records per GB of the memory budget (config.memory_gb()) per k^2 chunks,
-# and memory follows SATUDATA_MEMORY_GB, not the population. (k proportional to the records, as
-# before 2026-12-03, kept the records per chunk side fixed instead and re-ran every blocking join
-# k times over the records, a cost growing with the square of the population: at 3M persons, 2 GB,
-# 6 x 6 chunks scored in 697 s, 3 x 3 in 432 s at a peak of 2.1 GB, the same 4,198,782 pairs.)
-# Every pair falls in exactly one chunk (its two records' hashes), so the union is the unchunked
-# prediction.
+# Splink predict in parts. The candidate pairs of all blocking rules are made once (ids only:
+# Splink's compute_blocked_pairs_for_predict), then scored k x k parts at a time, each part the
+# pairs whose hash falls in one k^2-th (register_blocked_pairs_for_predict + predict): a part
+# compares about 1/k^2 of the pairs, so the memory of the comparisons follows the budget. The
+# pairs grow with the records (capped blocks: a bounded number per record), so k^2 follows
+# records / budget: k is the smallest with at most PREDICT_RECORDS_PER_GB records per GB of the
+# memory budget (config.memory_gb()) per k^2 parts, and memory follows SATUDATA_MEMORY_GB, not the
+# population. Every pair falls in exactly one part, so the union is the one-part prediction.
+# History: until 2026-12-03 k grew with the records (6 x 6 at 3M, 2 GB: 697 s); then Splink's
+# num_chunks_left/right with k^2 following the records (3 x 3 at 3M: 432 s, the same 4,198,782
+# pairs). Those chunks re-ran every blocking join over each chunk's records (the join inputs are
+# the records of one chunk per side, k^2 times: 2Nk record scans), so blocking cost grew with k;
+# blocking once costs one pass (1M persons, 2 x 2: 182 s -> 149 s for the same 1,384,423 pairs,
+# on a shared machine; benchmarks/results/FINDINGS-2026-12-03-session2.md).
 PREDICT_RECORDS_PER_GB = 500_000
 
 
@@ -392,8 +394,8 @@ def predict(
     chunks: int | None = None,
 ):
     """Score candidate pairs of `link.person_records` with the trained model (its prediction
-    blocking rules, plus `extra_blocking_rules`: see sparse_id_blocking), in `chunks` x `chunks`
-    parts (default: predict_chunks for the records and config.memory_gb()).
+    blocking rules, plus `extra_blocking_rules`: see sparse_id_blocking), blocked once and scored
+    in `chunks` x `chunks` parts (default: predict_chunks for the records and config.memory_gb()).
     Returns (linker, SplinkDataFrame of predictions above `match_threshold`)."""
     from splink import Linker
 
@@ -403,13 +405,41 @@ def predict(
         chunks = predict_chunks(n, config.memory_gb())
     model_settings = with_extra_blocking(model_settings, extra_blocking_rules)
     linker = Linker(sdf, model_settings, log_level=logging.WARNING)
-    df_pred = linker.inference.predict(
-        threshold_match_probability=match_threshold,
-        num_chunks_left=chunks,
-        num_chunks_right=chunks,
-        warning_mode="never",
-    )
-    return linker, df_pred
+    if chunks <= 1:
+        df_pred = linker.inference.predict(
+            threshold_match_probability=match_threshold, warning_mode="never"
+        )
+        return linker, df_pred
+    return linker, _predict_in_parts(db_api, linker, match_threshold, chunks * chunks)
+
+
+def _predict_in_parts(db_api, linker, match_threshold: float, parts: int):
+    """Block once, score the blocked pairs `parts` at a time (by the hash of the pair's ids);
+    the predictions of all parts in one scratch table, as a SplinkDataFrame."""
+    conn = db_api.duckdb_con
+    blocked = linker.inference.compute_blocked_pairs_for_predict()
+    part = f"{SPLINK_SCHEMA}.sd_blocked_part"
+    out = f"{SPLINK_SCHEMA}.sd_predictions_in_parts"
+    conn.execute(f"DROP TABLE IF EXISTS {out}")
+    for i in range(parts):
+        conn.execute(
+            f"CREATE OR REPLACE TABLE {part} AS SELECT * FROM {blocked.physical_name} "
+            f"WHERE hash(join_key_l, join_key_r) % {parts} = {i}"
+        )
+        linker.table_management.register_blocked_pairs_for_predict(
+            db_api.table_to_splink_dataframe("__splink__blocked_part", part)
+        )
+        df = linker.inference.predict(
+            threshold_match_probability=match_threshold, warning_mode="never"
+        )
+        if i == 0:
+            conn.execute(f"CREATE TABLE {out} AS SELECT * FROM {df.physical_name}")
+        else:
+            conn.execute(f"INSERT INTO {out} SELECT * FROM {df.physical_name}")
+        df.drop_table_from_database_and_remove_from_cache()
+    conn.execute(f"DROP TABLE IF EXISTS {part}")
+    blocked.drop_table_from_database_and_remove_from_cache()
+    return db_api.table_to_splink_dataframe("__splink__df_predict_in_parts", out)
 
 
 def with_extra_blocking(model_settings: dict, extra_blocking_rules=()) -> dict:
