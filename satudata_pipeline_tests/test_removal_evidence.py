@@ -541,7 +541,7 @@ VERDICT_CASES = [
         "roster row with the person's NIK and a typo in the name",
         "KLJ-002",
         [(DEATH_UID, True, "exact_nik", "same valid NIK")],
-        lambda c: _roster_named(c, "KLJ-002", "ORANG P03"),
+        lambda c: _roster_named(c, "KLJ-002", "ORANK P02"),
         "remove",
         "deceased",
         "same valid NIK",
@@ -627,7 +627,7 @@ def test_a_death_to_check_on_a_row_removed_for_another_reason_is_listed_and_mark
     "case, name_010a, verdict",
     [
         ("the same words", "ORANG P10", "remove"),
-        ("a typo", "ORANG P01", "remove"),
+        ("a typo", "ORANK P10", "remove"),
         ("one name inside the other (FATIMAH / FATIMAH YANTI)", "ORANG", "review"),
     ],
 )
@@ -757,3 +757,224 @@ def test_age_removes_only_when_the_row_identifies_the_person_or_its_own_birth_da
     got_verdict, reasons, evidence = _verdict(conn, "KJP-004")
     assert (got_verdict, list(reasons)) == (verdict, ["age_ineligible"]), (case, evidence)
     assert words in evidence, evidence
+
+
+ONE_NAME_CASES = [
+    # (a, b, one name as typed?)
+    ("SRI MARYATI", "SRI MARYATI", True),
+    ("NAURAH", "NAURA", True),  # one edit in a short name
+    ("RATNA", "RATNAH", True),
+    ("NAURA", "ZAHRA", False),  # two edits in a short name: another girl's name
+    ("RINA", "DINI", False),
+    ("FATIMAH", "FATIMAH YANTI", False),  # one name inside another
+    ("MUHAMMAD RIZKY", "MUHAMAD RIZKI", True),  # two edits in a long name
+    ("SITI AZZAHRA", "SITI AZAHRO", True),
+    ("AGUS SUSILO", "AGUS SUSANTO", False),  # three edits
+]
+
+
+@pytest.mark.parametrize("a, b, expected", ONE_NAME_CASES)
+def test_one_name_allows_two_typing_errors_only_in_a_long_name(a, b, expected):
+    from satudata_pipeline.link import splink_settings as ss
+
+    got = duckdb.sql(
+        f"SELECT {ss.one_name_sql('$a', '$b')}".replace("$a", f"'{a}'").replace("$b", f"'{b}'")
+    ).fetchall()[0][0]
+    assert got is expected
+
+
+def test_a_short_name_two_edits_away_does_not_make_a_duplicate():
+    """NAURA carrying ZAHRA's NIK (serial 0007 typed for 0008, one birth date, one kecamatan) is
+    two girls, not one enrolled twice: the later row is reviewed."""
+    conn = duckdb.connect()
+    build_fixture_warehouse(conn)
+    conn.execute(
+        "UPDATE link.person_records SET nama_sorted = 'ZAHRA' WHERE record_id LIKE 'KJP-010%'"
+    )
+    conn.execute(
+        "UPDATE link.person_records SET nama_sorted = 'NAURA' WHERE record_id = 'KJP-010A'"
+    )
+    got_verdict, reasons, evidence = _verdict(conn, "KJP-010A")
+    assert (got_verdict, list(reasons)) == ("review", ["duplicate_enrollment"])
+    assert "to check, not conclusive" in evidence
+
+
+def _death_to_check(conn, person_id: str, died: str) -> None:
+    """A death record linked to `person_id` that does not identify them (a weak tie)."""
+    conn.execute(
+        "INSERT INTO link.person_records (unique_id, source, kind, record_id, tanggal_meninggal, "
+        "tanggal_pemutakhiran) VALUES ('dukcapil_kematian:KX', 'dukcapil_kematian', "
+        "'death_registry', 'KX', ?, ?)",
+        [died, died],
+    )
+    conn.execute(
+        "INSERT INTO main.person_source_link VALUES ('dukcapil_kematian', 'KX', "
+        "'dukcapil_kematian:KX', ?, 'probabilistic', 0.97)",
+        [person_id],
+    )
+    conn.execute(
+        "INSERT INTO link.event_evidence VALUES ('dukcapil_kematian:KX', NULL, FALSE, 'link', "
+        "NULL, 0.9, 'dukcapil_kematian/KX is linked with probability 0.900 without the NIK')"
+    )
+
+
+@pytest.mark.parametrize(
+    "case, died, verdict",
+    [
+        ("the death may remove the earlier row", "2026-06-01", "review"),
+        (
+            "the earlier row enrolled after the death (it stays, contradicted)",
+            "2023-01-01",
+            "remove",
+        ),
+    ],
+)
+def test_no_duplicate_removal_while_a_death_may_remove_the_earlier_row(case, died, verdict):
+    """P10 is enrolled three times (KJP-010B first, 2023-07-01) and a death record may be theirs.
+    When the death may remove KJP-010B too, it decides each row, so the later rows are reviewed,
+    not removed as duplicates of a row that may go; when KJP-010B enrolled after the death (which
+    it contradicts), KJP-010B stays and a later row is its duplicate."""
+    conn = duckdb.connect()
+    build_fixture_warehouse(conn)
+    _death_to_check(conn, "P10", died)
+    got_verdict, reasons, evidence = _verdict(conn, "KJP-010A")
+    assert got_verdict == verdict, (case, evidence)
+    assert set(reasons) == {"deceased", "duplicate_enrollment"}
+    if verdict == "review":
+        assert "that record decides" in evidence
+
+
+def test_an_earlier_row_of_a_program_the_person_has_outgrown_is_not_doubled():
+    """P11, a KJP pupil since 2022 and a KJMU student since 2025, is 22 at the snapshot: the KJP row
+    (tied weakly, so its age is only to check) is not an enrollment the KJMU row doubles."""
+    conn = duckdb.connect()
+    build_fixture_warehouse(conn)
+    conn.execute(
+        "UPDATE main.golden_person SET tanggal_lahir = DATE '2004-01-01' WHERE person_id = 'P11'"
+    )
+    _roster_linked_only_by(conn, "KJP-011", "P11", 0.9)
+    got_verdict, reasons, _ = _verdict(conn, "KJP-011")
+    assert (got_verdict, list(reasons)) == ("review", ["age_ineligible"])
+    assert _verdict(conn, "KJMU-011")[:2] == ("keep", [])
+
+
+def _move_into_dki(
+    conn, nama_sorted: str, born: str, when: str, origin: str | None = None, nik: str | None = None
+) -> None:
+    """A move into DKI linked to nobody (by default a return registered without a NIK or origin)."""
+    conn.execute(
+        "INSERT INTO link.person_records (unique_id, source, kind, record_id, nama_sorted, "
+        "tanggal_lahir, tanggal_pindah, kode_wilayah_tujuan, pindah_keluar_dki, "
+        "tanggal_pemutakhiran, kode_kelurahan, nik, nik_valid) VALUES ('dukcapil_pindah:MX', "
+        "'dukcapil_pindah', 'migration_registry', 'MX', ?, ?, ?, '3171010001', FALSE, ?, ?, ?, ?)",
+        [nama_sorted, born, when, when, origin, nik, nik is not None],
+    )
+
+
+RETURN_CASES = [
+    # (case, name, birth date, date of the move in, origin, NIK, verdict of KLJ-003 (P03 left DKI
+    # 2026-02-01); None: as P03 / none)
+    ("a return with the same name and birth date", "ORANG P03", None, "2026-05-01", None, None, "review"),
+    ("a return from outside DKI", "ORANG P03", None, "2026-05-01", "3273010001", None, "review"),
+    ("a return under the person's own NIK", "ORANG P03", None, "2026-05-01", None, "own", "review"),
+    ("a move in before the move out", "ORANG P03", None, "2025-05-01", None, None, "remove"),
+    ("a move in of someone else", "ORANG LAIN", None, "2026-05-01", None, None, "remove"),
+    ("a move in of a namesake born another day", "ORANG P03", "1951-02-02", "2026-05-01", None, None, "remove"),
+    ("a move in after the snapshot", "ORANG P03", None, "2026-12-01", None, None, "remove"),
+    ("a namesake's move within DKI", "ORANG P03", None, "2026-05-01", "31.74.01.1001", None, "remove"),
+    ("a move in under another valid NIK", "ORANG P03", None, "2026-05-01", None, "3174015501800009", "remove"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "case, nama, born, when, origin, nik, verdict", RETURN_CASES, ids=[c[0] for c in RETURN_CASES]
+)
+def test_a_move_out_is_not_removed_on_when_a_later_move_in_may_be_the_return(
+    case, nama, born, when, origin, nik, verdict
+):
+    """A return registered without a NIK is not linked to the person, yet it may be theirs: weak
+    evidence stops a removal (the row is reviewed), it never makes one."""
+    conn = duckdb.connect()
+    build_fixture_warehouse(conn)
+    p03_born = conn.execute(
+        "SELECT CAST(tanggal_lahir AS VARCHAR) FROM main.golden_person WHERE person_id = 'P03'"
+    ).fetchall()[0][0]
+    if nik == "own":
+        nik = conn.execute("SELECT nik FROM main.golden_person WHERE person_id = 'P03'").fetchall()[
+            0
+        ][0]
+    _move_into_dki(conn, nama, born or p03_born, when, origin, nik)
+    got_verdict, reasons, evidence = _verdict(conn, "KLJ-003")
+    assert (got_verdict, list(reasons)) == (verdict, ["moved_out"]), case
+    if verdict == "review":
+        assert "dukcapil_pindah/MX records a move into DKI on 2026-05-01" in evidence
+
+
+def _namesake_registered(conn, nama_sorted: str, nik: str, person_id: str = "P99") -> None:
+    """A civil-registry record of another person (a namesake born the same day)."""
+    conn.execute(
+        "INSERT INTO link.person_records (unique_id, source, kind, record_id, nik, nik_valid, "
+        "nama_sorted) VALUES ('dukcapil_penduduk:CN', 'dukcapil_penduduk', 'civil_registry', "
+        "'CN', ?, TRUE, ?)",
+        [nik, nama_sorted],
+    )
+    conn.execute(
+        "INSERT INTO main.person_source_link VALUES ('dukcapil_penduduk', 'CN', "
+        "'dukcapil_penduduk:CN', ?, 'exact_nik', 1.0)",
+        [person_id],
+    )
+
+
+def _nik_of(conn, record_id: str) -> str:
+    return conn.execute(
+        "SELECT nik FROM link.person_records WHERE record_id = ?", [record_id]
+    ).fetchall()[0][0]
+
+
+def _serial_plus_one(nik: str) -> str:
+    return nik[:12] + f"{(int(nik[12:]) + 1) % 10000:04d}"
+
+
+@pytest.mark.parametrize(
+    "case, neighbour, verdict",
+    [
+        ("no namesake a NIK typo away", None, "remove"),
+        ("a namesake born the same day, serial one apart", "serial", "review"),
+        ("a namesake, NIK two digits apart", "far", "remove"),
+    ],
+)
+def test_a_nik_a_typo_from_a_registered_namesakes_does_not_identify_the_row(
+    case, neighbour, verdict
+):
+    """KLJ-021 carries P21's NIK; P21 died (conclusively). When another registered person with the
+    same name and birth date holds a NIK one typing error away, the row may be that namesake's with
+    a mistyped NIK: the death is reviewed, not removed on."""
+    conn = duckdb.connect()
+    build_fixture_warehouse(conn)
+    nik = _nik_of(conn, "KLJ-021")
+    if neighbour == "serial":
+        _namesake_registered(conn, "ORANG P21", _serial_plus_one(nik))
+    elif neighbour == "far":
+        _namesake_registered(conn, "ORANG P21", nik[:12] + f"{(int(nik[12:]) + 11) % 10000:04d}")
+    conn.execute(
+        "UPDATE link.person_records SET nama_sorted = 'ORANG P21' WHERE record_id = 'KLJ-021'"
+    )
+    got_verdict, reasons, evidence = _verdict(conn, "KLJ-021")
+    assert got_verdict == verdict, (case, evidence)
+    assert "deceased" in list(reasons)
+    if verdict == "review":
+        assert "a typo away from that of dukcapil_penduduk/CN" in evidence
+
+
+def test_two_rows_with_one_nik_are_not_one_child_when_a_namesake_holds_a_nik_a_typo_away():
+    """BUDI (serial 0002) enrolled with a mistyped NIK that is the other BUDI's (0003), born the
+    same day: the two rows share a NIK but may be two boys; the later one is reviewed."""
+    conn = duckdb.connect()
+    build_fixture_warehouse(conn)
+    conn.execute(
+        "UPDATE link.person_records SET nama_sorted = 'ORANG P10' WHERE record_id LIKE 'KJP-010%'"
+    )
+    _namesake_registered(conn, "ORANG P10", _serial_plus_one(_nik_of(conn, "KJP-010A")))
+    got_verdict, reasons, evidence = _verdict(conn, "KJP-010A")
+    assert (got_verdict, list(reasons)) == ("review", ["duplicate_enrollment"])
+    assert "a namesake born the same day (dukcapil_penduduk/CN)" in evidence

@@ -130,13 +130,17 @@ def _qualify(expr: str, alias: str) -> str:
 # --------------------------------------------------------------------------------------------
 # Deterministic pass
 
-NAMES_AGREE_SQL = """(
+NAMES_AGREE_SQL = (
+    """(
     jaro_winkler_similarity(l.nama, r.nama) >= {jw}
-    OR damerau_levenshtein(l.nama, r.nama) <= 2
+    OR """
+    + ss.one_name_sql("l.nama", "r.nama")
+    + """
     OR l.nama_sorted = r.nama_sorted
     OR len(list_intersect(l.nama_tokens, r.nama_tokens))
        = least(len(l.nama_tokens), len(r.nama_tokens))
 )"""
+)
 
 
 def deterministic_pairs_sql(name_jw: float = 0.9) -> str:

@@ -61,6 +61,21 @@ def _dl_at_most(a: str, b: str, k: int) -> str:
 
 NAME_DL1 = _dl_at_most("nama_l", "nama_r", 1)
 NAME_DL2 = _dl_at_most("nama_l", "nama_r", 2)
+# Names of at least this many characters may differ by two typing errors and stay one name;
+# shorter ones by one (two edits turn NAURA into ZAHRA, RINA into DINI: another person's name).
+TWO_TYPOS_MIN_LENGTH = 10
+
+
+def one_name_sql(a: str, b: str) -> str:
+    """SQL: names `a` and `b` are one name as typed: equal, one edit apart, or two edits apart
+    when both are long (TWO_TYPOS_MIN_LENGTH). Used where one name with one NIK is taken as
+    identity (the deterministic pass, a roster row's tie to its person, two enrollments)."""
+    return (
+        f"({a} = {b} OR {_dl_at_most(a, b, 1)} OR (least(length({a}), length({b})) "
+        f">= {TWO_TYPOS_MIN_LENGTH} AND {_dl_at_most(a, b, 2)}))"
+    )
+
+
 # One home: street lines nearly identical AND the same house / block numbers (Jaro-Winkler alone
 # calls JL BERINGIN NO 134 and JL BERINGIN NO 52 the same address).
 SAME_ADDRESS = (

@@ -321,6 +321,70 @@ def move_at_snapshot_sql(snap: str, schema: str = "main") -> str:
                                         r.source DESC, r.record_id DESC) = 1"""
 
 
+def nik_neighbour_sql(schema: str = "main") -> str:
+    """Per roster row with a valid NIK, a civil-registry record of ANOTHER person with the same
+    name and birth date whose valid NIK is one typing error from the row's (needs `roster`): the
+    row's NIK may be a mistyped copy of a namesake's (serials 0004 / 0005 of two girls named
+    NAURA MAHARANI born the same day in one kecamatan, or one serial in two kecamatan), so the NIK
+    alone does not say which of the two the row is. `nik_neighbour`: that record, by source/id."""
+    return f"""
+    SELECT ro.roster_uid,
+           arg_min(c.source || '/' || c.record_id, c.unique_id) AS nik_neighbour
+    FROM roster ro
+    JOIN link.person_records c   -- (the birth date digits DDMMYY of both NIKs agree)
+      ON c.kind = 'civil_registry'
+     AND CAST(c.nama_sorted AS VARCHAR) = ro.roster_nama_sorted
+     AND substr(CAST(c.nik AS VARCHAR), 7, 6) = substr(ro.nik, 7, 6)
+    JOIN {person_of_record_sql(schema)} cl
+      ON cl.source = c.source AND cl.record_id = CAST(c.record_id AS VARCHAR)
+    WHERE ro.roster_nik_valid AND c.nik_valid
+      AND (ro.roster_lahir IS NULL OR c.tanggal_lahir IS NULL
+           OR CAST(c.tanggal_lahir AS DATE) = ro.roster_lahir)
+      AND CAST(c.nik AS VARCHAR) <> ro.nik
+      AND damerau_levenshtein(CAST(c.nik AS VARCHAR), ro.nik) <= 1
+      AND cl.person_id IS DISTINCT FROM ro.person_id
+    GROUP BY ro.roster_uid"""
+
+
+def return_at_snapshot_sql(snap: str, schema: str = "main") -> str:
+    """Per person whose latest move (`move_at_snap`) leaves DKI, the first later move INTO DKI on
+    or before the snapshot that may be their return although it is not linked to them: from
+    outside DKI (or no origin recorded), the same birth date, the person's name as typed, and no
+    other person's valid NIK (a return registered without a NIK has no origin in DKI and little
+    else to link on). Weak evidence is enough to stop a removal, never to make one."""
+    dest = "CAST(r.kode_wilayah_tujuan AS VARCHAR)"
+    g_sorted = (
+        "array_to_string(list_sort(list_distinct(string_split(CAST(g.nama AS VARCHAR), ' '))), ' ')"
+    )
+    r_sorted = "CAST(r.nama_sorted AS VARCHAR)"
+    return f"""
+    SELECT m.person_id,
+           arg_min(r.source || '/' || r.record_id,
+                   {{'d': CAST(r.tanggal_pindah AS DATE), 's': r.source, 'r': CAST(r.record_id AS VARCHAR)}})
+               AS return_evidence,
+           min(CAST(r.tanggal_pindah AS DATE)) AS tanggal_kembali
+    FROM move_at_snap m
+    JOIN {golden_table(schema)} g ON g.person_id = m.person_id
+    JOIN link.person_records r
+      ON r.kind = 'migration_registry'
+     AND CAST(r.tanggal_lahir AS DATE) = CAST(g.tanggal_lahir AS DATE)
+    WHERE m.keluar
+      AND (m.tanggal_pindah IS NULL OR CAST(r.tanggal_pindah AS DATE) > m.tanggal_pindah)
+      AND CAST(r.tanggal_pindah AS DATE) <= {snap}
+      AND NOT coalesce(r.pindah_keluar_dki,
+                       NOT starts_with(regexp_replace({dest}, '[^0-9]', '', 'g'), '31'), TRUE)
+      -- one name as typed (Jaro-Winkler would call MUHAMMAD RIZKY and MUHAMMAD FAJAR one name)
+      AND {ss.one_name_sql(r_sorted, g_sorted)}
+      -- from outside DKI (or from nowhere recorded): a move within DKI is a namesake's
+      AND NOT coalesce(starts_with(regexp_replace(CAST(r.kode_kelurahan AS VARCHAR), '[^0-9]', '', 'g'),
+                                   '31'), FALSE)
+      -- and not under another person's NIK (none, the person's own, or a typo of it)
+      AND NOT coalesce(r.nik_valid AND g.nik IS NOT NULL
+                       AND damerau_levenshtein(CAST(r.nik AS VARCHAR), CAST(g.nik AS VARCHAR)) > 1,
+                       FALSE)
+    GROUP BY m.person_id"""
+
+
 def verified_at_snapshot_sql(snap: str, schema: str = "main") -> str:
     """Per person, the latest verification by a program (CONTRADICTING_VERIFICATION_KINDS) on or
     before the snapshot, and by which record: a verification after a death or move contradicts it."""
@@ -379,9 +443,8 @@ def base_sql(snap: str, schema: str = "main") -> str:
            -- NIK landing on a namesake as often as one person; one name inside another is weak), as
            -- the one resident of its home with its name, or by a link strong without the NIK
            coalesce(ro.link_method = 'exact_nik'
-                    AND coalesce(ro.roster_nama_sorted = {g_sorted}
-                                 OR damerau_levenshtein(ro.roster_nama_sorted, {g_sorted}) <= 2,
-                                 TRUE), FALSE)
+                    AND coalesce({ss.one_name_sql("ro.roster_nama_sorted", g_sorted)}, TRUE)
+                    AND nb_.nik_neighbour IS NULL, FALSE)
                OR coalesce(ro.link_method = 'sole_candidate', FALSE)
                OR coalesce(rt.row_p >= {DUPLICATE_MIN_PROBABILITY}, FALSE) AS row_sure,
            p.age_min, p.age_max, p.age_label, p.desil_max, p.staleness_months, p.excl_car, p.excl_njop,
@@ -400,6 +463,7 @@ def base_sql(snap: str, schema: str = "main") -> str:
            m_.move_evidence,
            m_.move_conclusive,
            m_.move_link,
+           ret_.return_evidence, ret_.tanggal_kembali, nb_.nik_neighbour,
            va_.verified_alive, va_.verified_alive_by,
            CAST(g.in_civil_registry AS BOOLEAN) AS in_civil,
            CAST(g.in_welfare_registry AS BOOLEAN) AS in_welfare,
@@ -422,6 +486,8 @@ def base_sql(snap: str, schema: str = "main") -> str:
     LEFT JOIN row_tie rt ON rt.roster_uid = ro.roster_uid
     LEFT JOIN death_at_snap d_ ON d_.person_id = ro.person_id
     LEFT JOIN move_at_snap m_ ON m_.person_id = ro.person_id
+    LEFT JOIN return_at_snap ret_ ON ret_.person_id = ro.person_id
+    LEFT JOIN nik_neighbour nb_ ON nb_.roster_uid = ro.roster_uid
     LEFT JOIN verified_at_snap va_ ON va_.person_id = ro.person_id"""
 
 
@@ -434,12 +500,9 @@ ENROLLED_SQL = f"""
     FROM base"""
 
 
-# Two roster rows (a, b) carry one name: the same words, or a typo or two (FATIMAH and FATIMAH
-# YANTI are not one name: a name inside another is weak evidence).
-ROWS_SAME_NAME = (
-    "(a.roster_nama_sorted = b.roster_nama_sorted "
-    "OR damerau_levenshtein(a.roster_nama_sorted, b.roster_nama_sorted) <= 2)"
-)
+# Two roster rows (a, b) carry one name: the same words, or a typo (two in a long name); FATIMAH
+# and FATIMAH YANTI are not one name (a name inside another is weak evidence), nor NAURA and ZAHRA.
+ROWS_SAME_NAME = ss.one_name_sql("a.roster_nama_sorted", "b.roster_nama_sorted")
 # Two roster rows give one home: the linkage's "same address" on the rows' own street lines and
 # house numbers, in one kelurahan.
 ROWS_SAME_HOME = "({} AND a.roster_kelurahan = b.roster_kelurahan)".format(
@@ -448,6 +511,22 @@ ROWS_SAME_HOME = "({} AND a.roster_kelurahan = b.roster_kelurahan)".format(
     .replace("alamat_l", "a.roster_alamat")
     .replace("alamat_r", "b.roster_alamat")
 )
+
+
+# The person of row `r` (an alias of `flagged`) has a death or a move out of DKI recorded at the
+# snapshot (conclusive or not) that row `r` does not contradict: it enrolled before it and no
+# program verified the person after it (nor, for a move, a possible return): once the record is
+# confirmed the row goes, so it is not an enrollment that stays
+PERSON_EVENT = """coalesce(
+    (NOT {r}.is_alive
+     AND ({r}.tanggal_meninggal IS NULL
+          OR (coalesce({r}.tanggal_mulai <= {r}.tanggal_meninggal, TRUE)
+              AND NOT coalesce({r}.verified_alive > {r}.tanggal_meninggal, FALSE))))
+    OR (NOT {r}.tinggal_di_dki AND {r}.return_evidence IS NULL
+        AND ({r}.tanggal_pindah IS NULL
+             OR (coalesce({r}.tanggal_mulai <= {r}.tanggal_pindah, TRUE)
+                 AND NOT coalesce({r}.verified_alive > {r}.tanggal_pindah, FALSE)))),
+    FALSE)"""
 
 
 def duplicate_pairs_sql(left_out: str | None = None) -> str:
@@ -469,8 +548,10 @@ def duplicate_pairs_sql(left_out: str | None = None) -> str:
     SELECT a.source, a.record_id, a.program, b.enroll_ord,
            b.program || ' ' || b.source || '/' || b.record_id
                || coalesce(' since ' || strftime(b.tanggal_mulai, '%Y-%m-%d'), '') AS kept_row,
-           (coalesce(a.roster_nik_valid AND b.roster_nik_valid, FALSE) AND a.nik = b.nik
+           ((coalesce(a.roster_nik_valid AND b.roster_nik_valid, FALSE) AND a.nik = b.nik
                AND (a.roster_lahir IS NULL OR b.roster_lahir IS NULL OR a.roster_lahir = b.roster_lahir)
+               -- a namesake born the same day holds a NIK a typo away: one row may be theirs
+               AND a.nik_neighbour IS NULL AND b.nik_neighbour IS NULL
                -- FATIMAH and FATIMAH YANTI with one NIK are a mistyped NIK as often as one child
                AND coalesce({ROWS_SAME_NAME}, TRUE))
            -- a strong link without the NIK counts only for one name at one home: a common name
@@ -478,7 +559,11 @@ def duplicate_pairs_sql(left_out: str | None = None) -> str:
            -- AQILs born the same day in one kelurahan at two addresses are two children, and twins
            -- share birth date and home (VERONIKA WIJAYA inside VERONIKA FELICIA WIJAYA: two girls)
            OR coalesce(mp.match_probability_without_nik >= {DUPLICATE_MIN_PROBABILITY}
-                       AND {ROWS_SAME_NAME} AND {ROWS_SAME_HOME}, FALSE) AS conclusive
+                       AND {ROWS_SAME_NAME} AND {ROWS_SAME_HOME}, FALSE)) AS rows_identify,
+           -- the earlier row may go for a recorded death or move out: that record decides each
+           -- row (removed when it identifies the person, reviewed when something contradicts it);
+           -- the later row is not removed as a duplicate of an earlier one that may go too
+           {PERSON_EVENT.format(r="b")} AS person_event
     FROM flagged a
     JOIN flagged b
       ON a.person_id = b.person_id AND b.enroll_ord < a.enroll_ord
@@ -486,13 +571,19 @@ def duplicate_pairs_sql(left_out: str | None = None) -> str:
     LEFT JOIN pairs_ordered mp
       ON mp.uid_lo = least(a.roster_uid, b.roster_uid)
      AND mp.uid_hi = greatest(a.roster_uid, b.roster_uid)
-    WHERE NOT a.f_unresolved AND NOT b.f_unresolved{left_out_sql}"""
+    WHERE NOT a.f_unresolved AND NOT b.f_unresolved
+      -- an earlier row of another program whose ages exclude the person (a KJP pupil of 2021, a
+      -- KJMU student now) is not an enrollment the later one doubles: it goes for its age
+      AND NOT (a.program <> b.program AND coalesce(
+          (b.age_min IS NOT NULL AND b.umur < b.age_min) OR (b.age_max IS NOT NULL AND b.umur > b.age_max),
+          FALSE)){left_out_sql}"""
 
 
 DUPLICATES_SQL = """
     SELECT source, record_id, program,
            arg_min(kept_row, enroll_ord) AS kept_row,
-           bool_or(conclusive) AS dup_conclusive
+           bool_or(rows_identify AND NOT person_event) AS dup_conclusive,
+           bool_or(person_event) AS dup_person_event
     FROM dup_pairs
     GROUP BY source, record_id, program"""
 
@@ -501,6 +592,7 @@ DUPLICATES_SQL = """
 # evaluated only for a row resolved to a person; amount_above_rule is a fact of the row itself.
 FLAGS_SQL = """
     SELECT f.*, d.kept_row, coalesce(d.dup_conclusive, FALSE) AS dup_conclusive,
+        coalesce(d.dup_person_event, FALSE) AS dup_person_event,
         NOT f.f_unresolved AND (
             (f.tanggal_meninggal IS NOT NULL AND f.tanggal_meninggal <= f.snap)
             OR (f.is_alive = FALSE AND f.tanggal_meninggal IS NULL)) AS f_deceased,
@@ -561,13 +653,17 @@ NOTES_SQL = """
         {removes} AS f_remove,
         f_deceased AND NOT f_dead_sure AS f_dead_unsure,
         f_age AND NOT f_age_sure AS f_age_unsure,
+        f_dup AND NOT f_dup_sure AND dup_person_event AS f_dup_event,
+        f_dup AND NOT f_dup_sure AND nik_neighbour IS NOT NULL AS f_dup_neighbour,
         f_maybe_dead AND NOT f_deceased AS f_dead_possible,
         f_unresolved AND person_id IS NULL AS f_unlinked,
         concat_ws(' and ', CASE WHEN excl_car AND punya_mobil THEN 'car owner' END,
                            CASE WHEN excl_njop AND njop_di_atas_1m THEN 'NJOP above Rp1bn' END)
             AS assets_found,
         CASE WHEN NOT row_sure THEN 'this roster row is linked to the person only with probability '
-             || printf('%.3f', coalesce(row_p, 0)) || ' without its NIK' END AS row_tie_note,
+             || printf('%.3f', coalesce(row_p, 0)) || ' without its NIK'
+             || coalesce('; its NIK is a typo away from that of ' || nik_neighbour
+                         || ', a namesake born the same day', '') END AS row_tie_note,
         CASE WHEN NOT coalesce(death_conclusive, FALSE)
              THEN coalesce(death_link, 'not tied to this person''s records') END AS death_tie_note,
         CASE WHEN NOT coalesce(move_conclusive, FALSE)
@@ -593,7 +689,10 @@ FINGERPRINT_SQL = f"""md5(concat_ws('|',
         coalesce(CAST(in_civil AS VARCHAR), '-'), coalesce(CAST(in_welfare AS VARCHAR), '-'),
         coalesce(CAST(desil AS VARCHAR), '-'), coalesce(CAST(disabilitas_any AS VARCHAR), '-'),
         coalesce(CAST(punya_mobil AS VARCHAR), '-'), coalesce(CAST(njop_di_atas_1m AS VARCHAR), '-'),
-        coalesce(kept_row, '-')))"""
+        coalesce(kept_row, '-'),
+        -- evidence against a removal, when there is any (NULL is skipped: other rows keep their
+        -- fingerprint): a possible return, a namesake's NIK a typo away
+        return_evidence, nik_neighbour))"""
 
 
 def output_sql() -> str:
@@ -623,6 +722,8 @@ def _flagged_ctes(snapshot_date: date, schema: str) -> dict[str, str]:
         "roster": roster_rows_sql(schema),
         "death_at_snap": death_at_snapshot_sql(snap, schema),
         "move_at_snap": move_at_snapshot_sql(snap, schema),
+        "return_at_snap": return_at_snapshot_sql(snap, schema),
+        "nik_neighbour": nik_neighbour_sql(schema),
         "verified_at_snap": verified_at_snapshot_sql(snap, schema),
         "pairs": PAIRS_SQL,
         "row_tie": row_tie_sql(schema),
@@ -657,7 +758,7 @@ def verdicts_sql(
     require_inputs(conn, schema)
     flags = FLAGS_SQL.format(
         death_contradiction=contradiction_sql("f.tanggal_meninggal"),
-        move_contradiction=contradiction_sql("f.tanggal_pindah"),
+        move_contradiction=contradiction_sql("f.tanggal_pindah", returned=True),
     )
     ctes = (
         {"flagged": f"SELECT * FROM {flagged_table}"}
@@ -678,17 +779,25 @@ def verdicts_sql(
     return f"WITH {with_}\n{output_sql()}\n"
 
 
-def contradiction_sql(event_date: str) -> str:
+def contradiction_sql(event_date: str, returned: bool = False) -> str:
     """Words for what contradicts a death or move dated `event_date` (NULL when nothing does):
     the roster row enrolled after it, or the person verified by a welfare registry or a program
-    (`verified_alive`, `verified_alive_by`) after it. Columns of the verdict query's rows."""
+    (`verified_alive`, `verified_alive_by`) after it; for a move (`returned`) also a later move
+    into DKI that may be the person's return (`return_evidence`). Columns of the verdict query's rows."""
+    back = (
+        "WHEN f.return_evidence IS NOT NULL THEN 'contradicted: ' || f.return_evidence "
+        "|| ' records a move into DKI on ' || strftime(f.tanggal_kembali, '%Y-%m-%d') "
+        "|| ' with the same birth date and name (not linked to this person: perhaps the return)' "
+        if returned
+        else ""
+    )
     return (
         f"CASE WHEN {event_date} IS NULL THEN NULL "
         f"WHEN f.tanggal_mulai > {event_date} THEN 'contradicted: this row enrolled ' "
         f"|| strftime(f.tanggal_mulai, '%Y-%m-%d') || ', after that date' "
         f"WHEN f.verified_alive > {event_date} THEN 'contradicted: verified by ' "
         f"|| f.verified_alive_by || ' on ' || strftime(f.verified_alive, '%Y-%m-%d') "
-        f"|| ', after that date' END"
+        f"|| ', after that date' {back}END"
     )
 
 
