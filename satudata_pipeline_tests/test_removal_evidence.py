@@ -128,11 +128,18 @@ DEATH_CASES = [
         "exact_nik",
     ),
     (
-        "the same valid NIK, name contained in the other",
-        _record("mati:1", "death_registry", "MARYATI", NIK_A, died="2025-03-01"),
+        "the same valid NIK, the same words in another order",
+        _record("mati:1", "death_registry", "MARYATI SRI", NIK_A, died="2025-03-01"),
         [],
         True,
         "exact_nik",
+    ),
+    (
+        "the same NIK, one word inside the name (a namesake's mistyped NIK)",
+        _record("mati:1", "death_registry", "MARYATI", NIK_A, died="2025-03-01"),
+        [("mati:1", "pop:1", 0.9999, 0.6)],
+        False,
+        "link",
     ),
     (
         "the same NIK under another name (borrowed)",

@@ -25,7 +25,6 @@ from dataclasses import dataclass, field
 import duckdb
 
 from satudata_pipeline.link import splink_settings as ss
-from satudata_pipeline.link.matching import NAMES_AGREE_SQL
 from satudata_pipeline.warehouse import scalar
 
 ESCALATION = (0.99, 0.999, 0.9999, 0.99999)
@@ -331,6 +330,19 @@ def _apply_cannot_links(
     return len(apart), len(conflicting)
 
 
+# A death / move record and another record of the person carry one name, strictly enough for the
+# same NIK to identify: the same words (in any order) or a typing error (splink_settings.
+# one_name_sql), or one name's words within the other when the shorter has at least two words.
+# One word inside a longer name is not enough (KENZO's death record under a NIK mistyped into
+# KENZO RIZKY's, born the same day in one kecamatan), nor Jaro-Winkler (KENZO / KENZO RIZKY: 0.89).
+EVENT_NAMES_AGREE_SQL = f"""(
+    {ss.one_name_sql("l.nama", "r.nama")}
+    OR {ss.one_name_sql("l.nama_sorted", "r.nama_sorted")}
+    OR (least(len(l.nama_tokens), len(r.nama_tokens)) >= 2
+        AND len(list_intersect(l.nama_tokens, r.nama_tokens))
+            = least(len(l.nama_tokens), len(r.nama_tokens)))
+)"""
+
 # Records that say a person died or left: they remove a roster row only through a conclusive tie.
 EVENT_RECORD_SQL = """(r.kind IN ('death_registry', 'migration_registry')
     OR (r.kind = 'civil_registry' AND r.tanggal_meninggal IS NOT NULL))"""
@@ -343,7 +355,8 @@ def build_event_evidence(
     probability_without_nik, evidence)`: for every death / move record (and civil record with a date
     of death) in a cluster with other records, its strongest tie to them. Conclusive ties:
     - `exact_nik`: the same valid NIK as another record of the person, birth dates not
-      contradicting (equal, or one unknown) and names agreeing (the deterministic pass's test);
+      contradicting (equal, or one unknown) and one name (EVENT_NAMES_AGREE_SQL: stricter than
+      the deterministic pass, which also takes one word inside a longer name);
     - `link`: a stored link whose probability WITHOUT the NIK's positive weight is at least
       `min_probability` (a NIK one digit apart is not evidence of identity), and the record does
       not carry a valid NIK that none of the person's records carries while they carry another
@@ -408,7 +421,7 @@ def build_event_evidence(
             WHERE l.nik_valid AND r.nik_valid
               AND (l.tanggal_lahir IS NULL OR r.tanggal_lahir IS NULL
                    OR l.tanggal_lahir = r.tanggal_lahir)
-              AND {NAMES_AGREE_SQL.format(jw=0.9)}
+              AND {EVENT_NAMES_AGREE_SQL}
         ),
         pairs AS (
             -- a deterministic pair that Splink did not score has no probability of its own
