@@ -66,13 +66,23 @@ NAME_DL2 = _dl_at_most("nama_l", "nama_r", 2)
 TWO_TYPOS_MIN_LENGTH = 10
 
 
-def one_name_sql(a: str, b: str) -> str:
+def one_name_sql(a: str, b: str, per_word: bool = True) -> str:
     """SQL: names `a` and `b` are one name as typed: equal, one edit apart, or two edits apart
-    when both are long (TWO_TYPOS_MIN_LENGTH). Used where one name with one NIK is taken as
-    identity (the deterministic pass, a roster row's tie to its person, two enrollments)."""
+    when both are long (TWO_TYPOS_MIN_LENGTH) and no word has more than one (MUHAMMAD RIZKY /
+    MUHAMAD RIZKI; not FAUZAN RIZKY / FARHAN RIZKY, two names). Used where one name with one NIK
+    is taken as identity (the deterministic pass, event evidence, a roster row's tie to its
+    person, two enrollments). `per_word=False` drops the one-edit-per-word condition: for
+    evidence that only stops a removal (a possible return), leniency is the safe side."""
+    wa, wb = f"string_split({a}, ' ')", f"string_split({b}, ' ')"
+    words = (
+        f" AND (len({wa}) = len({wb}) AND list_bool_and(list_transform(range(1, len({wa}) + 1), "
+        f"lambda i: damerau_levenshtein({wa}[i], {wb}[i]) <= 1)))"
+        if per_word
+        else ""
+    )
     return (
         f"({a} = {b} OR {_dl_at_most(a, b, 1)} OR (least(length({a}), length({b})) "
-        f">= {TWO_TYPOS_MIN_LENGTH} AND {_dl_at_most(a, b, 2)}))"
+        f">= {TWO_TYPOS_MIN_LENGTH} AND {_dl_at_most(a, b, 2)}{words}))"
     )
 
 

@@ -374,7 +374,7 @@ def return_at_snapshot_sql(snap: str, schema: str = "main") -> str:
       AND NOT coalesce(r.pindah_keluar_dki,
                        NOT starts_with(regexp_replace({dest}, '[^0-9]', '', 'g'), '31'), TRUE)
       -- one name as typed (Jaro-Winkler would call MUHAMMAD RIZKY and MUHAMMAD FAJAR one name)
-      AND {ss.one_name_sql(r_sorted, g_sorted)}
+      AND {ss.one_name_sql(r_sorted, g_sorted, per_word=False)}
       -- from outside DKI (or from nowhere recorded): a move within DKI is a namesake's
       AND NOT coalesce(starts_with(regexp_replace(CAST(r.kode_kelurahan AS VARCHAR), '[^0-9]', '', 'g'),
                                    '31'), FALSE)
