@@ -303,13 +303,24 @@ def death_at_snapshot_sql(snap: str, schema: str = "main") -> str:
                                r.tanggal_meninggal NULLS LAST, r.source, r.record_id) = 1"""
 
 
+def in_dki_sql(code: str) -> str:
+    """SQL: a region code (any punctuation) lies in DKI Jakarta (province 31); NULL for NULL."""
+    return f"starts_with(regexp_replace({code}, '[^0-9]', '', 'g'), '31')"
+
+
+# The golden person's name (alias `g`) as sorted distinct words, comparable with nama_sorted
+GOLDEN_NAME_SORTED = (
+    "array_to_string(list_sort(list_distinct(string_split(CAST(g.nama AS VARCHAR), ' '))), ' ')"
+)
+
+
 def move_at_snapshot_sql(snap: str, schema: str = "main") -> str:
     """Per person, the latest move on or before the snapshot (undated moves count as oldest):
     `keluar` when it leaves DKI (the delivered flag, else a destination not starting with 31)."""
     dest = "CAST(r.kode_wilayah_tujuan AS VARCHAR)"
     return f"""
     SELECT l.person_id, CAST(r.tanggal_pindah AS DATE) AS tanggal_pindah, {dest} AS kode_wilayah_tujuan,
-           coalesce(r.pindah_keluar_dki, NOT starts_with(regexp_replace({dest}, '[^0-9]', '', 'g'), '31')) AS keluar,
+           coalesce(r.pindah_keluar_dki, NOT {in_dki_sql(dest)}) AS keluar,
            r.source || '/' || r.record_id AS move_evidence,
            {_EVENT_CONCLUSIVE} AS move_conclusive, ev_.evidence AS move_link
     FROM link.person_records r JOIN {person_of_record_sql(schema)} l
@@ -353,9 +364,6 @@ def return_at_snapshot_sql(snap: str, schema: str = "main") -> str:
     other person's valid NIK (a return registered without a NIK has no origin in DKI and little
     else to link on). Weak evidence is enough to stop a removal, never to make one."""
     dest = "CAST(r.kode_wilayah_tujuan AS VARCHAR)"
-    g_sorted = (
-        "array_to_string(list_sort(list_distinct(string_split(CAST(g.nama AS VARCHAR), ' '))), ' ')"
-    )
     r_sorted = "CAST(r.nama_sorted AS VARCHAR)"
     return f"""
     SELECT m.person_id,
@@ -371,13 +379,11 @@ def return_at_snapshot_sql(snap: str, schema: str = "main") -> str:
     WHERE m.keluar
       AND (m.tanggal_pindah IS NULL OR CAST(r.tanggal_pindah AS DATE) > m.tanggal_pindah)
       AND CAST(r.tanggal_pindah AS DATE) <= {snap}
-      AND NOT coalesce(r.pindah_keluar_dki,
-                       NOT starts_with(regexp_replace({dest}, '[^0-9]', '', 'g'), '31'), TRUE)
+      AND NOT coalesce(r.pindah_keluar_dki, NOT {in_dki_sql(dest)}, TRUE)
       -- one name as typed (Jaro-Winkler would call MUHAMMAD RIZKY and MUHAMMAD FAJAR one name)
-      AND {ss.one_name_sql(r_sorted, g_sorted, per_word=False)}
+      AND {ss.one_name_sql(r_sorted, GOLDEN_NAME_SORTED, per_word=False)}
       -- from outside DKI (or from nowhere recorded): a move within DKI is a namesake's
-      AND NOT coalesce(starts_with(regexp_replace(CAST(r.kode_kelurahan AS VARCHAR), '[^0-9]', '', 'g'),
-                                   '31'), FALSE)
+      AND NOT coalesce({in_dki_sql("CAST(r.kode_kelurahan AS VARCHAR)")}, FALSE)
       -- and not under another person's NIK (none, the person's own, or a typo of it)
       AND NOT coalesce(r.nik_valid AND g.nik IS NOT NULL
                        AND damerau_levenshtein(CAST(r.nik AS VARCHAR), CAST(g.nik AS VARCHAR)) > 1,
@@ -432,10 +438,6 @@ def row_tie_sql(schema: str = "main") -> str:
 def base_sql(snap: str, schema: str = "main") -> str:
     """Each roster row with its program's parameters, its person's golden facts and life facts at
     the snapshot, and whether the row itself identifies its person (`row_sure`: a removal needs it)."""
-    # the person's name as sorted distinct words, comparable with the roster row's nama_sorted
-    g_sorted = (
-        "array_to_string(list_sort(list_distinct(string_split(CAST(g.nama AS VARCHAR), ' '))), ' ')"
-    )
     return f"""
     SELECT ro.*, rt.row_p,
            -- the roster row identifies its person: by the same valid NIK with the person's name
@@ -443,7 +445,7 @@ def base_sql(snap: str, schema: str = "main") -> str:
            -- NIK landing on a namesake as often as one person; one name inside another is weak), as
            -- the one resident of its home with its name, or by a link strong without the NIK
            coalesce(ro.link_method = 'exact_nik'
-                    AND coalesce({ss.one_name_sql("ro.roster_nama_sorted", g_sorted)}, TRUE)
+                    AND coalesce({ss.one_name_sql("ro.roster_nama_sorted", GOLDEN_NAME_SORTED)}, TRUE)
                     AND nb_.nik_neighbour IS NULL, FALSE)
                OR coalesce(ro.link_method = 'sole_candidate', FALSE)
                OR coalesce(rt.row_p >= {DUPLICATE_MIN_PROBABILITY}, FALSE) AS row_sure,
@@ -513,20 +515,15 @@ ROWS_SAME_HOME = "({} AND a.roster_kelurahan = b.roster_kelurahan)".format(
 )
 
 
-# The person of row `r` (an alias of `flagged`) has a death or a move out of DKI recorded at the
-# snapshot (conclusive or not) that row `r` does not contradict: it enrolled before it and no
-# program verified the person after it (nor, for a move, a possible return): once the record is
-# confirmed the row goes, so it is not an enrollment that stays
-PERSON_EVENT = """coalesce(
-    (NOT {r}.is_alive
-     AND ({r}.tanggal_meninggal IS NULL
-          OR (coalesce({r}.tanggal_mulai <= {r}.tanggal_meninggal, TRUE)
-              AND NOT coalesce({r}.verified_alive > {r}.tanggal_meninggal, FALSE))))
-    OR (NOT {r}.tinggal_di_dki AND {r}.return_evidence IS NULL
-        AND ({r}.tanggal_pindah IS NULL
-             OR (coalesce({r}.tanggal_mulai <= {r}.tanggal_pindah, TRUE)
-                 AND NOT coalesce({r}.verified_alive > {r}.tanggal_pindah, FALSE)))),
-    FALSE)"""
+def person_event_sql(r: str) -> str:
+    """SQL: the person of row `r` (an alias of `flagged`) has a death or a move out of DKI recorded
+    at the snapshot (conclusive or not) that row `r` does not contradict (contradiction_sql): once
+    the record is confirmed the row goes, so it is not an enrollment that stays."""
+    return (
+        f"coalesce((NOT {r}.is_alive AND {contradiction_sql(f'{r}.tanggal_meninggal', r)} IS NULL)"
+        f" OR (NOT {r}.tinggal_di_dki"
+        f" AND {contradiction_sql(f'{r}.tanggal_pindah', r, returned=True)} IS NULL), FALSE)"
+    )
 
 
 def duplicate_pairs_sql(left_out: str | None = None) -> str:
@@ -563,7 +560,7 @@ def duplicate_pairs_sql(left_out: str | None = None) -> str:
            -- the earlier row may go for a recorded death or move out: that record decides each
            -- row (removed when it identifies the person, reviewed when something contradicts it);
            -- the later row is not removed as a duplicate of an earlier one that may go too
-           {PERSON_EVENT.format(r="b")} AS person_event
+           {person_event_sql("b")} AS person_event
     FROM flagged a
     JOIN flagged b
       ON a.person_id = b.person_id AND b.enroll_ord < a.enroll_ord
@@ -779,24 +776,25 @@ def verdicts_sql(
     return f"WITH {with_}\n{output_sql()}\n"
 
 
-def contradiction_sql(event_date: str, returned: bool = False) -> str:
+def contradiction_sql(event_date: str, f: str = "f", returned: bool = False) -> str:
     """Words for what contradicts a death or move dated `event_date` (NULL when nothing does):
     the roster row enrolled after it, or the person verified by a welfare registry or a program
     (`verified_alive`, `verified_alive_by`) after it; for a move (`returned`) also a later move
-    into DKI that may be the person's return (`return_evidence`). Columns of the verdict query's rows."""
+    into DKI that may be the person's return (`return_evidence`, which return_at_snapshot_sql
+    finds for undated moves too). Columns of the verdict query's rows, alias `f`."""
     back = (
-        "WHEN f.return_evidence IS NOT NULL THEN 'contradicted: ' || f.return_evidence "
-        "|| ' records a move into DKI on ' || strftime(f.tanggal_kembali, '%Y-%m-%d') "
+        f"WHEN {f}.return_evidence IS NOT NULL THEN 'contradicted: ' || {f}.return_evidence "
+        f"|| ' records a move into DKI on ' || strftime({f}.tanggal_kembali, '%Y-%m-%d') "
         "|| ' with the same birth date and name (not linked to this person: perhaps the return)' "
         if returned
         else ""
     )
     return (
-        f"CASE WHEN {event_date} IS NULL THEN NULL "
-        f"WHEN f.tanggal_mulai > {event_date} THEN 'contradicted: this row enrolled ' "
-        f"|| strftime(f.tanggal_mulai, '%Y-%m-%d') || ', after that date' "
-        f"WHEN f.verified_alive > {event_date} THEN 'contradicted: verified by ' "
-        f"|| f.verified_alive_by || ' on ' || strftime(f.verified_alive, '%Y-%m-%d') "
+        # (an undated event: the comparisons are NULL, only a possible return contradicts it)
+        f"CASE WHEN {f}.tanggal_mulai > {event_date} THEN 'contradicted: this row enrolled ' "
+        f"|| strftime({f}.tanggal_mulai, '%Y-%m-%d') || ', after that date' "
+        f"WHEN {f}.verified_alive > {event_date} THEN 'contradicted: verified by ' "
+        f"|| {f}.verified_alive_by || ' on ' || strftime({f}.verified_alive, '%Y-%m-%d') "
         f"|| ', after that date' {back}END"
     )
 
