@@ -233,3 +233,25 @@ def spark_dir() -> Path:
     warehouse): SATUDATA_SPARK_DIR, else `<state>/spark` (personal data: owner-only)."""
     value = os.environ.get("SATUDATA_SPARK_DIR")
     return private_dir(Path(value).expanduser().resolve() if value else state_dir() / "spark")
+
+
+def export_workers() -> int:
+    """Processes that write the offices' workbooks at once: SATUDATA_EXPORT_WORKERS, else the CPUs
+    this process may use (at most 8). Writing xlsx is pure Python, one cell at a time, so it scales
+    with processes, not threads; each worker streams its rows and holds little memory."""
+    value = os.environ.get("SATUDATA_EXPORT_WORKERS", "").strip()
+    if not value:
+        try:
+            cpus = len(os.sched_getaffinity(0))
+        except (AttributeError, OSError):
+            cpus = os.cpu_count() or 1
+        return max(1, min(cpus, 8))
+    try:
+        workers = int(value)
+    except ValueError:
+        raise ValueError(
+            f"SATUDATA_EXPORT_WORKERS must be a whole number of processes, got {value!r}"
+        ) from None
+    if workers < 1:
+        raise ValueError("SATUDATA_EXPORT_WORKERS must be at least 1")
+    return workers

@@ -1,8 +1,9 @@
 """Programs stage: from the golden person record to keep / remove / review for every roster row.
 
 Modules: `verdicts` (main.beneficiary_review), `eligibility` (eligible but not enrolled), `summary`
-(money at stake + run report), `exports` (files for the program offices), `evaluation` (accuracy
-against ground truth) and `assets` (the Dagster assets, `build_program_assets()`).
+(money at stake + run report), `exports` (files for the program offices, written by
+`export_worker` processes), `evaluation` (accuracy against ground truth) and `assets` (the Dagster
+assets, `build_program_assets()`).
 Rules: `rules.yaml`, validated by `satudata_pipeline.contract.program_rules`.
 """
 

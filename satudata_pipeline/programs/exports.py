@@ -21,6 +21,11 @@ name, jenjang, kota/kecamatan, verdict, reasons and amounts. No welfare attribut
 assets), no evidence text, no person_id, no birth date: `check_export_privacy` refuses (with
 `ExportPrivacyError`, before anything is written) a column list or an unmasked NIK that breaks that.
 
+How (docs/scale.md): everything that needs the warehouse, including every check that can refuse an
+export, runs first (`_prepare_program`), and stages each list's rows as Parquet beside the exports;
+then the files are written from those in `SATUDATA_EXPORT_WORKERS` worker processes
+(`export_worker.py`), because an xlsx is written one cell at a time in Python.
+
 Next to the program folders (docs/reliability.md):
 
     <exports>/_manifest.json                   which publication (run_id of main.publication_log) the
@@ -33,14 +38,20 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
+import itertools
 import json
 import os
+import pickle
 import re
 import shutil
-from collections.abc import Iterable, Sequence
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
 import duckdb
+import pyarrow.parquet as pq
 import xlsxwriter
 
 from satudata_pipeline.programs.reasons import REASON_CODES, REASONS, VERDICTS
@@ -95,6 +106,15 @@ CSV_ENCODING = "utf-8-sig"  # UTF-8 with a BOM: Excel reads the file as UTF-8
 # a text cell starting with one of these is a formula (or becomes one) in a spreadsheet
 FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r", "\n")
 MIN_WIDTH, MAX_WIDTH = 8, 60
+# text stays text: no string becomes a formula, number or link (the files' injection safety)
+WORKBOOK_OPTIONS = {
+    "constant_memory": True,
+    "strings_to_numbers": False,
+    "strings_to_formulas": False,
+    "strings_to_urls": False,
+}
+WORKER_MODULE = "satudata_pipeline.programs.export_worker"
+STAGING_PREFIX = ".staging-"  # rows staged for the writers, removed when the export ends
 
 
 class ExportError(RuntimeError):
@@ -376,16 +396,32 @@ def _backlog_lines(stats: dict | None) -> list[tuple[str, str]]:
     ]
 
 
-def export_program(
+def _copy_to_parquet(conn: duckdb.DuckDBPyConnection, query: str, path: Path, params=None) -> str:
+    """Rows of `query`, in its order, as a Parquet file the writers stream (no warehouse needed)."""
+    target = str(path).replace("'", "''")
+    conn.execute(f"COPY ({query}) TO '{target}' (FORMAT parquet)", params or [])
+    return str(path)
+
+
+def _parquet_rows(path: str, batch_rows: int = 10_000) -> Iterator[tuple]:
+    """The rows of a staged Parquet file as tuples, in file order, a batch at a time."""
+    for batch in pq.ParquetFile(path).iter_batches(batch_size=batch_rows):
+        yield from zip(*(column.to_pylist() for column in batch.columns))
+
+
+def _prepare_program(
     conn: duckdb.DuckDBPyConnection,
     program: str,
     out_root: Path,
-    publication: tuple[str, str] | None = None,
-) -> dict:
-    """Write one program's xlsx and csv files (replacing the folder's previous files).
+    publication: tuple[str, str] | None,
+    staging: Path,
+) -> list[dict]:
+    """The part of one program's export that needs the warehouse; returns the jobs that write it.
 
-    Everything that can refuse the export (privacy, unknown verdict or reason code) is checked
-    before the folder is touched."""
+    Everything that can refuse the export (privacy, unknown verdict or reason code, an unmasked NIK
+    in the changes or the candidates) is checked before the folder is touched. The rows go to
+    Parquet files in `staging`, in the order the files list them, so the writers (`_write_job`,
+    possibly in other processes) need no warehouse connection."""
     select = _export_select(program)
     check_reason_legend()
     check_export_privacy(conn, program, select)
@@ -424,23 +460,130 @@ def export_program(
     from satudata_pipeline.programs.worklists import backlog  # the worklists import this module
 
     about["backlog"] = backlog(conn, REVIEW_TABLE, [program]).get(program, {"waiting": 0})
-
+    slug = _slug(program)
+    changes = _prepare_changes(conn, program, staging / f"{slug}-changes.parquet")
+    has_candidates = conn.execute(
+        "SELECT count(*) FROM information_schema.tables WHERE table_schema = "
+        "'programs' AND table_name = 'eligible_not_enrolled'"
+    ).fetchall()[0][0]
     folder = out_root / program
+    candidates = (
+        _prepare_candidates(conn, program, folder, staging, CANDIDATE_TABLE)
+        if has_candidates
+        else None
+    )
+    rows = _copy_to_parquet(
+        conn,
+        f"{select} ORDER BY b.kode_kota NULLS LAST, kecamatan NULLS LAST, verdict, record_id",
+        staging / f"{slug}-rows.parquet",
+    )
     if folder.exists():
         shutil.rmtree(folder)
     folder.mkdir(parents=True)
+    review = {
+        "kind": "review",
+        "program": program,
+        "folder": str(folder),
+        "rows": rows,
+        "kotas": kotas,
+        "about": about,
+        "summary": summary,
+        "reasons": reasons,
+        "changes": changes,
+        "cells": about["rows"] * len(EXPORT_COLUMNS) + (changes["rows"] * 9 if changes else 0),
+    }
+    return [review, candidates] if candidates else [review]
+
+
+def _write_job(job: dict) -> dict:
+    """Write the files of one job of `_prepare_program` (runs in a worker process)."""
+    return _write_review(job) if job["kind"] == "review" else _write_candidates(job)
+
+
+def _run_jobs(jobs: list[dict]) -> list[dict]:
+    """Run the writing jobs in `config.export_workers()` processes (in this one when one is enough);
+    results in the order of `jobs`. The jobs are shared out largest first, each to the least loaded
+    worker; a worker is a fresh interpreter (`export_worker`), so nothing of the run's memory or
+    DuckDB threads is copied into it."""
+    from satudata_pipeline import config
+
+    workers = min(len(jobs), config.export_workers())
+    if workers <= 1:
+        return [_write_job(job) for job in jobs]
+    shares: list[list[int]] = [[] for _ in range(workers)]
+    loads = [0] * workers
+    for i in sorted(range(len(jobs)), key=lambda i: -jobs[i]["cells"]):
+        w = loads.index(min(loads))
+        shares[w].append(i)
+        loads[w] += jobs[i]["cells"] + 1
+    results: dict[int, dict] = {}
+    with tempfile.TemporaryDirectory(prefix="satudata-export-") as tmp:
+        running = []
+        for w, share in enumerate(shares):
+            jobs_file, results_file = Path(tmp) / f"jobs-{w}.pkl", Path(tmp) / f"results-{w}.pkl"
+            jobs_file.write_bytes(pickle.dumps([jobs[i] for i in share]))
+            proc = subprocess.Popen(
+                [sys.executable, "-m", WORKER_MODULE, str(jobs_file), str(results_file)],
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+            running.append((proc, share, results_file))
+        failures = []
+        for proc, share, results_file in running:
+            _, err = proc.communicate()
+            if proc.returncode != 0:
+                failures.append(
+                    err.strip().splitlines()[-1] if err.strip() else f"exit {proc.returncode}"
+                )
+                continue
+            results.update(zip(share, pickle.loads(results_file.read_bytes()), strict=True))
+        if failures:
+            raise ExportError(f"exports: a workbook writer failed: {'; '.join(failures)}")
+    return [results[i] for i in range(len(jobs))]
+
+
+def _program_result(jobs: list[dict], results: list[dict]) -> dict:
+    review, written = jobs[0], results[0]
+    candidates = results[1] if len(jobs) > 1 else None
+    return {
+        "xlsx": written["xlsx"],
+        "csv": written["csv"],
+        "rows": review["about"]["rows"],
+        "kota": len(review["kotas"]),
+        "candidates": candidates["rows"] if candidates else 0,
+        "files": 1 + len(written["csv"]) + (2 if candidates else 0),
+    }
+
+
+def _staging(out_root: Path) -> tempfile.TemporaryDirectory:
+    """A private folder beside the exports for the staged rows, removed when the export ends."""
+    out_root.mkdir(parents=True, exist_ok=True)
+    return tempfile.TemporaryDirectory(prefix=STAGING_PREFIX, dir=out_root)
+
+
+def export_program(
+    conn: duckdb.DuckDBPyConnection,
+    program: str,
+    out_root: Path,
+    publication: tuple[str, str] | None = None,
+) -> dict:
+    """Write one program's xlsx and csv files (replacing the folder's previous files).
+
+    Everything that can refuse the export (privacy, unknown verdict or reason code) is checked
+    before the folder is touched."""
+    load_wilayah(conn)
+    with _staging(out_root) as staging:
+        jobs = _prepare_program(conn, program, out_root, publication, Path(staging))
+        return _program_result(jobs, _run_jobs(jobs))
+
+
+def _write_review(job: dict) -> dict:
+    """`<PROGRAM>_review.xlsx` (cover, legend, a sheet per kota, the changes) and a CSV per kota."""
+    program, folder = job["program"], Path(job["folder"])
     xlsx_path = folder / f"{program}_review.xlsx"
-    wb = xlsxwriter.Workbook(
-        str(xlsx_path),
-        {
-            "constant_memory": True,
-            "strings_to_numbers": False,
-            "strings_to_formulas": False,
-            "strings_to_urls": False,
-        },
-    )
+    wb = xlsxwriter.Workbook(str(xlsx_path), WORKBOOK_OPTIONS)
     formats = _formats(wb)
-    _summary_sheet(wb, formats, program, about, summary, reasons)
+    _summary_sheet(wb, formats, program, job["about"], job["summary"], job["reasons"])
     _legend_sheet(wb, formats)
 
     csv_files = []
@@ -449,72 +592,55 @@ def export_program(
         EXPORT_COLUMNS.index("nominal_bulanan"),
         EXPORT_COLUMNS.index("tanggal_mulai"),
     )
-    for kode, nama, _rows in kotas:
+    rows = _parquet_rows(job["rows"])
+    for kode, nama, count in job["kotas"]:
         short = _short_kota(nama or kode)
-        where = "b.kode_kota IS NULL" if kode is None else "b.kode_kota = ?"
-        query = f"SELECT * FROM ({select} AND {where}) ORDER BY kecamatan NULLS LAST, verdict, record_id"
         csv_path = folder / f"{program}_{_slug(kode or 'na')}_{_slug(short)}.csv"
         csv_files.append(csv_path)
-        cur = conn.execute(query, [] if kode is None else [kode])
         # xlsx: stream rows; split a kota over several sheets if it exceeds Excel's row limit
         sheets: list[tuple[_Sheet, int]] = []
         written, sheet = EXCEL_MAX_ROWS, None
         with open(csv_path, "w", encoding=CSV_ENCODING, newline="") as fh:
             out = csv.writer(fh, delimiter=CSV_DELIMITER, lineterminator="\r\n")
             out.writerow(EXPORT_COLUMNS)
-            while batch := cur.fetchmany(10_000):
-                for values in batch:
-                    row = _export_row(values)
-                    out.writerow([_csv_cell(v) for v in row])
-                    if written >= EXCEL_MAX_ROWS:
-                        if sheet is not None:
-                            sheets.append((sheet, written))
-                        part = len(sheets) + 1
-                        name = short[:31] if part == 1 else f"{short[:26]} ({part})"
-                        while name in used_sheets:
-                            name = name[:28] + f"~{len(used_sheets)}"
-                        used_sheets.add(name)
-                        sheet = _Sheet(wb, name, formats)
-                        sheet.row(0, EXPORT_COLUMNS, "bold")
-                        sheet.ws.freeze_panes(1, 0)
-                        written = 0
-                    if (
-                        sheet is None
-                    ):  # a sheet is opened before the first row (written starts full)
-                        raise RuntimeError("export: a row came before its sheet was opened")
-                    written += 1
-                    for j, v in enumerate(row):
-                        if v is None or v == "":
-                            continue
-                        if j == money_col:
-                            sheet.number(written, j, int(v))
-                        elif j == date_col:
-                            sheet.date(written, j, v)
-                        else:
-                            sheet.text(written, j, str(v))
+            for values in itertools.islice(rows, count):
+                row = _export_row(values)
+                out.writerow([_csv_cell(v) for v in row])
+                if written >= EXCEL_MAX_ROWS:
+                    if sheet is not None:
+                        sheets.append((sheet, written))
+                    part = len(sheets) + 1
+                    name = short[:31] if part == 1 else f"{short[:26]} ({part})"
+                    while name in used_sheets:
+                        name = name[:28] + f"~{len(used_sheets)}"
+                    used_sheets.add(name)
+                    sheet = _Sheet(wb, name, formats)
+                    sheet.row(0, EXPORT_COLUMNS, "bold")
+                    sheet.ws.freeze_panes(1, 0)
+                    written = 0
+                if sheet is None:  # a sheet is opened before the first row (written starts full)
+                    raise RuntimeError("export: a row came before its sheet was opened")
+                written += 1
+                for j, v in enumerate(row):
+                    if v is None or v == "":
+                        continue
+                    if j == money_col:
+                        sheet.number(written, j, int(v))
+                    elif j == date_col:
+                        sheet.date(written, j, v)
+                    else:
+                        sheet.text(written, j, str(v))
         if sheet is not None:
             sheets.append((sheet, written))
         for s, last in sheets:
             s.ws.autofilter(0, 0, last, len(EXPORT_COLUMNS) - 1)
             s.fit_columns()
-    _changes_sheet(conn, wb, formats, program)
+    if next(rows, None) is not None:  # the staged rows and the per-kota counts disagree
+        raise RuntimeError(f"export of program {program}: more rows staged than counted per kota")
+    if job["changes"]:
+        _changes_sheet(wb, formats, job["changes"])
     wb.close()
-    candidates = (
-        export_candidates(conn, program, folder)
-        if conn.execute(
-            "SELECT count(*) FROM information_schema.tables WHERE table_schema = "
-            "'programs' AND table_name = 'eligible_not_enrolled'"
-        ).fetchall()[0][0]
-        else None
-    )
-    return {
-        "xlsx": xlsx_path,
-        "csv": csv_files,
-        "rows": about["rows"],
-        "kota": len(kotas),
-        "candidates": candidates["rows"] if candidates else 0,
-        "files": 1 + len(csv_files) + (2 if candidates else 0),
-    }
+    return {"xlsx": xlsx_path, "csv": csv_files}
 
 
 CHANGES_SHEET = "Perubahan"
@@ -540,12 +666,9 @@ CHANGE_HEADERS = [
 ]
 
 
-def _changes_sheet(
-    conn: duckdb.DuckDBPyConnection, wb: xlsxwriter.Workbook, formats: dict, program: str
-) -> int | None:
-    """Sheet "Perubahan": the program's rows that changed since the previous determination (newly removed,
-    reinstated, newly in / out of review, amount, new and gone rows), from main.determination_changes.
-    Masked NIK only, no name. Not written for a warehouse without history; returns the rows written."""
+def _prepare_changes(conn: duckdb.DuckDBPyConnection, program: str, path: Path) -> dict | None:
+    """The program's rows of main.determination_changes (masked NIK only, no name), staged for the
+    "Perubahan" sheet; None for a warehouse without history. An unmasked NIK refuses the export."""
     from satudata_pipeline.history import store as history
     from satudata_pipeline.history.versions import _exists as _history_exists
 
@@ -554,41 +677,62 @@ def _changes_sheet(
         return None
     query = (
         f"SELECT change, source, record_id, nik_masked, verdict_before, verdict_after, reasons_after, "
-        f"nominal_before, nominal_after FROM {history.CHANGES_TABLE} WHERE program = ? "
+        f"nominal_before, nominal_after FROM {history.CHANGES_TABLE} WHERE program = $program "
         "ORDER BY change, source, record_id"
     )
     unmasked = conn.execute(
         f"SELECT count(*) FROM ({query}) WHERE nik_masked IS NOT NULL AND NOT "
         f"regexp_full_match(nik_masked, '{MASKED_NIK}')",
-        [program],
+        {"program": program},
     ).fetchall()[0][0]
     if unmasked:
         raise ExportPrivacyError(
             f"changes sheet of program {program}: refused, {unmasked} NIK(s) not masked"
         )
-    rows = conn.execute(query, [program]).fetchall()
+    counts = dict(
+        conn.execute(
+            f"SELECT change, count(*) FROM {history.CHANGES_TABLE} WHERE program = ? GROUP BY 1",
+            [program],
+        ).fetchall()
+    )
+    return {
+        "determination_id": info["determination_id"],
+        "snapshot_date": info["snapshot_date"],
+        "previous": info["previous_determination_id"],
+        "table": history.CHANGES_TABLE,
+        "counts": counts,
+        "rows": sum(counts.values()),
+        "path": _copy_to_parquet(
+            conn, query.replace("$program", "'" + program.replace("'", "''") + "'"), path
+        ),
+    }
+
+
+def _changes_sheet(wb: xlsxwriter.Workbook, formats: dict, changes: dict) -> int:
+    """Sheet "Perubahan": the program's rows that changed since the previous determination (newly removed,
+    reinstated, newly in / out of review, amount, new and gone rows), from main.determination_changes.
+    Returns the rows written."""
     s = _Sheet(wb, CHANGES_SHEET, formats)
-    previous = info["previous_determination_id"]
+    previous = changes["previous"]
     s.text(0, 0, "Perubahan sejak penetapan sebelumnya", "bold")
     s.text(
         1,
         0,
-        f"Penetapan no. {info['determination_id']} (data {info['snapshot_date']})"
+        f"Penetapan no. {changes['determination_id']} (data {changes['snapshot_date']})"
         + (
             f" dibandingkan dengan penetapan no. {previous}."
             if previous
             else ": penetapan pertama, belum ada pembanding."
         ),
     )
-    counts = {c: 0 for c in CHANGE_LABELS}
-    for r in rows:
-        counts[r[0]] = counts.get(r[0], 0) + 1
+    counts = {c: 0 for c in CHANGE_LABELS} | changes["counts"]
     for i, (code, label) in enumerate(CHANGE_LABELS.items()):
         s.text(3 + i, 0, label)
         s.number(3 + i, 1, counts[code], "count")
     top = 4 + len(CHANGE_LABELS)
     s.row(top, CHANGE_HEADERS, "bold")
     limit = EXCEL_MAX_ROWS - top - 2
+    total = changes["rows"]
     for i, (
         change,
         source,
@@ -599,7 +743,7 @@ def _changes_sheet(
         reasons,
         nom_before,
         nom_after,
-    ) in enumerate(rows[:limit]):
+    ) in enumerate(itertools.islice(_parquet_rows(changes["path"]), limit)):
         line = [
             CHANGE_LABELS.get(change, change),
             source,
@@ -615,14 +759,14 @@ def _changes_sheet(
         for j, v in ((7, nom_before), (8, nom_after)):
             if v is not None:
                 s.number(top + 1 + i, j, int(v))
-    if len(rows) > limit:
+    if total > limit:
         s.text(
             top + 1 + limit,
             0,
-            f"... {len(rows) - limit} baris lagi di tabel {history.CHANGES_TABLE}",
+            f"... {total - limit} baris lagi di tabel {changes['table']}",
         )
     s.fit_columns({0: 24})
-    return len(rows)
+    return min(total, limit)
 
 
 # The eligible people not enrolled, for the office to reach: where they live (down to kelurahan), who
@@ -640,6 +784,7 @@ CANDIDATE_COLUMNS = [
     ("stale_record", "perlu_verifikasi"),
 ]
 CANDIDATE_SHEET = "Calon layak"
+CANDIDATE_TABLE = "programs.eligible_not_enrolled"
 
 
 def _candidate_select(program: str, table: str) -> str:
@@ -655,78 +800,92 @@ def _candidate_select(program: str, table: str) -> str:
     """
 
 
-def export_candidates(
-    conn: duckdb.DuckDBPyConnection,
-    program: str,
-    folder: Path,
-    table: str = "programs.eligible_not_enrolled",
+def _prepare_candidates(
+    conn: duckdb.DuckDBPyConnection, program: str, folder: Path, staging: Path, table: str
 ) -> dict:
-    """`<PROGRAM>_calon_layak.xlsx` and `.csv`: the people who meet the program's rules and hold no
-    row in its roster, best-ranked first; the same safety as the lists (no formula, NIK masked)."""
+    """Check the candidate list (columns, masked NIK) and stage its rows, best-ranked first."""
     select = _candidate_select(program, table)
     returned = [d[0] for d in conn.execute(f"SELECT * FROM ({select}) LIMIT 0").description]
     if returned != [c for c, _ in CANDIDATE_COLUMNS] or FORBIDDEN_COLUMNS & set(returned):
         raise ExportPrivacyError(
             f"candidate export of program {program}: refused, columns {returned}"
         )
-    unmasked = conn.execute(
-        f"SELECT count(*) FROM ({select}) WHERE nik_masked IS NOT NULL "
-        f"AND NOT regexp_full_match(nik_masked, '{MASKED_NIK}')"
-    ).fetchall()[0][0]
+    unmasked, n = conn.execute(
+        f"SELECT count(*) FILTER (nik_masked IS NOT NULL "
+        f"AND NOT regexp_full_match(nik_masked, '{MASKED_NIK}')), count(*) FROM ({select})"
+    ).fetchall()[0]
     if unmasked:
         raise ExportPrivacyError(
             f"candidate export of program {program}: refused, {unmasked} NIK(s) not masked"
         )
+    return {
+        "kind": "candidates",
+        "program": program,
+        "folder": str(folder),
+        "rows": _copy_to_parquet(
+            conn,
+            f"SELECT * FROM ({select}) ORDER BY peringkat",
+            staging / f"{_slug(program)}-candidates.parquet",
+        ),
+        "cells": n * len(CANDIDATE_COLUMNS),
+    }
+
+
+def export_candidates(
+    conn: duckdb.DuckDBPyConnection,
+    program: str,
+    folder: Path,
+    table: str = CANDIDATE_TABLE,
+) -> dict:
+    """`<PROGRAM>_calon_layak.xlsx` and `.csv`: the people who meet the program's rules and hold no
+    row in its roster, best-ranked first; the same safety as the lists (no formula, NIK masked)."""
+    load_wilayah(conn)
+    with _staging(folder) as staging:
+        return _write_candidates(_prepare_candidates(conn, program, folder, Path(staging), table))
+
+
+def _write_candidates(job: dict) -> dict:
+    program, folder = job["program"], Path(job["folder"])
     headers = [h for _, h in CANDIDATE_COLUMNS]
     xlsx_path, csv_path = (
         folder / f"{program}_calon_layak.xlsx",
         folder / f"{program}_calon_layak.csv",
     )
-    wb = xlsxwriter.Workbook(
-        str(xlsx_path),
-        {
-            "constant_memory": True,
-            "strings_to_numbers": False,
-            "strings_to_formulas": False,
-            "strings_to_urls": False,
-        },
-    )
+    wb = xlsxwriter.Workbook(str(xlsx_path), WORKBOOK_OPTIONS)
     formats = _formats(wb)
     money_col, rank_col = headers.index("nominal_bulanan"), headers.index("peringkat")
     flag_col = headers.index("perlu_verifikasi")
     sheets: list[tuple[_Sheet, int]] = []
     sheet, written, n = None, EXCEL_MAX_ROWS, 0
-    cur = conn.execute(f"SELECT * FROM ({select}) ORDER BY peringkat")
     with open(csv_path, "w", encoding=CSV_ENCODING, newline="") as fh:
         out = csv.writer(fh, delimiter=CSV_DELIMITER, lineterminator="\r\n")
         out.writerow(headers)
-        while batch := cur.fetchmany(10_000):
-            for values in batch:
-                row = list(values)
-                row[flag_col] = "ya" if row[flag_col] else "tidak"
-                out.writerow([_csv_cell(v) for v in row])
-                n += 1
-                if written >= EXCEL_MAX_ROWS:
-                    if sheet is not None:
-                        sheets.append((sheet, written))
-                    sheet = _Sheet(
-                        wb,
-                        CANDIDATE_SHEET if not sheets else f"{CANDIDATE_SHEET} ({len(sheets) + 1})",
-                        formats,
-                    )
-                    sheet.row(0, headers, "bold")
-                    sheet.ws.freeze_panes(1, 0)
-                    written = 0
-                if sheet is None:  # a sheet is opened before the first row (written starts full)
-                    raise RuntimeError("export: a row came before its sheet was opened")
-                written += 1
-                for j, v in enumerate(row):
-                    if v is None or v == "":
-                        continue
-                    if j in (money_col, rank_col):
-                        sheet.number(written, j, int(v), "money" if j == money_col else "count")
-                    else:
-                        sheet.text(written, j, str(v))
+        for values in _parquet_rows(job["rows"]):
+            row = list(values)
+            row[flag_col] = "ya" if row[flag_col] else "tidak"
+            out.writerow([_csv_cell(v) for v in row])
+            n += 1
+            if written >= EXCEL_MAX_ROWS:
+                if sheet is not None:
+                    sheets.append((sheet, written))
+                sheet = _Sheet(
+                    wb,
+                    CANDIDATE_SHEET if not sheets else f"{CANDIDATE_SHEET} ({len(sheets) + 1})",
+                    formats,
+                )
+                sheet.row(0, headers, "bold")
+                sheet.ws.freeze_panes(1, 0)
+                written = 0
+            if sheet is None:  # a sheet is opened before the first row (written starts full)
+                raise RuntimeError("export: a row came before its sheet was opened")
+            written += 1
+            for j, v in enumerate(row):
+                if v is None or v == "":
+                    continue
+                if j in (money_col, rank_col):
+                    sheet.number(written, j, int(v), "money" if j == money_col else "count")
+                else:
+                    sheet.text(written, j, str(v))
     if sheet is None:  # no candidates: say so rather than leave an empty workbook
         sheet = _Sheet(wb, CANDIDATE_SHEET, formats)
         sheet.row(0, headers, "bold")
@@ -745,14 +904,23 @@ def export_programs(
 ) -> dict[str, dict]:
     """Export every program present in beneficiary_review (or only `programs`).
 
-    The Ringkasan sheet names the latest publication of main.publication_log (the one the files
-    are written from, see export_atomically)."""
+    Every program is checked and staged first (a refusal leaves no program's folder half-written
+    by this call), then the workbooks are written in parallel (`_run_jobs`). The Ringkasan sheet
+    names the latest publication of main.publication_log (the one the files are written from, see
+    export_atomically)."""
     load_wilayah(conn)
     present = published_programs(conn)
     wanted = [p for p in present if not programs or p in set(programs)]
     publication = latest_publication(conn)
-    out_root.mkdir(parents=True, exist_ok=True)
-    return {p: export_program(conn, p, out_root, publication) for p in wanted}
+    with _staging(out_root) as staging:
+        prepared = {
+            p: _prepare_program(conn, p, out_root, publication, Path(staging)) for p in wanted
+        }
+        jobs = [job for p in wanted for job in prepared[p]]
+        results = iter(_run_jobs(jobs))
+        return {
+            p: _program_result(prepared[p], [next(results) for _ in prepared[p]]) for p in wanted
+        }
 
 
 MANIFEST = "_manifest.json"
