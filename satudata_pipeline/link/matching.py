@@ -68,7 +68,9 @@ def build_person_records(conn: duckdb.DuckDBPyConnection, source_names: list[str
                     AS nama_norm
             FROM u
         ),
-        b AS (
+        -- MATERIALIZED: the block-size CTEs read b five times more; inlined, DuckDB would split
+        -- names and run the regexes six times over (1M persons: 20 s -> 16 s, same rows, same order)
+        b AS MATERIALIZED (
         SELECT
             source || ':' || record_id AS unique_id,
             * EXCLUDE (nama, nama_norm, nik, no_kk, nik_valid, jenis_kelamin, alamat),
