@@ -677,13 +677,13 @@ def _prepare_changes(conn: duckdb.DuckDBPyConnection, program: str, path: Path) 
         return None
     query = (
         f"SELECT change, source, record_id, nik_masked, verdict_before, verdict_after, reasons_after, "
-        f"nominal_before, nominal_after FROM {history.CHANGES_TABLE} WHERE program = $program "
+        f"nominal_before, nominal_after FROM {history.CHANGES_TABLE} WHERE program = ? "
         "ORDER BY change, source, record_id"
     )
     unmasked = conn.execute(
         f"SELECT count(*) FROM ({query}) WHERE nik_masked IS NOT NULL AND NOT "
         f"regexp_full_match(nik_masked, '{MASKED_NIK}')",
-        {"program": program},
+        [program],
     ).fetchall()[0][0]
     if unmasked:
         raise ExportPrivacyError(
@@ -702,9 +702,7 @@ def _prepare_changes(conn: duckdb.DuckDBPyConnection, program: str, path: Path) 
         "table": history.CHANGES_TABLE,
         "counts": counts,
         "rows": sum(counts.values()),
-        "path": _copy_to_parquet(
-            conn, query.replace("$program", "'" + program.replace("'", "''") + "'"), path
-        ),
+        "path": _copy_to_parquet(conn, query, path, [program]),
     }
 
 
