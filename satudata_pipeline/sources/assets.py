@@ -95,6 +95,8 @@ def _raw_asset(delivery: Delivery, source: SourceSpec) -> dg.AssetsDefinition:
                 if stats.physical_records is not None
                 else n,
                 "multiline_records": stats.multiline_rows,
+                # CSV: "arrow" (a plain file), "python", or "arrow+python" (plain up to a point)
+                **({"csv_reader": batches.reader} if batches.reader else {}),
                 "file": source.path,
                 "file_sha256": digest,
                 "extracted_at": str(source.extracted_at),
