@@ -156,6 +156,13 @@ READER_CASES = {
     "latin-1": ("ID,NAMA\n1,Andr\u00e9\n".encode("latin-1"), "latin-1", "arrow"),
     "semicolon": (b"ID;NAMA\n1;Siti\n", "utf-8", "arrow"),
     "header only": (b"ID,NAMA\n", "utf-8", "arrow"),
+    "bare CR line ends": (b"ID,NAMA\r1,Siti\r2,Budi\r", "utf-8", "arrow"),
+    "quoted header and cells": (b'"ID","NAMA"\n"1","Siti"\n', "utf-8", "arrow"),
+    "quote opening in the header": (
+        b'ID,NAMA,"KET\n1,Siti,x\n2,Budi,y"\n3,Ani,z\n',
+        "utf-8",
+        "python",
+    ),
     "header without line break": (b"ID,NAMA", "utf-8", "python"),
     "escaped quote": (b'ID,NAMA\n1,"Siti ""Ani"""\n', "utf-8", "python"),
     "stray quote": (b'ID,NAMA\n1,Si"ti\n2,Budi\n', "utf-8", "python"),

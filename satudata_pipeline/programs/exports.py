@@ -517,6 +517,12 @@ def _run_jobs(jobs: list[dict]) -> list[dict]:
         shares[w].append(i)
         loads[w] += jobs[i]["cells"] + 1
     results: dict[int, dict] = {}
+    # the workers import this very package, installed or not (a checkout run in place)
+    root = str(Path(__file__).resolve().parents[2])
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH", "")) if p),
+    }
     with tempfile.TemporaryDirectory(prefix="satudata-export-") as tmp:
         running = []
         for w, share in enumerate(shares):
@@ -526,6 +532,7 @@ def _run_jobs(jobs: list[dict]) -> list[dict]:
                 [sys.executable, "-m", WORKER_MODULE, str(jobs_file), str(results_file)],
                 stderr=subprocess.PIPE,
                 text=True,
+                env=env,
             )
             running.append((proc, share, results_file))
         failures = []
