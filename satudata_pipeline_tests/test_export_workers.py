@@ -124,3 +124,31 @@ def test_export_workers_setting(monkeypatch, value, expected):
 def test_export_workers_default_is_the_usable_cpus(monkeypatch):
     monkeypatch.delenv("SATUDATA_EXPORT_WORKERS", raising=False)
     assert 1 <= config.export_workers() <= 8
+
+
+def test_a_list_longer_than_excels_row_limit_goes_on_over_numbered_sheets(tmp_path, monkeypatch):
+    """Each sheet holds at most EXCEL_MAX_ROWS data rows under its own header (a limit of 3 here,
+    1,048,575 in Excel); the CSV holds them all."""
+    monkeypatch.setattr(exports, "EXCEL_MAX_ROWS", 3)
+    conn = duckdb.connect()
+    rows = tmp_path / "rows.parquet"
+    conn.execute(
+        f"COPY (SELECT i AS peringkat, '3171****0001' AS nik_masked, 'ORANG ' || i AS nama, "
+        f"'lansia' AS target_group, 'K' AS kota, 'C' AS kecamatan, 'L' AS kelurahan, "
+        f"300000 AS nominal_bulanan, false AS stale_record FROM range(1, 8) t(i) ORDER BY i) "
+        f"TO '{rows}' (FORMAT parquet)"
+    )
+    job = {"kind": "candidates", "program": "KLJ", "folder": str(tmp_path), "rows": str(rows)}
+    out = exports._write_job({**job, "cells": 63})
+    assert out["rows"] == 7
+    wb = openpyxl.load_workbook(out["xlsx"])
+    assert wb.sheetnames == ["Calon layak", "Calon layak (2)", "Calon layak (3)"]
+    names = [[r[2] for r in ws.iter_rows(min_row=2, values_only=True)] for ws in wb.worksheets]
+    assert names == [
+        ["ORANG 1", "ORANG 2", "ORANG 3"],
+        ["ORANG 4", "ORANG 5", "ORANG 6"],
+        ["ORANG 7"],
+    ]
+    assert all(ws["A1"].value == "peringkat" and ws.freeze_panes == "A2" for ws in wb.worksheets)
+    assert [ws.auto_filter.ref for ws in wb.worksheets] == ["A1:I4", "A1:I4", "A1:I2"]
+    assert len(out["csv"].read_text(encoding="utf-8-sig").splitlines()) == 8

@@ -280,6 +280,37 @@ class _Sheet:
             self.ws.set_column(col, col, width)
 
 
+class _DataSheets:
+    """Rows of one list over as many sheets as Excel's row limit needs (`name_for(part)` names the
+    part-th), each with the bold header row frozen; filters and widths are set by `close()`."""
+
+    def __init__(self, wb: xlsxwriter.Workbook, formats: dict, headers: list[str], name_for):
+        self.wb, self.formats, self.headers, self.name_for = wb, formats, headers, name_for
+        self.done: list[tuple[_Sheet, int]] = []
+        self.sheet: _Sheet | None = None
+        self.written = 0
+
+    def next_row(self) -> tuple[_Sheet, int]:
+        """The sheet and row index for the next data row (a new sheet when this one is full)."""
+        if self.sheet is None or self.written >= EXCEL_MAX_ROWS:
+            if self.sheet is not None:
+                self.done.append((self.sheet, self.written))
+            self.sheet = _Sheet(self.wb, self.name_for(len(self.done) + 1), self.formats)
+            self.sheet.row(0, self.headers, "bold")
+            self.sheet.ws.freeze_panes(1, 0)
+            self.written = 0
+        self.written += 1
+        return self.sheet, self.written
+
+    def close(self) -> None:
+        if self.sheet is not None:
+            self.done.append((self.sheet, self.written))
+            self.sheet = None
+        for sheet, last in self.done:
+            sheet.ws.autofilter(0, 0, last, len(self.headers) - 1)
+            sheet.fit_columns()
+
+
 def _legend_sheet(wb: xlsxwriter.Workbook, formats: dict) -> None:
     """Sheet "Keterangan": what each verdict and each reason code means and what the officer does."""
     s = _Sheet(wb, LEGEND_SHEET, formats)
@@ -604,30 +635,23 @@ def _write_review(job: dict) -> dict:
         short = _short_kota(nama or kode)
         csv_path = folder / f"{program}_{_slug(kode or 'na')}_{_slug(short)}.csv"
         csv_files.append(csv_path)
+
         # xlsx: stream rows; split a kota over several sheets if it exceeds Excel's row limit
-        sheets: list[tuple[_Sheet, int]] = []
-        written, sheet = EXCEL_MAX_ROWS, None
+        def sheet_name(part: int, short: str = short) -> str:
+            name = short[:31] if part == 1 else f"{short[:26]} ({part})"
+            while name in used_sheets:
+                name = name[:28] + f"~{len(used_sheets)}"
+            used_sheets.add(name)
+            return name
+
+        sheets = _DataSheets(wb, formats, EXPORT_COLUMNS, sheet_name)
         with open(csv_path, "w", encoding=CSV_ENCODING, newline="") as fh:
             out = csv.writer(fh, delimiter=CSV_DELIMITER, lineterminator="\r\n")
             out.writerow(EXPORT_COLUMNS)
             for values in itertools.islice(rows, count):
                 row = _export_row(values)
                 out.writerow([_csv_cell(v) for v in row])
-                if written >= EXCEL_MAX_ROWS:
-                    if sheet is not None:
-                        sheets.append((sheet, written))
-                    part = len(sheets) + 1
-                    name = short[:31] if part == 1 else f"{short[:26]} ({part})"
-                    while name in used_sheets:
-                        name = name[:28] + f"~{len(used_sheets)}"
-                    used_sheets.add(name)
-                    sheet = _Sheet(wb, name, formats)
-                    sheet.row(0, EXPORT_COLUMNS, "bold")
-                    sheet.ws.freeze_panes(1, 0)
-                    written = 0
-                if sheet is None:  # a sheet is opened before the first row (written starts full)
-                    raise RuntimeError("export: a row came before its sheet was opened")
-                written += 1
+                sheet, written = sheets.next_row()
                 for j, v in enumerate(row):
                     if v is None or v == "":
                         continue
@@ -637,11 +661,7 @@ def _write_review(job: dict) -> dict:
                         sheet.date(written, j, v)
                     else:
                         sheet.text(written, j, str(v))
-        if sheet is not None:
-            sheets.append((sheet, written))
-        for s, last in sheets:
-            s.ws.autofilter(0, 0, last, len(EXPORT_COLUMNS) - 1)
-            s.fit_columns()
+        sheets.close()
     if next(rows, None) is not None:  # the staged rows and the per-kota counts disagree
         raise RuntimeError(f"export of program {program}: more rows staged than counted per kota")
     if job["changes"]:
@@ -860,8 +880,13 @@ def _write_candidates(job: dict) -> dict:
     formats = _formats(wb)
     money_col, rank_col = headers.index("nominal_bulanan"), headers.index("peringkat")
     flag_col = headers.index("perlu_verifikasi")
-    sheets: list[tuple[_Sheet, int]] = []
-    sheet, written, n = None, EXCEL_MAX_ROWS, 0
+    sheets = _DataSheets(
+        wb,
+        formats,
+        headers,
+        lambda part: CANDIDATE_SHEET if part == 1 else f"{CANDIDATE_SHEET} ({part})",
+    )
+    n = 0
     with open(csv_path, "w", encoding=CSV_ENCODING, newline="") as fh:
         out = csv.writer(fh, delimiter=CSV_DELIMITER, lineterminator="\r\n")
         out.writerow(headers)
@@ -870,20 +895,7 @@ def _write_candidates(job: dict) -> dict:
             row[flag_col] = "ya" if row[flag_col] else "tidak"
             out.writerow([_csv_cell(v) for v in row])
             n += 1
-            if written >= EXCEL_MAX_ROWS:
-                if sheet is not None:
-                    sheets.append((sheet, written))
-                sheet = _Sheet(
-                    wb,
-                    CANDIDATE_SHEET if not sheets else f"{CANDIDATE_SHEET} ({len(sheets) + 1})",
-                    formats,
-                )
-                sheet.row(0, headers, "bold")
-                sheet.ws.freeze_panes(1, 0)
-                written = 0
-            if sheet is None:  # a sheet is opened before the first row (written starts full)
-                raise RuntimeError("export: a row came before its sheet was opened")
-            written += 1
+            sheet, written = sheets.next_row()
             for j, v in enumerate(row):
                 if v is None or v == "":
                     continue
@@ -891,15 +903,10 @@ def _write_candidates(job: dict) -> dict:
                     sheet.number(written, j, int(v), "money" if j == money_col else "count")
                 else:
                     sheet.text(written, j, str(v))
-    if sheet is None:  # no candidates: say so rather than leave an empty workbook
-        sheet = _Sheet(wb, CANDIDATE_SHEET, formats)
-        sheet.row(0, headers, "bold")
-        sheet.text(1, 0, "Tidak ada calon yang memenuhi syarat dan belum terdaftar.")
-        written = 1
-    sheets.append((sheet, written))
-    for s_, last in sheets:
-        s_.ws.autofilter(0, 0, last, len(headers) - 1)
-        s_.fit_columns()
+    if n == 0:  # no candidates: say so rather than leave an empty workbook
+        sheet, written = sheets.next_row()
+        sheet.text(written, 0, "Tidak ada calon yang memenuhi syarat dan belum terdaftar.")
+    sheets.close()
     wb.close()
     return {"xlsx": xlsx_path, "csv": csv_path, "rows": n}
 
