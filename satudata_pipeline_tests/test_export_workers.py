@@ -98,14 +98,19 @@ def test_a_failing_writer_names_the_error_not_the_cell(tmp_path, monkeypatch):
     assert [r["csv"].parent.name for r in results] == ["A", "B"]
 
 
-def test_a_refused_export_leaves_nothing_staged(warehouse, tmp_path):
+def test_a_refused_export_leaves_every_folder_as_it_was_and_nothing_staged(warehouse, tmp_path):
+    """KLJ is refused after KAJ, KJMU and KJP passed their checks: their previous files stay."""
+    root = tmp_path / "exports"
+    before = exports.export_programs(warehouse, root)
+    kaj = {p.name: p.read_bytes() for p in (root / "KAJ").iterdir()}
+    assert before["KAJ"]["rows"] > 0 and kaj
     warehouse.execute(
         "UPDATE main.beneficiary_review SET nik_masked = '3171010101010021' WHERE program = 'KLJ'"
     )
     with pytest.raises(exports.ExportPrivacyError):
-        exports.export_programs(warehouse, tmp_path / "exports")
-    assert not [p for p in (tmp_path / "exports").rglob(f"{exports.STAGING_PREFIX}*")]
-    assert not (tmp_path / "exports" / "KLJ").exists()
+        exports.export_programs(warehouse, root)
+    assert {p.name: p.read_bytes() for p in (root / "KAJ").iterdir()} == kaj
+    assert not [p for p in root.rglob(f"{exports.STAGING_PREFIX}*")]
 
 
 @pytest.mark.parametrize(

@@ -450,7 +450,8 @@ def _prepare_program(
     """The part of one program's export that needs the warehouse; returns the jobs that write it.
 
     Everything that can refuse the export (privacy, unknown verdict or reason code, an unmasked NIK
-    in the changes or the candidates) is checked before the folder is touched. The rows go to
+    in the changes or the candidates) is checked here, before any folder is touched
+    (`_fresh_folders`, once every program is prepared). The rows go to
     Parquet files in `staging`, in the order the files list them, so the writers (`_write_job`,
     possibly in other processes) need no warehouse connection."""
     select = _export_select(program)
@@ -491,8 +492,8 @@ def _prepare_program(
     from satudata_pipeline.programs.worklists import backlog  # the worklists import this module
 
     about["backlog"] = backlog(conn, REVIEW_TABLE, [program]).get(program, {"waiting": 0})
-    slug = _slug(program)
-    changes = _prepare_changes(conn, program, staging / f"{slug}-changes.parquet")
+    staging = Path(tempfile.mkdtemp(prefix=f"{_slug(program)}-", dir=staging))
+    changes = _prepare_changes(conn, program, staging / "changes.parquet")
     has_candidates = conn.execute(
         "SELECT count(*) FROM information_schema.tables WHERE table_schema = "
         "'programs' AND table_name = 'eligible_not_enrolled'"
@@ -506,11 +507,8 @@ def _prepare_program(
     rows = _copy_to_parquet(
         conn,
         f"{select} ORDER BY b.kode_kota NULLS LAST, kecamatan NULLS LAST, verdict, record_id",
-        staging / f"{slug}-rows.parquet",
+        staging / "rows.parquet",
     )
-    if folder.exists():
-        shutil.rmtree(folder)
-    folder.mkdir(parents=True)
     review = {
         "kind": "review",
         "program": program,
@@ -521,9 +519,19 @@ def _prepare_program(
         "summary": summary,
         "reasons": reasons,
         "changes": changes,
-        "cells": about["rows"] * len(EXPORT_COLUMNS) + (changes["rows"] * 9 if changes else 0),
+        "cells": about["rows"] * len(EXPORT_COLUMNS)
+        + (changes["rows"] * len(CHANGE_HEADERS) if changes else 0),
     }
     return [review, candidates] if candidates else [review]
+
+
+def _fresh_folders(jobs: list[dict]) -> None:
+    """Empty (or create) the folders the jobs write to: the previous files of a program go only
+    once every program of the call has passed its checks."""
+    for folder in dict.fromkeys(Path(job["folder"]) for job in jobs):
+        if folder.exists():
+            shutil.rmtree(folder)
+        folder.mkdir(parents=True)
 
 
 def _write_job(job: dict) -> dict:
@@ -612,6 +620,7 @@ def export_program(
     load_wilayah(conn)
     with _staging(out_root) as staging:
         jobs = _prepare_program(conn, program, out_root, publication, Path(staging))
+        _fresh_folders(jobs)
         return _program_result(jobs, _run_jobs(jobs))
 
 
@@ -850,7 +859,7 @@ def _prepare_candidates(
         "rows": _copy_to_parquet(
             conn,
             f"SELECT * FROM ({select}) ORDER BY peringkat",
-            staging / f"{_slug(program)}-candidates.parquet",
+            staging / "candidates.parquet",
         ),
         "cells": n * len(CANDIDATE_COLUMNS),
     }
@@ -916,8 +925,8 @@ def export_programs(
 ) -> dict[str, dict]:
     """Export every program present in beneficiary_review (or only `programs`).
 
-    Every program is checked and staged first (a refusal leaves no program's folder half-written
-    by this call), then the workbooks are written in parallel (`_run_jobs`). The Ringkasan sheet
+    Every program is checked and staged first (a refusal leaves every program's folder as it was),
+    then the workbooks are written in parallel (`_run_jobs`). The Ringkasan sheet
     names the latest publication of main.publication_log (the one the files are written from, see
     export_atomically)."""
     load_wilayah(conn)
@@ -929,6 +938,7 @@ def export_programs(
             p: _prepare_program(conn, p, out_root, publication, Path(staging)) for p in wanted
         }
         jobs = [job for p in wanted for job in prepared[p]]
+        _fresh_folders(jobs)
         results = iter(_run_jobs(jobs))
         return {
             p: _program_result(prepared[p], [next(results) for _ in prepared[p]]) for p in wanted
