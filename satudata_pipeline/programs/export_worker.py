@@ -19,7 +19,7 @@ from pathlib import Path
 
 def main(argv: list[str]) -> int:
     jobs_path, results_path = Path(argv[0]), Path(argv[1])
-    from satudata_pipeline.programs.exports import _write_job
+    from satudata_pipeline.programs.exports import WORKER_PREFIX, _write_job
 
     jobs = pickle.loads(jobs_path.read_bytes())
     try:
@@ -29,7 +29,8 @@ def main(argv: list[str]) -> int:
         where = f"{Path(frame.filename).name}:{frame.lineno}"
         programs = sorted({job["program"] for job in jobs})
         print(
-            f"export worker: {type(exc).__name__} at {where} (programs {programs})", file=sys.stderr
+            f"{WORKER_PREFIX} {type(exc).__name__} at {where} (programs {programs})",
+            file=sys.stderr,
         )
         return 1
     results_path.write_bytes(pickle.dumps(results))

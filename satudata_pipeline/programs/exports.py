@@ -57,6 +57,7 @@ import xlsxwriter
 from satudata_pipeline.programs.reasons import REASON_CODES, REASONS, VERDICTS
 from satudata_pipeline.programs.summary import load_wilayah
 from satudata_pipeline.programs.verdicts import REVIEW_TABLE
+from satudata_pipeline.warehouse import table_exists
 
 # (column of main.beneficiary_review or of the wilayah join, header in the files)
 _COLUMN_SOURCES = [
@@ -114,6 +115,7 @@ WORKBOOK_OPTIONS = {
     "strings_to_urls": False,
 }
 WORKER_MODULE = "satudata_pipeline.programs.export_worker"
+WORKER_PREFIX = "export worker:"  # the line a failing worker prints (export_worker.main)
 STAGING_PREFIX = ".staging-"  # rows staged for the writers, removed when the export ends
 
 
@@ -494,14 +496,10 @@ def _prepare_program(
     about["backlog"] = backlog(conn, REVIEW_TABLE, [program]).get(program, {"waiting": 0})
     staging = Path(tempfile.mkdtemp(prefix=f"{_slug(program)}-", dir=staging))
     changes = _prepare_changes(conn, program, staging / "changes.parquet")
-    has_candidates = conn.execute(
-        "SELECT count(*) FROM information_schema.tables WHERE table_schema = "
-        "'programs' AND table_name = 'eligible_not_enrolled'"
-    ).fetchall()[0][0]
     folder = out_root / program
     candidates = (
         _prepare_candidates(conn, program, folder, staging, CANDIDATE_TABLE)
-        if has_candidates
+        if table_exists(conn, CANDIDATE_TABLE)
         else None
     )
     rows = _copy_to_parquet(
@@ -578,9 +576,10 @@ def _run_jobs(jobs: list[dict]) -> list[dict]:
         for proc, share, results_file in running:
             _, err = proc.communicate()
             if proc.returncode != 0:
-                failures.append(
-                    err.strip().splitlines()[-1] if err.strip() else f"exit {proc.returncode}"
-                )
+                # only the worker's own line (type and place); never a library's output, which
+                # could quote a cell
+                own = [line for line in err.splitlines() if line.startswith(WORKER_PREFIX)]
+                failures.append(own[-1] if own else f"exit {proc.returncode}")
                 continue
             results.update(zip(share, pickle.loads(results_file.read_bytes()), strict=True))
         if failures:
@@ -589,8 +588,9 @@ def _run_jobs(jobs: list[dict]) -> list[dict]:
 
 
 def _program_result(jobs: list[dict], results: list[dict]) -> dict:
-    review, written = jobs[0], results[0]
-    candidates = results[1] if len(jobs) > 1 else None
+    by_kind = {job["kind"]: (job, result) for job, result in zip(jobs, results, strict=True)}
+    review, written = by_kind["review"]
+    candidates = by_kind.get("candidates", (None, None))[1]
     return {
         "xlsx": written["xlsx"],
         "csv": written["csv"],
@@ -706,10 +706,9 @@ def _prepare_changes(conn: duckdb.DuckDBPyConnection, program: str, path: Path) 
     """The program's rows of main.determination_changes (masked NIK only, no name), staged for the
     "Perubahan" sheet; None for a warehouse without history. An unmasked NIK refuses the export."""
     from satudata_pipeline.history import store as history
-    from satudata_pipeline.history.versions import _exists as _history_exists
 
     info = history.latest_info(conn)
-    if info["determination_id"] is None or not _history_exists(conn, history.CHANGES_TABLE):
+    if info["determination_id"] is None or not table_exists(conn, history.CHANGES_TABLE):
         return None
     query = (
         f"SELECT change, source, record_id, nik_masked, verdict_before, verdict_after, reasons_after, "
