@@ -30,14 +30,22 @@ def _conn(cc_main: list[tuple[str, str]], kinds: dict[str, str] | None = None):
 
 CANDIDATE_COLUMNS = (
     "unique_id VARCHAR, kind VARCHAR, lone_cluster VARCHAR, resident_unique_id VARCHAR, "
-    "basis VARCHAR, match_probability DOUBLE, resident_cluster VARCHAR"
+    "basis VARCHAR, match_probability DOUBLE, match_weight DOUBLE, resident_cluster VARCHAR, "
+    "home_group BOOLEAN"
 )
 
 
 def _with_candidates(conn, rows: list[tuple]):
+    """`_sc_candidates` from rows (unique_id, kind, lone_cluster, resident_unique_id, basis,
+    match_probability, resident_cluster[, match_weight]); a group is a home group when all its rows
+    are of SOLE_LINK_SAME_HOME_KINDS."""
     conn.execute(f"CREATE TEMP TABLE _sc_candidates ({CANDIDATE_COLUMNS})")
-    if rows:
-        conn.executemany("INSERT INTO _sc_candidates VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
+    home = {}
+    for r in rows:
+        home[r[2]] = home.get(r[2], True) and r[1] in ss.SOLE_LINK_SAME_HOME_KINDS
+    full = [(*r[:6], r[7] if len(r) > 7 else None, r[6], home[r[2]]) for r in rows]
+    if full:
+        conn.executemany("INSERT INTO _sc_candidates VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", full)
     return conn
 
 
@@ -123,6 +131,48 @@ SOLE_CASES = [
         ],
         [("w:1", "R1", "c:1", "name_at_home", None), ("w:2", "R1", "c:1", "name_at_home", None)],
         id="two groups may share their sole resident",
+    ),
+    pytest.param(
+        [
+            ("k:1", "program_roster", "L1", "c:1", "link", 1.0, "R1", 29.6),
+            ("k:1", "program_roster", "L1", "c:2", "link", 1.0, "R2", 17.3),
+        ],
+        [("k:1", "R1", "c:1", "dominant_link", 1.0)],
+        id="two residents of its home, one favoured a thousand to one: placed with it",
+    ),
+    pytest.param(
+        [
+            ("k:1", "program_roster", "L1", "c:1", "link", 1.0, "R1", 25.5),
+            ("k:1", "program_roster", "L1", "c:2", "link", 1.0, "R2", 17.3),
+        ],
+        [],
+        id="favoured by less than the margin: nobody is assigned",
+    ),
+    pytest.param(
+        [
+            ("k:1", "program_roster", "L1", "c:1", "link", 1.0, "R1", 40.0),
+            ("k:1", "program_roster", "L1", "c:2", "link", 1.0, "R2", 17.3),
+            ("k:1", "program_roster", "L1", "c:3", "link", 1.0, "R3", 30.5),
+        ],
+        [],
+        id="the margin is over the runner-up, not the weakest",
+    ),
+    pytest.param(
+        [
+            ("k:1", "program_roster", "L1", "c:1", "link", 1.0, "R1", 40.0),
+            ("d:1", "death_registry", "L1", "c:2", "link", 1.0, "R2", 17.3),
+        ],
+        [],
+        id="a group holding a death record is never placed by margin",
+    ),
+    pytest.param(
+        [
+            ("w:1", "welfare_registry", "L1", "c:1", "link", 1.0, "R1", 40.0),
+            ("k:1", "program_roster", "L1", "c:2", "link", 1.0, "R2", 17.3),
+            ("k:1", "program_roster", "L1", "c:1", "link", 0.97, "R1", 5.0),
+        ],
+        [("k:1", "R1", "c:1", "dominant_link", 0.97), ("w:1", "R1", "c:1", "dominant_link", 1.0)],
+        id="a group's links together: its strongest to each resident",
     ),
 ]
 
@@ -273,9 +323,12 @@ def _records(deaths: list[dict], pairs: list[tuple[str, str, float]], dead_resid
             "UPDATE _cc_main SET cluster_id = ? WHERE unique_id = ?", [uid, f"kematian:x{uid}"]
         )
     conn.execute("""CREATE TABLE link.match_pairs (unique_id_l VARCHAR, unique_id_r VARCHAR,
-                    match_probability DOUBLE)""")
+                    match_probability DOUBLE, match_weight DOUBLE, link_method VARCHAR)""")
     if pairs:
-        conn.executemany("INSERT INTO link.match_pairs VALUES (?, ?, ?)", pairs)
+        conn.executemany(
+            "INSERT INTO link.match_pairs VALUES (?, ?, ?, log2(?::DOUBLE / (1 - ?)), 'probabilistic')",
+            [(a, b, p, p, p) for a, b, p in pairs],
+        )
     clusters._find_lone_groups(conn)
     clusters._find_candidates(conn)
     return conn.execute(

@@ -206,7 +206,10 @@ def build_person_source_link(
         """
     # records joined to their sole candidate resident (link/clusters.py) say so
     assigned = _table_or_empty(
-        conn, "link", "assignments", {"unique_id": "VARCHAR", "match_probability": "DOUBLE"}
+        conn,
+        "link",
+        "assignments",
+        {"unique_id": "VARCHAR", "basis": "VARCHAR", "match_probability": "DOUBLE"},
     )
     conn.execute(f"""
         CREATE OR REPLACE TABLE {target} AS
@@ -235,6 +238,8 @@ def build_person_source_link(
         SELECT r.source, r.record_id, r.unique_id, c.person_id,
                CASE WHEN c.cluster_size = 1 THEN 'singleton'
                     WHEN b.has_exact THEN 'exact_nik'
+                    -- placed with the resident its links favour a thousand to one (not identified)
+                    WHEN a.basis = 'dominant_link' THEN 'dominant_link'
                     WHEN a.unique_id IS NOT NULL THEN 'sole_candidate'
                     WHEN b.unique_id IS NULL THEN 'singleton'
                     ELSE 'probabilistic' END AS link_method,

@@ -641,7 +641,8 @@ def _find_candidates(conn: duckdb.DuckDBPyConnection) -> None:
     for kind, condition in ss.EVENT_CANDIDATE.items():
         by_name.append(f"""
             SELECT l.unique_id, l.kind, l.lone_cluster, r.unique_id AS resident_unique_id,
-                   'name_in_kelurahan' AS basis, NULL::DOUBLE AS match_probability
+                   'name_in_kelurahan' AS basis, NULL::DOUBLE AS match_probability,
+                   NULL::DOUBLE AS match_weight
             FROM (SELECT e.* REPLACE (coalesce(e.kode_kelurahan, {DKI_DESTINATION_KELURAHAN}) AS kode_kelurahan),
                          s.lone_cluster
                   FROM link.person_records e JOIN _sc_lone s USING (unique_id)
@@ -652,7 +653,8 @@ def _find_candidates(conn: duckdb.DuckDBPyConnection) -> None:
     _find_home_rows(conn, same_home_kinds)
     by_name.append(f"""
             SELECT l.unique_id, l.kind, l.lone_cluster, r.unique_id AS resident_unique_id,
-                   'name_at_home' AS basis, NULL::DOUBLE AS match_probability
+                   'name_at_home' AS basis, NULL::DOUBLE AS match_probability,
+                   NULL::DOUBLE AS match_weight
             FROM _sc_home l
             JOIN link.person_records r ON r.kode_kelurahan = l.kode_kelurahan
              AND r.nama_sorted = l.nama_sorted AND r.kind = 'civil_registry'
@@ -660,7 +662,10 @@ def _find_candidates(conn: duckdb.DuckDBPyConnection) -> None:
     by_link = [
         f"""
             SELECT l.unique_id, l.kind, s.lone_cluster, r.unique_id AS resident_unique_id,
-                   'link' AS basis, p.match_probability
+                   'link' AS basis, p.match_probability,
+                   -- an exact-NIK link scored by no model outweighs every scored one
+                   coalesce(p.match_weight, CASE WHEN p.link_method = 'exact_nik' THEN 1e9 END)
+                       AS match_weight
             FROM link.match_pairs p
             JOIN _sc_lone s ON s.unique_id = p.{mine}
             JOIN link.person_records l ON l.unique_id = p.{mine}
@@ -670,7 +675,12 @@ def _find_candidates(conn: duckdb.DuckDBPyConnection) -> None:
     ]
     conn.execute(f"""
         CREATE OR REPLACE TEMP TABLE _sc_candidates AS
-        SELECT c.*, rm.cluster_id AS resident_cluster
+        WITH home_groups AS (   -- lone groups of roster and welfare rows only (no event record)
+            SELECT s.lone_cluster FROM _sc_lone s JOIN link.person_records r USING (unique_id)
+            GROUP BY s.lone_cluster HAVING bool_and(r.kind IN ({same_home_kinds}))
+        )
+        SELECT c.*, rm.cluster_id AS resident_cluster,
+               c.lone_cluster IN (SELECT lone_cluster FROM home_groups) AS home_group
         FROM ({" UNION ALL ".join([*by_name, *by_link])}) c
         JOIN _cc_main rm ON rm.unique_id = c.resident_unique_id
         JOIN _sc_clusters rc ON rc.cluster_id = rm.cluster_id AND rc.has_civil
@@ -685,22 +695,42 @@ def _find_candidates(conn: duckdb.DuckDBPyConnection) -> None:
 def _decide_sole_candidates(conn: duckdb.DuckDBPyConnection) -> None:
     """`_sc_assign(unique_id, lone_cluster, resident_cluster, resident_unique_id, basis,
     match_probability)`: the records of every lone group whose candidates, all together, are one
-    resident cluster; a group with two or more candidate residents is not assigned."""
-    conn.execute("""
+    resident cluster. A group of roster and welfare rows whose candidates are links to two or more
+    residents goes to the one its links favour by at least `ss.DOMINANT_LINK_MARGIN` bits over
+    every other (basis `dominant_link`); any other group with two or more candidates stays alone."""
+    conn.execute(f"""
         CREATE OR REPLACE TEMP TABLE _sc_assign AS
         WITH sole AS (   -- groups whose records, all together, point at one resident
             SELECT lone_cluster, min(resident_cluster) AS resident_cluster
             FROM _sc_candidates GROUP BY lone_cluster
             HAVING count(DISTINCT resident_cluster) = 1
+        ),
+        per_resident AS (   -- a home group's strongest link to each candidate resident
+            SELECT lone_cluster, resident_cluster, max(match_weight) AS w
+            FROM _sc_candidates
+            WHERE home_group AND basis = 'link' AND lone_cluster NOT IN (SELECT lone_cluster FROM sole)
+            GROUP BY ALL
+        ),
+        dominant AS (   -- the first resident outweighs the second by the margin
+            SELECT lone_cluster, arg_max(resident_cluster, w) AS resident_cluster
+            FROM per_resident GROUP BY lone_cluster
+            HAVING count(*) >= 2 AND count(w) = count(*)
+               AND max(w) - list_sort(list(w), 'DESC')[2] >= {float(ss.DOMINANT_LINK_MARGIN)}
+        ),
+        chosen AS (
+            SELECT lone_cluster, resident_cluster, false AS by_margin FROM sole
+            UNION ALL SELECT lone_cluster, resident_cluster, true FROM dominant
         )
         SELECT c.unique_id, c.lone_cluster, c.resident_cluster,
                -- the strongest link's resident record (ties, and name candidates: smallest id)
-               arg_min(c.resident_unique_id, {'w': -coalesce(c.match_probability, 0),
-                                              'id': c.resident_unique_id}) AS resident_unique_id,
-               any_value(c.basis) AS basis,   -- one basis per group (links outrank names)
+               arg_min(c.resident_unique_id, {{'w': -coalesce(c.match_probability, 0),
+                                               'id': c.resident_unique_id}}) AS resident_unique_id,
+               -- one basis per group (links outrank names)
+               CASE WHEN any_value(h.by_margin) THEN 'dominant_link' ELSE any_value(c.basis) END
+                   AS basis,
                max(c.match_probability) AS match_probability
-        FROM _sc_candidates c SEMI JOIN sole USING (lone_cluster)
-        GROUP BY ALL
+        FROM _sc_candidates c JOIN chosen h USING (lone_cluster, resident_cluster)
+        GROUP BY c.unique_id, c.lone_cluster, c.resident_cluster
     """)
 
 

@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import re
 from typing import Any
 
@@ -243,6 +244,12 @@ EVENT_CANDIDATE = {
 # kinds the link must also join two records of one home (same address and numbers, same kelurahan).
 SOLE_LINK_SAME_HOME_KINDS = ("program_roster", "welfare_registry")
 SAME_HOME = f"({SAME_ADDRESS} AND kode_kelurahan_l = kode_kelurahan_r)"
+# A lone group of roster and welfare rows linked to two residents of its home (twins, a father and
+# son of one name; the suspect-cluster guard took the group apart because the links made one
+# person of both) joins the one its links favour by at least this many bits (log2 of the odds),
+# a thousand to one: the odds of the model's floor for an unseen level (M_FLOOR_PRIOR). It is
+# placed, not identified: such a row is never removed on its tie alone (programs/verdicts.py).
+DOMINANT_LINK_MARGIN = math.log2(1000)
 # A death record with two or more candidates is assigned to none; with at most this many, each is a
 # possible death for a person to check (one in two or three is worth a visit; a single name such as
 # BUDI without a birth date fits a hundred residents of a kelurahan and says nothing about any one).

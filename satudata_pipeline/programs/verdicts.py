@@ -444,11 +444,14 @@ def base_sql(snap: str, schema: str = "main") -> str:
            -- (the same words, or a typo or two: FATIMAH carrying FATIMAH YANTI's NIK is a mistyped
            -- NIK landing on a namesake as often as one person; one name inside another is weak), as
            -- the one resident of its home with its name, or by a link strong without the NIK
-           coalesce(ro.link_method = 'exact_nik'
-                    AND coalesce({ss.one_name_sql("ro.roster_nama_sorted", GOLDEN_NAME_SORTED)}, TRUE)
-                    AND nb_.nik_neighbour IS NULL, FALSE)
-               OR coalesce(ro.link_method = 'sole_candidate', FALSE)
-               OR coalesce(rt.row_p >= {DUPLICATE_MIN_PROBABILITY}, FALSE) AS row_sure,
+           -- A row placed by a dominant link (linked to two residents of its home, placed with
+           -- the one its links favour) is never sure: the other is a namesake of its home.
+           (coalesce(ro.link_method = 'exact_nik'
+                     AND coalesce({ss.one_name_sql("ro.roster_nama_sorted", GOLDEN_NAME_SORTED)}, TRUE)
+                     AND nb_.nik_neighbour IS NULL, FALSE)
+                OR coalesce(ro.link_method = 'sole_candidate', FALSE)
+                OR coalesce(rt.row_p >= {DUPLICATE_MIN_PROBABILITY}, FALSE))
+               AND coalesce(ro.link_method <> 'dominant_link', TRUE) AS row_sure,
            p.age_min, p.age_max, p.age_label, p.desil_max, p.staleness_months, p.excl_car, p.excl_njop,
            p.requires_disability, p.excludes,
            coalesce(p.amount_flat, a.amount) AS nominal_aturan,
@@ -657,7 +660,10 @@ NOTES_SQL = """
         concat_ws(' and ', CASE WHEN excl_car AND punya_mobil THEN 'car owner' END,
                            CASE WHEN excl_njop AND njop_di_atas_1m THEN 'NJOP above Rp1bn' END)
             AS assets_found,
-        CASE WHEN NOT row_sure THEN 'this roster row is linked to the person only with probability '
+        CASE WHEN link_method = 'dominant_link'
+             THEN 'this roster row is linked to two residents of its home; it was placed with '
+                  || 'the one its links favour a thousand to one or more, which does not identify it'
+             WHEN NOT row_sure THEN 'this roster row is linked to the person only with probability '
              || printf('%.3f', coalesce(row_p, 0)) || ' without its NIK'
              || coalesce('; its NIK is a typo away from that of ' || nik_neighbour
                          || ', a namesake born the same day', '') END AS row_tie_note,
