@@ -239,13 +239,21 @@ def test_possible_death_evidence_only_for_the_living(golden):
     assert pd.isna(_person(golden, "dukcapil:c2")["possible_death_evidence"])
 
 
-def test_sole_candidate_rows_say_so(golden):
-    golden.execute("""CREATE TABLE link.assignments AS SELECT * FROM (VALUES
-        ('dtks:w2', 'dukcapil:c1', 'link', 0.7, 'dtks:w1'))
+@pytest.mark.parametrize(
+    ("basis", "method"),
+    [
+        ("link", "sole_candidate"),
+        ("name_at_home", "sole_candidate"),
+        ("dominant_link", "dominant_link"),
+    ],
+)
+def test_sole_candidate_rows_say_so(golden, basis, method):
+    golden.execute(f"""CREATE TABLE link.assignments AS SELECT * FROM (VALUES
+        ('dtks:w2', 'dukcapil:c1', '{basis}', 0.7, 'dtks:w1'))
         t(unique_id, resident_unique_id, basis, match_probability, cluster_id)""")
     survivorship.build_person_source_link(golden)
     got = golden.execute(
         "SELECT link_method, match_probability FROM main.person_source_link "
         "WHERE unique_id = 'dtks:w2'"
     ).fetchall()
-    assert got == [("sole_candidate", 0.7)]
+    assert got == [(method, 0.7)]

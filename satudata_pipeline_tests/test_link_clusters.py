@@ -323,11 +323,12 @@ def _records(deaths: list[dict], pairs: list[tuple[str, str, float]], dead_resid
             "UPDATE _cc_main SET cluster_id = ? WHERE unique_id = ?", [uid, f"kematian:x{uid}"]
         )
     conn.execute("""CREATE TABLE link.match_pairs (unique_id_l VARCHAR, unique_id_r VARCHAR,
-                    match_probability DOUBLE, match_weight DOUBLE, link_method VARCHAR)""")
+                    match_probability DOUBLE, match_probability_without_nik DOUBLE,
+                    link_method VARCHAR)""")
     if pairs:
         conn.executemany(
-            "INSERT INTO link.match_pairs VALUES (?, ?, ?, log2(?::DOUBLE / (1 - ?)), 'probabilistic')",
-            [(a, b, p, p, p) for a, b, p in pairs],
+            "INSERT INTO link.match_pairs VALUES (?, ?, ?, ?, 'probabilistic')",
+            [(a, b, p, p) for a, b, p in pairs],
         )
     clusters._find_lone_groups(conn)
     clusters._find_candidates(conn)

@@ -130,6 +130,19 @@ def test_possible_death_is_reviewed_never_removed(conn, rules):
     assert "deceased (possible, to check)" in aged.evidence
 
 
+def test_a_row_placed_by_a_dominant_link_is_never_removed_on_that_tie(conn, rules):
+    """A roster row linked to two residents of its home (twins), placed with the one its links
+    favour: the person's registered death is reviewed for it, with why the row is not sure."""
+    assert _review(conn, rules)[("klj_2026", "KLJ-002")].verdict == "remove"
+    conn.execute(
+        "UPDATE main.person_source_link SET link_method = 'dominant_link' "
+        "WHERE source = 'klj_2026' AND record_id = 'KLJ-002'"
+    )
+    row = _review(conn, rules)[("klj_2026", "KLJ-002")]
+    assert (row.verdict, row.reasons.tolist()) == ("review", ["deceased"])
+    assert "linked to two residents of its home" in row.evidence
+
+
 def test_duplicate_enrollment_keeps_the_earliest_then_lowest_record_id(conn, rules):
     got = _review(conn, rules)
     # B and C started the same day (before A): B wins on record_id; A and C are removed

@@ -332,6 +332,8 @@ def build_link_assets(
                 "largest_cluster": res.max_size,
                 "oversized_clusters_reclustered": res.reclustered,
                 "records_assigned_to_sole_candidate": res.assigned,
+                # of those: roster / welfare rows placed with one of two residents of their home
+                "records_placed_by_dominant_link": res.placed_by_dominant_link,
                 # death / move records whose tie identifies the person (only these can remove)
                 "event_records_conclusive": res.events_conclusive,
                 "event_records_not_conclusive": res.events_inconclusive,

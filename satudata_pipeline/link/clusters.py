@@ -28,6 +28,8 @@ from satudata_pipeline.link import splink_settings as ss
 from satudata_pipeline.warehouse import scalar
 
 ESCALATION = (0.99, 0.999, 0.9999, 0.99999)
+# The largest match weight a stored probability can tell apart from 1 (a double's 53 bits)
+_MAX_WEIGHT = 53.0
 # A link identifies the person in a death or move record only at this probability or above,
 # counted WITHOUT the NIK comparison's positive weight (two valid NIKs one digit apart are as often
 # two people as one typo: docs/verdict-rules.md). Not a tuned value: one wrong in a hundred at
@@ -77,6 +79,7 @@ class ClusterResult:
     max_size: int
     reclustered: int = 0
     assigned: int = 0
+    placed_by_dominant_link: int = 0  # of `assigned`: placed with one of two residents of a home
     possible_deaths: int = 0
     events_conclusive: int = 0
     events_inconclusive: int = 0
@@ -144,6 +147,7 @@ def build_person_clusters(
     must, cannot = link_constraints(conn)
     joined = _apply_must_links(conn, must)
     assigned, possible_deaths = _assign_sole_candidates(conn)
+    placed = scalar(conn, "SELECT count(*) FROM link.assignments WHERE basis = 'dominant_link'")
     split, conflicting = _apply_cannot_links(conn, must, cannot, t)
     conn.execute("""
         CREATE OR REPLACE TABLE link.person_clusters AS
@@ -154,6 +158,7 @@ def build_person_clusters(
     conclusive, inconclusive = build_event_evidence(conn)
     result = summarize_clusters(conn, reclustered)
     result.assigned = assigned
+    result.placed_by_dominant_link = int(placed)
     result.possible_deaths = possible_deaths
     result.events_conclusive = conclusive
     result.events_inconclusive = inconclusive
@@ -663,9 +668,13 @@ def _find_candidates(conn: duckdb.DuckDBPyConnection) -> None:
         f"""
             SELECT l.unique_id, l.kind, s.lone_cluster, r.unique_id AS resident_unique_id,
                    'link' AS basis, p.match_probability,
-                   -- an exact-NIK link scored by no model outweighs every scored one
-                   coalesce(p.match_weight, CASE WHEN p.link_method = 'exact_nik' THEN 1e9 END)
-                       AS match_weight
+                   -- the link's weight without the NIK's positive weight (a NIK shared with a
+                   -- namesake of the home under another name is borrowed, not evidence); an
+                   -- exact-NIK link scored by no model outweighs every scored one
+                   CASE WHEN p.match_probability_without_nik IS NOT NULL
+                        THEN least(log2(p.match_probability_without_nik)
+                                   - log2(1 - p.match_probability_without_nik), {_MAX_WEIGHT})
+                        WHEN p.link_method = 'exact_nik' THEN {_MAX_WEIGHT} END AS match_weight
             FROM link.match_pairs p
             JOIN _sc_lone s ON s.unique_id = p.{mine}
             JOIN link.person_records l ON l.unique_id = p.{mine}

@@ -246,7 +246,8 @@ SOLE_LINK_SAME_HOME_KINDS = ("program_roster", "welfare_registry")
 SAME_HOME = f"({SAME_ADDRESS} AND kode_kelurahan_l = kode_kelurahan_r)"
 # A lone group of roster and welfare rows linked to two residents of its home (twins, a father and
 # son of one name; the suspect-cluster guard took the group apart because the links made one
-# person of both) joins the one its links favour by at least this many bits (log2 of the odds),
+# person of both) joins the one its links favour, without the NIK's positive weight (a twin's NIK
+# on the row is borrowed), by at least this many bits (log2 of the odds),
 # a thousand to one: the odds of the model's floor for an unseen level (M_FLOOR_PRIOR). It is
 # placed, not identified: such a row is never removed on its tie alone (programs/verdicts.py).
 DOMINANT_LINK_MARGIN = math.log2(1000)
