@@ -363,6 +363,24 @@ def test_a_lone_roster_row_joins_the_one_resident_of_its_home_with_its_name(
         ).fetchall() == [("name_at_home",)]
 
 
+@pytest.mark.parametrize(
+    ("roster_kelurahan", "joins"),
+    [("KEBON JERUK", True), ("KEBON JERUKK", True), ("PALMERAH", False)],
+)
+def test_a_delivery_without_kelurahan_codes_finds_the_home_by_its_kelurahan_name(
+    roster_kelurahan, joins
+):
+    """Deliveries without kelurahan codes (FEBRL-shaped) name the kelurahan: one home is the same
+    street line and numbers in the same-named kelurahan (a typo of one letter in a long name too)."""
+
+    def uncoded(record: dict, kelurahan: str) -> dict:
+        return {**record, "kode_kelurahan": None, "kode_kecamatan": None, "kelurahan": kelurahan}
+
+    roster = _record("kaj:1", "program_roster", "MARYATI SRI", None, dob="1981-01-05")
+    conn = _warehouse([uncoded(RESIDENT, "KEBON JERUK"), uncoded(roster, roster_kelurahan)])
+    assert _same_person(conn, "kaj:1", "pop:1") == joins
+
+
 # --------------------------------------------------------------------------------------------
 # verdicts: conclusive, not conclusive, contradicted
 

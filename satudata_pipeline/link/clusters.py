@@ -661,8 +661,8 @@ def _find_candidates(conn: duckdb.DuckDBPyConnection) -> None:
                    'name_at_home' AS basis, NULL::DOUBLE AS match_probability,
                    NULL::DOUBLE AS match_weight
             FROM _sc_home l
-            JOIN link.person_records r ON r.kode_kelurahan = l.kode_kelurahan
-             AND r.nama_sorted = l.nama_sorted AND r.kind = 'civil_registry'
+            -- the home's kelurahan: HOME_NAME_CANDIDATE (SAME_HOME: codes, or delivered names)
+            JOIN link.person_records r ON r.nama_sorted = l.nama_sorted AND r.kind = 'civil_registry'
             WHERE {ss.as_join_sql(HOME_NAME_CANDIDATE)}""")
     by_link = [
         f"""

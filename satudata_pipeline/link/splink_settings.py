@@ -243,7 +243,8 @@ EVENT_CANDIDATE = {
 # row may be a ghost using a real person's name and birth date at another address, so for those
 # kinds the link must also join two records of one home (same address and numbers, same kelurahan).
 SOLE_LINK_SAME_HOME_KINDS = ("program_roster", "welfare_registry")
-SAME_HOME = f"({SAME_ADDRESS} AND kode_kelurahan_l = kode_kelurahan_r)"
+# SAME_KELURAHAN: the codes, or where a delivery has none on either side, the delivered names
+SAME_HOME = f"({SAME_ADDRESS} AND {SAME_KELURAHAN})"
 # A lone group of roster and welfare rows linked to two residents of its home (twins, a father and
 # son of one name; the suspect-cluster guard took the group apart because the links made one
 # person of both) joins the one its links favour, without the NIK's positive weight (a twin's NIK
