@@ -661,8 +661,10 @@ def _find_candidates(conn: duckdb.DuckDBPyConnection) -> None:
                    'name_at_home' AS basis, NULL::DOUBLE AS match_probability,
                    NULL::DOUBLE AS match_weight
             FROM _sc_home l
-            -- the home's kelurahan: HOME_NAME_CANDIDATE (SAME_HOME: codes, or delivered names)
+            -- the home's kelurahan (SAME_HOME): the same code, or where neither record has a code,
+            -- the delivered name; two equi-joins, not one on the name alone (SITI: thousands)
             JOIN link.person_records r ON r.nama_sorted = l.nama_sorted AND r.kind = 'civil_registry'
+             AND coalesce(r.kode_kelurahan, '') = coalesce(l.kode_kelurahan, '')
             WHERE {ss.as_join_sql(HOME_NAME_CANDIDATE)}""")
     by_link = [
         f"""
