@@ -85,6 +85,11 @@ def test_lone_groups_are_the_clusters_without_a_civil_record(records, lone, with
 
 
 # ---- _decide_sole_candidates ---------------------------------------------------------------
+def _link(uid, resident_cluster, weight, p=1.0, kind="program_roster"):
+    """A link candidate of group L1 to resident record c:<n> of cluster R<n>, with its weight."""
+    return (uid, kind, "L1", "c:" + resident_cluster[1:], "link", p, resident_cluster, weight)
+
+
 SOLE_CASES = [
     # (candidates, expected assignments (unique_id, resident_cluster, resident_unique_id, basis, p))
     pytest.param(
@@ -133,43 +138,30 @@ SOLE_CASES = [
         id="two groups may share their sole resident",
     ),
     pytest.param(
-        [
-            ("k:1", "program_roster", "L1", "c:1", "link", 1.0, "R1", 29.6),
-            ("k:1", "program_roster", "L1", "c:2", "link", 1.0, "R2", 17.3),
-        ],
+        [_link("k:1", "R1", 29.6), _link("k:1", "R2", 17.3)],
         [("k:1", "R1", "c:1", "dominant_link", 1.0)],
         id="two residents of its home, one favoured a thousand to one: placed with it",
     ),
     pytest.param(
-        [
-            ("k:1", "program_roster", "L1", "c:1", "link", 1.0, "R1", 25.5),
-            ("k:1", "program_roster", "L1", "c:2", "link", 1.0, "R2", 17.3),
-        ],
+        [_link("k:1", "R1", 25.5), _link("k:1", "R2", 17.3)],
         [],
         id="favoured by less than the margin: nobody is assigned",
     ),
     pytest.param(
-        [
-            ("k:1", "program_roster", "L1", "c:1", "link", 1.0, "R1", 40.0),
-            ("k:1", "program_roster", "L1", "c:2", "link", 1.0, "R2", 17.3),
-            ("k:1", "program_roster", "L1", "c:3", "link", 1.0, "R3", 30.5),
-        ],
+        [_link("k:1", "R1", 40.0), _link("k:1", "R2", 17.3), _link("k:1", "R3", 30.5)],
         [],
         id="the margin is over the runner-up, not the weakest",
     ),
     pytest.param(
-        [
-            ("k:1", "program_roster", "L1", "c:1", "link", 1.0, "R1", 40.0),
-            ("d:1", "death_registry", "L1", "c:2", "link", 1.0, "R2", 17.3),
-        ],
+        [_link("k:1", "R1", 40.0), _link("d:1", "R2", 17.3, kind="death_registry")],
         [],
         id="a group holding a death record is never placed by margin",
     ),
     pytest.param(
         [
-            ("w:1", "welfare_registry", "L1", "c:1", "link", 1.0, "R1", 40.0),
-            ("k:1", "program_roster", "L1", "c:2", "link", 1.0, "R2", 17.3),
-            ("k:1", "program_roster", "L1", "c:1", "link", 0.97, "R1", 5.0),
+            _link("w:1", "R1", 40.0, kind="welfare_registry"),
+            _link("k:1", "R2", 17.3),
+            _link("k:1", "R1", 5.0, p=0.97),
         ],
         [("k:1", "R1", "c:1", "dominant_link", 0.97), ("w:1", "R1", "c:1", "dominant_link", 1.0)],
         id="a group's links together: its strongest to each resident",
