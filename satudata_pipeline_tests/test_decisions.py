@@ -387,6 +387,7 @@ _RECORD_COLUMNS = {
     "tanggal_lahir": "DATE",
     "jenis_kelamin": "VARCHAR",
     "kode_kelurahan": "VARCHAR",
+    "kelurahan": "VARCHAR",
     "kode_kecamatan": "VARCHAR",
     "kode_wilayah_tujuan": "VARCHAR",
     "alamat": "VARCHAR",

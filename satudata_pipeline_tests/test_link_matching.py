@@ -177,6 +177,7 @@ _RECORD_COLUMNS = {
     "tanggal_lahir": "DATE",
     "jenis_kelamin": "VARCHAR",
     "kode_kelurahan": "VARCHAR",
+    "kelurahan": "VARCHAR",
     "kode_kecamatan": "VARCHAR",
     "kode_wilayah_tujuan": "VARCHAR",
     "alamat": "VARCHAR",
@@ -305,7 +306,7 @@ def _event_case(
     )
     conn.execute(f"""CREATE TABLE link.person_records_x AS SELECT *,
         array_to_string(list_sort(list_distinct(string_split(nama, ' '))), ' ') AS nama_sorted,
-        {matching.ALAMAT_NOMOR_SQL} AS alamat_nomor
+        {matching.ALAMAT_NOMOR_SQL} AS alamat_nomor, NULL::VARCHAR AS kelurahan
         FROM link.person_records""")
     conn.execute("DROP TABLE link.person_records")
     conn.execute("ALTER TABLE link.person_records_x RENAME TO person_records")

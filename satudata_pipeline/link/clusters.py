@@ -72,6 +72,14 @@ def _components(conn: duckdb.DuckDBPyConnection, nodes_sql: str, edges_sql: str,
         conn.execute("DROP TABLE IF EXISTS _cc_nodes")
 
 
+def _without_nik_column(conn: duckdb.DuckDBPyConnection) -> str:
+    """`match_probability_without_nik` of link.match_pairs, or a typed NULL for a table written
+    before the column existed (or a hand-built one): no link then counts as strong without it."""
+    have = {r[0] for r in conn.execute("DESCRIBE link.match_pairs").fetchall()}
+    col = "match_probability_without_nik"
+    return col if col in have else "NULL::DOUBLE"
+
+
 @dataclass
 class ClusterResult:
     n_records: int
@@ -373,13 +381,7 @@ def build_event_evidence(
     to review. `evidence` says which record and why, by source/record_id only (no name or NIK).
     Returns (conclusive, not conclusive) event records."""
     t = float(min_probability)
-    # a match_pairs table written before the column existed: the probability with the NIK
-    p_wo = (
-        "match_probability_without_nik"
-        if "match_probability_without_nik"
-        in {r[0] for r in conn.execute("DESCRIBE link.match_pairs").fetchall()}
-        else "NULL::DOUBLE"
-    )
+    p_wo = _without_nik_column(conn)
     # the columns read here (a hand-built link.person_records may lack some: typed NULLs)
     have = {r[0] for r in conn.execute("DESCRIBE link.person_records").fetchall()}
     need = {
@@ -666,6 +668,8 @@ def _find_candidates(conn: duckdb.DuckDBPyConnection) -> None:
             JOIN link.person_records r ON r.nama_sorted = l.nama_sorted AND r.kind = 'civil_registry'
              AND coalesce(r.kode_kelurahan, '') = coalesce(l.kode_kelurahan, '')
             WHERE {ss.as_join_sql(HOME_NAME_CANDIDATE)}""")
+    # a table without the column: the probability with the NIK, as build_event_evidence reads it
+    p_wo = f"coalesce({_without_nik_column(conn)}, CASE WHEN p.link_method <> 'exact_nik' THEN p.match_probability END)"
     by_link = [
         f"""
             SELECT l.unique_id, l.kind, s.lone_cluster, r.unique_id AS resident_unique_id,
@@ -673,9 +677,8 @@ def _find_candidates(conn: duckdb.DuckDBPyConnection) -> None:
                    -- the link's weight without the NIK's positive weight (a NIK shared with a
                    -- namesake of the home under another name is borrowed, not evidence); an
                    -- exact-NIK link scored by no model outweighs every scored one
-                   CASE WHEN p.match_probability_without_nik IS NOT NULL
-                        THEN least(log2(p.match_probability_without_nik)
-                                   - log2(1 - p.match_probability_without_nik), {_MAX_WEIGHT})
+                   CASE WHEN {p_wo} IS NOT NULL
+                        THEN least(log2({p_wo}) - log2(1 - {p_wo}), {_MAX_WEIGHT})
                         WHEN p.link_method = 'exact_nik' THEN {_MAX_WEIGHT} END AS match_weight
             FROM link.match_pairs p
             JOIN _sc_lone s ON s.unique_id = p.{mine}
