@@ -72,12 +72,18 @@ def _components(conn: duckdb.DuckDBPyConnection, nodes_sql: str, edges_sql: str,
         conn.execute("DROP TABLE IF EXISTS _cc_nodes")
 
 
-def _without_nik_column(conn: duckdb.DuckDBPyConnection) -> str:
-    """`match_probability_without_nik` of link.match_pairs, or a typed NULL for a table written
-    before the column existed (or a hand-built one): no link then counts as strong without it."""
+def _without_nik_sql(conn: duckdb.DuckDBPyConnection, alias: str = "") -> str:
+    """A link's probability without the NIK's positive weight, as SQL on link.match_pairs (columns
+    prefixed with `alias`): `match_probability_without_nik`; where it is NULL (a deterministic
+    pair Splink did not score) or absent (a table written before the column existed, or a
+    hand-built one), the probability of a probabilistic link, NULL for an exact-NIK one."""
     have = {r[0] for r in conn.execute("DESCRIBE link.match_pairs").fetchall()}
     col = "match_probability_without_nik"
-    return col if col in have else "NULL::DOUBLE"
+    stored = f"{alias}{col}" if col in have else "NULL::DOUBLE"
+    return (
+        f"coalesce({stored}, CASE WHEN {alias}link_method <> 'exact_nik' "
+        f"THEN {alias}match_probability END)"
+    )
 
 
 @dataclass
@@ -381,7 +387,7 @@ def build_event_evidence(
     to review. `evidence` says which record and why, by source/record_id only (no name or NIK).
     Returns (conclusive, not conclusive) event records."""
     t = float(min_probability)
-    p_wo = _without_nik_column(conn)
+    p_wo = _without_nik_sql(conn)
     # the columns read here (a hand-built link.person_records may lack some: typed NULLs)
     have = {r[0] for r in conn.execute("DESCRIBE link.person_records").fetchall()}
     need = {
@@ -433,16 +439,13 @@ def build_event_evidence(
         pairs AS (
             -- a deterministic pair that Splink did not score has no probability of its own
             -- (the same-NIK test above judges it)
-            SELECT a, b, coalesce(p_wo, CASE WHEN link_method <> 'exact_nik' THEN match_probability END)
-                       AS match_probability_without_nik
-            FROM (SELECT unique_id_l AS a, unique_id_r AS b, match_probability, link_method,
-                         {p_wo} AS p_wo
+            SELECT a, b, p_wo AS match_probability_without_nik
+            FROM (SELECT unique_id_l AS a, unique_id_r AS b, {p_wo} AS p_wo
                   FROM link.match_pairs SEMI JOIN ev_m ON ev_m.unique_id = unique_id_l
                   UNION ALL
-                  SELECT unique_id_r, unique_id_l, match_probability, link_method, {p_wo}
+                  SELECT unique_id_r, unique_id_l, {p_wo}
                   FROM link.match_pairs SEMI JOIN ev_m ON ev_m.unique_id = unique_id_r)
-            WHERE coalesce(p_wo, CASE WHEN link_method <> 'exact_nik' THEN match_probability END)
-                  IS NOT NULL
+            WHERE p_wo IS NOT NULL
         ),
         foreign_nik AS (   -- the record's valid NIK is on none of the person's other records,
                            -- which carry another valid NIK: another person's NIK (or a typo)
@@ -664,12 +667,11 @@ def _find_candidates(conn: duckdb.DuckDBPyConnection) -> None:
                    NULL::DOUBLE AS match_weight
             FROM _sc_home l
             -- the home's kelurahan (SAME_HOME): the same code, or where neither record has a code,
-            -- the delivered name; two equi-joins, not one on the name alone (SITI: thousands)
+            -- the delivered name; joined on name and code, not on the name alone (SITI: thousands)
             JOIN link.person_records r ON r.nama_sorted = l.nama_sorted AND r.kind = 'civil_registry'
              AND coalesce(r.kode_kelurahan, '') = coalesce(l.kode_kelurahan, '')
             WHERE {ss.as_join_sql(HOME_NAME_CANDIDATE)}""")
-    # a table without the column: the probability with the NIK, as build_event_evidence reads it
-    p_wo = f"coalesce({_without_nik_column(conn)}, CASE WHEN p.link_method <> 'exact_nik' THEN p.match_probability END)"
+    p_wo = _without_nik_sql(conn, "p.")
     by_link = [
         f"""
             SELECT l.unique_id, l.kind, s.lone_cluster, r.unique_id AS resident_unique_id,
