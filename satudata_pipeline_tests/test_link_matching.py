@@ -912,6 +912,40 @@ def test_chunked_prediction_equals_unchunked(linked):
     assert out[3] == out[1]
 
 
+def test_narrow_records_score_exactly_as_the_whole_table(linked):
+    """Splink is given only the columns the model reads (the rest of `link.person_records` only
+    slows its joins): the scored pairs and weights are those of the whole table, and the columns
+    kept for survivorship and evidence are left out."""
+    conn, _frames, _truth, _n, summary, _result = linked
+    cols = matching.scoring_columns(conn, summary.settings)
+    every = [r[0] for r in conn.execute("DESCRIBE link.person_records").fetchall()]
+    assert cols[0] == "unique_id" and {"nik", "nama", "tanggal_lahir", "source"} <= set(cols)
+    assert len(cols) < len(every)
+    assert {"desil", "tanggal_meninggal", "record_id"} <= set(every) - set(cols)
+    out = {}
+    for narrow in (False, True):
+        with matching.splink_session(conn) as db_api:
+            sdf = matching.register_person_records(
+                db_api, model_settings=summary.settings if narrow else None
+            )
+            registered = [
+                r[0]
+                for r in conn.execute(
+                    f"DESCRIBE {matching.SPLINK_SCHEMA}.sd_person_records"
+                ).fetchall()
+            ]
+            assert registered == (cols if narrow else every)
+            from splink import Linker
+
+            pred = Linker(sdf, summary.settings).inference.predict(threshold_match_probability=0.01)
+            out[narrow] = conn.execute(
+                f"SELECT least(unique_id_l, unique_id_r), greatest(unique_id_l, unique_id_r), "
+                f"round(match_weight, 9) FROM {pred.physical_name} ORDER BY 1, 2"
+            ).fetchall()
+    assert len(out[True]) > 500
+    assert out[True] == out[False]
+
+
 def test_predict_chunks_follow_the_memory_budget_not_only_the_population():
     per_gb = matching.PREDICT_RECORDS_PER_GB
     assert matching.predict_chunks(1000, 4) == 1

@@ -339,12 +339,8 @@ def score_incremental(
     def lap(name: str) -> None:
         phases[name] = round(time.time() - t0 - sum(phases.values()), 2)
 
-    sdf_all = matching.register_person_records(db_api)
-    if extra_rules:
-        model_settings = dict(model_settings)
-        model_settings["blocking_rules_to_generate_predictions"] = list(
-            model_settings.get("blocking_rules_to_generate_predictions", [])
-        ) + [r.get_blocking_rule("duckdb").as_dict() for r in extra_rules]
+    model_settings = matching.with_extra_blocking(model_settings, extra_rules)
+    sdf_all = matching.register_person_records(db_api, model_settings=model_settings)
     linker = Linker(sdf_all, model_settings, log_level=logging.WARNING)
     # this delivery's name frequencies, as predict() computes them
     tf_table = linker.table_management.compute_tf_table("nama").physical_name

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import re
@@ -320,13 +321,38 @@ def write_match_pairs(
     return PredictionResult(n_det, n_prob, n_veto, predictions_table)
 
 
-def register_person_records(db_api, name: str = "sd_person_records", limit: int | None = None):
+def scoring_columns(conn: duckdb.DuckDBPyConnection, model_settings: dict) -> list[str]:
+    """The columns of `link.person_records` a prediction with `model_settings` reads: the id and
+    every column its comparisons, blocking rules or retained columns name (`x`, `x_l`, `x_r`)."""
+    text = json.dumps(model_settings)
+    cols = [r[0] for r in conn.execute("DESCRIBE link.person_records").fetchall()]
+    return ["unique_id"] + [
+        c for c in cols if c != "unique_id" and re.search(rf"\b{re.escape(c)}(?:_[lr])?\b", text)
+    ]
+
+
+def register_person_records(
+    db_api,
+    name: str = "sd_person_records",
+    limit: int | None = None,
+    model_settings: dict | None = None,
+):
     """Copy `link.person_records` into the scratch schema and register it with Splink (Splink
-    looks columns up by unqualified table name). `limit`: a few rows are enough for a linker that
-    only draws the model's charts."""
+    looks columns up by unqualified table name). With `model_settings` only the columns a
+    prediction reads (scoring_columns): Splink joins every compared pair to both its records and
+    carries what the table holds, so the 26 of 50 columns it never reads cost a third of the
+    scoring time (1M persons, 2 GB, one part: 53 -> 37 s; benchmarks/results/FINDINGS-2026-12-04.md).
+    `limit`: a few rows are enough for a linker that only draws the model's charts."""
+    conn = db_api.duckdb_con
     tail = f" LIMIT {int(limit)}" if limit is not None else ""
-    db_api.duckdb_con.execute(
-        f"CREATE OR REPLACE TABLE {SPLINK_SCHEMA}.{name} AS SELECT * FROM link.person_records{tail}"
+    select = (
+        "*"
+        if model_settings is None
+        else ", ".join(f'"{c}"' for c in scoring_columns(conn, model_settings))
+    )
+    conn.execute(
+        f"CREATE OR REPLACE TABLE {SPLINK_SCHEMA}.{name} AS "
+        f"SELECT {select} FROM link.person_records{tail}"
     )
     return db_api.register(name, table_name=name)
 
@@ -381,8 +407,12 @@ def sparse_id_blocking(conn: duckdb.DuckDBPyConnection) -> tuple[list, dict]:
 # pairs). Those chunks re-ran every blocking join over each chunk's records (the join inputs are
 # the records of one chunk per side, k^2 times: 2Nk record scans), so blocking cost grew with k;
 # blocking once costs one pass (1M persons, 2 x 2: 182 s -> 149 s for the same 1,384,423 pairs,
-# on a shared machine; benchmarks/results/FINDINGS-2026-12-03-session2.md).
-PREDICT_RECORDS_PER_GB = 500_000
+# on a shared machine; benchmarks/results/FINDINGS-2026-12-03-session2.md). Then (2026-12-04) the
+# records Splink joins carry only the columns scoring reads (register_person_records), and one part
+# proved the fastest at the same peak: DuckDB keeps the joins within its memory limit by spilling,
+# while each part re-reads the records it touches (1M persons, 2 GB, 10.2M candidate pairs: one
+# part 37 s, four parts 53-68 s, peak RSS 2.1 GB both; benchmarks/results/FINDINGS-2026-12-04.md).
+PREDICT_RECORDS_PER_GB = 3_000_000
 
 
 def predict_chunks(n_records: int, memory_gb: float) -> int:
@@ -405,11 +435,11 @@ def predict(
     Returns (linker, SplinkDataFrame of predictions above `match_threshold`)."""
     from splink import Linker
 
-    sdf = register_person_records(db_api)
+    model_settings = with_extra_blocking(model_settings, extra_blocking_rules)
+    sdf = register_person_records(db_api, model_settings=model_settings)
     if chunks is None:
         n = scalar(db_api.duckdb_con, f"SELECT count(*) FROM {SPLINK_SCHEMA}.sd_person_records")
         chunks = predict_chunks(n, config.memory_gb())
-    model_settings = with_extra_blocking(model_settings, extra_blocking_rules)
     linker = Linker(sdf, model_settings, log_level=logging.WARNING)
     if chunks <= 1:
         df_pred = linker.inference.predict(
@@ -475,5 +505,9 @@ def predict_on_spark(
     )
     table = f"{SPLINK_SCHEMA}.sd_spark_predictions"
     n = spark.to_warehouse(df_pred, table)
-    duck = Linker(register_person_records(db_api), model_settings, log_level=logging.WARNING)
+    duck = Linker(
+        register_person_records(db_api, model_settings=model_settings),
+        model_settings,
+        log_level=logging.WARNING,
+    )
     return duck, table, n
