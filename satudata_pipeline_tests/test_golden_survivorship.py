@@ -245,6 +245,7 @@ def test_possible_death_evidence_only_for_the_living(golden):
         ("link", "sole_candidate"),
         ("name_at_home", "sole_candidate"),
         ("dominant_link", "dominant_link"),
+        ("only_link", "only_link"),
     ],
 )
 def test_sole_candidate_rows_say_so(golden, basis, method):

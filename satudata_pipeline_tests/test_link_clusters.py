@@ -355,3 +355,135 @@ def test_a_birth_date_that_disagrees_rules_a_namesake_out():
     death = {"record_id": "9", "nama": "SITI AMINAH", "jenis_kelamin": "P", "kode_kelurahan": K,
              "tanggal_lahir": "1962-07-08"}  # fmt: skip
     assert _records([death], []) == [("kematian:9", "penduduk:2", "name_in_kelurahan")]
+
+
+# ---- only-links: each the other's only candidate, homes apart --------------------------------
+HOME_A = {"alamat": "JL MAWAR NO 5", "kode_kelurahan": K}
+HOME_B = {"alamat": "JL MELATI NO 17", "kode_kelurahan": "31.71.01.1002"}
+RESIDENTS = [
+    {"record_id": "1", "nama": "SITI AMINAH", "tanggal_lahir": "1950-03-04", **HOME_A},
+    {"record_id": "2", "nama": "BUDI SANTOSO", "tanggal_lahir": "1970-01-01", **HOME_A},
+]
+
+
+def _only_link_candidates(
+    welfare: list[dict],
+    pairs: list[tuple[str, str, float]],
+    welfare_in_cluster_of=None,
+    deaths=(),
+    together=(),
+    residents=RESIDENTS,
+):
+    """Residents RESIDENTS, welfare rows `welfare` (source dtks), death rows `deaths` (source
+    kematian), the stored links `pairs`; every record its own cluster, except an extra dtks row put
+    in the cluster of resident `welfare_in_cluster_of` and the records of `together` (one cluster).
+    Returns the candidates (unique_id, resident, basis)."""
+    conn = duckdb.connect()
+    write_clean_table(conn, "penduduk", [{**r, "kind": "civil_registry"} for r in residents])
+    extra = [{"record_id": "x", "nama": "X", **HOME_A}] if welfare_in_cluster_of else []
+    write_clean_table(conn, "dtks", [{**r, "kind": "welfare_registry"} for r in welfare + extra])
+    write_clean_table(conn, "kematian", [{**r, "kind": "death_registry"} for r in deaths])
+    build_person_records(conn, ["penduduk", "dtks", "kematian"])
+    conn.execute("""CREATE TEMP TABLE _cc_main AS SELECT unique_id, unique_id AS cluster_id
+                    FROM link.person_records""")
+    if welfare_in_cluster_of:
+        conn.execute(
+            "UPDATE _cc_main SET cluster_id = ? WHERE unique_id = 'dtks:x'", [welfare_in_cluster_of]
+        )
+    for uid in together:
+        conn.execute("UPDATE _cc_main SET cluster_id = ? WHERE unique_id = ?", [together[0], uid])
+    conn.execute("""CREATE TABLE link.match_pairs (unique_id_l VARCHAR, unique_id_r VARCHAR,
+                    match_probability DOUBLE, match_probability_without_nik DOUBLE,
+                    link_method VARCHAR)""")
+    if pairs:
+        conn.executemany(
+            "INSERT INTO link.match_pairs VALUES (?, ?, ?, ?, 'probabilistic')",
+            [(a, b, p, p) for a, b, p in pairs],
+        )
+    clusters._find_lone_groups(conn)
+    clusters._find_candidates(conn)
+    return conn.execute(
+        "SELECT unique_id, resident_unique_id, basis FROM _sc_candidates ORDER BY ALL"
+    ).fetchall()
+
+
+SITI_ELSEWHERE = {"record_id": "9", "nama": "SITI AMINA", "tanggal_lahir": "1950-03-04", **HOME_B}
+ONLY_LINK_CASES = [
+    pytest.param(
+        [SITI_ELSEWHERE], [("dtks:9", "penduduk:1", 0.8)], {},
+        [("dtks:9", "penduduk:1", "only_link")],
+        id="each the other's only link, homes apart: a candidate, placed not identified",
+    ),
+    pytest.param(
+        [{**SITI_ELSEWHERE, **HOME_A}], [("dtks:9", "penduduk:1", 0.8)], {},
+        [("dtks:9", "penduduk:1", "link")],
+        id="the same home: an ordinary link candidate",
+    ),
+    pytest.param(
+        [SITI_ELSEWHERE], [("dtks:9", "penduduk:1", 0.45)], {},
+        [],
+        id="below the only-link probability: no candidate",
+    ),
+    pytest.param(
+        [SITI_ELSEWHERE], [("dtks:9", "penduduk:1", 0.8), ("dtks:9", "penduduk:2", 0.6)], {},
+        [],
+        id="the row links to two residents: no only-link",
+    ),
+    pytest.param(
+        [SITI_ELSEWHERE, {**SITI_ELSEWHERE, "record_id": "8"}],
+        [("dtks:9", "penduduk:1", 0.8), ("dtks:8", "penduduk:1", 0.7)], {},
+        [],
+        id="the resident links to two rows of the source: neither is its only one",
+    ),
+    pytest.param(
+        [SITI_ELSEWHERE], [("dtks:9", "penduduk:1", 0.8)], {"welfare_in_cluster_of": "penduduk:1"},
+        [],
+        id="the resident's person already holds a row of the source",
+    ),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("welfare", "pairs", "extra", "expected"), ONLY_LINK_CASES)
+def test_only_links_join_two_homes_only_when_each_is_the_others_only_candidate(
+    welfare, pairs, extra, expected
+):
+    assert _only_link_candidates(welfare, pairs, **extra) == expected
+
+
+def test_an_only_link_places_no_group_holding_a_death_record():
+    # a death record in the welfare row's group would follow the row to the resident
+    death = {"record_id": "7", "nama": "NOBODY HERE", "kode_kelurahan": K}
+    kwargs = {"deaths": [death], "together": ("dtks:9", "kematian:7")}
+    assert _only_link_candidates([SITI_ELSEWHERE], [("dtks:9", "penduduk:1", 0.8)], **kwargs) == []
+    # the same group without the death record is placed
+    assert _only_link_candidates([SITI_ELSEWHERE], [("dtks:9", "penduduk:1", 0.8)]) == [
+        ("dtks:9", "penduduk:1", "only_link")
+    ]
+
+
+def test_no_only_links_where_niks_are_the_norm():
+    # residents carry valid NIKs (the delivery has identifiers): a row without one that names a
+    # resident of another home is as often a copy of that resident as the resident
+    with_nik = [
+        {**r, "nik": f"317101010150000{i}", "nik_valid": True} for i, r in enumerate(RESIDENTS, 1)
+    ]
+    pair = [("dtks:9", "penduduk:1", 0.8)]
+    assert _only_link_candidates([SITI_ELSEWHERE], pair, residents=with_nik) == []
+    assert _only_link_candidates([SITI_ELSEWHERE], pair) == [("dtks:9", "penduduk:1", "only_link")]
+
+
+def test_the_rows_of_a_group_placed_without_identification_carry_its_basis():
+    conn = _conn([("c:1", "C"), ("k:1", "A"), ("w:1", "A")])
+    conn.execute("CREATE TEMP TABLE _sc_lone (unique_id VARCHAR, lone_cluster VARCHAR)")
+    conn.executemany("INSERT INTO _sc_lone VALUES (?, ?)", [("k:1", "A"), ("w:1", "A")])
+    conn.execute(
+        "CREATE TEMP TABLE _sc_assign (unique_id VARCHAR, lone_cluster VARCHAR, "
+        "resident_cluster VARCHAR, resident_unique_id VARCHAR, basis VARCHAR, "
+        "match_probability DOUBLE)"
+    )
+    conn.execute("INSERT INTO _sc_assign VALUES ('w:1', 'A', 'C', 'c:1', 'only_link', 0.8)")
+    assert clusters._apply_assignments(conn) == 2
+    audit = conn.execute(
+        "SELECT unique_id, resident_unique_id, basis, cluster_id FROM link.assignments ORDER BY 1"
+    ).fetchall()
+    assert audit == [("k:1", "c:1", "only_link", "A"), ("w:1", "c:1", "only_link", "A")]

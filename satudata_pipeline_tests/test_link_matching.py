@@ -196,6 +196,9 @@ def _pad_person_records(conn):
     for col, typ in _RECORD_COLUMNS.items():
         if col not in have:
             conn.execute(f"ALTER TABLE link.person_records ADD COLUMN {col} {typ}")
+    if "source" not in have:  # unique_id is source:record_id
+        conn.execute("ALTER TABLE link.person_records ADD COLUMN source VARCHAR")
+        conn.execute("UPDATE link.person_records SET source = split_part(unique_id, ':', 1)")
 
 
 def test_giant_cluster_is_split():
@@ -273,10 +276,12 @@ def _event_case(
     event: tuple,
     links: list[tuple] = (),
     address: dict[str, str] | None = None,
+    others: list[tuple] = (),
 ):
     """link.person_records of civil-registry residents and one record left alone (a death record
     unless the tuple says otherwise), with the columns the sole-candidate step reads; `address`:
-    street lines by unique_id. Returns the connection after clustering."""
+    street lines by unique_id; `others`: more records shaped like `event`. Returns the connection
+    after clustering."""
     conn = duckdb.connect()
     conn.execute("CREATE SCHEMA link")
     conn.execute("""CREATE TABLE link.person_records (unique_id VARCHAR, kind VARCHAR, nama VARCHAR,
@@ -288,23 +293,24 @@ def _event_case(
             "INSERT INTO link.person_records VALUES (?, 'civil_registry', ?, ?, ?, ?, ?, ?, ?, NULL, ?)",
             [uid, nama, dob, sex, nik, nik is not None, kel, kel[:8], address.get(uid)],
         )
-    uid, kind, nama, dob, sex, nik, kel, *dest = event
-    conn.execute(
-        "INSERT INTO link.person_records VALUES (?, ?, ?, ?, ?, ?, false, ?, ?, ?, ?)",
-        [
-            uid,
-            kind,
-            nama,
-            dob,
-            sex,
-            nik,
-            kel,
-            kel[:8] if kel else None,
-            dest[0] if dest else None,
-            address.get(uid),
-        ],
-    )
+    for uid, kind, nama, dob, sex, nik, kel, *dest in [event, *others]:
+        conn.execute(
+            "INSERT INTO link.person_records VALUES (?, ?, ?, ?, ?, ?, false, ?, ?, ?, ?)",
+            [
+                uid,
+                kind,
+                nama,
+                dob,
+                sex,
+                nik,
+                kel,
+                kel[:8] if kel else None,
+                dest[0] if dest else None,
+                address.get(uid),
+            ],
+        )
     conn.execute(f"""CREATE TABLE link.person_records_x AS SELECT *,
+        split_part(unique_id, ':', 1) AS source,
         array_to_string(list_sort(list_distinct(string_split(nama, ' '))), ' ') AS nama_sorted,
         {matching.ALAMAT_NOMOR_SQL} AS alamat_nomor, NULL::VARCHAR AS kelurahan
         FROM link.person_records""")
@@ -504,17 +510,31 @@ def test_roster_row_with_one_link_to_a_resident_of_the_same_home_joins_them():
     ).fetchall() == [("kjp:1", "pop:1", "link", 0.71)]
 
 
+OWN_ROW = ("kjp:2", "program_roster", "MUHAMMAD FIRMANSYAH", "1990-01-11", "L", None, KEL)
+
+
 @pytest.mark.parametrize(
-    "links, roster_address",
+    "links, roster_address, others",
     [
-        # the only link goes to another house on the same street (a ghost using a real name)
-        ([("kjp:1", "pop:2", 0.71)], "JL BERINGIN NO 134"),
+        # the only link goes to another house on the same street, whose resident has a KJP row
+        # of their own (a ghost using a real name)
+        (
+            [("kjp:1", "pop:2", 0.71), ("kjp:2", "pop:2", 0.99)],
+            "JL BERINGIN NO 134",
+            [OWN_ROW],
+        ),
+        # ... or whose resident is linked to another KJP row too: neither is its only one
+        (
+            [("kjp:1", "pop:2", 0.71), ("kjp:2", "pop:2", 0.6)],
+            "JL BERINGIN NO 134",
+            [OWN_ROW],
+        ),
         # links to two residents of the home: ambiguous
-        ([("kjp:1", "pop:1", 0.71), ("kjp:1", "pop:2", 0.6)], None),
+        ([("kjp:1", "pop:1", 0.71), ("kjp:1", "pop:2", 0.6)], None, []),
     ],
 )
 def test_roster_row_is_not_joined_on_a_link_to_another_home_or_to_two_residents(
-    links, roster_address
+    links, roster_address, others
 ):
     address = (
         {
@@ -525,9 +545,33 @@ def test_roster_row_is_not_joined_on_a_link_to_another_home_or_to_two_residents(
         if roster_address is None
         else {**HOME, "kjp:1": roster_address}
     )
-    conn, result = _event_case(NAMESAKES, ROSTER_ROW, links=links, address=address)
-    assert result.assigned == 0
-    assert all(not _same_cluster(conn, "kjp:1", r[0]) for r in NAMESAKES)
+    # with NIKs and without (where the only-link placement applies)
+    for residents in (NAMESAKES, [(*r[:4], None, r[5]) for r in NAMESAKES]):
+        conn, _ = _event_case(residents, ROSTER_ROW, links=links, address=address, others=others)
+        placed = conn.execute("SELECT * FROM link.assignments WHERE unique_id = 'kjp:1'")
+        assert placed.fetchall() == []
+        assert all(not _same_cluster(conn, "kjp:1", r[0]) for r in NAMESAKES)
+
+
+@pytest.mark.parametrize("with_nik", [False, True])
+def test_roster_row_and_a_resident_elsewhere_each_the_others_only_candidate_are_placed(with_nik):
+    # the only link goes to another house, and that resident's only link to the roster is this
+    # row: in a delivery without NIK, placed with them (a household that moved, an address typed
+    # two ways), not identified; where NIKs are the norm the row may be a copy: left alone
+    residents = NAMESAKES if with_nik else [(*r[:4], None, r[5]) for r in NAMESAKES]
+    conn, result = _event_case(
+        residents, ROSTER_ROW, links=[("kjp:1", "pop:2", 0.71)], address={**HOME, "kjp:1": "JL X 1"}
+    )
+    placed = conn.execute(
+        "SELECT unique_id, resident_unique_id, basis, match_probability FROM link.assignments"
+    ).fetchall()
+    if with_nik:
+        assert result.assigned == 0 and placed == []
+        assert not _same_cluster(conn, "kjp:1", "pop:2")
+    else:
+        assert result.assigned == 1 and result.placed_by_only_link == 1
+        assert _same_cluster(conn, "kjp:1", "pop:2")
+        assert placed == [("kjp:1", "pop:2", "only_link", 0.71)]
 
 
 def test_event_record_with_one_link_joins_that_resident():

@@ -130,17 +130,26 @@ def test_possible_death_is_reviewed_never_removed(conn, rules):
     assert "deceased (possible, to check)" in aged.evidence
 
 
-def test_a_row_placed_by_a_dominant_link_is_never_removed_on_that_tie(conn, rules):
-    """A roster row linked to two residents of its home (twins), placed with the one its links
-    favour: the person's registered death is reviewed for it, with why the row is not sure."""
+@pytest.mark.parametrize(
+    ("method", "why"),
+    [
+        ("dominant_link", "linked to two residents of its home"),
+        ("only_link", "each other's only candidate, at another address"),
+    ],
+)
+def test_a_row_placed_without_identification_is_never_removed_on_that_tie(conn, rules, method, why):
+    """A roster row placed with a person, not identified as that person (linked to two residents
+    of its home and placed with the one its links favour; or each the other's only candidate at
+    another address): the person's registered death is reviewed for it, with why."""
     assert _review(conn, rules)[("klj_2026", "KLJ-002")].verdict == "remove"
     conn.execute(
-        "UPDATE main.person_source_link SET link_method = 'dominant_link' "
-        "WHERE source = 'klj_2026' AND record_id = 'KLJ-002'"
+        "UPDATE main.person_source_link SET link_method = ? "
+        "WHERE source = 'klj_2026' AND record_id = 'KLJ-002'",
+        [method],
     )
     row = _review(conn, rules)[("klj_2026", "KLJ-002")]
     assert (row.verdict, row.reasons.tolist()) == ("review", ["deceased"])
-    assert "linked to two residents of its home" in row.evidence
+    assert why in row.evidence
 
 
 def test_duplicate_enrollment_keeps_the_earliest_then_lowest_record_id(conn, rules):

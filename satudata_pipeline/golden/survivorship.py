@@ -237,9 +237,11 @@ def build_person_source_link(
         )
         SELECT r.source, r.record_id, r.unique_id, c.person_id,
                CASE WHEN c.cluster_size = 1 THEN 'singleton'
+                    -- placed, not identified (link/clusters.py): with the resident its links
+                    -- favour a thousand to one, or the resident it is the only candidate of
+                    -- (also a row joined to such a row, whatever links it to that row)
+                    WHEN a.basis IN ('dominant_link', 'only_link') THEN a.basis
                     WHEN b.has_exact THEN 'exact_nik'
-                    -- placed with the resident its links favour a thousand to one (not identified)
-                    WHEN a.basis = 'dominant_link' THEN 'dominant_link'
                     WHEN a.unique_id IS NOT NULL THEN 'sole_candidate'
                     WHEN b.unique_id IS NULL THEN 'singleton'
                     ELSE 'probabilistic' END AS link_method,

@@ -334,6 +334,7 @@ def build_link_assets(
                 "records_assigned_to_sole_candidate": res.assigned,
                 # of those: roster / welfare rows placed with one of two residents of their home
                 "records_placed_by_dominant_link": res.placed_by_dominant_link,
+                "records_placed_by_only_link": res.placed_by_only_link,
                 # death / move records whose tie identifies the person (only these can remove)
                 "event_records_conclusive": res.events_conclusive,
                 "event_records_not_conclusive": res.events_inconclusive,

@@ -94,6 +94,9 @@ class ClusterResult:
     reclustered: int = 0
     assigned: int = 0
     placed_by_dominant_link: int = 0  # of `assigned`: placed with one of two residents of a home
+    placed_by_only_link: int = (
+        0  # of `assigned`: placed with the resident each is the only candidate of
+    )
     possible_deaths: int = 0
     events_conclusive: int = 0
     events_inconclusive: int = 0
@@ -162,6 +165,7 @@ def build_person_clusters(
     joined = _apply_must_links(conn, must)
     assigned, possible_deaths = _assign_sole_candidates(conn)
     placed = scalar(conn, "SELECT count(*) FROM link.assignments WHERE basis = 'dominant_link'")
+    only = scalar(conn, "SELECT count(*) FROM link.assignments WHERE basis = 'only_link'")
     split, conflicting = _apply_cannot_links(conn, must, cannot, t)
     conn.execute("""
         CREATE OR REPLACE TABLE link.person_clusters AS
@@ -173,6 +177,7 @@ def build_person_clusters(
     result = summarize_clusters(conn, reclustered)
     result.assigned = assigned
     result.placed_by_dominant_link = int(placed)
+    result.placed_by_only_link = int(only)
     result.possible_deaths = possible_deaths
     result.events_conclusive = conclusive
     result.events_inconclusive = inconclusive
@@ -584,7 +589,7 @@ def _assign_sole_candidates(conn: duckdb.DuckDBPyConnection) -> tuple[int, int]:
     _decide_sole_candidates(conn)
     possible = _record_possible_deaths(conn)
     assigned = _apply_assignments(conn)
-    for tmp in ("_sc_clusters", "_sc_lone", "_sc_home", "_sc_candidates", "_sc_assign"):
+    for tmp in ("_sc_clusters", "_sc_lone", "_sc_home", "_sc_only", "_sc_candidates", "_sc_assign"):
         conn.execute(f"DROP TABLE IF EXISTS {tmp}")
     return assigned, possible
 
@@ -642,11 +647,72 @@ def _find_home_rows(conn: duckdb.DuckDBPyConnection, same_home_kinds: str) -> No
     """)
 
 
+def _find_only_links(conn: duckdb.DuckDBPyConnection, same_home_kinds: str) -> None:
+    """`_sc_only(unique_id, resident_unique_id)`: lone roster / welfare rows and the resident each
+    is the only candidate of, both ways (`ss.ONLY_LINK_MIN_PROBABILITY`): the row's one stored
+    link to a population-register record, which is also the resident's one link to the row's
+    source, at that probability without the NIK, and no row of that source in the resident's
+    person yet. Such a link may join two homes (`_find_candidates`, basis `only_link`). Only in a
+    delivery without NIK (`ss.ONLY_LINK_NIK_SHARE`); otherwise the table is empty."""
+    n, with_nik = conn.execute(
+        "SELECT count(*), count(*) FILTER (WHERE nik_valid) FROM link.person_records"
+    ).fetchall()[0]
+    sparse = n > 0 and with_nik / n < ss.ONLY_LINK_NIK_SHARE
+    p_wo = _without_nik_sql(conn, "p.")
+    conn.execute(f"""
+        CREATE OR REPLACE TEMP TABLE _sc_to_civil AS
+        WITH lone AS (
+            SELECT r.unique_id, r.source FROM link.person_records r SEMI JOIN _sc_lone s USING (unique_id)
+            WHERE r.kind IN ({same_home_kinds}) AND {str(sparse).upper()}
+        ),
+        links AS (
+            SELECT p.unique_id_l AS a, p.unique_id_r AS b, {p_wo} AS p_wo
+            FROM link.match_pairs p SEMI JOIN lone k ON k.unique_id = p.unique_id_l
+            UNION ALL
+            SELECT p.unique_id_r, p.unique_id_l, {p_wo}
+            FROM link.match_pairs p SEMI JOIN lone k ON k.unique_id = p.unique_id_r
+        )
+        SELECT l.unique_id, l.source, x.b AS resident_unique_id, x.p_wo
+        FROM lone l JOIN links x ON x.a = l.unique_id
+        JOIN link.person_records c ON c.unique_id = x.b AND c.kind = 'civil_registry'
+        QUALIFY count(*) OVER (PARTITION BY l.unique_id) = 1   -- its one population-register link
+    """)
+    conn.execute(f"""
+        CREATE OR REPLACE TEMP TABLE _sc_only AS
+        WITH back AS (   -- the resident's links to records of the row's source
+            SELECT p.unique_id_l AS a, p.unique_id_r AS b
+            FROM link.match_pairs p SEMI JOIN _sc_to_civil k ON k.resident_unique_id = p.unique_id_l
+            UNION ALL
+            SELECT p.unique_id_r, p.unique_id_l
+            FROM link.match_pairs p SEMI JOIN _sc_to_civil k ON k.resident_unique_id = p.unique_id_r
+        ),
+        back_n AS (
+            SELECT t.unique_id, count(*) AS n
+            FROM _sc_to_civil t JOIN back y ON y.a = t.resident_unique_id
+            JOIN link.person_records o ON o.unique_id = y.b AND o.source = t.source
+            GROUP BY t.unique_id
+        ),
+        taken AS (   -- the resident's person already holds a row of that source
+            SELECT DISTINCT t.unique_id
+            FROM _sc_to_civil t JOIN _cc_main rm ON rm.unique_id = t.resident_unique_id
+            JOIN _cc_main om ON om.cluster_id = rm.cluster_id
+            JOIN link.person_records o ON o.unique_id = om.unique_id AND o.source = t.source
+        )
+        SELECT t.unique_id, t.resident_unique_id
+        FROM _sc_to_civil t JOIN back_n b USING (unique_id)
+        WHERE b.n = 1 AND t.p_wo >= {float(ss.ONLY_LINK_MIN_PROBABILITY)}
+          AND t.unique_id NOT IN (SELECT unique_id FROM taken)
+    """)
+    conn.execute("DROP TABLE IF EXISTS _sc_to_civil")
+
+
 def _find_candidates(conn: duckdb.DuckDBPyConnection) -> None:
     """`_sc_candidates(unique_id, kind, lone_cluster, resident_unique_id, basis, match_probability,
     resident_cluster)`: every resident a lone record could be, by name in the kelurahan (events),
-    by name at home (roster / welfare rows, `_find_home_rows`) or by a stored link. A resident with
-    a death record is no death's candidate; a group with any link candidate keeps only those."""
+    by name at home (roster / welfare rows, `_find_home_rows`) or by a stored link (for roster /
+    welfare rows: within their home, basis `link`, or as each other's only candidate,
+    `_find_only_links`, basis `only_link`). A resident with a death record is no death's
+    candidate; a group with any link candidate keeps only those."""
     by_name = []
     for kind, condition in ss.EVENT_CANDIDATE.items():
         by_name.append(f"""
@@ -671,11 +737,14 @@ def _find_candidates(conn: duckdb.DuckDBPyConnection) -> None:
             JOIN link.person_records r ON r.nama_sorted = l.nama_sorted AND r.kind = 'civil_registry'
              AND coalesce(r.kode_kelurahan, '') = coalesce(l.kode_kelurahan, '')
             WHERE {ss.as_join_sql(HOME_NAME_CANDIDATE)}""")
+    _find_only_links(conn, same_home_kinds)
+    same_home = f"(l.kind NOT IN ({same_home_kinds}) OR ({ss.as_join_sql(ss.SAME_HOME)}))"
     p_wo = _without_nik_sql(conn, "p.")
     by_link = [
         f"""
             SELECT l.unique_id, l.kind, s.lone_cluster, r.unique_id AS resident_unique_id,
-                   'link' AS basis, p.match_probability,
+                   CASE WHEN {same_home} THEN 'link' ELSE 'only_link' END AS basis,
+                   p.match_probability,
                    -- the link's weight without the NIK's positive weight (a NIK shared with a
                    -- namesake of the home under another name is borrowed, not evidence); an
                    -- exact-NIK link scored by no model outweighs every scored one
@@ -686,7 +755,8 @@ def _find_candidates(conn: duckdb.DuckDBPyConnection) -> None:
             JOIN _sc_lone s ON s.unique_id = p.{mine}
             JOIN link.person_records l ON l.unique_id = p.{mine}
             JOIN link.person_records r ON r.unique_id = p.{other}
-            WHERE l.kind NOT IN ({same_home_kinds}) OR ({ss.as_join_sql(ss.SAME_HOME)})"""
+            LEFT JOIN _sc_only o ON o.unique_id = l.unique_id AND o.resident_unique_id = r.unique_id
+            WHERE {same_home} OR o.unique_id IS NOT NULL"""
         for mine, other in (("unique_id_l", "unique_id_r"), ("unique_id_r", "unique_id_l"))
     ]
     conn.execute(f"""
@@ -702,9 +772,12 @@ def _find_candidates(conn: duckdb.DuckDBPyConnection) -> None:
         JOIN _sc_clusters rc ON rc.cluster_id = rm.cluster_id AND rc.has_civil
         -- a person dies once: a resident with a death record is nobody's candidate for another
         WHERE NOT (c.kind = 'death_registry' AND rc.has_death)
+          -- an only-link places a group of roster and welfare rows only (a death follows no row)
+          AND (c.basis <> 'only_link' OR c.lone_cluster IN (SELECT lone_cluster FROM home_groups))
         -- the model's links outrank the name rule: a group with any link candidate is decided
         -- on its links alone (an exact-birth-date link beats a namesake one digit off)
-        QUALIFY c.basis = 'link' OR NOT bool_or(c.basis = 'link') OVER (PARTITION BY c.lone_cluster)
+        QUALIFY c.basis IN ('link', 'only_link')
+             OR NOT bool_or(c.basis IN ('link', 'only_link')) OVER (PARTITION BY c.lone_cluster)
     """)
 
 
@@ -742,7 +815,7 @@ def _decide_sole_candidates(conn: duckdb.DuckDBPyConnection) -> None:
                arg_min(c.resident_unique_id, {{'w': -coalesce(c.match_probability, 0),
                                                'id': c.resident_unique_id}}) AS resident_unique_id,
                -- one basis per group (links outrank names)
-               CASE WHEN any_value(h.by_margin) THEN 'dominant_link' ELSE any_value(c.basis) END
+               CASE WHEN any_value(h.by_margin) THEN 'dominant_link' ELSE min(c.basis) END
                    AS basis,
                max(c.match_probability) AS match_probability
         FROM _sc_candidates c JOIN chosen h USING (lone_cluster, resident_cluster)
@@ -786,11 +859,23 @@ def _apply_assignments(conn: duckdb.DuckDBPyConnection) -> int:
         SELECT m.unique_id, coalesce(n.new_id, m.cluster_id) AS cluster_id
         FROM _cc_main m LEFT JOIN renamed n USING (cluster_id)
     """)
-    conn.execute("""
+    placed = ", ".join(f"'{b}'" for b in ss.PLACED_NOT_IDENTIFIED)
+    conn.execute(f"""
         CREATE OR REPLACE TABLE link.assignments AS
         SELECT a.unique_id, a.resident_unique_id, a.basis, a.match_probability, m.cluster_id
         FROM _sc_assign a JOIN _cc_main m ON m.unique_id = a.unique_id
-        ORDER BY a.unique_id
+        UNION ALL
+        -- the other rows of a group placed without identifying it are placed with it, not
+        -- identified through it (a KJP row linked to a DTKS row placed by an only-link)
+        SELECT s.unique_id, g.resident_unique_id, g.basis, g.match_probability, m.cluster_id
+        FROM _sc_lone s
+        JOIN (SELECT lone_cluster, min(basis) AS basis,
+                     arg_max(resident_unique_id, coalesce(match_probability, 0)) AS resident_unique_id,
+                     max(match_probability) AS match_probability
+              FROM _sc_assign WHERE basis IN ({placed}) GROUP BY lone_cluster) g USING (lone_cluster)
+        JOIN _cc_main m ON m.unique_id = s.unique_id
+        WHERE s.unique_id NOT IN (SELECT unique_id FROM _sc_assign)
+        ORDER BY 1
     """)
     return int(
         scalar(

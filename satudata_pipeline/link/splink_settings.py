@@ -252,6 +252,23 @@ SAME_HOME = f"({SAME_ADDRESS} AND {SAME_KELURAHAN})"
 # a thousand to one: the odds of the model's floor for an unseen level (M_FLOOR_PRIOR). It is
 # placed, not identified: such a row is never removed on its tie alone (programs/verdicts.py).
 DOMINANT_LINK_MARGIN = math.log2(1000)
+# A lone roster or welfare row whose one stored link to a population-register record is also that
+# resident's one link to the row's source, while the resident's person holds no row of that source
+# yet (each register lists a person once), joins that resident although their homes differ: two
+# records that are each other's only candidate (a delivery without NIK, a moved household, an
+# address typed two ways). The link must stand at this probability without the NIK's positive
+# weight: more likely one person than two, on names, birth date and address alone. It is placed,
+# not identified (basis `only_link`): never removed on its tie alone (programs/verdicts.py), and a
+# group holding a death or move record is never placed this way (a death would follow the row).
+# Only in a delivery without NIK (fewer than ONLY_LINK_NIK_SHARE of its records with a valid one,
+# as for the sparse-identifier blocking rules): where NIKs are the norm, a row without one that
+# names a real resident of another home is as often a copy of that resident ("ghost") as the
+# resident; on the project's 1M delivery (seed 601) 11 of 13 such placements were ghosts, on
+# FEBRL4 (no NIK at all) 72 of 72 were right (benchmarks/results/FINDINGS-2026-12-04-only-link.md).
+ONLY_LINK_MIN_PROBABILITY = 0.5
+# Assignment bases (link.assignments, person_source_link.link_method) that place a row with a
+# person without identifying it: a removal never rests on such a row's tie.
+PLACED_NOT_IDENTIFIED = ("dominant_link", "only_link")
 # A death record with two or more candidates is assigned to none; with at most this many, each is a
 # possible death for a person to check (one in two or three is worth a visit; a single name such as
 # BUDI without a birth date fits a hundred residents of a kelurahan and says nothing about any one).
@@ -491,6 +508,7 @@ PREDICTION_BLOCKING_RULES: list[BlockingRuleCreator | dict[str, Any]] = [
 # before prediction); a house number in a Jakarta kecamatan of 250,000 people is not. The
 # NIK-bearing path (the project's registries: 98% of records with a valid NIK) is unchanged.
 SPARSE_ID_NIK_SHARE = 0.5
+ONLY_LINK_NIK_SHARE = SPARSE_ID_NIK_SHARE  # only-links (see ONLY_LINK_MIN_PROBABILITY)
 SPARSE_ID_MAX_PAIRS_PER_RECORD = 1.0
 ALAMAT_NOMOR_KEY = "nullif(alamat_nomor, '')"
 
@@ -500,6 +518,16 @@ def name_skeleton(col: str) -> str:
     tolerates vowel typos and spelling variants; NULL for a NULL name."""
     return f"(left({col}, 1) || regexp_replace(substr({col}, 2), '[AEIOUHWY]', '', 'g'))"
 
+
+# The street's own name: the first word of three or more letters of the street line once the words
+# that name a kind of street or a place in it are set aside (JALAN MANGGA DUA -> MANGGA,
+# 42 BARRITT STREET -> BARRITT); NULL when there is none. A key that survives a mistyped house
+# number, a line missing or the other words reordered.
+STREET_NAME_KEY = (
+    "nullif(regexp_extract(regexp_replace(alamat, "
+    "'\\b(JALAN|JLN|GANG|KOMPLEK|KOMP|PERUMAHAN|PERUM|BLOK|RAYA|NO|RT|RW)\\b', ' ', 'g'), "
+    "'[A-Z]{3,}', 0), '')"
+)
 
 SPARSE_ID_BLOCKING_COLUMNS: list[tuple[str, ...]] = [
     ("tanggal_lahir", ALAMAT_NOMOR_KEY),
@@ -512,6 +540,11 @@ SPARSE_ID_BLOCKING_COLUMNS: list[tuple[str, ...]] = [
     (name_skeleton("nama_depan"), name_skeleton("nama_belakang"), "tahun_lahir"),
     ("nama_belakang", KECAMATAN_KEY),
     ("nama_depan", KECAMATAN_KEY),
+    (STREET_NAME_KEY, KECAMATAN_KEY),
+    (STREET_NAME_KEY, KELURAHAN_KEY),
+    (STREET_NAME_KEY, ALAMAT_NOMOR_KEY),
+    ("nama_belakang", KELURAHAN_KEY),
+    ("nama_depan", KELURAHAN_KEY),
 ]
 
 # Expectation-maximisation passes. Each estimates the comparisons that use none of its columns

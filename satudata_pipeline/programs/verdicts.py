@@ -445,13 +445,14 @@ def base_sql(snap: str, schema: str = "main") -> str:
            -- NIK landing on a namesake as often as one person; one name inside another is weak), as
            -- the one resident of its home with its name, or by a link strong without the NIK
            -- A row placed by a dominant link (linked to two residents of its home, placed with
-           -- the one its links favour) is never sure: the other is a namesake of its home.
+           -- the one its links favour) is never sure: the other is a namesake of its home; nor
+           -- is a row placed by an only-link (each the other's only candidate, homes apart).
            (coalesce(ro.link_method = 'exact_nik'
                      AND coalesce({ss.one_name_sql("ro.roster_nama_sorted", GOLDEN_NAME_SORTED)}, TRUE)
                      AND nb_.nik_neighbour IS NULL, FALSE)
                 OR coalesce(ro.link_method = 'sole_candidate', FALSE)
                 OR coalesce(rt.row_p >= {DUPLICATE_MIN_PROBABILITY}, FALSE))
-               AND coalesce(ro.link_method <> 'dominant_link', TRUE) AS row_sure,
+               AND coalesce(ro.link_method NOT IN ('dominant_link', 'only_link'), TRUE) AS row_sure,
            p.age_min, p.age_max, p.age_label, p.desil_max, p.staleness_months, p.excl_car, p.excl_njop,
            p.requires_disability, p.excludes,
            coalesce(p.amount_flat, a.amount) AS nominal_aturan,
@@ -663,6 +664,10 @@ NOTES_SQL = """
         CASE WHEN link_method = 'dominant_link'
              THEN 'this roster row is linked to two residents of its home; it was placed with '
                   || 'the one its links favour a thousand to one or more, which does not identify it'
+             WHEN link_method = 'only_link'
+             THEN 'this roster row (or the registry row it is linked to) and the resident are each '
+                  || 'other''s only candidate, at another address; placed with that resident, '
+                  || 'which does not identify it'
              WHEN NOT row_sure THEN 'this roster row is linked to the person only with probability '
              || printf('%.3f', coalesce(row_p, 0)) || ' without its NIK'
              || coalesce('; its NIK is a typo away from that of ' || nik_neighbour
