@@ -297,6 +297,25 @@ CIVIL = [
 ]  # fmt: skip
 
 
+def _candidates_with_links(conn, pairs: list[tuple[str, str, float]]) -> list[tuple]:
+    """Store `pairs` (probabilistic links, the same probability with and without the NIK) as
+    link.match_pairs over the records and clusters already on `conn`, find the lone groups and
+    their candidates; returns the candidates (unique_id, resident, basis)."""
+    conn.execute("""CREATE TABLE link.match_pairs (unique_id_l VARCHAR, unique_id_r VARCHAR,
+                    match_probability DOUBLE, match_probability_without_nik DOUBLE,
+                    link_method VARCHAR)""")
+    if pairs:
+        conn.executemany(
+            "INSERT INTO link.match_pairs VALUES (?, ?, ?, ?, 'probabilistic')",
+            [(a, b, p, p) for a, b, p in pairs],
+        )
+    clusters._find_lone_groups(conn)
+    clusters._find_candidates(conn)
+    return conn.execute(
+        "SELECT unique_id, resident_unique_id, basis FROM _sc_candidates ORDER BY ALL"
+    ).fetchall()
+
+
 def _records(deaths: list[dict], pairs: list[tuple[str, str, float]], dead_residents=()):
     """Civil residents CIVIL and the given death rows as link.person_records, every record its own
     cluster (a resident in `dead_residents` shares a cluster with an extra death record)."""
@@ -314,19 +333,7 @@ def _records(deaths: list[dict], pairs: list[tuple[str, str, float]], dead_resid
         conn.execute(
             "UPDATE _cc_main SET cluster_id = ? WHERE unique_id = ?", [uid, f"kematian:x{uid}"]
         )
-    conn.execute("""CREATE TABLE link.match_pairs (unique_id_l VARCHAR, unique_id_r VARCHAR,
-                    match_probability DOUBLE, match_probability_without_nik DOUBLE,
-                    link_method VARCHAR)""")
-    if pairs:
-        conn.executemany(
-            "INSERT INTO link.match_pairs VALUES (?, ?, ?, ?, 'probabilistic')",
-            [(a, b, p, p) for a, b, p in pairs],
-        )
-    clusters._find_lone_groups(conn)
-    clusters._find_candidates(conn)
-    return conn.execute(
-        "SELECT unique_id, resident_unique_id, basis FROM _sc_candidates ORDER BY ALL"
-    ).fetchall()
+    return _candidates_with_links(conn, pairs)
 
 
 def test_candidates_by_name_in_the_kelurahan():
@@ -392,19 +399,7 @@ def _only_link_candidates(
         )
     for uid in together:
         conn.execute("UPDATE _cc_main SET cluster_id = ? WHERE unique_id = ?", [together[0], uid])
-    conn.execute("""CREATE TABLE link.match_pairs (unique_id_l VARCHAR, unique_id_r VARCHAR,
-                    match_probability DOUBLE, match_probability_without_nik DOUBLE,
-                    link_method VARCHAR)""")
-    if pairs:
-        conn.executemany(
-            "INSERT INTO link.match_pairs VALUES (?, ?, ?, ?, 'probabilistic')",
-            [(a, b, p, p) for a, b, p in pairs],
-        )
-    clusters._find_lone_groups(conn)
-    clusters._find_candidates(conn)
-    return conn.execute(
-        "SELECT unique_id, resident_unique_id, basis FROM _sc_candidates ORDER BY ALL"
-    ).fetchall()
+    return _candidates_with_links(conn, pairs)
 
 
 SITI_ELSEWHERE = {"record_id": "9", "nama": "SITI AMINA", "tanggal_lahir": "1950-03-04", **HOME_B}
