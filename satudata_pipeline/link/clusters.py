@@ -94,9 +94,7 @@ class ClusterResult:
     reclustered: int = 0
     assigned: int = 0
     placed_by_dominant_link: int = 0  # of `assigned`: placed with one of two residents of a home
-    placed_by_only_link: int = (
-        0  # of `assigned`: placed with the resident each is the only candidate of
-    )
+    placed_by_only_link: int = 0  # of `assigned`: each the other's only candidate, homes apart
     possible_deaths: int = 0
     events_conclusive: int = 0
     events_inconclusive: int = 0
