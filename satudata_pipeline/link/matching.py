@@ -412,7 +412,13 @@ def sparse_id_blocking(conn: duckdb.DuckDBPyConnection) -> tuple[list, dict]:
 # proved the fastest at the same peak: DuckDB keeps the joins within its memory limit by spilling,
 # while each part re-reads the records it touches (1M persons, 2 GB, 10.2M candidate pairs: one
 # part 37 s, four parts 53-68 s, peak RSS 2.1 GB both; benchmarks/results/FINDINGS-2026-12-04.md).
-PREDICT_RECORDS_PER_GB = 3_000_000
+# But what DuckDB spills grows with the pairs of a part, whatever the memory limit: the province in
+# one part (20.1M records, ~110M candidate pairs, 8 GB) filled a disk with 59 GB free after 12
+# minutes of scoring (2026-12-04, seed 607). So a part holds at most 1,000,000 records per GB of
+# budget on average (about 5.6M candidate pairs per GB): 1M persons at 2 GB stay in one part, 3M
+# at 2 GB and the province at 8 GB are scored in 2 x 2 parts (~28M pairs each at 11M, what one part
+# of the 3M delivery held when it ran in one part at 2 GB), so the spill follows the budget too.
+PREDICT_RECORDS_PER_GB = 1_000_000
 
 
 def predict_chunks(n_records: int, memory_gb: float) -> int:
