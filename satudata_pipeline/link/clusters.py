@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 import duckdb
 
 from satudata_pipeline.link import splink_settings as ss
+from satudata_pipeline.link.matching import valid_nik_share
 from satudata_pipeline.warehouse import scalar
 
 ESCALATION = (0.99, 0.999, 0.9999, 0.99999)
@@ -651,17 +652,19 @@ def _find_only_links(conn: duckdb.DuckDBPyConnection, same_home_kinds: str) -> N
     link to a population-register record, which is also the resident's one link to the row's
     source, at that probability without the NIK, and no row of that source in the resident's
     person yet. Such a link may join two homes (`_find_candidates`, basis `only_link`). Only in a
-    delivery without NIK (`ss.ONLY_LINK_NIK_SHARE`); otherwise the table is empty."""
-    n, with_nik = conn.execute(
-        "SELECT count(*), count(*) FILTER (WHERE nik_valid) FROM link.person_records"
-    ).fetchall()[0]
-    sparse = n > 0 and with_nik / n < ss.ONLY_LINK_NIK_SHARE
+    delivery without NIK (`matching.valid_nik_share` below `ss.SPARSE_ID_NIK_SHARE`, as for the
+    sparse-identifier blocking); otherwise the table is empty."""
+    if valid_nik_share(conn) >= ss.SPARSE_ID_NIK_SHARE:
+        conn.execute(
+            "CREATE OR REPLACE TEMP TABLE _sc_only (unique_id VARCHAR, resident_unique_id VARCHAR)"
+        )
+        return
     p_wo = _without_nik_sql(conn, "p.")
     conn.execute(f"""
         CREATE OR REPLACE TEMP TABLE _sc_to_civil AS
         WITH lone AS (
             SELECT r.unique_id, r.source FROM link.person_records r SEMI JOIN _sc_lone s USING (unique_id)
-            WHERE r.kind IN ({same_home_kinds}) AND {str(sparse).upper()}
+            WHERE r.kind IN ({same_home_kinds})
         ),
         links AS (
             SELECT p.unique_id_l AS a, p.unique_id_r AS b, {p_wo} AS p_wo

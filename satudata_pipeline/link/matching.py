@@ -368,6 +368,15 @@ def block_pairs(conn: duckdb.DuckDBPyConnection, keys: tuple[str, ...]) -> int:
     )
 
 
+def valid_nik_share(conn: duckdb.DuckDBPyConnection) -> float:
+    """The share of `link.person_records` with a valid NIK (1.0 for no records): below
+    `ss.SPARSE_ID_NIK_SHARE` the delivery is one without a strong identifier."""
+    n, with_nik = one_row(
+        conn, "SELECT count(*), count(*) FILTER (WHERE nik_valid) FROM link.person_records"
+    )
+    return with_nik / n if n else 1.0
+
+
 def sparse_id_blocking(conn: duckdb.DuckDBPyConnection) -> tuple[list, dict]:
     """The extra prediction rules for a delivery without a strong identifier
     (splink_settings.SPARSE_ID_BLOCKING_COLUMNS): none when at least SPARSE_ID_NIK_SHARE of the
@@ -375,13 +384,11 @@ def sparse_id_blocking(conn: duckdb.DuckDBPyConnection) -> tuple[list, dict]:
     pairs per record. Returns (Splink rules, summary: counts only, for the asset metadata)."""
     from splink import block_on
 
-    n, with_nik = one_row(
-        conn, "SELECT count(*), count(*) FILTER (WHERE nik_valid) FROM link.person_records"
-    )
-    share = with_nik / n if n else 1.0
+    share = valid_nik_share(conn)
     summary: dict = {"share_with_valid_nik": round(share, 4), "rules_added": 0, "rules": []}
-    if share >= ss.SPARSE_ID_NIK_SHARE or n == 0:
+    if share >= ss.SPARSE_ID_NIK_SHARE:
         return [], summary
+    n = scalar(conn, "SELECT count(*) FROM link.person_records")
     budget = ss.SPARSE_ID_MAX_PAIRS_PER_RECORD * n
     rules = []
     for i, keys in enumerate(ss.SPARSE_ID_BLOCKING_COLUMNS):

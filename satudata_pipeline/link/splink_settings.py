@@ -260,7 +260,7 @@ DOMINANT_LINK_MARGIN = math.log2(1000)
 # weight: more likely one person than two, on names, birth date and address alone. It is placed,
 # not identified (basis `only_link`): never removed on its tie alone (programs/verdicts.py), and a
 # group holding a death or move record is never placed this way (a death would follow the row).
-# Only in a delivery without NIK (fewer than ONLY_LINK_NIK_SHARE of its records with a valid one,
+# Only in a delivery without NIK (fewer than SPARSE_ID_NIK_SHARE of its records with a valid one,
 # as for the sparse-identifier blocking rules): where NIKs are the norm, a row without one that
 # names a real resident of another home is as often a copy of that resident ("ghost") as the
 # resident; on the project's 1M delivery (seed 601) 11 of 13 such placements were ghosts, on
@@ -508,7 +508,6 @@ PREDICTION_BLOCKING_RULES: list[BlockingRuleCreator | dict[str, Any]] = [
 # before prediction); a house number in a Jakarta kecamatan of 250,000 people is not. The
 # NIK-bearing path (the project's registries: 98% of records with a valid NIK) is unchanged.
 SPARSE_ID_NIK_SHARE = 0.5
-ONLY_LINK_NIK_SHARE = SPARSE_ID_NIK_SHARE  # only-links (see ONLY_LINK_MIN_PROBABILITY)
 SPARSE_ID_MAX_PAIRS_PER_RECORD = 1.0
 ALAMAT_NOMOR_KEY = "nullif(alamat_nomor, '')"
 

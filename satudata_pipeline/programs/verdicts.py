@@ -452,7 +452,7 @@ def base_sql(snap: str, schema: str = "main") -> str:
                      AND nb_.nik_neighbour IS NULL, FALSE)
                 OR coalesce(ro.link_method = 'sole_candidate', FALSE)
                 OR coalesce(rt.row_p >= {DUPLICATE_MIN_PROBABILITY}, FALSE))
-               AND coalesce(ro.link_method NOT IN ('dominant_link', 'only_link'), TRUE) AS row_sure,
+               AND coalesce(ro.link_method NOT IN {ss.PLACED_NOT_IDENTIFIED}, TRUE) AS row_sure,
            p.age_min, p.age_max, p.age_label, p.desil_max, p.staleness_months, p.excl_car, p.excl_njop,
            p.requires_disability, p.excludes,
            coalesce(p.amount_flat, a.amount) AS nominal_aturan,
