@@ -93,3 +93,10 @@ def test_rules_are_data():
     assert "HAJI" in rules["titles"] and "MOH" in rules["muhammad_variants"]
     assert ["DJ", "J"] in [list(r) for r in rules["spelling"]]
     assert not any(a == "J" for a, _ in rules["spelling"])  # no J -> Y
+
+
+def test_a_name_that_folds_to_a_null_spelling_is_no_name():
+    # NÀ folds to NA, a null spelling: None at once, so cleaning twice gives the same (hypothesis
+    # found it: test_clean_properties.test_names_never_crash_and_idempotent)
+    out = normalize_name(pd.Series(["NÀ", "NA"], dtype=object))
+    assert out["nama"].tolist() == [None, None]

@@ -148,7 +148,8 @@ def _normalize_one(text: str) -> tuple[str | None, str | None]:
 
 def _normalize_uniques(u: pd.Series) -> pd.DataFrame:
     rows: list[tuple[str | None, ...]] = []
-    for text in ascii_upper(as_text(u)).to_numpy(dtype=object, na_value=None):
+    # blanks are judged again after folding: NÀ folds to NA, a null spelling (cleaning stays idempotent)
+    for text in as_text(ascii_upper(as_text(u))).to_numpy(dtype=object, na_value=None):
         nama, parent = _normalize_one(text) if text is not None else (None, None)
         if nama is None:
             rows.append((None, parent, None, None, None))
