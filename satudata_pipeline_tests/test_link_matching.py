@@ -784,6 +784,44 @@ def test_name_comparison_levels(nama_l, nama_r, level):
     assert got == level
 
 
+@pytest.mark.parametrize(
+    ("nama_l", "nama_r", "kel_l", "kel_r", "conclusive"),
+    [
+        # one name's words within the other's and two homes: a NIK copied from a namesake born the
+        # same day (the record's own name and address, the namesake's NIK), left to the model
+        ("MUHAMMAD", "MUHAMMAD RIZKY", "31.74.08.1006", "31.71.07.1007", False),
+        ("FARHAN RAMADHAN", "FARHAN", "31.74.02.1001", "31.73.07.1004", False),
+        # the same, in one kelurahan or with a kelurahan unknown: a shortened name of one person
+        ("MUHAMMAD", "MUHAMMAD RIZKY", "31.71.07.1007", "31.71.07.1007", True),
+        ("SRI", "SRI MARYATI", None, "31.71.07.1007", True),
+        # as many words: one person who moved (a typo, reordered words, the same name)
+        ("MUHAMAD RIZKI", "MUHAMMAD RIZKY", "31.74.08.1006", "31.71.07.1007", True),
+        ("RIZKY MUHAMMAD", "MUHAMMAD RIZKY", "31.74.08.1006", "31.71.07.1007", True),
+        ("SRI MARYATI", "SRI MARYATI", "31.74.08.1006", "31.71.07.1007", True),
+        # names that do not agree are never conclusive
+        ("SRI MARYATI", "AGUS SUSILO", "31.71.07.1007", "31.71.07.1007", False),
+    ],
+)
+def test_deterministic_pass_names_and_places(nama_l, nama_r, kel_l, kel_r, conclusive):
+    """The same valid NIK and birth date are conclusive with agreeing names, except a name with
+    more words than the other in another kelurahan (matching.WORDS_AND_PLACE_DIFFER_SQL)."""
+    conn = duckdb.connect()
+    conn.execute("CREATE SCHEMA link")
+    conn.execute(
+        """CREATE TABLE link.person_records AS
+        SELECT * REPLACE (list_sort(list_distinct(string_split(nama, ' '))) AS nama_tokens,
+                          array_to_string(list_sort(list_distinct(string_split(nama, ' '))), ' ')
+                              AS nama_sorted)
+        FROM (VALUES ('a', ?, ?), ('b', ?, ?)) v(unique_id, nama, kode_kelurahan),
+             (SELECT '3174084806110001' AS nik, true AS nik_valid,
+                     DATE '2011-06-08' AS tanggal_lahir, NULL::VARCHAR[] AS nama_tokens,
+                     NULL::VARCHAR AS nama_sorted)""",
+        [nama_l, kel_l, nama_r, kel_r],
+    )
+    pairs = conn.execute(matching.deterministic_pairs_sql(0.9)).fetchall()
+    assert pairs == ([("a", "b")] if conclusive else [])
+
+
 def test_connected_components_cluster_id_is_smallest_member():
     conn = duckdb.connect()
     conn.execute("CREATE TABLE nodes AS SELECT unnest(['a', 'b', 'c', 'd', 'e', 'f']) AS unique_id")
@@ -954,6 +992,33 @@ def test_chunked_prediction_equals_unchunked(linked):
             ).fetchall()
     assert len(out[1]) > 500
     assert out[3] == out[1]
+
+
+def test_narrow_blocking_yields_splinks_blocked_pairs(linked):
+    """compute_blocked_pairs (rule by rule on narrow tables) returns exactly the pairs and the
+    match_key of Splink's own blocking, also with more than ten rules (match_key '10' sorts before
+    '2' as text: the first rule must be found on the number)."""
+    from splink import Linker, block_on
+
+    conn, _frames, _truth, _n, summary, _result = linked
+    extra = [block_on("tahun_lahir", "jenis_kelamin"), block_on("kode_kecamatan", "tahun_lahir")]
+    settings = matching.with_extra_blocking(summary.settings, extra)
+    assert len(settings["blocking_rules_to_generate_predictions"]) > 10
+    with matching.splink_session(conn) as db_api:
+        sdf = matching.register_person_records(db_api, model_settings=settings)
+        linker = Linker(sdf, settings)
+        got = {}
+        for name, blocked in (
+            ("splink", linker.inference.compute_blocked_pairs_for_predict()),
+            ("narrow", matching.compute_blocked_pairs(db_api, linker)),
+        ):
+            got[name] = conn.execute(
+                f"SELECT match_key::INTEGER, join_key_l, join_key_r FROM {blocked.physical_name} "
+                "ORDER BY 2, 3"
+            ).fetchall()
+    keys = {k for k, _l, _r in got["splink"]}
+    assert len(got["splink"]) > 1000 and max(keys) >= 10
+    assert got["narrow"] == got["splink"]
 
 
 def test_narrow_records_score_exactly_as_the_whole_table(linked):
